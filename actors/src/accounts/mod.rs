@@ -1,0 +1,304 @@
+//! The accounts actor owns every account state transition: registration, email
+//! verification, creating the first administrator. Each happens in one transaction
+//! with its audit row and any mail job (DESIGN.md rules 2 and 3).
+//!
+//! CPU work (argon2) is done by the caller before the message is sent, so the actor
+//! only ever waits on its own commit.
+
+mod messages;
+mod service;
+mod views;
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
+use uuid::Uuid;
+
+pub use self::messages::{AccountsMsg, AdminCreated};
+pub use self::service::RegisterInput;
+pub use self::views::{UserListQuery, UserView};
+use crate::{
+    auth::secret_token,
+    context::RequestContext,
+    domain::{Email, FullName, GlobalRole},
+    engine::Deps,
+    error::EngineError,
+    jobs::{MailJob, KIND_MAIL},
+    metrics as m,
+    store::{self, audit::AuditEntry, Tx},
+};
+
+pub struct Accounts;
+
+pub struct AccountsState {
+    deps: Arc<Deps>,
+}
+
+impl Actor for Accounts {
+    type Msg = AccountsMsg;
+    type State = AccountsState;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        deps: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(AccountsState { deps })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // A failed transition is an answer to the caller, never a reason to stop the actor.
+        match message {
+            AccountsMsg::Register {
+                email,
+                full_name,
+                password_hash,
+                ctx,
+                reply,
+            } => {
+                let result = register(&state.deps, &email, full_name.as_ref(), &password_hash, &ctx).await;
+                let _ = reply.send(result);
+            }
+            AccountsMsg::VerifyEmail { token, ctx, reply } => {
+                let _ = reply.send(verify_email(&state.deps, &token, &ctx).await);
+            }
+            AccountsMsg::ResendVerification { user_id, ctx } => {
+                if let Err(err) = resend_verification(&state.deps, user_id, &ctx).await {
+                    tracing::warn!(error = %err, %user_id, "could not resend the verification mail");
+                }
+            }
+            AccountsMsg::CreateSuperAdmin {
+                email,
+                password_hash,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(create_super_admin(&state.deps, &email, &password_hash, &ctx).await);
+            }
+            AccountsMsg::RecordLogin { user_id, ctx } => {
+                if let Err(err) = record_login(&state.deps, user_id, &ctx).await {
+                    tracing::warn!(error = %err, %user_id, "could not record a login");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Create the account, or, when the email is taken, mail its owner instead. The caller
+/// sees the same answer either way (no account enumeration).
+async fn register(
+    deps: &Deps,
+    email: &Email,
+    full_name: Option<&FullName>,
+    password_hash: &str,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    match store::users::find_by_email_tx(&mut tx, email.as_str()).await? {
+        Some(existing) if !existing.email_verified => {
+            // They probably lost the first mail: send a fresh link, keep the original password.
+            enqueue_verification(deps, &mut tx, existing.id, email, ctx).await?;
+            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email").increment(1);
+        }
+        Some(existing) => {
+            let mail = MailJob {
+                to: email.to_string(),
+                subject: "Someone tried to sign up with your email".into(),
+                text: format!(
+                    "Hello,\n\nSomebody (maybe you) tried to create an Alta Data account with this \
+                     address, which already has one. If it was you, sign in at {}.\n\nIf it was \
+                     not you, you can ignore this message; your account is unchanged.\n",
+                    deps.config.public_url
+                ),
+                template: "account_exists".into(),
+            };
+            enqueue_mail(deps, &mut tx, mail).await?;
+            audit(&mut tx, deps, ctx, Some(existing.id), "user.register_existing", existing.id, json!({})).await?;
+            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email").increment(1);
+        }
+        None => {
+            let user_id = Uuid::now_v7();
+            store::users::insert(
+                &mut tx,
+                &store::users::NewUser {
+                    id: user_id,
+                    email: email.as_str(),
+                    full_name: full_name.map(FullName::as_str),
+                    password_hash,
+                    role: GlobalRole::User.as_str(),
+                    email_verified: false,
+                    now,
+                },
+            )
+            .await?;
+            audit(&mut tx, deps, ctx, Some(user_id), "user.registered", user_id, json!({"role": "user"})).await?;
+            enqueue_verification(deps, &mut tx, user_id, email, ctx).await?;
+            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "created").increment(1);
+        }
+    }
+    tx.commit().await?;
+    deps.job_waker.notify_one();
+    Ok(())
+}
+
+async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<Uuid, EngineError> {
+    let invalid = || EngineError::Validation {
+        code: "verification_token_invalid",
+        field: Some("token"),
+        message: "this verification link is invalid or has already been used".into(),
+    };
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let row = store::verification::find_by_hash(&mut tx, &secret_token::hash(token))
+        .await?
+        .ok_or_else(invalid)?;
+    if row.used_at.is_some() {
+        return Err(invalid());
+    }
+    if row.expires_at <= now {
+        return Err(EngineError::Validation {
+            code: "verification_token_expired",
+            field: Some("token"),
+            message: "this verification link has expired; ask for a new one".into(),
+        });
+    }
+    // Conditional writes: a concurrent use of the same token loses here.
+    if !store::verification::mark_used(&mut tx, row.id, now).await? {
+        return Err(invalid());
+    }
+    let changed = store::users::mark_email_verified(&mut tx, row.user_id, now).await?;
+    if changed {
+        audit(&mut tx, deps, ctx, Some(row.user_id), "user.email_verified", row.user_id, json!({})).await?;
+    }
+    tx.commit().await?;
+    Ok(row.user_id)
+}
+
+async fn resend_verification(deps: &Deps, user_id: Uuid, ctx: &RequestContext) -> Result<(), EngineError> {
+    let Some(user) = store::users::find_by_id(&deps.db, user_id).await? else {
+        return Ok(());
+    };
+    if user.email_verified {
+        return Ok(());
+    }
+    let email = Email::parse(&user.email)?;
+    let mut tx = deps.db.begin().await?;
+    enqueue_verification(deps, &mut tx, user.id, &email, ctx).await?;
+    tx.commit().await?;
+    deps.job_waker.notify_one();
+    Ok(())
+}
+
+async fn create_super_admin(
+    deps: &Deps,
+    email: &Email,
+    password_hash: &str,
+    ctx: &RequestContext,
+) -> Result<AdminCreated, EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let outcome = match store::users::find_by_email_tx(&mut tx, email.as_str()).await? {
+        Some(existing) => {
+            store::users::promote_to_super_admin(&mut tx, existing.id, password_hash, now).await?;
+            audit(&mut tx, deps, ctx, None, "user.promoted_super_admin", existing.id,
+                json!({"from_role": existing.role, "to_role": "super_admin"})).await?;
+            AdminCreated { user_id: existing.id, created: false }
+        }
+        None => {
+            let user_id = Uuid::now_v7();
+            store::users::insert(
+                &mut tx,
+                &store::users::NewUser {
+                    id: user_id,
+                    email: email.as_str(),
+                    full_name: None,
+                    password_hash,
+                    role: GlobalRole::SuperAdmin.as_str(),
+                    email_verified: true,
+                    now,
+                },
+            )
+            .await?;
+            audit(&mut tx, deps, ctx, None, "user.created_super_admin", user_id, json!({"role": "super_admin"})).await?;
+            AdminCreated { user_id, created: true }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn record_login(deps: &Deps, user_id: Uuid, ctx: &RequestContext) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    store::users::record_login_tx(&mut tx, user_id, now).await?;
+    audit(&mut tx, deps, ctx, Some(user_id), "user.login", user_id, json!({"method": "password"})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A fresh single-use verification token, stored hashed, and the mail carrying it.
+async fn enqueue_verification(
+    deps: &Deps,
+    tx: &mut Tx,
+    user_id: Uuid,
+    email: &Email,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let (token, token_hash) = secret_token::generate();
+    let ttl = chrono::Duration::from_std(deps.config.email_verification_ttl)
+        .unwrap_or(chrono::Duration::hours(24));
+    store::verification::insert(tx, user_id, &token_hash, now + ttl, now).await?;
+    let link = format!("{}/api/auth/verify-email?token={token}", deps.config.public_url);
+    let hours = ttl.num_hours();
+    let mail = MailJob {
+        to: email.to_string(),
+        subject: "Verify your email for Alta Data".into(),
+        text: format!(
+            "Welcome to Alta Data!\n\nConfirm your email address by opening this link:\n\n{link}\n\n\
+             The link works once and expires in {hours} hours. If you did not sign up, ignore this message.\n"
+        ),
+        template: "verify_email".into(),
+    };
+    enqueue_mail(deps, tx, mail).await?;
+    audit(tx, deps, ctx, Some(user_id), "user.verification_sent", user_id, json!({})).await?;
+    Ok(())
+}
+
+async fn enqueue_mail(deps: &Deps, tx: &mut Tx, mail: MailJob) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
+    store::jobs::enqueue(tx, KIND_MAIL, payload, deps.config.jobs.max_attempts, now, now).await?;
+    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_MAIL).increment(1);
+    Ok(())
+}
+
+async fn audit(
+    tx: &mut Tx,
+    deps: &Deps,
+    ctx: &RequestContext,
+    actor_id: Option<Uuid>,
+    action: &str,
+    user_id: Uuid,
+    details: serde_json::Value,
+) -> Result<(), EngineError> {
+    let entry = AuditEntry {
+        actor_id,
+        action,
+        target_type: "user",
+        target_id: Some(user_id.to_string()),
+        project_id: None,
+        details,
+    };
+    store::audit::record(tx, entry, ctx, deps.clock.now()).await?;
+    Ok(())
+}

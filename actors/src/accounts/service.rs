@@ -1,0 +1,193 @@
+//! The accounts part of the engine handle: validate, rate-limit, do the CPU work, then
+//! one call to the accounts actor for the transition, or a plain read of the store.
+
+use uuid::Uuid;
+
+use super::{AccountsMsg, AdminCreated, UserListQuery, UserView};
+use crate::{
+    auth::jwt::IssuedToken,
+    authz::{self, Action},
+    context::{Principal, RequestContext},
+    domain::{Email, FullName, GlobalRole, NewPassword, PASSWORD_MAX_CHARS},
+    engine::Engine,
+    error::EngineError,
+    metrics as m,
+    pagination::{Page, PageRequest},
+    store,
+};
+
+/// A sign-up request as received.
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    pub full_name: Option<String>,
+}
+
+impl Engine {
+    /// Sign up. Answers the same whether or not the email is taken (the owner gets a mail).
+    pub async fn register(&self, input: RegisterInput, ctx: &RequestContext) -> Result<(), EngineError> {
+        self.limit_ip("register", ctx).await?;
+        let email = Email::parse(&input.email)?;
+        let full_name = input.full_name.as_deref().map(FullName::parse).transpose()?;
+        let password = NewPassword::parse(&input.password, &[email.local_part()])?;
+        let password_hash = self.deps.hasher.hash(password.expose()).await?;
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| AccountsMsg::Register {
+            email,
+            full_name,
+            password_hash,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn verify_email(&self, token: &str, ctx: &RequestContext) -> Result<(), EngineError> {
+        self.limit_ip("verify_email", ctx).await?;
+        if token.is_empty() || token.len() > 128 {
+            return Err(EngineError::validation(
+                "verification_token_invalid",
+                "token",
+                "this verification link is invalid or has already been used",
+            ));
+        }
+        let token = token.to_owned();
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| AccountsMsg::VerifyEmail { token, ctx, reply })
+            .await?
+            .map(|_| ())
+    }
+
+    /// Always succeeds for a well-formed email: whether a mail goes out is nobody's business.
+    pub async fn resend_verification(&self, email: &str, ctx: &RequestContext) -> Result<(), EngineError> {
+        self.limit_ip("resend_verification", ctx).await?;
+        let email = Email::parse(email)?;
+        self.limit_account("resend_verification", &email).await?;
+        if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await? {
+            if !user.email_verified {
+                self.accounts()?.cast(AccountsMsg::ResendVerification {
+                    user_id: user.id,
+                    ctx: ctx.clone(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Password login. Unknown email and wrong password are indistinguishable (same
+    /// error, same argon2 work); "email not verified" is said only after the password
+    /// checked out.
+    pub async fn login(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<IssuedToken, EngineError> {
+        let outcome = self.login_inner(email, password, ctx).await;
+        let label = match &outcome {
+            Ok(_) => "success",
+            Err(EngineError::RateLimited { .. }) => "rate_limited",
+            Err(e) if e.code() == "email_not_verified" => "email_not_verified",
+            Err(e) if e.code() == "invalid_credentials" => "invalid_credentials",
+            Err(_) => "error",
+        };
+        metrics::counter!(m::AUTH_LOGIN_TOTAL, "outcome" => label).increment(1);
+        outcome
+    }
+
+    async fn login_inner(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<IssuedToken, EngineError> {
+        self.limit_ip("login", ctx).await?;
+        let email = Email::parse(email)?;
+        if password.is_empty() || password.chars().count() > PASSWORD_MAX_CHARS {
+            return Err(EngineError::validation(
+                "invalid_password",
+                "password",
+                format!("password must be 1 to {PASSWORD_MAX_CHARS} characters"),
+            ));
+        }
+        self.limit_account("login", &email).await?;
+        let user = store::users::find_by_email(&self.deps.db, email.as_str()).await?;
+        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let matched = self.deps.hasher.verify(password, stored).await?;
+        let user = match user {
+            Some(user) if matched && user.disabled_at.is_none() => user,
+            _ => {
+                return Err(EngineError::unauthenticated(
+                    "invalid_credentials",
+                    "the email or password is not correct",
+                ))
+            }
+        };
+        if !user.email_verified {
+            return Err(EngineError::Refused {
+                code: "email_not_verified",
+                message: "confirm your email address first; we can send the link again".into(),
+            });
+        }
+        let token = self.deps.jwt.issue(user.id, self.deps.clock.now())?;
+        self.accounts()?.cast(AccountsMsg::RecordLogin {
+            user_id: user.id,
+            ctx: ctx.clone(),
+        })?;
+        Ok(token)
+    }
+
+    /// Turn a bearer token into a principal, checking the user's current state: a
+    /// deleted or disabled user is refused at once, not when the token expires.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, EngineError> {
+        let claims = self.deps.jwt.verify(bearer, self.deps.clock.now())?;
+        let user = store::users::find_by_id(&self.deps.db, claims.sub)
+            .await?
+            .filter(|u| u.disabled_at.is_none())
+            .ok_or_else(|| EngineError::unauthenticated("invalid_token", "the access token is invalid"))?;
+        Ok(Principal {
+            user_id: user.id,
+            role: user.role.parse().unwrap_or(GlobalRole::User),
+            email: user.email,
+        })
+    }
+
+    pub async fn me(&self, principal: &Principal) -> Result<UserView, EngineError> {
+        authz::authorize(principal, Action::ReadOwnProfile)?;
+        self.user(principal.user_id).await
+    }
+
+    async fn user(&self, id: Uuid) -> Result<UserView, EngineError> {
+        store::users::find_by_id(&self.deps.db, id)
+            .await?
+            .map(UserView::from)
+            .ok_or(EngineError::NotFound { what: "user" })
+    }
+
+    pub async fn list_users(&self, principal: &Principal, query: UserListQuery) -> Result<Page<UserView>, EngineError> {
+        authz::authorize(principal, Action::ListUsers)?;
+        let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+        let role = query.role.as_deref().map(str::parse::<GlobalRole>).transpose()?;
+        let email = query.email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
+        if email.as_ref().is_some_and(|e| e.len() > 254) {
+            return Err(EngineError::validation("invalid_email", "email", "email filter is too long"));
+        }
+        let rows = store::users::list(
+            &self.deps.db,
+            &store::users::UserFilter {
+                email_contains: email,
+                role: role.map(|r| r.as_str().to_owned()),
+                after: page.after,
+                limit: page.fetch_limit(),
+            },
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.id, UserView::from))
+    }
+
+    /// Create a verified super admin, or promote an existing account (the CLI's bootstrap).
+    pub async fn create_super_admin(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<AdminCreated, EngineError> {
+        let email = Email::parse(email)?;
+        let password = NewPassword::parse(password, &[email.local_part()])?;
+        let password_hash = self.deps.hasher.hash(password.expose()).await?;
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| AccountsMsg::CreateSuperAdmin {
+            email,
+            password_hash,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+}

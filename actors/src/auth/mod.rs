@@ -1,0 +1,5 @@
+//! Credentials: access tokens (JWT), password hashing, one-time random tokens.
+
+pub mod jwt;
+pub mod password;
+pub mod secret_token;

@@ -1,0 +1,109 @@
+//! What the engine needs to know, built by the binary from its settings.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Base URL for links in mail, e.g. `https://data.example.org` (no trailing slash).
+    pub public_url: String,
+    pub jwt: JwtConfig,
+    pub mail: MailConfig,
+    pub rate_limits: RateLimits,
+    /// `redis://…` for the shared rate limiter; `None` keeps it in-process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this server writes (lets tests and tenants share a Redis).
+    pub redis_key_prefix: String,
+    /// How many argon2 hashes may run at once (each takes ~19 MiB).
+    pub password_hash_concurrency: usize,
+    pub email_verification_ttl: Duration,
+    pub jobs: JobsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: SecretString,
+    /// One of HS256, HS384, HS512 (checked at startup).
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The From: address.
+    pub from: String,
+    pub transport: MailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// Write each message as an `.eml` file into this folder (the embedded default).
+    Outbox(PathBuf),
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: SmtpTls,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay or a test sink).
+    None,
+    /// Upgrade with STARTTLS; refuse to send if the server does not offer it.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// A rate: `burst` requests at once, refilled at `burst` per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub burst: u32,
+    pub period: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Per client IP, for each sensitive auth operation (login, register, resend, verify).
+    pub auth_per_ip: Rate,
+    /// Per account (normalised email), for login and resend.
+    pub auth_per_account: Rate,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// How often an idle worker looks for due jobs (a new job also wakes it at once).
+    pub poll_interval: Duration,
+    /// How long a claimed job stays leased before another worker may take it.
+    pub lease: Duration,
+    /// Attempts before a job is parked as `failed`.
+    pub max_attempts: i32,
+    /// First retry delay; doubled on every attempt, with jitter, capped at `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Mail jobs handled at once by one worker.
+    pub mail_concurrency: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            max_attempts: 8,
+            base_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(3600),
+            mail_concurrency: 4,
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Domain types. Each parses and validates its raw input once; code holding one
+//! can trust it (zero-to-production's "parse, don't validate").
+
+mod email;
+mod password;
+mod role;
+
+pub use email::Email;
+pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use role::GlobalRole;
+
+use crate::error::EngineError;
+
+/// A person's display name: trimmed, 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullName(String);
+
+impl FullName {
+    pub fn parse(raw: &str) -> Result<Self, EngineError> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > 200 {
+            return Err(EngineError::validation(
+                "invalid_full_name",
+                "full_name",
+                "full_name must be 1 to 200 characters",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(EngineError::validation(
+                "invalid_full_name",
+                "full_name",
+                "full_name must not contain control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

@@ -1,0 +1,213 @@
+//! The engine handle: what the HTTP layer and the CLI hold. Cheap to clone.
+
+use std::{sync::Arc, time::Duration};
+
+use ractor::{Actor, ActorRef, Message, RpcReplyPort};
+use tokio::sync::{Mutex, Notify};
+
+use crate::{
+    accounts::AccountsMsg,
+    auth::{jwt::JwtKeys, password::PasswordHasher},
+    clock::SharedClock,
+    config::{EngineConfig, Rate},
+    context::RequestContext,
+    domain::Email,
+    error::EngineError,
+    jobs,
+    mailer::{MailTransportImpl, MailerMsg},
+    metrics as m,
+    rate_limiter::{Decision, RateLimiterMsg, RedisGcra},
+    root::{Root, RootArgs, RootMsg},
+    slot::Slot,
+    store::Db,
+};
+
+/// How long a caller waits for an actor's answer before giving up with a 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every actor shares: the ports and the configuration.
+pub struct Deps {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub config: EngineConfig,
+    pub hasher: PasswordHasher,
+    pub jwt: JwtKeys,
+    pub redis: Option<RedisGcra>,
+    /// Written into job leases.
+    pub worker_id: String,
+    /// Nudged after a commit that enqueued a job, so a local worker starts at once.
+    pub job_waker: Arc<Notify>,
+}
+
+/// Which parts of the tree this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineRoles {
+    /// Account transitions and rate limiting (needed to serve the API).
+    pub api: bool,
+    /// Job workers (mail now; OCR and transcription later).
+    pub workers: bool,
+}
+
+impl EngineRoles {
+    pub const SERVE: Self = Self { api: true, workers: true };
+    pub const WORKER: Self = Self { api: false, workers: true };
+    pub const ADMIN: Self = Self { api: true, workers: false };
+}
+
+/// The actor slots the root supervisor keeps filled.
+#[derive(Clone)]
+pub(crate) struct Slots {
+    pub accounts: Slot<AccountsMsg>,
+    pub limiter: Slot<RateLimiterMsg>,
+    pub mailer: Slot<MailerMsg>,
+}
+
+/// Readiness of the parts the engine depends on.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub database: Result<(), String>,
+    /// `None` when Redis is not configured.
+    pub redis: Option<Result<(), String>>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && self.redis.as_ref().is_none_or(Result::is_ok)
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) deps: Arc<Deps>,
+    slots: Slots,
+    root: ActorRef<RootMsg>,
+    root_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Engine {
+    /// Build the ports, then the actor tree. The database must be migrated already.
+    pub async fn start(
+        config: EngineConfig,
+        db: Db,
+        clock: SharedClock,
+        roles: EngineRoles,
+    ) -> Result<Self, EngineError> {
+        // Fail at startup, naming the setting, rather than on the first mail.
+        if roles.workers {
+            MailTransportImpl::new(&config.mail).await.map_err(EngineError::Internal)?;
+        }
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                RedisGcra::connect(url, &config.redis_key_prefix)
+                    .await
+                    .map_err(|e| EngineError::Unavailable(format!("REDIS_URL: {e}")))?,
+            ),
+            None => None,
+        };
+        let deps = Arc::new(Deps {
+            hasher: PasswordHasher::new(config.password_hash_concurrency).await?,
+            jwt: JwtKeys::new(&config.jwt),
+            db,
+            clock,
+            redis,
+            worker_id: jobs::worker_id(),
+            job_waker: Arc::new(Notify::new()),
+            config,
+        });
+        let slots = Slots {
+            accounts: Slot::empty("accounts"),
+            limiter: Slot::empty("rate_limiter"),
+            mailer: Slot::empty("mailer"),
+        };
+        let args = RootArgs {
+            deps: Arc::clone(&deps),
+            slots: slots.clone(),
+            roles,
+        };
+        let (root, task) = Actor::spawn(None, Root, args)
+            .await
+            .map_err(|e| EngineError::Internal(format!("cannot start the actor tree: {e}")))?;
+        Ok(Self {
+            deps,
+            slots,
+            root,
+            root_task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// Stop the actor tree: children finish the message in hand, then stop.
+    pub async fn shutdown(&self) {
+        let _ = ractor::call_t!(self.root, RootMsg::Shutdown, 30_000);
+        self.root.stop(None);
+        if let Some(task) = self.root_task.lock().await.take() {
+            let _ = task.await;
+        }
+        if let Some(redis) = &self.deps.redis {
+            redis.quit().await;
+        }
+        self.deps.db.close().await;
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let database = self.deps.db.ping().await.map_err(|e| e.to_string());
+        let redis = match &self.deps.redis {
+            Some(redis) => Some(redis.ping().await.map_err(|e| e.to_string())),
+            None => None,
+        };
+        Readiness { database, redis }
+    }
+
+    pub fn database_backend(&self) -> &'static str {
+        self.deps.db.backend_name()
+    }
+
+    pub(crate) fn accounts(&self) -> Result<ActorRef<AccountsMsg>, EngineError> {
+        self.slots.accounts.get()
+    }
+
+    /// Call an actor and wait (bounded) for its answer.
+    pub(crate) async fn ask<M, T>(
+        &self,
+        actor: &ActorRef<M>,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, EngineError>
+    where
+        M: Message,
+        T: Send + 'static,
+    {
+        match actor.call(build, Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable("the engine is busy; try again".into())),
+            Ok(ractor::rpc::CallResult::SenderError) => Err(EngineError::Unavailable("the engine dropped the request".into())),
+            Err(err) => Err(EngineError::Unavailable(format!("engine actor unavailable: {err}"))),
+        }
+    }
+
+    /// Spend one unit of the per-IP budget of `op` (no-op for calls without an IP).
+    pub(crate) async fn limit_ip(&self, op: &'static str, ctx: &RequestContext) -> Result<(), EngineError> {
+        match ctx.client_ip {
+            Some(ip) => {
+                let rate = self.deps.config.rate_limits.auth_per_ip;
+                self.limit(op, "ip", format!("{op}:ip:{ip}"), rate).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Spend one unit of the per-account budget of `op`.
+    pub(crate) async fn limit_account(&self, op: &'static str, email: &Email) -> Result<(), EngineError> {
+        let rate = self.deps.config.rate_limits.auth_per_account;
+        self.limit(op, "account", format!("{op}:acct:{email}"), rate).await
+    }
+
+    async fn limit(&self, op: &'static str, by: &'static str, key: String, rate: Rate) -> Result<(), EngineError> {
+        let limiter = self.slots.limiter.get()?;
+        match self.ask(&limiter, |reply| RateLimiterMsg::Check { key, rate, reply }).await? {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after } => {
+                metrics::counter!(m::RATE_LIMIT_REJECTIONS_TOTAL, "scope" => format!("{op}_{by}")).increment(1);
+                Err(EngineError::RateLimited { retry_after })
+            }
+        }
+    }
+}

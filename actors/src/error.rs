@@ -1,0 +1,106 @@
+//! The engine's error type. Every variant carries a stable machine-readable code
+//! (see [`EngineError::code`]) that the HTTP layer puts in problem responses.
+
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+/// What an engine call can fail with. Handlers map these to HTTP problems 1:1.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Input failed validation; `field` names the offending input when there is one.
+    #[error("{message}")]
+    Validation {
+        code: &'static str,
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// Missing, malformed, expired or revoked credentials.
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Authenticated, but the permission matrix says no.
+    #[error("you do not have permission to do this")]
+    Forbidden,
+    /// Authenticated and allowed in principle, but the account is in a state that forbids it.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// The thing does not exist, or the caller may not know that it does.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// The request conflicts with the current state (a duplicate, a lost race).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Too many requests for this key; try again after `retry_after`.
+    #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    /// A part the engine needs (an actor, the database) is not answering right now.
+    #[error("service temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else. The message is for the log, never for the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The stable code clients can match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { code, .. }
+            | Self::Unauthenticated { code, .. }
+            | Self::Refused { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::Forbidden => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            code,
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound { what: "record" },
+            StoreError::Conflict { constraint } => Self::Conflict {
+                code: "conflict",
+                message: format!("conflicts with an existing record ({constraint})"),
+            },
+            StoreError::Unavailable(msg) => Self::Unavailable(msg),
+            StoreError::Other(msg) => Self::Internal(msg),
+        }
+    }
+}
+
+/// A failed actor call: the actor is gone, restarting, or too slow. Maps to 503.
+impl<T> From<ractor::RactorErr<T>> for EngineError {
+    fn from(err: ractor::RactorErr<T>) -> Self {
+        Self::Unavailable(format!("engine actor did not answer: {err}"))
+    }
+}
+
+/// A failed cast: the actor is gone or restarting.
+impl<T> From<ractor::MessagingErr<T>> for EngineError {
+    fn from(err: ractor::MessagingErr<T>) -> Self {
+        Self::Unavailable(format!("engine actor did not take the message: {err}"))
+    }
+}

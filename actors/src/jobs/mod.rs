@@ -1,0 +1,59 @@
+//! Durable jobs: kinds, payloads and the retry policy shared by every worker.
+//! (The queue's SQL is in `store::jobs`.)
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::JobsConfig;
+
+pub const KIND_MAIL: &str = "mail";
+
+/// A mail to send: the payload of a `mail` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailJob {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// A short tag for metrics and logs, e.g. `verify_email`.
+    pub template: String,
+}
+
+/// When to try a job again after its `attempt`-th failure: exponential backoff with
+/// "equal jitter" (half fixed, half random), capped.
+pub fn retry_at(cfg: &JobsConfig, attempt: i32, now: DateTime<Utc>) -> DateTime<Utc> {
+    let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+    let full = cfg
+        .base_backoff
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(cfg.max_backoff);
+    let half = full / 2;
+    let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+    let delay = half + Duration::from_millis(jitter);
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60))
+}
+
+/// This process's worker identity, written into leases so only the holder finishes a job.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cfg = JobsConfig::default();
+        let now = Utc::now();
+        let first = retry_at(&cfg, 1, now) - now;
+        assert!(first >= chrono::Duration::milliseconds(2500) && first <= chrono::Duration::seconds(5));
+        let fourth = retry_at(&cfg, 4, now) - now;
+        assert!(fourth >= chrono::Duration::seconds(20) && fourth <= chrono::Duration::seconds(40));
+        let late = retry_at(&cfg, 30, now) - now;
+        assert!(late <= chrono::Duration::seconds(3600));
+    }
+}

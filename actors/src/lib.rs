@@ -1,0 +1,27 @@
+//! The Alta Data engine: the supervised actor tree that owns every state transition,
+//! the domain types that validate on parse, and the ports (store, mail, rate-limit
+//! backends) the actors use.
+//!
+//! The HTTP layer talks to [`Engine`] only: transitions go through the owning actor,
+//! plain reads go straight to the store (DESIGN.md, rules 2 and 7).
+
+pub mod accounts;
+pub mod auth;
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod domain;
+mod engine;
+pub mod error;
+pub mod jobs;
+pub mod mailer;
+pub mod metrics;
+pub mod pagination;
+pub mod rate_limiter;
+mod root;
+mod slot;
+pub mod store;
+
+pub use engine::{Engine, EngineRoles};
+pub use error::EngineError;

@@ -1,0 +1,75 @@
+//! Where mail goes: an SMTP relay, or `.eml` files in the outbox folder.
+
+use lettre::{
+    message::{header::ContentType, Mailbox},
+    transport::smtp::authentication::Credentials,
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+};
+use secrecy::ExposeSecret;
+
+use crate::{
+    config::{MailConfig, MailTransport, SmtpTls},
+    jobs::MailJob,
+};
+
+pub enum MailTransportImpl {
+    Outbox(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl MailTransportImpl {
+    pub async fn new(cfg: &MailConfig) -> Result<Self, String> {
+        cfg.from
+            .parse::<Mailbox>()
+            .map_err(|e| format!("SMTP_FROM {:?} is not a valid address: {e}", cfg.from))?;
+        match &cfg.transport {
+            MailTransport::Outbox(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("cannot create the mail outbox {}: {e}", dir.display()))?;
+                Ok(Self::Outbox(AsyncFileTransport::new(dir)))
+            }
+            MailTransport::Smtp(smtp) => {
+                let builder = match smtp.tls {
+                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+                    SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                        .map_err(|e| format!("SMTP_HOST: {e}"))?,
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+                        .map_err(|e| format!("SMTP_HOST: {e}"))?,
+                };
+                let mut builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
+                if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+                    builder = builder.credentials(Credentials::new(
+                        user.clone(),
+                        password.expose_secret().to_owned(),
+                    ));
+                }
+                Ok(Self::Smtp(builder.build()))
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Outbox(_) => "outbox",
+            Self::Smtp(_) => "smtp",
+        }
+    }
+
+    pub async fn send(&self, from: &str, mail: &MailJob) -> Result<(), String> {
+        let message = Message::builder()
+            .from(from.parse::<Mailbox>().map_err(|e| format!("bad From address: {e}"))?)
+            .to(mail
+                .to
+                .parse::<Mailbox>()
+                .map_err(|e| format!("bad recipient address: {e}"))?)
+            .subject(mail.subject.clone())
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.text.clone())
+            .map_err(|e| format!("cannot build the message: {e}"))?;
+        match self {
+            Self::Outbox(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+}

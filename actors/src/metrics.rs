@@ -1,0 +1,16 @@
+//! Names of the engine's metrics, in one place so dashboards and code agree.
+//! (HTTP metrics live in the api crate.)
+
+pub const AUTH_LOGIN_TOTAL: &str = "auth_login_total";
+pub const AUTH_REGISTRATIONS_TOTAL: &str = "auth_registrations_total";
+pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
+pub const RATE_LIMITER_BACKEND_ERRORS_TOTAL: &str = "rate_limiter_backend_errors_total";
+pub const MAIL_SENT_TOTAL: &str = "mail_sent_total";
+pub const JOBS_ENQUEUED_TOTAL: &str = "jobs_enqueued_total";
+pub const JOBS_FINISHED_TOTAL: &str = "jobs_finished_total";
+pub const JOB_DURATION_SECONDS: &str = "job_duration_seconds";
+pub const JOBS_QUEUE_DEPTH: &str = "jobs_queue_depth";
+pub const JOBS_OLDEST_QUEUED_AGE_SECONDS: &str = "jobs_oldest_queued_age_seconds";
+pub const ACTOR_RESTARTS_TOTAL: &str = "actor_restarts_total";
+pub const PASSWORD_HASH_DURATION_SECONDS: &str = "password_hash_duration_seconds";
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";

@@ -1,0 +1,200 @@
+//! The root supervisor: starts the children this process runs, restarts a failed
+//! child with exponential backoff, and stops them in order on shutdown.
+//! No actor is registered under a global name, so many engines can share a process.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+
+use crate::{
+    accounts::Accounts,
+    engine::{Deps, EngineRoles, Slots},
+    mailer::Mailer,
+    metrics as m,
+    rate_limiter::{RateLimiter, RateLimiterArgs},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Child {
+    Accounts,
+    RateLimiter,
+    Mailer,
+}
+
+impl Child {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts",
+            Self::RateLimiter => "rate_limiter",
+            Self::Mailer => "mailer",
+        }
+    }
+}
+
+pub enum RootMsg {
+    /// Start `child` again (sent after a backoff).
+    Restart(Child),
+    /// Stop every child and wait for them.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub struct Root;
+
+pub struct RootArgs {
+    pub deps: Arc<Deps>,
+    pub slots: Slots,
+    pub roles: EngineRoles,
+}
+
+pub struct RootState {
+    deps: Arc<Deps>,
+    slots: Slots,
+    children: HashMap<ActorId, (Child, ActorCell)>,
+    /// Recent restart times per child, for the backoff.
+    restarts: HashMap<Child, Vec<Instant>>,
+    stopping: bool,
+}
+
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Actor for Root {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = RootState {
+            deps: args.deps,
+            slots: args.slots,
+            children: HashMap::new(),
+            restarts: HashMap::new(),
+            stopping: false,
+        };
+        if args.roles.api {
+            spawn_child(&myself, &mut state, Child::RateLimiter).await?;
+            spawn_child(&myself, &mut state, Child::Accounts).await?;
+        }
+        if args.roles.workers {
+            spawn_child(&myself, &mut state, Child::Mailer).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RootMsg::Restart(child) if !state.stopping => {
+                if let Err(err) = spawn_child(&myself, state, child).await {
+                    tracing::error!(actor = child.name(), error = %err, "restart failed; trying again");
+                    schedule_restart(&myself, state, child);
+                }
+            }
+            RootMsg::Restart(_) => {}
+            RootMsg::Shutdown(reply) => {
+                state.stopping = true;
+                // Workers first, so no job is claimed after the API side is gone.
+                let mut children: Vec<(Child, ActorCell)> = state.children.drain().map(|(_, c)| c).collect();
+                children.sort_by_key(|(child, _)| match child {
+                    Child::Mailer => 0,
+                    Child::Accounts => 1,
+                    Child::RateLimiter => 2,
+                });
+                for (child, cell) in children {
+                    clear_slot(state, child);
+                    let _ = cell.stop_and_wait(None, Some(Duration::from_secs(20))).await;
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("stopped: {}", reason.unwrap_or_default()))
+            }
+            _ => return Ok(()),
+        };
+        let Some((child, _)) = state.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        clear_slot(state, child);
+        if state.stopping {
+            return Ok(());
+        }
+        tracing::error!(actor = child.name(), reason = %why, "actor exited; restarting");
+        metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => child.name()).increment(1);
+        schedule_restart(&myself, state, child);
+        Ok(())
+    }
+}
+
+/// Restart after 100 ms, doubling with each restart in the last minute, up to 10 s.
+fn schedule_restart(myself: &ActorRef<RootMsg>, state: &mut RootState, child: Child) {
+    let now = Instant::now();
+    let recent = state.restarts.entry(child).or_default();
+    recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+    recent.push(now);
+    let exp = u32::try_from(recent.len().saturating_sub(1)).unwrap_or(u32::MAX).min(10);
+    let backoff = Duration::from_millis(100).saturating_mul(2u32.pow(exp)).min(MAX_BACKOFF);
+    myself.send_after(backoff, move || RootMsg::Restart(child));
+}
+
+async fn spawn_child(
+    myself: &ActorRef<RootMsg>,
+    state: &mut RootState,
+    child: Child,
+) -> Result<(), ActorProcessingErr> {
+    let supervisor = myself.get_cell();
+    let deps = Arc::clone(&state.deps);
+    let cell = match child {
+        Child::Accounts => {
+            let (actor, _) = Actor::spawn_linked(None, Accounts, deps, supervisor).await?;
+            state.slots.accounts.set(Some(actor.clone()));
+            actor.get_cell()
+        }
+        Child::RateLimiter => {
+            let args = RateLimiterArgs { redis: deps.redis.clone() };
+            let (actor, _) = Actor::spawn_linked(None, RateLimiter, args, supervisor).await?;
+            state.slots.limiter.set(Some(actor.clone()));
+            actor.get_cell()
+        }
+        Child::Mailer => {
+            let (actor, _) = Actor::spawn_linked(None, Mailer, deps, supervisor).await?;
+            state.slots.mailer.set(Some(actor.clone()));
+            actor.get_cell()
+        }
+    };
+    state.children.insert(cell.get_id(), (child, cell));
+    Ok(())
+}
+
+fn clear_slot(state: &RootState, child: Child) {
+    match child {
+        Child::Accounts => state.slots.accounts.set(None),
+        Child::RateLimiter => state.slots.limiter.set(None),
+        Child::Mailer => state.slots.mailer.set(None),
+    }
+}

@@ -1,0 +1,170 @@
+//! The durable job queue. A job row is written in the same transaction as the change
+//! that causes it; workers claim with a lease, so a crashed worker's job is picked up
+//! again when its lease runs out (at-least-once; handlers are idempotent).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{with_db, with_tx, Db, StoreResult, Tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: sqlx::types::Json<Value>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+pub async fn enqueue(
+    tx: &mut Tx,
+    kind: &str,
+    payload: Value,
+    max_attempts: i32,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<Uuid> {
+    let id = Uuid::now_v7();
+    let sql = "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+               VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(kind)
+        .bind(sqlx::types::Json(payload.clone()))
+        .bind(max_attempts)
+        .bind(run_at)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(id)
+}
+
+/// Claim up to `limit` due jobs of `kind` (queued and due, or running with an expired
+/// lease) for `worker`, leased until `lease_until`.
+pub async fn claim(
+    db: &Db,
+    kind: &str,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<JobRow>> {
+    // -- backend-specific: PostgreSQL skips rows other workers hold; SQLite has one
+    // writer at a time, so the plain sub-select is already exclusive.
+    const CLAIM_HEAD: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+         lease_until = $3, locked_by = $4, updated_at = $2 \
+         WHERE id IN (SELECT id FROM jobs WHERE kind = $1 \
+           AND ((state = 'queued' AND run_at <= $2) OR (state = 'running' AND lease_until < $2)) \
+           ORDER BY run_at LIMIT $5";
+    const CLAIM_TAIL: &str = ") RETURNING id, kind, payload, attempts, max_attempts";
+    let sql = match db {
+        Db::Postgres(_) => format!("{CLAIM_HEAD} FOR UPDATE SKIP LOCKED{CLAIM_TAIL}"),
+        Db::Sqlite(_) => format!("{CLAIM_HEAD}{CLAIM_TAIL}"),
+    };
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(now)
+        .bind(lease_until)
+        .bind(worker)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}
+
+/// Finish a job this worker holds. False when the lease was lost to another worker.
+/// `scrub` empties the payload: a mail job's text holds a live link, which must not
+/// outlive the sending in the database.
+pub async fn complete(db: &Db, id: Uuid, worker: &str, now: DateTime<Utc>, scrub: bool) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
+               lease_until = NULL, last_error = NULL, \
+               payload = CASE WHEN $4 THEN $5 ELSE payload END \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
+    let rows = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(scrub)
+        .bind(scrubbed.clone())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// Give a failed attempt back to the queue for another try at `run_at`.
+pub async fn retry_later(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    error: &str,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET state = 'queued', run_at = $3, last_error = $4, updated_at = $5, \
+               lease_until = NULL, locked_by = NULL \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let rows = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(run_at)
+        .bind(error)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// Park a job that keeps failing; it stays visible with its last error.
+pub async fn park_failed(db: &Db, id: Uuid, worker: &str, error: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET state = 'failed', last_error = $3, finished_at = $4, updated_at = $4, \
+               lease_until = NULL \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let rows = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(error)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// Queue depth and the run time of the oldest due job, per kind, for the gauges.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueueStats {
+    pub kind: String,
+    pub queued: i64,
+    pub oldest_run_at: Option<DateTime<Utc>>,
+}
+
+pub async fn queue_stats(db: &Db) -> StoreResult<Vec<QueueStats>> {
+    let sql = "SELECT kind, COUNT(*) AS queued, MIN(run_at) AS oldest_run_at \
+               FROM jobs WHERE state = 'queued' GROUP BY kind";
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, QueueStats>(sql).fetch_all(pool).await)?;
+    Ok(rows)
+}
+
+/// A job's state, for tests and the jobs API.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobStatus {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+pub async fn list_by_kind(db: &Db, kind: &str) -> StoreResult<Vec<JobStatus>> {
+    let sql = "SELECT id, kind, state, attempts, last_error FROM jobs WHERE kind = $1 ORDER BY id";
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobStatus>(sql)
+        .bind(kind)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}

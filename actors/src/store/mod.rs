@@ -1,0 +1,198 @@
+//! The store: one set of SQL over PostgreSQL or SQLite (DESIGN.md, "Store").
+//!
+//! Queries use `$1` placeholders, which both backends accept, and are written once:
+//! [`with_db!`] and [`with_tx!`] expand one query expression into a match arm per
+//! backend. SQL that truly differs lives in a `match` marked `-- backend-specific`.
+//! Timestamps are always bound from the injected clock, never `now()` in SQL, so
+//! both backends store the same representation and tests control time.
+
+pub mod audit;
+pub mod jobs;
+pub mod users;
+pub mod verification;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    PgPool, SqlitePool,
+};
+
+/// Failures of the store, already classified for the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("row not found")]
+    NotFound,
+    #[error("unique constraint violated: {constraint}")]
+    Conflict { constraint: String },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict {
+                constraint: db.constraint().unwrap_or(db.message()).to_owned(),
+            },
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.to_string()),
+            _ => Self::Other(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Other(format!("migration failed: {err}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database, and how to open it.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `postgres://…`, `postgresql://…` or `sqlite:…`.
+    pub url: String,
+    pub max_connections: u32,
+    /// For SQLite: create the file when it does not exist. Only the embedded default
+    /// path sets this; an explicit URL to a missing file is an error, never a new,
+    /// empty database that silently hides the real one.
+    pub create_sqlite_file: bool,
+}
+
+/// A pool on whichever backend is configured.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// An open transaction on whichever backend is configured.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// Run one query expression against a `&Db`; `$conn` is the pool of the active backend.
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($conn) => $body,
+            $crate::store::Db::Sqlite($conn) => $body,
+        }
+    };
+}
+
+/// Run one query expression inside a `&mut Tx`; `$conn` is the transaction's connection.
+#[macro_export]
+macro_rules! with_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+pub use crate::{with_db, with_tx};
+
+impl Db {
+    /// Open a pool. A URL with an unknown scheme is refused here, never guessed at.
+    pub async fn connect(opts: &DbOptions) -> StoreResult<Self> {
+        let url = opts.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+                .create_if_missing(opts.create_sqlite_file)
+                // Durable before acknowledged: WAL + fsync on every commit (DESIGN.md rule 3).
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else {
+            Err(StoreError::Other(
+                "unsupported database URL scheme (expected postgres:// or sqlite:)".into(),
+            ))
+        }
+    }
+
+    /// Apply the migrations of the active backend.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Self::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await?,
+            Self::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+        })
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Connections (idle, in use), for the pool gauge.
+    pub fn pool_usage(&self) -> (usize, usize) {
+        let (size, idle) = with_db!(self, |pool| (pool.size() as usize, pool.num_idle()));
+        (idle, size.saturating_sub(idle))
+    }
+
+    pub async fn close(&self) {
+        with_db!(self, |pool| pool.close().await);
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Self::Postgres(t) => t.commit().await?,
+            Self::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Runs the throughput driver (benches/throughput.rs) against a throw-away server that this
+# script builds, starts and stops itself.
+#
+#   benches/run.sh [sqlite|postgres] [driver args...]
+#
+#   benches/run.sh                                  # SQLite in a temp dir, default scenarios
+#   benches/run.sh postgres --concurrency 32 --seconds 20
+#   benches/run.sh sqlite --scenarios health,me > sqlite.json
+#
+# The JSON report goes to stdout; everything else (build output, progress, the driver's
+# one-line summaries) goes to stderr.
+#
+# Environment:
+#   CARGO_TARGET_DIR   honoured (binary at ${CARGO_TARGET_DIR:-target}/debug/alta)
+#   BENCH_PROFILE      cargo profile for the driver (default: dev, which reuses the debug
+#                      build; use `bench` for an optimised driver at the cost of a full
+#                      release build of the dependency tree)
+#   PGHOST PGPORT PGUSER PGPASSWORD
+#                      PostgreSQL server used for `postgres` (default 127.0.0.1:5432, postgres)
+#   BENCH_REDIS_URL    use this Redis (REDIS_URL is otherwise unset for the server)
+#   KEEP_BENCH_DIR=1   keep the temp dir (data and server.log) after the run
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+backend=sqlite
+case "${1:-}" in
+    postgres | sqlite) backend=$1; shift ;;
+esac
+
+target_dir=${CARGO_TARGET_DIR:-target}
+bin="$target_dir/debug/alta"
+profile=${BENCH_PROFILE:-dev}
+
+email=bench@example.com
+password="bench-Pa55word-$(date +%s)-long"
+
+pg_host=${PGHOST:-127.0.0.1}
+pg_port=${PGPORT:-5432}
+pg_user=${PGUSER:-postgres}
+pg_db=""
+
+work=""
+server_pid=""
+
+cleanup() {
+    local status=$?
+    set +e
+    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+        log "stopping server (pid $server_pid)"
+        kill -TERM "$server_pid" 2>/dev/null
+        for _ in $(seq 1 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null
+    fi
+    if [[ -n $pg_db ]]; then
+        log "dropping database $pg_db"
+        psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -q -v ON_ERROR_STOP=1 \
+            -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >&2
+    fi
+    if [[ -n $work ]]; then
+        if [[ $status -ne 0 && -f $work/server.log ]]; then
+            log "last lines of the server log:"
+            tail -n 40 "$work/server.log" >&2
+        fi
+        if [[ ${KEEP_BENCH_DIR:-0} == 1 ]]; then
+            log "kept $work"
+        else
+            rm -rf "$work"
+        fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() {
+    # A successful connect means something is listening.
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+pick_port() {
+    local candidate
+    for _ in $(seq 1 50); do
+        candidate=$((18000 + RANDOM % 2000))
+        if ! port_in_use "$candidate"; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# --- build (before anything is started, so build time never counts) -----------------------
+log "building the server (debug)"
+cargo build --bin alta >&2
+[[ -x $bin ]] || die "server binary not found at $bin"
+bin=$(realpath "$bin")
+
+log "building the driver (profile: $profile)"
+cargo bench --profile "$profile" --bench throughput --no-run >&2
+
+# --- environment for the server and the admin command -------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/alta-bench.XXXXXX")
+mkdir -p "$work/data"
+port=$(pick_port) || die "no free port found in 18000-19999"
+
+# Passed to the alta commands only (not exported), so cargo never sees them. DATABASE_URL
+# and REDIS_URL are cleared first and set again only when this run asks for them.
+server_env=(
+    -u DATABASE_URL -u REDIS_URL
+    "DATA_DIR=$work/data"
+    HOST=127.0.0.1
+    "PORT=$port"
+    RATE_LIMIT_AUTH_PER_IP=1000000/min
+    RATE_LIMIT_AUTH_PER_ACCOUNT=1000000/min
+)
+
+if [[ $backend == postgres ]]; then
+    command -v psql >/dev/null || die "psql is needed for the postgres backend"
+    pg_db="alta_bench_$(date +%s)_${RANDOM}"
+    log "creating database $pg_db on $pg_host:$pg_port"
+    psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -q -v ON_ERROR_STOP=1 \
+        -c "CREATE DATABASE $pg_db" >&2 || { pg_db=""; die "could not create the database"; }
+    server_env+=("DATABASE_URL=postgres://${pg_user}${PGPASSWORD:+:$PGPASSWORD}@${pg_host}:${pg_port}/${pg_db}")
+fi
+# The benchmark measures this process alone: Redis only when asked for explicitly.
+if [[ -n ${BENCH_REDIS_URL:-} ]]; then
+    server_env+=("REDIS_URL=$BENCH_REDIS_URL")
+fi
+
+# --- schema and account ---------------------------------------------------------------------
+# Every alta command runs inside the temp dir, so a developer's ./.env cannot leak in.
+log "migrating"
+(cd "$work" && env "${server_env[@]}" "$bin" migrate) >>"$work/server.log" 2>&1 || die "alta migrate failed"
+
+log "creating account $email"
+printf '%s' "$password" |
+    (cd "$work" && env "${server_env[@]}" "$bin" admin create --email "$email" --password-stdin) \
+        >>"$work/server.log" 2>&1 ||
+    die "alta admin create failed"
+
+# --- server ---------------------------------------------------------------------------------
+url="http://127.0.0.1:$port"
+log "starting server on $url ($backend)"
+# `exec env` (env execs in turn) keeps the background subshell's PID as the server's own.
+(cd "$work" && exec env "${server_env[@]}" "$bin" serve) >>"$work/server.log" 2>&1 &
+server_pid=$!
+
+deadline=$((SECONDS + 60))
+until curl -fsS -o /dev/null --max-time 2 "$url/health" 2>/dev/null; do
+    kill -0 "$server_pid" 2>/dev/null || die "server exited during startup"
+    ((SECONDS < deadline)) || die "server not healthy after 60 s"
+    sleep 0.5
+done
+log "server is healthy"
+
+# --- driver ---------------------------------------------------------------------------------
+# The password goes through the environment (the driver reads ALTA_BENCH_PASSWORD), not argv.
+ALTA_BENCH_PASSWORD="$password" \
+    cargo bench --profile "$profile" --bench throughput -- \
+    --url "$url" --email "$email" --label "$backend" "$@"
