@@ -1,1 +1,114 @@
+//! The HTTP layer: poem-openapi services (one module per tag), the bearer security
+//! scheme, problem-details errors and the middleware stack. Handlers are thin: they
+//! authenticate, parse, make one engine call and map the reply (DESIGN.md rule 1).
 
+mod admin;
+mod auth;
+mod health;
+mod middleware;
+mod problem;
+mod security;
+mod tags;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use alta_actors::Engine;
+use poem::{get, handler, web::Data, Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::OpenApiService;
+
+pub use problem::{Problem, ApiError};
+
+/// The OpenAPI title and version the spec is served with.
+const API_TITLE: &str = "Alta Data API";
+
+/// Renders the Prometheus exposition text.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the HTTP layer needs beyond the engine.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Origins allowed to call the API from a browser (`CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, in bytes (uploads will have their own limits).
+    pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed (a load balancer). Nobody else's is.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Send `Strict-Transport-Security` (when served over HTTPS).
+    pub hsts: bool,
+    pub metrics: Option<MetricsRender>,
+}
+
+fn service() -> OpenApiService<(auth::AuthApi, admin::AdminApi, health::HealthApi), ()> {
+    OpenApiService::new(
+        (auth::AuthApi, admin::AdminApi, health::HealthApi),
+        API_TITLE,
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Collection, processing and review of text and audio data. Every error is an RFC 9457 \
+         problem document (`application/problem+json`) with a stable `code` and the `request_id` \
+         to quote when asking for help.",
+    )
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+pub fn openapi_json() -> String {
+    service().spec()
+}
+
+/// The whole HTTP application.
+pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response> {
+    let api = service();
+    let spec = api.spec();
+    let route_templates = Arc::new(operation_routes(&spec));
+    let docs = api.swagger_ui();
+    let redoc = api.redoc();
+    let mut routes = Route::new()
+        .nest("/", api)
+        .at("/api/openapi.json", get(openapi_endpoint).data(Arc::new(spec)))
+        .nest("/docs", docs)
+        .nest("/redoc", redoc);
+    if let Some(render) = config.metrics.clone() {
+        routes = routes.at("/metrics", get(metrics_endpoint).data(render));
+    }
+    routes
+        .with(middleware::BodyLimit::new(config.max_body_bytes))
+        .around(middleware::problems::convert_errors)
+        .with(middleware::SecurityHeaders { hsts: config.hsts })
+        .with(middleware::cors(&config.cors_origins))
+        .with(middleware::Observe::new(route_templates, config.trusted_proxies.clone()))
+        .data(engine)
+        .map_to_response()
+}
+
+#[handler]
+fn openapi_endpoint(spec: Data<&Arc<String>>) -> impl IntoResponse {
+    Response::builder()
+        .content_type("application/json")
+        .body(spec.0.as_str().to_owned())
+}
+
+#[handler]
+fn metrics_endpoint(render: Data<&MetricsRender>) -> impl IntoResponse {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(render.0())
+}
+
+/// operationId → path template, read from the spec: the `route` label of HTTP metrics.
+fn operation_routes(spec: &str) -> HashMap<String, String> {
+    let mut routes = HashMap::new();
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return routes;
+    };
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for (path, ops) in paths {
+            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                    routes.insert(id.to_owned(), path.clone());
+                }
+            }
+        }
+    }
+    routes
+}

@@ -1,0 +1,204 @@
+//! `/api/auth`: sign-up, email verification, login, the current user.
+
+use alta_actors::{
+    accounts::{RegisterInput, UserView},
+    context::RequestContext,
+    Engine,
+};
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
+
+pub struct AuthApi;
+
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    /// The address to sign in with; a verification link is sent to it.
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// 12 to 128 characters; common or easily guessed passwords are refused.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    #[oai(validator(max_length = 200))]
+    pub full_name: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct EmailRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+}
+
+/// A bearer access token.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct MessageResponse {
+    pub message: String,
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Object)]
+pub struct UserResponse {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: Option<String>,
+    /// Platform role: `super_admin` or `user`.
+    pub role: String,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl From<UserView> for UserResponse {
+    fn from(u: UserView) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            full_name: u.full_name,
+            role: u.role.as_str().to_owned(),
+            email_verified: u.email_verified,
+            created_at: u.created_at,
+            last_login_at: u.last_login_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// Accepted. A verification link is on its way (or, if the address already has an
+    /// account, a note to its owner: the answer is the same either way).
+    #[oai(status = 201)]
+    Created(Json<MessageResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum AcceptedResponse {
+    /// Accepted; a mail is sent if there is anything to send.
+    #[oai(status = 202)]
+    Accepted(Json<MessageResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum MessageOk {
+    #[oai(status = 200)]
+    Ok(Json<MessageResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserOk {
+    #[oai(status = 200)]
+    Ok(Json<UserResponse>),
+}
+
+fn message(text: &str) -> Json<MessageResponse> {
+    Json(MessageResponse { message: text.to_owned() })
+}
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Sign up
+    ///
+    /// Creates an account and mails a verification link (valid 24 hours). Registering an
+    /// address that already has an account gives the same answer; its owner is told by mail.
+    #[oai(path = "/api/auth/register", method = "post", operation_id = "auth_register")]
+    async fn register(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<RegisterRequest>,
+    ) -> ApiResult<RegisterResponse> {
+        let Json(body) = body;
+        let input = RegisterInput {
+            email: body.email,
+            password: body.password,
+            full_name: body.full_name,
+        };
+        engine.register(input, &ctx).await?;
+        Ok(RegisterResponse::Created(message(
+            "Check your inbox: we sent a link to confirm your email address.",
+        )))
+    }
+
+    /// Verify an email address
+    ///
+    /// The link in the verification mail. Each link works once.
+    #[oai(path = "/api/auth/verify-email", method = "get", operation_id = "auth_verify_email")]
+    async fn verify_email(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        #[oai(validator(max_length = 256))] token: Query<String>,
+    ) -> ApiResult<MessageOk> {
+        engine.verify_email(&token, &ctx).await?;
+        Ok(MessageOk::Ok(message("Your email address is confirmed. You can sign in now.")))
+    }
+
+    /// Send the verification link again
+    ///
+    /// Always answers 202, whether or not the address has an account that needs one.
+    #[oai(path = "/api/auth/resend-verification", method = "post", operation_id = "auth_resend_verification")]
+    async fn resend_verification(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<EmailRequest>,
+    ) -> ApiResult<AcceptedResponse> {
+        engine.resend_verification(&body.email, &ctx).await?;
+        Ok(AcceptedResponse::Accepted(message(
+            "If that address has an account waiting for confirmation, a new link is on its way.",
+        )))
+    }
+
+    /// Sign in with email and password
+    ///
+    /// A wrong password and an unknown email get the same 401. An account whose email is
+    /// not yet confirmed gets 403 `email_not_verified` (only with the right password).
+    /// Rate limited per client IP and per account (429 with `Retry-After`).
+    #[oai(path = "/api/auth/login", method = "post", operation_id = "auth_login")]
+    async fn login(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<LoginResponse> {
+        let issued = engine.login(&body.email, &body.password, &ctx).await?;
+        Ok(LoginResponse::Ok(Json(TokenResponse {
+            access_token: issued.token,
+            token_type: "bearer".into(),
+            expires_in: issued.expires_in,
+        })))
+    }
+
+    /// The current user
+    #[oai(path = "/api/auth/me", method = "get", operation_id = "auth_me")]
+    async fn me(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<UserOk> {
+        let user = engine.me(&auth.0).await?;
+        Ok(UserOk::Ok(Json(user.into())))
+    }
+}

@@ -1,0 +1,81 @@
+//! Liveness and readiness probes.
+
+use alta_actors::Engine;
+use poem::web::Data;
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
+
+use crate::tags::ApiTags;
+
+pub struct HealthApi;
+
+#[derive(Debug, Object)]
+pub struct Liveness {
+    /// Always `ok` when the process answers.
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `ok` or `failed`.
+    pub database: String,
+    /// `ok`, `failed`, or `not_configured`.
+    pub redis: String,
+}
+
+#[derive(ApiResponse)]
+pub enum LivenessOk {
+    #[oai(status = 200)]
+    Ok(Json<Liveness>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadinessResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// A dependency does not answer; the body says which.
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Liveness: the process is up
+    #[oai(path = "/health", method = "get", operation_id = "health_live")]
+    async fn live(&self) -> LivenessOk {
+        LivenessOk::Ok(Json(Liveness {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    /// Readiness: the database (and Redis, when configured) answer
+    #[oai(path = "/health/ready", method = "get", operation_id = "health_ready")]
+    async fn ready(&self, engine: Data<&Engine>) -> ReadinessResponse {
+        let r = engine.readiness().await;
+        if let Err(err) = &r.database {
+            tracing::warn!(error = %err, "readiness: database check failed");
+        }
+        if let Some(Err(err)) = &r.redis {
+            tracing::warn!(error = %err, "readiness: redis check failed");
+        }
+        let body = Readiness {
+            status: if r.is_ready() { "ready" } else { "not_ready" }.into(),
+            database: if r.database.is_ok() { "ok" } else { "failed" }.into(),
+            redis: match &r.redis {
+                None => "not_configured",
+                Some(Ok(())) => "ok",
+                Some(Err(_)) => "failed",
+            }
+            .into(),
+        };
+        if r.is_ready() {
+            ReadinessResponse::Ready(Json(body))
+        } else {
+            ReadinessResponse::NotReady(Json(body))
+        }
+    }
+}
