@@ -1,7 +1,7 @@
 //! Where mail goes: an SMTP relay, or `.eml` files in the outbox folder.
 
 use lettre::{
-    message::{header::ContentType, Mailbox},
+    message::{header::{ContentTransferEncoding, ContentType}, Body, Mailbox},
     transport::smtp::authentication::Credentials,
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
 };
@@ -65,11 +65,28 @@ impl MailTransportImpl {
                 .map_err(|e| format!("bad recipient address: {e}"))?)
             .subject(mail.subject.clone())
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.text.clone())
+            .body(body(&mail.text))
             .map_err(|e| format!("cannot build the message: {e}"))?;
         match self {
-            Self::Outbox(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Self::Outbox(t) => {
+                // The embedded default has no real mail: put the link where a developer looks.
+                if let Some(link) = mail.text.split_whitespace().find(|w| w.starts_with("http")) {
+                    tracing::info!(to = %mail.to, subject = %mail.subject, %link, "mail written to the outbox");
+                }
+                t.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+            }
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// Plain 7-bit text when it is ASCII with lines within RFC 5322's 998 octets, so links
+/// stay whole for people reading the outbox; otherwise lettre picks an encoding.
+fn body(text: &str) -> Body {
+    if text.is_ascii() && text.lines().all(|l| l.len() <= 998) {
+        let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text.to_owned())
     }
 }

@@ -108,8 +108,11 @@ impl<E> ObserveEndpoint<E> {
             }
         }
         match resp.data::<PathPattern>() {
-            Some(pattern) => pattern.0.to_string(),
-            None => "unmatched".to_owned(),
+            // A 404 under the API's nest carries the nest's empty pattern.
+            Some(pattern) if !pattern.0.is_empty() && resp.status() != poem::http::StatusCode::NOT_FOUND => {
+                pattern.0.to_string()
+            }
+            _ => "unmatched".to_owned(),
         }
     }
 }

@@ -1,0 +1,96 @@
+//! The `alta` command line.
+
+use std::io::Read;
+
+use alta_actors::{clock::SystemClock, context::RequestContext, EngineRoles};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    settings::Settings,
+    startup::{self, Application},
+    telemetry,
+};
+
+/// Alta Data backend. Configuration comes from the environment and `.env` (see README).
+#[derive(Debug, Parser)]
+#[command(name = "alta", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and run the job workers (the default).
+    Serve,
+    /// Run the job workers only (scale them apart from the API).
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administration tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a verified super admin, or promote an existing account.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: never pass it as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    telemetry::init_tracing(settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until(startup::shutdown_signal()).await
+        }
+        Command::Worker => {
+            let db = startup::connect_database(&settings).await?;
+            let engine = startup::start_engine(&settings, db, std::sync::Arc::new(SystemClock), EngineRoles::WORKER).await?;
+            tracing::info!(database = engine.database_backend(), "workers running");
+            startup::shutdown_signal().await;
+            engine.shutdown().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = startup::connect_database(&settings).await?;
+            println!("migrations applied ({})", db.backend_name());
+            db.close().await;
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email, password_stdin: _ },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            let db = startup::connect_database(&settings).await?;
+            let engine = startup::start_engine(&settings, db, std::sync::Arc::new(SystemClock), EngineRoles::ADMIN).await?;
+            let result = engine
+                .create_super_admin(&email, password, &RequestContext::internal("cli"))
+                .await;
+            engine.shutdown().await;
+            let created = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+            if created.created {
+                println!("created super admin {email} ({})", created.user_id);
+            } else {
+                println!("promoted {email} ({}) to super admin", created.user_id);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Settings: one typed struct read from the environment (and `.env`), defaults in
+//! code, validated at startup. Every error names the variable at fault, and secrets
+//! never appear in `Debug` output.
+//!
+//! Variable names follow the seed's configuration table; README.md lists them all.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use alta_actors::config::{
+    EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits, SmtpConfig, SmtpTls,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// A setting that is wrong, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub app_name: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    /// `postgres://…` or `sqlite:…` (may hold a password, hence secret).
+    pub database_url: SecretString,
+    /// True only for the embedded default database file.
+    pub create_sqlite_file: bool,
+    pub database_max_connections: u32,
+    pub secret_key: SecretString,
+    pub jwt_alg: jsonwebtoken::Algorithm,
+    pub access_token_ttl: Duration,
+    pub redis_url: Option<SecretString>,
+    pub redis_key_prefix: String,
+    pub smtp: Option<SmtpConfig>,
+    pub smtp_from: String,
+    pub gcs_project_id: Option<String>,
+    pub gcs_bucket_name: Option<String>,
+    pub google_application_credentials: Option<PathBuf>,
+    pub webauthn_rp_id: String,
+    pub webauthn_rp_name: String,
+    pub cors_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub max_body_bytes: usize,
+    pub rate_limits: RateLimits,
+    pub password_hash_concurrency: usize,
+    pub email_verification_ttl: Duration,
+    pub jobs: JobsConfig,
+    /// Several nodes share the database and Redis: refuses embedded parts.
+    pub multi_node: bool,
+    pub log_format: LogFormat,
+}
+
+/// Reads variables from a snapshot of the environment (so tests pass their own).
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    /// A set, non-blank value.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e| err(name, format!("cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(err(name, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(default)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Settings {
+    /// From the process environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                return Err(err("(.env)", format!("cannot read .env: {e}")));
+            }
+        }
+        Self::from_vars(std::env::vars())
+    }
+
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+        let v = Vars(vars.into_iter().collect());
+
+        let app_env = match v.get("APP_ENV").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development" | "dev") => AppEnv::Development,
+            Some("test") => AppEnv::Test,
+            Some("production" | "prod") => AppEnv::Production,
+            Some(other) => {
+                return Err(err("APP_ENV", format!("expected development, test or production, got {other:?}")))
+            }
+        };
+        let production = app_env == AppEnv::Production;
+        let app_name = v.get("APP_NAME").unwrap_or("alta_data").to_owned();
+        let host: IpAddr = v.parse("HOST", IpAddr::from([127, 0, 0, 1]))?;
+        let port: u16 = v.parse("PORT", 8000)?;
+        let data_dir = PathBuf::from(v.get("DATA_DIR").unwrap_or("./data"));
+
+        let public_url = match v.get("PUBLIC_URL") {
+            Some(url) => {
+                let parsed = url::Url::parse(url).map_err(|e| err("PUBLIC_URL", format!("not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(err("PUBLIC_URL", "must be an http(s) URL with a host"));
+                }
+                url.trim_end_matches('/').to_owned()
+            }
+            None if production => return Err(err("PUBLIC_URL", "must be set in production (links in mail use it)")),
+            None => format!("http://{}", std::net::SocketAddr::new(host, port)),
+        };
+
+        let (database_url, create_sqlite_file) = database_url(&v, &data_dir)?;
+        let database_max_connections: u32 = v.parse("DATABASE_MAX_CONNECTIONS", 10)?;
+        if database_max_connections == 0 {
+            return Err(err("DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        }
+
+        let secret_key = secret_key(&v, app_env, &data_dir)?;
+        let jwt_alg = match v.get("JWT_ALG").unwrap_or("HS256") {
+            "HS256" => jsonwebtoken::Algorithm::HS256,
+            "HS384" => jsonwebtoken::Algorithm::HS384,
+            "HS512" => jsonwebtoken::Algorithm::HS512,
+            other => {
+                return Err(err("JWT_ALG", format!("{other:?} is not supported; use HS256, HS384 or HS512")))
+            }
+        };
+        let ttl: u64 = v.parse("ACCESS_TOKEN_TTL_SECONDS", 900)?;
+        if !(60..=86_400).contains(&ttl) {
+            return Err(err("ACCESS_TOKEN_TTL_SECONDS", "must be between 60 and 86400"));
+        }
+
+        let redis_url = v.get("REDIS_URL").map(|url| SecretString::from(url.to_owned()));
+        if let Some(url) = v.get("REDIS_URL") {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err("REDIS_URL", "must start with redis:// or rediss://"));
+            }
+        }
+        let redis_key_prefix = v.get("REDIS_KEY_PREFIX").unwrap_or("alta:").to_owned();
+
+        let smtp_from = v.get("SMTP_FROM").unwrap_or("no-reply@altadata.local").to_owned();
+        if !smtp_from.contains('@') {
+            return Err(err("SMTP_FROM", "must be an email address"));
+        }
+        let smtp = smtp(&v)?;
+
+        let google_application_credentials = v.get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
+        if let Some(path) = &google_application_credentials {
+            if !path.is_file() {
+                return Err(err("GOOGLE_APPLICATION_CREDENTIALS", format!("{} is not a readable file", path.display())));
+            }
+        }
+
+        let cors_origins = v.list("CORS_ORIGINS", "http://localhost:3000");
+        for origin in &cors_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+            if !ok || origin.ends_with('/') {
+                return Err(err("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.org")));
+            }
+        }
+        let trusted_proxies = v
+            .list("TRUSTED_PROXIES", "")
+            .iter()
+            .map(|ip| ip.parse::<IpAddr>().map_err(|e| err("TRUSTED_PROXIES", format!("{ip:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_body_bytes: usize = v.parse("MAX_BODY_BYTES", 1024 * 1024)?;
+        if max_body_bytes < 1024 {
+            return Err(err("MAX_BODY_BYTES", "must be at least 1024"));
+        }
+
+        let rate_limits = RateLimits {
+            auth_per_ip: rate(&v, "RATE_LIMIT_AUTH_PER_IP", "30/min")?,
+            auth_per_account: rate(&v, "RATE_LIMIT_AUTH_PER_ACCOUNT", "10/min")?,
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_hash_concurrency: usize = v.parse("PASSWORD_HASH_CONCURRENCY", cores)?;
+        if password_hash_concurrency == 0 {
+            return Err(err("PASSWORD_HASH_CONCURRENCY", "must be at least 1"));
+        }
+        let verification_hours: u64 = v.parse("EMAIL_VERIFICATION_TTL_HOURS", 24)?;
+        if !(1..=168).contains(&verification_hours) {
+            return Err(err("EMAIL_VERIFICATION_TTL_HOURS", "must be between 1 and 168"));
+        }
+
+        let defaults = JobsConfig::default();
+        let jobs = JobsConfig {
+            poll_interval: Duration::from_millis(v.parse("JOB_POLL_INTERVAL_MS", 1000)?),
+            lease: Duration::from_secs(v.parse("JOB_LEASE_SECONDS", 60)?),
+            max_attempts: v.parse("JOB_MAX_ATTEMPTS", defaults.max_attempts)?,
+            mail_concurrency: v.parse("MAIL_CONCURRENCY", defaults.mail_concurrency)?,
+            ..defaults
+        };
+        if jobs.poll_interval < Duration::from_millis(10) {
+            return Err(err("JOB_POLL_INTERVAL_MS", "must be at least 10"));
+        }
+        if jobs.max_attempts < 1 {
+            return Err(err("JOB_MAX_ATTEMPTS", "must be at least 1"));
+        }
+
+        let multi_node = v.bool("MULTI_NODE", false)?;
+        let is_postgres = database_url.expose_secret().starts_with("postgres");
+        if multi_node && !is_postgres {
+            return Err(err("MULTI_NODE", "several nodes need PostgreSQL: set DATABASE_URL or POSTGRES_*"));
+        }
+        if multi_node && redis_url.is_none() {
+            return Err(err("MULTI_NODE", "several nodes need a shared Redis: set REDIS_URL"));
+        }
+
+        let log_format = match v.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty" | "text") => LogFormat::Pretty,
+            Some(other) => return Err(err("LOG_FORMAT", format!("expected json or pretty, got {other:?}"))),
+        };
+
+        Ok(Self {
+            app_env,
+            app_name,
+            host,
+            port,
+            data_dir,
+            public_url,
+            database_url,
+            create_sqlite_file,
+            database_max_connections,
+            secret_key,
+            jwt_alg,
+            access_token_ttl: Duration::from_secs(ttl),
+            redis_url,
+            redis_key_prefix,
+            smtp,
+            smtp_from,
+            gcs_project_id: v.get("GCS_PROJECT_ID").map(str::to_owned),
+            gcs_bucket_name: v.get("GCS_BUCKET_NAME").map(str::to_owned),
+            google_application_credentials,
+            webauthn_rp_id: v.get("WEBAUTHN_RP_ID").unwrap_or("localhost").to_owned(),
+            webauthn_rp_name: v.get("WEBAUTHN_RP_NAME").unwrap_or("Alta Data").to_owned(),
+            cors_origins,
+            trusted_proxies,
+            max_body_bytes,
+            rate_limits,
+            password_hash_concurrency,
+            email_verification_ttl: Duration::from_secs(verification_hours * 3600),
+            jobs,
+            multi_node,
+            log_format,
+        })
+    }
+
+    /// What the engine needs, derived from these settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            public_url: self.public_url.clone(),
+            jwt: JwtConfig {
+                secret: self.secret_key.clone(),
+                algorithm: self.jwt_alg,
+                issuer: self.app_name.clone(),
+                audience: format!("{}-api", self.app_name),
+                access_ttl: self.access_token_ttl,
+            },
+            mail: MailConfig {
+                from: self.smtp_from.clone(),
+                transport: match &self.smtp {
+                    Some(smtp) => MailTransport::Smtp(smtp.clone()),
+                    None => MailTransport::Outbox(self.data_dir.join("outbox")),
+                },
+            },
+            rate_limits: self.rate_limits,
+            redis_url: self.redis_url.as_ref().map(|u| u.expose_secret().to_owned()),
+            redis_key_prefix: self.redis_key_prefix.clone(),
+            password_hash_concurrency: self.password_hash_concurrency,
+            email_verification_ttl: self.email_verification_ttl,
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+/// `DATABASE_URL` wins; else `POSTGRES_*` when any is set; else SQLite under `DATA_DIR`.
+fn database_url(v: &Vars, data_dir: &Path) -> Result<(SecretString, bool), SettingsError> {
+    if let Some(url) = v.get("DATABASE_URL") {
+        let ok = url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:");
+        if !ok {
+            // Never fall back to a fresh SQLite file: that hides the real database.
+            return Err(err("DATABASE_URL", "must start with postgres://, postgresql:// or sqlite:"));
+        }
+        if url.starts_with("postgres") {
+            url::Url::parse(url).map_err(|e| err("DATABASE_URL", format!("not a valid URL: {e}")))?;
+        }
+        return Ok((SecretString::from(url.to_owned()), false));
+    }
+    const PG_VARS: [&str; 5] = ["POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"];
+    if PG_VARS.iter().any(|name| v.get(name).is_some()) {
+        let port: u16 = v.parse("POSTGRES_PORT", 5432)?;
+        let mut url = url::Url::parse("postgres://localhost").map_err(|e| err("POSTGRES_HOST", e.to_string()))?;
+        url.set_host(Some(v.get("POSTGRES_HOST").unwrap_or("localhost")))
+            .map_err(|e| err("POSTGRES_HOST", e.to_string()))?;
+        let _ = url.set_port(Some(port));
+        let _ = url.set_username(v.get("POSTGRES_USER").unwrap_or("postgres"));
+        let _ = url.set_password(Some(v.get("POSTGRES_PASSWORD").unwrap_or("postgres")));
+        url.set_path(v.get("POSTGRES_DB").unwrap_or("alta_data"));
+        return Ok((SecretString::from(url.to_string()), false));
+    }
+    let file = data_dir.join("alta.db");
+    Ok((SecretString::from(format!("sqlite://{}", file.display())), true))
+}
+
+/// In development the key is generated once and kept in `DATA_DIR/secret_key`; in
+/// production it must be given, and be a real secret.
+fn secret_key(v: &Vars, env: AppEnv, data_dir: &Path) -> Result<SecretString, SettingsError> {
+    match v.get("SECRET_KEY") {
+        Some(key) if env == AppEnv::Production && (key == "changeme" || key.len() < 32) => Err(err(
+            "SECRET_KEY",
+            "must be at least 32 bytes of random text in production (and never `changeme`)",
+        )),
+        Some(key) if key.len() < 16 => Err(err("SECRET_KEY", "must be at least 16 bytes")),
+        Some(key) => Ok(SecretString::from(key.to_owned())),
+        None if env == AppEnv::Production => Err(err("SECRET_KEY", "must be set in production")),
+        None => {
+            let path = data_dir.join("secret_key");
+            if let Ok(existing) = std::fs::read_to_string(&path) {
+                let existing = existing.trim();
+                if existing.len() >= 32 {
+                    return Ok(SecretString::from(existing.to_owned()));
+                }
+            }
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| err("DATA_DIR", format!("cannot create {}: {e}", data_dir.display())))?;
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            let key = hex::encode(bytes);
+            write_private(&path, &key)
+                .map_err(|e| err("SECRET_KEY", format!("unset, and cannot keep a generated one in {}: {e}", path.display())))?;
+            Ok(SecretString::from(key))
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+fn smtp(v: &Vars) -> Result<Option<SmtpConfig>, SettingsError> {
+    let Some(host) = v.get("SMTP_HOST") else {
+        return Ok(None);
+    };
+    let port: u16 = v.parse("SMTP_PORT", 25)?;
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let tls = match v.get("SMTP_TLS").map(str::to_ascii_lowercase).as_deref() {
+        Some("none") => SmtpTls::None,
+        Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Tls,
+        // Unset: implicit TLS on 465, none for a relay on this machine, STARTTLS otherwise.
+        None if port == 465 => SmtpTls::Tls,
+        None if loopback => SmtpTls::None,
+        None => SmtpTls::StartTls,
+        Some(other) => return Err(err("SMTP_TLS", format!("expected none, starttls or tls, got {other:?}"))),
+    };
+    let username = v.get("SMTP_USER").map(str::to_owned);
+    let password = v.get("SMTP_PASSWORD").map(|p| SecretString::from(p.to_owned()));
+    if username.is_some() != password.is_some() {
+        return Err(err("SMTP_PASSWORD", "SMTP_USER and SMTP_PASSWORD go together"));
+    }
+    Ok(Some(SmtpConfig {
+        host: host.to_owned(),
+        port,
+        username,
+        password,
+        tls,
+        timeout: Duration::from_secs(v.parse("SMTP_TIMEOUT_SECONDS", 30)?),
+    }))
+}
+
+/// `N/sec`, `N/min` or `N/hour`: a burst of N, refilled at N per period.
+fn rate(v: &Vars, name: &'static str, default: &str) -> Result<Rate, SettingsError> {
+    let raw = v.get(name).unwrap_or(default);
+    let bad = || err(name, format!("{raw:?} is not a rate like 30/min (units: sec, min, hour)"));
+    let (count, unit) = raw.split_once('/').ok_or_else(bad)?;
+    let burst: u32 = count.trim().parse().map_err(|_| bad())?;
+    let period = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    if burst == 0 {
+        return Err(err(name, "must allow at least 1 request"));
+    }
+    Ok(Rate { burst, period })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let dir = std::env::temp_dir().join(format!("alta-settings-{}", uuid::Uuid::new_v4()));
+        let mut all = vec![("DATA_DIR".to_owned(), dir.display().to_string())];
+        all.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all
+    }
+
+    fn error_var(pairs: &[(&str, &str)]) -> &'static str {
+        Settings::from_vars(vars(pairs)).unwrap_err().var
+    }
+
+    #[test]
+    fn defaults_are_embedded_and_safe() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert!(s.database_url.expose_secret().starts_with("sqlite://"));
+        assert!(s.create_sqlite_file);
+        assert_eq!(s.port, 8000);
+        assert_eq!(s.host, IpAddr::from([127, 0, 0, 1]));
+        assert!(s.smtp.is_none() && s.redis_url.is_none());
+        assert_eq!(s.public_url, "http://127.0.0.1:8000");
+        // The generated key is kept and reused.
+        let again = Settings::from_vars(vec![("DATA_DIR".into(), s.data_dir.display().to_string())]).unwrap();
+        assert_eq!(again.secret_key.expose_secret(), s.secret_key.expose_secret());
+        assert_eq!(s.secret_key.expose_secret().len(), 64);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
+        assert_eq!(error_var(&[("DATABASE_URL", "/tmp/alta.db")]), "DATABASE_URL");
+        assert_eq!(error_var(&[("PORT", "eighty")]), "PORT");
+        assert_eq!(error_var(&[("JWT_ALG", "none")]), "JWT_ALG");
+        assert_eq!(error_var(&[("JWT_ALG", "RS256")]), "JWT_ALG");
+        assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
+        assert_eq!(error_var(&[("CORS_ORIGINS", "not an origin")]), "CORS_ORIGINS");
+        assert_eq!(error_var(&[("RATE_LIMIT_AUTH_PER_IP", "10/fortnight")]), "RATE_LIMIT_AUTH_PER_IP");
+        assert_eq!(error_var(&[("REDIS_URL", "localhost:6379")]), "REDIS_URL");
+        assert_eq!(error_var(&[("MULTI_NODE", "true")]), "MULTI_NODE");
+        assert_eq!(error_var(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]), "SMTP_TLS");
+        assert_eq!(error_var(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")]), "GOOGLE_APPLICATION_CREDENTIALS");
+    }
+
+    #[test]
+    fn production_refuses_weak_or_missing_secrets() {
+        let prod = [("APP_ENV", "production"), ("PUBLIC_URL", "https://data.example.org")];
+        assert_eq!(error_var(&prod), "SECRET_KEY");
+        assert_eq!(error_var(&[prod[0], prod[1], ("SECRET_KEY", "changeme")]), "SECRET_KEY");
+        assert_eq!(error_var(&[prod[0], prod[1], ("SECRET_KEY", "short-but-not-changeme")]), "SECRET_KEY");
+        assert_eq!(error_var(&[prod[0], ("SECRET_KEY", &"k".repeat(40))]), "PUBLIC_URL");
+        let ok = Settings::from_vars(vars(&[prod[0], prod[1], ("SECRET_KEY", &"k".repeat(40))])).unwrap();
+        assert_eq!(ok.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn postgres_variables_build_a_url_and_database_url_wins() {
+        let s = Settings::from_vars(vars(&[("POSTGRES_HOST", "db"), ("POSTGRES_DB", "alta")])).unwrap();
+        assert_eq!(s.database_url.expose_secret(), "postgres://postgres:postgres@db:5432/alta");
+        let s = Settings::from_vars(vars(&[("POSTGRES_HOST", "db"), ("DATABASE_URL", "sqlite:x.db")])).unwrap();
+        assert_eq!(s.database_url.expose_secret(), "sqlite:x.db");
+        assert!(!s.create_sqlite_file);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let s = Settings::from_vars(vars(&[
+            ("SECRET_KEY", "super-secret-signing-key-1234567890"),
+            ("DATABASE_URL", "postgres://u:db-password-xyz@h/d"),
+            ("SMTP_HOST", "mail.example.org"),
+            ("SMTP_USER", "u"),
+            ("SMTP_PASSWORD", "smtp-password-xyz"),
+        ]))
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in ["super-secret-signing-key", "db-password-xyz", "smtp-password-xyz"] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+
+    #[test]
+    fn smtp_tls_defaults_follow_the_port_and_host() {
+        let tls = |pairs: &[(&str, &str)]| Settings::from_vars(vars(pairs)).unwrap().smtp.unwrap().tls;
+        assert_eq!(tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "465")]), SmtpTls::Tls);
+        assert_eq!(tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "587")]), SmtpTls::StartTls);
+        assert_eq!(tls(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", "2525")]), SmtpTls::None);
+    }
+}

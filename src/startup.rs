@@ -1,0 +1,124 @@
+//! Wiring: settings → store → engine → HTTP server. `Application` binds its listener
+//! before it runs, so tests (and the CLI) can read the port, including port 0.
+
+use std::{sync::Arc, time::Duration};
+
+use alta_actors::{
+    clock::{SharedClock, SystemClock},
+    store::{Db, DbOptions},
+    Engine, EngineRoles,
+};
+use alta_api::ApiConfig;
+use anyhow::Context;
+use poem::{
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    Server,
+};
+use secrecy::ExposeSecret;
+
+use crate::{settings::Settings, telemetry};
+
+/// Open the database named by the settings and bring its schema up to date.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.create_sqlite_file {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("DATA_DIR: cannot create {}", settings.data_dir.display()))?;
+    }
+    let db = Db::connect(&DbOptions {
+        url: settings.database_url.expose_secret().to_owned(),
+        max_connections: settings.database_max_connections,
+        create_sqlite_file: settings.create_sqlite_file,
+    })
+    .await
+    .context("DATABASE_URL: cannot open the database")?;
+    db.migrate().await.context("cannot apply database migrations")?;
+    Ok(db)
+}
+
+/// Start the engine for the given roles on a migrated database.
+pub async fn start_engine(settings: &Settings, db: Db, clock: SharedClock, roles: EngineRoles) -> anyhow::Result<Engine> {
+    Engine::start(settings.engine_config(), db, clock, roles)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))
+}
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    engine: Engine,
+    api_config: ApiConfig,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As `build`, with the clock injected (tests move time to check expiry).
+    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let db = connect_database(&settings).await?;
+        let engine = start_engine(&settings, db, clock, EngineRoles::SERVE).await?;
+        let addr = std::net::SocketAddr::new(settings.host, settings.port);
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("HOST/PORT: cannot listen on {addr}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("cannot read the bound port")?;
+        let api_config = ApiConfig {
+            cors_origins: settings.cors_origins.clone(),
+            max_body_bytes: settings.max_body_bytes,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            hsts: settings.public_url.starts_with("https://"),
+            metrics: telemetry::metrics_handle().map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender),
+        };
+        Ok(Self {
+            acceptor,
+            port,
+            engine,
+            api_config,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until `shutdown` resolves, then drain in-flight requests (up to 30 s)
+    /// and stop the engine.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = alta_api::app(self.engine.clone(), self.api_config);
+        tracing::info!(port = self.port, database = self.engine.database_backend(), "serving");
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(30)))
+            .await;
+        self.engine.shutdown().await;
+        result.context("the HTTP server failed")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
