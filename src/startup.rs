@@ -87,6 +87,11 @@ impl Application {
         self.port
     }
 
+    /// The engine this application serves (the CLI and tests make engine calls directly).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Serve until `shutdown` resolves, then drain in-flight requests (up to 30 s)
     /// and stop the engine.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

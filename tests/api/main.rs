@@ -1,1 +1,17 @@
-fn main() {}
+//! Black-box tests: each spawns the real server on 127.0.0.1:0 with its own database
+//! (a temporary SQLite file, or a fresh schema on the PostgreSQL at
+//! `TEST_DATABASE_URL`) and talks HTTP to it. Most behaviour tests run on both
+//! backends through `backend_tests!`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod smtp_sink;
+
+mod admin;
+mod auth;
+mod cli;
+mod mail;
+mod middleware;
+mod openapi;
+mod rate_limit;
+mod startup;

@@ -126,9 +126,13 @@ impl Db {
                 .await?;
             Ok(Self::Postgres(pool))
         } else if url.starts_with("sqlite:") {
-            let connect = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
-                .create_if_missing(opts.create_sqlite_file)
+            let mut connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?;
+            if opts.create_sqlite_file {
+                // Otherwise the URL decides (`?mode=rwc` creates).
+                connect = connect.create_if_missing(true);
+            }
+            let connect = connect
                 // Durable before acknowledged: WAL + fsync on every commit (DESIGN.md rule 3).
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)

@@ -1,0 +1,106 @@
+//! The `alta` binary itself: `migrate` and `admin create`, then a server on the same data.
+
+use std::{io::Write, process::Stdio};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helpers::{assert_problem, init_test_env, Backend, PgSchema, PASSWORD};
+
+fn alta(data_dir: &TempDir, database_url: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alta"));
+    cmd.current_dir(data_dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir.path())
+        .env("DATABASE_URL", database_url)
+        .env("SECRET_KEY", "cli-test-secret-key-0123456789abcdef")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn admin_create(data_dir: &TempDir, database_url: &str, email: &str, password: &str) -> std::process::Output {
+    let mut child = alta(data_dir, database_url)
+        .args(["admin", "create", "--email", email, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+async fn admin_create_then_sign_in(backend: Backend) {
+    init_test_env();
+    let data_dir = TempDir::new().unwrap();
+    let pg = match backend {
+        Backend::Postgres => Some(PgSchema::create().await),
+        Backend::Sqlite => None,
+    };
+    let url = match &pg {
+        Some(schema) => schema.url.clone(),
+        None => format!("sqlite://{}?mode=rwc", data_dir.path().join("alta.db").display()),
+    };
+    let migrate = alta(&data_dir, &url).arg("migrate").output().unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("migrations applied"));
+
+    // A weak password is refused with the reason, and nothing is created.
+    let weak = admin_create(&data_dir, &url, "root@example.org", "password1234");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password_too_weak"));
+
+    let out = admin_create(&data_dir, &url, "Root@Example.org", PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created super admin"));
+    // Running it again promotes (idempotent for the bootstrap).
+    let again = admin_create(&data_dir, &url, "root@example.org", PASSWORD);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("promoted"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // A server on the same database: the admin can sign in and list users.
+    let settings = alta::settings::Settings::from_vars([
+        ("DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+        ("DATABASE_URL".to_owned(), url.clone()),
+        ("PORT".to_owned(), "0".to_owned()),
+        ("SECRET_KEY".to_owned(), "cli-test-secret-key-0123456789abcdef".to_owned()),
+    ])
+    .unwrap();
+    let app = alta::startup::Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"email": "root@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let token: Value = login.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let users = client.get(format!("{base}/api/admin/users")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(users.status(), StatusCode::OK);
+    let users: Value = users.json().await.unwrap();
+    assert_eq!(users["items"][0]["role"], "super_admin");
+    assert_eq!(users["items"][0]["email_verified"], true);
+    let me = client.get(format!("{base}/api/admin/users")).send().await.unwrap();
+    assert_problem(me, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+crate::backend_tests!(admin_create_then_sign_in);
+
+#[test]
+fn configuration_errors_name_the_variable() {
+    let data_dir = TempDir::new().unwrap();
+    let out = alta(&data_dir, "mysql://nope").arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("configuration error: DATABASE_URL"), "{stderr}");
+    let out = alta(&data_dir, "sqlite://x.db?mode=rwc").env("APP_ENV", "production").arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PUBLIC_URL") || stderr.contains("SECRET_KEY"), "{stderr}");
+}

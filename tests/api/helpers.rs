@@ -1,0 +1,368 @@
+//! `spawn_app`: one real server per test, on its own database, with a manual clock.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Once, OnceLock},
+    time::Duration,
+};
+
+use alta::{settings::Settings, startup::Application};
+use alta_actors::{clock::ManualClock, context::RequestContext, store::{Db, DbOptions}};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// A password zxcvbn rates as strong.
+pub const PASSWORD: &str = "violet tangent harbour 42";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generate `mod sqlite` and `mod postgres` with one test per listed async fn
+/// `fn(Backend)`, so the same behaviour suite runs on both databases.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::helpers::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+pub fn init_test_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        alta::install_crypto_provider();
+        if std::env::var("TEST_LOG").is_ok() {
+            alta::telemetry::init_tracing(alta::settings::LogFormat::Pretty);
+        }
+    });
+}
+
+/// `postgres://…` of the shared test server (a database on it gets one schema per test).
+pub fn postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A schema named `t_<uuid>` on the test PostgreSQL, dropped when the guard drops.
+pub struct PgSchema {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> Self {
+        static SWEPT: OnceLock<()> = OnceLock::new();
+        let base = postgres_url();
+        let admin = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at TEST_DATABASE_URL={base}: {e}. \
+                 Start it (see README, 'Running the tests') or point TEST_DATABASE_URL at one."
+            )
+        });
+        if SWEPT.set(()).is_ok() {
+            // Schemas left behind by a crashed earlier run.
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_%' AND length(nspname) = 34",
+            )
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+            for schema in stale {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+                    .execute(&admin)
+                    .await;
+            }
+        }
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Self { name, url }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (base, name) = (postgres_url(), self.name.clone());
+        // Drop runs outside async context guarantees: use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Options for one test server.
+pub struct TestAppBuilder {
+    backend: Backend,
+    vars: HashMap<String, String>,
+}
+
+impl TestAppBuilder {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            vars: HashMap::new(),
+        }
+    }
+
+    /// Set an environment-style setting for this server.
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        init_test_env();
+        let data_dir = TempDir::new().unwrap();
+        let pg = match self.backend {
+            Backend::Postgres => Some(PgSchema::create().await),
+            Backend::Sqlite => None,
+        };
+        let database_url = match &pg {
+            Some(schema) => schema.url.clone(),
+            None => format!("sqlite://{}?mode=rwc", data_dir.path().join("alta.db").display()),
+        };
+        let mut vars: HashMap<String, String> = [
+            ("APP_ENV", "test"),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("SECRET_KEY", "test-secret-key-0123456789abcdef0123456789"),
+            ("CORS_ORIGINS", "http://allowed.example"),
+            ("JOB_POLL_INTERVAL_MS", "50"),
+            ("RATE_LIMIT_AUTH_PER_IP", "10000/min"),
+            ("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min"),
+            ("PASSWORD_HASH_CONCURRENCY", "2"),
+            ("PUBLIC_URL", "http://alta.test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.insert("DATA_DIR".into(), data_dir.path().display().to_string());
+        vars.insert("DATABASE_URL".into(), database_url.clone());
+        vars.insert("REDIS_KEY_PREFIX".into(), format!("test:{}:", Uuid::new_v4().simple()));
+        vars.extend(self.vars);
+        let settings = Settings::from_vars(vars).expect("test settings are valid");
+        let clock = ManualClock::new(chrono::Utc::now());
+        let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
+            .await
+            .expect("the test server starts");
+        let port = app.port();
+        let engine = app.engine().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            clock,
+            engine,
+            database_url,
+            outbox: data_dir.path().join("outbox"),
+            data_dir,
+            backend: self.backend,
+            stop: Some(stop),
+            server: Some(server),
+            _pg: pg,
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    TestAppBuilder::new(backend).spawn().await
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub clock: ManualClock,
+    pub engine: alta_actors::Engine,
+    pub database_url: String,
+    pub outbox: PathBuf,
+    pub data_dir: TempDir,
+    pub backend: Backend,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _pg: Option<PgSchema>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/auth/register", &json!({"email": email, "password": password})).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/auth/login", &json!({"email": email, "password": password})).await
+    }
+
+    /// Register, follow the verification link, log in; returns the access token.
+    pub async fn signed_up_user(&self, email: &str) -> String {
+        assert_eq!(self.register(email, PASSWORD).await.status(), StatusCode::CREATED);
+        let link = self.verification_link(email).await;
+        assert_eq!(self.follow(&link).await.status(), StatusCode::OK);
+        self.token(email, PASSWORD).await
+    }
+
+    /// A verified super admin made the way `alta admin create` makes one; returns its token.
+    pub async fn super_admin(&self, email: &str) -> String {
+        self.engine
+            .create_super_admin(email, PASSWORD, &RequestContext::internal("test"))
+            .await
+            .unwrap();
+        self.token(email, PASSWORD).await
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let resp = self.login(email, password).await;
+        assert_eq!(resp.status(), StatusCode::OK, "login of {email} failed");
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Follow a link from a mail (its host is PUBLIC_URL; we serve it here).
+    pub async fn follow(&self, link: &str) -> Response {
+        let path = link.strip_prefix("http://alta.test").expect("links use PUBLIC_URL");
+        self.get(path).await
+    }
+
+    /// Every outbox mail addressed to `to`, oldest first.
+    pub fn outbox_mails(&self, to: &str) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.outbox) else {
+            return Vec::new();
+        };
+        let mut mails: Vec<(std::time::SystemTime, String)> = dir
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let modified = e.metadata().ok()?.modified().ok()?;
+                text.lines().any(|l| l.eq_ignore_ascii_case(&format!("To: {to}"))).then_some((modified, text))
+            })
+            .collect();
+        mails.sort();
+        mails.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Wait (bounded) until `count` mails to `to` are in the outbox.
+    pub async fn wait_for_mails(&self, to: &str, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let mails = self.outbox_mails(to);
+            if mails.len() >= count {
+                return mails;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("expected {count} mail(s) to {to}; found {}", self.outbox_mails(to).len());
+    }
+
+    /// The verification link of the newest verification mail to `to`.
+    pub async fn verification_link(&self, to: &str) -> String {
+        for _ in 0..200 {
+            if let Some(link) = self.outbox_mails(to).iter().rev().find_map(|m| extract_link(m, "verify-email")) {
+                return link;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no verification mail to {to}");
+    }
+
+    /// A pool on this app's database, for assertions on rows the API does not show.
+    pub async fn db(&self) -> Db {
+        Db::connect(&DbOptions {
+            url: self.database_url.clone(),
+            max_connections: 2,
+            create_sqlite_file: false,
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The first URL in a mail that contains `marker`.
+pub fn extract_link(mail: &str, marker: &str) -> Option<String> {
+    mail.split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains(marker))
+        .map(str::to_owned)
+}
+
+/// Assert a problem document with this status and code; returns it.
+pub async fn assert_problem(resp: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(resp.status(), status, "unexpected status");
+    let content_type = resp.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "content type was {content_type}");
+    let header_id = resp.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["request_id"], header_id.as_str(), "problem carries the request id");
+    assert!(body["type"].as_str().unwrap().ends_with(code));
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
