@@ -64,13 +64,13 @@ impl Engine {
         self.limit_ip("resend_verification", ctx).await?;
         let email = Email::parse(email)?;
         self.limit_account("resend_verification", &email).await?;
-        if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await? {
-            if !user.email_verified {
-                self.accounts()?.cast(AccountsMsg::ResendVerification {
-                    user_id: user.id,
-                    ctx: ctx.clone(),
-                })?;
-            }
+        if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
+            && !user.email_verified
+        {
+            self.accounts()?.cast(AccountsMsg::ResendVerification {
+                user_id: user.id,
+                ctx: ctx.clone(),
+            })?;
         }
         Ok(())
     }

@@ -102,10 +102,10 @@ impl<E> ObserveEndpoint<E> {
     /// The route template: the operation's path for API calls, the matched pattern for
     /// other routes, `unmatched` otherwise (never the raw path: unbounded cardinality).
     fn route_of(&self, resp: &Response) -> String {
-        if let Some(op) = resp.data::<poem_openapi::OperationId>() {
-            if let Some(path) = self.routes.get(op.0) {
-                return path.clone();
-            }
+        if let Some(op) = resp.data::<poem_openapi::OperationId>()
+            && let Some(path) = self.routes.get(op.0)
+        {
+            return path.clone();
         }
         match resp.data::<PathPattern>() {
             // A 404 under the API's nest carries the nest's empty pattern.
