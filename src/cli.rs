@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use alta_actors::{clock::SystemClock, context::RequestContext, EngineRoles};
+use alta_actors::{EngineRoles, clock::SystemClock, context::RequestContext};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -57,7 +57,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let db = startup::connect_database(&settings).await?;
-            let engine = startup::start_engine(&settings, db, std::sync::Arc::new(SystemClock), EngineRoles::WORKER).await?;
+            let engine = startup::start_engine(
+                &settings,
+                db,
+                std::sync::Arc::new(SystemClock),
+                EngineRoles::WORKER,
+            )
+            .await?;
             tracing::info!(database = engine.database_backend(), "workers running");
             startup::shutdown_signal().await;
             engine.shutdown().await;
@@ -70,7 +76,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::Create { email, password_stdin: _ },
+            command:
+                AdminCommand::Create {
+                    email,
+                    password_stdin: _,
+                },
         } => {
             let mut password = String::new();
             std::io::stdin()
@@ -79,7 +89,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password);
             let db = startup::connect_database(&settings).await?;
-            let engine = startup::start_engine(&settings, db, std::sync::Arc::new(SystemClock), EngineRoles::ADMIN).await?;
+            let engine = startup::start_engine(
+                &settings,
+                db,
+                std::sync::Arc::new(SystemClock),
+                EngineRoles::ADMIN,
+            )
+            .await?;
             let result = engine
                 .create_super_admin(&email, password, &RequestContext::internal("cli"))
                 .await;

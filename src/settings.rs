@@ -13,7 +13,8 @@ use std::{
 };
 
 use alta_actors::config::{
-    EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits, SmtpConfig, SmtpTls,
+    EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits, SmtpConfig,
+    SmtpTls,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -97,7 +98,9 @@ impl Vars {
     {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => raw.parse().map_err(|e| err(name, format!("cannot parse {raw:?}: {e}"))),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| err(name, format!("cannot parse {raw:?}: {e}"))),
         }
     }
 
@@ -126,15 +129,17 @@ impl Vars {
 impl Settings {
     /// From the process environment, after loading `.env` if there is one.
     pub fn from_env() -> Result<Self, SettingsError> {
-        if let Err(e) = dotenvy::dotenv() {
-            if !e.not_found() {
-                return Err(err("(.env)", format!("cannot read .env: {e}")));
-            }
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(err("(.env)", format!("cannot read .env: {e}")));
         }
         Self::from_vars(std::env::vars())
     }
 
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
         let v = Vars(vars.into_iter().collect());
 
         let app_env = match v.get("APP_ENV").map(str::to_ascii_lowercase).as_deref() {
@@ -142,7 +147,10 @@ impl Settings {
             Some("test") => AppEnv::Test,
             Some("production" | "prod") => AppEnv::Production,
             Some(other) => {
-                return Err(err("APP_ENV", format!("expected development, test or production, got {other:?}")))
+                return Err(err(
+                    "APP_ENV",
+                    format!("expected development, test or production, got {other:?}"),
+                ));
             }
         };
         let production = app_env == AppEnv::Production;
@@ -153,13 +161,19 @@ impl Settings {
 
         let public_url = match v.get("PUBLIC_URL") {
             Some(url) => {
-                let parsed = url::Url::parse(url).map_err(|e| err("PUBLIC_URL", format!("not a URL: {e}")))?;
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| err("PUBLIC_URL", format!("not a URL: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                     return Err(err("PUBLIC_URL", "must be an http(s) URL with a host"));
                 }
                 url.trim_end_matches('/').to_owned()
             }
-            None if production => return Err(err("PUBLIC_URL", "must be set in production (links in mail use it)")),
+            None if production => {
+                return Err(err(
+                    "PUBLIC_URL",
+                    "must be set in production (links in mail use it)",
+                ));
+            }
             None => format!("http://{}", std::net::SocketAddr::new(host, port)),
         };
 
@@ -175,46 +189,68 @@ impl Settings {
             "HS384" => jsonwebtoken::Algorithm::HS384,
             "HS512" => jsonwebtoken::Algorithm::HS512,
             other => {
-                return Err(err("JWT_ALG", format!("{other:?} is not supported; use HS256, HS384 or HS512")))
+                return Err(err(
+                    "JWT_ALG",
+                    format!("{other:?} is not supported; use HS256, HS384 or HS512"),
+                ));
             }
         };
         let ttl: u64 = v.parse("ACCESS_TOKEN_TTL_SECONDS", 900)?;
         if !(60..=86_400).contains(&ttl) {
-            return Err(err("ACCESS_TOKEN_TTL_SECONDS", "must be between 60 and 86400"));
+            return Err(err(
+                "ACCESS_TOKEN_TTL_SECONDS",
+                "must be between 60 and 86400",
+            ));
         }
 
-        let redis_url = v.get("REDIS_URL").map(|url| SecretString::from(url.to_owned()));
-        if let Some(url) = v.get("REDIS_URL") {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(err("REDIS_URL", "must start with redis:// or rediss://"));
-            }
+        let redis_url = v
+            .get("REDIS_URL")
+            .map(|url| SecretString::from(url.to_owned()));
+        if let Some(url) = v.get("REDIS_URL")
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(err("REDIS_URL", "must start with redis:// or rediss://"));
         }
         let redis_key_prefix = v.get("REDIS_KEY_PREFIX").unwrap_or("alta:").to_owned();
 
-        let smtp_from = v.get("SMTP_FROM").unwrap_or("no-reply@altadata.local").to_owned();
+        let smtp_from = v
+            .get("SMTP_FROM")
+            .unwrap_or("no-reply@altadata.local")
+            .to_owned();
         if !smtp_from.contains('@') {
             return Err(err("SMTP_FROM", "must be an email address"));
         }
         let smtp = smtp(&v)?;
 
-        let google_application_credentials = v.get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
-        if let Some(path) = &google_application_credentials {
-            if !path.is_file() {
-                return Err(err("GOOGLE_APPLICATION_CREDENTIALS", format!("{} is not a readable file", path.display())));
-            }
+        let google_application_credentials =
+            v.get("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
+        if let Some(path) = &google_application_credentials
+            && !path.is_file()
+        {
+            return Err(err(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                format!("{} is not a readable file", path.display()),
+            ));
         }
 
         let cors_origins = v.list("CORS_ORIGINS", "http://localhost:3000");
         for origin in &cors_origins {
-            let ok = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+            let ok = url::Url::parse(origin)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
             if !ok || origin.ends_with('/') {
-                return Err(err("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.org")));
+                return Err(err(
+                    "CORS_ORIGINS",
+                    format!("{origin:?} is not an origin like https://app.example.org"),
+                ));
             }
         }
         let trusted_proxies = v
             .list("TRUSTED_PROXIES", "")
             .iter()
-            .map(|ip| ip.parse::<IpAddr>().map_err(|e| err("TRUSTED_PROXIES", format!("{ip:?}: {e}"))))
+            .map(|ip| {
+                ip.parse::<IpAddr>()
+                    .map_err(|e| err("TRUSTED_PROXIES", format!("{ip:?}: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let max_body_bytes: usize = v.parse("MAX_BODY_BYTES", 1024 * 1024)?;
         if max_body_bytes < 1024 {
@@ -232,7 +268,10 @@ impl Settings {
         }
         let verification_hours: u64 = v.parse("EMAIL_VERIFICATION_TTL_HOURS", 24)?;
         if !(1..=168).contains(&verification_hours) {
-            return Err(err("EMAIL_VERIFICATION_TTL_HOURS", "must be between 1 and 168"));
+            return Err(err(
+                "EMAIL_VERIFICATION_TTL_HOURS",
+                "must be between 1 and 168",
+            ));
         }
 
         let defaults = JobsConfig::default();
@@ -253,10 +292,16 @@ impl Settings {
         let multi_node = v.bool("MULTI_NODE", false)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
         if multi_node && !is_postgres {
-            return Err(err("MULTI_NODE", "several nodes need PostgreSQL: set DATABASE_URL or POSTGRES_*"));
+            return Err(err(
+                "MULTI_NODE",
+                "several nodes need PostgreSQL: set DATABASE_URL or POSTGRES_*",
+            ));
         }
         if multi_node && redis_url.is_none() {
-            return Err(err("MULTI_NODE", "several nodes need a shared Redis: set REDIS_URL"));
+            return Err(err(
+                "MULTI_NODE",
+                "several nodes need a shared Redis: set REDIS_URL",
+            ));
         }
 
         let log_format = match v.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
@@ -264,7 +309,12 @@ impl Settings {
             None => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
             Some("pretty" | "text") => LogFormat::Pretty,
-            Some(other) => return Err(err("LOG_FORMAT", format!("expected json or pretty, got {other:?}"))),
+            Some(other) => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("expected json or pretty, got {other:?}"),
+                ));
+            }
         };
 
         Ok(Self {
@@ -320,7 +370,10 @@ impl Settings {
                 },
             },
             rate_limits: self.rate_limits,
-            redis_url: self.redis_url.as_ref().map(|u| u.expose_secret().to_owned()),
+            redis_url: self
+                .redis_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
             redis_key_prefix: self.redis_key_prefix.clone(),
             password_hash_concurrency: self.password_hash_concurrency,
             email_verification_ttl: self.email_verification_ttl,
@@ -337,17 +390,28 @@ fn database_url(v: &Vars, data_dir: &Path) -> Result<(SecretString, bool), Setti
             || url.starts_with("sqlite:");
         if !ok {
             // Never fall back to a fresh SQLite file: that hides the real database.
-            return Err(err("DATABASE_URL", "must start with postgres://, postgresql:// or sqlite:"));
+            return Err(err(
+                "DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
         }
         if url.starts_with("postgres") {
-            url::Url::parse(url).map_err(|e| err("DATABASE_URL", format!("not a valid URL: {e}")))?;
+            url::Url::parse(url)
+                .map_err(|e| err("DATABASE_URL", format!("not a valid URL: {e}")))?;
         }
         return Ok((SecretString::from(url.to_owned()), false));
     }
-    const PG_VARS: [&str; 5] = ["POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"];
+    const PG_VARS: [&str; 5] = [
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "POSTGRES_DB",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+    ];
     if PG_VARS.iter().any(|name| v.get(name).is_some()) {
         let port: u16 = v.parse("POSTGRES_PORT", 5432)?;
-        let mut url = url::Url::parse("postgres://localhost").map_err(|e| err("POSTGRES_HOST", e.to_string()))?;
+        let mut url = url::Url::parse("postgres://localhost")
+            .map_err(|e| err("POSTGRES_HOST", e.to_string()))?;
         url.set_host(Some(v.get("POSTGRES_HOST").unwrap_or("localhost")))
             .map_err(|e| err("POSTGRES_HOST", e.to_string()))?;
         let _ = url.set_port(Some(port));
@@ -357,17 +421,22 @@ fn database_url(v: &Vars, data_dir: &Path) -> Result<(SecretString, bool), Setti
         return Ok((SecretString::from(url.to_string()), false));
     }
     let file = data_dir.join("alta.db");
-    Ok((SecretString::from(format!("sqlite://{}", file.display())), true))
+    Ok((
+        SecretString::from(format!("sqlite://{}", file.display())),
+        true,
+    ))
 }
 
 /// In development the key is generated once and kept in `DATA_DIR/secret_key`; in
 /// production it must be given, and be a real secret.
 fn secret_key(v: &Vars, env: AppEnv, data_dir: &Path) -> Result<SecretString, SettingsError> {
     match v.get("SECRET_KEY") {
-        Some(key) if env == AppEnv::Production && (key == "changeme" || key.len() < 32) => Err(err(
-            "SECRET_KEY",
-            "must be at least 32 bytes of random text in production (and never `changeme`)",
-        )),
+        Some(key) if env == AppEnv::Production && (key == "changeme" || key.len() < 32) => {
+            Err(err(
+                "SECRET_KEY",
+                "must be at least 32 bytes of random text in production (and never `changeme`)",
+            ))
+        }
         Some(key) if key.len() < 16 => Err(err("SECRET_KEY", "must be at least 16 bytes")),
         Some(key) => Ok(SecretString::from(key.to_owned())),
         None if env == AppEnv::Production => Err(err("SECRET_KEY", "must be set in production")),
@@ -379,13 +448,24 @@ fn secret_key(v: &Vars, env: AppEnv, data_dir: &Path) -> Result<SecretString, Se
                     return Ok(SecretString::from(existing.to_owned()));
                 }
             }
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| err("DATA_DIR", format!("cannot create {}: {e}", data_dir.display())))?;
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                err(
+                    "DATA_DIR",
+                    format!("cannot create {}: {e}", data_dir.display()),
+                )
+            })?;
             let mut bytes = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
             let key = hex::encode(bytes);
-            write_private(&path, &key)
-                .map_err(|e| err("SECRET_KEY", format!("unset, and cannot keep a generated one in {}: {e}", path.display())))?;
+            write_private(&path, &key).map_err(|e| {
+                err(
+                    "SECRET_KEY",
+                    format!(
+                        "unset, and cannot keep a generated one in {}: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
             Ok(SecretString::from(key))
         }
     }
@@ -416,12 +496,22 @@ fn smtp(v: &Vars) -> Result<Option<SmtpConfig>, SettingsError> {
         None if port == 465 => SmtpTls::Tls,
         None if loopback => SmtpTls::None,
         None => SmtpTls::StartTls,
-        Some(other) => return Err(err("SMTP_TLS", format!("expected none, starttls or tls, got {other:?}"))),
+        Some(other) => {
+            return Err(err(
+                "SMTP_TLS",
+                format!("expected none, starttls or tls, got {other:?}"),
+            ));
+        }
     };
     let username = v.get("SMTP_USER").map(str::to_owned);
-    let password = v.get("SMTP_PASSWORD").map(|p| SecretString::from(p.to_owned()));
+    let password = v
+        .get("SMTP_PASSWORD")
+        .map(|p| SecretString::from(p.to_owned()));
     if username.is_some() != password.is_some() {
-        return Err(err("SMTP_PASSWORD", "SMTP_USER and SMTP_PASSWORD go together"));
+        return Err(err(
+            "SMTP_PASSWORD",
+            "SMTP_USER and SMTP_PASSWORD go together",
+        ));
     }
     Ok(Some(SmtpConfig {
         host: host.to_owned(),
@@ -436,7 +526,12 @@ fn smtp(v: &Vars) -> Result<Option<SmtpConfig>, SettingsError> {
 /// `N/sec`, `N/min` or `N/hour`: a burst of N, refilled at N per period.
 fn rate(v: &Vars, name: &'static str, default: &str) -> Result<Rate, SettingsError> {
     let raw = v.get(name).unwrap_or(default);
-    let bad = || err(name, format!("{raw:?} is not a rate like 30/min (units: sec, min, hour)"));
+    let bad = || {
+        err(
+            name,
+            format!("{raw:?} is not a rate like 30/min (units: sec, min, hour)"),
+        )
+    };
     let (count, unit) = raw.split_once('/').ok_or_else(bad)?;
     let burst: u32 = count.trim().parse().map_err(|_| bad())?;
     let period = match unit.trim() {
@@ -458,7 +553,11 @@ mod tests {
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         let dir = std::env::temp_dir().join(format!("alta-settings-{}", uuid::Uuid::new_v4()));
         let mut all = vec![("DATA_DIR".to_owned(), dir.display().to_string())];
-        all.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         all
     }
 
@@ -476,43 +575,84 @@ mod tests {
         assert!(s.smtp.is_none() && s.redis_url.is_none());
         assert_eq!(s.public_url, "http://127.0.0.1:8000");
         // The generated key is kept and reused.
-        let again = Settings::from_vars(vec![("DATA_DIR".into(), s.data_dir.display().to_string())]).unwrap();
-        assert_eq!(again.secret_key.expose_secret(), s.secret_key.expose_secret());
+        let again =
+            Settings::from_vars(vec![("DATA_DIR".into(), s.data_dir.display().to_string())])
+                .unwrap();
+        assert_eq!(
+            again.secret_key.expose_secret(),
+            s.secret_key.expose_secret()
+        );
         assert_eq!(s.secret_key.expose_secret().len(), 64);
     }
 
     #[test]
     fn errors_name_the_variable() {
         assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
-        assert_eq!(error_var(&[("DATABASE_URL", "/tmp/alta.db")]), "DATABASE_URL");
+        assert_eq!(
+            error_var(&[("DATABASE_URL", "/tmp/alta.db")]),
+            "DATABASE_URL"
+        );
         assert_eq!(error_var(&[("PORT", "eighty")]), "PORT");
         assert_eq!(error_var(&[("JWT_ALG", "none")]), "JWT_ALG");
         assert_eq!(error_var(&[("JWT_ALG", "RS256")]), "JWT_ALG");
         assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
-        assert_eq!(error_var(&[("CORS_ORIGINS", "not an origin")]), "CORS_ORIGINS");
-        assert_eq!(error_var(&[("RATE_LIMIT_AUTH_PER_IP", "10/fortnight")]), "RATE_LIMIT_AUTH_PER_IP");
+        assert_eq!(
+            error_var(&[("CORS_ORIGINS", "not an origin")]),
+            "CORS_ORIGINS"
+        );
+        assert_eq!(
+            error_var(&[("RATE_LIMIT_AUTH_PER_IP", "10/fortnight")]),
+            "RATE_LIMIT_AUTH_PER_IP"
+        );
         assert_eq!(error_var(&[("REDIS_URL", "localhost:6379")]), "REDIS_URL");
         assert_eq!(error_var(&[("MULTI_NODE", "true")]), "MULTI_NODE");
-        assert_eq!(error_var(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]), "SMTP_TLS");
-        assert_eq!(error_var(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")]), "GOOGLE_APPLICATION_CREDENTIALS");
+        assert_eq!(
+            error_var(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]),
+            "SMTP_TLS"
+        );
+        assert_eq!(
+            error_var(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")]),
+            "GOOGLE_APPLICATION_CREDENTIALS"
+        );
     }
 
     #[test]
     fn production_refuses_weak_or_missing_secrets() {
-        let prod = [("APP_ENV", "production"), ("PUBLIC_URL", "https://data.example.org")];
+        let prod = [
+            ("APP_ENV", "production"),
+            ("PUBLIC_URL", "https://data.example.org"),
+        ];
         assert_eq!(error_var(&prod), "SECRET_KEY");
-        assert_eq!(error_var(&[prod[0], prod[1], ("SECRET_KEY", "changeme")]), "SECRET_KEY");
-        assert_eq!(error_var(&[prod[0], prod[1], ("SECRET_KEY", "short-but-not-changeme")]), "SECRET_KEY");
-        assert_eq!(error_var(&[prod[0], ("SECRET_KEY", &"k".repeat(40))]), "PUBLIC_URL");
-        let ok = Settings::from_vars(vars(&[prod[0], prod[1], ("SECRET_KEY", &"k".repeat(40))])).unwrap();
+        assert_eq!(
+            error_var(&[prod[0], prod[1], ("SECRET_KEY", "changeme")]),
+            "SECRET_KEY"
+        );
+        assert_eq!(
+            error_var(&[prod[0], prod[1], ("SECRET_KEY", "short-but-not-changeme")]),
+            "SECRET_KEY"
+        );
+        assert_eq!(
+            error_var(&[prod[0], ("SECRET_KEY", &"k".repeat(40))]),
+            "PUBLIC_URL"
+        );
+        let ok = Settings::from_vars(vars(&[prod[0], prod[1], ("SECRET_KEY", &"k".repeat(40))]))
+            .unwrap();
         assert_eq!(ok.log_format, LogFormat::Json);
     }
 
     #[test]
     fn postgres_variables_build_a_url_and_database_url_wins() {
-        let s = Settings::from_vars(vars(&[("POSTGRES_HOST", "db"), ("POSTGRES_DB", "alta")])).unwrap();
-        assert_eq!(s.database_url.expose_secret(), "postgres://postgres:postgres@db:5432/alta");
-        let s = Settings::from_vars(vars(&[("POSTGRES_HOST", "db"), ("DATABASE_URL", "sqlite:x.db")])).unwrap();
+        let s =
+            Settings::from_vars(vars(&[("POSTGRES_HOST", "db"), ("POSTGRES_DB", "alta")])).unwrap();
+        assert_eq!(
+            s.database_url.expose_secret(),
+            "postgres://postgres:postgres@db:5432/alta"
+        );
+        let s = Settings::from_vars(vars(&[
+            ("POSTGRES_HOST", "db"),
+            ("DATABASE_URL", "sqlite:x.db"),
+        ]))
+        .unwrap();
         assert_eq!(s.database_url.expose_secret(), "sqlite:x.db");
         assert!(!s.create_sqlite_file);
     }
@@ -528,16 +668,30 @@ mod tests {
         ]))
         .unwrap();
         let debug = format!("{s:?}");
-        for secret in ["super-secret-signing-key", "db-password-xyz", "smtp-password-xyz"] {
+        for secret in [
+            "super-secret-signing-key",
+            "db-password-xyz",
+            "smtp-password-xyz",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug");
         }
     }
 
     #[test]
     fn smtp_tls_defaults_follow_the_port_and_host() {
-        let tls = |pairs: &[(&str, &str)]| Settings::from_vars(vars(pairs)).unwrap().smtp.unwrap().tls;
-        assert_eq!(tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "465")]), SmtpTls::Tls);
-        assert_eq!(tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "587")]), SmtpTls::StartTls);
-        assert_eq!(tls(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", "2525")]), SmtpTls::None);
+        let tls =
+            |pairs: &[(&str, &str)]| Settings::from_vars(vars(pairs)).unwrap().smtp.unwrap().tls;
+        assert_eq!(
+            tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "465")]),
+            SmtpTls::Tls
+        );
+        assert_eq!(
+            tls(&[("SMTP_HOST", "mail.example.org"), ("SMTP_PORT", "587")]),
+            SmtpTls::StartTls
+        );
+        assert_eq!(
+            tls(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", "2525")]),
+            SmtpTls::None
+        );
     }
 }

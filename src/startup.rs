@@ -4,15 +4,15 @@
 use std::{sync::Arc, time::Duration};
 
 use alta_actors::{
+    Engine, EngineRoles,
     clock::{SharedClock, SystemClock},
     store::{Db, DbOptions},
-    Engine, EngineRoles,
 };
 use alta_api::ApiConfig;
 use anyhow::Context;
 use poem::{
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
 };
 use secrecy::ExposeSecret;
 
@@ -31,12 +31,19 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<Db> {
     })
     .await
     .context("DATABASE_URL: cannot open the database")?;
-    db.migrate().await.context("cannot apply database migrations")?;
+    db.migrate()
+        .await
+        .context("cannot apply database migrations")?;
     Ok(db)
 }
 
 /// Start the engine for the given roles on a migrated database.
-pub async fn start_engine(settings: &Settings, db: Db, clock: SharedClock, roles: EngineRoles) -> anyhow::Result<Engine> {
+pub async fn start_engine(
+    settings: &Settings,
+    db: Db,
+    clock: SharedClock,
+    roles: EngineRoles,
+) -> anyhow::Result<Engine> {
     Engine::start(settings.engine_config(), db, clock, roles)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the engine: {e}"))
@@ -72,8 +79,12 @@ impl Application {
             cors_origins: settings.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
             trusted_proxies: settings.trusted_proxies.clone(),
+            public_origin: url::Url::parse(&settings.public_url)
+                .ok()
+                .map(|u| u.origin().ascii_serialization()),
             hsts: settings.public_url.starts_with("https://"),
-            metrics: telemetry::metrics_handle().map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender),
+            metrics: telemetry::metrics_handle()
+                .map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender),
         };
         Ok(Self {
             acceptor,
@@ -94,9 +105,16 @@ impl Application {
 
     /// Serve until `shutdown` resolves, then drain in-flight requests (up to 30 s)
     /// and stop the engine.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = alta_api::app(self.engine.clone(), self.api_config);
-        tracing::info!(port = self.port, database = self.engine.database_backend(), "serving");
+        tracing::info!(
+            port = self.port,
+            database = self.engine.database_backend(),
+            "serving"
+        );
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(30)))
             .await;

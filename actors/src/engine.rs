@@ -49,9 +49,18 @@ pub struct EngineRoles {
 }
 
 impl EngineRoles {
-    pub const SERVE: Self = Self { api: true, workers: true };
-    pub const WORKER: Self = Self { api: false, workers: true };
-    pub const ADMIN: Self = Self { api: true, workers: false };
+    pub const SERVE: Self = Self {
+        api: true,
+        workers: true,
+    };
+    pub const WORKER: Self = Self {
+        api: false,
+        workers: true,
+    };
+    pub const ADMIN: Self = Self {
+        api: true,
+        workers: false,
+    };
 }
 
 /// The actor slots the root supervisor keeps filled.
@@ -94,7 +103,9 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         // Fail at startup, naming the setting, rather than on the first mail.
         if roles.workers {
-            MailTransportImpl::new(&config.mail).await.map_err(EngineError::Internal)?;
+            MailTransportImpl::new(&config.mail)
+                .await
+                .map_err(EngineError::Internal)?;
         }
         let redis = match &config.redis_url {
             Some(url) => Some(
@@ -177,14 +188,24 @@ impl Engine {
     {
         match actor.call(build, Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
-            Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable("the engine is busy; try again".into())),
-            Ok(ractor::rpc::CallResult::SenderError) => Err(EngineError::Unavailable("the engine dropped the request".into())),
-            Err(err) => Err(EngineError::Unavailable(format!("engine actor unavailable: {err}"))),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable(
+                "the engine is busy; try again".into(),
+            )),
+            Ok(ractor::rpc::CallResult::SenderError) => Err(EngineError::Unavailable(
+                "the engine dropped the request".into(),
+            )),
+            Err(err) => Err(EngineError::Unavailable(format!(
+                "engine actor unavailable: {err}"
+            ))),
         }
     }
 
     /// Spend one unit of the per-IP budget of `op` (no-op for calls without an IP).
-    pub(crate) async fn limit_ip(&self, op: &'static str, ctx: &RequestContext) -> Result<(), EngineError> {
+    pub(crate) async fn limit_ip(
+        &self,
+        op: &'static str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
         match ctx.client_ip {
             Some(ip) => {
                 let rate = self.deps.config.rate_limits.auth_per_ip;
@@ -195,17 +216,32 @@ impl Engine {
     }
 
     /// Spend one unit of the per-account budget of `op`.
-    pub(crate) async fn limit_account(&self, op: &'static str, email: &Email) -> Result<(), EngineError> {
+    pub(crate) async fn limit_account(
+        &self,
+        op: &'static str,
+        email: &Email,
+    ) -> Result<(), EngineError> {
         let rate = self.deps.config.rate_limits.auth_per_account;
-        self.limit(op, "account", format!("{op}:acct:{email}"), rate).await
+        self.limit(op, "account", format!("{op}:acct:{email}"), rate)
+            .await
     }
 
-    async fn limit(&self, op: &'static str, by: &'static str, key: String, rate: Rate) -> Result<(), EngineError> {
+    async fn limit(
+        &self,
+        op: &'static str,
+        by: &'static str,
+        key: String,
+        rate: Rate,
+    ) -> Result<(), EngineError> {
         let limiter = self.slots.limiter.get()?;
-        match self.ask(&limiter, |reply| RateLimiterMsg::Check { key, rate, reply }).await? {
+        match self
+            .ask(&limiter, |reply| RateLimiterMsg::Check { key, rate, reply })
+            .await?
+        {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after } => {
-                metrics::counter!(m::RATE_LIMIT_REJECTIONS_TOTAL, "scope" => format!("{op}_{by}")).increment(1);
+                metrics::counter!(m::RATE_LIMIT_REJECTIONS_TOTAL, "scope" => format!("{op}_{by}"))
+                    .increment(1);
                 Err(EngineError::RateLimited { retry_after })
             }
         }

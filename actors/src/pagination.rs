@@ -1,14 +1,14 @@
-//! Keyset pagination shared by every list: `limit` (1..=100, default 50) and an opaque
+//! Keyset pagination shared by every list: `limit` (1..=200, default 50) and an opaque
 //! `cursor` that names the last item of the previous page. Stable under inserts, and
 //! O(page) however deep the client pages.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 use crate::error::EngineError;
 
 pub const DEFAULT_LIMIT: u32 = 50;
-pub const MAX_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 200;
 
 /// One page of results.
 #[derive(Debug, Clone)]
@@ -45,10 +45,19 @@ impl PageRequest {
     }
 
     /// Trim the extra row and build the page.
-    pub fn page<R, T>(&self, mut rows: Vec<R>, id_of: impl Fn(&R) -> Uuid, view: impl Fn(R) -> T) -> Page<T> {
+    pub fn page<R, T>(
+        &self,
+        mut rows: Vec<R>,
+        id_of: impl Fn(&R) -> Uuid,
+        view: impl Fn(R) -> T,
+    ) -> Page<T> {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
-        let next_cursor = if more { rows.last().map(|r| encode_cursor(id_of(r))) } else { None };
+        let next_cursor = if more {
+            rows.last().map(|r| encode_cursor(id_of(r)))
+        } else {
+            None
+        };
         Page {
             items: rows.into_iter().map(view).collect(),
             next_cursor,
@@ -61,7 +70,13 @@ fn encode_cursor(id: Uuid) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<Uuid, EngineError> {
-    let invalid = || EngineError::validation("invalid_cursor", "cursor", "cursor is not one this server issued");
+    let invalid = || {
+        EngineError::validation(
+            "invalid_cursor",
+            "cursor",
+            "cursor is not one this server issued",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     Uuid::from_slice(&bytes).map_err(|_| invalid())
 }
@@ -73,11 +88,19 @@ mod tests {
     #[test]
     fn validates_limit_and_cursor() {
         assert!(PageRequest::parse(Some(0), None).is_err());
-        assert!(PageRequest::parse(Some(101), None).is_err());
+        assert!(PageRequest::parse(Some(201), None).is_err());
         assert_eq!(PageRequest::parse(None, None).unwrap().limit, DEFAULT_LIMIT);
-        assert_eq!(PageRequest::parse(None, Some("%%%")).unwrap_err().code(), "invalid_cursor");
+        assert_eq!(
+            PageRequest::parse(None, Some("%%%")).unwrap_err().code(),
+            "invalid_cursor"
+        );
         let id = Uuid::now_v7();
-        assert_eq!(PageRequest::parse(None, Some(&encode_cursor(id))).unwrap().after, Some(id));
+        assert_eq!(
+            PageRequest::parse(None, Some(&encode_cursor(id)))
+                .unwrap()
+                .after,
+            Some(id)
+        );
     }
 
     #[test]

@@ -108,7 +108,8 @@ impl Actor for Root {
             RootMsg::Shutdown(reply) => {
                 state.stopping = true;
                 // Workers first, so no job is claimed after the API side is gone.
-                let mut children: Vec<(Child, ActorCell)> = state.children.drain().map(|(_, c)| c).collect();
+                let mut children: Vec<(Child, ActorCell)> =
+                    state.children.drain().map(|(_, c)| c).collect();
                 children.sort_by_key(|(child, _)| match child {
                     Child::Mailer => 0,
                     Child::Accounts => 1,
@@ -116,7 +117,9 @@ impl Actor for Root {
                 });
                 for (child, cell) in children {
                     clear_slot(state, child);
-                    let _ = cell.stop_and_wait(None, Some(Duration::from_secs(20))).await;
+                    let _ = cell
+                        .stop_and_wait(None, Some(Duration::from_secs(20)))
+                        .await;
                 }
                 let _ = reply.send(());
             }
@@ -157,8 +160,12 @@ fn schedule_restart(myself: &ActorRef<RootMsg>, state: &mut RootState, child: Ch
     let recent = state.restarts.entry(child).or_default();
     recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
     recent.push(now);
-    let exp = u32::try_from(recent.len().saturating_sub(1)).unwrap_or(u32::MAX).min(10);
-    let backoff = Duration::from_millis(100).saturating_mul(2u32.pow(exp)).min(MAX_BACKOFF);
+    let exp = u32::try_from(recent.len().saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(10);
+    let backoff = Duration::from_millis(100)
+        .saturating_mul(2u32.pow(exp))
+        .min(MAX_BACKOFF);
     myself.send_after(backoff, move || RootMsg::Restart(child));
 }
 
@@ -176,7 +183,9 @@ async fn spawn_child(
             actor.get_cell()
         }
         Child::RateLimiter => {
-            let args = RateLimiterArgs { redis: deps.redis.clone() };
+            let args = RateLimiterArgs {
+                redis: deps.redis.clone(),
+            };
             let (actor, _) = Actor::spawn_linked(None, RateLimiter, args, supervisor).await?;
             state.slots.limiter.set(Some(actor.clone()));
             actor.get_cell()

@@ -34,7 +34,9 @@ impl<M: Message> Slot<M> {
             .read()
             .ok()
             .and_then(|slot| slot.clone())
-            .ok_or_else(|| EngineError::Unavailable(format!("the {} actor is restarting", self.name)))
+            .ok_or_else(|| {
+                EngineError::Unavailable(format!("the {} actor is restarting", self.name))
+            })
     }
 
     pub fn set(&self, actor: Option<ActorRef<M>>) {

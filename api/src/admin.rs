@@ -1,8 +1,8 @@
 //! `/api/admin`: platform administration.
 
-use alta_actors::{accounts::UserListQuery, Engine};
+use alta_actors::{Engine, accounts::UserListQuery};
 use poem::web::Data;
-use poem_openapi::{param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 
 use crate::{auth::UserResponse, problem::ApiResult, security::BearerAuth, tags::ApiTags};
 
@@ -26,9 +26,13 @@ pub enum UserPageOk {
 impl AdminApi {
     /// List users (super admins only)
     ///
-    /// Filter by a substring of the email and by role; page with `limit` (1–100,
+    /// Filter by a substring of the email and by role; page with `limit` (1–200,
     /// default 50) and the `next_cursor` of the previous page.
-    #[oai(path = "/api/admin/users", method = "get", operation_id = "admin_list_users")]
+    #[oai(
+        path = "/api/admin/users",
+        method = "get",
+        operation_id = "admin_list_users"
+    )]
     async fn list_users(
         &self,
         engine: Data<&Engine>,

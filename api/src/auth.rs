@@ -1,13 +1,13 @@
 //! `/api/auth`: sign-up, email verification, login, the current user.
 
 use alta_actors::{
+    Engine,
     accounts::{RegisterInput, UserView},
     context::RequestContext,
-    Engine,
 };
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use uuid::Uuid;
 
 use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
@@ -117,7 +117,9 @@ pub enum UserOk {
 }
 
 fn message(text: &str) -> Json<MessageResponse> {
-    Json(MessageResponse { message: text.to_owned() })
+    Json(MessageResponse {
+        message: text.to_owned(),
+    })
 }
 
 #[OpenApi(tag = "ApiTags::Auth")]
@@ -126,7 +128,11 @@ impl AuthApi {
     ///
     /// Creates an account and mails a verification link (valid 24 hours). Registering an
     /// address that already has an account gives the same answer; its owner is told by mail.
-    #[oai(path = "/api/auth/register", method = "post", operation_id = "auth_register")]
+    #[oai(
+        path = "/api/auth/register",
+        method = "post",
+        operation_id = "auth_register"
+    )]
     async fn register(
         &self,
         engine: Data<&Engine>,
@@ -148,7 +154,11 @@ impl AuthApi {
     /// Verify an email address
     ///
     /// The link in the verification mail. Each link works once.
-    #[oai(path = "/api/auth/verify-email", method = "get", operation_id = "auth_verify_email")]
+    #[oai(
+        path = "/api/auth/verify-email",
+        method = "get",
+        operation_id = "auth_verify_email"
+    )]
     async fn verify_email(
         &self,
         engine: Data<&Engine>,
@@ -156,13 +166,19 @@ impl AuthApi {
         #[oai(validator(max_length = 256))] token: Query<String>,
     ) -> ApiResult<MessageOk> {
         engine.verify_email(&token, &ctx).await?;
-        Ok(MessageOk::Ok(message("Your email address is confirmed. You can sign in now.")))
+        Ok(MessageOk::Ok(message(
+            "Your email address is confirmed. You can sign in now.",
+        )))
     }
 
     /// Send the verification link again
     ///
     /// Always answers 202, whether or not the address has an account that needs one.
-    #[oai(path = "/api/auth/resend-verification", method = "post", operation_id = "auth_resend_verification")]
+    #[oai(
+        path = "/api/auth/resend-verification",
+        method = "post",
+        operation_id = "auth_resend_verification"
+    )]
     async fn resend_verification(
         &self,
         engine: Data<&Engine>,

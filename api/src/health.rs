@@ -2,7 +2,7 @@
 
 use alta_actors::Engine;
 use poem::web::Data;
-use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use crate::tags::ApiTags;
 

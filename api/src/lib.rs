@@ -13,10 +13,10 @@ mod tags;
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use alta_actors::Engine;
-use poem::{get, handler, web::Data, Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, web::Data};
 use poem_openapi::OpenApiService;
 
-pub use problem::{Problem, ApiError};
+pub use problem::{ApiError, Problem};
 
 /// The OpenAPI title and version the spec is served with.
 const API_TITLE: &str = "Alta Data API";
@@ -33,6 +33,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Peers whose `X-Forwarded-For` is believed (a load balancer). Nobody else's is.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The server's own origin (scheme://host[:port] of `PUBLIC_URL`), always allowed.
+    pub public_origin: Option<String>,
     /// Send `Strict-Transport-Security` (when served over HTTPS).
     pub hsts: bool,
     pub metrics: Option<MetricsRender>,
@@ -65,7 +67,10 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
     let redoc = api.redoc();
     let mut routes = Route::new()
         .nest("/", api)
-        .at("/api/openapi.json", get(openapi_endpoint).data(Arc::new(spec)))
+        .at(
+            "/api/openapi.json",
+            get(openapi_endpoint).data(Arc::new(spec)),
+        )
         .nest("/docs", docs)
         .nest("/redoc", redoc);
     if let Some(render) = config.metrics.clone() {
@@ -74,9 +79,15 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
     routes
         .with(middleware::BodyLimit::new(config.max_body_bytes))
         .around(middleware::problems::convert_errors)
+        .with(middleware::cors(
+            &config.cors_origins,
+            config.public_origin.clone(),
+        ))
         .with(middleware::SecurityHeaders { hsts: config.hsts })
-        .with(middleware::cors(&config.cors_origins))
-        .with(middleware::Observe::new(route_templates, config.trusted_proxies.clone()))
+        .with(middleware::Observe::new(
+            route_templates,
+            config.trusted_proxies.clone(),
+        ))
         .data(engine)
         .map_to_response()
 }

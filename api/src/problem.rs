@@ -3,7 +3,7 @@
 
 use alta_actors::EngineError;
 use poem::http::StatusCode;
-use poem_openapi::{payload::Json, ApiResponse, Object};
+use poem_openapi::{ApiResponse, Object, payload::Json};
 
 use crate::middleware::request_id;
 
@@ -41,7 +41,6 @@ impl Problem {
             field: None,
         }
     }
-
 }
 
 impl poem_openapi::types::Example for Problem {
@@ -100,9 +99,18 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Unauthenticated { .. } => Self::Unauthorized(
                 problem(StatusCode::UNAUTHORIZED),
-                format!("Bearer error=\"{}\"", if code == "invalid_credentials" { "invalid_request" } else { "invalid_token" }),
+                format!(
+                    "Bearer error=\"{}\"",
+                    if code == "invalid_credentials" {
+                        "invalid_request"
+                    } else {
+                        "invalid_token"
+                    }
+                ),
             ),
-            EngineError::Forbidden | EngineError::Refused { .. } => Self::Forbidden(problem(StatusCode::FORBIDDEN)),
+            EngineError::Forbidden | EngineError::Refused { .. } => {
+                Self::Forbidden(problem(StatusCode::FORBIDDEN))
+            }
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
             EngineError::RateLimited { retry_after } => {

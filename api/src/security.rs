@@ -1,9 +1,9 @@
 //! The bearer security scheme: a JWT access token, checked against the user's current
 //! state by the engine on every request.
 
-use alta_actors::{context::Principal, Engine};
+use alta_actors::{Engine, context::Principal};
 use poem::Request;
-use poem_openapi::{auth::Bearer, SecurityScheme};
+use poem_openapi::{SecurityScheme, auth::Bearer};
 
 use crate::problem::ApiError;
 

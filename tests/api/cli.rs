@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{assert_problem, init_test_env, Backend, PgSchema, PASSWORD};
+use crate::helpers::{Backend, PASSWORD, PgSchema, assert_problem, init_test_env};
 
 fn alta(data_dir: &TempDir, database_url: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alta"));
@@ -21,7 +21,12 @@ fn alta(data_dir: &TempDir, database_url: &str) -> std::process::Command {
     cmd
 }
 
-fn admin_create(data_dir: &TempDir, database_url: &str, email: &str, password: &str) -> std::process::Output {
+fn admin_create(
+    data_dir: &TempDir,
+    database_url: &str,
+    email: &str,
+    password: &str,
+) -> std::process::Output {
     let mut child = alta(data_dir, database_url)
         .args(["admin", "create", "--email", email, "--password-stdin"])
         .stdin(Stdio::piped())
@@ -29,7 +34,12 @@ fn admin_create(data_dir: &TempDir, database_url: &str, email: &str, password: &
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -42,10 +52,17 @@ async fn admin_create_then_sign_in(backend: Backend) {
     };
     let url = match &pg {
         Some(schema) => schema.url.clone(),
-        None => format!("sqlite://{}?mode=rwc", data_dir.path().join("alta.db").display()),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.path().join("alta.db").display()
+        ),
     };
     let migrate = alta(&data_dir, &url).arg("migrate").output().unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("migrations applied"));
 
     // A weak password is refused with the reason, and nothing is created.
@@ -54,18 +71,29 @@ async fn admin_create_then_sign_in(backend: Backend) {
     assert!(String::from_utf8_lossy(&weak.stderr).contains("password_too_weak"));
 
     let out = admin_create(&data_dir, &url, "Root@Example.org", PASSWORD);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created super admin"));
     // Running it again promotes (idempotent for the bootstrap).
     let again = admin_create(&data_dir, &url, "root@example.org", PASSWORD);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("promoted"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("promoted"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     // A server on the same database: the admin can sign in and list users.
     let settings = alta::settings::Settings::from_vars([
         ("DATA_DIR".to_owned(), data_dir.path().display().to_string()),
         ("DATABASE_URL".to_owned(), url.clone()),
         ("PORT".to_owned(), "0".to_owned()),
-        ("SECRET_KEY".to_owned(), "cli-test-secret-key-0123456789abcdef".to_owned()),
+        (
+            "SECRET_KEY".to_owned(),
+            "cli-test-secret-key-0123456789abcdef".to_owned(),
+        ),
     ])
     .unwrap();
     let app = alta::startup::Application::build(settings).await.unwrap();
@@ -81,12 +109,21 @@ async fn admin_create_then_sign_in(backend: Backend) {
     assert_eq!(login.status(), StatusCode::OK);
     let token: Value = login.json().await.unwrap();
     let token = token["access_token"].as_str().unwrap();
-    let users = client.get(format!("{base}/api/admin/users")).bearer_auth(token).send().await.unwrap();
+    let users = client
+        .get(format!("{base}/api/admin/users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(users.status(), StatusCode::OK);
     let users: Value = users.json().await.unwrap();
     assert_eq!(users["items"][0]["role"], "super_admin");
     assert_eq!(users["items"][0]["email_verified"], true);
-    let me = client.get(format!("{base}/api/admin/users")).send().await.unwrap();
+    let me = client
+        .get(format!("{base}/api/admin/users"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(me, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -95,12 +132,25 @@ crate::backend_tests!(admin_create_then_sign_in);
 #[test]
 fn configuration_errors_name_the_variable() {
     let data_dir = TempDir::new().unwrap();
-    let out = alta(&data_dir, "mysql://nope").arg("migrate").output().unwrap();
+    let out = alta(&data_dir, "mysql://nope")
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("configuration error: DATABASE_URL"), "{stderr}");
-    let out = alta(&data_dir, "sqlite://x.db?mode=rwc").env("APP_ENV", "production").arg("migrate").output().unwrap();
+    assert!(
+        stderr.contains("configuration error: DATABASE_URL"),
+        "{stderr}"
+    );
+    let out = alta(&data_dir, "sqlite://x.db?mode=rwc")
+        .env("APP_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("PUBLIC_URL") || stderr.contains("SECRET_KEY"), "{stderr}");
+    assert!(
+        stderr.contains("PUBLIC_URL") || stderr.contains("SECRET_KEY"),
+        "{stderr}"
+    );
 }

@@ -8,9 +8,13 @@ use std::{
 };
 
 use alta::{settings::Settings, startup::Application};
-use alta_actors::{clock::ManualClock, context::RequestContext, store::{Db, DbOptions}};
+use alta_actors::{
+    clock::ManualClock,
+    context::RequestContext,
+    store::{Db, DbOptions},
+};
 use reqwest::{Client, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -55,7 +59,8 @@ pub fn init_test_env() {
 
 /// `postgres://…` of the shared test server (a database on it gets one schema per test).
 pub fn postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -87,9 +92,11 @@ impl PgSchema {
             .await
             .unwrap();
             for schema in stale {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-                    .execute(&admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&admin)
+                .await;
             }
         }
         let name = format!("t_{}", Uuid::new_v4().simple());
@@ -109,14 +116,19 @@ impl Drop for PgSchema {
         let (base, name) = (postgres_url(), self.name.clone());
         // Drop runs outside async context guarantees: use a private runtime on a thread.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
                 if let Ok(pool) = sqlx::PgPool::connect(&base).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
-                        .execute(&pool)
-                        .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                    )))
+                    .execute(&pool)
+                    .await;
                     pool.close().await;
                 }
             });
@@ -154,7 +166,10 @@ impl TestAppBuilder {
         };
         let database_url = match &pg {
             Some(schema) => schema.url.clone(),
-            None => format!("sqlite://{}?mode=rwc", data_dir.path().join("alta.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.path().join("alta.db").display()
+            ),
         };
         let mut vars: HashMap<String, String> = [
             ("APP_ENV", "test"),
@@ -173,7 +188,10 @@ impl TestAppBuilder {
         .collect();
         vars.insert("DATA_DIR".into(), data_dir.path().display().to_string());
         vars.insert("DATABASE_URL".into(), database_url.clone());
-        vars.insert("REDIS_KEY_PREFIX".into(), format!("test:{}:", Uuid::new_v4().simple()));
+        vars.insert(
+            "REDIS_KEY_PREFIX".into(),
+            format!("test:{}:", Uuid::new_v4().simple()),
+        );
         vars.extend(self.vars);
         let settings = Settings::from_vars(vars).expect("test settings are valid");
         let clock = ManualClock::new(chrono::Utc::now());
@@ -188,15 +206,17 @@ impl TestAppBuilder {
         }));
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
-            client: Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             clock,
             engine,
             database_url,
             outbox: data_dir.path().join("outbox"),
-            data_dir,
-            backend: self.backend,
+            _data_dir: data_dir,
             stop: Some(stop),
-            server: Some(server),
+            _server: server,
             _pg: pg,
         }
     }
@@ -213,10 +233,10 @@ pub struct TestApp {
     pub engine: alta_actors::Engine,
     pub database_url: String,
     pub outbox: PathBuf,
-    pub data_dir: TempDir,
-    pub backend: Backend,
+    /// Holds the SQLite file and the outbox for the app's lifetime.
+    _data_dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _server: tokio::task::JoinHandle<anyhow::Result<()>>,
     _pg: Option<PgSchema>,
 }
 
@@ -230,24 +250,45 @@ impl TestApp {
     }
 
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.post_json("/api/auth/register", &json!({"email": email, "password": password})).await
+        self.post_json(
+            "/api/auth/register",
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post_json("/api/auth/login", &json!({"email": email, "password": password})).await
+        self.post_json(
+            "/api/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Register, follow the verification link, log in; returns the access token.
     pub async fn signed_up_user(&self, email: &str) -> String {
-        assert_eq!(self.register(email, PASSWORD).await.status(), StatusCode::CREATED);
+        assert_eq!(
+            self.register(email, PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
         let link = self.verification_link(email).await;
         assert_eq!(self.follow(&link).await.status(), StatusCode::OK);
         self.token(email, PASSWORD).await
@@ -271,7 +312,9 @@ impl TestApp {
 
     /// Follow a link from a mail (its host is PUBLIC_URL; we serve it here).
     pub async fn follow(&self, link: &str) -> Response {
-        let path = link.strip_prefix("http://alta.test").expect("links use PUBLIC_URL");
+        let path = link
+            .strip_prefix("http://alta.test")
+            .expect("links use PUBLIC_URL");
         self.get(path).await
     }
 
@@ -286,7 +329,9 @@ impl TestApp {
             .filter_map(|e| {
                 let text = std::fs::read_to_string(e.path()).ok()?;
                 let modified = e.metadata().ok()?.modified().ok()?;
-                text.lines().any(|l| l.eq_ignore_ascii_case(&format!("To: {to}"))).then_some((modified, text))
+                text.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+                    .then_some((modified, text))
             })
             .collect();
         mails.sort();
@@ -302,13 +347,21 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("expected {count} mail(s) to {to}; found {}", self.outbox_mails(to).len());
+        panic!(
+            "expected {count} mail(s) to {to}; found {}",
+            self.outbox_mails(to).len()
+        );
     }
 
     /// The verification link of the newest verification mail to `to`.
     pub async fn verification_link(&self, to: &str) -> String {
         for _ in 0..200 {
-            if let Some(link) = self.outbox_mails(to).iter().rev().find_map(|m| extract_link(m, "verify-email")) {
+            if let Some(link) = self
+                .outbox_mails(to)
+                .iter()
+                .rev()
+                .find_map(|m| extract_link(m, "verify-email"))
+            {
                 return link;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -325,15 +378,6 @@ impl TestApp {
         })
         .await
         .unwrap()
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
     }
 }
 
@@ -355,13 +399,32 @@ pub fn extract_link(mail: &str, marker: &str) -> Option<String> {
 /// Assert a problem document with this status and code; returns it.
 pub async fn assert_problem(resp: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "unexpected status");
-    let content_type = resp.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/problem+json"), "content type was {content_type}");
-    let header_id = resp.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type was {content_type}"
+    );
+    let header_id = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], code, "body: {body}");
     assert_eq!(body["status"], status.as_u16());
-    assert_eq!(body["request_id"], header_id.as_str(), "problem carries the request id");
+    assert_eq!(
+        body["request_id"],
+        header_id.as_str(),
+        "problem carries the request id"
+    );
     assert!(body["type"].as_str().unwrap().ends_with(code));
     assert!(body["title"].is_string() && body["detail"].is_string());
     body

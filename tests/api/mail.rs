@@ -5,11 +5,14 @@ use reqwest::StatusCode;
 
 use crate::{
     backend_tests,
-    helpers::{extract_link, Backend, TestAppBuilder, PASSWORD},
+    helpers::{Backend, PASSWORD, TestAppBuilder, extract_link},
     smtp_sink::SmtpSink,
 };
 
-backend_tests!(smtp_register_verify_login, smtp_failures_are_retried_then_delivered);
+backend_tests!(
+    smtp_register_verify_login,
+    smtp_failures_are_retried_then_delivered
+);
 
 async fn smtp_register_verify_login(backend: Backend) {
     let sink = SmtpSink::start().await;
@@ -19,15 +22,28 @@ async fn smtp_register_verify_login(backend: Backend) {
         .var("SMTP_FROM", "Alta Data <no-reply@alta.test>")
         .spawn()
         .await;
-    assert_eq!(app.register("smtp@example.org", PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.register("smtp@example.org", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
     let messages = sink.wait_for(1).await;
     let mail = &messages[0];
     assert!(mail.contains("To: smtp@example.org"), "{mail}");
-    assert!(mail.contains("From: \"Alta Data\" <no-reply@alta.test>") || mail.contains("From: Alta Data <no-reply@alta.test>"), "{mail}");
-    assert!(mail.contains("Subject: Verify your email for Alta Data"), "{mail}");
+    assert!(
+        mail.contains("From: \"Alta Data\" <no-reply@alta.test>")
+            || mail.contains("From: Alta Data <no-reply@alta.test>"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Subject: Verify your email for Alta Data"),
+        "{mail}"
+    );
     let link = extract_link(mail, "verify-email").expect("the mail carries the link");
     assert_eq!(app.follow(&link).await.status(), StatusCode::OK);
-    assert_eq!(app.login("smtp@example.org", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("smtp@example.org", PASSWORD).await.status(),
+        StatusCode::OK
+    );
     // Nothing went to the outbox: SMTP is the configured transport.
     assert!(app.outbox_mails("smtp@example.org").is_empty());
 
@@ -50,13 +66,19 @@ async fn smtp_failures_are_retried_then_delivered(backend: Backend) {
         .var("SMTP_TIMEOUT_SECONDS", "2")
         .spawn()
         .await;
-    assert_eq!(app.register("retry@example.org", PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.register("retry@example.org", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
     let db = app.db().await;
     // The first attempt fails and the job goes back to the queue with its error and a backoff.
     let mut job = None;
     for _ in 0..200 {
         let jobs = store::jobs::list_by_kind(&db, "mail").await.unwrap();
-        if let Some(j) = jobs.into_iter().find(|j| j.attempts >= 1 && j.state == "queued") {
+        if let Some(j) = jobs
+            .into_iter()
+            .find(|j| j.attempts >= 1 && j.state == "queued")
+        {
             job = Some(j);
             break;
         }

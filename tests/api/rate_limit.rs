@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_problem, redis_url, Backend, TestAppBuilder, PASSWORD};
+use crate::helpers::{Backend, PASSWORD, TestAppBuilder, assert_problem, redis_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_is_limited_per_account_with_retry_after() {
@@ -11,14 +11,33 @@ async fn login_is_limited_per_account_with_retry_after() {
         .spawn()
         .await;
     for _ in 0..3 {
-        assert_eq!(app.login("victim@example.org", "wrong password guess").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("victim@example.org", "wrong password guess")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    let resp = app.login("victim@example.org", "wrong password guess").await;
-    let retry_after: u64 = resp.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    let resp = app
+        .login("victim@example.org", "wrong password guess")
+        .await;
+    let retry_after: u64 = resp
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=20).contains(&retry_after), "retry after {retry_after}");
     assert_problem(resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // Another account is not affected.
-    assert_eq!(app.login("other@example.org", "wrong password guess").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("other@example.org", "wrong password guess")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,10 +84,25 @@ async fn redis_limiter_is_shared_between_nodes() {
     let ready: serde_json::Value = a.get("/health/ready").await.json().await.unwrap();
     assert_eq!(ready["redis"], "ok");
     for app in [&a, &b, &a, &b] {
-        assert_eq!(app.login("shared@example.org", "wrong password guess").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("shared@example.org", "wrong password guess")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_problem(b.login("shared@example.org", "wrong password guess").await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    assert_problem(a.login("shared@example.org", "wrong password guess").await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_problem(
+        b.login("shared@example.org", "wrong password guess").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    assert_problem(
+        a.login("shared@example.org", "wrong password guess").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 }
 
 /// The Redis limiter is exercised on PostgreSQL too (the multi-node configuration).
@@ -81,7 +115,12 @@ async fn redis_limiter_on_postgres_answers_429() {
         .spawn()
         .await;
     for _ in 0..2 {
-        assert_eq!(app.login("pg@example.org", "wrong password guess").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login("pg@example.org", "wrong password guess")
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     let resp = app.login("pg@example.org", "wrong password guess").await;
     assert!(resp.headers().contains_key("retry-after"));

@@ -49,18 +49,32 @@ impl SmtpSink {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the SMTP sink got {} message(s), expected {count}", self.messages().len());
+        panic!(
+            "the SMTP sink got {} message(s), expected {count}",
+            self.messages().len()
+        );
     }
 }
 
-async fn session(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<String>>>) -> std::io::Result<()> {
+async fn session(
+    socket: tokio::net::TcpStream,
+    store: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
     while let Some(line) = lines.next_line().await? {
-        let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" | "HELO" => write.write_all(b"250-sink.test\r\n250 8BITMIME\r\n").await?,
+            "EHLO" | "HELO" => {
+                write
+                    .write_all(b"250-sink.test\r\n250 8BITMIME\r\n")
+                    .await?
+            }
             "MAIL" | "RCPT" | "RSET" | "NOOP" => write.write_all(b"250 OK\r\n").await?,
             "DATA" => {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;

@@ -24,9 +24,9 @@ use crate::{
     domain::{Email, FullName, GlobalRole},
     engine::Deps,
     error::EngineError,
-    jobs::{MailJob, KIND_MAIL},
+    jobs::{KIND_MAIL, MailJob},
     metrics as m,
-    store::{self, audit::AuditEntry, Tx},
+    store::{self, Tx, audit::AuditEntry},
 };
 
 pub struct Accounts;
@@ -63,7 +63,14 @@ impl Actor for Accounts {
                 ctx,
                 reply,
             } => {
-                let result = register(&state.deps, &email, full_name.as_ref(), &password_hash, &ctx).await;
+                let result = register(
+                    &state.deps,
+                    &email,
+                    full_name.as_ref(),
+                    &password_hash,
+                    &ctx,
+                )
+                .await;
                 let _ = reply.send(result);
             }
             AccountsMsg::VerifyEmail { token, ctx, reply } => {
@@ -80,7 +87,8 @@ impl Actor for Accounts {
                 ctx,
                 reply,
             } => {
-                let _ = reply.send(create_super_admin(&state.deps, &email, &password_hash, &ctx).await);
+                let _ =
+                    reply.send(create_super_admin(&state.deps, &email, &password_hash, &ctx).await);
             }
             AccountsMsg::RecordLogin { user_id, ctx } => {
                 if let Err(err) = record_login(&state.deps, user_id, &ctx).await {
@@ -107,7 +115,8 @@ async fn register(
         Some(existing) if !existing.email_verified => {
             // They probably lost the first mail: send a fresh link, keep the original password.
             enqueue_verification(deps, &mut tx, existing.id, email, ctx).await?;
-            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email").increment(1);
+            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
+                .increment(1);
         }
         Some(existing) => {
             let mail = MailJob {
@@ -122,8 +131,18 @@ async fn register(
                 template: "account_exists".into(),
             };
             enqueue_mail(deps, &mut tx, mail).await?;
-            audit(&mut tx, deps, ctx, Some(existing.id), "user.register_existing", existing.id, json!({})).await?;
-            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email").increment(1);
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                Some(existing.id),
+                "user.register_existing",
+                existing.id,
+                json!({}),
+            )
+            .await?;
+            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
+                .increment(1);
         }
         None => {
             let user_id = Uuid::now_v7();
@@ -140,7 +159,16 @@ async fn register(
                 },
             )
             .await?;
-            audit(&mut tx, deps, ctx, Some(user_id), "user.registered", user_id, json!({"role": "user"})).await?;
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                Some(user_id),
+                "user.registered",
+                user_id,
+                json!({"role": "user"}),
+            )
+            .await?;
             enqueue_verification(deps, &mut tx, user_id, email, ctx).await?;
             metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "created").increment(1);
         }
@@ -177,13 +205,26 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
     }
     let changed = store::users::mark_email_verified(&mut tx, row.user_id, now).await?;
     if changed {
-        audit(&mut tx, deps, ctx, Some(row.user_id), "user.email_verified", row.user_id, json!({})).await?;
+        audit(
+            &mut tx,
+            deps,
+            ctx,
+            Some(row.user_id),
+            "user.email_verified",
+            row.user_id,
+            json!({}),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(row.user_id)
 }
 
-async fn resend_verification(deps: &Deps, user_id: Uuid, ctx: &RequestContext) -> Result<(), EngineError> {
+async fn resend_verification(
+    deps: &Deps,
+    user_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
     let Some(user) = store::users::find_by_id(&deps.db, user_id).await? else {
         return Ok(());
     };
@@ -209,9 +250,20 @@ async fn create_super_admin(
     let outcome = match store::users::find_by_email_tx(&mut tx, email.as_str()).await? {
         Some(existing) => {
             store::users::promote_to_super_admin(&mut tx, existing.id, password_hash, now).await?;
-            audit(&mut tx, deps, ctx, None, "user.promoted_super_admin", existing.id,
-                json!({"from_role": existing.role, "to_role": "super_admin"})).await?;
-            AdminCreated { user_id: existing.id, created: false }
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                None,
+                "user.promoted_super_admin",
+                existing.id,
+                json!({"from_role": existing.role, "to_role": "super_admin"}),
+            )
+            .await?;
+            AdminCreated {
+                user_id: existing.id,
+                created: false,
+            }
         }
         None => {
             let user_id = Uuid::now_v7();
@@ -228,8 +280,20 @@ async fn create_super_admin(
                 },
             )
             .await?;
-            audit(&mut tx, deps, ctx, None, "user.created_super_admin", user_id, json!({"role": "super_admin"})).await?;
-            AdminCreated { user_id, created: true }
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                None,
+                "user.created_super_admin",
+                user_id,
+                json!({"role": "super_admin"}),
+            )
+            .await?;
+            AdminCreated {
+                user_id,
+                created: true,
+            }
         }
     };
     tx.commit().await?;
@@ -240,7 +304,16 @@ async fn record_login(deps: &Deps, user_id: Uuid, ctx: &RequestContext) -> Resul
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
     store::users::record_login_tx(&mut tx, user_id, now).await?;
-    audit(&mut tx, deps, ctx, Some(user_id), "user.login", user_id, json!({"method": "password"})).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "user.login",
+        user_id,
+        json!({"method": "password"}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -258,7 +331,10 @@ async fn enqueue_verification(
     let ttl = chrono::Duration::from_std(deps.config.email_verification_ttl)
         .unwrap_or(chrono::Duration::hours(24));
     store::verification::insert(tx, user_id, &token_hash, now + ttl, now).await?;
-    let link = format!("{}/api/auth/verify-email?token={token}", deps.config.public_url);
+    let link = format!(
+        "{}/api/auth/verify-email?token={token}",
+        deps.config.public_url
+    );
     let hours = ttl.num_hours();
     let mail = MailJob {
         to: email.to_string(),
@@ -270,14 +346,31 @@ async fn enqueue_verification(
         template: "verify_email".into(),
     };
     enqueue_mail(deps, tx, mail).await?;
-    audit(tx, deps, ctx, Some(user_id), "user.verification_sent", user_id, json!({})).await?;
+    audit(
+        tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "user.verification_sent",
+        user_id,
+        json!({}),
+    )
+    .await?;
     Ok(())
 }
 
 async fn enqueue_mail(deps: &Deps, tx: &mut Tx, mail: MailJob) -> Result<(), EngineError> {
     let now = deps.clock.now();
     let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    store::jobs::enqueue(tx, KIND_MAIL, payload, deps.config.jobs.max_attempts, now, now).await?;
+    store::jobs::enqueue(
+        tx,
+        KIND_MAIL,
+        payload,
+        deps.config.jobs.max_attempts,
+        now,
+        now,
+    )
+    .await?;
     metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_MAIL).increment(1);
     Ok(())
 }

@@ -26,10 +26,18 @@ pub struct RegisterInput {
 
 impl Engine {
     /// Sign up. Answers the same whether or not the email is taken (the owner gets a mail).
-    pub async fn register(&self, input: RegisterInput, ctx: &RequestContext) -> Result<(), EngineError> {
+    pub async fn register(
+        &self,
+        input: RegisterInput,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
         self.limit_ip("register", ctx).await?;
         let email = Email::parse(&input.email)?;
-        let full_name = input.full_name.as_deref().map(FullName::parse).transpose()?;
+        let full_name = input
+            .full_name
+            .as_deref()
+            .map(FullName::parse)
+            .transpose()?;
         let password = NewPassword::parse(&input.password, &[email.local_part()])?;
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
         let ctx = ctx.clone();
@@ -54,13 +62,21 @@ impl Engine {
         }
         let token = token.to_owned();
         let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::VerifyEmail { token, ctx, reply })
-            .await?
-            .map(|_| ())
+        self.ask(&self.accounts()?, |reply| AccountsMsg::VerifyEmail {
+            token,
+            ctx,
+            reply,
+        })
+        .await?
+        .map(|_| ())
     }
 
     /// Always succeeds for a well-formed email: whether a mail goes out is nobody's business.
-    pub async fn resend_verification(&self, email: &str, ctx: &RequestContext) -> Result<(), EngineError> {
+    pub async fn resend_verification(
+        &self,
+        email: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
         self.limit_ip("resend_verification", ctx).await?;
         let email = Email::parse(email)?;
         self.limit_account("resend_verification", &email).await?;
@@ -78,7 +94,12 @@ impl Engine {
     /// Password login. Unknown email and wrong password are indistinguishable (same
     /// error, same argon2 work); "email not verified" is said only after the password
     /// checked out.
-    pub async fn login(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<IssuedToken, EngineError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedToken, EngineError> {
         let outcome = self.login_inner(email, password, ctx).await;
         let label = match &outcome {
             Ok(_) => "success",
@@ -91,7 +112,12 @@ impl Engine {
         outcome
     }
 
-    async fn login_inner(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<IssuedToken, EngineError> {
+    async fn login_inner(
+        &self,
+        email: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedToken, EngineError> {
         self.limit_ip("login", ctx).await?;
         let email = Email::parse(email)?;
         if password.is_empty() || password.chars().count() > PASSWORD_MAX_CHARS {
@@ -111,7 +137,7 @@ impl Engine {
                 return Err(EngineError::unauthenticated(
                     "invalid_credentials",
                     "the email or password is not correct",
-                ))
+                ));
             }
         };
         if !user.email_verified {
@@ -135,7 +161,9 @@ impl Engine {
         let user = store::users::find_by_id(&self.deps.db, claims.sub)
             .await?
             .filter(|u| u.disabled_at.is_none())
-            .ok_or_else(|| EngineError::unauthenticated("invalid_token", "the access token is invalid"))?;
+            .ok_or_else(|| {
+                EngineError::unauthenticated("invalid_token", "the access token is invalid")
+            })?;
         Ok(Principal {
             user_id: user.id,
             role: user.role.parse().unwrap_or(GlobalRole::User),
@@ -155,13 +183,28 @@ impl Engine {
             .ok_or(EngineError::NotFound { what: "user" })
     }
 
-    pub async fn list_users(&self, principal: &Principal, query: UserListQuery) -> Result<Page<UserView>, EngineError> {
+    pub async fn list_users(
+        &self,
+        principal: &Principal,
+        query: UserListQuery,
+    ) -> Result<Page<UserView>, EngineError> {
         authz::authorize(principal, Action::ListUsers)?;
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-        let role = query.role.as_deref().map(str::parse::<GlobalRole>).transpose()?;
-        let email = query.email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
+        let role = query
+            .role
+            .as_deref()
+            .map(str::parse::<GlobalRole>)
+            .transpose()?;
+        let email = query
+            .email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty());
         if email.as_ref().is_some_and(|e| e.len() > 254) {
-            return Err(EngineError::validation("invalid_email", "email", "email filter is too long"));
+            return Err(EngineError::validation(
+                "invalid_email",
+                "email",
+                "email filter is too long",
+            ));
         }
         let rows = store::users::list(
             &self.deps.db,
@@ -177,7 +220,12 @@ impl Engine {
     }
 
     /// Create a verified super admin, or promote an existing account (the CLI's bootstrap).
-    pub async fn create_super_admin(&self, email: &str, password: &str, ctx: &RequestContext) -> Result<AdminCreated, EngineError> {
+    pub async fn create_super_admin(
+        &self,
+        email: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<AdminCreated, EngineError> {
         let email = Email::parse(email)?;
         let password = NewPassword::parse(password, &[email.local_part()])?;
         let password_hash = self.deps.hasher.hash(password.expose()).await?;

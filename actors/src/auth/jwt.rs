@@ -7,7 +7,7 @@
 //! compared with the injected clock so tests can move time.
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{decode, encode, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -94,14 +94,20 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, EngineError> {
-        let invalid = || EngineError::unauthenticated("invalid_token", "the access token is invalid");
-        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| invalid())?;
-        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || data.claims.token_use != "access" {
+        let invalid =
+            || EngineError::unauthenticated("invalid_token", "the access token is invalid");
+        let data = decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|_| invalid())?;
+        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || data.claims.token_use != "access"
+        {
             return Err(invalid());
         }
         let now = now.timestamp();
         if now >= data.claims.exp {
-            return Err(EngineError::unauthenticated("token_expired", "the access token has expired"));
+            return Err(EngineError::unauthenticated(
+                "token_expired",
+                "the access token has expired",
+            ));
         }
         if now + NBF_LEEWAY_SECS < data.claims.nbf {
             return Err(invalid());
@@ -114,7 +120,7 @@ impl JwtKeys {
 mod tests {
     use std::time::Duration;
 
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
     use jsonwebtoken::Algorithm;
     use serde_json::json;
 
@@ -146,8 +152,15 @@ mod tests {
             k[..key.len()].copy_from_slice(key);
             let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
             let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-            let ih = Sha256::new().chain_update(&inner).chain_update(msg).finalize();
-            Sha256::new().chain_update(&outer).chain_update(ih).finalize().to_vec()
+            let ih = Sha256::new()
+                .chain_update(&inner)
+                .chain_update(msg)
+                .finalize();
+            Sha256::new()
+                .chain_update(&outer)
+                .chain_update(ih)
+                .finalize()
+                .to_vec()
         }
     }
 
@@ -166,14 +179,21 @@ mod tests {
         assert_eq!(issued.expires_in, 900);
         assert_eq!(keys.verify(&issued.token, now).unwrap().sub, Uuid::nil());
         let later = now + chrono::Duration::seconds(900);
-        assert_eq!(keys.verify(&issued.token, later).unwrap_err().code(), "token_expired");
+        assert_eq!(
+            keys.verify(&issued.token, later).unwrap_err().code(),
+            "token_expired"
+        );
     }
 
     #[test]
     fn hand_forged_token_with_our_secret_verifies() {
         // Proves the forging helper is right, so the refusals below mean something.
         let now = Utc::now().timestamp();
-        let token = forge(json!({"alg": "HS256", "typ": "at+jwt"}), claims(now), SECRET);
+        let token = forge(
+            json!({"alg": "HS256", "typ": "at+jwt"}),
+            claims(now),
+            SECRET,
+        );
         assert!(keys().verify(&token, Utc::now()).is_ok());
     }
 
@@ -185,14 +205,30 @@ mod tests {
         let mut cases: Vec<(&str, String)> = Vec::new();
         let good = forge(typ.clone(), claims(now), SECRET);
         let (unsigned, _) = good.rsplit_once('.').unwrap();
-        cases.push(("alg none", format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt"}).to_string()),
-            unsigned.split('.').nth(1).unwrap()
-        )));
-        cases.push(("wrong key", forge(typ.clone(), claims(now), b"another secret another secret!!")));
-        cases.push(("HS384 header", forge(json!({"alg": "HS384", "typ": "at+jwt"}), claims(now), SECRET)));
-        cases.push(("no typ", forge(json!({"alg": "HS256"}), claims(now), SECRET)));
+        cases.push((
+            "alg none",
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt"}).to_string()),
+                unsigned.split('.').nth(1).unwrap()
+            ),
+        ));
+        cases.push((
+            "wrong key",
+            forge(typ.clone(), claims(now), b"another secret another secret!!"),
+        ));
+        cases.push((
+            "HS384 header",
+            forge(
+                json!({"alg": "HS384", "typ": "at+jwt"}),
+                claims(now),
+                SECRET,
+            ),
+        ));
+        cases.push((
+            "no typ",
+            forge(json!({"alg": "HS256"}), claims(now), SECRET),
+        ));
         let mut c = claims(now);
         c["aud"] = json!("someone-else");
         cases.push(("wrong aud", forge(typ.clone(), c, SECRET)));
@@ -222,7 +258,10 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         cases.push(("flipped signature", String::from_utf8(tampered).unwrap()));
         for (name, token) in cases {
-            assert!(keys.verify(&token, Utc::now()).is_err(), "{name} must be refused");
+            assert!(
+                keys.verify(&token, Utc::now()).is_err(),
+                "{name} must be refused"
+            );
         }
     }
 }

@@ -49,7 +49,8 @@ impl PasswordHasher {
         let matched = tokio::task::spawn_blocking(move || {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 // A corrupt stored hash never matches; still spend the time.
-                let _: Result<PasswordHash, _> = Argon2::default().hash_password(password.as_bytes());
+                let _: Result<PasswordHash, _> =
+                    Argon2::default().hash_password(password.as_bytes());
                 return false;
             };
             Argon2::default()
@@ -88,9 +89,24 @@ mod tests {
         let hasher = PasswordHasher::new(2).await.unwrap();
         let hash = hasher.hash("a long enough passphrase").await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("a long enough passphrase", Some(&hash)).await.unwrap());
-        assert!(!hasher.verify("a long enough passphrasE", Some(&hash)).await.unwrap());
+        assert!(
+            hasher
+                .verify("a long enough passphrase", Some(&hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("a long enough passphrasE", Some(&hash))
+                .await
+                .unwrap()
+        );
         assert!(!hasher.verify("anything", None).await.unwrap());
-        assert!(!hasher.verify("anything", Some("not a phc string")).await.unwrap());
+        assert!(
+            !hasher
+                .verify("anything", Some("not a phc string"))
+                .await
+                .unwrap()
+        );
     }
 }

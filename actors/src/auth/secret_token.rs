@@ -2,7 +2,7 @@
 //! resets): 256 bits from the OS CSPRNG, URL-safe; only their SHA-256 is stored, so a
 //! database leak does not leak usable links.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

@@ -12,9 +12,8 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, EngineError> {
-        let invalid = |why: &str| {
-            EngineError::validation("invalid_email", "email", format!("email {why}"))
-        };
+        let invalid =
+            |why: &str| EngineError::validation("invalid_email", "email", format!("email {why}"));
         let email = raw.trim().to_lowercase();
         if email.is_empty() {
             return Err(invalid("is required"));
@@ -75,8 +74,16 @@ mod tests {
     #[test]
     fn rejects_malformed_addresses() {
         for bad in [
-            "", "ada", "@example.org", "ada@", "ada@org", "ada@exa mple.org", "a@b@c.org",
-            "ada@-x.org", "ada@x..org", "ada\u{0}@x.org",
+            "",
+            "ada",
+            "@example.org",
+            "ada@",
+            "ada@org",
+            "ada@exa mple.org",
+            "a@b@c.org",
+            "ada@-x.org",
+            "ada@x..org",
+            "ada\u{0}@x.org",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }

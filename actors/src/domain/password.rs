@@ -61,16 +61,29 @@ mod tests {
             "password_too_short"
         );
         assert_eq!(
-            NewPassword::parse(&"x".repeat(129), &[]).unwrap_err().code(),
+            NewPassword::parse(&"x".repeat(129), &[])
+                .unwrap_err()
+                .code(),
             "password_too_long"
         );
         // 64 characters of something unguessable is fine (ASVS: allow at least 64).
-        assert!(NewPassword::parse("correct horse battery staple, but mauve and 1997 xylophones!!", &[]).is_ok());
+        assert!(
+            NewPassword::parse(
+                "correct horse battery staple, but mauve and 1997 xylophones!!",
+                &[]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn refuses_common_passwords() {
-        for weak in ["password1234", "qwertyuiop12", "123456789012", "aaaaaaaaaaaa"] {
+        for weak in [
+            "password1234",
+            "qwertyuiop12",
+            "123456789012",
+            "aaaaaaaaaaaa",
+        ] {
             assert_eq!(
                 NewPassword::parse(weak, &[]).unwrap_err().code(),
                 "password_too_weak",

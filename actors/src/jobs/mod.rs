@@ -24,7 +24,9 @@ pub struct MailJob {
 /// When to try a job again after its `attempt`-th failure: exponential backoff with
 /// "equal jitter" (half fixed, half random), capped.
 pub fn retry_at(cfg: &JobsConfig, attempt: i32, now: DateTime<Utc>) -> DateTime<Utc> {
-    let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
     let full = cfg
         .base_backoff
         .saturating_mul(2u32.saturating_pow(exp))
@@ -38,7 +40,11 @@ pub fn retry_at(cfg: &JobsConfig, attempt: i32, now: DateTime<Utc>) -> DateTime<
 /// This process's worker identity, written into leases so only the holder finishes a job.
 pub fn worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-    format!("{host}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 #[cfg(test)]
@@ -50,7 +56,9 @@ mod tests {
         let cfg = JobsConfig::default();
         let now = Utc::now();
         let first = retry_at(&cfg, 1, now) - now;
-        assert!(first >= chrono::Duration::milliseconds(2500) && first <= chrono::Duration::seconds(5));
+        assert!(
+            first >= chrono::Duration::milliseconds(2500) && first <= chrono::Duration::seconds(5)
+        );
         let fourth = retry_at(&cfg, 4, now) - now;
         assert!(fourth >= chrono::Duration::seconds(20) && fourth <= chrono::Duration::seconds(40));
         let late = retry_at(&cfg, 30, now) - now;

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 pub use self::transport::MailTransportImpl;
 use crate::{
     engine::Deps,
-    jobs::{self, MailJob, KIND_MAIL},
+    jobs::{self, KIND_MAIL, MailJob},
     metrics as m,
     store::{self, jobs::JobRow},
 };
@@ -87,8 +87,17 @@ impl Actor for Mailer {
 async fn run_batch(state: &MailerState, limit: usize) -> Result<usize, store::StoreError> {
     let deps = &state.deps;
     let now = deps.clock.now();
-    let lease = chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
-    let claimed = store::jobs::claim(&deps.db, KIND_MAIL, &deps.worker_id, now, now + lease, limit as i64).await?;
+    let lease =
+        chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
+    let claimed = store::jobs::claim(
+        &deps.db,
+        KIND_MAIL,
+        &deps.worker_id,
+        now,
+        now + lease,
+        limit as i64,
+    )
+    .await?;
     let count = claimed.len();
     let sends = claimed.into_iter().map(|job| async move {
         let started = Instant::now();
@@ -96,7 +105,8 @@ async fn run_batch(state: &MailerState, limit: usize) -> Result<usize, store::St
         (job, result, started.elapsed())
     });
     for (job, result, took) in join_all(sends).await {
-        metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => KIND_MAIL).record(took.as_secs_f64());
+        metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => KIND_MAIL)
+            .record(took.as_secs_f64());
         finish(deps, &job, result, state.transport.name()).await;
     }
     Ok(count)
@@ -123,7 +133,8 @@ async fn finish(deps: &Deps, job: &JobRow, result: Result<(), String>, transport
             }
         },
         Err(error) => {
-            metrics::counter!(m::MAIL_SENT_TOTAL, "transport" => transport, "outcome" => "failed").increment(1);
+            metrics::counter!(m::MAIL_SENT_TOTAL, "transport" => transport, "outcome" => "failed")
+                .increment(1);
             let give_up = job.attempts >= job.max_attempts;
             let recorded = if give_up {
                 tracing::error!(job_id = %job.id, attempts = job.attempts, %error, "mail job failed for good");
@@ -139,7 +150,8 @@ async fn finish(deps: &Deps, job: &JobRow, result: Result<(), String>, transport
             if give_up { "failed" } else { "retry" }
         }
     };
-    metrics::counter!(m::JOBS_FINISHED_TOTAL, "kind" => KIND_MAIL, "outcome" => outcome).increment(1);
+    metrics::counter!(m::JOBS_FINISHED_TOTAL, "kind" => KIND_MAIL, "outcome" => outcome)
+        .increment(1);
 }
 
 async fn refresh_gauges(deps: &Deps) {

@@ -1,9 +1,12 @@
 //! Where mail goes: an SMTP relay, or `.eml` files in the outbox folder.
 
 use lettre::{
-    message::{header::{ContentTransferEncoding, ContentType}, Body, Mailbox},
-    transport::smtp::authentication::Credentials,
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{
+        Body, Mailbox,
+        header::{ContentTransferEncoding, ContentType},
+    },
+    transport::smtp::authentication::Credentials,
 };
 use secrecy::ExposeSecret;
 
@@ -31,9 +34,13 @@ impl MailTransportImpl {
             }
             MailTransport::Smtp(smtp) => {
                 let builder = match smtp.tls {
-                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-                    SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                        .map_err(|e| format!("SMTP_HOST: {e}"))?,
+                    SmtpTls::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                    }
+                    SmtpTls::StartTls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                            .map_err(|e| format!("SMTP_HOST: {e}"))?
+                    }
                     SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
                         .map_err(|e| format!("SMTP_HOST: {e}"))?,
                 };
@@ -58,7 +65,10 @@ impl MailTransportImpl {
 
     pub async fn send(&self, from: &str, mail: &MailJob) -> Result<(), String> {
         let message = Message::builder()
-            .from(from.parse::<Mailbox>().map_err(|e| format!("bad From address: {e}"))?)
+            .from(
+                from.parse::<Mailbox>()
+                    .map_err(|e| format!("bad From address: {e}"))?,
+            )
             .to(mail
                 .to
                 .parse::<Mailbox>()

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn allows_a_burst_then_limits_then_refills() {
         let mut gcra = MemoryGcra::default();
-        let rate = Rate { burst: 3, period: Duration::from_secs(60) };
+        let rate = Rate {
+            burst: 3,
+            period: Duration::from_secs(60),
+        };
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(gcra.check("k", rate, t0), Decision::Allowed);
@@ -65,8 +68,14 @@ mod tests {
         // Other keys are independent.
         assert_eq!(gcra.check("other", rate, t0), Decision::Allowed);
         // After one interval, one more request fits.
-        assert_eq!(gcra.check("k", rate, t0 + Duration::from_secs(20)), Decision::Allowed);
-        assert!(matches!(gcra.check("k", rate, t0 + Duration::from_secs(20)), Decision::Limited { .. }));
+        assert_eq!(
+            gcra.check("k", rate, t0 + Duration::from_secs(20)),
+            Decision::Allowed
+        );
+        assert!(matches!(
+            gcra.check("k", rate, t0 + Duration::from_secs(20)),
+            Decision::Limited { .. }
+        ));
         gcra.prune(t0 + Duration::from_secs(3600));
         assert_eq!(gcra.len(), 0);
     }

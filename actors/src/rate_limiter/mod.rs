@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-pub use self::redis::RedisGcra;
 use self::gcra::MemoryGcra;
+pub use self::redis::RedisGcra;
 use crate::{config::Rate, metrics as m};
 
 /// The outcome of one check.
@@ -89,8 +89,10 @@ impl Actor for RateLimiter {
                             }
                             Err(err) => {
                                 tracing::warn!(error = %err, "redis rate limiter failed; using the in-process limiter");
-                                metrics::counter!(m::RATE_LIMITER_BACKEND_ERRORS_TOTAL).increment(1);
-                                let _ = myself.cast(RateLimiterMsg::CheckLocally { key, rate, reply });
+                                metrics::counter!(m::RATE_LIMITER_BACKEND_ERRORS_TOTAL)
+                                    .increment(1);
+                                let _ =
+                                    myself.cast(RateLimiterMsg::CheckLocally { key, rate, reply });
                             }
                         }
                     });

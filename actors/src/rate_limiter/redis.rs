@@ -8,7 +8,7 @@ use fred::{
     types::scripts::Script,
 };
 
-use super::{gcra::emission_interval, Decision};
+use super::{Decision, gcra::emission_interval};
 use crate::config::Rate;
 
 /// KEYS[1] = key; ARGV[1] = emission interval (µs); ARGV[2] = tolerance (µs).
@@ -52,7 +52,10 @@ impl RedisGcra {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build()
             .map_err(|e| format!("cannot build Redis client: {e}"))?;
-        let _connection = client.init().await.map_err(|e| format!("cannot connect to Redis: {e}"))?;
+        let _connection = client
+            .init()
+            .await
+            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
         let script = Script::from_lua(GCRA_LUA);
         script
             .load(&client)

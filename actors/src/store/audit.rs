@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{with_tx, StoreResult, Tx};
+use super::{StoreResult, Tx, with_tx};
 use crate::context::RequestContext;
 
 /// What happened, to what, by whom. `details` holds a small JSON of what changed;

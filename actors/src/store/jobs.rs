@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{with_db, with_tx, Db, StoreResult, Tx};
+use super::{Db, StoreResult, Tx, with_db, with_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
@@ -63,21 +63,29 @@ pub async fn claim(
         Db::Postgres(_) => format!("{CLAIM_HEAD} FOR UPDATE SKIP LOCKED{CLAIM_TAIL}"),
         Db::Sqlite(_) => format!("{CLAIM_HEAD}{CLAIM_TAIL}"),
     };
-    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
-        .bind(kind)
-        .bind(now)
-        .bind(lease_until)
-        .bind(worker)
-        .bind(limit)
-        .fetch_all(pool)
-        .await)?;
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(kind)
+    .bind(now)
+    .bind(lease_until)
+    .bind(worker)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?;
     Ok(rows)
 }
 
 /// Finish a job this worker holds. False when the lease was lost to another worker.
 /// `scrub` empties the payload: a mail job's text holds a live link, which must not
 /// outlive the sending in the database.
-pub async fn complete(db: &Db, id: Uuid, worker: &str, now: DateTime<Utc>, scrub: bool) -> StoreResult<bool> {
+pub async fn complete(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    now: DateTime<Utc>,
+    scrub: bool,
+) -> StoreResult<bool> {
     let sql = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
                lease_until = NULL, last_error = NULL, \
                payload = CASE WHEN $4 THEN $5 ELSE payload END \
@@ -120,7 +128,13 @@ pub async fn retry_later(
 }
 
 /// Park a job that keeps failing; it stays visible with its last error.
-pub async fn park_failed(db: &Db, id: Uuid, worker: &str, error: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+pub async fn park_failed(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    error: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
     let sql = "UPDATE jobs SET state = 'failed', last_error = $3, finished_at = $4, updated_at = $4, \
                lease_until = NULL \
                WHERE id = $1 AND locked_by = $2 AND state = 'running'";
@@ -146,7 +160,9 @@ pub struct QueueStats {
 pub async fn queue_stats(db: &Db) -> StoreResult<Vec<QueueStats>> {
     let sql = "SELECT kind, COUNT(*) AS queued, MIN(run_at) AS oldest_run_at \
                FROM jobs WHERE state = 'queued' GROUP BY kind";
-    let rows = with_db!(db, |pool| sqlx::query_as::<_, QueueStats>(sql).fetch_all(pool).await)?;
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, QueueStats>(sql)
+        .fetch_all(pool)
+        .await)?;
     Ok(rows)
 }
 

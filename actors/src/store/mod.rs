@@ -14,9 +14,9 @@ pub mod verification;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
+    PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
 };
 
 /// Failures of the store, already classified for the engine.
@@ -169,7 +169,10 @@ impl Db {
 
     /// A trivial round trip, for readiness checks.
     pub async fn ping(&self) -> StoreResult<()> {
-        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        with_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{with_db, with_tx, Db, StoreResult, Tx};
+use super::{Db, StoreResult, Tx, with_db, with_tx};
 
 const USER_COLUMNS: &str = "id, email, full_name, password_hash, role, email_verified, \
      email_verified_at, last_login_at, disabled_at, created_at, updated_at, deleted_at";
@@ -67,29 +67,35 @@ pub async fn insert(tx: &mut Tx, user: &NewUser<'_>) -> StoreResult<()> {
 /// A live (not soft-deleted) user by normalised email.
 pub async fn find_by_email(db: &Db, email: &str) -> StoreResult<Option<UserRow>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL");
-    let row = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-        .bind(email)
-        .fetch_optional(pool)
-        .await)?;
+    let row = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(email)
+    .fetch_optional(pool)
+    .await)?;
     Ok(row)
 }
 
 pub async fn find_by_email_tx(tx: &mut Tx, email: &str) -> StoreResult<Option<UserRow>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL");
-    let row = with_tx!(tx, |conn| sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-        .bind(email)
-        .fetch_optional(conn)
-        .await)?;
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, UserRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(email)
+    .fetch_optional(conn)
+    .await)?;
     Ok(row)
 }
 
 /// A live user by id.
 pub async fn find_by_id(db: &Db, id: Uuid) -> StoreResult<Option<UserRow>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
-    let row = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await)?;
+    let row = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
     Ok(row)
 }
 
@@ -147,13 +153,15 @@ pub async fn list(db: &Db, filter: &UserFilter) -> StoreResult<Vec<UserRow>> {
          ORDER BY id DESC LIMIT $4"
     );
     let pattern = filter.email_contains.as_deref().map(like_contains);
-    let rows = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-        .bind(pattern.clone())
-        .bind(filter.role.clone())
-        .bind(filter.after)
-        .bind(filter.limit)
-        .fetch_all(pool)
-        .await)?;
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(pattern.clone())
+    .bind(filter.role.clone())
+    .bind(filter.after)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await)?;
     Ok(rows)
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{with_tx, StoreResult, Tx};
+use super::{StoreResult, Tx, with_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VerificationTokenRow {
@@ -34,7 +34,10 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn find_by_hash(tx: &mut Tx, token_hash: &str) -> StoreResult<Option<VerificationTokenRow>> {
+pub async fn find_by_hash(
+    tx: &mut Tx,
+    token_hash: &str,
+) -> StoreResult<Option<VerificationTokenRow>> {
     let sql = "SELECT id, user_id, expires_at, used_at FROM email_verification_tokens WHERE token_hash = $1";
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, VerificationTokenRow>(sql)
         .bind(token_hash)

@@ -3,14 +3,14 @@
 //! the limit holds either way (poem's `SizeLimit` only reads the header).
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
     Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use futures::StreamExt;
 use poem::{
-    http::{header, StatusCode},
     Body, Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    http::{StatusCode, header},
 };
 
 use super::problems::problem_response;
@@ -30,7 +30,10 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint { inner: ep, max: self.max }
+        BodyLimitEndpoint {
+            inner: ep,
+            max: self.max,
+        }
     }
 }
 

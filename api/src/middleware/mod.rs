@@ -1,5 +1,5 @@
 //! The middleware stack, outermost first: observe (request id, client IP, span,
-//! metrics, access log) → CORS → security headers → problem conversion → body limit.
+//! metrics, access log) → security headers → CORS → problem conversion → body limit.
 
 mod body_limit;
 mod observe;
@@ -13,17 +13,27 @@ pub use security_headers::SecurityHeaders;
 
 use poem::{http::Method, middleware::Cors};
 
-/// CORS for the configured origins. Bearer tokens, not cookies, so no credentials.
-pub fn cors(origins: &[String]) -> Cors {
+/// CORS for the configured origins plus the server's own (`PUBLIC_URL`): browsers send
+/// `Origin` on same-origin POSTs too, and those must not be refused. Bearer tokens, not
+/// cookies, so no credentials.
+pub fn cors(origins: &[String], own_origin: Option<String>) -> Cors {
     let cors = Cors::new()
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers(["authorization", "content-type", "idempotency-key", "x-request-id"])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "x-request-id",
+        ])
         .expose_headers(["x-request-id", "retry-after", "location"])
         .max_age(600);
-    if origins.is_empty() {
-        // No origin configured: answer no cross-origin request (same-origin still works).
-        cors.allow_origins_fn(|_| false)
-    } else {
-        cors.allow_origins(origins.iter().map(String::as_str))
-    }
+    let allowed: Vec<String> = origins.iter().cloned().chain(own_origin).collect();
+    cors.allow_origins_fn(move |origin| allowed.iter().any(|o| o == origin))
 }

@@ -6,8 +6,7 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
 
 use alta_actors::context::RequestContext;
 use poem::{
-    PathPattern,
-    http::HeaderValue, Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result, http::HeaderValue,
 };
 use tracing::Instrument;
 
@@ -56,7 +55,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let started = Instant::now();
         let id = request_id::accept_or_generate(
-            req.headers().get(request_id::HEADER).and_then(|v| v.to_str().ok()),
+            req.headers()
+                .get(request_id::HEADER)
+                .and_then(|v| v.to_str().ok()),
         );
         let ctx = RequestContext {
             request_id: id.clone(),
@@ -73,13 +74,16 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
 
         let in_flight = metrics::gauge!(HTTP_REQUESTS_IN_FLIGHT);
         in_flight.increment(1.0);
-        let result = request_id::scope(id.clone(), self.inner.call(req).instrument(span.clone())).await;
+        let result =
+            request_id::scope(id.clone(), self.inner.call(req).instrument(span.clone())).await;
         in_flight.decrement(1.0);
 
         // Errors that escaped the inner layers (CORS refusals) become problems here.
         let mut resp = match result {
             Ok(resp) => resp.into_response(),
-            Err(err) => request_id::scope(id.clone(), async { problems::error_response(err) }).await,
+            Err(err) => {
+                request_id::scope(id.clone(), async { problems::error_response(err) }).await
+            }
         };
         let route = self.route_of(&resp);
         let status = resp.status().as_u16();
@@ -109,7 +113,9 @@ impl<E> ObserveEndpoint<E> {
         }
         match resp.data::<PathPattern>() {
             // A 404 under the API's nest carries the nest's empty pattern.
-            Some(pattern) if !pattern.0.is_empty() && resp.status() != poem::http::StatusCode::NOT_FOUND => {
+            Some(pattern)
+                if !pattern.0.is_empty() && resp.status() != poem::http::StatusCode::NOT_FOUND =>
+            {
                 pattern.0.to_string()
             }
             _ => "unmatched".to_owned(),

@@ -3,14 +3,16 @@
 //! one already. This is what makes "one error shape" true for every request.
 
 use poem::{
-    PathPattern,
+    Endpoint, IntoResponse, PathPattern, Request, Response, Result,
     error::{MethodNotAllowedError, NotFoundError},
-    http::{header, HeaderValue, StatusCode},
-    Endpoint, IntoResponse, Request, Response, Result,
+    http::{HeaderValue, StatusCode, header},
 };
 use poem_openapi::{
-    error::{AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParseRequestPayloadError},
     OperationId,
+    error::{
+        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError,
+        ParseRequestPayloadError,
+    },
 };
 
 use crate::problem::Problem;
@@ -58,7 +60,8 @@ pub fn error_response(err: poem::Error) -> Response {
         };
         let mut resp = problem_response(Problem::new(status, code, detail));
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     };
@@ -83,7 +86,11 @@ fn ensure_problem(resp: Response) -> Response {
         return resp;
     }
     let (parts, _) = resp.into_parts();
-    let mut fresh = problem_response(Problem::new(status, code_for_status(status), status.canonical_reason().unwrap_or("error")));
+    let mut fresh = problem_response(Problem::new(
+        status,
+        code_for_status(status),
+        status.canonical_reason().unwrap_or("error"),
+    ));
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fresh.headers_mut().insert(name.clone(), value.clone());
@@ -96,7 +103,10 @@ fn ensure_problem(resp: Response) -> Response {
 pub fn problem_response(problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_string(&problem_json(&problem)).unwrap_or_default();
-    Response::builder().status(status).content_type(PROBLEM_JSON).body(body)
+    Response::builder()
+        .status(status)
+        .content_type(PROBLEM_JSON)
+        .body(body)
 }
 
 fn problem_json(p: &Problem) -> serde_json::Value {

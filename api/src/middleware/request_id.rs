@@ -27,7 +27,9 @@ pub fn accept_or_generate(incoming: Option<&str>) -> String {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')) =>
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                }) =>
         {
             id.to_owned()
         }
@@ -42,7 +44,13 @@ mod tests {
     #[test]
     fn keeps_sane_ids_and_replaces_others() {
         assert_eq!(accept_or_generate(Some("abc-123_X.y:z")), "abc-123_X.y:z");
-        for bad in [Some(""), Some("has space"), Some("line\nbreak"), Some("ü"), None] {
+        for bad in [
+            Some(""),
+            Some("has space"),
+            Some("line\nbreak"),
+            Some("ü"),
+            None,
+        ] {
             let id = accept_or_generate(bad);
             assert!(Uuid::parse_str(&id).is_ok(), "{bad:?} → {id}");
         }
