@@ -33,7 +33,14 @@ case "${1:-}" in
 esac
 
 target_dir=${CARGO_TARGET_DIR:-target}
-bin="$target_dir/debug/alta"
+# SERVER_PROFILE=release measures an optimised server (a release build of the tree takes
+# several minutes the first time); the default debug server is for quick checks only.
+server_profile=${SERVER_PROFILE:-debug}
+if [ "$server_profile" = release ]; then
+    bin="$target_dir/release/alta"
+else
+    bin="$target_dir/debug/alta"
+fi
 profile=${BENCH_PROFILE:-dev}
 
 email=bench@example.com
@@ -100,8 +107,12 @@ pick_port() {
 }
 
 # --- build (before anything is started, so build time never counts) -----------------------
-log "building the server (debug)"
-cargo build --bin alta >&2
+log "building the server ($server_profile)"
+if [ "$server_profile" = release ]; then
+    cargo build --release --bin alta >&2
+else
+    cargo build --bin alta >&2
+fi
 [[ -x $bin ]] || die "server binary not found at $bin"
 bin=$(realpath "$bin")
 

@@ -78,6 +78,8 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     pub email_verification_ttl: Duration,
     pub jobs: JobsConfig,
+    pub project_actor_idle: Duration,
+    pub project_restore_retention: Duration,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
@@ -289,6 +291,12 @@ impl Settings {
             return Err(err("JOB_MAX_ATTEMPTS", "must be at least 1"));
         }
 
+        let idle_secs: u64 = v.parse("PROJECT_ACTOR_IDLE_SECONDS", 300)?;
+        if idle_secs == 0 {
+            return Err(err("PROJECT_ACTOR_IDLE_SECONDS", "must be at least 1"));
+        }
+        let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
+
         let multi_node = v.bool("MULTI_NODE", false)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
         if multi_node && !is_postgres {
@@ -346,6 +354,8 @@ impl Settings {
             password_hash_concurrency,
             email_verification_ttl: Duration::from_secs(verification_hours * 3600),
             jobs,
+            project_actor_idle: Duration::from_secs(idle_secs),
+            project_restore_retention: Duration::from_secs(retention_days * 86_400),
             multi_node,
             log_format,
         })
@@ -378,6 +388,8 @@ impl Settings {
             password_hash_concurrency: self.password_hash_concurrency,
             email_verification_ttl: self.email_verification_ttl,
             jobs: self.jobs.clone(),
+            project_actor_idle: self.project_actor_idle,
+            project_restore_retention: self.project_restore_retention,
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct EngineConfig {
     pub password_hash_concurrency: usize,
     pub email_verification_ttl: Duration,
     pub jobs: JobsConfig,
+    /// A project actor with no message for this long is stopped (and restarted on demand).
+    pub project_actor_idle: Duration,
+    /// How long a soft-deleted project can still be restored.
+    pub project_restore_retention: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ use crate::{
     jobs,
     mailer::{MailTransportImpl, MailerMsg},
     metrics as m,
+    projects::RegistryMsg,
     rate_limiter::{Decision, RateLimiterMsg, RedisGcra},
     root::{Root, RootArgs, RootMsg},
     slot::Slot,
@@ -69,6 +70,7 @@ pub(crate) struct Slots {
     pub accounts: Slot<AccountsMsg>,
     pub limiter: Slot<RateLimiterMsg>,
     pub mailer: Slot<MailerMsg>,
+    pub projects: Slot<RegistryMsg>,
 }
 
 /// Readiness of the parts the engine depends on.
@@ -88,7 +90,7 @@ impl Readiness {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) deps: Arc<Deps>,
-    slots: Slots,
+    pub(crate) slots: Slots,
     root: ActorRef<RootMsg>,
     root_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -129,6 +131,7 @@ impl Engine {
             accounts: Slot::empty("accounts"),
             limiter: Slot::empty("rate_limiter"),
             mailer: Slot::empty("mailer"),
+            projects: Slot::empty("projects"),
         };
         let args = RootArgs {
             deps: Arc::clone(&deps),

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mailer;
 pub mod metrics;
 pub mod pagination;
+pub mod projects;
 pub mod rate_limiter;
 mod root;
 mod slot;

@@ -14,3 +14,4 @@ pub const JOBS_OLDEST_QUEUED_AGE_SECONDS: &str = "jobs_oldest_queued_age_seconds
 pub const ACTOR_RESTARTS_TOTAL: &str = "actor_restarts_total";
 pub const PASSWORD_HASH_DURATION_SECONDS: &str = "password_hash_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";

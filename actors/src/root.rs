@@ -17,6 +17,7 @@ use crate::{
     engine::{Deps, EngineRoles, Slots},
     mailer::Mailer,
     metrics as m,
+    projects::ProjectRegistry,
     rate_limiter::{RateLimiter, RateLimiterArgs},
 };
 
@@ -25,6 +26,7 @@ pub enum Child {
     Accounts,
     RateLimiter,
     Mailer,
+    Projects,
 }
 
 impl Child {
@@ -33,6 +35,7 @@ impl Child {
             Self::Accounts => "accounts",
             Self::RateLimiter => "rate_limiter",
             Self::Mailer => "mailer",
+            Self::Projects => "projects",
         }
     }
 }
@@ -84,6 +87,7 @@ impl Actor for Root {
         if args.roles.api {
             spawn_child(&myself, &mut state, Child::RateLimiter).await?;
             spawn_child(&myself, &mut state, Child::Accounts).await?;
+            spawn_child(&myself, &mut state, Child::Projects).await?;
         }
         if args.roles.workers {
             spawn_child(&myself, &mut state, Child::Mailer).await?;
@@ -112,8 +116,9 @@ impl Actor for Root {
                     state.children.drain().map(|(_, c)| c).collect();
                 children.sort_by_key(|(child, _)| match child {
                     Child::Mailer => 0,
-                    Child::Accounts => 1,
-                    Child::RateLimiter => 2,
+                    Child::Projects => 1,
+                    Child::Accounts => 2,
+                    Child::RateLimiter => 3,
                 });
                 for (child, cell) in children {
                     clear_slot(state, child);
@@ -195,6 +200,11 @@ async fn spawn_child(
             state.slots.mailer.set(Some(actor.clone()));
             actor.get_cell()
         }
+        Child::Projects => {
+            let (actor, _) = Actor::spawn_linked(None, ProjectRegistry, deps, supervisor).await?;
+            state.slots.projects.set(Some(actor.clone()));
+            actor.get_cell()
+        }
     };
     state.children.insert(cell.get_id(), (child, cell));
     Ok(())
@@ -205,5 +215,6 @@ fn clear_slot(state: &RootState, child: Child) {
         Child::Accounts => state.slots.accounts.set(None),
         Child::RateLimiter => state.slots.limiter.set(None),
         Child::Mailer => state.slots.mailer.set(None),
+        Child::Projects => state.slots.projects.set(None),
     }
 }

@@ -1,10 +1,18 @@
 //! `/api/admin`: platform administration.
 
-use alta_actors::{Engine, accounts::UserListQuery};
+use alta_actors::{Engine, accounts::UserListQuery, projects::AuditQuery};
+use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use uuid::Uuid;
 
-use crate::{auth::UserResponse, problem::ApiResult, security::BearerAuth, tags::ApiTags};
+use crate::{
+    audit::{AuditPage, AuditPageOk},
+    auth::UserResponse,
+    problem::ApiResult,
+    security::BearerAuth,
+    tags::ApiTags,
+};
 
 pub struct AdminApi;
 
@@ -53,5 +61,38 @@ impl AdminApi {
             items: page.items.into_iter().map(UserResponse::from).collect(),
             next_cursor: page.next_cursor,
         })))
+    }
+
+    /// The whole audit log (super admins), newest first
+    ///
+    /// Filter by `actor_id`, `action` (e.g. `project.created`) and a time range
+    /// (`from` inclusive, `to` exclusive, RFC 3339).
+    #[oai(
+        path = "/api/admin/audit-log",
+        method = "get",
+        operation_id = "admin_audit_log"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_log(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        actor_id: Query<Option<Uuid>>,
+        #[oai(validator(max_length = 64))] action: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<AuditPageOk> {
+        let query = AuditQuery {
+            actor_id: actor_id.0,
+            action: action.0,
+            from: from.0,
+            to: to.0,
+            limit: limit.0,
+            cursor: cursor.0,
+        };
+        let page = engine.audit_log(&auth.0, None, query).await?;
+        Ok(AuditPageOk::Ok(Json(AuditPage::from(page))))
     }
 }

@@ -3,10 +3,12 @@
 //! authenticate, parse, make one engine call and map the reply (DESIGN.md rule 1).
 
 mod admin;
+mod audit;
 mod auth;
 mod health;
 mod middleware;
 mod problem;
+mod projects;
 mod security;
 mod tags;
 
@@ -40,9 +42,22 @@ pub struct ApiConfig {
     pub metrics: Option<MetricsRender>,
 }
 
-fn service() -> OpenApiService<(auth::AuthApi, admin::AdminApi, health::HealthApi), ()> {
+fn service() -> OpenApiService<
+    (
+        auth::AuthApi,
+        projects::ProjectsApi,
+        admin::AdminApi,
+        health::HealthApi,
+    ),
+    (),
+> {
     OpenApiService::new(
-        (auth::AuthApi, admin::AdminApi, health::HealthApi),
+        (
+            auth::AuthApi,
+            projects::ProjectsApi,
+            admin::AdminApi,
+            health::HealthApi,
+        ),
         API_TITLE,
         env!("CARGO_PKG_VERSION"),
     )

@@ -4,6 +4,8 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Sign-up, email verification, login and the current user.
     Auth,
+    /// Projects, their members and their audit log.
+    Projects,
     /// Platform administration (super admins only).
     Admin,
     /// Liveness and readiness probes.

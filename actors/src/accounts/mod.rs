@@ -24,7 +24,7 @@ use crate::{
     domain::{Email, FullName, GlobalRole},
     engine::Deps,
     error::EngineError,
-    jobs::{KIND_MAIL, MailJob},
+    jobs::{MailJob, enqueue_mail},
     metrics as m,
     store::{self, Tx, audit::AuditEntry},
 };
@@ -356,22 +356,6 @@ async fn enqueue_verification(
         json!({}),
     )
     .await?;
-    Ok(())
-}
-
-async fn enqueue_mail(deps: &Deps, tx: &mut Tx, mail: MailJob) -> Result<(), EngineError> {
-    let now = deps.clock.now();
-    let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    store::jobs::enqueue(
-        tx,
-        KIND_MAIL,
-        payload,
-        deps.config.jobs.max_attempts,
-        now,
-        now,
-    )
-    .await?;
-    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_MAIL).increment(1);
     Ok(())
 }
 

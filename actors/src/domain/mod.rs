@@ -3,10 +3,12 @@
 
 mod email;
 mod password;
+mod project;
 mod role;
 
 pub use email::Email;
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
 pub use role::GlobalRole;
 
 use crate::error::EngineError;

@@ -7,7 +7,13 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::JobsConfig;
+use crate::{
+    config::JobsConfig,
+    engine::Deps,
+    error::EngineError,
+    metrics as m,
+    store::{self, Tx},
+};
 
 pub const KIND_MAIL: &str = "mail";
 
@@ -19,6 +25,28 @@ pub struct MailJob {
     pub text: String,
     /// A short tag for metrics and logs, e.g. `verify_email`.
     pub template: String,
+}
+
+/// Queue a mail in the caller's transaction: it is sent if and only if the change commits.
+/// Callers nudge `deps.job_waker` after the commit.
+pub(crate) async fn enqueue_mail(
+    deps: &Deps,
+    tx: &mut Tx,
+    mail: MailJob,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
+    store::jobs::enqueue(
+        tx,
+        KIND_MAIL,
+        payload,
+        deps.config.jobs.max_attempts,
+        now,
+        now,
+    )
+    .await?;
+    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_MAIL).increment(1);
+    Ok(())
 }
 
 /// When to try a job again after its `attempt`-th failure: exponential backoff with

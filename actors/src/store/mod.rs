@@ -7,7 +7,9 @@
 //! both backends store the same representation and tests control time.
 
 pub mod audit;
+pub mod invitations;
 pub mod jobs;
+pub mod projects;
 pub mod users;
 pub mod verification;
 
@@ -202,4 +204,18 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// `%needle%` with LIKE's wildcards in the needle escaped.
+pub(crate) fn like_contains(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }

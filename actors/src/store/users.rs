@@ -152,7 +152,7 @@ pub async fn list(db: &Db, filter: &UserFilter) -> StoreResult<Vec<UserRow>> {
          AND ($3 IS NULL OR id < $3) \
          ORDER BY id DESC LIMIT $4"
     );
-    let pattern = filter.email_contains.as_deref().map(like_contains);
+    let pattern = filter.email_contains.as_deref().map(super::like_contains);
     let rows = with_db!(db, |pool| sqlx::query_as::<_, UserRow>(
         sqlx::AssertSqlSafe(sql)
     )
@@ -165,24 +165,10 @@ pub async fn list(db: &Db, filter: &UserFilter) -> StoreResult<Vec<UserRow>> {
     Ok(rows)
 }
 
-/// `%needle%` with LIKE's wildcards in the needle escaped.
-fn like_contains(needle: &str) -> String {
-    let mut pattern = String::with_capacity(needle.len() + 2);
-    pattern.push('%');
-    for c in needle.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn like_pattern_escapes_wildcards() {
-        assert_eq!(super::like_contains("a_b%c\\"), "%a\\_b\\%c\\\\%");
+        assert_eq!(crate::store::like_contains("a_b%c\\"), "%a\\_b\\%c\\\\%");
     }
 }

@@ -1,0 +1,267 @@
+//! Invitation transitions, run by the project's actor: invite, resend, revoke, accept.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    InvitationView, ProjectView,
+    project::{audit, begin, caller_role},
+};
+use crate::{
+    auth::secret_token,
+    authz::ProjectAction,
+    context::{Principal, RequestContext},
+    domain::{Email, ProjectRole},
+    engine::Deps,
+    error::EngineError,
+    jobs::{MailJob, enqueue_mail},
+    store,
+};
+
+/// Invitations are valid this long.
+const INVITATION_TTL_DAYS: i64 = 7;
+
+fn invitation_mail(
+    deps: &Deps,
+    project_name: &str,
+    email: &str,
+    role: ProjectRole,
+    token: &str,
+) -> MailJob {
+    let link = format!(
+        "{}/invitations/accept?token={token}",
+        deps.config.public_url
+    );
+    MailJob {
+        to: email.to_owned(),
+        subject: format!("You are invited to {project_name} on Alta Data"),
+        text: format!(
+            "Hello,\n\nYou are invited to join the project \"{project_name}\" on Alta Data as {role}.\n\n\
+             Accept the invitation here (sign up first with this email address if you have no account):\n\n\
+             {link}\n\nThe invitation works once and expires in {INVITATION_TTL_DAYS} days.\n"
+        ),
+        template: "project_invitation".into(),
+    }
+}
+
+pub async fn invite(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    email: &Email,
+    role: ProjectRole,
+    ctx: &RequestContext,
+) -> Result<InvitationView, EngineError> {
+    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
+    if let Some(user) = store::users::find_by_email_tx(&mut tx, email.as_str()).await?
+        && store::projects::member_role_tx(&mut tx, id, user.id)
+            .await?
+            .is_some()
+    {
+        return Err(EngineError::Conflict {
+            code: "already_member",
+            message: format!("{email} is already a member of this project"),
+        });
+    }
+    if store::invitations::pending_for_email(&mut tx, id, email.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(EngineError::Conflict {
+            code: "invitation_pending",
+            message: format!("{email} already has a pending invitation; resend it instead"),
+        });
+    }
+    let now = deps.clock.now();
+    let (token, token_hash) = secret_token::generate();
+    let invitation_id = Uuid::now_v7();
+    store::invitations::insert(
+        &mut tx,
+        &store::invitations::NewInvitation {
+            id: invitation_id,
+            project_id: id,
+            email: email.as_str(),
+            role: role.as_str(),
+            token_hash: &token_hash,
+            invited_by: principal.user_id,
+            expires_at: now + chrono::Duration::days(INVITATION_TTL_DAYS),
+            now,
+        },
+    )
+    .await?;
+    enqueue_mail(
+        deps,
+        &mut tx,
+        invitation_mail(deps, &project.name, email.as_str(), role, &token),
+    )
+    .await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "invitation.created",
+        ("invitation", invitation_id.to_string()),
+        json!({"email": email.as_str(), "role": role.as_str()}),
+    )
+    .await?;
+    let row = store::invitations::find_tx(&mut tx, id, invitation_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "invitation" })?;
+    tx.commit().await?;
+    deps.job_waker.notify_one();
+    Ok(row.into())
+}
+
+pub async fn resend(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    invitation_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<InvitationView, EngineError> {
+    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
+    let invitation = pending(&mut tx, id, invitation_id).await?;
+    let now = deps.clock.now();
+    let (token, token_hash) = secret_token::generate();
+    store::invitations::rotate_token(
+        &mut tx,
+        invitation_id,
+        &token_hash,
+        now + chrono::Duration::days(INVITATION_TTL_DAYS),
+        now,
+    )
+    .await?;
+    let role: ProjectRole = invitation.role.parse()?;
+    enqueue_mail(
+        deps,
+        &mut tx,
+        invitation_mail(deps, &project.name, &invitation.email, role, &token),
+    )
+    .await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "invitation.resent",
+        ("invitation", invitation_id.to_string()),
+        json!({}),
+    )
+    .await?;
+    let row = store::invitations::find_tx(&mut tx, id, invitation_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "invitation" })?;
+    tx.commit().await?;
+    deps.job_waker.notify_one();
+    Ok(row.into())
+}
+
+pub async fn revoke(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    invitation_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
+    pending(&mut tx, id, invitation_id).await?;
+    store::invitations::finish(&mut tx, invitation_id, "revoked", None, deps.clock.now()).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "invitation.revoked",
+        ("invitation", invitation_id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The caller joins the project. Their verified email must be the invited address.
+pub async fn accept(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    token_hash: &str,
+    ctx: &RequestContext,
+) -> Result<(ProjectView, ProjectRole), EngineError> {
+    let invalid = || EngineError::NotFound { what: "invitation" };
+    let mut tx = deps.db.begin().await?;
+    if !store::projects::lock(&mut tx, id).await? {
+        return Err(invalid());
+    }
+    let project = store::projects::find_tx(&mut tx, id)
+        .await?
+        .filter(|p| p.deleted_at.is_none())
+        .ok_or_else(invalid)?;
+    let invitation = store::invitations::find_by_hash_tx(&mut tx, token_hash)
+        .await?
+        .filter(|i| i.project_id == id && i.state == "pending")
+        .ok_or_else(invalid)?;
+    let now = deps.clock.now();
+    if invitation.expires_at <= now {
+        return Err(EngineError::Validation {
+            code: "invitation_expired",
+            field: Some("token"),
+            message: "this invitation has expired; ask a project admin to resend it".into(),
+        });
+    }
+    if !principal.email.eq_ignore_ascii_case(&invitation.email) {
+        return Err(EngineError::Refused {
+            code: "invitation_email_mismatch",
+            message: "this invitation was sent to another email address; sign in with that address"
+                .into(),
+        });
+    }
+    if caller_role(&mut tx, id, principal).await?.is_some() {
+        return Err(EngineError::Conflict {
+            code: "already_member",
+            message: "you are already a member of this project".into(),
+        });
+    }
+    // Conditional: of two simultaneous accepts, one finds it no longer pending.
+    if !store::invitations::finish(
+        &mut tx,
+        invitation.id,
+        "accepted",
+        Some(principal.user_id),
+        now,
+    )
+    .await?
+    {
+        return Err(invalid());
+    }
+    let role: ProjectRole = invitation.role.parse()?;
+    store::projects::add_member(&mut tx, id, principal.user_id, role.as_str(), now).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "invitation.accepted",
+        ("invitation", invitation.id.to_string()),
+        json!({"role": role.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((ProjectView::from_row(project, Some(role)), role))
+}
+
+async fn pending(
+    tx: &mut store::Tx,
+    project: Uuid,
+    invitation_id: Uuid,
+) -> Result<store::invitations::InvitationRow, EngineError> {
+    store::invitations::find_tx(tx, project, invitation_id)
+        .await?
+        .filter(|i| i.state == "pending")
+        .ok_or(EngineError::NotFound { what: "invitation" })
+}

@@ -1,0 +1,84 @@
+use ractor::RpcReplyPort;
+use uuid::Uuid;
+
+use super::{InvitationView, MemberView, ProjectView};
+use crate::{
+    context::{Principal, RequestContext},
+    domain::{Email, ProjectName, ProjectRole, ProjectSettings},
+    error::EngineError,
+};
+
+type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
+
+/// Transitions of one project. Each carries the caller, checked against the permission
+/// matrix inside the transition's transaction.
+pub enum ProjectMsg {
+    /// Create this (new) project with the caller as its admin.
+    Create {
+        principal: Principal,
+        name: ProjectName,
+        description: String,
+        settings: ProjectSettings,
+        ctx: RequestContext,
+        reply: Reply<ProjectView>,
+    },
+    Update {
+        principal: Principal,
+        name: ProjectName,
+        description: String,
+        settings: ProjectSettings,
+        ctx: RequestContext,
+        reply: Reply<ProjectView>,
+    },
+    Delete {
+        principal: Principal,
+        ctx: RequestContext,
+        reply: Reply<()>,
+    },
+    Restore {
+        principal: Principal,
+        ctx: RequestContext,
+        reply: Reply<ProjectView>,
+    },
+    ChangeRole {
+        principal: Principal,
+        user_id: Uuid,
+        role: ProjectRole,
+        ctx: RequestContext,
+        reply: Reply<MemberView>,
+    },
+    RemoveMember {
+        principal: Principal,
+        user_id: Uuid,
+        ctx: RequestContext,
+        reply: Reply<()>,
+    },
+    Invite {
+        principal: Principal,
+        email: Email,
+        role: ProjectRole,
+        ctx: RequestContext,
+        reply: Reply<InvitationView>,
+    },
+    ResendInvitation {
+        principal: Principal,
+        invitation_id: Uuid,
+        ctx: RequestContext,
+        reply: Reply<InvitationView>,
+    },
+    RevokeInvitation {
+        principal: Principal,
+        invitation_id: Uuid,
+        ctx: RequestContext,
+        reply: Reply<()>,
+    },
+    /// The caller accepts the invitation whose token hashes to `token_hash`.
+    AcceptInvitation {
+        principal: Principal,
+        token_hash: String,
+        ctx: RequestContext,
+        reply: Reply<(ProjectView, ProjectRole)>,
+    },
+    /// Timer: stop when idle.
+    CheckIdle,
+}

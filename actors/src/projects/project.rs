@@ -1,0 +1,520 @@
+//! One project's actor: every transition of the project and its membership, each in
+//! one transaction that takes the project's lock, re-checks the caller against the
+//! permission matrix, writes the change and its audit row, then commits.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{MemberView, ProjectMsg, ProjectView, RegistryMsg};
+use crate::{
+    authz::{self, Action, ProjectAction},
+    context::{Principal, RequestContext},
+    domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
+    engine::Deps,
+    error::EngineError,
+    store::{self, Tx, audit::AuditEntry},
+};
+
+pub struct ProjectActor;
+
+pub struct ProjectArgs {
+    pub deps: Arc<Deps>,
+    pub project_id: Uuid,
+    pub registry: ActorRef<RegistryMsg>,
+}
+
+pub struct ProjectState {
+    deps: Arc<Deps>,
+    id: Uuid,
+    registry: ActorRef<RegistryMsg>,
+    last_active: Instant,
+}
+
+impl Actor for ProjectActor {
+    type Msg = ProjectMsg;
+    type State = ProjectState;
+    type Arguments = ProjectArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let idle = args.deps.config.project_actor_idle;
+        myself.send_interval((idle / 2).max(Duration::from_millis(50)), || {
+            ProjectMsg::CheckIdle
+        });
+        Ok(ProjectState {
+            deps: args.deps,
+            id: args.project_id,
+            registry: args.registry,
+            last_active: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(message, ProjectMsg::CheckIdle) {
+            state.last_active = Instant::now();
+        }
+        let (deps, id) = (&state.deps, state.id);
+        match message {
+            ProjectMsg::Create {
+                principal,
+                name,
+                description,
+                settings,
+                ctx,
+                reply,
+            } => {
+                let _ = reply
+                    .send(create(deps, id, &principal, &name, &description, &settings, &ctx).await);
+            }
+            ProjectMsg::Update {
+                principal,
+                name,
+                description,
+                settings,
+                ctx,
+                reply,
+            } => {
+                let _ = reply
+                    .send(update(deps, id, &principal, &name, &description, &settings, &ctx).await);
+            }
+            ProjectMsg::Delete {
+                principal,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(delete(deps, id, &principal, &ctx).await);
+            }
+            ProjectMsg::Restore {
+                principal,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(restore(deps, id, &principal, &ctx).await);
+            }
+            ProjectMsg::ChangeRole {
+                principal,
+                user_id,
+                role,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(change_role(deps, id, &principal, user_id, role, &ctx).await);
+            }
+            ProjectMsg::RemoveMember {
+                principal,
+                user_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(remove_member(deps, id, &principal, user_id, &ctx).await);
+            }
+            ProjectMsg::Invite {
+                principal,
+                email,
+                role,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(
+                    super::invitations::invite(deps, id, &principal, &email, role, &ctx).await,
+                );
+            }
+            ProjectMsg::ResendInvitation {
+                principal,
+                invitation_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(
+                    super::invitations::resend(deps, id, &principal, invitation_id, &ctx).await,
+                );
+            }
+            ProjectMsg::RevokeInvitation {
+                principal,
+                invitation_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(
+                    super::invitations::revoke(deps, id, &principal, invitation_id, &ctx).await,
+                );
+            }
+            ProjectMsg::AcceptInvitation {
+                principal,
+                token_hash,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(
+                    super::invitations::accept(deps, id, &principal, &token_hash, &ctx).await,
+                );
+            }
+            ProjectMsg::CheckIdle => {
+                if state.last_active.elapsed() >= deps.config.project_actor_idle {
+                    let _ = state.registry.cast(RegistryMsg::Idle {
+                        project_id: id,
+                        actor: myself.get_id(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open the transition: lock the project, load it (live only unless `deleted_ok`) and
+/// check the caller's right to `action`.
+pub(super) async fn begin(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    action: ProjectAction,
+) -> Result<(Tx, store::projects::ProjectRow, Option<ProjectRole>), EngineError> {
+    let mut tx = deps.db.begin().await?;
+    let not_found = || EngineError::NotFound { what: "project" };
+    if !store::projects::lock(&mut tx, id).await? {
+        return Err(not_found());
+    }
+    let project = store::projects::find_tx(&mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if project.deleted_at.is_some() {
+        return Err(not_found());
+    }
+    let role = caller_role(&mut tx, id, principal).await?;
+    authz::authorize_project(principal, role, action)?;
+    Ok((tx, project, role))
+}
+
+pub(super) async fn caller_role(
+    tx: &mut Tx,
+    project: Uuid,
+    principal: &Principal,
+) -> Result<Option<ProjectRole>, EngineError> {
+    Ok(
+        store::projects::member_role_tx(tx, project, principal.user_id)
+            .await?
+            .and_then(|r| r.parse().ok()),
+    )
+}
+
+pub(super) async fn audit(
+    tx: &mut Tx,
+    deps: &Deps,
+    ctx: &RequestContext,
+    principal: &Principal,
+    project: Uuid,
+    action: &str,
+    target: (&str, String),
+    details: serde_json::Value,
+) -> Result<(), EngineError> {
+    let entry = AuditEntry {
+        actor_id: Some(principal.user_id),
+        action,
+        target_type: target.0,
+        target_id: Some(target.1),
+        project_id: Some(project),
+        details,
+    };
+    store::audit::record(tx, entry, ctx, deps.clock.now()).await?;
+    Ok(())
+}
+
+async fn create(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    name: &ProjectName,
+    description: &str,
+    settings: &ProjectSettings,
+    ctx: &RequestContext,
+) -> Result<ProjectView, EngineError> {
+    authz::authorize(principal, Action::CreateProject)?;
+    let now = deps.clock.now();
+    let settings_json = serde_json::to_value(settings).map_err(EngineError::internal)?;
+    let mut tx = deps.db.begin().await?;
+    store::projects::insert(
+        &mut tx,
+        &store::projects::NewProject {
+            id,
+            name: name.as_str(),
+            description,
+            settings: settings_json,
+            created_by: principal.user_id,
+            now,
+        },
+    )
+    .await?;
+    store::projects::add_member(
+        &mut tx,
+        id,
+        principal.user_id,
+        ProjectRole::Admin.as_str(),
+        now,
+    )
+    .await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "project.created",
+        ("project", id.to_string()),
+        json!({"name": name.as_str()}),
+    )
+    .await?;
+    let row = store::projects::find_tx(&mut tx, id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "project" })?;
+    tx.commit().await?;
+    Ok(ProjectView::from_row(row, Some(ProjectRole::Admin)))
+}
+
+async fn update(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    name: &ProjectName,
+    description: &str,
+    settings: &ProjectSettings,
+    ctx: &RequestContext,
+) -> Result<ProjectView, EngineError> {
+    let (mut tx, before, role) = begin(deps, id, principal, ProjectAction::Update).await?;
+    let settings_json = serde_json::to_value(settings).map_err(EngineError::internal)?;
+    let now = deps.clock.now();
+    store::projects::update(
+        &mut tx,
+        id,
+        name.as_str(),
+        description,
+        settings_json.clone(),
+        now,
+    )
+    .await?;
+    let mut changed = serde_json::Map::new();
+    if before.name != name.as_str() {
+        changed.insert(
+            "name".into(),
+            json!({"from": before.name, "to": name.as_str()}),
+        );
+    }
+    if before.description != description {
+        changed.insert("description".into(), json!("changed"));
+    }
+    if before.settings.0 != settings_json {
+        changed.insert(
+            "settings".into(),
+            json!({"from": before.settings.0, "to": settings_json}),
+        );
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "project.updated",
+        ("project", id.to_string()),
+        serde_json::Value::Object(changed),
+    )
+    .await?;
+    let row = store::projects::find_tx(&mut tx, id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "project" })?;
+    tx.commit().await?;
+    Ok(ProjectView::from_row(row, role))
+}
+
+async fn delete(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Delete).await?;
+    if !store::projects::soft_delete(&mut tx, id, principal.user_id, deps.clock.now()).await? {
+        return Err(EngineError::NotFound { what: "project" });
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "project.deleted",
+        ("project", id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn restore(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    ctx: &RequestContext,
+) -> Result<ProjectView, EngineError> {
+    // Super admins only, so no membership check: a deleted project is invisible to members.
+    authz::authorize(principal, Action::RestoreProject)?;
+    let not_found = || EngineError::NotFound { what: "project" };
+    let mut tx = deps.db.begin().await?;
+    if !store::projects::lock(&mut tx, id).await? {
+        return Err(not_found());
+    }
+    let now = deps.clock.now();
+    let retention = chrono::Duration::from_std(deps.config.project_restore_retention)
+        .unwrap_or(chrono::Duration::days(30));
+    let project = store::projects::find_tx(&mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if project.deleted_at.is_none() {
+        return Err(EngineError::Conflict {
+            code: "project_not_deleted",
+            message: "the project is not deleted".into(),
+        });
+    }
+    if !store::projects::restore(&mut tx, id, now - retention, now).await? {
+        return Err(EngineError::Conflict {
+            code: "restore_window_passed",
+            message: format!(
+                "the project was deleted more than {} days ago",
+                retention.num_days()
+            ),
+        });
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "project.restored",
+        ("project", id.to_string()),
+        json!({}),
+    )
+    .await?;
+    let row = store::projects::find_tx(&mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = caller_role(&mut tx, id, principal).await?;
+    tx.commit().await?;
+    Ok(ProjectView::from_row(row, role))
+}
+
+async fn change_role(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    user_id: Uuid,
+    role: ProjectRole,
+    ctx: &RequestContext,
+) -> Result<MemberView, EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::ManageMembers).await?;
+    let current: ProjectRole = store::projects::member_role_tx(&mut tx, id, user_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "member" })?
+        .parse()?;
+    if current != role {
+        if current == ProjectRole::Admin {
+            ensure_another_admin(&mut tx, id).await?;
+        }
+        store::projects::set_member_role(&mut tx, id, user_id, role.as_str(), deps.clock.now())
+            .await?;
+        audit(
+            &mut tx,
+            deps,
+            ctx,
+            principal,
+            id,
+            "member.role_changed",
+            ("user", user_id.to_string()),
+            json!({"from": current.as_str(), "to": role.as_str()}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let user = store::users::find_by_id(&deps.db, user_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "member" })?;
+    let joined = store::projects::member_joined_at(&deps.db, id, user_id)
+        .await?
+        .unwrap_or(user.created_at);
+    Ok(MemberView {
+        user_id,
+        email: user.email,
+        full_name: user.full_name,
+        role,
+        joined_at: joined,
+    })
+}
+
+async fn remove_member(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    user_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    // Leaving is open to every member; removing someone else takes ManageMembers.
+    let action = if user_id == principal.user_id && principal.role != GlobalRole::SuperAdmin {
+        ProjectAction::Leave
+    } else {
+        ProjectAction::ManageMembers
+    };
+    let (mut tx, _, _) = begin(deps, id, principal, action).await?;
+    let current: ProjectRole = store::projects::member_role_tx(&mut tx, id, user_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "member" })?
+        .parse()?;
+    if current == ProjectRole::Admin {
+        ensure_another_admin(&mut tx, id).await?;
+    }
+    store::projects::remove_member(&mut tx, id, user_id).await?;
+    let what = if user_id == principal.user_id {
+        "member.left"
+    } else {
+        "member.removed"
+    };
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        what,
+        ("user", user_id.to_string()),
+        json!({"role": current.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A project always keeps at least one admin. Runs under the project lock, so two
+/// concurrent demotions cannot both see "another admin" and leave none.
+async fn ensure_another_admin(tx: &mut Tx, project: Uuid) -> Result<(), EngineError> {
+    if store::projects::count_admins(tx, project).await? <= 1 {
+        return Err(EngineError::Conflict {
+            code: "last_admin",
+            message: "a project must keep at least one admin; make someone else admin first".into(),
+        });
+    }
+    Ok(())
+}

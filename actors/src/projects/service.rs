@@ -1,0 +1,426 @@
+//! The projects part of the engine handle. Reads go to the store after a permission
+//! check; transitions go to the project's actor (started on demand by the registry).
+
+use ractor::{ActorRef, RpcReplyPort};
+use uuid::Uuid;
+
+use super::{
+    AuditQuery, AuditView, InvitationView, MemberView, ProjectMsg, ProjectView, RegistryMsg,
+};
+use crate::{
+    auth::secret_token,
+    authz::{self, Action, ProjectAction},
+    context::{Principal, RequestContext},
+    domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
+    engine::Engine,
+    error::EngineError,
+    pagination::{Page, PageRequest},
+    store,
+};
+
+/// A project as the client sends it (create, or full replacement on update).
+#[derive(Debug, Clone)]
+pub struct ProjectInput {
+    pub name: String,
+    pub description: Option<String>,
+    /// `None` keeps the current settings (defaults on create).
+    pub settings: Option<ProjectSettings>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProjectListQuery {
+    pub role: Option<String>,
+    pub search: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl Engine {
+    async fn project_actor(&self, project_id: Uuid) -> Result<ActorRef<ProjectMsg>, EngineError> {
+        let registry = self.slots.projects.get()?;
+        self.ask(&registry, |reply| RegistryMsg::Get { project_id, reply })
+            .await
+    }
+
+    async fn ask_project<T: Send + 'static>(
+        &self,
+        project_id: Uuid,
+        build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
+    ) -> Result<T, EngineError> {
+        let actor = self.project_actor(project_id).await?;
+        self.ask(&actor, build).await?
+    }
+
+    /// The caller's role in a live project, after checking they may do `action` there.
+    async fn check_project(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        action: ProjectAction,
+    ) -> Result<ProjectView, EngineError> {
+        let row =
+            store::projects::find_live_with_role(&self.deps.db, project_id, principal.user_id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "project" })?;
+        let view = ProjectView::from(row);
+        authz::authorize_project(principal, view.my_role, action)?;
+        Ok(view)
+    }
+
+    pub async fn create_project(
+        &self,
+        principal: &Principal,
+        input: ProjectInput,
+        ctx: &RequestContext,
+    ) -> Result<ProjectView, EngineError> {
+        authz::authorize(principal, Action::CreateProject)?;
+        let name = ProjectName::parse(&input.name)?;
+        let description = parse_description(input.description.as_deref().unwrap_or(""))?;
+        let settings = input.settings.unwrap_or_default().validate()?;
+        let id = Uuid::now_v7();
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(id, |reply| ProjectMsg::Create {
+            principal,
+            name,
+            description,
+            settings,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn project(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+    ) -> Result<ProjectView, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::View)
+            .await
+    }
+
+    pub async fn list_projects(
+        &self,
+        principal: &Principal,
+        query: ProjectListQuery,
+    ) -> Result<Page<ProjectView>, EngineError> {
+        let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+        let role = query
+            .role
+            .as_deref()
+            .map(str::parse::<ProjectRole>)
+            .transpose()?;
+        let search = query
+            .search
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+            return Err(EngineError::validation(
+                "invalid_search",
+                "search",
+                "search is at most 200 characters",
+            ));
+        }
+        let filter = store::projects::ProjectFilter {
+            role: role.map(|r| r.as_str().to_owned()),
+            search,
+            after: page.after,
+            limit: page.fetch_limit(),
+        };
+        let all = principal.role == GlobalRole::SuperAdmin && role.is_none();
+        let rows = store::projects::list(&self.deps.db, principal.user_id, all, &filter).await?;
+        Ok(page.page(rows, |r| r.project.id, ProjectView::from))
+    }
+
+    pub async fn update_project(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        input: ProjectInput,
+        ctx: &RequestContext,
+    ) -> Result<ProjectView, EngineError> {
+        let current = self
+            .check_project(principal, project_id, ProjectAction::Update)
+            .await?;
+        let name = ProjectName::parse(&input.name)?;
+        let description = parse_description(input.description.as_deref().unwrap_or(""))?;
+        let settings = input.settings.unwrap_or(current.settings).validate()?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::Update {
+            principal,
+            name,
+            description,
+            settings,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_project(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        self.check_project(principal, project_id, ProjectAction::Delete)
+            .await?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::Delete {
+            principal,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn restore_project(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<ProjectView, EngineError> {
+        authz::authorize(principal, Action::RestoreProject)
+            .map_err(|_| EngineError::NotFound { what: "project" })?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::Restore {
+            principal,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn project_members(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<MemberView>, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ListMembers)
+            .await?;
+        let page = PageRequest::parse(limit, cursor)?;
+        let rows = store::projects::list_members(
+            &self.deps.db,
+            project_id,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.user_id, MemberView::from))
+    }
+
+    pub async fn change_member_role(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: &str,
+        ctx: &RequestContext,
+    ) -> Result<MemberView, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ManageMembers)
+            .await?;
+        let role: ProjectRole = role.parse()?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::ChangeRole {
+            principal,
+            user_id,
+            role,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn remove_member(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        user_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let action = if user_id == principal.user_id {
+            ProjectAction::Leave
+        } else {
+            ProjectAction::ManageMembers
+        };
+        self.check_project(principal, project_id, action).await?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::RemoveMember {
+            principal,
+            user_id,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    /// The whole audit log (super admins), or one project's (its admins).
+    pub async fn audit_log(
+        &self,
+        principal: &Principal,
+        project_id: Option<Uuid>,
+        query: AuditQuery,
+    ) -> Result<Page<AuditView>, EngineError> {
+        match project_id {
+            Some(id) => {
+                self.check_project(principal, id, ProjectAction::ReadAuditLog)
+                    .await?;
+            }
+            None => authz::authorize(principal, Action::ReadAuditLog)?,
+        }
+        let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+        if let (Some(from), Some(to)) = (query.from, query.to)
+            && from >= to
+        {
+            return Err(EngineError::validation(
+                "invalid_time_range",
+                "from",
+                "from must be before to",
+            ));
+        }
+        let action = query.action.filter(|a| !a.is_empty());
+        if action.as_ref().is_some_and(|a| a.len() > 64) {
+            return Err(EngineError::validation(
+                "invalid_action",
+                "action",
+                "action is at most 64 characters",
+            ));
+        }
+        let rows = store::audit::list(
+            &self.deps.db,
+            &store::audit::AuditFilter {
+                project_id,
+                actor_id: query.actor_id,
+                action,
+                from: query.from,
+                to: query.to,
+                after: page.after,
+                limit: page.fetch_limit(),
+            },
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.id, AuditView::from))
+    }
+}
+
+impl Engine {
+    pub async fn invite(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        email: &str,
+        role: &str,
+        ctx: &RequestContext,
+    ) -> Result<InvitationView, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ManageInvitations)
+            .await?;
+        let email = Email::parse(email)?;
+        let role: ProjectRole = role.parse()?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::Invite {
+            principal,
+            email,
+            role,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn invitations(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        state: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<InvitationView>, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ManageInvitations)
+            .await?;
+        let state = state.unwrap_or("pending");
+        if !matches!(state, "pending" | "accepted" | "revoked") {
+            return Err(EngineError::validation(
+                "invalid_state",
+                "state",
+                "state is pending, accepted or revoked",
+            ));
+        }
+        let page = PageRequest::parse(limit, cursor)?;
+        let rows = store::invitations::list(
+            &self.deps.db,
+            project_id,
+            state,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.id, InvitationView::from))
+    }
+
+    pub async fn resend_invitation(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        invitation_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<InvitationView, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ManageInvitations)
+            .await?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::ResendInvitation {
+            principal,
+            invitation_id,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn revoke_invitation(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        invitation_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        self.check_project(principal, project_id, ProjectAction::ManageInvitations)
+            .await?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(project_id, |reply| ProjectMsg::RevokeInvitation {
+            principal,
+            invitation_id,
+            ctx,
+            reply,
+        })
+        .await
+    }
+
+    /// Join the project an invitation names (signed in as the invited address).
+    pub async fn accept_invitation(
+        &self,
+        principal: &Principal,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<(ProjectView, ProjectRole), EngineError> {
+        let not_found = || EngineError::NotFound { what: "invitation" };
+        if token.is_empty() || token.len() > 128 {
+            return Err(not_found());
+        }
+        let token_hash = secret_token::hash(token);
+        let invitation = store::invitations::find_by_hash(&self.deps.db, &token_hash)
+            .await?
+            .ok_or_else(not_found)?;
+        let (principal, ctx) = (principal.clone(), ctx.clone());
+        self.ask_project(invitation.project_id, |reply| {
+            ProjectMsg::AcceptInvitation {
+                principal,
+                token_hash,
+                ctx,
+                reply,
+            }
+        })
+        .await
+    }
+}

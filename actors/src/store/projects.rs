@@ -1,0 +1,322 @@
+//! Projects and their members.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Db, StoreResult, Tx, with_db, with_tx};
+
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.settings, p.created_by, p.created_at, p.updated_at, p.deleted_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub settings: sqlx::types::Json<serde_json::Value>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A project with the caller's role in it (`None` for a super admin who is not a member).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectWithRole {
+    #[sqlx(flatten)]
+    pub project: ProjectRow,
+    pub my_role: Option<String>,
+}
+
+pub struct NewProject<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub settings: serde_json::Value,
+    pub created_by: Uuid,
+    pub now: DateTime<Utc>,
+}
+
+pub async fn insert(tx: &mut Tx, p: &NewProject<'_>) -> StoreResult<()> {
+    let sql = "INSERT INTO projects (id, name, description, settings, created_by, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $6)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(p.id)
+        .bind(p.name)
+        .bind(p.description)
+        .bind(sqlx::types::Json(p.settings.clone()))
+        .bind(p.created_by)
+        .bind(p.now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Take the project's write lock for the rest of the transaction: every transition of
+/// one project is serialised, across nodes too (PostgreSQL row lock; SQLite's single
+/// writer). False when there is no such project at all.
+pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<bool> {
+    let sql = "UPDATE projects SET updated_at = updated_at WHERE id = $1";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// A project by id, deleted or not (callers decide what a deleted one means).
+pub async fn find_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
+    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1");
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ProjectRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}
+
+/// A live project with `user`'s role in it.
+pub async fn find_live_with_role(
+    db: &Db,
+    id: Uuid,
+    user: Uuid,
+) -> StoreResult<Option<ProjectWithRole>> {
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS}, m.role AS my_role FROM projects p \
+         LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 \
+         WHERE p.id = $1 AND p.deleted_at IS NULL"
+    );
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ProjectWithRole>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    /// Only projects where the caller has this role.
+    pub role: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Live projects, newest first: the caller's (`all = false`) or every one (super admins).
+pub async fn list(
+    db: &Db,
+    user: Uuid,
+    all: bool,
+    f: &ProjectFilter,
+) -> StoreResult<Vec<ProjectWithRole>> {
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS}, m.role AS my_role FROM projects p \
+         LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
+         WHERE p.deleted_at IS NULL \
+         AND ($2 OR m.role IS NOT NULL) \
+         AND (CAST($3 AS TEXT) IS NULL OR m.role = CAST($3 AS TEXT)) \
+         AND (CAST($4 AS TEXT) IS NULL OR LOWER(p.name) LIKE CAST($4 AS TEXT) ESCAPE '\\') \
+         AND ($5 IS NULL OR p.id < $5) \
+         ORDER BY p.id DESC LIMIT $6"
+    );
+    let search = f
+        .search
+        .as_deref()
+        .map(|s| super::like_contains(&s.to_lowercase()));
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, ProjectWithRole>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(user)
+    .bind(all)
+    .bind(f.role.clone())
+    .bind(search.clone())
+    .bind(f.after)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    id: Uuid,
+    name: &str,
+    description: &str,
+    settings: serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE projects SET name = $2, description = $3, settings = $4, updated_at = $5 \
+               WHERE id = $1 AND deleted_at IS NULL";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(name)
+        .bind(description)
+        .bind(sqlx::types::Json(settings.clone()))
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+pub async fn soft_delete(tx: &mut Tx, id: Uuid, by: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    let sql = "UPDATE projects SET deleted_at = $2, deleted_by = $3, updated_at = $2 \
+               WHERE id = $1 AND deleted_at IS NULL";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(now)
+        .bind(by)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// Undelete, if it was deleted after `not_before` (the retention window).
+pub async fn restore(
+    tx: &mut Tx,
+    id: Uuid,
+    not_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE projects SET deleted_at = NULL, deleted_by = NULL, updated_at = $3 \
+               WHERE id = $1 AND deleted_at IS NOT NULL AND deleted_at > $2";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(not_before)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+// ---- members ----
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub user_id: Uuid,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn add_member(
+    tx: &mut Tx,
+    project: Uuid,
+    user: Uuid,
+    role: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "INSERT INTO project_members (project_id, user_id, role, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $4)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(project)
+        .bind(user)
+        .bind(role)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn member_role(db: &Db, project: Uuid, user: Uuid) -> StoreResult<Option<String>> {
+    let sql = "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2";
+    let role = with_db!(db, |pool| sqlx::query_scalar::<_, String>(sql)
+        .bind(project)
+        .bind(user)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(role)
+}
+
+pub async fn member_role_tx(tx: &mut Tx, project: Uuid, user: Uuid) -> StoreResult<Option<String>> {
+    let sql = "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2";
+    let role = with_tx!(tx, |conn| sqlx::query_scalar::<_, String>(sql)
+        .bind(project)
+        .bind(user)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(role)
+}
+
+pub async fn count_admins(tx: &mut Tx, project: Uuid) -> StoreResult<i64> {
+    let sql = "SELECT COUNT(*) FROM project_members WHERE project_id = $1 AND role = 'admin'";
+    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
+        .bind(project)
+        .fetch_one(conn)
+        .await)?;
+    Ok(n)
+}
+
+pub async fn set_member_role(
+    tx: &mut Tx,
+    project: Uuid,
+    user: Uuid,
+    role: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE project_members SET role = $3, updated_at = $4 WHERE project_id = $1 AND user_id = $2";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(project)
+        .bind(user)
+        .bind(role)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+pub async fn remove_member(tx: &mut Tx, project: Uuid, user: Uuid) -> StoreResult<bool> {
+    let sql = "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(project)
+        .bind(user)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// One page of a project's members, ordered by user id (stable keyset).
+pub async fn list_members(
+    db: &Db,
+    project: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<MemberRow>> {
+    let sql = "SELECT m.user_id, u.email, u.full_name, m.role, m.created_at \
+               FROM project_members m JOIN users u ON u.id = m.user_id \
+               WHERE m.project_id = $1 AND u.deleted_at IS NULL AND ($2 IS NULL OR m.user_id > $2) \
+               ORDER BY m.user_id LIMIT $3";
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, MemberRow>(sql)
+        .bind(project)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}
+
+pub async fn member_joined_at(
+    db: &Db,
+    project: Uuid,
+    user: Uuid,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let sql = "SELECT created_at FROM project_members WHERE project_id = $1 AND user_id = $2";
+    let at = with_db!(db, |pool| sqlx::query_scalar::<_, DateTime<Utc>>(sql)
+        .bind(project)
+        .bind(user)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(at)
+}

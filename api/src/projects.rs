@@ -1,0 +1,629 @@
+//! `/api/projects`: projects, members and the project audit log.
+
+use alta_actors::{
+    Engine,
+    context::RequestContext,
+    domain::{DataKind, ProjectSettings},
+    projects::{
+        AuditQuery, InvitationView, MemberView, ProjectInput, ProjectListQuery, ProjectView,
+    },
+};
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use crate::{
+    audit::{AuditPage, AuditPageOk},
+    problem::ApiResult,
+    security::BearerAuth,
+    tags::ApiTags,
+};
+
+pub struct ProjectsApi;
+
+/// A kind of data a project collects.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum DataKindDto {
+    Document,
+    Audio,
+}
+
+/// Settings that uploads and review read.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProjectSettingsDto {
+    /// Kinds of data accepted (at least one).
+    pub accepted_kinds: Vec<DataKindDto>,
+    /// Largest document upload in bytes (default 50 MiB, at most 1 GiB).
+    pub max_document_bytes: u64,
+    /// Largest audio upload in bytes (default 1 GiB, at most 8 GiB).
+    pub max_audio_bytes: u64,
+    /// Decisions needed to approve or reject an item (1–10, default 1).
+    pub reviews_required: u32,
+    /// Reason codes reviewers may give when rejecting.
+    pub reject_reasons: Vec<String>,
+    /// Rework rounds before a rejection is final (0–20, default 3).
+    pub max_rework_rounds: u32,
+}
+
+impl From<ProjectSettings> for ProjectSettingsDto {
+    fn from(s: ProjectSettings) -> Self {
+        Self {
+            accepted_kinds: s
+                .accepted_kinds
+                .into_iter()
+                .map(|k| match k {
+                    DataKind::Document => DataKindDto::Document,
+                    DataKind::Audio => DataKindDto::Audio,
+                })
+                .collect(),
+            max_document_bytes: s.max_document_bytes,
+            max_audio_bytes: s.max_audio_bytes,
+            reviews_required: s.reviews_required,
+            reject_reasons: s.reject_reasons,
+            max_rework_rounds: s.max_rework_rounds,
+        }
+    }
+}
+
+impl From<ProjectSettingsDto> for ProjectSettings {
+    fn from(s: ProjectSettingsDto) -> Self {
+        Self {
+            accepted_kinds: s
+                .accepted_kinds
+                .into_iter()
+                .map(|k| match k {
+                    DataKindDto::Document => DataKind::Document,
+                    DataKindDto::Audio => DataKind::Audio,
+                })
+                .collect(),
+            max_document_bytes: s.max_document_bytes,
+            max_audio_bytes: s.max_audio_bytes,
+            reviews_required: s.reviews_required,
+            reject_reasons: s.reject_reasons,
+            max_rework_rounds: s.max_rework_rounds,
+        }
+    }
+}
+
+/// A project to create, or the full new state of one (`PUT`). Fields the server owns
+/// (`id`, `created_by`, `deleted_at`, roles) are refused with 400 `invalid_body`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProjectRequest {
+    /// 1 to 200 characters.
+    #[oai(validator(max_length = 400))]
+    pub name: String,
+    /// Up to 5000 characters; absent means empty.
+    #[oai(validator(max_length = 10000))]
+    pub description: Option<String>,
+    /// Absent: defaults on create, unchanged on update.
+    pub settings: Option<ProjectSettingsDto>,
+}
+
+impl From<ProjectRequest> for ProjectInput {
+    fn from(r: ProjectRequest) -> Self {
+        Self {
+            name: r.name,
+            description: r.description,
+            settings: r.settings.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ProjectResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub settings: ProjectSettingsDto,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The caller's role in the project (`admin`, `contributor`, `reviewer`); absent for
+    /// a super admin who is not a member.
+    pub my_role: Option<String>,
+}
+
+impl From<ProjectView> for ProjectResponse {
+    fn from(p: ProjectView) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            description: p.description,
+            settings: p.settings.into(),
+            created_by: p.created_by,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            my_role: p.my_role.map(|r| r.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ProjectPage {
+    pub items: Vec<ProjectResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct MemberResponse {
+    pub user_id: Uuid,
+    pub email: String,
+    pub full_name: Option<String>,
+    /// `admin`, `contributor` or `reviewer`.
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<MemberView> for MemberResponse {
+    fn from(m: MemberView) -> Self {
+        Self {
+            user_id: m.user_id,
+            email: m.email,
+            full_name: m.full_name,
+            role: m.role.as_str().to_owned(),
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct MemberPage {
+    pub items: Vec<MemberResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RoleRequest {
+    /// `admin`, `contributor` or `reviewer`.
+    #[oai(validator(max_length = 32))]
+    pub role: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// Who to invite; they may not have an account yet (the mail leads to sign-up).
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// `admin`, `contributor` or `reviewer`.
+    #[oai(validator(max_length = 32))]
+    pub role: String,
+}
+
+#[derive(Debug, Object)]
+pub struct InvitationResponse {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub email: String,
+    pub role: String,
+    /// `pending`, `accepted` or `revoked`.
+    pub state: String,
+    pub invited_by: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<InvitationView> for InvitationResponse {
+    fn from(i: InvitationView) -> Self {
+        Self {
+            id: i.id,
+            project_id: i.project_id,
+            email: i.email,
+            role: i.role.as_str().to_owned(),
+            state: i.state,
+            invited_by: i.invited_by,
+            expires_at: i.expires_at,
+            created_at: i.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct InvitationPage {
+    pub items: Vec<InvitationResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// The project joined and the role in it.
+#[derive(Debug, Object)]
+pub struct AcceptedInvitation {
+    pub project: ProjectResponse,
+    pub role: String,
+}
+
+#[derive(ApiResponse)]
+pub enum InvitationCreated {
+    /// Invited; the mail is on its way.
+    #[oai(status = 201)]
+    Created(Json<InvitationResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum InvitationOk {
+    #[oai(status = 200)]
+    Ok(Json<InvitationResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum InvitationPageOk {
+    #[oai(status = 200)]
+    Ok(Json<InvitationPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum AcceptedOk {
+    #[oai(status = 200)]
+    Ok(Json<AcceptedInvitation>),
+}
+
+#[derive(ApiResponse)]
+pub enum ProjectCreated {
+    /// Created; the caller is its admin.
+    #[oai(status = 201)]
+    Created(Json<ProjectResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum ProjectOk {
+    #[oai(status = 200)]
+    Ok(Json<ProjectResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum ProjectPageOk {
+    #[oai(status = 200)]
+    Ok(Json<ProjectPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum MemberPageOk {
+    #[oai(status = 200)]
+    Ok(Json<MemberPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum MemberOk {
+    #[oai(status = 200)]
+    Ok(Json<MemberResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[OpenApi(tag = "ApiTags::Projects")]
+impl ProjectsApi {
+    /// List projects
+    ///
+    /// The caller's projects (every project for a super admin), newest first. Filter by
+    /// the caller's `role` and by a `search` substring of the name.
+    #[oai(path = "/api/projects", method = "get", operation_id = "project_list")]
+    async fn list(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        #[oai(validator(max_length = 32))] role: Query<Option<String>>,
+        #[oai(validator(max_length = 400))] search: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<ProjectPageOk> {
+        let query = ProjectListQuery {
+            role: role.0,
+            search: search.0,
+            limit: limit.0,
+            cursor: cursor.0,
+        };
+        let page = engine.list_projects(&auth.0, query).await?;
+        Ok(ProjectPageOk::Ok(Json(ProjectPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
+    }
+
+    /// Create a project
+    #[oai(
+        path = "/api/projects",
+        method = "post",
+        operation_id = "project_create"
+    )]
+    async fn create(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        body: Json<ProjectRequest>,
+    ) -> ApiResult<ProjectCreated> {
+        let project = engine.create_project(&auth.0, body.0.into(), &ctx).await?;
+        Ok(ProjectCreated::Created(Json(project.into())))
+    }
+
+    /// Get a project
+    #[oai(
+        path = "/api/projects/:project_id",
+        method = "get",
+        operation_id = "project_get"
+    )]
+    async fn get(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+    ) -> ApiResult<ProjectOk> {
+        let project = engine.project(&auth.0, project_id.0).await?;
+        Ok(ProjectOk::Ok(Json(project.into())))
+    }
+
+    /// Replace a project's name, description and settings (project admins)
+    #[oai(
+        path = "/api/projects/:project_id",
+        method = "put",
+        operation_id = "project_update"
+    )]
+    async fn update(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        body: Json<ProjectRequest>,
+    ) -> ApiResult<ProjectOk> {
+        let project = engine
+            .update_project(&auth.0, project_id.0, body.0.into(), &ctx)
+            .await?;
+        Ok(ProjectOk::Ok(Json(project.into())))
+    }
+
+    /// Delete a project (project admins; soft delete, restorable by a super admin)
+    #[oai(
+        path = "/api/projects/:project_id",
+        method = "delete",
+        operation_id = "project_delete"
+    )]
+    async fn delete(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+    ) -> ApiResult<NoContent> {
+        engine.delete_project(&auth.0, project_id.0, &ctx).await?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// Restore a deleted project (super admins, within the retention window)
+    #[oai(
+        path = "/api/projects/:project_id/restore",
+        method = "post",
+        operation_id = "project_restore"
+    )]
+    async fn restore(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+    ) -> ApiResult<ProjectOk> {
+        let project = engine.restore_project(&auth.0, project_id.0, &ctx).await?;
+        Ok(ProjectOk::Ok(Json(project.into())))
+    }
+
+    /// List a project's members (any member)
+    #[oai(
+        path = "/api/projects/:project_id/members",
+        method = "get",
+        operation_id = "project_members"
+    )]
+    async fn members(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<MemberPageOk> {
+        let page = engine
+            .project_members(&auth.0, project_id.0, limit.0, cursor.0.as_deref())
+            .await?;
+        Ok(MemberPageOk::Ok(Json(MemberPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
+    }
+
+    /// Change a member's role (project admins; the last admin cannot be demoted)
+    #[oai(
+        path = "/api/projects/:project_id/members/:user_id",
+        method = "patch",
+        operation_id = "member_update_role"
+    )]
+    async fn change_role(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+        body: Json<RoleRequest>,
+    ) -> ApiResult<MemberOk> {
+        let member = engine
+            .change_member_role(&auth.0, project_id.0, user_id.0, &body.role, &ctx)
+            .await?;
+        Ok(MemberOk::Ok(Json(member.into())))
+    }
+
+    /// Remove a member, or leave (your own user id; the last admin cannot leave)
+    #[oai(
+        path = "/api/projects/:project_id/members/:user_id",
+        method = "delete",
+        operation_id = "member_remove"
+    )]
+    async fn remove_member(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> ApiResult<NoContent> {
+        engine
+            .remove_member(&auth.0, project_id.0, user_id.0, &ctx)
+            .await?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// A project's audit log (project admins), newest first
+    #[oai(
+        path = "/api/projects/:project_id/audit-log",
+        method = "get",
+        operation_id = "project_audit_log"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_log(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        actor_id: Query<Option<Uuid>>,
+        #[oai(validator(max_length = 64))] action: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<AuditPageOk> {
+        let query = AuditQuery {
+            actor_id: actor_id.0,
+            action: action.0,
+            from: from.0,
+            to: to.0,
+            limit: limit.0,
+            cursor: cursor.0,
+        };
+        let page = engine.audit_log(&auth.0, Some(project_id.0), query).await?;
+        Ok(AuditPageOk::Ok(Json(AuditPage::from(page))))
+    }
+
+    /// Invite someone to the project (project admins)
+    ///
+    /// Mails a single-use link valid 7 days. 409 `already_member` for a member,
+    /// 409 `invitation_pending` when one is already pending (resend it instead).
+    #[oai(
+        path = "/api/projects/:project_id/invite",
+        method = "post",
+        operation_id = "invitation_create"
+    )]
+    async fn invite(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        body: Json<InviteRequest>,
+    ) -> ApiResult<InvitationCreated> {
+        let invitation = engine
+            .invite(&auth.0, project_id.0, &body.email, &body.role, &ctx)
+            .await?;
+        Ok(InvitationCreated::Created(Json(invitation.into())))
+    }
+
+    /// List the project's invitations (project admins; `state` defaults to pending)
+    #[oai(
+        path = "/api/projects/:project_id/invitations",
+        method = "get",
+        operation_id = "invitation_list"
+    )]
+    async fn invitations(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        #[oai(validator(max_length = 16))] state: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<InvitationPageOk> {
+        let page = engine
+            .invitations(
+                &auth.0,
+                project_id.0,
+                state.0.as_deref(),
+                limit.0,
+                cursor.0.as_deref(),
+            )
+            .await?;
+        Ok(InvitationPageOk::Ok(Json(InvitationPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
+    }
+
+    /// Send a pending invitation again with a fresh link (the old link stops working)
+    #[oai(
+        path = "/api/projects/:project_id/invitations/:invitation_id/resend",
+        method = "post",
+        operation_id = "invitation_resend"
+    )]
+    async fn resend(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        invitation_id: Path<Uuid>,
+    ) -> ApiResult<InvitationOk> {
+        let invitation = engine
+            .resend_invitation(&auth.0, project_id.0, invitation_id.0, &ctx)
+            .await?;
+        Ok(InvitationOk::Ok(Json(invitation.into())))
+    }
+
+    /// Revoke a pending invitation
+    #[oai(
+        path = "/api/projects/:project_id/invitations/:invitation_id",
+        method = "delete",
+        operation_id = "invitation_revoke"
+    )]
+    async fn revoke(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        invitation_id: Path<Uuid>,
+    ) -> ApiResult<NoContent> {
+        engine
+            .revoke_invitation(&auth.0, project_id.0, invitation_id.0, &ctx)
+            .await?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// Accept an invitation (signed in with the invited, verified email)
+    #[oai(
+        path = "/api/projects/invitations/:token/accept",
+        method = "post",
+        operation_id = "invitation_accept"
+    )]
+    async fn accept(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        #[oai(validator(max_length = 256))] token: Path<String>,
+    ) -> ApiResult<AcceptedOk> {
+        let (project, role) = engine.accept_invitation(&auth.0, &token.0, &ctx).await?;
+        Ok(AcceptedOk::Ok(Json(AcceptedInvitation {
+            project: project.into(),
+            role: role.as_str().to_owned(),
+        })))
+    }
+}
