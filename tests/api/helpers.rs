@@ -99,7 +99,7 @@ impl PgSchema {
                 .await;
             }
         }
-        let name = format!("t_{}", Uuid::new_v4().simple());
+        let name = format!("t_{}", Uuid::now_v7().simple());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
             .execute(&admin)
             .await

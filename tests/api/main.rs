@@ -9,9 +9,11 @@ mod smtp_sink;
 
 mod admin;
 mod auth;
+mod authz_matrix;
 mod cli;
 mod mail;
 mod middleware;
 mod openapi;
+mod projects;
 mod rate_limit;
 mod startup;

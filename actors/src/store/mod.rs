@@ -41,6 +41,16 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict {
                 constraint: db.constraint().unwrap_or(db.message()).to_owned(),
             },
+            // SQLite SQLITE_BUSY (5) and its extended codes: contention, worth a retry.
+            // PostgreSQL 40001/40P01 (serialization failure, deadlock): the same.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| c == "5" || c.parse::<u32>().is_ok_and(|n| n & 0xff == 5))
+                    || db.code().is_some_and(|c| c == "40001" || c == "40P01") =>
+            {
+                Self::Unavailable(err.to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -165,7 +175,10 @@ impl Db {
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            // Every transaction here writes. IMMEDIATE takes the write lock up front (waiting
+            // up to busy_timeout); a deferred one that reads first cannot upgrade after
+            // another connection commits and fails at once with "database is locked".
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 

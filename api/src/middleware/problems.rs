@@ -10,7 +10,7 @@ use poem::{
 use poem_openapi::{
     OperationId,
     error::{
-        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError,
+        AuthorizationError, ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     },
 };
@@ -41,7 +41,7 @@ pub fn error_response(err: poem::Error) -> Response {
             "method_not_allowed"
         } else if err.is::<ParseRequestPayloadError>() || err.is::<ParseMultipartError>() {
             "invalid_body"
-        } else if err.is::<ParseParamError>() {
+        } else if err.is::<ParseParamError>() || err.is::<ParsePathError>() {
             "invalid_parameter"
         } else if err.is::<ContentTypeError>() {
             "unsupported_media_type"
@@ -55,6 +55,9 @@ pub fn error_response(err: poem::Error) -> Response {
             "an unexpected error occurred; quote the request id when reporting it".to_owned()
         } else if code == "unauthorized" {
             "a valid bearer token is required".to_owned()
+        } else if let Some(path) = err.downcast_ref::<ParsePathError>() {
+            // The internal parameter name means nothing to clients.
+            format!("a path parameter is not valid: {}", path.reason)
         } else {
             err.to_string()
         };
