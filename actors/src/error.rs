@@ -27,6 +27,9 @@ pub enum EngineError {
     /// The thing does not exist, or the caller may not know that it does.
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// Well-formed, but cannot be processed as asked (e.g. a reused idempotency key).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// The request conflicts with the current state (a duplicate, a lost race).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -48,7 +51,8 @@ impl EngineError {
             Self::Validation { code, .. }
             | Self::Unauthenticated { code, .. }
             | Self::Refused { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. } => code,
             Self::Forbidden => "forbidden",
             Self::NotFound { .. } => "not_found",
             Self::RateLimited { .. } => "rate_limited",

@@ -14,6 +14,7 @@ pub mod context;
 pub mod domain;
 mod engine;
 pub mod error;
+pub mod idempotency;
 pub mod jobs;
 pub mod mailer;
 pub mod metrics;

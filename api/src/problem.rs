@@ -76,6 +76,10 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// Well-formed but not processable as asked (e.g. an `Idempotency-Key` reused with
+    /// a different request).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
     /// Rate limited; retry after the given number of seconds.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
@@ -113,6 +117,9 @@ impl From<EngineError> for ApiError {
             }
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
+            EngineError::Unprocessable { .. } => {
+                Self::Unprocessable(problem(StatusCode::UNPROCESSABLE_ENTITY))
+            }
             EngineError::RateLimited { retry_after } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 Self::TooManyRequests(problem(StatusCode::TOO_MANY_REQUESTS), secs.max(1))

@@ -4,6 +4,7 @@ use alta_actors::{
     Engine,
     context::RequestContext,
     domain::{DataKind, ProjectSettings},
+    idempotency::Idempotent,
     projects::{
         AuditQuery, InvitationView, MemberView, ProjectInput, ProjectListQuery, ProjectView,
     },
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
 use uuid::Uuid;
@@ -242,9 +243,13 @@ pub struct AcceptedInvitation {
 
 #[derive(ApiResponse)]
 pub enum InvitationCreated {
-    /// Invited; the mail is on its way.
+    /// Invited; the mail is on its way. `Idempotent-Replayed: true` when this is the stored
+    /// answer to an earlier request with the same `Idempotency-Key`.
     #[oai(status = 201)]
-    Created(Json<InvitationResponse>),
+    Created(
+        Json<InvitationResponse>,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -267,9 +272,18 @@ pub enum AcceptedOk {
 
 #[derive(ApiResponse)]
 pub enum ProjectCreated {
-    /// Created; the caller is its admin.
+    /// Created; the caller is its admin. `Idempotent-Replayed: true` when this is the
+    /// stored answer to an earlier request with the same `Idempotency-Key`.
     #[oai(status = 201)]
-    Created(Json<ProjectResponse>),
+    Created(
+        Json<ProjectResponse>,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
+}
+
+/// `Idempotent-Replayed: true` on a replay.
+fn replay_header<T>(outcome: &Idempotent<T>) -> Option<String> {
+    outcome.replayed().then(|| "true".to_owned())
 }
 
 #[derive(ApiResponse)]
@@ -333,6 +347,11 @@ impl ProjectsApi {
     }
 
     /// Create a project
+    ///
+    /// Send an `Idempotency-Key` (1–255 printable characters, yours alone) to make retries
+    /// safe: the same key and request within 24 h return the first answer; the same key
+    /// with another request is 422 `idempotency_key_reused`; while the first is still
+    /// running, 409 `idempotency_key_in_progress`.
     #[oai(
         path = "/api/projects",
         method = "post",
@@ -343,10 +362,17 @@ impl ProjectsApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: Json<ProjectRequest>,
     ) -> ApiResult<ProjectCreated> {
-        let project = engine.create_project(&auth.0, body.0.into(), &ctx).await?;
-        Ok(ProjectCreated::Created(Json(project.into())))
+        let outcome = engine
+            .create_project(&auth.0, body.0.into(), idempotency_key.0.as_deref(), &ctx)
+            .await?;
+        let replayed = replay_header(&outcome);
+        Ok(ProjectCreated::Created(
+            Json(outcome.into_inner().into()),
+            replayed,
+        ))
     }
 
     /// Get a project
@@ -516,7 +542,7 @@ impl ProjectsApi {
 
     /// Invite someone to the project (project admins)
     ///
-    /// Mails a single-use link valid 7 days. 409 `already_member` for a member,
+    /// Mails a single-use link valid 7 days. Honours `Idempotency-Key` like project creation. 409 `already_member` for a member,
     /// 409 `invitation_pending` when one is already pending (resend it instead).
     #[oai(
         path = "/api/projects/:project_id/invite",
@@ -529,12 +555,24 @@ impl ProjectsApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: Json<InviteRequest>,
     ) -> ApiResult<InvitationCreated> {
-        let invitation = engine
-            .invite(&auth.0, project_id.0, &body.email, &body.role, &ctx)
+        let outcome = engine
+            .invite(
+                &auth.0,
+                project_id.0,
+                &body.email,
+                &body.role,
+                idempotency_key.0.as_deref(),
+                &ctx,
+            )
             .await?;
-        Ok(InvitationCreated::Created(Json(invitation.into())))
+        let replayed = replay_header(&outcome);
+        Ok(InvitationCreated::Created(
+            Json(outcome.into_inner().into()),
+            replayed,
+        ))
     }
 
     /// List the project's invitations (project admins; `state` defaults to pending)

@@ -84,13 +84,22 @@ impl PgSchema {
             )
         });
         if SWEPT.set(()).is_ok() {
-            // Schemas left behind by a crashed earlier run.
-            let stale: Vec<String> = sqlx::query_scalar(
-                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_%' AND length(nspname) = 34",
+            // Schemas left by crashed earlier runs. Names carry their creation time
+            // (`t_<unix ms>_<random>`), so only schemas older than an hour go: a
+            // concurrent test process keeps its own.
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_%'",
             )
             .fetch_all(&admin)
             .await
             .unwrap();
+            let hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+            let stale = candidates.into_iter().filter(|name| {
+                name.split('_')
+                    .nth(1)
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .is_some_and(|created| created < hour_ago)
+            });
             for schema in stale {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
@@ -99,7 +108,11 @@ impl PgSchema {
                 .await;
             }
         }
-        let name = format!("t_{}", Uuid::now_v7().simple());
+        let name = format!(
+            "t_{}_{}",
+            chrono::Utc::now().timestamp_millis(),
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
             .execute(&admin)
             .await

@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod authz_matrix;
 mod cli;
+mod idempotency;
 mod mail;
 mod middleware;
 mod openapi;

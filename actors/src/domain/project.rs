@@ -195,12 +195,16 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_validation_bites() {
         assert!(ProjectSettings::default().validate().is_ok());
-        let mut s = ProjectSettings::default();
-        s.reviews_required = 0;
-        assert!(s.validate().is_err());
-        let mut s = ProjectSettings::default();
-        s.reject_reasons = vec!["Bad Reason".into()];
-        assert!(s.validate().is_err());
+        let none_required = ProjectSettings {
+            reviews_required: 0,
+            ..Default::default()
+        };
+        assert!(none_required.validate().is_err());
+        let bad_reason = ProjectSettings {
+            reject_reasons: vec!["Bad Reason".into()],
+            ..Default::default()
+        };
+        assert!(bad_reason.validate().is_err());
         assert!(ProjectName::parse("  ").is_err());
         assert_eq!(
             ProjectName::parse(" Swahili news ").unwrap().as_str(),

@@ -14,6 +14,7 @@ use crate::{
     domain::{Email, ProjectRole},
     engine::Deps,
     error::EngineError,
+    idempotency::{self, Claim},
     jobs::{MailJob, enqueue_mail},
     store,
 };
@@ -51,6 +52,7 @@ pub async fn invite(
     email: &Email,
     role: ProjectRole,
     ctx: &RequestContext,
+    idempotency: &Option<Claim>,
 ) -> Result<InvitationView, EngineError> {
     let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
     if let Some(user) = store::users::find_by_email_tx(&mut tx, email.as_str()).await?
@@ -109,9 +111,11 @@ pub async fn invite(
     let row = store::invitations::find_tx(&mut tx, id, invitation_id)
         .await?
         .ok_or(EngineError::NotFound { what: "invitation" })?;
+    let view = InvitationView::from(row);
+    idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
     deps.job_waker.notify_one();
-    Ok(row.into())
+    Ok(view)
 }
 
 pub async fn resend(

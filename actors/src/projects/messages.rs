@@ -6,6 +6,7 @@ use crate::{
     context::{Principal, RequestContext},
     domain::{Email, ProjectName, ProjectRole, ProjectSettings},
     error::EngineError,
+    idempotency::Claim,
 };
 
 type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
@@ -16,6 +17,7 @@ pub enum ProjectMsg {
     /// Create this (new) project with the caller as its admin.
     Create {
         principal: Principal,
+        idempotency: Option<Claim>,
         name: ProjectName,
         description: String,
         settings: ProjectSettings,
@@ -55,6 +57,7 @@ pub enum ProjectMsg {
     },
     Invite {
         principal: Principal,
+        idempotency: Option<Claim>,
         email: Email,
         role: ProjectRole,
         ctx: RequestContext,

@@ -18,6 +18,7 @@ use crate::{
     domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
     engine::Deps,
     error::EngineError,
+    idempotency::{self, Claim},
     store::{self, Tx, audit::AuditEntry},
 };
 
@@ -71,14 +72,25 @@ impl Actor for ProjectActor {
         match message {
             ProjectMsg::Create {
                 principal,
+                idempotency,
                 name,
                 description,
                 settings,
                 ctx,
                 reply,
             } => {
-                let _ = reply
-                    .send(create(deps, id, &principal, &name, &description, &settings, &ctx).await);
+                let result = create(
+                    deps,
+                    id,
+                    &principal,
+                    &name,
+                    &description,
+                    &settings,
+                    &ctx,
+                    &idempotency,
+                )
+                .await;
+                let _ = reply.send(result);
             }
             ProjectMsg::Update {
                 principal,
@@ -124,14 +136,23 @@ impl Actor for ProjectActor {
             }
             ProjectMsg::Invite {
                 principal,
+                idempotency,
                 email,
                 role,
                 ctx,
                 reply,
             } => {
-                let _ = reply.send(
-                    super::invitations::invite(deps, id, &principal, &email, role, &ctx).await,
-                );
+                let result = super::invitations::invite(
+                    deps,
+                    id,
+                    &principal,
+                    &email,
+                    role,
+                    &ctx,
+                    &idempotency,
+                )
+                .await;
+                let _ = reply.send(result);
             }
             ProjectMsg::ResendInvitation {
                 principal,
@@ -212,6 +233,8 @@ pub(super) async fn caller_role(
     )
 }
 
+// A flat row builder: each argument is one column of the audit row.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn audit(
     tx: &mut Tx,
     deps: &Deps,
@@ -234,6 +257,8 @@ pub(super) async fn audit(
     Ok(())
 }
 
+// The message fields, passed through unchanged.
+#[allow(clippy::too_many_arguments)]
 async fn create(
     deps: &Deps,
     id: Uuid,
@@ -242,6 +267,7 @@ async fn create(
     description: &str,
     settings: &ProjectSettings,
     ctx: &RequestContext,
+    idempotency: &Option<Claim>,
 ) -> Result<ProjectView, EngineError> {
     authz::authorize(principal, Action::CreateProject)?;
     let now = deps.clock.now();
@@ -281,8 +307,10 @@ async fn create(
     let row = store::projects::find_tx(&mut tx, id)
         .await?
         .ok_or(EngineError::NotFound { what: "project" })?;
+    let view = ProjectView::from_row(row, Some(ProjectRole::Admin));
+    idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
-    Ok(ProjectView::from_row(row, Some(ProjectRole::Admin)))
+    Ok(view)
 }
 
 async fn update(

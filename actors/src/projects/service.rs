@@ -14,6 +14,7 @@ use crate::{
     domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
     engine::Engine,
     error::EngineError,
+    idempotency::{Begin, Idempotent, fingerprint},
     pagination::{Page, PageRequest},
     store,
 };
@@ -67,27 +68,42 @@ impl Engine {
         Ok(view)
     }
 
+    /// Create a project (the caller becomes its admin). With an idempotency key, a retry
+    /// gets the first answer instead of a second project.
     pub async fn create_project(
         &self,
         principal: &Principal,
         input: ProjectInput,
+        idempotency_key: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<ProjectView, EngineError> {
+    ) -> Result<Idempotent<ProjectView>, EngineError> {
         authz::authorize(principal, Action::CreateProject)?;
         let name = ProjectName::parse(&input.name)?;
         let description = parse_description(input.description.as_deref().unwrap_or(""))?;
         let settings = input.settings.unwrap_or_default().validate()?;
+        let print = fingerprint(&(name.as_str(), &description, &settings))?;
+        let claim = match self
+            .begin_idempotent(principal, "POST /api/projects", idempotency_key, &print)
+            .await?
+        {
+            Begin::Replay(view) => return Ok(Idempotent::Replayed(view)),
+            Begin::Proceed(claim) => claim,
+        };
         let id = Uuid::now_v7();
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(id, |reply| ProjectMsg::Create {
-            principal,
-            name,
-            description,
-            settings,
-            ctx,
-            reply,
-        })
-        .await
+        let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
+        let result = self
+            .ask_project(id, |reply| ProjectMsg::Create {
+                principal: p,
+                idempotency,
+                name,
+                description,
+                settings,
+                ctx: c,
+                reply,
+            })
+            .await;
+        self.end_idempotent(&claim, &result).await;
+        result.map(Idempotent::Fresh)
     }
 
     pub async fn project(
@@ -312,21 +328,35 @@ impl Engine {
         project_id: Uuid,
         email: &str,
         role: &str,
+        idempotency_key: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<InvitationView, EngineError> {
+    ) -> Result<Idempotent<InvitationView>, EngineError> {
         self.check_project(principal, project_id, ProjectAction::ManageInvitations)
             .await?;
         let email = Email::parse(email)?;
         let role: ProjectRole = role.parse()?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::Invite {
-            principal,
-            email,
-            role,
-            ctx,
-            reply,
-        })
-        .await
+        let print = fingerprint(&(project_id, email.as_str(), role))?;
+        let route = "POST /api/projects/{project_id}/invite";
+        let claim = match self
+            .begin_idempotent(principal, route, idempotency_key, &print)
+            .await?
+        {
+            Begin::Replay(view) => return Ok(Idempotent::Replayed(view)),
+            Begin::Proceed(claim) => claim,
+        };
+        let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
+        let result = self
+            .ask_project(project_id, |reply| ProjectMsg::Invite {
+                principal: p,
+                idempotency,
+                email,
+                role,
+                ctx: c,
+                reply,
+            })
+            .await;
+        self.end_idempotent(&claim, &result).await;
+        result.map(Idempotent::Fresh)
     }
 
     pub async fn invitations(

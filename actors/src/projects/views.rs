@@ -1,6 +1,7 @@
 //! What readers get back about projects, members and the audit log.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ use crate::{
     },
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectView {
     pub id: Uuid,
     pub name: String,
@@ -112,7 +113,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvitationView {
     pub id: Uuid,
     pub project_id: Uuid,

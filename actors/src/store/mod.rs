@@ -7,6 +7,7 @@
 //! both backends store the same representation and tests control time.
 
 pub mod audit;
+pub mod idempotency;
 pub mod invitations;
 pub mod jobs;
 pub mod projects;

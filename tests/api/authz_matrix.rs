@@ -1,0 +1,812 @@
+//! The authorization matrix, walked end to end (DESIGN.md rule 6; security checklist §4:
+//! OWASP API1 BOLA, API5 BFLA).
+//!
+//! `EXPECTATIONS` names every operation of the served OpenAPI document and the rule it
+//! follows. The test fails when the spec and the table disagree (an operation added
+//! without a rule, or a rule for an operation that no longer exists), then sends every
+//! operation as every principal — anonymous, a non-member, a contributor, a reviewer, a
+//! project admin and a super admin — against an own, a foreign and a soft-deleted
+//! project, and compares the answer with the rule. An unexpected 2xx is the failure that
+//! matters most; every denial must also be a problem document with the expected status.
+//!
+//! Operations that change membership or the project's existence run against a fixture
+//! that is thrown away (and built again on demand) after each such request, so that one
+//! case never changes what the next one sees.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt,
+    time::Duration,
+};
+
+use futures::future::join_all;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, PASSWORD, TestApp, extract_link, spawn_app},
+};
+
+backend_tests!(every_operation_follows_the_authorization_matrix);
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// No sign-in needed (checked for "no 5xx" only; not part of the sweep).
+    Public,
+    /// Any signed-in user.
+    SignedIn,
+    /// Super admins only; everyone else gets 403.
+    SuperAdmin,
+    /// In a project: any member, and super admins.
+    Member,
+    /// In a project: project admins and super admins; other members get 403.
+    /// For `member_*` the target is another member.
+    ProjectAdmin,
+    /// `DELETE …/members/{own id}`: any member may leave.
+    Leave,
+    /// Super admins only, and nobody else learns the project exists (404). Restoring a
+    /// live project is a 409 `project_not_deleted` even for a super admin.
+    Restore,
+    /// Bound to the invited email address rather than to a role; checked on its own in
+    /// [`invitation_tokens_are_bound_to_the_invited_email`].
+    InvitationToken,
+}
+
+impl Rule {
+    /// Project-scoped rules run against every [`Target`].
+    fn project_scoped(self) -> bool {
+        matches!(
+            self,
+            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore
+        )
+    }
+}
+
+/// operationId → the rule(s) it follows. `member_remove` is two operations in one:
+/// removing someone else, and leaving.
+const EXPECTATIONS: &[(&str, &[Rule])] = &[
+    // Public.
+    ("auth_register", &[Rule::Public]),
+    ("auth_login", &[Rule::Public]),
+    ("auth_verify_email", &[Rule::Public]),
+    ("auth_resend_verification", &[Rule::Public]),
+    ("health_live", &[Rule::Public]),
+    ("health_ready", &[Rule::Public]),
+    // Platform.
+    ("auth_me", &[Rule::SignedIn]),
+    ("admin_list_users", &[Rule::SuperAdmin]),
+    ("admin_audit_log", &[Rule::SuperAdmin]),
+    ("project_list", &[Rule::SignedIn]),
+    ("project_create", &[Rule::SignedIn]),
+    ("project_restore", &[Rule::Restore]),
+    // Inside a project.
+    ("project_get", &[Rule::Member]),
+    ("project_members", &[Rule::Member]),
+    ("project_update", &[Rule::ProjectAdmin]),
+    ("project_delete", &[Rule::ProjectAdmin]),
+    ("member_update_role", &[Rule::ProjectAdmin]),
+    ("member_remove", &[Rule::ProjectAdmin, Rule::Leave]),
+    ("invitation_create", &[Rule::ProjectAdmin]),
+    ("invitation_list", &[Rule::ProjectAdmin]),
+    ("invitation_resend", &[Rule::ProjectAdmin]),
+    ("invitation_revoke", &[Rule::ProjectAdmin]),
+    ("project_audit_log", &[Rule::ProjectAdmin]),
+    ("invitation_accept", &[Rule::InvitationToken]),
+];
+
+/// Operations after which the fixture they ran on is not trusted any more.
+fn destructive(operation_id: &str) -> bool {
+    matches!(
+        operation_id,
+        "project_delete"
+            | "project_restore"
+            | "member_update_role"
+            | "member_remove"
+            | "invitation_revoke"
+    )
+}
+
+/// The points of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Anonymous,
+    /// Signed in, member of nothing.
+    Stranger,
+    Contributor,
+    Reviewer,
+    /// A project admin of the own project (not its creator).
+    Admin,
+    SuperAdmin,
+}
+
+impl Who {
+    const ALL: [Self; 6] = [
+        Self::Anonymous,
+        Self::Stranger,
+        Self::Contributor,
+        Self::Reviewer,
+        Self::Admin,
+        Self::SuperAdmin,
+    ];
+
+    /// The role in the own project (and in the soft-deleted one, before its deletion).
+    fn project_role(self) -> Option<&'static str> {
+        match self {
+            Self::Contributor => Some("contributor"),
+            Self::Reviewer => Some("reviewer"),
+            Self::Admin => Some("admin"),
+            Self::Anonymous | Self::Stranger | Self::SuperAdmin => None,
+        }
+    }
+
+    fn email(self) -> Option<&'static str> {
+        match self {
+            Self::Anonymous => None,
+            Self::Stranger => Some("stranger@example.org"),
+            Self::Contributor => Some("contributor@example.org"),
+            Self::Reviewer => Some("reviewer@example.org"),
+            Self::Admin => Some("admin2@example.org"),
+            Self::SuperAdmin => Some("root@example.org"),
+        }
+    }
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Anonymous => "anonymous",
+            Self::Stranger => "stranger (non-member)",
+            Self::Contributor => "contributor",
+            Self::Reviewer => "reviewer",
+            Self::Admin => "project admin",
+            Self::SuperAdmin => "super_admin",
+        })
+    }
+}
+
+/// The project a project-scoped request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    /// Created by `owner`; contributor, reviewer and admin2 are members.
+    Own,
+    /// Created by `other`; none of the principals is a member.
+    Foreign,
+    /// Like `Own`, then soft-deleted by `owner`.
+    Deleted,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Own => "own project A",
+            Self::Foreign => "foreign project B",
+            Self::Deleted => "soft-deleted project D",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A 2xx.
+    Allowed,
+    /// A problem document with this status and its generic code.
+    Denied(StatusCode),
+    /// A problem document with this status and this specific code (e.g. authorized, but
+    /// the state does not allow it).
+    Problem(StatusCode, &'static str),
+}
+
+/// The matrix itself: what `who` should get from an operation following `rule`.
+fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
+    use Expect::{Allowed, Denied, Problem};
+    const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
+    const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
+    if who == Who::Anonymous {
+        return Denied(StatusCode::UNAUTHORIZED);
+    }
+    let super_admin = who == Who::SuperAdmin;
+    match (rule, target) {
+        (Rule::SignedIn, None) => Allowed,
+        (Rule::SuperAdmin, None) if super_admin => Allowed,
+        (Rule::SuperAdmin, None) => Denied(FORBIDDEN),
+        (Rule::Restore, Some(Target::Deleted)) if super_admin => Allowed,
+        (Rule::Restore, Some(_)) if super_admin => {
+            Problem(StatusCode::CONFLICT, "project_not_deleted")
+        }
+        (Rule::Restore, Some(_)) => Denied(NOT_FOUND),
+        // A deleted project is hidden from every read and change, super admins included.
+        (_, Some(Target::Deleted)) => Denied(NOT_FOUND),
+        // A super admin who is not a member has no membership to leave.
+        (Rule::Leave, Some(_)) if super_admin => Denied(NOT_FOUND),
+        (_, Some(_)) if super_admin => Allowed,
+        // Outsiders never learn the project exists.
+        (_, Some(Target::Foreign)) => Denied(NOT_FOUND),
+        (_, Some(Target::Own)) => match who.project_role() {
+            None => Denied(NOT_FOUND),
+            Some("admin") => Allowed,
+            Some(_) if rule == Rule::ProjectAdmin => Denied(FORBIDDEN),
+            Some(_) => Allowed,
+        },
+        _ => panic!("rule {rule:?} does not apply to target {target:?}"),
+    }
+}
+
+/// The generic `code` of a denial.
+fn denial_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        other => panic!("no generic code for {other}"),
+    }
+}
+
+const INVITE_LINK: &str = "http://alta.test/invitations/accept?token=";
+const SPEC_METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// One project and what requests into it need.
+#[derive(Debug, Clone)]
+struct Fixture {
+    name: String,
+    project_id: String,
+    /// A pending invitation (to an address with no account), made before any deletion.
+    invitation_id: String,
+    invitation_email: String,
+}
+
+/// The server, the principals and the current fixtures.
+struct World {
+    app: TestApp,
+    tokens: HashMap<Who, String>,
+    ids: HashMap<Who, String>,
+    /// Creator (admin) of the own and deleted projects.
+    owner: String,
+    /// Creator (admin) of the foreign project.
+    other: String,
+    /// A contributor in every fixture: the `{user_id}` of "remove / change someone else".
+    bystander: String,
+    bystander_id: String,
+    fixtures: HashMap<Target, Fixture>,
+    serial: usize,
+}
+
+impl World {
+    async fn new(backend: Backend) -> Self {
+        let app = spawn_app(backend).await;
+        let root = app.super_admin(Who::SuperAdmin.email().unwrap()).await;
+        let emails = [
+            Who::Stranger.email().unwrap(),
+            Who::Contributor.email().unwrap(),
+            Who::Reviewer.email().unwrap(),
+            Who::Admin.email().unwrap(),
+            "owner@example.org",
+            "other@example.org",
+            "bystander@example.org",
+        ];
+        let signed_up = join_all(emails.iter().map(|e| app.signed_up_user(e))).await;
+        let [
+            stranger,
+            contributor,
+            reviewer,
+            admin,
+            owner,
+            other,
+            bystander,
+        ] = <[String; 7]>::try_from(signed_up).unwrap();
+        let tokens: HashMap<Who, String> = [
+            (Who::Stranger, stranger),
+            (Who::Contributor, contributor),
+            (Who::Reviewer, reviewer),
+            (Who::Admin, admin),
+            (Who::SuperAdmin, root),
+        ]
+        .into_iter()
+        .collect();
+        let mut ids = HashMap::new();
+        for (who, token) in &tokens {
+            ids.insert(*who, user_id(&app, token).await);
+        }
+        let bystander_id = user_id(&app, &bystander).await;
+        Self {
+            app,
+            tokens,
+            ids,
+            owner,
+            other,
+            bystander,
+            bystander_id,
+            fixtures: HashMap::new(),
+            serial: 0,
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        self.serial += 1;
+        self.serial
+    }
+
+    async fn send(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.app.client.request(method, self.app.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn send_as(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let token = self.tokens.get(&who).map(String::as_str);
+        self.send(token, method, path, body).await
+    }
+
+    async fn invite(&self, token: &str, project_id: &str, email: &str, role: &str) -> Value {
+        let resp = self
+            .send(
+                Some(token),
+                Method::POST,
+                &format!("/api/projects/{project_id}/invite"),
+                Some(&json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "invite {email}");
+        resp.json().await.unwrap()
+    }
+
+    async fn accept(&self, token: &str, invitation_token: &str) -> Response {
+        self.send(
+            Some(token),
+            Method::POST,
+            &format!("/api/projects/invitations/{invitation_token}/accept"),
+            None,
+        )
+        .await
+    }
+
+    /// A project set up for `target`: members joined through invitations, a pending
+    /// invitation, and for `Deleted`, the soft delete.
+    async fn build_fixture(&mut self, target: Target) -> Fixture {
+        let n = self.next();
+        let name = format!("fixture-{n}");
+        let creator = match target {
+            Target::Foreign => self.other.clone(),
+            Target::Own | Target::Deleted => self.owner.clone(),
+        };
+        let resp = self
+            .send(
+                Some(&creator),
+                Method::POST,
+                "/api/projects",
+                Some(&json!({"name": name})),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "create {name}");
+        let project: Value = resp.json().await.unwrap();
+        assert_eq!(project["my_role"], "admin", "the creator is admin");
+        let project_id = project["id"].as_str().unwrap().to_owned();
+
+        // (email, token, role) of everyone who joins.
+        let mut joiners = vec![(
+            "bystander@example.org",
+            self.bystander.clone(),
+            "contributor",
+        )];
+        if target != Target::Foreign {
+            for who in [Who::Contributor, Who::Reviewer, Who::Admin] {
+                joiners.push((
+                    who.email().unwrap(),
+                    self.tokens[&who].clone(),
+                    who.project_role().unwrap(),
+                ));
+            }
+        }
+        for (email, _, role) in &joiners {
+            self.invite(&creator, &project_id, email, role).await;
+        }
+        let invitation_email = format!("pending-{n}@example.org");
+        let pending = self
+            .invite(&creator, &project_id, &invitation_email, "contributor")
+            .await;
+        let invitation_id = pending["id"].as_str().unwrap().to_owned();
+
+        let app = &self.app;
+        let this = &*self;
+        join_all(joiners.iter().map(|(email, token, role)| {
+            let name = name.clone();
+            async move {
+                let invitation = invitation_token(app, email, &name).await;
+                let resp = this.accept(token, &invitation).await;
+                assert_eq!(resp.status(), StatusCode::OK, "{email} accepts {name}");
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["role"], *role, "{email} joins {name} as {role}");
+            }
+        }))
+        .await;
+
+        if target == Target::Deleted {
+            let resp = self
+                .send(
+                    Some(&creator),
+                    Method::DELETE,
+                    &format!("/api/projects/{project_id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT, "delete {name}");
+        }
+        Fixture {
+            name,
+            project_id,
+            invitation_id,
+            invitation_email,
+        }
+    }
+
+    async fn fixture(&mut self, target: Target) -> Fixture {
+        if let Some(fixture) = self.fixtures.get(&target) {
+            return fixture.clone();
+        }
+        let fixture = self.build_fixture(target).await;
+        self.fixtures.insert(target, fixture.clone());
+        fixture
+    }
+
+    /// The concrete path and body of `operation_id` for this case.
+    async fn request_for(
+        &mut self,
+        operation_id: &str,
+        template: &str,
+        rule: Rule,
+        who: Who,
+        target: Option<Target>,
+    ) -> (String, Option<Value>) {
+        let n = self.next();
+        let mut path = template.to_owned();
+        if let Some(target) = target {
+            let fixture = self.fixture(target).await;
+            path = path
+                .replace("{project_id}", &fixture.project_id)
+                .replace("{invitation_id}", &fixture.invitation_id);
+        }
+        let member = match (rule, self.ids.get(&who)) {
+            (Rule::Leave, Some(own)) => own.clone(),
+            _ => self.bystander_id.clone(),
+        };
+        path = path.replace("{user_id}", &member);
+        if operation_id == "auth_verify_email" {
+            path.push_str("?token=not-a-real-token");
+        }
+        assert!(
+            !path.contains('{'),
+            "{operation_id}: no value for a parameter of {template}; extend request_for"
+        );
+        (path, body_for(operation_id, n))
+    }
+}
+
+/// A valid, harmless body for the operations that take one.
+fn body_for(operation_id: &str, n: usize) -> Option<Value> {
+    Some(match operation_id {
+        "auth_register" => json!({"email": format!("probe-{n}@example.org"), "password": PASSWORD}),
+        "auth_login" => {
+            json!({"email": "nobody@example.org", "password": "not the password at all"})
+        }
+        "auth_resend_verification" => json!({"email": "nobody@example.org"}),
+        "project_create" => json!({"name": format!("created-{n}")}),
+        "project_update" => json!({"name": format!("renamed-{n}"), "description": "still here"}),
+        "member_update_role" => json!({"role": "reviewer"}),
+        "invitation_create" => {
+            json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
+        }
+        _ => return None,
+    })
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    let resp = app.get_auth("/api/auth/me", token).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let me: Value = resp.json().await.unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+/// The token of the invitation mail to `email` for the project named `project_name`.
+async fn invitation_token(app: &TestApp, email: &str, project_name: &str) -> String {
+    let quoted = format!("\"{project_name}\"");
+    for _ in 0..400 {
+        if let Some(link) = app
+            .outbox_mails(email)
+            .iter()
+            .rev()
+            .filter(|mail| mail.contains(&quoted))
+            .find_map(|mail| extract_link(mail, "invitations/accept"))
+        {
+            let token = link
+                .strip_prefix(INVITE_LINK)
+                .unwrap_or_else(|| panic!("unexpected invitation link {link}"));
+            return token.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no invitation mail to {email} for {project_name}");
+}
+
+/// Compare an answer with the expectation; `Err` describes the mismatch.
+async fn check(resp: Response, expect: Expect) -> Result<(), String> {
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let challenge = resp.headers().contains_key("www-authenticate");
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_server_error() {
+        return Err(format!("server error {status}: {text}"));
+    }
+    let (want, code) = match expect {
+        Expect::Allowed if status.is_success() => return Ok(()),
+        Expect::Allowed => return Err(format!("expected 2xx, got {status}: {text}")),
+        Expect::Denied(want) => (want, denial_code(want)),
+        Expect::Problem(want, code) => (want, code),
+    };
+    if status.is_success() {
+        return Err(format!(
+            "UNEXPECTED {status} (allowed; expected {want} {code}): {text}"
+        ));
+    }
+    if status != want {
+        return Err(format!("expected {want} {code}, got {status}: {text}"));
+    }
+    if !content_type.starts_with("application/problem+json") {
+        return Err(format!(
+            "denial is not a problem document ({content_type}): {text}"
+        ));
+    }
+    let body: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    if body["code"] != code || body["status"] != want.as_u16() {
+        return Err(format!("expected code {code} and status {want}: {body}"));
+    }
+    if want == StatusCode::UNAUTHORIZED && !challenge {
+        return Err("401 without WWW-Authenticate".into());
+    }
+    Ok(())
+}
+
+/// (method, path template) of every operation in the served spec, by operationId.
+async fn served_operations(app: &TestApp) -> BTreeMap<String, (Method, String, bool)> {
+    let resp = app.get("/api/openapi.json").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let spec: Value = resp.json().await.unwrap();
+    let mut ops = BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().expect("paths is an object") {
+        for (method, op) in item.as_object().expect("a path item is an object") {
+            if !SPEC_METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_owned();
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let previous = ops.insert(id.clone(), (method, path.clone(), secured));
+            assert!(previous.is_none(), "operationId {id} is used twice");
+        }
+    }
+    ops
+}
+
+/// The spec and the table must name the same operations.
+fn assert_table_matches_spec(served: &BTreeMap<String, (Method, String, bool)>) {
+    let table: BTreeSet<&str> = EXPECTATIONS.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        table.len(),
+        EXPECTATIONS.len(),
+        "an operation is listed twice"
+    );
+    let spec: BTreeSet<&str> = served.keys().map(String::as_str).collect();
+    let unlisted: Vec<_> = spec.difference(&table).collect();
+    let stale: Vec<_> = table.difference(&spec).collect();
+    assert!(
+        unlisted.is_empty(),
+        "operations in the spec without an authorization rule (add them to EXPECTATIONS): {unlisted:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "EXPECTATIONS lists operations the spec does not have: {stale:?}"
+    );
+    for (id, rules) in EXPECTATIONS {
+        let (method, path, secured) = &served[*id];
+        let public = rules.contains(&Rule::Public);
+        assert_eq!(
+            public, !secured,
+            "{id} ({method} {path}): the table says public={public}, the spec's security says otherwise"
+        );
+        for rule in *rules {
+            assert_eq!(
+                rule.project_scoped(),
+                path.contains("{project_id}"),
+                "{id} ({method} {path}): rule {rule:?} does not fit the path"
+            );
+        }
+    }
+}
+
+async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
+    let mut world = World::new(backend).await;
+    let served = served_operations(&world.app).await;
+    assert_table_matches_spec(&served);
+
+    let mut failures = Vec::new();
+    let mut checked = 0usize;
+    for (operation_id, rules) in EXPECTATIONS {
+        let (method, template, _) = &served[*operation_id];
+        for &rule in *rules {
+            match rule {
+                Rule::Public => {
+                    // Valid but harmless input: anything but a server error will do.
+                    let (path, body) = world
+                        .request_for(operation_id, template, rule, Who::Anonymous, None)
+                        .await;
+                    let resp = world.send(None, method.clone(), &path, body.as_ref()).await;
+                    assert!(
+                        !resp.status().is_server_error(),
+                        "{operation_id} ({method} {path}) answered {}",
+                        resp.status()
+                    );
+                    continue;
+                }
+                Rule::InvitationToken => {
+                    invitation_tokens_are_bound_to_the_invited_email(&mut world, template).await;
+                    continue;
+                }
+                _ => {}
+            }
+            let targets: &[Option<Target>] = if rule.project_scoped() {
+                &[
+                    Some(Target::Own),
+                    Some(Target::Foreign),
+                    Some(Target::Deleted),
+                ]
+            } else {
+                &[None]
+            };
+            for &target in targets {
+                for who in Who::ALL {
+                    let expect = expected(rule, who, target);
+                    let (path, body) = world
+                        .request_for(operation_id, template, rule, who, target)
+                        .await;
+                    let resp = world
+                        .send_as(who, method.clone(), &path, body.as_ref())
+                        .await;
+                    checked += 1;
+                    if let Err(why) = check(resp, expect).await {
+                        let on = target.map(|t| format!(" on {t}")).unwrap_or_default();
+                        let variant = if rule == Rule::Leave { " (leave)" } else { "" };
+                        failures.push(format!(
+                            "{operation_id}{variant} as {who}{on} [{method} {path}]: {why}"
+                        ));
+                    }
+                    if let Some(target) = target
+                        && destructive(operation_id)
+                        && who != Who::Anonymous
+                    {
+                        world.fixtures.remove(&target);
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 200, "only {checked} cases ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} authorization cases disagree with the matrix:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `invitation_accept` answers to the invited address, not to a role: everyone else
+/// signed in gets 403 `invitation_email_mismatch` (super admins too), anonymous 401, an
+/// unknown token 404, and an invitation into a deleted project 404.
+async fn invitation_tokens_are_bound_to_the_invited_email(world: &mut World, template: &str) {
+    let accept_path = |token: &str| template.replace("{token}", token);
+    let own = world.fixture(Target::Own).await;
+    let n = world.next();
+    let invitee = format!("late-{n}@example.org");
+    let owner = world.owner.clone();
+    world
+        .invite(&owner, &own.project_id, &invitee, "reviewer")
+        .await;
+    let name: Value = world
+        .app
+        .get_auth(&format!("/api/projects/{}", own.project_id), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let name = name["name"].as_str().unwrap().to_owned();
+    let token = invitation_token(&world.app, &invitee, &name).await;
+    let path = accept_path(&token);
+
+    let mut failures = Vec::new();
+    let outcome = check(
+        world.send(None, Method::POST, &path, None).await,
+        Expect::Denied(StatusCode::UNAUTHORIZED),
+    )
+    .await;
+    if let Err(why) = outcome {
+        failures.push(format!("invitation_accept as anonymous: {why}"));
+    }
+    for who in [
+        Who::Stranger,
+        Who::Contributor,
+        Who::Reviewer,
+        Who::Admin,
+        Who::SuperAdmin,
+    ] {
+        let resp = world.send_as(who, Method::POST, &path, None).await;
+        let expect = Expect::Problem(StatusCode::FORBIDDEN, "invitation_email_mismatch");
+        if let Err(why) = check(resp, expect).await {
+            failures.push(format!("invitation_accept as {who} (other email): {why}"));
+        }
+    }
+    // The invitee joins, once.
+    let invitee_token = world.app.signed_up_user(&invitee).await;
+    let resp = world.accept(&invitee_token, &token).await;
+    if resp.status() != StatusCode::OK {
+        failures.push(format!(
+            "invitation_accept by the invitee: expected 200, got {}",
+            resp.status()
+        ));
+    }
+    let resp = world.accept(&invitee_token, &token).await;
+    if let Err(why) = check(resp, Expect::Denied(StatusCode::NOT_FOUND)).await {
+        failures.push(format!("invitation_accept, second use: {why}"));
+    }
+    let resp = world
+        .send_as(
+            Who::Stranger,
+            Method::POST,
+            &accept_path("not-a-real-token"),
+            None,
+        )
+        .await;
+    if let Err(why) = check(resp, Expect::Denied(StatusCode::NOT_FOUND)).await {
+        failures.push(format!("invitation_accept with an unknown token: {why}"));
+    }
+
+    // An invitation into a project deleted since: the right person still gets 404.
+    let deleted = world.build_fixture(Target::Deleted).await;
+    let pending_token =
+        invitation_token(&world.app, &deleted.invitation_email, &deleted.name).await;
+    let pending_user = world.app.signed_up_user(&deleted.invitation_email).await;
+    let resp = world.accept(&pending_user, &pending_token).await;
+    if let Err(why) = check(resp, Expect::Denied(StatusCode::NOT_FOUND)).await {
+        failures.push(format!(
+            "invitation_accept by the invitee of soft-deleted project D: {why}"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "invitation_accept disagrees with the matrix:\n{}",
+        failures.join("\n")
+    );
+}
