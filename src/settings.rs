@@ -80,6 +80,11 @@ pub struct Settings {
     pub jobs: JobsConfig,
     pub project_actor_idle: Duration,
     pub project_restore_retention: Duration,
+    pub upload_concurrency: usize,
+    /// Largest upload request body (the per-project limits apply within it).
+    pub max_upload_bytes: u64,
+    pub max_audio_seconds: f64,
+    pub audio_analysis_timeout: Duration,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
@@ -297,6 +302,18 @@ impl Settings {
         }
         let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
 
+        let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", 4)?;
+        if upload_concurrency == 0 {
+            return Err(err("UPLOAD_CONCURRENCY", "must be at least 1"));
+        }
+        let max_upload_bytes: u64 =
+            v.parse("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?;
+        let max_audio_seconds: f64 = v.parse("MAX_AUDIO_SECONDS", 4.0 * 3600.0)?;
+        if !(max_audio_seconds > 0.0) {
+            return Err(err("MAX_AUDIO_SECONDS", "must be positive"));
+        }
+        let audio_timeout: u64 = v.parse("AUDIO_ANALYSIS_TIMEOUT_SECONDS", 300)?;
+
         let multi_node = v.bool("MULTI_NODE", false)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
         if multi_node && !is_postgres {
@@ -356,6 +373,10 @@ impl Settings {
             jobs,
             project_actor_idle: Duration::from_secs(idle_secs),
             project_restore_retention: Duration::from_secs(retention_days * 86_400),
+            upload_concurrency,
+            max_upload_bytes,
+            max_audio_seconds,
+            audio_analysis_timeout: Duration::from_secs(audio_timeout.max(1)),
             multi_node,
             log_format,
         })
@@ -390,6 +411,10 @@ impl Settings {
             jobs: self.jobs.clone(),
             project_actor_idle: self.project_actor_idle,
             project_restore_retention: self.project_restore_retention,
+            blob_root: self.data_dir.join("blobs"),
+            upload_concurrency: self.upload_concurrency,
+            max_audio_seconds: self.max_audio_seconds,
+            audio_analysis_timeout: self.audio_analysis_timeout,
         }
     }
 }

@@ -78,6 +78,7 @@ impl Application {
         let api_config = ApiConfig {
             cors_origins: settings.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
+            max_upload_bytes: usize::try_from(settings.max_upload_bytes).unwrap_or(usize::MAX),
             trusted_proxies: settings.trusted_proxies.clone(),
             public_origin: url::Url::parse(&settings.public_url)
                 .ok()

@@ -45,6 +45,12 @@ pub enum ProjectAction {
     ManageInvitations,
     /// Read the project's audit log.
     ReadAuditLog,
+    /// Upload documents and recordings.
+    Upload,
+    /// See every item of the project (not just one's own).
+    ViewAllItems,
+    /// Delete any item (one's own needs only `Upload`).
+    DeleteAnyItem,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -63,6 +69,11 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
     match (role, action) {
         (ProjectRole::Admin, _) => true,
         (_, ProjectAction::View | ProjectAction::ListMembers | ProjectAction::Leave) => true,
+        (ProjectRole::Contributor, ProjectAction::Upload) => true,
+        (ProjectRole::Reviewer, ProjectAction::ViewAllItems) => true,
+        (ProjectRole::Reviewer, ProjectAction::Upload) => false,
+        (ProjectRole::Contributor, ProjectAction::ViewAllItems) => false,
+        (ProjectRole::Contributor | ProjectRole::Reviewer, ProjectAction::DeleteAnyItem) => false,
         (
             ProjectRole::Contributor | ProjectRole::Reviewer,
             ProjectAction::Update
@@ -130,6 +141,18 @@ pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
     (
         ProjectAction::ReadAuditLog,
         "GET /api/projects/{project_id}/audit-log",
+    ),
+    (
+        ProjectAction::Upload,
+        "POST /api/documents, POST /api/voice",
+    ),
+    (
+        ProjectAction::ViewAllItems,
+        "GET /api/documents|voice (every contributor's)",
+    ),
+    (
+        ProjectAction::DeleteAnyItem,
+        "DELETE /api/documents|voice/{id} (others' items)",
     ),
 ];
 

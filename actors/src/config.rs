@@ -23,6 +23,14 @@ pub struct EngineConfig {
     pub project_actor_idle: Duration,
     /// How long a soft-deleted project can still be restored.
     pub project_restore_retention: Duration,
+    /// The local blob folder (`$DATA_DIR/blobs`).
+    pub blob_root: PathBuf,
+    /// Uploads processed at once; more get 503 with Retry-After.
+    pub upload_concurrency: usize,
+    /// Longest recording accepted, seconds.
+    pub max_audio_seconds: f64,
+    /// Budget for analysing one recording.
+    pub audio_analysis_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

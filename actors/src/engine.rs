@@ -3,11 +3,12 @@
 use std::{sync::Arc, time::Duration};
 
 use ractor::{Actor, ActorRef, Message, RpcReplyPort};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::{
     accounts::AccountsMsg,
     auth::{jwt::JwtKeys, password::PasswordHasher},
+    blob::BlobStore,
     clock::SharedClock,
     config::{EngineConfig, Rate},
     context::RequestContext,
@@ -34,6 +35,9 @@ pub struct Deps {
     pub hasher: PasswordHasher,
     pub jwt: JwtKeys,
     pub redis: Option<RedisGcra>,
+    pub blobs: BlobStore,
+    /// Bounds concurrent uploads (memory, disk and CPU stay bounded).
+    pub upload_permits: Semaphore,
     /// Written into job leases.
     pub worker_id: String,
     /// Nudged after a commit that enqueued a job, so a local worker starts at once.
@@ -117,7 +121,14 @@ impl Engine {
             ),
             None => None,
         };
+        let blobs = BlobStore::local(config.blob_root.clone())
+            .await
+            .map_err(|e| {
+                EngineError::Internal(format!("DATA_DIR: cannot create the blob folder: {e}"))
+            })?;
         let deps = Arc::new(Deps {
+            blobs,
+            upload_permits: Semaphore::new(config.upload_concurrency.max(1)),
             hasher: PasswordHasher::new(config.password_hash_concurrency).await?,
             jwt: JwtKeys::new(&config.jwt),
             db,

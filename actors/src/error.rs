@@ -30,6 +30,12 @@ pub enum EngineError {
     /// Well-formed, but cannot be processed as asked (e.g. a reused idempotency key).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// The content is larger than allowed.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    /// The content is of a type that is not accepted here.
+    #[error("{message}")]
+    UnsupportedMedia { code: &'static str, message: String },
     /// The request conflicts with the current state (a duplicate, a lost race).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -52,7 +58,9 @@ impl EngineError {
             | Self::Unauthenticated { code, .. }
             | Self::Refused { code, .. }
             | Self::Conflict { code, .. }
-            | Self::Unprocessable { code, .. } => code,
+            | Self::Unprocessable { code, .. }
+            | Self::TooLarge { code, .. }
+            | Self::UnsupportedMedia { code, .. } => code,
             Self::Forbidden => "forbidden",
             Self::NotFound { .. } => "not_found",
             Self::RateLimited { .. } => "rate_limited",

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod authz;
+pub mod blob;
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -15,8 +16,10 @@ pub mod domain;
 mod engine;
 pub mod error;
 pub mod idempotency;
+pub mod items;
 pub mod jobs;
 pub mod mailer;
+pub mod media;
 pub mod metrics;
 pub mod pagination;
 pub mod projects;

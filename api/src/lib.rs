@@ -5,7 +5,9 @@
 mod admin;
 mod audit;
 mod auth;
+mod content;
 mod health;
+mod items;
 mod middleware;
 mod problem;
 mod projects;
@@ -31,8 +33,10 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct ApiConfig {
     /// Origins allowed to call the API from a browser (`CORS_ORIGINS`).
     pub cors_origins: Vec<String>,
-    /// Largest request body accepted, in bytes (uploads will have their own limits).
+    /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest upload request body, in bytes (per-project limits apply within it).
+    pub max_upload_bytes: usize,
     /// Peers whose `X-Forwarded-For` is believed (a load balancer). Nobody else's is.
     pub trusted_proxies: Vec<IpAddr>,
     /// The server's own origin (scheme://host[:port] of `PUBLIC_URL`), always allowed.
@@ -46,6 +50,8 @@ fn service() -> OpenApiService<
     (
         auth::AuthApi,
         projects::ProjectsApi,
+        items::DocumentsApi,
+        items::VoiceApi,
         admin::AdminApi,
         health::HealthApi,
     ),
@@ -55,6 +61,8 @@ fn service() -> OpenApiService<
         (
             auth::AuthApi,
             projects::ProjectsApi,
+            items::DocumentsApi,
+            items::VoiceApi,
             admin::AdminApi,
             health::HealthApi,
         ),
@@ -92,7 +100,10 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         routes = routes.at("/metrics", get(metrics_endpoint).data(render));
     }
     routes
-        .with(middleware::BodyLimit::new(config.max_body_bytes))
+        .with(middleware::BodyLimit::new(
+            config.max_body_bytes,
+            config.max_upload_bytes,
+        ))
         .around(middleware::problems::convert_errors)
         .with(middleware::cors(
             &config.cors_origins,

@@ -80,6 +80,12 @@ pub enum ApiError {
     /// a different request).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// The content is larger than allowed.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The content is of a type that is not accepted.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// Rate limited; retry after the given number of seconds.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
@@ -117,6 +123,12 @@ impl From<EngineError> for ApiError {
             }
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
+            EngineError::TooLarge { .. } => {
+                Self::PayloadTooLarge(problem(StatusCode::PAYLOAD_TOO_LARGE))
+            }
+            EngineError::UnsupportedMedia { .. } => {
+                Self::UnsupportedMediaType(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+            }
             EngineError::Unprocessable { .. } => {
                 Self::Unprocessable(problem(StatusCode::UNPROCESSABLE_ENTITY))
             }

@@ -6,6 +6,8 @@ pub enum ApiTags {
     Auth,
     /// Projects, their members and their audit log.
     Projects,
+    /// Documents and voice recordings: upload, list, read, download, delete.
+    Data,
     /// Platform administration (super admins only).
     Admin,
     /// Liveness and readiness probes.

@@ -9,9 +9,16 @@
 //! project, and compares the answer with the rule. An unexpected 2xx is the failure that
 //! matters most; every denial must also be a problem document with the expected status.
 //!
+//! Documents and recordings (items) are checked the same way: uploads and lists name the
+//! project in a form field or the query, single items by `{id}`. Every fixture holds one
+//! live item of each kind, uploaded by a contributor (in the foreign project, by its
+//! creator); "another contributor" of the project, who did not upload it, is asked about
+//! single items too, and must not learn they exist.
+//!
 //! Operations that change membership or the project's existence run against a fixture
 //! that is thrown away (and built again on demand) after each such request, so that one
-//! case never changes what the next one sees.
+//! case never changes what the next one sees. Deleting an item spends only the item: the
+//! next case gets a fresh one.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -20,12 +27,17 @@ use std::{
 };
 
 use futures::future::join_all;
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{
+    Method, Response, StatusCode,
+    multipart::{Form, Part},
+};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::{
     backend_tests,
     helpers::{Backend, PASSWORD, TestApp, extract_link, spawn_app},
+    items::{upload, wav},
 };
 
 backend_tests!(every_operation_follows_the_authorization_matrix);
@@ -52,15 +64,53 @@ enum Rule {
     /// Bound to the invited email address rather than to a role; checked on its own in
     /// [`invitation_tokens_are_bound_to_the_invited_email`].
     InvitationToken,
+    /// Upload into the project named by the form's `project_id`: contributors, project
+    /// admins and super admins; reviewers get 403.
+    Upload,
+    /// List the items of the project named by the `project_id` query parameter: any
+    /// member and super admins. A contributor is shown their own items only.
+    ListItems,
+    /// One item (`{id}`): its uploader, reviewers, project admins and super admins.
+    /// Another contributor gets 404: someone else's item does not exist for them.
+    ReadItem,
+    /// Delete one item (`{id}`): its uploader, project admins and super admins;
+    /// reviewers get 403, another contributor 404.
+    DeleteItem,
+}
+
+/// Where a request names what it acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    /// Nothing in a project (the caller, the platform, a token).
+    Platform,
+    /// `{project_id}` in the path.
+    ProjectPath,
+    /// The `project_id` field of a multipart form.
+    ProjectForm,
+    /// The `project_id` query parameter.
+    ProjectQuery,
+    /// `{id}` in the path: an item, which belongs to a project.
+    Item,
 }
 
 impl Rule {
+    fn subject(self) -> Subject {
+        match self {
+            Self::Public | Self::SignedIn | Self::SuperAdmin | Self::InvitationToken => {
+                Subject::Platform
+            }
+            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore => {
+                Subject::ProjectPath
+            }
+            Self::Upload => Subject::ProjectForm,
+            Self::ListItems => Subject::ProjectQuery,
+            Self::ReadItem | Self::DeleteItem => Subject::Item,
+        }
+    }
+
     /// Project-scoped rules run against every [`Target`].
     fn project_scoped(self) -> bool {
-        matches!(
-            self,
-            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore
-        )
+        self.subject() != Subject::Platform
     }
 }
 
@@ -94,6 +144,17 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("invitation_revoke", &[Rule::ProjectAdmin]),
     ("project_audit_log", &[Rule::ProjectAdmin]),
     ("invitation_accept", &[Rule::InvitationToken]),
+    // Items: documents and recordings.
+    ("document_upload", &[Rule::Upload]),
+    ("document_list", &[Rule::ListItems]),
+    ("document_get", &[Rule::ReadItem]),
+    ("document_content", &[Rule::ReadItem]),
+    ("document_delete", &[Rule::DeleteItem]),
+    ("voice_upload", &[Rule::Upload]),
+    ("voice_list", &[Rule::ListItems]),
+    ("voice_get", &[Rule::ReadItem]),
+    ("voice_content", &[Rule::ReadItem]),
+    ("voice_delete", &[Rule::DeleteItem]),
 ];
 
 /// Operations after which the fixture they ran on is not trusted any more.
@@ -108,6 +169,62 @@ fn destructive(operation_id: &str) -> bool {
     )
 }
 
+/// Operations after which the item they ran on is not trusted any more.
+fn consumes_item(operation_id: &str) -> bool {
+    matches!(operation_id, "document_delete" | "voice_delete")
+}
+
+/// The two kinds of item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Document,
+    Voice,
+}
+
+impl Kind {
+    const ALL: [Self; 2] = [Self::Document, Self::Voice];
+
+    /// The kind an item operation works on, from its operationId.
+    fn of(operation_id: &str) -> Option<Self> {
+        if operation_id.starts_with("document_") {
+            Some(Self::Document)
+        } else if operation_id.starts_with("voice_") {
+            Some(Self::Voice)
+        } else {
+            None
+        }
+    }
+
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::Document => "/api/documents",
+            Self::Voice => "/api/voice",
+        }
+    }
+
+    /// (bytes, file name, declared type) of an upload no other upload of this run has:
+    /// the server refuses the same bytes twice in a project (409 `duplicate_content`).
+    fn probe(self, n: usize) -> (Vec<u8>, &'static str, &'static str) {
+        match self {
+            Self::Document => (
+                format!("authorization matrix probe {n} {}\n", Uuid::new_v4()).into_bytes(),
+                "x.txt",
+                "text/plain",
+            ),
+            Self::Voice => {
+                // 0.1 s of 16-bit mono at 8 kHz; each upload its own tone, 0.5 Hz apart and
+                // below the Nyquist frequency, so no two sample patterns are alike.
+                let step = u32::try_from(n % 7000).unwrap();
+                (
+                    wav(0.1, 8000, 100.0 + f64::from(step) * 0.5),
+                    "x.wav",
+                    "audio/wav",
+                )
+            }
+        }
+    }
+}
+
 /// The points of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Who {
@@ -119,6 +236,9 @@ enum Who {
     /// A project admin of the own project (not its creator).
     Admin,
     SuperAdmin,
+    /// A contributor (the `bystander`) who did not upload the item asked about; asked
+    /// about single items only.
+    OtherContributor,
 }
 
 impl Who {
@@ -131,10 +251,28 @@ impl Who {
         Self::SuperAdmin,
     ];
 
+    const ALL_AND_OTHER_CONTRIBUTOR: [Self; 7] = [
+        Self::Anonymous,
+        Self::Stranger,
+        Self::Contributor,
+        Self::Reviewer,
+        Self::Admin,
+        Self::SuperAdmin,
+        Self::OtherContributor,
+    ];
+
+    /// Who is asked about an operation following `rule`.
+    fn asked(rule: Rule) -> &'static [Self] {
+        match rule.subject() {
+            Subject::Item => &Self::ALL_AND_OTHER_CONTRIBUTOR,
+            _ => &Self::ALL,
+        }
+    }
+
     /// The role in the own project (and in the soft-deleted one, before its deletion).
     fn project_role(self) -> Option<&'static str> {
         match self {
-            Self::Contributor => Some("contributor"),
+            Self::Contributor | Self::OtherContributor => Some("contributor"),
             Self::Reviewer => Some("reviewer"),
             Self::Admin => Some("admin"),
             Self::Anonymous | Self::Stranger | Self::SuperAdmin => None,
@@ -149,6 +287,7 @@ impl Who {
             Self::Reviewer => Some("reviewer@example.org"),
             Self::Admin => Some("admin2@example.org"),
             Self::SuperAdmin => Some("root@example.org"),
+            Self::OtherContributor => Some("bystander@example.org"),
         }
     }
 }
@@ -162,16 +301,17 @@ impl fmt::Display for Who {
             Self::Reviewer => "reviewer",
             Self::Admin => "project admin",
             Self::SuperAdmin => "super_admin",
+            Self::OtherContributor => "another contributor (not the uploader)",
         })
     }
 }
 
-/// The project a project-scoped request names.
+/// The project a project-scoped request names (for a single item: the item's project).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
     /// Created by `owner`; contributor, reviewer and admin2 are members.
     Own,
-    /// Created by `other`; none of the principals is a member.
+    /// Created by `other`; none of the principals is a member (the bystander is).
     Foreign,
     /// Like `Own`, then soft-deleted by `owner`.
     Deleted,
@@ -223,11 +363,17 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         (_, Some(_)) if super_admin => Allowed,
         // Outsiders never learn the project exists.
         (_, Some(Target::Foreign)) => Denied(NOT_FOUND),
-        (_, Some(Target::Own)) => match who.project_role() {
-            None => Denied(NOT_FOUND),
-            Some("admin") => Allowed,
-            Some(_) if rule == Rule::ProjectAdmin => Denied(FORBIDDEN),
-            Some(_) => Allowed,
+        (_, Some(Target::Own)) => match (who.project_role(), rule) {
+            (None, _) => Denied(NOT_FOUND),
+            // Someone else's item does not exist for a contributor.
+            (Some(_), Rule::ReadItem | Rule::DeleteItem) if who == Who::OtherContributor => {
+                Denied(NOT_FOUND)
+            }
+            (Some("admin"), _) => Allowed,
+            (Some(_), Rule::ProjectAdmin) => Denied(FORBIDDEN),
+            // Reviewers review: they neither upload nor delete.
+            (Some("reviewer"), Rule::Upload | Rule::DeleteItem) => Denied(FORBIDDEN),
+            (Some(_), _) => Allowed,
         },
         _ => panic!("rule {rule:?} does not apply to target {target:?}"),
     }
@@ -254,6 +400,21 @@ struct Fixture {
     /// A pending invitation (to an address with no account), made before any deletion.
     invitation_id: String,
     invitation_email: String,
+    /// A live item of each kind, uploaded by [`World::uploader`] (taken out once spent).
+    items: HashMap<Kind, String>,
+}
+
+/// What a request carries.
+#[derive(Debug, Clone)]
+enum Payload {
+    Json(Value),
+    /// A multipart upload: the `project_id` field and a `file` part.
+    Upload {
+        project_id: String,
+        bytes: Vec<u8>,
+        file_name: &'static str,
+        mime: &'static str,
+    },
 }
 
 /// The server, the principals and the current fixtures.
@@ -283,7 +444,7 @@ impl World {
             Who::Admin.email().unwrap(),
             "owner@example.org",
             "other@example.org",
-            "bystander@example.org",
+            Who::OtherContributor.email().unwrap(),
         ];
         let signed_up = join_all(emails.iter().map(|e| app.signed_up_user(e))).await;
         let [
@@ -301,6 +462,7 @@ impl World {
             (Who::Reviewer, reviewer),
             (Who::Admin, admin),
             (Who::SuperAdmin, root),
+            (Who::OtherContributor, bystander.clone()),
         ]
         .into_iter()
         .collect();
@@ -334,13 +496,42 @@ impl World {
         path: &str,
         body: Option<&Value>,
     ) -> Response {
+        let payload = body.cloned().map(Payload::Json);
+        self.send_payload(token, method, path, payload.as_ref())
+            .await
+    }
+
+    async fn send_payload(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        payload: Option<&Payload>,
+    ) -> Response {
         let mut req = self.app.client.request(method, self.app.url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
+        req = match payload {
+            None => req,
+            Some(Payload::Json(body)) => req.json(body),
+            Some(Payload::Upload {
+                project_id,
+                bytes,
+                file_name,
+                mime,
+            }) => {
+                let file = Part::bytes(bytes.clone())
+                    .file_name(*file_name)
+                    .mime_str(mime)
+                    .unwrap();
+                req.multipart(
+                    Form::new()
+                        .text("project_id", project_id.clone())
+                        .part("file", file),
+                )
+            }
+        };
         req.send().await.unwrap()
     }
 
@@ -349,10 +540,73 @@ impl World {
         who: Who,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        payload: Option<&Payload>,
     ) -> Response {
         let token = self.tokens.get(&who).map(String::as_str);
-        self.send(token, method, path, body).await
+        self.send_payload(token, method, path, payload).await
+    }
+
+    /// Who uploads the items of a fixture: the contributor in A and D, B's creator in B.
+    fn uploader(&self, target: Target) -> String {
+        match target {
+            Target::Own | Target::Deleted => self.tokens[&Who::Contributor].clone(),
+            Target::Foreign => self.other.clone(),
+        }
+    }
+
+    /// Upload a fresh item of `kind` into `project_id` as `token`; its id.
+    async fn upload_item(&mut self, token: &str, project_id: &str, kind: Kind) -> String {
+        let n = self.next();
+        let (bytes, file_name, mime) = kind.probe(n);
+        let resp = upload(
+            &self.app,
+            token,
+            kind.endpoint(),
+            project_id,
+            bytes,
+            file_name,
+            mime,
+        )
+        .await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "set-up: upload of a {kind:?} into {project_id}: {text}"
+        );
+        let item: Value = serde_json::from_str(&text).unwrap();
+        item["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A live item of `kind` in the `target` fixture, by [`Self::uploader`].
+    async fn item(&mut self, target: Target, kind: Kind) -> String {
+        let fixture = self.fixture(target).await;
+        if let Some(id) = fixture.items.get(&kind) {
+            return id.clone();
+        }
+        if target == Target::Deleted {
+            // Nothing can be uploaded into a deleted project: build it again.
+            self.fixtures.remove(&target);
+            return self.fixture(target).await.items[&kind].clone();
+        }
+        let uploader = self.uploader(target);
+        let id = self
+            .upload_item(&uploader, &fixture.project_id, kind)
+            .await;
+        self.fixtures
+            .get_mut(&target)
+            .expect("the fixture was just looked up")
+            .items
+            .insert(kind, id.clone());
+        id
+    }
+
+    /// Forget the item of `kind` in the `target` fixture: the next case gets a fresh one.
+    fn discard_item(&mut self, target: Target, kind: Kind) {
+        if let Some(fixture) = self.fixtures.get_mut(&target) {
+            fixture.items.remove(&kind);
+        }
     }
 
     async fn invite(&self, token: &str, project_id: &str, email: &str, role: &str) -> Value {
@@ -379,7 +633,7 @@ impl World {
     }
 
     /// A project set up for `target`: members joined through invitations, a pending
-    /// invitation, and for `Deleted`, the soft delete.
+    /// invitation, items, and for `Deleted`, the soft delete.
     async fn build_fixture(&mut self, target: Target) -> Fixture {
         let n = self.next();
         let name = format!("fixture-{n}");
@@ -402,7 +656,7 @@ impl World {
 
         // (email, token, role) of everyone who joins.
         let mut joiners = vec![(
-            "bystander@example.org",
+            Who::OtherContributor.email().unwrap(),
             self.bystander.clone(),
             "contributor",
         )];
@@ -438,6 +692,19 @@ impl World {
         }))
         .await;
 
+        // One item of each kind by the uploader, before any deletion; in A also one of
+        // each by the bystander, which A's contributor must not be shown.
+        let uploader = self.uploader(target);
+        let bystander = self.bystander.clone();
+        let mut items = HashMap::new();
+        for kind in Kind::ALL {
+            let id = self.upload_item(&uploader, &project_id, kind).await;
+            items.insert(kind, id);
+            if target == Target::Own {
+                self.upload_item(&bystander, &project_id, kind).await;
+            }
+        }
+
         if target == Target::Deleted {
             let resp = self
                 .send(
@@ -454,6 +721,7 @@ impl World {
             project_id,
             invitation_id,
             invitation_email,
+            items,
         }
     }
 
@@ -474,14 +742,38 @@ impl World {
         rule: Rule,
         who: Who,
         target: Option<Target>,
-    ) -> (String, Option<Value>) {
+    ) -> (String, Option<Payload>) {
         let n = self.next();
         let mut path = template.to_owned();
+        let mut payload = body_for(operation_id, n).map(Payload::Json);
         if let Some(target) = target {
+            let kind = Kind::of(operation_id);
+            if let (Subject::Item, Some(kind)) = (rule.subject(), kind) {
+                let item = self.item(target, kind).await;
+                path = path.replace("{id}", &item);
+            }
             let fixture = self.fixture(target).await;
             path = path
                 .replace("{project_id}", &fixture.project_id)
                 .replace("{invitation_id}", &fixture.invitation_id);
+            match rule.subject() {
+                Subject::ProjectQuery => {
+                    path.push_str(&format!("?project_id={}", fixture.project_id));
+                }
+                Subject::ProjectForm => {
+                    let kind = kind.unwrap_or_else(|| {
+                        panic!("{operation_id}: what does it upload? extend Kind::of")
+                    });
+                    let (bytes, file_name, mime) = kind.probe(n);
+                    payload = Some(Payload::Upload {
+                        project_id: fixture.project_id.clone(),
+                        bytes,
+                        file_name,
+                        mime,
+                    });
+                }
+                Subject::Platform | Subject::ProjectPath | Subject::Item => {}
+            }
         }
         let member = match (rule, self.ids.get(&who)) {
             (Rule::Leave, Some(own)) => own.clone(),
@@ -495,7 +787,7 @@ impl World {
             !path.contains('{'),
             "{operation_id}: no value for a parameter of {template}; extend request_for"
         );
-        (path, body_for(operation_id, n))
+        (path, payload)
     }
 }
 
@@ -545,8 +837,9 @@ async fn invitation_token(app: &TestApp, email: &str, project_name: &str) -> Str
     panic!("no invitation mail to {email} for {project_name}");
 }
 
-/// Compare an answer with the expectation; `Err` describes the mismatch.
-async fn check(resp: Response, expect: Expect) -> Result<(), String> {
+/// Compare an answer with the expectation; `Err` describes the mismatch, `Ok` holds the
+/// body.
+async fn check(resp: Response, expect: Expect) -> Result<String, String> {
     let status = resp.status();
     let content_type = resp
         .headers()
@@ -560,7 +853,7 @@ async fn check(resp: Response, expect: Expect) -> Result<(), String> {
         return Err(format!("server error {status}: {text}"));
     }
     let (want, code) = match expect {
-        Expect::Allowed if status.is_success() => return Ok(()),
+        Expect::Allowed if status.is_success() => return Ok(text),
         Expect::Allowed => return Err(format!("expected 2xx, got {status}: {text}")),
         Expect::Denied(want) => (want, denial_code(want)),
         Expect::Problem(want, code) => (want, code),
@@ -585,11 +878,54 @@ async fn check(resp: Response, expect: Expect) -> Result<(), String> {
     if want == StatusCode::UNAUTHORIZED && !challenge {
         return Err("401 without WWW-Authenticate".into());
     }
-    Ok(())
+    Ok(text)
 }
 
-/// (method, path template) of every operation in the served spec, by operationId.
-async fn served_operations(app: &TestApp) -> BTreeMap<String, (Method, String, bool)> {
+/// A contributor's list of items holds their own only (project A also holds the
+/// bystander's).
+fn shows_only_own_items(body: &str, own_id: &str) -> Result<(), String> {
+    let list: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
+    let items = list["items"]
+        .as_array()
+        .ok_or_else(|| format!("no items array: {body}"))?;
+    let others: Vec<&Value> = items
+        .iter()
+        .filter(|item| item["contributor_id"] != own_id)
+        .map(|item| &item["id"])
+        .collect();
+    if others.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "LEAK: a contributor is shown items of others {others:?}: {body}"
+        ))
+    }
+}
+
+/// One operation of the served spec.
+struct Served {
+    method: Method,
+    path: String,
+    secured: bool,
+    /// The names of its query parameters.
+    query: BTreeSet<String>,
+    /// The fields of its `multipart/form-data` body, if it takes one.
+    form: BTreeSet<String>,
+}
+
+/// A schema, with a `$ref` to the spec's components followed.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        Some(name) => &spec["components"]["schemas"][name],
+        None => schema,
+    }
+}
+
+/// Every operation in the served spec, by operationId.
+async fn served_operations(app: &TestApp) -> BTreeMap<String, Served> {
     let resp = app.get("/api/openapi.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let spec: Value = resp.json().await.unwrap();
@@ -605,7 +941,30 @@ async fn served_operations(app: &TestApp) -> BTreeMap<String, (Method, String, b
                 .to_owned();
             let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let previous = ops.insert(id.clone(), (method, path.clone(), secured));
+            let query = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            let form_schema = resolve(
+                &spec,
+                &op["requestBody"]["content"]["multipart/form-data"]["schema"],
+            );
+            let form = form_schema["properties"]
+                .as_object()
+                .into_iter()
+                .flat_map(|fields| fields.keys().cloned())
+                .collect();
+            let served = Served {
+                method,
+                path: path.clone(),
+                secured,
+                query,
+                form,
+            };
+            let previous = ops.insert(id.clone(), served);
             assert!(previous.is_none(), "operationId {id} is used twice");
         }
     }
@@ -613,7 +972,7 @@ async fn served_operations(app: &TestApp) -> BTreeMap<String, (Method, String, b
 }
 
 /// The spec and the table must name the same operations.
-fn assert_table_matches_spec(served: &BTreeMap<String, (Method, String, bool)>) {
+fn assert_table_matches_spec(served: &BTreeMap<String, Served>) {
     let table: BTreeSet<&str> = EXPECTATIONS.iter().map(|(id, _)| *id).collect();
     assert_eq!(
         table.len(),
@@ -632,17 +991,33 @@ fn assert_table_matches_spec(served: &BTreeMap<String, (Method, String, bool)>) 
         "EXPECTATIONS lists operations the spec does not have: {stale:?}"
     );
     for (id, rules) in EXPECTATIONS {
-        let (method, path, secured) = &served[*id];
+        let Served {
+            method,
+            path,
+            secured,
+            query,
+            form,
+        } = &served[*id];
         let public = rules.contains(&Rule::Public);
         assert_eq!(
             public, !secured,
             "{id} ({method} {path}): the table says public={public}, the spec's security says otherwise"
         );
         for rule in *rules {
-            assert_eq!(
-                rule.project_scoped(),
-                path.contains("{project_id}"),
-                "{id} ({method} {path}): rule {rule:?} does not fit the path"
+            let subject = rule.subject();
+            let fits = path.contains("{project_id}") == (subject == Subject::ProjectPath)
+                && path.contains("{id}") == (subject == Subject::Item)
+                && match subject {
+                    Subject::ProjectQuery => query.contains("project_id"),
+                    Subject::ProjectForm => {
+                        form.contains("project_id") && form.contains("file")
+                    }
+                    Subject::Platform | Subject::ProjectPath | Subject::Item => true,
+                };
+            assert!(
+                fits,
+                "{id} ({method} {path}, query {query:?}, form {form:?}): rule {rule:?} \
+                 (subject {subject:?}) does not fit the operation"
             );
         }
     }
@@ -656,7 +1031,11 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
     let mut failures = Vec::new();
     let mut checked = 0usize;
     for (operation_id, rules) in EXPECTATIONS {
-        let (method, template, _) = &served[*operation_id];
+        let Served {
+            method,
+            path: template,
+            ..
+        } = &served[*operation_id];
         for &rule in *rules {
             match rule {
                 Rule::Public => {
@@ -664,7 +1043,9 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
                     let (path, body) = world
                         .request_for(operation_id, template, rule, Who::Anonymous, None)
                         .await;
-                    let resp = world.send(None, method.clone(), &path, body.as_ref()).await;
+                    let resp = world
+                        .send_payload(None, method.clone(), &path, body.as_ref())
+                        .await;
                     assert!(
                         !resp.status().is_server_error(),
                         "{operation_id} ({method} {path}) answered {}",
@@ -688,27 +1069,46 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
                 &[None]
             };
             for &target in targets {
-                for who in Who::ALL {
+                for &who in Who::asked(rule) {
                     let expect = expected(rule, who, target);
-                    let (path, body) = world
+                    let (path, payload) = world
                         .request_for(operation_id, template, rule, who, target)
                         .await;
                     let resp = world
-                        .send_as(who, method.clone(), &path, body.as_ref())
+                        .send_as(who, method.clone(), &path, payload.as_ref())
                         .await;
                     checked += 1;
-                    if let Err(why) = check(resp, expect).await {
-                        let on = target.map(|t| format!(" on {t}")).unwrap_or_default();
+                    let outcome = check(resp, expect).await.and_then(|body| {
+                        if rule == Rule::ListItems
+                            && who == Who::Contributor
+                            && expect == Expect::Allowed
+                        {
+                            shows_only_own_items(&body, &world.ids[&who])
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(why) = outcome {
+                        let on = match (target, rule.subject()) {
+                            (None, _) => String::new(),
+                            (Some(t), Subject::Item) => format!(" on an item in {t}"),
+                            (Some(t), _) => format!(" on {t}"),
+                        };
                         let variant = if rule == Rule::Leave { " (leave)" } else { "" };
                         failures.push(format!(
                             "{operation_id}{variant} as {who}{on} [{method} {path}]: {why}"
                         ));
                     }
                     if let Some(target) = target
-                        && destructive(operation_id)
                         && who != Who::Anonymous
                     {
-                        world.fixtures.remove(&target);
+                        if destructive(operation_id) {
+                            world.fixtures.remove(&target);
+                        } else if consumes_item(operation_id)
+                            && let Some(kind) = Kind::of(operation_id)
+                        {
+                            world.discard_item(target, kind);
+                        }
                     }
                 }
             }

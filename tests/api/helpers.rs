@@ -382,6 +382,11 @@ impl TestApp {
         panic!("no verification mail to {to}");
     }
 
+    /// The server's DATA_DIR (SQLite file, outbox, blobs).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     /// A pool on this app's database, for assertions on rows the API does not show.
     pub async fn db(&self) -> Db {
         Db::connect(&DbOptions {

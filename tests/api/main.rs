@@ -12,6 +12,7 @@ mod auth;
 mod authz_matrix;
 mod cli;
 mod idempotency;
+mod items;
 mod mail;
 mod middleware;
 mod openapi;

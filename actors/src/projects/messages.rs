@@ -7,6 +7,8 @@ use crate::{
     domain::{Email, ProjectName, ProjectRole, ProjectSettings},
     error::EngineError,
     idempotency::Claim,
+    items::ItemView,
+    store::items::ItemRow,
 };
 
 type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
@@ -81,6 +83,20 @@ pub enum ProjectMsg {
         token_hash: String,
         ctx: RequestContext,
         reply: Reply<(ProjectView, ProjectRole)>,
+    },
+    /// Commit an uploaded item whose blob is stored.
+    AddItem {
+        principal: Principal,
+        idempotency: Option<Claim>,
+        row: Box<ItemRow>,
+        ctx: RequestContext,
+        reply: Reply<ItemView>,
+    },
+    DeleteItem {
+        principal: Principal,
+        item_id: Uuid,
+        ctx: RequestContext,
+        reply: Reply<()>,
     },
     /// Timer: stop when idle.
     CheckIdle,

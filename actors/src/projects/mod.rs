@@ -3,6 +3,7 @@
 //! and the project actor, which owns every state change of its project and membership.
 
 mod invitations;
+mod items;
 mod messages;
 mod project;
 mod service;

@@ -184,6 +184,24 @@ impl Actor for ProjectActor {
                     super::invitations::accept(deps, id, &principal, &token_hash, &ctx).await,
                 );
             }
+            ProjectMsg::AddItem {
+                principal,
+                idempotency,
+                row,
+                ctx,
+                reply,
+            } => {
+                let _ = reply
+                    .send(super::items::add(deps, id, &principal, &row, &ctx, &idempotency).await);
+            }
+            ProjectMsg::DeleteItem {
+                principal,
+                item_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(super::items::delete(deps, id, &principal, item_id, &ctx).await);
+            }
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {

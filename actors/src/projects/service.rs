@@ -43,7 +43,7 @@ impl Engine {
             .await
     }
 
-    async fn ask_project<T: Send + 'static>(
+    pub(crate) async fn ask_project<T: Send + 'static>(
         &self,
         project_id: Uuid,
         build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
@@ -53,7 +53,7 @@ impl Engine {
     }
 
     /// The caller's role in a live project, after checking they may do `action` there.
-    async fn check_project(
+    pub(crate) async fn check_project(
         &self,
         principal: &Principal,
         project_id: Uuid,

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod idempotency;
 pub mod invitations;
+pub mod items;
 pub mod jobs;
 pub mod projects;
 pub mod users;

@@ -18,11 +18,16 @@ use crate::problem::Problem;
 
 pub struct BodyLimit {
     max: usize,
+    max_upload: usize,
 }
 
+/// Routes that receive files: their cap is the upload limit (per-project limits apply
+/// within it, while the file streams to disk).
+const UPLOAD_PATHS: [&str; 2] = ["/api/documents", "/api/voice"];
+
 impl BodyLimit {
-    pub fn new(max: usize) -> Self {
-        Self { max }
+    pub fn new(max: usize, max_upload: usize) -> Self {
+        Self { max, max_upload }
     }
 }
 
@@ -33,6 +38,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
         BodyLimitEndpoint {
             inner: ep,
             max: self.max,
+            max_upload: self.max_upload,
         }
     }
 }
@@ -40,23 +46,29 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 pub struct BodyLimitEndpoint<E> {
     inner: E,
     max: usize,
+    max_upload: usize,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let limit = if UPLOAD_PATHS.contains(&req.uri().path()) {
+            self.max_upload
+        } else {
+            self.max
+        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max as u64) {
-            return Ok(too_large(self.max));
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Ok(too_large(limit));
         }
         let exceeded = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&exceeded);
-        let max = self.max;
+        let max = limit;
         let mut seen = 0usize;
         let stream = req.take_body().into_bytes_stream().map(move |chunk| {
             let chunk = chunk?;
@@ -70,7 +82,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         req.set_body(Body::from_bytes_stream(stream));
         let result = self.inner.call(req).await;
         if exceeded.load(Ordering::Relaxed) {
-            return Ok(too_large(self.max));
+            return Ok(too_large(limit));
         }
         result.map(IntoResponse::into_response)
     }

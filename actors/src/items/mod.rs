@@ -1,0 +1,18 @@
+//! Data items: documents and voice recordings. The upload pipeline (`ingest`) receives,
+//! hashes, types and analyses a file outside any actor (bounded concurrency), stores the
+//! blob, then the project's actor commits the item row, its follow-up job and the
+//! storage count in one transaction.
+
+mod file_name;
+mod ingest;
+mod service;
+mod views;
+
+pub use self::file_name::sanitize_file_name;
+pub use self::ingest::UploadInput;
+pub use self::service::ItemListQuery;
+pub use self::views::{ItemStatus, ItemView};
+
+/// Follow-up job kinds (consumed by the processing workers).
+pub const KIND_OCR: &str = "ocr";
+pub const KIND_TRANSCRIPTION: &str = "transcription";

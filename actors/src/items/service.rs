@@ -1,0 +1,155 @@
+//! Reading and deleting items.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::ItemView;
+use crate::{
+    authz::{self, ProjectAction},
+    context::{Principal, RequestContext},
+    domain::{DataKind, GlobalRole},
+    engine::Engine,
+    error::EngineError,
+    pagination::{Page, PageRequest},
+    projects::{ProjectMsg, ProjectView},
+    store,
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct ItemListQuery {
+    pub project_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub contributor_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+const STATUSES: [&str; 4] = ["uploaded", "processing", "ready", "processing_failed"];
+
+fn kind_str(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Document => "document",
+        DataKind::Audio => "audio",
+    }
+}
+
+/// May this caller see every item of the project, or only their own?
+fn sees_all(principal: &Principal, project: &ProjectView) -> bool {
+    principal.role == GlobalRole::SuperAdmin
+        || project
+            .my_role
+            .is_some_and(|r| authz::project_permits(r, ProjectAction::ViewAllItems))
+}
+
+impl Engine {
+    pub async fn items(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        query: ItemListQuery,
+    ) -> Result<Page<ItemView>, EngineError> {
+        let project_id = query.project_id.ok_or_else(|| {
+            EngineError::validation("missing_project_id", "project_id", "project_id is required")
+        })?;
+        let project = self
+            .check_project(principal, project_id, ProjectAction::View)
+            .await?;
+        let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+        if let Some(status) = &query.status
+            && !STATUSES.contains(&status.as_str())
+        {
+            return Err(EngineError::validation(
+                "invalid_status",
+                "status",
+                format!("status is one of {}", STATUSES.join(", ")),
+            ));
+        }
+        // A contributor sees their own items only, whatever filter they ask for.
+        let contributor_id = if sees_all(principal, &project) {
+            query.contributor_id
+        } else {
+            Some(principal.user_id)
+        };
+        if !sees_all(principal, &project)
+            && query.contributor_id.is_some_and(|c| c != principal.user_id)
+        {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let rows = store::items::list(
+            &self.deps.db,
+            &store::items::ItemFilter {
+                project_id,
+                kind: kind_str(kind).into(),
+                status: query.status,
+                contributor_id,
+                from: query.from,
+                to: query.to,
+                after: page.after,
+                limit: page.fetch_limit(),
+            },
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.id, ItemView::from))
+    }
+
+    /// An item the caller may see (others' items are 404 to a contributor).
+    pub async fn item(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        id: Uuid,
+    ) -> Result<ItemView, EngineError> {
+        let row = store::items::find_live(&self.deps.db, id)
+            .await?
+            .filter(|r| r.kind == kind_str(kind))
+            .ok_or(EngineError::NotFound { what: "item" })?;
+        let project = self
+            .check_project(principal, row.project_id, ProjectAction::View)
+            .await?;
+        if !sees_all(principal, &project) && row.contributor_id != principal.user_id {
+            return Err(EngineError::NotFound { what: "item" });
+        }
+        Ok(row.into())
+    }
+
+    /// The item and its content, opened for streaming.
+    pub async fn item_content(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        id: Uuid,
+    ) -> Result<(ItemView, tokio::fs::File, u64), EngineError> {
+        let item = self.item(principal, kind, id).await?;
+        let key = crate::blob::item_key(item.project_id, item.id);
+        let (file, len) = self
+            .deps
+            .blobs
+            .open(&key)
+            .await
+            .map_err(|e| EngineError::internal(format!("blob {key} unreadable: {e}")))?;
+        Ok((item, file, len))
+    }
+
+    pub async fn delete_item(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let item = self.item(principal, kind, id).await?;
+        let (p, c) = (principal.clone(), ctx.clone());
+        self.ask_project(item.project_id, |reply| ProjectMsg::DeleteItem {
+            principal: p,
+            item_id: id,
+            ctx: c,
+            reply,
+        })
+        .await
+    }
+}

@@ -1,0 +1,81 @@
+//! What readers get back about items, and the item state machine's states.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{domain::DataKind, media::audio::AudioAnalysis, store::items::ItemRow};
+
+/// Where an item is in its life. Transitions belong to the project actor; processing
+/// and review (later issues) extend the machine here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// Stored; waiting for OCR or transcription.
+    Uploaded,
+    Processing,
+    Ready,
+    ProcessingFailed,
+}
+
+impl ItemStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uploaded => "uploaded",
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::ProcessingFailed => "processing_failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub kind: DataKind,
+    pub contributor_id: Uuid,
+    pub status: String,
+    pub title: Option<String>,
+    pub language: Option<String>,
+    pub external_id: Option<String>,
+    pub metadata: Value,
+    pub file_name: String,
+    /// The type decided from the content (`pdf`, `wav`, ...).
+    pub detected_type: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub audio: Option<AudioAnalysis>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ItemRow> for ItemView {
+    fn from(r: ItemRow) -> Self {
+        Self {
+            id: r.id,
+            project_id: r.project_id,
+            kind: if r.kind == "audio" {
+                DataKind::Audio
+            } else {
+                DataKind::Document
+            },
+            contributor_id: r.contributor_id,
+            status: r.status,
+            title: r.title,
+            language: r.language,
+            external_id: r.external_id,
+            metadata: r.metadata.0,
+            file_name: r.file_name,
+            detected_type: r.detected_type,
+            content_type: r.content_type,
+            size_bytes: r.size_bytes,
+            sha256: r.sha256,
+            audio: r.audio.and_then(|a| serde_json::from_value(a.0).ok()),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}

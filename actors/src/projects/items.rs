@@ -1,0 +1,115 @@
+//! Item transitions run by the project's actor: commit an upload, delete an item.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::project::{audit, begin};
+use crate::{
+    authz::{self, ProjectAction},
+    context::{Principal, RequestContext},
+    engine::Deps,
+    error::EngineError,
+    idempotency::{self, Claim},
+    items::{ItemView, KIND_OCR, KIND_TRANSCRIPTION},
+    metrics as m,
+    store::{self, items::ItemRow},
+};
+
+/// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
+/// the project's storage count and the audit row, in one transaction.
+pub async fn add(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    row: &ItemRow,
+    ctx: &RequestContext,
+    idempotency: &Option<Claim>,
+) -> Result<ItemView, EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Upload).await?;
+    if let Some(existing) = store::items::id_by_sha256(&mut tx, id, &row.sha256).await? {
+        return Err(EngineError::Conflict {
+            code: "duplicate_content",
+            message: format!("identical content is already item {existing} in this project"),
+        });
+    }
+    if let Some(ext) = &row.external_id
+        && let Some(existing) = store::items::id_by_external_id(&mut tx, id, ext).await?
+    {
+        return Err(EngineError::Conflict {
+            code: "duplicate_external_id",
+            message: format!("external_id {ext:?} is already item {existing} in this project"),
+        });
+    }
+    store::items::insert(&mut tx, row).await?;
+    let job_kind = if row.kind == "audio" {
+        KIND_TRANSCRIPTION
+    } else {
+        KIND_OCR
+    };
+    let now = deps.clock.now();
+    store::jobs::enqueue(
+        &mut tx,
+        job_kind,
+        json!({"item_id": row.id}),
+        deps.config.jobs.max_attempts,
+        now,
+        now,
+    )
+    .await?;
+    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => job_kind).increment(1);
+    store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.uploaded",
+        ("item", row.id.to_string()),
+        json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
+    )
+    .await?;
+    let view = ItemView::from(row.clone());
+    idempotency::record(&mut tx, idempotency, 201, &view).await?;
+    tx.commit().await?;
+    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
+    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
+        .increment(row.size_bytes.max(0) as u64);
+    Ok(view)
+}
+
+/// Soft-delete an item: its owner may (with the right to upload), or an admin.
+pub async fn delete(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
+    let item = store::items::find_live_tx(&mut tx, item_id)
+        .await?
+        .filter(|i| i.project_id == id)
+        .ok_or(EngineError::NotFound { what: "item" })?;
+    let action = if item.contributor_id == principal.user_id {
+        ProjectAction::Upload
+    } else {
+        ProjectAction::DeleteAnyItem
+    };
+    authz::authorize_project(principal, role, action)?;
+    store::items::soft_delete(&mut tx, item_id, deps.clock.now()).await?;
+    store::items::add_storage_bytes(&mut tx, id, -item.size_bytes).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.deleted",
+        ("item", item_id.to_string()),
+        json!({"kind": item.kind}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Data items (documents and recordings).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Db, StoreResult, Tx, with_db, with_tx};
+
+const COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, external_id, metadata, \
+     file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub kind: String,
+    pub contributor_id: Uuid,
+    pub status: String,
+    pub title: Option<String>,
+    pub language: Option<String>,
+    pub external_id: Option<String>,
+    pub metadata: sqlx::types::Json<Value>,
+    pub file_name: String,
+    pub detected_type: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub blob_key: String,
+    pub audio: Option<sqlx::types::Json<Value>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn insert(tx: &mut Tx, row: &ItemRow) -> StoreResult<()> {
+    let sql = "INSERT INTO items (id, project_id, kind, contributor_id, status, title, language, external_id, \
+               metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(row.id)
+        .bind(row.project_id)
+        .bind(row.kind.as_str())
+        .bind(row.contributor_id)
+        .bind(row.status.as_str())
+        .bind(row.title.clone())
+        .bind(row.language.clone())
+        .bind(row.external_id.clone())
+        .bind(row.metadata.clone())
+        .bind(row.file_name.as_str())
+        .bind(row.detected_type.as_str())
+        .bind(row.content_type.as_str())
+        .bind(row.size_bytes)
+        .bind(row.sha256.as_str())
+        .bind(row.blob_key.as_str())
+        .bind(row.audio.clone())
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A live item of a live project.
+pub async fn find_live(db: &Db, id: Uuid) -> StoreResult<Option<ItemRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM items WHERE id = $1 AND deleted_at IS NULL \
+         AND project_id IN (SELECT id FROM projects WHERE deleted_at IS NULL)"
+    );
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
+pub async fn find_live_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ItemRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1 AND deleted_at IS NULL");
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}
+
+/// The live item of a project with this content hash, if any.
+pub async fn id_by_sha256(tx: &mut Tx, project: Uuid, sha256: &str) -> StoreResult<Option<Uuid>> {
+    let sql = "SELECT id FROM items WHERE project_id = $1 AND sha256 = $2 AND deleted_at IS NULL";
+    let id = with_tx!(tx, |conn| sqlx::query_scalar::<_, Uuid>(sql)
+        .bind(project)
+        .bind(sha256)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(id)
+}
+
+pub async fn id_by_external_id(
+    tx: &mut Tx,
+    project: Uuid,
+    external_id: &str,
+) -> StoreResult<Option<Uuid>> {
+    let sql =
+        "SELECT id FROM items WHERE project_id = $1 AND external_id = $2 AND deleted_at IS NULL";
+    let id = with_tx!(tx, |conn| sqlx::query_scalar::<_, Uuid>(sql)
+        .bind(project)
+        .bind(external_id)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(id)
+}
+
+pub async fn soft_delete(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    let sql =
+        "UPDATE items SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+pub async fn add_storage_bytes(tx: &mut Tx, project: Uuid, delta: i64) -> StoreResult<()> {
+    let sql = "UPDATE projects SET storage_bytes = storage_bytes + $2 WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(project)
+        .bind(delta)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub project_id: Uuid,
+    pub kind: String,
+    pub status: Option<String>,
+    pub contributor_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// One page of a project's live items of a kind, newest first.
+pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM items WHERE project_id = $1 AND kind = $2 AND deleted_at IS NULL \
+         AND (CAST($3 AS TEXT) IS NULL OR status = CAST($3 AS TEXT)) \
+         AND ($4 IS NULL OR contributor_id = $4) \
+         AND ($5 IS NULL OR created_at >= $5) \
+         AND ($6 IS NULL OR created_at < $6) \
+         AND ($7 IS NULL OR id < $7) \
+         ORDER BY id DESC LIMIT $8"
+    );
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(f.project_id)
+    .bind(f.kind.as_str())
+    .bind(f.status.clone())
+    .bind(f.contributor_id)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(f.after)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}

@@ -1,0 +1,141 @@
+//! Streaming a stored file: the real content type, `Range` requests (so long audio can
+//! be seeked), and an RFC 6266 `Content-Disposition`.
+
+use poem::{Body, IntoResponse, Response};
+use poem_openapi::{
+    payload::{Binary, Payload},
+    registry::{MetaSchemaRef, Registry},
+};
+
+/// A file body with its content type decided at run time.
+pub struct FileBody {
+    pub body: Body,
+    pub content_type: String,
+}
+
+impl Payload for FileBody {
+    const CONTENT_TYPE: &'static str = "application/octet-stream";
+
+    fn schema_ref() -> MetaSchemaRef {
+        Binary::<Body>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Binary::<Body>::register(registry);
+    }
+}
+
+impl IntoResponse for FileBody {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type(self.content_type)
+            .body(self.body)
+    }
+}
+
+/// The byte range asked for, resolved against the file length.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No (usable) Range header: the whole file.
+    Full,
+    /// Inclusive start and end.
+    Partial(u64, u64),
+    /// The range lies outside the file.
+    Unsatisfiable,
+}
+
+/// One `bytes=` range (`a-b`, `a-`, `-n`). Several ranges or other units are ignored
+/// (RFC 9110 lets a server answer those with the whole file).
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let parsed = match (start.parse::<u64>(), end.parse::<u64>()) {
+        (Ok(s), Ok(e)) if s <= e => Some((s, e.min(len.saturating_sub(1)))),
+        (Ok(s), Err(_)) if end.is_empty() => Some((s, len.saturating_sub(1))),
+        (Err(_), Ok(n)) if start.is_empty() && n > 0 => {
+            Some((len.saturating_sub(n), len.saturating_sub(1)))
+        }
+        _ => return RangeRequest::Full,
+    };
+    match parsed {
+        Some((s, e)) if len > 0 && s < len && s <= e => RangeRequest::Partial(s, e),
+        _ => RangeRequest::Unsatisfiable,
+    }
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266 / 8187).
+pub fn content_disposition(file_name: &str) -> String {
+    let ascii: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in file_name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            RangeRequest::Partial(0, 9)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeRequest::Partial(90, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeRequest::Partial(90, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-500"), 100),
+            RangeRequest::Partial(50, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn disposition_is_safe_and_keeps_unicode() {
+        let d = content_disposition("résumé \"final\".pdf");
+        assert!(
+            d.starts_with("attachment; filename=\"r_sum_ _final_.pdf\""),
+            "{d}"
+        );
+        assert!(
+            d.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf"),
+            "{d}"
+        );
+    }
+}

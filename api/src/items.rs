@@ -1,0 +1,423 @@
+//! `/api/documents` and `/api/voice`: upload, list, read, stream and delete items.
+//! Both kinds share one set of handlers; only the kind differs.
+
+use alta_actors::{
+    Engine,
+    context::RequestContext,
+    domain::DataKind,
+    idempotency::Idempotent,
+    items::{ItemListQuery, ItemView, UploadInput},
+    media::audio::AudioAnalysis,
+};
+use chrono::{DateTime, Utc};
+use poem::{Body, web::Data};
+use poem_openapi::{
+    ApiResponse, Multipart, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::multipart::Upload,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use uuid::Uuid;
+
+use crate::{
+    content::{FileBody, RangeRequest, content_disposition, parse_range},
+    problem::{ApiError, ApiResult, Problem},
+    security::BearerAuth,
+    tags::ApiTags,
+};
+
+/// An upload: the file and what is known about it.
+#[derive(Debug, Multipart)]
+pub struct UploadForm {
+    /// The project to add it to (you must be a contributor or admin there).
+    pub project_id: String,
+    /// The file. Its type is decided from its content, not its name or declared type.
+    pub file: Upload,
+    pub title: Option<String>,
+    /// BCP 47 language tag, e.g. `sw` or `en-GB`.
+    pub language: Option<String>,
+    /// Your own id for the item, unique within the project.
+    pub external_id: Option<String>,
+    /// A JSON object (at most 16 KiB) kept with the item.
+    pub metadata: Option<String>,
+}
+
+/// Audio measured at upload.
+#[derive(Debug, Object)]
+pub struct AudioAnalysisResponse {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub duration_seconds: f64,
+    /// False when there is no decoder for the codec here: levels are then absent.
+    pub decoded: bool,
+    pub peak_dbfs: Option<f64>,
+    pub rms_dbfs: Option<f64>,
+    /// Fraction of samples at full scale.
+    pub clipping_ratio: Option<f64>,
+    pub leading_silence_seconds: Option<f64>,
+    pub trailing_silence_seconds: Option<f64>,
+}
+
+impl From<AudioAnalysis> for AudioAnalysisResponse {
+    fn from(a: AudioAnalysis) -> Self {
+        Self {
+            codec: a.codec,
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+            duration_seconds: a.duration_seconds,
+            decoded: a.decoded,
+            peak_dbfs: a.peak_dbfs,
+            rms_dbfs: a.rms_dbfs,
+            clipping_ratio: a.clipping_ratio,
+            leading_silence_seconds: a.leading_silence_seconds,
+            trailing_silence_seconds: a.trailing_silence_seconds,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ItemResponse {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    /// `document` or `audio`.
+    pub kind: String,
+    pub contributor_id: Uuid,
+    /// `uploaded`, `processing`, `ready` or `processing_failed`.
+    pub status: String,
+    pub title: Option<String>,
+    pub language: Option<String>,
+    pub external_id: Option<String>,
+    pub metadata: serde_json::Value,
+    /// The client's file name, cleaned (used to name downloads).
+    pub file_name: String,
+    /// The type decided from the content: `pdf`, `png`, `jpeg`, `tiff`, `webp`,
+    /// `plain_text`, `markdown`, `docx`, `wav`, `flac`, `mp3`, `ogg`, `m4a`, `webm`.
+    pub detected_type: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub audio: Option<AudioAnalysisResponse>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ItemView> for ItemResponse {
+    fn from(i: ItemView) -> Self {
+        Self {
+            id: i.id,
+            project_id: i.project_id,
+            kind: match i.kind {
+                DataKind::Document => "document".into(),
+                DataKind::Audio => "audio".into(),
+            },
+            contributor_id: i.contributor_id,
+            status: i.status,
+            title: i.title,
+            language: i.language,
+            external_id: i.external_id,
+            metadata: i.metadata,
+            file_name: i.file_name,
+            detected_type: i.detected_type,
+            content_type: i.content_type,
+            size_bytes: i.size_bytes,
+            sha256: i.sha256,
+            audio: i.audio.map(Into::into),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ItemPage {
+    pub items: Vec<ItemResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ItemCreated {
+    /// Stored; processing follows. `Idempotent-Replayed: true` on a replay.
+    #[oai(status = 201)]
+    Created(
+        Json<ItemResponse>,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum ItemOk {
+    #[oai(status = 200)]
+    Ok(Json<ItemResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum ItemPageOk {
+    #[oai(status = 200)]
+    Ok(Json<ItemPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum ItemDeleted {
+    /// Deleted (soft).
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(ApiResponse)]
+pub enum ContentResponse {
+    /// The whole file.
+    #[oai(status = 200)]
+    Full(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The requested byte range.
+    #[oai(status = 206)]
+    Partial(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The range lies outside the file.
+    #[oai(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(Json<Problem>, #[oai(header = "Content-Range")] String),
+}
+
+fn parse_project_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        let mut p = Problem::new(
+            poem::http::StatusCode::BAD_REQUEST,
+            "invalid_project_id",
+            "project_id must be a UUID",
+        );
+        p.field = Some("project_id".into());
+        ApiError::BadRequest(Json(p))
+    })
+}
+
+async fn upload(
+    engine: &Engine,
+    ctx: &RequestContext,
+    auth: &BearerAuth,
+    form: UploadForm,
+    key: Option<String>,
+    kind: DataKind,
+) -> ApiResult<ItemCreated> {
+    let project_id = parse_project_id(&form.project_id)?;
+    let input = UploadInput {
+        project_id,
+        kind,
+        title: form.title,
+        language: form.language,
+        external_id: form.external_id,
+        metadata: form.metadata,
+        file_name: form.file.file_name().map(str::to_owned),
+        declared_type: form.file.content_type().map(str::to_owned),
+        file: form.file.into_file(),
+    };
+    let outcome = engine.upload(&auth.0, input, key.as_deref(), ctx).await?;
+    let replayed = matches!(outcome, Idempotent::Replayed(_)).then(|| "true".to_owned());
+    Ok(ItemCreated::Created(
+        Json(outcome.into_inner().into()),
+        replayed,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list(
+    engine: &Engine,
+    auth: &BearerAuth,
+    kind: DataKind,
+    project_id: Option<Uuid>,
+    status: Option<String>,
+    contributor_id: Option<Uuid>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> ApiResult<ItemPageOk> {
+    let query = ItemListQuery {
+        project_id,
+        status,
+        contributor_id,
+        from,
+        to,
+        limit,
+        cursor,
+    };
+    let page = engine.items(&auth.0, kind, query).await?;
+    Ok(ItemPageOk::Ok(Json(ItemPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    })))
+}
+
+async fn content(
+    engine: &Engine,
+    auth: &BearerAuth,
+    kind: DataKind,
+    id: Uuid,
+    range: Option<String>,
+) -> ApiResult<ContentResponse> {
+    let (item, mut file, len) = engine.item_content(&auth.0, kind, id).await?;
+    let disposition = content_disposition(&item.file_name);
+    let internal = |e: std::io::Error| ApiError::from(alta_actors::EngineError::internal(e));
+    match parse_range(range.as_deref(), len) {
+        RangeRequest::Full => Ok(ContentResponse::Full(
+            FileBody {
+                body: Body::from_async_read(file),
+                content_type: item.content_type,
+            },
+            disposition,
+            "bytes".into(),
+            len,
+        )),
+        RangeRequest::Partial(start, end) => {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(internal)?;
+            let count = end - start + 1;
+            Ok(ContentResponse::Partial(
+                FileBody {
+                    body: Body::from_async_read(file.take(count)),
+                    content_type: item.content_type,
+                },
+                disposition,
+                format!("bytes {start}-{end}/{len}"),
+                count,
+            ))
+        }
+        RangeRequest::Unsatisfiable => Ok(ContentResponse::RangeNotSatisfiable(
+            Json(Problem::new(
+                poem::http::StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the file has {len} bytes"),
+            )),
+            format!("bytes */{len}"),
+        )),
+    }
+}
+
+macro_rules! item_api {
+    (
+        $api:ident, $kind:expr,
+        paths: $base:literal, $one:literal, $file:literal,
+        ids: $upload:literal, $list:literal, $get:literal, $content:literal, $delete:literal,
+        docs: $upload_doc:literal, $list_doc:literal, $get_doc:literal, $content_doc:literal, $delete_doc:literal
+    ) => {
+        pub struct $api;
+
+        #[OpenApi(tag = "ApiTags::Data")]
+        impl $api {
+            #[doc = $upload_doc]
+            ///
+            /// Multipart form. The body streams to disk (never held in memory), is hashed
+            /// and typed from its bytes; the same content twice in one project is 409
+            /// `duplicate_content`. Honours `Idempotency-Key`. When the server is busy,
+            /// 503 with `Retry-After`.
+            #[oai(path = $base, method = "post", operation_id = $upload)]
+            async fn upload(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+                form: UploadForm,
+            ) -> ApiResult<ItemCreated> {
+                upload(&engine, &ctx, &auth, form, idempotency_key.0, $kind).await
+            }
+
+            #[doc = $list_doc]
+            ///
+            /// Contributors see their own; reviewers and admins see everyone's. Filters:
+            /// `status`, `contributor_id`, `from`/`to` (creation time). `project_id` is required.
+            #[oai(path = $base, method = "get", operation_id = $list)]
+            #[allow(clippy::too_many_arguments)]
+            async fn list(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                project_id: Query<Option<Uuid>>,
+                #[oai(validator(max_length = 32))] status: Query<Option<String>>,
+                contributor_id: Query<Option<Uuid>>,
+                from: Query<Option<DateTime<Utc>>>,
+                to: Query<Option<DateTime<Utc>>>,
+                limit: Query<Option<u32>>,
+                #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+            ) -> ApiResult<ItemPageOk> {
+                list(
+                    &engine,
+                    &auth,
+                    $kind,
+                    project_id.0,
+                    status.0,
+                    contributor_id.0,
+                    from.0,
+                    to.0,
+                    limit.0,
+                    cursor.0,
+                )
+                .await
+            }
+
+            #[doc = $get_doc]
+            #[oai(path = $one, method = "get", operation_id = $get)]
+            async fn get(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<ItemOk> {
+                Ok(ItemOk::Ok(Json(
+                    engine.item(&auth.0, $kind, id.0).await?.into(),
+                )))
+            }
+
+            #[doc = $content_doc]
+            #[oai(path = $file, method = "get", operation_id = $content)]
+            async fn content(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+                #[oai(name = "Range")] range: Header<Option<String>>,
+            ) -> ApiResult<ContentResponse> {
+                content(&engine, &auth, $kind, id.0, range.0).await
+            }
+
+            #[doc = $delete_doc]
+            #[oai(path = $one, method = "delete", operation_id = $delete)]
+            async fn delete(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<ItemDeleted> {
+                engine.delete_item(&auth.0, $kind, id.0, &ctx).await?;
+                Ok(ItemDeleted::NoContent)
+            }
+        }
+    };
+}
+
+item_api!(
+    DocumentsApi, DataKind::Document,
+    paths: "/api/documents", "/api/documents/:id", "/api/documents/:id/content",
+    ids: "document_upload", "document_list", "document_get", "document_content", "document_delete",
+    docs: "Upload a document", "List a project's documents", "Get a document",
+        "Download a document's file (supports Range)", "Delete a document (its contributor or a project admin; soft)"
+);
+item_api!(
+    VoiceApi, DataKind::Audio,
+    paths: "/api/voice", "/api/voice/:id", "/api/voice/:id/content",
+    ids: "voice_upload", "voice_list", "voice_get", "voice_content", "voice_delete",
+    docs: "Upload a recording", "List a project's recordings", "Get a recording",
+        "Download a recording (supports Range, so long audio can be seeked)",
+        "Delete a recording (its contributor or a project admin; soft)"
+);

@@ -1,0 +1,534 @@
+//! Uploads: documents and recordings, on both backends.
+
+use reqwest::{
+    StatusCode,
+    multipart::{Form, Part},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem},
+    projects::{create_project, join},
+};
+
+backend_tests!(
+    a_document_round_trips_with_range_requests,
+    bad_uploads_are_refused_and_store_nothing,
+    a_recording_is_analysed,
+    contributors_see_their_own_items_and_reviewers_everyone_s,
+);
+
+/// A mono 16-bit PCM WAV of a sine at half scale.
+pub fn wav(seconds: f64, rate: u32, freq: f64) -> Vec<u8> {
+    let frames = (seconds * f64::from(rate)) as u32;
+    let data_len = frames * 2;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames {
+        let t = f64::from(i) / f64::from(rate);
+        let s = (0.5 * (2.0 * std::f64::consts::PI * freq * t).sin() * 32767.0) as i16;
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+pub async fn upload(
+    app: &TestApp,
+    token: &str,
+    endpoint: &str,
+    project: &str,
+    bytes: Vec<u8>,
+    file_name: &str,
+    mime: &str,
+) -> reqwest::Response {
+    let part = Part::bytes(bytes)
+        .file_name(file_name.to_owned())
+        .mime_str(mime)
+        .unwrap();
+    let form = Form::new()
+        .text("project_id", project.to_owned())
+        .text("title", "A title")
+        .part("file", part);
+    app.client
+        .post(app.url(endpoint))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_document_round_trips_with_range_requests(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Docs").await;
+    let text = "# Habari\n\nHabari za asubuhi — karibu!\n"
+        .as_bytes()
+        .to_vec();
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text.clone(),
+        "../../notes\u{202E}.md",
+        "text/markdown",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    assert_eq!(item["detected_type"], "markdown");
+    assert_eq!(item["status"], "uploaded");
+    assert_eq!(item["title"], "A title");
+    assert_eq!(item["size_bytes"], text.len());
+    assert_eq!(item["sha256"], hex::encode(Sha256::digest(&text)));
+    assert_eq!(
+        item["file_name"], "notes.md",
+        "path and bidi control stripped"
+    );
+    let id = item["id"].as_str().unwrap();
+
+    let got: Value = app
+        .get_auth(&format!("/api/documents/{id}"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["id"], id);
+    let full = app
+        .get_auth(&format!("/api/documents/{id}/content"), &owner)
+        .await;
+    assert_eq!(full.status(), StatusCode::OK);
+    assert!(
+        full.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    assert!(
+        full.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"notes.md\"")
+    );
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(full.bytes().await.unwrap().to_vec(), text);
+    let part = app
+        .client
+        .get(app.url(&format!("/api/documents/{id}/content")))
+        .bearer_auth(&owner)
+        .header("range", "bytes=2-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 2-7/{}", text.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap().to_vec(), text[2..=7].to_vec());
+    let beyond = app
+        .client
+        .get(app.url(&format!("/api/documents/{id}/content")))
+        .bearer_auth(&owner)
+        .header("range", "bytes=9999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    // Documents and recordings are separate collections.
+    assert_problem(
+        app.get_auth(&format!("/api/voice/{id}"), &owner).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // The same bytes again: 409 naming the existing item.
+    let dup = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text.clone(),
+        "copy.md",
+        "text/markdown",
+    )
+    .await;
+    let problem = assert_problem(dup, StatusCode::CONFLICT, "duplicate_content").await;
+    assert!(problem["detail"].as_str().unwrap().contains(id));
+
+    // The follow-up job was committed with the item.
+    let jobs = alta_actors::store::jobs::list_by_kind(&app.db().await, "ocr")
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, "queued");
+
+    // Delete (soft): gone from reads, and the same content may be uploaded again.
+    let del = app
+        .client
+        .delete(app.url(&format!("/api/documents/{id}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        app.get_auth(&format!("/api/documents/{id}"), &owner).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let again = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text,
+        "again.md",
+        "text/markdown",
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+}
+
+async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("MAX_UPLOAD_BYTES", "200000")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Strict").await;
+    let pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+        .to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str, &str, StatusCode, &str)> = vec![
+        (
+            "/api/documents",
+            Vec::new(),
+            "empty.txt",
+            "text/plain",
+            StatusCode::BAD_REQUEST,
+            "empty_file",
+        ),
+        (
+            "/api/documents",
+            pdf.clone(),
+            "a.pdf",
+            "image/png",
+            StatusCode::BAD_REQUEST,
+            "declared_type_mismatch",
+        ),
+        (
+            "/api/documents",
+            vec![0u8, 159, 146, 150, 0, 1, 2, 3],
+            "x.bin",
+            "application/octet-stream",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            "/api/documents",
+            wav(0.2, 8000, 440.0),
+            "a.wav",
+            "audio/wav",
+            StatusCode::BAD_REQUEST,
+            "kind_mismatch",
+        ),
+        (
+            "/api/voice",
+            pdf.clone(),
+            "a.pdf",
+            "application/pdf",
+            StatusCode::BAD_REQUEST,
+            "kind_mismatch",
+        ),
+        (
+            "/api/voice",
+            b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk".to_vec(),
+            "bad.wav",
+            "audio/wav",
+            StatusCode::BAD_REQUEST,
+            "undecodable_audio",
+        ),
+        (
+            "/api/documents",
+            vec![b'a'; 300_000],
+            "big.txt",
+            "text/plain",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (endpoint, bytes, name, mime, status, code) in cases {
+        let resp = upload(&app, &owner, endpoint, &project, bytes, name, mime).await;
+        assert_problem(resp, status, code).await;
+    }
+    // The project's own limit.
+    let mut settings: Value = app
+        .get_auth(&format!("/api/projects/{project}"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    settings["settings"]["max_document_bytes"] = json!(64);
+    let put = app
+        .client
+        .put(app.url(&format!("/api/projects/{project}")))
+        .bearer_auth(&owner)
+        .json(&json!({"name": "Strict", "settings": settings["settings"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        vec![b'a'; 100],
+        "long.txt",
+        "text/plain",
+    )
+    .await;
+    assert_problem(resp, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
+    // A bad project id, a project the caller is not in.
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        "nope",
+        pdf.clone(),
+        "a.pdf",
+        "application/pdf",
+    )
+    .await;
+    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_project_id").await;
+    let stranger = app.signed_up_user("stranger@example.org").await;
+    let resp = upload(
+        &app,
+        &stranger,
+        "/api/documents",
+        &project,
+        pdf,
+        "a.pdf",
+        "application/pdf",
+    )
+    .await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    // Nothing was stored: no item, no job, no blob, nothing left incoming.
+    let list: Value = app
+        .get_auth(&format!("/api/documents?project_id={project}"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+    let db = app.db().await;
+    assert!(
+        alta_actors::store::jobs::list_by_kind(&db, "ocr")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        alta_actors::store::jobs::list_by_kind(&db, "transcription")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let blobs = app.data_dir().join("blobs");
+    let stored: Vec<_> = walk(&blobs)
+        .into_iter()
+        .filter(|p| !p.ends_with(".incoming"))
+        .collect();
+    assert!(stored.is_empty(), "files left behind: {stored:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+async fn a_recording_is_analysed(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Voices").await;
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/voice",
+        &project,
+        wav(1.5, 16000, 440.0),
+        "take1.wav",
+        "audio/wav",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    assert_eq!(item["kind"], "audio");
+    assert_eq!(item["detected_type"], "wav");
+    let audio = &item["audio"];
+    assert!(
+        (audio["duration_seconds"].as_f64().unwrap() - 1.5).abs() < 0.01,
+        "{audio}"
+    );
+    assert_eq!(audio["sample_rate"], 16000);
+    assert_eq!(audio["channels"], 1);
+    assert_eq!(audio["decoded"], true);
+    assert!(
+        (audio["peak_dbfs"].as_f64().unwrap() + 6.02).abs() < 0.2,
+        "{audio}"
+    );
+    let jobs = alta_actors::store::jobs::list_by_kind(&app.db().await, "transcription")
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let id = item["id"].as_str().unwrap();
+    let part = app
+        .client
+        .get(app.url(&format!("/api/voice/{id}/content")))
+        .bearer_auth(&owner)
+        .header("range", "bytes=-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.unwrap().len(), 4);
+}
+
+async fn contributors_see_their_own_items_and_reviewers_everyone_s(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Shared").await;
+    let ann = join(&app, &owner, &project, "ann@example.org", "contributor").await;
+    let ben = join(&app, &owner, &project, "ben@example.org", "contributor").await;
+    let rev = join(&app, &owner, &project, "rev@example.org", "reviewer").await;
+    let a: Value = upload(
+        &app,
+        &ann,
+        "/api/documents",
+        &project,
+        b"Ann's text".to_vec(),
+        "a.txt",
+        "text/plain",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let b: Value = upload(
+        &app,
+        &ben,
+        "/api/documents",
+        &project,
+        b"Ben's text".to_vec(),
+        "b.txt",
+        "text/plain",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    // Reviewers review; they do not upload.
+    let resp = upload(
+        &app,
+        &rev,
+        "/api/documents",
+        &project,
+        b"Rev's text".to_vec(),
+        "r.txt",
+        "text/plain",
+    )
+    .await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let count = |list: Value| list["items"].as_array().unwrap().len();
+    let path = format!("/api/documents?project_id={project}");
+    assert_eq!(
+        count(app.get_auth(&path, &ann).await.json().await.unwrap()),
+        1
+    );
+    assert_eq!(
+        count(app.get_auth(&path, &rev).await.json().await.unwrap()),
+        2
+    );
+    assert_eq!(
+        count(app.get_auth(&path, &owner).await.json().await.unwrap()),
+        2
+    );
+    let ann_id = a["contributor_id"].as_str().unwrap();
+    assert_eq!(
+        count(
+            app.get_auth(&format!("{path}&contributor_id={ann_id}"), &rev)
+                .await
+                .json()
+                .await
+                .unwrap()
+        ),
+        1
+    );
+    // Ann cannot see or delete Ben's item (it does not exist for her).
+    assert_problem(
+        app.get_auth(&format!("/api/documents/{b_id}"), &ann).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{b_id}")))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    // A reviewer sees it but may not delete it; an admin may.
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{a_id}")))
+        .bearer_auth(&rev)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{a_id}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // A missing project_id is a clear 400.
+    assert_problem(
+        app.get_auth("/api/documents", &rev).await,
+        StatusCode::BAD_REQUEST,
+        "missing_project_id",
+    )
+    .await;
+}
