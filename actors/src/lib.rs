@@ -27,6 +27,7 @@ pub mod rate_limiter;
 mod root;
 mod slot;
 pub mod store;
+pub mod sweeper;
 
 pub use engine::{Engine, EngineRoles};
 pub use error::EngineError;

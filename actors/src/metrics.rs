@@ -16,4 +16,5 @@ pub const PASSWORD_HASH_DURATION_SECONDS: &str = "password_hash_duration_seconds
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const UPLOADS_TOTAL: &str = "uploads_total";
+pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";

@@ -19,6 +19,7 @@ use crate::{
     metrics as m,
     projects::ProjectRegistry,
     rate_limiter::{RateLimiter, RateLimiterArgs},
+    sweeper::Sweeper,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +28,7 @@ pub enum Child {
     RateLimiter,
     Mailer,
     Projects,
+    Sweeper,
 }
 
 impl Child {
@@ -36,6 +38,7 @@ impl Child {
             Self::RateLimiter => "rate_limiter",
             Self::Mailer => "mailer",
             Self::Projects => "projects",
+            Self::Sweeper => "sweeper",
         }
     }
 }
@@ -91,6 +94,7 @@ impl Actor for Root {
         }
         if args.roles.workers {
             spawn_child(&myself, &mut state, Child::Mailer).await?;
+            spawn_child(&myself, &mut state, Child::Sweeper).await?;
         }
         Ok(state)
     }
@@ -115,7 +119,7 @@ impl Actor for Root {
                 let mut children: Vec<(Child, ActorCell)> =
                     state.children.drain().map(|(_, c)| c).collect();
                 children.sort_by_key(|(child, _)| match child {
-                    Child::Mailer => 0,
+                    Child::Mailer | Child::Sweeper => 0,
                     Child::Projects => 1,
                     Child::Accounts => 2,
                     Child::RateLimiter => 3,
@@ -200,6 +204,10 @@ async fn spawn_child(
             state.slots.mailer.set(Some(actor.clone()));
             actor.get_cell()
         }
+        Child::Sweeper => {
+            let (actor, _) = Actor::spawn_linked(None, Sweeper, deps, supervisor).await?;
+            actor.get_cell()
+        }
         Child::Projects => {
             let (actor, _) = Actor::spawn_linked(None, ProjectRegistry, deps, supervisor).await?;
             state.slots.projects.set(Some(actor.clone()));
@@ -216,5 +224,6 @@ fn clear_slot(state: &RootState, child: Child) {
         Child::RateLimiter => state.slots.limiter.set(None),
         Child::Mailer => state.slots.mailer.set(None),
         Child::Projects => state.slots.projects.set(None),
+        Child::Sweeper => {}
     }
 }

@@ -99,9 +99,7 @@ impl Rule {
             Self::Public | Self::SignedIn | Self::SuperAdmin | Self::InvitationToken => {
                 Subject::Platform
             }
-            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore => {
-                Subject::ProjectPath
-            }
+            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
             Self::ListItems => Subject::ProjectQuery,
             Self::ReadItem | Self::DeleteItem => Subject::Item,
@@ -591,9 +589,7 @@ impl World {
             return self.fixture(target).await.items[&kind].clone();
         }
         let uploader = self.uploader(target);
-        let id = self
-            .upload_item(&uploader, &fixture.project_id, kind)
-            .await;
+        let id = self.upload_item(&uploader, &fixture.project_id, kind).await;
         self.fixtures
             .get_mut(&target)
             .expect("the fixture was just looked up")
@@ -1009,9 +1005,7 @@ fn assert_table_matches_spec(served: &BTreeMap<String, Served>) {
                 && path.contains("{id}") == (subject == Subject::Item)
                 && match subject {
                     Subject::ProjectQuery => query.contains("project_id"),
-                    Subject::ProjectForm => {
-                        form.contains("project_id") && form.contains("file")
-                    }
+                    Subject::ProjectForm => form.contains("project_id") && form.contains("file"),
                     Subject::Platform | Subject::ProjectPath | Subject::Item => true,
                 };
             assert!(

@@ -18,6 +18,7 @@ backend_tests!(
     bad_uploads_are_refused_and_store_nothing,
     a_recording_is_analysed,
     contributors_see_their_own_items_and_reviewers_everyone_s,
+    the_sweep_removes_crash_leftovers_only,
 );
 
 /// A mono 16-bit PCM WAV of a sine at half scale.
@@ -531,4 +532,49 @@ async fn contributors_see_their_own_items_and_reviewers_everyone_s(backend: Back
         "missing_project_id",
     )
     .await;
+}
+
+/// What a crash leaves (a half-received upload, a blob whose row never committed) is
+/// removed by the sweep; committed items keep their files.
+async fn the_sweep_removes_crash_leftovers_only(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Sweep").await;
+    let item: Value = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        b"keep me".to_vec(),
+        "k.txt",
+        "text/plain",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let blobs = app.data_dir().join("blobs");
+    let half_received = blobs
+        .join(".incoming")
+        .join(uuid::Uuid::new_v4().to_string());
+    std::fs::write(&half_received, b"partial").unwrap();
+    let orphan = blobs.join(&project).join(uuid::Uuid::new_v4().to_string());
+    std::fs::write(&orphan, b"never committed").unwrap();
+
+    // Fresh files are left alone (they may belong to an upload in flight).
+    assert_eq!(
+        app.engine
+            .sweep_orphans(std::time::Duration::from_secs(3600))
+            .await,
+        0
+    );
+    assert!(half_received.exists() && orphan.exists());
+    assert_eq!(app.engine.sweep_orphans(std::time::Duration::ZERO).await, 2);
+    assert!(!half_received.exists() && !orphan.exists());
+    let id = item["id"].as_str().unwrap();
+    let content = app
+        .get_auth(&format!("/api/documents/{id}/content"), &owner)
+        .await;
+    assert_eq!(content.status(), StatusCode::OK);
+    assert_eq!(content.bytes().await.unwrap().to_vec(), b"keep me".to_vec());
 }

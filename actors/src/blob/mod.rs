@@ -74,6 +74,13 @@ impl BlobStore {
         }
     }
 
+    /// The folder of a local store (`None` for remote stores).
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            Self::Local(l) => Some(&l.root),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Local(_) => "local",

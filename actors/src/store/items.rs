@@ -173,3 +173,13 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
     .await)?;
     Ok(rows)
 }
+
+/// Whether any row (live or soft-deleted) owns this item id.
+pub async fn exists_any(db: &Db, id: Uuid) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM items WHERE id = $1";
+    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+        .bind(id)
+        .fetch_one(pool)
+        .await)?;
+    Ok(n > 0)
+}

@@ -1,0 +1,131 @@
+//! The sweeper: removes what a crash can leave behind in the blob store. Uploads
+//! received but never committed (`.incoming` files), and blobs whose item row was
+//! never committed (a crash between storing the blob and the commit). Only files older
+//! than the grace period go, so uploads in flight are never touched.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use uuid::Uuid;
+
+use crate::{engine::Deps, metrics as m, store};
+
+pub enum SweeperMsg {
+    Sweep,
+}
+
+pub struct Sweeper;
+
+pub struct SweeperState {
+    deps: Arc<Deps>,
+}
+
+/// How old a leftover must be before it is removed.
+pub const GRACE: Duration = Duration::from_secs(3600);
+const EVERY: Duration = Duration::from_secs(15 * 60);
+
+impl Actor for Sweeper {
+    type Msg = SweeperMsg;
+    type State = SweeperState;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        deps: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(EVERY, || SweeperMsg::Sweep);
+        let _ = myself.cast(SweeperMsg::Sweep);
+        Ok(SweeperState { deps })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SweeperMsg::Sweep => {
+                let removed = sweep(&state.deps, GRACE).await;
+                if removed > 0 {
+                    tracing::info!(removed, "swept orphan upload files");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn old_enough(path: &Path, grace: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age >= grace)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// One pass; returns how many files were removed. Public for tests (grace zero).
+pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
+    let Some(root) = deps.blobs.local_root() else {
+        return 0;
+    };
+    let mut removed = 0;
+    for file in files_in(&root.join(".incoming")) {
+        if old_enough(&file, grace) && std::fs::remove_file(&file).is_ok() {
+            removed += 1;
+        }
+    }
+    for project_dir in files_in(root).into_iter().filter(|p| p.is_dir()) {
+        let Some(project_name) = project_dir.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if Uuid::parse_str(project_name).is_err() {
+            continue;
+        }
+        for blob in files_in(&project_dir) {
+            let Some(item_id) = blob
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            if !old_enough(&blob, grace) {
+                continue;
+            }
+            match store::items::exists_any(&deps.db, item_id).await {
+                Ok(false) => {
+                    if std::fs::remove_file(&blob).is_ok() {
+                        removed += 1;
+                    }
+                }
+                Ok(true) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "sweep stopped: database unavailable");
+                    return removed;
+                }
+            }
+        }
+    }
+    metrics::counter!(m::ORPHAN_FILES_REMOVED_TOTAL).increment(removed as u64);
+    removed
+}
+
+impl crate::engine::Engine {
+    /// Run one sweep now, removing leftovers older than `grace` (the periodic sweep uses
+    /// an hour). Returns how many files were removed.
+    pub async fn sweep_orphans(&self, grace: Duration) -> usize {
+        sweep(&self.deps, grace).await
+    }
+}
