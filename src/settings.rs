@@ -309,7 +309,7 @@ impl Settings {
         let max_upload_bytes: u64 =
             v.parse("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?;
         let max_audio_seconds: f64 = v.parse("MAX_AUDIO_SECONDS", 4.0 * 3600.0)?;
-        if !(max_audio_seconds > 0.0) {
+        if !max_audio_seconds.is_finite() || max_audio_seconds <= 0.0 {
             return Err(err("MAX_AUDIO_SECONDS", "must be positive"));
         }
         let audio_timeout: u64 = v.parse("AUDIO_ANALYSIS_TIMEOUT_SECONDS", 300)?;

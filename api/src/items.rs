@@ -188,15 +188,13 @@ pub enum ContentResponse {
     RangeNotSatisfiable(Json<Problem>, #[oai(header = "Content-Range")] String),
 }
 
-fn parse_project_id(raw: &str) -> Result<Uuid, ApiError> {
+fn parse_project_id(raw: &str) -> Result<Uuid, alta_actors::EngineError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
-        let mut p = Problem::new(
-            poem::http::StatusCode::BAD_REQUEST,
+        alta_actors::EngineError::validation(
             "invalid_project_id",
+            "project_id",
             "project_id must be a UUID",
-        );
-        p.field = Some("project_id".into());
-        ApiError::BadRequest(Json(p))
+        )
     })
 }
 

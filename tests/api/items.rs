@@ -216,7 +216,9 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
     let project = create_project(&app, &owner, "Strict").await;
     let pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
         .to_vec();
-    let cases: Vec<(&str, Vec<u8>, &str, &str, StatusCode, &str)> = vec![
+    // (endpoint, bytes, file name, declared type, expected status, expected code)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, &'a str, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/api/documents",
             Vec::new(),
