@@ -50,6 +50,8 @@ pub enum AdminCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
     telemetry::init_tracing(settings.log_format);
+    // Before anything records a metric: values recorded earlier would be lost.
+    let _ = telemetry::metrics_handle();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(settings).await?;
@@ -64,10 +66,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 EngineRoles::WORKER,
             )
             .await?;
-            tracing::info!(database = engine.database_backend(), "workers running");
-            startup::shutdown_signal().await;
+            tracing::info!(
+                database = engine.database_backend(),
+                metrics_port = settings.worker_metrics_port,
+                "workers running"
+            );
+            // Workers serve no API, but SREs still scrape them.
+            let result = startup::serve_worker_metrics(&settings, startup::shutdown_signal()).await;
             engine.shutdown().await;
-            Ok(())
+            result
         }
         Command::Migrate => {
             let db = startup::connect_database(&settings).await?;

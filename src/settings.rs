@@ -81,6 +81,8 @@ pub struct Settings {
     pub project_actor_idle: Duration,
     pub project_restore_retention: Duration,
     pub upload_concurrency: usize,
+    /// Where `alta worker` serves /metrics and /health.
+    pub worker_metrics_port: u16,
     /// Largest upload request body (the per-project limits apply within it).
     pub max_upload_bytes: u64,
     pub max_audio_seconds: f64,
@@ -302,6 +304,7 @@ impl Settings {
         }
         let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
 
+        let worker_metrics_port: u16 = v.parse("WORKER_METRICS_PORT", 9464)?;
         let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", 4)?;
         if upload_concurrency == 0 {
             return Err(err("UPLOAD_CONCURRENCY", "must be at least 1"));
@@ -374,6 +377,7 @@ impl Settings {
             project_actor_idle: Duration::from_secs(idle_secs),
             project_restore_retention: Duration::from_secs(retention_days * 86_400),
             upload_concurrency,
+            worker_metrics_port,
             max_upload_bytes,
             max_audio_seconds,
             audio_analysis_timeout: Duration::from_secs(audio_timeout.max(1)),

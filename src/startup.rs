@@ -146,3 +146,40 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// `alta worker`'s own listener: `/metrics` and `/health` on `WORKER_METRICS_PORT`,
+/// until `shutdown` resolves.
+pub async fn serve_worker_metrics(
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use poem::{EndpointExt, Route, get, handler, web::Data};
+
+    #[handler]
+    fn metrics(render: Data<&alta_api::MetricsRender>) -> String {
+        render.0()
+    }
+
+    #[handler]
+    fn health() -> &'static str {
+        "ok"
+    }
+
+    let render: alta_api::MetricsRender = match telemetry::metrics_handle() {
+        Some(handle) => Arc::new(move || handle.render()),
+        None => Arc::new(String::new),
+    };
+    let app = Route::new()
+        .at("/metrics", get(metrics))
+        .at("/health", get(health))
+        .data(render);
+    let addr = std::net::SocketAddr::new(settings.host, settings.worker_metrics_port);
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("WORKER_METRICS_PORT: cannot listen on {addr}"))?;
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(5)))
+        .await
+        .context("the worker metrics listener failed")
+}

@@ -154,3 +154,67 @@ fn configuration_errors_name_the_variable() {
         "{stderr}"
     );
 }
+
+/// `alta worker` runs the job workers and serves /metrics and /health for scraping;
+/// SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_metrics_and_stops_on_sigterm() {
+    let data_dir = TempDir::new().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.path().join("alta.db").display()
+    );
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let migrate = alta(&data_dir, &url).arg("migrate").output().unwrap();
+    assert!(migrate.status.success());
+    let mut child = alta(&data_dir, &url)
+        .env("WORKER_METRICS_PORT", port.to_string())
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut metrics = None;
+    for _ in 0..200 {
+        if let Ok(resp) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            metrics = Some(resp.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let metrics = metrics.expect("the worker answers on WORKER_METRICS_PORT");
+    assert!(metrics.contains("jobs_queue_depth"), "{metrics}");
+    let health = client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the worker did not stop on SIGTERM");
+    });
+    assert!(status.success(), "exit status {status}");
+}
