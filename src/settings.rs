@@ -13,8 +13,8 @@ use std::{
 };
 
 use alta_actors::config::{
-    EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits, SmtpConfig,
-    SmtpTls,
+    BlobConfig, EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits,
+    SmtpConfig, SmtpTls,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -68,6 +68,10 @@ pub struct Settings {
     pub smtp_from: String,
     pub gcs_project_id: Option<String>,
     pub gcs_bucket_name: Option<String>,
+    /// `GCS_ENDPOINT`: another Cloud Storage endpoint (an emulator); unset = the real one.
+    pub gcs_endpoint: Option<String>,
+    /// `GCS_ANONYMOUS`: send no credentials to Cloud Storage (emulators only).
+    pub gcs_anonymous: bool,
     pub google_application_credentials: Option<PathBuf>,
     pub webauthn_rp_id: String,
     pub webauthn_rp_name: String,
@@ -242,6 +246,36 @@ impl Settings {
             ));
         }
 
+        let gcs_bucket_name = v.get("GCS_BUCKET_NAME").map(str::to_owned);
+        if let Some(bucket) = &gcs_bucket_name {
+            let ok = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(err(
+                    "GCS_BUCKET_NAME",
+                    format!("{bucket:?} is not a bucket name (3-63 of a-z 0-9 - _ .)"),
+                ));
+            }
+        }
+        let gcs_endpoint = v
+            .get("GCS_ENDPOINT")
+            .map(|e| e.trim_end_matches('/').to_owned());
+        if let Some(endpoint) = &gcs_endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(err(
+                    "GCS_ENDPOINT",
+                    format!("{endpoint:?} is not an http(s) URL like http://127.0.0.1:4443"),
+                ));
+            }
+        }
+        let gcs_anonymous = v.bool("GCS_ANONYMOUS", false)?;
+
         let cors_origins = v.list("CORS_ORIGINS", "http://localhost:3000");
         for origin in &cors_origins {
             let ok = url::Url::parse(origin)
@@ -363,7 +397,9 @@ impl Settings {
             smtp,
             smtp_from,
             gcs_project_id: v.get("GCS_PROJECT_ID").map(str::to_owned),
-            gcs_bucket_name: v.get("GCS_BUCKET_NAME").map(str::to_owned),
+            gcs_bucket_name,
+            gcs_endpoint,
+            gcs_anonymous,
             google_application_credentials,
             webauthn_rp_id: v.get("WEBAUTHN_RP_ID").unwrap_or("localhost").to_owned(),
             webauthn_rp_name: v.get("WEBAUTHN_RP_NAME").unwrap_or("Alta Data").to_owned(),
@@ -416,6 +452,16 @@ impl Settings {
             project_actor_idle: self.project_actor_idle,
             project_restore_retention: self.project_restore_retention,
             blob_root: self.data_dir.join("blobs"),
+            blobs: match &self.gcs_bucket_name {
+                Some(bucket) => BlobConfig::Gcs {
+                    bucket: bucket.clone(),
+                    endpoint: self.gcs_endpoint.clone(),
+                    anonymous: self.gcs_anonymous,
+                },
+                None => BlobConfig::Local {
+                    root: self.data_dir.join("blobs"),
+                },
+            },
             upload_concurrency: self.upload_concurrency,
             max_audio_seconds: self.max_audio_seconds,
             audio_analysis_timeout: self.audio_analysis_timeout,
@@ -627,6 +673,26 @@ mod tests {
     }
 
     #[test]
+    fn blob_store_follows_gcs_bucket_name() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert!(matches!(s.engine_config().blobs, BlobConfig::Local { .. }));
+        let s = Settings::from_vars(vars(&[
+            ("GCS_BUCKET_NAME", "alta-blobs"),
+            ("GCS_ENDPOINT", "http://127.0.0.1:4443/"),
+            ("GCS_ANONYMOUS", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.engine_config().blobs,
+            BlobConfig::Gcs {
+                bucket: "alta-blobs".into(),
+                endpoint: Some("http://127.0.0.1:4443".into()),
+                anonymous: true,
+            }
+        );
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
         assert_eq!(
@@ -651,6 +717,15 @@ mod tests {
             error_var(&[("SMTP_HOST", "mail"), ("SMTP_TLS", "maybe")]),
             "SMTP_TLS"
         );
+        assert_eq!(
+            error_var(&[("GCS_BUCKET_NAME", "No/Such")]),
+            "GCS_BUCKET_NAME"
+        );
+        assert_eq!(
+            error_var(&[("GCS_ENDPOINT", "127.0.0.1:4443")]),
+            "GCS_ENDPOINT"
+        );
+        assert_eq!(error_var(&[("GCS_ANONYMOUS", "maybe")]), "GCS_ANONYMOUS");
         assert_eq!(
             error_var(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")]),
             "GOOGLE_APPLICATION_CREDENTIALS"

@@ -23,14 +23,33 @@ pub struct EngineConfig {
     pub project_actor_idle: Duration,
     /// How long a soft-deleted project can still be restored.
     pub project_restore_retention: Duration,
-    /// The local blob folder (`$DATA_DIR/blobs`).
+    /// The local blob folder (`$DATA_DIR/blobs`); uploads are received in its
+    /// `.incoming` folder whichever store keeps the blobs.
     pub blob_root: PathBuf,
+    /// Where blobs are kept.
+    pub blobs: BlobConfig,
     /// Uploads processed at once; more get 503 with Retry-After.
     pub upload_concurrency: usize,
     /// Longest recording accepted, seconds.
     pub max_audio_seconds: f64,
     /// Budget for analysing one recording.
     pub audio_analysis_timeout: Duration,
+}
+
+/// Where blobs are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobConfig {
+    /// A local folder (`$DATA_DIR/blobs`).
+    Local { root: PathBuf },
+    /// A Google Cloud Storage bucket (`GCS_BUCKET_NAME`).
+    Gcs {
+        bucket: String,
+        /// `GCS_ENDPOINT`: another endpoint than the real service (emulators).
+        endpoint: Option<String>,
+        /// `GCS_ANONYMOUS`: send no credentials (emulators). Otherwise Application
+        /// Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS` when set).
+        anonymous: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

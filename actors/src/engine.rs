@@ -10,7 +10,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     blob::BlobStore,
     clock::SharedClock,
-    config::{EngineConfig, Rate},
+    config::{BlobConfig, EngineConfig, Rate},
     context::RequestContext,
     domain::Email,
     error::EngineError,
@@ -121,10 +121,15 @@ impl Engine {
             ),
             None => None,
         };
-        let blobs = BlobStore::local(config.blob_root.clone())
+        let blobs = BlobStore::from_config(&config.blobs, &config.blob_root)
             .await
-            .map_err(|e| {
-                EngineError::Internal(format!("DATA_DIR: cannot create the blob folder: {e}"))
+            .map_err(|e| match &config.blobs {
+                BlobConfig::Local { .. } => {
+                    EngineError::Internal(format!("DATA_DIR: cannot create the blob folder: {e}"))
+                }
+                BlobConfig::Gcs { .. } => EngineError::Internal(format!(
+                    "GCS_BUCKET_NAME: cannot set up the blob store: {e}"
+                )),
             })?;
         let deps = Arc::new(Deps {
             blobs,

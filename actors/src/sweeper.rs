@@ -77,15 +77,20 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 
 /// One pass; returns how many files were removed. Public for tests (grace zero).
 pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
-    let Some(root) = deps.blobs.local_root() else {
-        return 0;
-    };
     let mut removed = 0;
-    for file in files_in(&root.join(".incoming")) {
+    // Uploads are received locally in both modes.
+    for file in files_in(deps.blobs.incoming_dir()) {
         if old_enough(&file, grace) && std::fs::remove_file(&file).is_ok() {
             removed += 1;
         }
     }
+    // Orphan blobs are only looked for in a local store. For GCS, listing the bucket
+    // is not done yet (the crate's listing is the gRPC `StorageControl`, which the
+    // emulator lacks); an orphan object there stays until a later version sweeps it.
+    let Some(root) = deps.blobs.local_root() else {
+        metrics::counter!(m::ORPHAN_FILES_REMOVED_TOTAL).increment(removed as u64);
+        return removed;
+    };
     for project_dir in files_in(root).into_iter().filter(|p| p.is_dir()) {
         let Some(project_name) = project_dir.file_name().and_then(|n| n.to_str()) else {
             continue;

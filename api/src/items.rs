@@ -17,12 +17,11 @@ use poem_openapi::{
     payload::Json,
     types::multipart::Upload,
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use uuid::Uuid;
 
 use crate::{
     content::{FileBody, RangeRequest, content_disposition, parse_range},
-    problem::{ApiError, ApiResult, Problem},
+    problem::{ApiResult, Problem},
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -262,27 +261,37 @@ async fn content(
     id: Uuid,
     range: Option<String>,
 ) -> ApiResult<ContentResponse> {
-    let (item, mut file, len) = engine.item_content(&auth.0, kind, id).await?;
+    let (item, len) = engine.item_content(&auth.0, kind, id).await?;
     let disposition = content_disposition(&item.file_name);
-    let internal = |e: std::io::Error| ApiError::from(alta_actors::EngineError::internal(e));
     match parse_range(range.as_deref(), len) {
-        RangeRequest::Full => Ok(ContentResponse::Full(
+        // An empty blob has no bytes to stream (uploads refuse empty files anyway).
+        RangeRequest::Full if len == 0 => Ok(ContentResponse::Full(
             FileBody {
-                body: Body::from_async_read(file),
+                body: Body::empty(),
                 content_type: item.content_type,
             },
             disposition,
             "bytes".into(),
             len,
         )),
+        RangeRequest::Full => {
+            let stream = engine.item_content_range(&item, 0, len - 1).await?;
+            Ok(ContentResponse::Full(
+                FileBody {
+                    body: Body::from_bytes_stream(stream),
+                    content_type: item.content_type,
+                },
+                disposition,
+                "bytes".into(),
+                len,
+            ))
+        }
         RangeRequest::Partial(start, end) => {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(internal)?;
+            let stream = engine.item_content_range(&item, start, end).await?;
             let count = end - start + 1;
             Ok(ContentResponse::Partial(
                 FileBody {
-                    body: Body::from_async_read(file.take(count)),
+                    body: Body::from_bytes_stream(stream),
                     content_type: item.content_type,
                 },
                 disposition,

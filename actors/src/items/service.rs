@@ -117,22 +117,35 @@ impl Engine {
         Ok(row.into())
     }
 
-    /// The item and its content, opened for streaming.
+    /// The item and the length of its content; read it with [`Self::item_content_range`].
+    /// The length is the size recorded at upload (blobs are immutable), which saves a
+    /// round trip to a remote store; a missing blob shows when the range is opened.
     pub async fn item_content(
         &self,
         principal: &Principal,
         kind: DataKind,
         id: Uuid,
-    ) -> Result<(ItemView, tokio::fs::File, u64), EngineError> {
+    ) -> Result<(ItemView, u64), EngineError> {
         let item = self.item(principal, kind, id).await?;
+        let len = u64::try_from(item.size_bytes)
+            .map_err(|_| EngineError::internal(format!("item {id} has a negative size")))?;
+        Ok((item, len))
+    }
+
+    /// Stream the bytes `start..=end_inclusive` of an item (from [`Self::item_content`],
+    /// so access has been checked) without buffering the whole blob.
+    pub async fn item_content_range(
+        &self,
+        item: &ItemView,
+        start: u64,
+        end_inclusive: u64,
+    ) -> Result<crate::blob::BlobStream, EngineError> {
         let key = crate::blob::item_key(item.project_id, item.id);
-        let (file, len) = self
-            .deps
+        self.deps
             .blobs
-            .open(&key)
+            .open_range(&key, start, end_inclusive)
             .await
-            .map_err(|e| EngineError::internal(format!("blob {key} unreadable: {e}")))?;
-        Ok((item, file, len))
+            .map_err(|e| EngineError::internal(format!("blob {key} unreadable: {e}")))
     }
 
     pub async fn delete_item(
