@@ -7,9 +7,15 @@
 #   benches/run.sh                                  # SQLite in a temp dir, default scenarios
 #   benches/run.sh postgres --concurrency 32 --seconds 20
 #   benches/run.sh sqlite --scenarios health,me > sqlite.json
+#   benches/run.sh sqlite --scenarios upload_1k --concurrency 8 --seconds 10
+#   benches/run.sh sqlite --scenarios upload_big --big-mib 1023
 #
 # The JSON report goes to stdout; everything else (build output, progress, the driver's
-# one-line summaries) goes to stderr.
+# one-line summaries) goes to stderr. After the driver, the server's peak and current
+# resident memory (VmHWM / VmRSS) are appended to the stderr summary.
+#
+# The server runs with MAX_UPLOAD_BYTES = 1100 MiB (room for `upload_big` at its default
+# 1023 MiB) and UPLOAD_CONCURRENCY = 8 (uploads beyond that get 503, counted as `busy`).
 #
 # Environment:
 #   CARGO_TARGET_DIR   honoured (binary at ${CARGO_TARGET_DIR:-target}/debug/alta)
@@ -20,6 +26,8 @@
 #                      PostgreSQL server used for `postgres` (default 127.0.0.1:5432, postgres)
 #   BENCH_REDIS_URL    use this Redis (REDIS_URL is otherwise unset for the server)
 #   KEEP_BENCH_DIR=1   keep the temp dir (data and server.log) after the run
+#   BENCH_UPLOAD_CONCURRENCY
+#                      the server's UPLOAD_CONCURRENCY (default 8)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -133,6 +141,10 @@ server_env=(
     "PORT=$port"
     RATE_LIMIT_AUTH_PER_IP=1000000/min
     RATE_LIMIT_AUTH_PER_ACCOUNT=1000000/min
+    # upload_big sends up to 1023 MiB by default (the default per-project audio limit is
+    # 1 GiB); the request limit must also cover the multipart framing.
+    "MAX_UPLOAD_BYTES=$((1100 * 1024 * 1024))"
+    "UPLOAD_CONCURRENCY=${BENCH_UPLOAD_CONCURRENCY:-8}"
 )
 
 if [[ $backend == postgres ]]; then
@@ -176,6 +188,22 @@ log "server is healthy"
 
 # --- driver ---------------------------------------------------------------------------------
 # The password goes through the environment (the driver reads ALTA_BENCH_PASSWORD), not argv.
+driver_status=0
 ALTA_BENCH_PASSWORD="$password" \
     cargo bench --profile "$profile" --bench throughput -- \
-    --url "$url" --email "$email" --label "$backend" "$@"
+    --url "$url" --email "$email" --label "$backend" "$@" || driver_status=$?
+
+# --- server memory (before cleanup stops it) ---------------------------------------------------
+# VmHWM is the peak resident set size over the server's life, VmRSS the current one (kB).
+status_file=/proc/$server_pid/status
+if kill -0 "$server_pid" 2>/dev/null && [[ -r $status_file ]]; then
+    memory=$(awk '
+        /^VmHWM:/ { peak = $2 }
+        /^VmRSS:/ { rss = $2 }
+        END { printf "peak_rss=%.1fMiB rss=%.1fMiB", peak / 1024, rss / 1024 }
+    ' "$status_file")
+    printf '%-10s %s\n' server "$memory" >&2
+else
+    log "server (pid $server_pid) is gone: no memory figures"
+fi
+exit "$driver_status"

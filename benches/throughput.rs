@@ -10,22 +10,37 @@
 //!     --concurrency 16 --seconds 10 --scenarios health,me,login --label sqlite
 //! ```
 //!
-//! Scenarios:
+//! Scenarios (the first three run by default, the upload ones only when named):
 //! - `health`: `GET /health`
 //! - `me`: `GET /api/auth/me` with a bearer token obtained by one login beforehand
 //! - `login`: `POST /api/auth/login` on every request (argon2-bound; the server's
 //!   per-account and per-IP login limits apply, 429s are counted as `rate_limited`)
+//! - `upload_1k`: `POST /api/documents`, a multipart upload of 1 KiB of `text/plain`
+//!   that differs on every request (the server refuses the same content twice in a
+//!   project), into a project created for the scenario. The account must be allowed to
+//!   create projects (e.g. a super admin, as `run.sh` makes it).
+//! - `upload_big`: ONE streamed upload of a generated WAV of `--big-mib` MiB (16-bit
+//!   PCM, stereo, 48 kHz, a quiet 375 Hz tone) to `POST /api/voice`, into a project
+//!   created for it. The file is produced chunk by chunk while it is sent and never held
+//!   in memory. `--concurrency` and `--seconds` do not apply; the report adds an
+//!   `upload` object (bytes, time, MiB/s, status, measured audio duration). The
+//!   server's `MAX_UPLOAD_BYTES` and the project's audio limit (1 GiB by default) must
+//!   allow the size.
 //!
 //! Latency covers sending the request and reading the whole response body. A request
 //! still in flight when a scenario's deadline passes is abandoned and not counted, so
 //! every scenario takes at most `--seconds`. Percentiles (nearest rank) are computed
-//! over every completed request, whatever its outcome.
+//! over every completed request, whatever its outcome. 429 counts as `rate_limited`
+//! and 503 (server busy, e.g. all upload slots taken) as `busy`, in every scenario;
+//! neither is retried or waited out, and `rps` counts every completed request.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use reqwest::multipart::{Form, Part};
 use reqwest::{Client, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -40,6 +55,34 @@ const LOGIN_ATTEMPTS: u32 = 5;
 
 /// Longest Retry-After the initial login is willing to honour.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Upper bound on the single `upload_big` request (transfer plus the server's analysis).
+const BIG_UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const MIB: u64 = 1024 * 1024;
+
+/// Size of every `upload_1k` file.
+const SMALL_UPLOAD_BYTES: usize = 1024;
+
+/// Text repeated to pad each `upload_1k` file after its unique first line.
+const FILLER: &[u8] = b"Habari za asubuhi. The quick brown fox jumps over the lazy dog.\n";
+
+/// The generated WAV: 16-bit PCM, stereo, 48 kHz.
+const WAV_SAMPLE_RATE: u32 = 48_000;
+const WAV_CHANNELS: u16 = 2;
+const WAV_BITS: u16 = 16;
+const WAV_BLOCK_ALIGN: u16 = WAV_CHANNELS * (WAV_BITS / 8);
+const WAV_HEADER_BYTES: u64 = 44;
+
+/// Bytes of sample data per stream chunk (16384 frames).
+const WAV_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Frames per period of the tone: 48000 / 128 = 375 Hz. A chunk holds a whole number
+/// of periods, so one precomputed chunk repeats without a discontinuity.
+const TONE_PERIOD_FRAMES: usize = 128;
+
+/// Tone amplitude relative to full scale (about -20 dBFS).
+const TONE_AMPLITUDE: f64 = 0.1;
 
 /// Command-line options, given after `cargo bench --bench throughput --`.
 /// (No `Debug`: it holds the password.)
@@ -78,6 +121,11 @@ struct Args {
     )]
     scenarios: Vec<Scenario>,
 
+    /// Size of the `upload_big` file in MiB (the default fits the default per-project
+    /// audio limit of 1 GiB).
+    #[arg(long, default_value_t = 1023, value_parser = clap::value_parser!(u64).range(1..=4095))]
+    big_mib: u64,
+
     /// Free text copied into the report (e.g. "sqlite" or "postgres").
     #[arg(long, default_value = "")]
     label: String,
@@ -96,6 +144,12 @@ enum Scenario {
     Me,
     /// `POST /api/auth/login`
     Login,
+    /// `POST /api/documents` with 1 KiB of unique text
+    #[value(name = "upload_1k")]
+    Upload1k,
+    /// One streamed `POST /api/voice` of `--big-mib` MiB
+    #[value(name = "upload_big")]
+    UploadBig,
 }
 
 impl Scenario {
@@ -104,11 +158,16 @@ impl Scenario {
             Self::Health => "health",
             Self::Me => "me",
             Self::Login => "login",
+            Self::Upload1k => "upload_1k",
+            Self::UploadBig => "upload_big",
         }
     }
 
     fn needs_credentials(self) -> bool {
-        matches!(self, Self::Me | Self::Login)
+        matches!(
+            self,
+            Self::Me | Self::Login | Self::Upload1k | Self::UploadBig
+        )
     }
 }
 
@@ -134,6 +193,20 @@ struct LoginResponse {
     access_token: String,
 }
 
+/// The part of the project-creation response the driver needs.
+#[derive(Debug, Deserialize)]
+struct ProjectCreated {
+    id: String,
+}
+
+/// How a scenario runs once its setup (login, project) is done.
+enum Plan {
+    /// Request loops on `concurrency` tasks for `seconds`.
+    Loop(Target),
+    /// The single `upload_big` request.
+    BigUpload { token: String, project_id: String },
+}
+
 /// A fully prepared request kind, shared by the tasks of one scenario.
 enum Target {
     Health {
@@ -147,16 +220,52 @@ enum Target {
         url: String,
         credentials: Credentials,
     },
+    SmallUpload {
+        url: String,
+        token: String,
+        project_id: String,
+        /// Random per scenario, so files differ from those of any earlier run.
+        prefix: String,
+        /// Numbers the files, so they differ within the run.
+        counter: AtomicU64,
+    },
 }
 
 impl Target {
-    fn request(&self, client: &Client) -> reqwest::RequestBuilder {
-        match self {
+    fn request(&self, client: &Client) -> reqwest::Result<reqwest::RequestBuilder> {
+        Ok(match self {
             Self::Health { url } => client.get(url),
             Self::Me { url, token } => client.get(url).bearer_auth(token),
             Self::Login { url, credentials } => client.post(url).json(credentials),
-        }
+            Self::SmallUpload {
+                url,
+                token,
+                project_id,
+                prefix,
+                counter,
+            } => {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let part = Part::bytes(small_file(prefix, n))
+                    .file_name("bench.txt")
+                    .mime_str("text/plain")?;
+                let form = Form::new()
+                    .text("project_id", project_id.clone())
+                    .part("file", part);
+                client.post(url).bearer_auth(token).multipart(form)
+            }
+        })
     }
+}
+
+/// `SMALL_UPLOAD_BYTES` of ASCII text whose first line is unique to (`prefix`, `n`).
+fn small_file(prefix: &str, n: u64) -> Vec<u8> {
+    let mut text = format!("alta bench {prefix} file {n}\n").into_bytes();
+    while text.len() < SMALL_UPLOAD_BYTES {
+        let take = (SMALL_UPLOAD_BYTES - text.len()).min(FILLER.len());
+        text.extend_from_slice(&FILLER[..take]);
+    }
+    text.truncate(SMALL_UPLOAD_BYTES);
+    text
 }
 
 /// How one completed request ended.
@@ -164,6 +273,8 @@ impl Target {
 enum Outcome {
     Ok,
     RateLimited,
+    /// 503: the server refused for lack of capacity (it sends `Retry-After`).
+    Busy,
     Error,
 }
 
@@ -173,6 +284,8 @@ impl Outcome {
             Self::Ok
         } else if status == StatusCode::TOO_MANY_REQUESTS {
             Self::RateLimited
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            Self::Busy
         } else {
             Self::Error
         }
@@ -186,6 +299,7 @@ struct TaskResult {
     latencies_us: Vec<u64>,
     ok: u64,
     rate_limited: u64,
+    busy: u64,
     errors: u64,
     /// First failure seen by this task, for the stderr summary.
     first_error: Option<String>,
@@ -198,6 +312,7 @@ impl TaskResult {
         match outcome {
             Outcome::Ok => self.ok += 1,
             Outcome::RateLimited => self.rate_limited += 1,
+            Outcome::Busy => self.busy += 1,
             Outcome::Error => {
                 self.errors += 1;
                 if self.first_error.is_none() {
@@ -211,6 +326,7 @@ impl TaskResult {
         self.latencies_us.extend(other.latencies_us);
         self.ok += other.ok;
         self.rate_limited += other.rate_limited;
+        self.busy += other.busy;
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -235,19 +351,44 @@ struct ScenarioReport {
     requests: u64,
     ok: u64,
     rate_limited: u64,
+    busy: u64,
     errors: u64,
     rps: f64,
     p50_ms: f64,
     p95_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// `upload_big` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload: Option<BigUploadReport>,
+}
+
+/// What the single `upload_big` request did.
+#[derive(Debug, Serialize)]
+struct BigUploadReport {
+    /// Size of the file (the multipart framing around it is not counted).
+    bytes: u64,
+    /// HTTP status; absent when the request failed in transport.
+    status: Option<u16>,
+    /// From the start of the request to the end of the response body, which includes
+    /// the server's hashing, type detection and audio analysis after the transfer.
+    seconds: f64,
+    mib_per_s: f64,
+    /// From the start of the request until the last byte of the file was handed to the
+    /// HTTP client (absent if the file was not sent in full).
+    send_seconds: Option<f64>,
+    send_mib_per_s: Option<f64>,
+    /// Duration implied by the generated header.
+    expected_duration_seconds: f64,
+    /// `audio.duration_seconds` from the response.
+    audio_duration_seconds: Option<f64>,
 }
 
 impl ScenarioReport {
     fn new(name: &'static str, mut result: TaskResult, elapsed: Duration) -> Self {
         result.latencies_us.sort_unstable();
         let sorted = &result.latencies_us;
-        let requests = result.ok + result.rate_limited + result.errors;
+        let requests = result.ok + result.rate_limited + result.busy + result.errors;
         let secs = elapsed.as_secs_f64();
         let rps = if secs > 0.0 {
             requests as f64 / secs
@@ -259,30 +400,51 @@ impl ScenarioReport {
             requests,
             ok: result.ok,
             rate_limited: result.rate_limited,
+            busy: result.busy,
             errors: result.errors,
             rps: round3(rps),
             p50_ms: percentile_ms(sorted, 500),
             p95_ms: percentile_ms(sorted, 950),
             p99_ms: percentile_ms(sorted, 990),
             max_ms: sorted.last().map_or(0.0, |&us| us_to_ms(us)),
+            upload: None,
         }
     }
 
     fn summary_line(&self) -> String {
-        format!(
-            "{:<8} requests={} ok={} rate_limited={} errors={} rps={:.1} \
+        let mut line = format!(
+            "{:<10} requests={} ok={} rate_limited={} busy={} errors={} rps={:.1} \
              p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
             self.name,
             self.requests,
             self.ok,
             self.rate_limited,
+            self.busy,
             self.errors,
             self.rps,
             self.p50_ms,
             self.p95_ms,
             self.p99_ms,
             self.max_ms,
-        )
+        );
+        if let Some(upload) = &self.upload {
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+            line.push_str(&format!(
+                " | bytes={} status={} seconds={:.2} mib_per_s={:.1} send_seconds={} \
+                 send_mib_per_s={} audio_duration={}s (expected {:.2}s)",
+                upload.bytes,
+                upload
+                    .status
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                upload.seconds,
+                upload.mib_per_s,
+                opt(upload.send_seconds),
+                opt(upload.send_mib_per_s),
+                opt(upload.audio_duration_seconds),
+                upload.expected_duration_seconds,
+            ));
+        }
+        line
     }
 }
 
@@ -313,18 +475,18 @@ async fn run_task(client: Client, target: Arc<Target>, deadline: Instant) -> Tas
     while Instant::now() < deadline {
         let started = Instant::now();
         let attempt = async {
-            let response = target.request(&client).send().await?;
+            let response = target.request(&client)?.send().await?;
             let status = response.status();
             // Drain the body so the connection goes back to the pool.
-            response.bytes().await?;
-            Ok::<_, reqwest::Error>(status)
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
         };
         match timeout_at(deadline, attempt).await {
             // Deadline hit mid-request: the request is abandoned and not counted.
             Err(_elapsed) => break,
-            Ok(Ok(status)) => {
+            Ok(Ok((status, body))) => {
                 result.record(started.elapsed(), Outcome::from_status(status), || {
-                    format!("HTTP {status}")
+                    format!("HTTP {status}: {}", body_snippet(&body))
                 })
             }
             Ok(Err(err)) => {
@@ -363,6 +525,199 @@ async fn run_scenario(
         eprintln!("{name}: first error: {error}");
     }
     Ok(ScenarioReport::new(name, total, elapsed))
+}
+
+/// The start of a response body, for error messages.
+fn body_snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(300).collect()
+}
+
+/// Creates a project for an upload scenario (the caller becomes its admin) and
+/// returns its id.
+async fn create_project(
+    client: &Client,
+    base: &str,
+    token: &str,
+    scenario: &str,
+) -> anyhow::Result<String> {
+    let url = format!("{base}/api/projects");
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!("bench {stamp} {scenario}");
+    let response = client
+        .post(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .with_context(|| format!("POST {url} failed"))?;
+    let status = response.status();
+    if status != StatusCode::CREATED {
+        let body = response.text().await.unwrap_or_default();
+        bail!("creating project {name:?} failed with {status}: {body}");
+    }
+    let project: ProjectCreated = response
+        .json()
+        .await
+        .context("project response is not the expected JSON")?;
+    Ok(project.id)
+}
+
+/// The 44-byte RIFF/WAVE header of a PCM file with `data_len` bytes of samples.
+fn wav_header(data_len: u32) -> Vec<u8> {
+    let byte_rate = WAV_SAMPLE_RATE * u32::from(WAV_BLOCK_ALIGN);
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    // RIFF chunk size: everything after these 8 bytes.
+    header.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
+    header.extend_from_slice(b"WAVE");
+    header.extend_from_slice(b"fmt ");
+    header.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    header.extend_from_slice(&WAV_CHANNELS.to_le_bytes());
+    header.extend_from_slice(&WAV_SAMPLE_RATE.to_le_bytes());
+    header.extend_from_slice(&byte_rate.to_le_bytes());
+    header.extend_from_slice(&WAV_BLOCK_ALIGN.to_le_bytes());
+    header.extend_from_slice(&WAV_BITS.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&data_len.to_le_bytes());
+    header
+}
+
+/// One `WAV_CHUNK_BYTES` block of a quiet tone, the same on every channel; it holds a
+/// whole number of periods, so repeating it keeps the waveform continuous.
+fn tone_chunk() -> Vec<u8> {
+    let frame_bytes = usize::from(WAV_BLOCK_ALIGN);
+    let mut chunk = Vec::with_capacity(WAV_CHUNK_BYTES);
+    for frame in 0..WAV_CHUNK_BYTES / frame_bytes {
+        let phase = (frame % TONE_PERIOD_FRAMES) as f64 / TONE_PERIOD_FRAMES as f64;
+        let value = TONE_AMPLITUDE * (std::f64::consts::TAU * phase).sin();
+        let sample = (value * f64::from(i16::MAX)).round() as i16;
+        for _ in 0..WAV_CHANNELS {
+            chunk.extend_from_slice(&sample.to_le_bytes());
+        }
+    }
+    chunk
+}
+
+/// The WAV file as a sequence of chunks: the header, then sample data until the file
+/// has its full size. Only the one precomputed chunk lives in memory.
+struct WavChunks {
+    header: Option<Vec<u8>>,
+    tone: Vec<u8>,
+    /// Sample bytes still to produce.
+    remaining: u64,
+    /// Set when the consumer asks for more after the last chunk.
+    done_at: Arc<OnceLock<Instant>>,
+}
+
+impl Iterator for WavChunks {
+    type Item = Result<Vec<u8>, std::io::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(header) = self.header.take() {
+            return Some(Ok(header));
+        }
+        if self.remaining == 0 {
+            let _ = self.done_at.set(Instant::now());
+            return None;
+        }
+        let len =
+            usize::try_from(self.remaining).map_or(self.tone.len(), |r| r.min(self.tone.len()));
+        self.remaining -= len as u64;
+        Some(Ok(self.tone[..len].to_vec()))
+    }
+}
+
+/// `upload_big`: streams one generated WAV of `mib` MiB to `POST /api/voice`.
+async fn run_big_upload(
+    client: &Client,
+    base: &str,
+    token: &str,
+    project_id: &str,
+    mib: u64,
+) -> anyhow::Result<ScenarioReport> {
+    let name = Scenario::UploadBig.name();
+    let url = format!("{base}/api/voice");
+    let bytes = mib * MIB;
+    let data_len = u32::try_from(bytes - WAV_HEADER_BYTES)
+        .context("the WAV data length must fit in 32 bits")?;
+    let expected_duration =
+        f64::from(data_len) / f64::from(WAV_SAMPLE_RATE * u32::from(WAV_BLOCK_ALIGN));
+
+    let done_at = Arc::new(OnceLock::new());
+    let chunks = WavChunks {
+        header: Some(wav_header(data_len)),
+        tone: tone_chunk(),
+        remaining: u64::from(data_len),
+        done_at: Arc::clone(&done_at),
+    };
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let part = Part::stream_with_length(body, bytes)
+        .file_name("bench.wav")
+        .mime_str("audio/wav")?;
+    let form = Form::new()
+        .text("project_id", project_id.to_owned())
+        .part("file", part);
+
+    eprintln!("{name}: streaming {mib} MiB to {url}");
+    let started = Instant::now();
+    let outcome = async {
+        let response = client
+            .post(&url)
+            .bearer_auth(token)
+            .timeout(BIG_UPLOAD_TIMEOUT)
+            .multipart(form)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    }
+    .await;
+    let elapsed = started.elapsed();
+    let send_elapsed = done_at.get().map(|at| at.duration_since(started));
+
+    let mib_per_s = |d: Duration| {
+        let secs = d.as_secs_f64();
+        if secs > 0.0 {
+            round3(mib as f64 / secs)
+        } else {
+            0.0
+        }
+    };
+    let mut result = TaskResult::default();
+    let (status, audio_duration) = match &outcome {
+        Ok((status, body)) => {
+            result.record(elapsed, Outcome::from_status(*status), || {
+                format!("HTTP {status}: {}", body_snippet(body))
+            });
+            let duration = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.pointer("/audio/duration_seconds")?.as_f64());
+            (Some(status.as_u16()), duration)
+        }
+        Err(err) => {
+            result.record(elapsed, Outcome::Error, || format!("transport: {err}"));
+            (None, None)
+        }
+    };
+    if let Some(error) = &result.first_error {
+        eprintln!("{name}: error: {error}");
+    }
+    let mut report = ScenarioReport::new(name, result, elapsed);
+    report.upload = Some(BigUploadReport {
+        bytes,
+        status,
+        seconds: round3(elapsed.as_secs_f64()),
+        mib_per_s: mib_per_s(elapsed),
+        send_seconds: send_elapsed.map(|d| round3(d.as_secs_f64())),
+        send_mib_per_s: send_elapsed.map(mib_per_s),
+        expected_duration_seconds: round3(expected_duration),
+        audio_duration_seconds: audio_duration,
+    });
+    Ok(report)
 }
 
 /// Checks that the server answers `GET /health` before any scenario starts.
@@ -437,8 +792,8 @@ async fn main() -> anyhow::Result<()> {
     };
     if credentials.is_none() && scenarios.iter().any(|s| s.needs_credentials()) {
         bail!(
-            "the `me` and `login` scenarios need --email and --password \
-             (or ALTA_BENCH_EMAIL / ALTA_BENCH_PASSWORD)"
+            "the `me`, `login`, `upload_1k` and `upload_big` scenarios need --email and \
+             --password (or ALTA_BENCH_EMAIL / ALTA_BENCH_PASSWORD)"
         );
     }
 
@@ -455,31 +810,54 @@ async fn main() -> anyhow::Result<()> {
 
     let mut reports = Vec::with_capacity(scenarios.len());
     for scenario in scenarios {
-        let target = match (scenario, &credentials) {
-            (Scenario::Health, _) => Target::Health {
+        let plan = match (scenario, &credentials) {
+            (Scenario::Health, _) => Plan::Loop(Target::Health {
                 url: format!("{base}/health"),
-            },
-            (Scenario::Me, Some(credentials)) => Target::Me {
+            }),
+            (Scenario::Me, Some(credentials)) => Plan::Loop(Target::Me {
                 url: format!("{base}/api/auth/me"),
                 // A fresh token per scenario, so an earlier long run cannot expire it.
                 token: login(&client, &base, credentials).await?,
-            },
-            (Scenario::Login, Some(credentials)) => Target::Login {
+            }),
+            (Scenario::Login, Some(credentials)) => Plan::Loop(Target::Login {
                 url: format!("{base}/api/auth/login"),
                 credentials: credentials.clone(),
-            },
-            (Scenario::Me | Scenario::Login, None) => {
+            }),
+            (Scenario::Upload1k, Some(credentials)) => {
+                let token = login(&client, &base, credentials).await?;
+                let project_id = create_project(&client, &base, &token, scenario.name()).await?;
+                Plan::Loop(Target::SmallUpload {
+                    url: format!("{base}/api/documents"),
+                    token,
+                    project_id,
+                    prefix: uuid::Uuid::new_v4().simple().to_string(),
+                    counter: AtomicU64::new(0),
+                })
+            }
+            (Scenario::UploadBig, Some(credentials)) => {
+                let token = login(&client, &base, credentials).await?;
+                let project_id = create_project(&client, &base, &token, scenario.name()).await?;
+                Plan::BigUpload { token, project_id }
+            }
+            (Scenario::Me | Scenario::Login | Scenario::Upload1k | Scenario::UploadBig, None) => {
                 bail!("scenario `{}` needs credentials", scenario.name())
             }
         };
-        let report = run_scenario(
-            &client,
-            scenario.name(),
-            target,
-            args.concurrency,
-            args.seconds,
-        )
-        .await?;
+        let report = match plan {
+            Plan::Loop(target) => {
+                run_scenario(
+                    &client,
+                    scenario.name(),
+                    target,
+                    args.concurrency,
+                    args.seconds,
+                )
+                .await?
+            }
+            Plan::BigUpload { token, project_id } => {
+                run_big_upload(&client, &base, &token, &project_id, args.big_mib).await?
+            }
+        };
         eprintln!("{}", report.summary_line());
         reports.push(report);
     }
