@@ -19,6 +19,7 @@ backend_tests!(
     a_recording_is_analysed,
     contributors_see_their_own_items_and_reviewers_everyone_s,
     the_sweep_removes_crash_leftovers_only,
+    upload_retries_replay_and_external_ids_are_unique,
 );
 
 /// A mono 16-bit PCM WAV of a sine at half scale.
@@ -785,4 +786,56 @@ async fn a_document_round_trips_through_gcs(backend: Backend) {
         "not_found",
     )
     .await;
+}
+
+/// An upload retried with its Idempotency-Key replays the first answer; a client's
+/// `external_id` is unique per project.
+async fn upload_retries_replay_and_external_ids_are_unique(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Retries").await;
+    let send = |bytes: &'static [u8], key: Option<&'static str>, external_id: &'static str| {
+        let part = Part::bytes(bytes.to_vec())
+            .file_name("t.txt")
+            .mime_str("text/plain")
+            .unwrap();
+        let form = Form::new()
+            .text("project_id", project.clone())
+            .text("external_id", external_id)
+            .text("metadata", r#"{"source": "radio"}"#)
+            .part("file", part);
+        let mut req = app
+            .client
+            .post(app.url("/api/documents"))
+            .bearer_auth(&owner)
+            .multipart(form);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send()
+    };
+    let first = send(b"first text", Some("up-1"), "ext-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first = first.text().await.unwrap();
+    let again = send(b"first text", Some("up-1"), "ext-1").await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first);
+    let item: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(item["metadata"], json!({"source": "radio"}));
+    let dup = send(b"other text", None, "ext-1").await.unwrap();
+    let problem = assert_problem(dup, StatusCode::CONFLICT, "duplicate_external_id").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(item["id"].as_str().unwrap())
+    );
+    let list: Value = app
+        .get_auth(&format!("/api/documents?project_id={project}"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
