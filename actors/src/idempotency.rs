@@ -135,16 +135,15 @@ impl Engine {
     }
 
     /// After the call: a failed request frees its key (nothing was committed).
-    pub(crate) async fn end_idempotent<T>(
-        &self,
-        claim: &Option<Claim>,
-        result: &Result<T, EngineError>,
-    ) {
-        if let (Some(claim), Err(_)) = (claim, result)
+    pub(crate) async fn end_idempotent(&self, claim: &Option<Claim>, succeeded: bool) {
+        if let (Some(claim), false) = (claim, succeeded)
             && let Err(err) =
                 store::idempotency::release(&self.deps.db, claim.user_id, &claim.key).await
         {
-            tracing::warn!(error = %err, "could not release an idempotency key; it frees itself when its lock expires");
+            tracing::warn!(
+                error = %err,
+                "could not release an idempotency key; it frees itself when its lock expires"
+            );
         }
     }
 }

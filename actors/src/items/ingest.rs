@@ -262,10 +262,7 @@ impl Engine {
         let item_id = Uuid::now_v7();
         let key = blob::item_key(input.project_id, item_id);
         if let Err(err) = self.deps.blobs.put_file(&key, &incoming_path).await {
-            let result: Result<(), EngineError> = Err(EngineError::internal(format!(
-                "cannot store the blob: {err}"
-            )));
-            self.end_idempotent(&claim, &result).await;
+            self.end_idempotent(&claim, false).await;
             return Err(EngineError::internal(format!(
                 "cannot store the blob: {err}"
             )));
@@ -310,7 +307,7 @@ impl Engine {
         {
             tracing::warn!(%key, error = %err, "could not remove the blob of a refused upload");
         }
-        self.end_idempotent(&claim, &result).await;
+        self.end_idempotent(&claim, result.is_ok()).await;
         result.map(Idempotent::Fresh)
     }
 }

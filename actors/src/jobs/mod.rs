@@ -27,26 +27,28 @@ pub struct MailJob {
     pub template: String,
 }
 
-/// Queue a mail in the caller's transaction: it is sent if and only if the change commits.
+/// Queue a job in the caller's transaction: it runs if and only if the change commits.
 /// Callers nudge `deps.job_waker` after the commit.
+pub(crate) async fn enqueue(
+    deps: &Deps,
+    tx: &mut Tx,
+    kind: &'static str,
+    payload: serde_json::Value,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    store::jobs::enqueue(tx, kind, payload, deps.config.jobs.max_attempts, now, now).await?;
+    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => kind).increment(1);
+    Ok(())
+}
+
+/// Queue a mail (see [`enqueue`]).
 pub(crate) async fn enqueue_mail(
     deps: &Deps,
     tx: &mut Tx,
     mail: MailJob,
 ) -> Result<(), EngineError> {
-    let now = deps.clock.now();
     let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    store::jobs::enqueue(
-        tx,
-        KIND_MAIL,
-        payload,
-        deps.config.jobs.max_attempts,
-        now,
-        now,
-    )
-    .await?;
-    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_MAIL).increment(1);
-    Ok(())
+    enqueue(deps, tx, KIND_MAIL, payload).await
 }
 
 /// When to try a job again after its `attempt`-th failure: exponential backoff with

@@ -46,17 +46,7 @@ pub async fn add(
     } else {
         KIND_OCR
     };
-    let now = deps.clock.now();
-    store::jobs::enqueue(
-        &mut tx,
-        job_kind,
-        json!({"item_id": row.id}),
-        deps.config.jobs.max_attempts,
-        now,
-        now,
-    )
-    .await?;
-    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => job_kind).increment(1);
+    crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": row.id})).await?;
     store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
     audit(
         &mut tx,

@@ -102,7 +102,7 @@ impl Engine {
                 reply,
             })
             .await;
-        self.end_idempotent(&claim, &result).await;
+        self.end_idempotent(&claim, result.is_ok()).await;
         result.map(Idempotent::Fresh)
     }
 
@@ -355,7 +355,7 @@ impl Engine {
                 reply,
             })
             .await;
-        self.end_idempotent(&claim, &result).await;
+        self.end_idempotent(&claim, result.is_ok()).await;
         result.map(Idempotent::Fresh)
     }
 
