@@ -91,6 +91,9 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     pub max_audio_seconds: f64,
     pub audio_analysis_timeout: Duration,
+    pub resumable_upload_expiry: Duration,
+    pub sweep_interval: Duration,
+    pub orphan_grace: Duration,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
@@ -350,6 +353,15 @@ impl Settings {
             return Err(err("MAX_AUDIO_SECONDS", "must be positive"));
         }
         let audio_timeout: u64 = v.parse("AUDIO_ANALYSIS_TIMEOUT_SECONDS", 300)?;
+        let resumable_hours: u64 = v.parse("RESUMABLE_UPLOAD_EXPIRY_HOURS", 24)?;
+        if resumable_hours == 0 {
+            return Err(err("RESUMABLE_UPLOAD_EXPIRY_HOURS", "must be at least 1"));
+        }
+        let sweep_secs: u64 = v.parse("SWEEP_INTERVAL_SECONDS", 900)?;
+        if sweep_secs == 0 {
+            return Err(err("SWEEP_INTERVAL_SECONDS", "must be at least 1"));
+        }
+        let orphan_grace_secs: u64 = v.parse("ORPHAN_GRACE_SECONDS", 3600)?;
 
         let multi_node = v.bool("MULTI_NODE", false)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
@@ -417,6 +429,9 @@ impl Settings {
             max_upload_bytes,
             max_audio_seconds,
             audio_analysis_timeout: Duration::from_secs(audio_timeout.max(1)),
+            resumable_upload_expiry: Duration::from_secs(resumable_hours * 3600),
+            sweep_interval: Duration::from_secs(sweep_secs),
+            orphan_grace: Duration::from_secs(orphan_grace_secs),
             multi_node,
             log_format,
         })
@@ -465,6 +480,9 @@ impl Settings {
             upload_concurrency: self.upload_concurrency,
             max_audio_seconds: self.max_audio_seconds,
             audio_analysis_timeout: self.audio_analysis_timeout,
+            resumable_upload_expiry: self.resumable_upload_expiry,
+            sweep_interval: self.sweep_interval,
+            orphan_grace: self.orphan_grace,
         }
     }
 }

@@ -34,6 +34,13 @@ pub struct EngineConfig {
     pub max_audio_seconds: f64,
     /// Budget for analysing one recording.
     pub audio_analysis_timeout: Duration,
+    /// How long a resumable (tus) upload may stay unfinished before it is removed.
+    pub resumable_upload_expiry: Duration,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+    /// How old a leftover file must be before the sweeper removes it (uploads in
+    /// flight are younger).
+    pub orphan_grace: Duration,
 }
 
 /// Where blobs are kept.

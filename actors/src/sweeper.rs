@@ -24,9 +24,6 @@ pub struct SweeperState {
     deps: Arc<Deps>,
 }
 
-/// How old a leftover must be before it is removed.
-pub const GRACE: Duration = Duration::from_secs(3600);
-const EVERY: Duration = Duration::from_secs(15 * 60);
 
 impl Actor for Sweeper {
     type Msg = SweeperMsg;
@@ -38,7 +35,7 @@ impl Actor for Sweeper {
         myself: ActorRef<Self::Msg>,
         deps: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_interval(EVERY, || SweeperMsg::Sweep);
+        myself.send_interval(deps.config.sweep_interval, || SweeperMsg::Sweep);
         let _ = myself.cast(SweeperMsg::Sweep);
         Ok(SweeperState { deps })
     }
@@ -51,7 +48,7 @@ impl Actor for Sweeper {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SweeperMsg::Sweep => {
-                let removed = sweep(&state.deps, GRACE).await;
+                let removed = sweep(&state.deps, state.deps.config.orphan_grace).await;
                 if removed > 0 {
                     tracing::info!(removed, "swept orphan upload files");
                 }
