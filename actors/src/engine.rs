@@ -38,6 +38,8 @@ pub struct Deps {
     pub blobs: BlobStore,
     /// Bounds concurrent uploads (memory, disk and CPU stay bounded).
     pub upload_permits: Semaphore,
+    /// Resumable uploads a request is writing to right now.
+    pub resumable_busy: crate::resumable::BusyUploads,
     /// Written into job leases.
     pub worker_id: String,
     /// Nudged after a commit that enqueued a job, so a local worker starts at once.
@@ -134,6 +136,7 @@ impl Engine {
         let deps = Arc::new(Deps {
             blobs,
             upload_permits: Semaphore::new(config.upload_concurrency.max(1)),
+            resumable_busy: Default::default(),
             hasher: PasswordHasher::new(config.password_hash_concurrency).await?,
             jwt: JwtKeys::new(&config.jwt),
             db,

@@ -39,6 +39,9 @@ pub enum EngineError {
     /// The request conflicts with the current state (a duplicate, a lost race).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// It existed, and is gone for good (an expired or refused resumable upload).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// Too many requests for this key; try again after `retry_after`.
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
@@ -60,6 +63,7 @@ impl EngineError {
             | Self::Conflict { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::TooLarge { code, .. }
+            | Self::Gone { code, .. }
             | Self::UnsupportedMedia { code, .. } => code,
             Self::Forbidden => "forbidden",
             Self::NotFound { .. } => "not_found",

@@ -18,3 +18,5 @@ pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const UPLOADS_TOTAL: &str = "uploads_total";
 pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";
+pub const RESUMABLE_UPLOADS_TOTAL: &str = "resumable_uploads_total";
+pub const RESUMABLE_BYTES_TOTAL: &str = "resumable_bytes_total";

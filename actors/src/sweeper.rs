@@ -81,6 +81,7 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
             removed += 1;
         }
     }
+    removed += crate::resumable::expire(deps, grace).await;
     // Orphan blobs are only looked for in a local store. For GCS, listing the bucket
     // is not done yet (the crate's listing is the gRPC `StorageControl`, which the
     // emulator lacks); an orphan object there stays until a later version sweeps it.

@@ -6,7 +6,7 @@ use alta_actors::{
     context::RequestContext,
     domain::DataKind,
     idempotency::Idempotent,
-    items::{ItemListQuery, ItemView, UploadInput},
+    items::{ItemListQuery, ItemView, UploadDetails, UploadInput, UploadSource},
     media::audio::AudioAnalysis,
 };
 use chrono::{DateTime, Utc};
@@ -209,13 +209,15 @@ async fn upload(
     let input = UploadInput {
         project_id,
         kind,
-        title: form.title,
-        language: form.language,
-        external_id: form.external_id,
-        metadata: form.metadata,
-        file_name: form.file.file_name().map(str::to_owned),
-        declared_type: form.file.content_type().map(str::to_owned),
-        file: form.file.into_file(),
+        details: UploadDetails {
+            title: form.title,
+            language: form.language,
+            external_id: form.external_id,
+            metadata: form.metadata,
+            file_name: form.file.file_name().map(str::to_owned),
+            declared_type: form.file.content_type().map(str::to_owned),
+        },
+        source: UploadSource::Spooled(form.file.into_file()),
     };
     let outcome = engine.upload(&auth.0, input, key.as_deref(), ctx).await?;
     let replayed = matches!(outcome, Idempotent::Replayed(_)).then(|| "true".to_owned());

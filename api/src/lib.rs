@@ -13,6 +13,7 @@ mod problem;
 mod projects;
 mod security;
 mod tags;
+mod uploads;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
@@ -52,6 +53,7 @@ fn service() -> OpenApiService<
         projects::ProjectsApi,
         items::DocumentsApi,
         items::VoiceApi,
+        uploads::UploadsApi,
         admin::AdminApi,
         health::HealthApi,
     ),
@@ -63,6 +65,7 @@ fn service() -> OpenApiService<
             projects::ProjectsApi,
             items::DocumentsApi,
             items::VoiceApi,
+            uploads::UploadsApi,
             admin::AdminApi,
             health::HealthApi,
         ),
@@ -100,6 +103,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         routes = routes.at("/metrics", get(metrics_endpoint).data(render));
     }
     routes
+        .with(middleware::tus::Tus)
         .with(middleware::BodyLimit::new(
             config.max_body_bytes,
             config.max_upload_bytes,
@@ -115,6 +119,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
             config.trusted_proxies.clone(),
         ))
         .data(engine)
+        .data(uploads::MaxUploadBytes(config.max_upload_bytes as u64))
         .map_to_response()
 }
 

@@ -76,6 +76,9 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// It existed and is gone for good (an expired or refused resumable upload).
+    #[oai(status = 410, content_type = "application/problem+json")]
+    Gone(Json<Problem>),
     /// Well-formed but not processable as asked (e.g. an `Idempotency-Key` reused with
     /// a different request).
     #[oai(status = 422, content_type = "application/problem+json")]
@@ -123,6 +126,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
+            EngineError::Gone { .. } => Self::Gone(problem(StatusCode::GONE)),
             EngineError::TooLarge { .. } => {
                 Self::PayloadTooLarge(problem(StatusCode::PAYLOAD_TOO_LARGE))
             }

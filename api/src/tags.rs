@@ -8,6 +8,8 @@ pub enum ApiTags {
     Projects,
     /// Documents and voice recordings: upload, list, read, download, delete.
     Data,
+    /// Resumable uploads (tus 1.0) for large files over flaky connections.
+    Uploads,
     /// Platform administration (super admins only).
     Admin,
     /// Liveness and readiness probes.

@@ -206,32 +206,44 @@ impl TestAppBuilder {
             format!("test:{}:", Uuid::new_v4().simple()),
         );
         vars.extend(self.vars);
-        let settings = Settings::from_vars(vars).expect("test settings are valid");
         let clock = ManualClock::new(chrono::Utc::now());
-        let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
-            .await
-            .expect("the test server starts");
-        let port = app.port();
-        let engine = app.engine().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
-        TestApp {
-            address: format!("http://127.0.0.1:{port}"),
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            clock,
-            engine,
-            database_url,
-            outbox: data_dir.path().join("outbox"),
-            _data_dir: data_dir,
-            stop: Some(stop),
-            _server: server,
-            _pg: pg,
-        }
+        start(vars, clock, database_url, data_dir, pg).await
+    }
+}
+
+/// Start a server on these settings (a fresh one, or a restart on the same data).
+async fn start(
+    vars: HashMap<String, String>,
+    clock: ManualClock,
+    database_url: String,
+    data_dir: TempDir,
+    pg: Option<PgSchema>,
+) -> TestApp {
+    let settings = Settings::from_vars(vars.clone()).expect("test settings are valid");
+    let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
+        .await
+        .expect("the test server starts");
+    let port = app.port();
+    let engine = app.engine().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        clock,
+        engine,
+        database_url,
+        outbox: data_dir.path().join("outbox"),
+        vars,
+        _data_dir: data_dir,
+        stop: Some(stop),
+        server: Some(server),
+        _pg: pg,
     }
 }
 
@@ -246,14 +258,38 @@ pub struct TestApp {
     pub engine: alta_actors::Engine,
     pub database_url: String,
     pub outbox: PathBuf,
+    /// The settings it runs on (a restart reuses them).
+    vars: HashMap<String, String>,
     /// Holds the SQLite file and the outbox for the app's lifetime.
     _data_dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _pg: Option<PgSchema>,
 }
 
 impl TestApp {
+    /// Stop this server (gracefully) and start a new one on the same database, data
+    /// folder, settings and clock: what survives a restart survives this.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        let vars = std::mem::take(&mut self.vars);
+        let data_dir = std::mem::replace(&mut self._data_dir, TempDir::new().unwrap());
+        let pg = self._pg.take();
+        start(
+            vars,
+            self.clock.clone(),
+            self.database_url.clone(),
+            data_dir,
+            pg,
+        )
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

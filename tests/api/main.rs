@@ -19,3 +19,4 @@ mod openapi;
 mod projects;
 mod rate_limit;
 mod startup;
+mod uploads;

@@ -31,6 +31,9 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 pub struct BlobStore {
     /// Where uploads are received before `put_file` (always local).
     incoming: PathBuf,
+    /// Where resumable uploads collect their bytes (always local, beside `incoming` so a
+    /// finished one is hard-linked there, not copied).
+    resumable: PathBuf,
     backend: Backend,
 }
 
@@ -44,9 +47,12 @@ impl BlobStore {
     /// A store in the local folder `root` (incoming uploads in `root/.incoming`).
     pub async fn local(root: PathBuf) -> io::Result<Self> {
         let incoming = root.join(".incoming");
+        let resumable = root.join(".resumable");
         fs::create_dir_all(&incoming).await?;
+        fs::create_dir_all(&resumable).await?;
         Ok(Self {
             incoming,
+            resumable,
             backend: Backend::Local(LocalBlobs { root }),
         })
     }
@@ -61,10 +67,13 @@ impl BlobStore {
                 anonymous,
             } => {
                 let incoming = local_root.join(".incoming");
+                let resumable = local_root.join(".resumable");
                 fs::create_dir_all(&incoming).await?;
+                fs::create_dir_all(&resumable).await?;
                 let gcs = GcsBlobs::new(bucket, endpoint.as_deref(), *anonymous).await?;
                 Ok(Self {
                     incoming,
+                    resumable,
                     backend: Backend::Gcs(Box::new(gcs)),
                 })
             }
@@ -74,6 +83,16 @@ impl BlobStore {
     /// A fresh local path for an upload being received.
     pub fn incoming_path(&self) -> PathBuf {
         self.incoming.join(Uuid::new_v4().to_string())
+    }
+
+    /// Where the bytes of resumable upload `id` collect.
+    pub fn resumable_path(&self, id: Uuid) -> PathBuf {
+        self.resumable.join(id.to_string())
+    }
+
+    /// The folder of resumable uploads (files there without a row are swept).
+    pub fn resumable_dir(&self) -> &Path {
+        &self.resumable
     }
 
     /// The local folder uploads are received in (swept for leftovers in both modes).

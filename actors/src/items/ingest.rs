@@ -27,10 +27,10 @@ use crate::{
     store::items::ItemRow,
 };
 
-/// An upload as received: the form fields and the spooled file.
-pub struct UploadInput {
-    pub project_id: Uuid,
-    pub kind: DataKind,
+/// What a client said about an upload, besides its bytes (kept as received: checked
+/// by the pipeline, and stored as is with a resumable upload until its bytes are in).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct UploadDetails {
     pub title: Option<String>,
     pub language: Option<String>,
     pub external_id: Option<String>,
@@ -38,7 +38,23 @@ pub struct UploadInput {
     pub metadata: Option<String>,
     pub file_name: Option<String>,
     pub declared_type: Option<String>,
-    pub file: tokio::fs::File,
+}
+
+/// Where the complete file is.
+pub enum UploadSource {
+    /// Spooled by the HTTP layer: copied into the incoming folder while hashing.
+    Spooled(tokio::fs::File),
+    /// Received by us on the blob store's disk (a resumable upload): linked into the
+    /// incoming folder, not copied, and left in place for the caller.
+    Received(PathBuf),
+}
+
+/// An upload as received: the form fields and the file.
+pub struct UploadInput {
+    pub project_id: Uuid,
+    pub kind: DataKind,
+    pub details: UploadDetails,
+    pub source: UploadSource,
 }
 
 /// Removes a half-received file unless it was moved into the store.
@@ -53,14 +69,16 @@ impl Drop for Incoming {
 }
 
 #[derive(serde::Serialize)]
-struct Fields {
+pub(crate) struct Fields {
     title: Option<String>,
     language: Option<String>,
     external_id: Option<String>,
     metadata: Value,
 }
 
-fn parse_fields(input: &UploadInput) -> Result<Fields, EngineError> {
+/// Check the fields of an upload (also when a resumable upload is created, so a bad
+/// field is refused before any byte is sent).
+pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError> {
     let text = |field: &'static str,
                 value: &Option<String>,
                 max: usize|
@@ -136,10 +154,7 @@ async fn copy_hashing(
         }
         total += n as u64;
         if total > max {
-            return Err(EngineError::TooLarge {
-                code: "file_too_large",
-                message: format!("the file is larger than this project's limit of {max} bytes"),
-            });
+            return Err(too_large(max));
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
@@ -148,6 +163,40 @@ async fn copy_hashing(
     }
     out.sync_all().await.map_err(EngineError::internal)?;
     Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// Put a received file at `dest` (a hard link: same disk, no copy) and hash it.
+async fn link_hashing(src: &Path, dest: &Path, max: u64) -> Result<(u64, String), EngineError> {
+    if tokio::fs::hard_link(src, dest).await.is_err() {
+        let file = tokio::fs::File::open(src)
+            .await
+            .map_err(EngineError::internal)?;
+        return copy_hashing(file, dest, max).await;
+    }
+    let mut file = tokio::fs::File::open(dest)
+        .await
+        .map_err(EngineError::internal)?;
+    let len = file.metadata().await.map_err(EngineError::internal)?.len();
+    if len > max {
+        return Err(too_large(max));
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).await.map_err(EngineError::internal)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok((len, hex::encode(hasher.finalize())))
+}
+
+fn too_large(max: u64) -> EngineError {
+    EngineError::TooLarge {
+        code: "file_too_large",
+        message: format!("the file is larger than this project's limit of {max} bytes"),
+    }
 }
 
 fn detect_error(err: detect::DetectError) -> EngineError {
@@ -201,14 +250,17 @@ impl Engine {
             DataKind::Document => project.settings.max_document_bytes,
             DataKind::Audio => project.settings.max_audio_bytes,
         };
-        let fields = parse_fields(&input)?;
+        let fields = parse_fields(&input.details)?;
         let _permit = self.deps.upload_permits.try_acquire().map_err(|_| {
             EngineError::Unavailable("too many uploads in progress; retry shortly".into())
         })?;
 
         let incoming_path = self.deps.blobs.incoming_path();
         let mut incoming = Incoming(Some(incoming_path.clone()));
-        let (size, sha256) = copy_hashing(input.file, &incoming_path, max).await?;
+        let (size, sha256) = match input.source {
+            UploadSource::Spooled(file) => copy_hashing(file, &incoming_path, max).await?,
+            UploadSource::Received(path) => link_hashing(&path, &incoming_path, max).await?,
+        };
         if size == 0 {
             return Err(EngineError::validation(
                 "empty_file",
@@ -218,8 +270,8 @@ impl Engine {
         }
         let (path, declared, name) = (
             incoming_path.clone(),
-            input.declared_type.clone(),
-            input.file_name.clone(),
+            input.details.declared_type.clone(),
+            input.details.file_name.clone(),
         );
         let detected = tokio::task::spawn_blocking(move || {
             detect::detect(&path, kind, declared.as_deref(), name.as_deref())
@@ -282,7 +334,7 @@ impl Engine {
             language: fields.language,
             external_id: fields.external_id,
             metadata: sqlx::types::Json(fields.metadata),
-            file_name: sanitize_file_name(input.file_name.as_deref(), detected.extension()),
+            file_name: sanitize_file_name(input.details.file_name.as_deref(), detected.extension()),
             detected_type: detected.as_str().into(),
             content_type: detected.mime().into(),
             size_bytes: i64::try_from(size).unwrap_or(i64::MAX),

@@ -9,7 +9,8 @@ mod service;
 mod views;
 
 pub use self::file_name::sanitize_file_name;
-pub use self::ingest::UploadInput;
+pub(crate) use self::ingest::parse_fields;
+pub use self::ingest::{UploadDetails, UploadInput, UploadSource};
 pub use self::service::ItemListQuery;
 pub use self::views::{ItemStatus, ItemView};
 

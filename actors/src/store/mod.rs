@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod items;
 pub mod jobs;
 pub mod projects;
+pub mod resumable;
 pub mod users;
 pub mod verification;
 

@@ -21,7 +21,7 @@ pub struct BodyLimit {
     max_upload: usize,
 }
 
-/// Routes that receive files: their cap is the upload limit (per-project limits apply
+/// Routes that receive files (and `/api/uploads/{id}` chunks): their cap is the upload limit (per-project limits apply
 /// within it, while the file streams to disk).
 const UPLOAD_PATHS: [&str; 2] = ["/api/documents", "/api/voice"];
 
@@ -53,7 +53,8 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        let limit = if UPLOAD_PATHS.contains(&req.uri().path()) {
+        let path = req.uri().path();
+        let limit = if UPLOAD_PATHS.contains(&path) || path.starts_with("/api/uploads/") {
             self.max_upload
         } else {
             self.max

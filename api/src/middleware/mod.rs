@@ -1,11 +1,13 @@
 //! The middleware stack, outermost first: observe (request id, client IP, span,
-//! metrics, access log) → security headers → CORS → problem conversion → body limit.
+//! metrics, access log) → security headers → CORS → problem conversion → body limit →
+//! the tus envelope of `/api/uploads`.
 
 mod body_limit;
 mod observe;
 pub mod problems;
 pub mod request_id;
 mod security_headers;
+pub mod tus;
 
 pub use body_limit::BodyLimit;
 pub use observe::Observe;
@@ -25,14 +27,37 @@ pub fn cors(origins: &[String], own_origin: Option<String>) -> Cors {
             Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
+            Method::HEAD,
         ])
         .allow_headers([
             "authorization",
             "content-type",
             "idempotency-key",
             "x-request-id",
+            // tus (resumable uploads)
+            "tus-resumable",
+            "upload-length",
+            "upload-defer-length",
+            "upload-metadata",
+            "upload-offset",
+            "upload-checksum",
+            "x-http-method-override",
         ])
-        .expose_headers(["x-request-id", "retry-after", "location"])
+        .expose_headers([
+            "x-request-id",
+            "retry-after",
+            "location",
+            "tus-resumable",
+            "tus-version",
+            "tus-extension",
+            "tus-max-size",
+            "tus-checksum-algorithm",
+            "upload-offset",
+            "upload-length",
+            "upload-metadata",
+            "upload-expires",
+            "alta-item-id",
+        ])
         .max_age(600);
     let allowed: Vec<String> = origins.iter().cloned().chain(own_origin).collect();
     cors.allow_origins_fn(move |origin| allowed.iter().any(|o| o == origin))

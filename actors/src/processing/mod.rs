@@ -1,0 +1,3 @@
+//! Processing of stored uploads: turning documents into text.
+
+pub mod local_ocr;

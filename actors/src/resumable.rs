@@ -1,0 +1,599 @@
+//! Resumable uploads (the engine side of tus 1.0: creation, offsets, checksum,
+//! termination, expiration). Bytes collect in a local file beside the incoming folder;
+//! the row holds the committed offset, so an upload survives a restart. When the last
+//! byte arrives the file goes through the same pipeline as a one-shot upload
+//! ([`Engine::upload`]), with an idempotency key derived from the upload, so a retried
+//! final chunk can never make a second item.
+
+use std::{collections::HashSet, io::SeekFrom, sync::Mutex};
+
+use chrono::{DateTime, Utc};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::{
+    authz::ProjectAction,
+    context::{Principal, RequestContext},
+    domain::DataKind,
+    engine::{Deps, Engine},
+    error::EngineError,
+    items::{UploadDetails, UploadInput, UploadSource, parse_fields},
+    metrics as m,
+    store::{self, resumable::ResumableRow},
+};
+
+/// Unfinished uploads one account may have open at once (each may reserve up to the
+/// project's size limit of disk).
+pub const MAX_OPEN_PER_USER: i64 = 20;
+
+/// A resumable upload being created.
+#[derive(Debug, Clone)]
+pub struct CreateResumable {
+    pub project_id: Uuid,
+    pub kind: DataKind,
+    /// The total size the client announced (`Upload-Length`).
+    pub length: u64,
+    /// The `Upload-Metadata` header as received (echoed back on `HEAD`).
+    pub raw_metadata: String,
+    pub details: UploadDetails,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [(&'static str, Self); 2] = [("sha1", Self::Sha1), ("sha256", Self::Sha256)];
+}
+
+/// The expected digest of one chunk (`Upload-Checksum`).
+#[derive(Debug, Clone)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+enum ChunkHasher {
+    Sha1(Sha1),
+    Sha256(Sha256),
+}
+
+impl ChunkHasher {
+    fn new(algorithm: ChecksumAlgorithm) -> Self {
+        match algorithm {
+            ChecksumAlgorithm::Sha1 => Self::Sha1(Sha1::new()),
+            ChecksumAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha1(h) => h.update(bytes),
+            Self::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(h) => h.finalize().to_vec(),
+            Self::Sha256(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumableState {
+    Receiving,
+    Completed,
+    Failed,
+}
+
+impl ResumableState {
+    fn parse(s: &str) -> Self {
+        match s {
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            _ => Self::Receiving,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receiving => "receiving",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResumableView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub kind: DataKind,
+    pub length: u64,
+    pub offset: u64,
+    pub raw_metadata: String,
+    pub state: ResumableState,
+    /// The item it became (completed).
+    pub item_id: Option<Uuid>,
+    /// Why the complete file was refused (failed).
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<ResumableRow> for ResumableView {
+    fn from(r: ResumableRow) -> Self {
+        Self {
+            id: r.id,
+            project_id: r.project_id,
+            kind: if r.kind == "audio" {
+                DataKind::Audio
+            } else {
+                DataKind::Document
+            },
+            length: u64::try_from(r.upload_length).unwrap_or(0),
+            offset: u64::try_from(r.upload_offset).unwrap_or(0),
+            raw_metadata: r.raw_metadata,
+            state: ResumableState::parse(&r.state),
+            item_id: r.item_id,
+            error_code: r.error_code,
+            error_detail: r.error_detail,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// Uploads with a request writing to them right now (in this process). A second
+/// writer is refused rather than queued: tus clients re-read the offset and retry.
+#[derive(Debug, Default)]
+pub struct BusyUploads(Mutex<HashSet<Uuid>>);
+
+pub struct BusyGuard<'a> {
+    set: &'a BusyUploads,
+    id: Uuid,
+}
+
+impl BusyUploads {
+    fn claim(&self, id: Uuid) -> Option<BusyGuard<'_>> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(id).then_some(BusyGuard { set: self, id })
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.id);
+    }
+}
+
+fn busy() -> EngineError {
+    EngineError::Conflict {
+        code: "upload_busy",
+        message: "another request is writing to this upload; read its offset and retry".into(),
+    }
+}
+
+fn kind_str(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Document => "document",
+        DataKind::Audio => "audio",
+    }
+}
+
+/// Failures the client can fix by sending the last chunk again.
+fn retryable(err: &EngineError) -> bool {
+    matches!(
+        err,
+        EngineError::Unavailable(_) | EngineError::Internal(_) | EngineError::RateLimited { .. }
+    )
+}
+
+/// Cut the file back to the committed offset (drops a refused or uncommitted tail).
+async fn truncate(path: &std::path::Path, offset: u64) {
+    if let Ok(file) = tokio::fs::OpenOptions::new().write(true).open(path).await {
+        let _ = file.set_len(offset).await;
+        let _ = file.sync_all().await;
+    }
+}
+
+impl Engine {
+    /// Start a resumable upload (contributors and admins of the project). Everything
+    /// that can be checked before the bytes arrive is checked now.
+    pub async fn create_resumable(
+        &self,
+        principal: &Principal,
+        input: CreateResumable,
+    ) -> Result<ResumableView, EngineError> {
+        let project = self
+            .check_project(principal, input.project_id, ProjectAction::Upload)
+            .await?;
+        if !project.settings.accepted_kinds.contains(&input.kind) {
+            return Err(EngineError::validation(
+                "kind_not_accepted",
+                "kind",
+                "this project does not accept this kind of data",
+            ));
+        }
+        let max = match input.kind {
+            DataKind::Document => project.settings.max_document_bytes,
+            DataKind::Audio => project.settings.max_audio_bytes,
+        };
+        if input.length == 0 {
+            return Err(EngineError::validation(
+                "empty_file",
+                "Upload-Length",
+                "the file is empty",
+            ));
+        }
+        if input.length > max {
+            return Err(EngineError::TooLarge {
+                code: "file_too_large",
+                message: format!("the file is larger than this project's limit of {max} bytes"),
+            });
+        }
+        parse_fields(&input.details)?;
+        let now = self.deps.clock.now();
+        if store::resumable::count_receiving(&self.deps.db, principal.user_id, now).await?
+            >= MAX_OPEN_PER_USER
+        {
+            return Err(EngineError::Conflict {
+                code: "too_many_open_uploads",
+                message: format!(
+                    "at most {MAX_OPEN_PER_USER} unfinished uploads at once; finish or delete one"
+                ),
+            });
+        }
+        let expiry = chrono::Duration::from_std(self.deps.config.resumable_upload_expiry)
+            .map_err(EngineError::internal)?;
+        let row = ResumableRow {
+            id: Uuid::now_v7(),
+            user_id: principal.user_id,
+            project_id: input.project_id,
+            kind: kind_str(input.kind).into(),
+            upload_length: i64::try_from(input.length).map_err(EngineError::internal)?,
+            upload_offset: 0,
+            raw_metadata: input.raw_metadata,
+            fields: sqlx::types::Json(
+                serde_json::to_value(&input.details).map_err(EngineError::internal)?,
+            ),
+            state: ResumableState::Receiving.as_str().into(),
+            item_id: None,
+            error_code: None,
+            error_detail: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + expiry,
+        };
+        store::resumable::insert(&self.deps.db, &row).await?;
+        metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "created").increment(1);
+        Ok(row.into())
+    }
+
+    /// The caller's own upload; anyone else's does not exist for them.
+    async fn own_resumable(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<ResumableRow, EngineError> {
+        match store::resumable::find(&self.deps.db, id).await? {
+            Some(row) if row.user_id == principal.user_id => Ok(row),
+            _ => Err(EngineError::NotFound { what: "upload" }),
+        }
+    }
+
+    /// The state of an upload (its offset for `HEAD`). Unfinished and expired, or
+    /// refused when complete, is gone (410) with the reason.
+    pub async fn resumable(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<ResumableView, EngineError> {
+        let row = self.own_resumable(principal, id).await?;
+        let view = ResumableView::from(row);
+        if view.state == ResumableState::Receiving && view.expires_at <= self.deps.clock.now() {
+            return Err(expired());
+        }
+        Ok(view)
+    }
+
+    /// Append `body` at `offset` (`PATCH`). The bytes are durable, and the offset
+    /// committed, before this returns; a checksum mismatch or an overlong body commits
+    /// nothing. A body cut short without a checksum keeps what arrived (that is what
+    /// resuming is for). The chunk that completes the file makes the item.
+    pub async fn append_resumable<R>(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        offset: u64,
+        checksum: Option<Checksum>,
+        body: R,
+        ctx: &RequestContext,
+    ) -> Result<ResumableView, EngineError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let row = self.own_resumable(principal, id).await?;
+        let view = ResumableView::from(row.clone());
+        match view.state {
+            ResumableState::Completed if offset == view.length => return Ok(view),
+            ResumableState::Completed => {
+                return Err(EngineError::Conflict {
+                    code: "upload_finished",
+                    message: "this upload is complete".into(),
+                });
+            }
+            ResumableState::Failed => return Err(refused(&view)),
+            ResumableState::Receiving => {}
+        }
+        let now = self.deps.clock.now();
+        if view.expires_at <= now {
+            return Err(expired());
+        }
+        let _busy = self.deps.resumable_busy.claim(id).ok_or_else(busy)?;
+        // Re-read under the claim: a writer that just finished may have moved it on.
+        let row = self.own_resumable(principal, id).await?;
+        let committed = u64::try_from(row.upload_offset).unwrap_or(0);
+        if offset != committed || row.state != ResumableState::Receiving.as_str() {
+            return Err(EngineError::Conflict {
+                code: "offset_mismatch",
+                message: format!("the upload is at offset {committed}, not {offset}"),
+            });
+        }
+
+        let path = self.deps.blobs.resumable_path(id);
+        let received = self
+            .write_chunk(&path, committed, view.length, checksum, body)
+            .await?;
+        let new_offset = committed + received.bytes;
+        let expiry = chrono::Duration::from_std(self.deps.config.resumable_upload_expiry)
+            .map_err(EngineError::internal)?;
+        metrics::counter!(m::RESUMABLE_BYTES_TOTAL).increment(received.bytes);
+
+        if new_offset < view.length || received.interrupted {
+            let moved = store::resumable::advance(
+                &self.deps.db,
+                id,
+                row.upload_offset,
+                i64::try_from(new_offset).map_err(EngineError::internal)?,
+                now,
+                now + expiry,
+            )
+            .await?;
+            if !moved {
+                truncate(&path, committed).await;
+                return Err(busy());
+            }
+            if received.interrupted {
+                return Err(EngineError::validation(
+                    "body_interrupted",
+                    "body",
+                    format!("the body ended early; {new_offset} bytes are stored"),
+                ));
+            }
+            return Ok(ResumableView {
+                offset: new_offset,
+                expires_at: now + expiry,
+                ..view
+            });
+        }
+        self.finish_resumable(principal, view, &path, committed, ctx)
+            .await
+    }
+
+    /// Every byte is in: make the item through the one-shot pipeline.
+    async fn finish_resumable(
+        &self,
+        principal: &Principal,
+        view: ResumableView,
+        path: &std::path::Path,
+        committed: u64,
+        ctx: &RequestContext,
+    ) -> Result<ResumableView, EngineError> {
+        let id = view.id;
+        let row = self.own_resumable(principal, id).await?;
+        let details: UploadDetails =
+            serde_json::from_value(row.fields.0.clone()).map_err(EngineError::internal)?;
+        let input = UploadInput {
+            project_id: view.project_id,
+            kind: view.kind,
+            details,
+            source: UploadSource::Received(path.to_path_buf()),
+        };
+        let key = format!("tus:{id}");
+        let result = self.upload(principal, input, Some(&key), ctx).await;
+        let now = self.deps.clock.now();
+        match result {
+            Ok(item) => {
+                let item_id = item.into_inner().id;
+                store::resumable::complete(&self.deps.db, id, item_id, now).await?;
+                let _ = tokio::fs::remove_file(path).await;
+                metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "completed").increment(1);
+                Ok(ResumableView {
+                    offset: view.length,
+                    state: ResumableState::Completed,
+                    item_id: Some(item_id),
+                    ..view
+                })
+            }
+            Err(err) if retryable(&err) => {
+                // Not committed: the client sends the last chunk again.
+                truncate(path, committed).await;
+                Err(err)
+            }
+            Err(err) => {
+                store::resumable::fail(&self.deps.db, id, err.code(), &err.to_string(), now)
+                    .await?;
+                let _ = tokio::fs::remove_file(path).await;
+                metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "refused").increment(1);
+                Err(err)
+            }
+        }
+    }
+
+    /// Write one chunk at `offset`, never past `length`; durable on return.
+    async fn write_chunk<R>(
+        &self,
+        path: &std::path::Path,
+        offset: u64,
+        length: u64,
+        checksum: Option<Checksum>,
+        mut body: R,
+    ) -> Result<Received, EngineError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .await
+            .map_err(EngineError::internal)?;
+        // A crash after writing and before committing leaves a tail: drop it.
+        file.set_len(offset).await.map_err(EngineError::internal)?;
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(EngineError::internal)?;
+        let room = length - offset;
+        let mut hasher = checksum.as_ref().map(|c| ChunkHasher::new(c.algorithm));
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut bytes: u64 = 0;
+        let mut interrupted = false;
+        loop {
+            let n = match body.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => {
+                    interrupted = true;
+                    break;
+                }
+            };
+            bytes += n as u64;
+            if bytes > room {
+                drop(file);
+                truncate(path, offset).await;
+                return Err(EngineError::TooLarge {
+                    code: "exceeds_upload_length",
+                    message: format!("the chunk goes past the announced length of {length} bytes"),
+                });
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            file.write_all(&buf[..n])
+                .await
+                .map_err(EngineError::internal)?;
+        }
+        if let (Some(expected), Some(h)) = (checksum, hasher) {
+            // A cut-short chunk cannot match its checksum: keep nothing of it.
+            if interrupted || h.finish() != expected.digest {
+                drop(file);
+                truncate(path, offset).await;
+                return Err(EngineError::validation(
+                    "checksum_mismatch",
+                    "Upload-Checksum",
+                    "the chunk does not match its Upload-Checksum; nothing of it was kept",
+                ));
+            }
+        }
+        file.sync_all().await.map_err(EngineError::internal)?;
+        Ok(Received { bytes, interrupted })
+    }
+
+    /// Stop and remove an upload (`DELETE`). A finished upload's item stays.
+    pub async fn terminate_resumable(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<(), EngineError> {
+        self.own_resumable(principal, id).await?;
+        let _busy = self.deps.resumable_busy.claim(id).ok_or_else(busy)?;
+        store::resumable::delete(&self.deps.db, id).await?;
+        let _ = tokio::fs::remove_file(self.deps.blobs.resumable_path(id)).await;
+        metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "terminated").increment(1);
+        Ok(())
+    }
+}
+
+struct Received {
+    bytes: u64,
+    interrupted: bool,
+}
+
+fn expired() -> EngineError {
+    EngineError::Gone {
+        code: "upload_expired",
+        message: "this upload expired before it was finished; start a new one".into(),
+    }
+}
+
+fn refused(view: &ResumableView) -> EngineError {
+    EngineError::Gone {
+        code: "upload_refused",
+        message: format!(
+            "the complete file was refused ({}): {}",
+            view.error_code.as_deref().unwrap_or("unknown"),
+            view.error_detail.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// Remove expired uploads (rows and bytes) and files no row owns. Returns how many
+/// uploads went. Called by the sweeper.
+pub(crate) async fn expire(deps: &Deps, grace: std::time::Duration) -> usize {
+    let now = deps.clock.now();
+    let mut removed = 0;
+    match store::resumable::expired(&deps.db, now, 500).await {
+        Ok(ids) => {
+            for id in ids {
+                let Some(_busy) = deps.resumable_busy.claim(id) else {
+                    continue;
+                };
+                if store::resumable::delete(&deps.db, id).await.is_ok() {
+                    let _ = tokio::fs::remove_file(deps.blobs.resumable_path(id)).await;
+                    removed += 1;
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "resumable expiry skipped: database unavailable"),
+    }
+    // A file whose row is gone (removal failed half-way): after the grace period.
+    if let Ok(mut entries) = tokio::fs::read_dir(deps.blobs.resumable_dir()).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= grace);
+            if old
+                && matches!(store::resumable::exists(&deps.db, id).await, Ok(false))
+                && tokio::fs::remove_file(entry.path()).await.is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "expired")
+            .increment(removed as u64);
+    }
+    removed
+}

@@ -1,0 +1,175 @@
+//! Resumable (tus) uploads in progress. `upload_offset` only moves forward, and only
+//! from the offset the writer read (a conditional update), so two writers can never
+//! both commit bytes at one offset.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Db, StoreResult, with_db};
+
+const COLUMNS: &str = "id, user_id, project_id, kind, upload_length, upload_offset, raw_metadata, \
+     fields, state, item_id, error_code, error_detail, created_at, updated_at, expires_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResumableRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    pub kind: String,
+    pub upload_length: i64,
+    pub upload_offset: i64,
+    pub raw_metadata: String,
+    pub fields: sqlx::types::Json<Value>,
+    pub state: String,
+    pub item_id: Option<Uuid>,
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(db: &Db, row: &ResumableRow) -> StoreResult<()> {
+    let sql = "INSERT INTO resumable_uploads (id, user_id, project_id, kind, upload_length, \
+               upload_offset, raw_metadata, fields, state, item_id, error_code, error_detail, \
+               created_at, updated_at, expires_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+    with_db!(db, |pool| sqlx::query(sql)
+        .bind(row.id)
+        .bind(row.user_id)
+        .bind(row.project_id)
+        .bind(row.kind.as_str())
+        .bind(row.upload_length)
+        .bind(row.upload_offset)
+        .bind(row.raw_metadata.as_str())
+        .bind(row.fields.clone())
+        .bind(row.state.as_str())
+        .bind(row.item_id)
+        .bind(row.error_code.clone())
+        .bind(row.error_detail.clone())
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<ResumableRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM resumable_uploads WHERE id = $1");
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ResumableRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
+/// Unfinished uploads a user has open (a cap keeps one account from filling the disk).
+pub async fn count_receiving(db: &Db, user: Uuid, now: DateTime<Utc>) -> StoreResult<i64> {
+    let sql = "SELECT COUNT(*) FROM resumable_uploads \
+               WHERE user_id = $1 AND state = 'receiving' AND expires_at > $2";
+    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+        .bind(user)
+        .bind(now)
+        .fetch_one(pool)
+        .await)?;
+    Ok(n)
+}
+
+/// Move the committed offset from `from` to `to` and push the expiry out. False when
+/// the row is no longer receiving at `from` (another writer, termination, expiry).
+pub async fn advance(
+    db: &Db,
+    id: Uuid,
+    from: i64,
+    to: i64,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE resumable_uploads SET upload_offset = $3, updated_at = $4, expires_at = $5 \
+               WHERE id = $1 AND upload_offset = $2 AND state = 'receiving'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// The upload became an item: all bytes are committed.
+pub async fn complete(db: &Db, id: Uuid, item: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    let sql = "UPDATE resumable_uploads SET state = 'completed', item_id = $2, \
+               upload_offset = upload_length, updated_at = $3 \
+               WHERE id = $1 AND state = 'receiving'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(item)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// The complete file was refused (type, duplicate, corrupt audio…): kept with the
+/// reason so the client can ask what happened; the bytes are gone.
+pub async fn fail(
+    db: &Db,
+    id: Uuid,
+    code: &str,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE resumable_uploads SET state = 'failed', error_code = $2, error_detail = $3, \
+               upload_offset = upload_length, updated_at = $4 \
+               WHERE id = $1 AND state = 'receiving'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(code)
+        .bind(detail)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+pub async fn delete(db: &Db, id: Uuid) -> StoreResult<bool> {
+    let sql = "DELETE FROM resumable_uploads WHERE id = $1";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Rows past their expiry: unfinished ones are abandoned; finished ones have been
+/// readable long enough.
+pub async fn expired(db: &Db, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Uuid>> {
+    let sql =
+        "SELECT id FROM resumable_uploads WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2";
+    let ids = with_db!(db, |pool| sqlx::query_scalar::<_, Uuid>(sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    Ok(ids)
+}
+
+pub async fn exists(db: &Db, id: Uuid) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM resumable_uploads WHERE id = $1";
+    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+        .bind(id)
+        .fetch_one(pool)
+        .await)?;
+    Ok(n > 0)
+}

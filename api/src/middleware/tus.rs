@@ -1,0 +1,101 @@
+//! The tus protocol's envelope for `/api/uploads`: every request but `OPTIONS` (and
+//! our JSON `GET`) must say `Tus-Resumable: 1.0.0` (412 otherwise), every response says
+//! it back, and `X-HTTP-Method-Override` lets clients behind proxies that only pass
+//! GET and POST send `PATCH`, `DELETE` and `HEAD`.
+
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    http::{HeaderValue, Method, StatusCode},
+};
+
+use super::problems::problem_response;
+use crate::problem::Problem;
+
+pub const TUS_VERSION: &str = "1.0.0";
+pub const TUS_EXTENSIONS: &str = "creation,termination,checksum,expiration";
+
+const PREFIX: &str = "/api/uploads";
+
+fn is_tus_path(path: &str) -> bool {
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+pub struct Tus;
+
+impl<E: Endpoint> Middleware<E> for Tus {
+    type Output = TusEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        TusEndpoint { inner: ep }
+    }
+}
+
+pub struct TusEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for TusEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        if !is_tus_path(req.uri().path()) {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        if req.method() == Method::POST {
+            let target = req
+                .headers()
+                .get("x-http-method-override")
+                .and_then(|v| v.to_str().ok())
+                .map(|m| m.trim().to_ascii_uppercase());
+            match target.as_deref() {
+                Some("PATCH") => req.set_method(Method::PATCH),
+                Some("DELETE") => req.set_method(Method::DELETE),
+                Some("HEAD") => req.set_method(Method::HEAD),
+                _ => {}
+            }
+        }
+        let method = req.method().clone();
+        let needs_version = method != Method::OPTIONS && method != Method::GET;
+        let version = req
+            .headers()
+            .get("tus-resumable")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let mut resp = if needs_version && version != Some(TUS_VERSION) {
+            let mut resp = problem_response(Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "unsupported_tus_version",
+                format!("send Tus-Resumable: {TUS_VERSION} (the only version this server speaks)"),
+            ));
+            resp.headers_mut()
+                .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+            resp
+        } else {
+            match self.inner.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => err.into_response(),
+            }
+        };
+        if method != Method::OPTIONS {
+            resp.headers_mut()
+                .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+        }
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tus_path;
+
+    #[test]
+    fn paths() {
+        assert!(is_tus_path("/api/uploads"));
+        assert!(is_tus_path("/api/uploads/0190"));
+        assert!(!is_tus_path("/api/uploadsx"));
+        assert!(!is_tus_path("/api/documents"));
+    }
+}
