@@ -13,8 +13,8 @@ use std::{
 };
 
 use alta_actors::config::{
-    BlobConfig, EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, Rate, RateLimits,
-    SmtpConfig, SmtpTls,
+    BlobConfig, EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, ProcessingConfig,
+    Rate, RateLimits, SmtpConfig, SmtpTls,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,6 +94,7 @@ pub struct Settings {
     pub resumable_upload_expiry: Duration,
     pub sweep_interval: Duration,
     pub orphan_grace: Duration,
+    pub processing: ProcessingConfig,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
@@ -362,6 +363,35 @@ impl Settings {
             return Err(err("SWEEP_INTERVAL_SECONDS", "must be at least 1"));
         }
         let orphan_grace_secs: u64 = v.parse("ORPHAN_GRACE_SECONDS", 3600)?;
+        let defaults = ProcessingConfig::default();
+        let processing = ProcessingConfig {
+            ocr_concurrency: v.parse("JOB_CONCURRENCY_OCR", defaults.ocr_concurrency)?,
+            transcription_concurrency: v.parse(
+                "JOB_CONCURRENCY_TRANSCRIPTION",
+                defaults.transcription_concurrency,
+            )?,
+            ocr_languages: v
+                .get("OCR_LANGUAGES")
+                .unwrap_or(&defaults.ocr_languages)
+                .to_owned(),
+            ocr_timeout: Duration::from_secs(v.parse("OCR_TIMEOUT_SECONDS", 600u64)?.max(1)),
+        };
+        if processing.ocr_concurrency == 0 || processing.transcription_concurrency == 0 {
+            return Err(err(
+                "JOB_CONCURRENCY_OCR",
+                "job concurrency must be at least 1 (JOB_CONCURRENCY_OCR, JOB_CONCURRENCY_TRANSCRIPTION)",
+            ));
+        }
+        if !processing
+            .ocr_languages
+            .split('+')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(err(
+                "OCR_LANGUAGES",
+                "expected tesseract languages such as eng or eng+swa",
+            ));
+        }
 
         let multi_node = v.bool("MULTI_NODE", false)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
@@ -432,6 +462,7 @@ impl Settings {
             resumable_upload_expiry: Duration::from_secs(resumable_hours * 3600),
             sweep_interval: Duration::from_secs(sweep_secs),
             orphan_grace: Duration::from_secs(orphan_grace_secs),
+            processing,
             multi_node,
             log_format,
         })
@@ -483,6 +514,7 @@ impl Settings {
             resumable_upload_expiry: self.resumable_upload_expiry,
             sweep_interval: self.sweep_interval,
             orphan_grace: self.orphan_grace,
+            processing: self.processing.clone(),
         }
     }
 }

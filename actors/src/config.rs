@@ -41,6 +41,31 @@ pub struct EngineConfig {
     /// How old a leftover file must be before the sweeper removes it (uploads in
     /// flight are younger).
     pub orphan_grace: Duration,
+    pub processing: ProcessingConfig,
+}
+
+/// OCR and transcription.
+#[derive(Debug, Clone)]
+pub struct ProcessingConfig {
+    /// OCR jobs one worker runs at once (`JOB_CONCURRENCY_OCR`).
+    pub ocr_concurrency: usize,
+    /// Transcription jobs one worker runs at once (`JOB_CONCURRENCY_TRANSCRIPTION`).
+    pub transcription_concurrency: usize,
+    /// Tesseract languages, e.g. `eng+swa` (`OCR_LANGUAGES`).
+    pub ocr_languages: String,
+    /// Budget of one local extraction (`OCR_TIMEOUT_SECONDS`).
+    pub ocr_timeout: Duration,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            ocr_concurrency: 2,
+            transcription_concurrency: 2,
+            ocr_languages: "eng".into(),
+            ocr_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Where blobs are kept.

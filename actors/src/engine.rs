@@ -15,7 +15,7 @@ use crate::{
     domain::Email,
     error::EngineError,
     jobs,
-    mailer::{MailTransportImpl, MailerMsg},
+    mailer::MailTransportImpl,
     metrics as m,
     projects::RegistryMsg,
     rate_limiter::{Decision, RateLimiterMsg, RedisGcra},
@@ -75,7 +75,6 @@ impl EngineRoles {
 pub(crate) struct Slots {
     pub accounts: Slot<AccountsMsg>,
     pub limiter: Slot<RateLimiterMsg>,
-    pub mailer: Slot<MailerMsg>,
     pub projects: Slot<RegistryMsg>,
 }
 
@@ -149,7 +148,6 @@ impl Engine {
         let slots = Slots {
             accounts: Slot::empty("accounts"),
             limiter: Slot::empty("rate_limiter"),
-            mailer: Slot::empty("mailer"),
             projects: Slot::empty("projects"),
         };
         let args = RootArgs {

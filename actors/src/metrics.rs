@@ -20,3 +20,4 @@ pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";
 pub const RESUMABLE_UPLOADS_TOTAL: &str = "resumable_uploads_total";
 pub const RESUMABLE_BYTES_TOTAL: &str = "resumable_bytes_total";
+pub const PROCESSING_OUTCOMES_TOTAL: &str = "processing_outcomes_total";

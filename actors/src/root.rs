@@ -15,8 +15,10 @@ use ractor::{
 use crate::{
     accounts::Accounts,
     engine::{Deps, EngineRoles, Slots},
-    mailer::Mailer,
+    jobs::worker::JobWorker,
+    mailer::MailHandler,
     metrics as m,
+    processing::{OcrHandler, TranscriptionHandler},
     projects::ProjectRegistry,
     rate_limiter::{RateLimiter, RateLimiterArgs},
     sweeper::Sweeper,
@@ -26,7 +28,10 @@ use crate::{
 pub enum Child {
     Accounts,
     RateLimiter,
-    Mailer,
+    /// The job workers, one per kind.
+    MailWorker,
+    OcrWorker,
+    TranscriptionWorker,
     Projects,
     Sweeper,
 }
@@ -36,7 +41,9 @@ impl Child {
         match self {
             Self::Accounts => "accounts",
             Self::RateLimiter => "rate_limiter",
-            Self::Mailer => "mailer",
+            Self::MailWorker => "mail_worker",
+            Self::OcrWorker => "ocr_worker",
+            Self::TranscriptionWorker => "transcription_worker",
             Self::Projects => "projects",
             Self::Sweeper => "sweeper",
         }
@@ -93,7 +100,9 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::Projects).await?;
         }
         if args.roles.workers {
-            spawn_child(&myself, &mut state, Child::Mailer).await?;
+            spawn_child(&myself, &mut state, Child::MailWorker).await?;
+            spawn_child(&myself, &mut state, Child::OcrWorker).await?;
+            spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
         }
         Ok(state)
@@ -119,7 +128,10 @@ impl Actor for Root {
                 let mut children: Vec<(Child, ActorCell)> =
                     state.children.drain().map(|(_, c)| c).collect();
                 children.sort_by_key(|(child, _)| match child {
-                    Child::Mailer | Child::Sweeper => 0,
+                    Child::MailWorker
+                    | Child::OcrWorker
+                    | Child::TranscriptionWorker
+                    | Child::Sweeper => 0,
                     Child::Projects => 1,
                     Child::Accounts => 2,
                     Child::RateLimiter => 3,
@@ -199,9 +211,22 @@ async fn spawn_child(
             state.slots.limiter.set(Some(actor.clone()));
             actor.get_cell()
         }
-        Child::Mailer => {
-            let (actor, _) = Actor::spawn_linked(None, Mailer, deps, supervisor).await?;
-            state.slots.mailer.set(Some(actor.clone()));
+        Child::MailWorker => {
+            let handler = MailHandler::new(&deps).await?;
+            let worker = JobWorker::<MailHandler>::default();
+            let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
+            actor.get_cell()
+        }
+        Child::OcrWorker => {
+            let handler = OcrHandler::new(&deps);
+            let worker = JobWorker::<OcrHandler>::default();
+            let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
+            actor.get_cell()
+        }
+        Child::TranscriptionWorker => {
+            let worker = JobWorker::<TranscriptionHandler>::default();
+            let args = (deps, TranscriptionHandler);
+            let (actor, _) = Actor::spawn_linked(None, worker, args, supervisor).await?;
             actor.get_cell()
         }
         Child::Sweeper => {
@@ -222,8 +247,7 @@ fn clear_slot(state: &RootState, child: Child) {
     match child {
         Child::Accounts => state.slots.accounts.set(None),
         Child::RateLimiter => state.slots.limiter.set(None),
-        Child::Mailer => state.slots.mailer.set(None),
         Child::Projects => state.slots.projects.set(None),
-        Child::Sweeper => {}
+        Child::Sweeper | Child::MailWorker | Child::OcrWorker | Child::TranscriptionWorker => {}
     }
 }

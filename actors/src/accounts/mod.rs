@@ -174,7 +174,7 @@ async fn register(
         }
     }
     tx.commit().await?;
-    deps.job_waker.notify_one();
+    deps.job_waker.notify_waiters();
     Ok(())
 }
 
@@ -235,7 +235,7 @@ async fn resend_verification(
     let mut tx = deps.db.begin().await?;
     enqueue_verification(deps, &mut tx, user.id, &email, ctx).await?;
     tx.commit().await?;
-    deps.job_waker.notify_one();
+    deps.job_waker.notify_waiters();
     Ok(())
 }
 

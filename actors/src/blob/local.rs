@@ -80,7 +80,7 @@ impl LocalBlobs {
     }
 
     /// Keys are `{uuid}/{uuid}`; anything else is refused rather than joined.
-    fn path_of(&self, key: &str) -> io::Result<PathBuf> {
+    pub(super) fn path_of(&self, key: &str) -> io::Result<PathBuf> {
         super::check_key(key)?;
         Ok(self.root.join(key))
     }

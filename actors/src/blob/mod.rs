@@ -146,6 +146,37 @@ impl BlobStore {
         }
     }
 
+    /// A local file with the blob's bytes, for tools that read files (OCR). In a local
+    /// store, the blob itself; otherwise a copy in the incoming folder, removed when the
+    /// returned value is dropped.
+    pub async fn local_copy(&self, key: &str) -> io::Result<LocalCopy> {
+        check_key(key)?;
+        match &self.backend {
+            Backend::Local(l) => Ok(LocalCopy {
+                path: l.path_of(key)?,
+                temporary: false,
+            }),
+            Backend::Gcs(_) => {
+                use futures::StreamExt;
+                use tokio::io::AsyncWriteExt;
+                let len = self.len(key).await?;
+                let copy = LocalCopy {
+                    path: self.incoming_path(),
+                    temporary: true,
+                };
+                let mut out = fs::File::create(&copy.path).await?;
+                if len > 0 {
+                    let mut stream = self.open_range(key, 0, len - 1).await?;
+                    while let Some(chunk) = stream.next().await {
+                        out.write_all(&chunk?).await?;
+                    }
+                }
+                out.sync_all().await?;
+                Ok(copy)
+            }
+        }
+    }
+
     /// The folder of a local store (`None` for remote stores).
     pub fn local_root(&self) -> Option<&Path> {
         match &self.backend {
@@ -166,6 +197,21 @@ impl BlobStore {
         match &self.backend {
             Backend::Local(_) => "local",
             Backend::Gcs(_) => "gcs",
+        }
+    }
+}
+
+/// A blob as a local file (see [`BlobStore::local_copy`]).
+#[derive(Debug)]
+pub struct LocalCopy {
+    pub path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

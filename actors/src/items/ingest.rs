@@ -343,6 +343,9 @@ impl Engine {
             audio: analysis.map(|a| sqlx::types::Json(serde_json::to_value(a).unwrap_or_default())),
             created_at: now,
             updated_at: now,
+            job_id: None,
+            processing_error_code: None,
+            processing_error: None,
         };
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
         let result = self

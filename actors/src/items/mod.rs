@@ -6,6 +6,7 @@
 mod file_name;
 mod ingest;
 mod service;
+pub mod state;
 mod views;
 
 pub use self::file_name::sanitize_file_name;

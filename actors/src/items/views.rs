@@ -14,8 +14,11 @@ use crate::{domain::DataKind, media::audio::AudioAnalysis, store::items::ItemRow
 pub enum ItemStatus {
     /// Stored; waiting for OCR or transcription.
     Uploaded,
+    /// A worker is extracting or transcribing its text.
     Processing,
+    /// Text available; the contributor may correct it.
     Ready,
+    /// No text: `processing_error_code` says why. Reprocess, or write the text by hand.
     ProcessingFailed,
 }
 
@@ -50,6 +53,11 @@ pub struct ItemView {
     pub audio: Option<AudioAnalysis>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The latest processing job.
+    pub job_id: Option<uuid::Uuid>,
+    /// Why processing failed (`processing_failed`).
+    pub processing_error_code: Option<String>,
+    pub processing_error: Option<String>,
 }
 
 impl From<ItemRow> for ItemView {
@@ -76,6 +84,9 @@ impl From<ItemRow> for ItemView {
             audio: r.audio.and_then(|a| serde_json::from_value(a.0).ok()),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            job_id: r.job_id,
+            processing_error_code: r.processing_error_code,
+            processing_error: r.processing_error,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Durable jobs: kinds, payloads and the retry policy shared by every worker.
 //! (The queue's SQL is in `store::jobs`.)
 
+pub mod worker;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,17 +30,18 @@ pub struct MailJob {
 }
 
 /// Queue a job in the caller's transaction: it runs if and only if the change commits.
-/// Callers nudge `deps.job_waker` after the commit.
+/// Callers nudge `deps.job_waker` after the commit. Returns the job's id.
 pub(crate) async fn enqueue(
     deps: &Deps,
     tx: &mut Tx,
     kind: &'static str,
     payload: serde_json::Value,
-) -> Result<(), EngineError> {
+) -> Result<uuid::Uuid, EngineError> {
     let now = deps.clock.now();
-    store::jobs::enqueue(tx, kind, payload, deps.config.jobs.max_attempts, now, now).await?;
+    let id =
+        store::jobs::enqueue(tx, kind, payload, deps.config.jobs.max_attempts, now, now).await?;
     metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => kind).increment(1);
-    Ok(())
+    Ok(id)
 }
 
 /// Queue a mail (see [`enqueue`]).
@@ -48,7 +51,7 @@ pub(crate) async fn enqueue_mail(
     mail: MailJob,
 ) -> Result<(), EngineError> {
     let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    enqueue(deps, tx, KIND_MAIL, payload).await
+    enqueue(deps, tx, KIND_MAIL, payload).await.map(|_| ())
 }
 
 /// When to try a job again after its `attempt`-th failure: exponential backoff with
@@ -93,5 +96,33 @@ mod tests {
         assert!(fourth >= chrono::Duration::seconds(20) && fourth <= chrono::Duration::seconds(40));
         let late = retry_at(&cfg, 30, now) - now;
         assert!(late <= chrono::Duration::seconds(3600));
+    }
+}
+
+/// Refresh the queue gauges of one kind (zero when nothing is queued, rather than a
+/// stale value) and, once per process, the pool gauges.
+pub(crate) async fn refresh_gauges(deps: &Deps, kind: &'static str) {
+    if kind == KIND_MAIL {
+        let (idle, in_use) = deps.db.pool_usage();
+        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use as f64);
+    }
+    match store::jobs::queue_stats(&deps.db).await {
+        Ok(stats) => {
+            let now = deps.clock.now();
+            let mine = stats.into_iter().find(|s| s.kind == kind);
+            let (depth, age) = mine
+                .map(|s| {
+                    let age = s
+                        .oldest_run_at
+                        .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
+                        .unwrap_or(0.0);
+                    (s.queued as f64, age)
+                })
+                .unwrap_or((0.0, 0.0));
+            metrics::gauge!(m::JOBS_QUEUE_DEPTH, "kind" => kind).set(depth);
+            metrics::gauge!(m::JOBS_OLDEST_QUEUED_AGE_SECONDS, "kind" => kind).set(age);
+        }
+        Err(err) => tracing::warn!(error = %err, "could not read job queue stats"),
     }
 }

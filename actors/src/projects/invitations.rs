@@ -114,7 +114,7 @@ pub async fn invite(
     let view = InvitationView::from(row);
     idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
-    deps.job_waker.notify_one();
+    deps.job_waker.notify_waiters();
     Ok(view)
 }
 
@@ -159,7 +159,7 @@ pub async fn resend(
         .await?
         .ok_or(EngineError::NotFound { what: "invitation" })?;
     tx.commit().await?;
-    deps.job_waker.notify_one();
+    deps.job_waker.notify_waiters();
     Ok(row.into())
 }
 

@@ -40,13 +40,17 @@ pub async fn add(
             message: format!("external_id {ext:?} is already item {existing} in this project"),
         });
     }
-    store::items::insert(&mut tx, row).await?;
     let job_kind = if row.kind == "audio" {
         KIND_TRANSCRIPTION
     } else {
         KIND_OCR
     };
-    crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": row.id})).await?;
+    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": row.id})).await?;
+    let row = &ItemRow {
+        job_id: Some(job_id),
+        ..row.clone()
+    };
+    store::items::insert(&mut tx, row).await?;
     store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
     audit(
         &mut tx,
@@ -62,6 +66,7 @@ pub async fn add(
     let view = ItemView::from(row.clone());
     idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
+    deps.job_waker.notify_waiters();
     metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
     metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
         .increment(row.size_bytes.max(0) as u64);

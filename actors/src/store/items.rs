@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{Db, StoreResult, Tx, with_db, with_tx};
 
 const COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, external_id, metadata, \
-     file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at";
+     file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id, processing_error_code, processing_error";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ItemRow {
@@ -29,12 +29,17 @@ pub struct ItemRow {
     pub audio: Option<sqlx::types::Json<Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The latest processing job (OCR or transcription).
+    pub job_id: Option<Uuid>,
+    /// Why processing failed (`processing_failed`), as a code and a sentence.
+    pub processing_error_code: Option<String>,
+    pub processing_error: Option<String>,
 }
 
 pub async fn insert(tx: &mut Tx, row: &ItemRow) -> StoreResult<()> {
     let sql = "INSERT INTO items (id, project_id, kind, contributor_id, status, title, language, external_id, \
-               metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+               metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
     with_tx!(tx, |conn| sqlx::query(sql)
         .bind(row.id)
         .bind(row.project_id)
@@ -54,6 +59,7 @@ pub async fn insert(tx: &mut Tx, row: &ItemRow) -> StoreResult<()> {
         .bind(row.audio.clone())
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.job_id)
         .execute(conn)
         .await
         .map(|_| ()))?;
@@ -182,4 +188,51 @@ pub async fn exists_any(db: &Db, id: Uuid) -> StoreResult<bool> {
         .fetch_one(pool)
         .await)?;
     Ok(n > 0)
+}
+
+/// Move an item between processing states: only from one of `from` (the state machine
+/// in `items::state` decides which), so a stale worker cannot overwrite a newer state.
+/// False when the item is not in one of those states (or gone).
+#[allow(clippy::too_many_arguments)]
+pub async fn set_status(
+    tx: &mut Tx,
+    id: Uuid,
+    from: &[&str],
+    to: &str,
+    job_id: Option<Uuid>,
+    error: Option<(&str, &str)>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    // At most four states: bind them as four parameters (unused ones repeat the first).
+    let f = |i: usize| from.get(i).or(from.first()).copied().unwrap_or("");
+    let sql = "UPDATE items SET status = $2, job_id = COALESCE($3, job_id), \
+               processing_error_code = $4, processing_error = $5, updated_at = $6 \
+               WHERE id = $1 AND deleted_at IS NULL AND status IN ($7, $8, $9, $10)";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(to)
+        .bind(job_id)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(now)
+        .bind(f(0))
+        .bind(f(1))
+        .bind(f(2))
+        .bind(f(3))
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// Any item by id, deleted or not (workers finish the job of an item deleted meanwhile).
+pub async fn find_any(db: &Db, id: Uuid) -> StoreResult<Option<ItemRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1");
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
 }

@@ -149,6 +149,28 @@ pub async fn park_failed(
     Ok(rows == 1)
 }
 
+/// Give this worker's running jobs of `kind` back to the queue at once (a graceful
+/// stop): the attempt does not count.
+pub async fn release_held(
+    db: &Db,
+    kind: &str,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let sql = "UPDATE jobs SET state = 'queued', run_at = $3, updated_at = $3, \
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+               lease_until = NULL, locked_by = NULL \
+               WHERE kind = $1 AND locked_by = $2 AND state = 'running'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(kind)
+        .bind(worker)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
 /// Queue depth and the run time of the oldest due job, per kind, for the gauges.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct QueueStats {

@@ -1,0 +1,249 @@
+//! The job worker: one actor per job kind, generic over what the kind does
+//! ([`JobHandler`]). It claims due jobs with a lease (never more than its concurrency
+//! at once), runs each in its own task, and records the outcome: done, retried later
+//! with backoff and jitter, or parked as `failed` with the last error. It wakes on the
+//! poll timer, on a local commit (`job_waker`), and on PostgreSQL `NOTIFY` from other
+//! nodes. On a graceful stop it lets running jobs finish for a while, then gives the
+//! rest back to the queue so another worker takes them at once.
+
+use std::{
+    future::Future,
+    marker::PhantomData,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::{sync::Semaphore, task::JoinSet};
+
+use crate::{
+    engine::Deps,
+    jobs, metrics as m,
+    store::{self, jobs::JobRow},
+};
+
+/// A failed attempt: retried with backoff until the job's attempts run out.
+#[derive(Debug, Clone)]
+pub struct JobFailure(pub String);
+
+impl<E: std::fmt::Display> From<E> for JobFailure {
+    fn from(err: E) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// What one kind of job does. Handlers are idempotent: a job whose lease expired is run
+/// again, and its second run must leave one result.
+pub trait JobHandler: Send + Sync + 'static {
+    const KIND: &'static str;
+    /// Empty the payload once done (it held something that must not outlive the job).
+    const SCRUB_WHEN_DONE: bool = false;
+
+    /// How many jobs of this kind one worker runs at once.
+    fn concurrency(&self, deps: &Deps) -> usize;
+
+    /// Run one job. An outcome the engine cannot change by retrying (an unreadable
+    /// file) is a success of the job that records it, not a failure.
+    fn run(
+        &self,
+        deps: &Arc<Deps>,
+        job: &JobRow,
+    ) -> impl Future<Output = Result<(), JobFailure>> + Send;
+
+    /// The last attempt failed and the job is parked.
+    fn gave_up(
+        &self,
+        _deps: &Arc<Deps>,
+        _job: &JobRow,
+        _error: &str,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+pub enum WorkerMsg {
+    /// Look for due jobs now.
+    Poll,
+    /// Refresh this kind's queue gauges.
+    Stats,
+}
+
+pub struct JobWorker<H>(PhantomData<fn() -> H>);
+
+impl<H> Default for JobWorker<H> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+pub struct WorkerState<H> {
+    deps: Arc<Deps>,
+    handler: Arc<H>,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    running: JoinSet<()>,
+}
+
+/// How long a stopping worker waits for running jobs before giving them back.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+impl<H: JobHandler> Actor for JobWorker<H> {
+    type Msg = WorkerMsg;
+    type State = WorkerState<H>;
+    type Arguments = (Arc<Deps>, H);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (deps, handler): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let concurrency = handler.concurrency(&deps).max(1);
+        myself.send_interval(deps.config.jobs.poll_interval, || WorkerMsg::Poll);
+        let waker = deps.job_waker.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            loop {
+                waker.notified().await;
+                if me.cast(WorkerMsg::Poll).is_err() {
+                    break;
+                }
+            }
+        });
+        myself.send_interval(Duration::from_secs(15), || WorkerMsg::Stats);
+        let _ = myself.cast(WorkerMsg::Poll);
+        let _ = myself.cast(WorkerMsg::Stats);
+        Ok(WorkerState {
+            deps,
+            handler: Arc::new(handler),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            running: JoinSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            WorkerMsg::Stats => jobs::refresh_gauges(&state.deps, H::KIND).await,
+            WorkerMsg::Poll => {
+                // Reap finished tasks so the set does not grow.
+                while state.running.try_join_next().is_some() {}
+                let free = state.permits.available_permits();
+                if free == 0 {
+                    return Ok(());
+                }
+                match claim::<H>(&state.deps, free).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let (deps, handler, me) =
+                                (state.deps.clone(), state.handler.clone(), myself.clone());
+                            state.running.spawn(async move {
+                                run_one(&deps, &*handler, job).await;
+                                drop(permit);
+                                // A slot is free: there may be more waiting.
+                                let _ = me.cast(WorkerMsg::Poll);
+                            });
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(kind = H::KIND, error = %err, "job worker could not claim jobs")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let all = u32::try_from(state.concurrency).unwrap_or(u32::MAX);
+        let finished = tokio::time::timeout(STOP_GRACE, state.permits.acquire_many(all)).await;
+        if finished.is_err() {
+            state.running.abort_all();
+            let now = state.deps.clock.now();
+            match store::jobs::release_held(&state.deps.db, H::KIND, &state.deps.worker_id, now)
+                .await
+            {
+                Ok(n) => tracing::info!(kind = H::KIND, released = n, "gave running jobs back"),
+                Err(err) => {
+                    tracing::warn!(kind = H::KIND, error = %err, "could not give jobs back; their leases will expire")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn claim<H: JobHandler>(deps: &Deps, limit: usize) -> Result<Vec<JobRow>, store::StoreError> {
+    let now = deps.clock.now();
+    let lease =
+        chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
+    store::jobs::claim(
+        &deps.db,
+        H::KIND,
+        &deps.worker_id,
+        now,
+        now + lease,
+        i64::try_from(limit).unwrap_or(1),
+    )
+    .await
+}
+
+async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
+    let started = Instant::now();
+    let result = handler.run(deps, &job).await;
+    metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => H::KIND)
+        .record(started.elapsed().as_secs_f64());
+    let now = deps.clock.now();
+    let outcome = match result {
+        Ok(()) => {
+            match store::jobs::complete(&deps.db, job.id, &deps.worker_id, now, H::SCRUB_WHEN_DONE)
+                .await
+            {
+                Ok(true) => "done",
+                Ok(false) => {
+                    // The lease ran out and another worker has it: its run decides.
+                    tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
+                    "lease_lost"
+                }
+                Err(err) => {
+                    tracing::error!(kind = H::KIND, job_id = %job.id, error = %err, "could not mark job done; it will run again");
+                    "unrecorded"
+                }
+            }
+        }
+        Err(JobFailure(error)) => {
+            let give_up = job.attempts >= job.max_attempts;
+            let recorded = if give_up {
+                tracing::error!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed for good");
+                store::jobs::park_failed(&deps.db, job.id, &deps.worker_id, &error, now).await
+            } else {
+                tracing::warn!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed; will retry");
+                let at = jobs::retry_at(&deps.config.jobs, job.attempts, now);
+                store::jobs::retry_later(&deps.db, job.id, &deps.worker_id, &error, at, now).await
+            };
+            match recorded {
+                Ok(true) if give_up => {
+                    handler.gave_up(deps, &job, &error).await;
+                    "failed"
+                }
+                Ok(_) => "retry",
+                Err(err) => {
+                    tracing::error!(kind = H::KIND, job_id = %job.id, error = %err, "could not record job failure");
+                    "unrecorded"
+                }
+            }
+        }
+    };
+    metrics::counter!(m::JOBS_FINISHED_TOTAL, "kind" => H::KIND, "outcome" => outcome).increment(1);
+}

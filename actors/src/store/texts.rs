@@ -1,0 +1,75 @@
+//! The text of items: the machine's output and every human revision after it. The
+//! newest revision is the current text; older ones stay, so review can see what changed.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Db, StoreResult, Tx, with_db, with_tx};
+
+const COLUMNS: &str = "id, item_id, revision, source, engine, author_id, job_id, text, pages, words, confidence, created_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TextRow {
+    pub id: Uuid,
+    pub item_id: Uuid,
+    pub revision: i32,
+    /// `machine` or `human`.
+    pub source: String,
+    pub engine: Option<String>,
+    pub author_id: Option<Uuid>,
+    pub job_id: Option<Uuid>,
+    pub text: String,
+    pub pages: Option<sqlx::types::Json<Value>>,
+    pub words: Option<sqlx::types::Json<Value>>,
+    pub confidence: Option<f64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Add the next revision of an item's text. A machine revision carries its job id:
+/// when that job already left a revision (it ran twice), nothing is added and false
+/// is returned.
+pub async fn add_revision(tx: &mut Tx, row: &TextRow) -> StoreResult<bool> {
+    if let Some(job) = row.job_id {
+        let sql = "SELECT COUNT(*) FROM item_texts WHERE job_id = $1";
+        let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
+            .bind(job)
+            .fetch_one(conn)
+            .await)?;
+        if n > 0 {
+            return Ok(false);
+        }
+    }
+    let sql = "INSERT INTO item_texts (id, item_id, revision, source, engine, author_id, job_id, \
+               text, pages, words, confidence, created_at) \
+               VALUES ($1, $2, (SELECT COALESCE(MAX(revision), 0) + 1 FROM item_texts WHERE item_id = $2), \
+               $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(row.id)
+        .bind(row.item_id)
+        .bind(row.source.as_str())
+        .bind(row.engine.clone())
+        .bind(row.author_id)
+        .bind(row.job_id)
+        .bind(row.text.as_str())
+        .bind(row.pages.clone())
+        .bind(row.words.clone())
+        .bind(row.confidence)
+        .bind(row.created_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(true)
+}
+
+/// Every revision of an item's text, oldest first.
+pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<TextRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM item_texts WHERE item_id = $1 ORDER BY revision");
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, TextRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(item)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
