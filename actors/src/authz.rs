@@ -24,6 +24,8 @@ pub enum Action {
     RestoreProject,
     /// Read the whole audit log.
     ReadAuditLog,
+    /// See failed jobs and put them back in the queue.
+    ManageJobs,
 }
 
 /// Actions inside one project.
@@ -51,6 +53,10 @@ pub enum ProjectAction {
     ViewAllItems,
     /// Delete any item (one's own needs only `Upload`).
     DeleteAnyItem,
+    /// Correct the text of any item (one's own needs only `Upload`).
+    EditAnyText,
+    /// Run processing again (OCR or transcription).
+    Reprocess,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -58,9 +64,10 @@ pub const fn permits(role: GlobalRole, action: Action) -> bool {
     match (role, action) {
         (GlobalRole::SuperAdmin, _) => true,
         (GlobalRole::User, Action::ReadOwnProfile | Action::CreateProject) => true,
-        (GlobalRole::User, Action::ListUsers | Action::RestoreProject | Action::ReadAuditLog) => {
-            false
-        }
+        (
+            GlobalRole::User,
+            Action::ListUsers | Action::RestoreProject | Action::ReadAuditLog | Action::ManageJobs,
+        ) => false,
     }
 }
 
@@ -73,7 +80,10 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
         (ProjectRole::Reviewer, ProjectAction::ViewAllItems) => true,
         (ProjectRole::Reviewer, ProjectAction::Upload) => false,
         (ProjectRole::Contributor, ProjectAction::ViewAllItems) => false,
-        (ProjectRole::Contributor | ProjectRole::Reviewer, ProjectAction::DeleteAnyItem) => false,
+        (
+            ProjectRole::Contributor | ProjectRole::Reviewer,
+            ProjectAction::DeleteAnyItem | ProjectAction::EditAnyText | ProjectAction::Reprocess,
+        ) => false,
         (
             ProjectRole::Contributor | ProjectRole::Reviewer,
             ProjectAction::Update

@@ -6,7 +6,9 @@ use alta_actors::{
     context::RequestContext,
     domain::DataKind,
     idempotency::Idempotent,
-    items::{ItemListQuery, ItemView, UploadDetails, UploadInput, UploadSource},
+    items::{
+        ItemListQuery, ItemText, ItemView, TextRevision, UploadDetails, UploadInput, UploadSource,
+    },
     media::audio::AudioAnalysis,
 };
 use chrono::{DateTime, Utc};
@@ -98,6 +100,12 @@ pub struct ItemResponse {
     pub size_bytes: i64,
     pub sha256: String,
     pub audio: Option<AudioAnalysisResponse>,
+    /// The latest processing job (`GET /api/jobs/{id}`).
+    pub job_id: Option<Uuid>,
+    /// Why there is no text (`processing_failed`): e.g. `no_text_layer`,
+    /// `no_ocr_engine`, `no_transcription_engine`, `processing_gave_up`.
+    pub processing_error_code: Option<String>,
+    pub processing_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -123,6 +131,9 @@ impl From<ItemView> for ItemResponse {
             size_bytes: i.size_bytes,
             sha256: i.sha256,
             audio: i.audio.map(Into::into),
+            job_id: i.job_id,
+            processing_error_code: i.processing_error_code,
+            processing_error: i.processing_error,
             created_at: i.created_at,
             updated_at: i.updated_at,
         }
@@ -149,6 +160,79 @@ pub enum ItemCreated {
 pub enum ItemOk {
     #[oai(status = 200)]
     Ok(Json<ItemResponse>),
+}
+
+/// A person's text for an item.
+#[derive(Debug, Object)]
+pub struct TextInput {
+    /// The whole text (at most 2 MiB), replacing the current one as a new revision.
+    pub text: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TextRevisionResponse {
+    pub revision: i32,
+    /// `machine` or `human`.
+    pub source: String,
+    /// The engine, for machine output: `plain_text`, `pdf_text_layer`, `docx`, `tesseract`.
+    pub engine: Option<String>,
+    /// Who wrote it, for a human revision.
+    pub author_id: Option<Uuid>,
+    pub text: String,
+    /// Text per page (documents).
+    pub pages: Option<Vec<String>>,
+    /// Word timings and confidences (transcripts from an engine).
+    pub words: Option<serde_json::Value>,
+    pub confidence: Option<f64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<TextRevision> for TextRevisionResponse {
+    fn from(r: TextRevision) -> Self {
+        Self {
+            revision: r.revision,
+            source: r.source,
+            engine: r.engine,
+            author_id: r.author_id,
+            text: r.text,
+            pages: r.pages,
+            words: r.words,
+            confidence: r.confidence,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ItemTextResponse {
+    pub item: ItemResponse,
+    /// The newest revision; absent while there is no text (see the item's `status` and
+    /// `processing_error_code`).
+    pub current: Option<TextRevisionResponse>,
+    pub revisions: Vec<TextRevisionResponse>,
+}
+
+impl From<ItemText> for ItemTextResponse {
+    fn from(t: ItemText) -> Self {
+        Self {
+            item: t.item.into(),
+            current: t.current.map(Into::into),
+            revisions: t.revisions.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ItemTextOk {
+    #[oai(status = 200)]
+    Ok(Json<ItemTextResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum ItemAccepted {
+    /// Queued for processing again.
+    #[oai(status = 202)]
+    Accepted(Json<ItemResponse>),
 }
 
 #[derive(ApiResponse)]
@@ -315,9 +399,11 @@ async fn content(
 macro_rules! item_api {
     (
         $api:ident, $kind:expr,
-        paths: $base:literal, $one:literal, $file:literal,
+        paths: $base:literal, $one:literal, $file:literal, $text_path:literal, $reprocess_path:literal,
         ids: $upload:literal, $list:literal, $get:literal, $content:literal, $delete:literal,
-        docs: $upload_doc:literal, $list_doc:literal, $get_doc:literal, $content_doc:literal, $delete_doc:literal
+            $text:literal, $edit:literal, $reprocess:literal,
+        docs: $upload_doc:literal, $list_doc:literal, $get_doc:literal, $content_doc:literal, $delete_doc:literal,
+            $text_doc:literal, $edit_doc:literal, $reprocess_doc:literal
     ) => {
         pub struct $api;
 
@@ -411,6 +497,57 @@ macro_rules! item_api {
                 engine.delete_item(&auth.0, $kind, id.0, &ctx).await?;
                 Ok(ItemDeleted::NoContent)
             }
+
+            #[doc = $text_doc]
+            ///
+            /// `current` is the newest revision; `revisions` holds the machine's output and
+            /// every correction after it (who, when), oldest first.
+            #[oai(path = $text_path, method = "get", operation_id = $text)]
+            async fn text(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<ItemTextOk> {
+                let text = engine.item_text(&auth.0, $kind, id.0).await?;
+                Ok(ItemTextOk::Ok(Json(text.into())))
+            }
+
+            #[doc = $edit_doc]
+            ///
+            /// Its uploader or a project admin, once processing has ended (409
+            /// `item_processing` before). Adds a revision; earlier ones stay. The item
+            /// becomes `ready`.
+            #[oai(path = $text_path, method = "put", operation_id = $edit)]
+            async fn edit_text(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+                body: Json<TextInput>,
+            ) -> ApiResult<ItemTextOk> {
+                let text = engine
+                    .edit_item_text(&auth.0, $kind, id.0, body.0.text, &ctx)
+                    .await?;
+                Ok(ItemTextOk::Ok(Json(text.into())))
+            }
+
+            #[doc = $reprocess_doc]
+            ///
+            /// Project admins, once processing has ended (409 `item_processing` before).
+            /// The item goes back to `uploaded` with a new job.
+            #[oai(path = $reprocess_path, method = "post", operation_id = $reprocess)]
+            async fn reprocess(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<ItemAccepted> {
+                let item = engine.reprocess_item(&auth.0, $kind, id.0, &ctx).await?;
+                Ok(ItemAccepted::Accepted(Json(item.into())))
+            }
         }
     };
 }
@@ -418,15 +555,23 @@ macro_rules! item_api {
 item_api!(
     DocumentsApi, DataKind::Document,
     paths: "/api/documents", "/api/documents/:id", "/api/documents/:id/content",
+        "/api/documents/:id/text", "/api/documents/:id/reprocess",
     ids: "document_upload", "document_list", "document_get", "document_content", "document_delete",
+        "document_text", "document_edit_text", "document_reprocess",
     docs: "Upload a document", "List a project's documents", "Get a document",
-        "Download a document's file (supports Range)", "Delete a document (its contributor or a project admin; soft)"
+        "Download a document's file (supports Range)", "Delete a document (its contributor or a project admin; soft)",
+        "A document's text (OCR output and corrections)", "Correct a document's text",
+        "Extract a document's text again"
 );
 item_api!(
     VoiceApi, DataKind::Audio,
     paths: "/api/voice", "/api/voice/:id", "/api/voice/:id/content",
+        "/api/voice/:id/transcript", "/api/voice/:id/reprocess",
     ids: "voice_upload", "voice_list", "voice_get", "voice_content", "voice_delete",
+        "voice_transcript", "voice_edit_transcript", "voice_reprocess",
     docs: "Upload a recording", "List a project's recordings", "Get a recording",
         "Download a recording (supports Range, so long audio can be seeked)",
-        "Delete a recording (its contributor or a project admin; soft)"
+        "Delete a recording (its contributor or a project admin; soft)",
+        "A recording's transcript", "Write or correct a recording's transcript",
+        "Transcribe a recording again"
 );

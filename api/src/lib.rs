@@ -8,6 +8,7 @@ mod auth;
 mod content;
 mod health;
 mod items;
+mod jobs;
 mod middleware;
 mod problem;
 mod projects;
@@ -54,6 +55,7 @@ fn service() -> OpenApiService<
         items::DocumentsApi,
         items::VoiceApi,
         uploads::UploadsApi,
+        jobs::JobsApi,
         admin::AdminApi,
         health::HealthApi,
     ),
@@ -66,6 +68,7 @@ fn service() -> OpenApiService<
             items::DocumentsApi,
             items::VoiceApi,
             uploads::UploadsApi,
+            jobs::JobsApi,
             admin::AdminApi,
             health::HealthApi,
         ),
@@ -103,12 +106,13 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         routes = routes.at("/metrics", get(metrics_endpoint).data(render));
     }
     routes
-        .with(middleware::tus::Tus)
         .with(middleware::BodyLimit::new(
             config.max_body_bytes,
             config.max_upload_bytes,
         ))
         .around(middleware::problems::convert_errors)
+        // Outside the conversion, so it sees (and stamps) every answer as a problem.
+        .with(middleware::tus::Tus)
         .with(middleware::cors(
             &config.cors_origins,
             config.public_origin.clone(),

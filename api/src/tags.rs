@@ -10,6 +10,8 @@ pub enum ApiTags {
     Data,
     /// Resumable uploads (tus 1.0) for large files over flaky connections.
     Uploads,
+    /// Background jobs: OCR, transcription and mail.
+    Jobs,
     /// Platform administration (super admins only).
     Admin,
     /// Liveness and readiness probes.

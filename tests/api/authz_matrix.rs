@@ -15,6 +15,13 @@
 //! creator); "another contributor" of the project, who did not upload it, is asked about
 //! single items too, and must not learn they exist.
 //!
+//! Resumable uploads (tus 1.0 at `/api/uploads`) name the project in the
+//! `Upload-Metadata` header when they are created, and are their creator's alone
+//! afterwards: `HEAD`, `PATCH`, `DELETE` and `GET` of an upload created by the contributor
+//! (one per operation; a fresh one after each `DELETE` case) answer everyone else 404,
+//! super admins included. `HEAD` answers carry no body, so only their status (and the
+//! challenge of a 401) is compared.
+//!
 //! Operations that change membership or the project's existence run against a fixture
 //! that is thrown away (and built again on demand) after each such request, so that one
 //! case never changes what the next one sees. Deleting an item spends only the item: the
@@ -26,6 +33,7 @@ use std::{
     time::Duration,
 };
 
+use base64::Engine as _;
 use futures::future::join_all;
 use reqwest::{
     Method, Response, StatusCode,
@@ -76,6 +84,23 @@ enum Rule {
     /// Delete one item (`{id}`): its uploader, project admins and super admins;
     /// reviewers get 403, another contributor 404.
     DeleteItem,
+    /// Start a resumable upload into the project named by `project_id` in the
+    /// `Upload-Metadata` header: as [`Rule::Upload`].
+    ResumableUpload,
+    /// One resumable upload (`{id}`): only the user who created it; everyone else, super
+    /// admins included, gets 404.
+    OwnUpload,
+    /// Correct an item's text (`{id}`): its uploader, project admins and super admins;
+    /// reviewers get 403, another contributor 404.
+    EditText,
+    /// Process an item again (`{id}`): project admins and super admins; its uploader and
+    /// reviewers get 403, another contributor 404.
+    ReprocessItem,
+    /// A processing job (`{id}` is the job of an item): whoever may read the item.
+    ReadJob,
+    /// A super-admin operation on a job by `{id}` (an unknown one here): super admins
+    /// get 404, everyone else 403 before any lookup.
+    SuperAdminJob,
 }
 
 /// Where a request names what it acts on.
@@ -91,6 +116,12 @@ enum Subject {
     ProjectQuery,
     /// `{id}` in the path: an item, which belongs to a project.
     Item,
+    /// `project_id` in the tus `Upload-Metadata` header.
+    ProjectMetadata,
+    /// `{id}` in the path: a resumable upload, which belongs to the user who created it.
+    Upload,
+    /// `{id}` in the path: a job, looked up only for super admins.
+    AdminJob,
 }
 
 impl Rule {
@@ -102,13 +133,24 @@ impl Rule {
             Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
             Self::ListItems => Subject::ProjectQuery,
-            Self::ReadItem | Self::DeleteItem => Subject::Item,
+            Self::ReadItem
+            | Self::DeleteItem
+            | Self::EditText
+            | Self::ReprocessItem
+            | Self::ReadJob => Subject::Item,
+            Self::SuperAdminJob => Subject::AdminJob,
+            Self::ResumableUpload => Subject::ProjectMetadata,
+            Self::OwnUpload => Subject::Upload,
         }
     }
 
-    /// Project-scoped rules run against every [`Target`].
+    /// Project-scoped rules run against every [`Target`]. An upload belongs to a user,
+    /// not to a project: its rule runs once per principal, against the contributor's.
     fn project_scoped(self) -> bool {
-        self.subject() != Subject::Platform
+        !matches!(
+            self.subject(),
+            Subject::Platform | Subject::Upload | Subject::AdminJob
+        )
     }
 }
 
@@ -153,6 +195,23 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("voice_get", &[Rule::ReadItem]),
     ("voice_content", &[Rule::ReadItem]),
     ("voice_delete", &[Rule::DeleteItem]),
+    // Resumable uploads (tus 1.0).
+    ("tus_options", &[Rule::Public]),
+    ("tus_create", &[Rule::ResumableUpload]),
+    ("tus_head", &[Rule::OwnUpload]),
+    ("tus_patch", &[Rule::OwnUpload]),
+    ("tus_terminate", &[Rule::OwnUpload]),
+    ("get_upload", &[Rule::OwnUpload]),
+    // Processing: text, corrections, reprocessing, jobs.
+    ("document_text", &[Rule::ReadItem]),
+    ("document_edit_text", &[Rule::EditText]),
+    ("document_reprocess", &[Rule::ReprocessItem]),
+    ("voice_transcript", &[Rule::ReadItem]),
+    ("voice_edit_transcript", &[Rule::EditText]),
+    ("voice_reprocess", &[Rule::ReprocessItem]),
+    ("job_get", &[Rule::ReadJob]),
+    ("admin_list_jobs", &[Rule::SuperAdmin]),
+    ("admin_retry_job", &[Rule::SuperAdminJob]),
 ];
 
 /// Operations after which the fixture they ran on is not trusted any more.
@@ -169,7 +228,23 @@ fn destructive(operation_id: &str) -> bool {
 
 /// Operations after which the item they ran on is not trusted any more.
 fn consumes_item(operation_id: &str) -> bool {
-    matches!(operation_id, "document_delete" | "voice_delete")
+    matches!(
+        operation_id,
+        "document_delete" | "voice_delete" | "document_reprocess" | "voice_reprocess"
+    )
+}
+
+/// Operations that need the item's processing to have ended (else 409 `item_processing`).
+fn needs_settled_item(operation_id: &str) -> bool {
+    matches!(
+        operation_id,
+        "document_edit_text" | "voice_edit_transcript" | "document_reprocess" | "voice_reprocess"
+    )
+}
+
+/// Operations after which the resumable upload they ran on is not trusted any more.
+fn consumes_upload(operation_id: &str) -> bool {
+    operation_id == "tus_terminate"
 }
 
 /// The two kinds of item.
@@ -262,7 +337,7 @@ impl Who {
     /// Who is asked about an operation following `rule`.
     fn asked(rule: Rule) -> &'static [Self] {
         match rule.subject() {
-            Subject::Item => &Self::ALL_AND_OTHER_CONTRIBUTOR,
+            Subject::Item | Subject::Upload => &Self::ALL_AND_OTHER_CONTRIBUTOR,
             _ => &Self::ALL,
         }
     }
@@ -349,6 +424,11 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         (Rule::SignedIn, None) => Allowed,
         (Rule::SuperAdmin, None) if super_admin => Allowed,
         (Rule::SuperAdmin, None) => Denied(FORBIDDEN),
+        // Uploads are made by the contributor: nobody else learns they exist.
+        (Rule::OwnUpload, None) if who == Who::Contributor => Allowed,
+        (Rule::OwnUpload, None) => Denied(NOT_FOUND),
+        (Rule::SuperAdminJob, None) if super_admin => Problem(NOT_FOUND, "not_found"),
+        (Rule::SuperAdminJob, None) => Denied(FORBIDDEN),
         (Rule::Restore, Some(Target::Deleted)) if super_admin => Allowed,
         (Rule::Restore, Some(_)) if super_admin => {
             Problem(StatusCode::CONFLICT, "project_not_deleted")
@@ -364,13 +444,23 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         (_, Some(Target::Own)) => match (who.project_role(), rule) {
             (None, _) => Denied(NOT_FOUND),
             // Someone else's item does not exist for a contributor.
-            (Some(_), Rule::ReadItem | Rule::DeleteItem) if who == Who::OtherContributor => {
-                Denied(NOT_FOUND)
-            }
+            (
+                Some(_),
+                Rule::ReadItem
+                | Rule::DeleteItem
+                | Rule::EditText
+                | Rule::ReprocessItem
+                | Rule::ReadJob,
+            ) if who == Who::OtherContributor => Denied(NOT_FOUND),
             (Some("admin"), _) => Allowed,
+            // Reprocessing is the admins' call.
+            (Some(_), Rule::ReprocessItem) => Denied(FORBIDDEN),
             (Some(_), Rule::ProjectAdmin) => Denied(FORBIDDEN),
             // Reviewers review: they neither upload nor delete.
-            (Some("reviewer"), Rule::Upload | Rule::DeleteItem) => Denied(FORBIDDEN),
+            (
+                Some("reviewer"),
+                Rule::Upload | Rule::ResumableUpload | Rule::DeleteItem | Rule::EditText,
+            ) => Denied(FORBIDDEN),
             (Some(_), _) => Allowed,
         },
         _ => panic!("rule {rule:?} does not apply to target {target:?}"),
@@ -388,7 +478,12 @@ fn denial_code(status: StatusCode) -> &'static str {
 }
 
 const INVITE_LINK: &str = "http://alta.test/invitations/accept?token=";
-const SPEC_METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+const SPEC_METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
+/// The tus version every request to `/api/uploads` but `OPTIONS` and `GET` must name.
+const TUS_VERSION: &str = "1.0.0";
+/// `Upload-Length` of the uploads made here, and the bytes a `PATCH` sends (at offset 0).
+const TUS_LENGTH: usize = 1000;
+const TUS_CHUNK: usize = 10;
 
 /// One project and what requests into it need.
 #[derive(Debug, Clone)]
@@ -413,6 +508,12 @@ enum Payload {
         file_name: &'static str,
         mime: &'static str,
     },
+    /// A tus request: its headers and, for `PATCH`, the bytes
+    /// (`application/offset+octet-stream`).
+    Tus {
+        headers: Vec<(&'static str, String)>,
+        bytes: Option<Vec<u8>>,
+    },
 }
 
 /// The server, the principals and the current fixtures.
@@ -428,6 +529,11 @@ struct World {
     bystander: String,
     bystander_id: String,
     fixtures: HashMap<Target, Fixture>,
+    /// operationId → the id of the resumable upload its cases ask about, made by the
+    /// contributor in the own project (taken out once spent).
+    uploads: HashMap<String, String>,
+    /// item id → the id of its processing job.
+    item_jobs: HashMap<String, String>,
     serial: usize,
 }
 
@@ -478,6 +584,8 @@ impl World {
             bystander,
             bystander_id,
             fixtures: HashMap::new(),
+            uploads: HashMap::new(),
+            item_jobs: HashMap::new(),
             serial: 0,
         }
     }
@@ -529,6 +637,17 @@ impl World {
                         .part("file", file),
                 )
             }
+            Some(Payload::Tus { headers, bytes }) => {
+                let req = headers
+                    .iter()
+                    .fold(req, |req, (name, value)| req.header(*name, value));
+                match bytes {
+                    Some(bytes) => req
+                        .header("Content-Type", "application/offset+octet-stream")
+                        .body(bytes.clone()),
+                    None => req,
+                }
+            }
         };
         req.send().await.unwrap()
     }
@@ -574,7 +693,27 @@ impl World {
             "set-up: upload of a {kind:?} into {project_id}: {text}"
         );
         let item: Value = serde_json::from_str(&text).unwrap();
-        item["id"].as_str().unwrap().to_owned()
+        let id = item["id"].as_str().unwrap().to_owned();
+        let job = item["job_id"].as_str().unwrap().to_owned();
+        self.item_jobs.insert(id.clone(), job);
+        id
+    }
+
+    /// Wait until the item's processing has ended (read as the super admin).
+    async fn settle(&self, kind: Kind, item: &str) {
+        let token = &self.tokens[&Who::SuperAdmin];
+        for _ in 0..400 {
+            let resp = self
+                .app
+                .get_auth(&format!("{}/{item}", kind.endpoint()), token)
+                .await;
+            let body: Value = resp.json().await.unwrap_or_default();
+            if !matches!(body["status"].as_str(), Some("uploaded" | "processing")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("set-up: item {item} never finished processing");
     }
 
     /// A live item of `kind` in the `target` fixture, by [`Self::uploader`].
@@ -602,6 +741,73 @@ impl World {
     fn discard_item(&mut self, target: Target, kind: Kind) {
         if let Some(fixture) = self.fixtures.get_mut(&target) {
             fixture.items.remove(&kind);
+        }
+    }
+
+    /// The resumable upload the cases of `operation_id` ask about: made by the
+    /// contributor in the own project when first needed.
+    async fn upload(&mut self, operation_id: &str) -> String {
+        if let Some(id) = self.uploads.get(operation_id) {
+            return id.clone();
+        }
+        let project_id = self.fixture(Target::Own).await.project_id;
+        let n = self.next();
+        let resp = self
+            .send_as(
+                Who::Contributor,
+                Method::POST,
+                "/api/uploads",
+                Some(&tus_creation(&project_id, n)),
+            )
+            .await;
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "set-up: resumable upload into {project_id} for {operation_id}: {text}"
+        );
+        let id = location
+            .strip_prefix("/api/uploads/")
+            .unwrap_or_else(|| panic!("set-up: unexpected Location {location:?}"))
+            .to_owned();
+        self.uploads.insert(operation_id.to_owned(), id.clone());
+        id
+    }
+
+    /// Forget the upload of `operation_id`: the next case gets a fresh one. When the case
+    /// was to be denied, the upload must still be there: its creator removes it, and a
+    /// 404 then means the denied request did remove it after all.
+    async fn spend_upload(&mut self, operation_id: &str, expect: Expect) -> Result<(), String> {
+        let Some(id) = self.uploads.remove(operation_id) else {
+            return Ok(());
+        };
+        if expect == Expect::Allowed {
+            return Ok(());
+        }
+        let resp = self
+            .send_as(
+                Who::Contributor,
+                Method::DELETE,
+                &format!("/api/uploads/{id}"),
+                Some(&tus(Vec::new(), None)),
+            )
+            .await;
+        match resp.status() {
+            StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::NOT_FOUND => Err(format!(
+                "LEAK: denied, yet upload {id} is gone (its creator's DELETE afterwards got 404)"
+            )),
+            status => Err(format!(
+                "its creator's DELETE of upload {id} afterwards got {status}: {}",
+                resp.text().await.unwrap_or_default()
+            )),
         }
     }
 
@@ -741,12 +947,26 @@ impl World {
     ) -> (String, Option<Payload>) {
         let n = self.next();
         let mut path = template.to_owned();
-        let mut payload = body_for(operation_id, n).map(Payload::Json);
+        let mut payload = body_for(operation_id, n)
+            .map(Payload::Json)
+            .or_else(|| tus_payload(operation_id));
+        if rule.subject() == Subject::Upload {
+            let upload = self.upload(operation_id).await;
+            path = path.replace("{id}", &upload);
+        }
         if let Some(target) = target {
             let kind = Kind::of(operation_id);
             if let (Subject::Item, Some(kind)) = (rule.subject(), kind) {
                 let item = self.item(target, kind).await;
+                if needs_settled_item(operation_id) && target != Target::Deleted {
+                    self.settle(kind, &item).await;
+                }
                 path = path.replace("{id}", &item);
+            }
+            if rule == Rule::ReadJob {
+                let item = self.item(target, Kind::Document).await;
+                let job = self.item_jobs[&item].clone();
+                path = path.replace("{id}", &job);
             }
             let fixture = self.fixture(target).await;
             path = path
@@ -768,8 +988,18 @@ impl World {
                         mime,
                     });
                 }
-                Subject::Platform | Subject::ProjectPath | Subject::Item => {}
+                Subject::ProjectMetadata => {
+                    payload = Some(tus_creation(&fixture.project_id, n));
+                }
+                Subject::Platform
+                | Subject::ProjectPath
+                | Subject::Item
+                | Subject::Upload
+                | Subject::AdminJob => {}
             }
+        }
+        if rule.subject() == Subject::AdminJob {
+            path = path.replace("{id}", &Uuid::now_v7().to_string());
         }
         let member = match (rule, self.ids.get(&who)) {
             (Rule::Leave, Some(own)) => own.clone(),
@@ -798,11 +1028,49 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "project_create" => json!({"name": format!("created-{n}")}),
         "project_update" => json!({"name": format!("renamed-{n}"), "description": "still here"}),
         "member_update_role" => json!({"role": "reviewer"}),
+        "document_edit_text" | "voice_edit_transcript" => json!({"text": format!("corrected {n}")}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
         }
         _ => return None,
     })
+}
+
+/// A tus request: `Tus-Resumable`, these headers, and these bytes.
+fn tus(mut headers: Vec<(&'static str, String)>, bytes: Option<Vec<u8>>) -> Payload {
+    headers.insert(0, ("Tus-Resumable", TUS_VERSION.to_owned()));
+    Payload::Tus { headers, bytes }
+}
+
+/// The tus headers (and bytes) of an operation on `/api/uploads` but creation; `GET`
+/// needs none.
+fn tus_payload(operation_id: &str) -> Option<Payload> {
+    Some(match operation_id {
+        "tus_options" | "tus_head" | "tus_terminate" => tus(Vec::new(), None),
+        "tus_patch" => tus(
+            vec![("Upload-Offset", "0".to_owned())],
+            Some(vec![b'x'; TUS_CHUNK]),
+        ),
+        _ => return None,
+    })
+}
+
+/// Start a resumable upload of a document into `project_id`.
+fn tus_creation(project_id: &str, n: usize) -> Payload {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let metadata = format!(
+        "project_id {},kind {},filename {}",
+        b64(project_id),
+        b64("document"),
+        b64(&format!("resumable-{n}.txt"))
+    );
+    tus(
+        vec![
+            ("Upload-Length", TUS_LENGTH.to_string()),
+            ("Upload-Metadata", metadata),
+        ],
+        None,
+    )
 }
 
 async fn user_id(app: &TestApp, token: &str) -> String {
@@ -877,6 +1145,33 @@ async fn check(resp: Response, expect: Expect) -> Result<String, String> {
     Ok(text)
 }
 
+/// [`check`] for `HEAD`, whose answers have no body: the status, and the challenge of a
+/// 401.
+fn check_head(resp: &Response, expect: Expect) -> Result<String, String> {
+    let status = resp.status();
+    if status.is_server_error() {
+        return Err(format!("server error {status}"));
+    }
+    let want = match expect {
+        Expect::Allowed if status.is_success() => return Ok(String::new()),
+        Expect::Allowed => return Err(format!("expected 2xx, got {status}")),
+        Expect::Denied(want) | Expect::Problem(want, _) => want,
+    };
+    if status.is_success() {
+        return Err(format!(
+            "UNEXPECTED {status} (allowed; expected {want}), Upload-Offset {:?}",
+            resp.headers().get("upload-offset")
+        ));
+    }
+    if status != want {
+        return Err(format!("expected {want}, got {status}"));
+    }
+    if want == StatusCode::UNAUTHORIZED && !resp.headers().contains_key("www-authenticate") {
+        return Err("401 without WWW-Authenticate".into());
+    }
+    Ok(String::new())
+}
+
 /// A contributor's list of items holds their own only (project A also holds the
 /// bystander's).
 fn shows_only_own_items(body: &str, own_id: &str) -> Result<(), String> {
@@ -907,6 +1202,8 @@ struct Served {
     query: BTreeSet<String>,
     /// The fields of its `multipart/form-data` body, if it takes one.
     form: BTreeSet<String>,
+    /// The names of its header parameters.
+    headers: BTreeSet<String>,
 }
 
 /// A schema, with a `$ref` to the spec's components followed.
@@ -937,13 +1234,17 @@ async fn served_operations(app: &TestApp) -> BTreeMap<String, Served> {
                 .to_owned();
             let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let query = op["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["in"] == "query")
-                .filter_map(|p| p["name"].as_str().map(str::to_owned))
-                .collect();
+            let parameters = |place: &str| {
+                op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == place)
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect::<BTreeSet<_>>()
+            };
+            let query = parameters("query");
+            let headers = parameters("header");
             let form_schema = resolve(
                 &spec,
                 &op["requestBody"]["content"]["multipart/form-data"]["schema"],
@@ -959,6 +1260,7 @@ async fn served_operations(app: &TestApp) -> BTreeMap<String, Served> {
                 secured,
                 query,
                 form,
+                headers,
             };
             let previous = ops.insert(id.clone(), served);
             assert!(previous.is_none(), "operationId {id} is used twice");
@@ -993,6 +1295,7 @@ fn assert_table_matches_spec(served: &BTreeMap<String, Served>) {
             secured,
             query,
             form,
+            headers,
         } = &served[*id];
         let public = rules.contains(&Rule::Public);
         assert_eq!(
@@ -1002,16 +1305,20 @@ fn assert_table_matches_spec(served: &BTreeMap<String, Served>) {
         for rule in *rules {
             let subject = rule.subject();
             let fits = path.contains("{project_id}") == (subject == Subject::ProjectPath)
-                && path.contains("{id}") == (subject == Subject::Item)
+                && path.contains("{id}")
+                    == matches!(subject, Subject::Item | Subject::Upload | Subject::AdminJob)
                 && match subject {
                     Subject::ProjectQuery => query.contains("project_id"),
                     Subject::ProjectForm => form.contains("project_id") && form.contains("file"),
+                    Subject::ProjectMetadata => headers.contains("Upload-Metadata"),
+                    Subject::Upload => path.starts_with("/api/uploads/"),
+                    Subject::AdminJob => path.starts_with("/api/admin/jobs/"),
                     Subject::Platform | Subject::ProjectPath | Subject::Item => true,
                 };
             assert!(
                 fits,
-                "{id} ({method} {path}, query {query:?}, form {form:?}): rule {rule:?} \
-                 (subject {subject:?}) does not fit the operation"
+                "{id} ({method} {path}, query {query:?}, form {form:?}, headers {headers:?}): \
+                 rule {rule:?} (subject {subject:?}) does not fit the operation"
             );
         }
     }
@@ -1072,7 +1379,12 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
                         .send_as(who, method.clone(), &path, payload.as_ref())
                         .await;
                     checked += 1;
-                    let outcome = check(resp, expect).await.and_then(|body| {
+                    let answer = if *method == Method::HEAD {
+                        check_head(&resp, expect)
+                    } else {
+                        check(resp, expect).await
+                    };
+                    let mut outcome = answer.and_then(|body| {
                         if rule == Rule::ListItems
                             && who == Who::Contributor
                             && expect == Expect::Allowed
@@ -1082,8 +1394,15 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
                             Ok(())
                         }
                     });
+                    if consumes_upload(operation_id) {
+                        let spent = world.spend_upload(operation_id, expect).await;
+                        outcome = outcome.and(spent);
+                    }
                     if let Err(why) = outcome {
                         let on = match (target, rule.subject()) {
+                            (None, Subject::Upload) => {
+                                " on the contributor's upload (in own project A)".to_owned()
+                            }
                             (None, _) => String::new(),
                             (Some(t), Subject::Item) => format!(" on an item in {t}"),
                             (Some(t), _) => format!(" on {t}"),

@@ -7,6 +7,7 @@ mod file_name;
 mod ingest;
 mod service;
 pub mod state;
+mod text;
 mod views;
 
 pub use self::file_name::sanitize_file_name;
@@ -18,3 +19,4 @@ pub use self::views::{ItemStatus, ItemView};
 /// Follow-up job kinds (consumed by the processing workers).
 pub const KIND_OCR: &str = "ocr";
 pub const KIND_TRANSCRIPTION: &str = "transcription";
+pub use self::text::{ItemText, MAX_HUMAN_TEXT_BYTES, TextRevision};

@@ -1,6 +1,7 @@
 //! Durable jobs: kinds, payloads and the retry policy shared by every worker.
 //! (The queue's SQL is in `store::jobs`.)
 
+pub mod service;
 pub mod worker;
 
 use std::time::Duration;

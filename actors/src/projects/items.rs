@@ -1,4 +1,5 @@
-//! Item transitions run by the project's actor: commit an upload, delete an item.
+//! Item transitions run by the project's actor: commit an upload, delete an item,
+//! correct its text, process it again.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -10,9 +11,10 @@ use crate::{
     engine::Deps,
     error::EngineError,
     idempotency::{self, Claim},
+    items::state::{ItemEvent, next_strs},
     items::{ItemView, KIND_OCR, KIND_TRANSCRIPTION},
     metrics as m,
-    store::{self, items::ItemRow},
+    store::{self, items::ItemRow, texts::TextRow},
 };
 
 /// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
@@ -107,4 +109,112 @@ pub async fn delete(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The live item `item_id` of project `id`, and whether the caller uploaded it.
+async fn live_item(tx: &mut store::Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, EngineError> {
+    store::items::find_live_tx(tx, item_id)
+        .await?
+        .filter(|i| i.project_id == id)
+        .ok_or(EngineError::NotFound { what: "item" })
+}
+
+fn still_processing(status: &str) -> EngineError {
+    EngineError::Conflict {
+        code: "item_processing",
+        message: format!("the item is {status}; wait until processing ends"),
+    }
+}
+
+/// A person's revision of the text: the uploader (with the right to upload) or an admin.
+/// The machine's output and earlier revisions stay.
+pub async fn edit_text(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+    text: String,
+    ctx: &RequestContext,
+) -> Result<TextRow, EngineError> {
+    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
+    let item = live_item(&mut tx, id, item_id).await?;
+    let action = if item.contributor_id == principal.user_id {
+        ProjectAction::Upload
+    } else {
+        ProjectAction::EditAnyText
+    };
+    authz::authorize_project(principal, role, action)?;
+    let now = deps.clock.now();
+    let (from, to) = next_strs(ItemEvent::TextEdited);
+    if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
+        return Err(still_processing(&item.status));
+    }
+    let row = TextRow {
+        id: Uuid::now_v7(),
+        item_id,
+        revision: 0,
+        source: "human".into(),
+        engine: None,
+        author_id: Some(principal.user_id),
+        job_id: None,
+        text,
+        pages: None,
+        words: None,
+        confidence: None,
+        created_at: now,
+    };
+    store::texts::add_revision(&mut tx, &row).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.text_edited",
+        ("item", item_id.to_string()),
+        json!({"kind": item.kind, "chars": row.text.chars().count()}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Queue OCR or transcription again (project admins). The newest job is the item's;
+/// an older one that still runs finds it superseded and does nothing.
+pub async fn reprocess(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<ItemView, EngineError> {
+    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
+    let item = live_item(&mut tx, id, item_id).await?;
+    authz::authorize_project(principal, role, ProjectAction::Reprocess)?;
+    let job_kind = if item.kind == "audio" {
+        KIND_TRANSCRIPTION
+    } else {
+        KIND_OCR
+    };
+    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
+    let now = deps.clock.now();
+    let (from, to) = next_strs(ItemEvent::Reprocess);
+    if !store::items::set_status(&mut tx, item_id, &from, to, Some(job_id), None, now).await? {
+        return Err(still_processing(&item.status));
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.reprocess",
+        ("item", item_id.to_string()),
+        json!({"kind": item.kind, "job_id": job_id}),
+    )
+    .await?;
+    let row = live_item(&mut tx, id, item_id).await?;
+    tx.commit().await?;
+    deps.job_waker.notify_waiters();
+    Ok(row.into())
 }

@@ -8,7 +8,7 @@ use crate::{
     error::EngineError,
     idempotency::Claim,
     items::ItemView,
-    store::items::ItemRow,
+    store::{items::ItemRow, texts::TextRow},
 };
 
 type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
@@ -97,6 +97,21 @@ pub enum ProjectMsg {
         item_id: Uuid,
         ctx: RequestContext,
         reply: Reply<()>,
+    },
+    /// Write a new revision of an item's text (a person's correction or transcript).
+    EditText {
+        principal: Principal,
+        item_id: Uuid,
+        text: String,
+        ctx: RequestContext,
+        reply: Reply<TextRow>,
+    },
+    /// Queue processing again for an item that finished (either way).
+    Reprocess {
+        principal: Principal,
+        item_id: Uuid,
+        ctx: RequestContext,
+        reply: Reply<ItemView>,
     },
     /// Timer: stop when idle.
     CheckIdle,

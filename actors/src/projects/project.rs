@@ -202,6 +202,25 @@ impl Actor for ProjectActor {
             } => {
                 let _ = reply.send(super::items::delete(deps, id, &principal, item_id, &ctx).await);
             }
+            ProjectMsg::EditText {
+                principal,
+                item_id,
+                text,
+                ctx,
+                reply,
+            } => {
+                let _ = reply
+                    .send(super::items::edit_text(deps, id, &principal, item_id, text, &ctx).await);
+            }
+            ProjectMsg::Reprocess {
+                principal,
+                item_id,
+                ctx,
+                reply,
+            } => {
+                let _ =
+                    reply.send(super::items::reprocess(deps, id, &principal, item_id, &ctx).await);
+            }
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {

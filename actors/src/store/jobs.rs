@@ -206,3 +206,72 @@ pub async fn list_by_kind(db: &Db, kind: &str) -> StoreResult<Vec<JobStatus>> {
         .await)?;
     Ok(rows)
 }
+
+/// Everything about a job, for the jobs API.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobDetail {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: sqlx::types::Json<Value>,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const DETAIL: &str = "id, kind, payload, state, attempts, max_attempts, last_error, run_at, \
+     created_at, updated_at, finished_at";
+
+pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobDetail>> {
+    let sql = format!("SELECT {DETAIL} FROM jobs WHERE id = $1");
+    let row = with_db!(db, |pool| sqlx::query_as::<_, JobDetail>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
+/// A page of jobs in `state`, newest first (keyset on the UUIDv7 id).
+pub async fn list_in_state(
+    db: &Db,
+    state: &str,
+    kind: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<JobDetail>> {
+    let sql = format!(
+        "SELECT {DETAIL} FROM jobs WHERE state = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR kind = CAST($2 AS TEXT)) \
+         AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    );
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobDetail>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(state)
+    .bind(kind)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows)
+}
+
+/// Put a parked job back in the queue with fresh attempts. False unless it was failed.
+pub async fn retry_failed(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, updated_at = $2, \
+               finished_at = NULL, lease_until = NULL, locked_by = NULL \
+               WHERE id = $1 AND state = 'failed'";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

@@ -1,6 +1,6 @@
 //! The middleware stack, outermost first: observe (request id, client IP, span,
-//! metrics, access log) → security headers → CORS → problem conversion → body limit →
-//! the tus envelope of `/api/uploads`.
+//! metrics, access log) → security headers → CORS → the tus envelope of `/api/uploads` →
+//! problem conversion → body limit.
 
 mod body_limit;
 mod observe;

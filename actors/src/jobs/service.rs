@@ -1,0 +1,164 @@
+//! The jobs API: a job's state for the members who may see its item, and the failed
+//! jobs of the whole platform for super admins, who may put them back in the queue.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    authz::{self, Action},
+    context::{Principal, RequestContext},
+    domain::{DataKind, GlobalRole},
+    engine::Engine,
+    error::EngineError,
+    items::state::{ItemEvent, next_strs},
+    pagination::{Page, PageRequest},
+    store::{self, jobs::JobDetail},
+};
+
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub id: Uuid,
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    /// When it runs (next), for a queued job.
+    pub run_at: DateTime<Utc>,
+    /// The item it processes, for OCR and transcription jobs.
+    pub item_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn item_of(job: &JobDetail) -> Option<Uuid> {
+    job.payload
+        .0
+        .get("item_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+impl From<JobDetail> for JobView {
+    fn from(j: JobDetail) -> Self {
+        Self {
+            item_id: item_of(&j),
+            id: j.id,
+            kind: j.kind,
+            state: j.state,
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            last_error: j.last_error,
+            run_at: j.run_at,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+const STATES: [&str; 4] = ["queued", "running", "done", "failed"];
+
+impl Engine {
+    /// A job, for whoever may read its item.
+    pub async fn job(&self, principal: &Principal, id: Uuid) -> Result<JobView, EngineError> {
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        // A job with an item is as visible as its item (a deleted project's are hidden
+        // from everyone); mail jobs are super admins' business only.
+        if let Some(item_id) = item_of(&job) {
+            let item = store::items::find_live(&self.deps.db, item_id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "job" })?;
+            let kind = if item.kind == "audio" {
+                DataKind::Audio
+            } else {
+                DataKind::Document
+            };
+            self.item(principal, kind, item_id)
+                .await
+                .map_err(|e| match e {
+                    EngineError::NotFound { .. } => EngineError::NotFound { what: "job" },
+                    other => other,
+                })?;
+        } else if principal.role != GlobalRole::SuperAdmin {
+            return Err(EngineError::NotFound { what: "job" });
+        }
+        Ok(job.into())
+    }
+
+    /// Jobs in a state (default `failed`), newest first (super admins).
+    pub async fn jobs(
+        &self,
+        principal: &Principal,
+        state: Option<&str>,
+        kind: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<JobView>, EngineError> {
+        authz::authorize(principal, Action::ManageJobs)?;
+        let state = state.unwrap_or("failed");
+        if !STATES.contains(&state) {
+            return Err(EngineError::validation(
+                "invalid_state",
+                "state",
+                format!("state is one of {}", STATES.join(", ")),
+            ));
+        }
+        let page = PageRequest::parse(limit, cursor)?;
+        let rows =
+            store::jobs::list_in_state(&self.deps.db, state, kind, page.after, page.fetch_limit())
+                .await?;
+        Ok(page.page(rows, |j| j.id, JobView::from))
+    }
+
+    /// Put a failed job back in the queue with fresh attempts (super admins). Its item,
+    /// failed because the job gave up, waits for processing again.
+    pub async fn retry_job(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<JobView, EngineError> {
+        authz::authorize(principal, Action::ManageJobs)?;
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        let now = self.deps.clock.now();
+        let mut tx = self.deps.db.begin().await?;
+        if !store::jobs::retry_failed(&mut tx, id, now).await? {
+            return Err(EngineError::Conflict {
+                code: "job_not_failed",
+                message: format!("the job is {}, not failed", job.state),
+            });
+        }
+        if let Some(item_id) = item_of(&job) {
+            let (from, to) = next_strs(ItemEvent::Reprocess);
+            store::items::set_status(&mut tx, item_id, &from, to, Some(id), None, now).await?;
+        }
+        store::audit::record(
+            &mut tx,
+            store::audit::AuditEntry {
+                actor_id: Some(principal.user_id),
+                action: "job.retried",
+                target_type: "job",
+                target_id: Some(id.to_string()),
+                project_id: None,
+                details: serde_json::json!({"kind": job.kind}),
+            },
+            ctx,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.deps.job_waker.notify_waiters();
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        Ok(job.into())
+    }
+}

@@ -1,0 +1,431 @@
+//! Processing: OCR of documents, recordings without a speech engine, people's
+//! corrections, reprocessing, and failed jobs, on both backends.
+
+use std::{io::Write, time::Duration};
+
+use lopdf::{
+    Document, Object, Stream,
+    content::{Content, Operation},
+    dictionary,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem},
+    items::{upload, wav},
+    projects::{create_project, join},
+};
+
+backend_tests!(
+    documents_get_their_text_and_people_correct_it,
+    pdf_docx_and_unreadable_files,
+    recordings_wait_for_a_person_and_can_be_reprocessed,
+    a_job_that_keeps_failing_is_parked_and_can_be_retried,
+);
+
+/// A PDF with a text layer: one page per entry.
+pub fn text_pdf(pages: &[&str]) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+    });
+    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+    let mut kids: Vec<Object> = Vec::new();
+    for text in pages {
+        let content = Content {
+            operations: vec![
+                Operation::new("BT", vec![]),
+                Operation::new("Tf", vec!["F1".into(), 14.into()]),
+                Operation::new("Td", vec![60.into(), 700.into()]),
+                Operation::new("Tj", vec![Object::string_literal(*text)]),
+                Operation::new("ET", vec![]),
+            ],
+        };
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        });
+        kids.push(page_id.into());
+    }
+    let count = i64::try_from(kids.len()).unwrap();
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    let body: String = paragraphs
+        .iter()
+        .map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>"))
+        .collect();
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+    );
+    let types = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, data) in [
+        ("[Content_Types].xml", types.as_bytes()),
+        ("word/document.xml", xml.as_bytes()),
+    ] {
+        zip.start_file(name, options).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// Poll an item until its status leaves `uploaded`/`processing`; the item.
+async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let item: Value = app
+            .get_auth(&format!("{endpoint}/{id}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let status = item["status"].as_str().unwrap().to_owned();
+        if status != "uploaded" && status != "processing" {
+            return item;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("item {id} never finished processing");
+}
+
+async fn uploaded(
+    app: &TestApp,
+    token: &str,
+    endpoint: &str,
+    project: &str,
+    bytes: Vec<u8>,
+    name: &str,
+    mime: &str,
+) -> String {
+    let resp = upload(app, token, endpoint, project, bytes, name, mime).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    assert!(item["job_id"].is_string(), "the item names its job: {item}");
+    item["id"].as_str().unwrap().to_owned()
+}
+
+async fn put_text(app: &TestApp, token: &str, path: &str, text: &str) -> reqwest::Response {
+    app.client
+        .put(app.url(path))
+        .bearer_auth(token)
+        .json(&json!({ "text": text }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Texts").await;
+    let contributor = join(&app, &owner, &project, "c@example.org", "contributor").await;
+    let reviewer = join(&app, &owner, &project, "r@example.org", "reviewer").await;
+    let stranger = app.signed_up_user("stranger@example.org").await;
+
+    let body = "# Ripoti\n\nMvua ilinyesha jana.\n";
+    let id = uploaded(
+        &app,
+        &contributor,
+        "/api/documents",
+        &project,
+        body.as_bytes().to_vec(),
+        "ripoti.md",
+        "text/markdown",
+    )
+    .await;
+    let item = settled(&app, &contributor, "/api/documents", &id).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    assert!(item["processing_error_code"].is_null());
+
+    let text_path = format!("/api/documents/{id}/text");
+    let text: Value = app
+        .get_auth(&text_path, &contributor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(text["current"]["source"], "machine");
+    assert_eq!(text["current"]["engine"], "plain_text");
+    assert_eq!(text["current"]["text"], body, "plain text is kept as it is");
+    assert_eq!(text["revisions"].as_array().unwrap().len(), 1);
+
+    // The job is visible to who may see the item, and only to them.
+    let job_path = format!("/api/jobs/{}", item["job_id"].as_str().unwrap());
+    let job: Value = app
+        .get_auth(&job_path, &contributor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "done");
+    assert_eq!(job["kind"], "ocr");
+    assert_eq!(job["item_id"], id.as_str());
+    assert_eq!(
+        app.get_auth(&job_path, &reviewer).await.status(),
+        StatusCode::OK
+    );
+    let resp = app.get_auth(&job_path, &stranger).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+
+    // The uploader corrects; a reviewer may not; an admin may. Every revision stays.
+    let resp = put_text(
+        &app,
+        &contributor,
+        &text_path,
+        "# Ripoti\n\nMvua ilinyesha juzi.",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text: Value = resp.json().await.unwrap();
+    assert_eq!(text["current"]["source"], "human");
+    assert_eq!(text["current"]["revision"], 2);
+    assert_eq!(text["item"]["status"], "ready");
+    let resp = put_text(&app, &reviewer, &text_path, "not mine").await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let resp = put_text(&app, &stranger, &text_path, "not mine").await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    let resp = put_text(&app, &contributor, &text_path, "  \n ").await;
+    assert_problem(resp, StatusCode::BAD_REQUEST, "empty_text").await;
+    let resp = put_text(&app, &contributor, &text_path, "bad \u{0007} bell").await;
+    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_text").await;
+    let resp = put_text(&app, &owner, &text_path, "Final.").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text: Value = app
+        .get_auth(&text_path, &reviewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revisions = text["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 3);
+    assert_eq!(revisions[0]["source"], "machine");
+    assert_eq!(revisions[1]["text"], "# Ripoti\n\nMvua ilinyesha juzi.");
+    assert_eq!(text["current"]["text"], "Final.");
+    assert!(text["current"]["author_id"].is_string());
+}
+
+async fn pdf_docx_and_unreadable_files(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Formats").await;
+
+    let pdf = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text_pdf(&["Invoice number 4711", "Total 99.50 EUR"]),
+        "invoice.pdf",
+        "application/pdf",
+    )
+    .await;
+    let word = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        docx(&["Habari ya leo", "Karibu tena"]),
+        "barua.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+    .await;
+    let blank = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text_pdf(&[""]),
+        "scan.pdf",
+        "application/pdf",
+    )
+    .await;
+
+    let item = settled(&app, &owner, "/api/documents", &pdf).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let text: Value = app
+        .get_auth(&format!("/api/documents/{pdf}/text"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(text["current"]["engine"], "pdf_text_layer");
+    let pages = text["current"]["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2);
+    assert!(pages[0].as_str().unwrap().contains("Invoice number 4711"));
+    assert!(pages[1].as_str().unwrap().contains("99.50"));
+
+    let item = settled(&app, &owner, "/api/documents", &word).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let text: Value = app
+        .get_auth(&format!("/api/documents/{word}/text"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(text["current"]["engine"], "docx");
+    assert!(
+        text["current"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Habari ya leo\nKaribu tena")
+    );
+
+    // A PDF with no text at all: never an empty success, always a reason.
+    let item = settled(&app, &owner, "/api/documents", &blank).await;
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    let code = item["processing_error_code"].as_str().unwrap();
+    assert!(
+        ["no_text_layer", "no_text_found"].contains(&code),
+        "a blank scan says why: {item}"
+    );
+    let text: Value = app
+        .get_auth(&format!("/api/documents/{blank}/text"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(text["current"].is_null());
+}
+
+async fn recordings_wait_for_a_person_and_can_be_reprocessed(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Voices").await;
+    let contributor = join(&app, &owner, &project, "c@example.org", "contributor").await;
+
+    let id = uploaded(
+        &app,
+        &contributor,
+        "/api/voice",
+        &project,
+        wav(1.0, 16_000, 330.0),
+        "take.wav",
+        "audio/wav",
+    )
+    .await;
+    let item = settled(&app, &contributor, "/api/voice", &id).await;
+    assert_eq!(item["status"], "processing_failed");
+    assert_eq!(item["processing_error_code"], "no_transcription_engine");
+    let first_job = item["job_id"].as_str().unwrap().to_owned();
+
+    let path = format!("/api/voice/{id}/transcript");
+    let resp = put_text(&app, &contributor, &path, "Habari za asubuhi").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text: Value = resp.json().await.unwrap();
+    assert_eq!(text["item"]["status"], "ready");
+    assert!(text["item"]["processing_error_code"].is_null());
+    assert_eq!(text["current"]["source"], "human");
+
+    // Only project admins reprocess; the item goes back to the queue with a new job.
+    let reprocess = format!("/api/voice/{id}/reprocess");
+    let resp = post(&app, &contributor, &reprocess).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let resp = post(&app, &owner, &reprocess).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let queued: Value = resp.json().await.unwrap();
+    assert_ne!(queued["job_id"], first_job.as_str());
+    let item = settled(&app, &contributor, "/api/voice", &id).await;
+    assert_eq!(item["status"], "processing_failed");
+    assert_eq!(item["job_id"], queued["job_id"]);
+    // The person's transcript is still there.
+    let text: Value = app.get_auth(&path, &owner).await.json().await.unwrap();
+    assert_eq!(text["current"]["text"], "Habari za asubuhi");
+}
+
+async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("JOB_MAX_ATTEMPTS", "1")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let root = app.super_admin("root@example.org").await;
+    let project = create_project(&app, &owner, "Failing").await;
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        b"Some text to read.".to_vec(),
+        "a.txt",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(
+        settled(&app, &owner, "/api/documents", &id).await["status"],
+        "ready"
+    );
+
+    // The blob goes missing (a disk fault): reading fails, the job gives up.
+    let blob = app.data_dir().join("blobs").join(&project).join(&id);
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let resp = post(&app, &owner, &format!("/api/documents/{id}/reprocess")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    assert_eq!(item["processing_error_code"], "processing_gave_up");
+    let job_id = item["job_id"].as_str().unwrap().to_owned();
+
+    // Super admins see it among the failed jobs; nobody else does.
+    let failed: Value = app
+        .get_auth("/api/admin/jobs?state=failed", &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = failed["items"].as_array().unwrap();
+    let job = listed
+        .iter()
+        .find(|j| j["id"] == job_id.as_str())
+        .expect("the failed job is listed");
+    assert_eq!(job["state"], "failed");
+    assert!(job["last_error"].as_str().unwrap().len() > 3);
+    let resp = app.get_auth("/api/admin/jobs", &owner).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let resp = app.get_auth("/api/admin/jobs?state=nope", &root).await;
+    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_state").await;
+
+    // The disk is mended; a super admin retries; the item gets its text.
+    std::fs::write(&blob, saved).unwrap();
+    let retry = format!("/api/admin/jobs/{job_id}/retry");
+    let resp = post(&app, &owner, &retry).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let resp = post(&app, &root, &retry).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let job: Value = app
+        .get_auth(&format!("/api/jobs/{job_id}"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "done");
+    let resp = post(&app, &root, &retry).await;
+    assert_problem(resp, StatusCode::CONFLICT, "job_not_failed").await;
+}
