@@ -72,6 +72,8 @@ pub struct RootState {
     /// Recent restart times per child, for the backoff.
     restarts: HashMap<Child, Vec<Instant>>,
     stopping: bool,
+    /// PostgreSQL LISTEN for jobs committed by other nodes (workers only).
+    job_listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -93,6 +95,7 @@ impl Actor for Root {
             children: HashMap::new(),
             restarts: HashMap::new(),
             stopping: false,
+            job_listener: None,
         };
         if args.roles.api {
             spawn_child(&myself, &mut state, Child::RateLimiter).await?;
@@ -104,6 +107,7 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::OcrWorker).await?;
             spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
+            state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
         }
         Ok(state)
     }
@@ -124,6 +128,9 @@ impl Actor for Root {
             RootMsg::Restart(_) => {}
             RootMsg::Shutdown(reply) => {
                 state.stopping = true;
+                if let Some(listener) = state.job_listener.take() {
+                    listener.abort();
+                }
                 // Workers first, so no job is claimed after the API side is gone.
                 let mut children: Vec<(Child, ActorCell)> =
                     state.children.drain().map(|(_, c)| c).collect();

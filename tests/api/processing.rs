@@ -429,3 +429,71 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     let resp = post(&app, &root, &retry).await;
     assert_problem(resp, StatusCode::CONFLICT, "job_not_failed").await;
 }
+
+/// A job committed by another node wakes this node's workers through PostgreSQL
+/// `NOTIFY`, long before its next poll (ten minutes here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notify_wakes_workers_on_other_nodes() {
+    let app = TestAppBuilder::new(Backend::Postgres)
+        .var("JOB_POLL_INTERVAL_MS", "600000")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Notify").await;
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        b"Processed once here.".to_vec(),
+        "a.txt",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(
+        settled(&app, &owner, "/api/documents", &id).await["status"],
+        "ready"
+    );
+
+    // "Another node" reprocesses it: its own connection, its own transaction.
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let job = uuid::Uuid::now_v7();
+    let due = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, 'ocr', $2, 'queued', 0, 3, $3, $3, $3)",
+    )
+    .bind(job)
+    .bind(json!({"item_id": id}))
+    .bind(due)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE items SET job_id = $1, status = 'uploaded' WHERE id = $2")
+        .bind(job)
+        .bind(uuid::Uuid::parse_str(&id).unwrap())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('alta_jobs', 'ocr')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    assert_eq!(item["status"], "ready");
+    assert_eq!(item["job_id"], job.to_string());
+    let text: Value = app
+        .get_auth(&format!("/api/documents/{id}/text"), &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        text["revisions"].as_array().unwrap().len(),
+        2,
+        "ran once more"
+    );
+}

@@ -2,6 +2,7 @@
 //! (The queue's SQL is in `store::jobs`.)
 
 pub mod service;
+pub mod wake;
 pub mod worker;
 
 use std::time::Duration;

@@ -38,6 +38,14 @@ pub async fn enqueue(
         .execute(conn)
         .await
         .map(|_| ()))?;
+    // -- backend-specific: wake the workers of every node once this commits.
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::jobs::wake::CHANNEL)
+            .bind(kind)
+            .execute(&mut **t)
+            .await?;
+    }
     Ok(id)
 }
 
