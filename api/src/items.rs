@@ -100,8 +100,10 @@ pub struct ItemResponse {
     pub size_bytes: i64,
     pub sha256: String,
     pub audio: Option<AudioAnalysisResponse>,
-    /// The latest processing job (`GET /api/jobs/{id}`).
+    /// The latest processing job (`GET /api/jobs/{id}` for more).
     pub job_id: Option<Uuid>,
+    /// Its state, in reads of items (absent in the answer to an upload).
+    pub job: Option<JobSummaryResponse>,
     /// Why there is no text (`processing_failed`): e.g. `no_text_layer`,
     /// `no_ocr_engine`, `no_transcription_engine`, `processing_gave_up`.
     pub processing_error_code: Option<String>,
@@ -132,12 +134,31 @@ impl From<ItemView> for ItemResponse {
             sha256: i.sha256,
             audio: i.audio.map(Into::into),
             job_id: i.job_id,
+            job: i.job.map(|j| JobSummaryResponse {
+                id: j.id,
+                kind: j.kind,
+                state: j.state,
+                attempts: j.attempts,
+                last_error: j.last_error,
+            }),
             processing_error_code: i.processing_error_code,
             processing_error: i.processing_error,
             created_at: i.created_at,
             updated_at: i.updated_at,
         }
     }
+}
+
+/// Where an item's latest processing job is.
+#[derive(Debug, Object)]
+pub struct JobSummaryResponse {
+    pub id: Uuid,
+    /// `ocr` or `transcription`.
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -469,7 +490,7 @@ macro_rules! item_api {
                 id: Path<Uuid>,
             ) -> ApiResult<ItemOk> {
                 Ok(ItemOk::Ok(Json(
-                    engine.item(&auth.0, $kind, id.0).await?.into(),
+                    engine.item_detail(&auth.0, $kind, id.0).await?.into(),
                 )))
             }
 

@@ -161,6 +161,21 @@ async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
     let item = settled(&app, &contributor, "/api/documents", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
     assert!(item["processing_error_code"].is_null());
+    assert_eq!(
+        item["job"]["state"], "done",
+        "the job's state is embedded: {item}"
+    );
+    assert_eq!(item["job"]["kind"], "ocr");
+    let listed: Value = app
+        .get_auth(
+            &format!("/api/documents?project_id={project}"),
+            &contributor,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["job"]["state"], "done");
 
     let text_path = format!("/api/documents/{id}/text");
     let text: Value = app

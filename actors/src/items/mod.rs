@@ -14,7 +14,7 @@ pub use self::file_name::sanitize_file_name;
 pub(crate) use self::ingest::parse_fields;
 pub use self::ingest::{UploadDetails, UploadInput, UploadSource};
 pub use self::service::ItemListQuery;
-pub use self::views::{ItemStatus, ItemView};
+pub use self::views::{ItemStatus, ItemView, JobSummary};
 
 /// Follow-up job kinds (consumed by the processing workers).
 pub const KIND_OCR: &str = "ocr";

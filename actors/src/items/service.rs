@@ -94,7 +94,40 @@ impl Engine {
             },
         )
         .await?;
-        Ok(page.page(rows, |r| r.id, ItemView::from))
+        let mut page = page.page(rows, |r| r.id, ItemView::from);
+        self.attach_jobs(&mut page.items).await?;
+        Ok(page)
+    }
+
+    /// An item with its processing job's state, for `GET /api/…/{id}`.
+    pub async fn item_detail(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        id: Uuid,
+    ) -> Result<ItemView, EngineError> {
+        let mut items = vec![self.item(principal, kind, id).await?];
+        self.attach_jobs(&mut items).await?;
+        Ok(items.remove(0))
+    }
+
+    /// Fill in each item's `job` (one query for the lot).
+    pub(crate) async fn attach_jobs(&self, items: &mut [ItemView]) -> Result<(), EngineError> {
+        let ids: Vec<Uuid> = items.iter().filter_map(|i| i.job_id).collect();
+        let jobs = store::jobs::statuses(&self.deps.db, &ids).await?;
+        for item in items.iter_mut() {
+            item.job = jobs
+                .iter()
+                .find(|j| Some(j.id) == item.job_id)
+                .map(|j| super::JobSummary {
+                    id: j.id,
+                    kind: j.kind.clone(),
+                    state: j.state.clone(),
+                    attempts: j.attempts,
+                    last_error: j.last_error.clone(),
+                });
+        }
+        Ok(())
     }
 
     /// An item the caller may see (others' items are 404 to a contributor).

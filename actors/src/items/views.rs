@@ -58,6 +58,19 @@ pub struct ItemView {
     /// Why processing failed (`processing_failed`).
     pub processing_error_code: Option<String>,
     pub processing_error: Option<String>,
+    /// The latest processing job's state (filled in by reads that show it).
+    pub job: Option<JobSummary>,
+}
+
+/// Where an item's latest processing job is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 impl From<ItemRow> for ItemView {
@@ -87,6 +100,7 @@ impl From<ItemRow> for ItemView {
             job_id: r.job_id,
             processing_error_code: r.processing_error_code,
             processing_error: r.processing_error,
+            job: None,
         }
     }
 }

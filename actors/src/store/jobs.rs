@@ -283,3 +283,23 @@ pub async fn retry_failed(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreRes
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// The state of these jobs (for embedding in items); unknown ids are left out.
+pub async fn statuses(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<JobStatus>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, kind, state, attempts, last_error FROM jobs WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let rows = with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, JobStatus>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(rows)
+}
