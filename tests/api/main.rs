@@ -22,3 +22,4 @@ mod projects;
 mod rate_limit;
 mod startup;
 mod uploads;
+mod worker_crash;

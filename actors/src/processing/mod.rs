@@ -6,6 +6,7 @@
 //! retries the job.
 
 pub mod local_ocr;
+pub mod google;
 
 use std::sync::Arc;
 

@@ -352,8 +352,7 @@ impl ServiceAccountTokens {
                 "the OAuth token endpoint answered an empty access_token",
             ));
         }
-        let lifetime =
-            Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS));
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS));
         Ok((AccessToken::new(parsed.access_token), lifetime))
     }
 }
@@ -371,7 +370,10 @@ fn token_error(status: StatusCode, body: &[u8]) -> RemoteError {
     let message = if detail.is_empty() {
         format!("the OAuth token endpoint answered {status}")
     } else {
-        format!("the OAuth token endpoint answered {status}: {}", clip(&detail))
+        format!(
+            "the OAuth token endpoint answered {status}: {}",
+            clip(&detail)
+        )
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
         RemoteError::transient(CODE_RATE_LIMITED, message)
@@ -461,15 +463,19 @@ mod tests {
         let auth = fake::service_account_auth(&server);
         let err = auth.access_token().await.unwrap_err();
         assert_eq!((err.code, err.retryable), (CODE_AUTH_FAILED, false));
-        assert!(err.message.contains("invalid_grant: Invalid JWT Signature."), "{err}");
+        assert!(
+            err.message
+                .contains("invalid_grant: Invalid JWT Signature."),
+            "{err}"
+        );
         let err = auth.access_token().await.unwrap_err();
         assert_eq!((err.code, err.retryable), (CODE_UNAVAILABLE, true));
     }
 
     #[tokio::test]
     async fn unreachable_token_endpoint_is_retryable() {
-        let key = ServiceAccountKey::from_json(&fake::key_file_json("http://127.0.0.1:9/token"))
-            .unwrap();
+        let key =
+            ServiceAccountKey::from_json(&fake::key_file_json("http://127.0.0.1:9/token")).unwrap();
         let auth = GoogleAuth::service_account(reqwest::Client::new(), key);
         let err = auth.access_token().await.unwrap_err();
         assert_eq!((err.code, err.retryable), (CODE_UNAVAILABLE, true), "{err}");

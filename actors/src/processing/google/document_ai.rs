@@ -266,9 +266,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::super::fake::{self, FakeServer, Reply};
-    use super::super::{
-        CODE_QUOTA_EXCEEDED, CODE_RATE_LIMITED, CODE_REJECTED, CODE_UNAVAILABLE,
-    };
+    use super::super::{CODE_QUOTA_EXCEEDED, CODE_RATE_LIMITED, CODE_REJECTED, CODE_UNAVAILABLE};
     use super::*;
 
     const PROCESSOR: &str = "projects/alta-test/locations/eu/processors/abc123";
@@ -397,7 +395,11 @@ mod tests {
         .await;
         let ai = engine(&server, GoogleAuth::static_token("t"));
         let err = ai.process(inline_pdf()).await.unwrap_err();
-        assert_eq!((err.code, err.retryable), (CODE_RATE_LIMITED, true), "{err}");
+        assert_eq!(
+            (err.code, err.retryable),
+            (CODE_RATE_LIMITED, true),
+            "{err}"
+        );
         let text = ai.process(inline_pdf()).await.unwrap();
         assert_eq!(text.pages.unwrap().len(), 2);
     }
@@ -493,7 +495,10 @@ mod tests {
     #[tokio::test]
     async fn empty_text_is_no_text_found() {
         let server = FakeServer::start(|_| {
-            Reply::json(200, json!({"document": {"mimeType": "image/png", "pages": [{"pageNumber": 1}]}}))
+            Reply::json(
+                200,
+                json!({"document": {"mimeType": "image/png", "pages": [{"pageNumber": 1}]}}),
+            )
         })
         .await;
         let ai = engine(&server, GoogleAuth::static_token("t"));
@@ -518,7 +523,8 @@ mod tests {
 
     #[test]
     fn int64_accepts_strings_and_numbers() {
-        let s: TextSegment = serde_json::from_value(json!({"startIndex": "7", "endIndex": 9})).unwrap();
+        let s: TextSegment =
+            serde_json::from_value(json!({"startIndex": "7", "endIndex": 9})).unwrap();
         assert_eq!((s.start_index, s.end_index), (7, 9));
         assert!(serde_json::from_value::<TextSegment>(json!({"endIndex": "x"})).is_err());
     }

@@ -291,7 +291,8 @@ mod tests {
 
     #[test]
     fn statuses_map_to_codes() {
-        let quota = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+        let quota =
+            r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
         let e = classify(429, quota);
         assert_eq!((e.code, e.retryable), (CODE_QUOTA_EXCEEDED, true));
         assert!(e.message.contains("Quota exceeded"), "{}", e.message);
@@ -300,14 +301,20 @@ mod tests {
         let denied = r#"{"error":{"code":403,"message":"Denied","status":"PERMISSION_DENIED"}}"#;
         let e = classify(403, denied);
         assert_eq!((e.code, e.retryable), (CODE_REJECTED, false));
-        assert_eq!(e.message, "Test answered 403 Forbidden PERMISSION_DENIED: Denied");
+        assert_eq!(
+            e.message,
+            "Test answered 403 Forbidden PERMISSION_DENIED: Denied"
+        );
         let e = classify(429, "slow down");
         assert_eq!((e.code, e.retryable), (CODE_RATE_LIMITED, true));
         let e = classify(503, "<html>unavailable</html>");
         assert_eq!((e.code, e.retryable), (CODE_UNAVAILABLE, true));
         let e = classify(500, "");
         assert_eq!(e.message, "Test answered 500 Internal Server Error");
-        let e = classify(404, r#"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#);
+        let e = classify(
+            404,
+            r#"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#,
+        );
         assert_eq!((e.code, e.retryable), (CODE_REJECTED, false));
     }
 

@@ -488,7 +488,10 @@ mod tests {
     }
 
     /// Polls answer "not done" until the `done_at`-th (1-based), then `last`.
-    fn long_running_server(done_at: usize, last: Value) -> (Arc<AtomicUsize>, impl Fn(&fake::Recorded) -> Reply) {
+    fn long_running_server(
+        done_at: usize,
+        last: Value,
+    ) -> (Arc<AtomicUsize>, impl Fn(&fake::Recorded) -> Reply) {
         let polls = Arc::new(AtomicUsize::new(0));
         let counter = polls.clone();
         let handler = move |req: &fake::Recorded| match req.path.as_str() {
@@ -500,7 +503,10 @@ mod tests {
                 if n >= done_at {
                     Reply::json(200, last.clone())
                 } else {
-                    Reply::json(200, json!({"name": OPERATION, "metadata": metadata(30 * n as u32)}))
+                    Reply::json(
+                        200,
+                        json!({"name": OPERATION, "metadata": metadata(30 * n as u32)}),
+                    )
                 }
             }
             _ => Reply::google_error(404, "NOT_FOUND", "no such path"),
@@ -526,7 +532,10 @@ mod tests {
         let requests = server.requests();
         assert_eq!(requests.len(), 1);
         let req = &requests[0];
-        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/speech:recognize"));
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("POST", "/v1/speech:recognize")
+        );
         assert_eq!(req.authorization.as_deref(), Some("Bearer test-token"));
         assert_eq!(
             req.json(),
@@ -558,7 +567,11 @@ mod tests {
         let requests = server.requests();
         assert_eq!(requests[0].path, "/v1/speech:longrunningrecognize");
         assert_eq!(requests[0].json()["config"]["enableWordTimeOffsets"], true);
-        assert!(requests[1..].iter().all(|r| r.method == "GET" && r.path == POLL_PATH));
+        assert!(
+            requests[1..]
+                .iter()
+                .all(|r| r.method == "GET" && r.path == POLL_PATH)
+        );
         assert!(requests[1..].iter().all(|r| r.body.is_empty()));
     }
 
@@ -576,7 +589,10 @@ mod tests {
         assert_eq!(text.text, "Hello world. How are you?");
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         let body = server.requests()[0].json();
-        assert_eq!(body["audio"], json!({"uri": "gs://alta-bucket/voice/1.flac"}));
+        assert_eq!(
+            body["audio"],
+            json!({"uri": "gs://alta-bucket/voice/1.flac"})
+        );
         assert_eq!(
             body["config"],
             json!({
@@ -679,10 +695,9 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        let w: WordInfo = serde_json::from_value(
-            json!({"startTime": "1.300s", "endTime": "12s", "word": "x"}),
-        )
-        .unwrap();
+        let w: WordInfo =
+            serde_json::from_value(json!({"startTime": "1.300s", "endTime": "12s", "word": "x"}))
+                .unwrap();
         assert_eq!((w.start_time, w.end_time), (Some(1.3), Some(12.0)));
         let w: WordInfo = serde_json::from_value(json!({"word": "x"})).unwrap();
         assert_eq!((w.start_time, w.end_time), (None, None));

@@ -1,0 +1,528 @@
+//! Crash safety of processing jobs, with the real `alta serve` binary: the server is
+//! killed (SIGKILL) while its worker runs an OCR job; the job stays `running` under its
+//! lease, the restarted server takes it again once the lease has run out, and it
+//! finishes exactly once.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use lopdf::{Document, Object, Stream, dictionary};
+use reqwest::{
+    Client, StatusCode,
+    multipart::{Form, Part},
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, PASSWORD, PgSchema, init_test_env},
+};
+
+backend_tests!(a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once);
+
+const ADMIN: &str = "root@example.org";
+/// Blank pages of the scanned PDF. It has no text layer, so every page is rendered with
+/// pdftoppm and read by tesseract, one after the other: a second or two a page on a
+/// small machine, long enough to kill the server mid-job many times over.
+const BLANK_PAGES: usize = 8;
+/// The lease the first server claims the job with: the job may be taken again this
+/// long after the kill.
+const SHORT_LEASE_SECONDS: &str = "3";
+/// The restarted server's lease, longer than any run of the job. Leases are not renewed
+/// while a job runs: with a lease shorter than the OCR run, a worker (here or on another
+/// node) would take the job again while it still runs, which is not this test's case.
+const LONG_LEASE_SECONDS: &str = "600";
+/// Most time the restarted server may take to finish the job (lease wait plus OCR).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The item's row, its job's row, how many jobs name the item and how many texts it has.
+#[derive(Debug)]
+struct Rows {
+    status: String,
+    error_code: Option<String>,
+    job_id: Uuid,
+    job_state: String,
+    attempts: i32,
+    locked_by: Option<String>,
+    jobs_for_item: i64,
+    texts: i64,
+}
+
+/// [`Rows`] through one pool (the same SQL on both backends but for the jobs count).
+macro_rules! rows {
+    ($pool:expr, $item:expr, $item_sql:expr, $jobs_sql:expr) => {{
+        let (status, job_id, error_code): (String, Option<Uuid>, Option<String>) =
+            sqlx::query_as($item_sql)
+                .bind($item)
+                .fetch_one(&$pool)
+                .await
+                .unwrap();
+        let job_id = job_id.expect("the item names its job");
+        let (job_state, attempts, locked_by): (String, i32, Option<String>) =
+            sqlx::query_as("SELECT state, attempts, locked_by FROM jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_one(&$pool)
+                .await
+                .unwrap();
+        let jobs_for_item: i64 = sqlx::query_scalar($jobs_sql)
+            .bind($item.to_string())
+            .fetch_one(&$pool)
+            .await
+            .unwrap();
+        let texts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM item_texts WHERE item_id = $1")
+            .bind($item)
+            .fetch_one(&$pool)
+            .await
+            .unwrap();
+        Rows {
+            status,
+            error_code,
+            job_id,
+            job_state,
+            attempts,
+            locked_by,
+            jobs_for_item,
+            texts,
+        }
+    }};
+}
+
+/// Where one server's files live; the database is shared across restarts.
+struct Site {
+    data_dir: TempDir,
+    /// Logs of every run and the child's TMPDIR (OCR scratch files go there).
+    scratch: TempDir,
+    database_url: String,
+    backend: Backend,
+    _pg: Option<PgSchema>,
+}
+
+impl Site {
+    async fn new(backend: Backend) -> Self {
+        let data_dir = TempDir::new().unwrap();
+        let scratch = TempDir::new().unwrap();
+        std::fs::create_dir_all(scratch.path().join("tmp")).unwrap();
+        let pg = match backend {
+            Backend::Postgres => Some(PgSchema::create().await),
+            Backend::Sqlite => None,
+        };
+        let database_url = match &pg {
+            Some(schema) => schema.url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.path().join("alta.db").display()
+            ),
+        };
+        Self {
+            data_dir,
+            scratch,
+            database_url,
+            backend,
+            _pg: pg,
+        }
+    }
+
+    fn alta(&self, lease_seconds: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alta"));
+        cmd.current_dir(self.data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TMPDIR", self.scratch.path().join("tmp"))
+            .env("DATA_DIR", self.data_dir.path())
+            .env("DATABASE_URL", &self.database_url)
+            .env("SECRET_KEY", "worker-crash-test-secret-key-0123456789")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("JOB_LEASE_SECONDS", lease_seconds)
+            .env("JOB_POLL_INTERVAL_MS", "200")
+            // One OCR job at a time (there is only one): a worker never takes the job
+            // it is running a second time, even if the run outlasts its lease.
+            .env("JOB_CONCURRENCY_OCR", "1")
+            .env("RATE_LIMIT_AUTH_PER_IP", "10000/min")
+            .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,sqlx=warn");
+        cmd
+    }
+
+    /// `alta admin create` (which also applies the migrations).
+    fn admin_create(&self) {
+        let mut child = self
+            .alta(SHORT_LEASE_SECONDS)
+            .args(["admin", "create", "--email", ADMIN, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "admin create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `alta serve` as a child process; returns once GET /health answers 200.
+    async fn serve(&self, run: &str, lease_seconds: &str) -> Server {
+        let log = self.scratch.path().join(format!("{run}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = self
+            .alta(lease_seconds)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            log,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Some(port) = server.logged_port() {
+                break port;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("alta serve exited ({status}) before serving");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alta serve never logged its port"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        server.base = format!("http://127.0.0.1:{port}");
+        let client = Client::new();
+        loop {
+            let health = client.get(server.url("/health")).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "GET /health never answered 200");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the database holds about the item and its job, read straight from the
+    /// tables (no server needs to be running).
+    async fn rows(&self, item: Uuid) -> Rows {
+        match self.backend {
+            Backend::Sqlite => {
+                let url = self.database_url.trim_end_matches("?mode=rwc");
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                let rows = rows!(
+                    pool,
+                    item,
+                    "SELECT status, job_id, processing_error_code FROM items WHERE id = $1",
+                    "SELECT COUNT(*) FROM jobs WHERE json_extract(payload, '$.item_id') = $1"
+                );
+                pool.close().await;
+                rows
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                let rows = rows!(
+                    pool,
+                    item,
+                    "SELECT status, job_id, processing_error_code FROM items WHERE id = $1",
+                    "SELECT COUNT(*) FROM jobs WHERE payload->>'item_id' = $1"
+                );
+                pool.close().await;
+                rows
+            }
+        }
+    }
+}
+
+/// A running `alta serve`; killed (SIGKILL) when dropped, so a failing test leaves no
+/// process behind. Its log is printed when the test panics.
+struct Server {
+    child: Child,
+    log: PathBuf,
+    base: String,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The log's JSON lines.
+    fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect()
+    }
+
+    /// The port from the `serving` log line (the server listens on PORT=0).
+    fn logged_port(&self) -> Option<u16> {
+        self.log_lines()
+            .into_iter()
+            .find(|line| line["fields"]["message"] == "serving")
+            .and_then(|line| line["fields"]["port"].as_u64())
+            .and_then(|port| u16::try_from(port).ok())
+    }
+
+    /// SIGKILL: no shutdown hook, no drain, no giving jobs back.
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "the server was killed: {status}");
+    }
+
+    async fn token(&self, client: &Client) -> String {
+        let resp = client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": ADMIN, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "login");
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, client: &Client, token: &str, path: &str) -> Value {
+        let resp = client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        resp.json().await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {}:", self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A scan without a text layer: `pages` blank A4 pages (empty content streams).
+fn blank_pdf(pages: usize) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let kids: Vec<Object> = (0..pages)
+        .map(|_| {
+            let content_id = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
+            doc.add_object(dictionary! {
+                "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+            })
+            .into()
+        })
+        .collect();
+    let count = i64::try_from(kids.len()).unwrap();
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => kids, "Count" => count,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+/// `name` as an executable file on `PATH`, if there is one.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The job under test is a real OCR run: without the tools the server would fail the
+/// item at once (`no_text_layer`) and there would be nothing to kill mid-job.
+fn require_ocr_tools() {
+    for (tool, package) in [
+        ("tesseract", "tesseract-ocr"),
+        ("pdftoppm", "poppler-utils"),
+    ] {
+        assert!(
+            on_path(tool).is_some(),
+            "`{tool}` is not on PATH: this test kills a server in the middle of a real OCR \
+             job and needs it (apt-get install {package}; scripts/test installs it)"
+        );
+    }
+}
+
+async fn a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once(backend: Backend) {
+    init_test_env();
+    require_ocr_tools();
+    let site = Site::new(backend).await;
+    site.admin_create();
+    let client = Client::new();
+
+    let mut server = site.serve("first", SHORT_LEASE_SECONDS).await;
+    let token = server.token(&client).await;
+    let resp = client
+        .post(server.url("/api/projects"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Scans"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let project: Value = resp.json().await.unwrap();
+    let project = project["id"].as_str().unwrap().to_owned();
+
+    let part = Part::bytes(blank_pdf(BLANK_PAGES))
+        .file_name("scan.pdf")
+        .mime_str("application/pdf")
+        .unwrap();
+    let form = Form::new()
+        .text("project_id", project)
+        .text("title", "A long scan")
+        .part("file", part);
+    let resp = client
+        .post(server.url("/api/documents"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    let id = item["id"].as_str().unwrap().to_owned();
+    let item_id = Uuid::parse_str(&id).unwrap();
+    let job_id = item["job_id"]
+        .as_str()
+        .expect("the upload names its job")
+        .to_owned();
+    let item_path = format!("/api/documents/{id}");
+    let job_path = format!("/api/jobs/{job_id}");
+
+    // Wait until a worker has claimed the job and started on the item, then kill the
+    // server at once: the OCR of the pages is under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let item = server.get(&client, &token, &item_path).await;
+        match item["status"].as_str().unwrap() {
+            "uploaded" => {}
+            "processing" => break,
+            other => panic!("the job ended ({other}) before it could be killed: {item}"),
+        }
+        assert!(Instant::now() < deadline, "the job never started: {item}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = server.get(&client, &token, &job_path).await;
+    assert_eq!(job["state"], "running", "the job is running: {job}");
+    assert_eq!(job["attempts"], 1, "on its first attempt: {job}");
+    let killed_at = Instant::now();
+    server.kill_9();
+    drop(server);
+
+    // Killed mid-job, in the database: the item is still `processing` and its job is
+    // still `running`, leased to the dead server, on its first attempt.
+    let at_kill = site.rows(item_id).await;
+    eprintln!("at the kill: {at_kill:?}");
+    assert_eq!(at_kill.status, "processing", "killed mid-job: {at_kill:?}");
+    assert_eq!(at_kill.job_id.to_string(), job_id);
+    assert_eq!(at_kill.job_state, "running", "killed mid-job: {at_kill:?}");
+    assert_eq!(at_kill.attempts, 1, "{at_kill:?}");
+    assert_eq!(at_kill.jobs_for_item, 1, "{at_kill:?}");
+    assert_eq!(at_kill.texts, 0, "{at_kill:?}");
+    let dead_worker = at_kill.locked_by.clone().expect("the job is leased");
+
+    // Restart on the same data. The job is not queued: only its lease running out lets
+    // a worker take it again.
+    let server = site.serve("second", LONG_LEASE_SECONDS).await;
+    let token = server.token(&client).await;
+    let deadline = Instant::now() + FINISH_TIMEOUT;
+    let item = loop {
+        let job = server.get(&client, &token, &job_path).await;
+        let attempts = job["attempts"].as_i64().unwrap();
+        assert!(attempts <= 2, "the job ran more than once more: {job}");
+        let item = server.get(&client, &token, &item_path).await;
+        if item["status"] != "processing" {
+            break item;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was not finished {FINISH_TIMEOUT:?} after the restart: {job} {item}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "finished {:.1} s after the kill (lease {SHORT_LEASE_SECONDS} s, {BLANK_PAGES} blank pages)",
+        killed_at.elapsed().as_secs_f64()
+    );
+
+    // The outcome of a blank scan: a reason, never an empty success.
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    assert_eq!(item["processing_error_code"], "no_text_found", "{item}");
+    assert_eq!(item["job_id"], job_id.as_str(), "the same job: {item}");
+    let text = server
+        .get(&client, &token, &format!("{item_path}/text"))
+        .await;
+    assert!(text["current"].is_null(), "no text: {text}");
+
+    // The job: done, after one killed attempt and one that finished.
+    let job = server.get(&client, &token, &job_path).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["attempts"], 2,
+        "one killed attempt, one finished: {job}"
+    );
+
+    // Give the restarted server's worker a few more polls: nothing runs it again.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = site.rows(item_id).await;
+    eprintln!("after the restart: {after:?}");
+    assert_eq!(after.status, "processing_failed", "{after:?}");
+    assert_eq!(after.error_code.as_deref(), Some("no_text_found"));
+    assert_eq!(after.job_id.to_string(), job_id, "the item kept its job");
+    assert_eq!(after.job_state, "done", "{after:?}");
+    assert_eq!(after.attempts, 2, "exactly one more attempt: {after:?}");
+    assert_eq!(after.jobs_for_item, 1, "no second job for the item");
+    assert_eq!(after.texts, 0, "no text rows for the item");
+    let new_worker = after.locked_by.expect("the finishing worker is recorded");
+    assert_ne!(
+        new_worker, dead_worker,
+        "the restarted server's worker finished the job"
+    );
+    let job = server.get(&client, &token, &job_path).await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    let lost = server
+        .log_lines()
+        .into_iter()
+        .filter(|line| line["fields"]["message"] == "job finished after its lease was lost")
+        .count();
+    assert_eq!(lost, 0, "no run of the job lost its lease");
+}
