@@ -13,8 +13,8 @@ use std::{
 };
 
 use alta_actors::config::{
-    BlobConfig, EngineConfig, JobsConfig, JwtConfig, MailConfig, MailTransport, ProcessingConfig,
-    Rate, RateLimits, SmtpConfig, SmtpTls,
+    BlobConfig, EngineConfig, GoogleEngines, JobsConfig, JwtConfig, MailConfig, MailTransport,
+    ProcessingConfig, Rate, RateLimits, SmtpConfig, SmtpTls,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -327,6 +327,13 @@ impl Settings {
             lease: Duration::from_secs(v.parse("JOB_LEASE_SECONDS", 60)?),
             max_attempts: v.parse("JOB_MAX_ATTEMPTS", defaults.max_attempts)?,
             mail_concurrency: v.parse("MAIL_CONCURRENCY", defaults.mail_concurrency)?,
+            base_backoff: Duration::from_millis(
+                v.parse(
+                    "JOB_BASE_BACKOFF_MS",
+                    defaults.base_backoff.as_millis() as u64,
+                )?
+                .max(1),
+            ),
             ..defaults
         };
         if jobs.poll_interval < Duration::from_millis(10) {
@@ -375,6 +382,7 @@ impl Settings {
                 .unwrap_or(&defaults.ocr_languages)
                 .to_owned(),
             ocr_timeout: Duration::from_secs(v.parse("OCR_TIMEOUT_SECONDS", 600u64)?.max(1)),
+            google: google_engines(&v, google_application_credentials.as_ref())?,
         };
         if processing.ocr_concurrency == 0 || processing.transcription_concurrency == 0 {
             return Err(err(
@@ -517,6 +525,83 @@ impl Settings {
             processing: self.processing.clone(),
         }
     }
+}
+
+/// Google Document AI and Speech-to-Text: each on when asked for, and then only with a
+/// service-account key.
+fn google_engines(
+    v: &Vars,
+    credentials: Option<&PathBuf>,
+) -> Result<Option<GoogleEngines>, SettingsError> {
+    let processor = v.get("DOCUMENT_AI_PROCESSOR").map(str::to_owned);
+    if let Some(p) = &processor {
+        let parts: Vec<&str> = p.split('/').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "projects"
+            && parts[2] == "locations"
+            && parts[4] == "processors"
+            && parts.iter().all(|s| !s.is_empty());
+        if !ok {
+            return Err(err(
+                "DOCUMENT_AI_PROCESSOR",
+                "expected projects/PROJECT/locations/LOCATION/processors/ID",
+            ));
+        }
+    }
+    let speech = match v
+        .get("SPEECH_TO_TEXT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("none") => false,
+        Some("google") => true,
+        Some(other) => {
+            return Err(err(
+                "SPEECH_TO_TEXT",
+                format!("expected google or none, got {other:?}"),
+            ));
+        }
+    };
+    if processor.is_none() && !speech {
+        return Ok(None);
+    }
+    let Some(credentials) = credentials else {
+        let name = if speech {
+            "SPEECH_TO_TEXT"
+        } else {
+            "DOCUMENT_AI_PROCESSOR"
+        };
+        return Err(err(
+            name,
+            "Google engines need a service-account key: set GOOGLE_APPLICATION_CREDENTIALS",
+        ));
+    };
+    let url = |name: &'static str, default: &str| -> Result<String, SettingsError> {
+        let value = v
+            .get(name)
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned();
+        if value.starts_with("https://") || value.starts_with("http://") {
+            Ok(value)
+        } else {
+            Err(err(name, "expected an http(s) URL"))
+        }
+    };
+    Ok(Some(GoogleEngines {
+        credentials: credentials.clone(),
+        document_ai_endpoint: url("DOCUMENT_AI_ENDPOINT", "https://documentai.googleapis.com")?,
+        document_ai_processor: processor,
+        speech,
+        speech_endpoint: url("SPEECH_ENDPOINT", "https://speech.googleapis.com")?,
+        speech_default_language: v
+            .get("SPEECH_DEFAULT_LANGUAGE")
+            .unwrap_or("en-US")
+            .to_owned(),
+        speech_poll_interval: Duration::from_millis(
+            v.parse("SPEECH_POLL_INTERVAL_MS", 5000u64)?.max(10),
+        ),
+    }))
 }
 
 /// `DATABASE_URL` wins; else `POSTGRES_*` when any is set; else SQLite under `DATA_DIR`.

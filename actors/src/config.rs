@@ -55,6 +55,28 @@ pub struct ProcessingConfig {
     pub ocr_languages: String,
     /// Budget of one local extraction (`OCR_TIMEOUT_SECONDS`).
     pub ocr_timeout: Duration,
+    /// Google engines, when configured.
+    pub google: Option<GoogleEngines>,
+}
+
+/// Google Document AI (OCR of PDFs and images) and Speech-to-Text.
+#[derive(Debug, Clone)]
+pub struct GoogleEngines {
+    /// The service-account key (`GOOGLE_APPLICATION_CREDENTIALS`); its `token_uri` is
+    /// where tokens come from.
+    pub credentials: PathBuf,
+    /// `DOCUMENT_AI_PROCESSOR`: `projects/P/locations/L/processors/ID`.
+    pub document_ai_processor: Option<String>,
+    /// `DOCUMENT_AI_ENDPOINT`.
+    pub document_ai_endpoint: String,
+    /// `SPEECH_TO_TEXT=google`.
+    pub speech: bool,
+    /// `SPEECH_ENDPOINT`.
+    pub speech_endpoint: String,
+    /// `SPEECH_DEFAULT_LANGUAGE`: for recordings without a language.
+    pub speech_default_language: String,
+    /// `SPEECH_POLL_INTERVAL_MS`: between polls of a long-running recognition.
+    pub speech_poll_interval: Duration,
 }
 
 impl Default for ProcessingConfig {
@@ -64,6 +86,7 @@ impl Default for ProcessingConfig {
             transcription_concurrency: 2,
             ocr_languages: "eng".into(),
             ocr_timeout: Duration::from_secs(600),
+            google: None,
         }
     }
 }

@@ -225,14 +225,15 @@ async fn spawn_child(
             actor.get_cell()
         }
         Child::OcrWorker => {
-            let handler = OcrHandler::new(&deps);
+            let handler = OcrHandler::new(&deps).await?;
             let worker = JobWorker::<OcrHandler>::default();
             let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
             actor.get_cell()
         }
         Child::TranscriptionWorker => {
+            let handler = TranscriptionHandler::new(&deps).await?;
             let worker = JobWorker::<TranscriptionHandler>::default();
-            let args = (deps, TranscriptionHandler);
+            let args = (deps, handler);
             let (actor, _) = Actor::spawn_linked(None, worker, args, supervisor).await?;
             actor.get_cell()
         }

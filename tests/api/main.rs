@@ -12,6 +12,7 @@ mod auth;
 mod authz_matrix;
 mod cli;
 mod crash;
+mod google;
 mod idempotency;
 mod items;
 mod mail;

@@ -3,7 +3,8 @@
 //! at once), runs each in its own task, and records the outcome: done, retried later
 //! with backoff and jitter, or parked as `failed` with the last error. It wakes on the
 //! poll timer, on a local commit (`job_waker`), and on PostgreSQL `NOTIFY` from other
-//! nodes. On a graceful stop it lets running jobs finish for a while, then gives the
+//! nodes. A running job's lease is renewed (a third of the lease at a time), so only a
+//! crashed worker's job is taken again. On a graceful stop it lets running jobs finish for a while, then gives the
 //! rest back to the queue so another worker takes them at once.
 
 use std::{
@@ -201,7 +202,28 @@ async fn claim<H: JobHandler>(deps: &Deps, limit: usize) -> Result<Vec<JobRow>, 
 
 async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
     let started = Instant::now();
-    let result = handler.run(deps, &job).await;
+    // The lease is renewed while the job runs, so a long job is not taken again by
+    // another worker; only a dead worker's lease runs out.
+    let result = {
+        let run = handler.run(deps, &job);
+        tokio::pin!(run);
+        let every = (deps.config.jobs.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                result = &mut run => break result,
+                () = tokio::time::sleep(every) => {
+                    let now = deps.clock.now();
+                    let lease = chrono::Duration::from_std(deps.config.jobs.lease)
+                        .unwrap_or(chrono::Duration::seconds(60));
+                    match store::jobs::extend_lease(&deps.db, job.id, &deps.worker_id, now + lease, now).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(kind = H::KIND, job_id = %job.id, "lease lost while running"),
+                        Err(err) => tracing::warn!(kind = H::KIND, job_id = %job.id, error = %err, "could not renew the lease"),
+                    }
+                }
+            }
+        }
+    };
     metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => H::KIND)
         .record(started.elapsed().as_secs_f64());
     let now = deps.clock.now();

@@ -5,8 +5,8 @@
 //! outcome, not a job failure; only transient trouble (the database, a remote API)
 //! retries the job.
 
-pub mod local_ocr;
 pub mod google;
+pub mod local_ocr;
 
 use std::sync::Arc;
 
@@ -168,20 +168,86 @@ async fn gave_up(deps: &Deps, job: &JobRow, error: &str) {
     }
 }
 
-/// Extracts the text of documents.
+/// Extracts the text of documents: locally (text, PDF text layer, DOCX, tesseract), or
+/// with Google Document AI for images and scanned PDFs when it is configured.
 pub struct OcrHandler {
     local: LocalOcrConfig,
+    document_ai: Option<google::DocumentAi>,
+}
+
+/// Google engines take files inline up to about this size; larger ones go by GCS URI.
+const INLINE_MAX_BYTES: i64 = 15 * 1024 * 1024;
+
+fn google_http() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+async fn google_auth(g: &crate::config::GoogleEngines) -> Result<google::GoogleAuth, String> {
+    google::GoogleAuth::from_key_file(google_http()?, &g.credentials)
+        .await
+        .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: {e}"))
 }
 
 impl OcrHandler {
-    pub fn new(deps: &Deps) -> Self {
+    pub async fn new(deps: &Deps) -> Result<Self, String> {
         let mut local = LocalOcrConfig::discover();
         local.languages = deps.config.processing.ocr_languages.clone();
         local.timeout = deps.config.processing.ocr_timeout;
-        if local.tesseract.is_none() {
-            tracing::info!("tesseract not found: images and scanned PDFs will say no_ocr_engine");
+        let document_ai = match &deps.config.processing.google {
+            Some(g) => match &g.document_ai_processor {
+                Some(processor) => Some(google::DocumentAi::new(
+                    google_http()?,
+                    g.document_ai_endpoint.clone(),
+                    processor.clone(),
+                    google_auth(g).await?,
+                )),
+                None => None,
+            },
+            None => None,
+        };
+        if local.tesseract.is_none() && document_ai.is_none() {
+            tracing::info!("no OCR engine (tesseract, Document AI): images and scans will say so");
         }
-        Self { local }
+        Ok(Self { local, document_ai })
+    }
+
+    /// Read a PDF or image with Document AI.
+    async fn remote(
+        &self,
+        ai: &google::DocumentAi,
+        deps: &Deps,
+        item: &ItemRow,
+        path: &std::path::Path,
+    ) -> Result<Result<MachineText, NoText>, JobFailure> {
+        let mime = item.content_type.clone();
+        let source = match deps.blobs.gcs_bucket() {
+            Some(bucket) if item.size_bytes > INLINE_MAX_BYTES => google::DocSource::Gcs {
+                uri: format!("gs://{bucket}/{}", item.blob_key),
+                mime,
+            },
+            _ => google::DocSource::Inline {
+                bytes: tokio::fs::read(path).await?.into(),
+                mime,
+            },
+        };
+        remote_outcome(ai.process(source).await)
+    }
+}
+
+/// A remote engine's answer: text, a final reason, or a retry.
+fn remote_outcome(
+    result: Result<MachineText, google::RemoteError>,
+) -> Result<Result<MachineText, NoText>, JobFailure> {
+    match result {
+        Ok(text) => Ok(Ok(text)),
+        Err(err) if err.retryable => Err(JobFailure(err.to_string())),
+        Err(err) => Ok(Err(NoText {
+            code: err.code,
+            message: err.message,
+        })),
     }
 }
 
@@ -189,6 +255,10 @@ impl OcrHandler {
 /// file's own and final.
 fn transient(err: &ExtractError) -> bool {
     matches!(err, ExtractError::Io(_) | ExtractError::Internal(_))
+}
+
+fn is_image(detected_type: &str) -> bool {
+    matches!(detected_type, "png" | "jpeg" | "tiff" | "webp")
 }
 
 impl JobHandler for OcrHandler {
@@ -203,13 +273,24 @@ impl JobHandler for OcrHandler {
             return Ok(());
         };
         let copy = deps.blobs.local_copy(&item.blob_key).await?;
-        let outcome = match local_ocr::extract(&copy.path, &item.detected_type, &self.local).await {
-            Ok(extraction) => Ok(MachineText::from(extraction)),
-            Err(err) if transient(&err) => return Err(JobFailure(err.to_string())),
-            Err(err) => Err(NoText {
-                code: err.code(),
-                message: err.to_string(),
-            }),
+        let outcome = match (&self.document_ai, is_image(&item.detected_type)) {
+            (Some(ai), true) => self.remote(ai, deps, &item, &copy.path).await?,
+            _ => match local_ocr::extract(&copy.path, &item.detected_type, &self.local).await {
+                Ok(extraction) => Ok(MachineText::from(extraction)),
+                Err(err) if transient(&err) => return Err(JobFailure(err.to_string())),
+                // A scan: the text layer is empty; Document AI reads the pages.
+                Err(ExtractError::NoTextLayer(_)) if self.document_ai.is_some() => {
+                    let ai = self
+                        .document_ai
+                        .as_ref()
+                        .ok_or_else(|| JobFailure("no engine".into()))?;
+                    self.remote(ai, deps, &item, &copy.path).await?
+                }
+                Err(err) => Err(NoText {
+                    code: err.code(),
+                    message: err.to_string(),
+                }),
+            },
         };
         finish(deps, job, &item, outcome).await
     }
@@ -219,8 +300,29 @@ impl JobHandler for OcrHandler {
     }
 }
 
-/// Transcribes recordings.
-pub struct TranscriptionHandler;
+/// Transcribes recordings with Google Speech-to-Text when configured; otherwise the
+/// recording waits for a person.
+pub struct TranscriptionHandler {
+    speech: Option<(google::Speech, String)>,
+}
+
+impl TranscriptionHandler {
+    pub async fn new(deps: &Deps) -> Result<Self, String> {
+        let speech = match &deps.config.processing.google {
+            Some(g) if g.speech => {
+                let mut speech = google::Speech::new(
+                    google_http()?,
+                    g.speech_endpoint.clone(),
+                    google_auth(g).await?,
+                );
+                speech.poll_interval = g.speech_poll_interval;
+                Some((speech, g.speech_default_language.clone()))
+            }
+            _ => None,
+        };
+        Ok(Self { speech })
+    }
+}
 
 impl JobHandler for TranscriptionHandler {
     const KIND: &'static str = KIND_TRANSCRIPTION;
@@ -233,13 +335,45 @@ impl JobHandler for TranscriptionHandler {
         let Some(item) = start(deps, job).await? else {
             return Ok(());
         };
-        // No speech-to-text engine is configured here: the recording waits for a person.
-        let outcome = Err(NoText {
-            code: "no_transcription_engine",
-            message: "no speech-to-text engine is configured; write the transcript by hand \
-                      (PUT /api/voice/{id}/transcript)"
-                .into(),
-        });
+        let Some((speech, default_language)) = &self.speech else {
+            let outcome = Err(NoText {
+                code: "no_transcription_engine",
+                message: "no speech-to-text engine is configured; write the transcript by hand \
+                          (PUT /api/voice/{id}/transcript)"
+                    .into(),
+            });
+            return finish(deps, job, &item, outcome).await;
+        };
+        let analysis: Option<crate::media::audio::AudioAnalysis> = item
+            .audio
+            .as_ref()
+            .and_then(|a| serde_json::from_value(a.0.clone()).ok());
+        let duration = analysis.as_ref().map_or(0.0, |a| a.duration_seconds);
+        let mut config = google::SpeechConfig::new(
+            item.language
+                .clone()
+                .unwrap_or_else(|| default_language.clone()),
+        );
+        config.sample_rate_hertz = analysis.as_ref().map(|a| a.sample_rate);
+        config.channels = analysis.as_ref().map(|a| a.channels);
+        config.encoding = match item.detected_type.as_str() {
+            "mp3" => Some("MP3".into()),
+            "ogg" => Some("OGG_OPUS".into()),
+            "webm" => Some("WEBM_OPUS".into()),
+            _ => None,
+        };
+        let source = match deps.blobs.gcs_bucket() {
+            Some(bucket) => google::AudioSource::Gcs {
+                uri: format!("gs://{bucket}/{}", item.blob_key),
+            },
+            None => {
+                let copy = deps.blobs.local_copy(&item.blob_key).await?;
+                google::AudioSource::Inline {
+                    bytes: tokio::fs::read(&copy.path).await?.into(),
+                }
+            }
+        };
+        let outcome = remote_outcome(speech.transcribe(source, config, duration).await)?;
         finish(deps, job, &item, outcome).await
     }
 

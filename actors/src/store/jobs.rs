@@ -303,3 +303,25 @@ pub async fn statuses(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<JobStatus>> {
     })?;
     Ok(rows)
 }
+
+/// Push out the lease of a job this worker still holds (a heartbeat while it runs).
+/// False when the lease was lost.
+pub async fn extend_lease(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET lease_until = $3, updated_at = $4 \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
