@@ -48,19 +48,19 @@ pub struct ApiConfig {
     pub metrics: Option<MetricsRender>,
 }
 
-fn service() -> OpenApiService<
-    (
-        auth::AuthApi,
-        projects::ProjectsApi,
-        items::DocumentsApi,
-        items::VoiceApi,
-        uploads::UploadsApi,
-        jobs::JobsApi,
-        admin::AdminApi,
-        health::HealthApi,
-    ),
-    (),
-> {
+/// Every service of the API, one per tag.
+type Services = (
+    auth::AuthApi,
+    projects::ProjectsApi,
+    items::DocumentsApi,
+    items::VoiceApi,
+    uploads::UploadsApi,
+    jobs::JobsApi,
+    admin::AdminApi,
+    health::HealthApi,
+);
+
+fn service() -> OpenApiService<Services, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,

@@ -473,6 +473,7 @@ impl UploadsApi {
         method = "patch",
         operation_id = "tus_patch"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn patch(
         &self,
         engine: Data<&Engine>,
