@@ -24,7 +24,6 @@ pub struct SweeperState {
     deps: Arc<Deps>,
 }
 
-
 impl Actor for Sweeper {
     type Msg = SweeperMsg;
     type State = SweeperState;
