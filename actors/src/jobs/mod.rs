@@ -82,25 +82,6 @@ pub fn worker_id() -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let cfg = JobsConfig::default();
-        let now = Utc::now();
-        let first = retry_at(&cfg, 1, now) - now;
-        assert!(
-            first >= chrono::Duration::milliseconds(2500) && first <= chrono::Duration::seconds(5)
-        );
-        let fourth = retry_at(&cfg, 4, now) - now;
-        assert!(fourth >= chrono::Duration::seconds(20) && fourth <= chrono::Duration::seconds(40));
-        let late = retry_at(&cfg, 30, now) - now;
-        assert!(late <= chrono::Duration::seconds(3600));
-    }
-}
-
 /// Refresh the queue gauges of one kind (zero when nothing is queued, rather than a
 /// stale value) and, once per process, the pool gauges.
 pub(crate) async fn refresh_gauges(deps: &Deps, kind: &'static str) {
@@ -126,5 +107,24 @@ pub(crate) async fn refresh_gauges(deps: &Deps, kind: &'static str) {
             metrics::gauge!(m::JOBS_OLDEST_QUEUED_AGE_SECONDS, "kind" => kind).set(age);
         }
         Err(err) => tracing::warn!(error = %err, "could not read job queue stats"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cfg = JobsConfig::default();
+        let now = Utc::now();
+        let first = retry_at(&cfg, 1, now) - now;
+        assert!(
+            first >= chrono::Duration::milliseconds(2500) && first <= chrono::Duration::seconds(5)
+        );
+        let fourth = retry_at(&cfg, 4, now) - now;
+        assert!(fourth >= chrono::Duration::seconds(20) && fourth <= chrono::Duration::seconds(40));
+        let late = retry_at(&cfg, 30, now) - now;
+        assert!(late <= chrono::Duration::seconds(3600));
     }
 }
