@@ -173,12 +173,16 @@ async fn a_document_round_trips_with_range_requests(backend: Backend) {
     let problem = assert_problem(dup, StatusCode::CONFLICT, "duplicate_content").await;
     assert!(problem["detail"].as_str().unwrap().contains(id));
 
-    // The follow-up job was committed with the item.
+    // The follow-up job was committed with the item (the OCR worker may have run it).
     let jobs = alta_actors::store::jobs::list_by_kind(&app.db().await, "ocr")
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].state, "queued");
+    assert!(
+        ["queued", "running", "done"].contains(&jobs[0].state.as_str()),
+        "{:?}",
+        jobs[0]
+    );
 
     // Delete (soft): gone from reads, and the same content may be uploaded again.
     let del = app
