@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 
 use crate::{
     backend_tests,
-    helpers::{Backend, TestApp, TestAppBuilder},
+    helpers::{Backend, TestAppBuilder},
     items::{upload, wav},
+    processing::settled,
     projects::create_project,
 };
 
@@ -165,19 +166,6 @@ fn key_file(dir: &std::path::Path, token_uri: &str) -> std::path::PathBuf {
     path
 }
 
-async fn settled(app: &TestApp, token: &str, path: &str) -> Value {
-    for _ in 0..600 {
-        let item: Value = app.get_auth(path, token).await.json().await.unwrap();
-        if !matches!(item["status"].as_str(), Some("uploaded" | "processing")) {
-            return item;
-        }
-        // The server's clock is the test's: let retry delays pass.
-        app.clock.advance(chrono::Duration::milliseconds(100));
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("{path} never finished processing");
-}
-
 /// A 1×1 PNG: an image, so OCR goes to Document AI.
 fn png() -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
@@ -217,7 +205,7 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let item = settled(&app, &owner, &format!("/api/documents/{id}")).await;
+    let item = settled(&app, &owner, "/api/documents", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
     assert_eq!(item["job"]["attempts"], 2, "the 429 was retried: {item}");
     let text: Value = app
@@ -248,7 +236,7 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let item = settled(&app, &owner, &format!("/api/voice/{id}")).await;
+    let item = settled(&app, &owner, "/api/voice", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
     let text: Value = app
         .get_auth(&format!("/api/voice/{id}/transcript"), &owner)

@@ -86,8 +86,9 @@ fn docx(paragraphs: &[&str]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
-/// Poll an item until its status leaves `uploaded`/`processing`; the item.
-async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value {
+/// Poll an item until its status leaves `uploaded`/`processing`; the item. The server's
+/// clock is the test's: it moves on a little each time, so retry delays pass.
+pub async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value {
     for _ in 0..600 {
         let item: Value = app
             .get_auth(&format!("{endpoint}/{id}"), token)
@@ -99,6 +100,7 @@ async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value 
         if status != "uploaded" && status != "processing" {
             return item;
         }
+        app.clock.advance(chrono::Duration::milliseconds(100));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("item {id} never finished processing");
