@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod google;
 mod idempotency;
+mod job_queue;
 mod items;
 mod mail;
 mod middleware;

@@ -1,0 +1,76 @@
+//! The job queue under concurrent workers, on both backends: every job is claimed by
+//! exactly one worker and finished once.
+
+use std::collections::HashSet;
+
+use alta_actors::store::jobs;
+use serde_json::json;
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestAppBuilder},
+};
+
+backend_tests!(concurrent_workers_never_take_the_same_job);
+
+async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let db = app.db().await;
+    let now = chrono::Utc::now() - chrono::Duration::minutes(1);
+    const JOBS: usize = 300;
+    let mut tx = db.begin().await.unwrap();
+    for n in 0..JOBS {
+        jobs::enqueue(&mut tx, "queue_test", json!({ "n": n }), 3, now, now)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let worker = format!("test-worker-{w}");
+                let mut taken = Vec::new();
+                loop {
+                    let now = chrono::Utc::now();
+                    let lease = now + chrono::Duration::minutes(5);
+                    let claimed = match jobs::claim(&db, "queue_test", &worker, now, lease, 7).await
+                    {
+                        Ok(c) => c,
+                        // SQLite may be busy under four writers: try again.
+                        Err(alta_actors::store::StoreError::Unavailable(_)) => continue,
+                        Err(e) => panic!("claim: {e}"),
+                    };
+                    if claimed.is_empty() {
+                        break;
+                    }
+                    for job in claimed {
+                        assert!(
+                            jobs::complete(&db, job.id, &worker, chrono::Utc::now(), false)
+                                .await
+                                .unwrap(),
+                            "the claimer finishes its own job"
+                        );
+                        taken.push(job.id);
+                    }
+                }
+                taken
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut busy_workers = 0;
+    for handle in workers {
+        let taken = handle.await.unwrap();
+        busy_workers += usize::from(!taken.is_empty());
+        all.extend(taken);
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), JOBS, "every job claimed once, none twice");
+    assert_eq!(unique.len(), JOBS);
+    assert!(busy_workers >= 2, "the workers really competed");
+    let states = jobs::list_by_kind(&db, "queue_test").await.unwrap();
+    assert_eq!(states.len(), JOBS);
+    assert!(states.iter().all(|j| j.state == "done" && j.attempts == 1));
+}
