@@ -2,9 +2,7 @@
 //! (SIGKILL) mid-upload leaves no item and, after the sweep, no orphan blob.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -14,147 +12,35 @@ use reqwest::{
     multipart::{Form, Part},
 };
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::{
     backend_tests,
-    helpers::{Backend, PASSWORD, PgSchema, init_test_env},
+    child_server::{Server, Site},
+    helpers::{Backend, init_test_env},
 };
 
 backend_tests!(killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob);
 
-const ADMIN: &str = "root@example.org";
 /// The big recording: 128 MiB of 48 kHz stereo PCM (about 11 minutes), far below
 /// every limit, so the server would accept it if it lived long enough.
 const BIG_WAV_BYTES: usize = 128 * 1024 * 1024;
 const CHUNK: usize = 1024 * 1024;
 
-/// Where one server's files live; the database is shared across restarts.
-struct Site {
-    data_dir: TempDir,
-    /// Logs of every run and the child's TMPDIR (poem spools multipart bodies there).
-    scratch: TempDir,
-    database_url: String,
-    _pg: Option<PgSchema>,
-}
+/// What every run of `alta` here gets on top of the shared settings. Its TMPDIR (in the
+/// site's scratch dir) is where poem spools multipart bodies.
+const ENV: &[(&str, &str)] = &[
+    ("SECRET_KEY", "crash-test-secret-key-0123456789abcdef"),
+    ("SWEEP_INTERVAL_SECONDS", "1"),
+    ("ORPHAN_GRACE_SECONDS", "2"),
+];
 
 impl Site {
-    async fn new(backend: Backend) -> Self {
-        let data_dir = TempDir::new().unwrap();
-        let scratch = TempDir::new().unwrap();
-        std::fs::create_dir_all(scratch.path().join("tmp")).unwrap();
-        let pg = match backend {
-            Backend::Postgres => Some(PgSchema::create().await),
-            Backend::Sqlite => None,
-        };
-        let database_url = match &pg {
-            Some(schema) => schema.url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.path().join("alta.db").display()
-            ),
-        };
-        Self {
-            data_dir,
-            scratch,
-            database_url,
-            _pg: pg,
-        }
-    }
-
     fn blobs(&self) -> PathBuf {
         self.data_dir.path().join("blobs")
     }
 
     fn incoming(&self) -> PathBuf {
         self.blobs().join(".incoming")
-    }
-
-    fn alta(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alta"));
-        cmd.current_dir(self.data_dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TMPDIR", self.scratch.path().join("tmp"))
-            .env("DATA_DIR", self.data_dir.path())
-            .env("DATABASE_URL", &self.database_url)
-            .env("SECRET_KEY", "crash-test-secret-key-0123456789abcdef")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("SWEEP_INTERVAL_SECONDS", "1")
-            .env("ORPHAN_GRACE_SECONDS", "2")
-            .env("RATE_LIMIT_AUTH_PER_IP", "10000/min")
-            .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,sqlx=warn");
-        cmd
-    }
-
-    /// `alta admin create` (which also applies the migrations).
-    fn admin_create(&self) {
-        let mut child = self
-            .alta()
-            .args(["admin", "create", "--email", ADMIN, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "admin create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `alta serve` as a child process; returns once GET /health answers 200.
-    async fn serve(&self, run: &str) -> Server {
-        let log = self.scratch.path().join(format!("{run}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = self
-            .alta()
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child,
-            log,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Some(port) = server.logged_port() {
-                break port;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("alta serve exited ({status}) before serving");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alta serve never logged its port"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        server.base = format!("http://127.0.0.1:{port}");
-        let client = Client::new();
-        loop {
-            let health = client.get(server.url("/health")).send().await;
-            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "GET /health never answered 200");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// The number of item rows, straight from the database (soft-deleted ones too).
@@ -173,64 +59,6 @@ impl Site {
                 let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
                 pool.close().await;
                 n
-            }
-        }
-    }
-}
-
-/// A running `alta serve`; killed (SIGKILL) when dropped, so a failing test leaves no
-/// process behind. Its log is printed when the test panics.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// The port from the `serving` log line (the server listens on PORT=0).
-    fn logged_port(&self) -> Option<u16> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        text.lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| line["fields"]["message"] == "serving")
-            .and_then(|line| line["fields"]["port"].as_u64())
-            .and_then(|port| u16::try_from(port).ok())
-    }
-
-    /// SIGKILL: no shutdown hook, no drain, no cleanup.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "the server was killed: {status}");
-    }
-
-    async fn token(&self, client: &Client) -> String {
-        let resp = client
-            .post(self.url("/api/auth/login"))
-            .json(&json!({"email": ADMIN, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "login");
-        let body: Value = resp.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {}:", self.log.display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
             }
         }
     }
@@ -310,11 +138,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 async fn killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob(backend: Backend) {
     init_test_env();
-    let site = Site::new(backend).await;
-    site.admin_create();
+    let site = Site::new(backend, ENV).await;
+    site.admin_create(&[]);
     let client = Client::new();
 
-    let mut server = site.serve("first").await;
+    let mut server = site.serve("first", &[]).await;
     let token = server.token(&client).await;
     let resp = client
         .post(server.url("/api/projects"))
@@ -420,7 +248,7 @@ async fn killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob(backend
 
     // Restart on the same data: the sweep removes every leftover once it is older than
     // ORPHAN_GRACE_SECONDS.
-    let server = site.serve("second").await;
+    let server = site.serve("second", &[]).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let remaining = files_under(&site.blobs());

@@ -4,9 +4,7 @@
 //! finishes exactly once.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -16,17 +14,16 @@ use reqwest::{
     multipart::{Form, Part},
 };
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::{
     backend_tests,
-    helpers::{Backend, PASSWORD, PgSchema, init_test_env},
+    child_server::{Server, Site},
+    helpers::{Backend, init_test_env},
 };
 
 backend_tests!(a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once);
 
-const ADMIN: &str = "root@example.org";
 /// Blank pages of the scanned PDF. It has no text layer, so every page is rendered with
 /// pdftoppm and read by tesseract, one after the other: a second or two a page on a
 /// small machine, long enough to kill the server mid-job many times over.
@@ -40,6 +37,21 @@ const SHORT_LEASE_SECONDS: &str = "3";
 const LONG_LEASE_SECONDS: &str = "600";
 /// Most time the restarted server may take to finish the job (lease wait plus OCR).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What every run of `alta` here gets on top of the shared settings (the lease is set
+/// per run). Its TMPDIR (in the site's scratch dir) is where OCR scratch files go.
+const ENV: &[(&str, &str)] = &[
+    ("SECRET_KEY", "worker-crash-test-secret-key-0123456789"),
+    ("JOB_POLL_INTERVAL_MS", "200"),
+    // One OCR job at a time (there is only one): a worker never takes the job
+    // it is running a second time, even if the run outlasts its lease.
+    ("JOB_CONCURRENCY_OCR", "1"),
+];
+
+/// The environment of one run: its job lease.
+fn lease(seconds: &str) -> [(&str, &str); 1] {
+    [("JOB_LEASE_SECONDS", seconds)]
+}
 
 /// The item's row, its job's row, how many jobs name the item and how many texts it has.
 #[derive(Debug)]
@@ -93,131 +105,7 @@ macro_rules! rows {
     }};
 }
 
-/// Where one server's files live; the database is shared across restarts.
-struct Site {
-    data_dir: TempDir,
-    /// Logs of every run and the child's TMPDIR (OCR scratch files go there).
-    scratch: TempDir,
-    database_url: String,
-    backend: Backend,
-    _pg: Option<PgSchema>,
-}
-
 impl Site {
-    async fn new(backend: Backend) -> Self {
-        let data_dir = TempDir::new().unwrap();
-        let scratch = TempDir::new().unwrap();
-        std::fs::create_dir_all(scratch.path().join("tmp")).unwrap();
-        let pg = match backend {
-            Backend::Postgres => Some(PgSchema::create().await),
-            Backend::Sqlite => None,
-        };
-        let database_url = match &pg {
-            Some(schema) => schema.url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.path().join("alta.db").display()
-            ),
-        };
-        Self {
-            data_dir,
-            scratch,
-            database_url,
-            backend,
-            _pg: pg,
-        }
-    }
-
-    fn alta(&self, lease_seconds: &str) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alta"));
-        cmd.current_dir(self.data_dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TMPDIR", self.scratch.path().join("tmp"))
-            .env("DATA_DIR", self.data_dir.path())
-            .env("DATABASE_URL", &self.database_url)
-            .env("SECRET_KEY", "worker-crash-test-secret-key-0123456789")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("JOB_LEASE_SECONDS", lease_seconds)
-            .env("JOB_POLL_INTERVAL_MS", "200")
-            // One OCR job at a time (there is only one): a worker never takes the job
-            // it is running a second time, even if the run outlasts its lease.
-            .env("JOB_CONCURRENCY_OCR", "1")
-            .env("RATE_LIMIT_AUTH_PER_IP", "10000/min")
-            .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,sqlx=warn");
-        cmd
-    }
-
-    /// `alta admin create` (which also applies the migrations).
-    fn admin_create(&self) {
-        let mut child = self
-            .alta(SHORT_LEASE_SECONDS)
-            .args(["admin", "create", "--email", ADMIN, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "admin create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `alta serve` as a child process; returns once GET /health answers 200.
-    async fn serve(&self, run: &str, lease_seconds: &str) -> Server {
-        let log = self.scratch.path().join(format!("{run}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = self
-            .alta(lease_seconds)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut server = Server {
-            child,
-            log,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Some(port) = server.logged_port() {
-                break port;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("alta serve exited ({status}) before serving");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alta serve never logged its port"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        server.base = format!("http://127.0.0.1:{port}");
-        let client = Client::new();
-        loop {
-            let health = client.get(server.url("/health")).send().await;
-            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "GET /health never answered 200");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// What the database holds about the item and its job, read straight from the
     /// tables (no server needs to be running).
     async fn rows(&self, item: Uuid) -> Rows {
@@ -249,56 +137,7 @@ impl Site {
     }
 }
 
-/// A running `alta serve`; killed (SIGKILL) when dropped, so a failing test leaves no
-/// process behind. Its log is printed when the test panics.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
 impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// The log's JSON lines.
-    fn log_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .collect()
-    }
-
-    /// The port from the `serving` log line (the server listens on PORT=0).
-    fn logged_port(&self) -> Option<u16> {
-        self.log_lines()
-            .into_iter()
-            .find(|line| line["fields"]["message"] == "serving")
-            .and_then(|line| line["fields"]["port"].as_u64())
-            .and_then(|port| u16::try_from(port).ok())
-    }
-
-    /// SIGKILL: no shutdown hook, no drain, no giving jobs back.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "the server was killed: {status}");
-    }
-
-    async fn token(&self, client: &Client) -> String {
-        let resp = client
-            .post(self.url("/api/auth/login"))
-            .json(&json!({"email": ADMIN, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "login");
-        let body: Value = resp.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-
     async fn get(&self, client: &Client, token: &str, path: &str) -> Value {
         let resp = client
             .get(self.url(path))
@@ -308,21 +147,6 @@ impl Server {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
         resp.json().await.unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {}:", self.log.display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
     }
 }
 
@@ -385,11 +209,11 @@ fn require_ocr_tools() {
 async fn a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once(backend: Backend) {
     init_test_env();
     require_ocr_tools();
-    let site = Site::new(backend).await;
-    site.admin_create();
+    let site = Site::new(backend, ENV).await;
+    site.admin_create(&lease(SHORT_LEASE_SECONDS));
     let client = Client::new();
 
-    let mut server = site.serve("first", SHORT_LEASE_SECONDS).await;
+    let mut server = site.serve("first", &lease(SHORT_LEASE_SECONDS)).await;
     let token = server.token(&client).await;
     let resp = client
         .post(server.url("/api/projects"))
@@ -462,7 +286,7 @@ async fn a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once(bac
 
     // Restart on the same data. The job is not queued: only its lease running out lets
     // a worker take it again.
-    let server = site.serve("second", LONG_LEASE_SECONDS).await;
+    let server = site.serve("second", &lease(LONG_LEASE_SECONDS)).await;
     let token = server.token(&client).await;
     let deadline = Instant::now() + FINISH_TIMEOUT;
     let item = loop {
