@@ -6,6 +6,7 @@
 mod file_name;
 mod ingest;
 mod service;
+pub mod consensus;
 pub mod state;
 mod text;
 mod views;
