@@ -3,10 +3,10 @@
 //! blob, then the project's actor commits the item row, its follow-up job and the
 //! storage count in one transaction.
 
+pub mod consensus;
 mod file_name;
 mod ingest;
 mod service;
-pub mod consensus;
 pub mod state;
 mod text;
 mod views;
