@@ -327,6 +327,11 @@ impl Settings {
             lease: Duration::from_secs(v.parse("JOB_LEASE_SECONDS", 60)?),
             max_attempts: v.parse("JOB_MAX_ATTEMPTS", defaults.max_attempts)?,
             mail_concurrency: v.parse("MAIL_CONCURRENCY", defaults.mail_concurrency)?,
+            retention: Duration::from_secs(
+                v.parse("JOB_RETENTION_DAYS", defaults.retention.as_secs() / 86_400)?
+                    .max(1)
+                    * 86_400,
+            ),
             base_backoff: Duration::from_millis(
                 v.parse(
                     "JOB_BASE_BACKOFF_MS",

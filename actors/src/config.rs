@@ -179,6 +179,8 @@ pub struct JobsConfig {
     pub max_backoff: Duration,
     /// Mail jobs handled at once by one worker.
     pub mail_concurrency: usize,
+    /// Finished jobs are deleted this long after they finished (failed ones stay).
+    pub retention: Duration,
 }
 
 impl Default for JobsConfig {
@@ -190,6 +192,7 @@ impl Default for JobsConfig {
             base_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(3600),
             mail_concurrency: 4,
+            retention: Duration::from_secs(14 * 86_400),
         }
     }
 }

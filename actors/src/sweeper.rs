@@ -81,6 +81,7 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
         }
     }
     removed += crate::resumable::expire(deps, grace).await;
+    purge_jobs(deps).await;
     // Orphan blobs are only looked for in a local store. For GCS, listing the bucket
     // is not done yet (the crate's listing is the gRPC `StorageControl`, which the
     // emulator lacks); an orphan object there stays until a later version sweeps it.
@@ -122,6 +123,28 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
     }
     metrics::counter!(m::ORPHAN_FILES_REMOVED_TOTAL).increment(removed as u64);
     removed
+}
+
+/// Delete finished jobs past their retention (the table would otherwise only grow).
+async fn purge_jobs(deps: &Deps) {
+    let retention = chrono::Duration::from_std(deps.config.jobs.retention)
+        .unwrap_or(chrono::Duration::days(14));
+    let before = deps.clock.now() - retention;
+    loop {
+        match store::jobs::purge_done(&deps.db, before, 1000).await {
+            Ok(1000) => continue,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(purged = n, "purged finished jobs");
+                }
+                break;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not purge finished jobs");
+                break;
+            }
+        }
+    }
 }
 
 impl crate::engine::Engine {

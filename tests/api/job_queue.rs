@@ -73,4 +73,23 @@ async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
     let states = jobs::list_by_kind(&db, "queue_test").await.unwrap();
     assert_eq!(states.len(), JOBS);
     assert!(states.iter().all(|j| j.state == "done" && j.attempts == 1));
+
+    // Finished jobs go after their retention (14 days by default), at the next sweep.
+    app.engine
+        .sweep_orphans(std::time::Duration::from_secs(3600))
+        .await;
+    assert_eq!(
+        jobs::list_by_kind(&db, "queue_test").await.unwrap().len(),
+        JOBS
+    );
+    app.clock.advance(chrono::Duration::days(15));
+    app.engine
+        .sweep_orphans(std::time::Duration::from_secs(3600))
+        .await;
+    assert!(
+        jobs::list_by_kind(&db, "queue_test")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -325,3 +325,17 @@ pub async fn extend_lease(
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// Delete jobs that finished (`done`) before `before`; failed jobs stay for people to
+/// look at. At most `limit` rows a call, so one sweep never holds a long lock.
+pub async fn purge_done(db: &Db, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+    let sql = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' \
+               AND finished_at < $1 LIMIT $2)";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(before)
+        .bind(limit)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}
