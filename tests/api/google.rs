@@ -19,14 +19,13 @@ use poem::{
     post,
     web::Data,
 };
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
     backend_tests,
     helpers::{Backend, TestAppBuilder},
-    items::{upload, wav},
-    processing::settled,
+    items::wav,
+    processing::{settled, uploaded},
     projects::create_project,
 };
 
@@ -190,7 +189,7 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Google").await;
 
-    let resp = upload(
+    let id = uploaded(
         &app,
         &owner,
         "/api/documents",
@@ -200,20 +199,12 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
         "image/png",
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let item = settled(&app, &owner, "/api/documents", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
     assert_eq!(item["job"]["attempts"], 2, "the 429 was retried: {item}");
     let text: Value = app
-        .get_auth(&format!("/api/documents/{id}/text"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/documents/{id}/text"), &owner)
+        .await;
     assert_eq!(text["current"]["engine"], "google_document_ai");
     let pages = text["current"]["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2, "{text}");
@@ -221,7 +212,7 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
     assert_eq!(pages[1], "Page two total");
     assert!((text["current"]["confidence"].as_f64().unwrap() - 0.85).abs() < 1e-9);
 
-    let resp = upload(
+    let id = uploaded(
         &app,
         &owner,
         "/api/voice",
@@ -231,19 +222,11 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
         "audio/wav",
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let item = settled(&app, &owner, "/api/voice", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
     let text: Value = app
-        .get_auth(&format!("/api/voice/{id}/transcript"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/voice/{id}/transcript"), &owner)
+        .await;
     assert_eq!(text["current"]["engine"], "google_speech");
     assert_eq!(text["current"]["text"], "habari za asubuhi");
     let words = text["current"]["words"].as_array().unwrap();

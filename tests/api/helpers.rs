@@ -307,6 +307,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET as `token` and parse the JSON body (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get_auth(path, token).await.json().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))

@@ -90,12 +90,7 @@ fn docx(paragraphs: &[&str]) -> Vec<u8> {
 /// clock is the test's: it moves on a little each time, so retry delays pass.
 pub async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value {
     for _ in 0..600 {
-        let item: Value = app
-            .get_auth(&format!("{endpoint}/{id}"), token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let item: Value = app.get_json(&format!("{endpoint}/{id}"), token).await;
         let status = item["status"].as_str().unwrap().to_owned();
         if status != "uploaded" && status != "processing" {
             return item;
@@ -106,7 +101,7 @@ pub async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Va
     panic!("item {id} never finished processing");
 }
 
-async fn uploaded(
+pub async fn uploaded(
     app: &TestApp,
     token: &str,
     endpoint: &str,
@@ -180,12 +175,7 @@ async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
     assert_eq!(listed["items"][0]["job"]["state"], "done");
 
     let text_path = format!("/api/documents/{id}/text");
-    let text: Value = app
-        .get_auth(&text_path, &contributor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let text: Value = app.get_json(&text_path, &contributor).await;
     assert_eq!(text["current"]["source"], "machine");
     assert_eq!(text["current"]["engine"], "plain_text");
     assert_eq!(text["current"]["text"], body, "plain text is kept as it is");
@@ -193,12 +183,7 @@ async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
 
     // The job is visible to who may see the item, and only to them.
     let job_path = format!("/api/jobs/{}", item["job_id"].as_str().unwrap());
-    let job: Value = app
-        .get_auth(&job_path, &contributor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = app.get_json(&job_path, &contributor).await;
     assert_eq!(job["state"], "done");
     assert_eq!(job["kind"], "ocr");
     assert_eq!(job["item_id"], id.as_str());
@@ -232,12 +217,7 @@ async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
     assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_text").await;
     let resp = put_text(&app, &owner, &text_path, "Final.").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let text: Value = app
-        .get_auth(&text_path, &reviewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let text: Value = app.get_json(&text_path, &reviewer).await;
     let revisions = text["revisions"].as_array().unwrap();
     assert_eq!(revisions.len(), 3);
     assert_eq!(revisions[0]["source"], "machine");
@@ -285,11 +265,8 @@ async fn pdf_docx_and_unreadable_files(backend: Backend) {
     let item = settled(&app, &owner, "/api/documents", &pdf).await;
     assert_eq!(item["status"], "ready", "{item}");
     let text: Value = app
-        .get_auth(&format!("/api/documents/{pdf}/text"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/documents/{pdf}/text"), &owner)
+        .await;
     assert_eq!(text["current"]["engine"], "pdf_text_layer");
     let pages = text["current"]["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 2);
@@ -299,11 +276,8 @@ async fn pdf_docx_and_unreadable_files(backend: Backend) {
     let item = settled(&app, &owner, "/api/documents", &word).await;
     assert_eq!(item["status"], "ready", "{item}");
     let text: Value = app
-        .get_auth(&format!("/api/documents/{word}/text"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/documents/{word}/text"), &owner)
+        .await;
     assert_eq!(text["current"]["engine"], "docx");
     assert!(
         text["current"]["text"]
@@ -321,11 +295,8 @@ async fn pdf_docx_and_unreadable_files(backend: Backend) {
         "a blank scan says why: {item}"
     );
     let text: Value = app
-        .get_auth(&format!("/api/documents/{blank}/text"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/documents/{blank}/text"), &owner)
+        .await;
     assert!(text["current"].is_null());
 }
 
@@ -370,7 +341,7 @@ async fn recordings_wait_for_a_person_and_can_be_reprocessed(backend: Backend) {
     assert_eq!(item["status"], "processing_failed");
     assert_eq!(item["job_id"], queued["job_id"]);
     // The person's transcript is still there.
-    let text: Value = app.get_auth(&path, &owner).await.json().await.unwrap();
+    let text: Value = app.get_json(&path, &owner).await;
     assert_eq!(text["current"]["text"], "Habari za asubuhi");
 }
 
@@ -409,12 +380,7 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     let job_id = item["job_id"].as_str().unwrap().to_owned();
 
     // Super admins see it among the failed jobs; nobody else does.
-    let failed: Value = app
-        .get_auth("/api/admin/jobs?state=failed", &root)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed: Value = app.get_json("/api/admin/jobs?state=failed", &root).await;
     let listed = failed["items"].as_array().unwrap();
     let job = listed
         .iter()
@@ -436,12 +402,7 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     assert_eq!(resp.status(), StatusCode::OK);
     let item = settled(&app, &owner, "/api/documents", &id).await;
     assert_eq!(item["status"], "ready", "{item}");
-    let job: Value = app
-        .get_auth(&format!("/api/jobs/{job_id}"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = app.get_json(&format!("/api/jobs/{job_id}"), &owner).await;
     assert_eq!(job["state"], "done");
     let resp = post(&app, &root, &retry).await;
     assert_problem(resp, StatusCode::CONFLICT, "job_not_failed").await;
@@ -503,11 +464,8 @@ async fn postgres_notify_wakes_workers_on_other_nodes() {
     assert_eq!(item["status"], "ready");
     assert_eq!(item["job_id"], job.to_string());
     let text: Value = app
-        .get_auth(&format!("/api/documents/{id}/text"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/documents/{id}/text"), &owner)
+        .await;
     assert_eq!(
         text["revisions"].as_array().unwrap().len(),
         2,

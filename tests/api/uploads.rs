@@ -235,12 +235,7 @@ async fn a_resumable_upload_survives_a_restart_and_becomes_an_item(backend: Back
     let item_id = resp.headers()["alta-item-id"].to_str().unwrap().to_owned();
 
     // It is an item like any other, analysed, with the client's name cleaned.
-    let item: Value = app
-        .get_auth(&format!("/api/voice/{item_id}"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/voice/{item_id}"), &owner).await;
     assert_eq!(item["detected_type"], "wav");
     assert_eq!(item["title"], "Resumed");
     assert_eq!(item["file_name"], "long take.wav");
@@ -256,18 +251,15 @@ async fn a_resumable_upload_survives_a_restart_and_becomes_an_item(backend: Back
     assert_eq!(done.status(), StatusCode::OK);
     assert_eq!(offset_of(&done), audio.len() as u64);
     assert_eq!(done.headers()["alta-item-id"], item_id.as_str());
-    let state: Value = app.get_auth(&location, &owner).await.json().await.unwrap();
+    let state: Value = app.get_json(&location, &owner).await;
     assert_eq!(state["state"], "completed");
     assert_eq!(state["item_id"], item_id.as_str());
     let again = patch(&app, &owner, &location, audio.len(), Vec::new(), None).await;
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
     assert_eq!(again.headers()["alta-item-id"], item_id.as_str());
     let listed: Value = app
-        .get_auth(&format!("/api/voice?project_id={project}"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/voice?project_id={project}"), &owner)
+        .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert!(
         files_in(&app.data_dir().join("blobs").join(".resumable")).is_empty(),
@@ -386,7 +378,7 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
     let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "kind_mismatch").await;
     let refused = head(&app, &owner, &location).await;
     assert_eq!(refused.status(), StatusCode::GONE);
-    let state: Value = app.get_auth(&location, &owner).await.json().await.unwrap();
+    let state: Value = app.get_json(&location, &owner).await;
     assert_eq!(state["state"], "failed");
     assert_eq!(state["error_code"], problem["code"]);
     let resp = patch(&app, &owner, &location, 100, Vec::new(), None).await;
@@ -401,11 +393,8 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
     let resp = patch(&app, &owner, &second, 0, audio.clone(), None).await;
     assert_problem(resp, StatusCode::CONFLICT, "duplicate_content").await;
     let listed: Value = app
-        .get_auth(&format!("/api/voice?project_id={project}"), &owner)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/voice?project_id={project}"), &owner)
+        .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 
     // Termination removes the bytes received so far.
