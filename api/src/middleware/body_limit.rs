@@ -89,10 +89,18 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     }
 }
 
+/// The body was not read to its end, so the connection cannot carry another request:
+/// `Connection: close` tells the client not to reuse it (else its next request on that
+/// connection fails).
 fn too_large(max: usize) -> Response {
-    problem_response(Problem::new(
+    let mut resp = problem_response(Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         format!("the request body is larger than {max} bytes"),
-    ))
+    ));
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
