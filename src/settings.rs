@@ -14,7 +14,7 @@ use std::{
 
 use alta_actors::config::{
     BlobConfig, EngineConfig, GoogleEngines, JobsConfig, JwtConfig, MailConfig, MailTransport,
-    ProcessingConfig, Rate, RateLimits, SmtpConfig, SmtpTls,
+    ProcessingConfig, Rate, RateLimits, ReviewConfig, SmtpConfig, SmtpTls,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,6 +94,7 @@ pub struct Settings {
     pub resumable_upload_expiry: Duration,
     pub sweep_interval: Duration,
     pub orphan_grace: Duration,
+    pub review: ReviewConfig,
     pub processing: ProcessingConfig,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
@@ -375,6 +376,26 @@ impl Settings {
             return Err(err("SWEEP_INTERVAL_SECONDS", "must be at least 1"));
         }
         let orphan_grace_secs: u64 = v.parse("ORPHAN_GRACE_SECONDS", 3600)?;
+        let review_defaults = ReviewConfig::default();
+        let review = ReviewConfig {
+            lease: Duration::from_secs(
+                v.parse("REVIEW_LEASE_SECONDS", review_defaults.lease.as_secs())?,
+            ),
+            digest_interval: Duration::from_secs(v.parse(
+                "REVIEW_DIGEST_INTERVAL_SECONDS",
+                review_defaults.digest_interval.as_secs(),
+            )?),
+            digest_min_gap: Duration::from_secs(v.parse(
+                "REVIEW_DIGEST_MIN_GAP_SECONDS",
+                review_defaults.digest_min_gap.as_secs(),
+            )?),
+        };
+        if !(10..=86_400).contains(&review.lease.as_secs()) {
+            return Err(err("REVIEW_LEASE_SECONDS", "must be between 10 and 86400"));
+        }
+        if review.digest_interval.is_zero() {
+            return Err(err("REVIEW_DIGEST_INTERVAL_SECONDS", "must be at least 1"));
+        }
         let defaults = ProcessingConfig::default();
         let processing = ProcessingConfig {
             ocr_concurrency: v.parse("JOB_CONCURRENCY_OCR", defaults.ocr_concurrency)?,
@@ -475,6 +496,7 @@ impl Settings {
             resumable_upload_expiry: Duration::from_secs(resumable_hours * 3600),
             sweep_interval: Duration::from_secs(sweep_secs),
             orphan_grace: Duration::from_secs(orphan_grace_secs),
+            review,
             processing,
             multi_node,
             log_format,
@@ -528,6 +550,7 @@ impl Settings {
             sweep_interval: self.sweep_interval,
             orphan_grace: self.orphan_grace,
             processing: self.processing.clone(),
+            review: self.review.clone(),
         }
     }
 }

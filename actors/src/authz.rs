@@ -57,6 +57,10 @@ pub enum ProjectAction {
     EditAnyText,
     /// Run processing again (OCR or transcription).
     Reprocess,
+    /// Send anyone's item to review (one's own needs only `Upload`).
+    SubmitAnyItem,
+    /// Read the review queue, claim items, approve or reject others' items.
+    Review,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -77,12 +81,16 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
         (ProjectRole::Admin, _) => true,
         (_, ProjectAction::View | ProjectAction::ListMembers | ProjectAction::Leave) => true,
         (ProjectRole::Contributor, ProjectAction::Upload) => true,
-        (ProjectRole::Reviewer, ProjectAction::ViewAllItems) => true,
+        (ProjectRole::Reviewer, ProjectAction::ViewAllItems | ProjectAction::Review) => true,
+        (ProjectRole::Contributor, ProjectAction::Review) => false,
         (ProjectRole::Reviewer, ProjectAction::Upload) => false,
         (ProjectRole::Contributor, ProjectAction::ViewAllItems) => false,
         (
             ProjectRole::Contributor | ProjectRole::Reviewer,
-            ProjectAction::DeleteAnyItem | ProjectAction::EditAnyText | ProjectAction::Reprocess,
+            ProjectAction::DeleteAnyItem
+            | ProjectAction::EditAnyText
+            | ProjectAction::Reprocess
+            | ProjectAction::SubmitAnyItem,
         ) => false,
         (
             ProjectRole::Contributor | ProjectRole::Reviewer,
@@ -163,6 +171,14 @@ pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
     (
         ProjectAction::DeleteAnyItem,
         "DELETE /api/documents|voice/{id} (others' items)",
+    ),
+    (
+        ProjectAction::SubmitAnyItem,
+        "POST /api/projects/{project_id}/review (others' items)",
+    ),
+    (
+        ProjectAction::Review,
+        "GET /api/review, POST /api/review/next, PATCH /api/review/{id}",
     ),
 ];
 

@@ -42,6 +42,29 @@ pub struct EngineConfig {
     /// flight are younger).
     pub orphan_grace: Duration,
     pub processing: ProcessingConfig,
+    pub review: ReviewConfig,
+}
+
+/// Review leases and the changes-requested digest.
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    /// How long a claimed item stays with its reviewer (`REVIEW_LEASE_SECONDS`).
+    pub lease: Duration,
+    /// How often digests are sent and review gauges refreshed
+    /// (`REVIEW_DIGEST_INTERVAL_SECONDS`).
+    pub digest_interval: Duration,
+    /// At most one digest per contributor in this time (`REVIEW_DIGEST_MIN_GAP_SECONDS`).
+    pub digest_min_gap: Duration,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(600),
+            digest_interval: Duration::from_secs(60),
+            digest_min_gap: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// OCR and transcription.

@@ -26,6 +26,7 @@ pub mod processing;
 pub mod projects;
 pub mod rate_limiter;
 pub mod resumable;
+pub mod review;
 mod root;
 mod slot;
 pub mod store;

@@ -21,3 +21,22 @@ pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";
 pub const RESUMABLE_UPLOADS_TOTAL: &str = "resumable_uploads_total";
 pub const RESUMABLE_BYTES_TOTAL: &str = "resumable_bytes_total";
 pub const PROCESSING_OUTCOMES_TOTAL: &str = "processing_outcomes_total";
+pub const REVIEW_DECISIONS_TOTAL: &str = "review_decisions_total";
+pub const REVIEW_VERDICT_SECONDS: &str = "review_time_to_verdict_seconds";
+pub const REVIEW_PENDING_ITEMS: &str = "review_pending_items";
+pub const REVIEW_OLDEST_PENDING_AGE_SECONDS: &str = "review_oldest_pending_age_seconds";
+pub const REVIEW_DIGESTS_TOTAL: &str = "review_digests_total";
+
+/// The `reason` label of a review decision. Projects choose their own reason codes,
+/// so only the default ones become label values; the rest count as `other`, keeping
+/// the number of series bounded.
+pub fn review_reason_label(code: &str) -> &'static str {
+    match code {
+        "unreadable" => "unreadable",
+        "wrong_text" => "wrong_text",
+        "noise" => "noise",
+        "clipped" => "clipped",
+        "off_topic" => "off_topic",
+        _ => "other",
+    }
+}

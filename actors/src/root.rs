@@ -21,6 +21,7 @@ use crate::{
     processing::{OcrHandler, TranscriptionHandler},
     projects::ProjectRegistry,
     rate_limiter::{RateLimiter, RateLimiterArgs},
+    review::digest::ReviewMonitor,
     sweeper::Sweeper,
 };
 
@@ -34,6 +35,8 @@ pub enum Child {
     TranscriptionWorker,
     Projects,
     Sweeper,
+    /// Changes-requested digests and review gauges.
+    ReviewMonitor,
 }
 
 impl Child {
@@ -46,6 +49,7 @@ impl Child {
             Self::TranscriptionWorker => "transcription_worker",
             Self::Projects => "projects",
             Self::Sweeper => "sweeper",
+            Self::ReviewMonitor => "review_monitor",
         }
     }
 }
@@ -107,6 +111,7 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::OcrWorker).await?;
             spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
+            spawn_child(&myself, &mut state, Child::ReviewMonitor).await?;
             state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
         }
         Ok(state)
@@ -138,7 +143,8 @@ impl Actor for Root {
                     Child::MailWorker
                     | Child::OcrWorker
                     | Child::TranscriptionWorker
-                    | Child::Sweeper => 0,
+                    | Child::Sweeper
+                    | Child::ReviewMonitor => 0,
                     Child::Projects => 1,
                     Child::Accounts => 2,
                     Child::RateLimiter => 3,
@@ -241,6 +247,10 @@ async fn spawn_child(
             let (actor, _) = Actor::spawn_linked(None, Sweeper, deps, supervisor).await?;
             actor.get_cell()
         }
+        Child::ReviewMonitor => {
+            let (actor, _) = Actor::spawn_linked(None, ReviewMonitor, deps, supervisor).await?;
+            actor.get_cell()
+        }
         Child::Projects => {
             let (actor, _) = Actor::spawn_linked(None, ProjectRegistry, deps, supervisor).await?;
             state.slots.projects.set(Some(actor.clone()));
@@ -256,6 +266,10 @@ fn clear_slot(state: &RootState, child: Child) {
         Child::Accounts => state.slots.accounts.set(None),
         Child::RateLimiter => state.slots.limiter.set(None),
         Child::Projects => state.slots.projects.set(None),
-        Child::Sweeper | Child::MailWorker | Child::OcrWorker | Child::TranscriptionWorker => {}
+        Child::Sweeper
+        | Child::ReviewMonitor
+        | Child::MailWorker
+        | Child::OcrWorker
+        | Child::TranscriptionWorker => {}
     }
 }

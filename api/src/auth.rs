@@ -217,4 +217,55 @@ impl AuthApi {
         let user = engine.me(&auth.0).await?;
         Ok(UserOk::Ok(Json(user.into())))
     }
+
+    /// Your mail settings
+    #[oai(
+        path = "/api/auth/me/notifications",
+        method = "get",
+        operation_id = "auth_notifications"
+    )]
+    async fn notifications(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+    ) -> ApiResult<NotificationsOk> {
+        let review_mail = engine.review_mail(&auth.0).await?;
+        Ok(NotificationsOk::Ok(Json(Notifications { review_mail })))
+    }
+
+    /// Change your mail settings
+    ///
+    /// `review_mail`: the digest of your items that reviewers sent back for changes (at
+    /// most one mail an hour). On by default.
+    #[oai(
+        path = "/api/auth/me/notifications",
+        method = "put",
+        operation_id = "auth_set_notifications"
+    )]
+    async fn set_notifications(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        body: Json<Notifications>,
+    ) -> ApiResult<NotificationsOk> {
+        let review_mail = engine
+            .set_review_mail(&auth.0, body.0.review_mail, &ctx)
+            .await?;
+        Ok(NotificationsOk::Ok(Json(Notifications { review_mail })))
+    }
+}
+
+/// Which mails you get.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Notifications {
+    /// The changes-requested digest.
+    pub review_mail: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum NotificationsOk {
+    #[oai(status = 200)]
+    Ok(Json<Notifications>),
 }

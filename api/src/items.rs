@@ -85,7 +85,8 @@ pub struct ItemResponse {
     /// `document` or `audio`.
     pub kind: String,
     pub contributor_id: Uuid,
-    /// `uploaded`, `processing`, `ready` or `processing_failed`.
+    /// `uploaded`, `processing`, `ready`, `processing_failed`, `pending_review`,
+    /// `changes_requested`, `approved` or `rejected` (the last two are final).
     pub status: String,
     pub title: Option<String>,
     pub language: Option<String>,
@@ -108,6 +109,12 @@ pub struct ItemResponse {
     /// `no_ocr_engine`, `no_transcription_engine`, `processing_gave_up`.
     pub processing_error_code: Option<String>,
     pub processing_error: Option<String>,
+    /// Rework rounds used so far (a changes-requested verdict starts the next).
+    pub review_round: i32,
+    /// When the current review round began.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When review reached `approved` or `rejected`.
+    pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -143,6 +150,9 @@ impl From<ItemView> for ItemResponse {
             }),
             processing_error_code: i.processing_error_code,
             processing_error: i.processing_error,
+            review_round: i.review_round,
+            submitted_at: i.submitted_at,
+            decided_at: i.decided_at,
             created_at: i.created_at,
             updated_at: i.updated_at,
         }

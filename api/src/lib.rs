@@ -12,6 +12,7 @@ mod jobs;
 mod middleware;
 mod problem;
 mod projects;
+mod review;
 mod security;
 mod tags;
 mod uploads;
@@ -54,6 +55,7 @@ type Services = (
     projects::ProjectsApi,
     items::DocumentsApi,
     items::VoiceApi,
+    review::ReviewApi,
     uploads::UploadsApi,
     jobs::JobsApi,
     admin::AdminApi,
@@ -67,6 +69,7 @@ fn service() -> OpenApiService<Services, ()> {
             projects::ProjectsApi,
             items::DocumentsApi,
             items::VoiceApi,
+            review::ReviewApi,
             uploads::UploadsApi,
             jobs::JobsApi,
             admin::AdminApi,

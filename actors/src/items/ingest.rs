@@ -346,6 +346,11 @@ impl Engine {
             job_id: None,
             processing_error_code: None,
             processing_error: None,
+            review_round: 0,
+            submitted_at: None,
+            review_claimed_by: None,
+            review_lease_until: None,
+            decided_at: None,
         };
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
         let result = self

@@ -20,4 +20,5 @@ pub use self::views::{ItemStatus, ItemView, JobSummary};
 /// Follow-up job kinds (consumed by the processing workers).
 pub const KIND_OCR: &str = "ocr";
 pub const KIND_TRANSCRIPTION: &str = "transcription";
+pub(crate) use self::text::check_text;
 pub use self::text::{ItemText, MAX_HUMAN_TEXT_BYTES, TextRevision};

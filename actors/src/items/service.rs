@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::ItemView;
+use super::{ItemStatus, ItemView};
 use crate::{
     authz::{self, ProjectAction},
     context::{Principal, RequestContext},
@@ -25,8 +25,6 @@ pub struct ItemListQuery {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
-
-const STATUSES: [&str; 4] = ["uploaded", "processing", "ready", "processing_failed"];
 
 fn kind_str(kind: DataKind) -> &'static str {
     match kind {
@@ -58,12 +56,13 @@ impl Engine {
             .await?;
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
         if let Some(status) = &query.status
-            && !STATUSES.contains(&status.as_str())
+            && !ItemStatus::ALL.iter().any(|s| s.as_str() == status)
         {
+            let names: Vec<&str> = ItemStatus::ALL.iter().map(|s| s.as_str()).collect();
             return Err(EngineError::validation(
                 "invalid_status",
                 "status",
-                format!("status is one of {}", STATUSES.join(", ")),
+                format!("status is one of {}", names.join(", ")),
             ));
         }
         // A contributor sees their own items only, whatever filter they ask for.

@@ -57,7 +57,7 @@ pub struct ItemText {
     pub revisions: Vec<TextRevision>,
 }
 
-fn check_text(text: &str) -> Result<(), EngineError> {
+pub(crate) fn check_text(text: &str) -> Result<(), EngineError> {
     if text.trim().is_empty() {
         return Err(EngineError::validation(
             "empty_text",

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::{domain::DataKind, media::audio::AudioAnalysis, store::items::ItemRow};
 
-/// Where an item is in its life. Transitions belong to the project actor; processing
-/// and review (later issues) extend the machine here.
+/// Where an item is in its life. Transitions belong to the project actor, through the
+/// state machine in `items::state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
@@ -20,6 +20,14 @@ pub enum ItemStatus {
     Ready,
     /// No text: `processing_error_code` says why. Reprocess, or write the text by hand.
     ProcessingFailed,
+    /// Submitted; waiting for reviewers' decisions.
+    PendingReview,
+    /// Turned down with reasons: back to the contributor to correct and resubmit.
+    ChangesRequested,
+    /// Final: accepted into the dataset.
+    Approved,
+    /// Final: turned down with no rework round left.
+    Rejected,
 }
 
 impl ItemStatus {
@@ -29,8 +37,23 @@ impl ItemStatus {
             Self::Processing => "processing",
             Self::Ready => "ready",
             Self::ProcessingFailed => "processing_failed",
+            Self::PendingReview => "pending_review",
+            Self::ChangesRequested => "changes_requested",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
         }
     }
+
+    pub const ALL: [ItemStatus; 8] = [
+        Self::Uploaded,
+        Self::Processing,
+        Self::Ready,
+        Self::ProcessingFailed,
+        Self::PendingReview,
+        Self::ChangesRequested,
+        Self::Approved,
+        Self::Rejected,
+    ];
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +83,12 @@ pub struct ItemView {
     pub processing_error: Option<String>,
     /// The latest processing job's state (filled in by reads that show it).
     pub job: Option<JobSummary>,
+    /// Rework rounds used so far.
+    pub review_round: i32,
+    /// When the current review round began.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When review reached a final verdict (`approved` or `rejected`).
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 /// Where an item's latest processing job is.
@@ -101,6 +130,9 @@ impl From<ItemRow> for ItemView {
             processing_error_code: r.processing_error_code,
             processing_error: r.processing_error,
             job: None,
+            review_round: r.review_round,
+            submitted_at: r.submitted_at,
+            decided_at: r.decided_at,
         }
     }
 }

@@ -112,17 +112,28 @@ pub async fn delete(
 }
 
 /// The live item `item_id` of project `id`, and whether the caller uploaded it.
-async fn live_item(tx: &mut store::Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, EngineError> {
+pub(super) async fn live_item(
+    tx: &mut store::Tx,
+    id: Uuid,
+    item_id: Uuid,
+) -> Result<ItemRow, EngineError> {
     store::items::find_live_tx(tx, item_id)
         .await?
         .filter(|i| i.project_id == id)
         .ok_or(EngineError::NotFound { what: "item" })
 }
 
-fn still_processing(status: &str) -> EngineError {
-    EngineError::Conflict {
-        code: "item_processing",
-        message: format!("the item is {status}; wait until processing ends"),
+/// Why an item cannot be changed now: still processing, or in (or past) review.
+pub(super) fn not_editable(status: &str) -> EngineError {
+    match status {
+        "uploaded" | "processing" => EngineError::Conflict {
+            code: "item_processing",
+            message: format!("the item is {status}; wait until processing ends"),
+        },
+        _ => EngineError::Conflict {
+            code: "item_in_review",
+            message: format!("the item is {status}; it cannot be changed now"),
+        },
     }
 }
 
@@ -147,7 +158,7 @@ pub async fn edit_text(
     let now = deps.clock.now();
     let (from, to) = next_strs(ItemEvent::TextEdited);
     if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
-        return Err(still_processing(&item.status));
+        return Err(not_editable(&item.status));
     }
     let row = TextRow {
         id: Uuid::now_v7(),
@@ -200,7 +211,7 @@ pub async fn reprocess(
     let now = deps.clock.now();
     let (from, to) = next_strs(ItemEvent::Reprocess);
     if !store::items::set_status(&mut tx, item_id, &from, to, Some(job_id), None, now).await? {
-        return Err(still_processing(&item.status));
+        return Err(not_editable(&item.status));
     }
     audit(
         &mut tx,

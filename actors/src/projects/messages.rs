@@ -8,7 +8,8 @@ use crate::{
     error::EngineError,
     idempotency::Claim,
     items::ItemView,
-    store::{items::ItemRow, texts::TextRow},
+    review::DecisionInput,
+    store::{items::ItemRow, reviews::DecisionRow, texts::TextRow},
 };
 
 type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
@@ -112,6 +113,35 @@ pub enum ProjectMsg {
         item_id: Uuid,
         ctx: RequestContext,
         reply: Reply<ItemView>,
+    },
+    /// Send items to review.
+    SubmitForReview {
+        principal: Principal,
+        item_ids: Vec<Uuid>,
+        ctx: RequestContext,
+        reply: Reply<Vec<ItemView>>,
+    },
+    /// Lease the next item of the caller's review queue (or the one they hold).
+    ClaimReview {
+        principal: Principal,
+        reply: Reply<Option<ItemRow>>,
+    },
+    RenewReview {
+        principal: Principal,
+        item_id: Uuid,
+        reply: Reply<ItemRow>,
+    },
+    SkipReview {
+        principal: Principal,
+        item_id: Uuid,
+        reply: Reply<()>,
+    },
+    DecideReview {
+        principal: Principal,
+        item_id: Uuid,
+        input: Box<DecisionInput>,
+        ctx: RequestContext,
+        reply: Reply<(ItemRow, DecisionRow)>,
     },
     /// Timer: stop when idle.
     CheckIdle,

@@ -6,6 +6,7 @@ mod invitations;
 mod items;
 mod messages;
 mod project;
+mod review;
 mod service;
 mod views;
 

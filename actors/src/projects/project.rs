@@ -221,6 +221,42 @@ impl Actor for ProjectActor {
                 let _ =
                     reply.send(super::items::reprocess(deps, id, &principal, item_id, &ctx).await);
             }
+            ProjectMsg::SubmitForReview {
+                principal,
+                item_ids,
+                ctx,
+                reply,
+            } => {
+                let _ =
+                    reply.send(super::review::submit(deps, id, &principal, &item_ids, &ctx).await);
+            }
+            ProjectMsg::ClaimReview { principal, reply } => {
+                let _ = reply.send(super::review::claim(deps, id, &principal).await);
+            }
+            ProjectMsg::RenewReview {
+                principal,
+                item_id,
+                reply,
+            } => {
+                let _ = reply.send(super::review::renew(deps, id, &principal, item_id).await);
+            }
+            ProjectMsg::SkipReview {
+                principal,
+                item_id,
+                reply,
+            } => {
+                let _ = reply.send(super::review::skip(deps, id, &principal, item_id).await);
+            }
+            ProjectMsg::DecideReview {
+                principal,
+                item_id,
+                input,
+                ctx,
+                reply,
+            } => {
+                let _ = reply
+                    .send(super::review::decide(deps, id, &principal, item_id, &input, &ctx).await);
+            }
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {

@@ -6,8 +6,9 @@ use uuid::Uuid;
 
 use super::{Db, StoreResult, Tx, with_db, with_tx};
 
-const COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, external_id, metadata, \
-     file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id, processing_error_code, processing_error";
+pub(crate) const COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, external_id, metadata, \
+     file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id, processing_error_code, processing_error, \
+     review_round, submitted_at, review_claimed_by, review_lease_until, decided_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ItemRow {
@@ -34,6 +35,15 @@ pub struct ItemRow {
     /// Why processing failed (`processing_failed`), as a code and a sentence.
     pub processing_error_code: Option<String>,
     pub processing_error: Option<String>,
+    /// Rework rounds used; review decisions count within the current round.
+    pub review_round: i32,
+    /// When the current review round began (the item entered `pending_review`).
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// The reviewer holding the item and until when (expired means free).
+    pub review_claimed_by: Option<Uuid>,
+    pub review_lease_until: Option<DateTime<Utc>>,
+    /// When the item reached `approved` or `rejected`.
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(tx: &mut Tx, row: &ItemRow) -> StoreResult<()> {

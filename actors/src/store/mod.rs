@@ -13,6 +13,7 @@ pub mod items;
 pub mod jobs;
 pub mod projects;
 pub mod resumable;
+pub mod reviews;
 pub mod texts;
 pub mod users;
 pub mod verification;

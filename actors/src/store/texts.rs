@@ -73,3 +73,34 @@ pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<TextRow>> {
     .await)?;
     Ok(rows)
 }
+
+/// The newest revision number of an item's text, if it has any.
+pub async fn latest_revision(tx: &mut Tx, item: Uuid) -> StoreResult<Option<i32>> {
+    let sql = "SELECT MAX(revision) FROM item_texts WHERE item_id = $1";
+    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, Option<i32>>(sql)
+        .bind(item)
+        .fetch_one(conn)
+        .await)?;
+    Ok(n)
+}
+
+/// The newest revision of each of these items' texts.
+pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<TextRow>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM item_texts t WHERE t.item_id IN ({}) AND t.revision = \
+         (SELECT MAX(r.revision) FROM item_texts r WHERE r.item_id = t.item_id)",
+        placeholders.join(", ")
+    );
+    let rows = with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, TextRow>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in items {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(rows)
+}

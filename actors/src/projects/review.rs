@@ -1,0 +1,404 @@
+//! Review transitions run by the project's actor: submit, claim a lease, renew it,
+//! skip, and decide. Each runs in one transaction under the project's lock, moves the
+//! item only through the state machine (`items::state`) with a conditional write, and
+//! writes an audit row when the item's state changes.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    items::{live_item, not_editable},
+    project::{audit, begin},
+};
+use crate::{
+    authz::{self, ProjectAction},
+    context::{Principal, RequestContext},
+    domain::ProjectSettings,
+    engine::Deps,
+    error::EngineError,
+    items::{
+        ItemStatus, ItemView,
+        consensus::{Verdict, verdict},
+        state::{ItemEvent, next_strs},
+    },
+    metrics as m,
+    review::{Decision, DecisionInput},
+    store::{
+        self, Tx,
+        items::ItemRow,
+        reviews::{DecisionRow, QueueFilter},
+        texts::TextRow,
+    },
+};
+
+/// Send items to review: each must be `ready` (or sent back for changes), and the
+/// caller's own or the caller an admin. All or nothing.
+pub async fn submit(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_ids: &[Uuid],
+    ctx: &RequestContext,
+) -> Result<Vec<ItemView>, EngineError> {
+    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
+    let now = deps.clock.now();
+    let (from, to) = next_strs(ItemEvent::Submitted);
+    let mut views = Vec::with_capacity(item_ids.len());
+    for &item_id in item_ids {
+        let item = live_item(&mut tx, id, item_id).await?;
+        let action = if item.contributor_id == principal.user_id {
+            ProjectAction::Upload
+        } else {
+            ProjectAction::SubmitAnyItem
+        };
+        authz::authorize_project(principal, role, action)?;
+        if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
+            return Err(EngineError::Conflict {
+                code: "item_not_ready",
+                message: format!(
+                    "item {item_id} is {}; only ready items, or ones sent back for changes, \
+                     can be submitted",
+                    item.status
+                ),
+            });
+        }
+        store::reviews::mark_submitted(&mut tx, item_id, now).await?;
+        audit(
+            &mut tx,
+            deps,
+            ctx,
+            principal,
+            id,
+            "item.submitted",
+            ("item", item_id.to_string()),
+            json!({"kind": item.kind, "round": item.review_round}),
+        )
+        .await?;
+        views.push(live_item(&mut tx, id, item_id).await?.into());
+    }
+    tx.commit().await?;
+    Ok(views)
+}
+
+fn lease_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(deps.config.review.lease)
+        .unwrap_or(chrono::Duration::minutes(10))
+}
+
+/// Give the caller the next item of their queue with a lease; the item they already
+/// hold, if any (a retried call never takes two). `None` when the queue is empty.
+pub async fn claim(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+) -> Result<Option<ItemRow>, EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
+    let now = deps.clock.now();
+    let until = lease_until(deps, now);
+    let me = principal.user_id;
+    let candidate = match store::reviews::held_by(&mut tx, id, me, now).await? {
+        Some(held) => Some(held),
+        None => {
+            let filter = QueueFilter {
+                project_id: id,
+                reviewer_id: me,
+                now,
+                after: None,
+                limit: 1,
+            };
+            store::reviews::queue_head(&mut tx, &filter).await?
+        }
+    };
+    let Some(item) = candidate else {
+        return Ok(None);
+    };
+    // Under the project's lock nobody else can take it between the read and this write;
+    // the condition still guards it.
+    if !store::reviews::claim(&mut tx, item.id, me, until, now).await? {
+        return Err(EngineError::Conflict {
+            code: "review_claimed",
+            message: "another reviewer took the item; ask for the next one".into(),
+        });
+    }
+    let row = live_item(&mut tx, id, item.id).await?;
+    tx.commit().await?;
+    Ok(Some(row))
+}
+
+fn not_pending(item: &ItemRow) -> EngineError {
+    EngineError::Conflict {
+        code: "item_not_pending",
+        message: format!("the item is {}, not pending review", item.status),
+    }
+}
+
+/// A pending item of this project, for a reviewer.
+async fn pending_item(tx: &mut Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, EngineError> {
+    let item = live_item(tx, id, item_id).await?;
+    if item.status != ItemStatus::PendingReview.as_str() {
+        return Err(not_pending(&item));
+    }
+    Ok(item)
+}
+
+/// Push out the caller's lease on an item they hold.
+pub async fn renew(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+) -> Result<ItemRow, EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
+    pending_item(&mut tx, id, item_id).await?;
+    let now = deps.clock.now();
+    if !store::reviews::renew(
+        &mut tx,
+        item_id,
+        principal.user_id,
+        lease_until(deps, now),
+        now,
+    )
+    .await?
+    {
+        return Err(EngineError::Conflict {
+            code: "lease_lost",
+            message: "you do not hold this item's lease (it expired, or was never yours)".into(),
+        });
+    }
+    let row = live_item(&mut tx, id, item_id).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Pass on an item for this round: it leaves the caller's queue, and their lease goes.
+pub async fn skip(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+) -> Result<(), EngineError> {
+    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
+    let item = pending_item(&mut tx, id, item_id).await?;
+    let me = principal.user_id;
+    store::reviews::skip(&mut tx, item_id, item.review_round, me, deps.clock.now()).await?;
+    store::reviews::release(&mut tx, item_id, me).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The reason code a decision gives, checked against the project's list.
+fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(), EngineError> {
+    match (input.decision, &input.reason_code) {
+        (Decision::Reject, None) => Err(EngineError::validation(
+            "reason_required",
+            "reason_code",
+            format!(
+                "a rejection needs a reason_code, one of {}",
+                settings.reject_reasons.join(", ")
+            ),
+        )),
+        (Decision::Reject, Some(code)) if !settings.reject_reasons.contains(code) => {
+            Err(EngineError::validation(
+                "invalid_reason",
+                "reason_code",
+                format!(
+                    "{code:?} is not one of this project's reasons: {}",
+                    settings.reject_reasons.join(", ")
+                ),
+            ))
+        }
+        (Decision::Approve, Some(_)) => Err(EngineError::validation(
+            "reason_not_allowed",
+            "reason_code",
+            "a reason_code goes with a rejection only",
+        )),
+        _ if input.decision == Decision::Reject && input.corrected_text.is_some() => {
+            Err(EngineError::validation(
+                "correction_not_allowed",
+                "corrected_text",
+                "corrected_text goes with an approval (fix and accept) only",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Approve or reject an item: the decision counts in the current round, and the
+/// consensus rule (`items::consensus`) says where the item goes.
+pub async fn decide(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+    input: &DecisionInput,
+    ctx: &RequestContext,
+) -> Result<(ItemRow, DecisionRow), EngineError> {
+    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::Review).await?;
+    let item = live_item(&mut tx, id, item_id).await?;
+    let me = principal.user_id;
+    if item.contributor_id == me {
+        return Err(EngineError::Refused {
+            code: "self_review",
+            message: "you cannot review your own item".into(),
+        });
+    }
+    if item.status != ItemStatus::PendingReview.as_str() {
+        return Err(not_pending(&item));
+    }
+    let now = deps.clock.now();
+    if let (Some(holder), Some(until)) = (item.review_claimed_by, item.review_lease_until)
+        && holder != me
+        && until > now
+    {
+        return Err(EngineError::Conflict {
+            code: "review_claimed",
+            message: "another reviewer holds this item; take the next one from the queue".into(),
+        });
+    }
+    // Stored settings were validated on write; a missing field falls back to its default.
+    let settings: ProjectSettings = serde_json::from_value(project.settings.0).unwrap_or_default();
+    check_decision(input, &settings)?;
+    let round = item.review_round;
+    if store::reviews::has_decided(&mut tx, item_id, round, me).await? {
+        return Err(EngineError::Conflict {
+            code: "already_decided",
+            message: "you already decided this item in this round".into(),
+        });
+    }
+
+    let (mut approvals, mut rejections) =
+        store::reviews::round_counts(&mut tx, item_id, round).await?;
+    match input.decision {
+        Decision::Approve => approvals += 1,
+        Decision::Reject => rejections += 1,
+    }
+    let outcome = verdict(
+        approvals,
+        rejections,
+        settings.reviews_required,
+        u32::try_from(round).unwrap_or(0),
+        settings.max_rework_rounds,
+    );
+
+    // Fix and accept: the reviewer's correction becomes the current text.
+    let text_revision = match &input.corrected_text {
+        Some(text) => Some(add_reviewer_text(&mut tx, item_id, me, text, now).await?),
+        None => None,
+    };
+    let decision = DecisionRow {
+        id: Uuid::now_v7(),
+        item_id,
+        project_id: id,
+        reviewer_id: me,
+        round,
+        decision: input.decision.as_str().into(),
+        reason_code: input.reason_code.clone(),
+        comment: input.comment.clone(),
+        text_revision,
+        outcome: outcome_str(outcome).into(),
+        created_at: now,
+    };
+    store::reviews::insert_decision(&mut tx, &decision).await?;
+
+    let event = match outcome {
+        Verdict::Pending => None,
+        Verdict::Approved => Some(ItemEvent::ReviewApproved),
+        Verdict::ChangesRequested => Some(ItemEvent::ChangesRequested),
+        Verdict::Rejected => Some(ItemEvent::ReviewRejected),
+    };
+    match event {
+        None => store::reviews::release(&mut tx, item_id, me).await?,
+        Some(event) => {
+            let (from, to) = next_strs(event);
+            if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
+                return Err(not_editable(&item.status));
+            }
+            let rework = outcome == Verdict::ChangesRequested;
+            store::reviews::mark_verdict(&mut tx, item_id, rework, now).await?;
+            if rework {
+                let reasons = store::reviews::round_rejections(&mut tx, item_id, round).await?;
+                store::reviews::add_notice(
+                    &mut tx,
+                    item.contributor_id,
+                    item_id,
+                    id,
+                    &reasons.join("; "),
+                    now,
+                )
+                .await?;
+            }
+        }
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.review_decided",
+        ("item", item_id.to_string()),
+        json!({
+            "decision": decision.decision,
+            "reason_code": decision.reason_code,
+            "round": round,
+            "outcome": decision.outcome,
+            "text_revision": text_revision,
+        }),
+    )
+    .await?;
+    let row = live_item(&mut tx, id, item_id).await?;
+    tx.commit().await?;
+
+    let reason = decision
+        .reason_code
+        .as_deref()
+        .map_or("none", m::review_reason_label);
+    metrics::counter!(m::REVIEW_DECISIONS_TOTAL, "outcome" => input.decision.as_str(), "reason" => reason)
+        .increment(1);
+    if outcome != Verdict::Pending
+        && let Some(submitted) = item.submitted_at
+    {
+        let seconds = (now - submitted).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(m::REVIEW_VERDICT_SECONDS, "verdict" => outcome_str(outcome))
+            .record(seconds);
+    }
+    Ok((row, decision))
+}
+
+fn outcome_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pending => "pending",
+        Verdict::Approved => "approved",
+        Verdict::ChangesRequested => "changes_requested",
+        Verdict::Rejected => "rejected",
+    }
+}
+
+/// A reviewer's corrected text, as a new human revision; its revision number.
+async fn add_reviewer_text(
+    tx: &mut Tx,
+    item_id: Uuid,
+    reviewer: Uuid,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<i32, EngineError> {
+    let row = TextRow {
+        id: Uuid::now_v7(),
+        item_id,
+        revision: 0,
+        source: "human".into(),
+        engine: None,
+        author_id: Some(reviewer),
+        job_id: None,
+        text: text.to_owned(),
+        pages: None,
+        words: None,
+        confidence: None,
+        created_at: now,
+    };
+    store::texts::add_revision(tx, &row).await?;
+    Ok(store::texts::latest_revision(tx, item_id)
+        .await?
+        .unwrap_or(0))
+}

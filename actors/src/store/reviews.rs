@@ -1,0 +1,474 @@
+//! Review: decisions per round, skips, leases on items, the changes-requested notices
+//! waiting for their digest mail, and the queue a reviewer sees.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    Db, StoreResult, Tx, items::COLUMNS as ITEM_COLUMNS, items::ItemRow, with_db, with_tx,
+};
+
+const DECISION_COLUMNS: &str = "id, item_id, project_id, reviewer_id, round, decision, reason_code, \
+     comment, text_revision, outcome, created_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DecisionRow {
+    pub id: Uuid,
+    pub item_id: Uuid,
+    pub project_id: Uuid,
+    pub reviewer_id: Uuid,
+    pub round: i32,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
+    /// Fix-and-accept: the text revision the reviewer wrote.
+    pub text_revision: Option<i32>,
+    /// Where the item stood after it: `pending`, `approved`, `changes_requested`, `rejected`.
+    pub outcome: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_decision(tx: &mut Tx, row: &DecisionRow) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO review_decisions ({DECISION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    with_tx!(tx, |conn| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(row.id)
+        .bind(row.item_id)
+        .bind(row.project_id)
+        .bind(row.reviewer_id)
+        .bind(row.round)
+        .bind(row.decision.as_str())
+        .bind(row.reason_code.clone())
+        .bind(row.comment.clone())
+        .bind(row.text_revision)
+        .bind(row.outcome.as_str())
+        .bind(row.created_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Whether `reviewer` already decided `item` in `round`.
+pub async fn has_decided(tx: &mut Tx, item: Uuid, round: i32, reviewer: Uuid) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM review_decisions WHERE item_id = $1 AND round = $2 AND reviewer_id = $3";
+    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
+        .bind(item)
+        .bind(round)
+        .bind(reviewer)
+        .fetch_one(conn)
+        .await)?;
+    Ok(n > 0)
+}
+
+/// Approvals and rejections of `item` in `round`.
+pub async fn round_counts(tx: &mut Tx, item: Uuid, round: i32) -> StoreResult<(u32, u32)> {
+    let sql = "SELECT decision, COUNT(*) FROM review_decisions WHERE item_id = $1 AND round = $2 \
+               GROUP BY decision";
+    let rows = with_tx!(tx, |conn| sqlx::query_as::<_, (String, i64)>(sql)
+        .bind(item)
+        .bind(round)
+        .fetch_all(conn)
+        .await)?;
+    let count = |d: &str| {
+        rows.iter()
+            .find(|(decision, _)| decision == d)
+            .map_or(0, |(_, n)| u32::try_from(*n).unwrap_or(u32::MAX))
+    };
+    Ok((count("approve"), count("reject")))
+}
+
+/// Every decision on these items, oldest first.
+pub async fn decisions_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<DecisionRow>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({}) \
+         ORDER BY created_at, id",
+        placeholders.join(", ")
+    );
+    let rows = with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in items {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(rows)
+}
+
+/// `reviewer` passes on `item` for this round (again is harmless).
+pub async fn skip(
+    tx: &mut Tx,
+    item: Uuid,
+    round: i32,
+    reviewer: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "INSERT INTO review_skips (item_id, round, reviewer_id, created_at) \
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(round)
+        .bind(reviewer)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The item (of `project`) whose lease `reviewer` holds at `now`, if any.
+pub async fn held_by(
+    tx: &mut Tx,
+    project: Uuid,
+    reviewer: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ItemRow>> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM items WHERE review_claimed_by = $1 AND project_id = $2 \
+         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 \
+         ORDER BY id LIMIT 1"
+    );
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(reviewer)
+    .bind(project)
+    .bind(now)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}
+
+/// Give `reviewer` the lease of a pending item until `until`: only when nobody else
+/// holds a live lease on it. False otherwise.
+pub async fn claim(
+    tx: &mut Tx,
+    item: Uuid,
+    reviewer: Uuid,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE items SET review_claimed_by = $2, review_lease_until = $3 \
+               WHERE id = $1 AND status = 'pending_review' AND deleted_at IS NULL \
+               AND (review_claimed_by IS NULL OR review_claimed_by = $2 OR review_lease_until <= $4)";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(reviewer)
+        .bind(until)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Push out a lease `reviewer` still holds. False when it was lost (expired and taken,
+/// or the item was decided).
+pub async fn renew(
+    tx: &mut Tx,
+    item: Uuid,
+    reviewer: Uuid,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE items SET review_lease_until = $3 \
+               WHERE id = $1 AND status = 'pending_review' AND deleted_at IS NULL \
+               AND review_claimed_by = $2 AND review_lease_until > $4";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(reviewer)
+        .bind(until)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Drop `reviewer`'s lease on `item`, if they hold it.
+pub async fn release(tx: &mut Tx, item: Uuid, reviewer: Uuid) -> StoreResult<()> {
+    let sql = "UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
+               WHERE id = $1 AND review_claimed_by = $2";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(reviewer)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The item entered review (again): a new round starts with no lease.
+pub async fn mark_submitted(tx: &mut Tx, item: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    let sql = "UPDATE items SET submitted_at = $2, decided_at = NULL, \
+               review_claimed_by = NULL, review_lease_until = NULL WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A verdict left review: the lease goes; a rework round is counted, or the final
+/// decision time is set.
+pub async fn mark_verdict(
+    tx: &mut Tx,
+    item: Uuid,
+    rework: bool,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL, \
+               review_round = review_round + CASE WHEN $2 THEN 1 ELSE 0 END, \
+               decided_at = CASE WHEN $2 THEN NULL ELSE $3 END WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(item)
+        .bind(rework)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// What a reviewer's queue is read with.
+#[derive(Debug, Clone)]
+pub struct QueueFilter {
+    pub project_id: Uuid,
+    pub reviewer_id: Uuid,
+    pub now: DateTime<Utc>,
+    /// Keyset cursor: items after this id.
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// The queue's statement: pending items of the project `$1` that are not reviewer
+/// `$2`'s, not decided or skipped by them this round, and not held by someone else's
+/// live lease at `$3`; oldest upload first, `$4` of them, after the id `$5` when
+/// `with_cursor`. The partial index `items_review_queue_idx` walks the project's
+/// pending items in id order; each candidate costs two primary-key probes. A cursor
+/// makes a second statement rather than `($5 IS NULL OR id > $5)`, so the planner
+/// always starts the index range at the cursor.
+fn queue_sql(with_cursor: bool) -> String {
+    let after = if with_cursor { "AND i.id > $5" } else { "" };
+    format!(
+        "SELECT {ITEM_COLUMNS} FROM items i WHERE i.project_id = $1 \
+         AND i.status = 'pending_review' AND i.deleted_at IS NULL AND i.contributor_id <> $2 \
+         AND (i.review_claimed_by IS NULL OR i.review_claimed_by = $2 OR i.review_lease_until <= $3) \
+         AND NOT EXISTS (SELECT 1 FROM review_decisions d \
+             WHERE d.item_id = i.id AND d.round = i.review_round AND d.reviewer_id = $2) \
+         AND NOT EXISTS (SELECT 1 FROM review_skips s \
+             WHERE s.item_id = i.id AND s.round = i.review_round AND s.reviewer_id = $2) \
+         {after} ORDER BY i.id LIMIT $4"
+    )
+}
+
+/// One page of a reviewer's queue.
+pub async fn queue(db: &Db, f: &QueueFilter) -> StoreResult<Vec<ItemRow>> {
+    let sql = queue_sql(f.after.is_some());
+    let rows = with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(f.project_id)
+            .bind(f.reviewer_id)
+            .bind(f.now)
+            .bind(f.limit);
+        if let Some(after) = f.after {
+            q = q.bind(after);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(rows)
+}
+
+/// The head of a reviewer's queue, inside a transition's transaction (for claims).
+pub async fn queue_head(tx: &mut Tx, f: &QueueFilter) -> StoreResult<Option<ItemRow>> {
+    let sql = queue_sql(false);
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(f.project_id)
+    .bind(f.reviewer_id)
+    .bind(f.now)
+    .bind(1_i64)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}
+
+/// Pending items per project and the oldest submission time (for gauges).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingStats {
+    pub project_id: Uuid,
+    pub pending: i64,
+    pub oldest_submitted_at: Option<DateTime<Utc>>,
+}
+
+pub async fn pending_stats(db: &Db) -> StoreResult<Vec<PendingStats>> {
+    let sql = "SELECT project_id, COUNT(*) AS pending, MIN(submitted_at) AS oldest_submitted_at \
+               FROM items WHERE status = 'pending_review' AND deleted_at IS NULL GROUP BY project_id";
+    let rows = with_db!(db, |pool| sqlx::query_as::<_, PendingStats>(sql)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}
+
+/// Remember that `user`'s item needs changes, for their next digest mail.
+pub async fn add_notice(
+    tx: &mut Tx,
+    user: Uuid,
+    item: Uuid,
+    project: Uuid,
+    reasons: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "INSERT INTO review_notices (id, user_id, item_id, project_id, reasons, created_at) \
+               VALUES ($1, $2, $3, $4, $5, $6)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(Uuid::now_v7())
+        .bind(user)
+        .bind(item)
+        .bind(project)
+        .bind(reasons)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Contributors with unsent notices whose last digest went before `sent_before` (or
+/// never), at most `limit` of them.
+pub async fn digest_due(db: &Db, sent_before: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Uuid>> {
+    let sql = "SELECT DISTINCT n.user_id FROM review_notices n JOIN users u ON u.id = n.user_id \
+               WHERE n.sent_at IS NULL \
+               AND (u.review_mail_sent_at IS NULL OR u.review_mail_sent_at <= $1) LIMIT $2";
+    let rows = with_db!(db, |pool| sqlx::query_scalar::<_, Uuid>(sql)
+        .bind(sent_before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows)
+}
+
+/// One unsent notice, with what the mail says about it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NoticeRow {
+    pub id: Uuid,
+    pub item_id: Uuid,
+    pub project_name: String,
+    pub item_title: Option<String>,
+    pub file_name: String,
+    pub kind: String,
+    pub reasons: String,
+}
+
+/// The contributor's address, opt-in, last digest time, and unsent notices (locked
+/// by the caller's transaction).
+pub async fn unsent_notices(tx: &mut Tx, user: Uuid) -> StoreResult<Vec<NoticeRow>> {
+    let sql = "SELECT n.id, n.item_id, p.name AS project_name, i.title AS item_title, \
+               i.file_name, i.kind, n.reasons FROM review_notices n \
+               JOIN items i ON i.id = n.item_id JOIN projects p ON p.id = n.project_id \
+               WHERE n.user_id = $1 AND n.sent_at IS NULL ORDER BY n.created_at LIMIT 200";
+    let rows = with_tx!(tx, |conn| sqlx::query_as::<_, NoticeRow>(sql)
+        .bind(user)
+        .fetch_all(conn)
+        .await)?;
+    Ok(rows)
+}
+
+/// Mark notices sent (or dropped, for a user who opted out).
+pub async fn mark_notices_sent(tx: &mut Tx, ids: &[Uuid], now: DateTime<Utc>) -> StoreResult<()> {
+    for id in ids {
+        let sql = "UPDATE review_notices SET sent_at = $2 WHERE id = $1";
+        with_tx!(tx, |conn| sqlx::query(sql)
+            .bind(*id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Take the user's digest slot: only when their last digest went before `sent_before`.
+/// False when another node (or tick) sent one meanwhile.
+pub async fn take_digest_slot(
+    tx: &mut Tx,
+    user: Uuid,
+    sent_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE users SET review_mail_sent_at = $3 WHERE id = $1 \
+               AND (review_mail_sent_at IS NULL OR review_mail_sent_at <= $2)";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(user)
+        .bind(sent_before)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Whether the user wants the changes-requested digest, and their address.
+pub async fn mail_preference(tx: &mut Tx, user: Uuid) -> StoreResult<Option<(String, bool)>> {
+    let sql = "SELECT email, review_mail FROM users WHERE id = $1 AND deleted_at IS NULL";
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, (String, bool)>(sql)
+        .bind(user)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(row)
+}
+
+/// Read or change the opt-in.
+pub async fn review_mail(db: &Db, user: Uuid) -> StoreResult<bool> {
+    let sql = "SELECT review_mail FROM users WHERE id = $1";
+    let on = with_db!(db, |pool| sqlx::query_scalar::<_, bool>(sql)
+        .bind(user)
+        .fetch_one(pool)
+        .await)?;
+    Ok(on)
+}
+
+pub async fn set_review_mail(tx: &mut Tx, user: Uuid, on: bool) -> StoreResult<()> {
+    let sql = "UPDATE users SET review_mail = $2 WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(user)
+        .bind(on)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The reasons (code, and comment when given) of this round's rejections.
+pub async fn round_rejections(tx: &mut Tx, item: Uuid, round: i32) -> StoreResult<Vec<String>> {
+    let sql = "SELECT reason_code, comment FROM review_decisions \
+               WHERE item_id = $1 AND round = $2 AND decision = 'reject' ORDER BY created_at, id";
+    let rows = with_tx!(tx, |conn| sqlx::query_as::<
+        _,
+        (Option<String>, Option<String>),
+    >(sql)
+    .bind(item)
+    .bind(round)
+    .fetch_all(conn)
+    .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(code, comment)| {
+            let code = code.unwrap_or_default();
+            match comment {
+                Some(c) if !c.trim().is_empty() => format!("{code}: {c}"),
+                _ => code,
+            }
+        })
+        .collect())
+}
