@@ -101,6 +101,18 @@ enum Rule {
     /// A super-admin operation on a job by `{id}` (an unknown one here): super admins
     /// get 404, everyone else 403 before any lookup.
     SuperAdminJob,
+    /// Send items to review (`{project_id}`, the items in the body): a contributor their
+    /// own, project admins and super admins anyone's; reviewers get 403.
+    SubmitItems,
+    /// The review queue of the project named by the `project_id` query parameter, and
+    /// claiming from it: reviewers, project admins and super admins; contributors 403.
+    ReviewQueue,
+    /// Review one pending item (`{id}`): reviewers, project admins and super admins; its
+    /// uploader gets 403, another contributor 404.
+    ReviewItem,
+    /// Renew a lease on a pending item (`{id}`): as [`Rule::ReviewItem`], and since none
+    /// of the callers holds the lease, the allowed ones get 409 `lease_lost`.
+    RenewLease,
 }
 
 /// Where a request names what it acts on.
@@ -130,14 +142,18 @@ impl Rule {
             Self::Public | Self::SignedIn | Self::SuperAdmin | Self::InvitationToken => {
                 Subject::Platform
             }
-            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore => Subject::ProjectPath,
+            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore | Self::SubmitItems => {
+                Subject::ProjectPath
+            }
             Self::Upload => Subject::ProjectForm,
-            Self::ListItems => Subject::ProjectQuery,
+            Self::ListItems | Self::ReviewQueue => Subject::ProjectQuery,
             Self::ReadItem
             | Self::DeleteItem
             | Self::EditText
             | Self::ReprocessItem
-            | Self::ReadJob => Subject::Item,
+            | Self::ReadJob
+            | Self::ReviewItem
+            | Self::RenewLease => Subject::Item,
             Self::SuperAdminJob => Subject::AdminJob,
             Self::ResumableUpload => Subject::ProjectMetadata,
             Self::OwnUpload => Subject::Upload,
@@ -212,6 +228,17 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("job_get", &[Rule::ReadJob]),
     ("admin_list_jobs", &[Rule::SuperAdmin]),
     ("admin_retry_job", &[Rule::SuperAdminJob]),
+    ("auth_notifications", &[Rule::SignedIn]),
+    ("auth_set_notifications", &[Rule::SignedIn]),
+    // Review. Each `{id}` case gets a fresh item, sent to review by its uploader.
+    ("document_reviews", &[Rule::ReadItem]),
+    ("voice_reviews", &[Rule::ReadItem]),
+    ("review_submit", &[Rule::SubmitItems]),
+    ("review_queue", &[Rule::ReviewQueue]),
+    ("review_next", &[Rule::ReviewQueue]),
+    ("review_renew", &[Rule::RenewLease]),
+    ("review_skip", &[Rule::ReviewItem]),
+    ("review_decide", &[Rule::ReviewItem]),
 ];
 
 /// Operations after which the fixture they ran on is not trusted any more.
@@ -232,6 +259,16 @@ fn consumes_item(operation_id: &str) -> bool {
         operation_id,
         "document_delete" | "voice_delete" | "document_reprocess" | "voice_reprocess"
     )
+}
+
+/// Operations on an item in review: each case gets a fresh document (ready for
+/// `review_submit`, pending review for the others), never the fixture's shared one.
+fn needs_review_item(operation_id: &str) -> Option<bool> {
+    match operation_id {
+        "review_submit" => Some(false),
+        "review_renew" | "review_skip" | "review_decide" => Some(true),
+        _ => None,
+    }
 }
 
 /// Operations that need the item's processing to have ended (else 409 `item_processing`).
@@ -413,6 +450,17 @@ enum Expect {
 
 /// The matrix itself: what `who` should get from an operation following `rule`.
 fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
+    match authorized(rule, who, target) {
+        // Allowed to renew, but nobody asked holds the lease.
+        Expect::Allowed if rule == Rule::RenewLease => {
+            Expect::Problem(StatusCode::CONFLICT, "lease_lost")
+        }
+        expect => expect,
+    }
+}
+
+/// What the permission matrix alone says.
+fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
     use Expect::{Allowed, Denied, Problem};
     const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
     const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
@@ -450,9 +498,16 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 | Rule::DeleteItem
                 | Rule::EditText
                 | Rule::ReprocessItem
-                | Rule::ReadJob,
+                | Rule::ReadJob
+                | Rule::ReviewItem
+                | Rule::RenewLease,
             ) if who == Who::OtherContributor => Denied(NOT_FOUND),
             (Some("admin"), _) => Allowed,
+            // Contributors do not review; reviewers submit nobody's items.
+            (Some("contributor"), Rule::ReviewQueue | Rule::ReviewItem | Rule::RenewLease) => {
+                Denied(FORBIDDEN)
+            }
+            (Some("reviewer"), Rule::SubmitItems) => Denied(FORBIDDEN),
             // Reprocessing is the admins' call.
             (Some(_), Rule::ReprocessItem) => Denied(FORBIDDEN),
             (Some(_), Rule::ProjectAdmin) => Denied(FORBIDDEN),
@@ -744,6 +799,40 @@ impl World {
         }
     }
 
+    /// A document of the `target` fixture for a review case: a fresh upload by
+    /// [`Self::uploader`], processed, and sent to review by them when `submitted`. In the
+    /// deleted project nothing can be uploaded or submitted: its item is asked about as
+    /// it is (the answer is 404 whatever its state).
+    async fn review_item(&mut self, target: Target, submitted: bool) -> String {
+        if target == Target::Deleted {
+            return self.item(target, Kind::Document).await;
+        }
+        self.discard_item(target, Kind::Document);
+        let item = self.item(target, Kind::Document).await;
+        self.discard_item(target, Kind::Document);
+        self.settle(Kind::Document, &item).await;
+        if submitted {
+            let project_id = self.fixture(target).await.project_id;
+            let uploader = self.uploader(target);
+            let resp = self
+                .send(
+                    Some(&uploader),
+                    Method::POST,
+                    &format!("/api/projects/{project_id}/review"),
+                    Some(&json!({"item_ids": [item]})),
+                )
+                .await;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "set-up: submit {item} for review: {text}"
+            );
+        }
+        item
+    }
+
     /// The resumable upload the cases of `operation_id` ask about: made by the
     /// contributor in the own project when first needed.
     async fn upload(&mut self, operation_id: &str) -> String {
@@ -956,6 +1045,13 @@ impl World {
         }
         if let Some(target) = target {
             let kind = Kind::of(operation_id);
+            if let Some(submitted) = needs_review_item(operation_id) {
+                let item = self.review_item(target, submitted).await;
+                path = path.replace("{id}", &item);
+                if operation_id == "review_submit" {
+                    payload = Some(Payload::Json(json!({"item_ids": [item]})));
+                }
+            }
             if let (Subject::Item, Some(kind)) = (rule.subject(), kind) {
                 let item = self.item(target, kind).await;
                 if needs_settled_item(operation_id) && target != Target::Deleted {
@@ -1029,6 +1125,8 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "project_update" => json!({"name": format!("renamed-{n}"), "description": "still here"}),
         "member_update_role" => json!({"role": "reviewer"}),
         "document_edit_text" | "voice_edit_transcript" => json!({"text": format!("corrected {n}")}),
+        "auth_set_notifications" => json!({"review_mail": true}),
+        "review_decide" => json!({"decision": "approve"}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
         }

@@ -6,7 +6,7 @@
 pub mod consensus;
 mod file_name;
 mod ingest;
-mod service;
+pub(crate) mod service;
 pub mod state;
 mod text;
 mod views;

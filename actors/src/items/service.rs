@@ -34,7 +34,7 @@ fn kind_str(kind: DataKind) -> &'static str {
 }
 
 /// May this caller see every item of the project, or only their own?
-fn sees_all(principal: &Principal, project: &ProjectView) -> bool {
+pub(crate) fn sees_all(principal: &Principal, project: &ProjectView) -> bool {
     principal.role == GlobalRole::SuperAdmin
         || project
             .my_role

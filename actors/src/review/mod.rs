@@ -16,7 +16,7 @@ use crate::{
     domain::DataKind,
     engine::Engine,
     error::EngineError,
-    items::{ItemView, TextRevision},
+    items::{ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
     projects::ProjectMsg,
     store::{
@@ -209,11 +209,19 @@ impl Engine {
         }
     }
 
-    /// The live item `id` (any kind) and its project, for review calls by item id.
-    async fn review_item(&self, id: Uuid) -> Result<ItemRow, EngineError> {
-        store::items::find_live(&self.deps.db, id)
+    /// The live item `id` (any kind), for review calls by item id. As for every item,
+    /// a contributor who did not upload it (and any outsider) gets 404.
+    async fn review_item(&self, principal: &Principal, id: Uuid) -> Result<ItemRow, EngineError> {
+        let row = store::items::find_live(&self.deps.db, id)
             .await?
-            .ok_or(EngineError::NotFound { what: "item" })
+            .ok_or(EngineError::NotFound { what: "item" })?;
+        let project = self
+            .check_project(principal, row.project_id, ProjectAction::View)
+            .await?;
+        if !sees_all(principal, &project) && row.contributor_id != principal.user_id {
+            return Err(EngineError::NotFound { what: "item" });
+        }
+        Ok(row)
     }
 
     /// Push out the caller's lease on an item; the new end of the lease.
@@ -222,7 +230,7 @@ impl Engine {
         principal: &Principal,
         item_id: Uuid,
     ) -> Result<DateTime<Utc>, EngineError> {
-        let item = self.review_item(item_id).await?;
+        let item = self.review_item(principal, item_id).await?;
         let p = principal.clone();
         let row = self
             .ask_project(item.project_id, |reply| ProjectMsg::RenewReview {
@@ -241,7 +249,7 @@ impl Engine {
         principal: &Principal,
         item_id: Uuid,
     ) -> Result<(), EngineError> {
-        let item = self.review_item(item_id).await?;
+        let item = self.review_item(principal, item_id).await?;
         let p = principal.clone();
         self.ask_project(item.project_id, |reply| ProjectMsg::SkipReview {
             principal: p,
@@ -260,7 +268,7 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<DecisionResult, EngineError> {
         check_input(&input)?;
-        let item = self.review_item(item_id).await?;
+        let item = self.review_item(principal, item_id).await?;
         let (p, c) = (principal.clone(), ctx.clone());
         let (row, decision) = self
             .ask_project(item.project_id, |reply| ProjectMsg::DecideReview {
