@@ -93,9 +93,9 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
         let Some(project_name) = project_dir.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if Uuid::parse_str(project_name).is_err() {
+        let Ok(project_id) = Uuid::parse_str(project_name) else {
             continue;
-        }
+        };
         for blob in files_in(&project_dir) {
             let Some(item_id) = blob
                 .file_name()
@@ -107,7 +107,8 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
             if !old_enough(&blob, grace) {
                 continue;
             }
-            match store::items::exists_any(&deps.db, item_id).await {
+            let key = crate::blob::item_key(project_id, item_id);
+            match store::items::blob_in_use(&deps.db, item_id, &key).await {
                 Ok(false) => {
                     if std::fs::remove_file(&blob).is_ok() {
                         removed += 1;

@@ -42,6 +42,10 @@ pub struct UploadForm {
     pub external_id: Option<String>,
     /// A JSON object (at most 16 KiB) kept with the item.
     pub metadata: Option<String>,
+    /// Rework: the id of your item (sent back for changes, or not yet submitted) whose
+    /// file this one replaces. The item keeps its id, history and earlier file; it is
+    /// processed again, then you submit it again. The other fields are ignored.
+    pub replaces: Option<String>,
 }
 
 /// Audio measured at upload.
@@ -331,6 +335,7 @@ async fn upload(
             metadata: form.metadata,
             file_name: form.file.file_name().map(str::to_owned),
             declared_type: form.file.content_type().map(str::to_owned),
+            replaces: form.replaces,
         },
         source: UploadSource::Spooled(form.file.into_file()),
     };

@@ -323,6 +323,7 @@ fn create_input(
         language: take(&["language"]),
         external_id: take(&["external_id", "externalId"]),
         metadata: take(&["metadata"]),
+        replaces: take(&["replaces"]),
     };
     Ok(CreateResumable {
         project_id,

@@ -61,6 +61,9 @@ CREATE TABLE item_files (
     replaced_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX item_files_item_idx ON item_files (item_id, replaced_at);
+-- The sweeper asks whether a blob is still some item's current or earlier file.
+CREATE INDEX item_files_blob_key_idx ON item_files (blob_key);
+CREATE INDEX items_blob_key_idx ON items (blob_key);
 
 -- Items that need changes, waiting to go out in the contributor's next digest mail.
 CREATE TABLE review_notices (

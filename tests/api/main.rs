@@ -23,6 +23,7 @@ mod openapi;
 mod processing;
 mod projects;
 mod rate_limit;
+mod rework;
 mod startup;
 mod uploads;
 mod worker_crash;

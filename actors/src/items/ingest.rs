@@ -38,6 +38,9 @@ pub struct UploadDetails {
     pub metadata: Option<String>,
     pub file_name: Option<String>,
     pub declared_type: Option<String>,
+    /// Rework: the id of the caller's item whose file this one replaces.
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// Where the complete file is.
@@ -192,6 +195,19 @@ async fn link_hashing(src: &Path, dest: &Path, max: u64) -> Result<(u64, String)
     Ok((len, hex::encode(hasher.finalize())))
 }
 
+fn parse_replaces(raw: Option<&str>) -> Result<Option<Uuid>, EngineError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) => Uuid::parse_str(id).map(Some).map_err(|_| {
+            EngineError::validation(
+                "invalid_replaces",
+                "replaces",
+                "replaces must be the id of an item",
+            )
+        }),
+    }
+}
+
 fn too_large(max: u64) -> EngineError {
     EngineError::TooLarge {
         code: "file_too_large",
@@ -251,6 +267,7 @@ impl Engine {
             DataKind::Audio => project.settings.max_audio_bytes,
         };
         let fields = parse_fields(&input.details)?;
+        let replaces = parse_replaces(input.details.replaces.as_deref())?;
         let _permit = self.deps.upload_permits.try_acquire().map_err(|_| {
             EngineError::Unavailable("too many uploads in progress; retry shortly".into())
         })?;
@@ -297,7 +314,7 @@ impl Engine {
             DataKind::Document => None,
         };
 
-        let print = fingerprint(&(input.project_id, kind, &sha256, &fields))?;
+        let print = fingerprint(&(input.project_id, kind, &sha256, &fields, replaces))?;
         let route = match kind {
             DataKind::Document => "POST /api/documents",
             DataKind::Audio => "POST /api/voice",
@@ -310,7 +327,8 @@ impl Engine {
             Begin::Proceed(claim) => claim,
         };
 
-        // The blob is stored before the row that points to it is committed.
+        // The blob is stored before the row that points to it is committed. A
+        // replacement file gets its own key: the item's earlier file stays as history.
         let item_id = Uuid::now_v7();
         let key = blob::item_key(input.project_id, item_id);
         if let Err(err) = self.deps.blobs.put_file(&key, &incoming_path).await {
@@ -353,15 +371,29 @@ impl Engine {
             decided_at: None,
         };
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
-        let result = self
-            .ask_project(input.project_id, |reply| ProjectMsg::AddItem {
-                principal: p,
-                idempotency,
-                row: Box::new(row),
-                ctx: c,
-                reply,
-            })
-            .await;
+        let result = match replaces {
+            None => {
+                self.ask_project(input.project_id, |reply| ProjectMsg::AddItem {
+                    principal: p,
+                    idempotency,
+                    row: Box::new(row),
+                    ctx: c,
+                    reply,
+                })
+                .await
+            }
+            Some(item_id) => {
+                self.ask_project(input.project_id, |reply| ProjectMsg::ReplaceFile {
+                    principal: p,
+                    idempotency,
+                    item_id,
+                    row: Box::new(row),
+                    ctx: c,
+                    reply,
+                })
+                .await
+            }
+        };
         if result.is_err()
             && let Err(err) = self.deps.blobs.delete(&key).await
         {

@@ -172,7 +172,12 @@ impl Engine {
         start: u64,
         end_inclusive: u64,
     ) -> Result<crate::blob::BlobStream, EngineError> {
-        let key = crate::blob::item_key(item.project_id, item.id);
+        // The stored key: a file replaced during rework lives under its own key.
+        let key = if item.blob_key.is_empty() {
+            crate::blob::item_key(item.project_id, item.id)
+        } else {
+            item.blob_key.clone()
+        };
         self.deps
             .blobs
             .open_range(&key, start, end_inclusive)

@@ -73,6 +73,9 @@ pub struct ItemView {
     pub content_type: String,
     pub size_bytes: i64,
     pub sha256: String,
+    /// Where the current file is in the blob store (not shown to clients).
+    #[serde(default)]
+    pub blob_key: String,
     pub audio: Option<AudioAnalysis>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -123,6 +126,7 @@ impl From<ItemRow> for ItemView {
             content_type: r.content_type,
             size_bytes: r.size_bytes,
             sha256: r.sha256,
+            blob_key: r.blob_key,
             audio: r.audio.and_then(|a| serde_json::from_value(a.0).ok()),
             created_at: r.created_at,
             updated_at: r.updated_at,

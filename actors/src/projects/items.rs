@@ -229,3 +229,88 @@ pub async fn reprocess(
     deps.job_waker.notify_waiters();
     Ok(row.into())
 }
+
+/// Rework: the item's file is replaced by one just stored (`row` describes it). Its
+/// uploader (with the right to upload) or an admin, when the item is not in review or
+/// processing. The earlier file is kept in the item's file history; the item is
+/// processed again and then submitted again by its contributor.
+pub async fn replace_file(
+    deps: &Deps,
+    id: Uuid,
+    principal: &Principal,
+    item_id: Uuid,
+    row: &ItemRow,
+    ctx: &RequestContext,
+    idempotency: &Option<Claim>,
+) -> Result<ItemView, EngineError> {
+    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
+    let item = live_item(&mut tx, id, item_id).await?;
+    let action = if item.contributor_id == principal.user_id {
+        ProjectAction::Upload
+    } else {
+        ProjectAction::EditAnyText
+    };
+    if authz::authorize_project(principal, role, ProjectAction::ViewAllItems).is_err()
+        && item.contributor_id != principal.user_id
+    {
+        // Someone else's item does not exist for a contributor.
+        return Err(EngineError::NotFound { what: "item" });
+    }
+    authz::authorize_project(principal, role, action)?;
+    if item.kind != row.kind {
+        return Err(EngineError::validation(
+            "kind_mismatch",
+            "replaces",
+            format!(
+                "item {item_id} is a {}; replace it with the same kind",
+                item.kind
+            ),
+        ));
+    }
+    if let Some(existing) = store::items::id_by_sha256(&mut tx, id, &row.sha256).await? {
+        return Err(EngineError::Conflict {
+            code: "duplicate_content",
+            message: format!("identical content is already item {existing} in this project"),
+        });
+    }
+    let job_kind = if row.kind == "audio" {
+        KIND_TRANSCRIPTION
+    } else {
+        KIND_OCR
+    };
+    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
+    let now = deps.clock.now();
+    let (from, to) = next_strs(ItemEvent::FileReplaced);
+    if !store::items::set_status(&mut tx, item_id, &from, to, Some(job_id), None, now).await? {
+        return Err(not_editable(&item.status));
+    }
+    store::items::keep_previous_file(&mut tx, &item, principal.user_id, now).await?;
+    store::items::replace_file(&mut tx, item_id, row, now).await?;
+    store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        principal,
+        id,
+        "item.file_replaced",
+        ("item", item_id.to_string()),
+        json!({
+            "kind": row.kind,
+            "type": row.detected_type,
+            "size_bytes": row.size_bytes,
+            "sha256": row.sha256,
+            "previous_sha256": item.sha256,
+            "job_id": job_id,
+        }),
+    )
+    .await?;
+    let view = ItemView::from(live_item(&mut tx, id, item_id).await?);
+    idempotency::record(&mut tx, idempotency, 201, &view).await?;
+    tx.commit().await?;
+    deps.job_waker.notify_waiters();
+    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
+    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
+        .increment(row.size_bytes.max(0) as u64);
+    Ok(view)
+}

@@ -93,6 +93,15 @@ pub enum ProjectMsg {
         ctx: RequestContext,
         reply: Reply<ItemView>,
     },
+    /// Rework: put a new file (its blob is stored) in place of an item's file.
+    ReplaceFile {
+        principal: Principal,
+        idempotency: Option<Claim>,
+        item_id: Uuid,
+        row: Box<ItemRow>,
+        ctx: RequestContext,
+        reply: Reply<ItemView>,
+    },
     DeleteItem {
         principal: Principal,
         item_id: Uuid,

@@ -194,6 +194,26 @@ impl Actor for ProjectActor {
                 let _ = reply
                     .send(super::items::add(deps, id, &principal, &row, &ctx, &idempotency).await);
             }
+            ProjectMsg::ReplaceFile {
+                principal,
+                idempotency,
+                item_id,
+                row,
+                ctx,
+                reply,
+            } => {
+                let result = super::items::replace_file(
+                    deps,
+                    id,
+                    &principal,
+                    item_id,
+                    &row,
+                    &ctx,
+                    &idempotency,
+                )
+                .await;
+                let _ = reply.send(result);
+            }
             ProjectMsg::DeleteItem {
                 principal,
                 item_id,

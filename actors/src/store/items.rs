@@ -190,16 +190,6 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
     Ok(rows)
 }
 
-/// Whether any row (live or soft-deleted) owns this item id.
-pub async fn exists_any(db: &Db, id: Uuid) -> StoreResult<bool> {
-    let sql = "SELECT COUNT(*) FROM items WHERE id = $1";
-    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
-        .bind(id)
-        .fetch_one(pool)
-        .await)?;
-    Ok(n > 0)
-}
-
 /// Move an item between processing states: only from one of `from` (the state machine
 /// in `items::state` decides which), so a stale worker cannot overwrite a newer state.
 /// False when the item is not in one of those states (or gone).
@@ -245,4 +235,71 @@ pub async fn find_any(db: &Db, id: Uuid) -> StoreResult<Option<ItemRow>> {
     .fetch_optional(pool)
     .await)?;
     Ok(row)
+}
+
+/// Keep the item's current file in its file history (before it is replaced).
+pub async fn keep_previous_file(
+    tx: &mut Tx,
+    item: &ItemRow,
+    replaced_by: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "INSERT INTO item_files (id, item_id, blob_key, file_name, detected_type, content_type, \
+               size_bytes, sha256, replaced_by, replaced_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(Uuid::now_v7())
+        .bind(item.id)
+        .bind(item.blob_key.as_str())
+        .bind(item.file_name.as_str())
+        .bind(item.detected_type.as_str())
+        .bind(item.content_type.as_str())
+        .bind(item.size_bytes)
+        .bind(item.sha256.as_str())
+        .bind(replaced_by)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Point the item at a new file (`file` describes it: blob, name, type, size, hash,
+/// audio analysis).
+pub async fn replace_file(
+    tx: &mut Tx,
+    id: Uuid,
+    file: &ItemRow,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "UPDATE items SET blob_key = $2, file_name = $3, detected_type = $4, content_type = $5, \
+               size_bytes = $6, sha256 = $7, audio = $8, updated_at = $9 WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(file.blob_key.as_str())
+        .bind(file.file_name.as_str())
+        .bind(file.detected_type.as_str())
+        .bind(file.content_type.as_str())
+        .bind(file.size_bytes)
+        .bind(file.sha256.as_str())
+        .bind(file.audio.clone())
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Whether a blob is in use: the current file of an item (named by the item's id, or a
+/// replacement's own key), or an earlier file kept in an item's history.
+pub async fn blob_in_use(db: &Db, item_id: Uuid, key: &str) -> StoreResult<bool> {
+    let sql = "SELECT (SELECT COUNT(*) FROM items WHERE id = $1) \
+               + (SELECT COUNT(*) FROM items WHERE blob_key = $2) \
+               + (SELECT COUNT(*) FROM item_files WHERE blob_key = $2)";
+    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+        .bind(item_id)
+        .bind(key)
+        .fetch_one(pool)
+        .await)?;
+    Ok(n > 0)
 }
