@@ -39,6 +39,18 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             let slow = [
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
             ];
+            // Time from submission to a verdict: minutes to weeks.
+            let review = [
+                60.0,
+                300.0,
+                900.0,
+                3600.0,
+                4.0 * 3600.0,
+                86_400.0,
+                3.0 * 86_400.0,
+                7.0 * 86_400.0,
+                30.0 * 86_400.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("http_request_duration_seconds".into()),
@@ -52,6 +64,12 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full("job_duration_seconds".into()), &slow)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("review_time_to_verdict_seconds".into()),
+                        &review,
+                    )
                 });
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => Some(handle),
