@@ -88,7 +88,7 @@ async fn main() {
         .login("bench@example.org", password, &ctx)
         .await
         .unwrap();
-    let principal = engine.authenticate(&token.token).await.unwrap();
+    let principal = engine.authenticate(&token.access.token).await.unwrap();
 
     let baseline = rss_mib();
     let mut rounds = Vec::new();

@@ -62,6 +62,8 @@ pub struct Settings {
     pub secret_key: SecretString,
     pub jwt_alg: jsonwebtoken::Algorithm,
     pub access_token_ttl: Duration,
+    pub refresh_idle: Duration,
+    pub refresh_absolute: Duration,
     pub redis_url: Option<SecretString>,
     pub redis_key_prefix: String,
     pub smtp: Option<SmtpConfig>,
@@ -218,6 +220,14 @@ impl Settings {
             return Err(err(
                 "ACCESS_TOKEN_TTL_SECONDS",
                 "must be between 60 and 86400",
+            ));
+        }
+        let refresh_idle_days: u64 = v.parse("REFRESH_TOKEN_IDLE_DAYS", 30)?;
+        let refresh_absolute_days: u64 = v.parse("REFRESH_TOKEN_ABSOLUTE_DAYS", 90)?;
+        if refresh_idle_days == 0 || refresh_absolute_days < refresh_idle_days {
+            return Err(err(
+                "REFRESH_TOKEN_ABSOLUTE_DAYS",
+                "REFRESH_TOKEN_IDLE_DAYS must be at least 1 and REFRESH_TOKEN_ABSOLUTE_DAYS at least as long",
             ));
         }
 
@@ -468,6 +478,8 @@ impl Settings {
             secret_key,
             jwt_alg,
             access_token_ttl: Duration::from_secs(ttl),
+            refresh_idle: Duration::from_secs(refresh_idle_days * 86_400),
+            refresh_absolute: Duration::from_secs(refresh_absolute_days * 86_400),
             redis_url,
             redis_key_prefix,
             smtp,
@@ -513,6 +525,8 @@ impl Settings {
                 issuer: self.app_name.clone(),
                 audience: format!("{}-api", self.app_name),
                 access_ttl: self.access_token_ttl,
+                refresh_idle: self.refresh_idle,
+                refresh_absolute: self.refresh_absolute,
             },
             mail: MailConfig {
                 from: self.smtp_from.clone(),

@@ -193,6 +193,7 @@ mod tests {
             user_id: Uuid::nil(),
             email: "x@example.org".into(),
             role,
+            session_id: None,
         }
     }
 

@@ -138,6 +138,11 @@ pub struct JwtConfig {
     pub issuer: String,
     pub audience: String,
     pub access_ttl: Duration,
+    /// A session unused for this long ends (`REFRESH_TOKEN_IDLE_DAYS`).
+    pub refresh_idle: Duration,
+    /// A session ends this long after sign-in however it is used
+    /// (`REFRESH_TOKEN_ABSOLUTE_DAYS`).
+    pub refresh_absolute: Duration,
 }
 
 #[derive(Debug, Clone)]

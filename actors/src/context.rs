@@ -33,4 +33,6 @@ pub struct Principal {
     pub user_id: Uuid,
     pub email: String,
     pub role: GlobalRole,
+    /// The session of the access token (`None` for calls not made with one).
+    pub session_id: Option<Uuid>,
 }

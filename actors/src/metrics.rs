@@ -2,6 +2,8 @@
 //! (HTTP metrics live in the api crate.)
 
 pub const AUTH_LOGIN_TOTAL: &str = "auth_login_total";
+/// Every authentication outcome: `{method, outcome}` (method: password, refresh, …).
+pub const AUTH_EVENTS_TOTAL: &str = "auth_events_total";
 pub const AUTH_REGISTRATIONS_TOTAL: &str = "auth_registrations_total";
 pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
 pub const RATE_LIMITER_BACKEND_ERRORS_TOTAL: &str = "rate_limiter_backend_errors_total";

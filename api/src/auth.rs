@@ -2,12 +2,16 @@
 
 use alta_actors::{
     Engine,
-    accounts::{RegisterInput, UserView},
+    accounts::{RegisterInput, SessionView, Tokens, UserView},
     context::RequestContext,
 };
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 use uuid::Uuid;
 
 use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
@@ -40,14 +44,85 @@ pub struct EmailRequest {
     pub email: String,
 }
 
-/// A bearer access token.
+/// Tokens of a session: a short-lived bearer access token, and a single-use refresh
+/// token to get the next pair from `POST /api/auth/refresh`.
 #[derive(Debug, Object)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// Opaque and single use: each refresh returns a new one. Presenting a used one
+    /// again ends the session.
+    pub refresh_token: String,
     /// Always `bearer`.
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+}
+
+impl From<Tokens> for TokenResponse {
+    fn from(t: Tokens) -> Self {
+        Self {
+            access_token: t.access.token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer".into(),
+            expires_in: t.access.expires_in,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// (Not length-checked here: anything that is not a live refresh token is a 401.)
+    pub refresh_token: String,
+}
+
+/// A signed-in device or browser.
+#[derive(Debug, Object)]
+pub struct SessionResponse {
+    pub id: Uuid,
+    /// How it began: `password` (later also `passkey`, `google`).
+    pub method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// When it ends unless it is used (or at its absolute limit).
+    pub expires_at: DateTime<Utc>,
+    /// The session of the token that asked.
+    pub current: bool,
+}
+
+impl From<SessionView> for SessionResponse {
+    fn from(s: SessionView) -> Self {
+        Self {
+            id: s.id,
+            method: s.method,
+            user_agent: s.user_agent,
+            ip: s.ip,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            current: s.current,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct SessionList {
+    pub items: Vec<SessionResponse>,
+}
+
+#[derive(ApiResponse)]
+pub enum SessionsOk {
+    #[oai(status = 200)]
+    Ok(Json<SessionList>),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionEnded {
+    /// Ended; its tokens are refused from now on.
+    #[oai(status = 204)]
+    NoContent,
 }
 
 #[derive(Debug, Object)]
@@ -203,12 +278,101 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         body: Json<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
-        let issued = engine.login(&body.email, &body.password, &ctx).await?;
-        Ok(LoginResponse::Ok(Json(TokenResponse {
-            access_token: issued.token,
-            token_type: "bearer".into(),
-            expires_in: issued.expires_in,
+        let tokens = engine.login(&body.email, &body.password, &ctx).await?;
+        Ok(LoginResponse::Ok(Json(tokens.into())))
+    }
+
+    /// Exchange a refresh token for new tokens
+    ///
+    /// Rotation: the token given dies and a new one comes back. A token exchanged a
+    /// moment ago (a concurrent refresh) is 401 `refresh_token_rotated`; one exchanged
+    /// earlier is a replay: 401 `refresh_token_reused` and the session ends. 401
+    /// `session_ended` after logout, revocation, `REFRESH_TOKEN_IDLE_DAYS` without use or
+    /// `REFRESH_TOKEN_ABSOLUTE_DAYS` after sign-in.
+    #[oai(
+        path = "/api/auth/refresh",
+        method = "post",
+        operation_id = "auth_refresh"
+    )]
+    async fn refresh(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<LoginResponse> {
+        let tokens = engine.refresh(&body.refresh_token, &ctx).await?;
+        Ok(LoginResponse::Ok(Json(tokens.into())))
+    }
+
+    /// Sign out
+    ///
+    /// Ends the session of this access token: it and the session's refresh token are
+    /// refused from now on.
+    #[oai(
+        path = "/api/auth/logout",
+        method = "post",
+        operation_id = "auth_logout"
+    )]
+    async fn logout(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+    ) -> ApiResult<SessionEnded> {
+        engine.logout(&auth.0, false, &ctx).await?;
+        Ok(SessionEnded::NoContent)
+    }
+
+    /// Sign out everywhere
+    ///
+    /// Ends every session of the caller, this one included.
+    #[oai(
+        path = "/api/auth/logout-all",
+        method = "post",
+        operation_id = "auth_logout_all"
+    )]
+    async fn logout_all(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+    ) -> ApiResult<SessionEnded> {
+        engine.logout(&auth.0, true, &ctx).await?;
+        Ok(SessionEnded::NoContent)
+    }
+
+    /// Your sessions
+    ///
+    /// Live sign-ins, newest first: how each began, from which browser, when last used.
+    #[oai(
+        path = "/api/auth/sessions",
+        method = "get",
+        operation_id = "auth_sessions"
+    )]
+    async fn sessions(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<SessionsOk> {
+        let sessions = engine.sessions(&auth.0).await?;
+        Ok(SessionsOk::Ok(Json(SessionList {
+            items: sessions.into_iter().map(Into::into).collect(),
         })))
+    }
+
+    /// End one of your sessions
+    ///
+    /// Another device, say. Someone else's session is 404.
+    #[oai(
+        path = "/api/auth/sessions/:id",
+        method = "delete",
+        operation_id = "auth_revoke_session"
+    )]
+    async fn revoke_session(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<SessionEnded> {
+        engine.revoke_session(&auth.0, id.0, &ctx).await?;
+        Ok(SessionEnded::NoContent)
     }
 
     /// The current user

@@ -113,6 +113,9 @@ enum Rule {
     /// Renew a lease on a pending item (`{id}`): as [`Rule::ReviewItem`], and since none
     /// of the callers holds the lease, the allowed ones get 409 `lease_lost`.
     RenewLease,
+    /// Ending sessions: any signed-in user, for their own. Each case signs in afresh and
+    /// ends that session (`{id}` is its id), so the sweep's own tokens stay valid.
+    OwnSession,
 }
 
 /// Where a request names what it acts on.
@@ -134,6 +137,8 @@ enum Subject {
     Upload,
     /// `{id}` in the path: a job, looked up only for super admins.
     AdminJob,
+    /// `{id}` in the path: one of the caller's sessions.
+    Session,
 }
 
 impl Rule {
@@ -142,6 +147,7 @@ impl Rule {
             Self::Public | Self::SignedIn | Self::SuperAdmin | Self::InvitationToken => {
                 Subject::Platform
             }
+            Self::OwnSession => Subject::Session,
             Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore | Self::SubmitItems => {
                 Subject::ProjectPath
             }
@@ -165,7 +171,7 @@ impl Rule {
     fn project_scoped(self) -> bool {
         !matches!(
             self.subject(),
-            Subject::Platform | Subject::Upload | Subject::AdminJob
+            Subject::Platform | Subject::Upload | Subject::AdminJob | Subject::Session
         )
     }
 }
@@ -228,6 +234,11 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("job_get", &[Rule::ReadJob]),
     ("admin_list_jobs", &[Rule::SuperAdmin]),
     ("admin_retry_job", &[Rule::SuperAdminJob]),
+    ("auth_refresh", &[Rule::Public]),
+    ("auth_sessions", &[Rule::SignedIn]),
+    ("auth_logout", &[Rule::OwnSession]),
+    ("auth_logout_all", &[Rule::OwnSession]),
+    ("auth_revoke_session", &[Rule::OwnSession]),
     ("auth_notifications", &[Rule::SignedIn]),
     ("auth_set_notifications", &[Rule::SignedIn]),
     // Review. Each `{id}` case gets a fresh item, sent to review by its uploader.
@@ -469,7 +480,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
     }
     let super_admin = who == Who::SuperAdmin;
     match (rule, target) {
-        (Rule::SignedIn, None) => Allowed,
+        (Rule::SignedIn | Rule::OwnSession, None) => Allowed,
         (Rule::SuperAdmin, None) if super_admin => Allowed,
         (Rule::SuperAdmin, None) => Denied(FORBIDDEN),
         // Uploads are made by the contributor: nobody else learns they exist.
@@ -589,6 +600,9 @@ struct World {
     uploads: HashMap<String, String>,
     /// item id → the id of its processing job.
     item_jobs: HashMap<String, String>,
+    /// The token the next request is sent with instead of the principal's own (a fresh
+    /// session, for [`Rule::OwnSession`]).
+    case_token: Option<String>,
     serial: usize,
 }
 
@@ -641,6 +655,7 @@ impl World {
             fixtures: HashMap::new(),
             uploads: HashMap::new(),
             item_jobs: HashMap::new(),
+            case_token: None,
             serial: 0,
         }
     }
@@ -714,8 +729,25 @@ impl World {
         path: &str,
         payload: Option<&Payload>,
     ) -> Response {
-        let token = self.tokens.get(&who).map(String::as_str);
+        let token = match &self.case_token {
+            Some(fresh) if who != Who::Anonymous => Some(fresh.as_str()),
+            _ => self.tokens.get(&who).map(String::as_str),
+        };
         self.send_payload(token, method, path, payload).await
+    }
+
+    /// A fresh session of `who` for a [`Rule::OwnSession`] case: its token, and its id.
+    async fn fresh_session(&self, who: Who) -> Option<(String, String)> {
+        let email = who.email()?;
+        let token = self.app.token(email, PASSWORD).await;
+        let sessions = self.app.get_json("/api/auth/sessions", &token).await;
+        let id = sessions["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|s| s["current"] == true))
+            .and_then(|s| s["id"].as_str())
+            .unwrap_or_else(|| panic!("set-up: no current session in {sessions}"))
+            .to_owned();
+        Some((token, id))
     }
 
     /// Who uploads the items of a fixture: the contributor in A and D, B's creator in B.
@@ -1091,11 +1123,24 @@ impl World {
                 | Subject::ProjectPath
                 | Subject::Item
                 | Subject::Upload
-                | Subject::AdminJob => {}
+                | Subject::AdminJob
+                | Subject::Session => {}
             }
         }
         if rule.subject() == Subject::AdminJob {
             path = path.replace("{id}", &Uuid::now_v7().to_string());
+        }
+        self.case_token = None;
+        if rule == Rule::OwnSession {
+            // Anonymous callers get a random id: they are refused before any lookup.
+            let id = match self.fresh_session(who).await {
+                Some((token, id)) => {
+                    self.case_token = Some(token);
+                    id
+                }
+                None => Uuid::now_v7().to_string(),
+            };
+            path = path.replace("{id}", &id);
         }
         let member = match (rule, self.ids.get(&who)) {
             (Rule::Leave, Some(own)) => own.clone(),
@@ -1126,6 +1171,7 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "member_update_role" => json!({"role": "reviewer"}),
         "document_edit_text" | "voice_edit_transcript" => json!({"text": format!("corrected {n}")}),
         "auth_set_notifications" => json!({"review_mail": true}),
+        "auth_refresh" => json!({"refresh_token": "not-a-real-refresh-token"}),
         "review_decide" => json!({"decision": "approve"}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
@@ -1403,14 +1449,16 @@ fn assert_table_matches_spec(served: &BTreeMap<String, Served>) {
         for rule in *rules {
             let subject = rule.subject();
             let fits = path.contains("{project_id}") == (subject == Subject::ProjectPath)
-                && path.contains("{id}")
-                    == matches!(subject, Subject::Item | Subject::Upload | Subject::AdminJob)
+                && (subject == Subject::Session
+                    || path.contains("{id}")
+                        == matches!(subject, Subject::Item | Subject::Upload | Subject::AdminJob))
                 && match subject {
                     Subject::ProjectQuery => query.contains("project_id"),
                     Subject::ProjectForm => form.contains("project_id") && form.contains("file"),
                     Subject::ProjectMetadata => headers.contains("Upload-Metadata"),
                     Subject::Upload => path.starts_with("/api/uploads/"),
                     Subject::AdminJob => path.starts_with("/api/admin/jobs/"),
+                    Subject::Session => path.starts_with("/api/auth/"),
                     Subject::Platform | Subject::ProjectPath | Subject::Item => true,
                 };
             assert!(
@@ -1509,6 +1557,13 @@ async fn every_operation_follows_the_authorization_matrix(backend: Backend) {
                         failures.push(format!(
                             "{operation_id}{variant} as {who}{on} [{method} {path}]: {why}"
                         ));
+                    }
+                    world.case_token = None;
+                    if *operation_id == "auth_logout_all"
+                        && let Some(email) = who.email()
+                    {
+                        let token = world.app.token(email, PASSWORD).await;
+                        world.tokens.insert(who, token);
                     }
                     if let Some(target) = target
                         && who != Who::Anonymous

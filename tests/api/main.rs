@@ -24,6 +24,7 @@ mod processing;
 mod projects;
 mod rate_limit;
 mod rework;
+mod sessions;
 mod startup;
 mod uploads;
 mod worker_crash;

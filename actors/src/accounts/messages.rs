@@ -1,6 +1,7 @@
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
+use super::sessions::Tokens;
 use crate::{
     context::RequestContext,
     domain::{Email, FullName},
@@ -32,8 +33,28 @@ pub enum AccountsMsg {
         ctx: RequestContext,
         reply: RpcReplyPort<Result<AdminCreated, EngineError>>,
     },
-    /// Note a successful login (last login time, audit row).
-    RecordLogin { user_id: Uuid, ctx: RequestContext },
+    /// Open a session for a user who just proved who they are: record the login and
+    /// hand out the first tokens.
+    StartSession {
+        user_id: Uuid,
+        method: &'static str,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<Tokens, EngineError>>,
+    },
+    /// Rotate a refresh token.
+    Refresh {
+        token: String,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<Tokens, EngineError>>,
+    },
+    /// End one of the user's sessions, or all of them (`None`).
+    EndSessions {
+        user_id: Uuid,
+        session_id: Option<Uuid>,
+        reason: &'static str,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<u64, EngineError>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -7,6 +7,7 @@
 
 mod messages;
 mod service;
+mod sessions;
 mod views;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 pub use self::messages::{AccountsMsg, AdminCreated};
 pub use self::service::RegisterInput;
+pub use self::sessions::{SessionView, Tokens};
 pub use self::views::{UserListQuery, UserView};
 use crate::{
     auth::secret_token,
@@ -90,10 +92,26 @@ impl Actor for Accounts {
                 let _ =
                     reply.send(create_super_admin(&state.deps, &email, &password_hash, &ctx).await);
             }
-            AccountsMsg::RecordLogin { user_id, ctx } => {
-                if let Err(err) = record_login(&state.deps, user_id, &ctx).await {
-                    tracing::warn!(error = %err, %user_id, "could not record a login");
-                }
+            AccountsMsg::StartSession {
+                user_id,
+                method,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(sessions::start(&state.deps, user_id, method, &ctx).await);
+            }
+            AccountsMsg::Refresh { token, ctx, reply } => {
+                let _ = reply.send(sessions::refresh(&state.deps, &token, &ctx).await);
+            }
+            AccountsMsg::EndSessions {
+                user_id,
+                session_id,
+                reason,
+                ctx,
+                reply,
+            } => {
+                let _ =
+                    reply.send(sessions::end(&state.deps, user_id, session_id, reason, &ctx).await);
             }
         }
         Ok(())
@@ -298,24 +316,6 @@ async fn create_super_admin(
     };
     tx.commit().await?;
     Ok(outcome)
-}
-
-async fn record_login(deps: &Deps, user_id: Uuid, ctx: &RequestContext) -> Result<(), EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    store::users::record_login_tx(&mut tx, user_id, now).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "user.login",
-        user_id,
-        json!({"method": "password"}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// A fresh single-use verification token, stored hashed, and the mail carrying it.

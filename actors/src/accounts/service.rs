@@ -3,9 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{AccountsMsg, AdminCreated, UserListQuery, UserView};
+use super::{AccountsMsg, AdminCreated, SessionView, Tokens, UserListQuery, UserView};
 use crate::{
-    auth::jwt::IssuedToken,
     authz::{self, Action},
     context::{Principal, RequestContext},
     domain::{Email, FullName, GlobalRole, NewPassword, PASSWORD_MAX_CHARS},
@@ -99,7 +98,7 @@ impl Engine {
         email: &str,
         password: &str,
         ctx: &RequestContext,
-    ) -> Result<IssuedToken, EngineError> {
+    ) -> Result<Tokens, EngineError> {
         let outcome = self.login_inner(email, password, ctx).await;
         let label = match &outcome {
             Ok(_) => "success",
@@ -109,6 +108,8 @@ impl Engine {
             Err(_) => "error",
         };
         metrics::counter!(m::AUTH_LOGIN_TOTAL, "outcome" => label).increment(1);
+        metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "password", "outcome" => label)
+            .increment(1);
         outcome
     }
 
@@ -117,7 +118,7 @@ impl Engine {
         email: &str,
         password: &str,
         ctx: &RequestContext,
-    ) -> Result<IssuedToken, EngineError> {
+    ) -> Result<Tokens, EngineError> {
         self.limit_ip("login", ctx).await?;
         let email = Email::parse(email)?;
         if password.is_empty() || password.chars().count() > PASSWORD_MAX_CHARS {
@@ -146,28 +147,110 @@ impl Engine {
                 message: "confirm your email address first; we can send the link again".into(),
             });
         }
-        let token = self.deps.jwt.issue(user.id, self.deps.clock.now())?;
-        self.accounts()?.cast(AccountsMsg::RecordLogin {
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| AccountsMsg::StartSession {
             user_id: user.id,
-            ctx: ctx.clone(),
-        })?;
-        Ok(token)
+            method: "password",
+            ctx,
+            reply,
+        })
+        .await?
     }
 
-    /// Turn a bearer token into a principal, checking the user's current state: a
-    /// deleted or disabled user is refused at once, not when the token expires.
+    /// Exchange a refresh token for new tokens (rotation with reuse detection). Not
+    /// rate limited: the token is 256 random bits, and a wrong one changes nothing.
+    pub async fn refresh(&self, token: &str, ctx: &RequestContext) -> Result<Tokens, EngineError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(EngineError::unauthenticated(
+                "invalid_refresh_token",
+                "the refresh token is invalid",
+            ));
+        }
+        let (token, ctx) = (token.to_owned(), ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::Refresh {
+            token,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// End the caller's current session (`all`: every session of theirs); how many ended.
+    pub async fn logout(
+        &self,
+        principal: &Principal,
+        all: bool,
+        ctx: &RequestContext,
+    ) -> Result<u64, EngineError> {
+        let session_id = if all {
+            None
+        } else {
+            Some(principal.session_id.ok_or_else(|| {
+                EngineError::unauthenticated("invalid_token", "the access token has no session")
+            })?)
+        };
+        let reason = if all { "logout_all" } else { "logout" };
+        self.end_sessions(principal, session_id, reason, ctx).await
+    }
+
+    /// End one of the caller's sessions (another device, say).
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        session_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        self.end_sessions(principal, Some(session_id), "revoked", ctx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn end_sessions(
+        &self,
+        principal: &Principal,
+        session_id: Option<Uuid>,
+        reason: &'static str,
+        ctx: &RequestContext,
+    ) -> Result<u64, EngineError> {
+        let (user_id, ctx) = (principal.user_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::EndSessions {
+            user_id,
+            session_id,
+            reason,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionView>, EngineError> {
+        let rows =
+            store::sessions::live_of(&self.deps.db, principal.user_id, self.deps.clock.now())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionView::from_row(r, principal.session_id))
+            .collect())
+    }
+
+    /// Turn a bearer token into a principal, checking the user's and the session's
+    /// current state (one query): a deleted or disabled user, or an ended session, is
+    /// refused at once, not when the token expires.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, EngineError> {
-        let claims = self.deps.jwt.verify(bearer, self.deps.clock.now())?;
-        let user = store::users::find_by_id(&self.deps.db, claims.sub)
-            .await?
-            .filter(|u| u.disabled_at.is_none())
-            .ok_or_else(|| {
-                EngineError::unauthenticated("invalid_token", "the access token is invalid")
-            })?;
+        let now = self.deps.clock.now();
+        let claims = self.deps.jwt.verify(bearer, now)?;
+        let (user_id, email, role) =
+            store::sessions::active_caller(&self.deps.db, claims.sid, claims.sub, now)
+                .await?
+                .ok_or_else(|| {
+                    EngineError::unauthenticated("invalid_token", "the access token is invalid")
+                })?;
         Ok(Principal {
-            user_id: user.id,
-            role: user.role.parse().unwrap_or(GlobalRole::User),
-            email: user.email,
+            user_id,
+            role: role.parse().unwrap_or(GlobalRole::User),
+            email,
+            session_id: Some(claims.sid),
         })
     }
 

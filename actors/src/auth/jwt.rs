@@ -30,6 +30,8 @@ pub struct AccessClaims {
     pub jti: Uuid,
     /// Distinguishes access tokens from any other token we may sign later.
     pub token_use: String,
+    /// The session (sign-in) it belongs to: revoking the session refuses the token.
+    pub sid: Uuid,
 }
 
 /// An issued access token.
@@ -74,7 +76,12 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<IssuedToken, EngineError> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, EngineError> {
         let iat = now.timestamp();
         let claims = AccessClaims {
             sub: user_id,
@@ -85,6 +92,7 @@ impl JwtKeys {
             iat,
             jti: Uuid::new_v4(),
             token_use: "access".into(),
+            sid: session_id,
         };
         let token = encode(&self.header, &claims, &self.encoding).map_err(EngineError::internal)?;
         Ok(IssuedToken {
@@ -133,6 +141,8 @@ mod tests {
             issuer: "alta-test".into(),
             audience: "alta-api".into(),
             access_ttl: Duration::from_secs(900),
+            refresh_idle: Duration::from_secs(30 * 86_400),
+            refresh_absolute: Duration::from_secs(90 * 86_400),
         })
     }
 
@@ -166,7 +176,7 @@ mod tests {
 
     fn claims(now: i64) -> serde_json::Value {
         json!({"sub": Uuid::nil(), "iss": "alta-test", "aud": "alta-api", "exp": now + 60,
-               "nbf": now, "iat": now, "jti": Uuid::nil(), "token_use": "access"})
+               "nbf": now, "iat": now, "jti": Uuid::nil(), "token_use": "access", "sid": Uuid::nil()})
     }
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -175,7 +185,7 @@ mod tests {
     fn round_trip_and_expiry() {
         let keys = keys();
         let now = Utc::now();
-        let issued = keys.issue(Uuid::nil(), now).unwrap();
+        let issued = keys.issue(Uuid::nil(), Uuid::nil(), now).unwrap();
         assert_eq!(issued.expires_in, 900);
         assert_eq!(keys.verify(&issued.token, now).unwrap().sub, Uuid::nil());
         let later = now + chrono::Duration::seconds(900);
@@ -250,6 +260,9 @@ mod tests {
         let mut c = claims(now);
         c["exp"] = json!(now - 1);
         cases.push(("expired", forge(typ.clone(), c, SECRET)));
+        let mut c = claims(now);
+        c.as_object_mut().unwrap().remove("sid");
+        cases.push(("no session", forge(typ.clone(), c, SECRET)));
         let mut c = claims(now);
         c["token_use"] = json!("refresh");
         cases.push(("refresh token", forge(typ.clone(), c, SECRET)));

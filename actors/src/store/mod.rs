@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod projects;
 pub mod resumable;
 pub mod reviews;
+pub mod sessions;
 pub mod texts;
 pub mod users;
 pub mod verification;

@@ -99,6 +99,17 @@ pub async fn find_by_id(db: &Db, id: Uuid) -> StoreResult<Option<UserRow>> {
     Ok(row)
 }
 
+pub async fn find_by_id_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<UserRow>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, UserRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}
+
 /// Mark the email verified; returns false when it already was (a lost race).
 pub async fn mark_email_verified(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let sql = "UPDATE users SET email_verified = TRUE, email_verified_at = $2, updated_at = $2 \

@@ -1,0 +1,247 @@
+//! Sessions, run by the accounts actor: a sign-in opens one (a refresh-token family),
+//! each refresh rotates its token, and a rotated token presented again revokes the whole
+//! session (RFC 9700 §4.14.2 reuse detection). Every transition writes an audit row.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::audit;
+use crate::{
+    auth::{jwt::IssuedToken, secret_token},
+    context::RequestContext,
+    engine::Deps,
+    error::EngineError,
+    metrics as m,
+    store::{self, sessions::SessionRow},
+};
+
+/// A refresh arriving this soon after its token was rotated is taken for a concurrent
+/// duplicate (two tabs, a retried request): refused, without ending the session. Later
+/// it is a replay, and the session ends.
+const CONCURRENT_REFRESH_GRACE_SECS: i64 = 10;
+
+/// What a sign-in or a refresh hands out.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: IssuedToken,
+    /// Opaque, single use: exchange it at `POST /api/auth/refresh`.
+    pub refresh_token: String,
+    pub session_id: Uuid,
+}
+
+fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(30))
+}
+
+/// Open a session for a user who just proved who they are (`method`: password, passkey,
+/// google), record the login, and hand out the first tokens.
+pub(super) async fn start(
+    deps: &Deps,
+    user_id: Uuid,
+    method: &'static str,
+    ctx: &RequestContext,
+) -> Result<Tokens, EngineError> {
+    let now = deps.clock.now();
+    let absolute = now + duration(deps.config.jwt.refresh_absolute);
+    let session = SessionRow {
+        id: Uuid::now_v7(),
+        user_id,
+        method: method.into(),
+        user_agent: ctx
+            .user_agent
+            .as_deref()
+            .map(|ua| ua.chars().take(300).collect()),
+        ip: ctx.client_ip.map(|ip| ip.to_string()),
+        created_at: now,
+        last_used_at: now,
+        idle_expires_at: (now + duration(deps.config.jwt.refresh_idle)).min(absolute),
+        absolute_expires_at: absolute,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let (refresh_token, refresh_hash) = secret_token::generate();
+    let mut tx = deps.db.begin().await?;
+    store::sessions::insert(&mut tx, &session).await?;
+    store::sessions::add_refresh(&mut tx, &refresh_hash, session.id, now).await?;
+    store::users::record_login_tx(&mut tx, user_id, now).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "user.login",
+        user_id,
+        json!({"method": method, "session_id": session.id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Tokens {
+        access: deps.jwt.issue(user_id, session.id, now)?,
+        refresh_token,
+        session_id: session.id,
+    })
+}
+
+fn refused(code: &'static str, message: &str) -> EngineError {
+    EngineError::unauthenticated(code, message)
+}
+
+/// Exchange a refresh token for new tokens; the old one dies.
+pub(super) async fn refresh(
+    deps: &Deps,
+    token: &str,
+    ctx: &RequestContext,
+) -> Result<Tokens, EngineError> {
+    let outcome = refresh_inner(deps, token, ctx).await;
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(e) => e.code(),
+    };
+    metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "refresh", "outcome" => label).increment(1);
+    outcome
+}
+
+async fn refresh_inner(
+    deps: &Deps,
+    token: &str,
+    ctx: &RequestContext,
+) -> Result<Tokens, EngineError> {
+    let invalid = || refused("invalid_refresh_token", "the refresh token is invalid");
+    let now = deps.clock.now();
+    let hash = secret_token::hash(token);
+    let mut tx = deps.db.begin().await?;
+    let row = store::sessions::find_refresh(&mut tx, &hash)
+        .await?
+        .ok_or_else(invalid)?;
+    let session = store::sessions::find_tx(&mut tx, row.session_id)
+        .await?
+        .ok_or_else(invalid)?;
+    if !session.live(now) {
+        return Err(refused(
+            "session_ended",
+            "this session has ended; sign in again",
+        ));
+    }
+    if let Some(rotated_at) = row.rotated_at {
+        if now - rotated_at < chrono::Duration::seconds(CONCURRENT_REFRESH_GRACE_SECS) {
+            return Err(refused(
+                "refresh_token_rotated",
+                "this refresh token was just exchanged; use the new one",
+            ));
+        }
+        // A token exchanged long ago is back: it was copied. End the whole family.
+        store::sessions::revoke(&mut tx, session.id, "reuse_detected", now).await?;
+        audit(
+            &mut tx,
+            deps,
+            ctx,
+            None,
+            "session.reuse_detected",
+            session.user_id,
+            json!({"session_id": session.id}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
+        return Err(refused(
+            "refresh_token_reused",
+            "this refresh token was already used; the session has been ended for safety",
+        ));
+    }
+    if !store::sessions::rotate(&mut tx, &hash, now).await? {
+        return Err(refused(
+            "refresh_token_rotated",
+            "this refresh token was just exchanged; use the new one",
+        ));
+    }
+    let user = store::users::find_by_id_tx(&mut tx, session.user_id)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(invalid)?;
+    let (next, next_hash) = secret_token::generate();
+    store::sessions::add_refresh(&mut tx, &next_hash, session.id, now).await?;
+    let idle_until =
+        (now + duration(deps.config.jwt.refresh_idle)).min(session.absolute_expires_at);
+    store::sessions::touch(&mut tx, session.id, now, idle_until).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user.id),
+        "session.refreshed",
+        user.id,
+        json!({"session_id": session.id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Tokens {
+        access: deps.jwt.issue(user.id, session.id, now)?,
+        refresh_token: next,
+        session_id: session.id,
+    })
+}
+
+/// End the user's session `session_id`, or all their sessions when `None`. A session
+/// of someone else is 404. Returns how many ended.
+pub(super) async fn end(
+    deps: &Deps,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    reason: &'static str,
+    ctx: &RequestContext,
+) -> Result<u64, EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let ended = match session_id {
+        Some(id) => {
+            let session = store::sessions::find_tx(&mut tx, id)
+                .await?
+                .filter(|s| s.user_id == user_id)
+                .ok_or(EngineError::NotFound { what: "session" })?;
+            u64::from(store::sessions::revoke(&mut tx, session.id, reason, now).await?)
+        }
+        None => store::sessions::revoke_all(&mut tx, user_id, reason, now).await?,
+    };
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "session.revoked",
+        user_id,
+        json!({"session_id": session_id, "reason": reason, "ended": ended}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// A live session as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub method: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The session of the access token that asked.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub(super) fn from_row(r: SessionRow, current: Option<Uuid>) -> Self {
+        Self {
+            current: current == Some(r.id),
+            id: r.id,
+            method: r.method,
+            user_agent: r.user_agent,
+            ip: r.ip,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.idle_expires_at.min(r.absolute_expires_at),
+        }
+    }
+}
