@@ -120,7 +120,8 @@ pub struct ReviewEntryResponse {
     pub item: ItemResponse,
     /// Its current text or transcript.
     pub text: Option<TextRevisionResponse>,
-    /// Earlier decisions (every round), oldest first.
+    /// Decisions of earlier rounds, oldest first (the current round's votes stay hidden
+    /// until it is decided; `GET /api/documents/{id}/reviews` has them all).
     pub history: Vec<ReviewDecisionResponse>,
     /// Until when you hold it, when you do.
     pub lease_until: Option<DateTime<Utc>>,

@@ -23,6 +23,7 @@ mod openapi;
 mod processing;
 mod projects;
 mod rate_limit;
+mod review;
 mod rework;
 mod sessions;
 mod startup;

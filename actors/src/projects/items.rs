@@ -123,6 +123,21 @@ pub(super) async fn live_item(
         .ok_or(EngineError::NotFound { what: "item" })
 }
 
+/// Someone else's item does not exist for a member who may not see every item (a
+/// contributor): 404 before any permission check, as for reads.
+pub(super) fn check_visible(
+    principal: &Principal,
+    role: Option<crate::domain::ProjectRole>,
+    item: &ItemRow,
+) -> Result<(), EngineError> {
+    if item.contributor_id != principal.user_id
+        && authz::authorize_project(principal, role, ProjectAction::ViewAllItems).is_err()
+    {
+        return Err(EngineError::NotFound { what: "item" });
+    }
+    Ok(())
+}
+
 /// Why an item cannot be changed now: still processing, or in (or past) review.
 pub(super) fn not_editable(status: &str) -> EngineError {
     match status {
@@ -250,12 +265,7 @@ pub async fn replace_file(
     } else {
         ProjectAction::EditAnyText
     };
-    if authz::authorize_project(principal, role, ProjectAction::ViewAllItems).is_err()
-        && item.contributor_id != principal.user_id
-    {
-        // Someone else's item does not exist for a contributor.
-        return Err(EngineError::NotFound { what: "item" });
-    }
+    check_visible(principal, role, &item)?;
     authz::authorize_project(principal, role, action)?;
     if item.kind != row.kind {
         return Err(EngineError::validation(

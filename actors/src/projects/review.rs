@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    items::{live_item, not_editable},
+    items::{check_visible, live_item, not_editable},
     project::{audit, begin},
 };
 use crate::{
@@ -47,6 +47,7 @@ pub async fn submit(
     let mut views = Vec::with_capacity(item_ids.len());
     for &item_id in item_ids {
         let item = live_item(&mut tx, id, item_id).await?;
+        check_visible(principal, role, &item)?;
         let action = if item.contributor_id == principal.user_id {
             ProjectAction::Upload
         } else {

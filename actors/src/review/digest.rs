@@ -79,22 +79,26 @@ pub async fn send_digests(deps: &Deps) -> Result<usize, EngineError> {
     let mut sent = 0;
     for user in store::reviews::digest_due(&deps.db, sent_before, USERS_PER_TICK).await? {
         let mut tx = deps.db.begin().await?;
-        // The conditional write makes one node (or tick) the sender for this hour.
-        if !store::reviews::take_digest_slot(&mut tx, user, sent_before, now).await? {
-            continue;
-        }
-        let notices = store::reviews::unsent_notices(&mut tx, user).await?;
-        if notices.is_empty() {
-            continue;
-        }
-        let outcome = match store::reviews::mail_preference(&mut tx, user).await? {
+        let (notices, outcome) = match store::reviews::mail_preference(&mut tx, user).await? {
             Some((email, true)) => {
+                // The conditional write makes one node (or tick) the sender for this gap.
+                if !store::reviews::take_digest_slot(&mut tx, user, sent_before, now).await? {
+                    continue;
+                }
+                let notices = store::reviews::unsent_notices(&mut tx, user).await?;
+                if notices.is_empty() {
+                    continue;
+                }
                 enqueue_mail(deps, &mut tx, digest_mail(deps, &email, &notices)).await?;
                 sent += 1;
-                "sent"
+                (notices, "sent")
             }
-            // Opted out (or gone): the notices are dropped, not kept for later.
-            _ => "opted_out",
+            // Opted out (or gone): the notices are dropped, not kept for later, and the
+            // digest slot stays as it was (nothing went out).
+            _ => (
+                store::reviews::unsent_notices(&mut tx, user).await?,
+                "opted_out",
+            ),
         };
         let ids: Vec<Uuid> = notices.iter().map(|n| n.id).collect();
         store::reviews::mark_notices_sent(&mut tx, &ids, now).await?;

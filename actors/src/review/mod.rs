@@ -312,9 +312,14 @@ impl Engine {
             .into_iter()
             .map(|t| (t.item_id, t.into()))
             .collect();
+        // Earlier rounds only: the votes of the current round stay hidden from reviewers
+        // until it is decided, so one reviewer's verdict does not sway the next.
+        let rounds: HashMap<Uuid, i32> = rows.iter().map(|r| (r.id, r.review_round)).collect();
         let mut history: HashMap<Uuid, Vec<DecisionView>> = HashMap::new();
         for d in store::reviews::decisions_of(&self.deps.db, &ids).await? {
-            history.entry(d.item_id).or_default().push(d.into());
+            if rounds.get(&d.item_id).is_some_and(|round| d.round < *round) {
+                history.entry(d.item_id).or_default().push(d.into());
+            }
         }
         let mut items: Vec<ItemView> = Vec::with_capacity(rows.len());
         let mut leases = Vec::with_capacity(rows.len());
