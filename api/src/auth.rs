@@ -71,6 +71,33 @@ impl From<Tokens> for TokenResponse {
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    /// The `token` of the reset link.
+    pub token: String,
+    /// 12 to 128 characters; common or easily guessed passwords are refused.
+    #[oai(validator(max_length = 1024))]
+    pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    #[oai(validator(max_length = 1024))]
+    pub current_password: String,
+    /// 12 to 128 characters; common or easily guessed passwords are refused.
+    #[oai(validator(max_length = 1024))]
+    pub new_password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum PasswordSet {
+    /// The new password is set.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// (Not length-checked here: anything that is not a live refresh token is a 401.)
     pub refresh_token: String,
@@ -302,6 +329,72 @@ impl AuthApi {
     ) -> ApiResult<LoginResponse> {
         let tokens = engine.refresh(&body.refresh_token, &ctx).await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
+    }
+
+    /// Ask for a password reset link
+    ///
+    /// Always 202: only a verified, active account gets the mail (a link to
+    /// `{PUBLIC_URL}/reset-password?token=…`, valid 30 minutes, single use), and the
+    /// answer does not say whether the address has an account. Rate limited per client
+    /// IP and per address.
+    #[oai(
+        path = "/api/auth/password/forgot",
+        method = "post",
+        operation_id = "auth_password_forgot"
+    )]
+    async fn forgot_password(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<EmailRequest>,
+    ) -> ApiResult<AcceptedResponse> {
+        engine.forgot_password(&body.email, &ctx).await?;
+        Ok(AcceptedResponse::Accepted(message(
+            "if the address has an account, a reset link is on its way",
+        )))
+    }
+
+    /// Set a new password with a reset link
+    ///
+    /// The link works once and for 30 minutes (400 `reset_token_invalid` otherwise).
+    /// Every session of the account ends: sign in again with the new password.
+    #[oai(
+        path = "/api/auth/password/reset",
+        method = "post",
+        operation_id = "auth_password_reset"
+    )]
+    async fn reset_password(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        body: Json<ResetPasswordRequest>,
+    ) -> ApiResult<PasswordSet> {
+        engine
+            .reset_password(&body.token, &body.new_password, &ctx)
+            .await?;
+        Ok(PasswordSet::NoContent)
+    }
+
+    /// Change your password
+    ///
+    /// Needs the current password (400 `wrong_password`). Your other sessions end; this
+    /// one stays. A notice goes to your address.
+    #[oai(
+        path = "/api/auth/password/change",
+        method = "post",
+        operation_id = "auth_password_change"
+    )]
+    async fn change_password(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> ApiResult<PasswordSet> {
+        engine
+            .change_password(&auth.0, &body.current_password, &body.new_password, &ctx)
+            .await?;
+        Ok(PasswordSet::NoContent)
     }
 
     /// Sign out

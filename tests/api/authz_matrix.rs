@@ -235,6 +235,10 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("admin_list_jobs", &[Rule::SuperAdmin]),
     ("admin_retry_job", &[Rule::SuperAdminJob]),
     ("auth_refresh", &[Rule::Public]),
+    ("auth_password_forgot", &[Rule::Public]),
+    ("auth_password_reset", &[Rule::Public]),
+    // Changing to the same password: allowed, and the sweep's passwords stay valid.
+    ("auth_password_change", &[Rule::SignedIn]),
     ("auth_sessions", &[Rule::SignedIn]),
     ("auth_logout", &[Rule::OwnSession]),
     ("auth_logout_all", &[Rule::OwnSession]),
@@ -1172,6 +1176,9 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "document_edit_text" | "voice_edit_transcript" => json!({"text": format!("corrected {n}")}),
         "auth_set_notifications" => json!({"review_mail": true}),
         "auth_refresh" => json!({"refresh_token": "not-a-real-refresh-token"}),
+        "auth_password_forgot" => json!({"email": "nobody@example.org"}),
+        "auth_password_reset" => json!({"token": "not-a-real-token", "new_password": PASSWORD}),
+        "auth_password_change" => json!({"current_password": PASSWORD, "new_password": PASSWORD}),
         "review_decide" => json!({"decision": "approve"}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})

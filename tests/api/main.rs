@@ -20,6 +20,7 @@ mod job_queue;
 mod mail;
 mod middleware;
 mod openapi;
+mod passwords;
 mod processing;
 mod projects;
 mod rate_limit;

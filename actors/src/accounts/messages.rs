@@ -47,6 +47,24 @@ pub enum AccountsMsg {
         ctx: RequestContext,
         reply: RpcReplyPort<Result<Tokens, EngineError>>,
     },
+    /// Mail a password reset link (fire and forget: the caller answers the same whether
+    /// or not the account exists).
+    RequestPasswordReset { user_id: Uuid, ctx: RequestContext },
+    /// Spend a reset link and set the new password (already hashed).
+    ResetPassword {
+        token: String,
+        password_hash: String,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<(), EngineError>>,
+    },
+    /// Set a new password (the current one was checked); other sessions end.
+    ChangePassword {
+        user_id: Uuid,
+        keep_session: Option<Uuid>,
+        password_hash: String,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<(), EngineError>>,
+    },
     /// End one of the user's sessions, or all of them (`None`).
     EndSessions {
         user_id: Uuid,

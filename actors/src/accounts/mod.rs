@@ -6,6 +6,7 @@
 //! only ever waits on its own commit.
 
 mod messages;
+mod passwords;
 mod service;
 mod sessions;
 mod views;
@@ -28,7 +29,7 @@ use crate::{
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     metrics as m,
-    store::{self, Tx, audit::AuditEntry},
+    store::{self, Tx, audit::AuditEntry, verification::Purpose},
 };
 
 pub struct Accounts;
@@ -102,6 +103,32 @@ impl Actor for Accounts {
             }
             AccountsMsg::Refresh { token, ctx, reply } => {
                 let _ = reply.send(sessions::refresh(&state.deps, &token, &ctx).await);
+            }
+            AccountsMsg::RequestPasswordReset { user_id, ctx } => {
+                if let Err(err) = passwords::request_reset(&state.deps, user_id, &ctx).await {
+                    tracing::warn!(error = %err, %user_id, "could not send a password reset link");
+                }
+            }
+            AccountsMsg::ResetPassword {
+                token,
+                password_hash,
+                ctx,
+                reply,
+            } => {
+                let _ =
+                    reply.send(passwords::reset(&state.deps, &token, &password_hash, &ctx).await);
+            }
+            AccountsMsg::ChangePassword {
+                user_id,
+                keep_session,
+                password_hash,
+                ctx,
+                reply,
+            } => {
+                let result =
+                    passwords::change(&state.deps, user_id, keep_session, &password_hash, &ctx)
+                        .await;
+                let _ = reply.send(result);
             }
             AccountsMsg::EndSessions {
                 user_id,
@@ -204,9 +231,13 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
     };
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
-    let row = store::verification::find_by_hash(&mut tx, &secret_token::hash(token))
-        .await?
-        .ok_or_else(invalid)?;
+    let row = store::verification::find_by_hash(
+        &mut tx,
+        Purpose::EmailVerification,
+        &secret_token::hash(token),
+    )
+    .await?
+    .ok_or_else(invalid)?;
     if row.used_at.is_some() {
         return Err(invalid());
     }
@@ -218,7 +249,7 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
         });
     }
     // Conditional writes: a concurrent use of the same token loses here.
-    if !store::verification::mark_used(&mut tx, row.id, now).await? {
+    if !store::verification::mark_used(&mut tx, Purpose::EmailVerification, row.id, now).await? {
         return Err(invalid());
     }
     let changed = store::users::mark_email_verified(&mut tx, row.user_id, now).await?;
@@ -330,7 +361,15 @@ async fn enqueue_verification(
     let (token, token_hash) = secret_token::generate();
     let ttl = chrono::Duration::from_std(deps.config.email_verification_ttl)
         .unwrap_or(chrono::Duration::hours(24));
-    store::verification::insert(tx, user_id, &token_hash, now + ttl, now).await?;
+    store::verification::insert(
+        tx,
+        Purpose::EmailVerification,
+        user_id,
+        &token_hash,
+        now + ttl,
+        now,
+    )
+    .await?;
     let link = format!(
         "{}/api/auth/verify-email?token={token}",
         deps.config.public_url

@@ -15,6 +15,23 @@ use crate::{
     store,
 };
 
+fn wrong_current_password() -> EngineError {
+    EngineError::validation(
+        "wrong_password",
+        "current_password",
+        "the current password is not correct",
+    )
+}
+
+/// Count an authentication event by its outcome (`success`, or the refusal's code).
+fn count_event(method: &'static str, outcome: &Result<(), EngineError>) {
+    let label = match outcome {
+        Ok(()) => "success",
+        Err(e) => e.code(),
+    };
+    metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => method, "outcome" => label).increment(1);
+}
+
 /// A sign-up request as received.
 #[derive(Debug, Clone)]
 pub struct RegisterInput {
@@ -217,6 +234,136 @@ impl Engine {
             user_id,
             session_id,
             reason,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// Ask for a password reset link. Always succeeds for a well-formed email: only a
+    /// verified, active account gets the mail, and nobody learns which.
+    pub async fn forgot_password(
+        &self,
+        email: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let outcome = self.forgot_password_inner(email, ctx).await;
+        count_event("password_forgot", &outcome);
+        outcome
+    }
+
+    async fn forgot_password_inner(
+        &self,
+        email: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        self.limit_ip("password_forgot", ctx).await?;
+        let email = Email::parse(email)?;
+        self.limit_account("password_forgot", &email).await?;
+        if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
+            && user.email_verified
+            && user.disabled_at.is_none()
+        {
+            self.accounts()?.cast(AccountsMsg::RequestPasswordReset {
+                user_id: user.id,
+                ctx: ctx.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Set a new password with a reset link's token; every session of the account ends.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let outcome = self.reset_password_inner(token, new_password, ctx).await;
+        count_event("password_reset", &outcome);
+        outcome
+    }
+
+    async fn reset_password_inner(
+        &self,
+        token: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        self.limit_ip("password_reset", ctx).await?;
+        if token.is_empty() || token.len() > 128 {
+            return Err(super::passwords::invalid_reset_token());
+        }
+        // A read first, for the password's hints (the account's email); the actor checks
+        // the token again when it spends it.
+        let row = store::verification::peek(
+            &self.deps.db,
+            store::verification::Purpose::PasswordReset,
+            &crate::auth::secret_token::hash(token),
+        )
+        .await?
+        .ok_or_else(super::passwords::invalid_reset_token)?;
+        let user = store::users::find_by_id(&self.deps.db, row.user_id)
+            .await?
+            .ok_or_else(super::passwords::invalid_reset_token)?;
+        let email = Email::parse(&user.email)?;
+        let password = NewPassword::parse(new_password, &[email.local_part()])?;
+        let password_hash = self.deps.hasher.hash(password.expose()).await?;
+        let (token, ctx) = (token.to_owned(), ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::ResetPassword {
+            token,
+            password_hash,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// Change one's password, proving the current one. Other sessions end.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current_password: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let outcome = self
+            .change_password_inner(principal, current_password, new_password, ctx)
+            .await;
+        count_event("password_change", &outcome);
+        outcome
+    }
+
+    async fn change_password_inner(
+        &self,
+        principal: &Principal,
+        current_password: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let email = Email::parse(&principal.email)?;
+        self.limit_account("password_change", &email).await?;
+        if current_password.chars().count() > PASSWORD_MAX_CHARS {
+            return Err(wrong_current_password());
+        }
+        let user = store::users::find_by_id(&self.deps.db, principal.user_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "user" })?;
+        if !self
+            .deps
+            .hasher
+            .verify(current_password, user.password_hash.as_deref())
+            .await?
+        {
+            return Err(wrong_current_password());
+        }
+        let password = NewPassword::parse(new_password, &[email.local_part()])?;
+        let password_hash = self.deps.hasher.hash(password.expose()).await?;
+        let (user_id, keep_session, ctx) = (principal.user_id, principal.session_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::ChangePassword {
+            user_id,
+            keep_session,
+            password_hash,
             ctx,
             reply,
         })

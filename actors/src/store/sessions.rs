@@ -139,12 +139,24 @@ pub async fn revoke_all(
     reason: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
+    revoke_all_but(tx, user, None, reason, now).await
+}
+
+/// End every open session of a user but `keep` (the one asking); how many.
+pub async fn revoke_all_but(
+    tx: &mut Tx,
+    user: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
     let sql = "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
-               WHERE user_id = $1 AND revoked_at IS NULL";
+               WHERE user_id = $1 AND revoked_at IS NULL AND ($4 IS NULL OR id <> $4)";
     let n = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(user)
         .bind(now)
         .bind(reason)
+        .bind(keep)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;

@@ -110,6 +110,24 @@ pub async fn find_by_id_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<UserRow>
     Ok(row)
 }
 
+/// Replace the password hash.
+pub async fn set_password(
+    tx: &mut Tx,
+    id: Uuid,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let sql = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 /// Mark the email verified; returns false when it already was (a lost race).
 pub async fn mark_email_verified(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let sql = "UPDATE users SET email_verified = TRUE, email_verified_at = $2, updated_at = $2 \

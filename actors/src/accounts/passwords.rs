@@ -1,0 +1,172 @@
+//! Password reset and change, run by the accounts actor. A reset link is single use,
+//! lives `RESET_TTL_MINUTES`, and using it ends every session; a change ends every
+//! session but the one that made it. Each writes an audit row.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::audit;
+use crate::{
+    auth::secret_token,
+    context::RequestContext,
+    engine::Deps,
+    error::EngineError,
+    jobs::{MailJob, enqueue_mail},
+    store::{self, verification::Purpose},
+};
+
+/// How long a reset link works.
+pub const RESET_TTL_MINUTES: i64 = 30;
+
+/// Mail a reset link to a verified, active account (the caller has checked it exists;
+/// the HTTP answer is the same either way). A newer link replaces older ones.
+pub(super) async fn request_reset(
+    deps: &Deps,
+    user_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let Some(user) = store::users::find_by_id_tx(&mut tx, user_id)
+        .await?
+        .filter(|u| u.email_verified && u.disabled_at.is_none())
+    else {
+        return Ok(());
+    };
+    store::verification::spend_all(&mut tx, Purpose::PasswordReset, user.id, now).await?;
+    let (token, token_hash) = secret_token::generate();
+    let expires = now + chrono::Duration::minutes(RESET_TTL_MINUTES);
+    store::verification::insert(
+        &mut tx,
+        Purpose::PasswordReset,
+        user.id,
+        &token_hash,
+        expires,
+        now,
+    )
+    .await?;
+    let mail = MailJob {
+        to: user.email.clone(),
+        subject: "Reset your Alta Data password".into(),
+        text: format!(
+            "Hello,\n\nSomebody (maybe you) asked to reset the password of your Alta Data \
+             account. To choose a new one, open this link within {RESET_TTL_MINUTES} \
+             minutes:\n\n{}/reset-password?token={token}\n\nIt works once. Setting a new \
+             password signs you out everywhere.\n\nIf it was not you, ignore this mail: your \
+             password is unchanged.\n",
+            deps.config.public_url
+        ),
+        template: "password_reset".into(),
+    };
+    enqueue_mail(deps, &mut tx, mail).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        None,
+        "user.password_reset_requested",
+        user.id,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    deps.job_waker.notify_waiters();
+    Ok(())
+}
+
+pub(super) fn invalid_reset_token() -> EngineError {
+    EngineError::validation(
+        "reset_token_invalid",
+        "token",
+        "this reset link is invalid, expired or already used; ask for a new one",
+    )
+}
+
+/// Spend a reset token and set the new password (hashed by the caller); every session
+/// of the account ends.
+pub(super) async fn reset(
+    deps: &Deps,
+    token: &str,
+    password_hash: &str,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let row = store::verification::find_by_hash(
+        &mut tx,
+        Purpose::PasswordReset,
+        &secret_token::hash(token),
+    )
+    .await?
+    .filter(|r| r.used_at.is_none() && r.expires_at > now)
+    .ok_or_else(invalid_reset_token)?;
+    // Conditional: of two uses of one link, one wins.
+    if !store::verification::mark_used(&mut tx, Purpose::PasswordReset, row.id, now).await? {
+        return Err(invalid_reset_token());
+    }
+    store::users::find_by_id_tx(&mut tx, row.user_id)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(invalid_reset_token)?;
+    store::users::set_password(&mut tx, row.user_id, password_hash, now).await?;
+    let ended = store::sessions::revoke_all(&mut tx, row.user_id, "password_reset", now).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(row.user_id),
+        "user.password_reset",
+        row.user_id,
+        json!({"sessions_ended": ended}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Set a new password (the caller checked the current one); every other session ends,
+/// the account's owner gets a notice by mail.
+pub(super) async fn change(
+    deps: &Deps,
+    user_id: Uuid,
+    keep_session: Option<Uuid>,
+    password_hash: &str,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let user = store::users::find_by_id_tx(&mut tx, user_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "user" })?;
+    store::users::set_password(&mut tx, user_id, password_hash, now).await?;
+    let ended =
+        store::sessions::revoke_all_but(&mut tx, user_id, keep_session, "password_changed", now)
+            .await?;
+    // A reset link asked for earlier must not undo this change.
+    store::verification::spend_all(&mut tx, Purpose::PasswordReset, user_id, now).await?;
+    let mail = MailJob {
+        to: user.email.clone(),
+        subject: "Your Alta Data password was changed".into(),
+        text: format!(
+            "Hello,\n\nThe password of your Alta Data account was just changed, and your \
+             other sessions were signed out.\n\nIf this was not you, reset your password \
+             now at {}/forgot-password and tell your project administrator.\n",
+            deps.config.public_url
+        ),
+        template: "password_changed".into(),
+    };
+    enqueue_mail(deps, &mut tx, mail).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "user.password_changed",
+        user_id,
+        json!({"sessions_ended": ended}),
+    )
+    .await?;
+    tx.commit().await?;
+    deps.job_waker.notify_waiters();
+    Ok(())
+}
