@@ -194,6 +194,7 @@ mod tests {
             email: "x@example.org".into(),
             role,
             session_id: None,
+            token_scope: None,
         }
     }
 

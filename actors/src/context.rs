@@ -35,4 +35,15 @@ pub struct Principal {
     pub role: GlobalRole,
     /// The session of the access token (`None` for calls not made with one).
     pub session_id: Option<Uuid>,
+    /// Set when the caller used a personal access token: what it may do.
+    pub token_scope: Option<TokenScope>,
+}
+
+/// What a personal access token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    /// Reads only (`GET`, `HEAD`).
+    Read,
+    /// Reads and changes.
+    Write,
 }

@@ -2,7 +2,7 @@
 
 use alta_actors::{
     Engine,
-    accounts::{RegisterInput, SessionView, Tokens, UserView},
+    accounts::{ApiTokenView, RegisterInput, SessionView, Tokens, UserView},
     context::RequestContext,
 };
 use chrono::{DateTime, Utc};
@@ -92,6 +92,80 @@ pub struct ChangePasswordRequest {
 #[derive(ApiResponse)]
 pub enum PasswordSet {
     /// The new password is set.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// A personal access token to create.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// What it is for, e.g. `nightly export` (1–100 characters).
+    #[oai(validator(max_length = 400))]
+    pub name: String,
+    /// `["read"]` (GET and HEAD only) or `["read", "write"]`.
+    #[oai(validator(max_items = 2))]
+    pub scopes: Vec<String>,
+    /// When it stops working; never, if absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Object)]
+pub struct ApiTokenResponse {
+    pub id: Uuid,
+    pub name: String,
+    /// The first characters of the secret, to tell tokens apart.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Noted at most once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiTokenView> for ApiTokenResponse {
+    fn from(t: ApiTokenView) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            scopes: t.scopes,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// A new token, with its secret: shown this once, never again.
+#[derive(Debug, Object)]
+pub struct CreatedTokenResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    #[oai(flatten)]
+    pub details: ApiTokenResponse,
+}
+
+#[derive(Debug, Object)]
+pub struct ApiTokenList {
+    pub items: Vec<ApiTokenResponse>,
+}
+
+#[derive(ApiResponse)]
+pub enum TokenCreated {
+    #[oai(status = 201)]
+    Created(Json<CreatedTokenResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokensOk {
+    #[oai(status = 200)]
+    Ok(Json<ApiTokenList>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenRevoked {
+    /// Revoked; it is refused from now on.
     #[oai(status = 204)]
     NoContent,
 }
@@ -395,6 +469,65 @@ impl AuthApi {
             .change_password(&auth.0, &body.current_password, &body.new_password, &ctx)
             .await?;
         Ok(PasswordSet::NoContent)
+    }
+
+    /// Create a personal access token
+    ///
+    /// For scripts and data pipelines: send it as a bearer token. The secret is in this
+    /// answer only; it is stored hashed. Needs a signed-in session (403
+    /// `session_required` with an API token); at most 50 live tokens per account.
+    #[oai(
+        path = "/api/auth/tokens",
+        method = "post",
+        operation_id = "auth_token_create"
+    )]
+    async fn create_token(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        body: Json<CreateTokenRequest>,
+    ) -> ApiResult<TokenCreated> {
+        let body = body.0;
+        let created = engine
+            .create_api_token(&auth.0, &body.name, &body.scopes, body.expires_at, &ctx)
+            .await?;
+        Ok(TokenCreated::Created(Json(CreatedTokenResponse {
+            token: created.secret,
+            details: created.token.into(),
+        })))
+    }
+
+    /// Your personal access tokens
+    ///
+    /// Those that still work, newest first (never their secrets).
+    #[oai(
+        path = "/api/auth/tokens",
+        method = "get",
+        operation_id = "auth_token_list"
+    )]
+    async fn tokens(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<TokensOk> {
+        let tokens = engine.api_tokens(&auth.0).await?;
+        Ok(TokensOk::Ok(Json(ApiTokenList {
+            items: tokens.into_iter().map(Into::into).collect(),
+        })))
+    }
+
+    /// Revoke a personal access token
+    #[oai(
+        path = "/api/auth/tokens/:id",
+        method = "delete",
+        operation_id = "auth_token_revoke"
+    )]
+    async fn revoke_token(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<TokenRevoked> {
+        engine.revoke_api_token(&auth.0, id.0, &ctx).await?;
+        Ok(TokenRevoked::NoContent)
     }
 
     /// Sign out

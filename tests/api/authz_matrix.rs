@@ -243,6 +243,9 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("auth_logout", &[Rule::OwnSession]),
     ("auth_logout_all", &[Rule::OwnSession]),
     ("auth_revoke_session", &[Rule::OwnSession]),
+    ("auth_token_create", &[Rule::SignedIn]),
+    ("auth_token_list", &[Rule::SignedIn]),
+    ("auth_token_revoke", &[Rule::OwnSession]),
     ("auth_notifications", &[Rule::SignedIn]),
     ("auth_set_notifications", &[Rule::SignedIn]),
     // Review. Each `{id}` case gets a fresh item, sent to review by its uploader.
@@ -1135,7 +1138,26 @@ impl World {
             path = path.replace("{id}", &Uuid::now_v7().to_string());
         }
         self.case_token = None;
-        if rule == Rule::OwnSession {
+        if rule == Rule::OwnSession && operation_id == "auth_token_revoke" {
+            // A fresh API token of the caller's (anonymous: a random id).
+            let id = match self.tokens.get(&who) {
+                Some(token) => {
+                    let resp = self
+                        .send(
+                            Some(token),
+                            Method::POST,
+                            "/api/auth/tokens",
+                            Some(&json!({"name": format!("to revoke {n}"), "scopes": ["read"]})),
+                        )
+                        .await;
+                    assert_eq!(resp.status(), StatusCode::CREATED, "set-up: create a token");
+                    let body: Value = resp.json().await.unwrap();
+                    body["id"].as_str().unwrap().to_owned()
+                }
+                None => Uuid::now_v7().to_string(),
+            };
+            path = path.replace("{id}", &id);
+        } else if rule == Rule::OwnSession {
             // Anonymous callers get a random id: they are refused before any lookup.
             let id = match self.fresh_session(who).await {
                 Some((token, id)) => {
@@ -1176,6 +1198,7 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "document_edit_text" | "voice_edit_transcript" => json!({"text": format!("corrected {n}")}),
         "auth_set_notifications" => json!({"review_mail": true}),
         "auth_refresh" => json!({"refresh_token": "not-a-real-refresh-token"}),
+        "auth_token_create" => json!({"name": format!("probe {n}"), "scopes": ["read"]}),
         "auth_password_forgot" => json!({"email": "nobody@example.org"}),
         "auth_password_reset" => json!({"token": "not-a-real-token", "new_password": PASSWORD}),
         "auth_password_change" => json!({"current_password": PASSWORD, "new_password": PASSWORD}),

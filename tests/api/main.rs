@@ -8,6 +8,7 @@ mod helpers;
 mod smtp_sink;
 
 mod admin;
+mod api_tokens;
 mod auth;
 mod authz_matrix;
 mod child_server;

@@ -1,9 +1,9 @@
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
-use super::sessions::Tokens;
+use super::{api_tokens::CreatedToken, sessions::Tokens};
 use crate::{
-    context::RequestContext,
+    context::{RequestContext, TokenScope},
     domain::{Email, FullName},
     error::EngineError,
 };
@@ -62,6 +62,20 @@ pub enum AccountsMsg {
         user_id: Uuid,
         keep_session: Option<Uuid>,
         password_hash: String,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<(), EngineError>>,
+    },
+    CreateApiToken {
+        user_id: Uuid,
+        name: String,
+        scope: TokenScope,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<CreatedToken, EngineError>>,
+    },
+    RevokeApiToken {
+        user_id: Uuid,
+        token_id: Uuid,
         ctx: RequestContext,
         reply: RpcReplyPort<Result<(), EngineError>>,
     },

@@ -5,6 +5,7 @@
 //! CPU work (argon2) is done by the caller before the message is sent, so the actor
 //! only ever waits on its own commit.
 
+mod api_tokens;
 mod messages;
 mod passwords;
 mod service;
@@ -17,6 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use uuid::Uuid;
 
+pub use self::api_tokens::{ApiTokenView, CreatedToken, TOKEN_PREFIX};
 pub use self::messages::{AccountsMsg, AdminCreated};
 pub use self::service::RegisterInput;
 pub use self::sessions::{SessionView, Tokens};
@@ -129,6 +131,26 @@ impl Actor for Accounts {
                     passwords::change(&state.deps, user_id, keep_session, &password_hash, &ctx)
                         .await;
                 let _ = reply.send(result);
+            }
+            AccountsMsg::CreateApiToken {
+                user_id,
+                name,
+                scope,
+                expires_at,
+                ctx,
+                reply,
+            } => {
+                let result =
+                    api_tokens::create(&state.deps, user_id, &name, scope, expires_at, &ctx).await;
+                let _ = reply.send(result);
+            }
+            AccountsMsg::RevokeApiToken {
+                user_id,
+                token_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(api_tokens::revoke(&state.deps, user_id, token_id, &ctx).await);
             }
             AccountsMsg::EndSessions {
                 user_id,

@@ -3,10 +3,13 @@
 
 use uuid::Uuid;
 
-use super::{AccountsMsg, AdminCreated, SessionView, Tokens, UserListQuery, UserView};
+use super::{
+    AccountsMsg, AdminCreated, ApiTokenView, CreatedToken, SessionView, TOKEN_PREFIX, Tokens,
+    UserListQuery, UserView, api_tokens,
+};
 use crate::{
     authz::{self, Action},
-    context::{Principal, RequestContext},
+    context::{Principal, RequestContext, TokenScope},
     domain::{Email, FullName, GlobalRole, NewPassword, PASSWORD_MAX_CHARS},
     engine::Engine,
     error::EngineError,
@@ -14,6 +17,17 @@ use crate::{
     pagination::{Page, PageRequest},
     store,
 };
+
+/// Account management (tokens, passwords) needs a real sign-in, not an API token.
+fn require_session(principal: &Principal) -> Result<(), EngineError> {
+    if principal.session_id.is_none() {
+        return Err(EngineError::Refused {
+            code: "session_required",
+            message: "sign in to do this; an API token cannot".into(),
+        });
+    }
+    Ok(())
+}
 
 fn wrong_current_password() -> EngineError {
     EngineError::validation(
@@ -199,13 +213,8 @@ impl Engine {
         all: bool,
         ctx: &RequestContext,
     ) -> Result<u64, EngineError> {
-        let session_id = if all {
-            None
-        } else {
-            Some(principal.session_id.ok_or_else(|| {
-                EngineError::unauthenticated("invalid_token", "the access token has no session")
-            })?)
-        };
+        require_session(principal)?;
+        let session_id = if all { None } else { principal.session_id };
         let reason = if all { "logout_all" } else { "logout" };
         self.end_sessions(principal, session_id, reason, ctx).await
     }
@@ -217,6 +226,7 @@ impl Engine {
         session_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
+        require_session(principal)?;
         self.end_sessions(principal, Some(session_id), "revoked", ctx)
             .await
             .map(|_| ())
@@ -341,6 +351,7 @@ impl Engine {
         new_password: &str,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
+        require_session(principal)?;
         let email = Email::parse(&principal.email)?;
         self.limit_account("password_change", &email).await?;
         if current_password.chars().count() > PASSWORD_MAX_CHARS {
@@ -370,6 +381,117 @@ impl Engine {
         .await?
     }
 
+    /// A personal access token's caller, with its scope; its use is noted.
+    async fn authenticate_api_token(
+        &self,
+        bearer: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Principal, EngineError> {
+        let invalid =
+            || EngineError::unauthenticated("invalid_token", "the access token is invalid");
+        if bearer.len() > 128 {
+            return Err(invalid());
+        }
+        let hash = crate::auth::secret_token::hash(bearer);
+        let (token, email, role) = store::api_tokens::active_caller(&self.deps.db, &hash, now)
+            .await?
+            .ok_or_else(invalid)?;
+        store::api_tokens::touch(&self.deps.db, token.id, now).await?;
+        metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "api_token", "outcome" => "success")
+            .increment(1);
+        Ok(Principal {
+            user_id: token.user_id,
+            role: role.parse().unwrap_or(GlobalRole::User),
+            email,
+            session_id: None,
+            token_scope: Some(api_tokens::scope_of(&token.scopes)),
+        })
+    }
+
+    /// Create a personal access token. Only from a signed-in session: a token cannot
+    /// make more tokens.
+    pub async fn create_api_token(
+        &self,
+        principal: &Principal,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        ctx: &RequestContext,
+    ) -> Result<CreatedToken, EngineError> {
+        require_session(principal)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(EngineError::validation(
+                "invalid_name",
+                "name",
+                "name must be 1 to 100 characters without control characters",
+            ));
+        }
+        let scope = match scopes {
+            [] => None,
+            list if list.iter().all(|s| s == "read") => Some(TokenScope::Read),
+            // `write` comes with `read`: a token that may change things may see them.
+            list if list.iter().any(|s| s == "read")
+                && list.iter().all(|s| s == "read" || s == "write") =>
+            {
+                Some(TokenScope::Write)
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            EngineError::validation(
+                "invalid_scopes",
+                "scopes",
+                "scopes is [\"read\"] or [\"read\", \"write\"]",
+            )
+        })?;
+        if expires_at.is_some_and(|t| t <= self.deps.clock.now()) {
+            return Err(EngineError::validation(
+                "invalid_expiry",
+                "expires_at",
+                "expires_at must be in the future",
+            ));
+        }
+        let (user_id, name, ctx) = (principal.user_id, name.to_owned(), ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::CreateApiToken {
+            user_id,
+            name,
+            scope,
+            expires_at,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// The caller's tokens that still work.
+    pub async fn api_tokens(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<ApiTokenView>, EngineError> {
+        let rows =
+            store::api_tokens::live_of(&self.deps.db, principal.user_id, self.deps.clock.now())
+                .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Revoke one of the caller's tokens (someone else's is 404).
+    pub async fn revoke_api_token(
+        &self,
+        principal: &Principal,
+        token_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let (user_id, ctx) = (principal.user_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::RevokeApiToken {
+            user_id,
+            token_id,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
     /// The caller's live sessions, newest first.
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionView>, EngineError> {
         let rows =
@@ -386,6 +508,9 @@ impl Engine {
     /// refused at once, not when the token expires.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, EngineError> {
         let now = self.deps.clock.now();
+        if bearer.starts_with(TOKEN_PREFIX) {
+            return self.authenticate_api_token(bearer, now).await;
+        }
         let claims = self.deps.jwt.verify(bearer, now)?;
         let (user_id, email, role) =
             store::sessions::active_caller(&self.deps.db, claims.sid, claims.sub, now)
@@ -398,6 +523,7 @@ impl Engine {
             role: role.parse().unwrap_or(GlobalRole::User),
             email,
             session_id: Some(claims.sid),
+            token_scope: None,
         })
     }
 

@@ -6,6 +6,7 @@
 //! Timestamps are always bound from the injected clock, never `now()` in SQL, so
 //! both backends store the same representation and tests control time.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod idempotency;
 pub mod invitations;

@@ -1,0 +1,143 @@
+//! Personal access tokens, created and revoked by the accounts actor (with audit rows).
+//! A token is `alta_pat_` and 256 random bits; only its SHA-256 is stored, and the
+//! secret is shown once, at creation.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::audit;
+use crate::{
+    auth::secret_token,
+    context::{RequestContext, TokenScope},
+    engine::Deps,
+    error::EngineError,
+    store::{self, api_tokens::ApiTokenRow},
+};
+
+/// What every personal access token starts with (tells it apart from a JWT).
+pub const TOKEN_PREFIX: &str = "alta_pat_";
+/// Most live tokens one account may hold.
+pub const MAX_TOKENS_PER_USER: i64 = 50;
+
+/// A token as its owner sees it (never the secret, but its first characters).
+#[derive(Debug, Clone)]
+pub struct ApiTokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiTokenRow> for ApiTokenView {
+    fn from(r: ApiTokenRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+/// A new token: its secret, shown this once.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub token: ApiTokenView,
+    pub secret: String,
+}
+
+pub fn scopes_str(scope: TokenScope) -> &'static str {
+    match scope {
+        TokenScope::Read => "read",
+        TokenScope::Write => "read write",
+    }
+}
+
+pub fn scope_of(scopes: &str) -> TokenScope {
+    if scopes.split_whitespace().any(|s| s == "write") {
+        TokenScope::Write
+    } else {
+        TokenScope::Read
+    }
+}
+
+pub(super) async fn create(
+    deps: &Deps,
+    user_id: Uuid,
+    name: &str,
+    scope: TokenScope,
+    expires_at: Option<DateTime<Utc>>,
+    ctx: &RequestContext,
+) -> Result<CreatedToken, EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    if store::api_tokens::count_live(&mut tx, user_id, now).await? >= MAX_TOKENS_PER_USER {
+        return Err(EngineError::Conflict {
+            code: "too_many_tokens",
+            message: format!(
+                "an account may hold {MAX_TOKENS_PER_USER} tokens; revoke one you no longer use"
+            ),
+        });
+    }
+    let (raw, _) = secret_token::generate();
+    let secret = format!("{TOKEN_PREFIX}{raw}");
+    let row = ApiTokenRow {
+        id: Uuid::now_v7(),
+        user_id,
+        name: name.to_owned(),
+        prefix: secret.chars().take(TOKEN_PREFIX.len() + 6).collect(),
+        scopes: scopes_str(scope).into(),
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store::api_tokens::insert(&mut tx, &row, &secret_token::hash(&secret)).await?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "api_token.created",
+        user_id,
+        json!({"token_id": row.id, "name": row.name, "scopes": row.scopes, "expires_at": expires_at}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CreatedToken {
+        token: row.into(),
+        secret,
+    })
+}
+
+pub(super) async fn revoke(
+    deps: &Deps,
+    user_id: Uuid,
+    token_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    if !store::api_tokens::revoke(&mut tx, token_id, user_id, now).await? {
+        return Err(EngineError::NotFound { what: "token" });
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "api_token.revoked",
+        user_id,
+        json!({"token_id": token_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
