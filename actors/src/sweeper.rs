@@ -82,6 +82,11 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
     }
     removed += crate::resumable::expire(deps, grace).await;
     purge_jobs(deps).await;
+    // Failed-login counts older than a day no longer delay anything.
+    let day_ago = deps.clock.now() - chrono::Duration::days(1);
+    if let Err(err) = store::login_throttle::purge(&deps.db, day_ago).await {
+        tracing::warn!(error = %err, "could not purge old login failures");
+    }
     // Orphan blobs are only looked for in a local store. For GCS, listing the bucket
     // is not done yet (the crate's listing is the gRPC `StorageControl`, which the
     // emulator lacks); an orphan object there stays until a later version sweeps it.

@@ -18,6 +18,7 @@ mod google;
 mod idempotency;
 mod items;
 mod job_queue;
+mod login_throttle;
 mod mail;
 mod middleware;
 mod openapi;

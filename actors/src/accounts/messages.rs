@@ -41,6 +41,14 @@ pub enum AccountsMsg {
         ctx: RequestContext,
         reply: RpcReplyPort<Result<Tokens, EngineError>>,
     },
+    /// Count a failed password login for the address (and audit it when it is an
+    /// account's).
+    RecordLoginFailure {
+        email: Email,
+        user_id: Option<Uuid>,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<(), EngineError>>,
+    },
     /// Rotate a refresh token.
     Refresh {
         token: String,

@@ -103,6 +103,15 @@ impl Actor for Accounts {
             } => {
                 let _ = reply.send(sessions::start(&state.deps, user_id, method, &ctx).await);
             }
+            AccountsMsg::RecordLoginFailure {
+                email,
+                user_id,
+                ctx,
+                reply,
+            } => {
+                let result = sessions::record_failure(&state.deps, &email, user_id, &ctx).await;
+                let _ = reply.send(result);
+            }
             AccountsMsg::Refresh { token, ctx, reply } => {
                 let _ = reply.send(sessions::refresh(&state.deps, &token, &ctx).await);
             }

@@ -8,6 +8,7 @@ use super::{
     UserListQuery, UserView, api_tokens,
 };
 use crate::{
+    auth::throttle,
     authz::{self, Action},
     context::{Principal, RequestContext, TokenScope},
     domain::{Email, FullName, GlobalRole, NewPassword, PASSWORD_MAX_CHARS},
@@ -160,12 +161,31 @@ impl Engine {
             ));
         }
         self.limit_account("login", &email).await?;
+        // Recent failures for this address (known or not) delay the next check.
+        if let Some(row) = store::login_throttle::find(&self.deps.db, email.as_str()).await?
+            && let Some(wait) = throttle::wait(&row, self.deps.clock.now())
+        {
+            return Err(EngineError::RateLimited {
+                retry_after: wait
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_secs(1)),
+            });
+        }
         let user = store::users::find_by_email(&self.deps.db, email.as_str()).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let matched = self.deps.hasher.verify(password, stored).await?;
         let user = match user {
             Some(user) if matched && user.disabled_at.is_none() => user,
-            _ => {
+            user => {
+                let (user_id, ctx) = (user.map(|u| u.id), ctx.clone());
+                self.ask(&self.accounts()?, |reply| AccountsMsg::RecordLoginFailure {
+                    email,
+                    user_id,
+                    ctx,
+                    reply,
+                })
+                .await??;
                 return Err(EngineError::unauthenticated(
                     "invalid_credentials",
                     "the email or password is not correct",

@@ -10,6 +10,7 @@ use super::audit;
 use crate::{
     auth::{jwt::IssuedToken, secret_token},
     context::RequestContext,
+    domain::Email,
     engine::Deps,
     error::EngineError,
     metrics as m,
@@ -65,6 +66,9 @@ pub(super) async fn start(
     store::sessions::insert(&mut tx, &session).await?;
     store::sessions::add_refresh(&mut tx, &refresh_hash, session.id, now).await?;
     store::users::record_login_tx(&mut tx, user_id, now).await?;
+    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
+        store::login_throttle::clear_failures(&mut tx, &user.email).await?;
+    }
     audit(
         &mut tx,
         deps,
@@ -81,6 +85,39 @@ pub(super) async fn start(
         refresh_token,
         session_id: session.id,
     })
+}
+
+/// A failed password login: count it for the address (the throttle), and audit it when
+/// the address is an account's.
+pub(super) async fn record_failure(
+    deps: &Deps,
+    email: &Email,
+    user_id: Option<Uuid>,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    store::login_throttle::record_failure(
+        &mut tx,
+        email.as_str(),
+        now,
+        now - chrono::Duration::hours(1),
+    )
+    .await?;
+    if let Some(user_id) = user_id {
+        audit(
+            &mut tx,
+            deps,
+            ctx,
+            None,
+            "user.login_failed",
+            user_id,
+            json!({"method": "password"}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn refused(code: &'static str, message: &str) -> EngineError {

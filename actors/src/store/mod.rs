@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod invitations;
 pub mod items;
 pub mod jobs;
+pub mod login_throttle;
 pub mod projects;
 pub mod resumable;
 pub mod reviews;
