@@ -706,6 +706,9 @@ async fn a_document_round_trips_through_gcs(backend: Backend) {
     );
     let blobs = app.data_dir().join("blobs");
     assert!(!blobs.join(&project).exists(), "no local copy");
+    // OCR reads a GCS blob through a temporary copy in `.incoming`: once processing has
+    // ended, nothing of the upload or of that copy is left there.
+    crate::processing::settled(&app, &owner, "/api/documents", id).await;
     assert_eq!(
         walk(&blobs.join(".incoming")),
         Vec::<std::path::PathBuf>::new()
