@@ -16,7 +16,7 @@ ALTER TABLE items ADD COLUMN decided_at TIMESTAMPTZ;
 CREATE INDEX items_review_queue_idx ON items (project_id, id)
     WHERE status = 'pending_review' AND deleted_at IS NULL;
 -- "Which item do I hold?"
-CREATE INDEX items_review_claimed_idx ON items (review_claimed_by)
+CREATE INDEX items_review_claimed_idx ON items (review_claimed_by, project_id)
     WHERE review_claimed_by IS NOT NULL;
 
 CREATE TABLE review_decisions (

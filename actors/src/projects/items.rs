@@ -17,6 +17,36 @@ use crate::{
     store::{self, items::ItemRow, texts::TextRow},
 };
 
+/// The job that extracts an item's text: transcription for audio, OCR otherwise.
+fn processing_kind(kind: &str) -> &'static str {
+    if kind == "audio" {
+        KIND_TRANSCRIPTION
+    } else {
+        KIND_OCR
+    }
+}
+
+/// 409 when the project already holds a live item with this content.
+async fn refuse_duplicate(
+    tx: &mut store::Tx,
+    project: Uuid,
+    sha256: &str,
+) -> Result<(), EngineError> {
+    match store::items::id_by_sha256(tx, project, sha256).await? {
+        Some(existing) => Err(EngineError::Conflict {
+            code: "duplicate_content",
+            message: format!("identical content is already item {existing} in this project"),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn count_upload(row: &ItemRow) {
+    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
+    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
+        .increment(row.size_bytes.max(0) as u64);
+}
+
 /// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
 /// the project's storage count and the audit row, in one transaction.
 pub async fn add(
@@ -28,12 +58,7 @@ pub async fn add(
     idempotency: &Option<Claim>,
 ) -> Result<ItemView, EngineError> {
     let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Upload).await?;
-    if let Some(existing) = store::items::id_by_sha256(&mut tx, id, &row.sha256).await? {
-        return Err(EngineError::Conflict {
-            code: "duplicate_content",
-            message: format!("identical content is already item {existing} in this project"),
-        });
-    }
+    refuse_duplicate(&mut tx, id, &row.sha256).await?;
     if let Some(ext) = &row.external_id
         && let Some(existing) = store::items::id_by_external_id(&mut tx, id, ext).await?
     {
@@ -42,11 +67,7 @@ pub async fn add(
             message: format!("external_id {ext:?} is already item {existing} in this project"),
         });
     }
-    let job_kind = if row.kind == "audio" {
-        KIND_TRANSCRIPTION
-    } else {
-        KIND_OCR
-    };
+    let job_kind = processing_kind(&row.kind);
     let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": row.id})).await?;
     let row = &ItemRow {
         job_id: Some(job_id),
@@ -69,9 +90,7 @@ pub async fn add(
     idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
     deps.job_waker.notify_waiters();
-    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
-    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
-        .increment(row.size_bytes.max(0) as u64);
+    count_upload(row);
     Ok(view)
 }
 
@@ -217,11 +236,7 @@ pub async fn reprocess(
     let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
     let item = live_item(&mut tx, id, item_id).await?;
     authz::authorize_project(principal, role, ProjectAction::Reprocess)?;
-    let job_kind = if item.kind == "audio" {
-        KIND_TRANSCRIPTION
-    } else {
-        KIND_OCR
-    };
+    let job_kind = processing_kind(&item.kind);
     let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
     let now = deps.clock.now();
     let (from, to) = next_strs(ItemEvent::Reprocess);
@@ -277,17 +292,8 @@ pub async fn replace_file(
             ),
         ));
     }
-    if let Some(existing) = store::items::id_by_sha256(&mut tx, id, &row.sha256).await? {
-        return Err(EngineError::Conflict {
-            code: "duplicate_content",
-            message: format!("identical content is already item {existing} in this project"),
-        });
-    }
-    let job_kind = if row.kind == "audio" {
-        KIND_TRANSCRIPTION
-    } else {
-        KIND_OCR
-    };
+    refuse_duplicate(&mut tx, id, &row.sha256).await?;
+    let job_kind = processing_kind(&row.kind);
     let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
     let now = deps.clock.now();
     let (from, to) = next_strs(ItemEvent::FileReplaced);
@@ -319,8 +325,6 @@ pub async fn replace_file(
     idempotency::record(&mut tx, idempotency, 201, &view).await?;
     tx.commit().await?;
     deps.job_waker.notify_waiters();
-    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
-    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
-        .increment(row.size_bytes.max(0) as u64);
+    count_upload(row);
     Ok(view)
 }

@@ -123,7 +123,9 @@ pub async fn skip(
     Ok(())
 }
 
-/// The item (of `project`) whose lease `reviewer` holds at `now`, if any.
+/// The item (of `project`) whose lease `reviewer` holds at `now`, if any. No `ORDER BY`:
+/// a reviewer holds at most one item per project, and ordering by id would lead SQLite's
+/// planner to walk the whole queue index instead of `items_review_claimed_idx`.
 pub async fn held_by(
     tx: &mut Tx,
     project: Uuid,
@@ -132,8 +134,7 @@ pub async fn held_by(
 ) -> StoreResult<Option<ItemRow>> {
     let sql = format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE review_claimed_by = $1 AND project_id = $2 \
-         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 \
-         ORDER BY id LIMIT 1"
+         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 LIMIT 1"
     );
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
         sqlx::AssertSqlSafe(sql.clone())
