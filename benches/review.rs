@@ -1,0 +1,2136 @@
+//! The review workflow at scale: queue reads, claims and decisions against the real
+//! server, with a million items waiting for review in one project.
+//!
+//! For each backend: the real `Application` on a loopback port (SQLite in a temp dir,
+//! or PostgreSQL in a fresh schema dropped afterwards). Through the API: a super admin
+//! (made as `alta admin create` makes one), a project with `reviews_required` = 1, and
+//! contributors and reviewers who register, verify their address (the link from the
+//! outbox in `DATA_DIR/outbox`), and join by invitation. Then `--items` pending items
+//! are bulk-loaded with SQL straight into the server's database, in transactions of
+//! `--batch` rows: PostgreSQL `INSERT … SELECT … FROM generate_series`, SQLite a
+//! recursive CTE. Each item is what a processed, submitted upload looks like to the
+//! queries: a `document`, status `pending_review`, not deleted, from one of the
+//! contributors (never a reviewer), `review_round` 0, `submitted_at` set, every NOT
+//! NULL column filled, and ids that are UUIDv7 in upload order (48-bit millisecond
+//! stamp, 1.5 s apart). The first 5,000 items and every 1,000th after them also have
+//! their OCR job (`done`) and its text revision, so queue pages carry text, history and
+//! job; the rest have none. On SQLite, UUIDs are 16-byte BLOBs and timestamps TEXT in
+//! the exact form sqlx writes for `DateTime<Utc>` (RFC 3339, `AutoSi`, `+00:00`);
+//! the run checks that before measuring. PostgreSQL then gets `VACUUM ANALYZE`, as
+//! autovacuum would; SQLite gets nothing, as the server never runs `ANALYZE`. Audit
+//! rows for the uploads are not made (no queue query reads them).
+//!
+//! Measured (latency from sending the request to the end of the body; percentiles by
+//! nearest rank, after `--warmup` requests that are not counted):
+//! 0. Baselines, sequentially: `GET /api/auth/me` (HTTP and authentication alone) and
+//!    `GET /api/review?limit=1`.
+//! 1. `GET /api/review?project_id=` (default limit 50) by one reviewer, sequentially.
+//! 2. The same with a cursor deep in the queue: a random position in its back half
+//!    each time (the cursor is the id of the item before the page, as the server
+//!    encodes it).
+//! 3. `POST /api/review/next` then `POST /api/review/{id}/skip` (`next` returns the
+//!    item one already holds, so each claim is given back), by one reviewer alone, then
+//!    by `--skip-reviewers` in parallel: both latencies, reported separately. Each skip
+//!    stays in that reviewer's queue filter for the round, so every later claim of
+//!    theirs scans past it; the report gives the mean `next` latency of the first and
+//!    last 100 claims. Then `next` followed by an approval, by one reviewer: a
+//!    reviewer's ordinary loop, where nothing accumulates.
+//! 4. Decisions: `PATCH /api/review/{id}` approve, by `--concurrency` reviewers in
+//!    parallel, each deciding its own items (the oldest still pending): decisions/s
+//!    and latency. With N = 1 each approval finishes its item.
+//!
+//! Every claim, skip and decision of a project runs in that project's one actor, so
+//! parallel reviewers' requests wait for each other there.
+//!
+//! Then, on PostgreSQL, `EXPLAIN (ANALYZE, BUFFERS)` of the queue statement (the SQL of
+//! `queue_sql` in `actors/src/store/reviews.rs`, copied here and checked against the
+//! API's answer) for the first page, a deep page, and a reviewer's `next` after their
+//! skips, plus the generic plan a reused prepared statement may switch to; on SQLite,
+//! `EXPLAIN QUERY PLAN`. Also timed: the review monitor's `pending_stats` (it runs every
+//! `REVIEW_DIGEST_INTERVAL_SECONDS`, 60 s by default, during the run too).
+//!
+//! ```text
+//! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
+//!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
+//!     [--decisions D] [--batch B] [--database-url postgres://...]
+//! ```
+//!
+//! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; the run creates a schema
+//! `rv_<unix ms>_<random>` there, points the server at it with `search_path`, and drops
+//! it afterwards. The table goes to stdout, progress to stderr. Any non-2xx answer (or
+//! an empty queue where one is not expected) ends the run with a non-zero exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use alta::{settings::Settings, startup::Application};
+use alta_actors::{
+    Engine,
+    context::RequestContext,
+    store::{Db, DbOptions},
+};
+use anyhow::{Context, anyhow, bail, ensure};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Parser, ValueEnum};
+use rand::Rng;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Row;
+use uuid::Uuid;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PASSWORD: &str = "bench passphrase that is long enough 7f3k";
+/// Links in mail use it; the bench serves them from the loopback port instead.
+const PUBLIC_URL: &str = "http://alta.bench";
+/// The items are spread over these contributors (round robin).
+const CONTRIBUTORS: usize = 4;
+/// Items with an OCR job and a text revision: the head of the queue…
+const TEXT_HEAD: i64 = 5_000;
+/// …and every this many after it.
+const TEXT_EVERY: i64 = 1_000;
+/// Upload times of consecutive items are this far apart (1M items span ~17 days).
+const STEP_MS: i64 = 1_500;
+/// Decisions each decider makes before the timed ones.
+const DECISION_WARMUP_EACH: usize = 5;
+/// `GET /api/review`'s default page size.
+const PAGE: usize = 50;
+const P99_TARGET_MS: f64 = 10.0;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Parser)]
+struct Args {
+    /// Which database(s) to measure.
+    #[arg(long, value_enum, default_value_t = BackendArg::Both)]
+    backend: BackendArg,
+    /// Pending items bulk-loaded into the one project.
+    #[arg(long, default_value_t = 1_000_000)]
+    items: i64,
+    /// Timed requests per latency measurement (after the warm-up).
+    #[arg(long, default_value_t = 1_000)]
+    samples: usize,
+    /// Untimed requests before each latency measurement.
+    #[arg(long, default_value_t = 50)]
+    warmup: usize,
+    /// Reviewers claiming (`next`) and skipping in parallel.
+    #[arg(long, default_value_t = 4)]
+    skip_reviewers: usize,
+    /// Reviewers deciding in parallel.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Timed decisions (all reviewers together).
+    #[arg(long, default_value_t = 2_000)]
+    decisions: usize,
+    /// Items inserted per transaction.
+    #[arg(long, default_value_t = 50_000)]
+    batch: i64,
+    /// PostgreSQL server and database to create the throw-away schema in.
+    #[arg(long, env = "BENCH_DATABASE_URL", default_value = DEFAULT_PG_URL)]
+    database_url: String,
+    /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
+    /// directory) and print where it is, to look at it.
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Args {
+    fn backends(&self) -> Vec<Backend> {
+        match self.backend {
+            BackendArg::Sqlite => vec![Backend::Sqlite],
+            BackendArg::Postgres => vec![Backend::Postgres],
+            BackendArg::Both => vec![Backend::Sqlite, Backend::Postgres],
+        }
+    }
+
+    fn decision_warmup(&self) -> usize {
+        DECISION_WARMUP_EACH * self.concurrency
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.samples > 0 && self.skip_reviewers > 0 && self.concurrency > 0,
+            "--samples, --skip-reviewers and --concurrency must be positive"
+        );
+        ensure!(self.batch > 0, "--batch must be positive");
+        // Approvals take items from the head; deep pages read the back half.
+        let head = (self.decisions + self.decision_warmup() + self.samples + self.warmup) as i64;
+        ensure!(
+            self.items >= 2 * head + 2 * PAGE as i64 + 1_000,
+            "--items {} is too small for --decisions {} (need at least {})",
+            self.items,
+            self.decisions,
+            2 * head + 2 * PAGE as i64 + 1_000
+        );
+        Ok(())
+    }
+
+    /// The command line that reproduces this run (any password in the URL masked).
+    fn command_line(&self) -> String {
+        let backend = match self.backend {
+            BackendArg::Sqlite => "sqlite",
+            BackendArg::Postgres => "postgres",
+            BackendArg::Both => "both",
+        };
+        let mut cmd = format!(
+            "cargo bench --bench review -- --backend {backend} --items {} --samples {} \
+             --warmup {} --skip-reviewers {} --concurrency {} --decisions {} --batch {}",
+            self.items,
+            self.samples,
+            self.warmup,
+            self.skip_reviewers,
+            self.concurrency,
+            self.decisions,
+            self.batch
+        );
+        if self.backend != BackendArg::Sqlite && self.database_url != DEFAULT_PG_URL {
+            cmd.push_str(&format!(" --database-url '{}'", redact(&self.database_url)));
+        }
+        cmd
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn progress(backend: Backend, msg: impl AsRef<str>) {
+    eprintln!("[review {}] {}", backend.name(), msg.as_ref());
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+// --- PostgreSQL schema ----------------------------------------------------------------
+
+/// A throw-away schema on PostgreSQL.
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    async fn create(base: &str) -> anyhow::Result<Self> {
+        let admin = pg_admin(base).await?;
+        let name = format!(
+            "rv_{}_{}",
+            Utc::now().timestamp_millis(),
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("PostgreSQL: could not create schema {name}"))?;
+        admin.close().await;
+        Ok(Self {
+            base: base.to_owned(),
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+
+    async fn drop_schema(self) -> anyhow::Result<()> {
+        let admin = pg_admin(&self.base).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.name
+        )))
+        .execute(&admin)
+        .await
+        .with_context(|| format!("PostgreSQL: could not drop schema {}", self.name))?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(base)
+        .await
+        .with_context(|| {
+            format!(
+                "PostgreSQL is not reachable at {} (set --database-url or BENCH_DATABASE_URL)",
+                redact(base)
+            )
+        })
+}
+
+// --- the server -----------------------------------------------------------------------
+
+/// The real application, serving on a loopback port until stopped.
+struct Server {
+    base: String,
+    engine: Engine,
+    outbox: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    async fn start(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let mut vars: Vec<(String, String)> = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("SECRET_KEY", "bench-secret-key-0123456789abcdef0123"),
+            ("PUBLIC_URL", PUBLIC_URL),
+            ("RATE_LIMIT_AUTH_PER_IP", "100000/min"),
+            ("RATE_LIMIT_AUTH_PER_ACCOUNT", "100000/min"),
+            // A full run outlasts the default 15 minutes.
+            ("ACCESS_TOKEN_TTL_SECONDS", "86400"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.push(("DATA_DIR".into(), data_dir.display().to_string()));
+        // Without DATABASE_URL the server makes its SQLite file in DATA_DIR.
+        if let Some(url) = database_url {
+            vars.push(("DATABASE_URL".into(), url.to_owned()));
+        }
+        let settings = Settings::from_vars(vars).context("bench settings")?;
+        let app = Application::build(settings)
+            .await
+            .context("the server did not start")?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let engine = app.engine().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base,
+            engine,
+            outbox: data_dir.join("outbox"),
+            stop: Some(stop),
+            handle: Some(handle),
+        })
+    }
+
+    async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.context("the server task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// The newest link in a mail to `to` that contains `marker` (waits up to 30 s for
+    /// the mail job to write it).
+    async fn mail_link(&self, to: &str, marker: &str) -> anyhow::Result<String> {
+        for _ in 0..600 {
+            if let Some(link) = newest_link(&self.outbox, to, marker) {
+                return Ok(link);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "no mail to {to} with a {marker} link in {}",
+            self.outbox.display()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn newest_link(outbox: &Path, to: &str, marker: &str) -> Option<String> {
+    let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(outbox)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let modified = e.metadata().ok()?.modified().ok()?;
+            text.lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+                .then_some((modified, text))
+        })
+        .collect();
+    mails.sort();
+    mails.iter().rev().find_map(|(_, text)| {
+        text.split_whitespace()
+            .find(|w| w.starts_with("http") && w.contains(marker))
+            .map(str::to_owned)
+    })
+}
+
+// --- HTTP -----------------------------------------------------------------------------
+
+/// One answered request: status, body and the time to the end of the body.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    elapsed: Duration,
+}
+
+impl Answer {
+    fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.body).context("the answer is not JSON")
+    }
+}
+
+#[derive(Clone)]
+struct Http {
+    client: Client,
+    base: String,
+}
+
+impl Http {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .build()
+                .context("building the HTTP client")?,
+            base: base.to_owned(),
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let started = Instant::now();
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{method} {path}: reading the body"))?;
+        let elapsed = started.elapsed();
+        Ok(Answer {
+            status,
+            body: body.to_vec(),
+            elapsed,
+        })
+    }
+
+    /// As `send`, and anything but a 2xx is an error.
+    async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
+        let answer = self.send(method.clone(), path, token, body).await?;
+        if !answer.status.is_success() {
+            bail!(
+                "{method} {path} answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            );
+        }
+        Ok(answer)
+    }
+
+    async fn login(&self, email: &str) -> anyhow::Result<String> {
+        let body = json!({"email": email, "password": PASSWORD});
+        let answer = self
+            .ok(Method::POST, "/api/auth/login", None, Some(&body))
+            .await?;
+        answer.json()?["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("login of {email}: no access_token"))
+    }
+
+    async fn user_id(&self, token: &str) -> anyhow::Result<Uuid> {
+        let me = self
+            .ok(Method::GET, "/api/auth/me", Some(token), None)
+            .await?
+            .json()?;
+        uuid_at(&me, "/id")
+    }
+}
+
+fn uuid_at(v: &Value, pointer: &str) -> anyhow::Result<Uuid> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no uuid at {pointer} in {v}"))
+}
+
+/// A member of the project, logged in.
+#[derive(Clone)]
+struct User {
+    email: String,
+    id: Uuid,
+    token: String,
+}
+
+/// Invite `email` as `role`; they register, verify their address, log in and accept.
+async fn join(
+    http: &Http,
+    server: &Server,
+    owner: &User,
+    project: Uuid,
+    email: &str,
+    role: &str,
+) -> anyhow::Result<User> {
+    let invite = json!({"email": email, "role": role});
+    http.ok(
+        Method::POST,
+        &format!("/api/projects/{project}/invite"),
+        Some(&owner.token),
+        Some(&invite),
+    )
+    .await?;
+    let register = json!({"email": email, "password": PASSWORD});
+    http.ok(Method::POST, "/api/auth/register", None, Some(&register))
+        .await?;
+    let verify = server.mail_link(email, "verify-email").await?;
+    let path = verify
+        .strip_prefix(PUBLIC_URL)
+        .ok_or_else(|| anyhow!("verification link {verify} is not under {PUBLIC_URL}"))?;
+    http.ok(Method::GET, path, None, None).await?;
+    let token = http.login(email).await?;
+    let invitation = server.mail_link(email, "invitations/accept").await?;
+    let invitation = invitation
+        .rsplit("token=")
+        .next()
+        .ok_or_else(|| anyhow!("no token in {invitation}"))?;
+    http.ok(
+        Method::POST,
+        &format!("/api/projects/invitations/{invitation}/accept"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    let id = http.user_id(&token).await?;
+    Ok(User {
+        email: email.to_owned(),
+        id,
+        token,
+    })
+}
+
+struct People {
+    owner: User,
+    contributors: Vec<User>,
+    /// Reads the queue (never claims or skips).
+    reader: User,
+    /// Claims and skips alone.
+    solo: User,
+    /// Claim and skip in parallel.
+    skippers: Vec<User>,
+    /// Claims and approves alone.
+    worker: User,
+    deciders: Vec<User>,
+}
+
+async fn setup_people(
+    http: &Http,
+    server: &Server,
+    args: &Args,
+    backend: Backend,
+) -> anyhow::Result<(People, Uuid)> {
+    let owner_email = "owner@bench.example.org";
+    server
+        .engine
+        .create_super_admin(owner_email, PASSWORD, &RequestContext::internal("bench"))
+        .await
+        .map_err(|e| anyhow!("create_super_admin: {e}"))?;
+    let token = http.login(owner_email).await?;
+    let owner = User {
+        email: owner_email.into(),
+        id: http.user_id(&token).await?,
+        token,
+    };
+    let project = json!({
+        "name": "review bench",
+        "settings": {
+            "accepted_kinds": ["document", "audio"],
+            "max_document_bytes": 50 * 1024 * 1024,
+            "max_audio_bytes": 1024 * 1024 * 1024,
+            "reviews_required": 1,
+            "reject_reasons": ["unreadable", "wrong_text", "noise", "clipped", "off_topic"],
+            "max_rework_rounds": 3
+        }
+    });
+    let created = http
+        .ok(
+            Method::POST,
+            "/api/projects",
+            Some(&owner.token),
+            Some(&project),
+        )
+        .await?
+        .json()?;
+    let project_id = uuid_at(&created, "/id")?;
+    ensure!(
+        created.pointer("/settings/reviews_required") == Some(&json!(1)),
+        "the project does not require exactly one review: {created}"
+    );
+
+    let reviewers = 3 + args.skip_reviewers + args.concurrency;
+    let total = CONTRIBUTORS + reviewers;
+    progress(
+        backend,
+        format!("{total} members register, verify and join by invitation"),
+    );
+    let mut contributors = Vec::new();
+    for i in 0..CONTRIBUTORS {
+        let email = format!("contributor{i}@bench.example.org");
+        contributors.push(join(http, server, &owner, project_id, &email, "contributor").await?);
+    }
+    let reader = join(
+        http,
+        server,
+        &owner,
+        project_id,
+        "reader@bench.example.org",
+        "reviewer",
+    )
+    .await?;
+    let solo = join(
+        http,
+        server,
+        &owner,
+        project_id,
+        "solo@bench.example.org",
+        "reviewer",
+    )
+    .await?;
+    let worker = join(
+        http,
+        server,
+        &owner,
+        project_id,
+        "worker@bench.example.org",
+        "reviewer",
+    )
+    .await?;
+    let mut skippers = Vec::new();
+    for i in 0..args.skip_reviewers {
+        let email = format!("skipper{i}@bench.example.org");
+        skippers.push(join(http, server, &owner, project_id, &email, "reviewer").await?);
+    }
+    let mut deciders = Vec::new();
+    for i in 0..args.concurrency {
+        let email = format!("decider{i}@bench.example.org");
+        deciders.push(join(http, server, &owner, project_id, &email, "reviewer").await?);
+    }
+    let members = http
+        .ok(
+            Method::GET,
+            &format!("/api/projects/{project_id}/members?limit=200"),
+            Some(&owner.token),
+            None,
+        )
+        .await?
+        .json()?;
+    let listed = members["items"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["role"] == "reviewer").count());
+    ensure!(
+        listed == reviewers,
+        "expected {reviewers} reviewers in the project, the API lists {listed}: {members}"
+    );
+    Ok((
+        People {
+            owner,
+            contributors,
+            reader,
+            solo,
+            skippers,
+            worker,
+            deciders,
+        },
+        project_id,
+    ))
+}
+
+// --- bulk load ------------------------------------------------------------------------
+
+/// SQL that differs between the backends, for the generated rows.
+struct Dialect(Backend);
+
+impl Dialect {
+    /// A UUIDv7 from a millisecond stamp and the item number: `ms` (48 bits), version
+    /// 7, `n mod 4096`, the variant nibble `variant` (8–b), then `n` (60 bits). Ids of
+    /// one variant are unique per `n` and sort as `ms` does.
+    fn uuid(&self, ms: &str, n: &str, variant: char) -> String {
+        match self.0 {
+            Backend::Sqlite => {
+                format!("unhex(printf('%012x7%03x{variant}%015x', {ms}, ({n}) % 4096, {n}))")
+            }
+            Backend::Postgres => format!(
+                "CAST(lpad(to_hex({ms}), 12, '0') || '7' || lpad(to_hex(({n}) % 4096), 3, '0') \
+                 || '{variant}' || lpad(to_hex({n}), 15, '0') AS UUID)"
+            ),
+        }
+    }
+
+    /// The same id as text (`8-4-4-4-12`).
+    fn uuid_text(&self, ms: &str, n: &str, variant: char) -> String {
+        match self.0 {
+            Backend::Sqlite => format!(
+                "printf('%08x-%04x-7%03x-{variant}%03x-%012x', ({ms}) >> 16, ({ms}) & 65535, \
+                 ({n}) % 4096, (({n}) >> 48) & 4095, ({n}) & 281474976710655)"
+            ),
+            Backend::Postgres => format!("CAST({} AS TEXT)", self.uuid(ms, n, variant)),
+        }
+    }
+
+    /// A timestamp at `ms` since the epoch, stored as the server stores one.
+    fn ts(&self, ms: &str) -> String {
+        match self.0 {
+            // sqlx writes `DateTime<Utc>` as RFC 3339 with `SecondsFormat::AutoSi` and
+            // `+00:00`: no fraction on a whole second, else 3 digits for milliseconds.
+            Backend::Sqlite => format!(
+                "(strftime('%Y-%m-%dT%H:%M:%S', ({ms}) / 1000, 'unixepoch') || CASE WHEN ({ms}) \
+                 % 1000 = 0 THEN '' ELSE printf('.%03d', ({ms}) % 1000) END || '+00:00')"
+            ),
+            Backend::Postgres => {
+                format!("(TIMESTAMPTZ 'epoch' + ({ms}) * INTERVAL '1 millisecond')")
+            }
+        }
+    }
+
+    /// Rows `n` = `$1` ..= `$2` with their upload stamp `ms` = `$3` + n × `$4`, as `g`.
+    fn series(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite => {
+                "(WITH RECURSIVE s(n) AS (SELECT CAST($1 AS INTEGER) UNION ALL \
+                 SELECT n + 1 FROM s WHERE n < $2) SELECT n, $3 + n * $4 AS ms FROM s) AS g"
+            }
+            Backend::Postgres => {
+                "(SELECT n, $3 + n * $4 AS ms FROM generate_series(CAST($1 AS BIGINT), \
+                 CAST($2 AS BIGINT)) AS s(n)) AS g"
+            }
+        }
+    }
+
+    fn sha256(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite => "lower(hex(randomblob(32)))",
+            Backend::Postgres => {
+                "encode(sha256(convert_to('alta bench item ' || g.n, 'UTF8')), 'hex')"
+            }
+        }
+    }
+
+    fn metadata(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite => r#"'{"source":"scanner","batch":"' || (g.n / 1000) || '"}'"#,
+            Backend::Postgres => {
+                r#"CAST('{"source":"scanner","batch":"' || (g.n / 1000) || '"}' AS JSONB)"#
+            }
+        }
+    }
+
+    fn payload(&self) -> String {
+        let item = self.uuid_text("g.ms", "g.n", '8');
+        match self.0 {
+            Backend::Sqlite => format!("json_object('item_id', {item})"),
+            Backend::Postgres => format!("jsonb_build_object('item_id', {item})"),
+        }
+    }
+
+    /// About 1 KB of text.
+    fn text(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite => {
+                "'Page of item ' || g.n || '. ' || replace(hex(zeroblob(24)), '00', \
+                 'Habari za asubuhi, the quick brown fox. ')"
+            }
+            Backend::Postgres => {
+                "'Page of item ' || g.n || '. ' || repeat('Habari za asubuhi, the quick brown fox. ', 24)"
+            }
+        }
+    }
+}
+
+/// `n` whose item has an OCR job and a text.
+fn with_text(n: &str) -> String {
+    format!("({n} < {TEXT_HEAD} OR {n} % {TEXT_EVERY} = 0)")
+}
+
+struct Load {
+    seconds: f64,
+    /// Every item id, in queue (id = upload) order.
+    ids: Vec<Uuid>,
+    texts: i64,
+}
+
+/// Insert `--items` pending items (and the jobs and texts of some) with SQL.
+async fn bulk_load(
+    db: &Db,
+    backend: Backend,
+    args: &Args,
+    project: Uuid,
+    contributors: &[User],
+) -> anyhow::Result<Load> {
+    let d = Dialect(backend);
+    let first_ms = Utc::now().timestamp_millis() - args.items * STEP_MS - 3_600_000;
+    let contributor = {
+        let arms: Vec<String> = (0..contributors.len())
+            .map(|k| format!("WHEN {k} THEN ${}", 7 + k))
+            .collect();
+        format!("CASE g.n % {} {} END", contributors.len(), arms.join(" "))
+    };
+    let items_sql = format!(
+        "INSERT INTO items (id, project_id, kind, contributor_id, status, title, language, \
+         external_id, metadata, file_name, detected_type, content_type, size_bytes, sha256, \
+         blob_key, audio, created_at, updated_at, job_id, processing_error_code, \
+         processing_error, review_round, submitted_at, review_claimed_by, review_lease_until, \
+         decided_at) \
+         SELECT {id}, $5, 'document', {contributor}, 'pending_review', 'Scan ' || g.n, \
+         CASE WHEN g.n % 3 = 0 THEN 'en' ELSE 'sw' END, NULL, {metadata}, \
+         'scan-' || g.n || '.txt', 'plain_text', 'text/plain', 512 + (g.n * 7919) % 65536, \
+         {sha}, $6 || '/' || {id_text}, NULL, {created}, {updated}, \
+         CASE WHEN {has_text} THEN {job} ELSE NULL END, NULL, NULL, 0, {updated}, NULL, NULL, \
+         NULL FROM {series}",
+        id = d.uuid("g.ms", "g.n", '8'),
+        id_text = d.uuid_text("g.ms", "g.n", '8'),
+        metadata = d.metadata(),
+        sha = d.sha256(),
+        created = d.ts("g.ms"),
+        // Processed, then submitted a minute after the upload.
+        updated = d.ts("g.ms + 60000"),
+        has_text = with_text("g.n"),
+        job = d.uuid("g.ms + 1", "g.n", '9'),
+        series = d.series(),
+    );
+    let jobs_sql = format!(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, \
+         lease_until, locked_by, last_error, created_at, updated_at, finished_at) \
+         SELECT {job}, 'ocr', {payload}, 'done', 1, 8, {created}, NULL, 'bench-worker', NULL, \
+         {created}, {finished}, {finished} FROM {series} WHERE {has_text}",
+        job = d.uuid("g.ms + 1", "g.n", '9'),
+        payload = d.payload(),
+        created = d.ts("g.ms"),
+        finished = d.ts("g.ms + 20000"),
+        series = d.series(),
+        has_text = with_text("g.n"),
+    );
+    let texts_sql = format!(
+        "INSERT INTO item_texts (id, item_id, revision, source, engine, author_id, job_id, \
+         text, pages, words, confidence, created_at) \
+         SELECT {text_id}, {item}, 1, 'machine', 'plain_text', NULL, {job}, {text}, NULL, \
+         NULL, NULL, {finished} FROM {series} WHERE {has_text}",
+        text_id = d.uuid("g.ms + 20000", "g.n", 'a'),
+        item = d.uuid("g.ms", "g.n", '8'),
+        job = d.uuid("g.ms + 1", "g.n", '9'),
+        text = d.text(),
+        finished = d.ts("g.ms + 20000"),
+        series = d.series(),
+        has_text = with_text("g.n"),
+    );
+
+    let started = Instant::now();
+    let mut lo = 0;
+    while lo < args.items {
+        let hi = (lo + args.batch).min(args.items) - 1;
+        let mut tx = db.begin().await.context("begin")?;
+        alta_actors::store::with_tx!(&mut tx, |conn| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(items_sql.clone()))
+                .bind(lo)
+                .bind(hi)
+                .bind(first_ms)
+                .bind(STEP_MS)
+                .bind(project)
+                .bind(project.to_string());
+            for c in contributors {
+                q = q.bind(c.id);
+            }
+            q.execute(&mut *conn).await.context("inserting items")?;
+            for sql in [&jobs_sql, &texts_sql] {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(lo)
+                    .bind(hi)
+                    .bind(first_ms)
+                    .bind(STEP_MS)
+                    .execute(&mut *conn)
+                    .await
+                    .context("inserting jobs and texts")?;
+            }
+        });
+        tx.commit().await.context("commit of a batch")?;
+        lo = hi + 1;
+        if lo % (args.batch * 4) == 0 || lo == args.items {
+            progress(
+                backend,
+                format!(
+                    "loaded {lo} / {} items ({:.0} s)",
+                    args.items,
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    }
+    // The project's byte count, as uploads keep it.
+    let sql = "UPDATE projects SET storage_bytes = (SELECT COALESCE(SUM(size_bytes), 0) \
+               FROM items WHERE project_id = $1 AND deleted_at IS NULL) WHERE id = $1";
+    alta_actors::store::with_db!(db, |pool| sqlx::query(sql)
+        .bind(project)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    if let Db::Postgres(pool) = db {
+        progress(backend, "VACUUM ANALYZE (what autovacuum would do)");
+        sqlx::query("VACUUM (ANALYZE) items, item_texts, jobs")
+            .execute(pool)
+            .await
+            .context("VACUUM ANALYZE")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let sql = "SELECT id FROM items WHERE project_id = $1 AND status = 'pending_review' \
+               AND deleted_at IS NULL ORDER BY id";
+    let ids: Vec<Uuid> = alta_actors::store::with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(project)
+        .fetch_all(pool)
+        .await)?;
+    ensure!(
+        ids.len() as i64 == args.items,
+        "{} pending items in the project after loading {}",
+        ids.len(),
+        args.items
+    );
+    let sql = "SELECT COUNT(*) FROM item_texts t JOIN items i ON i.id = t.item_id \
+               JOIN jobs j ON j.id = i.job_id AND j.id = t.job_id WHERE i.project_id = $1";
+    let texts: i64 = alta_actors::store::with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(project)
+        .fetch_one(pool)
+        .await)?;
+    let expected = (0..args.items)
+        .filter(|n| *n < TEXT_HEAD || n % TEXT_EVERY == 0)
+        .count() as i64;
+    ensure!(
+        texts == expected,
+        "{texts} items with a job and a text, expected {expected}"
+    );
+    // Upload order is id order: the first id carries the earliest stamp, n = 0.
+    ensure!(
+        ids[0].get_version_num() == 7 && ids[0].as_u128() & ((1_u128 << 60) - 1) == 0,
+        "the first item in id order is not item 0: {}",
+        ids[0]
+    );
+    Ok(Load {
+        seconds,
+        ids,
+        texts,
+    })
+}
+
+/// SQLite: the loaded rows hold what the server itself would have written.
+async fn check_sqlite_rows(db: &Db, project: Uuid) -> anyhow::Result<()> {
+    let Db::Sqlite(pool) = db else {
+        return Ok(());
+    };
+    let rows = sqlx::query(
+        "SELECT typeof(id), length(id), typeof(contributor_id), length(contributor_id), \
+         created_at, updated_at, submitted_at FROM items WHERE project_id = $1 LIMIT 2000",
+    )
+    .bind(project)
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        ensure!(
+            row.get::<String, _>(0) == "blob"
+                && row.get::<i64, _>(1) == 16
+                && row.get::<String, _>(2) == "blob"
+                && row.get::<i64, _>(3) == 16,
+            "item ids are not 16-byte BLOBs"
+        );
+        for i in 4..7 {
+            let stored: String = row.get(i);
+            let parsed = DateTime::parse_from_rfc3339(&stored)
+                .with_context(|| format!("stored timestamp {stored:?}"))?
+                .with_timezone(&Utc);
+            let written = parsed.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+            ensure!(
+                stored == written,
+                "stored timestamp {stored:?} is not what sqlx writes ({written:?})"
+            );
+        }
+    }
+    // A row the server wrote, for comparison: the project's own created_at.
+    let project_created: String =
+        sqlx::query_scalar("SELECT created_at FROM projects WHERE id = $1")
+            .bind(project)
+            .fetch_one(pool)
+            .await?;
+    ensure!(
+        project_created.ends_with("+00:00") && project_created.contains('T'),
+        "the server writes timestamps as {project_created:?}; the bench assumed RFC 3339 +00:00"
+    );
+    Ok(())
+}
+
+// --- the queue statement (a copy, for EXPLAIN) ----------------------------------------
+
+/// `store::items::COLUMNS` (crate-private there).
+const ITEM_COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, \
+     external_id, metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, \
+     audio, created_at, updated_at, job_id, processing_error_code, processing_error, \
+     review_round, submitted_at, review_claimed_by, review_lease_until, decided_at";
+
+/// `queue_sql` of `actors/src/store/reviews.rs` (private there). The run checks that it
+/// returns the page the API returns.
+fn queue_sql(with_cursor: bool) -> String {
+    let after = if with_cursor { "AND i.id > $5" } else { "" };
+    format!(
+        "SELECT {ITEM_COLUMNS} FROM items i WHERE i.project_id = $1 \
+         AND i.status = 'pending_review' AND i.deleted_at IS NULL AND i.contributor_id <> $2 \
+         AND (i.review_claimed_by IS NULL OR i.review_claimed_by = $2 OR i.review_lease_until <= $3) \
+         AND NOT EXISTS (SELECT 1 FROM review_decisions d \
+             WHERE d.item_id = i.id AND d.round = i.review_round AND d.reviewer_id = $2) \
+         AND NOT EXISTS (SELECT 1 FROM review_skips s \
+             WHERE s.item_id = i.id AND s.round = i.review_round AND s.reviewer_id = $2) \
+         {after} ORDER BY i.id LIMIT $4"
+    )
+}
+
+/// Parameters of one queue read.
+struct QueueArgs {
+    project: Uuid,
+    reviewer: Uuid,
+    now: DateTime<Utc>,
+    limit: i64,
+    after: Option<Uuid>,
+}
+
+async fn queue_ids(db: &Db, q: &QueueArgs) -> anyhow::Result<Vec<Uuid>> {
+    let sql = format!(
+        "SELECT id FROM ({}) AS page ORDER BY id",
+        queue_sql(q.after.is_some())
+    );
+    let ids = alta_actors::store::with_db!(db, |pool| {
+        let mut query = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(q.project)
+            .bind(q.reviewer)
+            .bind(q.now)
+            .bind(q.limit);
+        if let Some(after) = q.after {
+            query = query.bind(after);
+        }
+        query.fetch_all(pool).await
+    })?;
+    Ok(ids)
+}
+
+/// The queue statement with its parameters written in (PostgreSQL), for `EXPLAIN`.
+fn pg_inline(sql: &str, q: &QueueArgs) -> String {
+    let mut sql = sql.to_owned();
+    if let Some(after) = q.after {
+        sql = sql.replace("$5", &format!("'{after}'::uuid"));
+    }
+    sql.replace("$4", &q.limit.to_string())
+        .replace(
+            "$3",
+            &format!(
+                "'{}'::timestamptz",
+                q.now.to_rfc3339_opts(SecondsFormat::Micros, true)
+            ),
+        )
+        .replace("$2", &format!("'{}'::uuid", q.reviewer))
+        .replace("$1", &format!("'{}'::uuid", q.project))
+}
+
+async fn pg_lines(conn: &mut sqlx::PgConnection, sql: String) -> anyhow::Result<String> {
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .context("EXPLAIN")?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the queue statement with these parameters: the
+/// custom plan (parameters known, as for the first executions of a prepared
+/// statement), and with `generic` also the generic plan PostgreSQL may switch a
+/// reused prepared statement to.
+async fn pg_explain(
+    pool: &sqlx::PgPool,
+    q: &QueueArgs,
+    generic: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut conn = pool.acquire().await?;
+    let sql = queue_sql(q.after.is_some());
+    let mut out = Vec::new();
+    // Once unmeasured, so the plan shows a warm cache as the server sees it.
+    pg_lines(&mut conn, format!("EXPLAIN ANALYZE {}", pg_inline(&sql, q))).await?;
+    let custom = pg_lines(
+        &mut conn,
+        format!("EXPLAIN (ANALYZE, BUFFERS) {}", pg_inline(&sql, q)),
+    )
+    .await?;
+    out.push(("custom plan".to_owned(), custom));
+    if generic {
+        let types = if q.after.is_some() {
+            "uuid, uuid, timestamptz, bigint, uuid"
+        } else {
+            "uuid, uuid, timestamptz, bigint"
+        };
+        pg_lines(&mut conn, format!("PREPARE bench_queue ({types}) AS {sql}")).await?;
+        pg_lines(&mut conn, "SET plan_cache_mode = force_generic_plan".into()).await?;
+        let mut params = vec![
+            format!("'{}'", q.project),
+            format!("'{}'", q.reviewer),
+            format!("'{}'", q.now.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            q.limit.to_string(),
+        ];
+        if let Some(after) = q.after {
+            params.push(format!("'{after}'"));
+        }
+        let plan = pg_lines(
+            &mut conn,
+            format!(
+                "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_queue ({})",
+                params.join(", ")
+            ),
+        )
+        .await;
+        pg_lines(&mut conn, "DEALLOCATE bench_queue".into()).await?;
+        pg_lines(&mut conn, "RESET plan_cache_mode".into()).await?;
+        out.push(("generic plan (force_generic_plan)".to_owned(), plan?));
+    }
+    Ok(out)
+}
+
+async fn sqlite_query_plan(pool: &sqlx::SqlitePool, q: &QueueArgs) -> anyhow::Result<String> {
+    let sql = format!("EXPLAIN QUERY PLAN {}", queue_sql(q.after.is_some()));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(q.project)
+        .bind(q.reviewer)
+        .bind(q.now)
+        .bind(q.limit);
+    if let Some(after) = q.after {
+        query = query.bind(after);
+    }
+    let rows = query.fetch_all(pool).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// `held_by` of `actors/src/store/reviews.rs`: the first statement of every `next`.
+fn held_by_sql() -> String {
+    format!(
+        "SELECT {ITEM_COLUMNS} FROM items WHERE review_claimed_by = $1 AND project_id = $2 \
+         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 \
+         ORDER BY id LIMIT 1"
+    )
+}
+
+/// Median time of `runs` executions of the queue statement on the bench's own
+/// connection (a prepared statement, as the server runs it), in ms.
+async fn time_queue(db: &Db, q: &QueueArgs, runs: usize) -> anyhow::Result<f64> {
+    let sql = queue_sql(q.after.is_some());
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        alta_actors::store::with_db!(db, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(q.project)
+                .bind(q.reviewer)
+                .bind(q.now)
+                .bind(q.limit);
+            if let Some(after) = q.after {
+                query = query.bind(after);
+            }
+            query.fetch_all(pool).await.map(|_| ())
+        })?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// As `time_queue`, for `held_by`.
+async fn time_held_by(db: &Db, project: Uuid, reviewer: Uuid, runs: usize) -> anyhow::Result<f64> {
+    let sql = held_by_sql();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        alta_actors::store::with_db!(db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(reviewer)
+            .bind(project)
+            .bind(Utc::now())
+            .fetch_all(pool)
+            .await
+            .map(|_| ()))?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The plans of the queue statement for these cases (PostgreSQL: `EXPLAIN (ANALYZE,
+/// BUFFERS)`, with the generic plan where asked; SQLite: `EXPLAIN QUERY PLAN`), each
+/// with the statement's median time.
+async fn queue_plans(
+    db: &Db,
+    cases: &[(String, QueueArgs, bool)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut plans = Vec::new();
+    for (title, q, generic) in cases {
+        let median = time_queue(db, q, 11).await?;
+        let title = format!(
+            "{title}; run alone by the bench: median {median:.2} ms of 11 runs, round trip included"
+        );
+        match db {
+            Db::Postgres(pool) => {
+                for (kind, plan) in pg_explain(pool, q, *generic).await? {
+                    plans.push((
+                        format!("EXPLAIN (ANALYZE, BUFFERS) queue_sql: {title}; {kind}"),
+                        plan,
+                    ));
+                }
+            }
+            Db::Sqlite(pool) => plans.push((
+                format!("EXPLAIN QUERY PLAN queue_sql: {title}"),
+                sqlite_query_plan(pool, q).await?,
+            )),
+        }
+    }
+    Ok(plans)
+}
+
+/// The plan of `held_by` for `reviewer` (who holds nothing), with its median time.
+async fn held_by_plan(db: &Db, project: Uuid, reviewer: Uuid) -> anyhow::Result<(String, String)> {
+    let median = time_held_by(db, project, reviewer, 11).await?;
+    let what = format!(
+        "held_by (first statement of every `next`), reviewer holding nothing; the \
+         statement run alone by the bench: median {median:.2} ms of 11 runs, round trip \
+         included"
+    );
+    Ok(match db {
+        Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await?;
+            let sql = held_by_sql()
+                .replace("$3", &format!("'{}'::timestamptz", Utc::now().to_rfc3339()))
+                .replace("$2", &format!("'{project}'::uuid"))
+                .replace("$1", &format!("'{reviewer}'::uuid"));
+            (
+                format!("EXPLAIN (ANALYZE, BUFFERS) {what}"),
+                pg_lines(&mut conn, format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).await?,
+            )
+        }
+        Db::Sqlite(pool) => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {}",
+                held_by_sql()
+            )))
+            .bind(reviewer)
+            .bind(project)
+            .bind(Utc::now())
+            .fetch_all(pool)
+            .await?;
+            (
+                format!("EXPLAIN QUERY PLAN {what}"),
+                rows.iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        }
+    })
+}
+
+// --- measurements ---------------------------------------------------------------------
+
+struct OpRow {
+    op: String,
+    latencies_us: Vec<u64>,
+    /// Requests per second over the whole measurement, when that is the point.
+    rate: Option<f64>,
+}
+
+impl OpRow {
+    fn new(op: impl Into<String>, mut latencies: Vec<Duration>, rate: Option<f64>) -> Self {
+        latencies.sort_unstable();
+        Self {
+            op: op.into(),
+            latencies_us: latencies
+                .iter()
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .collect(),
+            rate,
+        }
+    }
+
+    /// Nearest rank; `per_mille` 500 = p50, 990 = p99.
+    fn percentile_ms(&self, per_mille: usize) -> f64 {
+        let n = self.latencies_us.len();
+        let rank = per_mille
+            .saturating_mul(n)
+            .div_ceil(1000)
+            .clamp(1, n.max(1));
+        self.latencies_us
+            .get(rank - 1)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    }
+
+    fn mean_ms(&self) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        self.latencies_us.iter().sum::<u64>() as f64 / self.latencies_us.len() as f64 / 1000.0
+    }
+}
+
+struct Report {
+    backend: Backend,
+    items: i64,
+    texts: i64,
+    load_seconds: f64,
+    rows: Vec<OpRow>,
+    /// (title, plan text)
+    plans: Vec<(String, String)>,
+    notes: Vec<String>,
+}
+
+fn queue_path(project: Uuid, cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => format!("/api/review?project_id={project}&cursor={c}"),
+        None => format!("/api/review?project_id={project}"),
+    }
+}
+
+fn page_ids(page: &Value) -> anyhow::Result<Vec<Uuid>> {
+    page["items"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no items in the queue page"))?
+        .iter()
+        .map(|e| uuid_at(e, "/item/id"))
+        .collect()
+}
+
+/// 1. The first page, one reader, sequentially.
+async fn measure_head(
+    http: &Http,
+    args: &Args,
+    project: Uuid,
+    reader: &User,
+    expected: &[Uuid],
+) -> anyhow::Result<OpRow> {
+    let path = queue_path(project, None);
+    let mut latencies = Vec::with_capacity(args.samples);
+    for i in 0..args.warmup + args.samples {
+        let answer = http
+            .ok(Method::GET, &path, Some(&reader.token), None)
+            .await?;
+        if i == 0 {
+            let page = answer.json()?;
+            let ids = page_ids(&page)?;
+            ensure!(
+                ids == expected[..PAGE],
+                "the first page is not the first {PAGE} items in id order"
+            );
+            ensure!(
+                page["next_cursor"].is_string(),
+                "no next_cursor on a full page"
+            );
+            let first = &page["items"][0];
+            ensure!(
+                first["text"]["text"].is_string() && first["item"]["job"]["state"] == "done",
+                "the head item has no text or job in the queue: {first}"
+            );
+        }
+        if i >= args.warmup {
+            latencies.push(answer.elapsed);
+        }
+    }
+    Ok(OpRow::new(
+        format!("GET /api/review (first page, {PAGE})"),
+        latencies,
+        None,
+    ))
+}
+
+/// 2. A page after a random position in the back half of the queue.
+async fn measure_deep(
+    http: &Http,
+    args: &Args,
+    project: Uuid,
+    reader: &User,
+    ids: &[Uuid],
+) -> anyhow::Result<OpRow> {
+    let mut latencies = Vec::with_capacity(args.samples);
+    let (lo, hi) = (ids.len() / 2, ids.len() - PAGE - 2);
+    for i in 0..args.warmup + args.samples {
+        let at = rand::rng().random_range(lo..hi);
+        let cursor = URL_SAFE_NO_PAD.encode(ids[at].as_bytes());
+        let answer = http
+            .ok(
+                Method::GET,
+                &queue_path(project, Some(&cursor)),
+                Some(&reader.token),
+                None,
+            )
+            .await?;
+        let page = answer.json()?;
+        let got = page_ids(&page)?;
+        ensure!(
+            got == ids[at + 1..at + 1 + PAGE],
+            "the page after item {at} is not the next {PAGE} items"
+        );
+        if i >= args.warmup {
+            latencies.push(answer.elapsed);
+        }
+    }
+    Ok(OpRow::new(
+        format!("GET /api/review (cursor in back half, {PAGE})"),
+        latencies,
+        None,
+    ))
+}
+
+/// What a reviewer does with the item `next` gave them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// `POST /api/review/{id}/skip`: the item stays pending, and in this reviewer's
+    /// skips for the round.
+    Skip,
+    /// `PATCH /api/review/{id}` approve: the item leaves the queue.
+    Approve,
+}
+
+/// Result of a `next` loop.
+struct Claims {
+    next: OpRow,
+    then: OpRow,
+    /// Items each reviewer claimed (warm-up included).
+    per_reviewer: usize,
+    /// Mean `next` latency of the first and of the last 100 timed samples (one
+    /// reviewer only), ms.
+    trend: Option<(f64, f64)>,
+}
+
+/// 3. `next`, then skip or approve the item, by `users` in parallel (each in a loop).
+async fn measure_claims(
+    http: &Http,
+    args: &Args,
+    project: Uuid,
+    users: &[User],
+    then: Then,
+) -> anyhow::Result<Claims> {
+    let r = users.len();
+    let per_warm = args.warmup.div_ceil(r);
+    let per_timed = args.samples.div_ceil(r);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in users.iter().cloned() {
+        let http = http.clone();
+        tasks.spawn(async move {
+            let next_path = format!("/api/review/next?project_id={project}");
+            let approve = json!({"decision": "approve"});
+            let mut next = Vec::with_capacity(per_timed);
+            let mut after = Vec::with_capacity(per_timed);
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..per_warm + per_timed {
+                let answer = http
+                    .ok(Method::POST, &next_path, Some(&user.token), None)
+                    .await?;
+                ensure!(
+                    answer.status == StatusCode::OK,
+                    "{}: next answered {} (empty queue?)",
+                    user.email,
+                    answer.status
+                );
+                let entry = answer.json()?;
+                let item = uuid_at(&entry, "/item/id")?;
+                ensure!(
+                    entry["lease_until"].is_string(),
+                    "{}: next gave {item} without a lease",
+                    user.email
+                );
+                // An item another reviewer held may come back once they skip it;
+                // one this reviewer skipped (or approved) never does.
+                ensure!(
+                    seen.insert(item),
+                    "{}: next gave {item} a second time",
+                    user.email
+                );
+                let followed = match then {
+                    Then::Skip => {
+                        http.ok(
+                            Method::POST,
+                            &format!("/api/review/{item}/skip"),
+                            Some(&user.token),
+                            None,
+                        )
+                        .await?
+                    }
+                    Then::Approve => {
+                        let answer = http
+                            .ok(
+                                Method::PATCH,
+                                &format!("/api/review/{item}"),
+                                Some(&user.token),
+                                Some(&approve),
+                            )
+                            .await?;
+                        let result = answer.json()?;
+                        ensure!(
+                            result["item"]["status"] == "approved",
+                            "{}: approving {item}: {result}",
+                            user.email
+                        );
+                        answer
+                    }
+                };
+                if i >= per_warm {
+                    next.push(answer.elapsed);
+                    after.push(followed.elapsed);
+                }
+            }
+            Ok::<_, anyhow::Error>((next, after))
+        });
+    }
+    let (mut next, mut after) = (Vec::new(), Vec::new());
+    let mut trend = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, a) = joined.context("a reviewer task panicked")??;
+        if r == 1 && n.len() >= 200 {
+            let mean = |d: &[Duration]| {
+                d.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / d.len() as f64
+            };
+            trend = Some((mean(&n[..100]), mean(&n[n.len() - 100..])));
+        }
+        next.extend(n);
+        after.extend(a);
+    }
+    let pairs_per_second = next.len() as f64 / started.elapsed().as_secs_f64();
+    let who = if r == 1 {
+        "1 reviewer".to_owned()
+    } else {
+        format!("{r} reviewers")
+    };
+    let (then_op, then_what) = match then {
+        Then::Skip => ("POST /api/review/{id}/skip", "skip"),
+        Then::Approve => ("PATCH /api/review/{id} approve", "approve"),
+    };
+    Ok(Claims {
+        next: OpRow::new(
+            format!("POST /api/review/next, +{then_what} ({who})"),
+            next,
+            Some(pairs_per_second),
+        ),
+        then: OpRow::new(format!("{then_op} ({who})"), after, None),
+        per_reviewer: per_warm + per_timed,
+        trend,
+    })
+}
+
+/// A fixed request, sequentially: a baseline for the others.
+async fn measure_plain(
+    http: &Http,
+    args: &Args,
+    label: &str,
+    path: &str,
+    token: &str,
+) -> anyhow::Result<(OpRow, usize)> {
+    let mut latencies = Vec::with_capacity(args.samples);
+    let mut bytes = 0;
+    for i in 0..args.warmup + args.samples {
+        let answer = http.ok(Method::GET, path, Some(token), None).await?;
+        bytes = answer.body.len();
+        if i >= args.warmup {
+            latencies.push(answer.elapsed);
+        }
+    }
+    Ok((OpRow::new(label, latencies, None), bytes))
+}
+
+/// 4. Approvals by `--concurrency` reviewers, each on its own items.
+async fn measure_decisions(
+    http: &Http,
+    args: &Args,
+    deciders: &[User],
+    items: &[Uuid],
+) -> anyhow::Result<OpRow> {
+    let c = deciders.len();
+    let (warm, timed) = items.split_at(args.decision_warmup());
+    let run = |slice: Vec<Uuid>| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (k, user) in deciders.iter().cloned().enumerate() {
+            let mine: Vec<Uuid> = slice.iter().skip(k).step_by(c).copied().collect();
+            let http = http.clone();
+            tasks.spawn(async move {
+                let body = json!({"decision": "approve"});
+                let mut latencies = Vec::with_capacity(mine.len());
+                for item in mine {
+                    let answer = http
+                        .ok(
+                            Method::PATCH,
+                            &format!("/api/review/{item}"),
+                            Some(&user.token),
+                            Some(&body),
+                        )
+                        .await?;
+                    let result = answer.json()?;
+                    ensure!(
+                        result["decision"]["outcome"] == "approved"
+                            && result["item"]["status"] == "approved",
+                        "{}: approving {item} did not approve it: {result}",
+                        user.email
+                    );
+                    latencies.push(answer.elapsed);
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            });
+        }
+        tasks
+    };
+    let mut warmup = run(warm.to_vec());
+    while let Some(joined) = warmup.join_next().await {
+        joined.context("a decider panicked")??;
+    }
+    let started = Instant::now();
+    let mut tasks = run(timed.to_vec());
+    let mut latencies = Vec::with_capacity(timed.len());
+    while let Some(joined) = tasks.join_next().await {
+        latencies.extend(joined.context("a decider panicked")??);
+    }
+    let rate = timed.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(OpRow::new(
+        format!("PATCH /api/review/{{id}} approve (c={c})"),
+        latencies,
+        Some(rate),
+    ))
+}
+
+// --- one backend ----------------------------------------------------------------------
+
+async fn measure(backend: Backend, args: &Args) -> anyhow::Result<Report> {
+    let dir = tempfile::TempDir::new().context("could not create a temp dir")?;
+    let result = match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("alta.db").display());
+            run(backend, args, dir.path(), None, &url).await
+        }
+        Backend::Postgres => {
+            let schema = PgSchema::create(&args.database_url).await?;
+            progress(backend, format!("schema {}", schema.name));
+            let url = schema.url();
+            let result = run(backend, args, dir.path(), Some(&url), &url).await;
+            if args.keep {
+                progress(backend, format!("kept: {url}"));
+            } else {
+                schema.drop_schema().await?;
+            }
+            result
+        }
+    };
+    if args.keep {
+        progress(backend, format!("kept: {}", dir.keep().display()));
+    }
+    result
+}
+
+async fn run(
+    backend: Backend,
+    args: &Args,
+    data_dir: &Path,
+    server_url: Option<&str>,
+    db_url: &str,
+) -> anyhow::Result<Report> {
+    let server = Server::start(data_dir, server_url).await?;
+    let db = Db::connect(&DbOptions {
+        url: db_url.to_owned(),
+        max_connections: 2,
+        create_sqlite_file: false,
+    })
+    .await
+    .context("the bench's own connection to the server's database")?;
+    let result = run_on(backend, args, &server, &db).await;
+    db.close().await;
+    let stopped = server.shutdown().await;
+    let report = result?;
+    stopped?;
+    Ok(report)
+}
+
+async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyhow::Result<Report> {
+    let http = Http::new(&server.base)?;
+    let (people, project) = setup_people(&http, server, args, backend).await?;
+
+    progress(
+        backend,
+        format!(
+            "bulk-loading {} items, {} per transaction",
+            args.items, args.batch
+        ),
+    );
+    let load = bulk_load(db, backend, args, project, &people.contributors).await?;
+    check_sqlite_rows(db, project).await?;
+    progress(
+        backend,
+        format!(
+            "loaded in {:.1} s ({:.0} items/s); {} with job and text",
+            load.seconds,
+            args.items as f64 / load.seconds,
+            load.texts
+        ),
+    );
+    let ids = &load.ids;
+    // The rows decode through the API like uploaded ones.
+    for id in [ids[0], ids[ids.len() / 2], ids[ids.len() - 1]] {
+        let item = http
+            .ok(
+                Method::GET,
+                &format!("/api/documents/{id}"),
+                Some(&people.owner.token),
+                None,
+            )
+            .await?
+            .json()?;
+        ensure!(
+            item["status"] == "pending_review",
+            "item {id} through the API: {item}"
+        );
+    }
+    // The copy of the queue statement returns what the API returns.
+    let head_args = QueueArgs {
+        project,
+        reviewer: people.reader.id,
+        now: Utc::now(),
+        limit: PAGE as i64 + 1,
+        after: None,
+    };
+    let copy = queue_ids(db, &head_args).await?;
+    ensure!(
+        copy == ids[..=PAGE],
+        "the bench's copy of queue_sql disagrees with the loaded queue"
+    );
+
+    let mut rows = Vec::new();
+    let mut notes = vec![format!("load average at start: {}", load_average())];
+    let reader = &people.reader;
+
+    progress(
+        backend,
+        "baselines: GET /api/auth/me, GET /api/review?limit=1",
+    );
+    let (me, _) = measure_plain(
+        &http,
+        args,
+        "GET /api/auth/me (baseline: HTTP + auth)",
+        "/api/auth/me",
+        &reader.token,
+    )
+    .await?;
+    rows.push(me);
+    let (one, _) = measure_plain(
+        &http,
+        args,
+        "GET /api/review?limit=1 (first page, 1)",
+        &format!("{}&limit=1", queue_path(project, None)),
+        &reader.token,
+    )
+    .await?;
+    rows.push(one);
+    progress(backend, "GET /api/review, first page");
+    rows.push(measure_head(&http, args, project, reader, ids).await?);
+    let page_bytes = http
+        .ok(
+            Method::GET,
+            &queue_path(project, None),
+            Some(&reader.token),
+            None,
+        )
+        .await?
+        .body
+        .len();
+    notes.push(format!(
+        "a first page of {PAGE} (each with ~1 KB of text) is {page_bytes} bytes of JSON"
+    ));
+    progress(backend, "GET /api/review, deep cursor");
+    rows.push(measure_deep(&http, args, project, reader, ids).await?);
+
+    progress(backend, "next + skip by one reviewer");
+    let solo = measure_claims(
+        &http,
+        args,
+        project,
+        std::slice::from_ref(&people.solo),
+        Then::Skip,
+    )
+    .await?;
+    if let Some((first, last)) = solo.trend {
+        notes.push(format!(
+            "next + skip, 1 reviewer: {} items skipped; mean `next` {first:.2} ms over the \
+             first 100 timed claims, {last:.2} ms over the last 100 (each claim scans past \
+             the reviewer's own skips at the head)",
+            solo.per_reviewer
+        ));
+    }
+    rows.push(solo.next);
+    rows.push(solo.then);
+    progress(
+        backend,
+        format!("next + skip by {} reviewers", people.skippers.len()),
+    );
+    let parallel = measure_claims(&http, args, project, &people.skippers, Then::Skip).await?;
+    notes.push(format!(
+        "next + skip, {} reviewers: {} items skipped by each; every claim and skip of a \
+         project runs in its one project actor, so they wait for each other",
+        people.skippers.len(),
+        parallel.per_reviewer
+    ));
+    rows.push(parallel.next);
+    rows.push(parallel.then);
+    progress(backend, "next + approve by one reviewer");
+    let worker = measure_claims(
+        &http,
+        args,
+        project,
+        std::slice::from_ref(&people.worker),
+        Then::Approve,
+    )
+    .await?;
+    if let Some((first, last)) = worker.trend {
+        notes.push(format!(
+            "next + approve, 1 reviewer: {} items approved; mean `next` {first:.2} ms over \
+             the first 100 timed claims, {last:.2} ms over the last 100",
+            worker.per_reviewer
+        ));
+    }
+    rows.push(worker.next);
+    rows.push(worker.then);
+
+    // Plans, before decisions change the head.
+    let deep_at = ids.len() * 3 / 4;
+    let cases = vec![
+        (
+            "first page (GET, LIMIT 51)".to_owned(),
+            QueueArgs {
+                now: Utc::now(),
+                ..head_args
+            },
+            true,
+        ),
+        (
+            "page after the item at 3/4 of the queue (GET with cursor, LIMIT 51)".to_owned(),
+            QueueArgs {
+                project,
+                reviewer: reader.id,
+                now: Utc::now(),
+                limit: PAGE as i64 + 1,
+                after: Some(ids[deep_at]),
+            },
+            false,
+        ),
+        (
+            format!(
+                "queue head for `next` (LIMIT 1) by the reviewer who skipped {} items alone",
+                args.warmup + args.samples
+            ),
+            QueueArgs {
+                project,
+                reviewer: people.solo.id,
+                now: Utc::now(),
+                limit: 1,
+                after: None,
+            },
+            true,
+        ),
+    ];
+    let mut plans = queue_plans(db, &cases).await?;
+    plans.push(held_by_plan(db, project, people.worker.id).await?);
+    // The review monitor's gauge query, which runs every minute on the whole table.
+    let stats_sql = "SELECT project_id, COUNT(*) AS pending, MIN(submitted_at) AS \
+                     oldest_submitted_at FROM items WHERE status = 'pending_review' AND \
+                     deleted_at IS NULL GROUP BY project_id";
+    let started = Instant::now();
+    alta_actors::store::with_db!(db, |pool| sqlx::query(stats_sql)
+        .fetch_all(pool)
+        .await
+        .map(|_| ()))?;
+    notes.push(format!(
+        "review monitor's pending_stats (every REVIEW_DIGEST_INTERVAL_SECONDS, 60 s): {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    if let Db::Postgres(pool) = db {
+        let mut conn = pool.acquire().await?;
+        plans.push((
+            "EXPLAIN (ANALYZE, BUFFERS) pending_stats (review monitor, every 60 s)".into(),
+            pg_lines(&mut conn, format!("EXPLAIN (ANALYZE, BUFFERS) {stats_sql}")).await?,
+        ));
+    }
+
+    progress(
+        backend,
+        format!(
+            "decisions by {} reviewers in parallel ({} + {} warm-up)",
+            people.deciders.len(),
+            args.decisions,
+            args.decision_warmup()
+        ),
+    );
+    // The oldest items still pending (none is held: every claim above was given back
+    // or decided).
+    let sql = "SELECT id FROM items WHERE project_id = $1 AND status = 'pending_review' \
+               AND deleted_at IS NULL ORDER BY id LIMIT $2";
+    let wanted = args.decisions + args.decision_warmup();
+    let decided: Vec<Uuid> = alta_actors::store::with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(project)
+        .bind(wanted as i64)
+        .fetch_all(pool)
+        .await)?;
+    ensure!(
+        decided.len() == wanted,
+        "only {} items left to decide",
+        decided.len()
+    );
+    rows.push(measure_decisions(&http, args, &people.deciders, &decided).await?);
+    let sql = "SELECT COUNT(*) FROM items WHERE project_id = $1 AND status = 'approved' \
+               AND decided_at IS NOT NULL";
+    let approved: i64 = alta_actors::store::with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(project)
+        .fetch_one(pool)
+        .await)?;
+    let expected = worker.per_reviewer + decided.len();
+    ensure!(
+        approved as usize == expected,
+        "{approved} items approved after {expected} approvals"
+    );
+    // The same first page once the head holds decided items.
+    let after_decisions = vec![(
+        format!("first page (GET, LIMIT 51) after {expected} approvals of the oldest items"),
+        QueueArgs {
+            project,
+            reviewer: reader.id,
+            now: Utc::now(),
+            limit: PAGE as i64 + 1,
+            after: None,
+        },
+        false,
+    )];
+    plans.extend(queue_plans(db, &after_decisions).await?);
+    if let Db::Postgres(pool) = db {
+        let (live, dead, vacuumed): (i64, i64, bool) = sqlx::query_as(
+            "SELECT n_live_tup, n_dead_tup, last_autovacuum IS NOT NULL FROM \
+             pg_stat_user_tables WHERE relname = 'items' AND schemaname = current_schema()",
+        )
+        .fetch_one(pool)
+        .await?;
+        notes.push(format!(
+            "items at the end: {live} live and {dead} dead row versions (each claim, skip and \
+             decision rewrites the row); autovacuum {} run on it since the load",
+            if vacuumed { "has" } else { "has not" }
+        ));
+    }
+    notes.push(format!("load average at end: {}", load_average()));
+
+    Ok(Report {
+        backend,
+        items: args.items,
+        texts: load.texts,
+        load_seconds: load.seconds,
+        rows,
+        plans,
+        notes,
+    })
+}
+
+// --- output ---------------------------------------------------------------------------
+
+fn print_reports(reports: &[Report], args: &Args) {
+    println!(
+        "{:<9} {:>8}  {:<48} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "backend",
+        "items",
+        "operation",
+        "samples",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "rate/s"
+    );
+    for r in reports {
+        for row in &r.rows {
+            println!(
+                "{:<9} {:>8}  {:<48} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9}",
+                r.backend.name(),
+                r.items,
+                row.op,
+                row.latencies_us.len(),
+                row.percentile_ms(500),
+                row.percentile_ms(900),
+                row.percentile_ms(990),
+                row.percentile_ms(1000),
+                row.mean_ms(),
+                row.rate
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            );
+        }
+    }
+    println!();
+    println!(
+        "rate/s: on `next` rows, claims per second (each followed by its skip or approve); \
+         on the PATCH (c=N) row, decisions per second."
+    );
+    for r in reports {
+        println!();
+        println!(
+            "== {}: {} items loaded in {:.1} s ({:.0} items/s), {} with OCR job and text",
+            r.backend.name(),
+            r.items,
+            r.load_seconds,
+            r.items as f64 / r.load_seconds,
+            r.texts
+        );
+        for note in &r.notes {
+            println!("   {note}");
+        }
+        for (title, plan) in &r.plans {
+            println!();
+            println!("-- {title}");
+            println!("{plan}");
+        }
+    }
+    if let Some(pg) = reports.iter().find(|r| r.backend == Backend::Postgres) {
+        println!();
+        println!(
+            "target: p99 < {P99_TARGET_MS} ms on PostgreSQL at {} items",
+            pg.items
+        );
+        for row in pg
+            .rows
+            .iter()
+            .filter(|r| r.op.starts_with("GET /api/review") || r.op.contains("/next"))
+        {
+            let p99 = row.percentile_ms(990);
+            println!(
+                "  {:<48} p99 {:>7.2} ms  {}",
+                row.op,
+                p99,
+                if p99 < P99_TARGET_MS {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+        }
+    }
+    println!();
+    println!("reproduce: {}", args.command_line());
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    alta::install_crypto_provider();
+    let args = Args::parse();
+    if let Err(err) = args.check() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let backends = args.backends();
+    // Refuse at once, before any SQLite run, when PostgreSQL is asked for but not there.
+    if backends.contains(&Backend::Postgres) {
+        match pg_admin(&args.database_url).await {
+            Ok(pool) => pool.close().await,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for backend in backends {
+        let started = Instant::now();
+        match measure(backend, &args).await {
+            Ok(report) => {
+                progress(
+                    backend,
+                    format!("done in {:.0} s", started.elapsed().as_secs_f64()),
+                );
+                reports.push(report);
+            }
+            Err(err) => {
+                eprintln!("error: {}: {err:#}", backend.name());
+                failed = true;
+            }
+        }
+    }
+    print_reports(&reports, &args);
+    if failed {
+        eprintln!("error: at least one backend failed (see above)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
