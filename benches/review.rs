@@ -1186,8 +1186,7 @@ async fn sqlite_query_plan(pool: &sqlx::SqlitePool, q: &QueueArgs) -> anyhow::Re
 fn held_by_sql() -> String {
     format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE review_claimed_by = $1 AND project_id = $2 \
-         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 \
-         ORDER BY id LIMIT 1"
+         AND status = 'pending_review' AND deleted_at IS NULL AND review_lease_until > $3 LIMIT 1"
     )
 }
 
@@ -1837,6 +1836,24 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
     }
     rows.push(solo.next);
     rows.push(solo.then);
+    // Now, while the items this reviewer skipped are still pending (later phases approve
+    // the oldest items).
+    let solo_cases = vec![(
+        format!(
+            "queue head for `next` (LIMIT 1) by the reviewer who just skipped {} items \
+             alone, those items still pending",
+            solo.per_reviewer
+        ),
+        QueueArgs {
+            project,
+            reviewer: people.solo.id,
+            now: Utc::now(),
+            limit: 1,
+            after: None,
+        },
+        true,
+    )];
+    let solo_plans = queue_plans(db, &solo_cases).await?;
     progress(
         backend,
         format!("next + skip by {} reviewers", people.skippers.len()),
@@ -1891,22 +1908,9 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
             },
             false,
         ),
-        (
-            format!(
-                "queue head for `next` (LIMIT 1) by the reviewer who skipped {} items alone",
-                args.warmup + args.samples
-            ),
-            QueueArgs {
-                project,
-                reviewer: people.solo.id,
-                now: Utc::now(),
-                limit: 1,
-                after: None,
-            },
-            true,
-        ),
     ];
     let mut plans = queue_plans(db, &cases).await?;
+    plans.extend(solo_plans);
     plans.push(held_by_plan(db, project, people.worker.id).await?);
     // The review monitor's gauge query, which runs every minute on the whole table.
     let stats_sql = "SELECT project_id, COUNT(*) AS pending, MIN(submitted_at) AS \
