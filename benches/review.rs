@@ -53,6 +53,7 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
+//!     [--review-monitor-seconds S] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -153,6 +154,11 @@ struct Args {
     /// PostgreSQL server and database to create the throw-away schema in.
     #[arg(long, env = "BENCH_DATABASE_URL", default_value = DEFAULT_PG_URL)]
     database_url: String,
+    /// The server's REVIEW_DIGEST_INTERVAL_SECONDS: how often the review monitor scans
+    /// the pending items for its gauges (default: the server's, 60 s). A large value
+    /// takes that scan out of the measurement, for comparison.
+    #[arg(long)]
+    review_monitor_seconds: Option<u64>,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -211,6 +217,9 @@ impl Args {
             self.decisions,
             self.batch
         );
+        if let Some(seconds) = self.review_monitor_seconds {
+            cmd.push_str(&format!(" --review-monitor-seconds {seconds}"));
+        }
         if self.backend != BackendArg::Sqlite && self.database_url != DEFAULT_PG_URL {
             cmd.push_str(&format!(" --database-url '{}'", redact(&self.database_url)));
         }
@@ -310,7 +319,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+    async fn start(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        monitor_seconds: Option<u64>,
+    ) -> anyhow::Result<Self> {
         let mut vars: Vec<(String, String)> = [
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
@@ -325,6 +338,9 @@ impl Server {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         vars.push(("DATA_DIR".into(), data_dir.display().to_string()));
+        if let Some(seconds) = monitor_seconds {
+            vars.push(("REVIEW_DIGEST_INTERVAL_SECONDS".into(), seconds.to_string()));
+        }
         // Without DATABASE_URL the server makes its SQLite file in DATA_DIR.
         if let Some(url) = database_url {
             vars.push(("DATABASE_URL".into(), url.to_owned()));
@@ -1704,7 +1720,7 @@ async fn run(
     server_url: Option<&str>,
     db_url: &str,
 ) -> anyhow::Result<Report> {
-    let server = Server::start(data_dir, server_url).await?;
+    let server = Server::start(data_dir, server_url, args.review_monitor_seconds).await?;
     let db = Db::connect(&DbOptions {
         url: db_url.to_owned(),
         max_connections: 2,
