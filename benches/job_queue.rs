@@ -29,6 +29,9 @@
 //! The table goes to stdout, progress to stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/pg_schema.rs"]
+mod pg_schema;
+
 use std::{
     collections::HashSet,
     process::ExitCode,
@@ -44,6 +47,8 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use uuid::Uuid;
+
+use crate::pg_schema::{PgSchema, pg_admin, redact};
 
 const KIND: &str = "bench";
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -131,16 +136,6 @@ impl Args {
     }
 }
 
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 struct Measurement {
     backend: Backend,
     workers: usize,
@@ -159,64 +154,6 @@ struct Shared {
     completed: AtomicU64,
 }
 
-/// A throw-away schema on PostgreSQL.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(base: &str) -> anyhow::Result<Self> {
-        let admin = pg_admin(base).await?;
-        let name = format!(
-            "jq_{}_{}",
-            Utc::now().timestamp_millis(),
-            &Uuid::new_v4().simple().to_string()[..12]
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
-            .execute(&admin)
-            .await
-            .with_context(|| format!("PostgreSQL: could not create schema {name}"))?;
-        admin.close().await;
-        Ok(Self {
-            base: base.to_owned(),
-            name,
-        })
-    }
-
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
-    }
-
-    async fn drop_schema(self) -> anyhow::Result<()> {
-        let admin = pg_admin(&self.base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.name
-        )))
-        .execute(&admin)
-        .await
-        .with_context(|| format!("PostgreSQL: could not drop schema {}", self.name))?;
-        admin.close().await;
-        Ok(())
-    }
-}
-
-async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(base)
-        .await
-        .with_context(|| {
-            format!(
-                "PostgreSQL is not reachable at {} (set --database-url or BENCH_DATABASE_URL)",
-                redact(base)
-            )
-        })
-}
-
 /// One measurement on a fresh database.
 async fn measure(backend: Backend, workers: usize, args: &Args) -> anyhow::Result<Measurement> {
     match backend {
@@ -226,7 +163,7 @@ async fn measure(backend: Backend, workers: usize, args: &Args) -> anyhow::Resul
             run(backend, &url, workers, args).await
         }
         Backend::Postgres => {
-            let schema = PgSchema::create(&args.database_url).await?;
+            let schema = PgSchema::create(&args.database_url, "jq").await?;
             let result = run(backend, &schema.url(), workers, args).await;
             let dropped = schema.drop_schema().await;
             let measurement = result?;

@@ -63,6 +63,9 @@
 //! an empty queue where one is not expected) ends the run with a non-zero exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/pg_schema.rs"]
+mod pg_schema;
+
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -84,6 +87,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
+
+use crate::pg_schema::{PgSchema, pg_admin, redact};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PASSWORD: &str = "bench passphrase that is long enough 7f3k";
@@ -227,16 +232,6 @@ impl Args {
     }
 }
 
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 fn progress(backend: Backend, msg: impl AsRef<str>) {
     eprintln!("[review {}] {}", backend.name(), msg.as_ref());
 }
@@ -245,66 +240,6 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-// --- PostgreSQL schema ----------------------------------------------------------------
-
-/// A throw-away schema on PostgreSQL.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(base: &str) -> anyhow::Result<Self> {
-        let admin = pg_admin(base).await?;
-        let name = format!(
-            "rv_{}_{}",
-            Utc::now().timestamp_millis(),
-            &Uuid::new_v4().simple().to_string()[..12]
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
-            .execute(&admin)
-            .await
-            .with_context(|| format!("PostgreSQL: could not create schema {name}"))?;
-        admin.close().await;
-        Ok(Self {
-            base: base.to_owned(),
-            name,
-        })
-    }
-
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
-    }
-
-    async fn drop_schema(self) -> anyhow::Result<()> {
-        let admin = pg_admin(&self.base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.name
-        )))
-        .execute(&admin)
-        .await
-        .with_context(|| format!("PostgreSQL: could not drop schema {}", self.name))?;
-        admin.close().await;
-        Ok(())
-    }
-}
-
-async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(base)
-        .await
-        .with_context(|| {
-            format!(
-                "PostgreSQL is not reachable at {} (set --database-url or BENCH_DATABASE_URL)",
-                redact(base)
-            )
-        })
 }
 
 // --- the server -----------------------------------------------------------------------
@@ -1695,7 +1630,7 @@ async fn measure(backend: Backend, args: &Args) -> anyhow::Result<Report> {
             run(backend, args, dir.path(), None, &url).await
         }
         Backend::Postgres => {
-            let schema = PgSchema::create(&args.database_url).await?;
+            let schema = PgSchema::create(&args.database_url, "rv").await?;
             progress(backend, format!("schema {}", schema.name));
             let url = schema.url();
             let result = run(backend, args, dir.path(), Some(&url), &url).await;

@@ -13,8 +13,9 @@ use std::{
 };
 
 use alta_actors::config::{
-    BlobConfig, EngineConfig, GoogleEngines, JobsConfig, JwtConfig, MailConfig, MailTransport,
-    ProcessingConfig, Rate, RateLimits, ReviewConfig, SmtpConfig, SmtpTls,
+    BlobConfig, EngineConfig, GoogleEngines, GoogleSignInConfig, JobsConfig, JwtConfig, MailConfig,
+    MailTransport, ProcessingConfig, Rate, RateLimits, ReviewConfig, SmtpConfig, SmtpTls,
+    WebauthnConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -75,8 +76,9 @@ pub struct Settings {
     /// `GCS_ANONYMOUS`: send no credentials to Cloud Storage (emulators only).
     pub gcs_anonymous: bool,
     pub google_application_credentials: Option<PathBuf>,
-    pub webauthn_rp_id: String,
-    pub webauthn_rp_name: String,
+    /// Google sign-in (`GOOGLE_CLIENT_ID` and friends); `None` when it is off.
+    pub google_signin: Option<GoogleSignInConfig>,
+    pub webauthn: WebauthnConfig,
     pub cors_origins: Vec<String>,
     pub trusted_proxies: Vec<IpAddr>,
     pub max_body_bytes: usize,
@@ -260,6 +262,8 @@ impl Settings {
                 format!("{} is not a readable file", path.display()),
             ));
         }
+
+        let google_signin = google_signin(&v, &public_url)?;
 
         let gcs_bucket_name = v.get("GCS_BUCKET_NAME").map(str::to_owned);
         if let Some(bucket) = &gcs_bucket_name {
@@ -465,6 +469,8 @@ impl Settings {
             }
         };
 
+        let webauthn = webauthn(&v, &public_url, &cors_origins)?;
+
         Ok(Self {
             app_env,
             app_name,
@@ -489,8 +495,8 @@ impl Settings {
             gcs_endpoint,
             gcs_anonymous,
             google_application_credentials,
-            webauthn_rp_id: v.get("WEBAUTHN_RP_ID").unwrap_or("localhost").to_owned(),
-            webauthn_rp_name: v.get("WEBAUTHN_RP_NAME").unwrap_or("Alta Data").to_owned(),
+            google_signin,
+            webauthn,
             cors_origins,
             trusted_proxies,
             max_body_bytes,
@@ -565,8 +571,99 @@ impl Settings {
             orphan_grace: self.orphan_grace,
             processing: self.processing.clone(),
             review: self.review.clone(),
+            webauthn: self.webauthn.clone(),
+            google_signin: self.google_signin.clone(),
         }
     }
+}
+
+/// The passkey relying party. The RP id defaults to PUBLIC_URL's host (`localhost` when
+/// that is an IP address, which cannot be an RP id); the origins to the CORS origins
+/// that fall under it, else PUBLIC_URL's own origin. Set values are checked strictly:
+/// every origin must be the RP id or a subdomain of it, over https (http only for
+/// localhost, which browsers treat as secure).
+fn webauthn(
+    v: &Vars,
+    public_url: &str,
+    cors_origins: &[String],
+) -> Result<WebauthnConfig, SettingsError> {
+    let public = url::Url::parse(public_url).map_err(|e| err("PUBLIC_URL", e.to_string()))?;
+    let rp_id = match v.get("WEBAUTHN_RP_ID") {
+        Some(id) => {
+            let id = id.trim().to_ascii_lowercase();
+            let domain_ok = url::Host::parse(&id).is_ok_and(|h| matches!(h, url::Host::Domain(_)))
+                && !id.contains(['/', ':']);
+            if !domain_ok {
+                return Err(err(
+                    "WEBAUTHN_RP_ID",
+                    format!("{id:?} is not a domain like data.example.org or localhost"),
+                ));
+            }
+            id
+        }
+        None => match public.host() {
+            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+            _ => "localhost".into(),
+        },
+    };
+    let rp_name = v
+        .get("WEBAUTHN_RP_NAME")
+        .unwrap_or("Alta Data")
+        .trim()
+        .to_owned();
+    if rp_name.is_empty() || rp_name.chars().count() > 64 {
+        return Err(err("WEBAUTHN_RP_NAME", "must be 1 to 64 characters"));
+    }
+    let fits = |u: &url::Url| {
+        let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+        let under = host == rp_id || host.ends_with(&format!(".{rp_id}"));
+        let secure = u.scheme() == "https" || (u.scheme() == "http" && host == "localhost");
+        under && secure && u.path() == "/" && u.query().is_none()
+    };
+    let origins = match v.get("WEBAUTHN_ORIGINS") {
+        Some(_) => {
+            let mut origins = Vec::new();
+            for origin in v.list("WEBAUTHN_ORIGINS", "") {
+                let parsed = url::Url::parse(&origin).ok().filter(|u| fits(u));
+                match parsed {
+                    Some(u) if !origin.ends_with('/') => origins.push(u),
+                    _ => {
+                        return Err(err(
+                            "WEBAUTHN_ORIGINS",
+                            format!(
+                                "{origin:?} is not an https origin on {rp_id} or a subdomain \
+                                 of it (http only for localhost), like https://{rp_id}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if origins.is_empty() {
+                return Err(err("WEBAUTHN_ORIGINS", "name at least one origin"));
+            }
+            origins
+        }
+        None => {
+            let mut origins: Vec<url::Url> = cors_origins
+                .iter()
+                .filter_map(|o| url::Url::parse(o).ok())
+                .filter(|u| fits(u))
+                .collect();
+            if origins.is_empty() {
+                let mut own = public.clone();
+                own.set_path("/");
+                if fits(&own) {
+                    origins.push(own);
+                }
+            }
+            origins
+        }
+    };
+    Ok(WebauthnConfig {
+        rp_id,
+        rp_name,
+        origins,
+    })
 }
 
 /// Google Document AI and Speech-to-Text: each on when asked for, and then only with a
@@ -643,6 +740,69 @@ fn google_engines(
         speech_poll_interval: Duration::from_millis(
             v.parse("SPEECH_POLL_INTERVAL_MS", 5000u64)?.max(10),
         ),
+    }))
+}
+
+/// Google sign-in: on when `GOOGLE_CLIENT_ID` is set, and then the secret is required.
+/// The issuer must be https (http only on a loopback host: a local provider in tests),
+/// the redirect URIs http(s) URLs without a fragment.
+fn google_signin(v: &Vars, public_url: &str) -> Result<Option<GoogleSignInConfig>, SettingsError> {
+    let Some(client_id) = v.get("GOOGLE_CLIENT_ID") else {
+        if v.get("GOOGLE_CLIENT_SECRET").is_some() {
+            return Err(err(
+                "GOOGLE_CLIENT_ID",
+                "GOOGLE_CLIENT_SECRET is set but GOOGLE_CLIENT_ID is not: set both to turn on \
+                 Google sign-in, or neither",
+            ));
+        }
+        return Ok(None);
+    };
+    let client_secret = v.get("GOOGLE_CLIENT_SECRET").ok_or_else(|| {
+        err(
+            "GOOGLE_CLIENT_SECRET",
+            "must be set when GOOGLE_CLIENT_ID is (the OAuth client's secret)",
+        )
+    })?;
+    let issuer = v
+        .get("GOOGLE_ISSUER_URL")
+        .unwrap_or("https://accounts.google.com")
+        .trim_end_matches('/')
+        .to_owned();
+    let issuer_ok = alta_actors::auth::oidc::acceptable_url(&issuer)
+        && url::Url::parse(&issuer).is_ok_and(|u| u.query().is_none() && u.fragment().is_none());
+    if !issuer_ok {
+        return Err(err(
+            "GOOGLE_ISSUER_URL",
+            format!(
+                "{issuer:?} is not an https URL like https://accounts.google.com \
+                 (http only on a loopback host)"
+            ),
+        ));
+    }
+    let page = |name: &'static str, default: String| -> Result<String, SettingsError> {
+        let value = v.get(name).map_or(default, str::to_owned);
+        let ok = url::Url::parse(&value).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.fragment().is_none()
+        });
+        if ok {
+            Ok(value)
+        } else {
+            Err(err(
+                name,
+                format!("{value:?} is not an http(s) URL without a #fragment"),
+            ))
+        }
+    };
+    Ok(Some(GoogleSignInConfig {
+        client_id: client_id.to_owned(),
+        client_secret: SecretString::from(client_secret.to_owned()),
+        issuer,
+        redirect_uri: page(
+            "GOOGLE_REDIRECT_URI",
+            format!("{public_url}/api/auth/google/callback"),
+        )?,
+        frontend_url: page("GOOGLE_SIGNIN_REDIRECT_URL", format!("{public_url}/"))?,
+        provider: Default::default(),
     }))
 }
 
@@ -985,6 +1145,133 @@ mod tests {
         assert_eq!(
             tls(&[("SMTP_HOST", "127.0.0.1"), ("SMTP_PORT", "2525")]),
             SmtpTls::None
+        );
+    }
+
+    #[test]
+    fn webauthn_defaults_follow_the_frontend_and_checks_are_strict() {
+        let w = |pairs: &[(&str, &str)]| Settings::from_vars(vars(pairs)).unwrap().webauthn;
+        // Defaults: PUBLIC_URL is an IP address, so the RP is localhost, and the default
+        // frontend origin (CORS_ORIGINS) is allowed.
+        let d = w(&[]);
+        assert_eq!(d.rp_id, "localhost");
+        assert_eq!(d.rp_name, "Alta Data");
+        assert_eq!(
+            d.origins,
+            vec![url::Url::parse("http://localhost:3000").unwrap()]
+        );
+        // A deployment: the RP is PUBLIC_URL's host; a frontend on another host does not
+        // fall under it, so PUBLIC_URL's own origin is used.
+        let p = w(&[
+            ("PUBLIC_URL", "https://data.example.org"),
+            ("CORS_ORIGINS", "https://other.example.com"),
+        ]);
+        assert_eq!(p.rp_id, "data.example.org");
+        assert_eq!(
+            p.origins,
+            vec![url::Url::parse("https://data.example.org").unwrap()]
+        );
+        let e = w(&[
+            ("WEBAUTHN_RP_ID", "example.org"),
+            (
+                "WEBAUTHN_ORIGINS",
+                "https://app.example.org,https://example.org:8443",
+            ),
+        ]);
+        assert_eq!(e.origins.len(), 2);
+        for bad in [
+            "https://evil.org",
+            "http://app.example.org",
+            "https://app.example.org/path",
+            "not a url",
+            "https://app.example.org/",
+        ] {
+            assert_eq!(
+                error_var(&[("WEBAUTHN_RP_ID", "example.org"), ("WEBAUTHN_ORIGINS", bad)]),
+                "WEBAUTHN_ORIGINS",
+                "{bad}"
+            );
+        }
+        for bad in ["10.0.0.1", "https://example.org", "example.org:443"] {
+            assert_eq!(
+                error_var(&[("WEBAUTHN_RP_ID", bad)]),
+                "WEBAUTHN_RP_ID",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            error_var(&[("WEBAUTHN_RP_NAME", &"x".repeat(65))]),
+            "WEBAUTHN_RP_NAME"
+        );
+    }
+
+    #[test]
+    fn google_signin_is_off_without_a_client_id_and_checked_when_on() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert!(s.google_signin.is_none() && s.engine_config().google_signin.is_none());
+
+        let on = [
+            ("PUBLIC_URL", "https://data.example.org"),
+            ("GOOGLE_CLIENT_ID", "123.apps.googleusercontent.com"),
+            ("GOOGLE_CLIENT_SECRET", "google-client-secret-xyz"),
+        ];
+        let s = Settings::from_vars(vars(&on)).unwrap();
+        let g = s.engine_config().google_signin.unwrap();
+        assert_eq!(g.client_id, "123.apps.googleusercontent.com");
+        assert_eq!(g.issuer, "https://accounts.google.com");
+        assert_eq!(
+            g.redirect_uri,
+            "https://data.example.org/api/auth/google/callback"
+        );
+        assert_eq!(g.frontend_url, "https://data.example.org/");
+        assert!(!format!("{s:?}").contains("google-client-secret-xyz"));
+
+        let s = Settings::from_vars(vars(&[
+            on[0],
+            on[1],
+            on[2],
+            ("GOOGLE_ISSUER_URL", "http://127.0.0.1:9999/"),
+            (
+                "GOOGLE_REDIRECT_URI",
+                "https://api.example.org/api/auth/google/callback",
+            ),
+            (
+                "GOOGLE_SIGNIN_REDIRECT_URL",
+                "https://app.example.org/signin/google",
+            ),
+        ]))
+        .unwrap();
+        let g = s.google_signin.unwrap();
+        assert_eq!(g.issuer, "http://127.0.0.1:9999");
+        assert_eq!(
+            g.redirect_uri,
+            "https://api.example.org/api/auth/google/callback"
+        );
+        assert_eq!(g.frontend_url, "https://app.example.org/signin/google");
+
+        assert_eq!(error_var(&[on[1]]), "GOOGLE_CLIENT_SECRET");
+        assert_eq!(error_var(&[on[2]]), "GOOGLE_CLIENT_ID");
+        for issuer in [
+            "http://accounts.example.org",
+            "accounts.google.com",
+            "ftp://x",
+        ] {
+            assert_eq!(
+                error_var(&[on[1], on[2], ("GOOGLE_ISSUER_URL", issuer)]),
+                "GOOGLE_ISSUER_URL"
+            );
+        }
+        assert_eq!(
+            error_var(&[on[1], on[2], ("GOOGLE_REDIRECT_URI", "/callback")]),
+            "GOOGLE_REDIRECT_URI"
+        );
+        assert_eq!(
+            error_var(&[
+                on[1],
+                on[2],
+                ("GOOGLE_SIGNIN_REDIRECT_URL", "https://app.example.org/#x")
+            ]),
+            "GOOGLE_SIGNIN_REDIRECT_URL"
         );
     }
 }

@@ -43,6 +43,23 @@ pub struct EngineConfig {
     pub orphan_grace: Duration,
     pub processing: ProcessingConfig,
     pub review: ReviewConfig,
+    pub webauthn: WebauthnConfig,
+    /// Google sign-in (OpenID Connect); `None` when `GOOGLE_CLIENT_ID` is not set.
+    pub google_signin: Option<GoogleSignInConfig>,
+}
+
+pub use crate::auth::oidc::GoogleSignInConfig;
+
+/// The passkey relying party (`WEBAUTHN_RP_ID`, `WEBAUTHN_RP_NAME`, `WEBAUTHN_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnConfig {
+    /// The domain passkeys are bound to, e.g. `data.example.org` or `localhost`.
+    pub rp_id: String,
+    /// Shown by authenticators when a passkey is made.
+    pub rp_name: String,
+    /// Origins of the web pages allowed to run ceremonies (the frontend's), e.g.
+    /// `https://data.example.org`. Each must be the RP id or a subdomain of it.
+    pub origins: Vec<url::Url>,
 }
 
 /// Review leases and the changes-requested digest.

@@ -44,6 +44,8 @@ pub struct Deps {
     pub worker_id: String,
     /// Nudged after a commit that enqueued a job, so a local worker starts at once.
     pub job_waker: Arc<Notify>,
+    /// The passkey relying party; `None` when no allowed origin is configured.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 /// Which parts of the tree this process runs.
@@ -132,7 +134,16 @@ impl Engine {
                     "GCS_BUCKET_NAME: cannot set up the blob store: {e}"
                 )),
             })?;
+        let webauthn =
+            crate::accounts::relying_party(&config.webauthn).map_err(EngineError::Internal)?;
+        if webauthn.is_none() {
+            tracing::warn!(
+                rp_id = %config.webauthn.rp_id,
+                "passkeys are off: no WEBAUTHN_ORIGINS falls under WEBAUTHN_RP_ID"
+            );
+        }
         let deps = Arc::new(Deps {
+            webauthn,
             blobs,
             upload_permits: Semaphore::new(config.upload_concurrency.max(1)),
             resumable_busy: Default::default(),

@@ -42,6 +42,10 @@ pub enum EngineError {
     /// It existed, and is gone for good (an expired or refused resumable upload).
     #[error("{message}")]
     Gone { code: &'static str, message: String },
+    /// A feature this server was not configured for (passkeys without an allowed
+    /// origin, Google sign-in without a client id); the message names the setting.
+    #[error("{message}")]
+    NotImplemented { code: &'static str, message: String },
     /// Too many requests for this key; try again after `retry_after`.
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
@@ -64,6 +68,7 @@ impl EngineError {
             | Self::Unprocessable { code, .. }
             | Self::TooLarge { code, .. }
             | Self::Gone { code, .. }
+            | Self::NotImplemented { code, .. }
             | Self::UnsupportedMedia { code, .. } => code,
             Self::Forbidden => "forbidden",
             Self::NotFound { .. } => "not_found",

@@ -181,7 +181,7 @@ pub struct RefreshRequest {
 #[derive(Debug, Object)]
 pub struct SessionResponse {
     pub id: Uuid,
-    /// How it began: `password` (later also `passkey`, `google`).
+    /// How it began: `password`, `passkey` or `google`.
     pub method: String,
     pub user_agent: Option<String>,
     pub ip: Option<String>,

@@ -6,10 +6,12 @@ mod admin;
 mod audit;
 mod auth;
 mod content;
+mod google;
 mod health;
 mod items;
 mod jobs;
 mod middleware;
+mod passkeys;
 mod problem;
 mod projects;
 mod review;
@@ -52,6 +54,8 @@ pub struct ApiConfig {
 /// Every service of the API, one per tag.
 type Services = (
     auth::AuthApi,
+    passkeys::PasskeysApi,
+    google::GoogleApi,
     projects::ProjectsApi,
     items::DocumentsApi,
     items::VoiceApi,
@@ -66,6 +70,8 @@ fn service() -> OpenApiService<Services, ()> {
     OpenApiService::new(
         (
             auth::AuthApi,
+            passkeys::PasskeysApi,
+            google::GoogleApi,
             projects::ProjectsApi,
             items::DocumentsApi,
             items::VoiceApi,

@@ -95,6 +95,9 @@ pub enum ApiError {
     /// An unexpected error; quote the request id when reporting it.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
+    /// This server is not configured for the feature (the message names the setting).
+    #[oai(status = 501, content_type = "application/problem+json")]
+    NotImplemented(Json<Problem>),
     /// A dependency is unavailable; retry shortly.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u64),
@@ -127,6 +130,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
             EngineError::Gone { .. } => Self::Gone(problem(StatusCode::GONE)),
+            EngineError::NotImplemented { .. } => {
+                Self::NotImplemented(problem(StatusCode::NOT_IMPLEMENTED))
+            }
             EngineError::TooLarge { .. } => {
                 Self::PayloadTooLarge(problem(StatusCode::PAYLOAD_TOO_LARGE))
             }

@@ -195,6 +195,9 @@ impl TestAppBuilder {
             ("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min"),
             ("PASSWORD_HASH_CONCURRENCY", "2"),
             ("PUBLIC_URL", "http://alta.test"),
+            // Passkey ceremonies run from a frontend on localhost (tests/api/passkeys.rs).
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_ORIGINS", "http://localhost:3000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -1,7 +1,11 @@
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
-use super::{api_tokens::CreatedToken, sessions::Tokens};
+use super::{
+    api_tokens::CreatedToken,
+    passkeys::{CeremonyState, PasskeyView},
+    sessions::Tokens,
+};
 use crate::{
     context::{RequestContext, TokenScope},
     domain::{Email, FullName},
@@ -87,6 +91,37 @@ pub enum AccountsMsg {
         ctx: RequestContext,
         reply: RpcReplyPort<Result<(), EngineError>>,
     },
+    /// Check a registration answer and keep the new passkey.
+    AddPasskey {
+        user_id: Uuid,
+        name: String,
+        state: Box<webauthn_rs::prelude::PasskeyRegistration>,
+        credential: Box<webauthn_rs::prelude::RegisterPublicKeyCredential>,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<PasskeyView, EngineError>>,
+    },
+    /// Check a login answer against the stored passkey and open a session.
+    PasskeyLogin {
+        state: Box<CeremonyState>,
+        credential: Box<webauthn_rs::prelude::PublicKeyCredential>,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<Tokens, EngineError>>,
+    },
+    RenamePasskey {
+        user_id: Uuid,
+        passkey_id: Uuid,
+        name: String,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<PasskeyView, EngineError>>,
+    },
+    DeletePasskey {
+        user_id: Uuid,
+        passkey_id: Uuid,
+        ctx: RequestContext,
+        reply: RpcReplyPort<Result<(), EngineError>>,
+    },
+    /// A step of a Google sign-in.
+    Google(super::google::GoogleMsg),
     /// End one of the user's sessions, or all of them (`None`).
     EndSessions {
         user_id: Uuid,

@@ -6,7 +6,9 @@
 //! only ever waits on its own commit.
 
 mod api_tokens;
+mod google;
 mod messages;
+mod passkeys;
 mod passwords;
 mod service;
 mod sessions;
@@ -19,7 +21,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 pub use self::api_tokens::{ApiTokenView, CreatedToken, TOKEN_PREFIX};
+pub use self::google::{
+    BINDING_COOKIE as GOOGLE_BINDING_COOKIE, GoogleCallbackInput, GoogleCookie, GoogleLoginStart,
+    GoogleMsg, GoogleRedirect,
+};
 pub use self::messages::{AccountsMsg, AdminCreated};
+pub use self::passkeys::{CeremonyStart, MAX_PASSKEYS_PER_USER, PasskeyView, relying_party};
 pub use self::service::RegisterInput;
 pub use self::sessions::{SessionView, Tokens};
 pub use self::views::{UserListQuery, UserView};
@@ -161,6 +168,46 @@ impl Actor for Accounts {
             } => {
                 let _ = reply.send(api_tokens::revoke(&state.deps, user_id, token_id, &ctx).await);
             }
+            AccountsMsg::AddPasskey {
+                user_id,
+                name,
+                state: ceremony,
+                credential,
+                ctx,
+                reply,
+            } => {
+                let result =
+                    passkeys::add(&state.deps, user_id, name, &ceremony, &credential, &ctx).await;
+                let _ = reply.send(result);
+            }
+            AccountsMsg::PasskeyLogin {
+                state: ceremony,
+                credential,
+                ctx,
+                reply,
+            } => {
+                let _ =
+                    reply.send(passkeys::login(&state.deps, *ceremony, &credential, &ctx).await);
+            }
+            AccountsMsg::RenamePasskey {
+                user_id,
+                passkey_id,
+                name,
+                ctx,
+                reply,
+            } => {
+                let result = passkeys::rename(&state.deps, user_id, passkey_id, &name, &ctx).await;
+                let _ = reply.send(result);
+            }
+            AccountsMsg::DeletePasskey {
+                user_id,
+                passkey_id,
+                ctx,
+                reply,
+            } => {
+                let _ = reply.send(passkeys::delete(&state.deps, user_id, passkey_id, &ctx).await);
+            }
+            AccountsMsg::Google(msg) => google::handle(&state.deps, msg).await,
             AccountsMsg::EndSessions {
                 user_id,
                 session_id,

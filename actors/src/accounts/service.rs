@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Account management (tokens, passwords) needs a real sign-in, not an API token.
-fn require_session(principal: &Principal) -> Result<(), EngineError> {
+pub(super) fn require_session(principal: &Principal) -> Result<(), EngineError> {
     if principal.session_id.is_none() {
         return Err(EngineError::Refused {
             code: "session_required",

@@ -14,7 +14,7 @@ use crate::{
     engine::Deps,
     error::EngineError,
     metrics as m,
-    store::{self, sessions::SessionRow},
+    store::{self, Tx, sessions::SessionRow},
 };
 
 /// A refresh arriving this soon after its token was rotated is taken for a concurrent
@@ -43,6 +43,21 @@ pub(super) async fn start(
     method: &'static str,
     ctx: &RequestContext,
 ) -> Result<Tokens, EngineError> {
+    let mut tx = deps.db.begin().await?;
+    let tokens = start_in(&mut tx, deps, user_id, method, ctx).await?;
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+/// [`start`] inside the caller's transaction (a sign-in that changes more, such as a
+/// passkey's counter, commits both at once).
+pub(super) async fn start_in(
+    tx: &mut Tx,
+    deps: &Deps,
+    user_id: Uuid,
+    method: &'static str,
+    ctx: &RequestContext,
+) -> Result<Tokens, EngineError> {
     let now = deps.clock.now();
     let absolute = now + duration(deps.config.jwt.refresh_absolute);
     let session = SessionRow {
@@ -62,15 +77,14 @@ pub(super) async fn start(
         revoked_reason: None,
     };
     let (refresh_token, refresh_hash) = secret_token::generate();
-    let mut tx = deps.db.begin().await?;
-    store::sessions::insert(&mut tx, &session).await?;
-    store::sessions::add_refresh(&mut tx, &refresh_hash, session.id, now).await?;
-    store::users::record_login_tx(&mut tx, user_id, now).await?;
-    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
-        store::login_throttle::clear_failures(&mut tx, &user.email).await?;
+    store::sessions::insert(tx, &session).await?;
+    store::sessions::add_refresh(tx, &refresh_hash, session.id, now).await?;
+    store::users::record_login_tx(tx, user_id, now).await?;
+    if let Some(user) = store::users::find_by_id_tx(tx, user_id).await? {
+        store::login_throttle::clear_failures(tx, &user.email).await?;
     }
     audit(
-        &mut tx,
+        tx,
         deps,
         ctx,
         Some(user_id),
@@ -79,7 +93,6 @@ pub(super) async fn start(
         json!({"method": method, "session_id": session.id}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Tokens {
         access: deps.jwt.issue(user_id, session.id, now)?,
         refresh_token,

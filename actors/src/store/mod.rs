@@ -8,11 +8,13 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod google;
 pub mod idempotency;
 pub mod invitations;
 pub mod items;
 pub mod jobs;
 pub mod login_throttle;
+pub mod passkeys;
 pub mod projects;
 pub mod resumable;
 pub mod reviews;

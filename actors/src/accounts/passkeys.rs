@@ -1,0 +1,631 @@
+//! Passkeys (WebAuthn, webauthn-rs): registration by a signed-in user, sign-in with an
+//! email or with a discoverable credential, listing, renaming and removal.
+//!
+//! A ceremony's state stays on the server (`webauthn_ceremonies`): single use (taken,
+//! that is deleted, before it is checked), five minutes long, and bound to the user who
+//! started it. Checking the browser's answer and storing what it changes (a new passkey;
+//! a login's counter and backup flags, and the session) happen in the accounts actor,
+//! in one transaction with the audit row, so two logins with one passkey are checked
+//! one after the other against the stored counter.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Webauthn, WebauthnBuilder, WebauthnError,
+};
+
+use super::{AccountsMsg, Tokens, audit, service::require_session, sessions};
+use crate::{
+    config::WebauthnConfig,
+    context::{Principal, RequestContext},
+    domain::Email,
+    engine::{Deps, Engine},
+    error::EngineError,
+    metrics as m,
+    store::{
+        self,
+        passkeys::{CeremonyRow, PasskeyRow},
+    },
+};
+
+/// How long a ceremony may take (the browser's timeout is the same).
+const CEREMONY_TTL_SECS: i64 = 300;
+/// Most passkeys one account may hold.
+pub const MAX_PASSKEYS_PER_USER: i64 = 20;
+const NAME_MAX_CHARS: usize = 100;
+
+/// Build the relying party, or say which setting is wrong.
+pub fn relying_party(config: &WebauthnConfig) -> Result<Option<Webauthn>, String> {
+    let Some((first, rest)) = config.origins.split_first() else {
+        return Ok(None);
+    };
+    let mut builder = WebauthnBuilder::new(&config.rp_id, first)
+        .map_err(|e| format!("WEBAUTHN_RP_ID/WEBAUTHN_ORIGINS: {e}"))?
+        .rp_name(&config.rp_name)
+        .timeout(std::time::Duration::from_secs(CEREMONY_TTL_SECS as u64));
+    for origin in rest {
+        builder = builder.append_allowed_origin(origin);
+    }
+    builder
+        .build()
+        .map(Some)
+        .map_err(|e| format!("WEBAUTHN_RP_ID/WEBAUTHN_ORIGINS: {e}"))
+}
+
+/// A passkey as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct PasskeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<PasskeyRow> for PasskeyView {
+    fn from(r: PasskeyRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+/// What the browser needs to run a ceremony: pass `options` to
+/// `navigator.credentials.create()` / `.get()`, and send the answer back with the id.
+#[derive(Debug, Clone)]
+pub struct CeremonyStart {
+    pub ceremony_id: Uuid,
+    pub options: serde_json::Value,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The server-side state of a ceremony, as stored.
+#[derive(Serialize, Deserialize)]
+pub enum CeremonyState {
+    Register(PasskeyRegistration),
+    /// A login for a known user: only their passkeys are allowed.
+    Login(PasskeyAuthentication),
+    /// A login without a user: the authenticator says whose passkey it is.
+    Discoverable(DiscoverableAuthentication),
+}
+
+const KIND_REGISTER: &str = "register";
+const KIND_LOGIN: &str = "login";
+
+fn credential_key(id: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}
+
+fn invalid_ceremony() -> EngineError {
+    EngineError::validation(
+        "invalid_ceremony",
+        "ceremony_id",
+        "this ceremony is unknown, already used or expired; start again",
+    )
+}
+
+fn login_rejected() -> EngineError {
+    EngineError::unauthenticated("passkey_rejected", "the passkey was not accepted")
+}
+
+fn valid_name(name: Option<&str>) -> Result<String, EngineError> {
+    let name = name.map(str::trim).unwrap_or("Passkey");
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(EngineError::validation(
+            "invalid_name",
+            "name",
+            format!("name must be 1 to {NAME_MAX_CHARS} characters without control characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_credential<T: serde::de::DeserializeOwned>(
+    credential: serde_json::Value,
+) -> Result<T, EngineError> {
+    serde_json::from_value(credential).map_err(|e| {
+        EngineError::validation(
+            "invalid_credential",
+            "credential",
+            format!("credential is not a WebAuthn response: {e}"),
+        )
+    })
+}
+
+/// `auth_events_total{method="passkey"|"passkey_register", outcome}`, outcomes bounded.
+fn count(method: &'static str, outcome: &Result<impl Sized, EngineError>) {
+    let outcome = match outcome {
+        Ok(_) => "success",
+        Err(EngineError::RateLimited { .. }) => "rate_limited",
+        Err(e) => match e.code() {
+            "invalid_ceremony" => "invalid_ceremony",
+            "invalid_credential" => "invalid_credential",
+            "passkey_rejected" => "rejected",
+            "credential_registered" => "duplicate_credential",
+            _ => "error",
+        },
+    };
+    metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => method, "outcome" => outcome).increment(1);
+}
+
+impl Engine {
+    fn relying_party(&self) -> Result<&Webauthn, EngineError> {
+        self.deps
+            .webauthn
+            .as_ref()
+            .ok_or_else(|| EngineError::NotImplemented {
+                code: "passkeys_disabled",
+                message: "passkeys are off: no WEBAUTHN_ORIGINS falls under WEBAUTHN_RP_ID".into(),
+            })
+    }
+
+    async fn store_ceremony(
+        &self,
+        kind: &'static str,
+        user_id: Option<Uuid>,
+        state: &CeremonyState,
+        options: serde_json::Value,
+    ) -> Result<CeremonyStart, EngineError> {
+        let now = self.deps.clock.now();
+        let row = CeremonyRow {
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            user_id,
+            state: serde_json::to_string(state)
+                .map_err(|e| EngineError::Internal(format!("ceremony state: {e}")))?,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(CEREMONY_TTL_SECS),
+        };
+        store::passkeys::insert_ceremony(&self.deps.db, &row).await?;
+        Ok(CeremonyStart {
+            ceremony_id: row.id,
+            options,
+            expires_at: row.expires_at,
+        })
+    }
+
+    /// Take a ceremony for checking: it cannot be used again, whatever the outcome.
+    async fn take_ceremony(
+        &self,
+        id: Uuid,
+        kind: &'static str,
+        user_id: Option<Uuid>,
+    ) -> Result<CeremonyState, EngineError> {
+        let row = store::passkeys::take_ceremony(&self.deps.db, id, kind, user_id)
+            .await?
+            .filter(|row| row.expires_at > self.deps.clock.now())
+            .ok_or_else(invalid_ceremony)?;
+        serde_json::from_str(&row.state)
+            .map_err(|e| EngineError::Internal(format!("stored ceremony state: {e}")))
+    }
+
+    /// Start registering a passkey for the signed-in caller. Their passkeys are
+    /// excluded, so an authenticator that holds one says so instead of making another.
+    pub async fn start_passkey_registration(
+        &self,
+        principal: &Principal,
+    ) -> Result<CeremonyStart, EngineError> {
+        require_session(principal)?;
+        let webauthn = self.relying_party()?;
+        let user = store::users::find_by_id(&self.deps.db, principal.user_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "user" })?;
+        let existing = store::passkeys::of_user(&self.deps.db, user.id).await?;
+        if existing.len() as i64 >= MAX_PASSKEYS_PER_USER {
+            return Err(EngineError::Conflict {
+                code: "too_many_passkeys",
+                message: format!(
+                    "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
+                ),
+            });
+        }
+        let exclude = existing
+            .iter()
+            .filter_map(|row| serde_json::from_str::<Passkey>(&row.passkey).ok())
+            .map(|pk| pk.cred_id().clone())
+            .collect();
+        let display = user.full_name.as_deref().unwrap_or(&user.email);
+        let (options, state) = webauthn
+            .start_passkey_registration(user.id, &user.email, display, Some(exclude))
+            .map_err(|e| EngineError::Internal(format!("passkey registration: {e}")))?;
+        let mut options = serde_json::to_value(&options)
+            .map_err(|e| EngineError::Internal(format!("registration options: {e}")))?;
+        // Ask for a discoverable credential where the authenticator can make one, so
+        // the user can later sign in without typing their email (webauthn-rs says
+        // "discouraged"; the registration state does not depend on it).
+        if let Some(sel) = options
+            .pointer_mut("/publicKey/authenticatorSelection")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            sel.insert("residentKey".into(), json!("preferred"));
+        }
+        self.store_ceremony(
+            KIND_REGISTER,
+            Some(user.id),
+            &CeremonyState::Register(state),
+            options,
+        )
+        .await
+    }
+
+    /// Finish a registration the caller started.
+    pub async fn finish_passkey_registration(
+        &self,
+        principal: &Principal,
+        ceremony_id: Uuid,
+        credential: serde_json::Value,
+        name: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<PasskeyView, EngineError> {
+        let outcome = self
+            .finish_passkey_registration_inner(principal, ceremony_id, credential, name, ctx)
+            .await;
+        count("passkey_register", &outcome);
+        outcome
+    }
+
+    async fn finish_passkey_registration_inner(
+        &self,
+        principal: &Principal,
+        ceremony_id: Uuid,
+        credential: serde_json::Value,
+        name: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<PasskeyView, EngineError> {
+        require_session(principal)?;
+        self.relying_party()?;
+        let name = valid_name(name)?;
+        let CeremonyState::Register(state) = self
+            .take_ceremony(ceremony_id, KIND_REGISTER, Some(principal.user_id))
+            .await?
+        else {
+            return Err(invalid_ceremony());
+        };
+        let credential: RegisterPublicKeyCredential = parse_credential(credential)?;
+        let (user_id, ctx) = (principal.user_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::AddPasskey {
+            user_id,
+            name,
+            state: Box::new(state),
+            credential: Box::new(credential),
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// Start a passkey sign-in. With the email of an account that has passkeys, only
+    /// those are allowed; otherwise (no email, an unknown one, or one without passkeys)
+    /// the authenticator offers whichever discoverable passkey it holds for this site.
+    /// The answer looks the same either way, so it does not tell who has an account.
+    pub async fn start_passkey_login(
+        &self,
+        email: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<CeremonyStart, EngineError> {
+        let webauthn = self.relying_party()?;
+        self.limit_ip("passkey_login", ctx).await?;
+        let email = email.map(Email::parse).transpose()?;
+        let mut known = None;
+        if let Some(email) = &email {
+            self.limit_account("passkey_login", email).await?;
+            if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
+                && user.email_verified
+                && user.disabled_at.is_none()
+            {
+                let keys: Vec<Passkey> = store::passkeys::of_user(&self.deps.db, user.id)
+                    .await?
+                    .iter()
+                    .filter_map(|row| serde_json::from_str(&row.passkey).ok())
+                    .collect();
+                if !keys.is_empty() {
+                    known = Some((user.id, keys));
+                }
+            }
+        }
+        let (user_id, state, options) = match known {
+            Some((user_id, keys)) => {
+                let (options, state) = webauthn
+                    .start_passkey_authentication(&keys)
+                    .map_err(|e| EngineError::Internal(format!("passkey login: {e}")))?;
+                (Some(user_id), CeremonyState::Login(state), options)
+            }
+            None => {
+                let (mut options, state) = webauthn
+                    .start_discoverable_authentication()
+                    .map_err(|e| EngineError::Internal(format!("passkey login: {e}")))?;
+                // webauthn-rs asks for conditional mediation (autofill); a sign-in button
+                // needs the modal prompt. The frontend may still ask for autofill.
+                options.mediation = None;
+                (None, CeremonyState::Discoverable(state), options)
+            }
+        };
+        let options = serde_json::to_value(&options)
+            .map_err(|e| EngineError::Internal(format!("login options: {e}")))?;
+        self.store_ceremony(KIND_LOGIN, user_id, &state, options)
+            .await
+    }
+
+    /// Finish a passkey sign-in: tokens, as for a password login.
+    pub async fn finish_passkey_login(
+        &self,
+        ceremony_id: Uuid,
+        credential: serde_json::Value,
+        ctx: &RequestContext,
+    ) -> Result<Tokens, EngineError> {
+        let outcome = self
+            .finish_passkey_login_inner(ceremony_id, credential, ctx)
+            .await;
+        count("passkey", &outcome);
+        outcome
+    }
+
+    async fn finish_passkey_login_inner(
+        &self,
+        ceremony_id: Uuid,
+        credential: serde_json::Value,
+        ctx: &RequestContext,
+    ) -> Result<Tokens, EngineError> {
+        self.relying_party()?;
+        self.limit_ip("passkey_login", ctx).await?;
+        let state = self.take_ceremony(ceremony_id, KIND_LOGIN, None).await?;
+        if matches!(state, CeremonyState::Register(_)) {
+            return Err(invalid_ceremony());
+        }
+        let credential: PublicKeyCredential = parse_credential(credential)?;
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| AccountsMsg::PasskeyLogin {
+            state: Box::new(state),
+            credential: Box::new(credential),
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// The caller's passkeys, oldest first.
+    pub async fn passkeys(&self, principal: &Principal) -> Result<Vec<PasskeyView>, EngineError> {
+        let rows = store::passkeys::of_user(&self.deps.db, principal.user_id).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Rename one of the caller's passkeys (someone else's is 404).
+    pub async fn rename_passkey(
+        &self,
+        principal: &Principal,
+        passkey_id: Uuid,
+        name: &str,
+        ctx: &RequestContext,
+    ) -> Result<PasskeyView, EngineError> {
+        require_session(principal)?;
+        let name = valid_name(Some(name))?;
+        let (user_id, ctx) = (principal.user_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::RenamePasskey {
+            user_id,
+            passkey_id,
+            name,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+
+    /// Remove one of the caller's passkeys (someone else's is 404).
+    pub async fn delete_passkey(
+        &self,
+        principal: &Principal,
+        passkey_id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        require_session(principal)?;
+        let (user_id, ctx) = (principal.user_id, ctx.clone());
+        self.ask(&self.accounts()?, |reply| AccountsMsg::DeletePasskey {
+            user_id,
+            passkey_id,
+            ctx,
+            reply,
+        })
+        .await?
+    }
+}
+
+fn rp(deps: &Deps) -> Result<&Webauthn, EngineError> {
+    deps.webauthn
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("passkeys are off".into()))
+}
+
+fn rejected_registration(e: WebauthnError) -> EngineError {
+    EngineError::validation(
+        "passkey_rejected",
+        "credential",
+        format!("the new passkey was not accepted: {e}"),
+    )
+}
+
+/// Check the authenticator's answer to a registration and keep the passkey. A
+/// credential already registered to anyone is refused (webauthn-rs leaves that check
+/// to us).
+pub(super) async fn add(
+    deps: &Deps,
+    user_id: Uuid,
+    name: String,
+    state: &PasskeyRegistration,
+    credential: &RegisterPublicKeyCredential,
+    ctx: &RequestContext,
+) -> Result<PasskeyView, EngineError> {
+    let passkey = rp(deps)?
+        .finish_passkey_registration(credential, state)
+        .map_err(rejected_registration)?;
+    let credential_id = credential_key(passkey.cred_id().as_ref());
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let duplicate = || EngineError::Conflict {
+        code: "credential_registered",
+        message: "this passkey is already registered".into(),
+    };
+    if store::passkeys::credential_exists(&mut tx, &credential_id).await? {
+        return Err(duplicate());
+    }
+    if store::passkeys::count_of_user(&mut tx, user_id).await? >= MAX_PASSKEYS_PER_USER {
+        return Err(EngineError::Conflict {
+            code: "too_many_passkeys",
+            message: format!(
+                "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
+            ),
+        });
+    }
+    let row = PasskeyRow {
+        id: Uuid::now_v7(),
+        user_id,
+        credential_id,
+        name,
+        passkey: serde_json::to_string(&passkey)
+            .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?,
+        created_at: now,
+        last_used_at: None,
+    };
+    store::passkeys::insert(&mut tx, &row)
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Conflict { .. } => duplicate(),
+            e => e.into(),
+        })?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "passkey.registered",
+        user_id,
+        json!({"passkey_id": row.id, "name": row.name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row.into())
+}
+
+/// Check a login answer against the stored passkey (signature, user verification,
+/// counter, backup flags), store the passkey's new counter and flags, and open a
+/// session: one transaction.
+pub(super) async fn login(
+    deps: &Deps,
+    state: CeremonyState,
+    credential: &PublicKeyCredential,
+    ctx: &RequestContext,
+) -> Result<Tokens, EngineError> {
+    let webauthn = rp(deps)?;
+    let credential_id = credential_key(credential.get_credential_id());
+    let row = store::passkeys::find_by_credential(&deps.db, &credential_id)
+        .await?
+        .ok_or_else(login_rejected)?;
+    let mut passkey: Passkey = serde_json::from_str(&row.passkey)
+        .map_err(|e| EngineError::Internal(format!("stored passkey: {e}")))?;
+    let result = match state {
+        CeremonyState::Login(state) => webauthn.finish_passkey_authentication(credential, &state),
+        CeremonyState::Discoverable(state) => {
+            // The user handle the authenticator returns must name the passkey's owner.
+            match webauthn.identify_discoverable_authentication(credential) {
+                Ok((user, _)) if user == row.user_id => {
+                    webauthn.finish_discoverable_authentication_v2(credential, state, &passkey)
+                }
+                Ok(_) => Err(WebauthnError::InvalidUserUniqueId),
+                Err(e) => Err(e),
+            }
+        }
+        CeremonyState::Register(_) => return Err(invalid_ceremony()),
+    };
+    let now = deps.clock.now();
+    let mut tx = deps.db.begin().await?;
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => {
+            // Worth an audit row: a cloned authenticator shows up as a counter that
+            // went back.
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                None,
+                "passkey.login_rejected",
+                row.user_id,
+                json!({"passkey_id": row.id, "reason": e.to_string()}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(login_rejected());
+        }
+    };
+    let user = store::users::find_by_id_tx(&mut tx, row.user_id).await?;
+    if !user.is_some_and(|u| u.disabled_at.is_none() && u.email_verified) {
+        return Err(login_rejected());
+    }
+    passkey.update_credential(&result);
+    let stored = serde_json::to_string(&passkey)
+        .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?;
+    store::passkeys::record_use(&mut tx, row.id, &stored, now).await?;
+    let tokens = sessions::start_in(&mut tx, deps, row.user_id, "passkey", ctx).await?;
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+pub(super) async fn rename(
+    deps: &Deps,
+    user_id: Uuid,
+    passkey_id: Uuid,
+    name: &str,
+    ctx: &RequestContext,
+) -> Result<PasskeyView, EngineError> {
+    let mut tx = deps.db.begin().await?;
+    if !store::passkeys::rename(&mut tx, user_id, passkey_id, name).await? {
+        return Err(EngineError::NotFound { what: "passkey" });
+    }
+    let row = store::passkeys::find_tx(&mut tx, passkey_id)
+        .await?
+        .ok_or(EngineError::NotFound { what: "passkey" })?;
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "passkey.renamed",
+        user_id,
+        json!({"passkey_id": passkey_id, "name": name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row.into())
+}
+
+pub(super) async fn delete(
+    deps: &Deps,
+    user_id: Uuid,
+    passkey_id: Uuid,
+    ctx: &RequestContext,
+) -> Result<(), EngineError> {
+    let mut tx = deps.db.begin().await?;
+    if !store::passkeys::delete(&mut tx, user_id, passkey_id).await? {
+        return Err(EngineError::NotFound { what: "passkey" });
+    }
+    audit(
+        &mut tx,
+        deps,
+        ctx,
+        Some(user_id),
+        "passkey.deleted",
+        user_id,
+        json!({"passkey_id": passkey_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! A throw-away PostgreSQL schema per benchmark run, shared by the benches that need one
+//! (`#[path = "common/pg_schema.rs"] mod pg_schema;`). The server under test connects
+//! with `search_path` set to it; it is dropped at the end.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use uuid::Uuid;
+
+/// The URL with its password hidden, for printing.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub struct PgSchema {
+    base: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// Create `<prefix>_<unix ms>_<random>` on the server at `base`.
+    pub async fn create(base: &str, prefix: &str) -> anyhow::Result<Self> {
+        let admin = pg_admin(base).await?;
+        let name = format!(
+            "{prefix}_{}_{}",
+            Utc::now().timestamp_millis(),
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("PostgreSQL: could not create schema {name}"))?;
+        admin.close().await;
+        Ok(Self {
+            base: base.to_owned(),
+            name,
+        })
+    }
+
+    /// `base` with `search_path` set to the schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+
+    pub async fn drop_schema(self) -> anyhow::Result<()> {
+        let admin = pg_admin(&self.base).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.name
+        )))
+        .execute(&admin)
+        .await
+        .with_context(|| format!("PostgreSQL: could not drop schema {}", self.name))?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+/// A one-connection pool on the server itself (schema admin, reachability checks).
+pub async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(base)
+        .await
+        .with_context(|| {
+            format!(
+                "PostgreSQL is not reachable at {} (set --database-url or BENCH_DATABASE_URL)",
+                redact(base)
+            )
+        })
+}
