@@ -58,8 +58,9 @@ pub struct RegisterVerifyRequest {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PasskeyLoginRequest {
-    /// The account's email: only its passkeys are offered. Without it (or for an
-    /// address without passkeys) the browser offers any passkey it holds for this site.
+    /// The account's email: only its passkeys are offered (an address without
+    /// passkeys gets a stand-in id no authenticator holds). Without it the browser
+    /// offers any discoverable passkey it holds for this site.
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
 }
@@ -141,8 +142,9 @@ pub enum PasskeyDeleted {
 impl PasskeysApi {
     /// Start registering a passkey
     ///
-    /// For the signed-in user (403 `session_required` with an API token). The
-    /// options exclude the passkeys they already have and ask for user verification.
+    /// For the signed-in user (403 `session_required` with an API token), within 10
+    /// minutes of signing in (403 `reauthentication_required`). The options exclude
+    /// the passkeys they already have and ask for user verification.
     /// 501 `passkeys_disabled` when the server has no allowed origin
     /// (`WEBAUTHN_ORIGINS`); 409 `too_many_passkeys` beyond 20.
     #[oai(
@@ -192,8 +194,8 @@ impl PasskeysApi {
 
     /// Start signing in with a passkey
     ///
-    /// No sign-in needed. The answer is the same whether or not the email has an
-    /// account. Rate limited per client IP and per address.
+    /// No sign-in needed. The answer does not tell whether the email has an account
+    /// or passkeys. Rate limited per client IP.
     #[oai(
         path = "/api/auth/passkeys/login",
         method = "post",
@@ -272,7 +274,8 @@ impl PasskeysApi {
 
     /// Remove a passkey
     ///
-    /// It signs no one in from now on; sessions it opened stay (end them with
+    /// Within 10 minutes of signing in (403 `reauthentication_required`). It signs no
+    /// one in from now on; sessions it opened stay (end them with
     /// `DELETE /api/auth/sessions/{id}`).
     #[oai(
         path = "/api/auth/passkeys/:id",

@@ -207,27 +207,56 @@ async fn passkey_registration_and_login_work_end_to_end(backend: Backend) {
     let replay = finish_login(&app, &fresh, &answer).await;
     assert_problem(replay, StatusCode::UNAUTHORIZED, "passkey_rejected").await;
 
-    // Unknown addresses get the same kind of answer as a discoverable login, so the
-    // endpoint does not tell who has an account.
+    // An address without passkeys, known or not, gets one credential id that looks
+    // like a real one, the same each time: the answer does not tell who has passkeys.
     let (_, unknown) = start_login(&app, Some("nobody@example.org")).await;
+    let (_, again) = start_login(&app, Some("nobody@example.org")).await;
+    app.signed_up_user("nokeys@example.org").await;
+    let (_, no_keys) = start_login(&app, Some("nokeys@example.org")).await;
+    let ids = |options: &Value| -> Vec<String> {
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&unknown).len(), 1, "{unknown}");
+    assert_eq!(ids(&unknown)[0].len(), credential.id.len());
+    assert_eq!(ids(&unknown), ids(&again));
+    assert_eq!(ids(&no_keys).len(), 1);
+    assert_ne!(ids(&no_keys), ids(&unknown));
+    assert_eq!(unknown["publicKey"]["userVerification"], "required");
+    // Without an email: the authenticator chooses (discoverable credentials).
     let (_, discoverable) = start_login(&app, None).await;
-    for options in [&unknown, &discoverable] {
-        let allowed = &options["publicKey"]["allowCredentials"];
-        assert!(
-            allowed.is_null() || allowed.as_array().is_some_and(Vec::is_empty),
-            "{options}"
-        );
-        assert_eq!(options["publicKey"]["userVerification"], "required");
-    }
+    let allowed = &discoverable["publicKey"]["allowCredentials"];
+    assert!(
+        allowed.is_null() || allowed.as_array().is_some_and(Vec::is_empty),
+        "{discoverable}"
+    );
 
-    // Both logins were audited; the second session is the passkey's.
+    // Audited: the registration, and the sign-in with its method. The owner was told.
+    let root = app.super_admin("root@example.org").await;
     let audit = app
-        .get_json(
-            "/api/admin/audit-log?action=passkey.registered",
-            &app.super_admin("root@example.org").await,
-        )
+        .get_json("/api/admin/audit-log?action=passkey.registered", &root)
         .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    let logins = app
+        .get_json("/api/admin/audit-log?action=user.login", &root)
+        .await;
+    assert!(
+        logins["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row["details"]["method"] == "passkey"),
+        "{logins}"
+    );
+    let mails = app.wait_for_mails("pia@example.org", 2).await;
+    assert!(
+        mails.iter().any(|m| m.contains("A passkey was added")),
+        "{mails:?}"
+    );
 }
 
 async fn refused_ceremonies_change_nothing(backend: Backend) {
@@ -457,8 +486,11 @@ async fn a_counter_that_goes_back_is_refused_and_audited(backend: Backend) {
         StatusCode::OK
     );
 
-    // Pretend a clone of this authenticator has signed in 100 times since: the next
-    // answer of the original carries a lower counter than the server has seen.
+    // The next sign-in starts (with the email, so the ceremony holds the passkey as it
+    // is now)...
+    let (ceremony, options) = start_login(&app, Some("ann@example.org")).await;
+    // ... and meanwhile a clone of this authenticator signs in 100 times: the answer
+    // of the original carries a lower counter than the server has seen since.
     let db = app.db().await;
     let stored: String = alta_actors::with_db!(&db, |pool| sqlx::query_scalar::<_, String>(
         "SELECT passkey FROM passkeys"
@@ -477,7 +509,6 @@ async fn a_counter_that_goes_back_is_refused_and_audited(backend: Backend) {
         .map(|_| ()))
     .unwrap();
 
-    let (ceremony, options) = start_login(&app, Some("ann@example.org")).await;
     let answer = assertion(&mut key, options, origin());
     let resp = finish_login(&app, &ceremony, &answer).await;
     assert_problem(resp, StatusCode::UNAUTHORIZED, "passkey_rejected").await;
@@ -569,6 +600,68 @@ async fn passkeys_are_listed_renamed_and_removed(backend: Backend) {
     let resp = finish_login(&app, &ceremony, &answer).await;
     assert_problem(resp, StatusCode::UNAUTHORIZED, "passkey_rejected").await;
     assert_eq!(passkey_count(&app).await, 0);
+
+    // Adding or removing a passkey needs a recent sign-in: a stolen access token of an
+    // older session cannot plant one. Listing and renaming do not.
+    let created = ok_json(
+        register_with(&app, &ann, &mut authenticator(), origin()).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!("/api/auth/passkeys/{}", created["id"].as_str().unwrap());
+    let (ceremony, options) = start_registration(&app, &ann).await;
+    app.clock.advance(chrono::Duration::minutes(11));
+    let old = post(&app, "/api/auth/passkeys/register", Some(&ann), &json!({})).await;
+    assert_problem(old, StatusCode::FORBIDDEN, "reauthentication_required").await;
+    let parsed: CreationChallengeResponse = serde_json::from_value(options).unwrap();
+    let credential = authenticator().do_registration(origin(), parsed).unwrap();
+    let finish = post(
+        &app,
+        "/api/auth/passkeys/register/verify",
+        Some(&ann),
+        &json!({"ceremony_id": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_problem(finish, StatusCode::FORBIDDEN, "reauthentication_required").await;
+    let removal = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(removal, StatusCode::FORBIDDEN, "reauthentication_required").await;
+    assert_eq!(
+        app.get_auth("/api/auth/passkeys", &ann).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(passkey_count(&app).await, 1);
+    // Signing in again opens the way.
+    let fresh = app.token("ann@example.org", crate::helpers::PASSWORD).await;
+    let removal = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removal.status(), StatusCode::NO_CONTENT);
+    // An API token may not even list them.
+    let pat = ok_json(
+        post(
+            &app,
+            "/api/auth/tokens",
+            Some(&fresh),
+            &json!({"name": "script", "scopes": ["read"]}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let listed = app
+        .get_auth("/api/auth/passkeys", pat["token"].as_str().unwrap())
+        .await;
+    assert_problem(listed, StatusCode::FORBIDDEN, "session_required").await;
 }
 
 async fn passkeys_are_off_without_an_allowed_origin(backend: Backend) {

@@ -5,8 +5,13 @@
 //! that is deleted, before it is checked), five minutes long, and bound to the user who
 //! started it. Checking the browser's answer and storing what it changes (a new passkey;
 //! a login's counter and backup flags, and the session) happen in the accounts actor,
-//! in one transaction with the audit row, so two logins with one passkey are checked
-//! one after the other against the stored counter.
+//! in one transaction with the audit row. The counter an authenticator reports must
+//! have gone up from the one stored now (not the copy taken when the ceremony started),
+//! and the write is conditional on the stored passkey being unchanged, so two sign-ins
+//! with one passkey (a clone racing the original) cannot both pass.
+//!
+//! Adding or removing a passkey needs a recent sign-in (a stolen access token alone
+//! cannot plant a lasting way in), and the owner is mailed when one is added.
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -25,6 +30,7 @@ use crate::{
     domain::Email,
     engine::{Deps, Engine},
     error::EngineError,
+    jobs::{MailJob, enqueue_mail},
     metrics as m,
     store::{
         self,
@@ -37,6 +43,9 @@ const CEREMONY_TTL_SECS: i64 = 300;
 /// Most passkeys one account may hold.
 pub const MAX_PASSKEYS_PER_USER: i64 = 20;
 const NAME_MAX_CHARS: usize = 100;
+/// Adding or removing a passkey needs a session opened this recently (OWASP ASVS
+/// V7.5.1: re-authenticate before changing how one signs in).
+pub const RECENT_SIGN_IN_MINUTES: i64 = 10;
 
 /// Build the relying party, or say which setting is wrong.
 pub fn relying_party(config: &WebauthnConfig) -> Result<Option<Webauthn>, String> {
@@ -168,6 +177,33 @@ impl Engine {
             })
     }
 
+    /// The caller's session must have begun within [`RECENT_SIGN_IN_MINUTES`].
+    async fn require_recent_sign_in(&self, principal: &Principal) -> Result<(), EngineError> {
+        require_session(principal)?;
+        let recent = match principal.session_id {
+            Some(id) => {
+                let mut tx = self.deps.db.begin().await?;
+                let session = store::sessions::find_tx(&mut tx, id).await?;
+                tx.commit().await?;
+                session.is_some_and(|s| {
+                    s.created_at
+                        > self.deps.clock.now() - chrono::Duration::minutes(RECENT_SIGN_IN_MINUTES)
+                })
+            }
+            None => false,
+        };
+        if !recent {
+            return Err(EngineError::Refused {
+                code: "reauthentication_required",
+                message: format!(
+                    "sign in again to add or remove a passkey (within {RECENT_SIGN_IN_MINUTES} \
+                     minutes of signing in)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     async fn store_ceremony(
         &self,
         kind: &'static str,
@@ -214,8 +250,8 @@ impl Engine {
         &self,
         principal: &Principal,
     ) -> Result<CeremonyStart, EngineError> {
-        require_session(principal)?;
         let webauthn = self.relying_party()?;
+        self.require_recent_sign_in(principal).await?;
         let user = store::users::find_by_id(&self.deps.db, principal.user_id)
             .await?
             .ok_or(EngineError::NotFound { what: "user" })?;
@@ -281,8 +317,8 @@ impl Engine {
         name: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<PasskeyView, EngineError> {
-        require_session(principal)?;
         self.relying_party()?;
+        self.require_recent_sign_in(principal).await?;
         let name = valid_name(name)?;
         let CeremonyState::Register(state) = self
             .take_ceremony(ceremony_id, KIND_REGISTER, Some(principal.user_id))
@@ -315,23 +351,27 @@ impl Engine {
         let webauthn = self.relying_party()?;
         self.limit_ip("passkey_login", ctx).await?;
         let email = email.map(Email::parse).transpose()?;
+        // No per-account limit here: starting costs nothing, and a limit keyed on the
+        // address alone would let anyone lock its owner out.
         let mut known = None;
-        if let Some(email) = &email {
-            self.limit_account("passkey_login", email).await?;
-            if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
-                && user.email_verified
-                && user.disabled_at.is_none()
-            {
-                let keys: Vec<Passkey> = store::passkeys::of_user(&self.deps.db, user.id)
-                    .await?
-                    .iter()
-                    .filter_map(|row| serde_json::from_str(&row.passkey).ok())
-                    .collect();
-                if !keys.is_empty() {
-                    known = Some((user.id, keys));
-                }
+        if let Some(email) = &email
+            && let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
+            && user.email_verified
+            && user.disabled_at.is_none()
+        {
+            let keys: Vec<Passkey> = store::passkeys::of_user(&self.deps.db, user.id)
+                .await?
+                .iter()
+                .filter_map(|row| serde_json::from_str(&row.passkey).ok())
+                .collect();
+            if !keys.is_empty() {
+                known = Some((user.id, keys));
             }
         }
+        let decoy = email
+            .as_ref()
+            .filter(|_| known.is_none())
+            .map(|e| self.decoy_credential(e));
         let (user_id, state, options) = match known {
             Some((user_id, keys)) => {
                 let (options, state) = webauthn
@@ -349,8 +389,14 @@ impl Engine {
                 (None, CeremonyState::Discoverable(state), options)
             }
         };
-        let options = serde_json::to_value(&options)
+        let mut options = serde_json::to_value(&options)
             .map_err(|e| EngineError::Internal(format!("login options: {e}")))?;
+        // An address without passkeys (or without an account) gets a credential id
+        // that looks like a real one, the same every time, so the answer does not tell
+        // who has passkeys. No authenticator holds it.
+        if let (Some(decoy), Some(public_key)) = (decoy, options.get_mut("publicKey")) {
+            public_key["allowCredentials"] = json!([{"type": "public-key", "id": decoy}]);
+        }
         self.store_ceremony(KIND_LOGIN, user_id, &state, options)
             .await
     }
@@ -392,8 +438,21 @@ impl Engine {
         .await?
     }
 
+    /// A stable, secret-keyed stand-in credential id for an address (base64url).
+    fn decoy_credential(&self, email: &Email) -> String {
+        use secrecy::ExposeSecret;
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"alta passkey decoy\0");
+        hash.update(self.deps.config.jwt.secret.expose_secret().as_bytes());
+        hash.update(b"\0");
+        hash.update(email.as_str().as_bytes());
+        credential_key(&hash.finalize())
+    }
+
     /// The caller's passkeys, oldest first.
     pub async fn passkeys(&self, principal: &Principal) -> Result<Vec<PasskeyView>, EngineError> {
+        require_session(principal)?;
         let rows = store::passkeys::of_user(&self.deps.db, principal.user_id).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -426,7 +485,7 @@ impl Engine {
         passkey_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
-        require_session(principal)?;
+        self.require_recent_sign_in(principal).await?;
         let (user_id, ctx) = (principal.user_id, ctx.clone());
         self.ask(&self.accounts()?, |reply| AccountsMsg::DeletePasskey {
             user_id,
@@ -510,6 +569,21 @@ pub(super) async fn add(
         json!({"passkey_id": row.id, "name": row.name}),
     )
     .await?;
+    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
+        let mail = MailJob {
+            to: user.email,
+            subject: "A passkey was added to your Alta Data account".into(),
+            text: format!(
+                "Hello,\n\nA passkey named \"{}\" was just added to your Alta Data account; \
+                 it can sign you in without a password.\n\nIf this was not you, remove it \
+                 under your account's passkeys, reset your password at \
+                 {}/forgot-password, and tell your project administrator.\n",
+                row.name, deps.config.public_url
+            ),
+            template: "passkey_added".into(),
+        };
+        enqueue_mail(deps, &mut tx, mail).await?;
+    }
     tx.commit().await?;
     Ok(row.into())
 }
@@ -525,7 +599,8 @@ pub(super) async fn login(
 ) -> Result<Tokens, EngineError> {
     let webauthn = rp(deps)?;
     let credential_id = credential_key(credential.get_credential_id());
-    let row = store::passkeys::find_by_credential(&deps.db, &credential_id)
+    let mut tx = deps.db.begin().await?;
+    let row = store::passkeys::find_by_credential_tx(&mut tx, &credential_id)
         .await?
         .ok_or_else(login_rejected)?;
     let mut passkey: Passkey = serde_json::from_str(&row.passkey)
@@ -543,9 +618,18 @@ pub(super) async fn login(
             }
         }
         CeremonyState::Register(_) => return Err(invalid_ceremony()),
-    };
+    }
+    // A ceremony started with an email holds the passkeys as they were then; the
+    // counter must also have gone up from the one stored now.
+    .and_then(|result| {
+        let stored = stored_counter(&row.passkey);
+        if (result.counter() > 0 || stored > 0) && result.counter() <= stored {
+            Err(WebauthnError::CredentialPossibleCompromise)
+        } else {
+            Ok(result)
+        }
+    });
     let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
     let result = match result {
         Ok(result) => result,
         Err(e) => {
@@ -572,10 +656,27 @@ pub(super) async fn login(
     passkey.update_credential(&result);
     let stored = serde_json::to_string(&passkey)
         .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?;
-    store::passkeys::record_use(&mut tx, row.id, &stored, now).await?;
+    // Conditional on the passkey read above: another sign-in with it that committed in
+    // between (another process) wins, and this one is refused.
+    if !store::passkeys::record_use(&mut tx, row.id, &row.passkey, &stored, now).await? {
+        return Err(login_rejected());
+    }
     let tokens = sessions::start_in(&mut tx, deps, row.user_id, "passkey", ctx).await?;
     tx.commit().await?;
     Ok(tokens)
+}
+
+/// The signature counter of a stored passkey (webauthn-rs keeps it private; its JSON
+/// has it at `cred.counter`).
+fn stored_counter(passkey_json: &str) -> u32 {
+    serde_json::from_str::<serde_json::Value>(passkey_json)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/cred/counter")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .and_then(|c| u32::try_from(c).ok())
+        .unwrap_or(0)
 }
 
 pub(super) async fn rename(

@@ -57,13 +57,16 @@ pub async fn count_of_user(tx: &mut Tx, user: Uuid) -> StoreResult<i64> {
     Ok(n)
 }
 
-pub async fn find_by_credential(db: &Db, credential_id: &str) -> StoreResult<Option<PasskeyRow>> {
+pub async fn find_by_credential_tx(
+    tx: &mut Tx,
+    credential_id: &str,
+) -> StoreResult<Option<PasskeyRow>> {
     let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE credential_id = $1");
-    let row = with_db!(db, |pool| sqlx::query_as::<_, PasskeyRow>(
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, PasskeyRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
     .bind(credential_id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await)?;
     Ok(row)
 }
@@ -88,22 +91,25 @@ pub async fn find_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<PasskeyRow>> {
     Ok(row)
 }
 
-/// Store the credential after a login (its counter and backup state move on).
+/// Store the credential after a login (its counter and backup state move on), if it
+/// is still as it was read (`old`); false when another sign-in changed it first.
 pub async fn record_use(
     tx: &mut Tx,
     id: Uuid,
+    old: &str,
     passkey: &str,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let sql = "UPDATE passkeys SET passkey = $2, last_used_at = $3 WHERE id = $1";
-    with_tx!(tx, |conn| sqlx::query(sql)
+) -> StoreResult<bool> {
+    let sql = "UPDATE passkeys SET passkey = $3, last_used_at = $4 WHERE id = $1 AND passkey = $2";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(id)
+        .bind(old)
         .bind(passkey)
         .bind(now)
         .execute(conn)
         .await
-        .map(|_| ()))?;
-    Ok(())
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }
 
 /// Rename one of a user's passkeys; false when they have no such passkey.
