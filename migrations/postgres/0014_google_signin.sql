@@ -42,7 +42,9 @@ CREATE TABLE login_codes (
     method     TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL,
-    used_at    TIMESTAMPTZ
+    used_at    TIMESTAMPTZ,
+    -- The session it opened: ended if the code is presented again (a stolen copy).
+    session_id UUID
 );
 CREATE INDEX login_codes_expires_idx ON login_codes (expires_at);
 CREATE INDEX login_codes_user_idx ON login_codes (user_id);

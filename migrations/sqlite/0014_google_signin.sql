@@ -42,7 +42,9 @@ CREATE TABLE login_codes (
     method     TEXT NOT NULL,
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL,
-    used_at    TEXT
+    used_at    TEXT,
+    -- The session it opened: ended if the code is presented again (a stolen copy).
+    session_id BLOB
 );
 CREATE INDEX login_codes_expires_idx ON login_codes (expires_at);
 CREATE INDEX login_codes_user_idx ON login_codes (user_id);

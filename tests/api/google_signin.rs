@@ -617,9 +617,16 @@ async fn refused_google_sign_ins_change_nothing(backend: Backend) {
     );
     assert_eq!(counts(&app).await, after_one);
 
-    // The one-time code works once.
+    // The one-time code works once; presented again, it also ends the session it
+    // opened (someone else may hold a copy).
     let resp = exchange(&app, &fragment["code"]).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    let first: Value = resp.json().await.unwrap();
+    let first_access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_auth("/api/auth/me", first_access).await.status(),
+        StatusCode::OK
+    );
     let after_exchange = counts(&app).await;
     assert_problem(
         exchange(&app, &fragment["code"]).await,
@@ -627,6 +634,17 @@ async fn refused_google_sign_ins_change_nothing(backend: Backend) {
         "invalid_login_code",
     )
     .await;
+    assert_eq!(
+        app.get_auth("/api/auth/me", first_access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let refresh = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": first["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
     assert_problem(
         exchange(&app, "not-a-code").await,
         StatusCode::UNAUTHORIZED,

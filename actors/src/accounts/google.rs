@@ -535,6 +535,7 @@ async fn complete(
         created_at: now,
         expires_at: now + chrono::Duration::seconds(CODE_TTL_SECS),
         used_at: None,
+        session_id: None,
     };
     store::google::insert_code(&mut tx, &row).await?;
     audit(
@@ -644,7 +645,27 @@ async fn exchange(deps: &Deps, code: &str, ctx: &RequestContext) -> Result<Token
     let row = store::google::find_code(&mut tx, &code_hash)
         .await?
         .ok_or_else(invalid_login_code)?;
-    if row.used_at.is_some() || row.expires_at <= now {
+    if row.used_at.is_some() {
+        // Presented again: whoever has a copy may have used it first. End the session it
+        // opened (RFC 6749 §4.1.2 asks the same of a reused authorization code).
+        if let Some(session) = row.session_id
+            && store::sessions::revoke(&mut tx, session, "login_code_reused", now).await?
+        {
+            audit(
+                &mut tx,
+                deps,
+                ctx,
+                None,
+                "session.login_code_reused",
+                row.user_id,
+                json!({"session_id": session, "code_id": row.id}),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        return Err(invalid_login_code());
+    }
+    if row.expires_at <= now {
         return Err(invalid_login_code());
     }
     let user = store::users::find_by_id_tx(&mut tx, row.user_id)
@@ -667,6 +688,7 @@ async fn exchange(deps: &Deps, code: &str, ctx: &RequestContext) -> Result<Token
     )
     .await?;
     let tokens = sessions::start_in(&mut tx, deps, user.id, METHOD, ctx).await?;
+    store::google::set_code_session(&mut tx, &code_hash, tokens.session_id).await?;
     tx.commit().await?;
     Ok(tokens)
 }

@@ -173,6 +173,7 @@ pub struct LoginCodeRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    pub session_id: Option<Uuid>,
 }
 
 /// Keep a new login code, and drop the expired ones.
@@ -199,13 +200,25 @@ pub async fn insert_code(tx: &mut Tx, row: &LoginCodeRow) -> StoreResult<()> {
 }
 
 pub async fn find_code(tx: &mut Tx, code_hash: &str) -> StoreResult<Option<LoginCodeRow>> {
-    let sql = "SELECT id, code_hash, user_id, method, created_at, expires_at, used_at \
-               FROM login_codes WHERE code_hash = $1";
+    let sql = "SELECT id, code_hash, user_id, method, created_at, expires_at, used_at, \
+               session_id FROM login_codes WHERE code_hash = $1";
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, LoginCodeRow>(sql)
         .bind(code_hash)
         .fetch_optional(conn)
         .await)?;
     Ok(row)
+}
+
+/// Note the session a spent code opened.
+pub async fn set_code_session(tx: &mut Tx, code_hash: &str, session: Uuid) -> StoreResult<()> {
+    let sql = "UPDATE login_codes SET session_id = $2 WHERE code_hash = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(code_hash)
+        .bind(session)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
 }
 
 /// Spend a live code; false when it was used or has expired meanwhile (a lost race).
