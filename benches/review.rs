@@ -42,10 +42,9 @@
 //! Every claim, skip and decision of a project runs in that project's one actor, so
 //! parallel reviewers' requests wait for each other there.
 //!
-//! Then, on PostgreSQL, `EXPLAIN (ANALYZE, BUFFERS)` of the queue statement (the SQL of
-//! `queue_sql` in `actors/src/store/reviews.rs`, copied here and checked against the
-//! API's answer) for the first page, a deep page, and a reviewer's `next` after their
-//! skips, plus the generic plan a reused prepared statement may switch to; on SQLite,
+//! Then, on PostgreSQL, `EXPLAIN (ANALYZE, BUFFERS)` of the queue statement (the
+//! server's own, `store::reviews::queue_sql`, checked against the API's answer) for the
+//! first page, a deep page, and a reviewer's `next` after their skips, plus the generic plan a reused prepared statement may switch to; on SQLite,
 //! `EXPLAIN QUERY PLAN`. Also timed: the review monitor's `pending_stats` (it runs every
 //! `REVIEW_DIGEST_INTERVAL_SECONDS`, 60 s by default, during the run too).
 //!
@@ -989,22 +988,6 @@ const ITEM_COLUMNS: &str = "id, project_id, kind, contributor_id, status, title,
      audio, created_at, updated_at, job_id, processing_error_code, processing_error, \
      review_round, submitted_at, review_claimed_by, review_lease_until, decided_at";
 
-/// `queue_sql` of `actors/src/store/reviews.rs` (private there). The run checks that it
-/// returns the page the API returns.
-fn queue_sql(with_cursor: bool) -> String {
-    let after = if with_cursor { "AND i.id > $5" } else { "" };
-    format!(
-        "SELECT {ITEM_COLUMNS} FROM items i WHERE i.project_id = $1 \
-         AND i.status = 'pending_review' AND i.deleted_at IS NULL AND i.contributor_id <> $2 \
-         AND (i.review_claimed_by IS NULL OR i.review_claimed_by = $2 OR i.review_lease_until <= $3) \
-         AND NOT EXISTS (SELECT 1 FROM review_decisions d \
-             WHERE d.item_id = i.id AND d.round = i.review_round AND d.reviewer_id = $2) \
-         AND NOT EXISTS (SELECT 1 FROM review_skips s \
-             WHERE s.item_id = i.id AND s.round = i.review_round AND s.reviewer_id = $2) \
-         {after} ORDER BY i.id LIMIT $4"
-    )
-}
-
 /// Parameters of one queue read.
 struct QueueArgs {
     project: Uuid,
@@ -1017,7 +1000,7 @@ struct QueueArgs {
 async fn queue_ids(db: &Db, q: &QueueArgs) -> anyhow::Result<Vec<Uuid>> {
     let sql = format!(
         "SELECT id FROM ({}) AS page ORDER BY id",
-        queue_sql(q.after.is_some())
+        alta_actors::store::reviews::queue_sql(q.after.is_some())
     );
     let ids = alta_actors::store::with_db!(db, |pool| {
         let mut query = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
@@ -1073,7 +1056,7 @@ async fn pg_explain(
     generic: bool,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut conn = pool.acquire().await?;
-    let sql = queue_sql(q.after.is_some());
+    let sql = alta_actors::store::reviews::queue_sql(q.after.is_some());
     let mut out = Vec::new();
     // Once unmeasured, so the plan shows a warm cache as the server sees it.
     pg_lines(&mut conn, format!("EXPLAIN ANALYZE {}", pg_inline(&sql, q))).await?;
@@ -1116,7 +1099,10 @@ async fn pg_explain(
 }
 
 async fn sqlite_query_plan(pool: &sqlx::SqlitePool, q: &QueueArgs) -> anyhow::Result<String> {
-    let sql = format!("EXPLAIN QUERY PLAN {}", queue_sql(q.after.is_some()));
+    let sql = format!(
+        "EXPLAIN QUERY PLAN {}",
+        alta_actors::store::reviews::queue_sql(q.after.is_some())
+    );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(q.project)
         .bind(q.reviewer)
@@ -1144,7 +1130,7 @@ fn held_by_sql() -> String {
 /// Median time of `runs` executions of the queue statement on the bench's own
 /// connection (a prepared statement, as the server runs it), in ms.
 async fn time_queue(db: &Db, q: &QueueArgs, runs: usize) -> anyhow::Result<f64> {
-    let sql = queue_sql(q.after.is_some());
+    let sql = alta_actors::store::reviews::queue_sql(q.after.is_some());
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
@@ -1718,10 +1704,10 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
         limit: PAGE as i64 + 1,
         after: None,
     };
-    let copy = queue_ids(db, &head_args).await?;
+    let direct = queue_ids(db, &head_args).await?;
     ensure!(
-        copy == ids[..=PAGE],
-        "the bench's copy of queue_sql disagrees with the loaded queue"
+        direct == ids[..=PAGE],
+        "queue_sql run directly disagrees with the loaded queue"
     );
 
     let mut rows = Vec::new();

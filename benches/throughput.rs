@@ -15,6 +15,12 @@
 //! - `me`: `GET /api/auth/me` with a bearer token obtained by one login beforehand
 //! - `login`: `POST /api/auth/login` on every request (argon2-bound; the server's
 //!   per-account and per-IP login limits apply, 429s are counted as `rate_limited`)
+//! - `passkey_login`: a passkey sign-in, `POST /api/auth/passkeys/login {email}` then
+//!   `…/login/verify` with a software passkey's signed answer (webauthn-authenticator-rs),
+//!   counted as one sign-in. Each task registers its own passkey first (at most 20 per
+//!   account, so `--concurrency` ≤ 20): one passkey answering two ceremonies at once
+//!   would be taken for a clone (its counter would go back). The server must allow
+//!   `--webauthn-origin` (its default, `http://localhost:3000`, is a default server's).
 //! - `upload_1k`: `POST /api/documents`, a multipart upload of 1 KiB of `text/plain`
 //!   that differs on every request (the server refuses the same content twice in a
 //!   project), into a project created for the scenario. The account must be allowed to
@@ -35,8 +41,13 @@
 //! neither is retried or waited out, and `rps` counts every completed request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use webauthn_authenticator_rs::{
+    prelude::{CreationChallengeResponse, RequestChallengeResponse, Url, WebauthnAuthenticator},
+    softpasskey::SoftPasskey,
+};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
@@ -130,6 +141,11 @@ struct Args {
     #[arg(long, default_value = "")]
     label: String,
 
+    /// The page origin the software passkey reports (`passkey_login`); the server must
+    /// allow it (`WEBAUTHN_ORIGINS`).
+    #[arg(long, default_value = "http://localhost:3000")]
+    webauthn_origin: String,
+
     /// Passed by `cargo bench` to every bench target; accepted and ignored.
     #[arg(long = "bench", hide = true)]
     _bench: bool,
@@ -144,6 +160,9 @@ enum Scenario {
     Me,
     /// `POST /api/auth/login`
     Login,
+    /// Passkey sign-in: `…/passkeys/login` then `…/passkeys/login/verify`
+    #[value(name = "passkey_login")]
+    PasskeyLogin,
     /// `POST /api/documents` with 1 KiB of unique text
     #[value(name = "upload_1k")]
     Upload1k,
@@ -158,6 +177,7 @@ impl Scenario {
             Self::Health => "health",
             Self::Me => "me",
             Self::Login => "login",
+            Self::PasskeyLogin => "passkey_login",
             Self::Upload1k => "upload_1k",
             Self::UploadBig => "upload_big",
         }
@@ -166,7 +186,7 @@ impl Scenario {
     fn needs_credentials(self) -> bool {
         matches!(
             self,
-            Self::Me | Self::Login | Self::Upload1k | Self::UploadBig
+            Self::Me | Self::Login | Self::PasskeyLogin | Self::Upload1k | Self::UploadBig
         )
     }
 }
@@ -205,6 +225,11 @@ enum Plan {
     Loop(Target),
     /// The single `upload_big` request.
     BigUpload { token: String, project_id: String },
+    /// Passkey sign-ins: one software passkey per task.
+    PasskeyLogins {
+        email: String,
+        keys: Vec<SoftPasskey>,
+    },
 }
 
 /// A fully prepared request kind, shared by the tasks of one scenario.
@@ -527,6 +552,156 @@ async fn run_scenario(
     Ok(ScenarioReport::new(name, total, elapsed))
 }
 
+/// POST JSON, and the JSON answer of a 2xx (or the error).
+async fn post_json(
+    client: &Client,
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut req = client.post(url).json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{url}: HTTP {status}: {}", body_snippet(&body));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// One software passkey per task, registered for the signed-in account.
+async fn register_passkeys(
+    client: &Client,
+    base: &str,
+    token: &str,
+    origin: &Url,
+    count: u32,
+) -> anyhow::Result<Vec<SoftPasskey>> {
+    let mut keys = Vec::new();
+    for n in 0..count {
+        let started = post_json(
+            client,
+            &format!("{base}/api/auth/passkeys/register"),
+            Some(token),
+            &serde_json::json!({}),
+        )
+        .await
+        .context("starting a passkey registration (is WEBAUTHN_ORIGINS set?)")?;
+        let options: CreationChallengeResponse =
+            serde_json::from_value(started["options"].clone())?;
+        let mut key = SoftPasskey::new(true);
+        let credential = key
+            .do_registration(origin.clone(), options)
+            .map_err(|e| anyhow::anyhow!("software passkey: {e:?}"))?;
+        post_json(
+            client,
+            &format!("{base}/api/auth/passkeys/register/verify"),
+            Some(token),
+            &serde_json::json!({
+                "ceremony_id": started["ceremony_id"],
+                "credential": credential,
+                "name": format!("bench {n}"),
+            }),
+        )
+        .await
+        .context("finishing a passkey registration")?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Passkey sign-ins with one key until the deadline; each sign-in (both calls and the
+/// signature) is one sample.
+async fn run_passkey_task(
+    client: Client,
+    base: Arc<str>,
+    email: Arc<str>,
+    origin: Url,
+    mut key: SoftPasskey,
+    deadline: Instant,
+) -> TaskResult {
+    let mut result = TaskResult::default();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let attempt = async {
+            let resp = client
+                .post(format!("{base}/api/auth/passkeys/login"))
+                .json(&serde_json::json!({"email": &*email}))
+                .send()
+                .await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if !status.is_success() {
+                return Ok::<_, anyhow::Error>((status, body));
+            }
+            let started: serde_json::Value = serde_json::from_slice(&body)?;
+            let options: RequestChallengeResponse =
+                serde_json::from_value(started["options"].clone())?;
+            let answer = key
+                .do_authentication(origin.clone(), options)
+                .map_err(|e| anyhow::anyhow!("software passkey: {e:?}"))?;
+            let resp = client
+                .post(format!("{base}/api/auth/passkeys/login/verify"))
+                .json(&serde_json::json!({
+                    "ceremony_id": started["ceremony_id"],
+                    "credential": answer,
+                }))
+                .send()
+                .await?;
+            let status = resp.status();
+            Ok((status, resp.bytes().await?))
+        };
+        match timeout_at(deadline, attempt).await {
+            Err(_elapsed) => break,
+            Ok(Ok((status, body))) => {
+                result.record(started.elapsed(), Outcome::from_status(status), || {
+                    format!("HTTP {status}: {}", body_snippet(&body))
+                })
+            }
+            Ok(Err(err)) => {
+                result.record(started.elapsed(), Outcome::Error, || format!("{err:#}"));
+            }
+        }
+    }
+    result
+}
+
+async fn run_passkey_scenario(
+    client: &Client,
+    base: &str,
+    email: &str,
+    origin: &Url,
+    keys: Vec<SoftPasskey>,
+    seconds: u64,
+) -> anyhow::Result<ScenarioReport> {
+    let name = Scenario::PasskeyLogin.name();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let (base, email): (Arc<str>, Arc<str>) = (base.into(), email.into());
+    let mut tasks = JoinSet::new();
+    for key in keys {
+        tasks.spawn(run_passkey_task(
+            client.clone(),
+            Arc::clone(&base),
+            Arc::clone(&email),
+            origin.clone(),
+            key,
+            deadline,
+        ));
+    }
+    let mut total = TaskResult::default();
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(joined.with_context(|| format!("a `{name}` task panicked"))?);
+    }
+    if let Some(error) = &total.first_error {
+        eprintln!("{name}: first error: {error}");
+    }
+    Ok(ScenarioReport::new(name, total, started.elapsed()))
+}
+
 /// The start of a response body, for error messages.
 fn body_snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(300).collect()
@@ -778,6 +953,7 @@ async fn login(client: &Client, base: &str, credentials: &Credentials) -> anyhow
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let base = args.url.trim_end_matches('/').to_owned();
+    let origin = Url::parse(&args.webauthn_origin).context("--webauthn-origin")?;
 
     let scenarios = args.scenarios.clone();
     if scenarios.is_empty() {
@@ -792,7 +968,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if credentials.is_none() && scenarios.iter().any(|s| s.needs_credentials()) {
         bail!(
-            "the `me`, `login`, `upload_1k` and `upload_big` scenarios need --email and \
+            "the `me`, `login`, `passkey_login`, `upload_1k` and `upload_big` scenarios need --email and \
              --password (or ALTA_BENCH_EMAIL / ALTA_BENCH_PASSWORD)"
         );
     }
@@ -839,7 +1015,26 @@ async fn main() -> anyhow::Result<()> {
                 let project_id = create_project(&client, &base, &token, scenario.name()).await?;
                 Plan::BigUpload { token, project_id }
             }
-            (Scenario::Me | Scenario::Login | Scenario::Upload1k | Scenario::UploadBig, None) => {
+            (Scenario::PasskeyLogin, Some(credentials)) => {
+                if args.concurrency > 20 {
+                    bail!("passkey_login: at most 20 passkeys per account, so --concurrency <= 20");
+                }
+                let token = login(&client, &base, credentials).await?;
+                let keys =
+                    register_passkeys(&client, &base, &token, &origin, args.concurrency).await?;
+                Plan::PasskeyLogins {
+                    email: credentials.email.clone(),
+                    keys,
+                }
+            }
+            (
+                Scenario::Me
+                | Scenario::Login
+                | Scenario::PasskeyLogin
+                | Scenario::Upload1k
+                | Scenario::UploadBig,
+                None,
+            ) => {
                 bail!("scenario `{}` needs credentials", scenario.name())
             }
         };
@@ -856,6 +1051,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Plan::BigUpload { token, project_id } => {
                 run_big_upload(&client, &base, &token, &project_id, args.big_mib).await?
+            }
+            Plan::PasskeyLogins { email, keys } => {
+                run_passkey_scenario(&client, &base, &email, &origin, keys, args.seconds).await?
             }
         };
         eprintln!("{}", report.summary_line());

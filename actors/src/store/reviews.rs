@@ -258,10 +258,12 @@ pub struct QueueFilter {
 /// pending items in id order; each candidate costs two primary-key probes. A cursor
 /// makes a second statement rather than `($5 IS NULL OR id > $5)`, so the planner
 /// always starts the index range at the cursor.
-// `LIMIT 1 OFFSET 0` in the NOT EXISTS subqueries keeps PostgreSQL from turning them
-// into anti joins over all of the reviewer's decisions and skips: with 1,050 skips the
-// anti join took 91 ms a page, the per-item probe 5 ms (benches/review.rs).
-fn queue_sql(with_cursor: bool) -> String {
+///
+/// `LIMIT 1 OFFSET 0` in the NOT EXISTS subqueries keeps PostgreSQL from turning them
+/// into anti joins over all of the reviewer's decisions and skips (an OFFSET is a
+/// planner fence): with 1,050 skips the anti join took 91 ms a page, the per-item probe
+/// 5 ms. Public for `benches/review.rs`, which explains and times this very statement.
+pub fn queue_sql(with_cursor: bool) -> String {
     let after = if with_cursor { "AND i.id > $5" } else { "" };
     format!(
         "SELECT {ITEM_COLUMNS} FROM items i WHERE i.project_id = $1 \
