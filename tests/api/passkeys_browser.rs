@@ -138,7 +138,7 @@ impl Driver {
             _profile: tempfile::tempdir().unwrap(),
         };
         let mut ready = false;
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Ok(resp) = driver
                 .http
                 .get(format!("{}/status", driver.url))
