@@ -199,3 +199,20 @@ async fn two_applications_in_one_process_listen_on_their_own_ports() {
         .unwrap()
         .expect("the second server stops cleanly");
 }
+
+/// PostgreSQL connections run without JIT: a statement whose estimate crosses
+/// `jit_above_cost` (the review queue's generic plan does, at a million items) would
+/// otherwise spend hundreds of milliseconds compiling (benches/review.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_run_without_jit() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let db = app.db().await;
+    let alta_actors::store::Db::Postgres(pool) = &db else {
+        panic!("a PostgreSQL app has a PostgreSQL pool");
+    };
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off");
+}

@@ -139,8 +139,12 @@ impl Db {
     pub async fn connect(opts: &DbOptions) -> StoreResult<Self> {
         let url = opts.url.as_str();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No JIT: every statement here is short, and one whose estimate crosses
+            // jit_above_cost (the review queue's generic plan does, at a million items)
+            // would spend 330-660 ms compiling to save a millisecond (benches/review.rs).
             let connect = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+                .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?
+                .options([("jit", "off")]);
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
