@@ -7,10 +7,6 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use aws_lc_rs::{
-    encoding::{AsDer, Pkcs8V1Der},
-    rsa::{KeyPair, KeySize},
-};
 use base64::Engine as _;
 use poem::{
     EndpointExt, Request, Response, Route, Server, handler,
@@ -142,15 +138,7 @@ async fn fake_google(calls: Arc<Calls>) -> String {
 
 /// A service-account key file (a fresh RSA key) whose `token_uri` is the fake's.
 fn key_file(dir: &std::path::Path, token_uri: &str) -> std::path::PathBuf {
-    let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let der: Pkcs8V1Der = pair.as_der().unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let (_, pem) = crate::helpers::rsa_key();
     let key = json!({
         "type": "service_account",
         "project_id": "alta-test",

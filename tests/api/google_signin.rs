@@ -12,11 +12,7 @@ use std::{
     },
 };
 
-use aws_lc_rs::{
-    encoding::{AsDer, Pkcs8V1Der},
-    rsa::{KeyPair, KeySize},
-    signature::KeyPair as _,
-};
+use aws_lc_rs::signature::KeyPair as _;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use poem::{
@@ -55,15 +51,7 @@ struct SigningKey {
 }
 
 fn signing_key() -> SigningKey {
-    let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let der: Pkcs8V1Der = pair.as_der().unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    let (pair, pem) = crate::helpers::rsa_key();
     let public = pair.public_key();
     SigningKey {
         encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),

@@ -491,3 +491,20 @@ pub async fn assert_problem(resp: Response, status: StatusCode, code: &str) -> V
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+/// A fresh 2048-bit RSA key and its PKCS#8 PEM (for fake Google service accounts and
+/// the fake OpenID provider's signing key).
+pub fn rsa_key() -> (aws_lc_rs::rsa::KeyPair, String) {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use base64::Engine as _;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der: Pkcs8V1Der = pair.as_der().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    (pair, pem)
+}
