@@ -45,35 +45,12 @@ use std::{
 use alta_actors::store::{Db, DbOptions, StoreError, jobs};
 use anyhow::{Context, bail};
 use chrono::Utc;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use uuid::Uuid;
 
-use crate::pg_schema::{PgSchema, pg_admin, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, pg_admin, redact};
 
 const KIND: &str = "bench";
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-}
 
 #[derive(Parser)]
 struct Args {
@@ -105,11 +82,7 @@ struct Args {
 
 impl Args {
     fn backends(&self) -> Vec<Backend> {
-        match self.backend {
-            BackendArg::Sqlite => vec![Backend::Sqlite],
-            BackendArg::Postgres => vec![Backend::Postgres],
-            BackendArg::Both => vec![Backend::Sqlite, Backend::Postgres],
-        }
+        self.backend.backends()
     }
 
     /// The command line that reproduces this run (any password in the URL masked).

@@ -80,16 +80,15 @@ use alta_actors::{
 use anyhow::{Context, anyhow, bail, ensure};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, SecondsFormat, Utc};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use rand::Rng;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::pg_schema::{PgSchema, pg_admin, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, pg_admin, redact};
 
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PASSWORD: &str = "bench passphrase that is long enough 7f3k";
 /// Links in mail use it; the bench serves them from the loopback port instead.
 const PUBLIC_URL: &str = "http://alta.bench";
@@ -106,28 +105,6 @@ const DECISION_WARMUP_EACH: usize = 5;
 /// `GET /api/review`'s default page size.
 const PAGE: usize = 50;
 const P99_TARGET_MS: f64 = 10.0;
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-}
 
 #[derive(Parser)]
 struct Args {
@@ -174,11 +151,7 @@ struct Args {
 
 impl Args {
     fn backends(&self) -> Vec<Backend> {
-        match self.backend {
-            BackendArg::Sqlite => vec![Backend::Sqlite],
-            BackendArg::Postgres => vec![Backend::Postgres],
-            BackendArg::Both => vec![Backend::Sqlite, Backend::Postgres],
-        }
+        self.backend.backends()
     }
 
     fn decision_warmup(&self) -> usize {

@@ -1,12 +1,48 @@
-//! A throw-away PostgreSQL schema per benchmark run, shared by the benches that need one
-//! (`#[path = "common/pg_schema.rs"] mod pg_schema;`). The server under test connects
-//! with `search_path` set to it; it is dropped at the end.
+//! What the database benches share (`#[path = "common/pg_schema.rs"] mod pg_schema;`):
+//! the `--backend` choice, and a throw-away PostgreSQL schema per run. The server under
+//! test connects with `search_path` set to it; it is dropped at the end.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
 use uuid::Uuid;
+
+/// Where `--database-url` points unless told otherwise (this machine's PostgreSQL).
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `--backend`: which database(s) to measure.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+impl BackendArg {
+    pub fn backends(self) -> Vec<Backend> {
+        match self {
+            Self::Sqlite => vec![Backend::Sqlite],
+            Self::Postgres => vec![Backend::Postgres],
+            Self::Both => vec![Backend::Sqlite, Backend::Postgres],
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
 
 /// The URL with its password hidden, for printing.
 pub fn redact(url: &str) -> String {
