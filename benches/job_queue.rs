@@ -48,7 +48,7 @@ use chrono::Utc;
 use clap::Parser;
 use uuid::Uuid;
 
-use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, pg_admin, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, check_postgres, redact};
 
 const KIND: &str = "bench";
 
@@ -382,15 +382,9 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let backends = args.backends();
-    // Refuse at once, before any SQLite run, when PostgreSQL is asked for but not there.
-    if backends.contains(&Backend::Postgres) {
-        match pg_admin(&args.database_url).await {
-            Ok(pool) => pool.close().await,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Err(err) = check_postgres(&backends, &args.database_url).await {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
     }
 
     let mut rows = Vec::new();

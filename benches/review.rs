@@ -87,7 +87,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, pg_admin, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, check_postgres, redact};
 
 const PASSWORD: &str = "bench passphrase that is long enough 7f3k";
 /// Links in mail use it; the bench serves them from the loopback port instead.
@@ -2013,15 +2013,9 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let backends = args.backends();
-    // Refuse at once, before any SQLite run, when PostgreSQL is asked for but not there.
-    if backends.contains(&Backend::Postgres) {
-        match pg_admin(&args.database_url).await {
-            Ok(pool) => pool.close().await,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Err(err) = check_postgres(&backends, &args.database_url).await {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
     }
     let mut reports = Vec::new();
     let mut failed = false;

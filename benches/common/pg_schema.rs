@@ -44,6 +44,14 @@ impl Backend {
     }
 }
 
+/// Refuse at once, before any SQLite run, when PostgreSQL is asked for but not there.
+pub async fn check_postgres(backends: &[Backend], url: &str) -> anyhow::Result<()> {
+    if backends.contains(&Backend::Postgres) {
+        pg_admin(url).await?.close().await;
+    }
+    Ok(())
+}
+
 /// The URL with its password hidden, for printing.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -101,7 +109,7 @@ impl PgSchema {
 }
 
 /// A one-connection pool on the server itself (schema admin, reachability checks).
-pub async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
+async fn pg_admin(base: &str) -> anyhow::Result<sqlx::PgPool> {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
