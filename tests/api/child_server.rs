@@ -187,6 +187,28 @@ impl Server {
         assert!(!status.success(), "the server was killed: {status}");
     }
 
+    /// SIGTERM (through `kill`, as an orchestrator would stop it), then wait up to
+    /// `within` for the process to exit; its exit status.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alta serve did not exit within {within:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Log in as [`ADMIN`]; the access token.
     pub async fn token(&self, client: &Client) -> String {
         let resp = client
