@@ -6,6 +6,7 @@
 
 mod helpers;
 mod smtp_sink;
+mod tcp_proxy;
 
 mod admin;
 mod api_tokens;
@@ -14,6 +15,7 @@ mod authz_matrix;
 mod child_server;
 mod cli;
 mod crash;
+mod db_outage;
 mod google;
 mod google_signin;
 mod idempotency;

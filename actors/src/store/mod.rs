@@ -61,10 +61,24 @@ impl From<sqlx::Error> for StoreError {
             {
                 Self::Unavailable(err.to_string())
             }
+            // PostgreSQL refusing work for now: connection exceptions (class 08), too
+            // many connections (53300), a shutdown or restart in progress (57P01-57P03).
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08")
+                        || matches!(c.as_ref(), "53300" | "57P01" | "57P02" | "57P03")
+                }) =>
+            {
+                Self::Unavailable(err.to_string())
+            }
+            // A connection that ends mid-handshake (a proxy or pooler in front of the
+            // database that accepts and then closes) surfaces as a protocol error: the
+            // link is down, not the request wrong.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err.to_string()),
             _ => Self::Other(err.to_string()),
         }
