@@ -7,6 +7,7 @@
 mod helpers;
 mod smtp_sink;
 
+mod account_recovery;
 mod admin;
 mod api_tokens;
 mod auth;
