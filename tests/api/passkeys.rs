@@ -715,7 +715,7 @@ async fn sign_in_start_does_not_tell_how_many_passkeys(backend: Backend) {
             .iter()
             .map(|c| {
                 let mut rest = c.clone();
-                let id = rest["id"].take();
+                let id = rest.as_object_mut().unwrap().remove("id").unwrap();
                 (id.as_str().unwrap().to_owned(), rest)
             })
             .collect()
