@@ -22,6 +22,8 @@ use crate::{
 /// Account management (tokens, passwords) needs a real sign-in, not an API token.
 pub(super) fn require_session(principal: &Principal) -> Result<(), EngineError> {
     if principal.session_id.is_none() {
+        metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "api_token", "outcome" => "session_required")
+            .increment(1);
         return Err(EngineError::Refused {
             code: "session_required",
             message: "sign in to do this; an API token cannot".into(),
