@@ -1286,4 +1286,18 @@ mod tests {
             "GOOGLE_SIGNIN_REDIRECT_URL"
         );
     }
+
+    #[test]
+    fn register_mail_interval_defaults_to_five_minutes_and_is_checked() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.register_mail_interval, Duration::from_secs(300));
+        let s = Settings::from_vars(vars(&[("REGISTER_MAIL_INTERVAL_SECONDS", "0")])).unwrap();
+        assert_eq!(s.engine_config().register_mail_interval, Duration::ZERO);
+        for bad in ["-1", "ten", "86401"] {
+            assert_eq!(
+                error_var(&[("REGISTER_MAIL_INTERVAL_SECONDS", bad)]),
+                "REGISTER_MAIL_INTERVAL_SECONDS"
+            );
+        }
+    }
 }
