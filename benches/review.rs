@@ -476,7 +476,9 @@ async fn join(
     let path = verify
         .strip_prefix(PUBLIC_URL)
         .ok_or_else(|| anyhow!("verification link {verify} is not under {PUBLIC_URL}"))?;
-    http.ok(Method::GET, path, None, None).await?;
+    // The link is the frontend's page; it calls the API with the token.
+    let path = format!("/api{path}");
+    http.ok(Method::GET, &path, None, None).await?;
     let token = http.login(email).await?;
     let invitation = server.mail_link(email, "invitations/accept").await?;
     let invitation = invitation

@@ -103,6 +103,8 @@ pub struct Settings {
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
+    /// At most one sign-up mail per address in this time (`REGISTER_MAIL_INTERVAL_SECONDS`).
+    pub register_mail_interval: Duration,
 }
 
 /// Reads variables from a snapshot of the environment (so tests pass their own).
@@ -336,6 +338,14 @@ impl Settings {
             ));
         }
 
+        let register_mail_secs: u64 = v.parse("REGISTER_MAIL_INTERVAL_SECONDS", 300)?;
+        if register_mail_secs > 86_400 {
+            return Err(err(
+                "REGISTER_MAIL_INTERVAL_SECONDS",
+                "must be between 0 and 86400",
+            ));
+        }
+
         let defaults = JobsConfig::default();
         let jobs = JobsConfig {
             poll_interval: Duration::from_millis(v.parse("JOB_POLL_INTERVAL_MS", 1000)?),
@@ -518,6 +528,7 @@ impl Settings {
             processing,
             multi_node,
             log_format,
+            register_mail_interval: Duration::from_secs(register_mail_secs),
         })
     }
 
@@ -573,6 +584,7 @@ impl Settings {
             review: self.review.clone(),
             webauthn: self.webauthn.clone(),
             google_signin: self.google_signin.clone(),
+            register_mail_interval: self.register_mail_interval,
         }
     }
 }
@@ -1273,5 +1285,19 @@ mod tests {
             ]),
             "GOOGLE_SIGNIN_REDIRECT_URL"
         );
+    }
+
+    #[test]
+    fn register_mail_interval_defaults_to_five_minutes_and_is_checked() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.register_mail_interval, Duration::from_secs(300));
+        let s = Settings::from_vars(vars(&[("REGISTER_MAIL_INTERVAL_SECONDS", "0")])).unwrap();
+        assert_eq!(s.engine_config().register_mail_interval, Duration::ZERO);
+        for bad in ["-1", "ten", "86401"] {
+            assert_eq!(
+                error_var(&[("REGISTER_MAIL_INTERVAL_SECONDS", bad)]),
+                "REGISTER_MAIL_INTERVAL_SECONDS"
+            );
+        }
     }
 }

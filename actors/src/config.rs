@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub webauthn: WebauthnConfig,
     /// Google sign-in (OpenID Connect); `None` when `GOOGLE_CLIENT_ID` is not set.
     pub google_signin: Option<GoogleSignInConfig>,
+    /// At most one sign-up mail (verification link, "this address has an account") per
+    /// address in this time; registrations in between send none.
+    pub register_mail_interval: Duration,
 }
 
 pub use crate::auth::oidc::GoogleSignInConfig;

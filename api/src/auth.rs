@@ -19,6 +19,7 @@ use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
 pub struct AuthApi;
 
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The address to sign in with; a verification link is sent to it.
     #[oai(validator(max_length = 254))]
@@ -31,6 +32,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
@@ -39,6 +41,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct EmailRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
@@ -87,6 +90,10 @@ pub struct ChangePasswordRequest {
     /// 12 to 128 characters; common or easily guessed passwords are refused.
     #[oai(validator(max_length = 1024))]
     pub new_password: String,
+    /// `true` leaves your personal access tokens working; by default they are revoked
+    /// with the change.
+    #[oai(default)]
+    pub keep_api_tokens: bool,
 }
 
 #[derive(ApiResponse)]
@@ -329,7 +336,10 @@ impl AuthApi {
 
     /// Verify an email address
     ///
-    /// The link in the verification mail. Each link works once.
+    /// The page of the verification mail's link (`{PUBLIC_URL}/verify-email?token=…`,
+    /// on the frontend) calls this with the link's token. Each link works once, and only
+    /// the newest registration's link works. Confirming ends every session, API token
+    /// and passkey the account had before.
     #[oai(
         path = "/api/auth/verify-email",
         method = "get",
@@ -452,7 +462,8 @@ impl AuthApi {
     /// Change your password
     ///
     /// Needs the current password (400 `wrong_password`). Your other sessions end; this
-    /// one stays. A notice goes to your address.
+    /// one stays. Your personal access tokens are revoked too, unless the body says
+    /// `keep_api_tokens: true`. A notice goes to your address.
     #[oai(
         path = "/api/auth/password/change",
         method = "post",
@@ -466,7 +477,13 @@ impl AuthApi {
         body: Json<ChangePasswordRequest>,
     ) -> ApiResult<PasswordSet> {
         engine
-            .change_password(&auth.0, &body.current_password, &body.new_password, &ctx)
+            .change_password(
+                &auth.0,
+                &body.current_password,
+                &body.new_password,
+                body.keep_api_tokens,
+                &ctx,
+            )
             .await?;
         Ok(PasswordSet::NoContent)
     }
@@ -474,8 +491,9 @@ impl AuthApi {
     /// Create a personal access token
     ///
     /// For scripts and data pipelines: send it as a bearer token. The secret is in this
-    /// answer only; it is stored hashed. Needs a signed-in session (403
-    /// `session_required` with an API token); at most 50 live tokens per account.
+    /// answer only; it is stored hashed. Needs a session begun within the last 10
+    /// minutes (403 `reauthentication_required`: sign in again; 403 `session_required`
+    /// with an API token); at most 50 live tokens per account. The owner is mailed.
     #[oai(
         path = "/api/auth/tokens",
         method = "post",
@@ -500,7 +518,8 @@ impl AuthApi {
 
     /// Your personal access tokens
     ///
-    /// Those that still work, newest first (never their secrets).
+    /// Those that still work, newest first (never their secrets). Needs a session (403
+    /// `session_required` with an API token).
     #[oai(
         path = "/api/auth/tokens",
         method = "get",
@@ -514,6 +533,8 @@ impl AuthApi {
     }
 
     /// Revoke a personal access token
+    ///
+    /// Needs a session (403 `session_required` with an API token).
     #[oai(
         path = "/api/auth/tokens/:id",
         method = "delete",
@@ -545,13 +566,14 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
     ) -> ApiResult<SessionEnded> {
-        engine.logout(&auth.0, false, &ctx).await?;
+        engine.logout(&auth.0, &ctx).await?;
         Ok(SessionEnded::NoContent)
     }
 
     /// Sign out everywhere
     ///
-    /// Ends every session of the caller, this one included.
+    /// Ends every session of the caller, this one included, and revokes their personal
+    /// access tokens unless `keep_api_tokens=true`.
     #[oai(
         path = "/api/auth/logout-all",
         method = "post",
@@ -562,14 +584,19 @@ impl AuthApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
+        /// `true` leaves your personal access tokens working.
+        keep_api_tokens: Query<Option<bool>>,
     ) -> ApiResult<SessionEnded> {
-        engine.logout(&auth.0, true, &ctx).await?;
+        engine
+            .logout_all(&auth.0, keep_api_tokens.0.unwrap_or(false), &ctx)
+            .await?;
         Ok(SessionEnded::NoContent)
     }
 
     /// Your sessions
     ///
     /// Live sign-ins, newest first: how each began, from which browser, when last used.
+    /// Needs a session (403 `session_required` with an API token).
     #[oai(
         path = "/api/auth/sessions",
         method = "get",

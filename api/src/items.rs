@@ -199,6 +199,7 @@ pub enum ItemOk {
 
 /// A person's text for an item.
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct TextInput {
     /// The whole text (at most 2 MiB), replacing the current one as a new revision.
     pub text: String,

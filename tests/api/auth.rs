@@ -40,7 +40,7 @@ async fn register_verify_login_me(backend: Backend) {
 
     let link = app.verification_link("ada@example.org").await;
     assert!(
-        link.starts_with("http://alta.test/api/auth/verify-email?token="),
+        link.starts_with("http://alta.test/verify-email?token="),
         "{link}"
     );
     assert_eq!(app.follow(&link).await.status(), StatusCode::OK);
@@ -85,6 +85,8 @@ async fn register_verify_login_me(backend: Backend) {
 async fn registering_a_taken_email_looks_the_same_and_mails_the_owner(backend: Backend) {
     let app = spawn_app(backend).await;
     app.signed_up_user("owner@example.org").await;
+    // Past the sign-up mail interval of the verification mail just sent.
+    app.clock.advance(chrono::Duration::minutes(6));
     let fresh = app.register("someone-new@example.org", PASSWORD).await;
     let taken = app
         .register("owner@example.org", "another strong passphrase 7")

@@ -367,12 +367,17 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
-    /// Follow a link from a mail (its host is PUBLIC_URL; we serve it here).
+    /// Follow a link from a mail (its host is PUBLIC_URL; we serve it here). The
+    /// verification link is a frontend page (`/verify-email?token=…`): it is followed
+    /// the way that page does, by calling `GET /api/auth/verify-email` with the token.
     pub async fn follow(&self, link: &str) -> Response {
         let path = link
             .strip_prefix("http://alta.test")
             .expect("links use PUBLIC_URL");
-        self.get(path).await
+        match path.strip_prefix("/verify-email?") {
+            Some(query) => self.get(&format!("/api/auth/verify-email?{query}")).await,
+            None => self.get(path).await,
+        }
     }
 
     /// Every outbox mail addressed to `to`, oldest first.

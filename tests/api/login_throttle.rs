@@ -1,6 +1,7 @@
 //! Failed logins slow down the next attempt on that address (a growing delay, not a
 //! lockout), the same for addresses with and without an account, and a success starts
-//! afresh. The delay schedule and the hourly cap are unit-tested in `auth::throttle`.
+//! afresh. There is no hourly cap an attacker could use to lock the owner out. The delay
+//! schedule is unit-tested in `auth::throttle`.
 
 use reqwest::StatusCode;
 
@@ -9,7 +10,10 @@ use crate::{
     helpers::{Backend, PASSWORD, TestApp, TestAppBuilder, assert_problem},
 };
 
-backend_tests!(failed_logins_delay_the_next_attempt_without_locking_the_owner_out);
+backend_tests!(
+    failed_logins_delay_the_next_attempt_without_locking_the_owner_out,
+    many_failures_in_an_hour_never_lock_the_owner_out,
+);
 
 const WRONG: &str = "not the password at all";
 
@@ -71,4 +75,24 @@ async fn failed_logins_delay_the_next_attempt_without_locking_the_owner_out(back
         .get_json("/api/admin/audit-log?action=user.login_failed", &root)
         .await;
     assert_eq!(log["items"].as_array().unwrap().len(), 7, "{log}");
+}
+
+/// An attacker failing logins for the owner's address all hour long only ever makes
+/// the owner wait the longest delay (30 s), never the rest of the hour.
+async fn many_failures_in_an_hour_never_lock_the_owner_out(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    app.signed_up_user("owner@example.org").await;
+    for _ in 0..110 {
+        assert_eq!(
+            app.login("owner@example.org", WRONG).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        app.clock.advance(chrono::Duration::seconds(30));
+    }
+    // Well within the hour of the first failure, and past the last delay: the owner
+    // signs in.
+    assert_eq!(
+        app.login("owner@example.org", PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod smtp_sink;
 mod tcp_proxy;
 
+mod account_recovery;
 mod admin;
 mod api_tokens;
 mod auth;

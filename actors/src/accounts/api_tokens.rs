@@ -12,6 +12,7 @@ use crate::{
     context::{RequestContext, TokenScope},
     engine::Deps,
     error::EngineError,
+    jobs::{MailJob, enqueue_mail},
     store::{self, api_tokens::ApiTokenRow},
 };
 
@@ -110,7 +111,28 @@ pub(super) async fn create(
         json!({"token_id": row.id, "name": row.name, "scopes": row.scopes, "expires_at": expires_at}),
     )
     .await?;
+    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
+        let access = match scope {
+            TokenScope::Read => "read",
+            TokenScope::Write => "read and change",
+        };
+        let mail = MailJob {
+            to: user.email,
+            subject: "A personal access token was created for your Alta Data account".into(),
+            text: format!(
+                "Hello,\n\nA personal access token named \"{}\" was just created for your \
+                 Alta Data account; it can {access} your data without a password.\n\nIf this \
+                 was not you, revoke it under your account's tokens, reset your password at \
+                 {}/forgot-password (which revokes every token), and tell your project \
+                 administrator.\n",
+                row.name, deps.config.public_url
+            ),
+            template: "api_token_created".into(),
+        };
+        enqueue_mail(deps, &mut tx, mail).await?;
+    }
     tx.commit().await?;
+    deps.job_waker.notify_waiters();
     Ok(CreatedToken {
         token: row.into(),
         secret,

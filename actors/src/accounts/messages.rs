@@ -18,6 +18,9 @@ pub enum AccountsMsg {
         email: Email,
         full_name: Option<FullName>,
         password_hash: String,
+        /// The pending (unconfirmed) password hash the new password was found to match,
+        /// if it did: then the registration changes nothing.
+        same_as_pending: Option<String>,
         ctx: RequestContext,
         reply: RpcReplyPort<Result<(), EngineError>>,
     },
@@ -73,6 +76,8 @@ pub enum AccountsMsg {
     ChangePassword {
         user_id: Uuid,
         keep_session: Option<Uuid>,
+        /// Leave the account's API tokens working (they are revoked otherwise).
+        keep_api_tokens: bool,
         password_hash: String,
         ctx: RequestContext,
         reply: RpcReplyPort<Result<(), EngineError>>,
@@ -127,6 +132,8 @@ pub enum AccountsMsg {
         user_id: Uuid,
         session_id: Option<Uuid>,
         reason: &'static str,
+        /// Also revoke every API token of the user.
+        revoke_api_tokens: bool,
         ctx: RequestContext,
         reply: RpcReplyPort<Result<u64, EngineError>>,
     },

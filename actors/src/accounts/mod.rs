@@ -72,6 +72,7 @@ impl Actor for Accounts {
                 email,
                 full_name,
                 password_hash,
+                same_as_pending,
                 ctx,
                 reply,
             } => {
@@ -80,6 +81,7 @@ impl Actor for Accounts {
                     &email,
                     full_name.as_ref(),
                     &password_hash,
+                    same_as_pending.as_deref(),
                     &ctx,
                 )
                 .await;
@@ -139,13 +141,20 @@ impl Actor for Accounts {
             AccountsMsg::ChangePassword {
                 user_id,
                 keep_session,
+                keep_api_tokens,
                 password_hash,
                 ctx,
                 reply,
             } => {
-                let result =
-                    passwords::change(&state.deps, user_id, keep_session, &password_hash, &ctx)
-                        .await;
+                let result = passwords::change(
+                    &state.deps,
+                    user_id,
+                    keep_session,
+                    keep_api_tokens,
+                    &password_hash,
+                    &ctx,
+                )
+                .await;
                 let _ = reply.send(result);
             }
             AccountsMsg::CreateApiToken {
@@ -212,11 +221,20 @@ impl Actor for Accounts {
                 user_id,
                 session_id,
                 reason,
+                revoke_api_tokens,
                 ctx,
                 reply,
             } => {
-                let _ =
-                    reply.send(sessions::end(&state.deps, user_id, session_id, reason, &ctx).await);
+                let result = sessions::end(
+                    &state.deps,
+                    user_id,
+                    session_id,
+                    reason,
+                    revoke_api_tokens,
+                    &ctx,
+                )
+                .await;
+                let _ = reply.send(result);
             }
         }
         Ok(())
@@ -225,47 +243,94 @@ impl Actor for Accounts {
 
 /// Create the account, or, when the email is taken, mail its owner instead. The caller
 /// sees the same answer either way (no account enumeration).
+///
+/// An address nobody has confirmed yet belongs to whoever confirms it: a newer
+/// registration with another password replaces the pending password (and name) and
+/// kills the older links, so a link only ever confirms the password set with it. At
+/// most one sign-up mail goes to an address per `REGISTER_MAIL_INTERVAL_SECONDS`.
 async fn register(
     deps: &Deps,
     email: &Email,
     full_name: Option<&FullName>,
     password_hash: &str,
+    same_as_pending: Option<&str>,
     ctx: &RequestContext,
 ) -> Result<(), EngineError> {
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
     match store::users::find_by_email_tx(&mut tx, email.as_str()).await? {
         Some(existing) if !existing.email_verified => {
-            // They probably lost the first mail: send a fresh link, keep the original password.
-            enqueue_verification(deps, &mut tx, existing.id, email, ctx).await?;
-            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
-                .increment(1);
+            // The same password as the pending one (a double submit, a lost mail)
+            // changes nothing; another one replaces it and kills the older links.
+            let unchanged =
+                same_as_pending.is_some() && existing.password_hash.as_deref() == same_as_pending;
+            if !unchanged {
+                store::users::replace_pending_registration(
+                    &mut tx,
+                    existing.id,
+                    password_hash,
+                    full_name.map(FullName::as_str),
+                    now,
+                )
+                .await?;
+                store::verification::spend_all(
+                    &mut tx,
+                    Purpose::EmailVerification,
+                    existing.id,
+                    now,
+                )
+                .await?;
+                audit(
+                    &mut tx,
+                    deps,
+                    ctx,
+                    None,
+                    "user.registration_replaced",
+                    existing.id,
+                    json!({}),
+                )
+                .await?;
+            }
+            if signup_mail_allowed(deps, &mut tx, existing.id).await? {
+                enqueue_verification(deps, &mut tx, existing.id, email, ctx).await?;
+                metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "pending_email")
+                    .increment(1);
+            } else {
+                metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "mail_throttled")
+                    .increment(1);
+            }
         }
         Some(existing) => {
-            let mail = MailJob {
-                to: email.to_string(),
-                subject: "Someone tried to sign up with your email".into(),
-                text: format!(
-                    "Hello,\n\nSomebody (maybe you) tried to create an Alta Data account with this \
-                     address, which already has one. If it was you, sign in at {}.\n\nIf it was \
-                     not you, you can ignore this message; your account is unchanged.\n",
-                    deps.config.public_url
-                ),
-                template: "account_exists".into(),
-            };
-            enqueue_mail(deps, &mut tx, mail).await?;
-            audit(
-                &mut tx,
-                deps,
-                ctx,
-                Some(existing.id),
-                "user.register_existing",
-                existing.id,
-                json!({}),
-            )
-            .await?;
-            metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
-                .increment(1);
+            if signup_mail_allowed(deps, &mut tx, existing.id).await? {
+                let mail = MailJob {
+                    to: email.to_string(),
+                    subject: "Someone tried to sign up with your email".into(),
+                    text: format!(
+                        "Hello,\n\nSomebody (maybe you) tried to create an Alta Data account with \
+                         this address, which already has one. If it was you, sign in at {}.\n\n\
+                         If it was not you, you can ignore this message; your account is \
+                         unchanged.\n",
+                        deps.config.public_url
+                    ),
+                    template: "account_exists".into(),
+                };
+                enqueue_mail(deps, &mut tx, mail).await?;
+                audit(
+                    &mut tx,
+                    deps,
+                    ctx,
+                    Some(existing.id),
+                    "user.register_existing",
+                    existing.id,
+                    json!({}),
+                )
+                .await?;
+                metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
+                    .increment(1);
+            } else {
+                metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "mail_throttled")
+                    .increment(1);
+            }
         }
         None => {
             let user_id = Uuid::now_v7();
@@ -301,6 +366,17 @@ async fn register(
     Ok(())
 }
 
+/// No sign-up mail went to this user within `REGISTER_MAIL_INTERVAL_SECONDS`.
+async fn signup_mail_allowed(deps: &Deps, tx: &mut Tx, user_id: Uuid) -> Result<bool, EngineError> {
+    let interval = chrono::Duration::from_std(deps.config.register_mail_interval)
+        .unwrap_or(chrono::Duration::minutes(5));
+    if interval <= chrono::Duration::zero() {
+        return Ok(true);
+    }
+    let since = deps.clock.now() - interval;
+    Ok(!store::users::signup_mail_since(tx, user_id, since).await?)
+}
+
 async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<Uuid, EngineError> {
     let invalid = || EngineError::Validation {
         code: "verification_token_invalid",
@@ -332,6 +408,12 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
     }
     let changed = store::users::mark_email_verified(&mut tx, row.user_id, now).await?;
     if changed {
+        // Whatever was made before the address was confirmed was not made by its
+        // confirmed owner: it ends here.
+        let sessions =
+            store::sessions::revoke_all(&mut tx, row.user_id, "email_verified", now).await?;
+        let tokens = store::api_tokens::revoke_all(&mut tx, row.user_id, now).await?;
+        let passkeys = store::passkeys::delete_all(&mut tx, row.user_id).await?;
         audit(
             &mut tx,
             deps,
@@ -339,7 +421,11 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
             Some(row.user_id),
             "user.email_verified",
             row.user_id,
-            json!({}),
+            json!({
+                "sessions_ended": sessions,
+                "api_tokens_revoked": tokens.len(),
+                "passkeys_removed": passkeys.len(),
+            }),
         )
         .await?;
     }
@@ -448,10 +534,9 @@ async fn enqueue_verification(
         now,
     )
     .await?;
-    let link = format!(
-        "{}/api/auth/verify-email?token={token}",
-        deps.config.public_url
-    );
+    // A page of the frontend, which posts the token to the API: a mail scanner that
+    // fetches every link confirms nothing.
+    let link = format!("{}/verify-email?token={token}", deps.config.public_url);
     let hours = ttl.num_hours();
     let mail = MailJob {
         to: email.to_string(),

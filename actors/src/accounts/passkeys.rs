@@ -177,8 +177,12 @@ impl Engine {
             })
     }
 
-    /// The caller's session must have begun within [`RECENT_SIGN_IN_MINUTES`].
-    async fn require_recent_sign_in(&self, principal: &Principal) -> Result<(), EngineError> {
+    /// The caller's session must have begun within [`RECENT_SIGN_IN_MINUTES`] (adding
+    /// or removing a passkey, creating an API token).
+    pub(super) async fn require_recent_sign_in(
+        &self,
+        principal: &Principal,
+    ) -> Result<(), EngineError> {
         require_session(principal)?;
         let recent = match principal.session_id {
             Some(id) => {
@@ -196,8 +200,8 @@ impl Engine {
             return Err(EngineError::Refused {
                 code: "reauthentication_required",
                 message: format!(
-                    "sign in again to add or remove a passkey (within {RECENT_SIGN_IN_MINUTES} \
-                     minutes of signing in)"
+                    "sign in again to do this (it needs a sign-in within the last \
+                     {RECENT_SIGN_IN_MINUTES} minutes)"
                 ),
             });
         }
@@ -368,10 +372,17 @@ impl Engine {
                 known = Some((user.id, keys));
             }
         }
-        let decoy = email
-            .as_ref()
-            .filter(|_| known.is_none())
-            .map(|e| self.decoy_credential(e));
+        // With an email, the answer always lists MAX_PASSKEYS_PER_USER credential ids:
+        // the account's passkeys (if any) and stable, secret-keyed stand-ins that no
+        // authenticator holds, in id order, so it tells neither whether the address has
+        // passkeys nor how many.
+        let allow = email.as_ref().map(|e| {
+            let real: Vec<Vec<u8>> = known
+                .as_ref()
+                .map(|(_, keys)| keys.iter().map(|k| k.cred_id().to_vec()).collect())
+                .unwrap_or_default();
+            self.padded_allow_list(e, &real)
+        });
         let (user_id, state, options) = match known {
             Some((user_id, keys)) => {
                 let (options, state) = webauthn
@@ -391,11 +402,8 @@ impl Engine {
         };
         let mut options = serde_json::to_value(&options)
             .map_err(|e| EngineError::Internal(format!("login options: {e}")))?;
-        // An address without passkeys (or without an account) gets a credential id
-        // that looks like a real one, the same every time, so the answer does not tell
-        // who has passkeys. No authenticator holds it.
-        if let (Some(decoy), Some(public_key)) = (decoy, options.get_mut("publicKey")) {
-            public_key["allowCredentials"] = json!([{"type": "public-key", "id": decoy}]);
+        if let (Some(allow), Some(public_key)) = (allow, options.get_mut("publicKey")) {
+            public_key["allowCredentials"] = allow;
         }
         self.store_ceremony(KIND_LOGIN, user_id, &state, options)
             .await
@@ -438,16 +446,51 @@ impl Engine {
         .await?
     }
 
-    /// A stable, secret-keyed stand-in credential id for an address (base64url).
-    fn decoy_credential(&self, email: &Email) -> String {
+    /// `allowCredentials` for a sign-in with `email`: its real credential ids padded
+    /// with stand-ins to [`MAX_PASSKEYS_PER_USER`] entries, sorted, without transports
+    /// (which would tell real entries apart). Stand-ins are as long as the real ids
+    /// (32 bytes for an address without passkeys), and the same each time.
+    fn padded_allow_list(&self, email: &Email, real: &[Vec<u8>]) -> serde_json::Value {
+        // The length of most platform passkeys' ids.
+        const TYPICAL_LENGTH: usize = 32;
+        let missing = usize::try_from(MAX_PASSKEYS_PER_USER)
+            .unwrap_or(20)
+            .saturating_sub(real.len());
+        let mut ids: Vec<String> = real.iter().map(|id| credential_key(id)).collect();
+        for i in 0..missing {
+            let len = real
+                .get(i % real.len().max(1))
+                .map_or(TYPICAL_LENGTH, Vec::len);
+            ids.push(credential_key(&self.decoy_bytes(email, i, len)));
+        }
+        ids.sort();
+        serde_json::Value::Array(
+            ids.into_iter()
+                .map(|id| json!({"type": "public-key", "id": id}))
+                .collect(),
+        )
+    }
+
+    /// `len` stable, secret-keyed bytes for stand-in `index` of an address.
+    fn decoy_bytes(&self, email: &Email, index: usize, len: usize) -> Vec<u8> {
         use secrecy::ExposeSecret;
         use sha2::Digest;
-        let mut hash = sha2::Sha256::new();
-        hash.update(b"alta passkey decoy\0");
-        hash.update(self.deps.config.jwt.secret.expose_secret().as_bytes());
-        hash.update(b"\0");
-        hash.update(email.as_str().as_bytes());
-        credential_key(&hash.finalize())
+        let mut out = Vec::with_capacity(len + 32);
+        let mut block: u32 = 0;
+        while out.len() < len {
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"alta passkey decoy\0");
+            hash.update(self.deps.config.jwt.secret.expose_secret().as_bytes());
+            hash.update(b"\0");
+            hash.update(email.as_str().as_bytes());
+            hash.update(b"\0");
+            hash.update(index.to_le_bytes());
+            hash.update(block.to_le_bytes());
+            out.extend_from_slice(&hash.finalize());
+            block += 1;
+        }
+        out.truncate(len);
+        out
     }
 
     /// The caller's passkeys, oldest first.

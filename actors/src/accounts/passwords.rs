@@ -104,12 +104,34 @@ pub(super) async fn reset(
     if !store::verification::mark_used(&mut tx, Purpose::PasswordReset, row.id, now).await? {
         return Err(invalid_reset_token());
     }
-    store::users::find_by_id_tx(&mut tx, row.user_id)
+    let user = store::users::find_by_id_tx(&mut tx, row.user_id)
         .await?
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(invalid_reset_token)?;
     store::users::set_password(&mut tx, row.user_id, password_hash, now).await?;
     let ended = store::sessions::revoke_all(&mut tx, row.user_id, "password_reset", now).await?;
+    // A reset is how an owner takes an account back: nothing made with the old access
+    // (a token, a passkey planted from a hijacked session) outlives it.
+    let tokens = store::api_tokens::revoke_all(&mut tx, row.user_id, now).await?;
+    let passkeys = store::passkeys::delete_all(&mut tx, row.user_id).await?;
+    let mail = MailJob {
+        to: user.email.clone(),
+        subject: "Your Alta Data password was reset".into(),
+        text: format!(
+            "Hello,\n\nThe password of your Alta Data account was just reset with a link \
+             sent to this address. Every session was signed out.\n\n{}{}\
+             If this was not you, reset your password again at {}/forgot-password and tell \
+             your project administrator.\n",
+            removed_list("API tokens revoked", &tokens),
+            removed_list(
+                "Passkeys removed (add them again once signed in)",
+                &passkeys
+            ),
+            deps.config.public_url
+        ),
+        template: "password_reset_done".into(),
+    };
+    enqueue_mail(deps, &mut tx, mail).await?;
     audit(
         &mut tx,
         deps,
@@ -117,11 +139,25 @@ pub(super) async fn reset(
         Some(row.user_id),
         "user.password_reset",
         row.user_id,
-        json!({"sessions_ended": ended}),
+        json!({
+            "sessions_ended": ended,
+            "api_tokens_revoked": tokens.len(),
+            "passkeys_removed": passkeys.len(),
+        }),
     )
     .await?;
     tx.commit().await?;
+    deps.job_waker.notify_waiters();
     Ok(())
+}
+
+/// A paragraph naming what was removed, or nothing when nothing was.
+fn removed_list(title: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = names.iter().map(|n| format!("  - {n}")).collect();
+    format!("{title}:\n{}\n\n", lines.join("\n"))
 }
 
 /// Set a new password (the caller checked the current one); every other session ends,
@@ -130,6 +166,7 @@ pub(super) async fn change(
     deps: &Deps,
     user_id: Uuid,
     keep_session: Option<Uuid>,
+    keep_api_tokens: bool,
     password_hash: &str,
     ctx: &RequestContext,
 ) -> Result<(), EngineError> {
@@ -144,13 +181,19 @@ pub(super) async fn change(
             .await?;
     // A reset link asked for earlier must not undo this change.
     store::verification::spend_all(&mut tx, Purpose::PasswordReset, user_id, now).await?;
+    let tokens = if keep_api_tokens {
+        Vec::new()
+    } else {
+        store::api_tokens::revoke_all(&mut tx, user_id, now).await?
+    };
     let mail = MailJob {
         to: user.email.clone(),
         subject: "Your Alta Data password was changed".into(),
         text: format!(
             "Hello,\n\nThe password of your Alta Data account was just changed, and your \
-             other sessions were signed out.\n\nIf this was not you, reset your password \
+             other sessions were signed out.\n\n{}If this was not you, reset your password \
              now at {}/forgot-password and tell your project administrator.\n",
+            removed_list("API tokens revoked", &tokens),
             deps.config.public_url
         ),
         template: "password_changed".into(),
@@ -163,7 +206,7 @@ pub(super) async fn change(
         Some(user_id),
         "user.password_changed",
         user_id,
-        json!({"sessions_ended": ended}),
+        json!({"sessions_ended": ended, "api_tokens_revoked": tokens.len()}),
     )
     .await?;
     tx.commit().await?;

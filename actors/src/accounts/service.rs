@@ -22,6 +22,8 @@ use crate::{
 /// Account management (tokens, passwords) needs a real sign-in, not an API token.
 pub(super) fn require_session(principal: &Principal) -> Result<(), EngineError> {
     if principal.session_id.is_none() {
+        metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "api_token", "outcome" => "session_required")
+            .increment(1);
         return Err(EngineError::Refused {
             code: "session_required",
             message: "sign in to do this; an API token cannot".into(),
@@ -39,9 +41,9 @@ fn wrong_current_password() -> EngineError {
 }
 
 /// Count an authentication event by its outcome (`success`, or the refusal's code).
-fn count_event(method: &'static str, outcome: &Result<(), EngineError>) {
+fn count_event<T>(method: &'static str, outcome: &Result<T, EngineError>) {
     let label = match outcome {
-        Ok(()) => "success",
+        Ok(_) => "success",
         Err(e) => e.code(),
     };
     metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => method, "outcome" => label).increment(1);
@@ -70,12 +72,26 @@ impl Engine {
             .map(FullName::parse)
             .transpose()?;
         let password = NewPassword::parse(&input.password, &[email.local_part()])?;
+        // Is it the pending password of an unconfirmed account (a double submit)? The
+        // check costs the same whether or not there is one, so timing tells nothing.
+        let pending = store::users::find_by_email(&self.deps.db, email.as_str())
+            .await?
+            .filter(|u| !u.email_verified)
+            .and_then(|u| u.password_hash);
+        let same_as_pending = self
+            .deps
+            .hasher
+            .verify(password.expose(), pending.as_deref())
+            .await?
+            .then_some(pending)
+            .flatten();
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
         let ctx = ctx.clone();
         self.ask(&self.accounts()?, |reply| AccountsMsg::Register {
             email,
             full_name,
             password_hash,
+            same_as_pending,
             ctx,
             reply,
         })
@@ -226,17 +242,28 @@ impl Engine {
         .await?
     }
 
-    /// End the caller's current session (`all`: every session of theirs); how many ended.
+    /// End the caller's current session; how many ended.
     pub async fn logout(
         &self,
         principal: &Principal,
-        all: bool,
         ctx: &RequestContext,
     ) -> Result<u64, EngineError> {
         require_session(principal)?;
-        let session_id = if all { None } else { principal.session_id };
-        let reason = if all { "logout_all" } else { "logout" };
-        self.end_sessions(principal, session_id, reason, ctx).await
+        self.end_sessions(principal, principal.session_id, "logout", false, ctx)
+            .await
+    }
+
+    /// End every session of the caller, and revoke their API tokens unless
+    /// `keep_api_tokens`; how many sessions ended.
+    pub async fn logout_all(
+        &self,
+        principal: &Principal,
+        keep_api_tokens: bool,
+        ctx: &RequestContext,
+    ) -> Result<u64, EngineError> {
+        require_session(principal)?;
+        self.end_sessions(principal, None, "logout_all", !keep_api_tokens, ctx)
+            .await
     }
 
     /// End one of the caller's sessions (another device, say).
@@ -247,7 +274,7 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         require_session(principal)?;
-        self.end_sessions(principal, Some(session_id), "revoked", ctx)
+        self.end_sessions(principal, Some(session_id), "revoked", false, ctx)
             .await
             .map(|_| ())
     }
@@ -257,6 +284,7 @@ impl Engine {
         principal: &Principal,
         session_id: Option<Uuid>,
         reason: &'static str,
+        revoke_api_tokens: bool,
         ctx: &RequestContext,
     ) -> Result<u64, EngineError> {
         let (user_id, ctx) = (principal.user_id, ctx.clone());
@@ -264,6 +292,7 @@ impl Engine {
             user_id,
             session_id,
             reason,
+            revoke_api_tokens,
             ctx,
             reply,
         })
@@ -349,16 +378,24 @@ impl Engine {
         .await?
     }
 
-    /// Change one's password, proving the current one. Other sessions end.
+    /// Change one's password, proving the current one. Other sessions end, and the API
+    /// tokens are revoked unless `keep_api_tokens`.
     pub async fn change_password(
         &self,
         principal: &Principal,
         current_password: &str,
         new_password: &str,
+        keep_api_tokens: bool,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         let outcome = self
-            .change_password_inner(principal, current_password, new_password, ctx)
+            .change_password_inner(
+                principal,
+                current_password,
+                new_password,
+                keep_api_tokens,
+                ctx,
+            )
             .await;
         count_event("password_change", &outcome);
         outcome
@@ -369,6 +406,7 @@ impl Engine {
         principal: &Principal,
         current_password: &str,
         new_password: &str,
+        keep_api_tokens: bool,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         require_session(principal)?;
@@ -394,6 +432,7 @@ impl Engine {
         self.ask(&self.accounts()?, |reply| AccountsMsg::ChangePassword {
             user_id,
             keep_session,
+            keep_api_tokens,
             password_hash,
             ctx,
             reply,
@@ -428,8 +467,9 @@ impl Engine {
         })
     }
 
-    /// Create a personal access token. Only from a signed-in session: a token cannot
-    /// make more tokens.
+    /// Create a personal access token. Only from a session begun in the last ten
+    /// minutes (a token cannot make more tokens, and a stolen access token cannot mint a
+    /// lasting one); the owner is mailed.
     pub async fn create_api_token(
         &self,
         principal: &Principal,
@@ -438,7 +478,22 @@ impl Engine {
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
         ctx: &RequestContext,
     ) -> Result<CreatedToken, EngineError> {
-        require_session(principal)?;
+        let outcome = self
+            .create_api_token_inner(principal, name, scopes, expires_at, ctx)
+            .await;
+        count_event("api_token_create", &outcome);
+        outcome
+    }
+
+    async fn create_api_token_inner(
+        &self,
+        principal: &Principal,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        ctx: &RequestContext,
+    ) -> Result<CreatedToken, EngineError> {
+        self.require_recent_sign_in(principal).await?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(EngineError::validation(
@@ -484,11 +539,13 @@ impl Engine {
         .await?
     }
 
-    /// The caller's tokens that still work.
+    /// The caller's tokens that still work (from a session: an API token cannot see
+    /// the account's other tokens).
     pub async fn api_tokens(
         &self,
         principal: &Principal,
     ) -> Result<Vec<ApiTokenView>, EngineError> {
+        require_session(principal)?;
         let rows =
             store::api_tokens::live_of(&self.deps.db, principal.user_id, self.deps.clock.now())
                 .await?;
@@ -502,6 +559,7 @@ impl Engine {
         token_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
+        require_session(principal)?;
         let (user_id, ctx) = (principal.user_id, ctx.clone());
         self.ask(&self.accounts()?, |reply| AccountsMsg::RevokeApiToken {
             user_id,
@@ -514,6 +572,7 @@ impl Engine {
 
     /// The caller's live sessions, newest first.
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionView>, EngineError> {
+        require_session(principal)?;
         let rows =
             store::sessions::live_of(&self.deps.db, principal.user_id, self.deps.clock.now())
                 .await?;

@@ -239,6 +239,7 @@ pub(super) async fn end(
     user_id: Uuid,
     session_id: Option<Uuid>,
     reason: &'static str,
+    revoke_api_tokens: bool,
     ctx: &RequestContext,
 ) -> Result<u64, EngineError> {
     let now = deps.clock.now();
@@ -253,6 +254,11 @@ pub(super) async fn end(
         }
         None => store::sessions::revoke_all(&mut tx, user_id, reason, now).await?,
     };
+    let tokens = if revoke_api_tokens {
+        store::api_tokens::revoke_all(&mut tx, user_id, now).await?
+    } else {
+        Vec::new()
+    };
     audit(
         &mut tx,
         deps,
@@ -260,7 +266,8 @@ pub(super) async fn end(
         Some(user_id),
         "session.revoked",
         user_id,
-        json!({"session_id": session_id, "reason": reason, "ended": ended}),
+        json!({"session_id": session_id, "reason": reason, "ended": ended,
+               "api_tokens_revoked": tokens.len()}),
     )
     .await?;
     tx.commit().await?;

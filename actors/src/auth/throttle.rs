@@ -1,5 +1,8 @@
 //! How long a failed-login history makes the next attempt wait (OWASP ASVS V2.2.1: a
-//! growing delay rather than a lockout an attacker could impose on the owner).
+//! growing delay rather than a lockout an attacker could impose on the owner). There is
+//! no hourly cap: anyone can fail logins for an address, so a cap keyed on the address
+//! would let them lock its owner out; the delay alone bounds guessing to one attempt
+//! per `MAX_DELAY_SECS` (120 an hour), and the per-IP rate limit bounds each source.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -9,8 +12,6 @@ use crate::store::login_throttle::ThrottleRow;
 pub const FREE_FAILURES: i32 = 3;
 /// The longest delay between two attempts.
 pub const MAX_DELAY_SECS: i64 = 30;
-/// Failures evaluated per address per hour; past that, attempts wait for the hour.
-pub const MAX_FAILURES_PER_HOUR: i32 = 100;
 
 /// The delay after `failures` consecutive failures: none for the first few, then 1 s,
 /// 2 s, 4 s… up to [`MAX_DELAY_SECS`].
@@ -24,10 +25,6 @@ pub fn delay_after(failures: i32) -> Duration {
 
 /// How long the next attempt must wait at `now`, if at all.
 pub fn wait(row: &ThrottleRow, now: DateTime<Utc>) -> Option<Duration> {
-    let hour_ends = row.window_start + Duration::hours(1);
-    if row.window_count >= MAX_FAILURES_PER_HOUR && hour_ends > now {
-        return Some(hour_ends - now);
-    }
     let until = row.last_failure_at + delay_after(row.failures);
     (until > now).then(|| until - now)
 }
@@ -60,13 +57,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hourly_cap_holds_until_the_hour_ends() {
+    fn many_failures_in_an_hour_still_wait_only_the_delay() {
         let now = Utc::now();
-        let capped = row(100, MAX_FAILURES_PER_HOUR, now);
+        let many = row(500, 500, now);
         assert_eq!(
-            wait(&capped, now + Duration::minutes(5)),
-            Some(Duration::minutes(45))
+            wait(&many, now + Duration::seconds(5)),
+            Some(Duration::seconds(MAX_DELAY_SECS - 5))
         );
-        assert_eq!(wait(&capped, now + Duration::minutes(50)), None);
+        assert_eq!(wait(&many, now + Duration::seconds(MAX_DELAY_SECS)), None);
     }
 }

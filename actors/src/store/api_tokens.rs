@@ -124,3 +124,23 @@ pub async fn revoke(tx: &mut Tx, id: Uuid, user: Uuid, now: DateTime<Utc>) -> St
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// Revoke every live token of `user` (a password reset, a verification, a sign-out
+/// everywhere); the names of those revoked, oldest first.
+pub async fn revoke_all(tx: &mut Tx, user: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+    let select = "SELECT name FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL \
+                  AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at, id";
+    let names = with_tx!(tx, |conn| sqlx::query_scalar::<_, String>(select)
+        .bind(user)
+        .bind(now)
+        .fetch_all(conn)
+        .await)?;
+    let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(user)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(names)
+}

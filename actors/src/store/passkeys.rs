@@ -194,3 +194,20 @@ pub async fn take_ceremony(
         .await)?;
     Ok(row)
 }
+
+/// Remove every passkey of `user` (a password reset, a verification); the names of
+/// those removed, oldest first.
+pub async fn delete_all(tx: &mut Tx, user: Uuid) -> StoreResult<Vec<String>> {
+    let select = "SELECT name FROM passkeys WHERE user_id = $1 ORDER BY created_at, id";
+    let names = with_tx!(tx, |conn| sqlx::query_scalar::<_, String>(select)
+        .bind(user)
+        .fetch_all(conn)
+        .await)?;
+    let sql = "DELETE FROM passkeys WHERE user_id = $1";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(user)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(names)
+}

@@ -194,6 +194,44 @@ pub async fn list(db: &Db, filter: &UserFilter) -> StoreResult<Vec<UserRow>> {
     Ok(rows)
 }
 
+/// A newer registration of an address nobody has confirmed yet: its password (and
+/// name) replace the pending ones. Conditional: false once the address is confirmed.
+pub async fn replace_pending_registration(
+    tx: &mut Tx,
+    id: Uuid,
+    password_hash: &str,
+    full_name: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE users SET password_hash = $2, full_name = $3, updated_at = $4 \
+               WHERE id = $1 AND email_verified = FALSE AND deleted_at IS NULL";
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(password_hash)
+        .bind(full_name)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Whether a sign-up mail (a verification link, or "this address has an account") went
+/// to this user since `since`: read from the audit log, whose rows for those mails are
+/// written with them (`user.verification_sent`, `user.register_existing`). The time
+/// index keeps it to the last few minutes of the log.
+pub async fn signup_mail_since(tx: &mut Tx, id: Uuid, since: DateTime<Utc>) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE at > $1 AND target_type = 'user' \
+               AND target_id = $2 \
+               AND action IN ('user.verification_sent', 'user.register_existing')";
+    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
+        .bind(since)
+        .bind(id.to_string())
+        .fetch_one(conn)
+        .await)?;
+    Ok(n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
