@@ -105,6 +105,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// At most one sign-up mail per address in this time (`REGISTER_MAIL_INTERVAL_SECONDS`).
     pub register_mail_interval: Duration,
+    /// `METRICS_TOKEN`: `/metrics` wants `Authorization: Bearer <it>` (401 otherwise).
+    pub metrics_token: Option<SecretString>,
+    /// `METRICS_ADDR`: serve `/metrics` on its own listener there, not on the API port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Reads variables from a snapshot of the environment (so tests pass their own).
@@ -481,6 +485,43 @@ impl Settings {
 
         let webauthn = webauthn(&v, &public_url, &cors_origins)?;
 
+        // Outbox mail is a file per message, with its live link, also logged: fine on a
+        // laptop, a leak in production unless someone decided so.
+        let outbox_allowed = v.bool("MAIL_OUTBOX_IN_PRODUCTION", false)?;
+        if production && smtp.is_none() && !outbox_allowed {
+            return Err(err(
+                "MAIL_OUTBOX_IN_PRODUCTION",
+                "production sends mail through SMTP: set SMTP_HOST, or set \
+                 MAIL_OUTBOX_IN_PRODUCTION=true to write mail (and log its links) to \
+                 $DATA_DIR/outbox",
+            ));
+        }
+
+        let metrics_token = match v.get("METRICS_TOKEN") {
+            Some(token) if token.len() < 16 => {
+                return Err(err("METRICS_TOKEN", "must be at least 16 characters"));
+            }
+            Some(token) => Some(SecretString::from(token.to_owned())),
+            None => None,
+        };
+        let metrics_addr = match v.get("METRICS_ADDR") {
+            Some(raw) => Some(raw.parse::<std::net::SocketAddr>().map_err(|e| {
+                err(
+                    "METRICS_ADDR",
+                    format!("{raw:?} is not an address like 0.0.0.0:9100: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        if production && metrics_token.is_none() && metrics_addr.is_none() {
+            return Err(err(
+                "METRICS_TOKEN",
+                "production does not serve /metrics to anyone: set METRICS_TOKEN (Prometheus \
+                 sends it as a bearer token), or METRICS_ADDR to serve it on a listener of \
+                 its own",
+            ));
+        }
+
         Ok(Self {
             app_env,
             app_name,
@@ -529,6 +570,8 @@ impl Settings {
             multi_node,
             log_format,
             register_mail_interval: Duration::from_secs(register_mail_secs),
+            metrics_token,
+            metrics_addr,
         })
     }
 
@@ -1100,9 +1143,55 @@ mod tests {
             error_var(&[prod[0], ("SECRET_KEY", &"k".repeat(40))]),
             "PUBLIC_URL"
         );
-        let ok = Settings::from_vars(vars(&[prod[0], prod[1], ("SECRET_KEY", &"k".repeat(40))]))
-            .unwrap();
+        let key = "k".repeat(40);
+        let ok = Settings::from_vars(vars(&[
+            prod[0],
+            prod[1],
+            ("SECRET_KEY", &key),
+            ("SMTP_HOST", "smtp.example.org"),
+            ("METRICS_TOKEN", "a-scrape-token-of-some-length"),
+        ]))
+        .unwrap();
         assert_eq!(ok.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn production_refuses_the_outbox_and_anonymous_metrics_unless_told() {
+        let key = "k".repeat(40);
+        let prod = [
+            ("APP_ENV", "production"),
+            ("PUBLIC_URL", "https://data.example.org"),
+            ("SECRET_KEY", key.as_str()),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all: Vec<(&str, &str)> = prod.to_vec();
+            all.extend_from_slice(extra);
+            all
+        };
+        let metrics = ("METRICS_TOKEN", "a-scrape-token-of-some-length");
+        assert_eq!(error_var(&with(&[metrics])), "MAIL_OUTBOX_IN_PRODUCTION");
+        let s = Settings::from_vars(vars(&with(&[
+            metrics,
+            ("MAIL_OUTBOX_IN_PRODUCTION", "true"),
+        ])))
+        .unwrap();
+        assert!(s.smtp.is_none());
+        let smtp = ("SMTP_HOST", "smtp.example.org");
+        assert_eq!(error_var(&with(&[smtp])), "METRICS_TOKEN");
+        assert_eq!(
+            error_var(&with(&[smtp, ("METRICS_TOKEN", "short")])),
+            "METRICS_TOKEN"
+        );
+        assert_eq!(
+            error_var(&with(&[smtp, ("METRICS_ADDR", "9100")])),
+            "METRICS_ADDR"
+        );
+        let s =
+            Settings::from_vars(vars(&with(&[smtp, ("METRICS_ADDR", "0.0.0.0:9100")]))).unwrap();
+        assert_eq!(s.metrics_addr, Some("0.0.0.0:9100".parse().unwrap()));
+        // Outside production neither is required.
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert!(s.metrics_token.is_none() && s.metrics_addr.is_none());
     }
 
     #[test]

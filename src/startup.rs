@@ -54,6 +54,22 @@ pub struct Application {
     port: u16,
     engine: Engine,
     api_config: ApiConfig,
+    /// `METRICS_ADDR`: `/metrics` on a listener of its own (and its port).
+    metrics_listener: Option<(TcpAcceptor, u16, alta_api::MetricsRender)>,
+}
+
+/// Bind `addr`; the acceptor and the port it got (`:0` picks one).
+async fn bind(addr: std::net::SocketAddr, var: &str) -> anyhow::Result<(TcpAcceptor, u16)> {
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("{var}: cannot listen on {addr}"))?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .context("cannot read the bound port")?;
+    Ok((acceptor, port))
 }
 
 impl Application {
@@ -66,15 +82,16 @@ impl Application {
         let db = connect_database(&settings).await?;
         let engine = start_engine(&settings, db, clock, EngineRoles::SERVE).await?;
         let addr = std::net::SocketAddr::new(settings.host, settings.port);
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
-            .await
-            .with_context(|| format!("HOST/PORT: cannot listen on {addr}"))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .context("cannot read the bound port")?;
+        let (acceptor, port) = bind(addr, "HOST/PORT").await?;
+        let render = telemetry::metrics_handle()
+            .map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender);
+        let metrics_listener = match (settings.metrics_addr, &render) {
+            (Some(addr), Some(render)) => {
+                let (acceptor, port) = bind(addr, "METRICS_ADDR").await?;
+                Some((acceptor, port, Arc::clone(render)))
+            }
+            _ => None,
+        };
         let api_config = ApiConfig {
             cors_origins: settings.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
@@ -84,19 +101,29 @@ impl Application {
                 .ok()
                 .map(|u| u.origin().ascii_serialization()),
             hsts: settings.public_url.starts_with("https://"),
-            metrics: telemetry::metrics_handle()
-                .map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender),
+            // With a listener of its own, the API port serves no /metrics.
+            metrics: render.filter(|_| settings.metrics_addr.is_none()),
+            metrics_token: settings
+                .metrics_token
+                .as_ref()
+                .map(|t| alta_api::MetricsToken::new(t.expose_secret())),
         };
         Ok(Self {
             acceptor,
             port,
             engine,
             api_config,
+            metrics_listener,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `/metrics` listener (`METRICS_ADDR`), when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener.as_ref().map(|(_, port, _)| *port)
     }
 
     /// The engine this application serves (the CLI and tests make engine calls directly).
@@ -110,15 +137,44 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let metrics_token = self.api_config.metrics_token.clone();
         let app = alta_api::app(self.engine.clone(), self.api_config);
+        // One shutdown signal for both listeners (a dropped sender stops them too).
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = self.metrics_listener.map(|(acceptor, port, render)| {
+            tracing::info!(port, "serving /metrics on its own listener");
+            let mut stop = stop_rx.clone();
+            tokio::spawn(
+                Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                    alta_api::metrics_app(render, metrics_token),
+                    async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    },
+                    Some(Duration::from_secs(5)),
+                ),
+            )
+        });
         tracing::info!(
             port = self.port,
             database = self.engine.database_backend(),
             "serving"
         );
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(30)))
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    shutdown.await;
+                    let _ = stop_tx.send(true);
+                },
+                Some(Duration::from_secs(30)),
+            )
             .await;
+        if let Some(task) = metrics_server {
+            // The sender is gone by now, so the listener is stopping.
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        }
         self.engine.shutdown().await;
         result.context("the HTTP server failed")
     }

@@ -89,8 +89,16 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Ready when the node can serve: the database answers. Redis is not needed for
+    /// that (the rate limiter falls back to in-process), so a Redis outage only
+    /// degrades the node ([`Readiness::is_degraded`]).
     pub fn is_ready(&self) -> bool {
-        self.database.is_ok() && self.redis.as_ref().is_none_or(Result::is_ok)
+        self.database.is_ok()
+    }
+
+    /// A configured dependency the node can serve without does not answer.
+    pub fn is_degraded(&self) -> bool {
+        self.redis.as_ref().is_some_and(Result::is_err)
     }
 }
 
@@ -196,6 +204,11 @@ impl Engine {
             Some(redis) => Some(redis.ping().await.map_err(|e| e.to_string())),
             None => None,
         };
+        let up = |ok: bool| if ok { 1.0 } else { 0.0 };
+        metrics::gauge!(m::DEPENDENCY_UP, "dependency" => "database").set(up(database.is_ok()));
+        if let Some(redis) = &redis {
+            metrics::gauge!(m::DEPENDENCY_UP, "dependency" => "redis").set(up(redis.is_ok()));
+        }
         Readiness { database, redis }
     }
 

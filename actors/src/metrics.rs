@@ -7,6 +7,14 @@ pub const AUTH_EVENTS_TOTAL: &str = "auth_events_total";
 pub const AUTH_REGISTRATIONS_TOTAL: &str = "auth_registrations_total";
 pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
 pub const RATE_LIMITER_BACKEND_ERRORS_TOTAL: &str = "rate_limiter_backend_errors_total";
+/// Rate limit checks kept in-process because the Redis circuit breaker is open.
+pub const RATE_LIMITER_SHORT_CIRCUITS_TOTAL: &str = "rate_limiter_short_circuits_total";
+/// `{to}`: `open`, `half_open` (a probe goes out), `closed`.
+pub const RATE_LIMITER_BREAKER_TRANSITIONS_TOTAL: &str = "rate_limiter_breaker_transitions_total";
+/// 1 while the Redis circuit breaker is open (or probing), else 0.
+pub const RATE_LIMITER_BREAKER_OPEN: &str = "rate_limiter_breaker_open";
+/// `{dependency}`: 1 when the dependency answered the last readiness check, else 0.
+pub const DEPENDENCY_UP: &str = "dependency_up";
 pub const MAIL_SENT_TOTAL: &str = "mail_sent_total";
 pub const JOBS_ENQUEUED_TOTAL: &str = "jobs_enqueued_total";
 pub const JOBS_FINISHED_TOTAL: &str = "jobs_finished_total";

@@ -1,6 +1,7 @@
 //! Streaming a stored file: the real content type, `Range` requests (so long audio can
 //! be seeked), and an RFC 6266 `Content-Disposition`.
 
+use alta_actors::media::detect::DetectedType;
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::{
     payload::{Binary, Payload},
@@ -71,6 +72,36 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
+/// The name a download is saved under: the client's name with the extension of the
+/// type detected from the content (`x.html` holding plain text is saved as
+/// `x.html.txt`, never as HTML). A name whose extension already fits is kept.
+pub fn download_name(file_name: &str, detected_type: &str) -> String {
+    let Some(detected) = DetectedType::parse(detected_type) else {
+        return file_name.to_owned();
+    };
+    let wanted = detected.extension();
+    let current = file_name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase());
+    let fits = current.as_deref().is_some_and(|ext| {
+        ext == wanted
+            || matches!(
+                (detected, ext),
+                (DetectedType::Jpeg, "jpeg" | "jpe")
+                    | (DetectedType::Tiff, "tif")
+                    | (DetectedType::Markdown, "markdown")
+                    | (DetectedType::PlainText, "text")
+                    | (DetectedType::Ogg, "oga" | "opus")
+                    | (DetectedType::M4a, "mp4" | "aac")
+            )
+    });
+    if fits {
+        file_name.to_owned()
+    } else {
+        format!("{file_name}.{wanted}")
+    }
+}
+
 /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266 / 8187).
 pub fn content_disposition(file_name: &str) -> String {
     let ascii: String = file_name
@@ -124,6 +155,16 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("bytes=9-1"), 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn download_names_carry_the_detected_extension() {
+        assert_eq!(download_name("x.html", "plain_text"), "x.html.txt");
+        assert_eq!(download_name("page.txt", "plain_text"), "page.txt");
+        assert_eq!(download_name("scan.JPEG", "jpeg"), "scan.JPEG");
+        assert_eq!(download_name("scan", "png"), "scan.png");
+        assert_eq!(download_name("take.svg", "wav"), "take.svg.wav");
+        assert_eq!(download_name("odd", "not_a_type"), "odd");
     }
 
     #[test]

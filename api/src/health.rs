@@ -17,11 +17,12 @@ pub struct Liveness {
 
 #[derive(Debug, Object)]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready` or `not_ready` (only the database makes a node not ready).
     pub status: String,
     /// `ok` or `failed`.
     pub database: String,
-    /// `ok`, `failed`, or `not_configured`.
+    /// `ok`, `degraded` (Redis does not answer: the node serves on, rate limiting
+    /// in-process), or `not_configured`.
     pub redis: String,
 }
 
@@ -33,10 +34,10 @@ pub enum LivenessOk {
 
 #[derive(ApiResponse)]
 pub enum ReadinessResponse {
-    /// Every dependency answers.
+    /// The node can serve (a degraded dependency shows in the body).
     #[oai(status = 200)]
     Ready(Json<Readiness>),
-    /// A dependency does not answer; the body says which.
+    /// The database does not answer; the body says so.
     #[oai(status = 503)]
     NotReady(Json<Readiness>),
 }
@@ -52,7 +53,7 @@ impl HealthApi {
         }))
     }
 
-    /// Readiness: the database (and Redis, when configured) answer
+    /// Readiness: the database answers (Redis, when configured, is reported but not required)
     #[oai(path = "/health/ready", method = "get", operation_id = "health_ready")]
     async fn ready(&self, engine: Data<&Engine>) -> ReadinessResponse {
         let r = engine.readiness().await;
@@ -68,7 +69,7 @@ impl HealthApi {
             redis: match &r.redis {
                 None => "not_configured",
                 Some(Ok(())) => "ok",
-                Some(Err(_)) => "failed",
+                Some(Err(_)) => "degraded",
             }
             .into(),
         };

@@ -22,7 +22,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    content::{FileBody, RangeRequest, content_disposition, parse_range},
+    content::{FileBody, RangeRequest, content_disposition, download_name, parse_range},
     problem::{ApiResult, Problem},
     security::BearerAuth,
     tags::ApiTags,
@@ -385,7 +385,7 @@ async fn content(
     range: Option<String>,
 ) -> ApiResult<ContentResponse> {
     let (item, len) = engine.item_content(&auth.0, kind, id).await?;
-    let disposition = content_disposition(&item.file_name);
+    let disposition = content_disposition(&download_name(&item.file_name, &item.detected_type));
     match parse_range(range.as_deref(), len) {
         // An empty blob has no bytes to stream (uploads refuse empty files anyway).
         RangeRequest::Full if len == 0 => Ok(ContentResponse::Full(

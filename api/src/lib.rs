@@ -48,7 +48,40 @@ pub struct ApiConfig {
     pub public_origin: Option<String>,
     /// Send `Strict-Transport-Security` (when served over HTTPS).
     pub hsts: bool,
+    /// Renders `/metrics`; `None` serves no `/metrics` on this app (not installed, or
+    /// served on a listener of its own, `METRICS_ADDR`).
     pub metrics: Option<MetricsRender>,
+    /// `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The scrape token, kept as its SHA-256 (compared hash to hash, never logged).
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    pub fn new(token: &str) -> Self {
+        Self(alta_actors::auth::secret_token::hash(token))
+    }
+
+    fn admits(&self, req: &poem::Request) -> bool {
+        req.headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| alta_actors::auth::secret_token::hash(token.trim()) == self.0)
+    }
+}
+
+/// `/metrics` alone (with `METRICS_TOKEN` when given), for a listener of its own.
+pub fn metrics_app(
+    render: MetricsRender,
+    token: Option<MetricsToken>,
+) -> impl Endpoint<Output = Response> {
+    Route::new()
+        .at("/metrics", get(metrics_endpoint).data(render))
+        .data(token)
+        .map_to_response()
 }
 
 /// Every service of the API, one per tag.
@@ -112,7 +145,12 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         .nest("/docs", docs)
         .nest("/redoc", redoc);
     if let Some(render) = config.metrics.clone() {
-        routes = routes.at("/metrics", get(metrics_endpoint).data(render));
+        routes = routes.at(
+            "/metrics",
+            get(metrics_endpoint)
+                .data(render)
+                .data(config.metrics_token.clone()),
+        );
     }
     routes
         .with(middleware::BodyLimit::new(
@@ -144,11 +182,33 @@ fn openapi_endpoint(spec: Data<&Arc<String>>) -> impl IntoResponse {
 }
 
 #[handler]
-fn metrics_endpoint(render: Data<&MetricsRender>) -> impl IntoResponse {
+fn metrics_endpoint(
+    req: &poem::Request,
+    render: Data<&MetricsRender>,
+    token: Data<&Option<MetricsToken>>,
+) -> Response {
+    if let Some(token) = token.0
+        && !token.admits(req)
+    {
+        metrics::counter!(METRICS_SCRAPES_REFUSED_TOTAL).increment(1);
+        let mut resp = middleware::problems::problem_response(Problem::new(
+            poem::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the metrics scrape token is required (Authorization: Bearer …)",
+        ));
+        resp.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static("Bearer"),
+        );
+        return resp;
+    }
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(render.0())
 }
+
+/// Scrapes of `/metrics` refused for a missing or wrong `METRICS_TOKEN`.
+pub const METRICS_SCRAPES_REFUSED_TOTAL: &str = "metrics_scrapes_refused_total";
 
 /// operationId → path template, read from the spec: the `route` label of HTTP metrics.
 fn operation_routes(spec: &str) -> HashMap<String, String> {

@@ -121,7 +121,7 @@ pub struct ReviewEntryResponse {
     /// Its current text or transcript.
     pub text: Option<TextRevisionResponse>,
     /// Decisions of earlier rounds, oldest first (the current round's votes stay hidden
-    /// until it is decided; `GET /api/documents/{id}/reviews` has them all).
+    /// until it is decided, here and in `GET /api/documents/{id}/reviews`).
     pub history: Vec<ReviewDecisionResponse>,
     /// Until when you hold it, when you do.
     pub lease_until: Option<DateTime<Utc>>,
@@ -369,7 +369,9 @@ impl ReviewApi {
     /// A document's review history
     ///
     /// Every decision with reviewer, reason, comment and time, oldest first. Whoever may
-    /// see the document (its contributor included).
+    /// see the document (its contributor included). Review is blind: while the item is
+    /// `pending_review`, the open round's votes are shown only to the reviewer who cast
+    /// them (admins included: they review too); once the round ends, all of them.
     #[oai(
         path = "/api/documents/:id/reviews",
         method = "get",

@@ -227,6 +227,7 @@ async fn start(
         .await
         .expect("the test server starts");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let engine = app.engine().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -247,6 +248,7 @@ async fn start(
         stop: Some(stop),
         server: Some(server),
         _pg: pg,
+        metrics_port,
     }
 }
 
@@ -268,6 +270,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _pg: Option<PgSchema>,
+    /// The port of the `/metrics` listener when `METRICS_ADDR` gives it one.
+    pub metrics_port: Option<u16>,
 }
 
 impl TestApp {

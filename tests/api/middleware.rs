@@ -714,6 +714,54 @@ async fn metrics_are_labelled_by_route_template() {
     );
 }
 
+/// `METRICS_TOKEN`: `/metrics` answers 401 (a problem, `WWW-Authenticate: Bearer`)
+/// without the token or with another, and the exposition with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_guards_the_metrics() {
+    let token = "scrape-token-0123456789abcdef";
+    let app = TestAppBuilder::new(Backend::Sqlite)
+        .var("METRICS_TOKEN", token)
+        .spawn()
+        .await;
+    let resp = app.get("/metrics").await;
+    assert_eq!(header(&resp, "www-authenticate"), Some("Bearer"));
+    assert_problem(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let resp = app
+        .get_auth("/metrics", "scrape-token-but-not-that-one")
+        .await;
+    assert_problem(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let resp = app.get_auth("/metrics", token).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("metrics_scrapes_refused_total"), "{text}");
+}
+
+/// `METRICS_ADDR`: `/metrics` moves to a listener of its own; the API port has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_serves_metrics_on_its_own_listener() {
+    let app = TestAppBuilder::new(Backend::Sqlite)
+        .var("METRICS_ADDR", "127.0.0.1:0")
+        .spawn()
+        .await;
+    assert_problem(
+        app.get("/metrics").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let port = app.metrics_port.expect("a metrics listener");
+    assert_ne!(app.address, format!("http://127.0.0.1:{port}"));
+    let resp = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("http_requests_total"));
+}
+
 // -------------------------------------------------------------------- health
 
 async fn health_and_readiness(backend: Backend) {

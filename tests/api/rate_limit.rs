@@ -126,3 +126,41 @@ async fn redis_limiter_on_postgres_answers_429() {
     assert!(resp.headers().contains_key("retry-after"));
     assert_problem(resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+/// Behind a trusted proxy that writes `ip:port` (or `[v6]:port`), the address it wrote
+/// is the client's, whatever the client put to its left; an entry the proxy wrote that
+/// is not an address makes the proxy itself the client. Either way rotating the
+/// spoofed part does not reset the per-IP limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_entries_with_ports_are_the_client() {
+    let app = TestAppBuilder::new(Backend::Sqlite)
+        .var("RATE_LIMIT_AUTH_PER_IP", "2/min")
+        .var("TRUSTED_PROXIES", "127.0.0.1")
+        .spawn()
+        .await;
+    let verify = |forwarded: String| {
+        app.client
+            .get(app.url("/api/auth/verify-email?token=not-a-real-token"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    for (round, written_by_proxy) in ["203.0.113.7:5555", "[2001:db8::7]:443", "unknown"]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..2 {
+            let resp = verify(format!("198.51.100.{round}{i}, {written_by_proxy}"))
+                .await
+                .unwrap();
+            assert_ne!(
+                resp.status(),
+                StatusCode::TOO_MANY_REQUESTS,
+                "{written_by_proxy}: request {i} is within the limit"
+            );
+        }
+        let resp = verify(format!("198.51.100.{round}9, {written_by_proxy}"))
+            .await
+            .unwrap();
+        assert_problem(resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+}

@@ -29,6 +29,7 @@ backend_tests!(
     contributors_get_one_digest_an_hour,
     opting_back_in_does_not_wait_for_a_digest_never_sent,
     roles_decide_who_reviews,
+    review_is_blind_while_the_round_is_open,
 );
 
 const CONTRIBUTOR: &str = "c@example.org";
@@ -850,7 +851,8 @@ async fn concurrent_decisions_count_once(backend: Backend) {
     assert_eq!(answers[0].1["decision"]["outcome"], "pending");
     assert_eq!(answers[1].0, 409, "{answers:?}");
     assert_eq!(answers[1].1["code"], "already_decided");
-    assert_eq!(history(&app, &t.contributor, &doc).await.len(), 1);
+    // The round is open: only its voter sees the vote (blind review).
+    assert_eq!(history(&app, &t.reviewers[0], &doc).await.len(), 1);
     assert_eq!(
         item(&app, &t.contributor, &doc).await["status"],
         "pending_review"
@@ -1084,4 +1086,47 @@ async fn roles_decide_who_reviews(backend: Backend) {
     let resp = submit(&app, &t.admin, p, &[&others]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(queue(&app, reviewer, p).await, [others.as_str()]);
+}
+
+/// Blind review: while a round is open its votes are shown to their own reviewer
+/// only (not to the next reviewer, an admin, a super admin or the contributor), as the
+/// queue hides them; once the round ends, everyone who sees the item sees them all.
+async fn review_is_blind_while_the_round_is_open(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app, 3).await;
+    let root = app.super_admin("root@example.org").await;
+    configure(&app, &t.admin, &t.project, 2, 3).await;
+    let doc = pending_doc(&app, &t.contributor, &t.project, "Page blind.").await;
+    let first = decided(&app, &t.reviewers[0], &doc, reject("noise")).await;
+    assert_eq!(first["decision"]["outcome"], "pending");
+
+    let mine = history(&app, &t.reviewers[0], &doc).await;
+    assert_eq!(mine.len(), 1, "a reviewer sees their own vote");
+    assert_eq!(mine[0]["id"], first["decision"]["id"]);
+    for (who, token) in [
+        ("the next reviewer", &t.reviewers[1]),
+        ("the project admin", &t.admin),
+        ("a super admin", &root),
+        ("the contributor", &t.contributor),
+    ] {
+        assert!(
+            history(&app, token, &doc).await.is_empty(),
+            "{who} must not see the open round's votes"
+        );
+    }
+    let resp = app
+        .get_auth(&format!("/api/documents/{doc}/reviews"), &t.reviewers[1])
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The second reviewer votes blind; the round ends (1:1 with N = 2 waits, so a
+    // third vote settles it) and every vote shows.
+    decided(&app, &t.reviewers[1], &doc, approve()).await;
+    assert_eq!(history(&app, &t.reviewers[1], &doc).await.len(), 1);
+    assert!(history(&app, &t.admin, &doc).await.is_empty());
+    let last = decided(&app, &t.reviewers[2], &doc, reject("noise")).await;
+    assert_eq!(last["decision"]["outcome"], "changes_requested");
+    for token in [&t.contributor, &t.admin, &root, &t.reviewers[1]] {
+        assert_eq!(history(&app, token, &doc).await.len(), 3);
+    }
 }

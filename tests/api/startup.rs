@@ -216,3 +216,40 @@ async fn postgres_connections_run_without_jit() {
         .unwrap();
     assert_eq!(jit, "off");
 }
+
+/// Production refuses the mail outbox (mail files and logged links hold live tokens)
+/// unless `MAIL_OUTBOX_IN_PRODUCTION=true`, and an anonymous `/metrics` unless
+/// `METRICS_TOKEN` or `METRICS_ADDR` is set; each error names its variable.
+#[test]
+fn production_needs_smtp_or_an_explicit_outbox_and_a_guarded_metrics() {
+    let dir = TempDir::new().unwrap();
+    let prod = [
+        ("APP_ENV", "production"),
+        ("PUBLIC_URL", "https://data.example.org"),
+    ];
+    let error = |extra: &[(&str, &str)]| {
+        let mut all = prod.to_vec();
+        all.extend_from_slice(extra);
+        Settings::from_vars(vars(&dir, &all))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let token = ("METRICS_TOKEN", "scrape-token-0123456789");
+    let e = error(&[token]);
+    assert!(e.starts_with("MAIL_OUTBOX_IN_PRODUCTION:"), "{e}");
+    let e = error(&[("SMTP_HOST", "smtp.example.org")]);
+    assert!(e.starts_with("METRICS_TOKEN:"), "{e}");
+    let e = error(&[token, ("MAIL_OUTBOX_IN_PRODUCTION", "maybe")]);
+    assert!(e.starts_with("MAIL_OUTBOX_IN_PRODUCTION:"), "{e}");
+
+    let mut allowed = prod.to_vec();
+    allowed.extend([token, ("MAIL_OUTBOX_IN_PRODUCTION", "true")]);
+    assert!(Settings::from_vars(vars(&dir, &allowed)).is_ok());
+    let mut own_listener = prod.to_vec();
+    own_listener.extend([
+        ("SMTP_HOST", "smtp.example.org"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+    ]);
+    assert!(Settings::from_vars(vars(&dir, &own_listener)).is_ok());
+}

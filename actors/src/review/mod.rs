@@ -16,7 +16,7 @@ use crate::{
     domain::DataKind,
     engine::Engine,
     error::EngineError,
-    items::{ItemView, TextRevision, service::sees_all},
+    items::{ItemStatus, ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
     projects::ProjectMsg,
     store::{
@@ -286,16 +286,24 @@ impl Engine {
     }
 
     /// Every review decision on an item the caller may see, oldest first.
+    ///
+    /// Blind review: while a round is open (the item is `pending_review`), its votes are
+    /// shown to their own reviewer only, as in the queue (`review_entries`): not to the
+    /// other reviewers, admins and super admins included (they review too), nor to the
+    /// contributor. Once the round ends, every vote of it is shown.
     pub async fn item_reviews(
         &self,
         principal: &Principal,
         kind: DataKind,
         item_id: Uuid,
     ) -> Result<Vec<DecisionView>, EngineError> {
-        self.item(principal, kind, item_id).await?;
+        let item = self.item(principal, kind, item_id).await?;
+        let open_round =
+            (item.status == ItemStatus::PendingReview.as_str()).then_some(item.review_round);
         Ok(store::reviews::decisions_of(&self.deps.db, &[item_id])
             .await?
             .into_iter()
+            .filter(|d| open_round != Some(d.round) || d.reviewer_id == principal.user_id)
             .map(Into::into)
             .collect())
     }

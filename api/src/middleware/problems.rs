@@ -77,8 +77,18 @@ pub fn error_response(err: poem::Error) -> Response {
     resp
 }
 
+/// Operations whose error answers are documented JSON bodies, not problems: a
+/// readiness 503 says which dependency failed.
+const OWN_ERROR_BODIES: &[&str] = &["health_ready"];
+
 /// An error status whose body is not a problem gets one.
 fn ensure_problem(resp: Response) -> Response {
+    if resp
+        .data::<OperationId>()
+        .is_some_and(|op| OWN_ERROR_BODIES.contains(&op.0))
+    {
+        return resp;
+    }
     let status = resp.status();
     let is_problem = resp
         .headers()
