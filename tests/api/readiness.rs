@@ -6,63 +6,34 @@
 //! at startup (Redis must answer then), then the proxy closes its port and every
 //! connection, so the server's Redis URL points at a closed port.
 
-use std::sync::{Arc, Mutex};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, task::AbortHandle};
 
-use crate::helpers::{Backend, TestApp, TestAppBuilder, assert_problem, redis_url};
+use crate::{
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem, redis_url},
+    tcp_proxy::TcpProxy,
+};
 
-/// A TCP proxy in front of the test Redis that can be shut.
-pub struct RedisProxy {
-    port: u16,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl RedisProxy {
-    pub async fn start() -> Self {
-        let upstream = redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let conns = Arc::clone(&tasks);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                conns.lock().unwrap().push(conn.abort_handle());
-            }
-        });
-        tasks.lock().unwrap().push(accept.abort_handle());
-        Self { port, tasks }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Close the port and every connection through it.
-    pub async fn shut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-        // Let the aborted tasks drop their sockets.
-        tokio::task::yield_now().await;
-    }
+/// A proxy in front of the test Redis; the server's `REDIS_URL`.
+async fn redis_proxy() -> (TcpProxy, String) {
+    let upstream = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr = tokio::net::lookup_host(&upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = TcpProxy::start(addr).await;
+    let url = format!("redis://127.0.0.1:{}", proxy.port());
+    (proxy, url)
 }
 
 /// A server whose Redis is a proxy that is already shut.
-async fn server_with_redis_down(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, RedisProxy) {
-    let proxy = RedisProxy::start().await;
-    let mut builder = TestAppBuilder::new(backend).var("REDIS_URL", proxy.url());
+async fn server_with_redis_down(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, TcpProxy) {
+    let (proxy, url) = redis_proxy().await;
+    let mut builder = TestAppBuilder::new(backend).var("REDIS_URL", url);
     for (name, value) in vars {
         builder = builder.var(name, *value);
     }
@@ -72,7 +43,7 @@ async fn server_with_redis_down(backend: Backend, vars: &[(&str, &str)]) -> (Tes
         ready["redis"], "ok",
         "Redis answers through the proxy first"
     );
-    proxy.shut().await;
+    proxy.close().await;
     (app, proxy)
 }
 

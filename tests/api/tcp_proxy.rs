@@ -1,6 +1,7 @@
 //! A TCP proxy on loopback for fault tests: it forwards to an upstream (PostgreSQL,
-//! Redis) and can cut every connection and refuse new ones (an outage), or delay every
-//! chunk it forwards (a slow network), and be restored without restarting anything.
+//! Redis) and can cut every connection and refuse new ones (an outage that heals with
+//! [`TcpProxy::restore`]), close its port for good ([`TcpProxy::close`]: the address
+//! refuses connections), or delay every chunk it forwards (a slow network).
 
 use std::{
     net::SocketAddr,
@@ -70,6 +71,14 @@ impl TcpProxy {
         for task in self.state.live.lock().unwrap().drain(..) {
             task.abort();
         }
+    }
+
+    /// Close the port and every connection through it: connecting is refused from now on.
+    pub async fn close(&self) {
+        self.accept.abort();
+        self.cut();
+        // Let the aborted tasks drop their sockets.
+        tokio::task::yield_now().await;
     }
 
     /// The outage ends.
