@@ -103,6 +103,10 @@ pub struct Settings {
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
     pub log_format: LogFormat,
+    /// `ENGINE_CALL_TIMEOUT_MS`: how long a command may wait for its actor to begin it.
+    pub call_timeout: Duration,
+    /// `UPLOAD_PERMIT_WAIT_MS`: how long an upload waits for a permit before a 503.
+    pub upload_permit_wait: Duration,
 }
 
 /// Reads variables from a snapshot of the environment (so tests pass their own).
@@ -370,9 +374,24 @@ impl Settings {
         let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
 
         let worker_metrics_port: u16 = v.parse("WORKER_METRICS_PORT", 9464)?;
-        let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", 4)?;
+        // Uploads mostly wait on the disk and the database; a few per core keep both busy.
+        let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", (4 * cores).max(8))?;
         if upload_concurrency == 0 {
             return Err(err("UPLOAD_CONCURRENCY", "must be at least 1"));
+        }
+        let call_timeout_ms: u64 = v.parse("ENGINE_CALL_TIMEOUT_MS", 10_000)?;
+        if !(10..=600_000).contains(&call_timeout_ms) {
+            return Err(err(
+                "ENGINE_CALL_TIMEOUT_MS",
+                "must be between 10 and 600000 (milliseconds)",
+            ));
+        }
+        let upload_permit_wait_ms: u64 = v.parse("UPLOAD_PERMIT_WAIT_MS", 5_000)?;
+        if upload_permit_wait_ms > 600_000 {
+            return Err(err(
+                "UPLOAD_PERMIT_WAIT_MS",
+                "must be at most 600000 (milliseconds)",
+            ));
         }
         let max_upload_bytes: u64 =
             v.parse("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?;
@@ -518,6 +537,8 @@ impl Settings {
             processing,
             multi_node,
             log_format,
+            call_timeout: Duration::from_millis(call_timeout_ms),
+            upload_permit_wait: Duration::from_millis(upload_permit_wait_ms),
         })
     }
 
@@ -573,6 +594,8 @@ impl Settings {
             review: self.review.clone(),
             webauthn: self.webauthn.clone(),
             google_signin: self.google_signin.clone(),
+            call_timeout: self.call_timeout,
+            upload_permit_wait: self.upload_permit_wait,
         }
     }
 }
