@@ -539,9 +539,10 @@ macro_rules! item_api {
             /// Multipart form, read as it arrives: `project_id` (first, or in the query
             /// string) is checked before any byte of the file is stored (400
             /// `project_id_first` for a file before it). The file streams into the blob
-            /// store (never held in memory), is hashed and typed from its bytes; the same content twice in one project is 409
-            /// `duplicate_content`. Honours `Idempotency-Key`. When the server is busy,
-            /// 503 with `Retry-After`.
+            /// store (never held in memory), is hashed and typed from its bytes; the
+            /// same content twice in one project is 409 `duplicate_content`. Honours
+            /// `Idempotency-Key`. When the server is busy, uploads wait a few seconds
+            /// for a turn, then get 503 with `Retry-After`.
             #[oai(path = $base, method = "post", operation_id = $upload)]
             async fn upload(
                 &self,
