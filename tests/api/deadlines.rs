@@ -23,6 +23,7 @@ use crate::{
 backend_tests!(
     uploads_answered_503_leave_nothing_and_201s_keep_their_blob,
     one_idempotency_key_makes_one_project_when_the_database_is_slow,
+    keyed_uploads_refused_with_503_are_retried_into_one_item_each,
     review_calls_for_unknown_projects_start_no_project_actor,
 );
 
@@ -193,6 +194,17 @@ async fn uploads_answered_503_leave_nothing_and_201s_keep_their_blob(backend: Ba
     );
 }
 
+/// A 503 (nothing written), or 409 while the key's first request still runs.
+async fn expect_retryable(resp: reqwest::Response) {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => {}
+        StatusCode::CONFLICT => assert_eq!(body["code"], "idempotency_key_in_progress"),
+        other => panic!("unexpected {other}: {body}"),
+    }
+}
+
 async fn create(app: &TestApp, token: &str, key: &str, name: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/projects"))
@@ -228,14 +240,7 @@ async fn one_idempotency_key_makes_one_project_when_the_database_is_slow(backend
         let mut resp = resp;
         let mut tries = 0;
         while resp.status() != StatusCode::CREATED {
-            assert!(
-                matches!(
-                    resp.status(),
-                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::CONFLICT
-                ),
-                "unexpected {}",
-                resp.status()
-            );
+            expect_retryable(resp).await;
             tries += 1;
             assert!(tries < 50, "{key} never succeeded");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -264,6 +269,99 @@ async fn one_idempotency_key_makes_one_project_when_the_database_is_slow(backend
         assert_eq!(again.headers()["idempotent-replayed"], "true");
         let body: Value = again.json().await.unwrap();
         assert_eq!(body["id"], id.as_str());
+    }
+}
+
+async fn keyed_upload(
+    app: &TestApp,
+    token: &str,
+    project: &str,
+    key: &str,
+    text: &str,
+) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec())
+        .file_name("note.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("project_id", project.to_owned())
+        .part("file", part);
+    app.client
+        .post(app.url("/api/documents"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Uploads with keys queue behind a slow commit: those refused with 503 wrote nothing
+/// and kept no claim on their key, so the client's retry with the same key makes the
+/// item, once; a replay names it.
+async fn keyed_uploads_refused_with_503_are_retried_into_one_item_each(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("ENGINE_CALL_TIMEOUT_MS", CALL_TIMEOUT_MS)
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Keyed").await;
+    let lock = HeldLock::take(
+        &app,
+        backend,
+        format!("UPDATE projects SET updated_at = updated_at WHERE id = '{project}'"),
+    )
+    .await;
+    let keys: Vec<String> = (0..4).map(|i| format!("upload-key-{i}")).collect();
+    let texts: Vec<String> = (0..4).map(|i| format!("Keyed document {i}.\n")).collect();
+    let first = keys
+        .iter()
+        .zip(&texts)
+        .map(|(key, text)| keyed_upload(&app, &owner, &project, key, text));
+    let (first, ()) = tokio::join!(join_all(first), lock.release_after(HOLD));
+
+    let mut ids = Vec::new();
+    for ((resp, key), text) in first.into_iter().zip(&keys).zip(&texts) {
+        let mut resp = resp;
+        let mut tries = 0;
+        while resp.status() != StatusCode::CREATED {
+            expect_retryable(resp).await;
+            tries += 1;
+            assert!(tries < 50, "{key} never succeeded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            resp = keyed_upload(&app, &owner, &project, key, text).await;
+        }
+        let body: Value = resp.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let list = app
+        .get_json(
+            &format!("/api/documents?project_id={project}&limit=200"),
+            &owner,
+        )
+        .await;
+    let listed: HashSet<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        ids.iter().cloned().collect::<HashSet<_>>(),
+        "one item per key"
+    );
+    for ((key, text), id) in keys.iter().zip(&texts).zip(&ids) {
+        let again = keyed_upload(&app, &owner, &project, key, text).await;
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let body: Value = again.json().await.unwrap();
+        assert_eq!(body["id"], id.as_str());
+        let content = app
+            .get_auth(&format!("/api/documents/{id}/content"), &owner)
+            .await;
+        assert_eq!(content.status(), StatusCode::OK);
     }
 }
 
