@@ -1297,4 +1297,32 @@ mod tests {
             "GOOGLE_SIGNIN_REDIRECT_URL"
         );
     }
+
+    #[test]
+    fn engine_deadline_and_upload_wait_settings() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.call_timeout, Duration::from_secs(10));
+        assert_eq!(s.upload_permit_wait, Duration::from_secs(5));
+        assert!(s.upload_concurrency >= 8);
+        let c = Settings::from_vars(vars(&[
+            ("ENGINE_CALL_TIMEOUT_MS", "250"),
+            ("UPLOAD_PERMIT_WAIT_MS", "0"),
+        ]))
+        .unwrap()
+        .engine_config();
+        assert_eq!(c.call_timeout, Duration::from_millis(250));
+        assert_eq!(c.upload_permit_wait, Duration::ZERO);
+        for bad in ["0", "9", "600001", "soon"] {
+            assert_eq!(
+                error_var(&[("ENGINE_CALL_TIMEOUT_MS", bad)]),
+                "ENGINE_CALL_TIMEOUT_MS"
+            );
+        }
+        for bad in ["600001", "-1"] {
+            assert_eq!(
+                error_var(&[("UPLOAD_PERMIT_WAIT_MS", bad)]),
+                "UPLOAD_PERMIT_WAIT_MS"
+            );
+        }
+    }
 }
