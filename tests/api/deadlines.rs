@@ -4,7 +4,13 @@
 //! needs (PostgreSQL: a row or table lock; SQLite: the write lock), with the engine's
 //! call timeout (`ENGINE_CALL_TIMEOUT_MS`) made short.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{
+    collections::HashSet,
+    future::Future,
+    path::Path,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use futures::future::join_all;
 use reqwest::{Client, StatusCode};
@@ -29,8 +35,12 @@ backend_tests!(
 
 /// Short enough that a held lock outlasts it many times over.
 const CALL_TIMEOUT_MS: &str = "300";
-/// How long the lock is held.
+/// How long the lock is held at least; at most [`HOLD_MAX`], less than SQLite's
+/// 5-second busy timeout. In between, it is released as soon as every request but
+/// the one the actor has begun has its answer (so a slow machine cannot release it
+/// before the requests have queued).
 const HOLD: Duration = Duration::from_millis(1500);
+const HOLD_MAX: Duration = Duration::from_secs(3);
 
 /// A lock held by another connection, in an open transaction, until released.
 struct HeldLock {
@@ -75,13 +85,37 @@ impl HeldLock {
         }
     }
 
-    async fn release_after(mut self, hold: Duration) {
-        tokio::time::sleep(hold).await;
+    /// Release after [`HOLD`], once `answered` reaches `enough`, or after [`HOLD_MAX`].
+    async fn release_when(mut self, answered: &AtomicUsize, enough: usize) {
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(HOLD).await;
+        while answered.load(Ordering::SeqCst) < enough && start.elapsed() < HOLD_MAX {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if let Some(release) = self.release.take() {
             let _ = release.send(());
         }
         self.task.await.unwrap();
     }
+}
+
+/// Run `requests` at once while `lock` is held; the lock goes when all but one have
+/// answered (see [`HeldLock::release_when`]).
+async fn while_locked<F, T>(lock: HeldLock, requests: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: Future<Output = T>,
+{
+    let answered = AtomicUsize::new(0);
+    let requests: Vec<_> = requests
+        .map(|request| async {
+            let out = request.await;
+            answered.fetch_add(1, Ordering::SeqCst);
+            out
+        })
+        .collect();
+    let enough = requests.len().saturating_sub(1);
+    let (out, ()) = tokio::join!(join_all(requests), lock.release_when(&answered, enough));
+    out
 }
 
 /// Every regular file under `dir`, at any depth.
@@ -127,7 +161,7 @@ async fn uploads_answered_503_leave_nothing_and_201s_keep_their_blob(backend: Ba
             "text/plain",
         )
     });
-    let (responses, ()) = tokio::join!(join_all(uploads), lock.release_after(HOLD));
+    let responses = while_locked(lock, uploads).await;
 
     let mut created = HashSet::new();
     let mut refused = Vec::new();
@@ -232,7 +266,7 @@ async fn one_idempotency_key_makes_one_project_when_the_database_is_slow(backend
     .await;
     let keys: Vec<String> = (0..3).map(|i| format!("slow-key-{i}")).collect();
     let first = keys.iter().map(|key| create(&app, &alice, key, key));
-    let (first, ()) = tokio::join!(join_all(first), lock.release_after(HOLD));
+    let first = while_locked(lock, first).await;
 
     // The client's retry loop: the same key until it gets a 2xx.
     let mut ids = Vec::new();
@@ -318,7 +352,7 @@ async fn keyed_uploads_refused_with_503_are_retried_into_one_item_each(backend: 
         .iter()
         .zip(&texts)
         .map(|(key, text)| keyed_upload(&app, &owner, &project, key, text));
-    let (first, ()) = tokio::join!(join_all(first), lock.release_after(HOLD));
+    let first = while_locked(lock, first).await;
 
     let mut ids = Vec::new();
     for ((resp, key), text) in first.into_iter().zip(&keys).zip(&texts) {

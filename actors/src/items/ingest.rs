@@ -1,7 +1,10 @@
 //! The upload pipeline. Runs in the caller's task (never inside an actor), at most
-//! `upload_concurrency` at a time: copy the spooled body into the blob store's incoming
-//! folder while hashing and counting, decide the type from the bytes, analyse audio,
-//! move the blob into place, then ask the project actor to commit the item.
+//! `upload_concurrency` at a time: check the caller and the project and take a permit,
+//! then receive the file into the blob store's incoming folder while hashing and
+//! counting (a multipart form straight from the request, part by part; a resumable
+//! upload by a link), decide the type from the bytes, analyse audio, move the blob into
+//! place, then ask the project actor to commit the item. What a failed or refused
+//! upload leaves is removed, unless the commit's outcome is unknown.
 
 use std::{
     path::{Path, PathBuf},
@@ -50,7 +53,8 @@ pub struct UploadDetails {
 
 /// Where the complete file is.
 pub enum UploadSource {
-    /// Spooled by the HTTP layer: copied into the incoming folder while hashing.
+    /// A file already on disk (kept for callers that have one): copied into the
+    /// incoming folder while hashing. Request bodies go through `Engine::upload_form`.
     Spooled(tokio::fs::File),
     /// Received by us on the blob store's disk (a resumable upload): linked into the
     /// incoming folder, not copied, and left in place for the caller.
