@@ -109,6 +109,10 @@ pub struct Settings {
     pub metrics_token: Option<SecretString>,
     /// `METRICS_ADDR`: serve `/metrics` on its own listener there, not on the API port.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `ENGINE_CALL_TIMEOUT_MS`: how long a command may wait for its actor to begin it.
+    pub call_timeout: Duration,
+    /// `UPLOAD_PERMIT_WAIT_MS`: how long an upload waits for a permit before a 503.
+    pub upload_permit_wait: Duration,
 }
 
 /// Reads variables from a snapshot of the environment (so tests pass their own).
@@ -384,9 +388,24 @@ impl Settings {
         let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
 
         let worker_metrics_port: u16 = v.parse("WORKER_METRICS_PORT", 9464)?;
-        let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", 4)?;
+        // Uploads mostly wait on the disk and the database; a few per core keep both busy.
+        let upload_concurrency: usize = v.parse("UPLOAD_CONCURRENCY", (4 * cores).max(8))?;
         if upload_concurrency == 0 {
             return Err(err("UPLOAD_CONCURRENCY", "must be at least 1"));
+        }
+        let call_timeout_ms: u64 = v.parse("ENGINE_CALL_TIMEOUT_MS", 10_000)?;
+        if !(10..=600_000).contains(&call_timeout_ms) {
+            return Err(err(
+                "ENGINE_CALL_TIMEOUT_MS",
+                "must be between 10 and 600000 (milliseconds)",
+            ));
+        }
+        let upload_permit_wait_ms: u64 = v.parse("UPLOAD_PERMIT_WAIT_MS", 5_000)?;
+        if upload_permit_wait_ms > 600_000 {
+            return Err(err(
+                "UPLOAD_PERMIT_WAIT_MS",
+                "must be at most 600000 (milliseconds)",
+            ));
         }
         let max_upload_bytes: u64 =
             v.parse("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?;
@@ -572,6 +591,8 @@ impl Settings {
             register_mail_interval: Duration::from_secs(register_mail_secs),
             metrics_token,
             metrics_addr,
+            call_timeout: Duration::from_millis(call_timeout_ms),
+            upload_permit_wait: Duration::from_millis(upload_permit_wait_ms),
         })
     }
 
@@ -628,6 +649,8 @@ impl Settings {
             webauthn: self.webauthn.clone(),
             google_signin: self.google_signin.clone(),
             register_mail_interval: self.register_mail_interval,
+            call_timeout: self.call_timeout,
+            upload_permit_wait: self.upload_permit_wait,
         }
     }
 }
@@ -1386,6 +1409,34 @@ mod tests {
             assert_eq!(
                 error_var(&[("REGISTER_MAIL_INTERVAL_SECONDS", bad)]),
                 "REGISTER_MAIL_INTERVAL_SECONDS"
+            );
+        }
+    }
+
+    #[test]
+    fn engine_deadline_and_upload_wait_settings() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.call_timeout, Duration::from_secs(10));
+        assert_eq!(s.upload_permit_wait, Duration::from_secs(5));
+        assert!(s.upload_concurrency >= 8);
+        let c = Settings::from_vars(vars(&[
+            ("ENGINE_CALL_TIMEOUT_MS", "250"),
+            ("UPLOAD_PERMIT_WAIT_MS", "0"),
+        ]))
+        .unwrap()
+        .engine_config();
+        assert_eq!(c.call_timeout, Duration::from_millis(250));
+        assert_eq!(c.upload_permit_wait, Duration::ZERO);
+        for bad in ["0", "9", "600001", "soon"] {
+            assert_eq!(
+                error_var(&[("ENGINE_CALL_TIMEOUT_MS", bad)]),
+                "ENGINE_CALL_TIMEOUT_MS"
+            );
+        }
+        for bad in ["600001", "-1"] {
+            assert_eq!(
+                error_var(&[("UPLOAD_PERMIT_WAIT_MS", bad)]),
+                "UPLOAD_PERMIT_WAIT_MS"
             );
         }
     }

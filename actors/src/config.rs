@@ -49,6 +49,11 @@ pub struct EngineConfig {
     /// At most one sign-up mail (verification link, "this address has an account") per
     /// address in this time; registrations in between send none.
     pub register_mail_interval: Duration,
+    /// How long a command may wait for its actor to begin it (`ENGINE_CALL_TIMEOUT_MS`);
+    /// one that has not begun by then is dropped unrun and its caller gets a 503.
+    pub call_timeout: Duration,
+    /// How long an upload waits for a permit before a 503 (`UPLOAD_PERMIT_WAIT_MS`).
+    pub upload_permit_wait: Duration,
 }
 
 pub use crate::auth::oidc::GoogleSignInConfig;

@@ -1,6 +1,6 @@
 //! The engine handle: what the HTTP layer and the CLI hold. Cheap to clone.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorRef, Message, RpcReplyPort};
 use tokio::sync::{Mutex, Notify, Semaphore};
@@ -10,6 +10,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     blob::BlobStore,
     clock::SharedClock,
+    command::{self, AskError, Command, Commanded},
     config::{BlobConfig, EngineConfig, Rate},
     context::RequestContext,
     domain::Email,
@@ -23,9 +24,6 @@ use crate::{
     slot::Slot,
     store::Db,
 };
-
-/// How long a caller waits for an actor's answer before giving up with a 503.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every actor shares: the ports and the configuration.
 pub struct Deps {
@@ -75,7 +73,7 @@ impl EngineRoles {
 /// The actor slots the root supervisor keeps filled.
 #[derive(Clone)]
 pub(crate) struct Slots {
-    pub accounts: Slot<AccountsMsg>,
+    pub accounts: Slot<Command<AccountsMsg>>,
     pub limiter: Slot<RateLimiterMsg>,
     pub projects: Slot<RegistryMsg>,
 }
@@ -216,21 +214,60 @@ impl Engine {
         self.deps.db.backend_name()
     }
 
-    pub(crate) fn accounts(&self) -> Result<ActorRef<AccountsMsg>, EngineError> {
+    pub(crate) fn accounts(&self) -> Result<ActorRef<Command<AccountsMsg>>, EngineError> {
         self.slots.accounts.get()
     }
 
-    /// Call an actor and wait (bounded) for its answer.
+    /// When a command sent now must have begun (`ENGINE_CALL_TIMEOUT_MS` from now).
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.deps.config.call_timeout
+    }
+
+    /// Send a command to an actor that owns transitions, and wait for its outcome: a
+    /// command that has not begun by its deadline never runs (503, nothing written);
+    /// one that has begun is waited for (see [`crate::command`]).
     pub(crate) async fn ask<M, T>(
         &self,
+        actor: &ActorRef<Command<M>>,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, EngineError>
+    where
+        M: Commanded,
+        T: Send + 'static,
+    {
+        self.ask_until(actor, self.deadline(), build)
+            .await
+            .map_err(EngineError::from)
+    }
+
+    /// [`Engine::ask`] with a given deadline, telling "not run" from "outcome unknown".
+    pub(crate) async fn ask_until<M, T>(
+        &self,
+        actor: &ActorRef<Command<M>>,
+        deadline: tokio::time::Instant,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+    ) -> Result<T, AskError>
+    where
+        M: Commanded,
+        T: Send + 'static,
+    {
+        command::ask(actor, deadline, build).await
+    }
+
+    /// Ask an actor that changes nothing a caller must know about (a lookup, a rate
+    /// limit check), waiting until `deadline` at most.
+    pub(crate) async fn query<M, T>(
+        &self,
         actor: &ActorRef<M>,
+        deadline: tokio::time::Instant,
         build: impl FnOnce(RpcReplyPort<T>) -> M,
     ) -> Result<T, EngineError>
     where
         M: Message,
         T: Send + 'static,
     {
-        match actor.call(build, Some(CALL_TIMEOUT)).await {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match actor.call(build, Some(wait)).await {
             Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
             Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable(
                 "the engine is busy; try again".into(),
@@ -279,7 +316,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let limiter = self.slots.limiter.get()?;
         match self
-            .ask(&limiter, |reply| RateLimiterMsg::Check { key, rate, reply })
+            .query(&limiter, self.deadline(), |reply| RateLimiterMsg::Check {
+                key,
+                rate,
+                reply,
+            })
             .await?
         {
             Decision::Allowed => Ok(()),

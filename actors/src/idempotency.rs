@@ -6,7 +6,7 @@
 //! - the first response is stored in the same transaction as the effect and replayed
 //!   for 24 hours; a request that fails changes nothing and frees its key for a retry.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
@@ -16,8 +16,11 @@ use crate::{context::Principal, engine::Engine, error::EngineError, store};
 
 /// How long a completed response is replayed.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// How long an in-flight claim holds before a crashed request's key can be taken over.
-const CLAIM_LOCK: Duration = Duration::from_secs(60);
+/// How long an in-flight claim holds unless renewed: a crashed request's key can be
+/// taken over this long after its last renewal.
+const CLAIM_LEASE: Duration = Duration::from_secs(10);
+/// How often a live claim is renewed (well within its lease).
+const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(3);
 
 /// The result of a creating call: done now, or the stored answer to an earlier request.
 #[derive(Debug, Clone)]
@@ -39,10 +42,23 @@ impl<T> Idempotent<T> {
 }
 
 /// A key held by the request performing the effect; completed in the effect's transaction.
+/// Its lease is renewed while any copy of it lives (the caller's, or the one travelling
+/// with the command to its actor), so only a dead process lets it lapse.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub user_id: Uuid,
     pub key: String,
+    _lease: Option<Arc<Lease>>,
+}
+
+/// Renews a claim's lock until dropped.
+#[derive(Debug)]
+struct Lease(tokio::task::AbortHandle);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) enum Begin<T> {
@@ -83,17 +99,13 @@ impl Engine {
         let db = &self.deps.db;
         let user = principal.user_id;
         let now = self.deps.clock.now();
-        let lock = chrono::Duration::from_std(CLAIM_LOCK).unwrap_or(chrono::Duration::seconds(60));
+        let lock = chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
         let retention =
             chrono::Duration::from_std(RETENTION).unwrap_or(chrono::Duration::hours(24));
-        let claim = Claim {
-            user_id: user,
-            key: key.to_owned(),
-        };
         if store::idempotency::try_insert(db, user, key, route, fingerprint, now, now + lock)
             .await?
         {
-            return Ok(Begin::Proceed(Some(claim)));
+            return Ok(Begin::Proceed(Some(self.leased_claim(user, key))));
         }
         let Some(row) = store::idempotency::find(db, user, key).await? else {
             // Released between our insert and read: the caller may simply retry.
@@ -114,7 +126,7 @@ impl Engine {
             )
             .await?
             {
-                Ok(Begin::Proceed(Some(claim)))
+                Ok(Begin::Proceed(Some(self.leased_claim(user, key))))
             } else {
                 Err(in_progress())
             };
@@ -134,9 +146,37 @@ impl Engine {
         }
     }
 
-    /// After the call: a failed request frees its key (nothing was committed).
-    pub(crate) async fn end_idempotent(&self, claim: &Option<Claim>, succeeded: bool) {
-        if let (Some(claim), false) = (claim, succeeded)
+    /// A claim just taken, with a task renewing its lock while the claim lives.
+    fn leased_claim(&self, user_id: Uuid, key: &str) -> Claim {
+        let deps = Arc::clone(&self.deps);
+        let owned_key = key.to_owned();
+        let task = tokio::spawn(async move {
+            let lease =
+                chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
+            let mut every = tokio::time::interval(CLAIM_RENEW_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let until = deps.clock.now() + lease;
+                if let Err(err) =
+                    store::idempotency::renew(&deps.db, user_id, &owned_key, until).await
+                {
+                    tracing::warn!(error = %err, "could not renew an idempotency key's claim");
+                }
+            }
+        });
+        Claim {
+            user_id,
+            key: key.to_owned(),
+            _lease: Some(Arc::new(Lease(task.abort_handle()))),
+        }
+    }
+
+    /// After the call: a request that wrote nothing frees its key. One that may have
+    /// written (`maybe_written`) keeps it: completed in the effect's transaction, or,
+    /// when the outcome is unknown, held until its lock runs out.
+    pub(crate) async fn end_idempotent(&self, claim: &Option<Claim>, maybe_written: bool) {
+        if let (Some(claim), false) = (claim, maybe_written)
             && let Err(err) =
                 store::idempotency::release(&self.deps.db, claim.user_id, &claim.key).await
         {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authz;
 pub mod blob;
 pub mod clock;
+mod command;
 pub mod config;
 pub mod context;
 pub mod domain;

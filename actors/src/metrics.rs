@@ -37,6 +37,15 @@ pub const REVIEW_PENDING_ITEMS: &str = "review_pending_items";
 pub const REVIEW_OLDEST_PENDING_AGE_SECONDS: &str = "review_oldest_pending_age_seconds";
 pub const REVIEW_DIGESTS_TOTAL: &str = "review_digests_total";
 
+/// Commands an actor dropped unrun because their caller had stopped waiting: `{actor}`.
+pub const ENGINE_COMMANDS_DROPPED_TOTAL: &str = "engine_commands_dropped_total";
+/// Calls answered 503 because their command had not begun by its deadline: `{actor}`.
+pub const ENGINE_CALL_TIMEOUTS_TOTAL: &str = "engine_call_timeouts_total";
+/// Uploads that had to wait for a permit (`UPLOAD_CONCURRENCY`).
+pub const UPLOAD_PERMIT_WAITS_TOTAL: &str = "upload_permit_waits_total";
+/// Uploads refused with 503 after waiting `UPLOAD_PERMIT_WAIT_MS` for a permit.
+pub const UPLOAD_PERMIT_REFUSALS_TOTAL: &str = "upload_permit_refusals_total";
+
 /// The `reason` label of a review decision. Projects choose their own reason codes,
 /// so only the default ones become label values; the rest count as `other`, keeping
 /// the number of series bounded.

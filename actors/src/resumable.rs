@@ -189,11 +189,18 @@ fn kind_str(kind: DataKind) -> &'static str {
     }
 }
 
-/// Failures the client can fix by sending the last chunk again.
+/// Failures the client can fix by sending the last chunk again. The upload's key still
+/// held by an earlier attempt (one whose server died, until its lease lapses) is one.
 fn retryable(err: &EngineError) -> bool {
     matches!(
         err,
-        EngineError::Unavailable(_) | EngineError::Internal(_) | EngineError::RateLimited { .. }
+        EngineError::Unavailable(_)
+            | EngineError::Internal(_)
+            | EngineError::RateLimited { .. }
+            | EngineError::Conflict {
+                code: "idempotency_key_in_progress",
+                ..
+            }
     )
 }
 

@@ -7,16 +7,17 @@ use alta_actors::{
     domain::DataKind,
     idempotency::Idempotent,
     items::{
-        ItemListQuery, ItemText, ItemView, TextRevision, UploadDetails, UploadInput, UploadSource,
+        FormPart, ItemListQuery, ItemText, ItemView, TextRevision, UploadForm as UploadFormParts,
     },
     media::audio::AudioAnalysis,
 };
 use chrono::{DateTime, Utc};
-use poem::{Body, web::Data};
+use poem::{Body, Request, RequestBody, web::Data};
 use poem_openapi::{
     ApiResponse, Multipart, Object, OpenApi,
     param::{Header, Path, Query},
-    payload::Json,
+    payload::{Json, ParsePayload, Payload},
+    registry::{MetaSchemaRef, Registry},
     types::multipart::Upload,
 };
 use uuid::Uuid;
@@ -28,11 +29,14 @@ use crate::{
     tags::ApiTags,
 };
 
-/// An upload: the file and what is known about it.
+/// An upload: the file and what is known about it. Only documents the form: the
+/// handlers read it part by part as it arrives ([`UploadBody`]).
 #[derive(Debug, Multipart)]
+#[allow(dead_code)] // the schema of the form; never parsed into
 pub struct UploadForm {
-    /// The project to add it to (you must be a contributor or admin there).
-    pub project_id: String,
+    /// The project to add it to (you must be a contributor or admin there). Send it
+    /// before `file`, or as the `project_id` query parameter.
+    pub project_id: Option<String>,
     /// The file. Its type is decided from its content, not its name or declared type.
     pub file: Upload,
     pub title: Option<String>,
@@ -46,6 +50,102 @@ pub struct UploadForm {
     /// file this one replaces. The item keeps its id, history and earlier file; it is
     /// processed again, then you submit it again. The other fields are ignored.
     pub replaces: Option<String>,
+}
+
+/// An upload form, read part by part as it streams in (documented as [`UploadForm`]):
+/// nothing of it is stored before the caller and the project are checked.
+pub struct UploadBody(poem::web::Multipart);
+
+impl Payload for UploadBody {
+    const CONTENT_TYPE: &'static str = "multipart/form-data";
+
+    fn check_content_type(content_type: &str) -> bool {
+        <UploadForm as Payload>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        <UploadForm as Payload>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        <UploadForm as Payload>::register(registry);
+    }
+}
+
+impl ParsePayload for UploadBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(
+            <poem::web::Multipart as poem::FromRequest>::from_request(request, body).await?,
+        ))
+    }
+}
+
+// What poem-openapi derives for a multipart payload: check the content type, then parse.
+impl<'a> poem_openapi::ApiExtractor<'a> for UploadBody {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: <Self as Payload>::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(ct) if Self::check_content_type(ct) => {
+                <Self as ParsePayload>::from_request(request, body).await
+            }
+            Some(ct) => Err(poem_openapi::error::ContentTypeError::NotSupported {
+                content_type: ct.to_owned(),
+            }
+            .into()),
+            None => Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
+        }
+    }
+}
+
+/// The engine's view of the form: its parts, one after another.
+impl UploadFormParts for UploadBody {
+    type Body = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+    async fn next_part(
+        &mut self,
+    ) -> Result<Option<FormPart<Self::Body>>, alta_actors::EngineError> {
+        let field =
+            self.0
+                .next_field()
+                .await
+                .map_err(|err| alta_actors::EngineError::Validation {
+                    code: "invalid_body",
+                    field: None,
+                    message: format!("the body is not a well-formed multipart form: {err}"),
+                })?;
+        Ok(field.map(|field| FormPart {
+            name: field.name().unwrap_or_default().to_owned(),
+            file_name: field.file_name().map(str::to_owned),
+            content_type: field.content_type().map(str::to_owned),
+            body: Box::pin(field.into_async_read()) as Self::Body,
+        }))
+    }
 }
 
 /// Audio measured at upload.
@@ -321,26 +421,15 @@ async fn upload(
     engine: &Engine,
     ctx: &RequestContext,
     auth: &BearerAuth,
-    form: UploadForm,
+    project_id: Option<String>,
+    form: UploadBody,
     key: Option<String>,
     kind: DataKind,
 ) -> ApiResult<ItemCreated> {
-    let project_id = parse_project_id(&form.project_id)?;
-    let input = UploadInput {
-        project_id,
-        kind,
-        details: UploadDetails {
-            title: form.title,
-            language: form.language,
-            external_id: form.external_id,
-            metadata: form.metadata,
-            file_name: form.file.file_name().map(str::to_owned),
-            declared_type: form.file.content_type().map(str::to_owned),
-            replaces: form.replaces,
-        },
-        source: UploadSource::Spooled(form.file.into_file()),
-    };
-    let outcome = engine.upload(&auth.0, input, key.as_deref(), ctx).await?;
+    let project_id = project_id.as_deref().map(parse_project_id).transpose()?;
+    let outcome = engine
+        .upload_form(&auth.0, kind, project_id, form, key.as_deref(), ctx)
+        .await?;
     let replayed = matches!(outcome, Idempotent::Replayed(_)).then(|| "true".to_owned());
     Ok(ItemCreated::Created(
         Json(outcome.into_inner().into()),
@@ -448,10 +537,13 @@ macro_rules! item_api {
         impl $api {
             #[doc = $upload_doc]
             ///
-            /// Multipart form. The body streams to disk (never held in memory), is hashed
-            /// and typed from its bytes; the same content twice in one project is 409
-            /// `duplicate_content`. Honours `Idempotency-Key`. When the server is busy,
-            /// 503 with `Retry-After`.
+            /// Multipart form, read as it arrives: `project_id` (first, or in the query
+            /// string) is checked before any byte of the file is stored (400
+            /// `project_id_first` for a file before it). The file streams into the blob
+            /// store (never held in memory), is hashed and typed from its bytes; the
+            /// same content twice in one project is 409 `duplicate_content`. Honours
+            /// `Idempotency-Key`. When the server is busy, uploads wait a few seconds
+            /// for a turn, then get 503 with `Retry-After`.
             #[oai(path = $base, method = "post", operation_id = $upload)]
             async fn upload(
                 &self,
@@ -459,9 +551,21 @@ macro_rules! item_api {
                 ctx: Data<&RequestContext>,
                 auth: BearerAuth,
                 #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-                form: UploadForm,
+                /// The project, when not sent as the form's first field.
+                #[oai(name = "project_id")]
+                project_id: Query<Option<String>>,
+                form: UploadBody,
             ) -> ApiResult<ItemCreated> {
-                upload(&engine, &ctx, &auth, form, idempotency_key.0, $kind).await
+                upload(
+                    &engine,
+                    &ctx,
+                    &auth,
+                    project_id.0,
+                    form,
+                    idempotency_key.0,
+                    $kind,
+                )
+                .await
             }
 
             #[doc = $list_doc]

@@ -177,3 +177,93 @@ async fn failures_are_not_stored_and_keys_expire(backend: Backend) {
     assert!(again.headers().get("idempotent-replayed").is_none());
     assert_eq!(project_count(&app, &alice).await, 3);
 }
+
+/// A request killed mid-flight (SIGKILL) holds its key only for the claim's lease,
+/// which its dead owner no longer renews: a retry soon gets through, and makes the one
+/// project the dead request never committed. PostgreSQL only: the create is held at a
+/// table lock after its claim is written, which SQLite's single writer cannot do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_requests_key_is_free_again_within_seconds() {
+    use crate::child_server::Site;
+    use reqwest::Client;
+    use std::time::Duration;
+
+    crate::helpers::init_test_env();
+    let site = Site::new(
+        Backend::Postgres,
+        &[("SECRET_KEY", "lease-test-secret-key-0123456789abcdef")],
+    )
+    .await;
+    site.admin_create(&[]);
+    let mut server = site.serve("first", &[]).await;
+    let client = Client::new();
+    let token = server.token(&client).await;
+    let create_at = |base: String, token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/api/projects"))
+                .bearer_auth(token)
+                .header("idempotency-key", "crash-key")
+                .json(&json!({"name": "Survivor"}))
+                .send()
+                .await
+        }
+    };
+
+    let pool = sqlx::PgPool::connect(&site.database_url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE projects IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let pending = tokio::spawn(create_at(server.url(""), token.clone()));
+    let mut claimed = false;
+    for _ in 0..400 {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'crash-key'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if n == 1 {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(claimed, "the request claimed its key");
+    server.kill_9();
+    lock.rollback().await.unwrap();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the request died with its server"
+    );
+
+    let server = site.serve("second", &[]).await;
+    let token = server.token(&client).await;
+    let mut in_progress = 0;
+    let created: Value = loop {
+        let resp = create_at(server.url(""), token.clone()).await.unwrap();
+        match resp.status() {
+            StatusCode::CREATED => break resp.json().await.unwrap(),
+            StatusCode::CONFLICT => {
+                let problem: Value = resp.json().await.unwrap();
+                assert_eq!(problem["code"], "idempotency_key_in_progress");
+                in_progress += 1;
+                assert!(
+                    in_progress < 60,
+                    "the dead request's claim still held after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    };
+    let projects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(projects, 1, "the dead request committed nothing");
+    assert_eq!(created["name"], "Survivor");
+    pool.close().await;
+}

@@ -469,3 +469,146 @@ async fn abandoned_uploads_expire_and_are_swept(backend: Backend) {
     let resp = patch(&app, &owner, &location, 10, vec![1; 10], None).await;
     assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+/// The server dies while the last chunk's item is being committed (held at a project
+/// lock after the upload's key was claimed). After a restart the client sends the last
+/// chunk again: while the dead attempt's claim lasts it is told to retry (409
+/// `idempotency_key_in_progress`), and the upload stays open instead of being refused
+/// for good; once the claim lapses the chunk makes the item. PostgreSQL only (the
+/// lock is a row lock, which SQLite's single writer cannot hold apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_chunk_retried_after_a_crash_makes_its_item() {
+    use crate::child_server::Site;
+    use reqwest::Client;
+    use std::time::Duration;
+
+    crate::helpers::init_test_env();
+    let site = Site::new(
+        Backend::Postgres,
+        &[("SECRET_KEY", "tus-crash-secret-key-0123456789abcdef")],
+    )
+    .await;
+    site.admin_create(&[]);
+    let mut server = site.serve("first", &[]).await;
+    let client = Client::new();
+    let token = server.token(&client).await;
+    let resp = client
+        .post(server.url("/api/projects"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Crashy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let project: Value = resp.json().await.unwrap();
+    let project = project["id"].as_str().unwrap().to_owned();
+
+    let text = b"The first half of a note, and then its second half.\n".to_vec();
+    let half = text.len() / 2;
+    let meta = format!(
+        "project_id {},kind {},filename {},filetype {}",
+        b64(&project),
+        b64("document"),
+        b64("note.txt"),
+        b64("text/plain")
+    );
+    let resp = client
+        .post(server.url("/api/uploads"))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", text.len().to_string())
+        .header("Upload-Metadata", meta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let patch = |base: String, token: String, offset: usize, bytes: Vec<u8>| {
+        let client = client.clone();
+        let location = location.clone();
+        async move {
+            client
+                .patch(format!("{base}{location}"))
+                .bearer_auth(token)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", offset.to_string())
+                .body(bytes)
+                .send()
+                .await
+        }
+    };
+    let resp = patch(server.url(""), token.clone(), 0, text[..half].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // The item's commit waits for this lock; the server is killed meanwhile.
+    let pool = sqlx::PgPool::connect(&site.database_url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET updated_at = updated_at WHERE id = '{project}'"
+    )))
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    let pending = tokio::spawn(patch(
+        server.url(""),
+        token.clone(),
+        half,
+        text[half..].to_vec(),
+    ));
+    let key = format!("tus:{id}");
+    let mut claimed = false;
+    for _ in 0..400 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = $1")
+            .bind(&key)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(claimed, "the last chunk claimed the upload's key");
+    server.kill_9();
+    lock.rollback().await.unwrap();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the request died with its server"
+    );
+
+    let server = site.serve("second", &[]).await;
+    let token = server.token(&client).await;
+    let mut waits = 0;
+    let item_id = loop {
+        let resp = patch(server.url(""), token.clone(), half, text[half..].to_vec())
+            .await
+            .unwrap();
+        match resp.status() {
+            StatusCode::NO_CONTENT => {
+                break resp.headers()["alta-item-id"].to_str().unwrap().to_owned();
+            }
+            StatusCode::CONFLICT => {
+                let problem: Value = resp.json().await.unwrap();
+                assert_eq!(problem["code"], "idempotency_key_in_progress");
+                waits += 1;
+                assert!(waits < 60, "the dead attempt's claim never lapsed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    };
+    let resp = client
+        .get(server.url(&format!("/api/documents/{item_id}/content")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), text);
+    pool.close().await;
+}

@@ -48,7 +48,7 @@ pub struct AccountsState {
 }
 
 impl Actor for Accounts {
-    type Msg = AccountsMsg;
+    type Msg = crate::command::Command<AccountsMsg>;
     type State = AccountsState;
     type Arguments = Arc<Deps>;
 
@@ -66,6 +66,9 @@ impl Actor for Accounts {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let Some(message) = message.open() else {
+            return Ok(());
+        };
         // A failed transition is an answer to the caller, never a reason to stop the actor.
         match message {
             AccountsMsg::Register {

@@ -130,10 +130,12 @@ impl Engine {
         if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
             && !user.email_verified
         {
-            self.accounts()?.cast(AccountsMsg::ResendVerification {
-                user_id: user.id,
-                ctx: ctx.clone(),
-            })?;
+            self.accounts()?.cast(crate::command::Command::internal(
+                AccountsMsg::ResendVerification {
+                    user_id: user.id,
+                    ctx: ctx.clone(),
+                },
+            ))?;
         }
         Ok(())
     }
@@ -323,10 +325,12 @@ impl Engine {
             && user.email_verified
             && user.disabled_at.is_none()
         {
-            self.accounts()?.cast(AccountsMsg::RequestPasswordReset {
-                user_id: user.id,
-                ctx: ctx.clone(),
-            })?;
+            self.accounts()?.cast(crate::command::Command::internal(
+                AccountsMsg::RequestPasswordReset {
+                    user_id: user.id,
+                    ctx: ctx.clone(),
+                },
+            ))?;
         }
         Ok(())
     }

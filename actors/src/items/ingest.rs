@@ -1,7 +1,10 @@
 //! The upload pipeline. Runs in the caller's task (never inside an actor), at most
-//! `upload_concurrency` at a time: copy the spooled body into the blob store's incoming
-//! folder while hashing and counting, decide the type from the bytes, analyse audio,
-//! move the blob into place, then ask the project actor to commit the item.
+//! `upload_concurrency` at a time: check the caller and the project and take a permit,
+//! then receive the file into the blob store's incoming folder while hashing and
+//! counting (a multipart form straight from the request, part by part; a resumable
+//! upload by a link), decide the type from the bytes, analyse audio, move the blob into
+//! place, then ask the project actor to commit the item. What a failed or refused
+//! upload leaves is removed, unless the commit's outcome is unknown.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,19 +13,24 @@ use std::{
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::SemaphorePermit,
+};
 use uuid::Uuid;
 
 use super::{ItemStatus, ItemView, sanitize_file_name};
 use crate::{
     authz::ProjectAction,
     blob,
+    command::settle,
     context::{Principal, RequestContext},
     domain::DataKind,
     engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     media::{audio, detect},
+    metrics as m,
     projects::ProjectMsg,
     store::items::ItemRow,
 };
@@ -45,7 +53,8 @@ pub struct UploadDetails {
 
 /// Where the complete file is.
 pub enum UploadSource {
-    /// Spooled by the HTTP layer: copied into the incoming folder while hashing.
+    /// A file already on disk (kept for callers that have one): copied into the
+    /// incoming folder while hashing. Request bodies go through `Engine::upload_form`.
     Spooled(tokio::fs::File),
     /// Received by us on the blob store's disk (a resumable upload): linked into the
     /// incoming folder, not copied, and left in place for the caller.
@@ -62,6 +71,107 @@ pub struct UploadInput {
 
 /// Removes a half-received file unless it was moved into the store.
 struct Incoming(Option<PathBuf>);
+
+impl Incoming {
+    fn path(&self) -> Result<PathBuf, EngineError> {
+        self.0
+            .clone()
+            .ok_or_else(|| EngineError::internal("the received file is gone"))
+    }
+}
+
+/// A complete file in the incoming folder, with its size and SHA-256.
+struct Received {
+    incoming: Incoming,
+    size: u64,
+    sha256: String,
+}
+
+/// One part of a `multipart/form-data` upload, its bytes still to be read.
+pub struct FormPart<R> {
+    pub name: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub body: R,
+}
+
+/// An upload form as it arrives, part after part (the HTTP layer's multipart parser).
+/// A part's body must be read (or dropped) before the next part is asked for.
+pub trait UploadForm: Send {
+    type Body: tokio::io::AsyncRead + Unpin + Send;
+
+    /// The next part; `None` after the last. Malformed forms are a 400.
+    fn next_part(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<FormPart<Self::Body>>, EngineError>> + Send;
+}
+
+/// The body ended early or is not a well-formed form (the body-limit middleware turns
+/// this into a 413 when the body was too large).
+fn unreadable_body() -> EngineError {
+    EngineError::Validation {
+        code: "invalid_body",
+        field: None,
+        message: "the request body ended early or is not a well-formed multipart form".into(),
+    }
+}
+
+/// A text field, read up to `max_bytes` (refused past it, without reading further).
+async fn read_text(
+    mut body: impl tokio::io::AsyncRead + Unpin,
+    field: &'static str,
+    code: &'static str,
+    max_bytes: usize,
+) -> Result<String, EngineError> {
+    let too_long = || {
+        EngineError::validation(
+            code,
+            field,
+            format!("{field} must be at most {max_bytes} bytes"),
+        )
+    };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = body.read(&mut buf).await.map_err(|_| unreadable_body())?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > max_bytes {
+            return Err(too_long());
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out)
+        .map_err(|_| EngineError::validation(code, field, format!("{field} must be UTF-8 text")))
+}
+
+/// A text field of at most `max_chars` characters (checked again by `parse_fields`).
+async fn text_field(
+    body: impl tokio::io::AsyncRead + Unpin,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<String, EngineError> {
+    read_text(body, field, "invalid_field", max_chars * 4).await
+}
+
+/// Read a part to its end, keeping nothing.
+async fn drain(mut body: impl tokio::io::AsyncRead + Unpin) -> Result<(), EngineError> {
+    tokio::io::copy(&mut body, &mut tokio::io::sink())
+        .await
+        .map_err(|_| unreadable_body())?;
+    Ok(())
+}
+
+fn parse_project_id(raw: &str) -> Result<Uuid, EngineError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        EngineError::validation(
+            "invalid_project_id",
+            "project_id",
+            "project_id must be a UUID",
+        )
+    })
+}
 
 impl Drop for Incoming {
     fn drop(&mut self) {
@@ -139,10 +249,12 @@ pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError>
 }
 
 /// Copy `src` to `dest`, hashing and counting; refuse past `max` bytes. Synced on return.
+/// A failure to read `src` is `read_error`'s (the client's fault for a request body).
 async fn copy_hashing(
-    mut src: tokio::fs::File,
+    mut src: impl tokio::io::AsyncRead + Unpin,
     dest: &Path,
     max: u64,
+    read_error: fn(std::io::Error) -> EngineError,
 ) -> Result<(u64, String), EngineError> {
     let mut out = tokio::fs::File::create(dest)
         .await
@@ -151,7 +263,7 @@ async fn copy_hashing(
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = src.read(&mut buf).await.map_err(EngineError::internal)?;
+        let n = src.read(&mut buf).await.map_err(read_error)?;
         if n == 0 {
             break;
         }
@@ -174,7 +286,7 @@ async fn link_hashing(src: &Path, dest: &Path, max: u64) -> Result<(u64, String)
         let file = tokio::fs::File::open(src)
             .await
             .map_err(EngineError::internal)?;
-        return copy_hashing(file, dest, max).await;
+        return copy_hashing(file, dest, max, EngineError::internal).await;
     }
     let mut file = tokio::fs::File::open(dest)
         .await
@@ -243,18 +355,39 @@ fn audio_error(err: audio::AudioError) -> EngineError {
 }
 
 impl Engine {
-    /// Receive one document or recording into a project (contributors and admins).
-    pub async fn upload(
+    /// One of the `UPLOAD_CONCURRENCY` upload permits: at once when one is free, else
+    /// after waiting up to `UPLOAD_PERMIT_WAIT_MS`; then a 503 (with `Retry-After`).
+    pub(crate) async fn upload_permit(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, EngineError> {
+        let busy =
+            || EngineError::Unavailable("too many uploads in progress; retry shortly".into());
+        if let Ok(permit) = self.deps.upload_permits.try_acquire() {
+            return Ok(permit);
+        }
+        metrics::counter!(m::UPLOAD_PERMIT_WAITS_TOTAL).increment(1);
+        let wait = self.deps.config.upload_permit_wait;
+        match tokio::time::timeout(wait, self.deps.upload_permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(busy()),
+            Err(_elapsed) => {
+                metrics::counter!(m::UPLOAD_PERMIT_REFUSALS_TOTAL).increment(1);
+                Err(busy())
+            }
+        }
+    }
+
+    /// Check that the caller may upload `kind` into the project, then take an upload
+    /// permit: all before any byte of the file is stored. The project's size limit.
+    async fn admit_upload(
         &self,
         principal: &Principal,
-        input: UploadInput,
-        idempotency_key: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Result<Idempotent<ItemView>, EngineError> {
+        project_id: Uuid,
+        kind: DataKind,
+    ) -> Result<(u64, SemaphorePermit<'_>), EngineError> {
         let project = self
-            .check_project(principal, input.project_id, ProjectAction::Upload)
+            .check_project(principal, project_id, ProjectAction::Upload)
             .await?;
-        let kind = input.kind;
         if !project.settings.accepted_kinds.contains(&kind) {
             return Err(EngineError::validation(
                 "kind_not_accepted",
@@ -266,18 +399,185 @@ impl Engine {
             DataKind::Document => project.settings.max_document_bytes,
             DataKind::Audio => project.settings.max_audio_bytes,
         };
-        let fields = parse_fields(&input.details)?;
-        let replaces = parse_replaces(input.details.replaces.as_deref())?;
-        let _permit = self.deps.upload_permits.try_acquire().map_err(|_| {
-            EngineError::Unavailable("too many uploads in progress; retry shortly".into())
-        })?;
+        let permit = self.upload_permit().await?;
+        Ok((max, permit))
+    }
 
+    /// Receive one document or recording into a project (contributors and admins).
+    pub async fn upload(
+        &self,
+        principal: &Principal,
+        input: UploadInput,
+        idempotency_key: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Idempotent<ItemView>, EngineError> {
+        let (max, _permit) = self
+            .admit_upload(principal, input.project_id, input.kind)
+            .await?;
+        parse_fields(&input.details)?;
+        parse_replaces(input.details.replaces.as_deref())?;
         let incoming_path = self.deps.blobs.incoming_path();
-        let mut incoming = Incoming(Some(incoming_path.clone()));
+        let incoming = Incoming(Some(incoming_path.clone()));
         let (size, sha256) = match input.source {
-            UploadSource::Spooled(file) => copy_hashing(file, &incoming_path, max).await?,
+            UploadSource::Spooled(file) => {
+                copy_hashing(file, &incoming_path, max, EngineError::internal).await?
+            }
             UploadSource::Received(path) => link_hashing(&path, &incoming_path, max).await?,
         };
+        let received = Received {
+            incoming,
+            size,
+            sha256,
+        };
+        self.store_upload(
+            principal,
+            input.project_id,
+            input.kind,
+            input.details,
+            received,
+            idempotency_key,
+            ctx,
+        )
+        .await
+    }
+
+    /// Receive a `multipart/form-data` upload as it streams in. The caller and the
+    /// project are checked, and an upload permit taken, before any byte of the file is
+    /// stored: `project_id` comes in the query string or as a form field before the
+    /// file (400 `project_id_first` otherwise). Text fields are capped at their limits
+    /// while they arrive; the file goes straight into the blob store's incoming folder,
+    /// hashed and counted against the project's limit.
+    pub async fn upload_form<F: UploadForm>(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        project_id: Option<Uuid>,
+        mut form: F,
+        idempotency_key: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Idempotent<ItemView>, EngineError> {
+        let mut admitted = match project_id {
+            Some(id) => Some((id, self.admit_upload(principal, id, kind).await?)),
+            None => None,
+        };
+        let mut details = UploadDetails::default();
+        let mut received: Option<Received> = None;
+        while let Some(part) = form.next_part().await? {
+            let FormPart {
+                name,
+                file_name,
+                content_type,
+                body,
+            } = part;
+            match name.as_str() {
+                "project_id" => {
+                    let raw = read_text(body, "project_id", "invalid_project_id", 64).await?;
+                    let id = parse_project_id(&raw)?;
+                    match &admitted {
+                        Some((known, _)) if *known != id => {
+                            return Err(EngineError::validation(
+                                "project_id_mismatch",
+                                "project_id",
+                                "project_id differs between the query string and the form",
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            admitted = Some((id, self.admit_upload(principal, id, kind).await?));
+                        }
+                    }
+                }
+                "file" => {
+                    let Some((_, (max, _))) = &admitted else {
+                        return Err(EngineError::validation(
+                            "project_id_first",
+                            "project_id",
+                            "send project_id before the file (or in the query string)",
+                        ));
+                    };
+                    if received.is_some() {
+                        return Err(EngineError::validation(
+                            "duplicate_file",
+                            "file",
+                            "send one file per upload",
+                        ));
+                    }
+                    details.file_name = file_name;
+                    details.declared_type = content_type;
+                    let incoming_path = self.deps.blobs.incoming_path();
+                    let incoming = Incoming(Some(incoming_path.clone()));
+                    let (size, sha256) =
+                        copy_hashing(body, &incoming_path, *max, |_| unreadable_body()).await?;
+                    received = Some(Received {
+                        incoming,
+                        size,
+                        sha256,
+                    });
+                }
+                "title" => details.title = Some(text_field(body, "title", 500).await?),
+                "language" => details.language = Some(text_field(body, "language", 35).await?),
+                "external_id" => {
+                    details.external_id = Some(text_field(body, "external_id", 200).await?);
+                }
+                "metadata" => {
+                    details.metadata =
+                        Some(read_text(body, "metadata", "invalid_metadata", 16 * 1024).await?);
+                }
+                "replaces" => {
+                    details.replaces =
+                        Some(read_text(body, "replaces", "invalid_replaces", 64).await?);
+                }
+                // Unknown fields are skipped (read, never kept).
+                _ => drain(body).await?,
+            }
+        }
+        let Some((project_id, (_max, _permit))) = admitted else {
+            return Err(EngineError::validation(
+                "missing_project_id",
+                "project_id",
+                "project_id is required",
+            ));
+        };
+        let Some(received) = received else {
+            return Err(EngineError::validation(
+                "missing_file",
+                "file",
+                "file is required",
+            ));
+        };
+        self.store_upload(
+            principal,
+            project_id,
+            kind,
+            details,
+            received,
+            idempotency_key,
+            ctx,
+        )
+        .await
+    }
+
+    /// The rest of an upload whose file is in the incoming folder: check the fields,
+    /// type and analyse the file, store the blob, and have the project actor commit it.
+    #[allow(clippy::too_many_arguments)] // the upload's parts, passed through
+    async fn store_upload(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        kind: DataKind,
+        details: UploadDetails,
+        received: Received,
+        idempotency_key: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Idempotent<ItemView>, EngineError> {
+        let fields = parse_fields(&details)?;
+        let replaces = parse_replaces(details.replaces.as_deref())?;
+        let Received {
+            mut incoming,
+            size,
+            sha256,
+        } = received;
+        let incoming_path = incoming.path()?;
         if size == 0 {
             return Err(EngineError::validation(
                 "empty_file",
@@ -287,8 +587,8 @@ impl Engine {
         }
         let (path, declared, name) = (
             incoming_path.clone(),
-            input.details.declared_type.clone(),
-            input.details.file_name.clone(),
+            details.declared_type.clone(),
+            details.file_name.clone(),
         );
         let detected = tokio::task::spawn_blocking(move || {
             detect::detect(&path, kind, declared.as_deref(), name.as_deref())
@@ -314,7 +614,7 @@ impl Engine {
             DataKind::Document => None,
         };
 
-        let print = fingerprint(&(input.project_id, kind, &sha256, &fields, replaces))?;
+        let print = fingerprint(&(project_id, kind, &sha256, &fields, replaces))?;
         let route = match kind {
             DataKind::Document => "POST /api/documents",
             DataKind::Audio => "POST /api/voice",
@@ -330,7 +630,7 @@ impl Engine {
         // The blob is stored before the row that points to it is committed. A
         // replacement file gets its own key: the item's earlier file stays as history.
         let item_id = Uuid::now_v7();
-        let key = blob::item_key(input.project_id, item_id);
+        let key = blob::item_key(project_id, item_id);
         if let Err(err) = self.deps.blobs.put_file(&key, &incoming_path).await {
             self.end_idempotent(&claim, false).await;
             return Err(EngineError::internal(format!(
@@ -341,7 +641,7 @@ impl Engine {
         let now = self.deps.clock.now();
         let row = ItemRow {
             id: item_id,
-            project_id: input.project_id,
+            project_id,
             kind: match kind {
                 DataKind::Document => "document".into(),
                 DataKind::Audio => "audio".into(),
@@ -352,7 +652,7 @@ impl Engine {
             language: fields.language,
             external_id: fields.external_id,
             metadata: sqlx::types::Json(fields.metadata),
-            file_name: sanitize_file_name(input.details.file_name.as_deref(), detected.extension()),
+            file_name: sanitize_file_name(details.file_name.as_deref(), detected.extension()),
             detected_type: detected.as_str().into(),
             content_type: detected.mime().into(),
             size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
@@ -371,9 +671,9 @@ impl Engine {
             decided_at: None,
         };
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
-        let result = match replaces {
+        let asked = match replaces {
             None => {
-                self.ask_project(input.project_id, |reply| ProjectMsg::AddItem {
+                self.ask_project_tracked(project_id, |reply| ProjectMsg::AddItem {
                     principal: p,
                     idempotency,
                     row: Box::new(row),
@@ -383,7 +683,7 @@ impl Engine {
                 .await
             }
             Some(item_id) => {
-                self.ask_project(input.project_id, |reply| ProjectMsg::ReplaceFile {
+                self.ask_project_tracked(project_id, |reply| ProjectMsg::ReplaceFile {
                     principal: p,
                     idempotency,
                     item_id,
@@ -394,12 +694,14 @@ impl Engine {
                 .await
             }
         };
-        if result.is_err()
-            && let Err(err) = self.deps.blobs.delete(&key).await
-        {
+        // Clean up only when nothing was written: a command that began and whose
+        // outcome is unknown may have committed a row pointing at this blob (if it did
+        // not, the sweeper removes the blob later).
+        let (result, maybe_written) = settle(asked);
+        if !maybe_written && let Err(err) = self.deps.blobs.delete(&key).await {
             tracing::warn!(%key, error = %err, "could not remove the blob of a refused upload");
         }
-        self.end_idempotent(&claim, result.is_ok()).await;
+        self.end_idempotent(&claim, maybe_written).await;
         result.map(Idempotent::Fresh)
     }
 }

@@ -13,7 +13,7 @@ mod views;
 
 pub use self::file_name::sanitize_file_name;
 pub(crate) use self::ingest::parse_fields;
-pub use self::ingest::{UploadDetails, UploadInput, UploadSource};
+pub use self::ingest::{FormPart, UploadDetails, UploadForm, UploadInput, UploadSource};
 pub use self::service::ItemListQuery;
 pub use self::views::{ItemStatus, ItemView, JobSummary};
 

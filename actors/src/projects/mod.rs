@@ -19,13 +19,13 @@ pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub use self::service::{ProjectInput, ProjectListQuery};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
-use crate::engine::Deps;
+use crate::{command::Command, engine::Deps};
 
 pub enum RegistryMsg {
     /// The actor of `project_id`, started if it is not running.
     Get {
         project_id: Uuid,
-        reply: RpcReplyPort<ActorRef<ProjectMsg>>,
+        reply: RpcReplyPort<ActorRef<Command<ProjectMsg>>>,
     },
     /// A project actor has been idle long enough; stop it if it is still the current one.
     Idle { project_id: Uuid, actor: ActorId },
@@ -35,7 +35,7 @@ pub struct ProjectRegistry;
 
 pub struct RegistryState {
     deps: Arc<Deps>,
-    active: HashMap<Uuid, ActorRef<ProjectMsg>>,
+    active: HashMap<Uuid, ActorRef<Command<ProjectMsg>>>,
     by_actor: HashMap<ActorId, Uuid>,
 }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{MemberView, ProjectMsg, ProjectView, RegistryMsg};
 use crate::{
     authz::{self, Action, ProjectAction},
+    command::Command,
     context::{Principal, RequestContext},
     domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
     engine::Deps,
@@ -38,7 +39,7 @@ pub struct ProjectState {
 }
 
 impl Actor for ProjectActor {
-    type Msg = ProjectMsg;
+    type Msg = Command<ProjectMsg>;
     type State = ProjectState;
     type Arguments = ProjectArgs;
 
@@ -49,7 +50,7 @@ impl Actor for ProjectActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let idle = args.deps.config.project_actor_idle;
         myself.send_interval((idle / 2).max(Duration::from_millis(50)), || {
-            ProjectMsg::CheckIdle
+            Command::internal(ProjectMsg::CheckIdle)
         });
         Ok(ProjectState {
             deps: args.deps,
@@ -65,6 +66,10 @@ impl Actor for ProjectActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // A command whose caller has stopped waiting is dropped before it begins.
+        let Some(message) = message.open() else {
+            return Ok(());
+        };
         if !matches!(message, ProjectMsg::CheckIdle) {
             state.last_active = Instant::now();
         }

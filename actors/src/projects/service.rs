@@ -10,6 +10,7 @@ use super::{
 use crate::{
     auth::secret_token,
     authz::{self, Action, ProjectAction},
+    command::{AskError, Command, settle},
     context::{Principal, RequestContext},
     domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
     engine::Engine,
@@ -37,19 +38,43 @@ pub struct ProjectListQuery {
 }
 
 impl Engine {
-    async fn project_actor(&self, project_id: Uuid) -> Result<ActorRef<ProjectMsg>, EngineError> {
+    async fn project_actor(
+        &self,
+        project_id: Uuid,
+        deadline: tokio::time::Instant,
+    ) -> Result<ActorRef<Command<ProjectMsg>>, EngineError> {
         let registry = self.slots.projects.get()?;
-        self.ask(&registry, |reply| RegistryMsg::Get { project_id, reply })
-            .await
+        self.query(&registry, deadline, |reply| RegistryMsg::Get {
+            project_id,
+            reply,
+        })
+        .await
     }
 
+    /// Run a transition in the project's actor (started on demand). Callers check
+    /// first that the project exists and that the caller may see it, so no actor is
+    /// started for a project that is not there.
     pub(crate) async fn ask_project<T: Send + 'static>(
         &self,
         project_id: Uuid,
         build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
     ) -> Result<T, EngineError> {
-        let actor = self.project_actor(project_id).await?;
-        self.ask(&actor, build).await?
+        self.ask_project_tracked(project_id, build).await?
+    }
+
+    /// [`Engine::ask_project`] for callers that clean up after a failure: an
+    /// [`AskError::Unknown`] means the transition may have committed.
+    pub(crate) async fn ask_project_tracked<T: Send + 'static>(
+        &self,
+        project_id: Uuid,
+        build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
+    ) -> Result<Result<T, EngineError>, AskError> {
+        let deadline = self.deadline();
+        let actor = self
+            .project_actor(project_id, deadline)
+            .await
+            .map_err(|e| AskError::NotRun(e.to_string()))?;
+        self.ask_until(&actor, deadline, build).await
     }
 
     /// The caller's role in a live project, after checking they may do `action` there.
@@ -91,8 +116,8 @@ impl Engine {
         };
         let id = Uuid::now_v7();
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
-        let result = self
-            .ask_project(id, |reply| ProjectMsg::Create {
+        let asked = self
+            .ask_project_tracked(id, |reply| ProjectMsg::Create {
                 principal: p,
                 idempotency,
                 name,
@@ -102,7 +127,8 @@ impl Engine {
                 reply,
             })
             .await;
-        self.end_idempotent(&claim, result.is_ok()).await;
+        let (result, maybe_written) = settle(asked);
+        self.end_idempotent(&claim, maybe_written).await;
         result.map(Idempotent::Fresh)
     }
 
@@ -198,6 +224,9 @@ impl Engine {
     ) -> Result<ProjectView, EngineError> {
         authz::authorize(principal, Action::RestoreProject)
             .map_err(|_| EngineError::NotFound { what: "project" })?;
+        if !store::projects::exists(&self.deps.db, project_id).await? {
+            return Err(EngineError::NotFound { what: "project" });
+        }
         let (principal, ctx) = (principal.clone(), ctx.clone());
         self.ask_project(project_id, |reply| ProjectMsg::Restore {
             principal,
@@ -345,8 +374,8 @@ impl Engine {
             Begin::Proceed(claim) => claim,
         };
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
-        let result = self
-            .ask_project(project_id, |reply| ProjectMsg::Invite {
+        let asked = self
+            .ask_project_tracked(project_id, |reply| ProjectMsg::Invite {
                 principal: p,
                 idempotency,
                 email,
@@ -355,7 +384,8 @@ impl Engine {
                 reply,
             })
             .await;
-        self.end_idempotent(&claim, result.is_ok()).await;
+        let (result, maybe_written) = settle(asked);
+        self.end_idempotent(&claim, maybe_written).await;
         result.map(Idempotent::Fresh)
     }
 

@@ -153,6 +153,9 @@ impl Engine {
                 format!("give between 1 and {MAX_SUBMIT_ITEMS} item ids"),
             ));
         }
+        // A project that is not there (or not the caller's) gets no actor.
+        self.check_project(principal, project_id, ProjectAction::View)
+            .await?;
         let (p, c) = (principal.clone(), ctx.clone());
         self.ask_project(project_id, |reply| ProjectMsg::SubmitForReview {
             principal: p,
@@ -196,6 +199,9 @@ impl Engine {
         principal: &Principal,
         project_id: Uuid,
     ) -> Result<Option<ReviewEntry>, EngineError> {
+        // A project that is not there (or not the caller's) gets no actor.
+        self.check_project(principal, project_id, ProjectAction::View)
+            .await?;
         let p = principal.clone();
         let row = self
             .ask_project(project_id, |reply| ProjectMsg::ClaimReview {

@@ -103,6 +103,20 @@ pub async fn complete(
     Ok(rows == 1)
 }
 
+/// Push out the lock of a claim still in progress (its owner is alive).
+pub async fn renew(db: &Db, user: Uuid, key: &str, locked_until: DateTime<Utc>) -> StoreResult<()> {
+    let sql = "UPDATE idempotency_keys SET locked_until = $3 \
+               WHERE user_id = $1 AND key = $2 AND state = 'in_progress'";
+    with_db!(db, |pool| sqlx::query(sql)
+        .bind(user)
+        .bind(key)
+        .bind(locked_until)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
 /// Drop an in-progress claim whose request failed (safe to retry with the same key).
 pub async fn release(db: &Db, user: Uuid, key: &str) -> StoreResult<()> {
     let sql =

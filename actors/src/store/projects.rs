@@ -320,3 +320,13 @@ pub async fn member_joined_at(
         .await)?;
     Ok(at)
 }
+
+/// Whether a project row exists, deleted or not.
+pub async fn exists(db: &Db, id: Uuid) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM projects WHERE id = $1";
+    let count: i64 = with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(pool)
+        .await)?;
+    Ok(count > 0)
+}
