@@ -82,46 +82,7 @@ impl ParsePayload for UploadBody {
     }
 }
 
-// What poem-openapi derives for a multipart payload: check the content type, then parse.
-impl<'a> poem_openapi::ApiExtractor<'a> for UploadBody {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] =
-        &[poem_openapi::ApiExtractorType::RequestObject];
-
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        <Self as Payload>::register(registry);
-    }
-
-    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
-        Some(poem_openapi::registry::MetaRequest {
-            description: None,
-            content: vec![poem_openapi::registry::MetaMediaType {
-                content_type: <Self as Payload>::CONTENT_TYPE,
-                schema: <Self as Payload>::schema_ref(),
-            }],
-            required: true,
-        })
-    }
-
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        match request.content_type() {
-            Some(ct) if Self::check_content_type(ct) => {
-                <Self as ParsePayload>::from_request(request, body).await
-            }
-            Some(ct) => Err(poem_openapi::error::ContentTypeError::NotSupported {
-                content_type: ct.to_owned(),
-            }
-            .into()),
-            None => Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
-        }
-    }
-}
+crate::payload::payload_extractor!(UploadBody);
 
 /// The engine's view of the form: its parts, one after another.
 impl UploadFormParts for UploadBody {

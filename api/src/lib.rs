@@ -12,6 +12,7 @@ mod items;
 mod jobs;
 mod middleware;
 mod passkeys;
+mod payload;
 mod problem;
 mod projects;
 mod review;
