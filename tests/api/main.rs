@@ -16,6 +16,7 @@ mod cli;
 mod crash;
 mod google;
 mod google_signin;
+mod hostile_files;
 mod idempotency;
 mod items;
 mod job_queue;

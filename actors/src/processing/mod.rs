@@ -7,13 +7,15 @@
 
 pub mod google;
 pub mod local_ocr;
+pub mod sandbox;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use self::local_ocr::{ExtractError, Extraction, LocalOcrConfig};
+use self::local_ocr::{Extraction, LocalOcrConfig};
+use self::sandbox::SandboxConfig;
 use crate::{
     engine::Deps,
     items::{
@@ -172,6 +174,8 @@ async fn gave_up(deps: &Deps, job: &JobRow, error: &str) {
 /// with Google Document AI for images and scanned PDFs when it is configured.
 pub struct OcrHandler {
     local: LocalOcrConfig,
+    /// Local extraction runs in a limited child process.
+    sandbox: SandboxConfig,
     document_ai: Option<google::DocumentAi>,
 }
 
@@ -194,8 +198,22 @@ async fn google_auth(g: &crate::config::GoogleEngines) -> Result<google::GoogleA
 impl OcrHandler {
     pub async fn new(deps: &Deps) -> Result<Self, String> {
         let mut local = LocalOcrConfig::discover();
-        local.languages = deps.config.processing.ocr_languages.clone();
-        local.timeout = deps.config.processing.ocr_timeout;
+        let p = &deps.config.processing;
+        local.languages = p.ocr_languages.clone();
+        local.timeout = p.ocr_timeout;
+        local.max_pages = p.pdf_max_pages;
+        local.max_page_content_bytes = p.pdf_max_page_content_bytes;
+        local.page_timeout = p.ocr_page_timeout;
+        let executable = match &p.extract_executable {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("EXTRACT_EXECUTABLE: cannot find this executable: {e}"))?,
+        };
+        let sandbox = SandboxConfig {
+            executable,
+            memory_bytes: p.extract_memory_bytes,
+            cpu_seconds: p.extract_cpu_seconds,
+        };
         let document_ai = match &deps.config.processing.google {
             Some(g) => match &g.document_ai_processor {
                 Some(processor) => Some(google::DocumentAi::new(
@@ -211,7 +229,11 @@ impl OcrHandler {
         if local.tesseract.is_none() && document_ai.is_none() {
             tracing::info!("no OCR engine (tesseract, Document AI): images and scans will say so");
         }
-        Ok(Self { local, document_ai })
+        Ok(Self {
+            local,
+            sandbox,
+            document_ai,
+        })
     }
 
     /// Read a PDF or image with Document AI.
@@ -251,12 +273,6 @@ fn remote_outcome(
     }
 }
 
-/// Errors worth another attempt (the disk, a crashed blocking task); the rest are the
-/// file's own and final.
-fn transient(err: &ExtractError) -> bool {
-    matches!(err, ExtractError::Io(_) | ExtractError::Internal(_))
-}
-
 fn is_image(detected_type: &str) -> bool {
     matches!(detected_type, "png" | "jpeg" | "tiff" | "webp")
 }
@@ -275,11 +291,18 @@ impl JobHandler for OcrHandler {
         let copy = deps.blobs.local_copy(&item.blob_key).await?;
         let outcome = match (&self.document_ai, is_image(&item.detected_type)) {
             (Some(ai), true) => self.remote(ai, deps, &item, &copy.path).await?,
-            _ => match local_ocr::extract(&copy.path, &item.detected_type, &self.local).await {
+            _ => match sandbox::extract_isolated(
+                &self.sandbox,
+                &self.local,
+                &copy.path,
+                &item.detected_type,
+            )
+            .await
+            {
                 Ok(extraction) => Ok(MachineText::from(extraction)),
-                Err(err) if transient(&err) => return Err(JobFailure(err.to_string())),
+                Err(err) if err.is_transient() => return Err(JobFailure(err.to_string())),
                 // A scan: the text layer is empty; Document AI reads the pages.
-                Err(ExtractError::NoTextLayer(_)) if self.document_ai.is_some() => {
+                Err(err) if err.code() == "no_text_layer" && self.document_ai.is_some() => {
                     let ai = self
                         .document_ai
                         .as_ref()

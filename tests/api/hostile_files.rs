@@ -1,0 +1,185 @@
+//! Hostile files: text extraction runs in a limited child process (`alta extract`), so a
+//! file built to exhaust memory ends its item `processing_failed` with a code, once, and
+//! the server (this test process) does not grow.
+
+use lopdf::{Document, Object, Stream, dictionary};
+use serde_json::Value;
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, TestAppBuilder},
+    processing::{settled, text_pdf, uploaded},
+    projects::create_project,
+};
+
+backend_tests!(
+    a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow,
+    a_large_page_under_the_cap_is_read_within_the_child_memory_limit,
+    too_many_pages_is_refused,
+);
+
+/// One page whose content is `bytes` of nested `q` (save graphics state) operators,
+/// Flate-compressed: a few KiB on disk, MiB once inflated, and ~240 times that when a
+/// parser holds every operation.
+pub fn q_bomb_pdf(bytes: usize) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let content = b"q ".repeat(bytes / 2);
+    let mut stream = Stream::new(dictionary! {}, content);
+    stream.compress().unwrap();
+    assert!(stream.content.len() < bytes / 50, "compressed");
+    let content_id = doc.add_object(stream);
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// This process's resident memory (the server runs in it), KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// The item's job, as its uploader sees it.
+async fn job_of(app: &TestApp, token: &str, item: &Value) -> Value {
+    let job_id = item["job_id"].as_str().unwrap();
+    app.get_json(&format!("/api/jobs/{job_id}"), token).await
+}
+
+async fn a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Hostile").await;
+    // 6 MiB of operators: over the page cap (4 MiB), and ~1.4 GiB if parsed whole.
+    let bomb = q_bomb_pdf(6 * 1024 * 1024);
+    assert!(
+        bomb.len() < 64 * 1024,
+        "a small upload: {} bytes",
+        bomb.len()
+    );
+    let before = rss_kib();
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        bomb,
+        "bomb.pdf",
+        "application/pdf",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    let code = item["processing_error_code"].as_str().unwrap();
+    assert!(
+        ["resource_limit", "page_too_large"].contains(&code),
+        "refused for its size: {item}"
+    );
+    // Final, not retried.
+    let job = job_of(&app, &owner, &item).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert!(grown_mib < 200, "the server grew by {grown_mib} MiB");
+
+    // The server is fine: an ordinary PDF still gets its text.
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text_pdf(&["Invoice number 4711"]),
+        "invoice.pdf",
+        "application/pdf",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    assert_eq!(item["status"], "ready", "{item}");
+}
+
+/// With the page cap raised, the same kind of page is read one operation at a time in
+/// the child, which stays within its memory limit (holding every operation would need
+/// ~4 GiB): it has no text, and says so.
+async fn a_large_page_under_the_cap_is_read_within_the_child_memory_limit(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("PDF_MAX_PAGE_CONTENT_BYTES", (64 * 1024 * 1024).to_string())
+        .var("EXTRACT_MEMORY_MB", "768")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Large").await;
+    let before = rss_kib();
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        q_bomb_pdf(16 * 1024 * 1024),
+        "large.pdf",
+        "application/pdf",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &id).await;
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    // No text layer; and where OCR tools are installed, rendering such a page is
+    // stopped by the same limits.
+    let code = item["processing_error_code"].as_str().unwrap();
+    assert!(
+        ["no_text_layer", "resource_limit"].contains(&code),
+        "{item}"
+    );
+    assert_eq!(job_of(&app, &owner, &item).await["attempts"], 1);
+    assert!(grown_mib < 200, "the server grew by {grown_mib} MiB");
+}
+
+async fn too_many_pages_is_refused(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("PDF_MAX_PAGES", "3")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Pages").await;
+    let long = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text_pdf(&["one", "two", "three", "four"]),
+        "long.pdf",
+        "application/pdf",
+    )
+    .await;
+    let short = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        text_pdf(&["one", "two", "three"]),
+        "short.pdf",
+        "application/pdf",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &long).await;
+    assert_eq!(item["status"], "processing_failed", "{item}");
+    assert_eq!(item["processing_error_code"], "too_many_pages", "{item}");
+    assert_eq!(job_of(&app, &owner, &item).await["attempts"], 1);
+    let item = settled(&app, &owner, "/api/documents", &short).await;
+    assert_eq!(item["status"], "ready", "{item}");
+}
