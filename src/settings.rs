@@ -459,8 +459,8 @@ impl Settings {
                 "must name the alta executable (a file that exists)",
             ));
         }
-        if processing.extract_memory_bytes < 64 * 1024 * 1024 {
-            return Err(err("EXTRACT_MEMORY_MB", "must be at least 64"));
+        if processing.extract_memory_bytes < 128 * 1024 * 1024 {
+            return Err(err("EXTRACT_MEMORY_MB", "must be at least 128"));
         }
         if processing.extract_cpu_seconds == 0 {
             return Err(err("EXTRACT_CPU_SECONDS", "must be at least 1"));

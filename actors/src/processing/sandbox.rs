@@ -384,6 +384,7 @@ pub fn child_main(limits: ChildLimits) -> i32 {
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -84,6 +84,54 @@ pub async fn claim(
     Ok(rows)
 }
 
+/// Claim one due job of `kind` whose project (the payload's `project_id`) has fewer than
+/// `per_project` jobs of that kind running, oldest first: one project cannot hold every
+/// worker while another waits. (Two nodes claiming at the same instant may both pass the
+/// count: the limit is approximate across nodes.)
+pub async fn claim_fair(
+    db: &Db,
+    kind: &str,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    per_project: i64,
+) -> StoreResult<Option<JobRow>> {
+    // -- backend-specific: JSON access and row locking.
+    let (project_of_c, project_of_r, lock) = match db {
+        Db::Postgres(_) => (
+            "c.payload->>'project_id'",
+            "r.payload->>'project_id'",
+            " FOR UPDATE SKIP LOCKED",
+        ),
+        Db::Sqlite(_) => (
+            "json_extract(c.payload, '$.project_id')",
+            "json_extract(r.payload, '$.project_id')",
+            "",
+        ),
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+         lease_until = $3, locked_by = $4, updated_at = $2 \
+         WHERE id IN (SELECT c.id FROM jobs c WHERE c.kind = $1 \
+           AND ((c.state = 'queued' AND c.run_at <= $2) OR (c.state = 'running' AND c.lease_until < $2)) \
+           AND (SELECT count(*) FROM jobs r WHERE r.kind = $1 AND r.state = 'running' \
+                AND r.lease_until >= $2 AND {project_of_r} = {project_of_c}) < $5 \
+           ORDER BY c.run_at LIMIT 1{lock}) \
+         RETURNING id, kind, payload, attempts, max_attempts"
+    );
+    let row = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
+        sql.clone()
+    ))
+    .bind(kind)
+    .bind(now)
+    .bind(lease_until)
+    .bind(worker)
+    .bind(per_project)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
 /// Finish a job this worker holds. False when the lease was lost to another worker.
 /// `scrub` empties the payload: a mail job's text holds a live link, which must not
 /// outlive the sending in the database.
