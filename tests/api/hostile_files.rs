@@ -22,15 +22,28 @@ backend_tests!(
 /// Flate-compressed: a few KiB on disk, MiB once inflated, and ~240 times that when a
 /// parser holds every operation.
 pub fn q_bomb_pdf(bytes: usize) -> Vec<u8> {
+    q_bomb_pdf_with_text(bytes, None)
+}
+
+/// As [`q_bomb_pdf`], the operators after a line of `text` (Helvetica) when given.
+pub fn q_bomb_pdf_with_text(bytes: usize, text: Option<&str>) -> Vec<u8> {
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
-    let content = b"q ".repeat(bytes / 2);
+    let mut content = match text {
+        Some(text) => format!("BT /F1 12 Tf 60 700 Td ({text}) Tj ET\n").into_bytes(),
+        None => Vec::new(),
+    };
+    content.extend(b"q ".repeat(bytes / 2));
     let mut stream = Stream::new(dictionary! {}, content);
     stream.compress().unwrap();
     assert!(stream.content.len() < bytes / 50, "compressed");
     let content_id = doc.add_object(stream);
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+    });
     let page_id = doc.add_object(dictionary! {
         "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
     });
     doc.objects.insert(
         pages_id,
@@ -71,10 +84,18 @@ async fn settled_slowly(app: &TestApp, token: &str, id: &str) -> Value {
     panic!("item {id} never finished processing");
 }
 
-/// The item's job, as its uploader sees it.
+/// The item's job, as its uploader sees it, once its worker has recorded it (the item's
+/// outcome commits just before).
 async fn job_of(app: &TestApp, token: &str, item: &Value) -> Value {
     let job_id = item["job_id"].as_str().unwrap();
-    app.get_json(&format!("/api/jobs/{job_id}"), token).await
+    for _ in 0..400 {
+        let job: Value = app.get_json(&format!("/api/jobs/{job_id}"), token).await;
+        if job["state"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {job_id} is still running");
 }
 
 async fn a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow(backend: Backend) {
@@ -111,7 +132,9 @@ async fn a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow(backend: Back
     let job = job_of(&app, &owner, &item).await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["attempts"], 1, "{job}");
-    assert!(grown_mib < 200, "the server grew by {grown_mib} MiB");
+    // Parsed in this process, the bomb would take ~1.4 GiB; the margin is for the other
+    // tests running in this process meanwhile.
+    assert!(grown_mib < 512, "the server grew by {grown_mib} MiB");
 
     // The server is fine: an ordinary PDF still gets its text.
     let id = uploaded(
@@ -128,40 +151,40 @@ async fn a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow(backend: Back
     assert_eq!(item["status"], "ready", "{item}");
 }
 
-/// With the page cap raised, a page of the same kind is read one operation at a time in
-/// the child, which stays within a memory limit that holding every operation (~240
-/// times the content, over 200 MiB here) would break: it has no text, and says so.
+/// With the page cap raised, a page of the same kind (after a line of text) is read one
+/// operation at a time in the child, within a memory limit that holding every
+/// operation (~240 times the content, over 200 MiB here) would break: its text comes out.
 async fn a_large_page_under_the_cap_is_read_within_the_child_memory_limit(backend: Backend) {
     let app = TestAppBuilder::new(backend)
         .var("PDF_MAX_PAGE_CONTENT_BYTES", (2 * 1024 * 1024).to_string())
         .var("EXTRACT_MEMORY_MB", "160")
+        // A busy machine must not turn this into a timeout.
+        .var("OCR_PAGE_TIMEOUT_SECONDS", "3600")
+        .var("OCR_TIMEOUT_SECONDS", "3600")
+        // The test moves the server's clock faster than time: leases must outlast it.
+        .var("JOB_LEASE_SECONDS", "86400")
         .spawn()
         .await;
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Large").await;
-    let before = rss_kib();
     let id = uploaded(
         &app,
         &owner,
         "/api/documents",
         &project,
-        q_bomb_pdf(1024 * 1024),
+        q_bomb_pdf_with_text(1024 * 1024, Some("Still readable")),
         "large.pdf",
         "application/pdf",
     )
     .await;
     let item = settled_slowly(&app, &owner, &id).await;
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
-    assert_eq!(item["status"], "processing_failed", "{item}");
-    // No text layer; and where OCR tools are installed, rendering such a page is
-    // stopped by the same limits.
-    let code = item["processing_error_code"].as_str().unwrap();
-    assert!(
-        ["no_text_layer", "resource_limit"].contains(&code),
-        "{item}"
-    );
+    assert_eq!(item["status"], "ready", "{item}");
+    let text: Value = app
+        .get_json(&format!("/api/documents/{id}/text"), &owner)
+        .await;
+    assert_eq!(text["current"]["engine"], "pdf_text_layer", "{text}");
+    assert_eq!(text["current"]["text"], "Still readable", "{text}");
     assert_eq!(job_of(&app, &owner, &item).await["attempts"], 1);
-    assert!(grown_mib < 200, "the server grew by {grown_mib} MiB");
 }
 
 async fn too_many_pages_is_refused(backend: Backend) {

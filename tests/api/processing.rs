@@ -565,6 +565,8 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
         )
         .var("DOCUMENT_AI_ENDPOINT", google)
         .var("JOB_CONCURRENCY_OCR", "2")
+        // The test moves the server's clock faster than time: leases must outlast it.
+        .var("JOB_LEASE_SECONDS", "86400")
         .spawn()
         .await;
     let owner = app.signed_up_user("owner@example.org").await;

@@ -269,10 +269,25 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
     let now = deps.clock.now();
     let outcome = match result {
         Ok(()) => {
-            match store::jobs::complete(&deps.db, job.id, &deps.worker_id, now, H::SCRUB_WHEN_DONE)
-                .await
+            match store::jobs::complete_as(
+                &deps.db,
+                job.id,
+                &deps.worker_id,
+                H::KIND,
+                now,
+                H::SCRUB_WHEN_DONE,
+            )
+            .await
             {
                 Ok(true) => "done",
+                Ok(false)
+                    if store::jobs::handed_over(&deps.db, job.id, H::KIND)
+                        .await
+                        .unwrap_or(false) =>
+                {
+                    // The handler queued it for another lane.
+                    "handed_over"
+                }
                 Ok(false) => {
                     // The lease ran out and another worker has it: its run decides.
                     tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");

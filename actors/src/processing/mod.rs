@@ -27,9 +27,9 @@ use crate::{
     store::{self, items::ItemRow, jobs::JobRow, texts::TextRow},
 };
 
-/// The OCR lane's job kind: images and scanned PDFs, handed over by the text lane (kind
-/// `ocr`, which every document starts in) so that OCR never holds up text, DOCX and
-/// text-layer PDFs.
+/// The OCR lane's job kind: images and scanned PDFs. Every document's job starts as
+/// `ocr` (the text lane); the text lane hands such a file's job over (same job, new kind)
+/// so that OCR never holds up text, DOCX and text-layer PDFs.
 pub const KIND_OCR_IMAGE: &str = "ocr_image";
 
 /// Text an engine produced.
@@ -109,21 +109,25 @@ async fn start_handed_off(deps: &Deps, job: &JobRow) -> Result<Option<ItemRow>, 
     start(deps, job).await
 }
 
-/// Hand the item over to the OCR lane: a new `ocr_image` job becomes the item's job, in
-/// one transaction, if this job is still the item's and the item is still processing.
+/// Hand the item's job over to the OCR lane: the same job (the one the upload named) is
+/// queued again as `ocr_image`, with the item's project for the lane's per-project limit,
+/// its attempt here not counted. The item stays `processing`.
 async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<(), JobFailure> {
     let now = deps.clock.now();
+    let payload = serde_json::json!({"item_id": item.id, "project_id": item.project_id});
     let mut tx = deps.db.begin().await?;
-    let next = crate::jobs::enqueue(
-        deps,
+    if store::jobs::hand_over(
         &mut tx,
+        job.id,
+        &deps.worker_id,
         KIND_OCR_IMAGE,
-        serde_json::json!({"item_id": item.id, "project_id": item.project_id}),
+        payload,
+        now,
     )
-    .await
-    .map_err(|e| JobFailure(e.to_string()))?;
-    if store::items::hand_off_job(&mut tx, item.id, job.id, next, now).await? {
+    .await?
+    {
         tx.commit().await?;
+        metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
         deps.job_waker.notify_waiters();
     }
     Ok(())

@@ -303,25 +303,3 @@ pub async fn blob_in_use(db: &Db, item_id: Uuid, key: &str) -> StoreResult<bool>
         .await)?;
     Ok(n > 0)
 }
-
-/// Give a processing item a new current job (a hand-over between processing lanes), if
-/// `from_job` is still its job and it is still processing.
-pub async fn hand_off_job(
-    tx: &mut Tx,
-    id: Uuid,
-    from_job: Uuid,
-    to_job: Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let sql = "UPDATE items SET job_id = $3, updated_at = $4 \
-               WHERE id = $1 AND job_id = $2 AND status = 'processing' AND deleted_at IS NULL";
-    let rows = with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(id)
-        .bind(from_job)
-        .bind(to_job)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(rows == 1)
-}
