@@ -16,6 +16,7 @@ backend_tests!(
     a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow,
     a_large_page_under_the_cap_is_read_within_the_child_memory_limit,
     too_many_pages_is_refused,
+    an_image_of_text_is_read_by_tesseract_in_the_ocr_lane,
 );
 
 /// One page whose content is `bytes` of nested `q` (save graphics state) operators,
@@ -220,4 +221,51 @@ async fn too_many_pages_is_refused(backend: Backend) {
     assert_eq!(job_of(&app, &owner, &item).await["attempts"], 1);
     let item = settled(&app, &owner, "/api/documents", &short).await;
     assert_eq!(item["status"], "ready", "{item}");
+}
+
+/// Ordinary files still read as before through the child and the lanes: an image of
+/// text goes to the OCR lane and tesseract (which the suite needs, as worker_crash does).
+async fn an_image_of_text_is_read_by_tesseract_in_the_ocr_lane(backend: Backend) {
+    let pdftoppm = alta_actors::processing::local_ocr::find_pdftoppm()
+        .expect("pdftoppm (poppler-utils) is needed to render the test image");
+    assert!(
+        alta_actors::processing::local_ocr::find_tesseract().is_some(),
+        "tesseract (tesseract-ocr) is needed: scripts/test installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("words.pdf");
+    std::fs::write(&pdf, text_pdf(&["Invoice number 4711"])).unwrap();
+    let status = std::process::Command::new(pdftoppm)
+        .args(["-r", "200", "-png", "-singlefile", "-f", "1", "-l", "1"])
+        .arg(&pdf)
+        .arg(dir.path().join("words"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(dir.path().join("words.png")).unwrap();
+
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Images").await;
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        png,
+        "words.png",
+        "image/png",
+    )
+    .await;
+    let item = settled_slowly(&app, &owner, &id).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let job = job_of(&app, &owner, &item).await;
+    assert_eq!(job["kind"], "ocr_image", "{job}");
+    assert_eq!(job["attempts"], 1, "the hand-over is not an attempt: {job}");
+    let text: Value = app
+        .get_json(&format!("/api/documents/{id}/text"), &owner)
+        .await;
+    assert_eq!(text["current"]["engine"], "tesseract", "{text}");
+    let read = text["current"]["text"].as_str().unwrap().to_lowercase();
+    assert!(read.contains("invoice") && read.contains("4711"), "{read}");
 }
