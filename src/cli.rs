@@ -33,6 +33,30 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Extract the text of one untrusted file (run by the job workers, not by people):
+    /// the job comes as JSON on stdin, the answer goes to stdout. The limits apply to
+    /// this process before anything is read.
+    #[command(hide = true)]
+    Extract {
+        /// Address-space limit (RLIMIT_AS), bytes.
+        #[arg(long)]
+        memory_bytes: u64,
+        /// CPU-time limit (RLIMIT_CPU), seconds.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
+}
+
+/// `alta extract`: run before any async runtime or other thread exists (the child
+/// limits itself and leaves the network, which needs a single thread). The exit code.
+pub fn run_extract(memory_bytes: u64, cpu_seconds: u64) -> u8 {
+    let code = alta_actors::processing::sandbox::child_main(
+        alta_actors::processing::sandbox::ChildLimits {
+            memory_bytes,
+            cpu_seconds,
+        },
+    );
+    u8::try_from(code).unwrap_or(2)
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +77,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Before anything records a metric: values recorded earlier would be lost.
     let _ = telemetry::metrics_handle();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Extract {
+            memory_bytes,
+            cpu_seconds,
+        } => match run_extract(memory_bytes, cpu_seconds) {
+            0 => Ok(()),
+            code => Err(anyhow::anyhow!("the extraction failed ({code})")),
+        },
         Command::Serve => {
             let app = Application::build(settings).await?;
             app.run_until(startup::shutdown_signal()).await

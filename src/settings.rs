@@ -456,7 +456,57 @@ impl Settings {
                 .to_owned(),
             ocr_timeout: Duration::from_secs(v.parse("OCR_TIMEOUT_SECONDS", 600u64)?.max(1)),
             google: google_engines(&v, google_application_credentials.as_ref())?,
+            extract_executable: v.get("EXTRACT_EXECUTABLE").map(PathBuf::from),
+            extract_memory_bytes: v
+                .parse("EXTRACT_MEMORY_MB", defaults.extract_memory_bytes >> 20)?
+                .saturating_mul(1024 * 1024),
+            extract_cpu_seconds: v.parse("EXTRACT_CPU_SECONDS", defaults.extract_cpu_seconds)?,
+            pdf_max_pages: v.parse("PDF_MAX_PAGES", defaults.pdf_max_pages)?,
+            pdf_max_page_content_bytes: v.parse(
+                "PDF_MAX_PAGE_CONTENT_BYTES",
+                defaults.pdf_max_page_content_bytes,
+            )?,
+            ocr_page_timeout: Duration::from_secs(v.parse(
+                "OCR_PAGE_TIMEOUT_SECONDS",
+                defaults.ocr_page_timeout.as_secs(),
+            )?),
+            text_concurrency: v.parse("JOB_CONCURRENCY_TEXT", defaults.text_concurrency)?,
+            ocr_max_running_per_project: defaults.ocr_max_running_per_project,
         };
+        // One project may not hold every OCR worker: by default all but one.
+        let ocr_per_project_default = processing.ocr_concurrency.saturating_sub(1).max(1);
+        let mut processing = processing;
+        processing.ocr_max_running_per_project =
+            v.parse("OCR_MAX_RUNNING_PER_PROJECT", ocr_per_project_default)?;
+        if processing.text_concurrency == 0 {
+            return Err(err("JOB_CONCURRENCY_TEXT", "must be at least 1"));
+        }
+        if processing.ocr_max_running_per_project == 0 {
+            return Err(err("OCR_MAX_RUNNING_PER_PROJECT", "must be at least 1"));
+        }
+        if let Some(exe) = &processing.extract_executable
+            && !exe.is_file()
+        {
+            return Err(err(
+                "EXTRACT_EXECUTABLE",
+                "must name the alta executable (a file that exists)",
+            ));
+        }
+        if processing.extract_memory_bytes < 128 * 1024 * 1024 {
+            return Err(err("EXTRACT_MEMORY_MB", "must be at least 128"));
+        }
+        if processing.extract_cpu_seconds == 0 {
+            return Err(err("EXTRACT_CPU_SECONDS", "must be at least 1"));
+        }
+        if processing.pdf_max_pages == 0 {
+            return Err(err("PDF_MAX_PAGES", "must be at least 1"));
+        }
+        if processing.pdf_max_page_content_bytes < 1024 {
+            return Err(err("PDF_MAX_PAGE_CONTENT_BYTES", "must be at least 1024"));
+        }
+        if processing.ocr_page_timeout.is_zero() {
+            return Err(err("OCR_PAGE_TIMEOUT_SECONDS", "must be at least 1"));
+        }
         if processing.ocr_concurrency == 0 || processing.transcription_concurrency == 0 {
             return Err(err(
                 "JOB_CONCURRENCY_OCR",

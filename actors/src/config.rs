@@ -105,6 +105,25 @@ pub struct ProcessingConfig {
     pub ocr_timeout: Duration,
     /// Google engines, when configured.
     pub google: Option<GoogleEngines>,
+    /// The executable run as `alta extract` to parse untrusted files
+    /// (`EXTRACT_EXECUTABLE`); `None`: this process's own.
+    pub extract_executable: Option<PathBuf>,
+    /// Address-space limit of the extractor and the tools it runs (`EXTRACT_MEMORY_MB`).
+    pub extract_memory_bytes: u64,
+    /// CPU-time limit of the extractor, and of each tool it runs (`EXTRACT_CPU_SECONDS`).
+    pub extract_cpu_seconds: u64,
+    /// Most pages of a PDF (`PDF_MAX_PAGES`).
+    pub pdf_max_pages: usize,
+    /// Most decompressed content bytes of one PDF page (`PDF_MAX_PAGE_CONTENT_BYTES`).
+    pub pdf_max_page_content_bytes: usize,
+    /// Budget of one page (`OCR_PAGE_TIMEOUT_SECONDS`).
+    pub ocr_page_timeout: Duration,
+    /// Text-lane jobs (text, DOCX, PDF text layers) one worker runs at once
+    /// (`JOB_CONCURRENCY_TEXT`); `ocr_concurrency` is the OCR lane's (images, scans).
+    pub text_concurrency: usize,
+    /// OCR-lane jobs of one project running at once, on all nodes together
+    /// (`OCR_MAX_RUNNING_PER_PROJECT`).
+    pub ocr_max_running_per_project: usize,
 }
 
 /// Google Document AI (OCR of PDFs and images) and Speech-to-Text.
@@ -135,6 +154,14 @@ impl Default for ProcessingConfig {
             ocr_languages: "eng".into(),
             ocr_timeout: Duration::from_secs(600),
             google: None,
+            extract_executable: None,
+            extract_memory_bytes: 1024 * 1024 * 1024,
+            extract_cpu_seconds: 600,
+            pdf_max_pages: 2000,
+            pdf_max_page_content_bytes: 4 * 1024 * 1024,
+            ocr_page_timeout: Duration::from_secs(60),
+            text_concurrency: 2,
+            ocr_max_running_per_project: 1,
         }
     }
 }

@@ -36,6 +36,12 @@ pub const REVIEW_VERDICT_SECONDS: &str = "review_time_to_verdict_seconds";
 pub const REVIEW_PENDING_ITEMS: &str = "review_pending_items";
 pub const REVIEW_OLDEST_PENDING_AGE_SECONDS: &str = "review_oldest_pending_age_seconds";
 pub const REVIEW_DIGESTS_TOTAL: &str = "review_digests_total";
+/// Files refused by text extraction for a limit: `{reason}` (resource_limit,
+/// page_too_large, too_many_pages, page_timeout, extract_timeout, text_too_large,
+/// extract_crashed).
+pub const EXTRACT_REFUSALS_TOTAL: &str = "extract_refusals_total";
+/// The extractor child could not be started or gave no answer: `{error}`.
+pub const EXTRACT_CHILD_ERRORS_TOTAL: &str = "extract_child_errors_total";
 
 /// Commands an actor dropped unrun because their caller had stopped waiting: `{actor}`.
 pub const ENGINE_COMMANDS_DROPPED_TOTAL: &str = "engine_commands_dropped_total";

@@ -18,7 +18,7 @@ use crate::{
     jobs::worker::JobWorker,
     mailer::MailHandler,
     metrics as m,
-    processing::{OcrHandler, TranscriptionHandler},
+    processing::{OcrHandler, OcrImageHandler, TranscriptionHandler},
     projects::ProjectRegistry,
     rate_limiter::{RateLimiter, RateLimiterArgs},
     review::digest::ReviewMonitor,
@@ -34,6 +34,8 @@ pub enum Child {
     OcrWorker,
     TranscriptionWorker,
     Projects,
+    /// The OCR lane (images, scans), apart from the text lane (`OcrWorker`).
+    OcrImageWorker,
     Sweeper,
     /// Changes-requested digests and review gauges.
     ReviewMonitor,
@@ -50,6 +52,7 @@ impl Child {
             Self::Projects => "projects",
             Self::Sweeper => "sweeper",
             Self::ReviewMonitor => "review_monitor",
+            Self::OcrImageWorker => "ocr_image_worker",
         }
     }
 }
@@ -110,6 +113,7 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::MailWorker).await?;
             spawn_child(&myself, &mut state, Child::OcrWorker).await?;
             spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
+            spawn_child(&myself, &mut state, Child::OcrImageWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
             spawn_child(&myself, &mut state, Child::ReviewMonitor).await?;
             state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
@@ -143,6 +147,7 @@ impl Actor for Root {
                     Child::MailWorker
                     | Child::OcrWorker
                     | Child::TranscriptionWorker
+                    | Child::OcrImageWorker
                     | Child::Sweeper
                     | Child::ReviewMonitor => 0,
                     Child::Projects => 1,
@@ -243,6 +248,12 @@ async fn spawn_child(
             let (actor, _) = Actor::spawn_linked(None, worker, args, supervisor).await?;
             actor.get_cell()
         }
+        Child::OcrImageWorker => {
+            let handler = OcrImageHandler::new(&deps).await?;
+            let worker = JobWorker::<OcrImageHandler>::default();
+            let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
+            actor.get_cell()
+        }
         Child::Sweeper => {
             let (actor, _) = Actor::spawn_linked(None, Sweeper, deps, supervisor).await?;
             actor.get_cell()
@@ -270,6 +281,7 @@ fn clear_slot(state: &RootState, child: Child) {
         | Child::ReviewMonitor
         | Child::MailWorker
         | Child::OcrWorker
+        | Child::OcrImageWorker
         | Child::TranscriptionWorker => {}
     }
 }

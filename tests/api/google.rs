@@ -137,7 +137,7 @@ async fn fake_google(calls: Arc<Calls>) -> String {
 }
 
 /// A service-account key file (a fresh RSA key) whose `token_uri` is the fake's.
-fn key_file(dir: &std::path::Path, token_uri: &str) -> std::path::PathBuf {
+pub fn key_file(dir: &std::path::Path, token_uri: &str) -> std::path::PathBuf {
     let (_, pem) = crate::helpers::rsa_key();
     let key = json!({
         "type": "service_account",
@@ -154,7 +154,7 @@ fn key_file(dir: &std::path::Path, token_uri: &str) -> std::path::PathBuf {
 }
 
 /// A 1×1 PNG: an image, so OCR goes to Document AI.
-fn png() -> Vec<u8> {
+pub fn png() -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
         .unwrap()

@@ -203,6 +203,11 @@ impl TestAppBuilder {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         vars.insert("DATA_DIR".into(), data_dir.path().display().to_string());
+        // The server runs inside the test binary: files are parsed by the real `alta`.
+        vars.insert(
+            "EXTRACT_EXECUTABLE".into(),
+            env!("CARGO_BIN_EXE_alta").into(),
+        );
         vars.insert("DATABASE_URL".into(), database_url.clone());
         vars.insert(
             "REDIS_KEY_PREFIX".into(),

@@ -21,6 +21,7 @@ mod deadlines;
 mod downloads;
 mod google;
 mod google_signin;
+mod hostile_files;
 mod idempotency;
 mod items;
 mod job_queue;

@@ -23,6 +23,7 @@ backend_tests!(
     pdf_docx_and_unreadable_files,
     recordings_wait_for_a_person_and_can_be_reprocessed,
     a_job_that_keeps_failing_is_parked_and_can_be_retried,
+    ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
 );
 
 /// A PDF with a text layer: one page per entry.
@@ -471,4 +472,177 @@ async fn postgres_notify_wakes_workers_on_other_nodes() {
         2,
         "ran once more"
     );
+}
+
+/// A fake Document AI that holds every `:process` call until the gate opens, noting the
+/// last byte of each file it holds (the tests' marker).
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: tokio::sync::Notify,
+    held: std::sync::Mutex<Vec<u8>>,
+}
+
+#[poem::handler]
+async fn gated_process(
+    body: poem::web::Json<Value>,
+    gate: poem::web::Data<&std::sync::Arc<Gate>>,
+) -> poem::Response {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.0["rawDocument"]["content"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    let marker = bytes.last().copied().unwrap_or(0);
+    gate.held.lock().unwrap().push(marker);
+    loop {
+        let opened = gate.opened.notified();
+        if *gate.open.lock().unwrap() {
+            break;
+        }
+        opened.await;
+    }
+    let text = format!("Scan {marker}");
+    poem::Response::builder()
+        .content_type("application/json")
+        .body(json!({"document": {"text": text, "pages": []}}).to_string())
+}
+
+#[poem::handler]
+fn fake_token() -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json")
+        .body(
+            json!({"access_token": "ya29.fake", "expires_in": 3599, "token_type": "Bearer"})
+                .to_string(),
+        )
+}
+
+async fn gated_document_ai(gate: std::sync::Arc<Gate>) -> String {
+    use poem::{
+        EndpointExt,
+        listener::{Acceptor, Listener},
+    };
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let app = poem::Route::new()
+        .at("/token", poem::post(fake_token))
+        .at("/v1/*rest", poem::post(gated_process))
+        .data(gate);
+    tokio::spawn(async move {
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Waits (moving the server's clock on) until the gate holds `n` calls; their markers.
+async fn held(app: &TestApp, gate: &Gate, n: usize) -> Vec<u8> {
+    for _ in 0..600 {
+        let held = gate.held.lock().unwrap().clone();
+        if held.len() >= n {
+            return held;
+        }
+        app.clock.advance(chrono::Duration::milliseconds(100));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the OCR engine never got {n} calls");
+}
+
+/// Issue 13 Medium 6: OCR runs in its own lane (`ocr_image`), so scans that hold every
+/// OCR worker do not hold up a text file; and one project cannot hold every OCR worker.
+async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: Backend) {
+    let gate = std::sync::Arc::new(Gate::default());
+    let google = gated_document_ai(gate.clone()).await;
+    let keys = tempfile::TempDir::new().unwrap();
+    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
+    let app = TestAppBuilder::new(backend)
+        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
+        .var(
+            "DOCUMENT_AI_PROCESSOR",
+            "projects/p/locations/eu/processors/ocr1",
+        )
+        .var("DOCUMENT_AI_ENDPOINT", google)
+        .var("JOB_CONCURRENCY_OCR", "2")
+        // The test moves the server's clock faster than time: leases must outlast it.
+        .var("JOB_LEASE_SECONDS", "86400")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let busy = create_project(&app, &owner, "Busy").await;
+    let other = create_project(&app, &owner, "Other").await;
+    let scan = |marker: u8| {
+        let mut png = crate::google::png();
+        png.push(marker);
+        png
+    };
+    let mut scans = Vec::new();
+    for marker in [1, 2] {
+        let id = uploaded(
+            &app,
+            &owner,
+            "/api/documents",
+            &busy,
+            scan(marker),
+            "s.png",
+            "image/png",
+        )
+        .await;
+        scans.push(id);
+    }
+    // The busy project has one OCR worker; its second scan waits although a worker is free.
+    assert_eq!(held(&app, &gate, 1).await.len(), 1);
+    for _ in 0..20 {
+        app.clock.advance(chrono::Duration::milliseconds(100));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        gate.held.lock().unwrap().len(),
+        1,
+        "one project, one OCR worker"
+    );
+    // Another project's scan gets the free one.
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &other,
+        scan(3),
+        "t.png",
+        "image/png",
+    )
+    .await;
+    scans.push(id);
+    let markers = held(&app, &gate, 2).await;
+    assert!(
+        markers.contains(&3),
+        "the other project's scan runs: {markers:?}"
+    );
+
+    // Both OCR workers are busy: a text file still gets its text.
+    let text = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &busy,
+        b"Plain words.".to_vec(),
+        "a.txt",
+        "text/plain",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &text).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    for id in &scans {
+        let item: Value = app.get_json(&format!("/api/documents/{id}"), &owner).await;
+        assert_eq!(item["status"], "processing", "{item}");
+    }
+
+    *gate.open.lock().unwrap() = true;
+    gate.opened.notify_waiters();
+    for id in &scans {
+        let item = settled(&app, &owner, "/api/documents", id).await;
+        assert_eq!(item["status"], "ready", "{item}");
+        assert_eq!(item["job"]["kind"], "ocr_image", "{item}");
+    }
 }

@@ -43,6 +43,12 @@ pub trait JobHandler: Send + Sync + 'static {
     /// How many jobs of this kind one worker runs at once.
     fn concurrency(&self, deps: &Deps) -> usize;
 
+    /// At most this many jobs of one project (the payload's `project_id`) run at once,
+    /// on all nodes; `None`: no such limit.
+    fn per_project_limit(&self, _deps: &Deps) -> Option<usize> {
+        None
+    }
+
     /// Run one job. An outcome the engine cannot change by retrying (an unreadable
     /// file) is a success of the job that records it, not a failure.
     fn run(
@@ -137,7 +143,11 @@ impl<H: JobHandler> Actor for JobWorker<H> {
                 if free == 0 {
                     return Ok(());
                 }
-                match claim::<H>(&state.deps, free).await {
+                let claimed = match state.handler.per_project_limit(&state.deps) {
+                    Some(per_project) => claim_fair::<H>(&state.deps, free, per_project).await,
+                    None => claim::<H>(&state.deps, free).await,
+                };
+                match claimed {
                     Ok(jobs) => {
                         for job in jobs {
                             let Ok(permit) = state.permits.clone().try_acquire_owned() else {
@@ -200,6 +210,36 @@ async fn claim<H: JobHandler>(deps: &Deps, limit: usize) -> Result<Vec<JobRow>, 
     .await
 }
 
+/// Claims up to `limit` jobs one at a time, so each claim counts the ones before it
+/// against the project's limit.
+async fn claim_fair<H: JobHandler>(
+    deps: &Deps,
+    limit: usize,
+    per_project: usize,
+) -> Result<Vec<JobRow>, store::StoreError> {
+    let lease =
+        chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
+    let per_project = i64::try_from(per_project).unwrap_or(i64::MAX);
+    let mut jobs = Vec::new();
+    while jobs.len() < limit {
+        let now = deps.clock.now();
+        match store::jobs::claim_fair(
+            &deps.db,
+            H::KIND,
+            &deps.worker_id,
+            now,
+            now + lease,
+            per_project,
+        )
+        .await?
+        {
+            Some(job) => jobs.push(job),
+            None => break,
+        }
+    }
+    Ok(jobs)
+}
+
 async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
     let started = Instant::now();
     // The lease is renewed while the job runs, so a long job is not taken again by
@@ -229,10 +269,25 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
     let now = deps.clock.now();
     let outcome = match result {
         Ok(()) => {
-            match store::jobs::complete(&deps.db, job.id, &deps.worker_id, now, H::SCRUB_WHEN_DONE)
-                .await
+            match store::jobs::complete_as(
+                &deps.db,
+                job.id,
+                &deps.worker_id,
+                H::KIND,
+                now,
+                H::SCRUB_WHEN_DONE,
+            )
+            .await
             {
                 Ok(true) => "done",
+                Ok(false)
+                    if store::jobs::handed_over(&deps.db, job.id, H::KIND)
+                        .await
+                        .unwrap_or(false) =>
+                {
+                    // The handler queued it for another lane.
+                    "handed_over"
+                }
                 Ok(false) => {
                     // The lease ran out and another worker has it: its run decides.
                     tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");

@@ -28,10 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lopdf::{Document, ObjectId};
+use lopdf::content::Content;
+use lopdf::{DecompressError, Document, Encoding, Object, ObjectId};
 use quick_xml::NsReader;
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, QName, ResolveResult};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::Instant;
@@ -66,6 +68,9 @@ const TSV_BYTES_PER_TEXT_BYTE: usize = 32;
 const PDFTOPPM_STDOUT_BYTES: usize = 64 * 1024;
 /// How far up the page tree a page's `MediaBox` is looked for.
 const MAX_PAGE_TREE_DEPTH: usize = 64;
+/// Most bytes any single stream may decompress to while a PDF is loaded (object and
+/// cross-reference streams; lopdf's own default is 256 MiB).
+const PDF_LOAD_MAX_DECOMPRESSED_BYTES: usize = 32 * 1024 * 1024;
 /// Longest client-influenced string (a type, a language list) quoted in an error.
 const MAX_QUOTED_CHARS: usize = 100;
 
@@ -120,6 +125,19 @@ pub enum ExtractError {
     TextTooLarge { limit: usize },
     #[error("text extraction failed: {0}")]
     Internal(String),
+    #[error("the PDF has {pages} pages, over the limit of {limit}")]
+    TooManyPages { pages: usize, limit: usize },
+    #[error("page {page} has over {limit} bytes of content")]
+    PageTooLarge { page: u32, limit: usize },
+    #[error("page {page} took longer than {limit:?}")]
+    PageTimeout { page: u32, limit: Duration },
+    #[error("the extraction went over its resource limits: {0}")]
+    ResourceLimit(String),
+    #[error("the extractor crashed: {0}")]
+    Crashed(String),
+    /// An error reported by the extractor child process (see `processing::sandbox`).
+    #[error("{message}")]
+    Reported { code: &'static str, message: String },
 }
 
 impl ExtractError {
@@ -139,12 +157,56 @@ impl ExtractError {
             Self::NoTextFound => "no_text_found",
             Self::TextTooLarge { .. } => "text_too_large",
             Self::Internal(_) => "internal",
+            Self::TooManyPages { .. } => "too_many_pages",
+            Self::PageTooLarge { .. } => "page_too_large",
+            Self::PageTimeout { .. } => "page_timeout",
+            Self::ResourceLimit(_) => "resource_limit",
+            Self::Crashed(_) => "extract_crashed",
+            Self::Reported { code, .. } => code,
         }
+    }
+
+    /// Every code [`ExtractError::code`] gives (but that of `Reported`, which is one of them).
+    pub const CODES: [&'static str; 18] = [
+        "unsupported_type",
+        "io",
+        "unreadable_pdf",
+        "no_text_layer",
+        "unreadable_docx",
+        "no_ocr_engine",
+        "bad_ocr_languages",
+        "ocr_failed",
+        "ocr_timeout",
+        "extract_timeout",
+        "no_text_found",
+        "text_too_large",
+        "internal",
+        "too_many_pages",
+        "page_too_large",
+        "page_timeout",
+        "resource_limit",
+        "extract_crashed",
+    ];
+
+    /// Rebuilds an error from its code and message (as reported by another process);
+    /// an unknown code is `internal`.
+    pub fn reported(code: &str, message: String) -> Self {
+        let code = Self::CODES
+            .iter()
+            .copied()
+            .find(|c| *c == code)
+            .unwrap_or("internal");
+        Self::Reported { code, message }
+    }
+
+    /// Worth another attempt: the disk, a crashed task. The rest are the file's own.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.code(), "io" | "internal")
     }
 }
 
 /// Where the external programs are and how far extraction may go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalOcrConfig {
     /// The tesseract binary; `None`: no OCR (images and scanned PDFs fail).
     pub tesseract: Option<PathBuf>,
@@ -157,6 +219,12 @@ pub struct LocalOcrConfig {
     pub timeout: Duration,
     /// Most bytes of text one document may yield.
     pub max_text_bytes: usize,
+    /// Most pages of a PDF (more: `too_many_pages`).
+    pub max_pages: usize,
+    /// Most decompressed content bytes of one PDF page (more: `page_too_large`).
+    pub max_page_content_bytes: usize,
+    /// Budget of one page: reading its text layer, or rendering and OCR of a scan.
+    pub page_timeout: Duration,
 }
 
 impl LocalOcrConfig {
@@ -164,6 +232,12 @@ impl LocalOcrConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
     /// Default [`LocalOcrConfig::max_text_bytes`].
     pub const DEFAULT_MAX_TEXT_BYTES: usize = 16 * 1024 * 1024;
+    /// Default [`LocalOcrConfig::max_pages`].
+    pub const DEFAULT_MAX_PAGES: usize = 2000;
+    /// Default [`LocalOcrConfig::max_page_content_bytes`] (real pages hold KiB).
+    pub const DEFAULT_MAX_PAGE_CONTENT_BYTES: usize = 4 * 1024 * 1024;
+    /// Default [`LocalOcrConfig::page_timeout`].
+    pub const DEFAULT_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// The defaults, with tesseract and pdftoppm looked up on `PATH` (blocking, cheap:
     /// call it once at startup).
@@ -174,6 +248,9 @@ impl LocalOcrConfig {
             languages: "eng".to_owned(),
             timeout: Self::DEFAULT_TIMEOUT,
             max_text_bytes: Self::DEFAULT_MAX_TEXT_BYTES,
+            max_pages: Self::DEFAULT_MAX_PAGES,
+            max_page_content_bytes: Self::DEFAULT_MAX_PAGE_CONTENT_BYTES,
+            page_timeout: Self::DEFAULT_PAGE_TIMEOUT,
         }
     }
 }
@@ -351,8 +428,9 @@ async fn pdf(
     let owned = path.to_owned();
     let max = cfg.max_text_bytes;
     let timeout = cfg.timeout;
+    let limits = cfg.clone();
     let pages = run_blocking(deadline, timeout, move |cancelled| {
-        pdf_text_layer(&owned, max, cancelled, timeout)
+        pdf_text_layer(&owned, &limits, cancelled)
     })
     .await?;
     if pages.iter().any(|p| !p.text.trim().is_empty()) {
@@ -373,15 +451,23 @@ async fn pdf(
     ocr_pdf(path, &pages, tesseract, pdftoppm, cfg, deadline).await
 }
 
-/// Loads the PDF and reads the text layer of every page (blocking).
+/// Loads the PDF and reads the text layer of every page (blocking). Time and memory
+/// grow linearly with the pages: the page tree is walked once, and each page's content
+/// is bounded ([`LocalOcrConfig::max_page_content_bytes`]) and read one operation at a
+/// time rather than parsed whole.
 fn pdf_text_layer(
     path: &Path,
-    max_text_bytes: usize,
+    cfg: &LocalOcrConfig,
     cancelled: &AtomicBool,
-    timeout: Duration,
 ) -> Result<Vec<PdfPage>, ExtractError> {
+    let max_text_bytes = cfg.max_text_bytes;
     let bytes = std::fs::read(path).map_err(ExtractError::Io)?;
-    let doc = Document::load_mem(&bytes).map_err(|e| ExtractError::UnreadablePdf(e.to_string()))?;
+    let options = lopdf::LoadOptions {
+        max_decompressed_size: Some(PDF_LOAD_MAX_DECOMPRESSED_BYTES),
+        ..lopdf::LoadOptions::default()
+    };
+    let doc = Document::load_mem_with_options(&bytes, options)
+        .map_err(|e| ExtractError::UnreadablePdf(e.to_string()))?;
     drop(bytes);
     // lopdf decrypts a document whose user password is empty while loading it; one that
     // is still encrypted needs a password we do not have.
@@ -394,28 +480,26 @@ fn pdf_text_layer(
     if page_ids.is_empty() {
         return Err(ExtractError::UnreadablePdf("no pages".to_owned()));
     }
+    if page_ids.len() > cfg.max_pages {
+        return Err(ExtractError::TooManyPages {
+            pages: page_ids.len(),
+            limit: cfg.max_pages,
+        });
+    }
     let mut pages = Vec::with_capacity(page_ids.len());
     let mut total = 0usize;
-    let mut failed_chunks = 0usize;
-    let mut first_error = None;
+    let mut problems = PageProblems::default();
     for (&number, &page_id) in &page_ids {
         if cancelled.load(Ordering::Relaxed) {
-            return Err(ExtractError::Timeout(timeout));
+            return Err(ExtractError::Timeout(cfg.timeout));
         }
-        // Chunk by chunk (rather than `extract_text`) so that one undecodable font does
-        // not lose the rest of the page.
-        let mut text = String::new();
-        for chunk in doc.extract_text_chunks(&[number]) {
-            match chunk {
-                Ok(s) => text.push_str(&s),
-                Err(e) => {
-                    failed_chunks += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-            }
-            if text.len() > max_text_bytes {
-                break;
-            }
+        let started = std::time::Instant::now();
+        let mut text = page_text(&doc, page_id, number, cfg, &mut problems)?;
+        if started.elapsed() > cfg.page_timeout {
+            return Err(ExtractError::PageTimeout {
+                page: number,
+                limit: cfg.page_timeout,
+            });
         }
         text.truncate(text.trim_end().len());
         total = total
@@ -431,14 +515,141 @@ fn pdf_text_layer(
             max_side_points: page_max_side(&doc, page_id),
         });
     }
-    if let Some(error) = first_error {
+    if let Some(error) = problems.first {
         tracing::warn!(
-            failed_chunks,
+            failed_chunks = problems.count,
             %error,
             "part of a PDF text layer could not be decoded"
         );
     }
     Ok(pages)
+}
+
+/// Parts of a text layer that could not be decoded (a font, a string): skipped, counted.
+#[derive(Debug, Default)]
+struct PageProblems {
+    count: usize,
+    first: Option<String>,
+}
+
+impl PageProblems {
+    fn note(&mut self, error: impl std::fmt::Display) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(error.to_string());
+        }
+    }
+}
+
+/// The text of one page: its content streams (at most
+/// [`LocalOcrConfig::max_page_content_bytes`] decompressed) read one operation at a time,
+/// each string shown in the font's encoding (as lopdf's `extract_text` does, without
+/// holding every operation of the page). One undecodable font or string does not lose
+/// the rest of the page.
+fn page_text(
+    doc: &Document,
+    page_id: ObjectId,
+    number: u32,
+    cfg: &LocalOcrConfig,
+    problems: &mut PageProblems,
+) -> Result<String, ExtractError> {
+    let limit = cfg.max_page_content_bytes;
+    let content = match doc.get_page_content_with_limit(page_id, limit) {
+        Ok(content) => content,
+        Err(lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { .. })) => {
+            return Err(ExtractError::PageTooLarge {
+                page: number,
+                limit,
+            });
+        }
+        Err(e) => {
+            problems.note(e);
+            return Ok(String::new());
+        }
+    };
+    let mut encodings: std::collections::BTreeMap<Vec<u8>, Encoding<'_>> =
+        std::collections::BTreeMap::new();
+    match doc.get_page_fonts(page_id) {
+        Ok(fonts) => {
+            for (name, font) in fonts {
+                match font.get_font_encoding_with_limit(doc, limit) {
+                    Ok(encoding) => {
+                        encodings.insert(name, encoding);
+                    }
+                    Err(e) => problems.note(e),
+                }
+            }
+        }
+        Err(e) => problems.note(e),
+    }
+    let mut text = String::new();
+    let mut encoding: Option<&Encoding<'_>> = None;
+    for operation in Content::decode_iter(&content) {
+        let operation = match operation {
+            Ok(op) => op,
+            Err(e) => {
+                problems.note(e);
+                break;
+            }
+        };
+        match operation.operator.as_str() {
+            "Tf" => {
+                encoding = operation
+                    .operands
+                    .first()
+                    .and_then(|font| font.as_name().ok())
+                    .and_then(|font| encodings.get(font));
+            }
+            "Tj" | "TJ" => show_text(&mut text, encoding, &operation.operands, problems),
+            // `'` is `T* Tj`; `"` is `aw ac string "`: next line, then the string.
+            "'" | "\"" => {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                let string = if operation.operator == "'" {
+                    operation.operands.first()
+                } else {
+                    operation.operands.get(2)
+                };
+                show_text(&mut text, encoding, string, problems);
+            }
+            "T*" | "ET" if !text.is_empty() && !text.ends_with('\n') => text.push('\n'),
+            _ => {}
+        }
+        if text.len() > cfg.max_text_bytes {
+            break;
+        }
+    }
+    Ok(text)
+}
+
+/// Appends the strings of a text-showing operation's operands (an array's large negative
+/// kerning is a space between words).
+fn show_text<'a, I>(
+    text: &mut String,
+    encoding: Option<&Encoding<'_>>,
+    operands: I,
+    problems: &mut PageProblems,
+) where
+    I: IntoIterator<Item = &'a Object>,
+{
+    let Some(encoding) = encoding else {
+        return;
+    };
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => match Document::decode_text(encoding, bytes) {
+                Ok(s) => text.push_str(&s),
+                Err(e) => problems.note(e),
+            },
+            Object::Array(items) => {
+                show_text(text, Some(encoding), items, problems);
+                text.push(' ');
+            }
+            Object::Integer(i) if *i < -100 => text.push(' '),
+            _ => {}
+        }
+    }
 }
 
 /// The longest side of a page's `MediaBox` (inherited from the page tree), in points.
@@ -509,14 +720,37 @@ async fn ocr_pdf(
             .arg(&number)
             .arg(&*input)
             .arg(&prefix);
-        run_tool(render, deadline, PDFTOPPM_STDOUT_BYTES)
+        // Each page has its own budget within the document's.
+        let page_number = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let page_deadline = Instant::now()
+            .checked_add(cfg.page_timeout)
+            .map_or(deadline, |d| d.min(deadline));
+        let timed_out = |now: Instant| {
+            if now >= deadline {
+                ExtractError::OcrTimeout(cfg.timeout)
+            } else {
+                ExtractError::PageTimeout {
+                    page: page_number,
+                    limit: cfg.page_timeout,
+                }
+            }
+        };
+        run_tool(render, page_deadline, PDFTOPPM_STDOUT_BYTES)
             .await
             .map_err(|e| match e {
-                ToolError::Timeout => ExtractError::OcrTimeout(cfg.timeout),
+                ToolError::Timeout => timed_out(Instant::now()),
+                ToolError::Killed(signal) => ExtractError::ResourceLimit(format!(
+                    "pdftoppm, page {number}: stopped by signal {signal}"
+                )),
                 other => ExtractError::OcrFailed(format!("pdftoppm, page {number}: {other}")),
             })?;
         let image = prefix.with_extension("png");
-        let ocr = tesseract_tsv(tesseract, &image, cfg, deadline).await;
+        let ocr = tesseract_tsv(tesseract, &image, cfg, page_deadline)
+            .await
+            .map_err(|e| match e {
+                ExtractError::OcrTimeout(_) => timed_out(Instant::now()),
+                other => other,
+            });
         // Best effort: the directory goes anyway when `dir` is dropped.
         let _ = tokio::fs::remove_file(&image).await;
         let ocr = ocr?;
@@ -772,6 +1006,9 @@ async fn tesseract_tsv(
         .map_err(|e| match e {
             ToolError::Spawn(e) if e.kind() == io::ErrorKind::NotFound => ExtractError::NoOcrEngine,
             ToolError::Timeout => ExtractError::OcrTimeout(cfg.timeout),
+            ToolError::Killed(signal) => {
+                ExtractError::ResourceLimit(format!("tesseract: stopped by signal {signal}"))
+            }
             ToolError::StdoutTooLarge => ExtractError::TextTooLarge {
                 limit: cfg.max_text_bytes,
             },
@@ -882,6 +1119,9 @@ enum ToolError {
     Io(#[source] io::Error),
     #[error("exited with {status}: {stderr}")]
     Failed { status: String, stderr: String },
+    /// Killed by a signal: a resource limit it inherited (memory, CPU) or an abort.
+    #[error("stopped by signal {0}")]
+    Killed(i32),
 }
 
 /// Runs `cmd` (no stdin) until `deadline`, returning its stdout (at most `stdout_limit`
@@ -921,6 +1161,10 @@ async fn run_tool(
             return Err(ToolError::Timeout);
         }
     };
+    #[cfg(unix)]
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return Err(ToolError::Killed(signal));
+    }
     if status.success() {
         Ok(out)
     } else {
@@ -993,6 +1237,9 @@ mod tests {
             languages: "eng".to_owned(),
             timeout: Duration::from_secs(120),
             max_text_bytes: 1024 * 1024,
+            max_pages: 100,
+            max_page_content_bytes: 1024 * 1024,
+            page_timeout: Duration::from_secs(60),
         }
     }
 
@@ -1250,6 +1497,67 @@ mod tests {
                 assert_eq!(code_of(&path, "pdf", &config).await, "no_text_layer");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_over_the_content_cap_and_a_pdf_over_the_page_cap_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1.2 MB of nested `q` against the 1 MiB cap of `no_tools()`.
+        let bomb = Content {
+            operations: (0..600_000).map(|_| Operation::new("q", vec![])).collect(),
+        };
+        let path = write_tmp(
+            &dir,
+            "bomb.pdf",
+            &pdf_with(vec![text_page(&["Fine page"]), bomb], None),
+        );
+        match extract(&path, "pdf", &no_tools()).await {
+            Err(e @ ExtractError::PageTooLarge { page: 2, .. }) => {
+                assert_eq!(e.code(), "page_too_large")
+            }
+            other => panic!("expected page_too_large on page 2, got {other:?}"),
+        }
+        // Under a higher cap the page is read (one operation at a time) and the text of
+        // the other page comes out.
+        let mut roomy = no_tools();
+        roomy.max_page_content_bytes = 8 * 1024 * 1024;
+        let x = extract(&path, "pdf", &roomy).await.unwrap();
+        assert_eq!(x.pages, vec!["Fine page".to_owned(), String::new()]);
+
+        let many = write_tmp(&dir, "many.pdf", &blank_pdf(101));
+        assert_eq!(code_of(&many, "pdf", &no_tools()).await, "too_many_pages");
+        let enough = write_tmp(&dir, "enough.pdf", &blank_pdf(100));
+        assert_eq!(code_of(&enough, "pdf", &no_tools()).await, "no_text_layer");
+    }
+
+    #[tokio::test]
+    async fn text_operators_of_every_kind_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = Content {
+            operations: vec![
+                Operation::new("BT", vec![]),
+                Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                Operation::new(
+                    "TJ",
+                    vec![Object::Array(vec![
+                        Object::string_literal("Hel"),
+                        Object::Integer(-20),
+                        Object::string_literal("lo"),
+                        Object::Integer(-300),
+                        Object::string_literal("world"),
+                    ])],
+                ),
+                Operation::new("'", vec![Object::string_literal("next line")]),
+                Operation::new(
+                    "\"",
+                    vec![1.into(), 2.into(), Object::string_literal("third")],
+                ),
+                Operation::new("ET", vec![]),
+            ],
+        };
+        let path = write_tmp(&dir, "ops.pdf", &pdf_with(vec![page], None));
+        let x = extract(&path, "pdf", &no_tools()).await.unwrap();
+        assert_eq!(x.pages, vec!["Hello world \nnext line\nthird".to_owned()]);
     }
 
     #[tokio::test]
@@ -1568,8 +1876,26 @@ mod tests {
             ExtractError::NoTextFound,
             ExtractError::TextTooLarge { limit: 0 },
             ExtractError::Internal(String::new()),
+            ExtractError::TooManyPages { pages: 0, limit: 0 },
+            ExtractError::PageTooLarge { page: 0, limit: 0 },
+            ExtractError::PageTimeout {
+                page: 0,
+                limit: Duration::ZERO,
+            },
+            ExtractError::ResourceLimit(String::new()),
+            ExtractError::Crashed(String::new()),
         ];
         let codes: std::collections::HashSet<_> = errors.iter().map(ExtractError::code).collect();
         assert_eq!(codes.len(), errors.len());
+        // Every code survives the trip through another process.
+        for code in &codes {
+            assert!(ExtractError::CODES.contains(code), "{code}");
+            assert_eq!(ExtractError::reported(code, String::new()).code(), *code);
+        }
+        assert_eq!(ExtractError::CODES.len(), codes.len());
+        assert_eq!(
+            ExtractError::reported("nope", String::new()).code(),
+            "internal"
+        );
     }
 }

@@ -7,13 +7,15 @@
 
 pub mod google;
 pub mod local_ocr;
+pub mod sandbox;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use self::local_ocr::{ExtractError, Extraction, LocalOcrConfig};
+use self::local_ocr::{Extraction, LocalOcrConfig};
+use self::sandbox::SandboxConfig;
 use crate::{
     engine::Deps,
     items::{
@@ -24,6 +26,11 @@ use crate::{
     metrics as m,
     store::{self, items::ItemRow, jobs::JobRow, texts::TextRow},
 };
+
+/// The OCR lane's job kind: images and scanned PDFs. Every document's job starts as
+/// `ocr` (the text lane); the text lane hands such a file's job over (same job, new kind)
+/// so that OCR never holds up text, DOCX and text-layer PDFs.
+pub const KIND_OCR_IMAGE: &str = "ocr_image";
 
 /// Text an engine produced.
 #[derive(Debug, Clone)]
@@ -81,6 +88,49 @@ async fn start(deps: &Deps, job: &JobRow) -> Result<Option<ItemRow>, JobFailure>
     tx.commit().await?;
     // Already finished by an earlier run of this job (its lease had expired).
     Ok(moved.then_some(item))
+}
+
+/// The item of a job handed over to the OCR lane: still `processing`, and this job is
+/// its current one. (After a super admin's retry it is back to `uploaded`: start again.)
+async fn start_handed_off(deps: &Deps, job: &JobRow) -> Result<Option<ItemRow>, JobFailure> {
+    let item_id = job
+        .payload
+        .0
+        .get("item_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    if let Some(item_id) = item_id
+        && let Some(item) = store::items::find_any(&deps.db, item_id).await?
+        && item.job_id == Some(job.id)
+        && item.status == "processing"
+    {
+        return Ok(Some(item));
+    }
+    start(deps, job).await
+}
+
+/// Hand the item's job over to the OCR lane: the same job (the one the upload named) is
+/// queued again as `ocr_image`, with the item's project for the lane's per-project limit,
+/// its attempt here not counted. The item stays `processing`.
+async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<(), JobFailure> {
+    let now = deps.clock.now();
+    let payload = serde_json::json!({"item_id": item.id, "project_id": item.project_id});
+    let mut tx = deps.db.begin().await?;
+    if store::jobs::hand_over(
+        &mut tx,
+        job.id,
+        &deps.worker_id,
+        KIND_OCR_IMAGE,
+        payload,
+        now,
+    )
+    .await?
+    {
+        tx.commit().await?;
+        metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
+        deps.job_waker.notify_waiters();
+    }
+    Ok(())
 }
 
 /// Record what the engine said, once: a second run of the same job adds nothing.
@@ -168,10 +218,12 @@ async fn gave_up(deps: &Deps, job: &JobRow, error: &str) {
     }
 }
 
-/// Extracts the text of documents: locally (text, PDF text layer, DOCX, tesseract), or
-/// with Google Document AI for images and scanned PDFs when it is configured.
-pub struct OcrHandler {
+/// What both OCR lanes extract with: local tools (in a limited child process) and
+/// Google Document AI when configured.
+pub struct Extractor {
     local: LocalOcrConfig,
+    /// Local extraction runs in a limited child process.
+    sandbox: SandboxConfig,
     document_ai: Option<google::DocumentAi>,
 }
 
@@ -191,11 +243,25 @@ async fn google_auth(g: &crate::config::GoogleEngines) -> Result<google::GoogleA
         .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: {e}"))
 }
 
-impl OcrHandler {
+impl Extractor {
     pub async fn new(deps: &Deps) -> Result<Self, String> {
         let mut local = LocalOcrConfig::discover();
-        local.languages = deps.config.processing.ocr_languages.clone();
-        local.timeout = deps.config.processing.ocr_timeout;
+        let p = &deps.config.processing;
+        local.languages = p.ocr_languages.clone();
+        local.timeout = p.ocr_timeout;
+        local.max_pages = p.pdf_max_pages;
+        local.max_page_content_bytes = p.pdf_max_page_content_bytes;
+        local.page_timeout = p.ocr_page_timeout;
+        let executable = match &p.extract_executable {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("EXTRACT_EXECUTABLE: cannot find this executable: {e}"))?,
+        };
+        let sandbox = SandboxConfig {
+            executable,
+            memory_bytes: p.extract_memory_bytes,
+            cpu_seconds: p.extract_cpu_seconds,
+        };
         let document_ai = match &deps.config.processing.google {
             Some(g) => match &g.document_ai_processor {
                 Some(processor) => Some(google::DocumentAi::new(
@@ -211,7 +277,35 @@ impl OcrHandler {
         if local.tesseract.is_none() && document_ai.is_none() {
             tracing::info!("no OCR engine (tesseract, Document AI): images and scans will say so");
         }
-        Ok(Self { local, document_ai })
+        Ok(Self {
+            local,
+            sandbox,
+            document_ai,
+        })
+    }
+
+    /// Whether the OCR lane can read a file of this type that has no text layer.
+    fn can_ocr(&self, detected_type: &str) -> bool {
+        self.document_ai.is_some()
+            || (self.local.tesseract.is_some()
+                && (is_image(detected_type) || self.local.pdftoppm.is_some()))
+    }
+
+    /// Local extraction in the child, with `cfg`: text, a final reason, or a retry.
+    async fn local(
+        &self,
+        cfg: &LocalOcrConfig,
+        path: &std::path::Path,
+        detected_type: &str,
+    ) -> Result<Result<MachineText, NoText>, JobFailure> {
+        match sandbox::extract_isolated(&self.sandbox, cfg, path, detected_type).await {
+            Ok(extraction) => Ok(Ok(MachineText::from(extraction))),
+            Err(err) if err.is_transient() => Err(JobFailure(err.to_string())),
+            Err(err) => Ok(Err(NoText {
+                code: err.code(),
+                message: err.to_string(),
+            })),
+        }
     }
 
     /// Read a PDF or image with Document AI.
@@ -237,6 +331,35 @@ impl OcrHandler {
     }
 }
 
+/// The text lane (kind `ocr`, every document starts here): plain text, Markdown, DOCX and
+/// PDF text layers. Images, and PDFs without a text layer, are handed over to the OCR
+/// lane ([`OcrImageHandler`]) when an OCR engine exists, so OCR never blocks text.
+pub struct OcrHandler {
+    x: Extractor,
+}
+
+impl OcrHandler {
+    pub async fn new(deps: &Deps) -> Result<Self, String> {
+        Ok(Self {
+            x: Extractor::new(deps).await?,
+        })
+    }
+}
+
+/// The OCR lane (kind `ocr_image`): images and scanned PDFs, by tesseract or Document AI.
+/// One project runs at most `OCR_MAX_RUNNING_PER_PROJECT` of these at once.
+pub struct OcrImageHandler {
+    x: Extractor,
+}
+
+impl OcrImageHandler {
+    pub async fn new(deps: &Deps) -> Result<Self, String> {
+        Ok(Self {
+            x: Extractor::new(deps).await?,
+        })
+    }
+}
+
 /// A remote engine's answer: text, a final reason, or a retry.
 fn remote_outcome(
     result: Result<MachineText, google::RemoteError>,
@@ -251,12 +374,6 @@ fn remote_outcome(
     }
 }
 
-/// Errors worth another attempt (the disk, a crashed blocking task); the rest are the
-/// file's own and final.
-fn transient(err: &ExtractError) -> bool {
-    matches!(err, ExtractError::Io(_) | ExtractError::Internal(_))
-}
-
 fn is_image(detected_type: &str) -> bool {
     matches!(detected_type, "png" | "jpeg" | "tiff" | "webp")
 }
@@ -265,32 +382,58 @@ impl JobHandler for OcrHandler {
     const KIND: &'static str = KIND_OCR;
 
     fn concurrency(&self, deps: &Deps) -> usize {
-        deps.config.processing.ocr_concurrency
+        deps.config.processing.text_concurrency
     }
 
     async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
         let Some(item) = start(deps, job).await? else {
             return Ok(());
         };
+        let detected = item.detected_type.as_str();
+        if is_image(detected) && self.x.can_ocr(detected) {
+            return hand_off(deps, job, &item).await;
+        }
         let copy = deps.blobs.local_copy(&item.blob_key).await?;
-        let outcome = match (&self.document_ai, is_image(&item.detected_type)) {
-            (Some(ai), true) => self.remote(ai, deps, &item, &copy.path).await?,
-            _ => match local_ocr::extract(&copy.path, &item.detected_type, &self.local).await {
-                Ok(extraction) => Ok(MachineText::from(extraction)),
-                Err(err) if transient(&err) => return Err(JobFailure(err.to_string())),
-                // A scan: the text layer is empty; Document AI reads the pages.
-                Err(ExtractError::NoTextLayer(_)) if self.document_ai.is_some() => {
-                    let ai = self
-                        .document_ai
-                        .as_ref()
-                        .ok_or_else(|| JobFailure("no engine".into()))?;
-                    self.remote(ai, deps, &item, &copy.path).await?
-                }
-                Err(err) => Err(NoText {
-                    code: err.code(),
-                    message: err.to_string(),
-                }),
-            },
+        // No OCR here: that is the other lane's work.
+        let mut text_only = self.x.local.clone();
+        text_only.tesseract = None;
+        let outcome = self.x.local(&text_only, &copy.path, detected).await?;
+        match outcome {
+            Err(no_text) if no_text.code == "no_text_layer" && self.x.can_ocr(detected) => {
+                hand_off(deps, job, &item).await
+            }
+            outcome => finish(deps, job, &item, outcome).await,
+        }
+    }
+
+    async fn gave_up(&self, deps: &Arc<Deps>, job: &JobRow, error: &str) {
+        gave_up(deps, job, error).await
+    }
+}
+
+impl JobHandler for OcrImageHandler {
+    const KIND: &'static str = KIND_OCR_IMAGE;
+
+    fn concurrency(&self, deps: &Deps) -> usize {
+        deps.config.processing.ocr_concurrency
+    }
+
+    fn per_project_limit(&self, deps: &Deps) -> Option<usize> {
+        Some(deps.config.processing.ocr_max_running_per_project)
+    }
+
+    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
+        let Some(item) = start_handed_off(deps, job).await? else {
+            return Ok(());
+        };
+        let copy = deps.blobs.local_copy(&item.blob_key).await?;
+        let outcome = match &self.x.document_ai {
+            Some(ai) => self.x.remote(ai, deps, &item, &copy.path).await?,
+            None => {
+                self.x
+                    .local(&self.x.local, &copy.path, &item.detected_type)
+                    .await?
+            }
         };
         finish(deps, job, &item, outcome).await
     }

@@ -84,6 +84,103 @@ pub async fn claim(
     Ok(rows)
 }
 
+/// Hand a running job this worker holds over to another kind (a processing lane): it is
+/// queued again, due now, as `kind` with `payload`, and the attempt it was on is not
+/// counted. False when this worker no longer holds it.
+pub async fn hand_over(
+    tx: &mut Tx,
+    id: Uuid,
+    worker: &str,
+    kind: &str,
+    payload: Value,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET kind = $3, payload = $4, state = 'queued', \
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, run_at = $5, \
+               lease_until = NULL, locked_by = NULL, updated_at = $5 \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(kind)
+        .bind(sqlx::types::Json(payload.clone()))
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    // -- backend-specific: wake the workers of every node once this commits.
+    if rows == 1
+        && let Tx::Postgres(t) = tx
+    {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::jobs::wake::CHANNEL)
+            .bind(kind)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(rows == 1)
+}
+
+/// Whether job `id` is now of another kind than `kind` (handed over to another lane,
+/// which may be running it already).
+pub async fn handed_over(db: &Db, id: Uuid, kind: &str) -> StoreResult<bool> {
+    let sql = "SELECT COUNT(*) FROM jobs WHERE id = $1 AND kind <> $2";
+    let n: i64 = with_db!(db, |pool| sqlx::query_scalar(sql)
+        .bind(id)
+        .bind(kind)
+        .fetch_one(pool)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Claim one due job of `kind` whose project (the payload's `project_id`) has fewer than
+/// `per_project` jobs of that kind running, oldest first: one project cannot hold every
+/// worker while another waits. (Two nodes claiming at the same instant may both pass the
+/// count: the limit is approximate across nodes.)
+pub async fn claim_fair(
+    db: &Db,
+    kind: &str,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    per_project: i64,
+) -> StoreResult<Option<JobRow>> {
+    // -- backend-specific: JSON access and row locking.
+    let (project_of_c, project_of_r, lock) = match db {
+        Db::Postgres(_) => (
+            "c.payload->>'project_id'",
+            "r.payload->>'project_id'",
+            " FOR UPDATE SKIP LOCKED",
+        ),
+        Db::Sqlite(_) => (
+            "json_extract(c.payload, '$.project_id')",
+            "json_extract(r.payload, '$.project_id')",
+            "",
+        ),
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+         lease_until = $3, locked_by = $4, updated_at = $2 \
+         WHERE id IN (SELECT c.id FROM jobs c WHERE c.kind = $1 \
+           AND ((c.state = 'queued' AND c.run_at <= $2) OR (c.state = 'running' AND c.lease_until < $2)) \
+           AND (SELECT count(*) FROM jobs r WHERE r.kind = $1 AND r.state = 'running' \
+                AND r.lease_until >= $2 AND {project_of_r} = {project_of_c}) < $5 \
+           ORDER BY c.run_at LIMIT 1{lock}) \
+         RETURNING id, kind, payload, attempts, max_attempts"
+    );
+    let row = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
+        sql.clone()
+    ))
+    .bind(kind)
+    .bind(now)
+    .bind(lease_until)
+    .bind(worker)
+    .bind(per_project)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
 /// Finish a job this worker holds. False when the lease was lost to another worker.
 /// `scrub` empties the payload: a mail job's text holds a live link, which must not
 /// outlive the sending in the database.
@@ -105,6 +202,34 @@ pub async fn complete(
         .bind(now)
         .bind(scrub)
         .bind(scrubbed.clone())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+/// As [`complete`], only while the job is still of `kind`: a job handed over to another
+/// lane may be running there under the same worker id (one per process).
+pub async fn complete_as(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+    scrub: bool,
+) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
+               lease_until = NULL, last_error = NULL, \
+               payload = CASE WHEN $4 THEN $5 ELSE payload END \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running' AND kind = $6";
+    let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
+    let rows = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(scrub)
+        .bind(scrubbed.clone())
+        .bind(kind)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
