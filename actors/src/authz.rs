@@ -1,4 +1,4 @@
-//! The permission matrix: one place that says which role may do what (DESIGN.md rule 6).
+//! The permission matrix: one place that says which role may do what (docs/ARCHITECTURE.md, rule 6).
 //! Every engine operation asks [`authorize`] (platform actions) or
 //! [`authorize_project`] (actions inside a project) before it reads or changes anything.
 //!

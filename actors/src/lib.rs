@@ -3,7 +3,7 @@
 //! backends) the actors use.
 //!
 //! The HTTP layer talks to [`Engine`] only: transitions go through the owning actor,
-//! plain reads go straight to the store (DESIGN.md, rules 2 and 7).
+//! plain reads go straight to the store (docs/ARCHITECTURE.md, rules 2 and 7).
 
 pub mod accounts;
 pub mod auth;

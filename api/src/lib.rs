@@ -1,6 +1,6 @@
 //! The HTTP layer: poem-openapi services (one module per tag), the bearer security
 //! scheme, problem-details errors and the middleware stack. Handlers are thin: they
-//! authenticate, parse, make one engine call and map the reply (DESIGN.md rule 1).
+//! authenticate, parse, make one engine call and map the reply (docs/ARCHITECTURE.md, rule 1).
 
 mod admin;
 mod audit;

@@ -1,4 +1,4 @@
-//! The authorization matrix, walked end to end (DESIGN.md rule 6; security checklist §4:
+//! The authorization matrix, walked end to end (docs/ARCHITECTURE.md, rule 6; security checklist §4:
 //! OWASP API1 BOLA, API5 BFLA).
 //!
 //! `EXPECTATIONS` names every operation of the served OpenAPI document and the rule it

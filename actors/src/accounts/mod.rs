@@ -1,6 +1,6 @@
 //! The accounts actor owns every account state transition: registration, email
 //! verification, creating the first administrator. Each happens in one transaction
-//! with its audit row and any mail job (DESIGN.md rules 2 and 3).
+//! with its audit row and any mail job (docs/ARCHITECTURE.md, rules 2 and 3).
 //!
 //! CPU work (argon2) is done by the caller before the message is sent, so the actor
 //! only ever waits on its own commit.

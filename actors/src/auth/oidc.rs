@@ -2,7 +2,7 @@
 //! signing keys (JWKS), the authorization-code exchange, and ID token verification.
 //!
 //! Everything here is I/O and checks; no state transition. The engine calls it outside
-//! the accounts actor (DESIGN.md rule 8) and hands the verified claims to the actor.
+//! the accounts actor (docs/ARCHITECTURE.md, rule 9) and hands the verified claims to the actor.
 //!
 //! The ID token is checked as OpenID Connect Core §3.1.3.7 asks: an RS256 signature by
 //! a key of the provider's JWKS (fetched on first use, cached for an hour, fetched again

@@ -135,6 +135,10 @@ async fn run_child(
         .env("LC_ALL", "C")
         // One malloc arena per thread would reserve address space for nothing.
         .env("MALLOC_ARENA_MAX", "2")
+        // mimalloc (the `alta` binary's allocator) reserves 1 GiB of address space for its
+        // first arena, before the child sets RLIMIT_AS: the limit would then leave no room
+        // even for a thread stack. Reserve in small steps instead.
+        .env("MIMALLOC_ARENA_RESERVE", "16MiB")
         // Tesseract's OpenMP threads: one page at a time is enough.
         .env("OMP_THREAD_LIMIT", "1")
         .current_dir(path.parent().unwrap_or(Path::new("/")))

@@ -1,4 +1,4 @@
-//! The store: one set of SQL over PostgreSQL or SQLite (DESIGN.md, "Store").
+//! The store: one set of SQL over PostgreSQL or SQLite (docs/ARCHITECTURE.md).
 //!
 //! Queries use `$1` placeholders, which both backends accept, and are written once:
 //! [`with_db!`] and [`with_tx!`] expand one query expression into a match arm per
@@ -173,7 +173,7 @@ impl Db {
                 connect = connect.create_if_missing(true);
             }
             let connect = connect
-                // Durable before acknowledged: WAL + fsync on every commit (DESIGN.md rule 3).
+                // Durable before acknowledged: WAL + fsync on every commit (docs/ARCHITECTURE.md, rule 3).
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
