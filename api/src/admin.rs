@@ -18,6 +18,7 @@ pub struct AdminApi;
 
 /// One page of users, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserPage {
     pub items: Vec<UserResponse>,
     /// Pass as `cursor` for the next page; absent on the last page.

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 /// One state change: who, what, to what, from where, when.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEntryResponse {
     pub id: Uuid,
     /// The user who did it; absent for the system or the CLI.
@@ -24,6 +25,7 @@ pub struct AuditEntryResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub items: Vec<AuditEntryResponse>,
     pub next_cursor: Option<String>,

@@ -19,7 +19,7 @@ use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
 pub struct AuthApi;
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The address to sign in with; a verification link is sent to it.
     #[oai(validator(max_length = 254))]
@@ -32,7 +32,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
@@ -41,7 +41,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct EmailRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
@@ -50,6 +50,7 @@ pub struct EmailRequest {
 /// Tokens of a session: a short-lived bearer access token, and a single-use refresh
 /// token to get the next pair from `POST /api/auth/refresh`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenResponse {
     pub access_token: String,
     /// Opaque and single use: each refresh returns a new one. Presenting a used one
@@ -73,7 +74,7 @@ impl From<Tokens> for TokenResponse {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ResetPasswordRequest {
     /// The `token` of the reset link.
     pub token: String,
@@ -83,7 +84,7 @@ pub struct ResetPasswordRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
@@ -105,7 +106,7 @@ pub enum PasswordSet {
 
 /// A personal access token to create.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// What it is for, e.g. `nightly export` (1–100 characters).
     #[oai(validator(max_length = 400))]
@@ -118,6 +119,7 @@ pub struct CreateTokenRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiTokenResponse {
     pub id: Uuid,
     pub name: String,
@@ -146,6 +148,7 @@ impl From<ApiTokenView> for ApiTokenResponse {
 
 /// A new token, with its secret: shown this once, never again.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedTokenResponse {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
@@ -154,6 +157,7 @@ pub struct CreatedTokenResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiTokenList {
     pub items: Vec<ApiTokenResponse>,
 }
@@ -178,7 +182,7 @@ pub enum TokenRevoked {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RefreshRequest {
     /// (Not length-checked here: anything that is not a live refresh token is a 401.)
     pub refresh_token: String,
@@ -186,6 +190,7 @@ pub struct RefreshRequest {
 
 /// A signed-in device or browser.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionResponse {
     pub id: Uuid,
     /// How it began: `password`, `passkey` or `google`.
@@ -216,6 +221,7 @@ impl From<SessionView> for SessionResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionList {
     pub items: Vec<SessionResponse>,
 }
@@ -234,12 +240,14 @@ pub enum SessionEnded {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessageResponse {
     pub message: String,
 }
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
@@ -675,7 +683,7 @@ impl AuthApi {
 
 /// Which mails you get.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct Notifications {
     /// The changes-requested digest.
     pub review_mail: bool,

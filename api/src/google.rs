@@ -40,7 +40,7 @@ pub enum GoogleCallbackRedirect {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct GoogleExchangeRequest {
     /// The `code` from the fragment of the redirect to the frontend.
     #[oai(validator(max_length = 256))]

@@ -9,6 +9,7 @@ use crate::tags::ApiTags;
 pub struct HealthApi;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Liveness {
     /// Always `ok` when the process answers.
     pub status: String,
@@ -16,6 +17,7 @@ pub struct Liveness {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
     /// `ready` or `not_ready` (only the database makes a node not ready).
     pub status: String,

@@ -111,6 +111,7 @@ impl UploadFormParts for UploadBody {
 
 /// Audio measured at upload.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AudioAnalysisResponse {
     pub codec: String,
     pub sample_rate: u32,
@@ -144,6 +145,7 @@ impl From<AudioAnalysis> for AudioAnalysisResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ItemResponse {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -226,6 +228,7 @@ impl From<ItemView> for ItemResponse {
 
 /// Where an item's latest processing job is.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobSummaryResponse {
     pub id: Uuid,
     /// `ocr` or `transcription`.
@@ -237,6 +240,7 @@ pub struct JobSummaryResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ItemPage {
     pub items: Vec<ItemResponse>,
     pub next_cursor: Option<String>,
@@ -260,13 +264,14 @@ pub enum ItemOk {
 
 /// A person's text for an item.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct TextInput {
     /// The whole text (at most 2 MiB), replacing the current one as a new revision.
     pub text: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TextRevisionResponse {
     pub revision: i32,
     /// `machine` or `human`.
@@ -301,6 +306,7 @@ impl From<TextRevision> for TextRevisionResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ItemTextResponse {
     pub item: ItemResponse,
     /// The newest revision; absent while there is no text (see the item's `status` and

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobResponse {
     pub id: Uuid,
     /// `ocr`, `transcription` or `mail`.
@@ -51,6 +52,7 @@ impl From<JobView> for JobResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobPage {
     pub items: Vec<JobResponse>,
     pub next_cursor: Option<String>,

@@ -21,6 +21,7 @@ pub struct PasskeysApi;
 
 /// A ceremony has started: run it in the browser within five minutes.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CeremonyResponse {
     /// Send it back with the browser's answer. Single use.
     pub ceremony_id: Uuid,
@@ -44,7 +45,7 @@ impl From<CeremonyStart> for CeremonyResponse {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RegisterVerifyRequest {
     pub ceremony_id: Uuid,
     /// The `PublicKeyCredential` from `navigator.credentials.create()`, as JSON
@@ -56,7 +57,7 @@ pub struct RegisterVerifyRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct PasskeyLoginRequest {
     /// The account's email: only its passkeys are offered (an address without
     /// passkeys gets a stand-in id no authenticator holds). Without it the browser
@@ -66,7 +67,7 @@ pub struct PasskeyLoginRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct LoginVerifyRequest {
     pub ceremony_id: Uuid,
     /// The `PublicKeyCredential` from `navigator.credentials.get()`, as JSON
@@ -75,7 +76,7 @@ pub struct LoginVerifyRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RenamePasskeyRequest {
     /// 1–100 characters.
     #[oai(validator(max_length = 400))]
@@ -83,6 +84,7 @@ pub struct RenamePasskeyRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PasskeyResponse {
     pub id: Uuid,
     pub name: String,
@@ -102,6 +104,7 @@ impl From<PasskeyView> for PasskeyResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PasskeyList {
     pub items: Vec<PasskeyResponse>,
 }

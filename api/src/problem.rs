@@ -9,7 +9,7 @@ use crate::middleware::request_id;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Object)]
-#[oai(example)]
+#[oai(skip_serializing_if_is_none, example)]
 pub struct Problem {
     /// A URI naming the problem type (`urn:alta:problem:<code>`).
     #[oai(rename = "type")]

@@ -37,7 +37,7 @@ pub enum DataKindDto {
 
 /// Settings that uploads and review read.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ProjectSettingsDto {
     /// Kinds of data accepted (at least one).
     pub accepted_kinds: Vec<DataKindDto>,
@@ -96,7 +96,7 @@ impl From<ProjectSettingsDto> for ProjectSettings {
 /// A project to create, or the full new state of one (`PUT`). Fields the server owns
 /// (`id`, `created_by`, `deleted_at`, roles) are refused with 400 `invalid_body`.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ProjectRequest {
     /// 1 to 200 characters.
     #[oai(validator(max_length = 400))]
@@ -119,6 +119,7 @@ impl From<ProjectRequest> for ProjectInput {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectResponse {
     pub id: Uuid,
     pub name: String,
@@ -148,12 +149,14 @@ impl From<ProjectView> for ProjectResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectPage {
     pub items: Vec<ProjectResponse>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberResponse {
     pub user_id: Uuid,
     pub email: String,
@@ -176,13 +179,14 @@ impl From<MemberView> for MemberResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberPage {
     pub items: Vec<MemberResponse>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RoleRequest {
     /// `admin`, `contributor` or `reviewer`.
     #[oai(validator(max_length = 32))]
@@ -190,7 +194,7 @@ pub struct RoleRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct InviteRequest {
     /// Who to invite; they may not have an account yet (the mail leads to sign-up).
     #[oai(validator(max_length = 254))]
@@ -201,6 +205,7 @@ pub struct InviteRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InvitationResponse {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -229,6 +234,7 @@ impl From<InvitationView> for InvitationResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InvitationPage {
     pub items: Vec<InvitationResponse>,
     pub next_cursor: Option<String>,
@@ -236,6 +242,7 @@ pub struct InvitationPage {
 
 /// The project joined and the role in it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AcceptedInvitation {
     pub project: ProjectResponse,
     pub role: String,

@@ -25,7 +25,7 @@ use crate::{
 
 /// Items to send to review. Give `item_ids`, or the older single `document_id`.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct SubmitInput {
     /// Up to 500 items (documents or recordings) of this project, each `ready` or
     /// `changes_requested`.
@@ -35,6 +35,7 @@ pub struct SubmitInput {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SubmittedResponse {
     /// The items, now `pending_review`.
     pub items: Vec<ItemResponse>,
@@ -49,7 +50,7 @@ pub enum DecisionKind {
 
 /// A reviewer's decision.
 #[derive(Debug, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct DecisionBody {
     pub decision: DecisionKind,
     /// Required to reject: one of the project's `settings.reject_reasons`.
@@ -62,6 +63,7 @@ pub struct DecisionBody {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReviewDecisionResponse {
     pub id: Uuid,
     pub item_id: Uuid,
@@ -98,6 +100,7 @@ impl From<DecisionView> for ReviewDecisionResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DecisionResultResponse {
     pub decision: ReviewDecisionResponse,
     /// The item after the decision.
@@ -115,6 +118,7 @@ impl From<DecisionResult> for DecisionResultResponse {
 
 /// An item in a reviewer's queue.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReviewEntryResponse {
     /// The item, with its audio analysis for recordings.
     pub item: ItemResponse,
@@ -139,18 +143,21 @@ impl From<ReviewEntry> for ReviewEntryResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReviewQueuePage {
     pub items: Vec<ReviewEntryResponse>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LeaseResponse {
     pub item_id: Uuid,
     pub lease_until: DateTime<Utc>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReviewHistory {
     pub items: Vec<ReviewDecisionResponse>,
 }

@@ -73,6 +73,7 @@ crate::payload::payload_extractor!(OffsetOctetStream);
 
 /// An upload's state, for clients that want more than its offset.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ResumableResponse {
     pub id: Uuid,
     pub project_id: Uuid,

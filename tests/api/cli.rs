@@ -178,6 +178,8 @@ async fn worker_serves_metrics_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
+    // The queue gauges appear after the workers' first look at the queue, which may come
+    // just after the port first answers: wait for them (bounded).
     let mut metrics = None;
     for _ in 0..200 {
         if let Ok(resp) = client
@@ -185,8 +187,12 @@ async fn worker_serves_metrics_and_stops_on_sigterm() {
             .send()
             .await
         {
-            metrics = Some(resp.text().await.unwrap());
-            break;
+            let text = resp.text().await.unwrap();
+            let done = text.contains("jobs_queue_depth");
+            metrics = Some(text);
+            if done {
+                break;
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

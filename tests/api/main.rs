@@ -15,6 +15,7 @@ mod auth;
 mod authz_matrix;
 mod child_server;
 mod cli;
+mod contract;
 mod crash;
 mod db_outage;
 mod deadlines;
