@@ -209,6 +209,20 @@ impl Server {
         }
     }
 
+    /// Create a project named `name` as `token`; its id.
+    pub async fn create_project(&self, client: &Client, token: &str, name: &str) -> String {
+        let resp = client
+            .post(self.url("/api/projects"))
+            .bearer_auth(token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "create project {name}");
+        let project: Value = resp.json().await.unwrap();
+        project["id"].as_str().unwrap().to_owned()
+    }
+
     /// Log in as [`ADMIN`]; the access token.
     pub async fn token(&self, client: &Client) -> String {
         let resp = client

@@ -2,7 +2,7 @@
 //! (SIGKILL) mid-upload leaves no item and, after the sweep, no orphan blob.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::{
     backend_tests,
     child_server::{Server, Site},
-    helpers::{Backend, init_test_env},
+    helpers::{Backend, files_under, init_test_env},
 };
 
 backend_tests!(killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob);
@@ -120,22 +120,6 @@ fn voice_upload(
     tokio::spawn(request)
 }
 
-/// Every regular file under `dir`, at any depth.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(files_under(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 async fn killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob(backend: Backend) {
     init_test_env();
     let site = Site::new(backend, ENV).await;
@@ -144,16 +128,7 @@ async fn killing_the_server_mid_upload_leaves_no_item_and_no_orphan_blob(backend
 
     let mut server = site.serve("first", &[]).await;
     let token = server.token(&client).await;
-    let resp = client
-        .post(server.url("/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Crash"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let project: Value = resp.json().await.unwrap();
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = server.create_project(&client, &token, "Crash").await;
     assert!(
         files_under(&site.blobs()).is_empty(),
         "the blob store starts empty"

@@ -7,7 +7,6 @@
 use std::{
     collections::HashSet,
     future::Future,
-    path::Path,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
@@ -21,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     backend_tests,
     child_server::Site,
-    helpers::{Backend, TestApp, TestAppBuilder, init_test_env},
+    helpers::{Backend, TestApp, TestAppBuilder, files_under, init_test_env},
     items::upload,
     projects::create_project,
 };
@@ -115,22 +114,6 @@ where
         .collect();
     let enough = requests.len().saturating_sub(1);
     let (out, ()) = tokio::join!(join_all(requests), lock.release_when(&answered, enough));
-    out
-}
-
-/// Every regular file under `dir`, at any depth.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(files_under(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
     out
 }
 

@@ -472,6 +472,39 @@ pub fn extract_link(mail: &str, marker: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Every regular file under `dir`, at any depth (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Wait (bounded) until the PostgreSQL behind `pool` holds a claim on idempotency `key`:
+/// a request that has begun and not finished.
+pub async fn wait_for_idempotency_claim(pool: &sqlx::PgPool, key: &str) {
+    for _ in 0..400 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no request claimed idempotency key {key}");
+}
+
 /// Assert a problem document with this status and code; returns it.
 pub async fn assert_problem(resp: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "unexpected status");

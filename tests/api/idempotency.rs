@@ -218,20 +218,7 @@ async fn a_dead_requests_key_is_free_again_within_seconds() {
         .await
         .unwrap();
     let pending = tokio::spawn(create_at(server.url(""), token.clone()));
-    let mut claimed = false;
-    for _ in 0..400 {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'crash-key'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        if n == 1 {
-            claimed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(claimed, "the request claimed its key");
+    crate::helpers::wait_for_idempotency_claim(&pool, "crash-key").await;
     server.kill_9();
     lock.rollback().await.unwrap();
     assert!(

@@ -22,7 +22,7 @@ use reqwest::{
     Body, Client, StatusCode,
     multipart::{Form, Part},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -93,16 +93,7 @@ async fn start(backend: Backend) -> Running {
     let client = Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let server = site.serve("first", &[]).await;
     let token = server.token(&client).await;
-    let resp = client
-        .post(server.url("/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Stopping"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let project: Value = resp.json().await.unwrap();
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = server.create_project(&client, &token, "Stopping").await;
     Running {
         site,
         server,

@@ -560,20 +560,7 @@ async fn a_last_chunk_retried_after_a_crash_makes_its_item() {
         text[half..].to_vec(),
     ));
     let key = format!("tus:{id}");
-    let mut claimed = false;
-    for _ in 0..400 {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE key = $1")
-            .bind(&key)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if n == 1 {
-            claimed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(claimed, "the last chunk claimed the upload's key");
+    crate::helpers::wait_for_idempotency_claim(&pool, &key).await;
     server.kill_9();
     lock.rollback().await.unwrap();
     assert!(

@@ -13,7 +13,7 @@ use reqwest::{
     Client, StatusCode,
     multipart::{Form, Part},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
@@ -215,16 +215,7 @@ async fn a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once(bac
 
     let mut server = site.serve("first", &lease(SHORT_LEASE_SECONDS)).await;
     let token = server.token(&client).await;
-    let resp = client
-        .post(server.url("/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Scans"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let project: Value = resp.json().await.unwrap();
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = server.create_project(&client, &token, "Scans").await;
 
     let part = Part::bytes(blank_pdf(BLANK_PAGES))
         .file_name("scan.pdf")
