@@ -117,21 +117,30 @@ where
     out
 }
 
-async fn uploads_answered_503_leave_nothing_and_201s_keep_their_blob(backend: Backend) {
+/// A server with a short call timeout, its owner's token, a project, and a held lock on
+/// that project's row: every commit of the project's actor waits until it is released.
+async fn project_behind_a_held_lock(
+    backend: Backend,
+    name: &str,
+) -> (TestApp, String, String, HeldLock) {
     let app = TestAppBuilder::new(backend)
         .var("ENGINE_CALL_TIMEOUT_MS", CALL_TIMEOUT_MS)
         .spawn()
         .await;
     let owner = app.signed_up_user("owner@example.org").await;
-    let project = create_project(&app, &owner, "Slow database").await;
-
-    // The project actor's commit waits for this lock; the uploads queue behind it.
+    let project = create_project(&app, &owner, name).await;
     let lock = HeldLock::take(
         &app,
         backend,
         format!("UPDATE projects SET updated_at = updated_at WHERE id = '{project}'"),
     )
     .await;
+    (app, owner, project, lock)
+}
+
+async fn uploads_answered_503_leave_nothing_and_201s_keep_their_blob(backend: Backend) {
+    // The project actor's commit waits for the lock; the uploads queue behind it.
+    let (app, owner, project, lock) = project_behind_a_held_lock(backend, "Slow database").await;
     let contents: Vec<String> = (0..4).map(|i| format!("Document number {i}.\n")).collect();
     let uploads = contents.iter().map(|text| {
         upload(
@@ -317,18 +326,7 @@ async fn keyed_upload(
 /// and kept no claim on their key, so the client's retry with the same key makes the
 /// item, once; a replay names it.
 async fn keyed_uploads_refused_with_503_are_retried_into_one_item_each(backend: Backend) {
-    let app = TestAppBuilder::new(backend)
-        .var("ENGINE_CALL_TIMEOUT_MS", CALL_TIMEOUT_MS)
-        .spawn()
-        .await;
-    let owner = app.signed_up_user("owner@example.org").await;
-    let project = create_project(&app, &owner, "Keyed").await;
-    let lock = HeldLock::take(
-        &app,
-        backend,
-        format!("UPDATE projects SET updated_at = updated_at WHERE id = '{project}'"),
-    )
-    .await;
+    let (app, owner, project, lock) = project_behind_a_held_lock(backend, "Keyed").await;
     let keys: Vec<String> = (0..4).map(|i| format!("upload-key-{i}")).collect();
     let texts: Vec<String> = (0..4).map(|i| format!("Keyed document {i}.\n")).collect();
     let first = keys
