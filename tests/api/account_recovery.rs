@@ -236,6 +236,9 @@ async fn a_reset_revokes_api_tokens_and_the_mail_says_which(backend: Backend) {
     let (pipeline, _) = token(&app, &session, "nightly pipeline", json!(["read", "write"])).await;
     assert_eq!(status_of_me(&app, &pipeline).await, StatusCode::OK);
 
+    // The "token created" notice is sent by a job: count the mails once it is out.
+    app.wait_for_mail_containing("owner@example.org", "personal access token")
+        .await;
     let before = app.outbox_mails("owner@example.org").len();
     app.post_json(
         "/api/auth/password/forgot",

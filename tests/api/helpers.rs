@@ -426,18 +426,20 @@ impl TestApp {
 
     /// The verification link of the newest verification mail to `to`.
     pub async fn verification_link(&self, to: &str) -> String {
+        let mail = self.wait_for_mail_containing(to, "verify-email").await;
+        extract_link(&mail, "verify-email").unwrap()
+    }
+
+    /// The newest mail to `to` that contains `needle`, once it is in the outbox (mails
+    /// are sent by a job, after the request that queued them has answered).
+    pub async fn wait_for_mail_containing(&self, to: &str, needle: &str) -> String {
         for _ in 0..200 {
-            if let Some(link) = self
-                .outbox_mails(to)
-                .iter()
-                .rev()
-                .find_map(|m| extract_link(m, "verify-email"))
-            {
-                return link;
+            if let Some(mail) = self.outbox_mails(to).into_iter().rev().find(|m| m.contains(needle)) {
+                return mail;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no verification mail to {to}");
+        panic!("no mail to {to} contains {needle:?}");
     }
 
     /// The server's DATA_DIR (SQLite file, outbox, blobs).
