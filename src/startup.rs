@@ -209,12 +209,7 @@ pub async fn serve_worker_metrics(
     settings: &Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use poem::{EndpointExt, Route, get, handler, web::Data};
-
-    #[handler]
-    fn metrics(render: Data<&alta_api::MetricsRender>) -> String {
-        render.0()
-    }
+    use poem::{Route, get, handler};
 
     #[handler]
     fn health() -> &'static str {
@@ -225,10 +220,14 @@ pub async fn serve_worker_metrics(
         Some(handle) => Arc::new(move || handle.render()),
         None => Arc::new(String::new),
     };
+    // The same guarded /metrics as the API's: METRICS_TOKEN applies here too.
+    let token = settings
+        .metrics_token
+        .as_ref()
+        .map(|t| alta_api::MetricsToken::new(t.expose_secret()));
     let app = Route::new()
-        .at("/metrics", get(metrics))
-        .at("/health", get(health))
-        .data(render);
+        .nest_no_strip("/metrics", alta_api::metrics_app(render, token))
+        .at("/health", get(health));
     let addr = std::net::SocketAddr::new(settings.host, settings.worker_metrics_port);
     let acceptor = TcpListener::bind(addr)
         .into_acceptor()

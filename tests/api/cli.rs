@@ -155,8 +155,10 @@ fn configuration_errors_name_the_variable() {
     );
 }
 
-/// `alta worker` runs the job workers and serves /metrics and /health for scraping;
-/// SIGTERM stops it cleanly.
+/// `alta worker` runs the job workers and serves /metrics (guarded by METRICS_TOKEN,
+/// as the API's is) and /health for scraping; SIGTERM stops it cleanly.
+const SCRAPE_TOKEN: &str = "worker-scrape-token-0123456789";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_serves_metrics_and_stops_on_sigterm() {
     let data_dir = TempDir::new().unwrap();
@@ -172,6 +174,7 @@ async fn worker_serves_metrics_and_stops_on_sigterm() {
     assert!(migrate.status.success());
     let mut child = alta(&data_dir, &url)
         .env("WORKER_METRICS_PORT", port.to_string())
+        .env("METRICS_TOKEN", SCRAPE_TOKEN)
         .arg("worker")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -184,6 +187,7 @@ async fn worker_serves_metrics_and_stops_on_sigterm() {
     for _ in 0..200 {
         if let Ok(resp) = client
             .get(format!("http://127.0.0.1:{port}/metrics"))
+            .bearer_auth(SCRAPE_TOKEN)
             .send()
             .await
         {
@@ -198,6 +202,15 @@ async fn worker_serves_metrics_and_stops_on_sigterm() {
     }
     let metrics = metrics.expect("the worker answers on WORKER_METRICS_PORT");
     assert!(metrics.contains("jobs_queue_depth"), "{metrics}");
+    for token in [None, Some("not-the-scrape-token-at-all")] {
+        let mut scrape = client.get(format!("http://127.0.0.1:{port}/metrics"));
+        if let Some(token) = token {
+            scrape = scrape.bearer_auth(token);
+        }
+        let resp = scrape.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "token {token:?}");
+        assert!(!resp.text().await.unwrap().contains("jobs_queue_depth"));
+    }
     let health = client
         .get(format!("http://127.0.0.1:{port}/health"))
         .send()
