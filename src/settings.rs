@@ -554,15 +554,14 @@ impl Settings {
 
         let webauthn = webauthn(&v, &public_url, &cors_origins)?;
 
-        // Outbox mail is a file per message, with its live link, also logged: fine on a
-        // laptop, a leak in production unless someone decided so.
+        // Outbox mail is a file per message with its live link: fine on a laptop, a leak
+        // in production unless someone decided so (and there its links are not logged).
         let outbox_allowed = v.bool("MAIL_OUTBOX_IN_PRODUCTION", false)?;
         if production && smtp.is_none() && !outbox_allowed {
             return Err(err(
                 "MAIL_OUTBOX_IN_PRODUCTION",
                 "production sends mail through SMTP: set SMTP_HOST, or set \
-                 MAIL_OUTBOX_IN_PRODUCTION=true to write mail (and log its links) to \
-                 $DATA_DIR/outbox",
+                 MAIL_OUTBOX_IN_PRODUCTION=true to write mail to $DATA_DIR/outbox",
             ));
         }
 
@@ -663,7 +662,10 @@ impl Settings {
                 from: self.smtp_from.clone(),
                 transport: match &self.smtp {
                     Some(smtp) => MailTransport::Smtp(smtp.clone()),
-                    None => MailTransport::Outbox(self.data_dir.join("outbox")),
+                    None => MailTransport::Outbox {
+                        dir: self.data_dir.join("outbox"),
+                        log_links: self.app_env != AppEnv::Production,
+                    },
                 },
             },
             rate_limits: self.rate_limits,

@@ -206,8 +206,13 @@ pub struct MailConfig {
 
 #[derive(Debug, Clone)]
 pub enum MailTransport {
-    /// Write each message as an `.eml` file into this folder (the embedded default).
-    Outbox(PathBuf),
+    /// Write each message as an `.eml` file into `dir` (the embedded default). With
+    /// `log_links` (not in production) its first link is also logged, where a developer
+    /// looks; in production a link is a credential and stays out of the log.
+    Outbox {
+        dir: PathBuf,
+        log_links: bool,
+    },
     Smtp(SmtpConfig),
 }
 

@@ -52,3 +52,76 @@ async fn invitation_tokens_in_paths_are_not_logged() {
         log.join("\n")
     );
 }
+
+/// The embedded mail outbox logs each mail's link for a developer; in production (where
+/// the outbox must be asked for) the link is a credential: the mail is written, and the
+/// log says so without the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_links_are_logged_in_development_only() {
+    for (app_env, logs_link) in [("development", true), ("production", false)] {
+        let site = Site::new(
+            Backend::Sqlite,
+            &[
+                (
+                    "SECRET_KEY",
+                    "outbox-links-test-secret-key-0123456789abcdef",
+                ),
+                ("APP_ENV", app_env),
+                ("PUBLIC_URL", "http://127.0.0.1:1"),
+                ("MAIL_OUTBOX_IN_PRODUCTION", "true"),
+                ("METRICS_TOKEN", "outbox-links-test-scrape-token"),
+            ],
+        )
+        .await;
+        let server = site.serve("run", &[]).await;
+        let email = "newcomer@example.org";
+        let resp = Client::new()
+            .post(server.url("/api/auth/register"))
+            .json(&serde_json::json!({"email": email, "password": crate::helpers::PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{app_env}");
+
+        // The verification mail is sent by a job: wait for its file (bounded).
+        let outbox = site.data_dir.path().join("outbox");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let link = loop {
+            let link = crate::helpers::files_under(&outbox)
+                .into_iter()
+                .filter_map(|file| std::fs::read_to_string(file).ok())
+                .find_map(|mail| crate::helpers::extract_link(&mail, "verify-email"));
+            if let Some(link) = link {
+                break link;
+            }
+            assert!(Instant::now() < deadline, "{app_env}: no verification mail");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let token = link
+            .split("token=")
+            .nth(1)
+            .expect("the link carries a token");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let log = loop {
+            let log: Vec<String> = server.log_lines().iter().map(Value::to_string).collect();
+            if log
+                .iter()
+                .any(|line| line.contains("mail written to the outbox"))
+            {
+                break log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{app_env}: the outbox write is not logged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            log.iter().any(|line| line.contains(token)),
+            logs_link,
+            "{app_env}: the link is {} in the log:\n{}",
+            if logs_link { "not" } else { "" },
+            log.join("\n")
+        );
+    }
+}

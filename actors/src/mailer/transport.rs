@@ -16,7 +16,10 @@ use crate::{
 };
 
 pub enum MailTransportImpl {
-    Outbox(AsyncFileTransport<Tokio1Executor>),
+    Outbox {
+        files: AsyncFileTransport<Tokio1Executor>,
+        log_links: bool,
+    },
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
 
@@ -26,11 +29,14 @@ impl MailTransportImpl {
             .parse::<Mailbox>()
             .map_err(|e| format!("SMTP_FROM {:?} is not a valid address: {e}", cfg.from))?;
         match &cfg.transport {
-            MailTransport::Outbox(dir) => {
+            MailTransport::Outbox { dir, log_links } => {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| format!("cannot create the mail outbox {}: {e}", dir.display()))?;
-                Ok(Self::Outbox(AsyncFileTransport::new(dir)))
+                Ok(Self::Outbox {
+                    files: AsyncFileTransport::new(dir),
+                    log_links: *log_links,
+                })
             }
             MailTransport::Smtp(smtp) => {
                 let builder = match smtp.tls {
@@ -58,7 +64,7 @@ impl MailTransportImpl {
 
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Outbox(_) => "outbox",
+            Self::Outbox { .. } => "outbox",
             Self::Smtp(_) => "smtp",
         }
     }
@@ -78,12 +84,20 @@ impl MailTransportImpl {
             .body(body(&mail.text))
             .map_err(|e| format!("cannot build the message: {e}"))?;
         match self {
-            Self::Outbox(t) => {
+            Self::Outbox { files, log_links } => {
                 // The embedded default has no real mail: put the link where a developer looks.
-                if let Some(link) = mail.text.split_whitespace().find(|w| w.starts_with("http")) {
-                    tracing::info!(to = %mail.to, subject = %mail.subject, %link, "mail written to the outbox");
+                let link = mail.text.split_whitespace().find(|w| w.starts_with("http"));
+                match link.filter(|_| *log_links) {
+                    Some(link) => {
+                        tracing::info!(to = %mail.to, subject = %mail.subject, %link, "mail written to the outbox");
+                    }
+                    None => tracing::info!(subject = %mail.subject, "mail written to the outbox"),
                 }
-                t.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+                files
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
         }
