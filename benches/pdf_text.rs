@@ -14,58 +14,17 @@
 use std::time::{Duration, Instant};
 
 use alta_actors::processing::local_ocr::{LocalOcrConfig, extract};
-use lopdf::{
-    Document, Object, Stream,
-    content::{Content, Operation},
-    dictionary,
-};
+use lopdf::Document;
 
-/// `pages` pages of two lines of Helvetica text each.
+#[path = "common/pdf.rs"]
+mod pdf;
+
+/// `pages` pages of text.
 fn text_pdf(pages: usize) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
-    });
-    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
-    let mut kids: Vec<Object> = Vec::new();
-    for n in 0..pages {
-        let content = Content {
-            operations: vec![
-                Operation::new("BT", vec![]),
-                Operation::new("Tf", vec!["F1".into(), 12.into()]),
-                Operation::new("Td", vec![60.into(), 700.into()]),
-                Operation::new(
-                    "Tj",
-                    vec![Object::string_literal(format!("Page {n} of the bench"))],
-                ),
-                Operation::new("T*", vec![]),
-                Operation::new(
-                    "Tj",
-                    vec![Object::string_literal("A second line of words.")],
-                ),
-                Operation::new("ET", vec![]),
-            ],
-        };
-        let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-        });
-        kids.push(page_id.into());
-    }
-    let count = i64::try_from(kids.len()).unwrap();
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources_id,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).unwrap();
-    bytes
+    let texts: Vec<String> = (0..pages)
+        .map(|n| format!("Page {n} of the bench. A second sentence of words."))
+        .collect();
+    pdf::text_pdf(&texts)
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -2,12 +2,12 @@
 //! file built to exhaust memory ends its item `processing_failed` with a code, once, and
 //! the server (this test process) does not grow.
 
-use lopdf::{Document, Object, Stream, dictionary};
 use serde_json::Value;
 
 use crate::{
     backend_tests,
     helpers::{Backend, TestApp, TestAppBuilder},
+    pdf::q_bomb_pdf_with_text,
     processing::{settled, text_pdf, uploaded},
     projects::create_project,
 };
@@ -18,47 +18,6 @@ backend_tests!(
     too_many_pages_is_refused,
     an_image_of_text_is_read_by_tesseract_in_the_ocr_lane,
 );
-
-/// One page whose content is `bytes` of nested `q` (save graphics state) operators,
-/// Flate-compressed: a few KiB on disk, MiB once inflated, and ~240 times that when a
-/// parser holds every operation.
-pub fn q_bomb_pdf(bytes: usize) -> Vec<u8> {
-    q_bomb_pdf_with_text(bytes, None)
-}
-
-/// As [`q_bomb_pdf`], the operators after a line of `text` (Helvetica) when given.
-pub fn q_bomb_pdf_with_text(bytes: usize, text: Option<&str>) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let mut content = match text {
-        Some(text) => format!("BT /F1 12 Tf 60 700 Td ({text}) Tj ET\n").into_bytes(),
-        None => Vec::new(),
-    };
-    content.extend(b"q ".repeat(bytes / 2));
-    let mut stream = Stream::new(dictionary! {}, content);
-    stream.compress().unwrap();
-    assert!(stream.content.len() < bytes / 50, "compressed");
-    let content_id = doc.add_object(stream);
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
-    });
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
-    });
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    let mut out = Vec::new();
-    doc.save_to(&mut out).unwrap();
-    out
-}
 
 /// This process's resident memory (the server runs in it), KiB.
 fn rss_kib() -> u64 {
@@ -104,7 +63,7 @@ async fn a_pdf_memory_bomb_fails_once_and_the_server_does_not_grow(backend: Back
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Hostile").await;
     // 6 MiB of operators: over the page cap (4 MiB), and ~1.4 GiB if parsed whole.
-    let bomb = q_bomb_pdf(6 * 1024 * 1024);
+    let bomb = q_bomb_pdf_with_text(6 * 1024 * 1024, None);
     assert!(
         bomb.len() < 64 * 1024,
         "a small upload: {} bytes",

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+#[path = "../../benches/common/pdf.rs"]
+mod pdf;
 mod smtp_sink;
 mod tcp_proxy;
 

@@ -3,11 +3,6 @@
 
 use std::{io::Write, time::Duration};
 
-use lopdf::{
-    Document, Object, Stream,
-    content::{Content, Operation},
-    dictionary,
-};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,45 +21,7 @@ backend_tests!(
     ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
 );
 
-/// A PDF with a text layer: one page per entry.
-pub fn text_pdf(pages: &[&str]) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
-    });
-    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
-    let mut kids: Vec<Object> = Vec::new();
-    for text in pages {
-        let content = Content {
-            operations: vec![
-                Operation::new("BT", vec![]),
-                Operation::new("Tf", vec!["F1".into(), 14.into()]),
-                Operation::new("Td", vec![60.into(), 700.into()]),
-                Operation::new("Tj", vec![Object::string_literal(*text)]),
-                Operation::new("ET", vec![]),
-            ],
-        };
-        let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-        });
-        kids.push(page_id.into());
-    }
-    let count = i64::try_from(kids.len()).unwrap();
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => kids, "Count" => count, "Resources" => resources_id,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).unwrap();
-    bytes
-}
+pub use crate::pdf::text_pdf;
 
 fn docx(paragraphs: &[&str]) -> Vec<u8> {
     let body: String = paragraphs

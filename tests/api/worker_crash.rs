@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lopdf::{Document, Object, Stream, dictionary};
 use reqwest::{
     Client, StatusCode,
     multipart::{Form, Part},
@@ -20,6 +19,7 @@ use crate::{
     backend_tests,
     child_server::{Server, Site},
     helpers::{Backend, init_test_env},
+    pdf::blank_pdf,
 };
 
 backend_tests!(a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once);
@@ -148,34 +148,6 @@ impl Server {
         assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
         resp.json().await.unwrap()
     }
-}
-
-/// A scan without a text layer: `pages` blank A4 pages (empty content streams).
-fn blank_pdf(pages: usize) -> Vec<u8> {
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let kids: Vec<Object> = (0..pages)
-        .map(|_| {
-            let content_id = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
-            doc.add_object(dictionary! {
-                "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-            })
-            .into()
-        })
-        .collect();
-    let count = i64::try_from(kids.len()).unwrap();
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages", "Kids" => kids, "Count" => count,
-            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog_id);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).unwrap();
-    bytes
 }
 
 /// `name` as an executable file on `PATH`, if there is one.
