@@ -114,7 +114,8 @@ fn rename_json_key(content: &mut Value) {
 }
 
 /// Every request body refuses unknown fields ([`crate::json_body`] does, at every depth):
-/// each object schema a JSON request body reaches says `additionalProperties: false`.
+/// each object schema a JSON request body reaches says `additionalProperties: false`,
+/// and that its optional fields may be `null`.
 fn close_request_objects(doc: &mut Value) {
     let mut pending: Vec<String> = Vec::new();
     if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
@@ -151,6 +152,29 @@ fn close_request_objects(doc: &mut Value) {
             && schema.contains_key("properties")
         {
             schema.insert("additionalProperties".into(), Value::Bool(false));
+            optional_fields_take_null(schema);
+        }
+    }
+}
+
+/// A request may send `null` for an optional field: it means the same as leaving it
+/// out (poem-openapi reads both as `None`), so the document says so.
+fn optional_fields_take_null(schema: &mut Map<String, Value>) {
+    let required: Vec<String> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .collect();
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties.iter_mut() {
+        if let Some(property) = property.as_object_mut()
+            && !required.contains(name)
+        {
+            property.insert("nullable".into(), Value::Bool(true));
         }
     }
 }

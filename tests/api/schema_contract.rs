@@ -430,6 +430,20 @@ async fn scalars_are_not_coerced(backend: Backend) {
         .await;
     assert_eq!(got["name"], "Strict");
     assert_eq!(got["description"], "");
+    // `null` for an optional field is absent, as the document says (nullable).
+    let doc = served_document(&app).await;
+    let request = component(&doc, "ProjectRequest");
+    assert_eq!(request["properties"]["description"]["nullable"], true);
+    assert!(request["properties"]["name"]["nullable"].is_null());
+    let resp = send(
+        &app,
+        Method::PUT,
+        &format!("/api/projects/{project}"),
+        &owner,
+        json!({"name": "Strict", "description": null, "settings": null}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
 /// Where `value` does not fit `schema`: a missing required field, a field the schema
