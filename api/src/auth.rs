@@ -15,7 +15,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    enums::{PlatformRole, TokenScope, TokenType, Wire},
+    enums::{PlatformRole, SessionMethod, TokenScope, TokenType, Wire},
     json_body::JsonBody,
     problem::ApiResult,
     security::BearerAuth,
@@ -198,8 +198,8 @@ pub struct RefreshRequest {
 #[oai(skip_serializing_if_is_none)]
 pub struct SessionResponse {
     pub id: Uuid,
-    /// How it began: `password`, `passkey` or `google`.
-    pub method: String,
+    /// How it began.
+    pub method: Wire<SessionMethod>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -214,7 +214,7 @@ impl From<SessionView> for SessionResponse {
     fn from(s: SessionView) -> Self {
         Self {
             id: s.id,
-            method: s.method,
+            method: Wire::new(s.method),
             user_agent: s.user_agent,
             ip: s.ip,
             created_at: s.created_at,

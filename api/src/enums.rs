@@ -100,6 +100,37 @@ impl JobState {
     }
 }
 
+/// What a background job does: extract a document's text (`ocr`, and `ocr_image` for
+/// a scanned page), transcribe a recording, or send a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum JobKind {
+    Ocr,
+    OcrImage,
+    Transcription,
+    Mail,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ocr => "ocr",
+            Self::OcrImage => "ocr_image",
+            Self::Transcription => "transcription",
+            Self::Mail => "mail",
+        }
+    }
+}
+
+/// How a session began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SessionMethod {
+    Password,
+    Passkey,
+    Google,
+}
+
 /// An invitation's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]

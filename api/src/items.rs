@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     content::{FileBody, RangeRequest, content_disposition, download_name, parse_range},
-    enums::{DetectedType, ItemStatus, JobState, TextSource, Wire},
+    enums::{DetectedType, ItemStatus, JobKind, JobState, TextSource, Wire},
     json_body::JsonBody,
     problem::{ApiResult, Problem},
     projects::DataKindDto,
@@ -210,7 +210,7 @@ impl From<ItemView> for ItemResponse {
             job_id: i.job_id,
             job: i.job.map(|j| JobSummaryResponse {
                 id: j.id,
-                kind: j.kind,
+                kind: Wire::new(j.kind),
                 state: Wire::new(j.state),
                 attempts: j.attempts,
                 last_error: j.last_error,
@@ -231,8 +231,7 @@ impl From<ItemView> for ItemResponse {
 #[oai(skip_serializing_if_is_none)]
 pub struct JobSummaryResponse {
     pub id: Uuid,
-    /// `ocr` or `transcription`.
-    pub kind: String,
+    pub kind: Wire<JobKind>,
     pub state: Wire<JobState>,
     pub attempts: i32,
     pub last_error: Option<String>,

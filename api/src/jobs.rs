@@ -12,7 +12,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    enums::{JobState, Wire},
+    enums::{JobKind, JobState, Wire},
     problem::ApiResult,
     security::BearerAuth,
     tags::ApiTags,
@@ -22,8 +22,7 @@ use crate::{
 #[oai(skip_serializing_if_is_none)]
 pub struct JobResponse {
     pub id: Uuid,
-    /// `ocr`, `transcription` or `mail`.
-    pub kind: String,
+    pub kind: Wire<JobKind>,
     pub state: Wire<JobState>,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -41,7 +40,7 @@ impl From<JobView> for JobResponse {
     fn from(j: JobView) -> Self {
         Self {
             id: j.id,
-            kind: j.kind,
+            kind: Wire::new(j.kind),
             state: Wire::new(j.state),
             attempts: j.attempts,
             max_attempts: j.max_attempts,
@@ -100,7 +99,7 @@ impl JobsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         state: Query<Option<JobState>>,
-        #[oai(validator(max_length = 32))] kind: Query<Option<String>>,
+        kind: Query<Option<JobKind>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<JobPageOk> {
@@ -108,7 +107,7 @@ impl JobsApi {
             .jobs(
                 &auth.0,
                 state.0.map(JobState::as_str),
-                kind.0.as_deref(),
+                kind.0.map(JobKind::as_str),
                 limit.0,
                 cursor.0.as_deref(),
             )

@@ -245,6 +245,19 @@ async fn constraints_are_declared_and_enforced(backend: Backend) {
         ["queued", "running", "done", "failed"]
     );
     assert_eq!(
+        enum_values(property(&doc, "JobResponse", "kind")),
+        [
+            alta_actors::items::KIND_OCR,
+            alta_actors::processing::KIND_OCR_IMAGE,
+            alta_actors::items::KIND_TRANSCRIPTION,
+            alta_actors::jobs::KIND_MAIL,
+        ]
+    );
+    assert_eq!(
+        enum_values(property(&doc, "SessionResponse", "method")),
+        ["password", "passkey", "google"]
+    );
+    assert_eq!(
         enum_values(resolve(
             &doc,
             &property(&doc, "CreateTokenRequest", "scopes")["items"]
