@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::{
     audit::{AuditPage, AuditPageOk},
     auth::UserResponse,
+    enums::PlatformRole,
     problem::ApiResult,
     security::BearerAuth,
     tags::ApiTags,
@@ -47,13 +48,13 @@ impl AdminApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         #[oai(validator(max_length = 254))] email: Query<Option<String>>,
-        #[oai(validator(max_length = 32))] role: Query<Option<String>>,
-        limit: Query<Option<u32>>,
+        role: Query<Option<PlatformRole>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<UserPageOk> {
         let query = UserListQuery {
             email: email.0,
-            role: role.0,
+            role: role.0.map(|r| r.as_str().to_owned()),
             limit: limit.0,
             cursor: cursor.0,
         };
@@ -82,7 +83,7 @@ impl AdminApi {
         #[oai(validator(max_length = 64))] action: Query<Option<String>>,
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<AuditPageOk> {
         let query = AuditQuery {

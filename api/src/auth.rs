@@ -14,7 +14,13 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
+use crate::{
+    enums::{PlatformRole, SessionMethod, TokenScope, TokenType, Wire},
+    json_body::JsonBody,
+    problem::ApiResult,
+    security::BearerAuth,
+    tags::ApiTags,
+};
 
 pub struct AuthApi;
 
@@ -25,7 +31,7 @@ pub struct RegisterRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
     /// 12 to 128 characters; common or easily guessed passwords are refused.
-    #[oai(validator(max_length = 1024))]
+    #[oai(validator(max_length = 128))]
     pub password: String,
     #[oai(validator(max_length = 200))]
     pub full_name: Option<String>,
@@ -36,7 +42,7 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
-    #[oai(validator(max_length = 1024))]
+    #[oai(validator(max_length = 128))]
     pub password: String,
 }
 
@@ -56,8 +62,7 @@ pub struct TokenResponse {
     /// Opaque and single use: each refresh returns a new one. Presenting a used one
     /// again ends the session.
     pub refresh_token: String,
-    /// Always `bearer`.
-    pub token_type: String,
+    pub token_type: TokenType,
     /// Seconds until the access token expires.
     pub expires_in: u64,
 }
@@ -67,7 +72,7 @@ impl From<Tokens> for TokenResponse {
         Self {
             access_token: t.access.token,
             refresh_token: t.refresh_token,
-            token_type: "bearer".into(),
+            token_type: TokenType::Bearer,
             expires_in: t.access.expires_in,
         }
     }
@@ -79,17 +84,17 @@ pub struct ResetPasswordRequest {
     /// The `token` of the reset link.
     pub token: String,
     /// 12 to 128 characters; common or easily guessed passwords are refused.
-    #[oai(validator(max_length = 1024))]
+    #[oai(validator(max_length = 128))]
     pub new_password: String,
 }
 
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ChangePasswordRequest {
-    #[oai(validator(max_length = 1024))]
+    #[oai(validator(max_length = 128))]
     pub current_password: String,
     /// 12 to 128 characters; common or easily guessed passwords are refused.
-    #[oai(validator(max_length = 1024))]
+    #[oai(validator(max_length = 128))]
     pub new_password: String,
     /// `true` leaves your personal access tokens working; by default they are revoked
     /// with the change.
@@ -109,11 +114,11 @@ pub enum PasswordSet {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// What it is for, e.g. `nightly export` (1–100 characters).
-    #[oai(validator(max_length = 400))]
+    #[oai(validator(max_length = 100))]
     pub name: String,
     /// `["read"]` (GET and HEAD only) or `["read", "write"]`.
-    #[oai(validator(max_items = 2))]
-    pub scopes: Vec<String>,
+    #[oai(validator(min_items = 1, max_items = 2))]
+    pub scopes: Vec<TokenScope>,
     /// When it stops working; never, if absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -125,7 +130,7 @@ pub struct ApiTokenResponse {
     pub name: String,
     /// The first characters of the secret, to tell tokens apart.
     pub prefix: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Wire<TokenScope>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Noted at most once a minute.
@@ -138,7 +143,7 @@ impl From<ApiTokenView> for ApiTokenResponse {
             id: t.id,
             name: t.name,
             prefix: t.prefix,
-            scopes: t.scopes,
+            scopes: t.scopes.into_iter().map(Wire::new).collect(),
             created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
@@ -193,8 +198,8 @@ pub struct RefreshRequest {
 #[oai(skip_serializing_if_is_none)]
 pub struct SessionResponse {
     pub id: Uuid,
-    /// How it began: `password`, `passkey` or `google`.
-    pub method: String,
+    /// How it began.
+    pub method: Wire<SessionMethod>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -209,7 +214,7 @@ impl From<SessionView> for SessionResponse {
     fn from(s: SessionView) -> Self {
         Self {
             id: s.id,
-            method: s.method,
+            method: Wire::new(s.method),
             user_agent: s.user_agent,
             ip: s.ip,
             created_at: s.created_at,
@@ -252,8 +257,8 @@ pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
     pub full_name: Option<String>,
-    /// Platform role: `super_admin` or `user`.
-    pub role: String,
+    /// Platform role.
+    pub role: Wire<PlatformRole>,
     pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
@@ -265,7 +270,7 @@ impl From<UserView> for UserResponse {
             id: u.id,
             email: u.email,
             full_name: u.full_name,
-            role: u.role.as_str().to_owned(),
+            role: Wire::new(u.role.as_str()),
             email_verified: u.email_verified,
             created_at: u.created_at,
             last_login_at: u.last_login_at,
@@ -328,9 +333,9 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<RegisterRequest>,
+        body: JsonBody<RegisterRequest>,
     ) -> ApiResult<RegisterResponse> {
-        let Json(body) = body;
+        let JsonBody(body) = body;
         let input = RegisterInput {
             email: body.email,
             password: body.password,
@@ -377,7 +382,7 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<EmailRequest>,
+        body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
         engine.resend_verification(&body.email, &ctx).await?;
         Ok(AcceptedResponse::Accepted(message(
@@ -395,7 +400,7 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
         let tokens = engine.login(&body.email, &body.password, &ctx).await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
@@ -417,7 +422,7 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> ApiResult<LoginResponse> {
         let tokens = engine.refresh(&body.refresh_token, &ctx).await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
@@ -438,7 +443,7 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<EmailRequest>,
+        body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
         engine.forgot_password(&body.email, &ctx).await?;
         Ok(AcceptedResponse::Accepted(message(
@@ -459,7 +464,7 @@ impl AuthApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<ResetPasswordRequest>,
+        body: JsonBody<ResetPasswordRequest>,
     ) -> ApiResult<PasswordSet> {
         engine
             .reset_password(&body.token, &body.new_password, &ctx)
@@ -482,7 +487,7 @@ impl AuthApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
-        body: Json<ChangePasswordRequest>,
+        body: JsonBody<ChangePasswordRequest>,
     ) -> ApiResult<PasswordSet> {
         engine
             .change_password(
@@ -512,11 +517,12 @@ impl AuthApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
-        body: Json<CreateTokenRequest>,
+        body: JsonBody<CreateTokenRequest>,
     ) -> ApiResult<TokenCreated> {
         let body = body.0;
+        let scopes: Vec<String> = body.scopes.iter().map(|s| s.as_str().to_owned()).collect();
         let created = engine
-            .create_api_token(&auth.0, &body.name, &body.scopes, body.expires_at, &ctx)
+            .create_api_token(&auth.0, &body.name, &scopes, body.expires_at, &ctx)
             .await?;
         Ok(TokenCreated::Created(Json(CreatedTokenResponse {
             token: created.secret,
@@ -672,7 +678,7 @@ impl AuthApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
-        body: Json<Notifications>,
+        body: JsonBody<Notifications>,
     ) -> ApiResult<NotificationsOk> {
         let review_mail = engine
             .set_review_mail(&auth.0, body.0.review_mail, &ctx)

@@ -12,6 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 
 use crate::{
     auth::{LoginResponse, TokenResponse},
+    json_body::JsonBody,
     problem::ApiResult,
     tags::ApiTags,
 };
@@ -154,7 +155,7 @@ impl GoogleApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<GoogleExchangeRequest>,
+        body: JsonBody<GoogleExchangeRequest>,
     ) -> ApiResult<LoginResponse> {
         let tokens = engine.google_exchange(&body.code, &ctx).await?;
         Ok(LoginResponse::Ok(Json(TokenResponse::from(tokens))))

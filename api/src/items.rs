@@ -24,7 +24,11 @@ use uuid::Uuid;
 
 use crate::{
     content::{FileBody, RangeRequest, content_disposition, download_name, parse_range},
+    enums::{DetectedType, ItemStatus, JobKind, JobState, TextSource, Wire},
+    json_body::JsonBody,
     problem::{ApiResult, Problem},
+    projects::DataKindDto,
+    required::Required,
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -149,21 +153,17 @@ impl From<AudioAnalysis> for AudioAnalysisResponse {
 pub struct ItemResponse {
     pub id: Uuid,
     pub project_id: Uuid,
-    /// `document` or `audio`.
-    pub kind: String,
+    pub kind: Wire<DataKindDto>,
     pub contributor_id: Uuid,
-    /// `uploaded`, `processing`, `ready`, `processing_failed`, `pending_review`,
-    /// `changes_requested`, `approved` or `rejected` (the last two are final).
-    pub status: String,
+    pub status: Wire<ItemStatus>,
     pub title: Option<String>,
     pub language: Option<String>,
     pub external_id: Option<String>,
     pub metadata: serde_json::Value,
     /// The client's file name, cleaned (used to name downloads).
     pub file_name: String,
-    /// The type decided from the content: `pdf`, `png`, `jpeg`, `tiff`, `webp`,
-    /// `plain_text`, `markdown`, `docx`, `wav`, `flac`, `mp3`, `ogg`, `m4a`, `webm`.
-    pub detected_type: String,
+    /// The type decided from the content.
+    pub detected_type: Wire<DetectedType>,
     pub content_type: String,
     pub size_bytes: i64,
     pub sha256: String,
@@ -191,18 +191,18 @@ impl From<ItemView> for ItemResponse {
         Self {
             id: i.id,
             project_id: i.project_id,
-            kind: match i.kind {
-                DataKind::Document => "document".into(),
-                DataKind::Audio => "audio".into(),
-            },
+            kind: Wire::new(match i.kind {
+                DataKind::Document => "document",
+                DataKind::Audio => "audio",
+            }),
             contributor_id: i.contributor_id,
-            status: i.status,
+            status: Wire::new(i.status),
             title: i.title,
             language: i.language,
             external_id: i.external_id,
             metadata: i.metadata,
             file_name: i.file_name,
-            detected_type: i.detected_type,
+            detected_type: Wire::new(i.detected_type),
             content_type: i.content_type,
             size_bytes: i.size_bytes,
             sha256: i.sha256,
@@ -210,8 +210,8 @@ impl From<ItemView> for ItemResponse {
             job_id: i.job_id,
             job: i.job.map(|j| JobSummaryResponse {
                 id: j.id,
-                kind: j.kind,
-                state: j.state,
+                kind: Wire::new(j.kind),
+                state: Wire::new(j.state),
                 attempts: j.attempts,
                 last_error: j.last_error,
             }),
@@ -231,10 +231,8 @@ impl From<ItemView> for ItemResponse {
 #[oai(skip_serializing_if_is_none)]
 pub struct JobSummaryResponse {
     pub id: Uuid,
-    /// `ocr` or `transcription`.
-    pub kind: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub kind: Wire<JobKind>,
+    pub state: Wire<JobState>,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
@@ -274,8 +272,7 @@ pub struct TextInput {
 #[oai(skip_serializing_if_is_none)]
 pub struct TextRevisionResponse {
     pub revision: i32,
-    /// `machine` or `human`.
-    pub source: String,
+    pub source: Wire<TextSource>,
     /// The engine, for machine output: `plain_text`, `pdf_text_layer`, `docx`, `tesseract`.
     pub engine: Option<String>,
     /// Who wrote it, for a human revision.
@@ -293,7 +290,7 @@ impl From<TextRevision> for TextRevisionResponse {
     fn from(r: TextRevision) -> Self {
         Self {
             revision: r.revision,
-            source: r.source,
+            source: Wire::new(r.source),
             engine: r.engine,
             author_id: r.author_id,
             text: r.text,
@@ -545,20 +542,22 @@ macro_rules! item_api {
                 &self,
                 engine: Data<&Engine>,
                 auth: BearerAuth,
-                project_id: Query<Option<Uuid>>,
-                #[oai(validator(max_length = 32))] status: Query<Option<String>>,
+                project_id: Query<Required<Uuid>>,
+                status: Query<Option<ItemStatus>>,
                 contributor_id: Query<Option<Uuid>>,
                 from: Query<Option<DateTime<Utc>>>,
                 to: Query<Option<DateTime<Utc>>>,
-                limit: Query<Option<u32>>,
+                #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<
+                    Option<u32>,
+                >,
                 #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
             ) -> ApiResult<ItemPageOk> {
                 list(
                     &engine,
                     &auth,
                     $kind,
-                    project_id.0,
-                    status.0,
+                    project_id.0.0,
+                    status.0.map(|s| s.as_str().to_owned()),
                     contributor_id.0,
                     from.0,
                     to.0,
@@ -633,7 +632,7 @@ macro_rules! item_api {
                 ctx: Data<&RequestContext>,
                 auth: BearerAuth,
                 id: Path<Uuid>,
-                body: Json<TextInput>,
+                body: JsonBody<TextInput>,
             ) -> ApiResult<ItemTextOk> {
                 let text = engine
                     .edit_item_text(&auth.0, $kind, id.0, body.0.text, &ctx)

@@ -11,16 +11,19 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use crate::{problem::ApiResult, security::BearerAuth, tags::ApiTags};
+use crate::{
+    enums::{JobKind, JobState, Wire},
+    problem::ApiResult,
+    security::BearerAuth,
+    tags::ApiTags,
+};
 
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct JobResponse {
     pub id: Uuid,
-    /// `ocr`, `transcription` or `mail`.
-    pub kind: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub kind: Wire<JobKind>,
+    pub state: Wire<JobState>,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -37,8 +40,8 @@ impl From<JobView> for JobResponse {
     fn from(j: JobView) -> Self {
         Self {
             id: j.id,
-            kind: j.kind,
-            state: j.state,
+            kind: Wire::new(j.kind),
+            state: Wire::new(j.state),
             attempts: j.attempts,
             max_attempts: j.max_attempts,
             last_error: j.last_error,
@@ -95,16 +98,16 @@ impl JobsApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
-        #[oai(validator(max_length = 16))] state: Query<Option<String>>,
-        #[oai(validator(max_length = 32))] kind: Query<Option<String>>,
-        limit: Query<Option<u32>>,
+        state: Query<Option<JobState>>,
+        kind: Query<Option<JobKind>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<JobPageOk> {
         let page = engine
             .jobs(
                 &auth.0,
-                state.0.as_deref(),
-                kind.0.as_deref(),
+                state.0.map(JobState::as_str),
+                kind.0.map(JobKind::as_str),
                 limit.0,
                 cursor.0.as_deref(),
             )

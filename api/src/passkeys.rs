@@ -15,7 +15,10 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
-use crate::{auth::LoginResponse, problem::ApiResult, security::BearerAuth, tags::ApiTags};
+use crate::{
+    auth::LoginResponse, json_body::JsonBody, problem::ApiResult, security::BearerAuth,
+    tags::ApiTags,
+};
 
 pub struct PasskeysApi;
 
@@ -52,7 +55,7 @@ pub struct RegisterVerifyRequest {
     /// (`credential.toJSON()`).
     pub credential: serde_json::Value,
     /// A name to tell it apart, e.g. `laptop` (1–100 characters; `Passkey` if absent).
-    #[oai(validator(max_length = 400))]
+    #[oai(validator(max_length = 100))]
     pub name: Option<String>,
 }
 
@@ -79,7 +82,7 @@ pub struct LoginVerifyRequest {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RenamePasskeyRequest {
     /// 1–100 characters.
-    #[oai(validator(max_length = 400))]
+    #[oai(validator(max_length = 100))]
     pub name: String,
 }
 
@@ -180,7 +183,7 @@ impl PasskeysApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
-        body: Json<RegisterVerifyRequest>,
+        body: JsonBody<RegisterVerifyRequest>,
     ) -> ApiResult<PasskeyCreated> {
         let body = body.0;
         let passkey = engine
@@ -208,7 +211,7 @@ impl PasskeysApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<PasskeyLoginRequest>,
+        body: JsonBody<PasskeyLoginRequest>,
     ) -> ApiResult<CeremonyStarted> {
         let started = engine
             .start_passkey_login(body.email.as_deref(), &ctx)
@@ -231,7 +234,7 @@ impl PasskeysApi {
         &self,
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
-        body: Json<LoginVerifyRequest>,
+        body: JsonBody<LoginVerifyRequest>,
     ) -> ApiResult<LoginResponse> {
         let body = body.0;
         let tokens = engine
@@ -267,7 +270,7 @@ impl PasskeysApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<RenamePasskeyRequest>,
+        body: JsonBody<RenamePasskeyRequest>,
     ) -> ApiResult<PasskeyOk> {
         let passkey = engine
             .rename_passkey(&auth.0, id.0, &body.name, &ctx)

@@ -2,10 +2,11 @@
 //! as an operation argument: what poem-openapi's private `impl_apirequest_for_payload!`
 //! writes for its own payloads. Check the content type, then parse.
 
-/// `impl ApiExtractor` for a type that implements `Payload` and `ParsePayload`.
+/// `impl ApiExtractor` for a type that implements `Payload` and `ParsePayload`
+/// (optionally generic over one type parameter: `payload_extractor!(X<T>, T: Bound)`).
 macro_rules! payload_extractor {
-    ($ty:ty) => {
-        impl<'a> poem_openapi::ApiExtractor<'a> for $ty {
+    ($ty:ty $(, $param:ident : $bound:path)?) => {
+        impl<'a $(, $param: $bound)?> poem_openapi::ApiExtractor<'a> for $ty {
             const TYPES: &'static [poem_openapi::ApiExtractorType] =
                 &[poem_openapi::ApiExtractorType::RequestObject];
 

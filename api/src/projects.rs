@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use crate::{
     audit::{AuditPage, AuditPageOk},
+    enums::{InvitationState, ProjectRole, Wire},
+    json_body::JsonBody,
     problem::ApiResult,
     security::BearerAuth,
     tags::ApiTags,
@@ -40,16 +42,29 @@ pub enum DataKindDto {
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ProjectSettingsDto {
     /// Kinds of data accepted (at least one).
+    #[oai(validator(min_items = 1))]
     pub accepted_kinds: Vec<DataKindDto>,
     /// Largest document upload in bytes (default 50 MiB, at most 1 GiB).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1073741824")))]
     pub max_document_bytes: u64,
     /// Largest audio upload in bytes (default 1 GiB, at most 8 GiB).
+    #[oai(validator(minimum(value = "1"), maximum(value = "8589934592")))]
     pub max_audio_bytes: u64,
     /// Decisions needed to approve or reject an item (1–10, default 1).
+    #[oai(validator(minimum(value = "1"), maximum(value = "10")))]
     pub reviews_required: u32,
-    /// Reason codes reviewers may give when rejecting.
+    /// Reason codes reviewers may give when rejecting: 1 to 50 codes of 1 to 64
+    /// lowercase letters, digits and underscores.
+    #[oai(validator(
+        min_items = 1,
+        max_items = 50,
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[a-z0-9_]+$"
+    ))]
     pub reject_reasons: Vec<String>,
     /// Rework rounds before a rejection is final (0–20, default 3).
+    #[oai(validator(maximum(value = "20")))]
     pub max_rework_rounds: u32,
 }
 
@@ -98,11 +113,11 @@ impl From<ProjectSettingsDto> for ProjectSettings {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ProjectRequest {
-    /// 1 to 200 characters.
-    #[oai(validator(max_length = 400))]
+    /// 1 to 200 characters (surrounding spaces are trimmed).
+    #[oai(validator(max_length = 200))]
     pub name: String,
     /// Up to 5000 characters; absent means empty.
-    #[oai(validator(max_length = 10000))]
+    #[oai(validator(max_length = 5000))]
     pub description: Option<String>,
     /// Absent: defaults on create, unchanged on update.
     pub settings: Option<ProjectSettingsDto>,
@@ -128,9 +143,8 @@ pub struct ProjectResponse {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The caller's role in the project (`admin`, `contributor`, `reviewer`); absent for
-    /// a super admin who is not a member.
-    pub my_role: Option<String>,
+    /// The caller's role in the project; absent for a super admin who is not a member.
+    pub my_role: Option<Wire<ProjectRole>>,
 }
 
 impl From<ProjectView> for ProjectResponse {
@@ -143,7 +157,7 @@ impl From<ProjectView> for ProjectResponse {
             created_by: p.created_by,
             created_at: p.created_at,
             updated_at: p.updated_at,
-            my_role: p.my_role.map(|r| r.as_str().to_owned()),
+            my_role: p.my_role.map(|r| Wire::new(r.as_str())),
         }
     }
 }
@@ -161,8 +175,7 @@ pub struct MemberResponse {
     pub user_id: Uuid,
     pub email: String,
     pub full_name: Option<String>,
-    /// `admin`, `contributor` or `reviewer`.
-    pub role: String,
+    pub role: Wire<ProjectRole>,
     pub joined_at: DateTime<Utc>,
 }
 
@@ -172,7 +185,7 @@ impl From<MemberView> for MemberResponse {
             user_id: m.user_id,
             email: m.email,
             full_name: m.full_name,
-            role: m.role.as_str().to_owned(),
+            role: Wire::new(m.role.as_str()),
             joined_at: m.joined_at,
         }
     }
@@ -188,9 +201,7 @@ pub struct MemberPage {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct RoleRequest {
-    /// `admin`, `contributor` or `reviewer`.
-    #[oai(validator(max_length = 32))]
-    pub role: String,
+    pub role: ProjectRole,
 }
 
 #[derive(Debug, Object)]
@@ -199,9 +210,7 @@ pub struct InviteRequest {
     /// Who to invite; they may not have an account yet (the mail leads to sign-up).
     #[oai(validator(max_length = 254))]
     pub email: String,
-    /// `admin`, `contributor` or `reviewer`.
-    #[oai(validator(max_length = 32))]
-    pub role: String,
+    pub role: ProjectRole,
 }
 
 #[derive(Debug, Object)]
@@ -210,9 +219,8 @@ pub struct InvitationResponse {
     pub id: Uuid,
     pub project_id: Uuid,
     pub email: String,
-    pub role: String,
-    /// `pending`, `accepted` or `revoked`.
-    pub state: String,
+    pub role: Wire<ProjectRole>,
+    pub state: Wire<InvitationState>,
     pub invited_by: Uuid,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -224,8 +232,8 @@ impl From<InvitationView> for InvitationResponse {
             id: i.id,
             project_id: i.project_id,
             email: i.email,
-            role: i.role.as_str().to_owned(),
-            state: i.state,
+            role: Wire::new(i.role.as_str()),
+            state: Wire::new(i.state),
             invited_by: i.invited_by,
             expires_at: i.expires_at,
             created_at: i.created_at,
@@ -245,7 +253,7 @@ pub struct InvitationPage {
 #[oai(skip_serializing_if_is_none)]
 pub struct AcceptedInvitation {
     pub project: ProjectResponse,
-    pub role: String,
+    pub role: Wire<ProjectRole>,
 }
 
 #[derive(ApiResponse)]
@@ -335,13 +343,13 @@ impl ProjectsApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
-        #[oai(validator(max_length = 32))] role: Query<Option<String>>,
-        #[oai(validator(max_length = 400))] search: Query<Option<String>>,
-        limit: Query<Option<u32>>,
+        role: Query<Option<ProjectRole>>,
+        #[oai(validator(max_length = 200))] search: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<ProjectPageOk> {
         let query = ProjectListQuery {
-            role: role.0,
+            role: role.0.map(|r| r.as_str().to_owned()),
             search: search.0,
             limit: limit.0,
             cursor: cursor.0,
@@ -370,7 +378,7 @@ impl ProjectsApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<ProjectRequest>,
+        body: JsonBody<ProjectRequest>,
     ) -> ApiResult<ProjectCreated> {
         let outcome = engine
             .create_project(&auth.0, body.0.into(), idempotency_key.0.as_deref(), &ctx)
@@ -410,7 +418,7 @@ impl ProjectsApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        body: Json<ProjectRequest>,
+        body: JsonBody<ProjectRequest>,
     ) -> ApiResult<ProjectOk> {
         let project = engine
             .update_project(&auth.0, project_id.0, body.0.into(), &ctx)
@@ -463,7 +471,7 @@ impl ProjectsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<MemberPageOk> {
         let page = engine
@@ -488,10 +496,10 @@ impl ProjectsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
         user_id: Path<Uuid>,
-        body: Json<RoleRequest>,
+        body: JsonBody<RoleRequest>,
     ) -> ApiResult<MemberOk> {
         let member = engine
-            .change_member_role(&auth.0, project_id.0, user_id.0, &body.role, &ctx)
+            .change_member_role(&auth.0, project_id.0, user_id.0, body.role.as_str(), &ctx)
             .await?;
         Ok(MemberOk::Ok(Json(member.into())))
     }
@@ -532,7 +540,7 @@ impl ProjectsApi {
         #[oai(validator(max_length = 64))] action: Query<Option<String>>,
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<AuditPageOk> {
         let query = AuditQuery {
@@ -563,14 +571,14 @@ impl ProjectsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<InviteRequest>,
+        body: JsonBody<InviteRequest>,
     ) -> ApiResult<InvitationCreated> {
         let outcome = engine
             .invite(
                 &auth.0,
                 project_id.0,
                 &body.email,
-                &body.role,
+                body.role.as_str(),
                 idempotency_key.0.as_deref(),
                 &ctx,
             )
@@ -593,15 +601,15 @@ impl ProjectsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        #[oai(validator(max_length = 16))] state: Query<Option<String>>,
-        limit: Query<Option<u32>>,
+        state: Query<Option<InvitationState>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<InvitationPageOk> {
         let page = engine
             .invitations(
                 &auth.0,
                 project_id.0,
-                state.0.as_deref(),
+                state.0.map(InvitationState::as_str),
                 limit.0,
                 cursor.0.as_deref(),
             )
@@ -668,7 +676,7 @@ impl ProjectsApi {
         let (project, role) = engine.accept_invitation(&auth.0, &token.0, &ctx).await?;
         Ok(AcceptedOk::Ok(Json(AcceptedInvitation {
             project: project.into(),
-            role: role.as_str().to_owned(),
+            role: Wire::new(role.as_str()),
         })))
     }
 }

@@ -17,8 +17,11 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
+    enums::{ReviewOutcome, Wire},
     items::{ItemResponse, TextRevisionResponse},
+    json_body::JsonBody,
     problem::ApiResult,
+    required::Required,
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -29,6 +32,7 @@ use crate::{
 pub struct SubmitInput {
     /// Up to 500 items (documents or recordings) of this project, each `ready` or
     /// `changes_requested`.
+    #[oai(validator(max_items = 500))]
     pub item_ids: Option<Vec<Uuid>>,
     /// One item (the original frontend's field).
     pub document_id: Option<Uuid>,
@@ -56,7 +60,8 @@ pub struct DecisionBody {
     /// Required to reject: one of the project's `settings.reject_reasons`.
     #[oai(validator(max_length = 64))]
     pub reason_code: Option<String>,
-    /// For the contributor (at most 2000 characters).
+    /// For the contributor.
+    #[oai(validator(max_length = 2000))]
     pub comment: Option<String>,
     /// With `approve`: fix and accept. Becomes the item's current text, a revision by you.
     pub corrected_text: Option<String>,
@@ -70,15 +75,13 @@ pub struct ReviewDecisionResponse {
     pub reviewer_id: Uuid,
     /// The rework round (0 for the first submission).
     pub round: i32,
-    /// `approve` or `reject`.
-    pub decision: String,
+    pub decision: Wire<DecisionKind>,
     pub reason_code: Option<String>,
     pub comment: Option<String>,
     /// Fix and accept: the text revision the reviewer wrote.
     pub text_revision: Option<i32>,
-    /// Where the item stood after this decision: `pending` (more decisions needed),
-    /// `approved`, `changes_requested` or `rejected`.
-    pub outcome: String,
+    /// Where the item stood after this decision.
+    pub outcome: Wire<ReviewOutcome>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -89,11 +92,11 @@ impl From<DecisionView> for ReviewDecisionResponse {
             item_id: d.item_id,
             reviewer_id: d.reviewer_id,
             round: d.round,
-            decision: d.decision,
+            decision: Wire::new(d.decision),
             reason_code: d.reason_code,
             comment: d.comment,
             text_revision: d.text_revision,
-            outcome: d.outcome,
+            outcome: Wire::new(d.outcome),
             created_at: d.created_at,
         }
     }
@@ -237,7 +240,7 @@ impl ReviewApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        body: Json<SubmitInput>,
+        body: JsonBody<SubmitInput>,
     ) -> ApiResult<SubmittedOk> {
         let mut ids = body.0.item_ids.unwrap_or_default();
         ids.extend(body.0.document_id);
@@ -259,11 +262,11 @@ impl ReviewApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
-        project_id: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        project_id: Query<Required<Uuid>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<QueueOk> {
-        let project_id = project_id.0.ok_or_else(missing_project_id)?;
+        let project_id = project_id.0.0.ok_or_else(missing_project_id)?;
         let page = engine
             .review_queue(&auth.0, project_id, limit.0, cursor.0.as_deref())
             .await?;
@@ -288,9 +291,9 @@ impl ReviewApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
-        project_id: Query<Option<Uuid>>,
+        project_id: Query<Required<Uuid>>,
     ) -> ApiResult<NextResponse> {
-        let project_id = project_id.0.ok_or_else(missing_project_id)?;
+        let project_id = project_id.0.0.ok_or_else(missing_project_id)?;
         Ok(match engine.claim_review(&auth.0, project_id).await? {
             Some(entry) => NextResponse::Claimed(Json(Box::new(entry.into()))),
             None => NextResponse::Empty,
@@ -357,7 +360,7 @@ impl ReviewApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<DecisionBody>,
+        body: JsonBody<DecisionBody>,
     ) -> ApiResult<DecidedOk> {
         let body = body.0;
         let input = DecisionInput {

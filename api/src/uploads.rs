@@ -25,8 +25,11 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
+    enums::{UploadState, Wire},
     middleware::tus::{TUS_EXTENSIONS, TUS_VERSION},
     problem::{ApiResult, Problem},
+    projects::DataKindDto,
+    required::Required,
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -77,14 +80,12 @@ crate::payload::payload_extractor!(OffsetOctetStream);
 pub struct ResumableResponse {
     pub id: Uuid,
     pub project_id: Uuid,
-    /// `document` or `audio`.
-    pub kind: String,
+    pub kind: Wire<DataKindDto>,
     /// Bytes announced (`Upload-Length`).
     pub length: u64,
     /// Bytes stored (`Upload-Offset`).
     pub offset: u64,
-    /// `receiving`, `completed` or `failed`.
-    pub state: String,
+    pub state: Wire<UploadState>,
     /// The item it became, once completed.
     pub item_id: Option<Uuid>,
     /// Why the complete file was refused (failed).
@@ -100,10 +101,10 @@ impl From<ResumableView> for ResumableResponse {
         Self {
             id: v.id,
             project_id: v.project_id,
-            kind: kind_str(v.kind).into(),
+            kind: Wire::new(kind_str(v.kind)),
             length: v.length,
             offset: v.offset,
-            state: v.state.as_str().into(),
+            state: Wire::new(v.state.as_str()),
             item_id: v.item_id,
             error_code: v.error_code,
             error_detail: v.error_detail,
@@ -380,11 +381,11 @@ impl UploadsApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
-        #[oai(name = "Upload-Length")] length: Header<Option<String>>,
+        #[oai(name = "Upload-Length")] length: Header<Required<String>>,
         #[oai(name = "Upload-Defer-Length")] defer: Header<Option<String>>,
-        #[oai(name = "Upload-Metadata")] metadata: Header<Option<String>>,
+        #[oai(name = "Upload-Metadata")] metadata: Header<Required<String>>,
     ) -> ApiResult<TusCreated> {
-        let input = create_input(length.0, defer.0, metadata.0)?;
+        let input = create_input(length.0.0, defer.0, metadata.0.0)?;
         let view = engine.create_resumable(&auth.0, input).await?;
         Ok(TusCreated::Created(
             format!("/api/uploads/{}", view.id),

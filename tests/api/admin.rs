@@ -226,7 +226,7 @@ async fn role_filter_selects_and_rejects_unknown_roles(backend: Backend) {
         let body = assert_problem(
             list(&app, &root, &[("role", bogus)]).await,
             StatusCode::BAD_REQUEST,
-            "invalid_role",
+            "invalid_parameter",
         )
         .await;
         assert_eq!(body["field"], "role", "{body}");
@@ -335,7 +335,7 @@ async fn bad_paging_parameters_are_400_problems(backend: Backend) {
         let body = assert_problem(
             list(&app, &root, &[("limit", limit)]).await,
             StatusCode::BAD_REQUEST,
-            "invalid_limit",
+            "invalid_parameter",
         )
         .await;
         assert_eq!(body["field"], "limit", "{body}");

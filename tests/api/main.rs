@@ -42,6 +42,7 @@ mod rate_limit;
 mod readiness;
 mod review;
 mod rework;
+mod schema_contract;
 mod sessions;
 mod startup;
 mod stop_under_load;

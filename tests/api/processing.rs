@@ -349,7 +349,8 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     let resp = app.get_auth("/api/admin/jobs", &owner).await;
     assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
     let resp = app.get_auth("/api/admin/jobs?state=nope", &root).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_state").await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_parameter").await;
+    assert_eq!(problem["field"], "state");
 
     // The disk is mended; a super admin retries; the item gets its text.
     std::fs::write(&blob, saved).unwrap();

@@ -190,7 +190,9 @@ async fn project_lifecycle_with_soft_delete_and_restore(backend: Backend) {
         Some(json!({"name": "x", "settings": settings})),
     )
     .await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_settings").await;
+    // Out of the documented range: refused before the engine sees it.
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_body").await;
+    assert_eq!(problem["field"], "settings.reviews_required");
     let resp = send(
         &app,
         reqwest::Method::PUT,
@@ -402,7 +404,7 @@ async fn invitations_cover_the_edge_cases(backend: Backend) {
     assert_problem(
         invite(&app, &owner, &project, "x@example.org", "owner").await,
         StatusCode::BAD_REQUEST,
-        "invalid_role",
+        "invalid_body",
     )
     .await;
     assert_problem(

@@ -700,7 +700,7 @@ async fn bad_decisions_and_submissions_change_nothing(backend: Backend) {
         ),
         (
             json!({"decision": "approve", "comment": "x".repeat(2001)}),
-            "comment_too_long",
+            "invalid_body",
         ),
         (json!({"decision": "approve", "score": 5}), "invalid_body"),
         (json!({"decision": "maybe"}), "invalid_body"),

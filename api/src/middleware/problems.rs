@@ -61,7 +61,12 @@ pub fn error_response(err: poem::Error) -> Response {
         } else {
             err.to_string()
         };
-        let mut resp = problem_response(Problem::new(status, code, detail));
+        let mut problem = Problem::new(status, code, detail);
+        // A query or header parameter is named by the client; say which one is at fault.
+        problem.field = err
+            .downcast_ref::<ParseParamError>()
+            .map(|param| param.name.to_owned());
+        let mut resp = problem_response(problem);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

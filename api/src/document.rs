@@ -1,0 +1,198 @@
+//! The OpenAPI document as served: poem-openapi's output, tightened where it cannot
+//! say what the server does. Request bodies are validated against this same document
+//! ([`crate::json_body`]), so what it declares and what is refused cannot drift apart.
+
+use std::sync::OnceLock;
+
+use alta_actors::{domain::DataKind, media::detect::DetectedType};
+use serde_json::{Map, Value};
+
+/// poem-openapi names the JSON media type with its charset; clients (openapi-fetch,
+/// openapi-typescript) look for the bare media type.
+const JSON_WITH_CHARSET: &str = "application/json; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc: Value = serde_json::from_str(&crate::service().spec())
+            .expect("poem-openapi renders valid JSON");
+        tighten(&mut doc);
+        doc
+    })
+}
+
+/// The document as JSON text, as served at `/api/openapi.json`.
+pub fn document_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| serde_json::to_string_pretty(document()).unwrap_or_default())
+}
+
+/// A component schema by name.
+pub fn schema(name: &str) -> Option<&'static Value> {
+    document().pointer(&format!("/components/schemas/{}", escape_pointer(name)))
+}
+
+/// The schema a `$ref` points at (`#/components/schemas/...`).
+pub fn resolve(reference: &str) -> Option<&'static Value> {
+    document().pointer(reference.strip_prefix('#')?)
+}
+
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+fn tighten(doc: &mut Value) {
+    bare_json_media_types(doc);
+    close_request_objects(doc);
+    download_media_types(doc, "document_content", DataKind::Document);
+    download_media_types(doc, "voice_content", DataKind::Audio);
+}
+
+/// A download is served with the type decided from the file's content: the document
+/// lists each type of that kind (poem-openapi knows only one per response).
+fn download_media_types(doc: &mut Value, operation_id: &str, kind: DataKind) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(operation) = paths
+        .values_mut()
+        .flat_map(object_values)
+        .find(|op| op.get("operationId").and_then(Value::as_str) == Some(operation_id))
+    else {
+        return;
+    };
+    for status in ["200", "206"] {
+        let Some(content) = operation
+            .pointer_mut(&format!("/responses/{status}/content"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let Some(media) = content.remove("application/octet-stream") else {
+            continue;
+        };
+        for detected in DetectedType::ALL.iter().filter(|t| t.kind() == kind) {
+            let bare = detected.mime().split(';').next().unwrap_or_default().trim();
+            content.insert(bare.to_owned(), media.clone());
+        }
+    }
+}
+
+/// Media-type keys of request bodies and responses without `; charset=utf-8`.
+fn bare_json_media_types(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths.values_mut().flat_map(object_values) {
+        if let Some(content) = operation.pointer_mut("/requestBody/content") {
+            rename_json_key(content);
+        }
+        for response in operation
+            .get_mut("responses")
+            .into_iter()
+            .flat_map(object_values)
+        {
+            if let Some(content) = response.get_mut("content") {
+                rename_json_key(content);
+            }
+        }
+    }
+}
+
+fn object_values(value: &mut Value) -> impl Iterator<Item = &mut Value> {
+    value.as_object_mut().into_iter().flat_map(Map::values_mut)
+}
+
+fn rename_json_key(content: &mut Value) {
+    if let Some(content) = content.as_object_mut()
+        && let Some(media) = content.remove(JSON_WITH_CHARSET)
+    {
+        content.insert(JSON.to_owned(), media);
+    }
+}
+
+/// Every request body refuses unknown fields ([`crate::json_body`] does, at every depth):
+/// each object schema a JSON request body reaches says `additionalProperties: false`,
+/// and that its optional fields may be `null`.
+fn close_request_objects(doc: &mut Value) {
+    let mut pending: Vec<String> = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for operation in paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.values())
+        {
+            if let Some(schema) = operation.pointer(&format!(
+                "/requestBody/content/{}/schema",
+                escape_pointer(JSON)
+            )) {
+                collect_refs(schema, &mut pending);
+            }
+        }
+    }
+    let mut closed: Vec<String> = Vec::new();
+    while let Some(name) = pending.pop() {
+        if closed.contains(&name) {
+            continue;
+        }
+        let Some(schema) = doc.pointer(&format!("/components/schemas/{}", escape_pointer(&name)))
+        else {
+            continue;
+        };
+        collect_refs(schema, &mut pending);
+        closed.push(name);
+    }
+    for name in closed {
+        if let Some(schema) = doc
+            .pointer_mut(&format!("/components/schemas/{}", escape_pointer(&name)))
+            .and_then(Value::as_object_mut)
+            && schema.get("type").and_then(Value::as_str) == Some("object")
+            && schema.contains_key("properties")
+        {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+            optional_fields_take_null(schema);
+        }
+    }
+}
+
+/// A request may send `null` for an optional field: it means the same as leaving it
+/// out (poem-openapi reads both as `None`), so the document says so.
+fn optional_fields_take_null(schema: &mut Map<String, Value>) {
+    let required: Vec<String> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .collect();
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties.iter_mut() {
+        if let Some(property) = property.as_object_mut()
+            && !required.contains(name)
+        {
+            property.insert("nullable".into(), Value::Bool(true));
+        }
+    }
+}
+
+/// Names of the component schemas a schema refers to, at any depth.
+fn collect_refs(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                out.push(name.replace("~1", "/").replace("~0", "~"));
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
