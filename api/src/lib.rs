@@ -194,7 +194,7 @@ fn metrics_endpoint(
         metrics::counter!(METRICS_SCRAPES_REFUSED_TOTAL).increment(1);
         let mut resp = middleware::problems::problem_response(Problem::new(
             poem::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            alta_actors::ErrorCode::Unauthorized,
             "the metrics scrape token is required (Authorization: Bearer …)",
         ));
         resp.headers_mut().insert(

@@ -434,7 +434,12 @@ impl TestApp {
     /// are sent by a job, after the request that queued them has answered).
     pub async fn wait_for_mail_containing(&self, to: &str, needle: &str) -> String {
         for _ in 0..200 {
-            if let Some(mail) = self.outbox_mails(to).into_iter().rev().find(|m| m.contains(needle)) {
+            if let Some(mail) = self
+                .outbox_mails(to)
+                .into_iter()
+                .rev()
+                .find(|m| m.contains(needle))
+            {
                 return mail;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -775,7 +775,8 @@ async fn a_password_reset_removes_passkeys_and_the_mail_says_which(backend: Back
     let answer = assertion(&mut planted, options, origin());
 
     // The "passkey added" notice is sent by a job: count the mails once it is out.
-    app.wait_for_mail_containing(email, "A passkey was added").await;
+    app.wait_for_mail_containing(email, "A passkey was added")
+        .await;
     let before = app.outbox_mails(email).len();
     let resp = app
         .post_json("/api/auth/password/forgot", &json!({"email": email}))

@@ -8,6 +8,8 @@ use poem::{
     http::{HeaderValue, Method, StatusCode},
 };
 
+use alta_actors::ErrorCode;
+
 use super::problems::problem_response;
 use crate::problem::Problem;
 
@@ -67,7 +69,7 @@ impl<E: Endpoint> Endpoint for TusEndpoint<E> {
         let mut resp = if needs_version && version != Some(TUS_VERSION) {
             let mut resp = problem_response(Problem::new(
                 StatusCode::PRECONDITION_FAILED,
-                "unsupported_tus_version",
+                ErrorCode::UnsupportedTusVersion,
                 format!("send Tus-Resumable: {TUS_VERSION} (the only version this server speaks)"),
             ));
             resp.headers_mut()
