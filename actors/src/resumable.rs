@@ -253,7 +253,9 @@ impl Engine {
         if store::resumable::count_receiving(&self.deps.db, principal.user_id, now).await?
             >= MAX_OPEN_PER_USER
         {
-            return Err(EngineError::Conflict {
+            // 403, not 409 or 429: tus clients retry 409 (resending nothing useful),
+            // and waiting does not help; finishing or deleting an upload does.
+            return Err(EngineError::Refused {
                 code: ErrorCode::TooManyOpenUploads,
                 message: format!(
                     "at most {MAX_OPEN_PER_USER} unfinished uploads at once; finish or delete one"
@@ -448,7 +450,7 @@ impl Engine {
                 .await?;
                 let _ = tokio::fs::remove_file(path).await;
                 metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "refused").increment(1);
-                Err(err)
+                Err(final_refusal(err))
             }
         }
     }
@@ -541,6 +543,17 @@ impl Engine {
 struct Received {
     bytes: u64,
     interrupted: bool,
+}
+
+/// A refusal of the complete file is final, so it must not be a status tus clients
+/// retry: tus-js-client (and Uppy) retry 409 and 423, and a retry finds the upload gone
+/// and sends the whole file again. A conflict (duplicate content, a taken
+/// `external_id`) becomes 422 with the same code and detail.
+fn final_refusal(err: EngineError) -> EngineError {
+    match err {
+        EngineError::Conflict { code, message } => EngineError::Unprocessable { code, message },
+        other => other,
+    }
 }
 
 fn expired() -> EngineError {

@@ -11,6 +11,7 @@ mod health;
 mod items;
 mod jobs;
 mod middleware;
+mod openapi_doc;
 mod passkeys;
 mod payload;
 mod problem;
@@ -127,14 +128,17 @@ fn service() -> OpenApiService<Services, ()> {
 
 /// The OpenAPI document, as served at `/api/openapi.json`.
 pub fn openapi_json() -> String {
-    service().spec()
+    openapi_doc::finish(&service().spec())
 }
 
 /// The whole HTTP application.
 pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response> {
     let api = service();
-    let spec = api.spec();
+    let spec = openapi_doc::finish(&api.spec());
     let route_templates = Arc::new(operation_routes(&spec));
+    let allowed = Arc::new(middleware::allowed_methods::AllowedMethods::from_spec(
+        &serde_json::from_str(&spec).unwrap_or_default(),
+    ));
     let docs = api.swagger_ui();
     let redoc = api.redoc();
     let mut routes = Route::new()
@@ -158,13 +162,16 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
             config.max_body_bytes,
             config.max_upload_bytes,
         ))
-        .around(middleware::problems::convert_errors)
+        .around(move |next, req| {
+            middleware::problems::convert_errors(next, req, Arc::clone(&allowed))
+        })
         // Outside the conversion, so it sees (and stamps) every answer as a problem.
         .with(middleware::tus::Tus)
         .with(middleware::cors(
             &config.cors_origins,
             config.public_origin.clone(),
         ))
+        .with(middleware::VaryOrigin)
         .with(middleware::SecurityHeaders { hsts: config.hsts })
         .with(middleware::Observe::new(
             route_templates,

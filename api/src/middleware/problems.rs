@@ -15,17 +15,32 @@ use poem_openapi::{
     },
 };
 
+use std::sync::Arc;
+
 use alta_actors::ErrorCode;
 
+use super::allowed_methods::AllowedMethods;
 use crate::problem::Problem;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-pub async fn convert_errors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
-    let resp = match next.call(req).await {
+pub async fn convert_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: Arc<AllowedMethods>,
+) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => error_response(err),
     };
+    // RFC 9110: a 405 says which methods the path does answer.
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !resp.headers().contains_key(header::ALLOW)
+        && let Ok(allow) = HeaderValue::from_str(&allowed.allow(&path))
+    {
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
     Ok(ensure_problem(resp))
 }
 
