@@ -32,6 +32,21 @@ const RATE_LIMITED: [&str; 11] = [
     "auth_password_change",
 ];
 
+/// Reads that can be refused with 403: the global matrix (admin pages), a project role
+/// that may not (audit log, invitations, the review queue), or an API token where a
+/// signed-in session is needed (`session_required`). Other reads of what the caller may
+/// not see answer 404, never 403 (docs/ARCHITECTURE.md, rule 6).
+const FORBIDDEN_READS: [&str; 8] = [
+    "admin_audit_log",
+    "admin_list_jobs",
+    "admin_list_users",
+    "project_audit_log",
+    "invitation_list",
+    "review_queue",
+    "auth_passkey_list",
+    "auth_token_list",
+];
+
 /// The tus operations that need `Tus-Resumable: 1.0.0` (412 without it).
 const TUS_VERSIONED: [&str; 4] = ["tus_create", "tus_head", "tus_patch", "tus_terminate"];
 
@@ -122,8 +137,8 @@ pub fn finish(spec: &str) -> String {
     document_error_codes(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, ops) in paths.iter_mut() {
-            for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-                finish_operation(path, op);
+            for (method, op) in ops.as_object_mut().into_iter().flatten() {
+                finish_operation(path, method, op);
             }
         }
     }
@@ -131,7 +146,8 @@ pub fn finish(spec: &str) -> String {
 }
 
 /// The error statuses an operation can answer.
-pub fn statuses(op_id: &str, op: &Value) -> Vec<u16> {
+pub fn statuses(op_id: &str, method: &str, op: &Value) -> Vec<u16> {
+    let is_read = method.eq_ignore_ascii_case("get") || method.eq_ignore_ascii_case("head");
     let has_body = op.get("requestBody").is_some();
     let params: Vec<&Value> = op
         .get("parameters")
@@ -159,9 +175,11 @@ pub fn statuses(op_id: &str, op: &Value) -> Vec<u16> {
         out.push(400);
     }
     if authenticated {
-        // 401 without valid credentials; 403 from the permission matrix, a `read`
-        // token writing, or an account that must do something first.
-        out.extend([401, 403]);
+        out.push(401);
+        // A write can always be 403: an API token with scope `read` (insufficient_scope).
+        if !is_read || FORBIDDEN_READS.contains(&op_id) {
+            out.push(403);
+        }
     }
     if param_in("path") || param_named("project_id") || op_id == "tus_create" {
         out.push(404);
@@ -187,7 +205,7 @@ pub fn statuses(op_id: &str, op: &Value) -> Vec<u16> {
     out
 }
 
-fn finish_operation(path: &str, op: &mut Value) {
+fn finish_operation(path: &str, method: &str, op: &mut Value) {
     let Some(op_id) = op
         .get("operationId")
         .and_then(Value::as_str)
@@ -198,7 +216,7 @@ fn finish_operation(path: &str, op: &mut Value) {
     if UNTOUCHED.contains(&op_id.as_str()) {
         return;
     }
-    let wanted = statuses(&op_id, op);
+    let wanted = statuses(&op_id, method, op);
     if TUS_VERSIONED.contains(&op_id.as_str()) {
         require_tus_resumable(op);
     }

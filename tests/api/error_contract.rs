@@ -92,9 +92,13 @@ async fn each_operation_lists_the_statuses_it_can_produce() {
     assert!(!has("auth_me", "413"), "no body, no 413");
     assert!(!has("project_list", "501"));
     assert!(!has("tus_options", "401"), "discovery needs no credentials");
+    // 403 on writes (a `read` API token) and on reads that can refuse, not on a read
+    // whose refusal is a 404.
+    assert!(has("project_update", "403") && has("admin_list_users", "403"));
+    assert!(!has("project_get", "403") && !has("auth_me", "403"));
     // The rules: 401 where authenticated, 404 with a path id, 413/415 on bodies,
     // 429 where rate limited, 500 and 503 everywhere the engine is called.
-    for status in ["401", "403", "404", "500", "503"] {
+    for status in ["401", "404", "500", "503"] {
         assert!(has("document_get", status), "document_get lacks {status}");
     }
     for status in ["400", "413", "415"] {
