@@ -70,6 +70,8 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     ("auth_passkey_register_verify", &[409, 501]),
     ("auth_google_login", &[501]),
     ("auth_google_callback", &[501]),
+    // conflict: two sign-ups for one address at once (the unique index decides)
+    ("auth_register", &[409]),
     // too_many_tokens
     ("auth_token_create", &[409]),
     // job_not_failed
