@@ -1,9 +1,9 @@
 //! The engine's error type. Every variant carries a stable machine-readable code
-//! (see [`EngineError::code`]) that the HTTP layer puts in problem responses.
+//! ([`ErrorCode`], see [`EngineError::code`]) that the HTTP layer puts in problem responses.
 
 use std::time::Duration;
 
-use crate::store::StoreError;
+use crate::{error_code::ErrorCode, store::StoreError};
 
 /// What an engine call can fail with. Handlers map these to HTTP problems 1:1.
 #[derive(Debug, thiserror::Error)]
@@ -11,41 +11,41 @@ pub enum EngineError {
     /// Input failed validation; `field` names the offending input when there is one.
     #[error("{message}")]
     Validation {
-        code: &'static str,
+        code: ErrorCode,
         field: Option<&'static str>,
         message: String,
     },
     /// Missing, malformed, expired or revoked credentials.
     #[error("{message}")]
-    Unauthenticated { code: &'static str, message: String },
+    Unauthenticated { code: ErrorCode, message: String },
     /// Authenticated, but the permission matrix says no.
     #[error("you do not have permission to do this")]
     Forbidden,
     /// Authenticated and allowed in principle, but the account is in a state that forbids it.
     #[error("{message}")]
-    Refused { code: &'static str, message: String },
+    Refused { code: ErrorCode, message: String },
     /// The thing does not exist, or the caller may not know that it does.
     #[error("{what} not found")]
     NotFound { what: &'static str },
     /// Well-formed, but cannot be processed as asked (e.g. a reused idempotency key).
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     /// The content is larger than allowed.
     #[error("{message}")]
-    TooLarge { code: &'static str, message: String },
+    TooLarge { code: ErrorCode, message: String },
     /// The content is of a type that is not accepted here.
     #[error("{message}")]
-    UnsupportedMedia { code: &'static str, message: String },
+    UnsupportedMedia { code: ErrorCode, message: String },
     /// The request conflicts with the current state (a duplicate, a lost race).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// It existed, and is gone for good (an expired or refused resumable upload).
     #[error("{message}")]
-    Gone { code: &'static str, message: String },
+    Gone { code: ErrorCode, message: String },
     /// A feature this server was not configured for (passkeys without an allowed
     /// origin, Google sign-in without a client id); the message names the setting.
     #[error("{message}")]
-    NotImplemented { code: &'static str, message: String },
+    NotImplemented { code: ErrorCode, message: String },
     /// Too many requests for this key; try again after `retry_after`.
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
@@ -59,7 +59,7 @@ pub enum EngineError {
 
 impl EngineError {
     /// The stable code clients can match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Validation { code, .. }
             | Self::Unauthenticated { code, .. }
@@ -69,16 +69,16 @@ impl EngineError {
             | Self::TooLarge { code, .. }
             | Self::Gone { code, .. }
             | Self::NotImplemented { code, .. }
-            | Self::UnsupportedMedia { code, .. } => code,
-            Self::Forbidden => "forbidden",
-            Self::NotFound { .. } => "not_found",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "service_unavailable",
-            Self::Internal(_) => "internal_error",
+            | Self::UnsupportedMedia { code, .. } => *code,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 
-    pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
         Self::Validation {
             code,
             field: Some(field),
@@ -86,7 +86,7 @@ impl EngineError {
         }
     }
 
-    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthenticated(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Unauthenticated {
             code,
             message: message.into(),
@@ -103,7 +103,7 @@ impl From<StoreError> for EngineError {
         match err {
             StoreError::NotFound => Self::NotFound { what: "record" },
             StoreError::Conflict { constraint } => Self::Conflict {
-                code: "conflict",
+                code: ErrorCode::Conflict,
                 message: format!("conflicts with an existing record ({constraint})"),
             },
             StoreError::Unavailable(msg) => Self::Unavailable(msg),

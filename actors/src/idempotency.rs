@@ -6,6 +6,7 @@
 //! - the first response is stored in the same transaction as the effect and replayed
 //!   for 24 hours; a request that fails changes nothing and frees its key for a retry.
 
+use crate::ErrorCode;
 use std::{sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -69,7 +70,7 @@ pub(crate) enum Begin<T> {
 fn parse_key(key: &str) -> Result<&str, EngineError> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(EngineError::validation(
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key",
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
         ));
@@ -133,7 +134,7 @@ impl Engine {
         }
         if row.fingerprint != fingerprint || row.route != route {
             return Err(EngineError::Unprocessable {
-                code: "idempotency_key_reused",
+                code: ErrorCode::IdempotencyKeyReused,
                 message: "this Idempotency-Key was used with a different request".into(),
             });
         }
@@ -204,7 +205,7 @@ pub(crate) async fn record(
 
 fn in_progress() -> EngineError {
     EngineError::Conflict {
-        code: "idempotency_key_in_progress",
+        code: ErrorCode::IdempotencyKeyInProgress,
         message: "a request with this Idempotency-Key is still being processed; retry shortly"
             .into(),
     }

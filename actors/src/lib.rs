@@ -16,6 +16,7 @@ pub mod context;
 pub mod domain;
 mod engine;
 pub mod error;
+pub mod error_code;
 pub mod idempotency;
 pub mod items;
 pub mod jobs;
@@ -35,3 +36,4 @@ pub mod sweeper;
 
 pub use engine::{Engine, EngineRoles};
 pub use error::EngineError;
+pub use error_code::ErrorCode;

@@ -2,6 +2,7 @@
 //! `cursor` that names the last item of the previous page. Stable under inserts, and
 //! O(page) however deep the client pages.
 
+use crate::ErrorCode;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
@@ -30,7 +31,7 @@ impl PageRequest {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(EngineError::validation(
-                "invalid_limit",
+                ErrorCode::InvalidLimit,
                 "limit",
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             ));
@@ -72,7 +73,7 @@ fn encode_cursor(id: Uuid) -> String {
 fn decode_cursor(cursor: &str) -> Result<Uuid, EngineError> {
     let invalid = || {
         EngineError::validation(
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "cursor",
             "cursor is not one this server issued",
         )

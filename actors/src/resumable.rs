@@ -5,6 +5,7 @@
 //! ([`Engine::upload`]), with an idempotency key derived from the upload, so a retried
 //! final chunk can never make a second item.
 
+use crate::ErrorCode;
 use std::{collections::HashSet, io::SeekFrom, sync::Mutex};
 
 use chrono::{DateTime, Utc};
@@ -177,7 +178,7 @@ impl Drop for BusyGuard<'_> {
 
 fn busy() -> EngineError {
     EngineError::Conflict {
-        code: "upload_busy",
+        code: ErrorCode::UploadBusy,
         message: "another request is writing to this upload; read its offset and retry".into(),
     }
 }
@@ -198,7 +199,7 @@ fn retryable(err: &EngineError) -> bool {
             | EngineError::Internal(_)
             | EngineError::RateLimited { .. }
             | EngineError::Conflict {
-                code: "idempotency_key_in_progress",
+                code: ErrorCode::IdempotencyKeyInProgress,
                 ..
             }
     )
@@ -225,7 +226,7 @@ impl Engine {
             .await?;
         if !project.settings.accepted_kinds.contains(&input.kind) {
             return Err(EngineError::validation(
-                "kind_not_accepted",
+                ErrorCode::KindNotAccepted,
                 "kind",
                 "this project does not accept this kind of data",
             ));
@@ -236,14 +237,14 @@ impl Engine {
         };
         if input.length == 0 {
             return Err(EngineError::validation(
-                "empty_file",
+                ErrorCode::EmptyFile,
                 "Upload-Length",
                 "the file is empty",
             ));
         }
         if input.length > max {
             return Err(EngineError::TooLarge {
-                code: "file_too_large",
+                code: ErrorCode::FileTooLarge,
                 message: format!("the file is larger than this project's limit of {max} bytes"),
             });
         }
@@ -252,8 +253,10 @@ impl Engine {
         if store::resumable::count_receiving(&self.deps.db, principal.user_id, now).await?
             >= MAX_OPEN_PER_USER
         {
-            return Err(EngineError::Conflict {
-                code: "too_many_open_uploads",
+            // 403, not 409 or 429: tus clients retry 409 (resending nothing useful),
+            // and waiting does not help; finishing or deleting an upload does.
+            return Err(EngineError::Refused {
+                code: ErrorCode::TooManyOpenUploads,
                 message: format!(
                     "at most {MAX_OPEN_PER_USER} unfinished uploads at once; finish or delete one"
                 ),
@@ -334,7 +337,7 @@ impl Engine {
             ResumableState::Completed if offset == view.length => return Ok(view),
             ResumableState::Completed => {
                 return Err(EngineError::Conflict {
-                    code: "upload_finished",
+                    code: ErrorCode::UploadFinished,
                     message: "this upload is complete".into(),
                 });
             }
@@ -351,7 +354,7 @@ impl Engine {
         let committed = u64::try_from(row.upload_offset).unwrap_or(0);
         if offset != committed || row.state != ResumableState::Receiving.as_str() {
             return Err(EngineError::Conflict {
-                code: "offset_mismatch",
+                code: ErrorCode::OffsetMismatch,
                 message: format!("the upload is at offset {committed}, not {offset}"),
             });
         }
@@ -381,7 +384,7 @@ impl Engine {
             }
             if received.interrupted {
                 return Err(EngineError::validation(
-                    "body_interrupted",
+                    ErrorCode::BodyInterrupted,
                     "body",
                     format!("the body ended early; {new_offset} bytes are stored"),
                 ));
@@ -437,11 +440,17 @@ impl Engine {
                 Err(err)
             }
             Err(err) => {
-                store::resumable::fail(&self.deps.db, id, err.code(), &err.to_string(), now)
-                    .await?;
+                store::resumable::fail(
+                    &self.deps.db,
+                    id,
+                    err.code().as_str(),
+                    &err.to_string(),
+                    now,
+                )
+                .await?;
                 let _ = tokio::fs::remove_file(path).await;
                 metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "refused").increment(1);
-                Err(err)
+                Err(final_refusal(err))
             }
         }
     }
@@ -489,7 +498,7 @@ impl Engine {
                 drop(file);
                 truncate(path, offset).await;
                 return Err(EngineError::TooLarge {
-                    code: "exceeds_upload_length",
+                    code: ErrorCode::ExceedsUploadLength,
                     message: format!("the chunk goes past the announced length of {length} bytes"),
                 });
             }
@@ -506,7 +515,7 @@ impl Engine {
                 drop(file);
                 truncate(path, offset).await;
                 return Err(EngineError::validation(
-                    "checksum_mismatch",
+                    ErrorCode::ChecksumMismatch,
                     "Upload-Checksum",
                     "the chunk does not match its Upload-Checksum; nothing of it was kept",
                 ));
@@ -536,16 +545,27 @@ struct Received {
     interrupted: bool,
 }
 
+/// A refusal of the complete file is final, so it must not be a status tus clients
+/// retry: tus-js-client (and Uppy) retry 409 and 423, and a retry finds the upload gone
+/// and sends the whole file again. A conflict (duplicate content, a taken
+/// `external_id`) becomes 422 with the same code and detail.
+fn final_refusal(err: EngineError) -> EngineError {
+    match err {
+        EngineError::Conflict { code, message } => EngineError::Unprocessable { code, message },
+        other => other,
+    }
+}
+
 fn expired() -> EngineError {
     EngineError::Gone {
-        code: "upload_expired",
+        code: ErrorCode::UploadExpired,
         message: "this upload expired before it was finished; start a new one".into(),
     }
 }
 
 fn refused(view: &ResumableView) -> EngineError {
     EngineError::Gone {
-        code: "upload_refused",
+        code: ErrorCode::UploadRefused,
         message: format!(
             "the complete file was refused ({}): {}",
             view.error_code.as_deref().unwrap_or("unknown"),

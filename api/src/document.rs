@@ -44,6 +44,9 @@ fn escape_pointer(segment: &str) -> String {
 }
 
 fn tighten(doc: &mut Value) {
+    // Error statuses per operation and the documented codes first; then the media
+    // types, so the problem responses it adds are tightened too.
+    crate::openapi_doc::finish(doc);
     bare_json_media_types(doc);
     close_request_objects(doc);
     download_media_types(doc, "document_content", DataKind::Document);

@@ -1,6 +1,7 @@
 //! `/api/documents` and `/api/voice`: upload, list, read, stream and delete items.
 //! Both kinds share one set of handlers; only the kind differs.
 
+use alta_actors::ErrorCode;
 use alta_actors::{
     Engine,
     context::RequestContext,
@@ -100,7 +101,7 @@ impl UploadFormParts for UploadBody {
                 .next_field()
                 .await
                 .map_err(|err| alta_actors::EngineError::Validation {
-                    code: "invalid_body",
+                    code: ErrorCode::InvalidBody,
                     field: None,
                     message: format!("the body is not a well-formed multipart form: {err}"),
                 })?;
@@ -374,7 +375,7 @@ pub enum ContentResponse {
 fn parse_project_id(raw: &str) -> Result<Uuid, alta_actors::EngineError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
         alta_actors::EngineError::validation(
-            "invalid_project_id",
+            ErrorCode::InvalidProjectId,
             "project_id",
             "project_id must be a UUID",
         )
@@ -478,7 +479,7 @@ async fn content(
         RangeRequest::Unsatisfiable => Ok(ContentResponse::RangeNotSatisfiable(
             Json(Problem::new(
                 poem::http::StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
+                ErrorCode::RangeNotSatisfiable,
                 format!("the file has {len} bytes"),
             )),
             format!("bytes */{len}"),

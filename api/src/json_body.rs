@@ -70,7 +70,11 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
 crate::payload::payload_extractor!(JsonBody<T>, T: ParseFromJSON);
 
 fn refusal(field: Option<String>, detail: String) -> poem::Error {
-    let mut problem = Problem::new(StatusCode::BAD_REQUEST, "invalid_body", detail);
+    let mut problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        alta_actors::ErrorCode::InvalidBody,
+        detail,
+    );
     problem.field = field.filter(|f| !f.is_empty());
     poem::Error::from_response(problem_response(problem))
 }

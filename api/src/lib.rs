@@ -14,6 +14,7 @@ mod items;
 mod jobs;
 mod json_body;
 mod middleware;
+mod openapi_doc;
 mod passkeys;
 mod payload;
 mod problem;
@@ -139,6 +140,9 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
     let api = service();
     let spec = openapi_json();
     let route_templates = Arc::new(operation_routes(&spec));
+    let allowed = Arc::new(middleware::allowed_methods::AllowedMethods::from_spec(
+        document::document(),
+    ));
     let docs = api.swagger_ui();
     let redoc = api.redoc();
     let mut routes = Route::new()
@@ -162,13 +166,16 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
             config.max_body_bytes,
             config.max_upload_bytes,
         ))
-        .around(middleware::problems::convert_errors)
+        .around(move |next, req| {
+            middleware::problems::convert_errors(next, req, Arc::clone(&allowed))
+        })
         // Outside the conversion, so it sees (and stamps) every answer as a problem.
         .with(middleware::tus::Tus)
         .with(middleware::cors(
             &config.cors_origins,
             config.public_origin.clone(),
         ))
+        .with(middleware::VaryOrigin)
         .with(middleware::SecurityHeaders { hsts: config.hsts })
         .with(middleware::Observe::new(
             route_templates,
@@ -198,7 +205,7 @@ fn metrics_endpoint(
         metrics::counter!(METRICS_SCRAPES_REFUSED_TOTAL).increment(1);
         let mut resp = middleware::problems::problem_response(Problem::new(
             poem::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            alta_actors::ErrorCode::Unauthorized,
             "the metrics scrape token is required (Authorization: Bearer …)",
         ));
         resp.headers_mut().insert(

@@ -1,7 +1,7 @@
 //! One error shape for every failure: RFC 9457 problem details with a stable `code`
 //! and the `request_id`. Internal causes go to the log, never to the client.
 
-use alta_actors::EngineError;
+use alta_actors::{EngineError, ErrorCode};
 use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
@@ -30,13 +30,13 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             problem_type: format!("urn:alta:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             request_id: request_id::current(),
             field: None,
         }
@@ -117,7 +117,7 @@ impl From<EngineError> for ApiError {
                 problem(StatusCode::UNAUTHORIZED),
                 format!(
                     "Bearer error=\"{}\"",
-                    if code == "invalid_credentials" {
+                    if code == ErrorCode::InvalidCredentials {
                         "invalid_request"
                     } else {
                         "invalid_token"

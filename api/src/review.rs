@@ -1,6 +1,7 @@
 //! `/api/review` and friends: submit items, read the queue, claim with a lease, decide,
 //! and read an item's review history. Handlers parse and make one engine call.
 
+use alta_actors::ErrorCode;
 use alta_actors::{
     Engine,
     context::RequestContext,
@@ -214,7 +215,7 @@ pub enum HistoryOk {
 
 fn missing_project_id() -> alta_actors::EngineError {
     alta_actors::EngineError::validation(
-        "missing_project_id",
+        ErrorCode::MissingProjectId,
         "project_id",
         "project_id is required",
     )

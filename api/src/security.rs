@@ -1,6 +1,7 @@
 //! The bearer security scheme: a JWT access token, checked against the user's current
 //! state by the engine on every request.
 
+use alta_actors::ErrorCode;
 use alta_actors::{
     Engine, EngineError,
     context::{Principal, TokenScope},
@@ -28,7 +29,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let reads = matches!(*req.method(), Method::GET | Method::HEAD);
     if principal.token_scope == Some(TokenScope::Read) && !reads {
         return Err(ApiError::from(EngineError::Refused {
-            code: "insufficient_scope",
+            code: ErrorCode::InsufficientScope,
             message: "this API token may only read (scope `read`)".into(),
         })
         .into());

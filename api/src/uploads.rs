@@ -4,6 +4,7 @@
 //! one engine call. A finished upload becomes a document or recording through the same
 //! pipeline as `POST /api/documents` and `POST /api/voice`.
 
+use alta_actors::ErrorCode;
 use std::collections::HashMap;
 
 use alta_actors::{
@@ -191,13 +192,13 @@ fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-fn header_error(code: &'static str, field: &'static str, msg: impl Into<String>) -> EngineError {
+fn header_error(code: ErrorCode, field: &'static str, msg: impl Into<String>) -> EngineError {
     EngineError::validation(code, field, msg)
 }
 
 /// `Upload-Metadata`: comma-separated `key base64(value)` pairs; a key may stand alone.
 fn parse_metadata(raw: &str) -> Result<HashMap<String, String>, EngineError> {
-    let bad = |msg: String| header_error("invalid_upload_metadata", "Upload-Metadata", msg);
+    let bad = |msg: String| header_error(ErrorCode::InvalidUploadMetadata, "Upload-Metadata", msg);
     if raw.len() > MAX_METADATA_HEADER {
         return Err(bad(format!(
             "Upload-Metadata must be at most {MAX_METADATA_HEADER} bytes"
@@ -231,7 +232,7 @@ fn create_input(
 ) -> Result<CreateResumable, EngineError> {
     if defer.is_some() {
         return Err(header_error(
-            "defer_length_unsupported",
+            ErrorCode::DeferLengthUnsupported,
             "Upload-Defer-Length",
             "the length must be known when the upload is created (send Upload-Length)",
         ));
@@ -242,7 +243,7 @@ fn create_input(
         .and_then(|l| l.parse::<u64>().ok())
         .ok_or_else(|| {
             header_error(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 "Upload-Length",
                 "Upload-Length must be the file's size in bytes",
             )
@@ -253,7 +254,7 @@ fn create_input(
     let project_id = take(&["project_id", "projectId"])
         .ok_or_else(|| {
             header_error(
-                "missing_project_id",
+                ErrorCode::MissingProjectId,
                 "Upload-Metadata",
                 "Upload-Metadata must carry project_id",
             )
@@ -261,7 +262,7 @@ fn create_input(
         .and_then(|p| {
             Uuid::parse_str(p.trim()).map_err(|_| {
                 header_error(
-                    "invalid_project_id",
+                    ErrorCode::InvalidProjectId,
                     "Upload-Metadata",
                     "project_id must be a UUID",
                 )
@@ -272,7 +273,7 @@ fn create_input(
         Some("audio" | "voice") => DataKind::Audio,
         _ => {
             return Err(header_error(
-                "invalid_kind",
+                ErrorCode::InvalidKind,
                 "Upload-Metadata",
                 "Upload-Metadata must carry kind: document or audio",
             ));
@@ -301,7 +302,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
     let Some(raw) = raw else { return Ok(None) };
     let (name, digest) = raw.trim().split_once(' ').ok_or_else(|| {
         header_error(
-            "invalid_checksum",
+            ErrorCode::InvalidChecksum,
             "Upload-Checksum",
             "Upload-Checksum is `<algorithm> <base64 digest>`",
         )
@@ -312,7 +313,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
         .map(|(_, a)| *a)
         .ok_or_else(|| {
             header_error(
-                "unsupported_checksum_algorithm",
+                ErrorCode::UnsupportedChecksumAlgorithm,
                 "Upload-Checksum",
                 "supported checksum algorithms: sha1, sha256",
             )
@@ -321,7 +322,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
         .decode(digest.trim())
         .map_err(|_| {
             header_error(
-                "invalid_checksum",
+                ErrorCode::InvalidChecksum,
                 "Upload-Checksum",
                 "the checksum digest is not base64",
             )
@@ -332,7 +333,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
 fn parse_offset(raw: &str) -> Result<u64, EngineError> {
     raw.trim().parse::<u64>().map_err(|_| {
         header_error(
-            "invalid_upload_offset",
+            ErrorCode::InvalidUploadOffset,
             "Upload-Offset",
             "Upload-Offset must be a byte offset",
         )
@@ -409,7 +410,7 @@ impl UploadsApi {
             .filter(|_| view.item_id.is_none())
         {
             return Err(EngineError::Gone {
-                code: "upload_refused",
+                code: ErrorCode::UploadRefused,
                 message: format!("the complete file was refused ({code})"),
             }
             .into());
@@ -465,7 +466,7 @@ impl UploadsApi {
                 view.item_id.is_none().then(|| http_date(view.expires_at)),
                 view.item_id.map(|i| i.to_string()),
             )),
-            Err(err) if err.code() == "checksum_mismatch" => {
+            Err(err) if err.code() == ErrorCode::ChecksumMismatch => {
                 Ok(TusPatched::ChecksumMismatch(Json(checksum_mismatch(&err))))
             }
             Err(err) => Err(err.into()),
@@ -530,7 +531,7 @@ mod tests {
         let code = |raw: &str, len: Option<&str>| {
             create_input(len.map(Into::into), None, Some(raw.into()))
                 .err()
-                .map(|e| e.code())
+                .map(|e| e.code().as_str())
         };
         let ok_meta = format!(
             "project_id {},kind {}",
@@ -577,11 +578,13 @@ mod tests {
         assert_eq!(
             parse_checksum(Some("md5 AAAA".into()))
                 .err()
-                .map(|e| e.code()),
+                .map(|e| e.code().as_str()),
             Some("unsupported_checksum_algorithm")
         );
         assert_eq!(
-            parse_checksum(Some("sha1".into())).err().map(|e| e.code()),
+            parse_checksum(Some("sha1".into()))
+                .err()
+                .map(|e| e.code().as_str()),
             Some("invalid_checksum")
         );
     }

@@ -22,6 +22,7 @@ mod crash;
 mod db_outage;
 mod deadlines;
 mod downloads;
+mod error_contract;
 mod google;
 mod google_signin;
 mod hostile_files;

@@ -384,14 +384,15 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
     let resp = patch(&app, &owner, &location, 100, Vec::new(), None).await;
     assert_problem(resp, StatusCode::GONE, "upload_refused").await;
 
-    // A duplicate of an existing item is refused at completion, naming the item.
+    // A duplicate of an existing item is refused at completion, naming the item: 422,
+    // a status tus clients do not retry (they retry 409 by sending the file again).
     let audio = wav(0.5, 8_000, 300.0);
     let first = created(&app, &owner, audio.len(), &meta).await;
     let resp = patch(&app, &owner, &first, 0, audio.clone(), None).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let second = created(&app, &owner, audio.len(), &meta).await;
     let resp = patch(&app, &owner, &second, 0, audio.clone(), None).await;
-    assert_problem(resp, StatusCode::CONFLICT, "duplicate_content").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "duplicate_content").await;
     let listed: Value = app
         .get_json(&format!("/api/voice?project_id={project}"), &owner)
         .await;
@@ -419,12 +420,13 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
         StatusCode::NOT_FOUND
     );
 
-    // One account cannot open uploads without end.
+    // One account cannot open uploads without end: 403 (waiting does not help, and
+    // tus clients would retry a 409).
     for _ in 0..alta_actors::resumable::MAX_OPEN_PER_USER {
         created(&app, &owner, 10, &meta).await;
     }
     let resp = create(&app, &owner, 10, &meta).await;
-    assert_problem(resp, StatusCode::CONFLICT, "too_many_open_uploads").await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "too_many_open_uploads").await;
 }
 
 async fn abandoned_uploads_expire_and_are_swept(backend: Backend) {

@@ -2,6 +2,7 @@
 //! A token is `alta_pat_` and 256 random bits; only its SHA-256 is stored, and the
 //! secret is shown once, at creation.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -81,7 +82,7 @@ pub(super) async fn create(
     let mut tx = deps.db.begin().await?;
     if store::api_tokens::count_live(&mut tx, user_id, now).await? >= MAX_TOKENS_PER_USER {
         return Err(EngineError::Conflict {
-            code: "too_many_tokens",
+            code: ErrorCode::TooManyTokens,
             message: format!(
                 "an account may hold {MAX_TOKENS_PER_USER} tokens; revoke one you no longer use"
             ),

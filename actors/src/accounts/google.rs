@@ -14,6 +14,7 @@
 //! 3. `google_exchange` spends the code and opens a session (method `google`) in one
 //!    transaction: the same tokens as a password login.
 
+use crate::ErrorCode;
 use ractor::RpcReplyPort;
 use serde_json::json;
 use uuid::Uuid;
@@ -122,7 +123,7 @@ pub struct GoogleRedirect {
 
 fn disabled() -> EngineError {
     EngineError::NotImplemented {
-        code: "google_signin_disabled",
+        code: ErrorCode::GoogleSigninDisabled,
         message: "Google sign-in is not enabled on this server: set GOOGLE_CLIENT_ID and \
                   GOOGLE_CLIENT_SECRET"
             .into(),
@@ -131,7 +132,7 @@ fn disabled() -> EngineError {
 
 fn invalid_state() -> EngineError {
     EngineError::validation(
-        "invalid_state",
+        ErrorCode::InvalidState,
         "state",
         "this sign-in is unknown, has expired or was already used; start again",
     )
@@ -139,14 +140,14 @@ fn invalid_state() -> EngineError {
 
 fn invalid_login_code() -> EngineError {
     EngineError::unauthenticated(
-        "invalid_login_code",
+        ErrorCode::InvalidLoginCode,
         "this sign-in code is invalid, has expired or was already used; sign in again",
     )
 }
 
 fn account_disabled() -> EngineError {
     EngineError::Refused {
-        code: "account_disabled",
+        code: ErrorCode::AccountDisabled,
         message: "this account is disabled".into(),
     }
 }
@@ -159,7 +160,7 @@ fn count(outcome: &'static str) {
 fn count_result<T>(ok: &'static str, result: &Result<T, EngineError>) {
     count(match result {
         Ok(_) => ok,
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     });
 }
 
@@ -173,14 +174,14 @@ fn provider_failure(err: OidcError) -> EngineError {
         OidcError::CodeRejected(cause) => {
             tracing::warn!(%cause, "Google sign-in: the token endpoint refused the code");
             EngineError::unauthenticated(
-                "token_exchange_failed",
+                ErrorCode::TokenExchangeFailed,
                 "Google did not accept this sign-in; start again",
             )
         }
         OidcError::InvalidToken(cause) => {
             tracing::warn!(%cause, "Google sign-in: the ID token was refused");
             EngineError::unauthenticated(
-                "invalid_id_token",
+                ErrorCode::InvalidIdToken,
                 "Google's answer could not be verified; start again",
             )
         }
@@ -297,7 +298,7 @@ impl Engine {
         let (location, error) = match outcome {
             Ok(code) => (with_fragment(&g.frontend_url, &[("code", &code)]), None),
             Err(err) => {
-                let code = err.code();
+                let code = err.code().as_str();
                 if let EngineError::Internal(cause) = &err {
                     tracing::error!(%cause, "Google sign-in failed");
                 } else {
@@ -329,12 +330,12 @@ impl Engine {
             tracing::info!(provider_error = %error, "the provider answered the sign-in with an error");
             return Err(if error == "access_denied" {
                 EngineError::unauthenticated(
-                    "access_denied",
+                    ErrorCode::AccessDenied,
                     "the sign-in was cancelled at Google, or Google refused it",
                 )
             } else {
                 EngineError::unauthenticated(
-                    "provider_error",
+                    ErrorCode::ProviderError,
                     "Google could not complete the sign-in; start again",
                 )
             });
@@ -344,7 +345,7 @@ impl Engine {
         let binding = bounded(input.browser_binding, 128).ok_or_else(invalid_state)?;
         let code = bounded(input.code, 2048).ok_or_else(|| {
             EngineError::unauthenticated(
-                "provider_error",
+                ErrorCode::ProviderError,
                 "Google sent no authorization code; start again",
             )
         })?;
@@ -565,7 +566,7 @@ async fn link_or_create(
     let now = deps.clock.now();
     if !claims.email_verified {
         return Err(EngineError::Refused {
-            code: "google_email_not_verified",
+            code: ErrorCode::GoogleEmailNotVerified,
             message: "Google has not verified this account's email address".into(),
         });
     }
@@ -583,7 +584,7 @@ async fn link_or_create(
         Some(user) => {
             if !user.email_verified {
                 return Err(EngineError::Refused {
-                    code: "account_not_verified",
+                    code: ErrorCode::AccountNotVerified,
                     message: "an account with this email exists but has not confirmed its \
                               address: confirm it with the link we mailed (or sign in with \
                               the password), then sign in with Google again"

@@ -14,6 +14,7 @@ mod service;
 mod sessions;
 mod views;
 
+use crate::ErrorCode;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -382,7 +383,7 @@ async fn signup_mail_allowed(deps: &Deps, tx: &mut Tx, user_id: Uuid) -> Result<
 
 async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<Uuid, EngineError> {
     let invalid = || EngineError::Validation {
-        code: "verification_token_invalid",
+        code: ErrorCode::VerificationTokenInvalid,
         field: Some("token"),
         message: "this verification link is invalid or has already been used".into(),
     };
@@ -400,7 +401,7 @@ async fn verify_email(deps: &Deps, token: &str, ctx: &RequestContext) -> Result<
     }
     if row.expires_at <= now {
         return Err(EngineError::Validation {
-            code: "verification_token_expired",
+            code: ErrorCode::VerificationTokenExpired,
             field: Some("token"),
             message: "this verification link has expired; ask for a new one".into(),
         });

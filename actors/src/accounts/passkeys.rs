@@ -13,6 +13,7 @@
 //! Adding or removing a passkey needs a recent sign-in (a stolen access token alone
 //! cannot plant a lasting way in), and the owner is mailed when one is added.
 
+use crate::ErrorCode;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -113,14 +114,14 @@ fn credential_key(id: &[u8]) -> String {
 
 fn invalid_ceremony() -> EngineError {
     EngineError::validation(
-        "invalid_ceremony",
+        ErrorCode::InvalidCeremony,
         "ceremony_id",
         "this ceremony is unknown, already used or expired; start again",
     )
 }
 
 fn login_rejected() -> EngineError {
-    EngineError::unauthenticated("passkey_rejected", "the passkey was not accepted")
+    EngineError::unauthenticated(ErrorCode::PasskeyRejected, "the passkey was not accepted")
 }
 
 fn valid_name(name: Option<&str>) -> Result<String, EngineError> {
@@ -130,7 +131,7 @@ fn valid_name(name: Option<&str>) -> Result<String, EngineError> {
         || name.chars().any(char::is_control)
     {
         return Err(EngineError::validation(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name",
             format!("name must be 1 to {NAME_MAX_CHARS} characters without control characters"),
         ));
@@ -143,7 +144,7 @@ fn parse_credential<T: serde::de::DeserializeOwned>(
 ) -> Result<T, EngineError> {
     serde_json::from_value(credential).map_err(|e| {
         EngineError::validation(
-            "invalid_credential",
+            ErrorCode::InvalidCredential,
             "credential",
             format!("credential is not a WebAuthn response: {e}"),
         )
@@ -155,7 +156,7 @@ fn count(method: &'static str, outcome: &Result<impl Sized, EngineError>) {
     let outcome = match outcome {
         Ok(_) => "success",
         Err(EngineError::RateLimited { .. }) => "rate_limited",
-        Err(e) => match e.code() {
+        Err(e) => match e.code().as_str() {
             "invalid_ceremony" => "invalid_ceremony",
             "invalid_credential" => "invalid_credential",
             "passkey_rejected" => "rejected",
@@ -172,7 +173,7 @@ impl Engine {
             .webauthn
             .as_ref()
             .ok_or_else(|| EngineError::NotImplemented {
-                code: "passkeys_disabled",
+                code: ErrorCode::PasskeysDisabled,
                 message: "passkeys are off: no WEBAUTHN_ORIGINS falls under WEBAUTHN_RP_ID".into(),
             })
     }
@@ -198,7 +199,7 @@ impl Engine {
         };
         if !recent {
             return Err(EngineError::Refused {
-                code: "reauthentication_required",
+                code: ErrorCode::ReauthenticationRequired,
                 message: format!(
                     "sign in again to do this (it needs a sign-in within the last \
                      {RECENT_SIGN_IN_MINUTES} minutes)"
@@ -262,7 +263,7 @@ impl Engine {
         let existing = store::passkeys::of_user(&self.deps.db, user.id).await?;
         if existing.len() as i64 >= MAX_PASSKEYS_PER_USER {
             return Err(EngineError::Conflict {
-                code: "too_many_passkeys",
+                code: ErrorCode::TooManyPasskeys,
                 message: format!(
                     "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
                 ),
@@ -548,7 +549,7 @@ fn rp(deps: &Deps) -> Result<&Webauthn, EngineError> {
 
 fn rejected_registration(e: WebauthnError) -> EngineError {
     EngineError::validation(
-        "passkey_rejected",
+        ErrorCode::PasskeyRejected,
         "credential",
         format!("the new passkey was not accepted: {e}"),
     )
@@ -572,7 +573,7 @@ pub(super) async fn add(
     let now = deps.clock.now();
     let mut tx = deps.db.begin().await?;
     let duplicate = || EngineError::Conflict {
-        code: "credential_registered",
+        code: ErrorCode::CredentialRegistered,
         message: "this passkey is already registered".into(),
     };
     if store::passkeys::credential_exists(&mut tx, &credential_id).await? {
@@ -580,7 +581,7 @@ pub(super) async fn add(
     }
     if store::passkeys::count_of_user(&mut tx, user_id).await? >= MAX_PASSKEYS_PER_USER {
         return Err(EngineError::Conflict {
-            code: "too_many_passkeys",
+            code: ErrorCode::TooManyPasskeys,
             message: format!(
                 "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
             ),

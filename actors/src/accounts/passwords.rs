@@ -2,6 +2,7 @@
 //! lives `RESET_TTL_MINUTES`, and using it ends every session; a change ends every
 //! session but the one that made it. Each writes an audit row.
 
+use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -76,7 +77,7 @@ pub(super) async fn request_reset(
 
 pub(super) fn invalid_reset_token() -> EngineError {
     EngineError::validation(
-        "reset_token_invalid",
+        ErrorCode::ResetTokenInvalid,
         "token",
         "this reset link is invalid, expired or already used; ask for a new one",
     )

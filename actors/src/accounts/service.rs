@@ -1,6 +1,7 @@
 //! The accounts part of the engine handle: validate, rate-limit, do the CPU work, then
 //! one call to the accounts actor for the transition, or a plain read of the store.
 
+use crate::ErrorCode;
 use uuid::Uuid;
 
 use super::{
@@ -25,7 +26,7 @@ pub(super) fn require_session(principal: &Principal) -> Result<(), EngineError> 
         metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "api_token", "outcome" => "session_required")
             .increment(1);
         return Err(EngineError::Refused {
-            code: "session_required",
+            code: ErrorCode::SessionRequired,
             message: "sign in to do this; an API token cannot".into(),
         });
     }
@@ -34,7 +35,7 @@ pub(super) fn require_session(principal: &Principal) -> Result<(), EngineError> 
 
 fn wrong_current_password() -> EngineError {
     EngineError::validation(
-        "wrong_password",
+        ErrorCode::WrongPassword,
         "current_password",
         "the current password is not correct",
     )
@@ -44,7 +45,7 @@ fn wrong_current_password() -> EngineError {
 fn count_event<T>(method: &'static str, outcome: &Result<T, EngineError>) {
     let label = match outcome {
         Ok(_) => "success",
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     };
     metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => method, "outcome" => label).increment(1);
 }
@@ -102,7 +103,7 @@ impl Engine {
         self.limit_ip("verify_email", ctx).await?;
         if token.is_empty() || token.len() > 128 {
             return Err(EngineError::validation(
-                "verification_token_invalid",
+                ErrorCode::VerificationTokenInvalid,
                 "token",
                 "this verification link is invalid or has already been used",
             ));
@@ -173,7 +174,7 @@ impl Engine {
         let email = Email::parse(email)?;
         if password.is_empty() || password.chars().count() > PASSWORD_MAX_CHARS {
             return Err(EngineError::validation(
-                "invalid_password",
+                ErrorCode::InvalidPassword,
                 "password",
                 format!("password must be 1 to {PASSWORD_MAX_CHARS} characters"),
             ));
@@ -205,14 +206,14 @@ impl Engine {
                 })
                 .await??;
                 return Err(EngineError::unauthenticated(
-                    "invalid_credentials",
+                    ErrorCode::InvalidCredentials,
                     "the email or password is not correct",
                 ));
             }
         };
         if !user.email_verified {
             return Err(EngineError::Refused {
-                code: "email_not_verified",
+                code: ErrorCode::EmailNotVerified,
                 message: "confirm your email address first; we can send the link again".into(),
             });
         }
@@ -231,7 +232,7 @@ impl Engine {
     pub async fn refresh(&self, token: &str, ctx: &RequestContext) -> Result<Tokens, EngineError> {
         if token.is_empty() || token.len() > 128 {
             return Err(EngineError::unauthenticated(
-                "invalid_refresh_token",
+                ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid",
             ));
         }
@@ -451,7 +452,7 @@ impl Engine {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Principal, EngineError> {
         let invalid =
-            || EngineError::unauthenticated("invalid_token", "the access token is invalid");
+            || EngineError::unauthenticated(ErrorCode::InvalidToken, "the access token is invalid");
         if bearer.len() > 128 {
             return Err(invalid());
         }
@@ -501,7 +502,7 @@ impl Engine {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(EngineError::validation(
-                "invalid_name",
+                ErrorCode::InvalidName,
                 "name",
                 "name must be 1 to 100 characters without control characters",
             ));
@@ -519,14 +520,14 @@ impl Engine {
         }
         .ok_or_else(|| {
             EngineError::validation(
-                "invalid_scopes",
+                ErrorCode::InvalidScopes,
                 "scopes",
                 "scopes is [\"read\"] or [\"read\", \"write\"]",
             )
         })?;
         if expires_at.is_some_and(|t| t <= self.deps.clock.now()) {
             return Err(EngineError::validation(
-                "invalid_expiry",
+                ErrorCode::InvalidExpiry,
                 "expires_at",
                 "expires_at must be in the future",
             ));
@@ -599,7 +600,10 @@ impl Engine {
             store::sessions::active_caller(&self.deps.db, claims.sid, claims.sub, now)
                 .await?
                 .ok_or_else(|| {
-                    EngineError::unauthenticated("invalid_token", "the access token is invalid")
+                    EngineError::unauthenticated(
+                        ErrorCode::InvalidToken,
+                        "the access token is invalid",
+                    )
                 })?;
         Ok(Principal {
             user_id,
@@ -640,7 +644,7 @@ impl Engine {
             .filter(|e| !e.is_empty());
         if email.as_ref().is_some_and(|e| e.len() > 254) {
             return Err(EngineError::validation(
-                "invalid_email",
+                ErrorCode::InvalidEmail,
                 "email",
                 "email filter is too long",
             ));

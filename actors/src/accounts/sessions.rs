@@ -2,6 +2,7 @@
 //! each refresh rotates its token, and a rotated token presented again revokes the whole
 //! session (RFC 9700 §4.14.2 reuse detection). Every transition writes an audit row.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -133,7 +134,7 @@ pub(super) async fn record_failure(
     Ok(())
 }
 
-fn refused(code: &'static str, message: &str) -> EngineError {
+fn refused(code: ErrorCode, message: &str) -> EngineError {
     EngineError::unauthenticated(code, message)
 }
 
@@ -146,7 +147,7 @@ pub(super) async fn refresh(
     let outcome = refresh_inner(deps, token, ctx).await;
     let label = match &outcome {
         Ok(_) => "success",
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     };
     metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "refresh", "outcome" => label).increment(1);
     outcome
@@ -157,7 +158,12 @@ async fn refresh_inner(
     token: &str,
     ctx: &RequestContext,
 ) -> Result<Tokens, EngineError> {
-    let invalid = || refused("invalid_refresh_token", "the refresh token is invalid");
+    let invalid = || {
+        refused(
+            ErrorCode::InvalidRefreshToken,
+            "the refresh token is invalid",
+        )
+    };
     let now = deps.clock.now();
     let hash = secret_token::hash(token);
     let mut tx = deps.db.begin().await?;
@@ -169,14 +175,14 @@ async fn refresh_inner(
         .ok_or_else(invalid)?;
     if !session.live(now) {
         return Err(refused(
-            "session_ended",
+            ErrorCode::SessionEnded,
             "this session has ended; sign in again",
         ));
     }
     if let Some(rotated_at) = row.rotated_at {
         if now - rotated_at < chrono::Duration::seconds(CONCURRENT_REFRESH_GRACE_SECS) {
             return Err(refused(
-                "refresh_token_rotated",
+                ErrorCode::RefreshTokenRotated,
                 "this refresh token was just exchanged; use the new one",
             ));
         }
@@ -195,13 +201,13 @@ async fn refresh_inner(
         tx.commit().await?;
         tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
         return Err(refused(
-            "refresh_token_reused",
+            ErrorCode::RefreshTokenReused,
             "this refresh token was already used; the session has been ended for safety",
         ));
     }
     if !store::sessions::rotate(&mut tx, &hash, now).await? {
         return Err(refused(
-            "refresh_token_rotated",
+            ErrorCode::RefreshTokenRotated,
             "this refresh token was just exchanged; use the new one",
         ));
     }

@@ -6,6 +6,7 @@
 //! string `exp` fails to parse), `token_use` is `access`, and `exp`/`nbf` are
 //! compared with the injected clock so tests can move time.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use secrecy::ExposeSecret;
@@ -103,7 +104,7 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, EngineError> {
         let invalid =
-            || EngineError::unauthenticated("invalid_token", "the access token is invalid");
+            || EngineError::unauthenticated(ErrorCode::InvalidToken, "the access token is invalid");
         let data = decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|_| invalid())?;
         if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) || data.claims.token_use != "access"
@@ -113,7 +114,7 @@ impl JwtKeys {
         let now = now.timestamp();
         if now >= data.claims.exp {
             return Err(EngineError::unauthenticated(
-                "token_expired",
+                ErrorCode::TokenExpired,
                 "the access token has expired",
             ));
         }

@@ -1,3 +1,4 @@
+use crate::ErrorCode;
 use std::fmt;
 
 use crate::error::EngineError;
@@ -12,8 +13,9 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, EngineError> {
-        let invalid =
-            |why: &str| EngineError::validation("invalid_email", "email", format!("email {why}"));
+        let invalid = |why: &str| {
+            EngineError::validation(ErrorCode::InvalidEmail, "email", format!("email {why}"))
+        };
         let email = raw.trim().to_lowercase();
         if email.is_empty() {
             return Err(invalid("is required"));

@@ -11,6 +11,7 @@ pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
 pub use role::GlobalRole;
 
+use crate::ErrorCode;
 use crate::error::EngineError;
 
 /// A person's display name: trimmed, 1 to 200 characters, no control characters.
@@ -23,14 +24,14 @@ impl FullName {
         let chars = name.chars().count();
         if chars == 0 || chars > 200 {
             return Err(EngineError::validation(
-                "invalid_full_name",
+                ErrorCode::InvalidFullName,
                 "full_name",
                 "full_name must be 1 to 200 characters",
             ));
         }
         if name.chars().any(char::is_control) {
             return Err(EngineError::validation(
-                "invalid_full_name",
+                ErrorCode::InvalidFullName,
                 "full_name",
                 "full_name must not contain control characters",
             ));

@@ -1,3 +1,4 @@
+use crate::ErrorCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::EngineError;
@@ -16,14 +17,14 @@ impl NewPassword {
         let chars = raw.chars().count();
         if chars < PASSWORD_MIN_CHARS {
             return Err(EngineError::validation(
-                "password_too_short",
+                ErrorCode::PasswordTooShort,
                 "password",
                 format!("password must be at least {PASSWORD_MIN_CHARS} characters"),
             ));
         }
         if chars > PASSWORD_MAX_CHARS {
             return Err(EngineError::validation(
-                "password_too_long",
+                ErrorCode::PasswordTooLong,
                 "password",
                 format!("password must be at most {PASSWORD_MAX_CHARS} characters"),
             ));
@@ -31,7 +32,7 @@ impl NewPassword {
         let entropy = zxcvbn::zxcvbn(raw, hints);
         if u8::from(entropy.score()) < 2 {
             return Err(EngineError::validation(
-                "password_too_weak",
+                ErrorCode::PasswordTooWeak,
                 "password",
                 "password is too easy to guess; try a longer phrase of unrelated words",
             ));

@@ -1,5 +1,6 @@
 //! Project names, roles and settings.
 
+use crate::ErrorCode;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ impl FromStr for ProjectRole {
             "contributor" => Ok(Self::Contributor),
             "reviewer" => Ok(Self::Reviewer),
             other => Err(EngineError::validation(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 "role",
                 format!("unknown project role {other:?}; expected admin, contributor or reviewer"),
             )),
@@ -63,7 +64,7 @@ impl ProjectName {
         let chars = name.chars().count();
         if chars == 0 || chars > 200 || name.chars().any(char::is_control) {
             return Err(EngineError::validation(
-                "invalid_name",
+                ErrorCode::InvalidName,
                 "name",
                 "name must be 1 to 200 characters without control characters",
             ));
@@ -85,7 +86,7 @@ pub fn parse_description(raw: &str) -> Result<String, EngineError> {
             .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
     {
         return Err(EngineError::validation(
-            "invalid_description",
+            ErrorCode::InvalidDescription,
             "description",
             "description must be at most 5000 characters without control characters",
         ));
@@ -141,7 +142,7 @@ impl ProjectSettings {
     pub fn validate(self) -> Result<Self, EngineError> {
         let bad = |field: &'static str, message: &str| {
             Err(EngineError::validation(
-                "invalid_settings",
+                ErrorCode::InvalidSettings,
                 field,
                 message.to_owned(),
             ))

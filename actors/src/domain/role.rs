@@ -1,3 +1,4 @@
+use crate::ErrorCode;
 use std::{fmt, str::FromStr};
 
 use crate::error::EngineError;
@@ -26,7 +27,7 @@ impl FromStr for GlobalRole {
             "super_admin" => Ok(Self::SuperAdmin),
             "user" => Ok(Self::User),
             other => Err(EngineError::validation(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 "role",
                 format!("unknown role {other:?}; expected super_admin or user"),
             )),

@@ -6,6 +6,7 @@
 //! place, then ask the project actor to commit the item. What a failed or refused
 //! upload leaves is removed, unless the commit's outcome is unknown.
 
+use crate::ErrorCode;
 use std::{
     path::{Path, PathBuf},
     time::Instant,
@@ -110,7 +111,7 @@ pub trait UploadForm: Send {
 /// this into a 413 when the body was too large).
 fn unreadable_body() -> EngineError {
     EngineError::Validation {
-        code: "invalid_body",
+        code: ErrorCode::InvalidBody,
         field: None,
         message: "the request body ended early or is not a well-formed multipart form".into(),
     }
@@ -120,7 +121,7 @@ fn unreadable_body() -> EngineError {
 async fn read_text(
     mut body: impl tokio::io::AsyncRead + Unpin,
     field: &'static str,
-    code: &'static str,
+    code: ErrorCode,
     max_bytes: usize,
 ) -> Result<String, EngineError> {
     let too_long = || {
@@ -152,7 +153,7 @@ async fn text_field(
     field: &'static str,
     max_chars: usize,
 ) -> Result<String, EngineError> {
-    read_text(body, field, "invalid_field", max_chars * 4).await
+    read_text(body, field, ErrorCode::InvalidField, max_chars * 4).await
 }
 
 /// Read a part to its end, keeping nothing.
@@ -166,7 +167,7 @@ async fn drain(mut body: impl tokio::io::AsyncRead + Unpin) -> Result<(), Engine
 fn parse_project_id(raw: &str) -> Result<Uuid, EngineError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
         EngineError::validation(
-            "invalid_project_id",
+            ErrorCode::InvalidProjectId,
             "project_id",
             "project_id must be a UUID",
         )
@@ -200,7 +201,7 @@ pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError>
             None | Some("") => Ok(None),
             Some(v) if v.chars().count() > max || v.chars().any(char::is_control) => {
                 Err(EngineError::validation(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     field,
                     format!("{field} must be at most {max} characters without control characters"),
                 ))
@@ -215,7 +216,7 @@ pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError>
         })
     {
         return Err(EngineError::validation(
-            "invalid_language",
+            ErrorCode::InvalidLanguage,
             "language",
             "language must be a BCP 47 tag such as sw or en-GB",
         ));
@@ -224,7 +225,7 @@ pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError>
         None | Some("") => Value::Object(Default::default()),
         Some(raw) if raw.len() > 16 * 1024 => {
             return Err(EngineError::validation(
-                "invalid_metadata",
+                ErrorCode::InvalidMetadata,
                 "metadata",
                 "metadata must be at most 16 KiB",
             ));
@@ -233,7 +234,7 @@ pub(crate) fn parse_fields(input: &UploadDetails) -> Result<Fields, EngineError>
             Ok(Value::Object(map)) => Value::Object(map),
             _ => {
                 return Err(EngineError::validation(
-                    "invalid_metadata",
+                    ErrorCode::InvalidMetadata,
                     "metadata",
                     "metadata must be a JSON object",
                 ));
@@ -312,7 +313,7 @@ fn parse_replaces(raw: Option<&str>) -> Result<Option<Uuid>, EngineError> {
         None | Some("") => Ok(None),
         Some(id) => Uuid::parse_str(id).map(Some).map_err(|_| {
             EngineError::validation(
-                "invalid_replaces",
+                ErrorCode::InvalidReplaces,
                 "replaces",
                 "replaces must be the id of an item",
             )
@@ -322,35 +323,45 @@ fn parse_replaces(raw: Option<&str>) -> Result<Option<Uuid>, EngineError> {
 
 fn too_large(max: u64) -> EngineError {
     EngineError::TooLarge {
-        code: "file_too_large",
+        code: ErrorCode::FileTooLarge,
         message: format!("the file is larger than this project's limit of {max} bytes"),
     }
 }
 
 fn detect_error(err: detect::DetectError) -> EngineError {
-    let code = err.code();
+    use detect::DetectError as E;
     let message = err.to_string();
-    match code {
-        "unsupported_type" => EngineError::UnsupportedMedia { code, message },
-        "io_error" => EngineError::Internal(message),
-        _ => EngineError::Validation {
-            code,
-            field: Some("file"),
+    let invalid_file = |code| EngineError::Validation {
+        code,
+        field: Some("file"),
+        message: message.clone(),
+    };
+    match err {
+        E::Unrecognised => EngineError::UnsupportedMedia {
+            code: ErrorCode::UnsupportedType,
             message,
         },
+        E::Io(_) => EngineError::Internal(message),
+        E::Empty => invalid_file(ErrorCode::EmptyFile),
+        E::KindMismatch { .. } => invalid_file(ErrorCode::KindMismatch),
+        E::DeclaredTypeMismatch { .. } => invalid_file(ErrorCode::DeclaredTypeMismatch),
+        E::UnsafeArchive(_) => invalid_file(ErrorCode::UnsafeArchive),
     }
 }
 
 fn audio_error(err: audio::AudioError) -> EngineError {
-    let code = err.code();
+    use audio::AudioError as E;
     let message = err.to_string();
-    match code {
-        "io_error" => EngineError::Internal(message),
-        _ => EngineError::Validation {
-            code,
-            field: Some("file"),
-            message,
-        },
+    let code = match err {
+        E::Io(_) => return EngineError::Internal(message),
+        E::Undecodable(_) => ErrorCode::UndecodableAudio,
+        E::TooLong { .. } => ErrorCode::AudioTooLong,
+        E::TimedOut => ErrorCode::AudioAnalysisTimeout,
+    };
+    EngineError::Validation {
+        code,
+        field: Some("file"),
+        message,
     }
 }
 
@@ -390,7 +401,7 @@ impl Engine {
             .await?;
         if !project.settings.accepted_kinds.contains(&kind) {
             return Err(EngineError::validation(
-                "kind_not_accepted",
+                ErrorCode::KindNotAccepted,
                 "file",
                 "this project does not accept this kind of data",
             ));
@@ -471,12 +482,13 @@ impl Engine {
             } = part;
             match name.as_str() {
                 "project_id" => {
-                    let raw = read_text(body, "project_id", "invalid_project_id", 64).await?;
+                    let raw =
+                        read_text(body, "project_id", ErrorCode::InvalidProjectId, 64).await?;
                     let id = parse_project_id(&raw)?;
                     match &admitted {
                         Some((known, _)) if *known != id => {
                             return Err(EngineError::validation(
-                                "project_id_mismatch",
+                                ErrorCode::ProjectIdMismatch,
                                 "project_id",
                                 "project_id differs between the query string and the form",
                             ));
@@ -490,14 +502,14 @@ impl Engine {
                 "file" => {
                     let Some((_, (max, _))) = &admitted else {
                         return Err(EngineError::validation(
-                            "project_id_first",
+                            ErrorCode::ProjectIdFirst,
                             "project_id",
                             "send project_id before the file (or in the query string)",
                         ));
                     };
                     if received.is_some() {
                         return Err(EngineError::validation(
-                            "duplicate_file",
+                            ErrorCode::DuplicateFile,
                             "file",
                             "send one file per upload",
                         ));
@@ -520,12 +532,13 @@ impl Engine {
                     details.external_id = Some(text_field(body, "external_id", 200).await?);
                 }
                 "metadata" => {
-                    details.metadata =
-                        Some(read_text(body, "metadata", "invalid_metadata", 16 * 1024).await?);
+                    details.metadata = Some(
+                        read_text(body, "metadata", ErrorCode::InvalidMetadata, 16 * 1024).await?,
+                    );
                 }
                 "replaces" => {
                     details.replaces =
-                        Some(read_text(body, "replaces", "invalid_replaces", 64).await?);
+                        Some(read_text(body, "replaces", ErrorCode::InvalidReplaces, 64).await?);
                 }
                 // Unknown fields are skipped (read, never kept).
                 _ => drain(body).await?,
@@ -533,14 +546,14 @@ impl Engine {
         }
         let Some((project_id, (_max, _permit))) = admitted else {
             return Err(EngineError::validation(
-                "missing_project_id",
+                ErrorCode::MissingProjectId,
                 "project_id",
                 "project_id is required",
             ));
         };
         let Some(received) = received else {
             return Err(EngineError::validation(
-                "missing_file",
+                ErrorCode::MissingFile,
                 "file",
                 "file is required",
             ));
@@ -580,7 +593,7 @@ impl Engine {
         let incoming_path = incoming.path()?;
         if size == 0 {
             return Err(EngineError::validation(
-                "empty_file",
+                ErrorCode::EmptyFile,
                 "file",
                 "the file is empty",
             ));

@@ -1,5 +1,6 @@
 //! Reading and deleting items.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -49,7 +50,11 @@ impl Engine {
         query: ItemListQuery,
     ) -> Result<Page<ItemView>, EngineError> {
         let project_id = query.project_id.ok_or_else(|| {
-            EngineError::validation("missing_project_id", "project_id", "project_id is required")
+            EngineError::validation(
+                ErrorCode::MissingProjectId,
+                "project_id",
+                "project_id is required",
+            )
         })?;
         let project = self
             .check_project(principal, project_id, ProjectAction::View)
@@ -60,7 +65,7 @@ impl Engine {
         {
             let names: Vec<&str> = ItemStatus::ALL.iter().map(|s| s.as_str()).collect();
             return Err(EngineError::validation(
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 "status",
                 format!("status is one of {}", names.join(", ")),
             ));

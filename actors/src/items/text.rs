@@ -1,5 +1,6 @@
 //! Reading and writing an item's text: the machine's output and people's revisions.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -60,14 +61,14 @@ pub struct ItemText {
 pub(crate) fn check_text(text: &str) -> Result<(), EngineError> {
     if text.trim().is_empty() {
         return Err(EngineError::validation(
-            "empty_text",
+            ErrorCode::EmptyText,
             "text",
             "the text is empty",
         ));
     }
     if text.len() > MAX_HUMAN_TEXT_BYTES {
         return Err(EngineError::TooLarge {
-            code: "text_too_large",
+            code: ErrorCode::TextTooLarge,
             message: format!("the text must be at most {MAX_HUMAN_TEXT_BYTES} bytes"),
         });
     }
@@ -76,7 +77,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), EngineError> {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(EngineError::validation(
-            "invalid_text",
+            ErrorCode::InvalidText,
             "text",
             "the text holds control characters",
         ));
@@ -157,16 +158,16 @@ mod tests {
     fn text_checks() {
         assert!(check_text("Habari\nza asubuhi\t!").is_ok());
         assert_eq!(
-            check_text("  \n").err().map(|e| e.code()),
+            check_text("  \n").err().map(|e| e.code().as_str()),
             Some("empty_text")
         );
         assert_eq!(
-            check_text("a\u{0}b").err().map(|e| e.code()),
+            check_text("a\u{0}b").err().map(|e| e.code().as_str()),
             Some("invalid_text")
         );
         let big = "a".repeat(super::MAX_HUMAN_TEXT_BYTES + 1);
         assert_eq!(
-            check_text(&big).err().map(|e| e.code()),
+            check_text(&big).err().map(|e| e.code().as_str()),
             Some("text_too_large")
         );
     }

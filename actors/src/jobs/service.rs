@@ -1,6 +1,7 @@
 //! The jobs API: a job's state for the members who may see its item, and the failed
 //! jobs of the whole platform for super admins, who may put them back in the queue.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -104,7 +105,7 @@ impl Engine {
         let state = state.unwrap_or("failed");
         if !STATES.contains(&state) {
             return Err(EngineError::validation(
-                "invalid_state",
+                ErrorCode::InvalidState,
                 "state",
                 format!("state is one of {}", STATES.join(", ")),
             ));
@@ -132,7 +133,7 @@ impl Engine {
         let mut tx = self.deps.db.begin().await?;
         if !store::jobs::retry_failed(&mut tx, id, now).await? {
             return Err(EngineError::Conflict {
-                code: "job_not_failed",
+                code: ErrorCode::JobNotFailed,
                 message: format!("the job is {}, not failed", job.state),
             });
         }

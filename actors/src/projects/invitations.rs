@@ -1,5 +1,6 @@
 //! Invitation transitions, run by the project's actor: invite, resend, revoke, accept.
 
+use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -61,7 +62,7 @@ pub async fn invite(
             .is_some()
     {
         return Err(EngineError::Conflict {
-            code: "already_member",
+            code: ErrorCode::AlreadyMember,
             message: format!("{email} is already a member of this project"),
         });
     }
@@ -70,7 +71,7 @@ pub async fn invite(
         .is_some()
     {
         return Err(EngineError::Conflict {
-            code: "invitation_pending",
+            code: ErrorCode::InvitationPending,
             message: format!("{email} already has a pending invitation; resend it instead"),
         });
     }
@@ -212,21 +213,21 @@ pub async fn accept(
     let now = deps.clock.now();
     if invitation.expires_at <= now {
         return Err(EngineError::Validation {
-            code: "invitation_expired",
+            code: ErrorCode::InvitationExpired,
             field: Some("token"),
             message: "this invitation has expired; ask a project admin to resend it".into(),
         });
     }
     if !principal.email.eq_ignore_ascii_case(&invitation.email) {
         return Err(EngineError::Refused {
-            code: "invitation_email_mismatch",
+            code: ErrorCode::InvitationEmailMismatch,
             message: "this invitation was sent to another email address; sign in with that address"
                 .into(),
         });
     }
     if caller_role(&mut tx, id, principal).await?.is_some() {
         return Err(EngineError::Conflict {
-            code: "already_member",
+            code: ErrorCode::AlreadyMember,
             message: "you are already a member of this project".into(),
         });
     }

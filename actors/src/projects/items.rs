@@ -1,6 +1,7 @@
 //! Item transitions run by the project's actor: commit an upload, delete an item,
 //! correct its text, process it again.
 
+use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -34,7 +35,7 @@ async fn refuse_duplicate(
 ) -> Result<(), EngineError> {
     match store::items::id_by_sha256(tx, project, sha256).await? {
         Some(existing) => Err(EngineError::Conflict {
-            code: "duplicate_content",
+            code: ErrorCode::DuplicateContent,
             message: format!("identical content is already item {existing} in this project"),
         }),
         None => Ok(()),
@@ -63,7 +64,7 @@ pub async fn add(
         && let Some(existing) = store::items::id_by_external_id(&mut tx, id, ext).await?
     {
         return Err(EngineError::Conflict {
-            code: "duplicate_external_id",
+            code: ErrorCode::DuplicateExternalId,
             message: format!("external_id {ext:?} is already item {existing} in this project"),
         });
     }
@@ -161,11 +162,11 @@ pub(super) fn check_visible(
 pub(super) fn not_editable(status: &str) -> EngineError {
     match status {
         "uploaded" | "processing" => EngineError::Conflict {
-            code: "item_processing",
+            code: ErrorCode::ItemProcessing,
             message: format!("the item is {status}; wait until processing ends"),
         },
         _ => EngineError::Conflict {
-            code: "item_in_review",
+            code: ErrorCode::ItemInReview,
             message: format!("the item is {status}; it cannot be changed now"),
         },
     }
@@ -284,7 +285,7 @@ pub async fn replace_file(
     authz::authorize_project(principal, role, action)?;
     if item.kind != row.kind {
         return Err(EngineError::validation(
-            "kind_mismatch",
+            ErrorCode::KindMismatch,
             "replaces",
             format!(
                 "item {item_id} is a {}; replace it with the same kind",

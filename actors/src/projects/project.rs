@@ -2,6 +2,7 @@
 //! one transaction that takes the project's lock, re-checks the caller against the
 //! permission matrix, writes the change and its audit row, then commits.
 
+use crate::ErrorCode;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -512,13 +513,13 @@ async fn restore(
         .ok_or_else(not_found)?;
     if project.deleted_at.is_none() {
         return Err(EngineError::Conflict {
-            code: "project_not_deleted",
+            code: ErrorCode::ProjectNotDeleted,
             message: "the project is not deleted".into(),
         });
     }
     if !store::projects::restore(&mut tx, id, now - retention, now).await? {
         return Err(EngineError::Conflict {
-            code: "restore_window_passed",
+            code: ErrorCode::RestoreWindowPassed,
             message: format!(
                 "the project was deleted more than {} days ago",
                 retention.num_days()
@@ -638,7 +639,7 @@ async fn remove_member(
 async fn ensure_another_admin(tx: &mut Tx, project: Uuid) -> Result<(), EngineError> {
     if store::projects::count_admins(tx, project).await? <= 1 {
         return Err(EngineError::Conflict {
-            code: "last_admin",
+            code: ErrorCode::LastAdmin,
             message: "a project must keep at least one admin; make someone else admin first".into(),
         });
     }

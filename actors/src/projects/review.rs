@@ -3,6 +3,7 @@
 //! item only through the state machine (`items::state`) with a conditional write, and
 //! writes an audit row when the item's state changes.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -56,7 +57,7 @@ pub async fn submit(
         authz::authorize_project(principal, role, action)?;
         if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
             return Err(EngineError::Conflict {
-                code: "item_not_ready",
+                code: ErrorCode::ItemNotReady,
                 message: format!(
                     "item {item_id} is {}; only ready items, or ones sent back for changes, \
                      can be submitted",
@@ -118,7 +119,7 @@ pub async fn claim(
     // the condition still guards it.
     if !store::reviews::claim(&mut tx, item.id, me, until, now).await? {
         return Err(EngineError::Conflict {
-            code: "review_claimed",
+            code: ErrorCode::ReviewClaimed,
             message: "another reviewer took the item; ask for the next one".into(),
         });
     }
@@ -129,7 +130,7 @@ pub async fn claim(
 
 fn not_pending(item: &ItemRow) -> EngineError {
     EngineError::Conflict {
-        code: "item_not_pending",
+        code: ErrorCode::ItemNotPending,
         message: format!("the item is {}, not pending review", item.status),
     }
 }
@@ -163,7 +164,7 @@ pub async fn renew(
     .await?
     {
         return Err(EngineError::Conflict {
-            code: "lease_lost",
+            code: ErrorCode::LeaseLost,
             message: "you do not hold this item's lease (it expired, or was never yours)".into(),
         });
     }
@@ -192,7 +193,7 @@ pub async fn skip(
 fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(), EngineError> {
     match (input.decision, &input.reason_code) {
         (Decision::Reject, None) => Err(EngineError::validation(
-            "reason_required",
+            ErrorCode::ReasonRequired,
             "reason_code",
             format!(
                 "a rejection needs a reason_code, one of {}",
@@ -201,7 +202,7 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
         )),
         (Decision::Reject, Some(code)) if !settings.reject_reasons.contains(code) => {
             Err(EngineError::validation(
-                "invalid_reason",
+                ErrorCode::InvalidReason,
                 "reason_code",
                 format!(
                     "{code:?} is not one of this project's reasons: {}",
@@ -210,13 +211,13 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
             ))
         }
         (Decision::Approve, Some(_)) => Err(EngineError::validation(
-            "reason_not_allowed",
+            ErrorCode::ReasonNotAllowed,
             "reason_code",
             "a reason_code goes with a rejection only",
         )),
         _ if input.decision == Decision::Reject && input.corrected_text.is_some() => {
             Err(EngineError::validation(
-                "correction_not_allowed",
+                ErrorCode::CorrectionNotAllowed,
                 "corrected_text",
                 "corrected_text goes with an approval (fix and accept) only",
             ))
@@ -240,7 +241,7 @@ pub async fn decide(
     let me = principal.user_id;
     if item.contributor_id == me {
         return Err(EngineError::Refused {
-            code: "self_review",
+            code: ErrorCode::SelfReview,
             message: "you cannot review your own item".into(),
         });
     }
@@ -253,7 +254,7 @@ pub async fn decide(
         && until > now
     {
         return Err(EngineError::Conflict {
-            code: "review_claimed",
+            code: ErrorCode::ReviewClaimed,
             message: "another reviewer holds this item; take the next one from the queue".into(),
         });
     }
@@ -263,7 +264,7 @@ pub async fn decide(
     let round = item.review_round;
     if store::reviews::has_decided(&mut tx, item_id, round, me).await? {
         return Err(EngineError::Conflict {
-            code: "already_decided",
+            code: ErrorCode::AlreadyDecided,
             message: "you already decided this item in this round".into(),
         });
     }

@@ -1,6 +1,7 @@
 //! The projects part of the engine handle. Reads go to the store after a permission
 //! check; transitions go to the project's actor (started on demand by the registry).
 
+use crate::ErrorCode;
 use ractor::{ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
@@ -158,7 +159,7 @@ impl Engine {
             .filter(|s| !s.is_empty());
         if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
             return Err(EngineError::validation(
-                "invalid_search",
+                ErrorCode::InvalidSearch,
                 "search",
                 "search is at most 200 characters",
             ));
@@ -320,7 +321,7 @@ impl Engine {
             && from >= to
         {
             return Err(EngineError::validation(
-                "invalid_time_range",
+                ErrorCode::InvalidTimeRange,
                 "from",
                 "from must be before to",
             ));
@@ -328,7 +329,7 @@ impl Engine {
         let action = query.action.filter(|a| !a.is_empty());
         if action.as_ref().is_some_and(|a| a.len() > 64) {
             return Err(EngineError::validation(
-                "invalid_action",
+                ErrorCode::InvalidAction,
                 "action",
                 "action is at most 64 characters",
             ));
@@ -402,7 +403,7 @@ impl Engine {
         let state = state.unwrap_or("pending");
         if !matches!(state, "pending" | "accepted" | "revoked") {
             return Err(EngineError::validation(
-                "invalid_state",
+                ErrorCode::InvalidState,
                 "state",
                 "state is pending, accepted or revoked",
             ));

@@ -5,6 +5,7 @@
 
 pub mod digest;
 
+use crate::ErrorCode;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -114,7 +115,7 @@ fn check_input(input: &DecisionInput) -> Result<(), EngineError> {
         && comment.chars().count() > MAX_COMMENT_CHARS
     {
         return Err(EngineError::validation(
-            "comment_too_long",
+            ErrorCode::CommentTooLong,
             "comment",
             format!("the comment must be at most {MAX_COMMENT_CHARS} characters"),
         ));
@@ -123,7 +124,7 @@ fn check_input(input: &DecisionInput) -> Result<(), EngineError> {
         && (code.is_empty() || code.len() > 64)
     {
         return Err(EngineError::validation(
-            "invalid_reason",
+            ErrorCode::InvalidReason,
             "reason_code",
             "reason_code is a short code from the project's list",
         ));
@@ -148,7 +149,7 @@ impl Engine {
         ids.retain(|id| seen.insert(*id));
         if ids.is_empty() || ids.len() > MAX_SUBMIT_ITEMS {
             return Err(EngineError::validation(
-                "invalid_item_ids",
+                ErrorCode::InvalidItemIds,
                 "item_ids",
                 format!("give between 1 and {MAX_SUBMIT_ITEMS} item ids"),
             ));

@@ -14,6 +14,8 @@ use poem::{
 };
 
 use super::problems::problem_response;
+use alta_actors::ErrorCode;
+
 use crate::problem::Problem;
 
 pub struct BodyLimit {
@@ -95,7 +97,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 fn too_large(max: usize) -> Response {
     let mut resp = problem_response(Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the request body is larger than {max} bytes"),
     ));
     resp.headers_mut().insert(

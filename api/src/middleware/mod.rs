@@ -1,17 +1,20 @@
 //! The middleware stack, outermost first: observe (request id, client IP, span,
-//! metrics, access log) → security headers → CORS → the tus envelope of `/api/uploads` →
-//! problem conversion → body limit.
+//! metrics, access log) → security headers → `Vary: Origin` → CORS → the tus envelope of
+//! `/api/uploads` → problem conversion (with `Allow` on a 405) → body limit.
 
+pub mod allowed_methods;
 mod body_limit;
 mod observe;
 pub mod problems;
 pub mod request_id;
 mod security_headers;
 pub mod tus;
+mod vary_origin;
 
 pub use body_limit::BodyLimit;
 pub use observe::Observe;
 pub use security_headers::SecurityHeaders;
+pub use vary_origin::VaryOrigin;
 
 use poem::{http::Method, middleware::Cors};
 

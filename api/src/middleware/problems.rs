@@ -15,15 +15,32 @@ use poem_openapi::{
     },
 };
 
+use std::sync::Arc;
+
+use alta_actors::ErrorCode;
+
+use super::allowed_methods::AllowedMethods;
 use crate::problem::Problem;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-pub async fn convert_errors<E: Endpoint>(next: E, req: Request) -> Result<Response> {
-    let resp = match next.call(req).await {
+pub async fn convert_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: Arc<AllowedMethods>,
+) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => error_response(err),
     };
+    // RFC 9110: a 405 says which methods the path does answer.
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !resp.headers().contains_key(header::ALLOW)
+        && let Ok(allow) = HeaderValue::from_str(&allowed.allow(&path))
+    {
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
     Ok(ensure_problem(resp))
 }
 
@@ -36,24 +53,24 @@ pub fn error_response(err: poem::Error) -> Response {
     } else {
         let status = err.status();
         let code = if err.is::<NotFoundError>() {
-            "not_found"
+            ErrorCode::NotFound
         } else if err.is::<MethodNotAllowedError>() {
-            "method_not_allowed"
+            ErrorCode::MethodNotAllowed
         } else if err.is::<ParseRequestPayloadError>() || err.is::<ParseMultipartError>() {
-            "invalid_body"
+            ErrorCode::InvalidBody
         } else if err.is::<ParseParamError>() || err.is::<ParsePathError>() {
-            "invalid_parameter"
+            ErrorCode::InvalidParameter
         } else if err.is::<ContentTypeError>() {
-            "unsupported_media_type"
+            ErrorCode::UnsupportedMediaType
         } else if err.is::<AuthorizationError>() {
-            "unauthorized"
+            ErrorCode::Unauthorized
         } else {
-            code_for_status(status)
+            ErrorCode::for_status(status.as_u16())
         };
         let detail = if status.is_server_error() {
             tracing::error!(error = %err, "unhandled server error");
             "an unexpected error occurred; quote the request id when reporting it".to_owned()
-        } else if code == "unauthorized" {
+        } else if code == ErrorCode::Unauthorized {
             "a valid bearer token is required".to_owned()
         } else if let Some(path) = err.downcast_ref::<ParsePathError>() {
             // The internal parameter name means nothing to clients.
@@ -106,7 +123,7 @@ fn ensure_problem(resp: Response) -> Response {
     let (parts, _) = resp.into_parts();
     let mut fresh = problem_response(Problem::new(
         status,
-        code_for_status(status),
+        ErrorCode::for_status(status.as_u16()),
         status.canonical_reason().unwrap_or("error"),
     ));
     for (name, value) in parts.headers.iter() {
@@ -140,26 +157,4 @@ fn problem_json(p: &Problem) -> serde_json::Value {
         value["field"] = serde_json::Value::String(field.clone());
     }
     value
-}
-
-pub fn code_for_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        406 => "not_acceptable",
-        408 => "request_timeout",
-        409 => "conflict",
-        411 => "length_required",
-        413 => "payload_too_large",
-        415 => "unsupported_media_type",
-        422 => "unprocessable",
-        429 => "rate_limited",
-        501 => "not_implemented",
-        503 => "service_unavailable",
-        s if s >= 500 => "internal_error",
-        _ => "bad_request",
-    }
 }

@@ -1,12 +1,14 @@
 //! The tus protocol's envelope for `/api/uploads`: every request but `OPTIONS` (and
 //! our JSON `GET`) must say `Tus-Resumable: 1.0.0` (412 otherwise), every response says
-//! it back, and `X-HTTP-Method-Override` lets clients behind proxies that only pass
+//! it back (`OPTIONS` too), a 460 gets the reason phrase `Checksum Mismatch`, and `X-HTTP-Method-Override` lets clients behind proxies that only pass
 //! GET and POST send `PATCH`, `DELETE` and `HEAD`.
 
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response, Result,
     http::{HeaderValue, Method, StatusCode},
 };
+
+use alta_actors::ErrorCode;
 
 use super::problems::problem_response;
 use crate::problem::Problem;
@@ -15,6 +17,9 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,termination,checksum,expiration";
 
 const PREFIX: &str = "/api/uploads";
+
+/// The tus checksum extension's status for a chunk that does not match its checksum.
+pub const CHECKSUM_MISMATCH: u16 = 460;
 
 fn is_tus_path(path: &str) -> bool {
     path == PREFIX
@@ -67,7 +72,7 @@ impl<E: Endpoint> Endpoint for TusEndpoint<E> {
         let mut resp = if needs_version && version != Some(TUS_VERSION) {
             let mut resp = problem_response(Problem::new(
                 StatusCode::PRECONDITION_FAILED,
-                "unsupported_tus_version",
+                ErrorCode::UnsupportedTusVersion,
                 format!("send Tus-Resumable: {TUS_VERSION} (the only version this server speaks)"),
             ));
             resp.headers_mut()
@@ -79,9 +84,13 @@ impl<E: Endpoint> Endpoint for TusEndpoint<E> {
                 Err(err) => err.into_response(),
             }
         };
-        if method != Method::OPTIONS {
-            resp.headers_mut()
-                .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+        // Every tus answer says the version, discovery (`OPTIONS`) included.
+        resp.headers_mut()
+            .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+        if resp.status().as_u16() == CHECKSUM_MISMATCH {
+            // 460 has no standard reason phrase: give the status line one (HTTP/1.1).
+            resp.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b"Checksum Mismatch"));
         }
         Ok(resp)
     }
