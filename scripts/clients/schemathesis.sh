@@ -10,6 +10,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 run_under_server "$@"
 
+# Google sign-in is off on this server (it would need Google itself): its operations
+# answer 501 google_signin_disabled by design, which not_a_server_error counts as a failure.
+not_testable=(auth_google_login auth_google_callback auth_google_exchange)
+
 # Operations that end the session they are called with (logout, logout-all, ending a
 # session, a password change or reset ends the others) or delete the owner's project:
 # run last, with a session of their own.
@@ -40,13 +44,31 @@ schemathesis() { # report name, then arguments
     --report-junit-path "$report_dir/$name.xml" --report-ndjson-path "$report_dir/$name.ndjson" "$@")
 }
 
+# A processed document of the owner's, so that the operations on one document and its job
+# (schemathesis.toml gives them DOCUMENT_ID and JOB_ID) read and change real data.
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+seed_file="$report_dir/seed.txt"
+echo "A document the fuzzer may read and correct." >"$seed_file"
+DOCUMENT_ID="$(curl -fsS "$BASE_URL/api/documents" -H "authorization: Bearer $TOKEN" \
+  -F "project_id=$PROJECT_ID" -F "file=@$seed_file;type=text/plain" | json_field id)" \
+  || die "could not upload the seed document"
+for _ in $(seq 1 300); do
+  seeded="$(curl -fsS "$BASE_URL/api/documents/$DOCUMENT_ID" -H "authorization: Bearer $TOKEN")" \
+    || die "could not read the seed document"
+  [ "$(json_field status <<<"$seeded")" = ready ] && break
+  sleep 0.2
+done
+[ "$(json_field status <<<"$seeded")" = ready ] || die "the seed document never became ready: $seeded"
+JOB_ID="$(json_field job_id <<<"$seeded")"
+export DOCUMENT_ID JOB_ID
+
 login_body="$(python3 -c 'import json, os; print(json.dumps({"email": os.environ["OWNER_EMAIL"], "password": os.environ["OWNER_PASSWORD"]}))')" \
   || die "OWNER_EMAIL and OWNER_PASSWORD must be set (with BASE_URL) for the session-ending operations"
 
 status=0
 exclude=()
-for id in "${session_enders[@]}"; do exclude+=(--exclude-operation-id "$id"); done
-echo "$script_name: run 1: every operation but ${session_enders[*]}" >&2
+for id in "${not_testable[@]}" "${session_enders[@]}"; do exclude+=(--exclude-operation-id "$id"); done
+echo "$script_name: run 1: every operation but ${not_testable[*]} ${session_enders[*]}" >&2
 schemathesis main "${exclude[@]}" || status=1
 
 # Each of them with a fresh session of the owner: one that ended its session leaves the
