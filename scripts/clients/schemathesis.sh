@@ -83,4 +83,8 @@ for id in "${session_enders[@]}"; do
 done
 
 echo "$script_name: reports in $report_dir" >&2
+if [ "$status" -ne 0 ]; then
+  echo "$script_name: failures by check and operation (most frequent answer):" >&2
+  python3 "$clients_dir/schemathesis_summary.py" "$report_dir" >&2 || true
+fi
 [ "$status" -eq 0 ] || die "schemathesis found failures (above; JUnit and NDJSON in $report_dir)"
