@@ -243,6 +243,24 @@ async fn a_405_lists_the_allowed_methods_and_cors_answers_vary_by_origin() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()["allow"], "GET, HEAD, PATCH, DELETE");
+    // A method tus does not define is the router's 405, not the tus envelope's 412.
+    for method in [Method::TRACE, Method::PUT] {
+        let resp = app
+            .client
+            .request(
+                method.clone(),
+                app.url(&format!("/api/uploads/{}", uuid::Uuid::nil())),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(
+            resp.headers()["allow"],
+            "GET, HEAD, PATCH, DELETE",
+            "{method}"
+        );
+    }
 
     let varies = |resp: &reqwest::Response| {
         resp.headers()

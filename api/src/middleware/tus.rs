@@ -63,7 +63,10 @@ impl<E: Endpoint> Endpoint for TusEndpoint<E> {
             }
         }
         let method = req.method().clone();
-        let needs_version = method != Method::OPTIONS && method != Method::GET;
+        // The tus requests need the version; any other method goes on to the router,
+        // whose 405 (with `Allow`) is the right answer, not 412.
+        let needs_version =
+            [Method::POST, Method::HEAD, Method::PATCH, Method::DELETE].contains(&method);
         let version = req
             .headers()
             .get("tus-resumable")
