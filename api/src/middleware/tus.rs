@@ -63,10 +63,14 @@ impl<E: Endpoint> Endpoint for TusEndpoint<E> {
             }
         }
         let method = req.method().clone();
-        // The tus requests need the version; any other method goes on to the router,
-        // whose 405 (with `Allow`) is the right answer, not 412.
-        let needs_version =
-            [Method::POST, Method::HEAD, Method::PATCH, Method::DELETE].contains(&method);
+        // The tus requests (creation on the collection; HEAD, PATCH and DELETE on an
+        // upload) need the version; any other method goes on to the router, whose 405
+        // (with `Allow`) is the right answer, not 412.
+        let needs_version = if req.uri().path() == PREFIX {
+            method == Method::POST
+        } else {
+            [Method::HEAD, Method::PATCH, Method::DELETE].contains(&method)
+        };
         let version = req
             .headers()
             .get("tus-resumable")
