@@ -10,27 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
     backend_tests,
-    helpers::{Backend, TestApp, assert_problem, spawn_app},
+    helpers::{Backend, assert_problem, spawn_app},
     projects::create_project,
+    schema_contract::{operation, served_document},
 };
 
 backend_tests!(tus_refusals_are_statuses_clients_do_not_retry);
-
-async fn served_spec(app: &TestApp) -> Value {
-    let resp = app.get("/api/openapi.json").await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.unwrap()
-}
-
-fn operation<'a>(spec: &'a Value, id: &str) -> &'a Value {
-    spec["paths"]
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|ops| ops.as_object().unwrap().values())
-        .find(|op| op["operationId"] == id)
-        .unwrap_or_else(|| panic!("no operation {id}"))
-}
 
 fn statuses(spec: &Value, id: &str) -> Vec<String> {
     operation(spec, id)["responses"]
@@ -44,7 +29,7 @@ fn statuses(spec: &Value, id: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_code_is_documented_in_the_document_and_the_readme() {
     let app = spawn_app(Backend::Sqlite).await;
-    let spec = served_spec(&app).await;
+    let spec = served_document(&app).await;
     let problem = &spec["components"]["schemas"]["Problem"];
     let listed: Vec<&str> = problem["properties"]["code"]["enum"]
         .as_array()
@@ -84,7 +69,7 @@ async fn every_error_code_is_documented_in_the_document_and_the_readme() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_operation_lists_the_statuses_it_can_produce() {
     let app = spawn_app(Backend::Sqlite).await;
-    let spec = served_spec(&app).await;
+    let spec = served_document(&app).await;
     let has = |id: &str, status: &str| statuses(&spec, id).iter().any(|s| s == status);
 
     // Not every ApiError status on every operation.

@@ -19,14 +19,15 @@ backend_tests!(
     responses_fit_their_schemas,
 );
 
-async fn served_document(app: &TestApp) -> Value {
+/// The document the server serves.
+pub async fn served_document(app: &TestApp) -> Value {
     let resp = app.get("/api/openapi.json").await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.unwrap()
 }
 
 /// The operation with this id.
-fn operation<'a>(doc: &'a Value, id: &str) -> &'a Value {
+pub fn operation<'a>(doc: &'a Value, id: &str) -> &'a Value {
     doc["paths"]
         .as_object()
         .unwrap()
