@@ -15,6 +15,15 @@ pub enum EngineError {
         field: Option<&'static str>,
         message: String,
     },
+    /// Input that fits the API's schemas but whose content is refused, with a code that
+    /// is otherwise a schema-level (400) one: the values inside tus `Upload-Metadata`,
+    /// which no schema can see into. Always 422.
+    #[error("{message}")]
+    RefusedContent {
+        code: ErrorCode,
+        field: Option<&'static str>,
+        message: String,
+    },
     /// Missing, malformed, expired or revoked credentials.
     #[error("{message}")]
     Unauthenticated { code: ErrorCode, message: String },
@@ -62,6 +71,7 @@ impl EngineError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Validation { code, .. }
+            | Self::RefusedContent { code, .. }
             | Self::Unauthenticated { code, .. }
             | Self::Refused { code, .. }
             | Self::Conflict { code, .. }

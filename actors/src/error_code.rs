@@ -31,6 +31,15 @@ macro_rules! error_codes {
                 match self { $(ErrorCode::$variant => $status,)* }
             }
 
+            /// The status a refusal with this code gets: the first of [`Self::statuses`].
+            /// For validation that is 400 when the request does not fit the OpenAPI
+            /// document (a client bug) and 422 when it fits but the content is refused
+            /// (a wrong token, a blank name, a rule between fields: show it to the user).
+            pub const fn status(self) -> u16 {
+                let b = self.statuses().as_bytes();
+                (b[0] - b'0') as u16 * 100 + (b[1] - b'0') as u16 * 10 + (b[2] - b'0') as u16
+            }
+
             /// The code for a wire string, if there is one.
             pub fn parse(wire: &str) -> Option<ErrorCode> {
                 match wire { $($wire => Some(ErrorCode::$variant),)* _ => None }
@@ -88,19 +97,19 @@ error_codes! {
 
     // Accounts, sessions and tokens.
     /// The email address is not valid; correct it (`field` says which input).
-    InvalidEmail = "invalid_email", "400";
+    InvalidEmail = "invalid_email", "422";
     /// The full name is empty or too long; correct it.
-    InvalidFullName = "invalid_full_name", "400";
+    InvalidFullName = "invalid_full_name", "422";
     /// The password is shorter than the minimum; choose a longer one.
-    PasswordTooShort = "password_too_short", "400";
+    PasswordTooShort = "password_too_short", "422";
     /// The password is longer than the maximum; choose a shorter one.
-    PasswordTooLong = "password_too_long", "400";
+    PasswordTooLong = "password_too_long", "422";
     /// The password is too easy to guess (common, or made of the account's own details); choose another.
-    PasswordTooWeak = "password_too_weak", "400";
+    PasswordTooWeak = "password_too_weak", "422";
     /// The password input is not valid (empty or too long); correct it.
-    InvalidPassword = "invalid_password", "400";
+    InvalidPassword = "invalid_password", "422";
     /// The current password given to confirm a change is wrong; ask the user again.
-    WrongPassword = "wrong_password", "400";
+    WrongPassword = "wrong_password", "422";
     /// Email or password is wrong; ask the user again (the answer does not say which).
     InvalidCredentials = "invalid_credentials", "401";
     /// The access token or API token is invalid or revoked; sign in again.
@@ -120,17 +129,17 @@ error_codes! {
     /// The account's email address is not verified yet; follow the link in the verification mail (or ask for a new one).
     EmailNotVerified = "email_not_verified", "403";
     /// The email verification link is invalid or was already used; ask for a new one.
-    VerificationTokenInvalid = "verification_token_invalid", "400";
+    VerificationTokenInvalid = "verification_token_invalid", "422";
     /// The email verification link has expired; ask for a new one.
-    VerificationTokenExpired = "verification_token_expired", "400";
+    VerificationTokenExpired = "verification_token_expired", "422";
     /// The password reset link is invalid, used or expired; ask for a new one.
-    ResetTokenInvalid = "reset_token_invalid", "400";
+    ResetTokenInvalid = "reset_token_invalid", "422";
     /// A name (of a token, passkey or project) is empty or too long; correct it.
-    InvalidName = "invalid_name", "400";
+    InvalidName = "invalid_name", "422";
     /// The token scopes are not valid; use `read` or `write`.
-    InvalidScopes = "invalid_scopes", "400";
+    InvalidScopes = "invalid_scopes", "422";
     /// The token expiry is out of range; choose another.
-    InvalidExpiry = "invalid_expiry", "400";
+    InvalidExpiry = "invalid_expiry", "422";
     /// The account already has the most API tokens allowed; revoke one first.
     TooManyTokens = "too_many_tokens", "409";
 
@@ -138,11 +147,11 @@ error_codes! {
     /// Passkeys are not configured on this server (`WEBAUTHN_ORIGIN`); use a password.
     PasskeysDisabled = "passkeys_disabled", "501";
     /// The passkey ceremony failed or is unknown; start it again.
-    PasskeyRejected = "passkey_rejected", "400, 401";
+    PasskeyRejected = "passkey_rejected", "422, 401";
     /// The passkey ceremony id is unknown or expired; start the ceremony again.
-    InvalidCeremony = "invalid_ceremony", "400";
+    InvalidCeremony = "invalid_ceremony", "422";
     /// The passkey credential does not parse; start the ceremony again.
-    InvalidCredential = "invalid_credential", "400";
+    InvalidCredential = "invalid_credential", "422";
     /// This passkey is already registered; nothing to do.
     CredentialRegistered = "credential_registered", "409";
     /// The account already has the most passkeys allowed; remove one first.
@@ -172,17 +181,17 @@ error_codes! {
 
     // Projects, members and invitations.
     /// The project description is too long; shorten it.
-    InvalidDescription = "invalid_description", "400";
+    InvalidDescription = "invalid_description", "422";
     /// The role is not `admin`, `contributor` or `reviewer`.
     InvalidRole = "invalid_role", "400";
     /// The project settings are not valid (`field` names the setting); correct them.
-    InvalidSettings = "invalid_settings", "400";
+    InvalidSettings = "invalid_settings", "422";
     /// The search text is too long; shorten it.
     InvalidSearch = "invalid_search", "400";
     /// The audit-log action filter is too long.
     InvalidAction = "invalid_action", "400";
     /// `from` is not before `to`; swap or correct them.
-    InvalidTimeRange = "invalid_time_range", "400";
+    InvalidTimeRange = "invalid_time_range", "422";
     /// The status filter is not a known item status.
     InvalidStatus = "invalid_status", "400";
     /// The project would be left without an admin; make someone else admin first.
@@ -192,7 +201,7 @@ error_codes! {
     /// An invitation to this email is already pending; resend it instead.
     InvitationPending = "invitation_pending", "409";
     /// The invitation has expired or was revoked; ask for a new one.
-    InvitationExpired = "invitation_expired", "400";
+    InvitationExpired = "invitation_expired", "422";
     /// The invitation was sent to another email address; sign in with that account.
     InvitationEmailMismatch = "invitation_email_mismatch", "403";
     /// The project is not deleted, so there is nothing to restore.
@@ -204,7 +213,7 @@ error_codes! {
     /// `limit` is out of range; use 1 to the documented maximum.
     InvalidLimit = "invalid_limit", "400";
     /// The cursor does not parse or belongs to another listing; start from the first page.
-    InvalidCursor = "invalid_cursor", "400";
+    InvalidCursor = "invalid_cursor", "422";
     /// The `Idempotency-Key` header is not 1 to 255 visible characters.
     InvalidIdempotencyKey = "invalid_idempotency_key", "400";
     /// The `Idempotency-Key` was used before with a different request; use a new key.
@@ -214,9 +223,9 @@ error_codes! {
 
     // Uploads (form and tus) and item content.
     /// `project_id` is missing; send it.
-    MissingProjectId = "missing_project_id", "400";
+    MissingProjectId = "missing_project_id", "400, 422 in tus Upload-Metadata";
     /// `project_id` is not a UUID.
-    InvalidProjectId = "invalid_project_id", "400";
+    InvalidProjectId = "invalid_project_id", "400, 422 in tus Upload-Metadata";
     /// The form has no `file` part; send one.
     MissingFile = "missing_file", "400";
     /// The form has more than one `file` part; send one.
@@ -224,43 +233,43 @@ error_codes! {
     /// The form's `project_id` part must come before the file.
     ProjectIdFirst = "project_id_first", "400";
     /// The form's `project_id` differs from the query's; send one value.
-    ProjectIdMismatch = "project_id_mismatch", "400";
+    ProjectIdMismatch = "project_id_mismatch", "422";
     /// A form field is not valid UTF-8 or too long (`field` names it).
-    InvalidField = "invalid_field", "400";
+    InvalidField = "invalid_field", "422";
     /// The `language` is not a BCP 47 tag.
-    InvalidLanguage = "invalid_language", "400";
+    InvalidLanguage = "invalid_language", "422";
     /// The `metadata` is not a JSON object within the size limit.
-    InvalidMetadata = "invalid_metadata", "400";
+    InvalidMetadata = "invalid_metadata", "422";
     /// `replaces` does not name an item of this project.
-    InvalidReplaces = "invalid_replaces", "400";
+    InvalidReplaces = "invalid_replaces", "422";
     /// The file is empty; send a file with content.
-    EmptyFile = "empty_file", "400";
+    EmptyFile = "empty_file", "422";
     /// The file is larger than the project's limit; send a smaller file.
     FileTooLarge = "file_too_large", "413";
     /// The file's type is not one this kind of item accepts (see the project's accepted types).
     UnsupportedType = "unsupported_type", "415";
     /// The file is of the other kind (audio sent as a document, or the reverse), or replaces an item of the other kind.
-    KindMismatch = "kind_mismatch", "400";
+    KindMismatch = "kind_mismatch", "422";
     /// The project does not accept this kind of item.
-    KindNotAccepted = "kind_not_accepted", "400";
+    KindNotAccepted = "kind_not_accepted", "422";
     /// The declared `Content-Type` of the file does not match its content; declare the right type (or none).
-    DeclaredTypeMismatch = "declared_type_mismatch", "400";
+    DeclaredTypeMismatch = "declared_type_mismatch", "422";
     /// The DOCX archive is refused as unsafe (too large unpacked, too many entries); send another file.
-    UnsafeArchive = "unsafe_archive", "400";
+    UnsafeArchive = "unsafe_archive", "422";
     /// The audio cannot be decoded; send a supported, intact recording.
-    UndecodableAudio = "undecodable_audio", "400";
+    UndecodableAudio = "undecodable_audio", "422";
     /// The recording is longer than the project allows; send a shorter one.
-    AudioTooLong = "audio_too_long", "400";
+    AudioTooLong = "audio_too_long", "422";
     /// Analysing the audio took too long; send a simpler or shorter file.
-    AudioAnalysisTimeout = "audio_analysis_timeout", "400";
+    AudioAnalysisTimeout = "audio_analysis_timeout", "422";
     /// The same content is already an item of this project; do not send it again.
     DuplicateContent = "duplicate_content", "409, 422 on /api/uploads";
     /// Another item of this project has this `external_id`; use another id.
     DuplicateExternalId = "duplicate_external_id", "409, 422 on /api/uploads";
     /// The text is empty; send some.
-    EmptyText = "empty_text", "400";
+    EmptyText = "empty_text", "422";
     /// The text holds control characters; remove them.
-    InvalidText = "invalid_text", "400";
+    InvalidText = "invalid_text", "422";
     /// The text is longer than allowed; shorten it.
     TextTooLarge = "text_too_large", "413";
     /// The item is still being processed; wait for it to be `ready` (or failed).
@@ -274,13 +283,13 @@ error_codes! {
     /// `Upload-Defer-Length` is not supported; send `Upload-Length`.
     DeferLengthUnsupported = "defer_length_unsupported", "400";
     /// `Upload-Metadata` is not `key base64` pairs within the size limit.
-    InvalidUploadMetadata = "invalid_upload_metadata", "400";
+    InvalidUploadMetadata = "invalid_upload_metadata", "422";
     /// `Upload-Offset` is not a byte offset.
     InvalidUploadOffset = "invalid_upload_offset", "400";
     /// The `kind` metadata is not `document` or `audio`.
-    InvalidKind = "invalid_kind", "400";
+    InvalidKind = "invalid_kind", "422";
     /// `Upload-Checksum` is not `<algorithm> <base64 digest>`.
-    InvalidChecksum = "invalid_checksum", "400";
+    InvalidChecksum = "invalid_checksum", "400, 422 when the digest does not decode";
     /// The checksum algorithm is not `sha1` or `sha256`.
     UnsupportedChecksumAlgorithm = "unsupported_checksum_algorithm", "400";
     /// The chunk does not match its `Upload-Checksum`; nothing was kept: send it again.
@@ -304,17 +313,19 @@ error_codes! {
 
     // Review.
     /// `item_ids` is empty or too long.
-    InvalidItemIds = "invalid_item_ids", "400";
+    InvalidItemIds = "invalid_item_ids", "422";
+    /// An id in `item_ids` names no item of this project that the caller can see; send ids from the project's item list.
+    UnknownItem = "unknown_item", "422";
     /// The review comment is too long; shorten it.
-    CommentTooLong = "comment_too_long", "400";
+    CommentTooLong = "comment_too_long", "422";
     /// The reason code is not one of the project's reasons.
-    InvalidReason = "invalid_reason", "400";
+    InvalidReason = "invalid_reason", "422";
     /// A rejection needs a `reason_code`; send one.
-    ReasonRequired = "reason_required", "400";
+    ReasonRequired = "reason_required", "422";
     /// A `reason_code` goes with a rejection only; drop it.
-    ReasonNotAllowed = "reason_not_allowed", "400";
+    ReasonNotAllowed = "reason_not_allowed", "422";
     /// `corrected_text` goes with an approval only; drop it.
-    CorrectionNotAllowed = "correction_not_allowed", "400";
+    CorrectionNotAllowed = "correction_not_allowed", "422";
     /// Only ready items (or ones sent back for changes) can be submitted for review.
     ItemNotReady = "item_not_ready", "409";
     /// The item is not pending review; reload the queue.

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use alta_actors::{domain::DataKind, media::detect::DetectedType};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// poem-openapi names the JSON media type with its charset; clients (openapi-fetch,
 /// openapi-typescript) look for the bare media type.
@@ -51,6 +51,121 @@ fn tighten(doc: &mut Value) {
     close_request_objects(doc);
     download_media_types(doc, "document_content", DataKind::Document);
     download_media_types(doc, "voice_content", DataKind::Audio);
+    header_schemas(doc);
+    close_upload_forms(doc);
+    unsigned_integers_from_zero(doc);
+    credentials_are_objects(doc);
+}
+
+/// The request headers the server parses itself, with the schemas of what it accepts:
+/// poem-openapi knows them only as strings.
+fn header_schemas(doc: &mut Value) {
+    let byte_count = json!({"type": "integer", "format": "int64", "minimum": 0});
+    let table = [
+        ("Upload-Offset", byte_count.clone()),
+        ("Upload-Length", byte_count),
+        (
+            "Upload-Metadata",
+            json!({"type": "string", "maxLength": crate::uploads::MAX_METADATA_HEADER}),
+        ),
+        (
+            "Upload-Checksum",
+            json!({"type": "string", "pattern": "^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$"}),
+        ),
+        (
+            "Idempotency-Key",
+            json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"}),
+        ),
+    ];
+    // Deferred lengths are not supported (400 `defer_length_unsupported` when sent):
+    // not a parameter to offer.
+    for op in operations_mut(doc) {
+        if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+            params.retain(|p| p.get("name").and_then(Value::as_str) != Some("Upload-Defer-Length"));
+        }
+    }
+    for param in operations_mut(doc).flat_map(|op| {
+        op.get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+    }) {
+        let name = param
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if param.get("in").and_then(Value::as_str) == Some("header")
+            && let Some((_, schema)) = table.iter().find(|(n, _)| *n == name)
+        {
+            param["schema"] = schema.clone();
+        }
+    }
+}
+
+/// The upload form refuses fields it does not name (as JSON bodies do), and its ids are
+/// UUIDs.
+fn close_upload_forms(doc: &mut Value) {
+    for op in operations_mut(doc) {
+        let Some(schema) = op
+            .pointer_mut("/requestBody/content/multipart~1form-data/schema")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        schema.insert("additionalProperties".into(), Value::Bool(false));
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for name in ["project_id", "replaces"] {
+                if let Some(property) = properties.get_mut(name).and_then(Value::as_object_mut) {
+                    property.insert("format".into(), json!("uuid"));
+                }
+            }
+        }
+    }
+}
+
+/// An unsigned integer (`uint16`, `uint32`, `uint64`) cannot be negative: say so, so
+/// that a generated client and a fuzzer do not have to know the formats.
+fn unsigned_integers_from_zero(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let unsigned = map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("uint"));
+            if unsigned
+                && map.get("type").and_then(Value::as_str) == Some("integer")
+                && !map.contains_key("minimum")
+            {
+                map.insert("minimum".into(), json!(0));
+            }
+            map.values_mut().for_each(unsigned_integers_from_zero);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_integers_from_zero),
+        _ => {}
+    }
+}
+
+/// A passkey ceremony's `credential` is the browser's `PublicKeyCredential` as JSON: an
+/// object (poem-openapi leaves an untyped value untyped, which would admit `null`).
+fn credentials_are_objects(doc: &mut Value) {
+    for name in ["LoginVerifyRequest", "RegisterVerifyRequest"] {
+        if let Some(credential) = doc
+            .pointer_mut(&format!("/components/schemas/{name}/properties/credential"))
+            .and_then(Value::as_object_mut)
+        {
+            credential.insert("type".into(), json!("object"));
+        }
+    }
+}
+
+/// Every operation of every path.
+fn operations_mut(doc: &mut Value) -> impl Iterator<Item = &mut Value> {
+    doc.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
 }
 
 /// A download is served with the type decided from the file's content: the document

@@ -55,6 +55,14 @@ pub struct UploadForm {
     /// file this one replaces. The item keeps its id, history and earlier file; it is
     /// processed again, then you submit it again. The other fields are ignored.
     pub replaces: Option<String>,
+    /// Ignored (Uppy's XHR upload sends the file's name with every file).
+    pub name: Option<String>,
+    /// Ignored (Uppy's XHR upload sends the file's declared type with every file).
+    #[oai(rename = "type")]
+    pub file_type: Option<String>,
+    /// Ignored (Uppy's XHR upload sends it for files from a dropped folder).
+    #[oai(rename = "relativePath")]
+    pub relative_path: Option<String>,
 }
 
 /// An upload form, read part by part as it streams in (documented as [`UploadForm`]):

@@ -28,8 +28,13 @@ mod uploads;
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use alta_actors::Engine;
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, web::Data};
-use poem_openapi::OpenApiService;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Response, Route,
+    endpoint::make_sync,
+    get, handler,
+    web::{Data, Html},
+};
+use poem_openapi::{OpenApi, OpenApiService};
 
 pub use problem::{ApiError, Problem};
 
@@ -135,6 +140,14 @@ pub fn openapi_json() -> String {
     document::document_text().to_owned()
 }
 
+/// A documentation page (Swagger UI, ReDoc) showing the served document: poem-openapi's
+/// pages embed its own untightened spec, which is swapped for ours (per-operation error
+/// statuses, error codes, exact schemas) so the page and `/api/openapi.json` agree.
+fn documentation_page(api: &OpenApiService<impl OpenApi, ()>, html: String) -> Route {
+    let html = html.replacen(&api.spec(), document::document_text(), 1);
+    Route::new().at("/", get(make_sync(move |_| Html(html.clone()))))
+}
+
 /// The whole HTTP application.
 pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response> {
     let api = service();
@@ -143,8 +156,8 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
     let allowed = Arc::new(middleware::allowed_methods::AllowedMethods::from_spec(
         document::document(),
     ));
-    let docs = api.swagger_ui();
-    let redoc = api.redoc();
+    let docs = documentation_page(&api, api.swagger_ui_html());
+    let redoc = documentation_page(&api, api.redoc_html());
     let mut routes = Route::new()
         .nest("/", api)
         .at(

@@ -47,6 +47,15 @@ const FORBIDDEN_READS: [&str; 8] = [
     "auth_token_list",
 ];
 
+/// Operations without a body or cursor whose input can still be refused as content (422):
+/// a verification token, an invitation that expired, a time range whose ends are swapped.
+const REFUSES_CONTENT: [&str; 4] = [
+    "auth_verify_email",
+    "invitation_accept",
+    "project_audit_log",
+    "admin_audit_log",
+];
+
 /// The tus operations that need `Tus-Resumable: 1.0.0` (412 without it).
 const TUS_VERSIONED: [&str; 4] = ["tus_create", "tus_head", "tus_patch", "tus_terminate"];
 
@@ -101,8 +110,8 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     ("review_decide", &[409]),
     ("review_renew", &[409]),
     ("review_skip", &[409]),
-    // file_too_large (announced length)
-    ("tus_create", &[413]),
+    // file_too_large (announced length); what Upload-Metadata carries (422)
+    ("tus_create", &[413, 422]),
     // upload_refused
     ("tus_head", &[410]),
     // offset_mismatch, upload_busy, upload_finished, idempotency_key_in_progress;
@@ -184,6 +193,11 @@ pub fn statuses(op_id: &str, method: &str, op: &Value) -> Vec<u16> {
     }
     if has_body {
         out.extend([413, 415]);
+    }
+    // Input that fits the document but whose content the engine refuses (a blank name,
+    // a wrong token, a cursor this listing did not issue, a rule between fields).
+    if has_body || param_named("cursor") || REFUSES_CONTENT.contains(&op_id) {
+        out.push(422);
     }
     if param_named("Idempotency-Key") {
         // idempotency_key_in_progress, idempotency_key_reused

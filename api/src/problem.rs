@@ -108,10 +108,23 @@ impl From<EngineError> for ApiError {
         let code = err.code();
         let problem = |status: StatusCode| Json(Problem::new(status, code, err.to_string()));
         match &err {
-            EngineError::Validation { field, .. } => {
-                let mut p = problem(StatusCode::BAD_REQUEST);
+            // 400 for a request that does not fit the document, 422 for one that fits
+            // but whose content is refused (the code says which; RefusedContent always).
+            EngineError::Validation { field, .. } | EngineError::RefusedContent { field, .. } => {
+                let content =
+                    code.status() == 422 || matches!(err, EngineError::RefusedContent { .. });
+                let status = if content {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let mut p = problem(status);
                 p.0.field = field.map(str::to_owned);
-                Self::BadRequest(p)
+                if content {
+                    Self::Unprocessable(p)
+                } else {
+                    Self::BadRequest(p)
+                }
             }
             EngineError::Unauthenticated { .. } => Self::Unauthorized(
                 problem(StatusCode::UNAUTHORIZED),

@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Largest `Upload-Metadata` header accepted.
-const MAX_METADATA_HEADER: usize = 24 * 1024;
+pub(crate) const MAX_METADATA_HEADER: usize = 24 * 1024;
 
 /// The largest upload this server takes (`Tus-Max-Size`); projects may allow less.
 #[derive(Debug, Clone, Copy)]
@@ -251,6 +251,13 @@ fn create_input(
     let raw_metadata = raw_metadata.unwrap_or_default();
     let mut meta = parse_metadata(&raw_metadata)?;
     let mut take = |keys: &[&str]| keys.iter().find_map(|k| meta.remove(*k));
+    // The values are base64 inside one header: no schema can state them, so what is
+    // wrong with them is refused content (422), not a malformed request.
+    let header_error = |code, field, msg| EngineError::RefusedContent {
+        code,
+        field: Some(field),
+        message: String::from(msg),
+    };
     let project_id = take(&["project_id", "projectId"])
         .ok_or_else(|| {
             header_error(
@@ -299,7 +306,10 @@ fn create_input(
 
 /// `Upload-Checksum: <algorithm> <base64 digest>`.
 fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> {
-    let Some(raw) = raw else { return Ok(None) };
+    // An empty header says nothing (as if it were not sent).
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(None);
+    };
     let (name, digest) = raw.trim().split_once(' ').ok_or_else(|| {
         header_error(
             ErrorCode::InvalidChecksum,
@@ -309,7 +319,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
     })?;
     let algorithm = ChecksumAlgorithm::ALL
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| *n == name)
         .map(|(_, a)| *a)
         .ok_or_else(|| {
             header_error(
@@ -320,12 +330,12 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
         })?;
     let digest = base64::engine::general_purpose::STANDARD
         .decode(digest.trim())
-        .map_err(|_| {
-            header_error(
-                ErrorCode::InvalidChecksum,
-                "Upload-Checksum",
-                "the checksum digest is not base64",
-            )
+        // Fits the header's pattern, yet does not decode (padding, trailing bits): the
+        // content is refused.
+        .map_err(|_| EngineError::RefusedContent {
+            code: ErrorCode::InvalidChecksum,
+            field: Some("Upload-Checksum"),
+            message: "the checksum digest is not base64".into(),
         })?;
     Ok(Some(Checksum { algorithm, digest }))
 }

@@ -83,10 +83,9 @@ for id in "${session_enders[@]}"; do
 done
 
 echo "$script_name: reports in $report_dir" >&2
-# The failures still open in the API-contract issue are listed in known_failures.txt:
-# they are printed as known; any other failure fails the run.
+# Any failure fails the run; the summary names each (check, operation) once.
 if [ "$status" -ne 0 ]; then
   echo "$script_name: failures by check and operation (most frequent answer):" >&2
-  python3 "$clients_dir/schemathesis_summary.py" "$report_dir" "$clients_dir/schemathesis_known_failures.txt" >&2 \
-    || die "schemathesis found new failures (marked NEW above; JUnit and NDJSON in $report_dir)"
+  python3 "$clients_dir/schemathesis_summary.py" "$report_dir" >&2 || true
+  die "schemathesis found failures (listed above; JUnit and NDJSON in $report_dir)"
 fi

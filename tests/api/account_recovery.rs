@@ -88,7 +88,7 @@ async fn a_newer_registration_replaces_the_pending_password_and_kills_older_link
     // The attacker's link died with the newer registration.
     assert_problem(
         app.follow(&attackers).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "verification_token_invalid",
     )
     .await;

@@ -348,7 +348,7 @@ async fn bad_paging_parameters_are_400_problems(backend: Backend) {
     for cursor in ["garbage", "AAAA", "%%%"] {
         let body = assert_problem(
             list(&app, &root, &[("cursor", cursor)]).await,
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_cursor",
         )
         .await;

@@ -47,7 +47,7 @@ async fn register_verify_login_me(backend: Backend) {
     // Single use.
     assert_problem(
         app.follow(&link).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "verification_token_invalid",
     )
     .await;
@@ -159,7 +159,7 @@ async fn verification_links_expire(backend: Backend) {
         .advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
     assert_problem(
         app.follow(&link).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "verification_token_expired",
     )
     .await;
@@ -254,7 +254,7 @@ async fn bad_json_and_wrong_types_are_400_problems(backend: Backend) {
     .await;
     // A NUL byte inside a valid JSON string is bad input, not a crash.
     let resp = app.login("nul\u{0}@example.org", PASSWORD).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_email").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_email").await;
 }
 
 async fn resend_verification_always_202_and_mails_only_when_needed(backend: Backend) {
@@ -283,7 +283,7 @@ async fn resend_verification_always_202_and_mails_only_when_needed(backend: Back
     assert_problem(
         app.post_json("/api/auth/resend-verification", &json!({"email": "nope"}))
             .await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_email",
     )
     .await;

@@ -114,7 +114,7 @@ enum Rule {
     /// of the callers holds the lease, the allowed ones get 409 `lease_lost`.
     RenewLease,
     /// Finishing a passkey ceremony the caller started: any signed-in user. The sweep
-    /// names a ceremony nobody started, so the allowed get 400 `invalid_ceremony`.
+    /// names a ceremony nobody started, so the allowed get 422 `invalid_ceremony`.
     Ceremony,
     /// One of the caller's passkeys (`{id}`): any signed-in user, for their own. The
     /// sweep names a random id, so the allowed get 404.
@@ -499,7 +499,7 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
             Expect::Problem(StatusCode::CONFLICT, "lease_lost")
         }
         Expect::Allowed if rule == Rule::Ceremony => {
-            Expect::Problem(StatusCode::BAD_REQUEST, "invalid_ceremony")
+            Expect::Problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony")
         }
         Expect::Allowed if rule == Rule::OwnPasskey => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")

@@ -15,7 +15,10 @@ use crate::{
     schema_contract::{operation, served_document},
 };
 
-backend_tests!(tus_refusals_are_statuses_clients_do_not_retry);
+backend_tests!(
+    tus_refusals_are_statuses_clients_do_not_retry,
+    a_400_breaks_the_document_and_a_422_is_refused_content,
+);
 
 fn statuses(spec: &Value, id: &str) -> Vec<String> {
     operation(spec, id)["responses"]
@@ -278,4 +281,116 @@ async fn a_405_lists_the_allowed_methods_and_cors_answers_vary_by_origin() {
     assert!(varies(&resp), "CORS answer: {:?}", resp.headers());
     let resp = app.get("/health").await;
     assert!(varies(&resp), "same-origin answer: {:?}", resp.headers());
+}
+
+/// 400: the request does not fit the document (a client bug). 422: it fits, and its
+/// content is refused (show it to the user). Each pair below sends one of each to the
+/// same operation.
+async fn a_400_breaks_the_document_and_a_422_is_refused_content(backend: Backend) {
+    let app = crate::helpers::TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Content").await;
+    let send = |method: Method, path: String, body: Value| {
+        app.client
+            .request(method, app.url(&path))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+    };
+    let path = format!("/api/projects/{project}");
+    let resp = send(Method::PUT, path.clone(), serde_json::json!({"name": 42})).await;
+    assert_problem(resp.unwrap(), StatusCode::BAD_REQUEST, "invalid_body").await;
+    let resp = send(
+        Method::PUT,
+        path.clone(),
+        serde_json::json!({"name": "   "}),
+    )
+    .await;
+    let problem = assert_problem(
+        resp.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_name",
+    )
+    .await;
+    assert_eq!(problem["field"], "name");
+
+    // Item ids that name nothing of this project: the project is there (not 404).
+    let review = format!("/api/projects/{project}/review");
+    let resp = send(
+        Method::POST,
+        review.clone(),
+        serde_json::json!({"item_ids": ["x"]}),
+    )
+    .await;
+    assert_problem(resp.unwrap(), StatusCode::BAD_REQUEST, "invalid_body").await;
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let resp = send(
+        Method::POST,
+        review,
+        serde_json::json!({"item_ids": [stranger]}),
+    )
+    .await;
+    assert_problem(
+        resp.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_item",
+    )
+    .await;
+
+    // A cursor of the right shape that this listing did not issue.
+    let resp = app
+        .get_auth("/api/projects?cursor=bm90LWEtY3Vyc29y", &owner)
+        .await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor").await;
+
+    // The upload form names its fields, as a JSON body does; Uppy's extra ones pass.
+    let form = |extra: &str| {
+        reqwest::multipart::Form::new()
+            .text("project_id", project.clone())
+            .text(extra.to_owned(), "x")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(format!("Text sent with {extra}.").into_bytes())
+                    .file_name("a.txt")
+                    .mime_str("text/plain")
+                    .unwrap(),
+            )
+    };
+    let resp = app
+        .client
+        .post(app.url("/api/documents"))
+        .bearer_auth(&owner)
+        .multipart(form("colour"))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_body").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("colour"),
+        "{problem}"
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/documents"))
+        .bearer_auth(&owner)
+        .multipart(form("relativePath"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+
+    // Restoring is a super admin's: the project's own admin, who sees it, gets 403.
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/projects/{project}/restore")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
 }

@@ -160,7 +160,7 @@ async fn failures_are_not_stored_and_keys_expire(backend: Backend) {
     }
     // Validation failures neither: the key then works for a valid request.
     let bad = create(&app, &alice, Some("fresh"), &json!({"name": ""})).await;
-    assert_problem(bad, StatusCode::BAD_REQUEST, "invalid_name").await;
+    assert_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name").await;
     assert_eq!(
         create(&app, &alice, Some("fresh"), &json!({"name": "Good"}))
             .await

@@ -229,7 +229,7 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
             Vec::new(),
             "empty.txt",
             "text/plain",
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "empty_file",
         ),
         (
@@ -237,7 +237,7 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
             pdf.clone(),
             "a.pdf",
             "image/png",
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "declared_type_mismatch",
         ),
         (
@@ -253,7 +253,7 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
             wav(0.2, 8000, 440.0),
             "a.wav",
             "audio/wav",
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "kind_mismatch",
         ),
         (
@@ -261,7 +261,7 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
             pdf.clone(),
             "a.pdf",
             "application/pdf",
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "kind_mismatch",
         ),
         (
@@ -269,7 +269,7 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
             b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk".to_vec(),
             "bad.wav",
             "audio/wav",
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "undecodable_audio",
         ),
         (

@@ -284,6 +284,22 @@ async fn documentation_pages_are_served_without_the_strict_policy() {
     assert!(html.to_lowercase().contains("redoc"), "/redoc is ReDoc");
 }
 
+/// Both pages show the served document (per-operation errors, the error codes), not
+/// the framework's untightened one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documentation_pages_embed_the_served_document() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let served = app.get("/api/openapi.json").await.text().await.unwrap();
+    assert!(served.contains("x-error-codes"), "{served}");
+    for path in ["/docs", "/redoc", "/docs/"] {
+        let html = app.get(path).await.text().await.unwrap();
+        assert!(
+            html.contains(&served),
+            "{path} does not embed /api/openapi.json"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------- CORS
 
 fn preflight(app: &TestApp, origin: &str, method: &str) -> reqwest::RequestBuilder {

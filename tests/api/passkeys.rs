@@ -210,7 +210,7 @@ async fn passkey_registration_and_login_work_end_to_end(backend: Backend) {
 
     // The same assertion again: its ceremony is spent.
     let replay = finish_login(&app, &ceremony, &answer).await;
-    assert_problem(replay, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(replay, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
     // ... and under a fresh ceremony its challenge is the wrong one.
     let (fresh, _) = start_login(&app, Some("pia@example.org")).await;
     let replay = finish_login(&app, &fresh, &answer).await;
@@ -291,7 +291,7 @@ async fn refused_ceremonies_change_nothing(backend: Backend) {
         &body,
     )
     .await;
-    assert_problem(stolen, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(stolen, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
     assert_eq!(passkey_count(&app).await, 0);
     let own = post(
         &app,
@@ -309,12 +309,12 @@ async fn refused_ceremonies_change_nothing(backend: Backend) {
         &body,
     )
     .await;
-    assert_problem(again, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(again, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
 
     // A page on another origin (another port is another origin).
     let elsewhere = Url::parse("http://localhost:4000").unwrap();
     let resp = register_with(&app, &ann, &mut authenticator(), elsewhere.clone()).await;
-    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "passkey_rejected").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "passkey_rejected").await;
     assert_eq!(problem["field"], "credential");
     assert_eq!(passkey_count(&app).await, 1);
     let (ceremony, options) = start_login(&app, Some("ann@example.org")).await;
@@ -327,17 +327,17 @@ async fn refused_ceremonies_change_nothing(backend: Backend) {
     let answer = assertion(&mut key, options, origin());
     app.clock.advance(chrono::Duration::seconds(301));
     let resp = finish_login(&app, &ceremony, &answer).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
 
     // A registration ceremony is not a login ceremony, and garbage is a 400.
     let (ceremony, _) = start_registration(&app, &ann).await;
     let resp = finish_login(&app, &ceremony, &answer).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
     let (ceremony, _) = start_login(&app, None).await;
     let resp = finish_login(&app, &ceremony, &json!({"id": "nope"})).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_credential").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_credential").await;
     let resp = finish_login(&app, &Uuid::new_v4().to_string(), &answer).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
 
     // An API token cannot register passkeys.
     let pat = ok_json(
@@ -448,7 +448,7 @@ async fn a_credential_belongs_to_one_account_and_needs_user_verification(backend
     let (ceremony, options) = start_registration(&app, &ann).await;
     let unverified = none_attestation(&template, &options, &cred_id, 0x41);
     let resp = finish(ann.clone(), ceremony, unverified).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "passkey_rejected").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "passkey_rejected").await;
     assert_eq!(passkey_count(&app).await, 0);
 
     // With it: Ann's.
@@ -470,7 +470,7 @@ async fn a_credential_belongs_to_one_account_and_needs_user_verification(backend
     // credentials of her ceremony, which webauthn-rs refuses itself.
     for (token, status, code) in [
         (&bob, StatusCode::CONFLICT, "credential_registered"),
-        (&ann, StatusCode::BAD_REQUEST, "passkey_rejected"),
+        (&ann, StatusCode::UNPROCESSABLE_ENTITY, "passkey_rejected"),
     ] {
         let (ceremony, options) = start_registration(&app, token).await;
         let resp = finish(
@@ -584,7 +584,7 @@ async fn passkeys_are_listed_renamed_and_removed(backend: Backend) {
     )
     .await;
     let blank = rename(&ann, "  ").await.unwrap();
-    assert_problem(blank, StatusCode::BAD_REQUEST, "invalid_name").await;
+    assert_problem(blank, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name").await;
     let listed = app.get_json("/api/auth/passkeys", &ann).await;
     assert_eq!(listed["items"][0]["name"], "phone");
     assert!(

@@ -74,7 +74,7 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(backend: B
     // Single use.
     assert_problem(
         reset(&app, &token, "another fine passphrase 12").await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "reset_token_invalid",
     )
     .await;
@@ -87,7 +87,7 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(backend: B
     assert_ne!(first, second);
     assert_problem(
         reset(&app, &first, "another fine passphrase 12").await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "reset_token_invalid",
     )
     .await;
@@ -108,7 +108,7 @@ async fn reset_links_expire_and_only_verified_accounts_get_one(backend: Backend)
     app.clock.advance(chrono::Duration::minutes(31));
     assert_problem(
         reset(&app, &token, NEW_PASSWORD).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "reset_token_invalid",
     )
     .await;
@@ -133,7 +133,7 @@ async fn reset_links_expire_and_only_verified_accounts_get_one(backend: Backend)
     // A malformed token is refused without a lookup.
     assert_problem(
         reset(&app, "", NEW_PASSWORD).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "reset_token_invalid",
     )
     .await;
@@ -156,7 +156,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
 
     assert_problem(
         change(&app, &here, "not my password at all", NEW_PASSWORD).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "wrong_password",
     )
     .await;

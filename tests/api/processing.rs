@@ -170,9 +170,9 @@ async fn documents_get_their_text_and_people_correct_it(backend: Backend) {
     let resp = put_text(&app, &stranger, &text_path, "not mine").await;
     assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
     let resp = put_text(&app, &contributor, &text_path, "  \n ").await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "empty_text").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "empty_text").await;
     let resp = put_text(&app, &contributor, &text_path, "bad \u{0007} bell").await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_text").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text").await;
     let resp = put_text(&app, &owner, &text_path, "Final.").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let text: Value = app.get_json(&text_path, &reviewer).await;

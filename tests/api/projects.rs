@@ -201,7 +201,7 @@ async fn project_lifecycle_with_soft_delete_and_restore(backend: Backend) {
         Some(json!({"name": "  "})),
     )
     .await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_name").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name").await;
 
     // Soft delete: gone from every read, GET after DELETE is 404.
     let resp = send(
@@ -409,7 +409,7 @@ async fn invitations_cover_the_edge_cases(backend: Backend) {
     .await;
     assert_problem(
         invite(&app, &owner, &project, "not-an-email", "reviewer").await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_email",
     )
     .await;
@@ -509,7 +509,7 @@ async fn invitations_cover_the_edge_cases(backend: Backend) {
     let late = app.token("late@example.org", PASSWORD).await;
     assert_problem(
         accept(&app, &late, &late_token).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "invitation_expired",
     )
     .await;
@@ -770,7 +770,7 @@ async fn audit_log_records_and_filters_changes(backend: Backend) {
             &root,
         )
         .await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_time_range").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_time_range").await;
     // Nothing secret is ever logged.
     let everything = app
         .get_auth("/api/admin/audit-log?limit=200", &root)

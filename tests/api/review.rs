@@ -746,8 +746,8 @@ async fn bad_decisions_and_submissions_change_nothing(backend: Backend) {
     assert!(status == "uploaded" || status == "processing", "{status}");
     let review = format!("/api/projects/{}/review", t.project);
     for (body, status, code) in [
-        (json!({"item_ids": []}), 400, "invalid_item_ids"),
-        (json!({}), 400, "invalid_item_ids"),
+        (json!({"item_ids": []}), 422, "invalid_item_ids"),
+        (json!({}), 422, "invalid_item_ids"),
         (
             json!({"item_ids": [ready], "priority": 1}),
             400,

@@ -122,7 +122,7 @@ async fn a_rejected_document_gets_a_new_file_and_is_approved(backend: Backend) {
     let resp = replace(&app, &other, &project, &item, b"not mine\n").await;
     assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
     let resp = replace(&app, &contributor, &project, "not-an-id", b"x\n").await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_replaces").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_replaces").await;
     let unchanged: Value = app
         .get_json(&format!("/api/documents/{item}"), &contributor)
         .await;

@@ -148,7 +148,12 @@ async fn project_id_comes_first_or_in_the_query_string(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, StatusCode::BAD_REQUEST, "project_id_mismatch").await;
+    assert_problem(
+        resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "project_id_mismatch",
+    )
+    .await;
 
     // A text field longer than its limit is refused as it streams. (Small enough to
     // be sent whole before the early answer: a client still writing when the server
@@ -166,7 +171,7 @@ async fn project_id_comes_first_or_in_the_query_string(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_field").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     assert_eq!(problem["field"], "title");
 
     // No project at all, or no file: clear 400s.

@@ -300,16 +300,21 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
     let resp = create(&app, &owner, 2 * 1024 * 1024 * 1024, &meta).await;
     assert_problem(resp, StatusCode::PAYLOAD_TOO_LARGE, "file_too_large").await;
     let resp = create(&app, &owner, 0, &meta).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "empty_file").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "empty_file").await;
     let resp = create(&app, &outsider, 100, &meta).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "not a member");
     let resp = create(&app, &reviewer, 100, &meta).await;
     assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
     let resp = create(&app, &owner, 100, "project_id !!!").await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_upload_metadata").await;
+    assert_problem(
+        resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_upload_metadata",
+    )
+    .await;
     let with_bad_json = format!("{meta},metadata {}", b64("[1,2]"));
     let resp = create(&app, &owner, 100, &with_bad_json).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_metadata").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata").await;
     let resp = app
         .client
         .post(app.url("/api/uploads"))
@@ -375,7 +380,7 @@ async fn resumable_uploads_refuse_bad_input_and_keep_nothing(backend: Backend) {
 
     // A complete file that is not audio is refused like a one-shot upload; then gone.
     let resp = patch(&app, &owner, &location, 0, vec![7; 100], None).await;
-    let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "kind_mismatch").await;
+    let problem = assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "kind_mismatch").await;
     let refused = head(&app, &owner, &location).await;
     assert_eq!(refused.status(), StatusCode::GONE);
     let state: Value = app.get_json(&location, &owner).await;

@@ -540,8 +540,18 @@ impl Engine {
                     details.replaces =
                         Some(read_text(body, "replaces", ErrorCode::InvalidReplaces, 64).await?);
                 }
-                // Unknown fields are skipped (read, never kept).
-                _ => drain(body).await?,
+                // What Uppy's XHR upload sends with every file (its `name`, `type` and
+                // `relativePath` meta): documented, read and ignored.
+                "name" | "type" | "relativePath" => drain(body).await?,
+                // Any other field is a mistake the client should hear about, as in
+                // JSON bodies (mass assignment stays impossible either way).
+                other => {
+                    return Err(EngineError::Validation {
+                        code: ErrorCode::InvalidBody,
+                        field: None,
+                        message: format!("unknown form field {other:?}"),
+                    });
+                }
             }
         }
         let Some((project_id, (_max, _permit))) = admitted else {

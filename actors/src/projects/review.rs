@@ -46,9 +46,22 @@ pub async fn submit(
     let now = deps.clock.now();
     let (from, to) = next_strs(ItemEvent::Submitted);
     let mut views = Vec::with_capacity(item_ids.len());
+    // The project is the resource here; an id in the body that names no item the caller
+    // can see is refused content (422), not a missing project (404).
+    let unknown = |item_id: Uuid| {
+        move |err: EngineError| match err {
+            EngineError::NotFound { .. } => EngineError::Unprocessable {
+                code: ErrorCode::UnknownItem,
+                message: format!("item {item_id} is not an item of this project"),
+            },
+            other => other,
+        }
+    };
     for &item_id in item_ids {
-        let item = live_item(&mut tx, id, item_id).await?;
-        check_visible(principal, role, &item)?;
+        let item = live_item(&mut tx, id, item_id)
+            .await
+            .map_err(unknown(item_id))?;
+        check_visible(principal, role, &item).map_err(unknown(item_id))?;
         let action = if item.contributor_id == principal.user_id {
             ProjectAction::Upload
         } else {

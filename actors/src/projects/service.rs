@@ -223,8 +223,13 @@ impl Engine {
         project_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<ProjectView, EngineError> {
-        authz::authorize(principal, Action::RestoreProject)
-            .map_err(|_| EngineError::NotFound { what: "project" })?;
+        if authz::authorize(principal, Action::RestoreProject).is_err() {
+            // A member who sees the (live) project learns only that restoring is not
+            // theirs to do; anyone else, and every deleted project, gets 404.
+            self.check_project(principal, project_id, ProjectAction::View)
+                .await?;
+            return Err(EngineError::Forbidden);
+        }
         if !store::projects::exists(&self.deps.db, project_id).await? {
             return Err(EngineError::NotFound { what: "project" });
         }
