@@ -530,6 +530,8 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         (Rule::Restore, Some(_)) if super_admin => {
             Problem(StatusCode::CONFLICT, "project_not_deleted")
         }
+        // A member sees the (live) project: restoring it is simply not theirs to do.
+        (Rule::Restore, Some(Target::Own)) if who.project_role().is_some() => Denied(FORBIDDEN),
         (Rule::Restore, Some(_)) => Denied(NOT_FOUND),
         // A deleted project is hidden from every read and change, super admins included.
         (_, Some(Target::Deleted)) => Denied(NOT_FOUND),

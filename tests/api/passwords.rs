@@ -53,7 +53,7 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(backend: B
 
     // A weak password is refused and the link still works afterwards.
     let resp = reset(&app, &token, "password").await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let resp = reset(&app, &token, NEW_PASSWORD).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 
@@ -161,7 +161,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(bac
     )
     .await;
     let resp = change(&app, &here, PASSWORD, "short").await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let resp = change(&app, &here, PASSWORD, NEW_PASSWORD).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 

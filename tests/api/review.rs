@@ -707,7 +707,14 @@ async fn bad_decisions_and_submissions_change_nothing(backend: Backend) {
         (json!({}), "invalid_body"),
     ] {
         let resp = decide(&app, reviewer, &doc, body.clone()).await;
-        let problem = assert_problem(resp, StatusCode::BAD_REQUEST, code).await;
+        // What the schema states is 400; a rule between fields, or text of only
+        // spaces, is refused content (422).
+        let status = if code == "invalid_body" {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let problem = assert_problem(resp, status, code).await;
         assert_eq!(problem["code"], code, "for {body}");
     }
     assert_eq!(item(&app, c, &doc).await["status"], "pending_review");
@@ -755,8 +762,8 @@ async fn bad_decisions_and_submissions_change_nothing(backend: Backend) {
         ),
         (
             json!({"item_ids": [uuid::Uuid::now_v7()]}),
-            404,
-            "not_found",
+            422,
+            "unknown_item",
         ),
     ] {
         let resp = send(&app, Method::POST, &review, c, Some(body)).await;
@@ -764,7 +771,7 @@ async fn bad_decisions_and_submissions_change_nothing(backend: Backend) {
     }
     // An item of another project is not this project's.
     let resp = submit(&app, &t.admin, &t.project, &[&foreign]).await;
-    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "unknown_item").await;
     assert_eq!(item(&app, &t.admin, &foreign).await["status"], "ready");
     assert_eq!(item(&app, c, &ready).await["status"], "ready");
     assert_eq!(queue(&app, reviewer, &t.project).await, [pending.as_str()]);
@@ -1075,12 +1082,13 @@ async fn roles_decide_who_reviews(backend: Backend) {
     decided(&app, reviewer, &doc, approve()).await;
     assert_eq!(history(&app, reviewer, &doc).await.len(), 1);
 
-    // Another contributor's item does not exist for a contributor, here as in every
-    // call naming an item: 404, as for an id that was never used, not 403.
+    // Another contributor's item does not exist for a contributor: in a submit (whose
+    // resource is the project) it is an unknown item (422), as for an id that was never
+    // used, not 403.
     let resp = submit(&app, c, p, &[&uuid::Uuid::now_v7().to_string()]).await;
-    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "unknown_item").await;
     let resp = submit(&app, c, p, &[&others]).await;
-    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "unknown_item").await;
     assert_eq!(item(&app, &other, &others).await["status"], "ready");
 
     let resp = submit(&app, &t.admin, p, &[&others]).await;
