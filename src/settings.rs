@@ -87,6 +87,7 @@ pub struct Settings {
     pub email_verification_ttl: Duration,
     pub jobs: JobsConfig,
     pub project_actor_idle: Duration,
+    pub project_group_max: usize,
     pub project_restore_retention: Duration,
     pub upload_concurrency: usize,
     /// Where `alta worker` serves /metrics and /health.
@@ -385,6 +386,10 @@ impl Settings {
         if idle_secs == 0 {
             return Err(err("PROJECT_ACTOR_IDLE_SECONDS", "must be at least 1"));
         }
+        let project_group_max: usize = v.parse("PROJECT_GROUP_COMMIT_MAX", 64)?;
+        if !(1..=1000).contains(&project_group_max) {
+            return Err(err("PROJECT_GROUP_COMMIT_MAX", "must be 1 to 1000"));
+        }
         let retention_days: u64 = v.parse("PROJECT_RESTORE_RETENTION_DAYS", 30)?;
 
         let worker_metrics_port: u16 = v.parse("WORKER_METRICS_PORT", 9464)?;
@@ -624,6 +629,7 @@ impl Settings {
             email_verification_ttl: Duration::from_secs(verification_hours * 3600),
             jobs,
             project_actor_idle: Duration::from_secs(idle_secs),
+            project_group_max,
             project_restore_retention: Duration::from_secs(retention_days * 86_400),
             upload_concurrency,
             worker_metrics_port,
@@ -678,6 +684,7 @@ impl Settings {
             email_verification_ttl: self.email_verification_ttl,
             jobs: self.jobs.clone(),
             project_actor_idle: self.project_actor_idle,
+            project_group_max: self.project_group_max,
             project_restore_retention: self.project_restore_retention,
             blob_root: self.data_dir.join("blobs"),
             blobs: match &self.gcs_bucket_name {

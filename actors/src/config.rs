@@ -21,6 +21,9 @@ pub struct EngineConfig {
     pub jobs: JobsConfig,
     /// A project actor with no message for this long is stopped (and restarted on demand).
     pub project_actor_idle: Duration,
+    /// Most commands a project's actor commits in one transaction (group commit; 1: each
+    /// alone).
+    pub project_group_max: usize,
     /// How long a soft-deleted project can still be restored.
     pub project_restore_retention: Duration,
     /// The local blob folder (`$DATA_DIR/blobs`); uploads are received in its

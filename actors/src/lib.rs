@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod auth;
 pub mod authz;
 pub mod blob;
+mod change;
 pub mod clock;
 mod command;
 pub mod config;

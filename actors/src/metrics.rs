@@ -25,6 +25,10 @@ pub const ACTOR_RESTARTS_TOTAL: &str = "actor_restarts_total";
 pub const PASSWORD_HASH_DURATION_SECONDS: &str = "password_hash_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
+/// Commands a project's actor committed in one transaction (group commit).
+pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
+/// How long one group took, from its first savepoint to its commit.
+pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
 pub const UPLOADS_TOTAL: &str = "uploads_total";
 pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";

@@ -25,6 +25,7 @@ mod downloads;
 mod error_contract;
 mod google;
 mod google_signin;
+mod group_commit;
 mod hostile_files;
 mod idempotency;
 mod items;

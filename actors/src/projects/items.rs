@@ -5,7 +5,8 @@ use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::project::{audit, begin};
+use super::project::{audit, begin, open};
+use crate::change::Change;
 use crate::{
     authz::{self, ProjectAction},
     context::{Principal, RequestContext},
@@ -50,7 +51,9 @@ fn count_upload(row: &ItemRow) {
 
 /// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
 /// the project's storage count and the audit row, in one transaction.
+/// Run inside `change` (the project's actor commits several together).
 pub async fn add(
+    change: &mut Change,
     deps: &Deps,
     id: Uuid,
     principal: &Principal,
@@ -58,10 +61,11 @@ pub async fn add(
     ctx: &RequestContext,
     idempotency: &Option<Claim>,
 ) -> Result<ItemView, EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Upload).await?;
-    refuse_duplicate(&mut tx, id, &row.sha256).await?;
+    open(change, id, principal, ProjectAction::Upload).await?;
+    let tx: &mut store::Tx = change;
+    refuse_duplicate(tx, id, &row.sha256).await?;
     if let Some(ext) = &row.external_id
-        && let Some(existing) = store::items::id_by_external_id(&mut tx, id, ext).await?
+        && let Some(existing) = store::items::id_by_external_id(tx, id, ext).await?
     {
         return Err(EngineError::Conflict {
             code: ErrorCode::DuplicateExternalId,
@@ -69,15 +73,15 @@ pub async fn add(
         });
     }
     let job_kind = processing_kind(&row.kind);
-    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": row.id})).await?;
+    let job_id = crate::jobs::enqueue(deps, tx, job_kind, json!({"item_id": row.id})).await?;
     let row = &ItemRow {
         job_id: Some(job_id),
         ..row.clone()
     };
-    store::items::insert(&mut tx, row).await?;
-    store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
+    store::items::insert(tx, row).await?;
+    store::items::add_storage_bytes(tx, id, row.size_bytes).await?;
     audit(
-        &mut tx,
+        tx,
         deps,
         ctx,
         principal,
@@ -88,10 +92,13 @@ pub async fn add(
     )
     .await?;
     let view = ItemView::from(row.clone());
-    idempotency::record(&mut tx, idempotency, 201, &view).await?;
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    count_upload(row);
+    idempotency::record(tx, idempotency, 201, &view).await?;
+    let waker = deps.job_waker.clone();
+    let counted = row.clone();
+    change.after_commit(move || {
+        waker.notify_waiters();
+        count_upload(&counted);
+    });
     Ok(view)
 }
 

@@ -12,7 +12,7 @@ use crate::{
     store::{items::ItemRow, reviews::DecisionRow, texts::TextRow},
 };
 
-type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
+pub(super) type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
 
 /// Transitions of one project. Each carries the caller, checked against the permission
 /// matrix inside the transition's transaction.
@@ -154,4 +154,7 @@ pub enum ProjectMsg {
     },
     /// Timer: stop when idle.
     CheckIdle,
+    /// Commit the commands waiting in the actor's group (sent by the actor to itself
+    /// behind the messages already in its mailbox).
+    CommitGroup,
 }

@@ -2,6 +2,7 @@
 //! demand and stopping it when idle (memory stays bounded however many projects exist),
 //! and the project actor, which owns every state change of its project and membership.
 
+mod group;
 mod invitations;
 mod items;
 mod messages;

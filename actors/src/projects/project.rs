@@ -12,9 +12,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{MemberView, ProjectMsg, ProjectView, RegistryMsg};
+use super::{MemberView, ProjectMsg, ProjectView, RegistryMsg, group::Grouped};
 use crate::{
     authz::{self, Action, ProjectAction},
+    change::Change,
     command::Command,
     context::{Principal, RequestContext},
     domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
@@ -37,6 +38,10 @@ pub struct ProjectState {
     id: Uuid,
     registry: ActorRef<RegistryMsg>,
     last_active: Instant,
+    /// Commands waiting to be committed together ([`super::group`]).
+    group: Vec<Grouped>,
+    /// A `CommitGroup` is in the mailbox.
+    group_commit_sent: bool,
 }
 
 impl Actor for ProjectActor {
@@ -58,6 +63,8 @@ impl Actor for ProjectActor {
             id: args.project_id,
             registry: args.registry,
             last_active: Instant::now(),
+            group: Vec::new(),
+            group_commit_sent: false,
         })
     }
 
@@ -74,6 +81,51 @@ impl Actor for ProjectActor {
         if !matches!(message, ProjectMsg::CheckIdle) {
             state.last_active = Instant::now();
         }
+        // Uploads and decisions join the group; anything else first lets the group that
+        // arrived before it commit, so commands are applied in the order they came.
+        let message = match message {
+            ProjectMsg::AddItem {
+                principal,
+                idempotency,
+                row,
+                ctx,
+                reply,
+            } => {
+                state.group.push(Grouped::AddItem {
+                    principal,
+                    idempotency,
+                    row,
+                    ctx,
+                    reply,
+                });
+                return self.group_joined(&myself, state).await;
+            }
+            ProjectMsg::DecideReview {
+                principal,
+                item_id,
+                input,
+                ctx,
+                reply,
+            } => {
+                state.group.push(Grouped::Decide {
+                    principal,
+                    item_id,
+                    input,
+                    ctx,
+                    reply,
+                });
+                return self.group_joined(&myself, state).await;
+            }
+            ProjectMsg::CommitGroup => {
+                state.group_commit_sent = false;
+                commit_group(state).await;
+                return Ok(());
+            }
+            other => {
+                commit_group(state).await;
+                other
+            }
+        };
         let (deps, id) = (&state.deps, state.id);
         match message {
             ProjectMsg::Create {
@@ -190,16 +242,6 @@ impl Actor for ProjectActor {
                     super::invitations::accept(deps, id, &principal, &token_hash, &ctx).await,
                 );
             }
-            ProjectMsg::AddItem {
-                principal,
-                idempotency,
-                row,
-                ctx,
-                reply,
-            } => {
-                let _ = reply
-                    .send(super::items::add(deps, id, &principal, &row, &ctx, &idempotency).await);
-            }
             ProjectMsg::ReplaceFile {
                 principal,
                 idempotency,
@@ -273,16 +315,9 @@ impl Actor for ProjectActor {
             } => {
                 let _ = reply.send(super::review::skip(deps, id, &principal, item_id).await);
             }
-            ProjectMsg::DecideReview {
-                principal,
-                item_id,
-                input,
-                ctx,
-                reply,
-            } => {
-                let _ = reply
-                    .send(super::review::decide(deps, id, &principal, item_id, &input, &ctx).await);
-            }
+            ProjectMsg::AddItem { .. }
+            | ProjectMsg::DecideReview { .. }
+            | ProjectMsg::CommitGroup => {} // taken by the group above
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {
@@ -293,6 +328,38 @@ impl Actor for ProjectActor {
             }
         }
         Ok(())
+    }
+}
+
+impl ProjectActor {
+    /// A command joined the group: commit now when the group is full, else make sure a
+    /// `CommitGroup` follows the messages already waiting (they may join it too).
+    async fn group_joined(
+        &self,
+        myself: &ActorRef<Command<ProjectMsg>>,
+        state: &mut ProjectState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.group.len() >= state.deps.config.project_group_max {
+            commit_group(state).await;
+        } else if !state.group_commit_sent {
+            state.group_commit_sent = true;
+            if myself
+                .send_message(Command::internal(ProjectMsg::CommitGroup))
+                .is_err()
+            {
+                // The actor is stopping: commit what it holds now.
+                state.group_commit_sent = false;
+                commit_group(state).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn commit_group(state: &mut ProjectState) {
+    if !state.group.is_empty() {
+        let group = std::mem::take(&mut state.group);
+        super::group::commit(&state.deps, state.id, group).await;
     }
 }
 
@@ -318,6 +385,29 @@ pub(super) async fn begin(
     let role = caller_role(&mut tx, id, principal).await?;
     authz::authorize_project(principal, role, action)?;
     Ok((tx, project, role))
+}
+
+/// [`begin`] inside a change the actor already opened: lock the project, check it is
+/// live and the caller may do `action`. (Locking again in a change that holds the lock
+/// is a no-op.)
+pub(super) async fn open(
+    change: &mut Change,
+    id: Uuid,
+    principal: &Principal,
+    action: ProjectAction,
+) -> Result<(store::projects::ProjectRow, Option<ProjectRole>), EngineError> {
+    let tx: &mut Tx = change;
+    let not_found = || EngineError::NotFound { what: "project" };
+    if !store::projects::lock(tx, id).await? {
+        return Err(not_found());
+    }
+    let project = store::projects::find_tx(tx, id)
+        .await?
+        .filter(|p| p.deleted_at.is_none())
+        .ok_or_else(not_found)?;
+    let role = caller_role(tx, id, principal).await?;
+    authz::authorize_project(principal, role, action)?;
+    Ok((project, role))
 }
 
 pub(super) async fn caller_role(

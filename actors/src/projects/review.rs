@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use super::{
     items::{check_visible, live_item, not_editable},
-    project::{audit, begin},
+    project::{audit, begin, open},
 };
 use crate::{
     authz::{self, ProjectAction},
+    change::Change,
     context::{Principal, RequestContext},
     domain::ProjectSettings,
     engine::Deps,
@@ -241,7 +242,9 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
 
 /// Approve or reject an item: the decision counts in the current round, and the
 /// consensus rule (`items::consensus`) says where the item goes.
+/// Run inside `change` (the project's actor commits several together).
 pub async fn decide(
+    change: &mut Change,
     deps: &Deps,
     id: Uuid,
     principal: &Principal,
@@ -249,8 +252,9 @@ pub async fn decide(
     input: &DecisionInput,
     ctx: &RequestContext,
 ) -> Result<(ItemRow, DecisionRow), EngineError> {
-    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::Review).await?;
-    let item = live_item(&mut tx, id, item_id).await?;
+    let (project, _) = open(change, id, principal, ProjectAction::Review).await?;
+    let tx: &mut Tx = change;
+    let item = live_item(tx, id, item_id).await?;
     let me = principal.user_id;
     if item.contributor_id == me {
         return Err(EngineError::Refused {
@@ -275,15 +279,14 @@ pub async fn decide(
     let settings: ProjectSettings = serde_json::from_value(project.settings.0).unwrap_or_default();
     check_decision(input, &settings)?;
     let round = item.review_round;
-    if store::reviews::has_decided(&mut tx, item_id, round, me).await? {
+    if store::reviews::has_decided(tx, item_id, round, me).await? {
         return Err(EngineError::Conflict {
             code: ErrorCode::AlreadyDecided,
             message: "you already decided this item in this round".into(),
         });
     }
 
-    let (mut approvals, mut rejections) =
-        store::reviews::round_counts(&mut tx, item_id, round).await?;
+    let (mut approvals, mut rejections) = store::reviews::round_counts(tx, item_id, round).await?;
     match input.decision {
         Decision::Approve => approvals += 1,
         Decision::Reject => rejections += 1,
@@ -298,7 +301,7 @@ pub async fn decide(
 
     // Fix and accept: the reviewer's correction becomes the current text.
     let text_revision = match &input.corrected_text {
-        Some(text) => Some(add_reviewer_text(&mut tx, item_id, me, text, now).await?),
+        Some(text) => Some(add_reviewer_text(tx, item_id, me, text, now).await?),
         None => None,
     };
     let decision = DecisionRow {
@@ -314,7 +317,7 @@ pub async fn decide(
         outcome: outcome_str(outcome).into(),
         created_at: now,
     };
-    store::reviews::insert_decision(&mut tx, &decision).await?;
+    store::reviews::insert_decision(tx, &decision).await?;
 
     let event = match outcome {
         Verdict::Pending => None,
@@ -323,18 +326,18 @@ pub async fn decide(
         Verdict::Rejected => Some(ItemEvent::ReviewRejected),
     };
     match event {
-        None => store::reviews::release(&mut tx, item_id, me).await?,
+        None => store::reviews::release(tx, item_id, me).await?,
         Some(event) => {
             let (from, to) = next_strs(event);
-            if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
+            if !store::items::set_status(tx, item_id, &from, to, None, None, now).await? {
                 return Err(not_editable(&item.status));
             }
             let rework = outcome == Verdict::ChangesRequested;
-            store::reviews::mark_verdict(&mut tx, item_id, rework, now).await?;
+            store::reviews::mark_verdict(tx, item_id, rework, now).await?;
             if rework {
-                let reasons = store::reviews::round_rejections(&mut tx, item_id, round).await?;
+                let reasons = store::reviews::round_rejections(tx, item_id, round).await?;
                 store::reviews::add_notice(
-                    &mut tx,
+                    tx,
                     item.contributor_id,
                     item_id,
                     id,
@@ -346,7 +349,7 @@ pub async fn decide(
         }
     }
     audit(
-        &mut tx,
+        tx,
         deps,
         ctx,
         principal,
@@ -362,22 +365,27 @@ pub async fn decide(
         }),
     )
     .await?;
-    let row = live_item(&mut tx, id, item_id).await?;
-    tx.commit().await?;
+    let row = live_item(tx, id, item_id).await?;
 
+    let decided = input.decision.as_str();
     let reason = decision
         .reason_code
         .as_deref()
         .map_or("none", m::review_reason_label);
-    metrics::counter!(m::REVIEW_DECISIONS_TOTAL, "outcome" => input.decision.as_str(), "reason" => reason)
-        .increment(1);
-    if outcome != Verdict::Pending
-        && let Some(submitted) = item.submitted_at
-    {
-        let seconds = (now - submitted).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!(m::REVIEW_VERDICT_SECONDS, "verdict" => outcome_str(outcome))
-            .record(seconds);
-    }
+    let verdict = (outcome != Verdict::Pending)
+        .then_some(item.submitted_at)
+        .flatten()
+        .map(|submitted| {
+            let seconds = (now - submitted).num_milliseconds().max(0) as f64 / 1000.0;
+            (outcome_str(outcome), seconds)
+        });
+    change.after_commit(move || {
+        metrics::counter!(m::REVIEW_DECISIONS_TOTAL, "outcome" => decided, "reason" => reason)
+            .increment(1);
+        if let Some((label, seconds)) = verdict {
+            metrics::histogram!(m::REVIEW_VERDICT_SECONDS, "verdict" => label).record(seconds);
+        }
+    });
     Ok((row, decision))
 }
 
