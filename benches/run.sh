@@ -26,6 +26,8 @@
 #                      PostgreSQL server used for `postgres` (default 127.0.0.1:5432, postgres)
 #   BENCH_REDIS_URL    use this Redis (REDIS_URL is otherwise unset for the server)
 #   KEEP_BENCH_DIR=1   keep the temp dir (data and server.log) after the run
+#   PROJECT_GROUP_COMMIT_MAX
+#                      passed to the server (1 turns group commit off: the "before")
 #   BENCH_UPLOAD_CONCURRENCY
 #                      the server's UPLOAD_CONCURRENCY (default 8)
 set -euo pipefail
@@ -155,6 +157,10 @@ if [[ $backend == postgres ]]; then
         -c "CREATE DATABASE $pg_db" >&2 || { pg_db=""; die "could not create the database"; }
     server_env+=("DATABASE_URL=postgres://${pg_user}${PGPASSWORD:+:$PGPASSWORD}@${pg_host}:${pg_port}/${pg_db}")
 fi
+# Group commit on or off (1: every command commits alone), to compare in one run.
+if [[ -n ${PROJECT_GROUP_COMMIT_MAX:-} ]]; then
+    server_env+=("PROJECT_GROUP_COMMIT_MAX=$PROJECT_GROUP_COMMIT_MAX")
+fi
 # The benchmark measures this process alone: Redis only when asked for explicitly.
 if [[ -n ${BENCH_REDIS_URL:-} ]]; then
     server_env+=("REDIS_URL=$BENCH_REDIS_URL")
@@ -205,5 +211,15 @@ if kill -0 "$server_pid" 2>/dev/null && [[ -r $status_file ]]; then
     printf '%-10s %s\n' server "$memory" >&2
 else
     log "server (pid $server_pid) is gone: no memory figures"
+fi
+# --- group commit (the server's own histogram) -----------------------------------------------
+# How many commands each project-actor commit carried, on average, over the run.
+if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
+    awk '
+        /^project_group_commands_sum / { sum = $2 }
+        /^project_group_commands_count / { count = $2 }
+        /^project_group_commit_seconds_sum / { seconds = $2 }
+        END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds }
+    ' <<<"$groups" >&2
 fi
 exit "$driver_status"

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use super::messages::Reply;
+use super::{messages::Reply, project::Opened};
 use crate::{
     change::Change,
     context::{Principal, RequestContext},
@@ -86,6 +86,7 @@ impl Held {
 fn copy(err: &EngineError) -> EngineError {
     match err {
         EngineError::Unavailable(msg) => EngineError::Unavailable(msg.clone()),
+        EngineError::NotFound { what } => EngineError::NotFound { what },
         other => EngineError::Internal(other.to_string()),
     }
 }
@@ -98,6 +99,16 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Grouped>) {
         Ok(change) => change,
         Err(err) => {
             let err = EngineError::from(err);
+            for command in group {
+                command.refuse(copy(&err));
+            }
+            return;
+        }
+    };
+    // The project is locked and loaded once for the whole group.
+    let mut opened = match Opened::lock(&mut change, id).await {
+        Ok(opened) => opened,
+        Err(err) => {
             for command in group {
                 command.refuse(copy(&err));
             }
@@ -122,7 +133,7 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Grouped>) {
                 continue;
             }
         };
-        let outcome = command.apply(&mut change, deps, id).await;
+        let outcome = command.apply(&mut change, &mut opened, deps).await;
         let ended = if outcome.succeeded() {
             change.release(savepoint).await
         } else {
@@ -144,7 +155,7 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Grouped>) {
 }
 
 impl Grouped {
-    async fn apply(self, change: &mut Change, deps: &Deps, id: Uuid) -> Held {
+    async fn apply(self, change: &mut Change, opened: &mut Opened, deps: &Deps) -> Held {
         match self {
             Self::AddItem {
                 principal,
@@ -154,7 +165,8 @@ impl Grouped {
                 reply,
             } => {
                 let result =
-                    super::items::add(change, deps, id, &principal, &row, &ctx, &idempotency).await;
+                    super::items::add(change, opened, deps, &principal, &row, &ctx, &idempotency)
+                        .await;
                 Held::Item(reply, result)
             }
             Self::Decide {
@@ -165,7 +177,7 @@ impl Grouped {
                 reply,
             } => {
                 let result =
-                    super::review::decide(change, deps, id, &principal, item_id, &input, &ctx)
+                    super::review::decide(change, opened, deps, &principal, item_id, &input, &ctx)
                         .await;
                 Held::Decision(reply, result)
             }

@@ -5,7 +5,7 @@ use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::project::{audit, begin, open};
+use super::project::{Opened, audit, begin};
 use crate::change::Change;
 use crate::{
     authz::{self, ProjectAction},
@@ -54,14 +54,17 @@ fn count_upload(row: &ItemRow) {
 /// Run inside `change` (the project's actor commits several together).
 pub async fn add(
     change: &mut Change,
+    opened: &mut Opened,
     deps: &Deps,
-    id: Uuid,
     principal: &Principal,
     row: &ItemRow,
     ctx: &RequestContext,
     idempotency: &Option<Claim>,
 ) -> Result<ItemView, EngineError> {
-    open(change, id, principal, ProjectAction::Upload).await?;
+    let id = opened.project.id;
+    opened
+        .authorize(change, principal, ProjectAction::Upload)
+        .await?;
     let tx: &mut store::Tx = change;
     refuse_duplicate(tx, id, &row.sha256).await?;
     if let Some(ext) = &row.external_id

@@ -387,27 +387,49 @@ pub(super) async fn begin(
     Ok((tx, project, role))
 }
 
-/// [`begin`] inside a change the actor already opened: lock the project, check it is
-/// live and the caller may do `action`. (Locking again in a change that holds the lock
-/// is a no-op.)
-pub(super) async fn open(
-    change: &mut Change,
-    id: Uuid,
-    principal: &Principal,
-    action: ProjectAction,
-) -> Result<(store::projects::ProjectRow, Option<ProjectRole>), EngineError> {
-    let tx: &mut Tx = change;
-    let not_found = || EngineError::NotFound { what: "project" };
-    if !store::projects::lock(tx, id).await? {
-        return Err(not_found());
+/// A project locked and loaded inside a change once for all the commands of a group
+/// (what [`begin`] does for one command); each caller's role is read once.
+pub(super) struct Opened {
+    pub project: store::projects::ProjectRow,
+    roles: std::collections::HashMap<Uuid, Option<ProjectRole>>,
+}
+
+impl Opened {
+    /// Lock the project for the rest of the change; it must be live.
+    pub(super) async fn lock(change: &mut Change, id: Uuid) -> Result<Self, EngineError> {
+        let tx: &mut Tx = change;
+        let not_found = || EngineError::NotFound { what: "project" };
+        if !store::projects::lock(tx, id).await? {
+            return Err(not_found());
+        }
+        let project = store::projects::find_tx(tx, id)
+            .await?
+            .filter(|p| p.deleted_at.is_none())
+            .ok_or_else(not_found)?;
+        Ok(Self {
+            project,
+            roles: std::collections::HashMap::new(),
+        })
     }
-    let project = store::projects::find_tx(tx, id)
-        .await?
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or_else(not_found)?;
-    let role = caller_role(tx, id, principal).await?;
-    authz::authorize_project(principal, role, action)?;
-    Ok((project, role))
+
+    /// The caller's role, after checking they may do `action` here.
+    pub(super) async fn authorize(
+        &mut self,
+        change: &mut Change,
+        principal: &Principal,
+        action: ProjectAction,
+    ) -> Result<Option<ProjectRole>, EngineError> {
+        let role = match self.roles.get(&principal.user_id) {
+            Some(role) => *role,
+            None => {
+                let role = caller_role(change, self.project.id, principal).await?;
+                self.roles.insert(principal.user_id, role);
+                role
+            }
+        };
+        authz::authorize_project(principal, role, action)?;
+        Ok(role)
+    }
 }
 
 pub(super) async fn caller_role(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     items::{check_visible, live_item, not_editable},
-    project::{audit, begin, open},
+    project::{Opened, audit, begin},
 };
 use crate::{
     authz::{self, ProjectAction},
@@ -245,14 +245,18 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
 /// Run inside `change` (the project's actor commits several together).
 pub async fn decide(
     change: &mut Change,
+    opened: &mut Opened,
     deps: &Deps,
-    id: Uuid,
     principal: &Principal,
     item_id: Uuid,
     input: &DecisionInput,
     ctx: &RequestContext,
 ) -> Result<(ItemRow, DecisionRow), EngineError> {
-    let (project, _) = open(change, id, principal, ProjectAction::Review).await?;
+    let id = opened.project.id;
+    opened
+        .authorize(change, principal, ProjectAction::Review)
+        .await?;
+    let project = &opened.project;
     let tx: &mut Tx = change;
     let item = live_item(tx, id, item_id).await?;
     let me = principal.user_id;
@@ -276,7 +280,8 @@ pub async fn decide(
         });
     }
     // Stored settings were validated on write; a missing field falls back to its default.
-    let settings: ProjectSettings = serde_json::from_value(project.settings.0).unwrap_or_default();
+    let settings: ProjectSettings =
+        serde_json::from_value(project.settings.0.clone()).unwrap_or_default();
     check_decision(input, &settings)?;
     let round = item.review_round;
     if store::reviews::has_decided(tx, item_id, round, me).await? {
