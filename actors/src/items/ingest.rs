@@ -32,7 +32,7 @@ use crate::{
     idempotency::{Begin, Idempotent, fingerprint},
     media::{audio, detect},
     metrics as m,
-    projects::ProjectMsg,
+    projects::{Grouped, ProjectMsg},
     store::items::ItemRow,
 };
 
@@ -696,12 +696,14 @@ impl Engine {
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
         let asked = match replaces {
             None => {
-                self.ask_project_tracked(project_id, |reply| ProjectMsg::AddItem {
-                    principal: p,
-                    idempotency,
-                    row: Box::new(row),
-                    ctx: c,
-                    reply,
+                self.ask_project_tracked(project_id, |reply| {
+                    ProjectMsg::Grouped(Grouped::AddItem {
+                        principal: p,
+                        idempotency,
+                        row: Box::new(row),
+                        ctx: c,
+                        reply,
+                    })
                 })
                 .await
             }

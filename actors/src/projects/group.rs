@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// A command that waits for the group's commit.
-pub(super) enum Grouped {
+pub enum Grouped {
     AddItem {
         principal: Principal,
         idempotency: Option<Claim>,

@@ -1,15 +1,14 @@
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
-use super::{InvitationView, MemberView, ProjectView};
+use super::{InvitationView, MemberView, ProjectView, group::Grouped};
 use crate::{
     context::{Principal, RequestContext},
     domain::{Email, ProjectName, ProjectRole, ProjectSettings},
     error::EngineError,
     idempotency::Claim,
     items::ItemView,
-    review::DecisionInput,
-    store::{items::ItemRow, reviews::DecisionRow, texts::TextRow},
+    store::{items::ItemRow, texts::TextRow},
 };
 
 pub(super) type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
@@ -85,14 +84,9 @@ pub enum ProjectMsg {
         ctx: RequestContext,
         reply: Reply<(ProjectView, ProjectRole)>,
     },
-    /// Commit an uploaded item whose blob is stored.
-    AddItem {
-        principal: Principal,
-        idempotency: Option<Claim>,
-        row: Box<ItemRow>,
-        ctx: RequestContext,
-        reply: Reply<ItemView>,
-    },
+    /// An upload or a review decision: committed together with the others waiting
+    /// (group commit, [`super::group`]).
+    Grouped(Grouped),
     /// Rework: put a new file (its blob is stored) in place of an item's file.
     ReplaceFile {
         principal: Principal,
@@ -144,13 +138,6 @@ pub enum ProjectMsg {
         principal: Principal,
         item_id: Uuid,
         reply: Reply<()>,
-    },
-    DecideReview {
-        principal: Principal,
-        item_id: Uuid,
-        input: Box<DecisionInput>,
-        ctx: RequestContext,
-        reply: Reply<(ItemRow, DecisionRow)>,
     },
     /// Timer: stop when idle.
     CheckIdle,

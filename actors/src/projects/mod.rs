@@ -16,6 +16,7 @@ use std::{collections::HashMap, sync::Arc};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
+pub use self::group::Grouped;
 pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub use self::service::{ProjectInput, ProjectListQuery};

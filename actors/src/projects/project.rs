@@ -84,36 +84,8 @@ impl Actor for ProjectActor {
         // Uploads and decisions join the group; anything else first lets the group that
         // arrived before it commit, so commands are applied in the order they came.
         let message = match message {
-            ProjectMsg::AddItem {
-                principal,
-                idempotency,
-                row,
-                ctx,
-                reply,
-            } => {
-                state.group.push(Grouped::AddItem {
-                    principal,
-                    idempotency,
-                    row,
-                    ctx,
-                    reply,
-                });
-                return self.group_joined(&myself, state).await;
-            }
-            ProjectMsg::DecideReview {
-                principal,
-                item_id,
-                input,
-                ctx,
-                reply,
-            } => {
-                state.group.push(Grouped::Decide {
-                    principal,
-                    item_id,
-                    input,
-                    ctx,
-                    reply,
-                });
+            ProjectMsg::Grouped(command) => {
+                state.group.push(command);
                 return self.group_joined(&myself, state).await;
             }
             ProjectMsg::CommitGroup => {
@@ -315,9 +287,7 @@ impl Actor for ProjectActor {
             } => {
                 let _ = reply.send(super::review::skip(deps, id, &principal, item_id).await);
             }
-            ProjectMsg::AddItem { .. }
-            | ProjectMsg::DecideReview { .. }
-            | ProjectMsg::CommitGroup => {} // taken by the group above
+            ProjectMsg::Grouped(_) | ProjectMsg::CommitGroup => {} // taken by the group above
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {

@@ -19,7 +19,7 @@ use crate::{
     error::EngineError,
     items::{ItemStatus, ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
-    projects::ProjectMsg,
+    projects::{Grouped, ProjectMsg},
     store::{
         self,
         items::ItemRow,
@@ -278,12 +278,14 @@ impl Engine {
         let item = self.review_item(principal, item_id).await?;
         let (p, c) = (principal.clone(), ctx.clone());
         let (row, decision) = self
-            .ask_project(item.project_id, |reply| ProjectMsg::DecideReview {
-                principal: p,
-                item_id,
-                input: Box::new(input),
-                ctx: c,
-                reply,
+            .ask_project(item.project_id, |reply| {
+                ProjectMsg::Grouped(Grouped::Decide {
+                    principal: p,
+                    item_id,
+                    input: Box::new(input),
+                    ctx: c,
+                    reply,
+                })
             })
             .await?;
         Ok(DecisionResult {
