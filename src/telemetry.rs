@@ -79,6 +79,12 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("project_transition_seconds".into()),
+                        &latency,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Full("project_group_commands".into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                     )

@@ -202,6 +202,32 @@ where
     })
 }
 
+/// Ask an actor that changes nothing a caller must know about (a lookup, a rate limit
+/// check), waiting until `deadline` at most.
+pub(crate) async fn query<M, T>(
+    actor: &ActorRef<M>,
+    deadline: Instant,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, EngineError>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match actor.call(build, Some(wait)).await {
+        Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable(
+            "the engine is busy; try again".into(),
+        )),
+        Ok(ractor::rpc::CallResult::SenderError) => Err(EngineError::Unavailable(
+            "the engine dropped the request".into(),
+        )),
+        Err(err) => Err(EngineError::Unavailable(format!(
+            "engine actor unavailable: {err}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -39,6 +39,20 @@ pub struct Principal {
     pub token_scope: Option<TokenScope>,
 }
 
+impl Principal {
+    /// The engine itself, recording its own work on a project (processing outcomes):
+    /// nobody's account, allowed everything. Never made from a request.
+    pub(crate) fn system() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            email: String::new(),
+            role: GlobalRole::SuperAdmin,
+            session_id: None,
+            token_scope: None,
+        }
+    }
+}
+
 /// What a personal access token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenScope {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorRef, Message, RpcReplyPort};
+use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::{
@@ -254,33 +254,6 @@ impl Engine {
         command::ask(actor, deadline, build).await
     }
 
-    /// Ask an actor that changes nothing a caller must know about (a lookup, a rate
-    /// limit check), waiting until `deadline` at most.
-    pub(crate) async fn query<M, T>(
-        &self,
-        actor: &ActorRef<M>,
-        deadline: tokio::time::Instant,
-        build: impl FnOnce(RpcReplyPort<T>) -> M,
-    ) -> Result<T, EngineError>
-    where
-        M: Message,
-        T: Send + 'static,
-    {
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match actor.call(build, Some(wait)).await {
-            Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
-            Ok(ractor::rpc::CallResult::Timeout) => Err(EngineError::Unavailable(
-                "the engine is busy; try again".into(),
-            )),
-            Ok(ractor::rpc::CallResult::SenderError) => Err(EngineError::Unavailable(
-                "the engine dropped the request".into(),
-            )),
-            Err(err) => Err(EngineError::Unavailable(format!(
-                "engine actor unavailable: {err}"
-            ))),
-        }
-    }
-
     /// Spend one unit of the per-IP budget of `op` (no-op for calls without an IP).
     pub(crate) async fn limit_ip(
         &self,
@@ -315,13 +288,12 @@ impl Engine {
         rate: Rate,
     ) -> Result<(), EngineError> {
         let limiter = self.slots.limiter.get()?;
-        match self
-            .query(&limiter, self.deadline(), |reply| RateLimiterMsg::Check {
-                key,
-                rate,
-                reply,
-            })
-            .await?
+        match command::query(&limiter, self.deadline(), |reply| RateLimiterMsg::Check {
+            key,
+            rate,
+            reply,
+        })
+        .await?
         {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after } => {

@@ -29,6 +29,9 @@ pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
 /// How long one group took, from its first savepoint to its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
+/// How long one transition took inside its group, without the commit (label
+/// `transition`: its type, e.g. `AddItem`); where a project actor's time goes.
+pub const PROJECT_TRANSITION_SECONDS: &str = "project_transition_seconds";
 pub const UPLOADS_TOTAL: &str = "uploads_total";
 pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";

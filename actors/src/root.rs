@@ -19,7 +19,7 @@ use crate::{
     mailer::MailHandler,
     metrics as m,
     processing::{OcrHandler, OcrImageHandler, TranscriptionHandler},
-    projects::ProjectRegistry,
+    projects::{ProjectRegistry, Projects},
     rate_limiter::{RateLimiter, RateLimiterArgs},
     review::digest::ReviewMonitor,
     sweeper::Sweeper,
@@ -107,8 +107,9 @@ impl Actor for Root {
         if args.roles.api {
             spawn_child(&myself, &mut state, Child::RateLimiter).await?;
             spawn_child(&myself, &mut state, Child::Accounts).await?;
-            spawn_child(&myself, &mut state, Child::Projects).await?;
         }
+        // Project actors apply the API's transitions and the workers' processing outcomes.
+        spawn_child(&myself, &mut state, Child::Projects).await?;
         if args.roles.workers {
             spawn_child(&myself, &mut state, Child::MailWorker).await?;
             spawn_child(&myself, &mut state, Child::OcrWorker).await?;
@@ -236,20 +237,20 @@ async fn spawn_child(
             actor.get_cell()
         }
         Child::OcrWorker => {
-            let handler = OcrHandler::new(&deps).await?;
+            let handler = OcrHandler::new(&deps, projects(state)).await?;
             let worker = JobWorker::<OcrHandler>::default();
             let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
             actor.get_cell()
         }
         Child::TranscriptionWorker => {
-            let handler = TranscriptionHandler::new(&deps).await?;
+            let handler = TranscriptionHandler::new(&deps, projects(state)).await?;
             let worker = JobWorker::<TranscriptionHandler>::default();
             let args = (deps, handler);
             let (actor, _) = Actor::spawn_linked(None, worker, args, supervisor).await?;
             actor.get_cell()
         }
         Child::OcrImageWorker => {
-            let handler = OcrImageHandler::new(&deps).await?;
+            let handler = OcrImageHandler::new(&deps, projects(state)).await?;
             let worker = JobWorker::<OcrImageHandler>::default();
             let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
             actor.get_cell()
@@ -270,6 +271,19 @@ async fn spawn_child(
     };
     state.children.insert(cell.get_id(), (child, cell));
     Ok(())
+}
+
+/// The way to project actors, for the workers that record processing outcomes. A
+/// worker waits for a busy actor as long as a job lease (renewed while it waits), not
+/// the API's call timeout: giving up would cost the job an attempt.
+fn projects(state: &RootState) -> Projects {
+    let wait = state
+        .deps
+        .config
+        .jobs
+        .lease
+        .max(state.deps.config.call_timeout);
+    Projects::new(state.slots.projects.clone(), wait)
 }
 
 fn clear_slot(state: &RootState, child: Child) {

@@ -292,13 +292,16 @@ impl ReviewApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
+        ctx: Data<&RequestContext>,
         project_id: Query<Required<Uuid>>,
     ) -> ApiResult<NextResponse> {
         let project_id = project_id.0.0.ok_or_else(missing_project_id)?;
-        Ok(match engine.claim_review(&auth.0, project_id).await? {
-            Some(entry) => NextResponse::Claimed(Json(Box::new(entry.into()))),
-            None => NextResponse::Empty,
-        })
+        Ok(
+            match engine.claim_review(&auth.0, project_id, &ctx).await? {
+                Some(entry) => NextResponse::Claimed(Json(Box::new(entry.into()))),
+                None => NextResponse::Empty,
+            },
+        )
     }
 
     /// Renew your lease on an item
@@ -313,9 +316,10 @@ impl ReviewApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
+        ctx: Data<&RequestContext>,
         id: Path<Uuid>,
     ) -> ApiResult<LeaseOk> {
-        let lease_until = engine.renew_review(&auth.0, id.0).await?;
+        let lease_until = engine.renew_review(&auth.0, id.0, &ctx).await?;
         Ok(LeaseOk::Ok(Json(LeaseResponse {
             item_id: id.0,
             lease_until,
@@ -334,9 +338,10 @@ impl ReviewApi {
         &self,
         engine: Data<&Engine>,
         auth: BearerAuth,
+        ctx: Data<&RequestContext>,
         id: Path<Uuid>,
     ) -> ApiResult<Skipped> {
-        engine.skip_review(&auth.0, id.0).await?;
+        engine.skip_review(&auth.0, id.0, &ctx).await?;
         Ok(Skipped::NoContent)
     }
 

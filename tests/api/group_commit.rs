@@ -11,10 +11,13 @@ use crate::{
     backend_tests,
     helpers::{Backend, TestAppBuilder},
     items::upload,
-    projects::create_project,
+    projects::{create_project, join},
 };
 
-backend_tests!(uploads_committed_together_succeed_or_fail_alone);
+backend_tests!(
+    uploads_committed_together_succeed_or_fail_alone,
+    a_removed_member_commits_nothing_after_the_removal_in_its_group
+);
 
 async fn uploads_committed_together_succeed_or_fail_alone(backend: Backend) {
     let app = TestAppBuilder::new(backend).spawn().await;
@@ -79,4 +82,79 @@ async fn uploads_committed_together_succeed_or_fail_alone(backend: Backend) {
         )
         .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 24, "{audit}");
+}
+
+/// A transition that changes the members (here, removing one) takes effect for the
+/// transitions after it in the same group: the group reads the roles again. A member's
+/// uploads sent around their removal are either committed before it or refused.
+async fn a_removed_member_commits_nothing_after_the_removal_in_its_group(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Turnover").await;
+    let member = join(&app, &owner, &project, "leaver@example.org", "contributor").await;
+    let me: Value = app.get_json("/api/auth/me", &member).await;
+    let member_id = me["id"].as_str().unwrap().to_owned();
+
+    let uploads = (0..32).map(|i| {
+        upload(
+            &app,
+            &member,
+            "/api/documents",
+            &project,
+            format!("Upload {i} from a member who is leaving.").into_bytes(),
+            "leaving.txt",
+            "text/plain",
+        )
+    });
+    let removal = async {
+        // Let the first uploads reach the actor, so that the removal lands among them.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        app.client
+            .delete(app.url(&format!("/api/projects/{project}/members/{member_id}")))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap()
+    };
+    let (answers, removed) = tokio::join!(join_all(uploads), removal);
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let mut created = 0;
+    for resp in answers {
+        match resp.status() {
+            StatusCode::CREATED => created += 1,
+            // Refused once the member is gone: the project is not theirs to see.
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {}
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+
+    let audit = |action: &'static str| {
+        let (app, owner, project) = (&app, &owner, &project);
+        async move {
+            let page = app
+                .get_json(
+                    &format!("/api/projects/{project}/audit-log?action={action}&limit=200"),
+                    owner,
+                )
+                .await;
+            page["items"].as_array().unwrap().clone()
+        }
+    };
+    let uploaded = audit("item.uploaded").await;
+    assert_eq!(
+        uploaded.len(),
+        created,
+        "every 201, and only those, is audited"
+    );
+    // Audit ids are UUIDv7, issued in order by the server: they order its writes (the
+    // tests' clock stands still, so the rows' times cannot).
+    let removed = audit("member.removed").await;
+    let removal_id = removed[0]["id"].as_str().unwrap();
+    for row in &uploaded {
+        let id = row["id"].as_str().unwrap();
+        assert!(
+            id < removal_id,
+            "an upload committed after the removal: {row}"
+        );
+    }
 }

@@ -19,6 +19,7 @@ backend_tests!(
     recordings_wait_for_a_person_and_can_be_reprocessed,
     a_job_that_keeps_failing_is_parked_and_can_be_retried,
     ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
+    an_outcome_for_an_item_deleted_while_processing_is_dropped,
 );
 
 pub use crate::pdf::text_pdf;
@@ -603,4 +604,77 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
         assert_eq!(item["status"], "ready", "{item}");
         assert_eq!(item["job"]["kind"], "ocr_image", "{item}");
     }
+}
+
+/// An item deleted while its OCR runs gets no text when the engine answers: the outcome
+/// is applied by the project's actor, which finds the item gone, and the job is done
+/// all the same (in the same commit that would have recorded the text).
+async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Backend) {
+    let gate = std::sync::Arc::new(Gate::default());
+    let google = gated_document_ai(gate.clone()).await;
+    let keys = tempfile::TempDir::new().unwrap();
+    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
+    let app = TestAppBuilder::new(backend)
+        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
+        .var(
+            "DOCUMENT_AI_PROCESSOR",
+            "projects/p/locations/eu/processors/ocr1",
+        )
+        .var("DOCUMENT_AI_ENDPOINT", google)
+        // The test moves the server's clock faster than time: leases must outlast it.
+        .var("JOB_LEASE_SECONDS", "86400")
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Gone").await;
+    let mut png = crate::google::png();
+    png.push(9);
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        png,
+        "s.png",
+        "image/png",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    let (id, job) = (
+        item["id"].as_str().unwrap().to_owned(),
+        item["job_id"].as_str().unwrap().parse().unwrap(),
+    );
+    // The engine holds the scan: the item is processing.
+    held(&app, &gate, 1).await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{id}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    *gate.open.lock().unwrap() = true;
+    gate.opened.notify_waiters();
+    let db = app.db().await;
+    let mut state = String::new();
+    for _ in 0..600 {
+        state = alta_actors::store::jobs::find(&db, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state == "done" {
+            break;
+        }
+        app.clock.advance(chrono::Duration::milliseconds(100));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(state, "done", "the job ends even though its item is gone");
+    let texts = alta_actors::store::texts::revisions(&db, id.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
 }

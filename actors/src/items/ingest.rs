@@ -32,7 +32,7 @@ use crate::{
     idempotency::{Begin, Idempotent, fingerprint},
     media::{audio, detect},
     metrics as m,
-    projects::{Grouped, ProjectMsg},
+    projects::{AddItem, ReplaceFile},
     store::items::ItemRow,
 };
 
@@ -693,30 +693,21 @@ impl Engine {
             review_lease_until: None,
             decided_at: None,
         };
-        let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
+        let (row, idempotency) = (Box::new(row), claim.clone());
         let asked = match replaces {
             None => {
-                self.ask_project_tracked(project_id, |reply| {
-                    ProjectMsg::Grouped(Grouped::AddItem {
-                        principal: p,
-                        idempotency,
-                        row: Box::new(row),
-                        ctx: c,
-                        reply,
-                    })
-                })
-                .await
+                let add = AddItem { row, idempotency };
+                self.apply_in_project_tracked(project_id, principal, ctx, add)
+                    .await
             }
             Some(item_id) => {
-                self.ask_project_tracked(project_id, |reply| ProjectMsg::ReplaceFile {
-                    principal: p,
-                    idempotency,
+                let replace = ReplaceFile {
                     item_id,
-                    row: Box::new(row),
-                    ctx: c,
-                    reply,
-                })
-                .await
+                    row,
+                    idempotency,
+                };
+                self.apply_in_project_tracked(project_id, principal, ctx, replace)
+                    .await
             }
         };
         // Clean up only when nothing was written: a command that began and whose

@@ -12,7 +12,7 @@ use crate::{
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
-    projects::{ProjectMsg, ProjectView},
+    projects::{DeleteItem, ProjectView},
     store,
 };
 
@@ -198,13 +198,7 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         let item = self.item(principal, kind, id).await?;
-        let (p, c) = (principal.clone(), ctx.clone());
-        self.ask_project(item.project_id, |reply| ProjectMsg::DeleteItem {
-            principal: p,
-            item_id: id,
-            ctx: c,
-            reply,
-        })
-        .await
+        self.apply_in_project(item.project_id, principal, ctx, DeleteItem { item_id: id })
+            .await
     }
 }

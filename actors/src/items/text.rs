@@ -10,7 +10,7 @@ use crate::{
     domain::DataKind,
     engine::Engine,
     error::EngineError,
-    projects::ProjectMsg,
+    projects::{EditText, Reprocess},
     store::{self, texts::TextRow},
 };
 
@@ -118,15 +118,9 @@ impl Engine {
     ) -> Result<ItemText, EngineError> {
         check_text(&text)?;
         let item = self.item(principal, kind, id).await?;
-        let (p, c) = (principal.clone(), ctx.clone());
-        self.ask_project(item.project_id, |reply| ProjectMsg::EditText {
-            principal: p,
-            item_id: id,
-            text,
-            ctx: c,
-            reply,
-        })
-        .await?;
+        let edit = EditText { item_id: id, text };
+        self.apply_in_project(item.project_id, principal, ctx, edit)
+            .await?;
         self.item_text(principal, kind, id).await
     }
 
@@ -139,14 +133,8 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<ItemView, EngineError> {
         let item = self.item(principal, kind, id).await?;
-        let (p, c) = (principal.clone(), ctx.clone());
-        self.ask_project(item.project_id, |reply| ProjectMsg::Reprocess {
-            principal: p,
-            item_id: id,
-            ctx: c,
-            reply,
-        })
-        .await
+        self.apply_in_project(item.project_id, principal, ctx, Reprocess { item_id: id })
+            .await
     }
 }
 

@@ -12,8 +12,8 @@ use crate::{
     domain::{DataKind, GlobalRole},
     engine::Engine,
     error::EngineError,
-    items::state::{ItemEvent, next_strs},
     pagination::{Page, PageRequest},
+    projects::RetryJob,
     store::{self, jobs::JobDetail},
 };
 
@@ -129,6 +129,24 @@ impl Engine {
         let job = store::jobs::find(&self.deps.db, id)
             .await?
             .ok_or(EngineError::NotFound { what: "job" })?;
+        // A job that processes an item changes the item too: the item's project actor
+        // does both, so it stays the one writer of its project's items.
+        if let Some(item_id) = item_of(&job)
+            && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
+        {
+            let retry = RetryJob {
+                job_id: id,
+                kind: job.kind.clone(),
+                item_id,
+            };
+            self.apply_in_project(item.project_id, principal, ctx, retry)
+                .await?;
+            let job = store::jobs::find(&self.deps.db, id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "job" })?;
+            return Ok(job.into());
+        }
+        // Any other job (mail, a job whose item is gone) touches nothing else.
         let now = self.deps.clock.now();
         let mut tx = self.deps.db.begin().await?;
         if !store::jobs::retry_failed(&mut tx, id, now).await? {
@@ -136,10 +154,6 @@ impl Engine {
                 code: ErrorCode::JobNotFailed,
                 message: format!("the job is {}, not failed", job.state),
             });
-        }
-        if let Some(item_id) = item_of(&job) {
-            let (from, to) = next_strs(ItemEvent::Reprocess);
-            store::items::set_status(&mut tx, item_id, &from, to, Some(id), None, now).await?;
         }
         store::audit::record(
             &mut tx,

@@ -23,6 +23,20 @@ use crate::{
     store::{self, jobs::JobRow},
 };
 
+/// How a job's run ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The worker marks the job done.
+    Ran,
+    /// The handler marked the job done itself, in the transaction that recorded its
+    /// outcome (one commit for both).
+    Recorded,
+    /// The handler gave the job to another lane (queued again under another kind).
+    HandedOver,
+    /// The job's lease ran out and another worker holds it: that run decides.
+    LeaseLost,
+}
+
 /// A failed attempt: retried with backoff until the job's attempts run out.
 #[derive(Debug, Clone)]
 pub struct JobFailure(pub String);
@@ -55,7 +69,7 @@ pub trait JobHandler: Send + Sync + 'static {
         &self,
         deps: &Arc<Deps>,
         job: &JobRow,
-    ) -> impl Future<Output = Result<(), JobFailure>> + Send;
+    ) -> impl Future<Output = Result<JobEnd, JobFailure>> + Send;
 
     /// The last attempt failed and the job is parked.
     fn gave_up(
@@ -268,7 +282,13 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
         .record(started.elapsed().as_secs_f64());
     let now = deps.clock.now();
     let outcome = match result {
-        Ok(()) => {
+        Ok(JobEnd::Recorded) => "done",
+        Ok(JobEnd::HandedOver) => "handed_over",
+        Ok(JobEnd::LeaseLost) => {
+            tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
+            "lease_lost"
+        }
+        Ok(JobEnd::Ran) => {
             match store::jobs::complete_as(
                 &deps.db,
                 job.id,
@@ -280,14 +300,6 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
             .await
             {
                 Ok(true) => "done",
-                Ok(false)
-                    if store::jobs::handed_over(&deps.db, job.id, H::KIND)
-                        .await
-                        .unwrap_or(false) =>
-                {
-                    // The handler queued it for another lane.
-                    "handed_over"
-                }
                 Ok(false) => {
                     // The lease ran out and another worker has it: its run decides.
                     tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");

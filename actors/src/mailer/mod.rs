@@ -10,7 +10,7 @@ use crate::{
     engine::Deps,
     jobs::{
         KIND_MAIL, MailJob,
-        worker::{JobFailure, JobHandler},
+        worker::{JobEnd, JobFailure, JobHandler},
     },
     metrics as m,
     store::jobs::JobRow,
@@ -37,14 +37,14 @@ impl JobHandler for MailHandler {
         deps.config.jobs.mail_concurrency
     }
 
-    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
+    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<JobEnd, JobFailure> {
         let mail: MailJob = serde_json::from_value(job.payload.0.clone())
             .map_err(|e| JobFailure(format!("malformed mail job payload: {e}")))?;
         let transport = self.transport.name();
         match self.transport.send(&deps.config.mail.from, &mail).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_SENT_TOTAL, "transport" => transport, "outcome" => "sent").increment(1);
-                Ok(())
+                Ok(JobEnd::Ran)
             }
             Err(err) => {
                 metrics::counter!(m::MAIL_SENT_TOTAL, "transport" => transport, "outcome" => "failed").increment(1);

@@ -1,12 +1,15 @@
 //! Processing: the OCR and transcription job handlers. Each takes an item's job, moves
 //! the item through the state machine (`items::state`), asks an engine for its text and
 //! records the outcome: the machine revision of the text and `ready`, or
-//! `processing_failed` with a reason code. An engine that cannot read a file is an
+//! `processing_failed` with a reason code. The item's changes are transitions of its
+//! project (`outcome.rs`), applied by the project's actor; the outcome and the job's
+//! completion commit together. An engine that cannot read a file is an
 //! outcome, not a job failure; only transient trouble (the database, a remote API)
 //! retries the job.
 
 pub mod google;
 pub mod local_ocr;
+mod outcome;
 pub mod sandbox;
 
 use std::sync::Arc;
@@ -15,16 +18,18 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::local_ocr::{Extraction, LocalOcrConfig};
+use self::outcome::{ProcessingGaveUp, RecordProcessing, StartProcessing};
 use self::sandbox::SandboxConfig;
 use crate::{
+    ErrorCode,
+    context::{Principal, RequestContext},
     engine::Deps,
-    items::{
-        KIND_OCR, KIND_TRANSCRIPTION,
-        state::{ItemEvent, next_strs},
-    },
-    jobs::worker::{JobFailure, JobHandler},
+    error::EngineError,
+    items::{KIND_OCR, KIND_TRANSCRIPTION},
+    jobs::worker::{JobEnd, JobFailure, JobHandler},
     metrics as m,
-    store::{self, items::ItemRow, jobs::JobRow, texts::TextRow},
+    projects::{Projects, Transition},
+    store::{self, items::ItemRow, jobs::JobRow},
 };
 
 /// The OCR lane's job kind: images and scanned PDFs. Every document's job starts as
@@ -62,61 +67,86 @@ pub struct NoText {
     pub message: String,
 }
 
-/// The job's item, if the job is still the item's current one and it may start.
-async fn start(deps: &Deps, job: &JobRow) -> Result<Option<ItemRow>, JobFailure> {
-    let Some(item_id) = job
-        .payload
+/// The item a processing job names.
+fn item_of(job: &JobRow) -> Option<Uuid> {
+    job.payload
         .0
         .get("item_id")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
-    else {
+}
+
+/// Apply a processing transition in the item's project, as the engine itself.
+/// `None` when the project is gone (deleted with its items).
+async fn in_project<T: Transition>(
+    projects: &Projects,
+    project_id: Uuid,
+    transition: T,
+) -> Result<Option<T::Out>, EngineError> {
+    let ctx = RequestContext::internal("processing");
+    match projects
+        .apply(project_id, &Principal::system(), &ctx, transition)
+        .await
+    {
+        Ok(out) => Ok(Some(out)),
+        Err(EngineError::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The job's item, once the job has begun on it (`uploaded` → `processing`, in its
+/// project's actor). `None`: nothing to do (the item was deleted or given a newer job,
+/// or an earlier run of this job already finished it).
+async fn start(
+    projects: &Projects,
+    deps: &Deps,
+    job: &JobRow,
+) -> Result<Option<ItemRow>, JobFailure> {
+    let Some(item_id) = item_of(job) else {
         tracing::error!(job_id = %job.id, "processing job without an item id; dropped");
         return Ok(None);
     };
+    // A read first: a job whose item moved on costs its project's actor nothing.
     let Some(item) = store::items::find_any(&deps.db, item_id).await? else {
         return Ok(None);
     };
-    // Deleted meanwhile, or superseded by a reprocess: nothing to do.
     if item.job_id != Some(job.id) {
         return Ok(None);
     }
-    let (from, to) = next_strs(ItemEvent::ProcessingStarted);
-    let mut tx = deps.db.begin().await?;
-    let moved =
-        store::items::set_status(&mut tx, item.id, &from, to, None, None, deps.clock.now()).await?;
-    tx.commit().await?;
-    // Already finished by an earlier run of this job (its lease had expired).
-    Ok(moved.then_some(item))
+    let start = StartProcessing {
+        job_id: job.id,
+        item_id,
+    };
+    Ok(in_project(projects, item.project_id, start)
+        .await?
+        .flatten())
 }
 
 /// The item of a job handed over to the OCR lane: still `processing`, and this job is
 /// its current one. (After a super admin's retry it is back to `uploaded`: start again.)
-async fn start_handed_off(deps: &Deps, job: &JobRow) -> Result<Option<ItemRow>, JobFailure> {
-    let item_id = job
-        .payload
-        .0
-        .get("item_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok());
-    if let Some(item_id) = item_id
+async fn start_handed_off(
+    projects: &Projects,
+    deps: &Deps,
+    job: &JobRow,
+) -> Result<Option<ItemRow>, JobFailure> {
+    if let Some(item_id) = item_of(job)
         && let Some(item) = store::items::find_any(&deps.db, item_id).await?
         && item.job_id == Some(job.id)
         && item.status == "processing"
     {
         return Ok(Some(item));
     }
-    start(deps, job).await
+    start(projects, deps, job).await
 }
 
 /// Hand the item's job over to the OCR lane: the same job (the one the upload named) is
 /// queued again as `ocr_image`, with the item's project for the lane's per-project limit,
 /// its attempt here not counted. The item stays `processing`.
-async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<(), JobFailure> {
+async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<JobEnd, JobFailure> {
     let now = deps.clock.now();
     let payload = serde_json::json!({"item_id": item.id, "project_id": item.project_id});
     let mut tx = deps.db.begin().await?;
-    if store::jobs::hand_over(
+    if !store::jobs::hand_over(
         &mut tx,
         job.id,
         &deps.worker_id,
@@ -126,91 +156,59 @@ async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<(), JobFa
     )
     .await?
     {
-        tx.commit().await?;
-        metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
-        deps.job_waker.notify_waiters();
+        return Ok(JobEnd::LeaseLost);
     }
-    Ok(())
+    tx.commit().await?;
+    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
+    deps.job_waker.notify_waiters();
+    Ok(JobEnd::HandedOver)
 }
 
-/// Record what the engine said, once: a second run of the same job adds nothing.
+/// Record what the engine said, with the job's completion, in one commit of the
+/// item's project ([`RecordProcessing`]).
 async fn finish(
+    projects: &Projects,
     deps: &Deps,
     job: &JobRow,
     item: &ItemRow,
     outcome: Result<MachineText, NoText>,
-) -> Result<(), JobFailure> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    let kind = job.kind.clone();
-    match outcome {
-        Ok(text) => {
-            let row = TextRow {
-                id: Uuid::now_v7(),
-                item_id: item.id,
-                revision: 0,
-                source: "machine".into(),
-                engine: Some(text.engine.into()),
-                author_id: None,
-                job_id: Some(job.id),
-                text: text.text,
-                pages: text.pages.map(|p| sqlx::types::Json(Value::from(p))),
-                words: text.words.map(sqlx::types::Json),
-                confidence: text.confidence,
-                created_at: now,
-            };
-            store::texts::add_revision(&mut tx, &row).await?;
-            let (from, to) = next_strs(ItemEvent::ProcessingSucceeded);
-            store::items::set_status(&mut tx, item.id, &from, to, None, None, now).await?;
-            metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => "ready", "engine" => text.engine).increment(1);
-        }
-        Err(no_text) => {
-            let (from, to) = next_strs(ItemEvent::ProcessingFailed);
-            store::items::set_status(
-                &mut tx,
-                item.id,
-                &from,
-                to,
-                None,
-                Some((no_text.code, &no_text.message)),
-                now,
-            )
-            .await?;
-            metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => no_text.code, "engine" => "none").increment(1);
-        }
+) -> Result<JobEnd, JobFailure> {
+    let record = RecordProcessing {
+        job_id: job.id,
+        job_kind: job.kind.clone(),
+        item_id: item.id,
+        worker_id: deps.worker_id.clone(),
+        outcome,
+    };
+    match in_project(projects, item.project_id, record).await {
+        Ok(Some(_)) => Ok(JobEnd::Recorded),
+        // The project is gone: the job is simply done.
+        Ok(None) => Ok(JobEnd::Ran),
+        Err(EngineError::Conflict {
+            code: ErrorCode::LeaseLost,
+            ..
+        }) => Ok(JobEnd::LeaseLost),
+        Err(err) => Err(JobFailure(err.to_string())),
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The job gave up after its last attempt: the item says so.
-async fn gave_up(deps: &Deps, job: &JobRow, error: &str) {
-    let Some(item_id) = job
-        .payload
-        .0
-        .get("item_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-    else {
+async fn gave_up(projects: &Projects, deps: &Deps, job: &JobRow, error: &str) {
+    let Some(item_id) = item_of(job) else {
         return;
     };
-    let (from, to) = next_strs(ItemEvent::ProcessingFailed);
     let result = async {
-        let mut tx = deps.db.begin().await?;
-        store::items::set_status(
-            &mut tx,
+        let Some(item) = store::items::find_any(&deps.db, item_id).await? else {
+            return Ok(());
+        };
+        let gave_up = ProcessingGaveUp {
+            job_id: job.id,
             item_id,
-            &from,
-            to,
-            None,
-            Some((
-                "processing_gave_up",
-                &format!("processing failed repeatedly: {error}"),
-            )),
-            deps.clock.now(),
-        )
-        .await?;
-        tx.commit().await
+            error: error.to_owned(),
+        };
+        in_project(projects, item.project_id, gave_up)
+            .await
+            .map(|_| ())
     }
     .await;
     if let Err(err) = result {
@@ -336,12 +334,14 @@ impl Extractor {
 /// lane ([`OcrImageHandler`]) when an OCR engine exists, so OCR never blocks text.
 pub struct OcrHandler {
     x: Extractor,
+    projects: Projects,
 }
 
 impl OcrHandler {
-    pub async fn new(deps: &Deps) -> Result<Self, String> {
+    pub async fn new(deps: &Deps, projects: Projects) -> Result<Self, String> {
         Ok(Self {
             x: Extractor::new(deps).await?,
+            projects,
         })
     }
 }
@@ -350,12 +350,14 @@ impl OcrHandler {
 /// One project runs at most `OCR_MAX_RUNNING_PER_PROJECT` of these at once.
 pub struct OcrImageHandler {
     x: Extractor,
+    projects: Projects,
 }
 
 impl OcrImageHandler {
-    pub async fn new(deps: &Deps) -> Result<Self, String> {
+    pub async fn new(deps: &Deps, projects: Projects) -> Result<Self, String> {
         Ok(Self {
             x: Extractor::new(deps).await?,
+            projects,
         })
     }
 }
@@ -385,9 +387,9 @@ impl JobHandler for OcrHandler {
         deps.config.processing.text_concurrency
     }
 
-    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
-        let Some(item) = start(deps, job).await? else {
-            return Ok(());
+    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<JobEnd, JobFailure> {
+        let Some(item) = start(&self.projects, deps, job).await? else {
+            return Ok(JobEnd::Ran);
         };
         let detected = item.detected_type.as_str();
         if is_image(detected) && self.x.can_ocr(detected) {
@@ -402,12 +404,12 @@ impl JobHandler for OcrHandler {
             Err(no_text) if no_text.code == "no_text_layer" && self.x.can_ocr(detected) => {
                 hand_off(deps, job, &item).await
             }
-            outcome => finish(deps, job, &item, outcome).await,
+            outcome => finish(&self.projects, deps, job, &item, outcome).await,
         }
     }
 
     async fn gave_up(&self, deps: &Arc<Deps>, job: &JobRow, error: &str) {
-        gave_up(deps, job, error).await
+        gave_up(&self.projects, deps, job, error).await
     }
 }
 
@@ -422,9 +424,9 @@ impl JobHandler for OcrImageHandler {
         Some(deps.config.processing.ocr_max_running_per_project)
     }
 
-    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
-        let Some(item) = start_handed_off(deps, job).await? else {
-            return Ok(());
+    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<JobEnd, JobFailure> {
+        let Some(item) = start_handed_off(&self.projects, deps, job).await? else {
+            return Ok(JobEnd::Ran);
         };
         let copy = deps.blobs.local_copy(&item.blob_key).await?;
         let outcome = match &self.x.document_ai {
@@ -435,11 +437,11 @@ impl JobHandler for OcrImageHandler {
                     .await?
             }
         };
-        finish(deps, job, &item, outcome).await
+        finish(&self.projects, deps, job, &item, outcome).await
     }
 
     async fn gave_up(&self, deps: &Arc<Deps>, job: &JobRow, error: &str) {
-        gave_up(deps, job, error).await
+        gave_up(&self.projects, deps, job, error).await
     }
 }
 
@@ -447,10 +449,11 @@ impl JobHandler for OcrImageHandler {
 /// recording waits for a person.
 pub struct TranscriptionHandler {
     speech: Option<(google::Speech, String)>,
+    projects: Projects,
 }
 
 impl TranscriptionHandler {
-    pub async fn new(deps: &Deps) -> Result<Self, String> {
+    pub async fn new(deps: &Deps, projects: Projects) -> Result<Self, String> {
         let speech = match &deps.config.processing.google {
             Some(g) if g.speech => {
                 let mut speech = google::Speech::new(
@@ -463,7 +466,7 @@ impl TranscriptionHandler {
             }
             _ => None,
         };
-        Ok(Self { speech })
+        Ok(Self { speech, projects })
     }
 }
 
@@ -474,9 +477,9 @@ impl JobHandler for TranscriptionHandler {
         deps.config.processing.transcription_concurrency
     }
 
-    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<(), JobFailure> {
-        let Some(item) = start(deps, job).await? else {
-            return Ok(());
+    async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<JobEnd, JobFailure> {
+        let Some(item) = start(&self.projects, deps, job).await? else {
+            return Ok(JobEnd::Ran);
         };
         let Some((speech, default_language)) = &self.speech else {
             let outcome = Err(NoText {
@@ -485,7 +488,7 @@ impl JobHandler for TranscriptionHandler {
                           (PUT /api/voice/{id}/transcript)"
                     .into(),
             });
-            return finish(deps, job, &item, outcome).await;
+            return finish(&self.projects, deps, job, &item, outcome).await;
         };
         let analysis: Option<crate::media::audio::AudioAnalysis> = item
             .audio
@@ -517,10 +520,10 @@ impl JobHandler for TranscriptionHandler {
             }
         };
         let outcome = remote_outcome(speech.transcribe(source, config, duration).await)?;
-        finish(deps, job, &item, outcome).await
+        finish(&self.projects, deps, job, &item, outcome).await
     }
 
     async fn gave_up(&self, deps: &Arc<Deps>, job: &JobRow, error: &str) {
-        gave_up(deps, job, error).await
+        gave_up(&self.projects, deps, job, error).await
     }
 }

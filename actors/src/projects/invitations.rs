@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{
     InvitationView, ProjectView,
-    project::{audit, begin, caller_role},
+    project::{audit, caller_role},
+    transition::{InProject, Transition},
 };
 use crate::{
     auth::secret_token,
@@ -15,8 +16,8 @@ use crate::{
     domain::{Email, ProjectRole},
     engine::Deps,
     error::EngineError,
-    idempotency::{self, Claim},
-    jobs::{MailJob, enqueue_mail},
+    idempotency::Claim,
+    jobs::MailJob,
     store,
 };
 
@@ -46,147 +47,133 @@ fn invitation_mail(
     }
 }
 
-pub async fn invite(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    email: &Email,
-    role: ProjectRole,
-    ctx: &RequestContext,
-    idempotency: &Option<Claim>,
-) -> Result<InvitationView, EngineError> {
-    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
-    if let Some(user) = store::users::find_by_email_tx(&mut tx, email.as_str()).await?
-        && store::projects::member_role_tx(&mut tx, id, user.id)
+/// Invite someone by email to a role in the project (project admins).
+pub struct Invite {
+    pub email: Email,
+    pub role: ProjectRole,
+    pub idempotency: Option<Claim>,
+}
+
+impl Transition for Invite {
+    type Out = InvitationView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::ManageInvitations
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<InvitationView, EngineError> {
+        let (id, now, email, role) = (at.id(), at.now, self.email.as_str(), self.role);
+        if let Some(user) = store::users::find_by_email_tx(at.tx(), email).await?
+            && store::projects::member_role_tx(at.tx(), id, user.id)
+                .await?
+                .is_some()
+        {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::AlreadyMember,
+                message: format!("{email} is already a member of this project"),
+            });
+        }
+        if store::invitations::pending_for_email(at.tx(), id, email)
             .await?
             .is_some()
-    {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::AlreadyMember,
-            message: format!("{email} is already a member of this project"),
-        });
+        {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::InvitationPending,
+                message: format!("{email} already has a pending invitation; resend it instead"),
+            });
+        }
+        let (token, token_hash) = secret_token::generate();
+        let invitation_id = Uuid::now_v7();
+        let invited_by = at.principal.user_id;
+        store::invitations::insert(
+            at.tx(),
+            &store::invitations::NewInvitation {
+                id: invitation_id,
+                project_id: id,
+                email,
+                role: role.as_str(),
+                token_hash: &token_hash,
+                invited_by,
+                expires_at: now + chrono::Duration::days(INVITATION_TTL_DAYS),
+                now,
+            },
+        )
+        .await?;
+        let mail = invitation_mail(at.deps, &at.project().name, email, role, &token);
+        at.enqueue_mail(mail).await?;
+        at.audit(
+            "invitation.created",
+            ("invitation", invitation_id.to_string()),
+            json!({"email": email, "role": role.as_str()}),
+        )
+        .await?;
+        let row = store::invitations::find_tx(at.tx(), id, invitation_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "invitation" })?;
+        let view = InvitationView::from(row);
+        at.record_idempotent(&self.idempotency, 201, &view).await?;
+        Ok(view)
     }
-    if store::invitations::pending_for_email(&mut tx, id, email.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::InvitationPending,
-            message: format!("{email} already has a pending invitation; resend it instead"),
-        });
-    }
-    let now = deps.clock.now();
-    let (token, token_hash) = secret_token::generate();
-    let invitation_id = Uuid::now_v7();
-    store::invitations::insert(
-        &mut tx,
-        &store::invitations::NewInvitation {
-            id: invitation_id,
-            project_id: id,
-            email: email.as_str(),
-            role: role.as_str(),
-            token_hash: &token_hash,
-            invited_by: principal.user_id,
-            expires_at: now + chrono::Duration::days(INVITATION_TTL_DAYS),
-            now,
-        },
-    )
-    .await?;
-    enqueue_mail(
-        deps,
-        &mut tx,
-        invitation_mail(deps, &project.name, email.as_str(), role, &token),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "invitation.created",
-        ("invitation", invitation_id.to_string()),
-        json!({"email": email.as_str(), "role": role.as_str()}),
-    )
-    .await?;
-    let row = store::invitations::find_tx(&mut tx, id, invitation_id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "invitation" })?;
-    let view = InvitationView::from(row);
-    idempotency::record(&mut tx, idempotency, 201, &view).await?;
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    Ok(view)
 }
 
-pub async fn resend(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    invitation_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<InvitationView, EngineError> {
-    let (mut tx, project, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
-    let invitation = pending(&mut tx, id, invitation_id).await?;
-    let now = deps.clock.now();
-    let (token, token_hash) = secret_token::generate();
-    store::invitations::rotate_token(
-        &mut tx,
-        invitation_id,
-        &token_hash,
-        now + chrono::Duration::days(INVITATION_TTL_DAYS),
-        now,
-    )
-    .await?;
-    let role: ProjectRole = invitation.role.parse()?;
-    enqueue_mail(
-        deps,
-        &mut tx,
-        invitation_mail(deps, &project.name, &invitation.email, role, &token),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "invitation.resent",
-        ("invitation", invitation_id.to_string()),
-        json!({}),
-    )
-    .await?;
-    let row = store::invitations::find_tx(&mut tx, id, invitation_id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "invitation" })?;
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    Ok(row.into())
+/// Send a pending invitation again, with a new link (the old one stops working).
+pub struct ResendInvitation {
+    pub invitation_id: Uuid,
 }
 
-pub async fn revoke(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    invitation_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::ManageInvitations).await?;
-    pending(&mut tx, id, invitation_id).await?;
-    store::invitations::finish(&mut tx, invitation_id, "revoked", None, deps.clock.now()).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "invitation.revoked",
-        ("invitation", invitation_id.to_string()),
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+impl Transition for ResendInvitation {
+    type Out = InvitationView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::ManageInvitations
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<InvitationView, EngineError> {
+        let (id, now, invitation_id) = (at.id(), at.now, self.invitation_id);
+        let invitation = pending(at.tx(), id, invitation_id).await?;
+        let (token, token_hash) = secret_token::generate();
+        let expires_at = now + chrono::Duration::days(INVITATION_TTL_DAYS);
+        store::invitations::rotate_token(at.tx(), invitation_id, &token_hash, expires_at, now)
+            .await?;
+        let role: ProjectRole = invitation.role.parse()?;
+        let mail = invitation_mail(at.deps, &at.project().name, &invitation.email, role, &token);
+        at.enqueue_mail(mail).await?;
+        at.audit(
+            "invitation.resent",
+            ("invitation", invitation_id.to_string()),
+            json!({}),
+        )
+        .await?;
+        let row = store::invitations::find_tx(at.tx(), id, invitation_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "invitation" })?;
+        Ok(row.into())
+    }
+}
+
+/// Withdraw a pending invitation.
+pub struct RevokeInvitation {
+    pub invitation_id: Uuid,
+}
+
+impl Transition for RevokeInvitation {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::ManageInvitations
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, now, invitation_id) = (at.id(), at.now, self.invitation_id);
+        pending(at.tx(), id, invitation_id).await?;
+        store::invitations::finish(at.tx(), invitation_id, "revoked", None, now).await?;
+        at.audit(
+            "invitation.revoked",
+            ("invitation", invitation_id.to_string()),
+            json!({}),
+        )
+        .await
+    }
 }
 
 /// The caller joins the project. Their verified email must be the invited address.

@@ -1,18 +1,16 @@
 //! Item transitions run by the project's actor: commit an upload, delete an item,
-//! correct its text, process it again.
+//! correct its text, process it again, replace its file, retry its failed job.
 
 use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::project::{Opened, audit, begin};
-use crate::change::Change;
+use super::transition::{InProject, Transition};
 use crate::{
     authz::{self, ProjectAction},
-    context::{Principal, RequestContext},
-    engine::Deps,
+    context::Principal,
     error::EngineError,
-    idempotency::{self, Claim},
+    idempotency::Claim,
     items::state::{ItemEvent, next_strs},
     items::{ItemView, KIND_OCR, KIND_TRANSCRIPTION},
     metrics as m,
@@ -50,95 +48,87 @@ fn count_upload(row: &ItemRow) {
 }
 
 /// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
-/// the project's storage count and the audit row, in one transaction.
-/// Run inside `change` (the project's actor commits several together).
-pub async fn add(
-    change: &mut Change,
-    opened: &mut Opened,
-    deps: &Deps,
-    principal: &Principal,
-    row: &ItemRow,
-    ctx: &RequestContext,
-    idempotency: &Option<Claim>,
-) -> Result<ItemView, EngineError> {
-    let id = opened.project.id;
-    opened
-        .authorize(change, principal, ProjectAction::Upload)
-        .await?;
-    let tx: &mut store::Tx = change;
-    refuse_duplicate(tx, id, &row.sha256).await?;
-    if let Some(ext) = &row.external_id
-        && let Some(existing) = store::items::id_by_external_id(tx, id, ext).await?
-    {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::DuplicateExternalId,
-            message: format!("external_id {ext:?} is already item {existing} in this project"),
-        });
+/// the project's storage count and the audit row.
+pub struct AddItem {
+    pub row: Box<ItemRow>,
+    pub idempotency: Option<Claim>,
+}
+
+impl Transition for AddItem {
+    type Out = ItemView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Upload
     }
-    let job_kind = processing_kind(&row.kind);
-    let job_id = crate::jobs::enqueue(deps, tx, job_kind, json!({"item_id": row.id})).await?;
-    let row = &ItemRow {
-        job_id: Some(job_id),
-        ..row.clone()
-    };
-    store::items::insert(tx, row).await?;
-    store::items::add_storage_bytes(tx, id, row.size_bytes).await?;
-    audit(
-        tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "item.uploaded",
-        ("item", row.id.to_string()),
-        json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
-    )
-    .await?;
-    let view = ItemView::from(row.clone());
-    idempotency::record(tx, idempotency, 201, &view).await?;
-    let waker = deps.job_waker.clone();
-    let counted = row.clone();
-    change.after_commit(move || {
-        waker.notify_waiters();
-        count_upload(&counted);
-    });
-    Ok(view)
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
+        let id = at.id();
+        refuse_duplicate(at.tx(), id, &self.row.sha256).await?;
+        if let Some(ext) = &self.row.external_id
+            && let Some(existing) = store::items::id_by_external_id(at.tx(), id, ext).await?
+        {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::DuplicateExternalId,
+                message: format!("external_id {ext:?} is already item {existing} in this project"),
+            });
+        }
+        let job_kind = processing_kind(&self.row.kind);
+        let job_id = at
+            .enqueue(job_kind, json!({"item_id": self.row.id}))
+            .await?;
+        let row = ItemRow {
+            job_id: Some(job_id),
+            ..*self.row
+        };
+        store::items::insert(at.tx(), &row).await?;
+        store::items::add_storage_bytes(at.tx(), id, row.size_bytes).await?;
+        at.audit(
+            "item.uploaded",
+            ("item", row.id.to_string()),
+            json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
+        )
+        .await?;
+        let view = ItemView::from(row.clone());
+        at.record_idempotent(&self.idempotency, 201, &view).await?;
+        at.change.after_commit(move || count_upload(&row));
+        Ok(view)
+    }
 }
 
 /// Soft-delete an item: its owner may (with the right to upload), or an admin.
-pub async fn delete(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
-    let item = store::items::find_live_tx(&mut tx, item_id)
-        .await?
-        .filter(|i| i.project_id == id)
-        .ok_or(EngineError::NotFound { what: "item" })?;
-    let action = if item.contributor_id == principal.user_id {
+pub struct DeleteItem {
+    pub item_id: Uuid,
+}
+
+impl Transition for DeleteItem {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, item_id, now) = (at.id(), self.item_id, at.now);
+        let item = live_item(at.tx(), id, item_id).await?;
+        at.authorize(owner_or(at.principal, &item, ProjectAction::DeleteAnyItem))?;
+        store::items::soft_delete(at.tx(), item_id, now).await?;
+        store::items::add_storage_bytes(at.tx(), id, -item.size_bytes).await?;
+        at.audit(
+            "item.deleted",
+            ("item", item_id.to_string()),
+            json!({"kind": item.kind}),
+        )
+        .await
+    }
+}
+
+/// Upload for the caller's own item, `otherwise` for someone else's.
+fn owner_or(principal: &Principal, item: &ItemRow, otherwise: ProjectAction) -> ProjectAction {
+    if item.contributor_id == principal.user_id {
         ProjectAction::Upload
     } else {
-        ProjectAction::DeleteAnyItem
-    };
-    authz::authorize_project(principal, role, action)?;
-    store::items::soft_delete(&mut tx, item_id, deps.clock.now()).await?;
-    store::items::add_storage_bytes(&mut tx, id, -item.size_bytes).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "item.deleted",
-        ("item", item_id.to_string()),
-        json!({"kind": item.kind}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+        otherwise
+    }
 }
 
 /// The live item `item_id` of project `id`, and whether the caller uploaded it.
@@ -184,158 +174,186 @@ pub(super) fn not_editable(status: &str) -> EngineError {
 
 /// A person's revision of the text: the uploader (with the right to upload) or an admin.
 /// The machine's output and earlier revisions stay.
-pub async fn edit_text(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-    text: String,
-    ctx: &RequestContext,
-) -> Result<TextRow, EngineError> {
-    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
-    let item = live_item(&mut tx, id, item_id).await?;
-    let action = if item.contributor_id == principal.user_id {
-        ProjectAction::Upload
-    } else {
-        ProjectAction::EditAnyText
-    };
-    authz::authorize_project(principal, role, action)?;
-    let now = deps.clock.now();
-    let (from, to) = next_strs(ItemEvent::TextEdited);
-    if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
-        return Err(not_editable(&item.status));
+pub struct EditText {
+    pub item_id: Uuid,
+    pub text: String,
+}
+
+impl Transition for EditText {
+    type Out = TextRow;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
     }
-    let row = TextRow {
-        id: Uuid::now_v7(),
-        item_id,
-        revision: 0,
-        source: "human".into(),
-        engine: None,
-        author_id: Some(principal.user_id),
-        job_id: None,
-        text,
-        pages: None,
-        words: None,
-        confidence: None,
-        created_at: now,
-    };
-    store::texts::add_revision(&mut tx, &row).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "item.text_edited",
-        ("item", item_id.to_string()),
-        json!({"kind": item.kind, "chars": row.text.chars().count()}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(row)
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<TextRow, EngineError> {
+        let (id, item_id, now) = (at.id(), self.item_id, at.now);
+        let item = live_item(at.tx(), id, item_id).await?;
+        at.authorize(owner_or(at.principal, &item, ProjectAction::EditAnyText))?;
+        let (from, to) = next_strs(ItemEvent::TextEdited);
+        if !store::items::set_status(at.tx(), item_id, &from, to, None, None, now).await? {
+            return Err(not_editable(&item.status));
+        }
+        let row = TextRow {
+            id: Uuid::now_v7(),
+            item_id,
+            revision: 0,
+            source: "human".into(),
+            engine: None,
+            author_id: Some(at.principal.user_id),
+            job_id: None,
+            text: self.text,
+            pages: None,
+            words: None,
+            confidence: None,
+            created_at: now,
+        };
+        store::texts::add_revision(at.tx(), &row).await?;
+        at.audit(
+            "item.text_edited",
+            ("item", item_id.to_string()),
+            json!({"kind": item.kind, "chars": row.text.chars().count()}),
+        )
+        .await?;
+        Ok(row)
+    }
 }
 
 /// Queue OCR or transcription again (project admins). The newest job is the item's;
 /// an older one that still runs finds it superseded and does nothing.
-pub async fn reprocess(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<ItemView, EngineError> {
-    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
-    let item = live_item(&mut tx, id, item_id).await?;
-    authz::authorize_project(principal, role, ProjectAction::Reprocess)?;
-    let job_kind = processing_kind(&item.kind);
-    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
-    let now = deps.clock.now();
-    let (from, to) = next_strs(ItemEvent::Reprocess);
-    if !store::items::set_status(&mut tx, item_id, &from, to, Some(job_id), None, now).await? {
-        return Err(not_editable(&item.status));
+pub struct Reprocess {
+    pub item_id: Uuid,
+}
+
+impl Transition for Reprocess {
+    type Out = ItemView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
     }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "item.reprocess",
-        ("item", item_id.to_string()),
-        json!({"kind": item.kind, "job_id": job_id}),
-    )
-    .await?;
-    let row = live_item(&mut tx, id, item_id).await?;
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    Ok(row.into())
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
+        let (id, item_id, now) = (at.id(), self.item_id, at.now);
+        let item = live_item(at.tx(), id, item_id).await?;
+        at.authorize(ProjectAction::Reprocess)?;
+        let job_id = at
+            .enqueue(processing_kind(&item.kind), json!({"item_id": item_id}))
+            .await?;
+        let (from, to) = next_strs(ItemEvent::Reprocess);
+        if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
+            return Err(not_editable(&item.status));
+        }
+        at.audit(
+            "item.reprocess",
+            ("item", item_id.to_string()),
+            json!({"kind": item.kind, "job_id": job_id}),
+        )
+        .await?;
+        Ok(live_item(at.tx(), id, item_id).await?.into())
+    }
 }
 
 /// Rework: the item's file is replaced by one just stored (`row` describes it). Its
 /// uploader (with the right to upload) or an admin, when the item is not in review or
 /// processing. The earlier file is kept in the item's file history; the item is
 /// processed again and then submitted again by its contributor.
-pub async fn replace_file(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-    row: &ItemRow,
-    ctx: &RequestContext,
-    idempotency: &Option<Claim>,
-) -> Result<ItemView, EngineError> {
-    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
-    let item = live_item(&mut tx, id, item_id).await?;
-    let action = if item.contributor_id == principal.user_id {
-        ProjectAction::Upload
-    } else {
-        ProjectAction::EditAnyText
-    };
-    check_visible(principal, role, &item)?;
-    authz::authorize_project(principal, role, action)?;
-    if item.kind != row.kind {
-        return Err(EngineError::validation(
-            ErrorCode::KindMismatch,
-            "replaces",
-            format!(
-                "item {item_id} is a {}; replace it with the same kind",
-                item.kind
-            ),
-        ));
+pub struct ReplaceFile {
+    pub item_id: Uuid,
+    pub row: Box<ItemRow>,
+    pub idempotency: Option<Claim>,
+}
+
+impl Transition for ReplaceFile {
+    type Out = ItemView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
     }
-    refuse_duplicate(&mut tx, id, &row.sha256).await?;
-    let job_kind = processing_kind(&row.kind);
-    let job_id = crate::jobs::enqueue(deps, &mut tx, job_kind, json!({"item_id": item_id})).await?;
-    let now = deps.clock.now();
-    let (from, to) = next_strs(ItemEvent::FileReplaced);
-    if !store::items::set_status(&mut tx, item_id, &from, to, Some(job_id), None, now).await? {
-        return Err(not_editable(&item.status));
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
+        let (id, item_id, now, row) = (at.id(), self.item_id, at.now, &*self.row);
+        let item = live_item(at.tx(), id, item_id).await?;
+        check_visible(at.principal, at.role, &item)?;
+        at.authorize(owner_or(at.principal, &item, ProjectAction::EditAnyText))?;
+        if item.kind != row.kind {
+            return Err(EngineError::validation(
+                ErrorCode::KindMismatch,
+                "replaces",
+                format!(
+                    "item {item_id} is a {}; replace it with the same kind",
+                    item.kind
+                ),
+            ));
+        }
+        refuse_duplicate(at.tx(), id, &row.sha256).await?;
+        let job_id = at
+            .enqueue(processing_kind(&row.kind), json!({"item_id": item_id}))
+            .await?;
+        let (from, to) = next_strs(ItemEvent::FileReplaced);
+        if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
+            return Err(not_editable(&item.status));
+        }
+        let user = at.principal.user_id;
+        store::items::keep_previous_file(at.tx(), &item, user, now).await?;
+        store::items::replace_file(at.tx(), item_id, row, now).await?;
+        store::items::add_storage_bytes(at.tx(), id, row.size_bytes).await?;
+        at.audit(
+            "item.file_replaced",
+            ("item", item_id.to_string()),
+            json!({
+                "kind": row.kind,
+                "type": row.detected_type,
+                "size_bytes": row.size_bytes,
+                "sha256": row.sha256,
+                "previous_sha256": item.sha256,
+                "job_id": job_id,
+            }),
+        )
+        .await?;
+        let view = ItemView::from(live_item(at.tx(), id, item_id).await?);
+        at.record_idempotent(&self.idempotency, 201, &view).await?;
+        let counted = *self.row;
+        at.change.after_commit(move || count_upload(&counted));
+        Ok(view)
     }
-    store::items::keep_previous_file(&mut tx, &item, principal.user_id, now).await?;
-    store::items::replace_file(&mut tx, item_id, row, now).await?;
-    store::items::add_storage_bytes(&mut tx, id, row.size_bytes).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "item.file_replaced",
-        ("item", item_id.to_string()),
-        json!({
-            "kind": row.kind,
-            "type": row.detected_type,
-            "size_bytes": row.size_bytes,
-            "sha256": row.sha256,
-            "previous_sha256": item.sha256,
-            "job_id": job_id,
-        }),
-    )
-    .await?;
-    let view = ItemView::from(live_item(&mut tx, id, item_id).await?);
-    idempotency::record(&mut tx, idempotency, 201, &view).await?;
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    count_upload(row);
-    Ok(view)
+}
+
+/// A super admin's retry of a failed processing job: the job goes back in the queue and
+/// its item back to `uploaded`, together, or neither (409 when the item has moved on).
+/// The caller checked the right to manage jobs.
+pub struct RetryJob {
+    pub job_id: Uuid,
+    pub kind: String,
+    pub item_id: Uuid,
+}
+
+impl Transition for RetryJob {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, job_id, item_id, now) = (at.id(), self.job_id, self.item_id, at.now);
+        if !store::jobs::retry_failed(at.tx(), job_id, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::JobNotFailed,
+                message: "only a failed job can be retried".into(),
+            });
+        }
+        let item = live_item(at.tx(), id, item_id).await?;
+        let (from, to) = next_strs(ItemEvent::Reprocess);
+        if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
+            return Err(not_editable(&item.status));
+        }
+        at.audit(
+            "job.retried",
+            ("job", job_id.to_string()),
+            json!({"kind": self.kind, "item": item_id}),
+        )
+        .await?;
+        at.wake_workers();
+        Ok(())
+    }
 }

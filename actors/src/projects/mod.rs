@@ -3,12 +3,14 @@
 //! and the project actor, which owns every state change of its project and membership.
 
 mod group;
+mod handle;
 mod invitations;
 mod items;
 mod messages;
 mod project;
 mod review;
 mod service;
+mod transition;
 mod views;
 
 use std::{collections::HashMap, sync::Arc};
@@ -16,10 +18,13 @@ use std::{collections::HashMap, sync::Arc};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
-pub use self::group::Grouped;
+pub use self::handle::Projects;
+pub(crate) use self::items::{AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob};
 pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
+pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
 pub use self::service::{ProjectInput, ProjectListQuery};
+pub use self::transition::{InProject, Transition};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
 use crate::{command::Command, engine::Deps};
 

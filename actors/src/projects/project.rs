@@ -1,6 +1,8 @@
-//! One project's actor: every transition of the project and its membership, each in
-//! one transaction that takes the project's lock, re-checks the caller against the
-//! permission matrix, writes the change and its audit row, then commits.
+//! One project's actor: the one writer of the project, its members, invitations and
+//! items. Transitions ([`super::transition`]) join the actor's group and commit
+//! together ([`super::group`]), each under the project's lock after the caller's role is
+//! checked; creating, restoring and joining a project are the actor's own messages.
+//! This file also holds the project's own transitions (update, delete, members).
 
 use crate::ErrorCode;
 use std::{
@@ -12,7 +14,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{MemberView, ProjectMsg, ProjectView, RegistryMsg, group::Grouped};
+use super::{
+    MemberView, ProjectMsg, ProjectView, RegistryMsg,
+    transition::{InProject, Pending, Transition},
+};
 use crate::{
     authz::{self, Action, ProjectAction},
     change::Change,
@@ -39,7 +44,7 @@ pub struct ProjectState {
     registry: ActorRef<RegistryMsg>,
     last_active: Instant,
     /// Commands waiting to be committed together ([`super::group`]).
-    group: Vec<Grouped>,
+    group: Vec<Box<dyn Pending>>,
     /// A `CommitGroup` is in the mailbox.
     group_commit_sent: bool,
 }
@@ -81,10 +86,10 @@ impl Actor for ProjectActor {
         if !matches!(message, ProjectMsg::CheckIdle) {
             state.last_active = Instant::now();
         }
-        // Uploads and decisions join the group; anything else first lets the group that
-        // arrived before it commit, so commands are applied in the order they came.
+        // Transitions join the group; anything else first lets the group that arrived
+        // before it commit, so commands are applied in the order they came.
         let message = match message {
-            ProjectMsg::Grouped(command) => {
+            ProjectMsg::Apply(command) => {
                 state.group.push(command);
                 return self.group_joined(&myself, state).await;
             }
@@ -122,87 +127,12 @@ impl Actor for ProjectActor {
                 .await;
                 let _ = reply.send(result);
             }
-            ProjectMsg::Update {
-                principal,
-                name,
-                description,
-                settings,
-                ctx,
-                reply,
-            } => {
-                let _ = reply
-                    .send(update(deps, id, &principal, &name, &description, &settings, &ctx).await);
-            }
-            ProjectMsg::Delete {
-                principal,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(delete(deps, id, &principal, &ctx).await);
-            }
             ProjectMsg::Restore {
                 principal,
                 ctx,
                 reply,
             } => {
                 let _ = reply.send(restore(deps, id, &principal, &ctx).await);
-            }
-            ProjectMsg::ChangeRole {
-                principal,
-                user_id,
-                role,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(change_role(deps, id, &principal, user_id, role, &ctx).await);
-            }
-            ProjectMsg::RemoveMember {
-                principal,
-                user_id,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(remove_member(deps, id, &principal, user_id, &ctx).await);
-            }
-            ProjectMsg::Invite {
-                principal,
-                idempotency,
-                email,
-                role,
-                ctx,
-                reply,
-            } => {
-                let result = super::invitations::invite(
-                    deps,
-                    id,
-                    &principal,
-                    &email,
-                    role,
-                    &ctx,
-                    &idempotency,
-                )
-                .await;
-                let _ = reply.send(result);
-            }
-            ProjectMsg::ResendInvitation {
-                principal,
-                invitation_id,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(
-                    super::invitations::resend(deps, id, &principal, invitation_id, &ctx).await,
-                );
-            }
-            ProjectMsg::RevokeInvitation {
-                principal,
-                invitation_id,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(
-                    super::invitations::revoke(deps, id, &principal, invitation_id, &ctx).await,
-                );
             }
             ProjectMsg::AcceptInvitation {
                 principal,
@@ -214,80 +144,7 @@ impl Actor for ProjectActor {
                     super::invitations::accept(deps, id, &principal, &token_hash, &ctx).await,
                 );
             }
-            ProjectMsg::ReplaceFile {
-                principal,
-                idempotency,
-                item_id,
-                row,
-                ctx,
-                reply,
-            } => {
-                let result = super::items::replace_file(
-                    deps,
-                    id,
-                    &principal,
-                    item_id,
-                    &row,
-                    &ctx,
-                    &idempotency,
-                )
-                .await;
-                let _ = reply.send(result);
-            }
-            ProjectMsg::DeleteItem {
-                principal,
-                item_id,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(super::items::delete(deps, id, &principal, item_id, &ctx).await);
-            }
-            ProjectMsg::EditText {
-                principal,
-                item_id,
-                text,
-                ctx,
-                reply,
-            } => {
-                let _ = reply
-                    .send(super::items::edit_text(deps, id, &principal, item_id, text, &ctx).await);
-            }
-            ProjectMsg::Reprocess {
-                principal,
-                item_id,
-                ctx,
-                reply,
-            } => {
-                let _ =
-                    reply.send(super::items::reprocess(deps, id, &principal, item_id, &ctx).await);
-            }
-            ProjectMsg::SubmitForReview {
-                principal,
-                item_ids,
-                ctx,
-                reply,
-            } => {
-                let _ =
-                    reply.send(super::review::submit(deps, id, &principal, &item_ids, &ctx).await);
-            }
-            ProjectMsg::ClaimReview { principal, reply } => {
-                let _ = reply.send(super::review::claim(deps, id, &principal).await);
-            }
-            ProjectMsg::RenewReview {
-                principal,
-                item_id,
-                reply,
-            } => {
-                let _ = reply.send(super::review::renew(deps, id, &principal, item_id).await);
-            }
-            ProjectMsg::SkipReview {
-                principal,
-                item_id,
-                reply,
-            } => {
-                let _ = reply.send(super::review::skip(deps, id, &principal, item_id).await);
-            }
-            ProjectMsg::Grouped(_) | ProjectMsg::CommitGroup => {} // taken by the group above
+            ProjectMsg::Apply(_) | ProjectMsg::CommitGroup => {} // taken by the group above
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {
@@ -333,53 +190,51 @@ async fn commit_group(state: &mut ProjectState) {
     }
 }
 
-/// Open the transition: lock the project, load it (live only unless `deleted_ok`) and
-/// check the caller's right to `action`.
-pub(super) async fn begin(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    action: ProjectAction,
-) -> Result<(Tx, store::projects::ProjectRow, Option<ProjectRole>), EngineError> {
-    let mut tx = deps.db.begin().await?;
-    let not_found = || EngineError::NotFound { what: "project" };
-    if !store::projects::lock(&mut tx, id).await? {
-        return Err(not_found());
-    }
-    let project = store::projects::find_tx(&mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if project.deleted_at.is_some() {
-        return Err(not_found());
-    }
-    let role = caller_role(&mut tx, id, principal).await?;
-    authz::authorize_project(principal, role, action)?;
-    Ok((tx, project, role))
-}
-
-/// A project locked and loaded inside a change once for all the commands of a group
-/// (what [`begin`] does for one command); each caller's role is read once.
-pub(super) struct Opened {
+/// A project locked and loaded inside a change once for all the transitions of a
+/// group; each caller's role is read once.
+pub struct Opened {
     pub project: store::projects::ProjectRow,
     roles: std::collections::HashMap<Uuid, Option<ProjectRole>>,
+    /// A transition changed the project's row or members ([`InProject::project_changed`]).
+    pub(super) stale: bool,
+    /// A transition deleted the project: the rest of the group finds no project.
+    gone: bool,
 }
 
 impl Opened {
     /// Lock the project for the rest of the change; it must be live.
     pub(super) async fn lock(change: &mut Change, id: Uuid) -> Result<Self, EngineError> {
         let tx: &mut Tx = change;
-        let not_found = || EngineError::NotFound { what: "project" };
         if !store::projects::lock(tx, id).await? {
-            return Err(not_found());
+            return Err(EngineError::NotFound { what: "project" });
         }
-        let project = store::projects::find_tx(tx, id)
-            .await?
-            .filter(|p| p.deleted_at.is_none())
-            .ok_or_else(not_found)?;
-        Ok(Self {
-            project,
+        let opened = Self {
+            project: store::projects::find_tx(tx, id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "project" })?,
             roles: std::collections::HashMap::new(),
-        })
+            stale: false,
+            gone: false,
+        };
+        if opened.project.deleted_at.is_some() {
+            return Err(EngineError::NotFound { what: "project" });
+        }
+        Ok(opened)
+    }
+
+    /// Read the project and forget the roles again after a transition changed them.
+    pub(super) async fn refresh(&mut self, change: &mut Change) -> Result<(), EngineError> {
+        if std::mem::take(&mut self.stale) {
+            match store::projects::find_tx(change, self.project.id).await? {
+                Some(project) => {
+                    self.gone = project.deleted_at.is_some();
+                    self.project = project;
+                }
+                None => self.gone = true,
+            }
+            self.roles.clear();
+        }
+        Ok(())
     }
 
     /// The caller's role, after checking they may do `action` here.
@@ -389,6 +244,9 @@ impl Opened {
         principal: &Principal,
         action: ProjectAction,
     ) -> Result<Option<ProjectRole>, EngineError> {
+        if self.gone {
+            return Err(EngineError::NotFound { what: "project" });
+        }
         let role = match self.roles.get(&principal.user_id) {
             Some(role) => *role,
             None => {
@@ -494,84 +352,73 @@ async fn create(
     Ok(view)
 }
 
-async fn update(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    name: &ProjectName,
-    description: &str,
-    settings: &ProjectSettings,
-    ctx: &RequestContext,
-) -> Result<ProjectView, EngineError> {
-    let (mut tx, before, role) = begin(deps, id, principal, ProjectAction::Update).await?;
-    let settings_json = serde_json::to_value(settings).map_err(EngineError::internal)?;
-    let now = deps.clock.now();
-    store::projects::update(
-        &mut tx,
-        id,
-        name.as_str(),
-        description,
-        settings_json.clone(),
-        now,
-    )
-    .await?;
-    let mut changed = serde_json::Map::new();
-    if before.name != name.as_str() {
-        changed.insert(
-            "name".into(),
-            json!({"from": before.name, "to": name.as_str()}),
-        );
-    }
-    if before.description != description {
-        changed.insert("description".into(), json!("changed"));
-    }
-    if before.settings.0 != settings_json {
-        changed.insert(
-            "settings".into(),
-            json!({"from": before.settings.0, "to": settings_json}),
-        );
-    }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "project.updated",
-        ("project", id.to_string()),
-        serde_json::Value::Object(changed),
-    )
-    .await?;
-    let row = store::projects::find_tx(&mut tx, id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "project" })?;
-    tx.commit().await?;
-    Ok(ProjectView::from_row(row, role))
+/// Replace the project's name, description and settings (project admins).
+pub struct UpdateProject {
+    pub name: ProjectName,
+    pub description: String,
+    pub settings: ProjectSettings,
 }
 
-async fn delete(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Delete).await?;
-    if !store::projects::soft_delete(&mut tx, id, principal.user_id, deps.clock.now()).await? {
-        return Err(EngineError::NotFound { what: "project" });
+impl Transition for UpdateProject {
+    type Out = ProjectView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Update
     }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "project.deleted",
-        ("project", id.to_string()),
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ProjectView, EngineError> {
+        let (id, now) = (at.id(), at.now);
+        let before = at.project().clone();
+        let settings_json = serde_json::to_value(&self.settings).map_err(EngineError::internal)?;
+        let (name, description) = (self.name.as_str(), self.description.as_str());
+        store::projects::update(at.tx(), id, name, description, settings_json.clone(), now).await?;
+        let mut changed = serde_json::Map::new();
+        if before.name != name {
+            changed.insert("name".into(), json!({"from": before.name, "to": name}));
+        }
+        if before.description != description {
+            changed.insert("description".into(), json!("changed"));
+        }
+        if before.settings.0 != settings_json {
+            changed.insert(
+                "settings".into(),
+                json!({"from": before.settings.0, "to": settings_json}),
+            );
+        }
+        at.audit(
+            "project.updated",
+            ("project", id.to_string()),
+            serde_json::Value::Object(changed),
+        )
+        .await?;
+        at.project_changed();
+        let row = store::projects::find_tx(at.tx(), id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "project" })?;
+        Ok(ProjectView::from_row(row, at.role))
+    }
+}
+
+/// Soft-delete the project (project admins); a super admin can restore it for a while.
+pub struct DeleteProject;
+
+impl Transition for DeleteProject {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Delete
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, user, now) = (at.id(), at.principal.user_id, at.now);
+        if !store::projects::soft_delete(at.tx(), id, user, now).await? {
+            return Err(EngineError::NotFound { what: "project" });
+        }
+        at.audit("project.deleted", ("project", id.to_string()), json!({}))
+            .await?;
+        at.project_changed();
+        Ok(())
+    }
 }
 
 async fn restore(
@@ -627,93 +474,100 @@ async fn restore(
     Ok(ProjectView::from_row(row, role))
 }
 
-async fn change_role(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    user_id: Uuid,
-    role: ProjectRole,
-    ctx: &RequestContext,
-) -> Result<MemberView, EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::ManageMembers).await?;
-    let current: ProjectRole = store::projects::member_role_tx(&mut tx, id, user_id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "member" })?
-        .parse()?;
-    if current != role {
-        if current == ProjectRole::Admin {
-            ensure_another_admin(&mut tx, id).await?;
-        }
-        store::projects::set_member_role(&mut tx, id, user_id, role.as_str(), deps.clock.now())
-            .await?;
-        audit(
-            &mut tx,
-            deps,
-            ctx,
-            principal,
-            id,
-            "member.role_changed",
-            ("user", user_id.to_string()),
-            json!({"from": current.as_str(), "to": role.as_str()}),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    let user = store::users::find_by_id(&deps.db, user_id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "member" })?;
-    let joined = store::projects::member_joined_at(&deps.db, id, user_id)
-        .await?
-        .unwrap_or(user.created_at);
-    Ok(MemberView {
-        user_id,
-        email: user.email,
-        full_name: user.full_name,
-        role,
-        joined_at: joined,
-    })
+/// Give a member another role (project admins); the last admin stays admin.
+pub struct ChangeRole {
+    pub user_id: Uuid,
+    pub role: ProjectRole,
 }
 
-async fn remove_member(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    user_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    // Leaving is open to every member; removing someone else takes ManageMembers.
-    let action = if user_id == principal.user_id && principal.role != GlobalRole::SuperAdmin {
-        ProjectAction::Leave
-    } else {
+impl Transition for ChangeRole {
+    type Out = MemberView;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
         ProjectAction::ManageMembers
-    };
-    let (mut tx, _, _) = begin(deps, id, principal, action).await?;
-    let current: ProjectRole = store::projects::member_role_tx(&mut tx, id, user_id)
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<MemberView, EngineError> {
+        let (id, user_id, role, now) = (at.id(), self.user_id, self.role, at.now);
+        let current = member_role(at.tx(), id, user_id).await?;
+        if current != role {
+            if current == ProjectRole::Admin {
+                ensure_another_admin(at.tx(), id).await?;
+            }
+            store::projects::set_member_role(at.tx(), id, user_id, role.as_str(), now).await?;
+            at.audit(
+                "member.role_changed",
+                ("user", user_id.to_string()),
+                json!({"from": current.as_str(), "to": role.as_str()}),
+            )
+            .await?;
+            at.project_changed();
+        }
+        let user = store::users::find_by_id_tx(at.tx(), user_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "member" })?;
+        let joined = store::projects::member_joined_at_tx(at.tx(), id, user_id)
+            .await?
+            .unwrap_or(user.created_at);
+        Ok(MemberView {
+            user_id,
+            email: user.email,
+            full_name: user.full_name,
+            role,
+            joined_at: joined,
+        })
+    }
+}
+
+/// Remove a member (project admins), or leave (any member); the last admin stays.
+pub struct RemoveMember {
+    pub user_id: Uuid,
+}
+
+impl Transition for RemoveMember {
+    type Out = ();
+
+    fn action(&self, principal: &Principal) -> ProjectAction {
+        // Leaving is open to every member; removing someone else takes ManageMembers.
+        if self.user_id == principal.user_id && principal.role != GlobalRole::SuperAdmin {
+            ProjectAction::Leave
+        } else {
+            ProjectAction::ManageMembers
+        }
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, user_id) = (at.id(), self.user_id);
+        let current = member_role(at.tx(), id, user_id).await?;
+        if current == ProjectRole::Admin {
+            ensure_another_admin(at.tx(), id).await?;
+        }
+        store::projects::remove_member(at.tx(), id, user_id).await?;
+        let what = if user_id == at.principal.user_id {
+            "member.left"
+        } else {
+            "member.removed"
+        };
+        at.audit(
+            what,
+            ("user", user_id.to_string()),
+            json!({"role": current.as_str()}),
+        )
+        .await?;
+        at.project_changed();
+        Ok(())
+    }
+}
+
+async fn member_role(
+    tx: &mut Tx,
+    project: Uuid,
+    user_id: Uuid,
+) -> Result<ProjectRole, EngineError> {
+    store::projects::member_role_tx(tx, project, user_id)
         .await?
         .ok_or(EngineError::NotFound { what: "member" })?
-        .parse()?;
-    if current == ProjectRole::Admin {
-        ensure_another_admin(&mut tx, id).await?;
-    }
-    store::projects::remove_member(&mut tx, id, user_id).await?;
-    let what = if user_id == principal.user_id {
-        "member.left"
-    } else {
-        "member.removed"
-    };
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        what,
-        ("user", user_id.to_string()),
-        json!({"role": current.as_str()}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+        .parse()
 }
 
 /// A project always keeps at least one admin. Runs under the project lock, so two

@@ -10,12 +10,11 @@ use uuid::Uuid;
 
 use super::{
     items::{check_visible, live_item, not_editable},
-    project::{Opened, audit, begin},
+    transition::{InProject, Transition},
 };
 use crate::{
-    authz::{self, ProjectAction},
-    change::Change,
-    context::{Principal, RequestContext},
+    authz::ProjectAction,
+    context::Principal,
     domain::ProjectSettings,
     engine::Deps,
     error::EngineError,
@@ -36,65 +35,63 @@ use crate::{
 
 /// Send items to review: each must be `ready` (or sent back for changes), and the
 /// caller's own or the caller an admin. All or nothing.
-pub async fn submit(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_ids: &[Uuid],
-    ctx: &RequestContext,
-) -> Result<Vec<ItemView>, EngineError> {
-    let (mut tx, _, role) = begin(deps, id, principal, ProjectAction::View).await?;
-    let now = deps.clock.now();
-    let (from, to) = next_strs(ItemEvent::Submitted);
-    let mut views = Vec::with_capacity(item_ids.len());
-    // The project is the resource here; an id in the body that names no item the caller
-    // can see is refused content (422), not a missing project (404).
-    let unknown = |item_id: Uuid| {
-        move |err: EngineError| match err {
-            EngineError::NotFound { .. } => EngineError::Unprocessable {
-                code: ErrorCode::UnknownItem,
-                message: format!("item {item_id} is not an item of this project"),
-            },
-            other => other,
-        }
-    };
-    for &item_id in item_ids {
-        let item = live_item(&mut tx, id, item_id)
-            .await
-            .map_err(unknown(item_id))?;
-        check_visible(principal, role, &item).map_err(unknown(item_id))?;
-        let action = if item.contributor_id == principal.user_id {
-            ProjectAction::Upload
-        } else {
-            ProjectAction::SubmitAnyItem
-        };
-        authz::authorize_project(principal, role, action)?;
-        if !store::items::set_status(&mut tx, item_id, &from, to, None, None, now).await? {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::ItemNotReady,
-                message: format!(
-                    "item {item_id} is {}; only ready items, or ones sent back for changes, \
-                     can be submitted",
-                    item.status
-                ),
-            });
-        }
-        store::reviews::mark_submitted(&mut tx, item_id, now).await?;
-        audit(
-            &mut tx,
-            deps,
-            ctx,
-            principal,
-            id,
-            "item.submitted",
-            ("item", item_id.to_string()),
-            json!({"kind": item.kind, "round": item.review_round}),
-        )
-        .await?;
-        views.push(live_item(&mut tx, id, item_id).await?.into());
+pub struct Submit {
+    pub item_ids: Vec<Uuid>,
+}
+
+impl Transition for Submit {
+    type Out = Vec<ItemView>;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
     }
-    tx.commit().await?;
-    Ok(views)
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<Vec<ItemView>, EngineError> {
+        let (id, now) = (at.id(), at.now);
+        let (from, to) = next_strs(ItemEvent::Submitted);
+        let mut views = Vec::with_capacity(self.item_ids.len());
+        // The project is the resource here; an id in the body that names no item the
+        // caller can see is refused content (422), not a missing project (404).
+        let unknown = |item_id: Uuid| {
+            move |err: EngineError| match err {
+                EngineError::NotFound { .. } => EngineError::Unprocessable {
+                    code: ErrorCode::UnknownItem,
+                    message: format!("item {item_id} is not an item of this project"),
+                },
+                other => other,
+            }
+        };
+        for item_id in self.item_ids {
+            let item = live_item(at.tx(), id, item_id)
+                .await
+                .map_err(unknown(item_id))?;
+            check_visible(at.principal, at.role, &item).map_err(unknown(item_id))?;
+            at.authorize(if item.contributor_id == at.principal.user_id {
+                ProjectAction::Upload
+            } else {
+                ProjectAction::SubmitAnyItem
+            })?;
+            if !store::items::set_status(at.tx(), item_id, &from, to, None, None, now).await? {
+                return Err(EngineError::Conflict {
+                    code: ErrorCode::ItemNotReady,
+                    message: format!(
+                        "item {item_id} is {}; only ready items, or ones sent back for \
+                         changes, can be submitted",
+                        item.status
+                    ),
+                });
+            }
+            store::reviews::mark_submitted(at.tx(), item_id, now).await?;
+            at.audit(
+                "item.submitted",
+                ("item", item_id.to_string()),
+                json!({"kind": item.kind, "round": item.review_round}),
+            )
+            .await?;
+            views.push(live_item(at.tx(), id, item_id).await?.into());
+        }
+        Ok(views)
+    }
 }
 
 fn lease_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -104,42 +101,44 @@ fn lease_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Give the caller the next item of their queue with a lease; the item they already
 /// hold, if any (a retried call never takes two). `None` when the queue is empty.
-pub async fn claim(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-) -> Result<Option<ItemRow>, EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
-    let now = deps.clock.now();
-    let until = lease_until(deps, now);
-    let me = principal.user_id;
-    let candidate = match store::reviews::held_by(&mut tx, id, me, now).await? {
-        Some(held) => Some(held),
-        None => {
-            let filter = QueueFilter {
-                project_id: id,
-                reviewer_id: me,
-                now,
-                after: None,
-                limit: 1,
-            };
-            store::reviews::queue_head(&mut tx, &filter).await?
-        }
-    };
-    let Some(item) = candidate else {
-        return Ok(None);
-    };
-    // Under the project's lock nobody else can take it between the read and this write;
-    // the condition still guards it.
-    if !store::reviews::claim(&mut tx, item.id, me, until, now).await? {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::ReviewClaimed,
-            message: "another reviewer took the item; ask for the next one".into(),
-        });
+pub struct ClaimReview;
+
+impl Transition for ClaimReview {
+    type Out = Option<ItemRow>;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Review
     }
-    let row = live_item(&mut tx, id, item.id).await?;
-    tx.commit().await?;
-    Ok(Some(row))
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<Option<ItemRow>, EngineError> {
+        let (id, now, me) = (at.id(), at.now, at.principal.user_id);
+        let until = lease_until(at.deps, now);
+        let candidate = match store::reviews::held_by(at.tx(), id, me, now).await? {
+            Some(held) => Some(held),
+            None => {
+                let filter = QueueFilter {
+                    project_id: id,
+                    reviewer_id: me,
+                    now,
+                    after: None,
+                    limit: 1,
+                };
+                store::reviews::queue_head(at.tx(), &filter).await?
+            }
+        };
+        let Some(item) = candidate else {
+            return Ok(None);
+        };
+        // Under the project's lock nobody else can take it between the read and this
+        // write; the condition still guards it.
+        if !store::reviews::claim(at.tx(), item.id, me, until, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::ReviewClaimed,
+                message: "another reviewer took the item; ask for the next one".into(),
+            });
+        }
+        Ok(Some(live_item(at.tx(), id, item.id).await?))
+    }
 }
 
 fn not_pending(item: &ItemRow) -> EngineError {
@@ -159,48 +158,51 @@ async fn pending_item(tx: &mut Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, E
 }
 
 /// Push out the caller's lease on an item they hold.
-pub async fn renew(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-) -> Result<ItemRow, EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
-    pending_item(&mut tx, id, item_id).await?;
-    let now = deps.clock.now();
-    if !store::reviews::renew(
-        &mut tx,
-        item_id,
-        principal.user_id,
-        lease_until(deps, now),
-        now,
-    )
-    .await?
-    {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::LeaseLost,
-            message: "you do not hold this item's lease (it expired, or was never yours)".into(),
-        });
+pub struct RenewReview {
+    pub item_id: Uuid,
+}
+
+impl Transition for RenewReview {
+    type Out = ItemRow;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Review
     }
-    let row = live_item(&mut tx, id, item_id).await?;
-    tx.commit().await?;
-    Ok(row)
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ItemRow, EngineError> {
+        let (id, item_id, now, me) = (at.id(), self.item_id, at.now, at.principal.user_id);
+        pending_item(at.tx(), id, item_id).await?;
+        let until = lease_until(at.deps, now);
+        if !store::reviews::renew(at.tx(), item_id, me, until, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::LeaseLost,
+                message: "you do not hold this item's lease (it expired, or was never yours)"
+                    .into(),
+            });
+        }
+        live_item(at.tx(), id, item_id).await
+    }
 }
 
 /// Pass on an item for this round: it leaves the caller's queue, and their lease goes.
-pub async fn skip(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    item_id: Uuid,
-) -> Result<(), EngineError> {
-    let (mut tx, _, _) = begin(deps, id, principal, ProjectAction::Review).await?;
-    let item = pending_item(&mut tx, id, item_id).await?;
-    let me = principal.user_id;
-    store::reviews::skip(&mut tx, item_id, item.review_round, me, deps.clock.now()).await?;
-    store::reviews::release(&mut tx, item_id, me).await?;
-    tx.commit().await?;
-    Ok(())
+pub struct SkipReview {
+    pub item_id: Uuid,
+}
+
+impl Transition for SkipReview {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Review
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let (id, item_id, now, me) = (at.id(), self.item_id, at.now, at.principal.user_id);
+        let item = pending_item(at.tx(), id, item_id).await?;
+        store::reviews::skip(at.tx(), item_id, item.review_round, me, now).await?;
+        store::reviews::release(at.tx(), item_id, me).await?;
+        Ok(())
+    }
 }
 
 /// The reason code a decision gives, checked against the project's list.
@@ -242,24 +244,34 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
 
 /// Approve or reject an item: the decision counts in the current round, and the
 /// consensus rule (`items::consensus`) says where the item goes.
-/// Run inside `change` (the project's actor commits several together).
-pub async fn decide(
-    change: &mut Change,
-    opened: &mut Opened,
-    deps: &Deps,
-    principal: &Principal,
+pub struct Decide {
+    pub item_id: Uuid,
+    pub input: Box<DecisionInput>,
+}
+
+impl Transition for Decide {
+    type Out = (ItemRow, DecisionRow);
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::Review
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(ItemRow, DecisionRow), EngineError> {
+        decide(at, self.item_id, &self.input).await
+    }
+}
+
+async fn decide(
+    at: &mut InProject<'_>,
     item_id: Uuid,
     input: &DecisionInput,
-    ctx: &RequestContext,
 ) -> Result<(ItemRow, DecisionRow), EngineError> {
-    let id = opened.project.id;
-    opened
-        .authorize(change, principal, ProjectAction::Review)
-        .await?;
-    let project = &opened.project;
-    let tx: &mut Tx = change;
+    let (id, now, me) = (at.id(), at.now, at.principal.user_id);
+    // Stored settings were validated on write; a missing field falls back to its default.
+    let settings: ProjectSettings =
+        serde_json::from_value(at.project().settings.0.clone()).unwrap_or_default();
+    let tx = at.tx();
     let item = live_item(tx, id, item_id).await?;
-    let me = principal.user_id;
     if item.contributor_id == me {
         return Err(EngineError::Refused {
             code: ErrorCode::SelfReview,
@@ -269,7 +281,6 @@ pub async fn decide(
     if item.status != ItemStatus::PendingReview.as_str() {
         return Err(not_pending(&item));
     }
-    let now = deps.clock.now();
     if let (Some(holder), Some(until)) = (item.review_claimed_by, item.review_lease_until)
         && holder != me
         && until > now
@@ -279,9 +290,6 @@ pub async fn decide(
             message: "another reviewer holds this item; take the next one from the queue".into(),
         });
     }
-    // Stored settings were validated on write; a missing field falls back to its default.
-    let settings: ProjectSettings =
-        serde_json::from_value(project.settings.0.clone()).unwrap_or_default();
     check_decision(input, &settings)?;
     let round = item.review_round;
     if store::reviews::has_decided(tx, item_id, round, me).await? {
@@ -353,12 +361,7 @@ pub async fn decide(
             }
         }
     }
-    audit(
-        tx,
-        deps,
-        ctx,
-        principal,
-        id,
+    at.audit(
         "item.review_decided",
         ("item", item_id.to_string()),
         json!({
@@ -370,7 +373,7 @@ pub async fn decide(
         }),
     )
     .await?;
-    let row = live_item(tx, id, item_id).await?;
+    let row = live_item(at.tx(), id, item_id).await?;
 
     let decided = input.decision.as_str();
     let reason = decision
@@ -384,7 +387,7 @@ pub async fn decide(
             let seconds = (now - submitted).num_milliseconds().max(0) as f64 / 1000.0;
             (outcome_str(outcome), seconds)
         });
-    change.after_commit(move || {
+    at.change.after_commit(move || {
         metrics::counter!(m::REVIEW_DECISIONS_TOTAL, "outcome" => decided, "reason" => reason)
             .increment(1);
         if let Some((label, seconds)) = verdict {

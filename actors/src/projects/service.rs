@@ -2,16 +2,19 @@
 //! check; transitions go to the project's actor (started on demand by the registry).
 
 use crate::ErrorCode;
-use ractor::{ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use super::{
-    AuditQuery, AuditView, InvitationView, MemberView, ProjectMsg, ProjectView, RegistryMsg,
+    AuditQuery, AuditView, InvitationView, MemberView, ProjectMsg, ProjectView,
+    handle::Projects,
+    invitations::{Invite, ResendInvitation, RevokeInvitation},
+    project::{ChangeRole, DeleteProject, RemoveMember, UpdateProject},
+    transition::Transition,
 };
 use crate::{
     auth::secret_token,
     authz::{self, Action, ProjectAction},
-    command::{AskError, Command, settle},
+    command::{AskError, settle},
     context::{Principal, RequestContext},
     domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
     engine::Engine,
@@ -39,43 +42,38 @@ pub struct ProjectListQuery {
 }
 
 impl Engine {
-    async fn project_actor(
-        &self,
-        project_id: Uuid,
-        deadline: tokio::time::Instant,
-    ) -> Result<ActorRef<Command<ProjectMsg>>, EngineError> {
-        let registry = self.slots.projects.get()?;
-        self.query(&registry, deadline, |reply| RegistryMsg::Get {
-            project_id,
-            reply,
-        })
-        .await
+    /// The way to project actors (started on demand). Callers check first that the
+    /// project exists and that the caller may see it, so no actor is started for a
+    /// project that is not there.
+    pub(crate) fn projects(&self) -> Projects {
+        Projects::new(self.slots.projects.clone(), self.deps.config.call_timeout)
     }
 
-    /// Run a transition in the project's actor (started on demand). Callers check
-    /// first that the project exists and that the caller may see it, so no actor is
-    /// started for a project that is not there.
-    pub(crate) async fn ask_project<T: Send + 'static>(
+    /// Run `transition` in the project's actor as `principal`; its outcome once committed.
+    pub(crate) async fn apply_in_project<T: Transition>(
         &self,
         project_id: Uuid,
-        build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
-    ) -> Result<T, EngineError> {
-        self.ask_project_tracked(project_id, build).await?
-    }
-
-    /// [`Engine::ask_project`] for callers that clean up after a failure: an
-    /// [`AskError::Unknown`] means the transition may have committed.
-    pub(crate) async fn ask_project_tracked<T: Send + 'static>(
-        &self,
-        project_id: Uuid,
-        build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,
-    ) -> Result<Result<T, EngineError>, AskError> {
-        let deadline = self.deadline();
-        let actor = self
-            .project_actor(project_id, deadline)
+        principal: &Principal,
+        ctx: &RequestContext,
+        transition: T,
+    ) -> Result<T::Out, EngineError> {
+        self.projects()
+            .apply(project_id, principal, ctx, transition)
             .await
-            .map_err(|e| AskError::NotRun(e.to_string()))?;
-        self.ask_until(&actor, deadline, build).await
+    }
+
+    /// [`Engine::apply_in_project`] for callers that clean up after a failure: an
+    /// [`AskError::Unknown`] means the transition may have committed.
+    pub(crate) async fn apply_in_project_tracked<T: Transition>(
+        &self,
+        project_id: Uuid,
+        principal: &Principal,
+        ctx: &RequestContext,
+        transition: T,
+    ) -> Result<Result<T::Out, EngineError>, AskError> {
+        self.projects()
+            .apply_tracked(project_id, principal, ctx, transition)
+            .await
     }
 
     /// The caller's role in a live project, after checking they may do `action` there.
@@ -118,7 +116,8 @@ impl Engine {
         let id = Uuid::now_v7();
         let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
         let asked = self
-            .ask_project_tracked(id, |reply| ProjectMsg::Create {
+            .projects()
+            .ask(id, |reply| ProjectMsg::Create {
                 principal: p,
                 idempotency,
                 name,
@@ -188,16 +187,13 @@ impl Engine {
         let name = ProjectName::parse(&input.name)?;
         let description = parse_description(input.description.as_deref().unwrap_or(""))?;
         let settings = input.settings.unwrap_or(current.settings).validate()?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::Update {
-            principal,
+        let update = UpdateProject {
             name,
             description,
             settings,
-            ctx,
-            reply,
-        })
-        .await
+        };
+        self.apply_in_project(project_id, principal, ctx, update)
+            .await
     }
 
     pub async fn delete_project(
@@ -208,13 +204,8 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.check_project(principal, project_id, ProjectAction::Delete)
             .await?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::Delete {
-            principal,
-            ctx,
-            reply,
-        })
-        .await
+        self.apply_in_project(project_id, principal, ctx, DeleteProject)
+            .await
     }
 
     pub async fn restore_project(
@@ -234,12 +225,13 @@ impl Engine {
             return Err(EngineError::NotFound { what: "project" });
         }
         let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::Restore {
-            principal,
-            ctx,
-            reply,
-        })
-        .await
+        self.projects()
+            .ask(project_id, |reply| ProjectMsg::Restore {
+                principal,
+                ctx,
+                reply,
+            })
+            .await?
     }
 
     pub async fn project_members(
@@ -273,15 +265,8 @@ impl Engine {
         self.check_project(principal, project_id, ProjectAction::ManageMembers)
             .await?;
         let role: ProjectRole = role.parse()?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::ChangeRole {
-            principal,
-            user_id,
-            role,
-            ctx,
-            reply,
-        })
-        .await
+        self.apply_in_project(project_id, principal, ctx, ChangeRole { user_id, role })
+            .await
     }
 
     pub async fn remove_member(
@@ -297,14 +282,8 @@ impl Engine {
             ProjectAction::ManageMembers
         };
         self.check_project(principal, project_id, action).await?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::RemoveMember {
-            principal,
-            user_id,
-            ctx,
-            reply,
-        })
-        .await
+        self.apply_in_project(project_id, principal, ctx, RemoveMember { user_id })
+            .await
     }
 
     /// The whole audit log (super admins), or one project's (its admins).
@@ -379,16 +358,13 @@ impl Engine {
             Begin::Replay(view) => return Ok(Idempotent::Replayed(view)),
             Begin::Proceed(claim) => claim,
         };
-        let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
+        let invite = Invite {
+            email,
+            role,
+            idempotency: claim.clone(),
+        };
         let asked = self
-            .ask_project_tracked(project_id, |reply| ProjectMsg::Invite {
-                principal: p,
-                idempotency,
-                email,
-                role,
-                ctx: c,
-                reply,
-            })
+            .apply_in_project_tracked(project_id, principal, ctx, invite)
             .await;
         let (result, maybe_written) = settle(asked);
         self.end_idempotent(&claim, maybe_written).await;
@@ -434,14 +410,9 @@ impl Engine {
     ) -> Result<InvitationView, EngineError> {
         self.check_project(principal, project_id, ProjectAction::ManageInvitations)
             .await?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::ResendInvitation {
-            principal,
-            invitation_id,
-            ctx,
-            reply,
-        })
-        .await
+        let resend = ResendInvitation { invitation_id };
+        self.apply_in_project(project_id, principal, ctx, resend)
+            .await
     }
 
     pub async fn revoke_invitation(
@@ -453,14 +424,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.check_project(principal, project_id, ProjectAction::ManageInvitations)
             .await?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::RevokeInvitation {
-            principal,
-            invitation_id,
-            ctx,
-            reply,
-        })
-        .await
+        let revoke = RevokeInvitation { invitation_id };
+        self.apply_in_project(project_id, principal, ctx, revoke)
+            .await
     }
 
     /// Join the project an invitation names (signed in as the invited address).
@@ -479,14 +445,15 @@ impl Engine {
             .await?
             .ok_or_else(not_found)?;
         let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.ask_project(invitation.project_id, |reply| {
-            ProjectMsg::AcceptInvitation {
-                principal,
-                token_hash,
-                ctx,
-                reply,
-            }
-        })
-        .await
+        self.projects()
+            .ask(invitation.project_id, |reply| {
+                ProjectMsg::AcceptInvitation {
+                    principal,
+                    token_hash,
+                    ctx,
+                    reply,
+                }
+            })
+            .await?
     }
 }

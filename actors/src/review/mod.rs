@@ -19,7 +19,7 @@ use crate::{
     error::EngineError,
     items::{ItemStatus, ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
-    projects::{Grouped, ProjectMsg},
+    projects::{ClaimReview, Decide, RenewReview, SkipReview, Submit},
     store::{
         self,
         items::ItemRow,
@@ -157,14 +157,8 @@ impl Engine {
         // A project that is not there (or not the caller's) gets no actor.
         self.check_project(principal, project_id, ProjectAction::View)
             .await?;
-        let (p, c) = (principal.clone(), ctx.clone());
-        self.ask_project(project_id, |reply| ProjectMsg::SubmitForReview {
-            principal: p,
-            item_ids: ids,
-            ctx: c,
-            reply,
-        })
-        .await
+        self.apply_in_project(project_id, principal, ctx, Submit { item_ids: ids })
+            .await
     }
 
     /// The caller's review queue in a project, oldest upload first.
@@ -199,16 +193,13 @@ impl Engine {
         &self,
         principal: &Principal,
         project_id: Uuid,
+        ctx: &RequestContext,
     ) -> Result<Option<ReviewEntry>, EngineError> {
         // A project that is not there (or not the caller's) gets no actor.
         self.check_project(principal, project_id, ProjectAction::View)
             .await?;
-        let p = principal.clone();
         let row = self
-            .ask_project(project_id, |reply| ProjectMsg::ClaimReview {
-                principal: p,
-                reply,
-            })
+            .apply_in_project(project_id, principal, ctx, ClaimReview)
             .await?;
         match row {
             None => Ok(None),
@@ -236,15 +227,11 @@ impl Engine {
         &self,
         principal: &Principal,
         item_id: Uuid,
+        ctx: &RequestContext,
     ) -> Result<DateTime<Utc>, EngineError> {
         let item = self.review_item(principal, item_id).await?;
-        let p = principal.clone();
         let row = self
-            .ask_project(item.project_id, |reply| ProjectMsg::RenewReview {
-                principal: p,
-                item_id,
-                reply,
-            })
+            .apply_in_project(item.project_id, principal, ctx, RenewReview { item_id })
             .await?;
         row.review_lease_until
             .ok_or_else(|| EngineError::internal("a renewed lease has no end"))
@@ -255,15 +242,11 @@ impl Engine {
         &self,
         principal: &Principal,
         item_id: Uuid,
+        ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         let item = self.review_item(principal, item_id).await?;
-        let p = principal.clone();
-        self.ask_project(item.project_id, |reply| ProjectMsg::SkipReview {
-            principal: p,
-            item_id,
-            reply,
-        })
-        .await
+        self.apply_in_project(item.project_id, principal, ctx, SkipReview { item_id })
+            .await
     }
 
     /// Approve or reject an item (documents and recordings alike).
@@ -276,17 +259,12 @@ impl Engine {
     ) -> Result<DecisionResult, EngineError> {
         check_input(&input)?;
         let item = self.review_item(principal, item_id).await?;
-        let (p, c) = (principal.clone(), ctx.clone());
+        let decide = Decide {
+            item_id,
+            input: Box::new(input),
+        };
         let (row, decision) = self
-            .ask_project(item.project_id, |reply| {
-                ProjectMsg::Grouped(Grouped::Decide {
-                    principal: p,
-                    item_id,
-                    input: Box::new(input),
-                    ctx: c,
-                    reply,
-                })
-            })
+            .apply_in_project(item.project_id, principal, ctx, decide)
             .await?;
         Ok(DecisionResult {
             decision: decision.into(),

@@ -121,18 +121,6 @@ pub async fn hand_over(
     Ok(rows == 1)
 }
 
-/// Whether job `id` is now of another kind than `kind` (handed over to another lane,
-/// which may be running it already).
-pub async fn handed_over(db: &Db, id: Uuid, kind: &str) -> StoreResult<bool> {
-    let sql = "SELECT COUNT(*) FROM jobs WHERE id = $1 AND kind <> $2";
-    let n: i64 = with_db!(db, |pool| sqlx::query_scalar(sql)
-        .bind(id)
-        .bind(kind)
-        .fetch_one(pool)
-        .await)?;
-    Ok(n == 1)
-}
-
 /// Claim one due job of `kind` whose project (the payload's `project_id`) has fewer than
 /// `per_project` jobs of that kind running, oldest first: one project cannot hold every
 /// worker while another waits. (Two nodes claiming at the same instant may both pass the
@@ -218,12 +206,8 @@ pub async fn complete_as(
     now: DateTime<Utc>,
     scrub: bool,
 ) -> StoreResult<bool> {
-    let sql = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
-               lease_until = NULL, last_error = NULL, \
-               payload = CASE WHEN $4 THEN $5 ELSE payload END \
-               WHERE id = $1 AND locked_by = $2 AND state = 'running' AND kind = $6";
     let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db!(db, |pool| sqlx::query(COMPLETE_AS)
         .bind(id)
         .bind(worker)
         .bind(now)
@@ -235,6 +219,33 @@ pub async fn complete_as(
         .map(|r| r.rows_affected()))?;
     Ok(rows == 1)
 }
+
+/// [`complete_as`] inside a transaction that records the job's outcome with it.
+pub async fn complete_as_tx(
+    tx: &mut Tx,
+    id: Uuid,
+    worker: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let unchanged = sqlx::types::Json(serde_json::Value::Null);
+    let rows = with_tx!(tx, |conn| sqlx::query(COMPLETE_AS)
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(false)
+        .bind(unchanged.clone())
+        .bind(kind)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(rows == 1)
+}
+
+const COMPLETE_AS: &str = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
+                           lease_until = NULL, last_error = NULL, \
+                           payload = CASE WHEN $4 THEN $5 ELSE payload END \
+                           WHERE id = $1 AND locked_by = $2 AND state = 'running' AND kind = $6";
 
 /// Give a failed attempt back to the queue for another try at `run_at`.
 pub async fn retry_later(

@@ -307,16 +307,16 @@ pub async fn list_members(
     Ok(rows)
 }
 
-pub async fn member_joined_at(
-    db: &Db,
+pub async fn member_joined_at_tx(
+    tx: &mut Tx,
     project: Uuid,
     user: Uuid,
 ) -> StoreResult<Option<DateTime<Utc>>> {
     let sql = "SELECT created_at FROM project_members WHERE project_id = $1 AND user_id = $2";
-    let at = with_db!(db, |pool| sqlx::query_scalar::<_, DateTime<Utc>>(sql)
+    let at = with_tx!(tx, |conn| sqlx::query_scalar::<_, DateTime<Utc>>(sql)
         .bind(project)
         .bind(user)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await)?;
     Ok(at)
 }

@@ -1,0 +1,168 @@
+//! What processing changes on an item, as transitions of the item's project: the job
+//! starts (`uploaded` → `processing`), its outcome is recorded (the machine's text and
+//! `ready`, or `processing_failed`) together with the job's completion, in one
+//! transaction, or it gives up. The project's actor applies them like any other
+//! transition, so it stays the one writer of its items, and a worker's outcome cannot
+//! land on an item that was deleted or reprocessed meanwhile.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{MachineText, NoText};
+use crate::{
+    ErrorCode,
+    authz::ProjectAction,
+    context::Principal,
+    error::EngineError,
+    items::state::{ItemEvent, next_strs},
+    metrics as m,
+    projects::{InProject, Transition},
+    store::{self, items::ItemRow, texts::TextRow},
+};
+
+/// The item `item_id` of this project while `job_id` is its current job.
+async fn current_item(
+    at: &mut InProject<'_>,
+    item_id: Uuid,
+    job_id: Uuid,
+) -> Result<Option<ItemRow>, EngineError> {
+    let project = at.id();
+    Ok(store::items::find_live_tx(at.tx(), item_id)
+        .await?
+        .filter(|item| item.project_id == project && item.job_id == Some(job_id)))
+}
+
+/// A job begins on its item. `None`: nothing to do (the item was deleted or given a
+/// newer job, or an earlier run of this job already finished it).
+pub struct StartProcessing {
+    pub job_id: Uuid,
+    pub item_id: Uuid,
+}
+
+impl Transition for StartProcessing {
+    type Out = Option<ItemRow>;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<Option<ItemRow>, EngineError> {
+        let Some(item) = current_item(at, self.item_id, self.job_id).await? else {
+            return Ok(None);
+        };
+        let (from, to) = next_strs(ItemEvent::ProcessingStarted);
+        let now = at.now;
+        let moved = store::items::set_status(at.tx(), item.id, &from, to, None, None, now).await?;
+        Ok(moved.then_some(item))
+    }
+}
+
+/// How a recorded outcome ended for the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The outcome is on the item and the job is done, in one commit.
+    Done,
+    /// The item no longer waits for this job (deleted, reprocessed): the job is done and
+    /// the outcome dropped.
+    Dropped,
+}
+
+/// A job's outcome: the machine's text and `ready`, or `processing_failed` with its
+/// reason; and the job marked done by the worker that holds it, in the same commit. A
+/// worker whose lease was lost gets 409 `lease_lost` and writes nothing (the worker now
+/// holding the job records its own outcome).
+pub struct RecordProcessing {
+    pub job_id: Uuid,
+    pub job_kind: String,
+    pub item_id: Uuid,
+    pub worker_id: String,
+    pub outcome: Result<MachineText, NoText>,
+}
+
+impl Transition for RecordProcessing {
+    type Out = Recorded;
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<Recorded, EngineError> {
+        let (job_id, now) = (self.job_id, at.now);
+        let done =
+            store::jobs::complete_as_tx(at.tx(), job_id, &self.worker_id, &self.job_kind, now)
+                .await?;
+        if !done {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::LeaseLost,
+                message: format!("job {job_id} is no longer held by this worker"),
+            });
+        }
+        let Some(item) = current_item(at, self.item_id, job_id).await? else {
+            return Ok(Recorded::Dropped);
+        };
+        let kind = self.job_kind;
+        let (event, error, engine, label) = match &self.outcome {
+            Ok(text) => (ItemEvent::ProcessingSucceeded, None, text.engine, "ready"),
+            Err(no_text) => (
+                ItemEvent::ProcessingFailed,
+                Some((no_text.code, no_text.message.as_str())),
+                "none",
+                no_text.code,
+            ),
+        };
+        let (from, to) = next_strs(event);
+        if !store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await? {
+            // Not processing any more (an earlier run of this job recorded it).
+            return Ok(Recorded::Dropped);
+        }
+        if let Ok(text) = self.outcome {
+            let row = TextRow {
+                id: Uuid::now_v7(),
+                item_id: item.id,
+                revision: 0,
+                source: "machine".into(),
+                engine: Some(text.engine.into()),
+                author_id: None,
+                job_id: Some(job_id),
+                text: text.text,
+                pages: text.pages.map(|p| sqlx::types::Json(Value::from(p))),
+                words: text.words.map(sqlx::types::Json),
+                confidence: text.confidence,
+                created_at: now,
+            };
+            store::texts::add_revision(at.tx(), &row).await?;
+        }
+        at.change.after_commit(move || {
+            metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
+                .increment(1);
+        });
+        Ok(Recorded::Done)
+    }
+}
+
+/// The job failed its last attempt: its item says so (when the job is still its own).
+pub struct ProcessingGaveUp {
+    pub job_id: Uuid,
+    pub item_id: Uuid,
+    pub error: String,
+}
+
+impl Transition for ProcessingGaveUp {
+    type Out = ();
+
+    fn action(&self, _: &Principal) -> ProjectAction {
+        ProjectAction::View
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        let Some(item) = current_item(at, self.item_id, self.job_id).await? else {
+            return Ok(());
+        };
+        let (from, to) = next_strs(ItemEvent::ProcessingFailed);
+        let message = format!("processing failed repeatedly: {}", self.error);
+        let error = Some(("processing_gave_up", message.as_str()));
+        let now = at.now;
+        store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await?;
+        Ok(())
+    }
+}

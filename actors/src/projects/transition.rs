@@ -1,0 +1,241 @@
+//! A project's transitions as types. Each transition is one type implementing
+//! [`Transition`]: the right it needs ([`Transition::action`]) and what it writes
+//! ([`Transition::apply`]). The project's actor runs every one of them the same way:
+//! inside the group's change, under the project's lock, after checking the caller's
+//! role once, in a savepoint of its own ([`super::group`]). Adding a transition means
+//! writing its type and sending it with `Engine::apply_in_project`; no message variant,
+//! no match arm, no hand-written begin/commit.
+
+use std::{future::Future, pin::Pin};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{messages::Reply, project::Opened};
+use crate::{
+    authz::{self, ProjectAction},
+    change::Change,
+    context::{Principal, RequestContext},
+    domain::ProjectRole,
+    engine::Deps,
+    error::EngineError,
+    idempotency::{self, Claim},
+    metrics as m,
+    store::{self, Tx, audit::AuditEntry, projects::ProjectRow},
+};
+
+/// One transition of a live project.
+pub trait Transition: Send + Sized + 'static {
+    /// What the caller gets once the transition has committed.
+    type Out: Send + 'static;
+
+    /// The right the caller needs in the project, checked by the actor before `apply`.
+    /// A transition that also depends on the object (its own item or someone else's)
+    /// asks for the least here and checks the rest with [`InProject::authorize`].
+    fn action(&self, principal: &Principal) -> ProjectAction;
+
+    /// Write the transition through `at` (its change is the only way to write).
+    fn apply(
+        self,
+        at: &mut InProject<'_>,
+    ) -> impl Future<Output = Result<Self::Out, EngineError>> + Send;
+}
+
+/// What a transition sees and writes through: the change it belongs to, the project
+/// (locked), and who asks.
+pub struct InProject<'a> {
+    pub change: &'a mut Change,
+    opened: &'a mut Opened,
+    pub deps: &'a Deps,
+    pub principal: &'a Principal,
+    pub ctx: &'a RequestContext,
+    /// The caller's role in the project (`None` for a super admin who is not a member).
+    pub role: Option<ProjectRole>,
+    /// When the transition happens (one clock reading for all its rows).
+    pub now: DateTime<Utc>,
+}
+
+impl InProject<'_> {
+    pub fn id(&self) -> Uuid {
+        self.opened.project.id
+    }
+
+    pub fn project(&self) -> &ProjectRow {
+        &self.opened.project
+    }
+
+    /// The transaction, for the store's functions.
+    pub fn tx(&mut self) -> &mut Tx {
+        self.change
+    }
+
+    /// A second check, once the object is known (for example "any item" rather than
+    /// "my item").
+    pub fn authorize(&self, action: ProjectAction) -> Result<(), EngineError> {
+        authz::authorize_project(self.principal, self.role, action)
+    }
+
+    /// The audit row of this transition: who, what, on which object, with `details`.
+    pub async fn audit(
+        &mut self,
+        action: &str,
+        target: (&str, String),
+        details: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let entry = AuditEntry {
+            actor_id: Some(self.principal.user_id),
+            action,
+            target_type: target.0,
+            target_id: Some(target.1),
+            project_id: Some(self.id()),
+            details,
+        };
+        store::audit::record(self.change, entry, self.ctx, self.now).await?;
+        Ok(())
+    }
+
+    /// Queue a job in the change; the workers are woken once it has committed.
+    pub async fn enqueue(
+        &mut self,
+        kind: &'static str,
+        payload: serde_json::Value,
+    ) -> Result<Uuid, EngineError> {
+        let id = crate::jobs::enqueue(self.deps, self.change, kind, payload).await?;
+        self.wake_workers();
+        Ok(id)
+    }
+
+    /// Queue a mail in the change (sent once it has committed).
+    pub async fn enqueue_mail(&mut self, mail: crate::jobs::MailJob) -> Result<(), EngineError> {
+        crate::jobs::enqueue_mail(self.deps, self.change, mail).await?;
+        self.wake_workers();
+        Ok(())
+    }
+
+    /// Wake the job workers once the change has committed.
+    pub fn wake_workers(&mut self) {
+        let waker = self.deps.job_waker.clone();
+        self.change.after_commit(move || waker.notify_waiters());
+    }
+
+    /// Keep `response` as the answer to the request's idempotency key, if it has one.
+    pub async fn record_idempotent(
+        &mut self,
+        claim: &Option<Claim>,
+        status: i32,
+        response: &impl serde::Serialize,
+    ) -> Result<(), EngineError> {
+        idempotency::record(self.change, claim, status, response).await
+    }
+
+    /// The transition changed the project's row or its members: the commands after it
+    /// in the group read them again.
+    pub fn project_changed(&mut self) {
+        self.opened.stale = true;
+    }
+}
+
+/// A transition with its caller, waiting in the actor's group.
+pub(super) struct Envelope<T: Transition> {
+    pub command: T,
+    pub principal: Principal,
+    pub ctx: RequestContext,
+    pub reply: Reply<T::Out>,
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Any [`Envelope`], as the group holds it.
+pub trait Pending: Send {
+    fn run<'a>(
+        self: Box<Self>,
+        change: &'a mut Change,
+        opened: &'a mut Opened,
+        deps: &'a Deps,
+    ) -> Boxed<'a, Box<dyn Held>>;
+
+    /// Answer without running (the group could not begin).
+    fn refuse(self: Box<Self>, err: EngineError);
+}
+
+/// A transition's outcome, held until the group's commit says whether it stands.
+pub trait Held: Send {
+    fn succeeded(&self) -> bool;
+    /// Answer the caller: a success stands only if the group committed.
+    fn answer(self: Box<Self>, committed: &Result<(), EngineError>);
+}
+
+struct Outcome<T: Send> {
+    reply: Reply<T>,
+    result: Result<T, EngineError>,
+}
+
+impl<T: Send + 'static> Held for Outcome<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn answer(self: Box<Self>, committed: &Result<(), EngineError>) {
+        let result = match (self.result, committed) {
+            (Ok(_), Err(err)) => Err(copy(err)),
+            (result, _) => result,
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+impl<T: Transition> Pending for Envelope<T> {
+    fn run<'a>(
+        self: Box<Self>,
+        change: &'a mut Change,
+        opened: &'a mut Opened,
+        deps: &'a Deps,
+    ) -> Boxed<'a, Box<dyn Held>> {
+        Box::pin(async move {
+            let Envelope {
+                command,
+                principal,
+                ctx,
+                reply,
+            } = *self;
+            let started = std::time::Instant::now();
+            let result = async {
+                let action = command.action(&principal);
+                let role = opened.authorize(change, &principal, action).await?;
+                let mut at = InProject {
+                    change,
+                    opened,
+                    deps,
+                    principal: &principal,
+                    ctx: &ctx,
+                    role,
+                    now: deps.clock.now(),
+                };
+                command.apply(&mut at).await
+            }
+            .await;
+            metrics::histogram!(m::PROJECT_TRANSITION_SECONDS, "transition" => name::<T>())
+                .record(started.elapsed().as_secs_f64());
+            Box::new(Outcome { reply, result }) as Box<dyn Held>
+        })
+    }
+
+    fn refuse(self: Box<Self>, err: EngineError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+/// A transition's label: its type's name without the path.
+fn name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// The group's failure, for each of its callers.
+pub(super) fn copy(err: &EngineError) -> EngineError {
+    match err {
+        EngineError::Unavailable(msg) => EngineError::Unavailable(msg.clone()),
+        EngineError::NotFound { what } => EngineError::NotFound { what },
+        other => EngineError::Internal(other.to_string()),
+    }
+}
