@@ -28,6 +28,8 @@
 #   KEEP_BENCH_DIR=1   keep the temp dir (data and server.log) after the run
 #   PROJECT_GROUP_COMMIT_MAX
 #                      passed to the server (1 turns group commit off: the "before")
+#   ALTA_BIN           run this server binary instead of building one (an older commit's
+#                      build, for a before/after comparison in one session)
 #   BENCH_UPLOAD_CONCURRENCY
 #                      the server's UPLOAD_CONCURRENCY (default 8)
 set -euo pipefail
@@ -117,10 +119,14 @@ pick_port() {
 }
 
 # --- build (before anything is started, so build time never counts) -----------------------
-log "building the server ($server_profile)"
-if [ "$server_profile" = release ]; then
+if [[ -n ${ALTA_BIN:-} ]]; then
+    log "server: $ALTA_BIN (not built here)"
+    bin=$ALTA_BIN
+elif [ "$server_profile" = release ]; then
+    log "building the server ($server_profile)"
     cargo build --release --bin alta >&2
 else
+    log "building the server ($server_profile)"
     cargo build --bin alta >&2
 fi
 [[ -x $bin ]] || die "server binary not found at $bin"
@@ -220,6 +226,13 @@ if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
         /^project_group_commands_count / { count = $2 }
         /^project_group_commit_seconds_sum / { seconds = $2 }
         END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds }
+    ' <<<"$groups" >&2
+    # Where the actor's time goes: mean time of each kind of transition inside its group
+    # (without the commit).
+    awk '
+        /^project_transition_seconds_sum\{/ { match($1, /transition="[^"]*"/); t = substr($1, RSTART + 12, RLENGTH - 13); sum[t] = $2 }
+        /^project_transition_seconds_count\{/ { match($1, /transition="[^"]*"/); t = substr($1, RSTART + 12, RLENGTH - 13); count[t] = $2 }
+        END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", "transition", t, count[t], 1000 * sum[t] / count[t], sum[t] }
     ' <<<"$groups" >&2
 fi
 exit "$driver_status"

@@ -71,14 +71,6 @@ pub trait Commanded: Send + 'static {
     const ACTOR: &'static str;
 }
 
-impl Commanded for crate::accounts::AccountsMsg {
-    const ACTOR: &'static str = "accounts";
-}
-
-impl Commanded for crate::projects::ProjectMsg {
-    const ACTOR: &'static str = "project";
-}
-
 /// A message to an actor that takes commands, with the ticket of its caller (none for
 /// the actor's own timers and fire-and-forget casts).
 pub struct Command<M> {

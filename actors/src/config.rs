@@ -185,20 +185,7 @@ pub enum BlobConfig {
     },
 }
 
-#[derive(Debug, Clone)]
-pub struct JwtConfig {
-    pub secret: SecretString,
-    /// One of HS256, HS384, HS512 (checked at startup).
-    pub algorithm: jsonwebtoken::Algorithm,
-    pub issuer: String,
-    pub audience: String,
-    pub access_ttl: Duration,
-    /// A session unused for this long ends (`REFRESH_TOKEN_IDLE_DAYS`).
-    pub refresh_idle: Duration,
-    /// A session ends this long after sign-in however it is used
-    /// (`REFRESH_TOKEN_ABSOLUTE_DAYS`).
-    pub refresh_absolute: Duration,
-}
+pub use crate::auth::jwt::JwtConfig;
 
 #[derive(Debug, Clone)]
 pub struct MailConfig {

@@ -13,6 +13,7 @@ use crate::{
     command::{self, AskError, Command, Commanded},
     config::{BlobConfig, EngineConfig, Rate},
     context::RequestContext,
+    deps::Deps,
     domain::Email,
     error::EngineError,
     jobs,
@@ -24,27 +25,6 @@ use crate::{
     slot::Slot,
     store::Db,
 };
-
-/// What every actor shares: the ports and the configuration.
-pub struct Deps {
-    pub db: Db,
-    pub clock: SharedClock,
-    pub config: EngineConfig,
-    pub hasher: PasswordHasher,
-    pub jwt: JwtKeys,
-    pub redis: Option<RedisGcra>,
-    pub blobs: BlobStore,
-    /// Bounds concurrent uploads (memory, disk and CPU stay bounded).
-    pub upload_permits: Semaphore,
-    /// Resumable uploads a request is writing to right now.
-    pub resumable_busy: crate::resumable::BusyUploads,
-    /// Written into job leases.
-    pub worker_id: String,
-    /// Nudged after a commit that enqueued a job, so a local worker starts at once.
-    pub job_waker: Arc<Notify>,
-    /// The passkey relying party; `None` when no allowed origin is configured.
-    pub webauthn: Option<webauthn_rs::Webauthn>,
-}
 
 /// Which parts of the tree this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

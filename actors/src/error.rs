@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{error_code::ErrorCode, store::StoreError};
+use crate::error_code::ErrorCode;
 
 /// What an engine call can fail with. Handlers map these to HTTP problems 1:1.
 #[derive(Debug, thiserror::Error)]
@@ -105,20 +105,6 @@ impl EngineError {
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
         Self::Internal(err.to_string())
-    }
-}
-
-impl From<StoreError> for EngineError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound => Self::NotFound { what: "record" },
-            StoreError::Conflict { constraint } => Self::Conflict {
-                code: ErrorCode::Conflict,
-                message: format!("conflicts with an existing record ({constraint})"),
-            },
-            StoreError::Unavailable(msg) => Self::Unavailable(msg),
-            StoreError::Other(msg) => Self::Internal(msg),
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! final chunk can never make a second item.
 
 use crate::ErrorCode;
-use std::{collections::HashSet, io::SeekFrom, sync::Mutex};
+use std::io::SeekFrom;
 
 use chrono::{DateTime, Utc};
 use sha1::Sha1;
@@ -17,8 +17,9 @@ use uuid::Uuid;
 use crate::{
     authz::ProjectAction,
     context::{Principal, RequestContext},
+    deps::Deps,
     domain::DataKind,
-    engine::{Deps, Engine},
+    engine::Engine,
     error::EngineError,
     items::{UploadDetails, UploadInput, UploadSource, parse_fields},
     metrics as m,
@@ -149,30 +150,6 @@ impl From<ResumableRow> for ResumableView {
             created_at: r.created_at,
             expires_at: r.expires_at,
         }
-    }
-}
-
-/// Uploads with a request writing to them right now (in this process). A second
-/// writer is refused rather than queued: tus clients re-read the offset and retry.
-#[derive(Debug, Default)]
-pub struct BusyUploads(Mutex<HashSet<Uuid>>);
-
-pub struct BusyGuard<'a> {
-    set: &'a BusyUploads,
-    id: Uuid,
-}
-
-impl BusyUploads {
-    fn claim(&self, id: Uuid) -> Option<BusyGuard<'_>> {
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        set.insert(id).then_some(BusyGuard { set: self, id })
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        let mut set = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
-        set.remove(&self.id);
     }
 }
 

@@ -14,7 +14,8 @@ use ractor::{
 
 use crate::{
     accounts::Accounts,
-    engine::{Deps, EngineRoles, Slots},
+    deps::Deps,
+    engine::{EngineRoles, Slots},
     jobs::worker::JobWorker,
     mailer::MailHandler,
     metrics as m,

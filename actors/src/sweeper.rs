@@ -12,7 +12,7 @@ use std::{
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
-use crate::{engine::Deps, metrics as m, store};
+use crate::{deps::Deps, metrics as m, store};
 
 pub enum SweeperMsg {
     Sweep,

@@ -11,7 +11,7 @@ use super::audit;
 use crate::{
     auth::secret_token,
     context::{RequestContext, TokenScope},
-    engine::Deps,
+    deps::Deps,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     store::{self, api_tokens::ApiTokenRow},

@@ -26,8 +26,9 @@ use crate::{
         secret_token,
     },
     context::RequestContext,
+    deps::Deps,
     domain::{Email, FullName},
-    engine::{Deps, Engine},
+    engine::Engine,
     error::EngineError,
     metrics as m,
     store::{

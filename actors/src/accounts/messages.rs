@@ -145,3 +145,7 @@ pub struct AdminCreated {
     /// False when an existing account was promoted.
     pub created: bool,
 }
+
+impl crate::command::Commanded for AccountsMsg {
+    const ACTOR: &'static str = "accounts";
+}

@@ -34,8 +34,8 @@ pub use self::views::{UserListQuery, UserView};
 use crate::{
     auth::secret_token,
     context::RequestContext,
+    deps::Deps,
     domain::{Email, FullName, GlobalRole},
-    engine::Deps,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     metrics as m,

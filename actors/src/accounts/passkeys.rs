@@ -28,8 +28,9 @@ use super::{AccountsMsg, Tokens, audit, service::require_session, sessions};
 use crate::{
     config::WebauthnConfig,
     context::{Principal, RequestContext},
+    deps::Deps,
     domain::Email,
-    engine::{Deps, Engine},
+    engine::Engine,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     metrics as m,

@@ -10,7 +10,7 @@ use super::audit;
 use crate::{
     auth::secret_token,
     context::RequestContext,
-    engine::Deps,
+    deps::Deps,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     store::{self, verification::Purpose},

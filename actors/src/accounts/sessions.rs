@@ -11,8 +11,8 @@ use super::audit;
 use crate::{
     auth::{jwt::IssuedToken, secret_token},
     context::RequestContext,
+    deps::Deps,
     domain::Email,
-    engine::Deps,
     error::EngineError,
     metrics as m,
     store::{self, Tx, sessions::SessionRow},

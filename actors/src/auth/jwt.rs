@@ -9,11 +9,28 @@
 use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use uuid::Uuid;
 
-use crate::{config::JwtConfig, error::EngineError};
+use crate::error::EngineError;
+
+/// How access tokens are signed and how long sessions last (`JWT_*`, `REFRESH_TOKEN_*`).
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub secret: SecretString,
+    /// One of HS256, HS384, HS512 (checked at startup).
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    /// A session unused for this long ends (`REFRESH_TOKEN_IDLE_DAYS`).
+    pub refresh_idle: Duration,
+    /// A session ends this long after sign-in however it is used
+    /// (`REFRESH_TOKEN_ABSOLUTE_DAYS`).
+    pub refresh_absolute: Duration,
+}
 
 /// The `typ` header of our access tokens (RFC 9068).
 const ACCESS_TOKEN_TYP: &str = "at+jwt";

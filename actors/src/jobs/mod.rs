@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::JobsConfig,
-    engine::Deps,
+    deps::Deps,
     error::EngineError,
     metrics as m,
     store::{self, Tx},

@@ -8,10 +8,13 @@ use std::{sync::Arc, time::Duration};
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 
-use crate::{engine::Deps, store::Db};
+use crate::{
+    deps::Deps,
+    store::{self, Db},
+};
 
 /// The channel jobs are announced on (its payload is the job kind).
-pub const CHANNEL: &str = "alta_jobs";
+const CHANNEL: &str = store::jobs::NOTIFY_CHANNEL;
 
 /// Listen for jobs committed by any node; `None` on SQLite.
 pub(crate) fn listen(deps: Arc<Deps>) -> Option<JoinHandle<()>> {

@@ -18,7 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
-    engine::Deps,
+    deps::Deps,
     jobs, metrics as m,
     store::{self, jobs::JobRow},
 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 pub use self::transport::MailTransportImpl;
 use crate::{
-    engine::Deps,
+    deps::Deps,
     jobs::{
         KIND_MAIL, MailJob,
         worker::{JobEnd, JobFailure, JobHandler},

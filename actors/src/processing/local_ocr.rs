@@ -286,6 +286,11 @@ fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
 
+/// Plain text or Markdown: text read as it is, with no format to parse.
+pub fn is_plain_text(detected_type: &str) -> bool {
+    matches!(detected_type, "plain_text" | "markdown")
+}
+
 /// Extracts the text of the file at `path`, whose type (a
 /// [`crate::media::detect::DetectedType`] in `snake_case`) is `detected_type`.
 pub async fn extract(
@@ -299,7 +304,7 @@ pub async fn extract(
         .checked_add(cfg.timeout)
         .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 86_400));
     let result = match detected_type {
-        "plain_text" | "markdown" => plain_text(path, cfg.max_text_bytes).await,
+        t if is_plain_text(t) => plain_text(path, cfg.max_text_bytes).await,
         "pdf" => pdf(path, cfg, deadline).await,
         "docx" => docx(path, cfg, deadline).await,
         "png" | "jpeg" | "tiff" | "webp" => image(path, cfg, deadline).await,

@@ -23,7 +23,7 @@ use self::sandbox::SandboxConfig;
 use crate::{
     ErrorCode,
     context::{Principal, RequestContext},
-    engine::Deps,
+    deps::Deps,
     error::EngineError,
     items::{KIND_OCR, KIND_TRANSCRIPTION},
     jobs::worker::{JobEnd, JobFailure, JobHandler},
@@ -289,14 +289,22 @@ impl Extractor {
                 && (is_image(detected_type) || self.local.pdftoppm.is_some()))
     }
 
-    /// Local extraction in the child, with `cfg`: text, a final reason, or a retry.
+    /// Local extraction with `cfg`: text, a final reason, or a retry. Files with a format
+    /// to parse go to the limited child; plain text and Markdown are read here (a
+    /// bounded read and a lossy UTF-8 decode, no parser), which spares the host a
+    /// process per text document.
     async fn local(
         &self,
         cfg: &LocalOcrConfig,
         path: &std::path::Path,
         detected_type: &str,
     ) -> Result<Result<MachineText, NoText>, JobFailure> {
-        match sandbox::extract_isolated(&self.sandbox, cfg, path, detected_type).await {
+        let extracted = if local_ocr::is_plain_text(detected_type) {
+            local_ocr::extract(path, detected_type, cfg).await
+        } else {
+            sandbox::extract_isolated(&self.sandbox, cfg, path, detected_type).await
+        };
+        match extracted {
             Ok(extraction) => Ok(Ok(MachineText::from(extraction))),
             Err(err) if err.is_transient() => Err(JobFailure(err.to_string())),
             Err(err) => Ok(Err(NoText {

@@ -12,7 +12,7 @@ use super::{
     project::Opened,
     transition::{Pending, copy},
 };
-use crate::{change::Change, engine::Deps, error::EngineError, metrics as m};
+use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 
 /// Apply `group` in one transaction and answer every caller after its commit.
 pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) {

@@ -48,3 +48,7 @@ pub enum ProjectMsg {
     /// behind the messages already in its mailbox).
     CommitGroup,
 }
+
+impl crate::command::Commanded for ProjectMsg {
+    const ACTOR: &'static str = "project";
+}

@@ -26,7 +26,7 @@ pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Subm
 pub use self::service::{ProjectInput, ProjectListQuery};
 pub use self::transition::{InProject, Transition};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
-use crate::{command::Command, engine::Deps};
+use crate::{command::Command, deps::Deps};
 
 pub enum RegistryMsg {
     /// The actor of `project_id`, started if it is not running.

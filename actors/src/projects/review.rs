@@ -15,8 +15,8 @@ use super::{
 use crate::{
     authz::ProjectAction,
     context::Principal,
+    deps::Deps,
     domain::ProjectSettings,
-    engine::Deps,
     error::EngineError,
     items::{
         ItemStatus, ItemView,

@@ -8,7 +8,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
 use crate::{
-    engine::{Deps, Engine},
+    deps::Deps,
+    engine::Engine,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
     metrics as m,

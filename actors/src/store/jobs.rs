@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use super::{Db, StoreResult, Tx, with_db, with_tx};
 
+/// The PostgreSQL channel new jobs are announced on (its payload is the job kind).
+pub const NOTIFY_CHANNEL: &str = "alta_jobs";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
     pub id: Uuid,
@@ -41,7 +44,7 @@ pub async fn enqueue(
     // -- backend-specific: wake the workers of every node once this commits.
     if let Tx::Postgres(t) = tx {
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::jobs::wake::CHANNEL)
+            .bind(NOTIFY_CHANNEL)
             .bind(kind)
             .execute(&mut **t)
             .await?;
@@ -113,7 +116,7 @@ pub async fn hand_over(
         && let Tx::Postgres(t) = tx
     {
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::jobs::wake::CHANNEL)
+            .bind(NOTIFY_CHANNEL)
             .bind(kind)
             .execute(&mut **t)
             .await?;

@@ -260,3 +260,18 @@ pub(crate) fn like_contains(needle: &str) -> String {
     pattern.push('%');
     pattern
 }
+
+/// The engine's view of a store failure (the store sits below the engine's errors).
+impl From<StoreError> for crate::error::EngineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound { what: "record" },
+            StoreError::Conflict { constraint } => Self::Conflict {
+                code: crate::error_code::ErrorCode::Conflict,
+                message: format!("conflicts with an existing record ({constraint})"),
+            },
+            StoreError::Unavailable(msg) => Self::Unavailable(msg),
+            StoreError::Other(msg) => Self::Internal(msg),
+        }
+    }
+}
