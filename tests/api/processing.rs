@@ -20,6 +20,7 @@ backend_tests!(
     a_job_that_keeps_failing_is_parked_and_can_be_retried,
     ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
     an_outcome_for_an_item_deleted_while_processing_is_dropped,
+    processing_goes_on_while_its_project_is_deleted,
 );
 
 pub use crate::pdf::text_pdf;
@@ -677,4 +678,74 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
         .await
         .unwrap();
     assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
+}
+
+/// A project deleted while one of its scans is being read still gets the scan's text:
+/// its items are kept for a restore, so the outcome is recorded, and after the restore
+/// the item is ready (not stuck `processing`).
+async fn processing_goes_on_while_its_project_is_deleted(backend: Backend) {
+    let gate = std::sync::Arc::new(Gate::default());
+    let google = gated_document_ai(gate.clone()).await;
+    let keys = tempfile::TempDir::new().unwrap();
+    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
+    let app = TestAppBuilder::new(backend)
+        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
+        .var(
+            "DOCUMENT_AI_PROCESSOR",
+            "projects/p/locations/eu/processors/ocr1",
+        )
+        .var("DOCUMENT_AI_ENDPOINT", google)
+        .var("JOB_LEASE_SECONDS", "86400")
+        .spawn()
+        .await;
+    let root = app.super_admin("root@example.org").await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Paused").await;
+    let mut png = crate::google::png();
+    png.push(4);
+    let id = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        png,
+        "s.png",
+        "image/png",
+    )
+    .await;
+    held(&app, &gate, 1).await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/projects/{project}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    *gate.open.lock().unwrap() = true;
+    gate.opened.notify_waiters();
+    let db = app.db().await;
+    let item_id = id.parse().unwrap();
+    let mut texts = Vec::new();
+    for _ in 0..600 {
+        texts = alta_actors::store::texts::revisions(&db, item_id)
+            .await
+            .unwrap();
+        if !texts.is_empty() {
+            break;
+        }
+        app.clock.advance(chrono::Duration::milliseconds(100));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(texts.len(), 1, "the scan's text is recorded");
+
+    let resp = post(&app, &root, &format!("/api/projects/{project}/restore")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let item: Value = app.get_json(&format!("/api/documents/{id}"), &owner).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let text: Value = app
+        .get_json(&format!("/api/documents/{id}/text"), &owner)
+        .await;
+    assert_eq!(text["current"]["text"], "Scan 4", "{text}");
 }

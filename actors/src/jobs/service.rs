@@ -137,6 +137,7 @@ impl Engine {
             let retry = RetryJob {
                 job_id: id,
                 kind: job.kind.clone(),
+                state: job.state.clone(),
                 item_id,
             };
             self.apply_in_project(item.project_id, principal, ctx, retry)
@@ -146,7 +147,7 @@ impl Engine {
                 .ok_or(EngineError::NotFound { what: "job" })?;
             return Ok(job.into());
         }
-        // Any other job (mail, a job whose item is gone) touches nothing else.
+        // Any other job (mail, a job whose item row is gone) touches nothing else.
         let now = self.deps.clock.now();
         let mut tx = self.deps.db.begin().await?;
         if !store::jobs::retry_failed(&mut tx, id, now).await? {

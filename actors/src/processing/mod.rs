@@ -77,7 +77,7 @@ fn item_of(job: &JobRow) -> Option<Uuid> {
 }
 
 /// Apply a processing transition in the item's project, as the engine itself.
-/// `None` when the project is gone (deleted with its items).
+/// `None` when there is no such project.
 async fn in_project<T: Transition>(
     projects: &Projects,
     project_id: Uuid,
@@ -89,7 +89,7 @@ async fn in_project<T: Transition>(
         .await
     {
         Ok(out) => Ok(Some(out)),
-        Err(EngineError::NotFound { .. }) => Ok(None),
+        Err(EngineError::NotFound { what: "project" }) => Ok(None),
         Err(err) => Err(err),
     }
 }

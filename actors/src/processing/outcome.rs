@@ -11,21 +11,23 @@ use uuid::Uuid;
 use super::{MachineText, NoText};
 use crate::{
     ErrorCode,
-    authz::ProjectAction,
     context::Principal,
     error::EngineError,
     items::state::{ItemEvent, next_strs},
     metrics as m,
-    projects::{InProject, Transition},
+    projects::{Check, InProject, Transition},
     store::{self, items::ItemRow, texts::TextRow},
 };
 
-/// The item `item_id` of this project while `job_id` is its current job.
+/// The item `item_id` of this project while `job_id` is its current job. Processing
+/// goes on in a deleted project (its items stay, ready for a restore); only a project
+/// that does not exist is refused (404).
 async fn current_item(
     at: &mut InProject<'_>,
     item_id: Uuid,
     job_id: Uuid,
 ) -> Result<Option<ItemRow>, EngineError> {
+    at.project()?;
     let project = at.id();
     Ok(store::items::find_live_tx(at.tx(), item_id)
         .await?
@@ -42,8 +44,8 @@ pub struct StartProcessing {
 impl Transition for StartProcessing {
     type Out = Option<ItemRow>;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself // the engine's own work; see `current_item`
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<Option<ItemRow>, EngineError> {
@@ -82,8 +84,8 @@ pub struct RecordProcessing {
 impl Transition for RecordProcessing {
     type Out = Recorded;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself // the engine's own work; see `current_item`
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<Recorded, EngineError> {
@@ -150,8 +152,8 @@ pub struct ProcessingGaveUp {
 impl Transition for ProcessingGaveUp {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself // the engine's own work; see `current_item`
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {

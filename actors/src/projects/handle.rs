@@ -67,8 +67,7 @@ impl Projects {
         .await
     }
 
-    /// Send one of the actor's own messages (create, restore, join).
-    pub(crate) async fn ask<T: Send + 'static>(
+    async fn ask<T: Send + 'static>(
         &self,
         project_id: Uuid,
         build: impl FnOnce(RpcReplyPort<Result<T, EngineError>>) -> ProjectMsg,

@@ -6,13 +6,12 @@ use uuid::Uuid;
 
 use super::{
     InvitationView, ProjectView,
-    project::{audit, caller_role},
-    transition::{InProject, Transition},
+    transition::{Check, InProject, Transition},
 };
 use crate::{
     auth::secret_token,
     authz::ProjectAction,
-    context::{Principal, RequestContext},
+    context::Principal,
     deps::Deps,
     domain::{Email, ProjectRole},
     error::EngineError,
@@ -57,8 +56,8 @@ pub struct Invite {
 impl Transition for Invite {
     type Out = InvitationView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::ManageInvitations
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::ManageInvitations)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<InvitationView, EngineError> {
@@ -99,7 +98,7 @@ impl Transition for Invite {
             },
         )
         .await?;
-        let mail = invitation_mail(at.deps, &at.project().name, email, role, &token);
+        let mail = invitation_mail(at.deps, &at.project()?.name, email, role, &token);
         at.enqueue_mail(mail).await?;
         at.audit(
             "invitation.created",
@@ -124,8 +123,8 @@ pub struct ResendInvitation {
 impl Transition for ResendInvitation {
     type Out = InvitationView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::ManageInvitations
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::ManageInvitations)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<InvitationView, EngineError> {
@@ -136,7 +135,13 @@ impl Transition for ResendInvitation {
         store::invitations::rotate_token(at.tx(), invitation_id, &token_hash, expires_at, now)
             .await?;
         let role: ProjectRole = invitation.role.parse()?;
-        let mail = invitation_mail(at.deps, &at.project().name, &invitation.email, role, &token);
+        let mail = invitation_mail(
+            at.deps,
+            &at.project()?.name,
+            &invitation.email,
+            role,
+            &token,
+        );
         at.enqueue_mail(mail).await?;
         at.audit(
             "invitation.resent",
@@ -159,8 +164,8 @@ pub struct RevokeInvitation {
 impl Transition for RevokeInvitation {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::ManageInvitations
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::ManageInvitations)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
@@ -177,74 +182,70 @@ impl Transition for RevokeInvitation {
 }
 
 /// The caller joins the project. Their verified email must be the invited address.
-pub async fn accept(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    token_hash: &str,
-    ctx: &RequestContext,
-) -> Result<(ProjectView, ProjectRole), EngineError> {
-    let invalid = || EngineError::NotFound { what: "invitation" };
-    let mut tx = deps.db.begin().await?;
-    if !store::projects::lock(&mut tx, id).await? {
-        return Err(invalid());
+pub struct AcceptInvitation {
+    pub token_hash: String,
+}
+
+impl Transition for AcceptInvitation {
+    type Out = (ProjectView, ProjectRole);
+
+    fn check(&self, _: &Principal) -> Check {
+        // The caller is not a member yet: the invitation is their right to join.
+        Check::Itself
     }
-    let project = store::projects::find_tx(&mut tx, id)
-        .await?
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or_else(invalid)?;
-    let invitation = store::invitations::find_by_hash_tx(&mut tx, token_hash)
-        .await?
-        .filter(|i| i.project_id == id && i.state == "pending")
-        .ok_or_else(invalid)?;
-    let now = deps.clock.now();
-    if invitation.expires_at <= now {
-        return Err(EngineError::Validation {
-            code: ErrorCode::InvitationExpired,
-            field: Some("token"),
-            message: "this invitation has expired; ask a project admin to resend it".into(),
-        });
+
+    async fn apply(
+        self,
+        at: &mut InProject<'_>,
+    ) -> Result<(ProjectView, ProjectRole), EngineError> {
+        let invalid = || EngineError::NotFound { what: "invitation" };
+        let (id, now, user) = (at.id(), at.now, at.principal.user_id);
+        let project = at
+            .project()
+            .ok()
+            .filter(|p| p.deleted_at.is_none())
+            .cloned()
+            .ok_or_else(invalid)?;
+        let invitation = store::invitations::find_by_hash_tx(at.tx(), &self.token_hash)
+            .await?
+            .filter(|i| i.project_id == id && i.state == "pending")
+            .ok_or_else(invalid)?;
+        if invitation.expires_at <= now {
+            return Err(EngineError::Validation {
+                code: ErrorCode::InvitationExpired,
+                field: Some("token"),
+                message: "this invitation has expired; ask a project admin to resend it".into(),
+            });
+        }
+        if !at.principal.email.eq_ignore_ascii_case(&invitation.email) {
+            return Err(EngineError::Refused {
+                code: ErrorCode::InvitationEmailMismatch,
+                message:
+                    "this invitation was sent to another email address; sign in with that address"
+                        .into(),
+            });
+        }
+        if at.role.is_some() {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::AlreadyMember,
+                message: "you are already a member of this project".into(),
+            });
+        }
+        // Conditional: of two simultaneous accepts, one finds it no longer pending.
+        if !store::invitations::finish(at.tx(), invitation.id, "accepted", Some(user), now).await? {
+            return Err(invalid());
+        }
+        let role: ProjectRole = invitation.role.parse()?;
+        store::projects::add_member(at.tx(), id, user, role.as_str(), now).await?;
+        at.audit(
+            "invitation.accepted",
+            ("invitation", invitation.id.to_string()),
+            json!({"role": role.as_str()}),
+        )
+        .await?;
+        at.project_changed();
+        Ok((ProjectView::from_row(project, Some(role)), role))
     }
-    if !principal.email.eq_ignore_ascii_case(&invitation.email) {
-        return Err(EngineError::Refused {
-            code: ErrorCode::InvitationEmailMismatch,
-            message: "this invitation was sent to another email address; sign in with that address"
-                .into(),
-        });
-    }
-    if caller_role(&mut tx, id, principal).await?.is_some() {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::AlreadyMember,
-            message: "you are already a member of this project".into(),
-        });
-    }
-    // Conditional: of two simultaneous accepts, one finds it no longer pending.
-    if !store::invitations::finish(
-        &mut tx,
-        invitation.id,
-        "accepted",
-        Some(principal.user_id),
-        now,
-    )
-    .await?
-    {
-        return Err(invalid());
-    }
-    let role: ProjectRole = invitation.role.parse()?;
-    store::projects::add_member(&mut tx, id, principal.user_id, role.as_str(), now).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "invitation.accepted",
-        ("invitation", invitation.id.to_string()),
-        json!({"role": role.as_str()}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((ProjectView::from_row(project, Some(role)), role))
 }
 
 async fn pending(

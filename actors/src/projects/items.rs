@@ -5,9 +5,9 @@ use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::transition::{InProject, Transition};
+use super::transition::{Check, InProject, Transition};
 use crate::{
-    authz::{self, ProjectAction},
+    authz::{self, Action, ProjectAction},
     context::Principal,
     error::EngineError,
     idempotency::Claim,
@@ -57,8 +57,8 @@ pub struct AddItem {
 impl Transition for AddItem {
     type Out = ItemView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Upload
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Upload)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
@@ -103,8 +103,8 @@ pub struct DeleteItem {
 impl Transition for DeleteItem {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
@@ -182,8 +182,8 @@ pub struct EditText {
 impl Transition for EditText {
     type Out = TextRow;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<TextRow, EngineError> {
@@ -228,8 +228,8 @@ pub struct Reprocess {
 impl Transition for Reprocess {
     type Out = ItemView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
@@ -266,8 +266,8 @@ pub struct ReplaceFile {
 impl Transition for ReplaceFile {
     type Out = ItemView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
@@ -318,34 +318,50 @@ impl Transition for ReplaceFile {
     }
 }
 
-/// A super admin's retry of a failed processing job: the job goes back in the queue and
-/// its item back to `uploaded`, together, or neither (409 when the item has moved on).
-/// The caller checked the right to manage jobs.
+/// A super admin's retry of a failed processing job (the caller checked the right to
+/// manage jobs): the job goes back in the queue and, when it is still its item's job,
+/// the item waits for it again, together or neither. An item that finished either way
+/// goes back to `uploaded` (409 when it has moved on to review); one still `uploaded` or
+/// `processing` (its job gave up before saying so) is left for the job to start again.
+/// A deleted item, or one with a newer job, is left alone.
 pub struct RetryJob {
     pub job_id: Uuid,
     pub kind: String,
+    /// The job's state as the caller read it, for the 409 when it is not failed.
+    pub state: String,
     pub item_id: Uuid,
 }
 
 impl Transition for RetryJob {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        // Super admins only, in a live or deleted project alike.
+        Check::Itself
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
+        authz::authorize(at.principal, Action::ManageJobs)?;
+        at.project()?;
         let (id, job_id, item_id, now) = (at.id(), self.job_id, self.item_id, at.now);
         if !store::jobs::retry_failed(at.tx(), job_id, now).await? {
             return Err(EngineError::Conflict {
                 code: ErrorCode::JobNotFailed,
-                message: "only a failed job can be retried".into(),
+                message: format!("the job is {}, not failed", self.state),
             });
         }
-        let item = live_item(at.tx(), id, item_id).await?;
-        let (from, to) = next_strs(ItemEvent::Reprocess);
-        if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
-            return Err(not_editable(&item.status));
+        let item = store::items::find_live_tx(at.tx(), item_id)
+            .await?
+            .filter(|i| i.project_id == id && i.job_id == Some(job_id));
+        if let Some(item) = item
+            && !matches!(item.status.as_str(), "uploaded" | "processing")
+        {
+            let (from, to) = next_strs(ItemEvent::Reprocess);
+            if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now)
+                .await?
+            {
+                return Err(not_editable(&item.status));
+            }
         }
         at.audit(
             "job.retried",

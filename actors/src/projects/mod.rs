@@ -24,7 +24,7 @@ pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
 pub use self::service::{ProjectInput, ProjectListQuery};
-pub use self::transition::{InProject, Transition};
+pub use self::transition::{Check, InProject, Transition};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
 use crate::{command::Command, deps::Deps};
 

@@ -1,8 +1,9 @@
 //! One project's actor: the one writer of the project, its members, invitations and
 //! items. Transitions ([`super::transition`]) join the actor's group and commit
 //! together ([`super::group`]), each under the project's lock after the caller's role is
-//! checked; creating, restoring and joining a project are the actor's own messages.
-//! This file also holds the project's own transitions (update, delete, members).
+//! checked (or, for creating, restoring and joining a project, by the transition itself).
+//! This file also holds the project's own transitions (create, update, delete, restore,
+//! members).
 
 use crate::ErrorCode;
 use std::{
@@ -16,18 +17,18 @@ use uuid::Uuid;
 
 use super::{
     MemberView, ProjectMsg, ProjectView, RegistryMsg,
-    transition::{InProject, Pending, Transition},
+    transition::{Check, InProject, Pending, Transition},
 };
 use crate::{
     authz::{self, Action, ProjectAction},
     change::Change,
     command::Command,
-    context::{Principal, RequestContext},
+    context::Principal,
     deps::Deps,
     domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
     error::EngineError,
-    idempotency::{self, Claim},
-    store::{self, Tx, audit::AuditEntry},
+    idempotency::Claim,
+    store::{self, Tx},
 };
 
 pub struct ProjectActor;
@@ -73,6 +74,17 @@ impl Actor for ProjectActor {
         })
     }
 
+    /// Stopped (idle, or the tree shutting down) with transitions begun but not yet
+    /// committed: they commit now, so each caller gets its outcome.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        commit_group(state).await;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -86,69 +98,21 @@ impl Actor for ProjectActor {
         if !matches!(message, ProjectMsg::CheckIdle) {
             state.last_active = Instant::now();
         }
-        // Transitions join the group; anything else first lets the group that arrived
-        // before it commit, so commands are applied in the order they came.
-        let message = match message {
+        // Transitions join the group, committed when the actor has taken every message
+        // already waiting (or the group is full).
+        match message {
             ProjectMsg::Apply(command) => {
                 state.group.push(command);
-                return self.group_joined(&myself, state).await;
+                self.group_joined(&myself, state).await?;
             }
             ProjectMsg::CommitGroup => {
                 state.group_commit_sent = false;
                 commit_group(state).await;
-                return Ok(());
             }
-            other => {
-                commit_group(state).await;
-                other
-            }
-        };
-        let (deps, id) = (&state.deps, state.id);
-        match message {
-            ProjectMsg::Create {
-                principal,
-                idempotency,
-                name,
-                description,
-                settings,
-                ctx,
-                reply,
-            } => {
-                let result = create(
-                    deps,
-                    id,
-                    &principal,
-                    &name,
-                    &description,
-                    &settings,
-                    &ctx,
-                    &idempotency,
-                )
-                .await;
-                let _ = reply.send(result);
-            }
-            ProjectMsg::Restore {
-                principal,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(restore(deps, id, &principal, &ctx).await);
-            }
-            ProjectMsg::AcceptInvitation {
-                principal,
-                token_hash,
-                ctx,
-                reply,
-            } => {
-                let _ = reply.send(
-                    super::invitations::accept(deps, id, &principal, &token_hash, &ctx).await,
-                );
-            }
-            ProjectMsg::Apply(_) | ProjectMsg::CommitGroup => {} // taken by the group above
             ProjectMsg::CheckIdle => {
-                if state.last_active.elapsed() >= deps.config.project_actor_idle {
+                if state.last_active.elapsed() >= state.deps.config.project_actor_idle {
                     let _ = state.registry.cast(RegistryMsg::Idle {
-                        project_id: id,
+                        project_id: state.id,
                         actor: myself.get_id(),
                     });
                 }
@@ -193,68 +157,70 @@ async fn commit_group(state: &mut ProjectState) {
 /// A project locked and loaded inside a change once for all the transitions of a
 /// group; each caller's role is read once.
 pub struct Opened {
-    pub project: store::projects::ProjectRow,
+    pub(super) id: Uuid,
+    /// `None` while the project does not exist (before it is created).
+    pub(super) project: Option<store::projects::ProjectRow>,
     roles: std::collections::HashMap<Uuid, Option<ProjectRole>>,
     /// A transition changed the project's row or members ([`InProject::project_changed`]).
     pub(super) stale: bool,
-    /// A transition deleted the project: the rest of the group finds no project.
-    gone: bool,
 }
 
 impl Opened {
-    /// Lock the project for the rest of the change; it must be live.
+    /// Lock the project for the rest of the change (when it exists) and load it.
     pub(super) async fn lock(change: &mut Change, id: Uuid) -> Result<Self, EngineError> {
         let tx: &mut Tx = change;
-        if !store::projects::lock(tx, id).await? {
-            return Err(EngineError::NotFound { what: "project" });
-        }
-        let opened = Self {
-            project: store::projects::find_tx(tx, id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "project" })?,
+        let project = if store::projects::lock(tx, id).await? {
+            store::projects::find_tx(tx, id).await?
+        } else {
+            None
+        };
+        Ok(Self {
+            id,
+            project,
             roles: std::collections::HashMap::new(),
             stale: false,
-            gone: false,
-        };
-        if opened.project.deleted_at.is_some() {
-            return Err(EngineError::NotFound { what: "project" });
-        }
-        Ok(opened)
+        })
     }
 
-    /// Read the project and forget the roles again after a transition changed them.
+    /// Read the project and forget the roles again after a transition changed them. A
+    /// project created in this change is locked from now on.
     pub(super) async fn refresh(&mut self, change: &mut Change) -> Result<(), EngineError> {
         if std::mem::take(&mut self.stale) {
-            match store::projects::find_tx(change, self.project.id).await? {
-                Some(project) => {
-                    self.gone = project.deleted_at.is_some();
-                    self.project = project;
-                }
-                None => self.gone = true,
+            let created = self.project.is_none();
+            if created {
+                store::projects::lock(change, self.id).await?;
             }
+            self.project = store::projects::find_tx(change, self.id).await?;
             self.roles.clear();
         }
         Ok(())
     }
 
-    /// The caller's role, after checking they may do `action` here.
+    /// The caller's role (unchecked).
+    pub(super) async fn role(
+        &mut self,
+        change: &mut Change,
+        principal: &Principal,
+    ) -> Result<Option<ProjectRole>, EngineError> {
+        if let Some(role) = self.roles.get(&principal.user_id) {
+            return Ok(*role);
+        }
+        let role = caller_role(change, self.id, principal).await?;
+        self.roles.insert(principal.user_id, role);
+        Ok(role)
+    }
+
+    /// The caller's role in the live project, after checking they may do `action` here.
     pub(super) async fn authorize(
         &mut self,
         change: &mut Change,
         principal: &Principal,
         action: ProjectAction,
     ) -> Result<Option<ProjectRole>, EngineError> {
-        if self.gone {
+        if self.project.as_ref().is_none_or(|p| p.deleted_at.is_some()) {
             return Err(EngineError::NotFound { what: "project" });
         }
-        let role = match self.roles.get(&principal.user_id) {
-            Some(role) => *role,
-            None => {
-                let role = caller_role(change, self.project.id, principal).await?;
-                self.roles.insert(principal.user_id, role);
-                role
-            }
-        };
+        let role = self.role(change, principal).await?;
         authz::authorize_project(principal, role, action)?;
         Ok(role)
     }
@@ -272,84 +238,50 @@ pub(super) async fn caller_role(
     )
 }
 
-// A flat row builder: each argument is one column of the audit row.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn audit(
-    tx: &mut Tx,
-    deps: &Deps,
-    ctx: &RequestContext,
-    principal: &Principal,
-    project: Uuid,
-    action: &str,
-    target: (&str, String),
-    details: serde_json::Value,
-) -> Result<(), EngineError> {
-    let entry = AuditEntry {
-        actor_id: Some(principal.user_id),
-        action,
-        target_type: target.0,
-        target_id: Some(target.1),
-        project_id: Some(project),
-        details,
-    };
-    store::audit::record(tx, entry, ctx, deps.clock.now()).await?;
-    Ok(())
+/// Create this (new) project with the caller as its admin.
+pub struct CreateProject {
+    pub name: ProjectName,
+    pub description: String,
+    pub settings: ProjectSettings,
+    pub idempotency: Option<Claim>,
 }
 
-// The message fields, passed through unchanged.
-#[allow(clippy::too_many_arguments)]
-async fn create(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    name: &ProjectName,
-    description: &str,
-    settings: &ProjectSettings,
-    ctx: &RequestContext,
-    idempotency: &Option<Claim>,
-) -> Result<ProjectView, EngineError> {
-    authz::authorize(principal, Action::CreateProject)?;
-    let now = deps.clock.now();
-    let settings_json = serde_json::to_value(settings).map_err(EngineError::internal)?;
-    let mut tx = deps.db.begin().await?;
-    store::projects::insert(
-        &mut tx,
-        &store::projects::NewProject {
+impl Transition for CreateProject {
+    type Out = ProjectView;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ProjectView, EngineError> {
+        authz::authorize(at.principal, Action::CreateProject)?;
+        let (id, now, user) = (at.id(), at.now, at.principal.user_id);
+        let settings = serde_json::to_value(&self.settings).map_err(EngineError::internal)?;
+        let new = store::projects::NewProject {
             id,
-            name: name.as_str(),
-            description,
-            settings: settings_json,
-            created_by: principal.user_id,
+            name: self.name.as_str(),
+            description: &self.description,
+            settings,
+            created_by: user,
             now,
-        },
-    )
-    .await?;
-    store::projects::add_member(
-        &mut tx,
-        id,
-        principal.user_id,
-        ProjectRole::Admin.as_str(),
-        now,
-    )
-    .await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "project.created",
-        ("project", id.to_string()),
-        json!({"name": name.as_str()}),
-    )
-    .await?;
-    let row = store::projects::find_tx(&mut tx, id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "project" })?;
-    let view = ProjectView::from_row(row, Some(ProjectRole::Admin));
-    idempotency::record(&mut tx, idempotency, 201, &view).await?;
-    tx.commit().await?;
-    Ok(view)
+        };
+        store::projects::insert(at.tx(), &new).await?;
+        let admin = ProjectRole::Admin.as_str();
+        store::projects::add_member(at.tx(), id, user, admin, now).await?;
+        at.audit(
+            "project.created",
+            ("project", id.to_string()),
+            json!({"name": self.name.as_str()}),
+        )
+        .await?;
+        at.project_changed();
+        let row = store::projects::find_tx(at.tx(), id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "project" })?;
+        let view = ProjectView::from_row(row, Some(ProjectRole::Admin));
+        at.record_idempotent(&self.idempotency, 201, &view).await?;
+        Ok(view)
+    }
 }
 
 /// Replace the project's name, description and settings (project admins).
@@ -362,13 +294,13 @@ pub struct UpdateProject {
 impl Transition for UpdateProject {
     type Out = ProjectView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Update
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Update)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ProjectView, EngineError> {
         let (id, now) = (at.id(), at.now);
-        let before = at.project().clone();
+        let before = at.project()?.clone();
         let settings_json = serde_json::to_value(&self.settings).map_err(EngineError::internal)?;
         let (name, description) = (self.name.as_str(), self.description.as_str());
         store::projects::update(at.tx(), id, name, description, settings_json.clone(), now).await?;
@@ -405,8 +337,8 @@ pub struct DeleteProject;
 impl Transition for DeleteProject {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Delete
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Delete)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
@@ -421,57 +353,46 @@ impl Transition for DeleteProject {
     }
 }
 
-async fn restore(
-    deps: &Deps,
-    id: Uuid,
-    principal: &Principal,
-    ctx: &RequestContext,
-) -> Result<ProjectView, EngineError> {
-    // Super admins only, so no membership check: a deleted project is invisible to members.
-    authz::authorize(principal, Action::RestoreProject)?;
-    let not_found = || EngineError::NotFound { what: "project" };
-    let mut tx = deps.db.begin().await?;
-    if !store::projects::lock(&mut tx, id).await? {
-        return Err(not_found());
+/// Bring a deleted project back (super admins), within the retention window.
+pub struct RestoreProject;
+
+impl Transition for RestoreProject {
+    type Out = ProjectView;
+
+    fn check(&self, _: &Principal) -> Check {
+        // Super admins only, so no membership check: a deleted project is invisible to
+        // its members.
+        Check::Itself
     }
-    let now = deps.clock.now();
-    let retention = chrono::Duration::from_std(deps.config.project_restore_retention)
-        .unwrap_or(chrono::Duration::days(30));
-    let project = store::projects::find_tx(&mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    if project.deleted_at.is_none() {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::ProjectNotDeleted,
-            message: "the project is not deleted".into(),
-        });
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ProjectView, EngineError> {
+        authz::authorize(at.principal, Action::RestoreProject)?;
+        let (id, now) = (at.id(), at.now);
+        if at.project()?.deleted_at.is_none() {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::ProjectNotDeleted,
+                message: "the project is not deleted".into(),
+            });
+        }
+        let retention = chrono::Duration::from_std(at.deps.config.project_restore_retention)
+            .unwrap_or(chrono::Duration::days(30));
+        if !store::projects::restore(at.tx(), id, now - retention, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::RestoreWindowPassed,
+                message: format!(
+                    "the project was deleted more than {} days ago",
+                    retention.num_days()
+                ),
+            });
+        }
+        at.audit("project.restored", ("project", id.to_string()), json!({}))
+            .await?;
+        at.project_changed();
+        let row = store::projects::find_tx(at.tx(), id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "project" })?;
+        Ok(ProjectView::from_row(row, at.role))
     }
-    if !store::projects::restore(&mut tx, id, now - retention, now).await? {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::RestoreWindowPassed,
-            message: format!(
-                "the project was deleted more than {} days ago",
-                retention.num_days()
-            ),
-        });
-    }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        principal,
-        id,
-        "project.restored",
-        ("project", id.to_string()),
-        json!({}),
-    )
-    .await?;
-    let row = store::projects::find_tx(&mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let role = caller_role(&mut tx, id, principal).await?;
-    tx.commit().await?;
-    Ok(ProjectView::from_row(row, role))
 }
 
 /// Give a member another role (project admins); the last admin stays admin.
@@ -483,8 +404,8 @@ pub struct ChangeRole {
 impl Transition for ChangeRole {
     type Out = MemberView;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::ManageMembers
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::ManageMembers)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<MemberView, EngineError> {
@@ -527,12 +448,12 @@ pub struct RemoveMember {
 impl Transition for RemoveMember {
     type Out = ();
 
-    fn action(&self, principal: &Principal) -> ProjectAction {
+    fn check(&self, principal: &Principal) -> Check {
         // Leaving is open to every member; removing someone else takes ManageMembers.
         if self.user_id == principal.user_id && principal.role != GlobalRole::SuperAdmin {
-            ProjectAction::Leave
+            Check::Member(ProjectAction::Leave)
         } else {
-            ProjectAction::ManageMembers
+            Check::Member(ProjectAction::ManageMembers)
         }
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     items::{check_visible, live_item, not_editable},
-    transition::{InProject, Transition},
+    transition::{Check, InProject, Transition},
 };
 use crate::{
     authz::ProjectAction,
@@ -42,8 +42,8 @@ pub struct Submit {
 impl Transition for Submit {
     type Out = Vec<ItemView>;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::View
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<Vec<ItemView>, EngineError> {
@@ -106,8 +106,8 @@ pub struct ClaimReview;
 impl Transition for ClaimReview {
     type Out = Option<ItemRow>;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Review
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Review)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<Option<ItemRow>, EngineError> {
@@ -165,8 +165,8 @@ pub struct RenewReview {
 impl Transition for RenewReview {
     type Out = ItemRow;
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Review
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Review)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ItemRow, EngineError> {
@@ -192,8 +192,8 @@ pub struct SkipReview {
 impl Transition for SkipReview {
     type Out = ();
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Review
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Review)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
@@ -252,8 +252,8 @@ pub struct Decide {
 impl Transition for Decide {
     type Out = (ItemRow, DecisionRow);
 
-    fn action(&self, _: &Principal) -> ProjectAction {
-        ProjectAction::Review
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Review)
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<(ItemRow, DecisionRow), EngineError> {
@@ -269,7 +269,7 @@ async fn decide(
     let (id, now, me) = (at.id(), at.now, at.principal.user_id);
     // Stored settings were validated on write; a missing field falls back to its default.
     let settings: ProjectSettings =
-        serde_json::from_value(at.project().settings.0.clone()).unwrap_or_default();
+        serde_json::from_value(at.project()?.settings.0.clone()).unwrap_or_default();
     let tx = at.tx();
     let item = live_item(tx, id, item_id).await?;
     if item.contributor_id == me {

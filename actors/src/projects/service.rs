@@ -5,10 +5,12 @@ use crate::ErrorCode;
 use uuid::Uuid;
 
 use super::{
-    AuditQuery, AuditView, InvitationView, MemberView, ProjectMsg, ProjectView,
+    AuditQuery, AuditView, InvitationView, MemberView, ProjectView,
     handle::Projects,
-    invitations::{Invite, ResendInvitation, RevokeInvitation},
-    project::{ChangeRole, DeleteProject, RemoveMember, UpdateProject},
+    invitations::{AcceptInvitation, Invite, ResendInvitation, RevokeInvitation},
+    project::{
+        ChangeRole, CreateProject, DeleteProject, RemoveMember, RestoreProject, UpdateProject,
+    },
     transition::Transition,
 };
 use crate::{
@@ -114,18 +116,14 @@ impl Engine {
             Begin::Proceed(claim) => claim,
         };
         let id = Uuid::now_v7();
-        let (p, c, idempotency) = (principal.clone(), ctx.clone(), claim.clone());
+        let create = CreateProject {
+            name,
+            description,
+            settings,
+            idempotency: claim.clone(),
+        };
         let asked = self
-            .projects()
-            .ask(id, |reply| ProjectMsg::Create {
-                principal: p,
-                idempotency,
-                name,
-                description,
-                settings,
-                ctx: c,
-                reply,
-            })
+            .apply_in_project_tracked(id, principal, ctx, create)
             .await;
         let (result, maybe_written) = settle(asked);
         self.end_idempotent(&claim, maybe_written).await;
@@ -224,14 +222,8 @@ impl Engine {
         if !store::projects::exists(&self.deps.db, project_id).await? {
             return Err(EngineError::NotFound { what: "project" });
         }
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.projects()
-            .ask(project_id, |reply| ProjectMsg::Restore {
-                principal,
-                ctx,
-                reply,
-            })
-            .await?
+        self.apply_in_project(project_id, principal, ctx, RestoreProject)
+            .await
     }
 
     pub async fn project_members(
@@ -444,16 +436,8 @@ impl Engine {
         let invitation = store::invitations::find_by_hash(&self.deps.db, &token_hash)
             .await?
             .ok_or_else(not_found)?;
-        let (principal, ctx) = (principal.clone(), ctx.clone());
-        self.projects()
-            .ask(invitation.project_id, |reply| {
-                ProjectMsg::AcceptInvitation {
-                    principal,
-                    token_hash,
-                    ctx,
-                    reply,
-                }
-            })
-            .await?
+        let accept = AcceptInvitation { token_hash };
+        self.apply_in_project(invitation.project_id, principal, ctx, accept)
+            .await
     }
 }

@@ -24,21 +24,32 @@ use crate::{
     store::{self, Tx, audit::AuditEntry, projects::ProjectRow},
 };
 
-/// One transition of a live project.
+/// One transition of a project.
 pub trait Transition: Send + Sized + 'static {
     /// What the caller gets once the transition has committed.
     type Out: Send + 'static;
 
-    /// The right the caller needs in the project, checked by the actor before `apply`.
-    /// A transition that also depends on the object (its own item or someone else's)
-    /// asks for the least here and checks the rest with [`InProject::authorize`].
-    fn action(&self, principal: &Principal) -> ProjectAction;
+    /// Who checks the project and the caller before `apply`.
+    fn check(&self, principal: &Principal) -> Check;
 
     /// Write the transition through `at` (its change is the only way to write).
     fn apply(
         self,
         at: &mut InProject<'_>,
     ) -> impl Future<Output = Result<Self::Out, EngineError>> + Send;
+}
+
+/// What the actor checks before a transition runs.
+pub enum Check {
+    /// The project is live and the caller may do this there (checked once, inside the
+    /// change, against the permission matrix). A transition that also depends on the
+    /// object (its own item or someone else's) asks for the least here and checks the
+    /// rest with [`InProject::authorize`].
+    Member(ProjectAction),
+    /// The transition checks the project and its caller itself: creating a project (there
+    /// is none yet), restoring one (it is deleted), joining one (the caller is not a
+    /// member yet).
+    Itself,
 }
 
 /// What a transition sees and writes through: the change it belongs to, the project
@@ -57,11 +68,15 @@ pub struct InProject<'a> {
 
 impl InProject<'_> {
     pub fn id(&self) -> Uuid {
-        self.opened.project.id
+        self.opened.id
     }
 
-    pub fn project(&self) -> &ProjectRow {
-        &self.opened.project
+    /// The project, live or deleted; 404 when there is none (yet).
+    pub fn project(&self) -> Result<&ProjectRow, EngineError> {
+        self.opened
+            .project
+            .as_ref()
+            .ok_or(EngineError::NotFound { what: "project" })
     }
 
     /// The transaction, for the store's functions.
@@ -200,8 +215,10 @@ impl<T: Transition> Pending for Envelope<T> {
             } = *self;
             let started = std::time::Instant::now();
             let result = async {
-                let action = command.action(&principal);
-                let role = opened.authorize(change, &principal, action).await?;
+                let role = match command.check(&principal) {
+                    Check::Member(action) => opened.authorize(change, &principal, action).await?,
+                    Check::Itself => opened.role(change, &principal).await?,
+                };
                 let mut at = InProject {
                     change,
                     opened,
