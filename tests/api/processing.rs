@@ -497,6 +497,35 @@ async fn gated_document_ai(gate: std::sync::Arc<Gate>) -> String {
     format!("http://{addr}")
 }
 
+/// A server whose Document AI is the gated fake; the gate, and the folder of the key file
+/// (kept while the server runs). Leases outlast the test's clock, which runs faster than
+/// time.
+async fn app_with_gated_document_ai(
+    builder: TestAppBuilder,
+) -> (TestApp, std::sync::Arc<Gate>, tempfile::TempDir) {
+    let gate = std::sync::Arc::new(Gate::default());
+    let google = gated_document_ai(gate.clone()).await;
+    let keys = tempfile::TempDir::new().unwrap();
+    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
+    let app = builder
+        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
+        .var(
+            "DOCUMENT_AI_PROCESSOR",
+            "projects/p/locations/eu/processors/ocr1",
+        )
+        .var("DOCUMENT_AI_ENDPOINT", google)
+        .var("JOB_LEASE_SECONDS", "86400")
+        .spawn()
+        .await;
+    (app, gate, keys)
+}
+
+/// Let every call the gate holds (and any later one) answer.
+fn open(gate: &Gate) {
+    *gate.open.lock().unwrap() = true;
+    gate.opened.notify_waiters();
+}
+
 /// Waits (moving the server's clock on) until the gate holds `n` calls; their markers.
 async fn held(app: &TestApp, gate: &Gate, n: usize) -> Vec<u8> {
     for _ in 0..600 {
@@ -513,22 +542,9 @@ async fn held(app: &TestApp, gate: &Gate, n: usize) -> Vec<u8> {
 /// Issue 13 Medium 6: OCR runs in its own lane (`ocr_image`), so scans that hold every
 /// OCR worker do not hold up a text file; and one project cannot hold every OCR worker.
 async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: Backend) {
-    let gate = std::sync::Arc::new(Gate::default());
-    let google = gated_document_ai(gate.clone()).await;
-    let keys = tempfile::TempDir::new().unwrap();
-    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
-    let app = TestAppBuilder::new(backend)
-        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
-        .var(
-            "DOCUMENT_AI_PROCESSOR",
-            "projects/p/locations/eu/processors/ocr1",
-        )
-        .var("DOCUMENT_AI_ENDPOINT", google)
-        .var("JOB_CONCURRENCY_OCR", "2")
-        // The test moves the server's clock faster than time: leases must outlast it.
-        .var("JOB_LEASE_SECONDS", "86400")
-        .spawn()
-        .await;
+    let (app, gate, _keys) =
+        app_with_gated_document_ai(TestAppBuilder::new(backend).var("JOB_CONCURRENCY_OCR", "2"))
+            .await;
     let owner = app.signed_up_user("owner@example.org").await;
     let busy = create_project(&app, &owner, "Busy").await;
     let other = create_project(&app, &owner, "Other").await;
@@ -598,8 +614,7 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
         assert_eq!(item["status"], "processing", "{item}");
     }
 
-    *gate.open.lock().unwrap() = true;
-    gate.opened.notify_waiters();
+    open(&gate);
     for id in &scans {
         let item = settled(&app, &owner, "/api/documents", id).await;
         assert_eq!(item["status"], "ready", "{item}");
@@ -611,21 +626,7 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
 /// is applied by the project's actor, which finds the item gone, and the job is done
 /// all the same (in the same commit that would have recorded the text).
 async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Backend) {
-    let gate = std::sync::Arc::new(Gate::default());
-    let google = gated_document_ai(gate.clone()).await;
-    let keys = tempfile::TempDir::new().unwrap();
-    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
-    let app = TestAppBuilder::new(backend)
-        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
-        .var(
-            "DOCUMENT_AI_PROCESSOR",
-            "projects/p/locations/eu/processors/ocr1",
-        )
-        .var("DOCUMENT_AI_ENDPOINT", google)
-        // The test moves the server's clock faster than time: leases must outlast it.
-        .var("JOB_LEASE_SECONDS", "86400")
-        .spawn()
-        .await;
+    let (app, gate, _keys) = app_with_gated_document_ai(TestAppBuilder::new(backend)).await;
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Gone").await;
     let mut png = crate::google::png();
@@ -657,8 +658,7 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 
-    *gate.open.lock().unwrap() = true;
-    gate.opened.notify_waiters();
+    open(&gate);
     let db = app.db().await;
     let mut state = String::new();
     for _ in 0..600 {
@@ -684,20 +684,7 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
 /// its items are kept for a restore, so the outcome is recorded, and after the restore
 /// the item is ready (not stuck `processing`).
 async fn processing_goes_on_while_its_project_is_deleted(backend: Backend) {
-    let gate = std::sync::Arc::new(Gate::default());
-    let google = gated_document_ai(gate.clone()).await;
-    let keys = tempfile::TempDir::new().unwrap();
-    let key = crate::google::key_file(keys.path(), &format!("{google}/token"));
-    let app = TestAppBuilder::new(backend)
-        .var("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())
-        .var(
-            "DOCUMENT_AI_PROCESSOR",
-            "projects/p/locations/eu/processors/ocr1",
-        )
-        .var("DOCUMENT_AI_ENDPOINT", google)
-        .var("JOB_LEASE_SECONDS", "86400")
-        .spawn()
-        .await;
+    let (app, gate, _keys) = app_with_gated_document_ai(TestAppBuilder::new(backend)).await;
     let root = app.super_admin("root@example.org").await;
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Paused").await;
@@ -723,8 +710,7 @@ async fn processing_goes_on_while_its_project_is_deleted(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 
-    *gate.open.lock().unwrap() = true;
-    gate.opened.notify_waiters();
+    open(&gate);
     let db = app.db().await;
     let item_id = id.parse().unwrap();
     let mut texts = Vec::new();

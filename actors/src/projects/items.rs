@@ -194,20 +194,7 @@ impl Transition for EditText {
         if !store::items::set_status(at.tx(), item_id, &from, to, None, None, now).await? {
             return Err(not_editable(&item.status));
         }
-        let row = TextRow {
-            id: Uuid::now_v7(),
-            item_id,
-            revision: 0,
-            source: "human".into(),
-            engine: None,
-            author_id: Some(at.principal.user_id),
-            job_id: None,
-            text: self.text,
-            pages: None,
-            words: None,
-            confidence: None,
-            created_at: now,
-        };
+        let row = TextRow::human(item_id, at.principal.user_id, self.text, now);
         store::texts::add_revision(at.tx(), &row).await?;
         at.audit(
             "item.text_edited",

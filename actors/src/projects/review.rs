@@ -414,20 +414,7 @@ async fn add_reviewer_text(
     text: &str,
     now: DateTime<Utc>,
 ) -> Result<i32, EngineError> {
-    let row = TextRow {
-        id: Uuid::now_v7(),
-        item_id,
-        revision: 0,
-        source: "human".into(),
-        engine: None,
-        author_id: Some(reviewer),
-        job_id: None,
-        text: text.to_owned(),
-        pages: None,
-        words: None,
-        confidence: None,
-        created_at: now,
-    };
+    let row = TextRow::human(item_id, reviewer, text.to_owned(), now);
     store::texts::add_revision(tx, &row).await?;
     Ok(store::texts::latest_revision(tx, item_id)
         .await?

@@ -26,6 +26,26 @@ pub struct TextRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl TextRow {
+    /// A person's revision of an item's text (its number is given when it is added).
+    pub fn human(item_id: Uuid, author: Uuid, text: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            item_id,
+            revision: 0,
+            source: "human".into(),
+            engine: None,
+            author_id: Some(author),
+            job_id: None,
+            text,
+            pages: None,
+            words: None,
+            confidence: None,
+            created_at: now,
+        }
+    }
+}
+
 /// Add the next revision of an item's text. A machine revision carries its job id:
 /// when that job already left a revision (it ran twice), nothing is added and false
 /// is returned.
