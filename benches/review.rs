@@ -476,8 +476,9 @@ async fn join(
     let path = verify
         .strip_prefix(PUBLIC_URL)
         .ok_or_else(|| anyhow!("verification link {verify} is not under {PUBLIC_URL}"))?;
-    // The link is the frontend's page; it calls the API with the token.
-    let path = format!("/api{path}");
+    // The link is the frontend's page (`/verify-email?token=…`); it calls the API's
+    // `/api/auth/verify-email` with the token.
+    let path = format!("/api/auth{path}");
     http.ok(Method::GET, &path, None, None).await?;
     let token = http.login(email).await?;
     let invitation = server.mail_link(email, "invitations/accept").await?;

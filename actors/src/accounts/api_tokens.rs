@@ -7,13 +7,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit;
+use super::transition::{AccountTransition, InAccounts};
 use crate::{
     auth::secret_token,
-    context::{RequestContext, TokenScope},
-    deps::Deps,
+    context::TokenScope,
     error::EngineError,
-    jobs::{MailJob, enqueue_mail},
+    jobs::MailJob,
     store::{self, api_tokens::ApiTokenRow},
 };
 
@@ -70,97 +69,100 @@ pub fn scope_of(scopes: &str) -> TokenScope {
     }
 }
 
-pub(super) async fn create(
-    deps: &Deps,
-    user_id: Uuid,
-    name: &str,
-    scope: TokenScope,
-    expires_at: Option<DateTime<Utc>>,
-    ctx: &RequestContext,
-) -> Result<CreatedToken, EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    if store::api_tokens::count_live(&mut tx, user_id, now).await? >= MAX_TOKENS_PER_USER {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::TooManyTokens,
-            message: format!(
-                "an account may hold {MAX_TOKENS_PER_USER} tokens; revoke one you no longer use"
-            ),
-        });
-    }
-    let (raw, _) = secret_token::generate();
-    let secret = format!("{TOKEN_PREFIX}{raw}");
-    let row = ApiTokenRow {
-        id: Uuid::now_v7(),
-        user_id,
-        name: name.to_owned(),
-        prefix: secret.chars().take(TOKEN_PREFIX.len() + 6).collect(),
-        scopes: scopes_str(scope).into(),
-        created_at: now,
-        expires_at,
-        last_used_at: None,
-        revoked_at: None,
-    };
-    store::api_tokens::insert(&mut tx, &row, &secret_token::hash(&secret)).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "api_token.created",
-        user_id,
-        json!({"token_id": row.id, "name": row.name, "scopes": row.scopes, "expires_at": expires_at}),
-    )
-    .await?;
-    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
-        let access = match scope {
-            TokenScope::Read => "read",
-            TokenScope::Write => "read and change",
-        };
-        let mail = MailJob {
-            to: user.email,
-            subject: "A personal access token was created for your Alta Data account".into(),
-            text: format!(
-                "Hello,\n\nA personal access token named \"{}\" was just created for your \
-                 Alta Data account; it can {access} your data without a password.\n\nIf this \
-                 was not you, revoke it under your account's tokens, reset your password at \
-                 {}/forgot-password (which revokes every token), and tell your project \
-                 administrator.\n",
-                row.name, deps.config.public_url
-            ),
-            template: "api_token_created".into(),
-        };
-        enqueue_mail(deps, &mut tx, mail).await?;
-    }
-    tx.commit().await?;
-    deps.job_waker.notify_waiters();
-    Ok(CreatedToken {
-        token: row.into(),
-        secret,
-    })
+/// A new personal access token, and a notice to its owner.
+pub(super) struct CreateApiToken {
+    pub user_id: Uuid,
+    pub name: String,
+    pub scope: TokenScope,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub(super) async fn revoke(
-    deps: &Deps,
-    user_id: Uuid,
-    token_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    if !store::api_tokens::revoke(&mut tx, token_id, user_id, now).await? {
-        return Err(EngineError::NotFound { what: "token" });
+impl AccountTransition for CreateApiToken {
+    type Out = CreatedToken;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<CreatedToken, EngineError> {
+        let CreateApiToken {
+            user_id,
+            name,
+            scope,
+            expires_at,
+        } = self;
+        let now = at.now;
+        if store::api_tokens::count_live(at.tx(), user_id, now).await? >= MAX_TOKENS_PER_USER {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::TooManyTokens,
+                message: format!(
+                    "an account may hold {MAX_TOKENS_PER_USER} tokens; revoke one you no longer use"
+                ),
+            });
+        }
+        let (raw, _) = secret_token::generate();
+        let secret = format!("{TOKEN_PREFIX}{raw}");
+        let row = ApiTokenRow {
+            id: Uuid::now_v7(),
+            user_id,
+            name,
+            prefix: secret.chars().take(TOKEN_PREFIX.len() + 6).collect(),
+            scopes: scopes_str(scope).into(),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        store::api_tokens::insert(at.tx(), &row, &secret_token::hash(&secret)).await?;
+        at.audit(
+            Some(user_id),
+            "api_token.created",
+            user_id,
+            json!({"token_id": row.id, "name": row.name, "scopes": row.scopes, "expires_at": expires_at}),
+        )
+        .await?;
+        if let Some(user) = store::users::find_by_id_tx(at.tx(), user_id).await? {
+            let access = match scope {
+                TokenScope::Read => "read",
+                TokenScope::Write => "read and change",
+            };
+            let mail = MailJob {
+                to: user.email,
+                subject: "A personal access token was created for your Alta Data account".into(),
+                text: format!(
+                    "Hello,\n\nA personal access token named \"{}\" was just created for your \
+                     Alta Data account; it can {access} your data without a password.\n\nIf \
+                     this was not you, revoke it under your account's tokens, reset your \
+                     password at {}/forgot-password (which revokes every token), and tell your \
+                     project administrator.\n",
+                    row.name, at.deps.config.public_url
+                ),
+                template: "api_token_created".into(),
+            };
+            at.enqueue_mail(mail).await?;
+        }
+        Ok(CreatedToken {
+            token: row.into(),
+            secret,
+        })
     }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "api_token.revoked",
-        user_id,
-        json!({"token_id": token_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+}
+
+pub(super) struct RevokeApiToken {
+    pub user_id: Uuid,
+    pub token_id: Uuid,
+}
+
+impl AccountTransition for RevokeApiToken {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        let (user_id, token_id, now) = (self.user_id, self.token_id, at.now);
+        if !store::api_tokens::revoke(at.tx(), token_id, user_id, now).await? {
+            return Err(EngineError::NotFound { what: "token" });
+        }
+        at.audit(
+            Some(user_id),
+            "api_token.revoked",
+            user_id,
+            json!({"token_id": token_id}),
+        )
+        .await
+    }
 }

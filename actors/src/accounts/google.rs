@@ -15,18 +15,19 @@
 //!    transaction: the same tokens as a password login.
 
 use crate::ErrorCode;
-use ractor::RpcReplyPort;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AccountsMsg, Tokens, audit, sessions};
+use super::{
+    Tokens, sessions,
+    transition::{AccountTransition, InAccounts},
+};
 use crate::{
     auth::{
         oidc::{CodeExchange, Expected, GoogleSignInConfig, IdClaims, OidcError, OidcProvider},
         secret_token,
     },
     context::RequestContext,
-    deps::Deps,
     domain::{Email, FullName},
     engine::Engine,
     error::EngineError,
@@ -46,34 +47,6 @@ pub const BINDING_COOKIE: &str = "alta_google_signin";
 pub const STATE_TTL_SECS: i64 = 600;
 /// How long the frontend has to exchange the one-time code.
 pub const CODE_TTL_SECS: i64 = 60;
-
-/// The accounts actor's part: every transition of a Google sign-in.
-pub enum GoogleMsg {
-    /// Keep a started sign-in's state.
-    SaveState {
-        row: LoginStateRow,
-        reply: RpcReplyPort<Result<(), EngineError>>,
-    },
-    /// Spend a sign-in's state (the browser's binding must match); its nonce and verifier.
-    ConsumeState {
-        state_hash: String,
-        browser_hash: String,
-        ctx: RequestContext,
-        reply: RpcReplyPort<Result<PendingSignIn, EngineError>>,
-    },
-    /// Sign in, link or create the account of verified claims; a one-time login code.
-    Complete {
-        claims: IdClaims,
-        ctx: RequestContext,
-        reply: RpcReplyPort<Result<String, EngineError>>,
-    },
-    /// Spend a one-time login code and open a session.
-    Exchange {
-        code: String,
-        ctx: RequestContext,
-        reply: RpcReplyPort<Result<Tokens, EngineError>>,
-    },
-}
 
 /// What the server kept for a sign-in, handed back once.
 #[derive(Debug, Clone)]
@@ -274,10 +247,7 @@ impl Engine {
             expires_at: now + chrono::Duration::seconds(STATE_TTL_SECS),
             used_at: None,
         };
-        self.ask(&self.accounts()?, |reply| {
-            AccountsMsg::Google(GoogleMsg::SaveState { row, reply })
-        })
-        .await??;
+        self.apply_in_accounts(SaveState { row }, ctx).await?;
         Ok(GoogleLoginStart {
             location,
             browser_binding,
@@ -351,17 +321,11 @@ impl Engine {
             )
         })?;
         let (state_hash, browser_hash) = (secret_token::hash(&state), secret_token::hash(&binding));
-        let ctx_owned = ctx.clone();
-        let pending = self
-            .ask(&self.accounts()?, |reply| {
-                AccountsMsg::Google(GoogleMsg::ConsumeState {
-                    state_hash,
-                    browser_hash,
-                    ctx: ctx_owned,
-                    reply,
-                })
-            })
-            .await??;
+        let consume = ConsumeState {
+            state_hash,
+            browser_hash,
+        };
+        let pending = self.apply_in_accounts(consume, ctx).await?;
         let discovery = g
             .provider
             .discovery(&g.issuer)
@@ -396,11 +360,7 @@ impl Engine {
             )
             .await
             .map_err(provider_failure)?;
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| {
-            AccountsMsg::Google(GoogleMsg::Complete { claims, ctx, reply })
-        })
-        .await?
+        self.apply_in_accounts(Complete { claims }, ctx).await
     }
 
     /// Exchange the one-time code of a Google sign-in for tokens (a new session).
@@ -424,147 +384,129 @@ impl Engine {
         if code.is_empty() || code.len() > 128 {
             return Err(invalid_login_code());
         }
-        let (code, ctx) = (code.to_owned(), ctx.clone());
-        self.ask(&self.accounts()?, |reply| {
-            AccountsMsg::Google(GoogleMsg::Exchange { code, ctx, reply })
+        let code = code.to_owned();
+        self.apply_in_accounts(Exchange { code }, ctx).await
+    }
+}
+
+/// Keep a started sign-in's state. It belongs to no account yet: kept, not audited (its
+/// use is).
+struct SaveState {
+    row: LoginStateRow,
+}
+
+impl AccountTransition for SaveState {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        store::google::insert_state(at.tx(), &self.row).await?;
+        Ok(())
+    }
+}
+
+/// Spend a sign-in's state (the browser's binding must match); its nonce and verifier.
+struct ConsumeState {
+    state_hash: String,
+    browser_hash: String,
+}
+
+impl AccountTransition for ConsumeState {
+    type Out = PendingSignIn;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<PendingSignIn, EngineError> {
+        let now = at.now;
+        let row = store::google::find_state(at.tx(), &self.state_hash)
+            .await?
+            .ok_or_else(invalid_state)?;
+        // Another browser's callback (login CSRF), a replay or a late one change nothing.
+        if row.used_at.is_some() || row.expires_at <= now || row.browser_hash != self.browser_hash {
+            return Err(invalid_state());
+        }
+        if !store::google::use_state(at.tx(), &self.state_hash, now).await? {
+            return Err(invalid_state());
+        }
+        at.audit_entry(AuditEntry {
+            actor_id: None,
+            action: "google.signin_state_used",
+            target_type: "oidc_login",
+            target_id: Some(row.id.to_string()),
+            project_id: None,
+            details: json!({"started_at": row.created_at}),
         })
-        .await?
+        .await?;
+        Ok(PendingSignIn {
+            nonce: row.nonce,
+            pkce_verifier: row.pkce_verifier,
+        })
     }
 }
 
-/// The accounts actor's handling of a [`GoogleMsg`].
-pub(super) async fn handle(deps: &Deps, msg: GoogleMsg) {
-    match msg {
-        GoogleMsg::SaveState { row, reply } => {
-            let _ = reply.send(save_state(deps, &row).await);
-        }
-        GoogleMsg::ConsumeState {
-            state_hash,
-            browser_hash,
-            ctx,
-            reply,
-        } => {
-            let _ = reply.send(consume_state(deps, &state_hash, &browser_hash, &ctx).await);
-        }
-        GoogleMsg::Complete { claims, ctx, reply } => {
-            let _ = reply.send(complete(deps, &claims, &ctx).await);
-        }
-        GoogleMsg::Exchange { code, ctx, reply } => {
-            let _ = reply.send(exchange(deps, &code, &ctx).await);
-        }
-    }
+/// Sign in, link or create the account of verified claims, and issue a one-time login
+/// code.
+struct Complete {
+    claims: IdClaims,
 }
 
-/// A started sign-in belongs to no account yet: kept, not audited (its use is).
-async fn save_state(deps: &Deps, row: &LoginStateRow) -> Result<(), EngineError> {
-    let mut tx = deps.db.begin().await?;
-    store::google::insert_state(&mut tx, row).await?;
-    tx.commit().await?;
-    Ok(())
-}
+impl AccountTransition for Complete {
+    type Out = String;
 
-async fn consume_state(
-    deps: &Deps,
-    state_hash: &str,
-    browser_hash: &str,
-    ctx: &RequestContext,
-) -> Result<PendingSignIn, EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    let row = store::google::find_state(&mut tx, state_hash)
-        .await?
-        .ok_or_else(invalid_state)?;
-    // Another browser's callback (login CSRF), a replay or a late one change nothing.
-    if row.used_at.is_some() || row.expires_at <= now || row.browser_hash != browser_hash {
-        return Err(invalid_state());
-    }
-    if !store::google::use_state(&mut tx, state_hash, now).await? {
-        return Err(invalid_state());
-    }
-    let entry = AuditEntry {
-        actor_id: None,
-        action: "google.signin_state_used",
-        target_type: "oidc_login",
-        target_id: Some(row.id.to_string()),
-        project_id: None,
-        details: json!({"started_at": row.created_at}),
-    };
-    store::audit::record(&mut tx, entry, ctx, now).await?;
-    tx.commit().await?;
-    Ok(PendingSignIn {
-        nonce: row.nonce,
-        pkce_verifier: row.pkce_verifier,
-    })
-}
-
-/// Sign in, link or create the account of verified claims, and issue a login code.
-async fn complete(
-    deps: &Deps,
-    claims: &IdClaims,
-    ctx: &RequestContext,
-) -> Result<String, EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    let linked =
-        match store::google::find_identity(&mut tx, &claims.issuer, &claims.subject).await? {
-            Some(identity) => match store::users::find_by_id_tx(&mut tx, identity.user_id).await? {
-                Some(user) => Some((identity, user)),
-                None => {
-                    // Its account was deleted: the identity is free to be linked afresh.
-                    store::google::delete_identity(&mut tx, identity.id).await?;
-                    None
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<String, EngineError> {
+        let (claims, now) = (&self.claims, at.now);
+        let linked =
+            match store::google::find_identity(at.tx(), &claims.issuer, &claims.subject).await? {
+                Some(identity) => {
+                    match store::users::find_by_id_tx(at.tx(), identity.user_id).await? {
+                        Some(user) => Some((identity, user)),
+                        None => {
+                            // Its account was deleted: the identity is free to be linked
+                            // afresh.
+                            store::google::delete_identity(at.tx(), identity.id).await?;
+                            None
+                        }
+                    }
                 }
-            },
-            None => None,
-        };
-    let user_id = match linked {
-        Some((identity, user)) => {
-            if user.disabled_at.is_some() {
-                return Err(account_disabled());
+                None => None,
+            };
+        let user_id = match linked {
+            Some((identity, user)) => {
+                if user.disabled_at.is_some() {
+                    return Err(account_disabled());
+                }
+                let email = claims.email.as_deref().unwrap_or(&identity.email);
+                store::google::touch_identity(at.tx(), identity.id, email, now).await?;
+                user.id
             }
-            let email = claims.email.as_deref().unwrap_or(&identity.email);
-            store::google::touch_identity(&mut tx, identity.id, email, now).await?;
-            user.id
-        }
-        None => link_or_create(deps, &mut tx, claims, ctx).await?,
-    };
-    let (code, code_hash) = secret_token::generate();
-    let row = LoginCodeRow {
-        id: Uuid::now_v7(),
-        code_hash,
-        user_id,
-        method: METHOD.into(),
-        created_at: now,
-        expires_at: now + chrono::Duration::seconds(CODE_TTL_SECS),
-        used_at: None,
-        session_id: None,
-    };
-    store::google::insert_code(&mut tx, &row).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "user.login_code_issued",
-        user_id,
-        json!({"method": METHOD, "code_id": row.id}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(code)
+            None => link_or_create(at, claims).await?,
+        };
+        let (code, code_hash) = secret_token::generate();
+        let row = LoginCodeRow {
+            id: Uuid::now_v7(),
+            code_hash,
+            user_id,
+            method: METHOD.into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(CODE_TTL_SECS),
+            used_at: None,
+            session_id: None,
+        };
+        store::google::insert_code(at.tx(), &row).await?;
+        at.audit(
+            Some(user_id),
+            "user.login_code_issued",
+            user_id,
+            json!({"method": METHOD, "code_id": row.id}),
+        )
+        .await?;
+        Ok(code)
+    }
 }
 
 /// No account is linked to the identity: link the account with its (verified) email,
 /// or create one. Linking needs both sides verified: the provider's `email_verified`,
 /// and the local account's confirmed address (else whoever registered the address
 /// first, without owning it, would get the Google user's sign-ins: pre-account takeover).
-async fn link_or_create(
-    deps: &Deps,
-    tx: &mut store::Tx,
-    claims: &IdClaims,
-    ctx: &RequestContext,
-) -> Result<Uuid, EngineError> {
-    let now = deps.clock.now();
+async fn link_or_create(at: &mut InAccounts<'_>, claims: &IdClaims) -> Result<Uuid, EngineError> {
+    let now = at.now;
     if !claims.email_verified {
         return Err(EngineError::Refused {
             code: ErrorCode::GoogleEmailNotVerified,
@@ -581,7 +523,7 @@ async fn link_or_create(
         created_at: now,
         last_login_at: now,
     };
-    match store::users::find_by_email_tx(tx, email.as_str()).await? {
+    match store::users::find_by_email_tx(at.tx(), email.as_str()).await? {
         Some(user) => {
             if !user.email_verified {
                 return Err(EngineError::Refused {
@@ -596,11 +538,8 @@ async fn link_or_create(
                 return Err(account_disabled());
             }
             let row = identity(user.id);
-            store::google::insert_identity(tx, &row).await?;
-            audit(
-                tx,
-                deps,
-                ctx,
+            store::google::insert_identity(at.tx(), &row).await?;
+            at.audit(
                 Some(user.id),
                 "user.identity_linked",
                 user.id,
@@ -614,7 +553,7 @@ async fn link_or_create(
             let user_id = Uuid::now_v7();
             let full_name = claims.name.as_deref().and_then(|n| FullName::parse(n).ok());
             store::google::insert_user(
-                tx,
+                at.tx(),
                 user_id,
                 email.as_str(),
                 full_name.as_ref().map(FullName::as_str),
@@ -622,11 +561,8 @@ async fn link_or_create(
             )
             .await?;
             let row = identity(user_id);
-            store::google::insert_identity(tx, &row).await?;
-            audit(
-                tx,
-                deps,
-                ctx,
+            store::google::insert_identity(at.tx(), &row).await?;
+            at.audit(
                 Some(user_id),
                 "user.registered",
                 user_id,
@@ -640,59 +576,59 @@ async fn link_or_create(
 }
 
 /// Spend a one-time login code and open the session, in one transaction.
-async fn exchange(deps: &Deps, code: &str, ctx: &RequestContext) -> Result<Tokens, EngineError> {
-    let now = deps.clock.now();
-    let code_hash = secret_token::hash(code);
-    let mut tx = deps.db.begin().await?;
-    let row = store::google::find_code(&mut tx, &code_hash)
-        .await?
-        .ok_or_else(invalid_login_code)?;
-    if row.used_at.is_some() {
-        // Presented again: whoever has a copy may have used it first. End the session it
-        // opened (RFC 6749 §4.1.2 asks the same of a reused authorization code).
-        if let Some(session) = row.session_id
-            && store::sessions::revoke(&mut tx, session, "login_code_reused", now).await?
-        {
-            audit(
-                &mut tx,
-                deps,
-                ctx,
-                None,
-                "session.login_code_reused",
-                row.user_id,
-                json!({"session_id": session, "code_id": row.id}),
-            )
-            .await?;
-            tx.commit().await?;
+struct Exchange {
+    code: String,
+}
+
+impl AccountTransition for Exchange {
+    type Out = Tokens;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<Tokens, EngineError> {
+        let now = at.now;
+        let code_hash = secret_token::hash(&self.code);
+        let row = store::google::find_code(at.tx(), &code_hash)
+            .await?
+            .ok_or_else(invalid_login_code)?;
+        if row.used_at.is_some() {
+            // Presented again: whoever has a copy may have used it first. End the session
+            // it opened (RFC 6749 §4.1.2 asks the same of a reused authorization code).
+            if let Some(session) = row.session_id
+                && store::sessions::revoke(at.tx(), session, "login_code_reused", now).await?
+            {
+                at.audit(
+                    None,
+                    "session.login_code_reused",
+                    row.user_id,
+                    json!({"session_id": session, "code_id": row.id}),
+                )
+                .await?;
+                at.keep_so_far().await?;
+            }
+            return Err(invalid_login_code());
         }
-        return Err(invalid_login_code());
+        if row.expires_at <= now {
+            return Err(invalid_login_code());
+        }
+        let user = store::users::find_by_id_tx(at.tx(), row.user_id)
+            .await?
+            .ok_or_else(invalid_login_code)?;
+        if user.disabled_at.is_some() {
+            return Err(account_disabled());
+        }
+        if !store::google::use_code(at.tx(), &code_hash, now).await? {
+            return Err(invalid_login_code());
+        }
+        at.audit(
+            Some(user.id),
+            "user.login_code_used",
+            user.id,
+            json!({"method": METHOD, "code_id": row.id}),
+        )
+        .await?;
+        let tokens = sessions::start_in(at, user.id, METHOD).await?;
+        store::google::set_code_session(at.tx(), &code_hash, tokens.session_id).await?;
+        Ok(tokens)
     }
-    if row.expires_at <= now {
-        return Err(invalid_login_code());
-    }
-    let user = store::users::find_by_id_tx(&mut tx, row.user_id)
-        .await?
-        .ok_or_else(invalid_login_code)?;
-    if user.disabled_at.is_some() {
-        return Err(account_disabled());
-    }
-    if !store::google::use_code(&mut tx, &code_hash, now).await? {
-        return Err(invalid_login_code());
-    }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user.id),
-        "user.login_code_used",
-        user.id,
-        json!({"method": METHOD, "code_id": row.id}),
-    )
-    .await?;
-    let tokens = sessions::start_in(&mut tx, deps, user.id, METHOD, ctx).await?;
-    store::google::set_code_session(&mut tx, &code_hash, tokens.session_id).await?;
-    tx.commit().await?;
-    Ok(tokens)
 }
 
 #[cfg(test)]

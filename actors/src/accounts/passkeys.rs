@@ -24,7 +24,12 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
-use super::{AccountsMsg, Tokens, audit, service::require_session, sessions};
+use super::{
+    Tokens,
+    service::require_session,
+    sessions,
+    transition::{AccountTransition, InAccounts},
+};
 use crate::{
     config::WebauthnConfig,
     context::{Principal, RequestContext},
@@ -32,7 +37,7 @@ use crate::{
     domain::Email,
     engine::Engine,
     error::EngineError,
-    jobs::{MailJob, enqueue_mail},
+    jobs::MailJob,
     metrics as m,
     store::{
         self,
@@ -188,9 +193,7 @@ impl Engine {
         require_session(principal)?;
         let recent = match principal.session_id {
             Some(id) => {
-                let mut tx = self.deps.db.begin().await?;
-                let session = store::sessions::find_tx(&mut tx, id).await?;
-                tx.commit().await?;
+                let session = store::sessions::find(&self.deps.db, id).await?;
                 session.is_some_and(|s| {
                     s.created_at
                         > self.deps.clock.now() - chrono::Duration::minutes(RECENT_SIGN_IN_MINUTES)
@@ -227,11 +230,16 @@ impl Engine {
             created_at: now,
             expires_at: now + chrono::Duration::seconds(CEREMONY_TTL_SECS),
         };
-        store::passkeys::insert_ceremony(&self.deps.db, &row).await?;
+        let (ceremony_id, expires_at) = (row.id, row.expires_at);
+        self.apply_in_accounts(
+            SaveCeremony { row },
+            &RequestContext::internal("passkey_ceremony"),
+        )
+        .await?;
         Ok(CeremonyStart {
-            ceremony_id: row.id,
+            ceremony_id,
             options,
-            expires_at: row.expires_at,
+            expires_at,
         })
     }
 
@@ -242,7 +250,9 @@ impl Engine {
         kind: &'static str,
         user_id: Option<Uuid>,
     ) -> Result<CeremonyState, EngineError> {
-        let row = store::passkeys::take_ceremony(&self.deps.db, id, kind, user_id)
+        let take = TakeCeremony { id, kind, user_id };
+        let row = self
+            .apply_in_accounts(take, &RequestContext::internal("passkey_ceremony"))
             .await?
             .filter(|row| row.expires_at > self.deps.clock.now())
             .ok_or_else(invalid_ceremony)?;
@@ -333,16 +343,13 @@ impl Engine {
             return Err(invalid_ceremony());
         };
         let credential: RegisterPublicKeyCredential = parse_credential(credential)?;
-        let (user_id, ctx) = (principal.user_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::AddPasskey {
-            user_id,
+        let add = AddPasskey {
+            user_id: principal.user_id,
             name,
             state: Box::new(state),
             credential: Box::new(credential),
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(add, ctx).await
     }
 
     /// Start a passkey sign-in. With the email of an account that has passkeys, only
@@ -438,14 +445,11 @@ impl Engine {
             return Err(invalid_ceremony());
         }
         let credential: PublicKeyCredential = parse_credential(credential)?;
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::PasskeyLogin {
+        let login = PasskeyLogin {
             state: Box::new(state),
             credential: Box::new(credential),
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(login, ctx).await
     }
 
     /// `allowCredentials` for a sign-in with `email`: its real credential ids padded
@@ -512,15 +516,12 @@ impl Engine {
     ) -> Result<PasskeyView, EngineError> {
         require_session(principal)?;
         let name = valid_name(Some(name))?;
-        let (user_id, ctx) = (principal.user_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::RenamePasskey {
-            user_id,
+        let rename = RenamePasskey {
+            user_id: principal.user_id,
             passkey_id,
             name,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(rename, ctx).await
     }
 
     /// Remove one of the caller's passkeys (someone else's is 404).
@@ -531,14 +532,11 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         self.require_recent_sign_in(principal).await?;
-        let (user_id, ctx) = (principal.user_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::DeletePasskey {
-            user_id,
+        let delete = DeletePasskey {
+            user_id: principal.user_id,
             passkey_id,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(delete, ctx).await
     }
 }
 
@@ -556,159 +554,192 @@ fn rejected_registration(e: WebauthnError) -> EngineError {
     )
 }
 
+/// A ceremony begun: its state waits for the browser's answer. Not audited (its use is).
+struct SaveCeremony {
+    row: CeremonyRow,
+}
+
+impl AccountTransition for SaveCeremony {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        store::passkeys::insert_ceremony(at.tx(), &self.row).await?;
+        Ok(())
+    }
+}
+
+/// Take (delete) a ceremony for checking: it cannot be used again, whatever the outcome.
+struct TakeCeremony {
+    id: Uuid,
+    kind: &'static str,
+    user_id: Option<Uuid>,
+}
+
+impl AccountTransition for TakeCeremony {
+    type Out = Option<CeremonyRow>;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<Option<CeremonyRow>, EngineError> {
+        Ok(store::passkeys::take_ceremony(at.tx(), self.id, self.kind, self.user_id).await?)
+    }
+}
+
 /// Check the authenticator's answer to a registration and keep the passkey. A
 /// credential already registered to anyone is refused (webauthn-rs leaves that check
 /// to us).
-pub(super) async fn add(
-    deps: &Deps,
+struct AddPasskey {
     user_id: Uuid,
     name: String,
-    state: &PasskeyRegistration,
-    credential: &RegisterPublicKeyCredential,
-    ctx: &RequestContext,
-) -> Result<PasskeyView, EngineError> {
-    let passkey = rp(deps)?
-        .finish_passkey_registration(credential, state)
-        .map_err(rejected_registration)?;
-    let credential_id = credential_key(passkey.cred_id().as_ref());
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    let duplicate = || EngineError::Conflict {
-        code: ErrorCode::CredentialRegistered,
-        message: "this passkey is already registered".into(),
-    };
-    if store::passkeys::credential_exists(&mut tx, &credential_id).await? {
-        return Err(duplicate());
-    }
-    if store::passkeys::count_of_user(&mut tx, user_id).await? >= MAX_PASSKEYS_PER_USER {
-        return Err(EngineError::Conflict {
-            code: ErrorCode::TooManyPasskeys,
-            message: format!(
-                "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
-            ),
-        });
-    }
-    let row = PasskeyRow {
-        id: Uuid::now_v7(),
-        user_id,
-        credential_id,
-        name,
-        passkey: serde_json::to_string(&passkey)
-            .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?,
-        created_at: now,
-        last_used_at: None,
-    };
-    store::passkeys::insert(&mut tx, &row)
-        .await
-        .map_err(|e| match e {
-            store::StoreError::Conflict { .. } => duplicate(),
-            e => e.into(),
-        })?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "passkey.registered",
-        user_id,
-        json!({"passkey_id": row.id, "name": row.name}),
-    )
-    .await?;
-    if let Some(user) = store::users::find_by_id_tx(&mut tx, user_id).await? {
-        let mail = MailJob {
-            to: user.email,
-            subject: "A passkey was added to your Alta Data account".into(),
-            text: format!(
-                "Hello,\n\nA passkey named \"{}\" was just added to your Alta Data account; \
-                 it can sign you in without a password.\n\nIf this was not you, remove it \
-                 under your account's passkeys, reset your password at \
-                 {}/forgot-password, and tell your project administrator.\n",
-                row.name, deps.config.public_url
-            ),
-            template: "passkey_added".into(),
+    state: Box<PasskeyRegistration>,
+    credential: Box<RegisterPublicKeyCredential>,
+}
+
+impl AccountTransition for AddPasskey {
+    type Out = PasskeyView;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<PasskeyView, EngineError> {
+        let AddPasskey {
+            user_id,
+            name,
+            state,
+            credential,
+        } = self;
+        let passkey = rp(at.deps)?
+            .finish_passkey_registration(&credential, &state)
+            .map_err(rejected_registration)?;
+        let credential_id = credential_key(passkey.cred_id().as_ref());
+        let duplicate = || EngineError::Conflict {
+            code: ErrorCode::CredentialRegistered,
+            message: "this passkey is already registered".into(),
         };
-        enqueue_mail(deps, &mut tx, mail).await?;
+        if store::passkeys::credential_exists(at.tx(), &credential_id).await? {
+            return Err(duplicate());
+        }
+        if store::passkeys::count_of_user(at.tx(), user_id).await? >= MAX_PASSKEYS_PER_USER {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::TooManyPasskeys,
+                message: format!(
+                    "an account may hold {MAX_PASSKEYS_PER_USER} passkeys; remove one first"
+                ),
+            });
+        }
+        let row = PasskeyRow {
+            id: Uuid::now_v7(),
+            user_id,
+            credential_id,
+            name,
+            passkey: serde_json::to_string(&passkey)
+                .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?,
+            created_at: at.now,
+            last_used_at: None,
+        };
+        store::passkeys::insert(at.tx(), &row)
+            .await
+            .map_err(|e| match e {
+                store::StoreError::Conflict { .. } => duplicate(),
+                e => e.into(),
+            })?;
+        at.audit(
+            Some(user_id),
+            "passkey.registered",
+            user_id,
+            json!({"passkey_id": row.id, "name": row.name}),
+        )
+        .await?;
+        if let Some(user) = store::users::find_by_id_tx(at.tx(), user_id).await? {
+            let mail = MailJob {
+                to: user.email,
+                subject: "A passkey was added to your Alta Data account".into(),
+                text: format!(
+                    "Hello,\n\nA passkey named \"{}\" was just added to your Alta Data \
+                     account; it can sign you in without a password.\n\nIf this was not you, \
+                     remove it under your account's passkeys, reset your password at \
+                     {}/forgot-password, and tell your project administrator.\n",
+                    row.name, at.deps.config.public_url
+                ),
+                template: "passkey_added".into(),
+            };
+            at.enqueue_mail(mail).await?;
+        }
+        Ok(row.into())
     }
-    tx.commit().await?;
-    Ok(row.into())
 }
 
 /// Check a login answer against the stored passkey (signature, user verification,
 /// counter, backup flags), store the passkey's new counter and flags, and open a
 /// session: one transaction.
-pub(super) async fn login(
-    deps: &Deps,
-    state: CeremonyState,
-    credential: &PublicKeyCredential,
-    ctx: &RequestContext,
-) -> Result<Tokens, EngineError> {
-    let webauthn = rp(deps)?;
-    let credential_id = credential_key(credential.get_credential_id());
-    let mut tx = deps.db.begin().await?;
-    let row = store::passkeys::find_by_credential_tx(&mut tx, &credential_id)
-        .await?
-        .ok_or_else(login_rejected)?;
-    let mut passkey: Passkey = serde_json::from_str(&row.passkey)
-        .map_err(|e| EngineError::Internal(format!("stored passkey: {e}")))?;
-    let result = match state {
-        CeremonyState::Login(state) => webauthn.finish_passkey_authentication(credential, &state),
-        CeremonyState::Discoverable(state) => {
-            // The user handle the authenticator returns must name the passkey's owner.
-            match webauthn.identify_discoverable_authentication(credential) {
-                Ok((user, _)) if user == row.user_id => {
-                    webauthn.finish_discoverable_authentication_v2(credential, state, &passkey)
-                }
-                Ok(_) => Err(WebauthnError::InvalidUserUniqueId),
-                Err(e) => Err(e),
+struct PasskeyLogin {
+    state: Box<CeremonyState>,
+    credential: Box<PublicKeyCredential>,
+}
+
+impl AccountTransition for PasskeyLogin {
+    type Out = Tokens;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<Tokens, EngineError> {
+        let (credential, now) = (&*self.credential, at.now);
+        let webauthn = rp(at.deps)?;
+        let credential_id = credential_key(credential.get_credential_id());
+        let row = store::passkeys::find_by_credential_tx(at.tx(), &credential_id)
+            .await?
+            .ok_or_else(login_rejected)?;
+        let mut passkey: Passkey = serde_json::from_str(&row.passkey)
+            .map_err(|e| EngineError::Internal(format!("stored passkey: {e}")))?;
+        let result = match *self.state {
+            CeremonyState::Login(state) => {
+                webauthn.finish_passkey_authentication(credential, &state)
             }
+            CeremonyState::Discoverable(state) => {
+                // The user handle the authenticator returns must name the passkey's owner.
+                match webauthn.identify_discoverable_authentication(credential) {
+                    Ok((user, _)) if user == row.user_id => {
+                        webauthn.finish_discoverable_authentication_v2(credential, state, &passkey)
+                    }
+                    Ok(_) => Err(WebauthnError::InvalidUserUniqueId),
+                    Err(e) => Err(e),
+                }
+            }
+            CeremonyState::Register(_) => return Err(invalid_ceremony()),
         }
-        CeremonyState::Register(_) => return Err(invalid_ceremony()),
-    }
-    // A ceremony started with an email holds the passkeys as they were then; the
-    // counter must also have gone up from the one stored now.
-    .and_then(|result| {
-        let stored = stored_counter(&row.passkey);
-        if (result.counter() > 0 || stored > 0) && result.counter() <= stored {
-            Err(WebauthnError::CredentialPossibleCompromise)
-        } else {
-            Ok(result)
-        }
-    });
-    let now = deps.clock.now();
-    let result = match result {
-        Ok(result) => result,
-        Err(e) => {
-            // Worth an audit row: a cloned authenticator shows up as a counter that
-            // went back.
-            audit(
-                &mut tx,
-                deps,
-                ctx,
-                None,
-                "passkey.login_rejected",
-                row.user_id,
-                json!({"passkey_id": row.id, "reason": e.to_string()}),
-            )
-            .await?;
-            tx.commit().await?;
+        // A ceremony started with an email holds the passkeys as they were then; the
+        // counter must also have gone up from the one stored now.
+        .and_then(|result| {
+            let stored = stored_counter(&row.passkey);
+            if (result.counter() > 0 || stored > 0) && result.counter() <= stored {
+                Err(WebauthnError::CredentialPossibleCompromise)
+            } else {
+                Ok(result)
+            }
+        });
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => {
+                // Worth an audit row: a cloned authenticator shows up as a counter that
+                // went back.
+                at.audit(
+                    None,
+                    "passkey.login_rejected",
+                    row.user_id,
+                    json!({"passkey_id": row.id, "reason": e.to_string()}),
+                )
+                .await?;
+                at.keep_so_far().await?;
+                return Err(login_rejected());
+            }
+        };
+        let user = store::users::find_by_id_tx(at.tx(), row.user_id).await?;
+        if !user.is_some_and(|u| u.disabled_at.is_none() && u.email_verified) {
             return Err(login_rejected());
         }
-    };
-    let user = store::users::find_by_id_tx(&mut tx, row.user_id).await?;
-    if !user.is_some_and(|u| u.disabled_at.is_none() && u.email_verified) {
-        return Err(login_rejected());
+        passkey.update_credential(&result);
+        let stored = serde_json::to_string(&passkey)
+            .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?;
+        // Conditional on the passkey read above: another sign-in with it that committed in
+        // between (another process) wins, and this one is refused.
+        if !store::passkeys::record_use(at.tx(), row.id, &row.passkey, &stored, now).await? {
+            return Err(login_rejected());
+        }
+        sessions::start_in(at, row.user_id, "passkey").await
     }
-    passkey.update_credential(&result);
-    let stored = serde_json::to_string(&passkey)
-        .map_err(|e| EngineError::Internal(format!("passkey: {e}")))?;
-    // Conditional on the passkey read above: another sign-in with it that committed in
-    // between (another process) wins, and this one is refused.
-    if !store::passkeys::record_use(&mut tx, row.id, &row.passkey, &stored, now).await? {
-        return Err(login_rejected());
-    }
-    let tokens = sessions::start_in(&mut tx, deps, row.user_id, "passkey", ctx).await?;
-    tx.commit().await?;
-    Ok(tokens)
 }
 
 /// The signature counter of a stored passkey (webauthn-rs keeps it private; its JSON
@@ -724,54 +755,57 @@ fn stored_counter(passkey_json: &str) -> u32 {
         .unwrap_or(0)
 }
 
-pub(super) async fn rename(
-    deps: &Deps,
+struct RenamePasskey {
     user_id: Uuid,
     passkey_id: Uuid,
-    name: &str,
-    ctx: &RequestContext,
-) -> Result<PasskeyView, EngineError> {
-    let mut tx = deps.db.begin().await?;
-    if !store::passkeys::rename(&mut tx, user_id, passkey_id, name).await? {
-        return Err(EngineError::NotFound { what: "passkey" });
-    }
-    let row = store::passkeys::find_tx(&mut tx, passkey_id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "passkey" })?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "passkey.renamed",
-        user_id,
-        json!({"passkey_id": passkey_id, "name": name}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(row.into())
+    name: String,
 }
 
-pub(super) async fn delete(
-    deps: &Deps,
+impl AccountTransition for RenamePasskey {
+    type Out = PasskeyView;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<PasskeyView, EngineError> {
+        let RenamePasskey {
+            user_id,
+            passkey_id,
+            name,
+        } = self;
+        if !store::passkeys::rename(at.tx(), user_id, passkey_id, &name).await? {
+            return Err(EngineError::NotFound { what: "passkey" });
+        }
+        let row = store::passkeys::find_tx(at.tx(), passkey_id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "passkey" })?;
+        at.audit(
+            Some(user_id),
+            "passkey.renamed",
+            user_id,
+            json!({"passkey_id": passkey_id, "name": name}),
+        )
+        .await?;
+        Ok(row.into())
+    }
+}
+
+struct DeletePasskey {
     user_id: Uuid,
     passkey_id: Uuid,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let mut tx = deps.db.begin().await?;
-    if !store::passkeys::delete(&mut tx, user_id, passkey_id).await? {
-        return Err(EngineError::NotFound { what: "passkey" });
+}
+
+impl AccountTransition for DeletePasskey {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        let (user_id, passkey_id) = (self.user_id, self.passkey_id);
+        if !store::passkeys::delete(at.tx(), user_id, passkey_id).await? {
+            return Err(EngineError::NotFound { what: "passkey" });
+        }
+        at.audit(
+            Some(user_id),
+            "passkey.deleted",
+            user_id,
+            json!({"passkey_id": passkey_id}),
+        )
+        .await
     }
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "passkey.deleted",
-        user_id,
-        json!({"passkey_id": passkey_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

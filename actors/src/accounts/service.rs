@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{
     AccountsMsg, AdminCreated, ApiTokenView, CreatedToken, SessionView, TOKEN_PREFIX, Tokens,
-    UserListQuery, UserView, api_tokens,
+    UserListQuery, UserView, api_tokens, passwords, sessions,
+    transition::{AccountTransition, Envelope},
 };
 use crate::{
     auth::throttle,
@@ -59,6 +60,42 @@ pub struct RegisterInput {
 }
 
 impl Engine {
+    /// Run `transition` in the accounts actor; its outcome once committed.
+    pub(super) async fn apply_in_accounts<T: AccountTransition>(
+        &self,
+        transition: T,
+        ctx: &RequestContext,
+    ) -> Result<T::Out, EngineError> {
+        let ctx = ctx.clone();
+        self.ask(&self.accounts()?, |reply| {
+            AccountsMsg::Apply(Box::new(Envelope {
+                transition,
+                ctx,
+                reply: Some(reply),
+            }))
+        })
+        .await?
+    }
+
+    /// Send `transition` to the accounts actor without waiting (a failure is logged):
+    /// for mail whose sending must not show in the caller's answer.
+    fn tell_accounts<T: AccountTransition>(
+        &self,
+        transition: T,
+        ctx: &RequestContext,
+    ) -> Result<(), EngineError> {
+        let envelope = Envelope {
+            transition,
+            ctx: ctx.clone(),
+            reply: None,
+        };
+        self.accounts()?
+            .cast(crate::command::Command::internal(AccountsMsg::Apply(
+                Box::new(envelope),
+            )))?;
+        Ok(())
+    }
+
     /// Sign up. Answers the same whether or not the email is taken (the owner gets a mail).
     pub async fn register(
         &self,
@@ -87,16 +124,13 @@ impl Engine {
             .then_some(pending)
             .flatten();
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::Register {
+        let register = super::Register {
             email,
             full_name,
             password_hash,
             same_as_pending,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(register, ctx).await
     }
 
     pub async fn verify_email(&self, token: &str, ctx: &RequestContext) -> Result<(), EngineError> {
@@ -109,14 +143,9 @@ impl Engine {
             ));
         }
         let token = token.to_owned();
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::VerifyEmail {
-            token,
-            ctx,
-            reply,
-        })
-        .await?
-        .map(|_| ())
+        self.apply_in_accounts(super::VerifyEmail { token }, ctx)
+            .await
+            .map(|_| ())
     }
 
     /// Always succeeds for a well-formed email: whether a mail goes out is nobody's business.
@@ -131,12 +160,7 @@ impl Engine {
         if let Some(user) = store::users::find_by_email(&self.deps.db, email.as_str()).await?
             && !user.email_verified
         {
-            self.accounts()?.cast(crate::command::Command::internal(
-                AccountsMsg::ResendVerification {
-                    user_id: user.id,
-                    ctx: ctx.clone(),
-                },
-            ))?;
+            self.tell_accounts(super::ResendVerification { user_id: user.id }, ctx)?;
         }
         Ok(())
     }
@@ -197,14 +221,9 @@ impl Engine {
         let user = match user {
             Some(user) if matched && user.disabled_at.is_none() => user,
             user => {
-                let (user_id, ctx) = (user.map(|u| u.id), ctx.clone());
-                self.ask(&self.accounts()?, |reply| AccountsMsg::RecordLoginFailure {
-                    email,
-                    user_id,
-                    ctx,
-                    reply,
-                })
-                .await??;
+                let user_id = user.map(|u| u.id);
+                self.apply_in_accounts(sessions::RecordLoginFailure { email, user_id }, ctx)
+                    .await?;
                 return Err(EngineError::unauthenticated(
                     ErrorCode::InvalidCredentials,
                     "the email or password is not correct",
@@ -217,14 +236,11 @@ impl Engine {
                 message: "confirm your email address first; we can send the link again".into(),
             });
         }
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::StartSession {
+        let start = sessions::StartSession {
             user_id: user.id,
             method: "password",
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(start, ctx).await
     }
 
     /// Exchange a refresh token for new tokens (rotation with reuse detection). Not
@@ -236,13 +252,9 @@ impl Engine {
                 "the refresh token is invalid",
             ));
         }
-        let (token, ctx) = (token.to_owned(), ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::Refresh {
-            token,
-            ctx,
-            reply,
-        })
-        .await?
+        let token = token.to_owned();
+        self.apply_in_accounts(sessions::Refresh { token }, ctx)
+            .await
     }
 
     /// End the caller's current session; how many ended.
@@ -290,16 +302,13 @@ impl Engine {
         revoke_api_tokens: bool,
         ctx: &RequestContext,
     ) -> Result<u64, EngineError> {
-        let (user_id, ctx) = (principal.user_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::EndSessions {
-            user_id,
+        let end = sessions::EndSessions {
+            user_id: principal.user_id,
             session_id,
             reason,
             revoke_api_tokens,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(end, ctx).await
     }
 
     /// Ask for a password reset link. Always succeeds for a well-formed email: only a
@@ -326,12 +335,7 @@ impl Engine {
             && user.email_verified
             && user.disabled_at.is_none()
         {
-            self.accounts()?.cast(crate::command::Command::internal(
-                AccountsMsg::RequestPasswordReset {
-                    user_id: user.id,
-                    ctx: ctx.clone(),
-                },
-            ))?;
+            self.tell_accounts(passwords::RequestPasswordReset { user_id: user.id }, ctx)?;
         }
         Ok(())
     }
@@ -373,14 +377,11 @@ impl Engine {
         let email = Email::parse(&user.email)?;
         let password = NewPassword::parse(new_password, &[email.local_part()])?;
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
-        let (token, ctx) = (token.to_owned(), ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::ResetPassword {
-            token,
+        let reset = passwords::ResetPassword {
+            token: token.to_owned(),
             password_hash,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(reset, ctx).await
     }
 
     /// Change one's password, proving the current one. Other sessions end, and the API
@@ -433,16 +434,13 @@ impl Engine {
         }
         let password = NewPassword::parse(new_password, &[email.local_part()])?;
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
-        let (user_id, keep_session, ctx) = (principal.user_id, principal.session_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::ChangePassword {
-            user_id,
-            keep_session,
+        let change = passwords::ChangePassword {
+            user_id: principal.user_id,
+            keep_session: principal.session_id,
             keep_api_tokens,
             password_hash,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(change, ctx).await
     }
 
     /// A personal access token's caller, with its scope; its use is noted.
@@ -532,16 +530,13 @@ impl Engine {
                 "expires_at must be in the future",
             ));
         }
-        let (user_id, name, ctx) = (principal.user_id, name.to_owned(), ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::CreateApiToken {
-            user_id,
-            name,
+        let create = api_tokens::CreateApiToken {
+            user_id: principal.user_id,
+            name: name.to_owned(),
             scope,
             expires_at,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(create, ctx).await
     }
 
     /// The caller's tokens that still work (from a session: an API token cannot see
@@ -565,14 +560,11 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
         require_session(principal)?;
-        let (user_id, ctx) = (principal.user_id, ctx.clone());
-        self.ask(&self.accounts()?, |reply| AccountsMsg::RevokeApiToken {
-            user_id,
+        let revoke = api_tokens::RevokeApiToken {
+            user_id: principal.user_id,
             token_id,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(revoke, ctx).await
     }
 
     /// The caller's live sessions, newest first.
@@ -672,13 +664,24 @@ impl Engine {
         let email = Email::parse(email)?;
         let password = NewPassword::parse(password, &[email.local_part()])?;
         let password_hash = self.deps.hasher.hash(password.expose()).await?;
-        let ctx = ctx.clone();
-        self.ask(&self.accounts()?, |reply| AccountsMsg::CreateSuperAdmin {
+        let create = super::CreateSuperAdmin {
             email,
             password_hash,
-            ctx,
-            reply,
-        })
-        .await?
+        };
+        self.apply_in_accounts(create, ctx).await
+    }
+
+    /// Turn the changes-requested digest on or off for the caller.
+    pub async fn set_review_mail(
+        &self,
+        principal: &Principal,
+        on: bool,
+        ctx: &RequestContext,
+    ) -> Result<bool, EngineError> {
+        let set = super::SetReviewMail {
+            user_id: principal.user_id,
+            on,
+        };
+        self.apply_in_accounts(set, ctx).await
     }
 }

@@ -7,15 +7,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit;
+use super::transition::{AccountTransition, InAccounts};
 use crate::{
     auth::{jwt::IssuedToken, secret_token},
-    context::RequestContext,
-    deps::Deps,
     domain::Email,
     error::EngineError,
     metrics as m,
-    store::{self, Tx, sessions::SessionRow},
+    store::{self, sessions::SessionRow},
 };
 
 /// A refresh arriving this soon after its token was rotated is taken for a concurrent
@@ -38,28 +36,27 @@ fn duration(d: std::time::Duration) -> chrono::Duration {
 
 /// Open a session for a user who just proved who they are (`method`: password, passkey,
 /// google), record the login, and hand out the first tokens.
-pub(super) async fn start(
-    deps: &Deps,
-    user_id: Uuid,
-    method: &'static str,
-    ctx: &RequestContext,
-) -> Result<Tokens, EngineError> {
-    let mut tx = deps.db.begin().await?;
-    let tokens = start_in(&mut tx, deps, user_id, method, ctx).await?;
-    tx.commit().await?;
-    Ok(tokens)
+pub(super) struct StartSession {
+    pub user_id: Uuid,
+    pub method: &'static str,
 }
 
-/// [`start`] inside the caller's transaction (a sign-in that changes more, such as a
+impl AccountTransition for StartSession {
+    type Out = Tokens;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<Tokens, EngineError> {
+        start_in(at, self.user_id, self.method).await
+    }
+}
+
+/// [`StartSession`] inside another transition (a sign-in that changes more, such as a
 /// passkey's counter, commits both at once).
 pub(super) async fn start_in(
-    tx: &mut Tx,
-    deps: &Deps,
+    at: &mut InAccounts<'_>,
     user_id: Uuid,
     method: &'static str,
-    ctx: &RequestContext,
 ) -> Result<Tokens, EngineError> {
-    let now = deps.clock.now();
+    let (deps, ctx, now) = (at.deps, at.ctx, at.now);
     let absolute = now + duration(deps.config.jwt.refresh_absolute);
     let session = SessionRow {
         id: Uuid::now_v7(),
@@ -78,16 +75,13 @@ pub(super) async fn start_in(
         revoked_reason: None,
     };
     let (refresh_token, refresh_hash) = secret_token::generate();
-    store::sessions::insert(tx, &session).await?;
-    store::sessions::add_refresh(tx, &refresh_hash, session.id, now).await?;
-    store::users::record_login_tx(tx, user_id, now).await?;
-    if let Some(user) = store::users::find_by_id_tx(tx, user_id).await? {
-        store::login_throttle::clear_failures(tx, &user.email).await?;
+    store::sessions::insert(at.tx(), &session).await?;
+    store::sessions::add_refresh(at.tx(), &refresh_hash, session.id, now).await?;
+    store::users::record_login_tx(at.tx(), user_id, now).await?;
+    if let Some(user) = store::users::find_by_id_tx(at.tx(), user_id).await? {
+        store::login_throttle::clear_failures(at.tx(), &user.email).await?;
     }
-    audit(
-        tx,
-        deps,
-        ctx,
+    at.audit(
         Some(user_id),
         "user.login",
         user_id,
@@ -103,35 +97,34 @@ pub(super) async fn start_in(
 
 /// A failed password login: count it for the address (the throttle), and audit it when
 /// the address is an account's.
-pub(super) async fn record_failure(
-    deps: &Deps,
-    email: &Email,
-    user_id: Option<Uuid>,
-    ctx: &RequestContext,
-) -> Result<(), EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    store::login_throttle::record_failure(
-        &mut tx,
-        email.as_str(),
-        now,
-        now - chrono::Duration::hours(1),
-    )
-    .await?;
-    if let Some(user_id) = user_id {
-        audit(
-            &mut tx,
-            deps,
-            ctx,
-            None,
-            "user.login_failed",
-            user_id,
-            json!({"method": "password"}),
+pub(super) struct RecordLoginFailure {
+    pub email: Email,
+    pub user_id: Option<Uuid>,
+}
+
+impl AccountTransition for RecordLoginFailure {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        let now = at.now;
+        store::login_throttle::record_failure(
+            at.tx(),
+            self.email.as_str(),
+            now,
+            now - chrono::Duration::hours(1),
         )
         .await?;
+        if let Some(user_id) = self.user_id {
+            at.audit(
+                None,
+                "user.login_failed",
+                user_id,
+                json!({"method": "password"}),
+            )
+            .await?;
+        }
+        Ok(())
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 fn refused(code: ErrorCode, message: &str) -> EngineError {
@@ -139,38 +132,38 @@ fn refused(code: ErrorCode, message: &str) -> EngineError {
 }
 
 /// Exchange a refresh token for new tokens; the old one dies.
-pub(super) async fn refresh(
-    deps: &Deps,
-    token: &str,
-    ctx: &RequestContext,
-) -> Result<Tokens, EngineError> {
-    let outcome = refresh_inner(deps, token, ctx).await;
-    let label = match &outcome {
-        Ok(_) => "success",
-        Err(e) => e.code().as_str(),
-    };
-    metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "refresh", "outcome" => label).increment(1);
-    outcome
+pub(super) struct Refresh {
+    pub token: String,
 }
 
-async fn refresh_inner(
-    deps: &Deps,
-    token: &str,
-    ctx: &RequestContext,
-) -> Result<Tokens, EngineError> {
+impl AccountTransition for Refresh {
+    type Out = Tokens;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<Tokens, EngineError> {
+        let outcome = refresh(at, &self.token).await;
+        let label = match &outcome {
+            Ok(_) => "success",
+            Err(e) => e.code().as_str(),
+        };
+        metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => "refresh", "outcome" => label)
+            .increment(1);
+        outcome
+    }
+}
+
+async fn refresh(at: &mut InAccounts<'_>, token: &str) -> Result<Tokens, EngineError> {
     let invalid = || {
         refused(
             ErrorCode::InvalidRefreshToken,
             "the refresh token is invalid",
         )
     };
-    let now = deps.clock.now();
+    let (deps, now) = (at.deps, at.now);
     let hash = secret_token::hash(token);
-    let mut tx = deps.db.begin().await?;
-    let row = store::sessions::find_refresh(&mut tx, &hash)
+    let row = store::sessions::find_refresh(at.tx(), &hash)
         .await?
         .ok_or_else(invalid)?;
-    let session = store::sessions::find_tx(&mut tx, row.session_id)
+    let session = store::sessions::find_tx(at.tx(), row.session_id)
         .await?
         .ok_or_else(invalid)?;
     if !session.live(now) {
@@ -187,50 +180,43 @@ async fn refresh_inner(
             ));
         }
         // A token exchanged long ago is back: it was copied. End the whole family.
-        store::sessions::revoke(&mut tx, session.id, "reuse_detected", now).await?;
-        audit(
-            &mut tx,
-            deps,
-            ctx,
+        store::sessions::revoke(at.tx(), session.id, "reuse_detected", now).await?;
+        at.audit(
             None,
             "session.reuse_detected",
             session.user_id,
             json!({"session_id": session.id}),
         )
         .await?;
-        tx.commit().await?;
+        at.keep_so_far().await?;
         tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
         return Err(refused(
             ErrorCode::RefreshTokenReused,
             "this refresh token was already used; the session has been ended for safety",
         ));
     }
-    if !store::sessions::rotate(&mut tx, &hash, now).await? {
+    if !store::sessions::rotate(at.tx(), &hash, now).await? {
         return Err(refused(
             ErrorCode::RefreshTokenRotated,
             "this refresh token was just exchanged; use the new one",
         ));
     }
-    let user = store::users::find_by_id_tx(&mut tx, session.user_id)
+    let user = store::users::find_by_id_tx(at.tx(), session.user_id)
         .await?
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(invalid)?;
     let (next, next_hash) = secret_token::generate();
-    store::sessions::add_refresh(&mut tx, &next_hash, session.id, now).await?;
+    store::sessions::add_refresh(at.tx(), &next_hash, session.id, now).await?;
     let idle_until =
         (now + duration(deps.config.jwt.refresh_idle)).min(session.absolute_expires_at);
-    store::sessions::touch(&mut tx, session.id, now, idle_until).await?;
-    audit(
-        &mut tx,
-        deps,
-        ctx,
+    store::sessions::touch(at.tx(), session.id, now, idle_until).await?;
+    at.audit(
         Some(user.id),
         "session.refreshed",
         user.id,
         json!({"session_id": session.id}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Tokens {
         access: deps.jwt.issue(user.id, session.id, now)?,
         refresh_token: next,
@@ -239,45 +225,51 @@ async fn refresh_inner(
 }
 
 /// End the user's session `session_id`, or all their sessions when `None`. A session
-/// of someone else is 404. Returns how many ended.
-pub(super) async fn end(
-    deps: &Deps,
-    user_id: Uuid,
-    session_id: Option<Uuid>,
-    reason: &'static str,
-    revoke_api_tokens: bool,
-    ctx: &RequestContext,
-) -> Result<u64, EngineError> {
-    let now = deps.clock.now();
-    let mut tx = deps.db.begin().await?;
-    let ended = match session_id {
-        Some(id) => {
-            let session = store::sessions::find_tx(&mut tx, id)
-                .await?
-                .filter(|s| s.user_id == user_id)
-                .ok_or(EngineError::NotFound { what: "session" })?;
-            u64::from(store::sessions::revoke(&mut tx, session.id, reason, now).await?)
-        }
-        None => store::sessions::revoke_all(&mut tx, user_id, reason, now).await?,
-    };
-    let tokens = if revoke_api_tokens {
-        store::api_tokens::revoke_all(&mut tx, user_id, now).await?
-    } else {
-        Vec::new()
-    };
-    audit(
-        &mut tx,
-        deps,
-        ctx,
-        Some(user_id),
-        "session.revoked",
-        user_id,
-        json!({"session_id": session_id, "reason": reason, "ended": ended,
-               "api_tokens_revoked": tokens.len()}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ended)
+/// of someone else is 404. How many ended.
+pub(super) struct EndSessions {
+    pub user_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub reason: &'static str,
+    /// Also revoke every API token of the user.
+    pub revoke_api_tokens: bool,
+}
+
+impl AccountTransition for EndSessions {
+    type Out = u64;
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<u64, EngineError> {
+        let EndSessions {
+            user_id,
+            session_id,
+            reason,
+            revoke_api_tokens,
+        } = self;
+        let now = at.now;
+        let ended = match session_id {
+            Some(id) => {
+                let session = store::sessions::find_tx(at.tx(), id)
+                    .await?
+                    .filter(|s| s.user_id == user_id)
+                    .ok_or(EngineError::NotFound { what: "session" })?;
+                u64::from(store::sessions::revoke(at.tx(), session.id, reason, now).await?)
+            }
+            None => store::sessions::revoke_all(at.tx(), user_id, reason, now).await?,
+        };
+        let tokens = if revoke_api_tokens {
+            store::api_tokens::revoke_all(at.tx(), user_id, now).await?
+        } else {
+            Vec::new()
+        };
+        at.audit(
+            Some(user_id),
+            "session.revoked",
+            user_id,
+            json!({"session_id": session_id, "reason": reason, "ended": ended,
+                   "api_tokens_revoked": tokens.len()}),
+        )
+        .await?;
+        Ok(ended)
+    }
 }
 
 /// A live session as its owner sees it.

@@ -340,26 +340,4 @@ impl Engine {
     pub async fn review_mail(&self, principal: &Principal) -> Result<bool, EngineError> {
         Ok(store::reviews::review_mail(&self.deps.db, principal.user_id).await?)
     }
-
-    /// Turn the changes-requested digest on or off for the caller.
-    pub async fn set_review_mail(
-        &self,
-        principal: &Principal,
-        on: bool,
-        ctx: &RequestContext,
-    ) -> Result<bool, EngineError> {
-        let mut tx = self.deps.db.begin().await?;
-        store::reviews::set_review_mail(&mut tx, principal.user_id, on).await?;
-        let entry = store::audit::AuditEntry {
-            actor_id: Some(principal.user_id),
-            action: "user.notifications_changed",
-            target_type: "user",
-            target_id: Some(principal.user_id.to_string()),
-            project_id: None,
-            details: serde_json::json!({"review_mail": on}),
-        };
-        store::audit::record(&mut tx, entry, ctx, self.deps.clock.now()).await?;
-        tx.commit().await?;
-        Ok(on)
-    }
 }

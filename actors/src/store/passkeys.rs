@@ -150,17 +150,16 @@ pub struct CeremonyRow {
 
 /// Store a new ceremony, and drop the ones that expired (they are useless, and nothing
 /// else cleans them up).
-pub async fn insert_ceremony(db: &Db, row: &CeremonyRow) -> StoreResult<()> {
+pub async fn insert_ceremony(tx: &mut Tx, row: &CeremonyRow) -> StoreResult<()> {
     let sweep = "DELETE FROM webauthn_ceremonies WHERE expires_at < $1";
     let insert = "INSERT INTO webauthn_ceremonies (id, kind, user_id, state, created_at, expires_at) \
                   VALUES ($1, $2, $3, $4, $5, $6)";
-    let mut tx = db.begin().await?;
-    with_tx!(&mut tx, |conn| sqlx::query(sweep)
+    with_tx!(tx, |conn| sqlx::query(sweep)
         .bind(row.created_at)
         .execute(conn)
         .await
         .map(|_| ()))?;
-    with_tx!(&mut tx, |conn| sqlx::query(insert)
+    with_tx!(tx, |conn| sqlx::query(insert)
         .bind(row.id)
         .bind(row.kind.as_str())
         .bind(row.user_id)
@@ -170,7 +169,6 @@ pub async fn insert_ceremony(db: &Db, row: &CeremonyRow) -> StoreResult<()> {
         .execute(conn)
         .await
         .map(|_| ()))?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -178,7 +176,7 @@ pub async fn insert_ceremony(db: &Db, row: &CeremonyRow) -> StoreResult<()> {
 /// started: someone else's ceremony id finds nothing and stays usable by its owner.
 /// An expired ceremony is taken too (the caller refuses it).
 pub async fn take_ceremony(
-    db: &Db,
+    tx: &mut Tx,
     id: Uuid,
     kind: &str,
     user: Option<Uuid>,
@@ -186,11 +184,11 @@ pub async fn take_ceremony(
     let sql = "DELETE FROM webauthn_ceremonies WHERE id = $1 AND kind = $2 \
                AND ($3 IS NULL OR user_id = $3) \
                RETURNING id, kind, user_id, state, created_at, expires_at";
-    let row = with_db!(db, |pool| sqlx::query_as::<_, CeremonyRow>(sql)
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, CeremonyRow>(sql)
         .bind(id)
         .bind(kind)
         .bind(user)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await)?;
     Ok(row)
 }

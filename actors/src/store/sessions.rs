@@ -52,6 +52,17 @@ pub async fn insert(tx: &mut Tx, s: &SessionRow) -> StoreResult<()> {
     Ok(())
 }
 
+pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<SessionRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
+    let row = with_db!(db, |pool| sqlx::query_as::<_, SessionRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
 pub async fn find_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, SessionRow>(
