@@ -192,8 +192,6 @@ error_codes! {
     InvalidAction = "invalid_action", "400";
     /// `from` is not before `to`; swap or correct them.
     InvalidTimeRange = "invalid_time_range", "422";
-    /// The status filter is not a known item status.
-    InvalidStatus = "invalid_status", "400";
     /// The project would be left without an admin; make someone else admin first.
     LastAdmin = "last_admin", "409";
     /// The invitee is already a member; nothing to do.

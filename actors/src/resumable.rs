@@ -135,11 +135,7 @@ impl From<ResumableRow> for ResumableView {
         Self {
             id: r.id,
             project_id: r.project_id,
-            kind: if r.kind == "audio" {
-                DataKind::Audio
-            } else {
-                DataKind::Document
-            },
+            kind: r.kind,
             length: u64::try_from(r.upload_length).unwrap_or(0),
             offset: u64::try_from(r.upload_offset).unwrap_or(0),
             raw_metadata: r.raw_metadata,
@@ -157,13 +153,6 @@ fn busy() -> EngineError {
     EngineError::Conflict {
         code: ErrorCode::UploadBusy,
         message: "another request is writing to this upload; read its offset and retry".into(),
-    }
-}
-
-fn kind_str(kind: DataKind) -> &'static str {
-    match kind {
-        DataKind::Document => "document",
-        DataKind::Audio => "audio",
     }
 }
 
@@ -245,7 +234,7 @@ impl Engine {
             id: Uuid::now_v7(),
             user_id: principal.user_id,
             project_id: input.project_id,
-            kind: kind_str(input.kind).into(),
+            kind: input.kind,
             upload_length: i64::try_from(input.length).map_err(EngineError::internal)?,
             upload_offset: 0,
             raw_metadata: input.raw_metadata,

@@ -64,6 +64,21 @@ pub enum ItemStatus {
     Rejected,
 }
 
+impl From<ItemStatus> for alta_actors::domain::ItemStatus {
+    fn from(status: ItemStatus) -> Self {
+        match status {
+            ItemStatus::Uploaded => Self::Uploaded,
+            ItemStatus::Processing => Self::Processing,
+            ItemStatus::Ready => Self::Ready,
+            ItemStatus::ProcessingFailed => Self::ProcessingFailed,
+            ItemStatus::PendingReview => Self::PendingReview,
+            ItemStatus::ChangesRequested => Self::ChangesRequested,
+            ItemStatus::Approved => Self::Approved,
+            ItemStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
 impl ItemStatus {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -102,7 +102,7 @@ impl From<ResumableView> for ResumableResponse {
         Self {
             id: v.id,
             project_id: v.project_id,
-            kind: Wire::new(kind_str(v.kind)),
+            kind: Wire::new(v.kind.as_str()),
             length: v.length,
             offset: v.offset,
             state: Wire::new(v.state.as_str()),
@@ -178,13 +178,6 @@ pub enum TusTerminated {
 pub enum ResumableOk {
     #[oai(status = 200)]
     Ok(Json<ResumableResponse>),
-}
-
-fn kind_str(kind: DataKind) -> &'static str {
-    match kind {
-        DataKind::Document => "document",
-        DataKind::Audio => "audio",
-    }
 }
 
 /// RFC 9110 HTTP-date, as tus wants for `Upload-Expires`.

@@ -2,11 +2,13 @@
 //! can trust it (zero-to-production's "parse, don't validate").
 
 mod email;
+mod item;
 mod password;
 mod project;
 mod role;
 
 pub use email::Email;
+pub use item::ItemStatus;
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
 pub use role::GlobalRole;

@@ -102,6 +102,34 @@ pub enum DataKind {
     Audio,
 }
 
+impl DataKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::Audio => "audio",
+        }
+    }
+}
+
+impl std::fmt::Display for DataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for DataKind {
+    type Error = String;
+
+    /// A stored kind (rows carry the type, not the string).
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "document" => Ok(Self::Document),
+            "audio" => Ok(Self::Audio),
+            _ => Err(format!("unknown data kind {s:?}")),
+        }
+    }
+}
+
 /// Per-project settings that uploads and review read. Stored as JSON; every field has
 /// a default so older rows stay valid as fields are added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

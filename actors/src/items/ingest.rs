@@ -665,12 +665,9 @@ impl Engine {
         let row = ItemRow {
             id: item_id,
             project_id,
-            kind: match kind {
-                DataKind::Document => "document".into(),
-                DataKind::Audio => "audio".into(),
-            },
+            kind,
             contributor_id: principal.user_id,
-            status: ItemStatus::Uploaded.as_str().into(),
+            status: ItemStatus::Uploaded,
             title: fields.title,
             language: fields.language,
             external_id: fields.external_id,

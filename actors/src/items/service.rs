@@ -19,19 +19,12 @@ use crate::{
 #[derive(Debug, Clone, Default)]
 pub struct ItemListQuery {
     pub project_id: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<ItemStatus>,
     pub contributor_id: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-}
-
-fn kind_str(kind: DataKind) -> &'static str {
-    match kind {
-        DataKind::Document => "document",
-        DataKind::Audio => "audio",
-    }
 }
 
 /// May this caller see every item of the project, or only their own?
@@ -60,16 +53,6 @@ impl Engine {
             .check_project(principal, project_id, ProjectAction::View)
             .await?;
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-        if let Some(status) = &query.status
-            && !ItemStatus::ALL.iter().any(|s| s.as_str() == status)
-        {
-            let names: Vec<&str> = ItemStatus::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(EngineError::validation(
-                ErrorCode::InvalidStatus,
-                "status",
-                format!("status is one of {}", names.join(", ")),
-            ));
-        }
         // A contributor sees their own items only, whatever filter they ask for.
         let contributor_id = if sees_all(principal, &project) {
             query.contributor_id
@@ -88,7 +71,7 @@ impl Engine {
             &self.deps.db,
             &store::items::ItemFilter {
                 project_id,
-                kind: kind_str(kind).into(),
+                kind,
                 status: query.status,
                 contributor_id,
                 from: query.from,
@@ -143,7 +126,7 @@ impl Engine {
     ) -> Result<ItemView, EngineError> {
         let row = store::items::find_live(&self.deps.db, id)
             .await?
-            .filter(|r| r.kind == kind_str(kind))
+            .filter(|r| r.kind == kind)
             .ok_or(EngineError::NotFound { what: "item" })?;
         let project = self
             .check_project(principal, row.project_id, ProjectAction::View)

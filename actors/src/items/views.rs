@@ -5,56 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::domain::ItemStatus;
 use crate::{domain::DataKind, media::audio::AudioAnalysis, store::items::ItemRow};
-
-/// Where an item is in its life. Transitions belong to the project actor, through the
-/// state machine in `items::state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemStatus {
-    /// Stored; waiting for OCR or transcription.
-    Uploaded,
-    /// A worker is extracting or transcribing its text.
-    Processing,
-    /// Text available; the contributor may correct it.
-    Ready,
-    /// No text: `processing_error_code` says why. Reprocess, or write the text by hand.
-    ProcessingFailed,
-    /// Submitted; waiting for reviewers' decisions.
-    PendingReview,
-    /// Turned down with reasons: back to the contributor to correct and resubmit.
-    ChangesRequested,
-    /// Final: accepted into the dataset.
-    Approved,
-    /// Final: turned down with no rework round left.
-    Rejected,
-}
-
-impl ItemStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Uploaded => "uploaded",
-            Self::Processing => "processing",
-            Self::Ready => "ready",
-            Self::ProcessingFailed => "processing_failed",
-            Self::PendingReview => "pending_review",
-            Self::ChangesRequested => "changes_requested",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    pub const ALL: [ItemStatus; 8] = [
-        Self::Uploaded,
-        Self::Processing,
-        Self::Ready,
-        Self::ProcessingFailed,
-        Self::PendingReview,
-        Self::ChangesRequested,
-        Self::Approved,
-        Self::Rejected,
-    ];
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemView {
@@ -62,7 +14,7 @@ pub struct ItemView {
     pub project_id: Uuid,
     pub kind: DataKind,
     pub contributor_id: Uuid,
-    pub status: String,
+    pub status: ItemStatus,
     pub title: Option<String>,
     pub language: Option<String>,
     pub external_id: Option<String>,
@@ -110,11 +62,7 @@ impl From<ItemRow> for ItemView {
         Self {
             id: r.id,
             project_id: r.project_id,
-            kind: if r.kind == "audio" {
-                DataKind::Audio
-            } else {
-                DataKind::Document
-            },
+            kind: r.kind,
             contributor_id: r.contributor_id,
             status: r.status,
             title: r.title,

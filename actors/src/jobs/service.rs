@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{
     authz::{self, Action},
     context::{Principal, RequestContext},
-    domain::{DataKind, GlobalRole},
+    domain::GlobalRole,
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
@@ -75,12 +75,7 @@ impl Engine {
             let item = store::items::find_live(&self.deps.db, item_id)
                 .await?
                 .ok_or(EngineError::NotFound { what: "job" })?;
-            let kind = if item.kind == "audio" {
-                DataKind::Audio
-            } else {
-                DataKind::Document
-            };
-            self.item(principal, kind, item_id)
+            self.item(principal, item.kind, item_id)
                 .await
                 .map_err(|e| match e {
                     EngineError::NotFound { .. } => EngineError::NotFound { what: "job" },

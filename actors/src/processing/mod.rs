@@ -24,6 +24,7 @@ use crate::{
     ErrorCode,
     context::{Principal, RequestContext},
     deps::Deps,
+    domain::ItemStatus,
     error::EngineError,
     items::{KIND_OCR, KIND_TRANSCRIPTION},
     jobs::worker::{JobEnd, JobFailure, JobHandler},
@@ -132,7 +133,7 @@ async fn start_handed_off(
     if let Some(item_id) = item_of(job)
         && let Some(item) = store::items::find_any(&deps.db, item_id).await?
         && item.job_id == Some(job.id)
-        && item.status == "processing"
+        && item.status == ItemStatus::Processing
     {
         return Ok(Some(item));
     }

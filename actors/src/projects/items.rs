@@ -9,6 +9,7 @@ use super::transition::{Check, InProject, Transition};
 use crate::{
     authz::{self, Action, ProjectAction},
     context::Principal,
+    domain::{DataKind, ItemStatus},
     error::EngineError,
     idempotency::Claim,
     items::state::{ItemEvent, next_strs},
@@ -18,11 +19,10 @@ use crate::{
 };
 
 /// The job that extracts an item's text: transcription for audio, OCR otherwise.
-fn processing_kind(kind: &str) -> &'static str {
-    if kind == "audio" {
-        KIND_TRANSCRIPTION
-    } else {
-        KIND_OCR
+fn processing_kind(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Audio => KIND_TRANSCRIPTION,
+        DataKind::Document => KIND_OCR,
     }
 }
 
@@ -42,8 +42,8 @@ async fn refuse_duplicate(
 }
 
 fn count_upload(row: &ItemRow) {
-    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.clone()).increment(1);
-    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.clone())
+    metrics::counter!(m::UPLOADS_TOTAL, "kind" => row.kind.as_str()).increment(1);
+    metrics::counter!(m::UPLOAD_BYTES_TOTAL, "kind" => row.kind.as_str())
         .increment(row.size_bytes.max(0) as u64);
 }
 
@@ -72,7 +72,7 @@ impl Transition for AddItem {
                 message: format!("external_id {ext:?} is already item {existing} in this project"),
             });
         }
-        let job_kind = processing_kind(&self.row.kind);
+        let job_kind = processing_kind(self.row.kind);
         let job_id = at
             .enqueue(job_kind, json!({"item_id": self.row.id}))
             .await?;
@@ -159,9 +159,9 @@ pub(super) fn check_visible(
 }
 
 /// Why an item cannot be changed now: still processing, or in (or past) review.
-pub(super) fn not_editable(status: &str) -> EngineError {
+pub(super) fn not_editable(status: ItemStatus) -> EngineError {
     match status {
-        "uploaded" | "processing" => EngineError::Conflict {
+        ItemStatus::Uploaded | ItemStatus::Processing => EngineError::Conflict {
             code: ErrorCode::ItemProcessing,
             message: format!("the item is {status}; wait until processing ends"),
         },
@@ -192,7 +192,7 @@ impl Transition for EditText {
         at.authorize(owner_or(at.principal, &item, ProjectAction::EditAnyText))?;
         let (from, to) = next_strs(ItemEvent::TextEdited);
         if !store::items::set_status(at.tx(), item_id, &from, to, None, None, now).await? {
-            return Err(not_editable(&item.status));
+            return Err(not_editable(item.status));
         }
         let row = TextRow::human(item_id, at.principal.user_id, self.text, now);
         store::texts::add_revision(at.tx(), &row).await?;
@@ -224,11 +224,11 @@ impl Transition for Reprocess {
         let item = live_item(at.tx(), id, item_id).await?;
         at.authorize(ProjectAction::Reprocess)?;
         let job_id = at
-            .enqueue(processing_kind(&item.kind), json!({"item_id": item_id}))
+            .enqueue(processing_kind(item.kind), json!({"item_id": item_id}))
             .await?;
         let (from, to) = next_strs(ItemEvent::Reprocess);
         if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
-            return Err(not_editable(&item.status));
+            return Err(not_editable(item.status));
         }
         at.audit(
             "item.reprocess",
@@ -274,11 +274,11 @@ impl Transition for ReplaceFile {
         }
         refuse_duplicate(at.tx(), id, &row.sha256).await?;
         let job_id = at
-            .enqueue(processing_kind(&row.kind), json!({"item_id": item_id}))
+            .enqueue(processing_kind(row.kind), json!({"item_id": item_id}))
             .await?;
         let (from, to) = next_strs(ItemEvent::FileReplaced);
         if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
-            return Err(not_editable(&item.status));
+            return Err(not_editable(item.status));
         }
         let user = at.principal.user_id;
         store::items::keep_previous_file(at.tx(), &item, user, now).await?;
@@ -341,13 +341,13 @@ impl Transition for RetryJob {
             .await?
             .filter(|i| i.project_id == id && i.job_id == Some(job_id));
         if let Some(item) = item
-            && !matches!(item.status.as_str(), "uploaded" | "processing")
+            && !matches!(item.status, ItemStatus::Uploaded | ItemStatus::Processing)
         {
             let (from, to) = next_strs(ItemEvent::Reprocess);
             if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now)
                 .await?
             {
-                return Err(not_editable(&item.status));
+                return Err(not_editable(item.status));
             }
         }
         at.audit(

@@ -151,7 +151,7 @@ fn not_pending(item: &ItemRow) -> EngineError {
 /// A pending item of this project, for a reviewer.
 async fn pending_item(tx: &mut Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, EngineError> {
     let item = live_item(tx, id, item_id).await?;
-    if item.status != ItemStatus::PendingReview.as_str() {
+    if item.status != ItemStatus::PendingReview {
         return Err(not_pending(&item));
     }
     Ok(item)
@@ -278,7 +278,7 @@ async fn decide(
             message: "you cannot review your own item".into(),
         });
     }
-    if item.status != ItemStatus::PendingReview.as_str() {
+    if item.status != ItemStatus::PendingReview {
         return Err(not_pending(&item));
     }
     if let (Some(holder), Some(until)) = (item.review_claimed_by, item.review_lease_until)
@@ -343,7 +343,7 @@ async fn decide(
         Some(event) => {
             let (from, to) = next_strs(event);
             if !store::items::set_status(tx, item_id, &from, to, None, None, now).await? {
-                return Err(not_editable(&item.status));
+                return Err(not_editable(item.status));
             }
             let rework = outcome == Verdict::ChangesRequested;
             store::reviews::mark_verdict(tx, item_id, rework, now).await?;

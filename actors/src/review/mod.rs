@@ -285,8 +285,7 @@ impl Engine {
         item_id: Uuid,
     ) -> Result<Vec<DecisionView>, EngineError> {
         let item = self.item(principal, kind, item_id).await?;
-        let open_round =
-            (item.status == ItemStatus::PendingReview.as_str()).then_some(item.review_round);
+        let open_round = (item.status == ItemStatus::PendingReview).then_some(item.review_round);
         Ok(store::reviews::decisions_of(&self.deps.db, &[item_id])
             .await?
             .into_iter()

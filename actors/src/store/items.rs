@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Db, StoreResult, Tx, with_db, with_tx};
+use crate::domain::{DataKind, ItemStatus};
 
 pub(crate) const COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, language, external_id, metadata, \
      file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id, processing_error_code, processing_error, \
@@ -14,9 +15,11 @@ pub(crate) const COLUMNS: &str = "id, project_id, kind, contributor_id, status, 
 pub struct ItemRow {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: DataKind,
     pub contributor_id: Uuid,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ItemStatus,
     pub title: Option<String>,
     pub language: Option<String>,
     pub external_id: Option<String>,
@@ -151,11 +154,11 @@ pub async fn add_storage_bytes(tx: &mut Tx, project: Uuid, delta: i64) -> StoreR
     Ok(())
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ItemFilter {
     pub project_id: Uuid,
-    pub kind: String,
-    pub status: Option<String>,
+    pub kind: DataKind,
+    pub status: Option<ItemStatus>,
     pub contributor_id: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -179,7 +182,7 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
     )
     .bind(f.project_id)
     .bind(f.kind.as_str())
-    .bind(f.status.clone())
+    .bind(f.status.map(ItemStatus::as_str))
     .bind(f.contributor_id)
     .bind(f.from)
     .bind(f.to)

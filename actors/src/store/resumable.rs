@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Db, StoreResult, with_db};
+use crate::domain::DataKind;
 
 const COLUMNS: &str = "id, user_id, project_id, kind, upload_length, upload_offset, raw_metadata, \
      fields, state, item_id, error_code, error_detail, created_at, updated_at, expires_at";
@@ -16,7 +17,8 @@ pub struct ResumableRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub project_id: Uuid,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: DataKind,
     pub upload_length: i64,
     pub upload_offset: i64,
     pub raw_metadata: String,
