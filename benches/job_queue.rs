@@ -242,7 +242,10 @@ async fn run_on(
         bail!("{label}: the claimed ids are not the enqueued ids");
     }
     let rows = jobs::list_by_kind(db, KIND).await.context("list_by_kind")?;
-    let done = rows.iter().filter(|r| r.state == "done").count();
+    let done = rows
+        .iter()
+        .filter(|r| r.state == alta_actors::domain::JobState::Done)
+        .count();
     let once = rows.iter().filter(|r| r.attempts == 1).count();
     let in_table: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
     if rows.len() != args.jobs || done != args.jobs || once != args.jobs || in_table != enqueued {

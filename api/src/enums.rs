@@ -104,6 +104,17 @@ pub enum JobState {
     Failed,
 }
 
+impl From<JobState> for alta_actors::domain::JobState {
+    fn from(state: JobState) -> Self {
+        match state {
+            JobState::Queued => Self::Queued,
+            JobState::Running => Self::Running,
+            JobState::Done => Self::Done,
+            JobState::Failed => Self::Failed,
+        }
+    }
+}
+
 impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {

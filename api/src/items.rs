@@ -217,7 +217,7 @@ impl From<ItemView> for ItemResponse {
             job: i.job.map(|j| JobSummaryResponse {
                 id: j.id,
                 kind: Wire::new(j.kind),
-                state: Wire::new(j.state),
+                state: Wire::new(j.state.as_str()),
                 attempts: j.attempts,
                 last_error: j.last_error,
             }),

@@ -41,7 +41,7 @@ impl From<JobView> for JobResponse {
         Self {
             id: j.id,
             kind: Wire::new(j.kind),
-            state: Wire::new(j.state),
+            state: Wire::new(j.state.as_str()),
             attempts: j.attempts,
             max_attempts: j.max_attempts,
             last_error: j.last_error,
@@ -106,7 +106,7 @@ impl JobsApi {
         let page = engine
             .jobs(
                 &auth.0,
-                state.0.map(JobState::as_str),
+                state.0.map(Into::into),
                 kind.0.map(JobKind::as_str),
                 limit.0,
                 cursor.0.as_deref(),

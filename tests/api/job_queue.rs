@@ -72,7 +72,11 @@ async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
     assert!(busy_workers >= 2, "the workers really competed");
     let states = jobs::list_by_kind(&db, "queue_test").await.unwrap();
     assert_eq!(states.len(), JOBS);
-    assert!(states.iter().all(|j| j.state == "done" && j.attempts == 1));
+    assert!(
+        states
+            .iter()
+            .all(|j| j.state == alta_actors::domain::JobState::Done && j.attempts == 1)
+    );
 
     // Finished jobs go after their retention (14 days by default), at the next sweep.
     app.engine

@@ -51,7 +51,7 @@ async fn smtp_register_verify_login(backend: Backend) {
     let db = app.db().await;
     let jobs = store::jobs::list_by_kind(&db, "mail").await.unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].state, "done");
+    assert_eq!(jobs[0].state, alta_actors::domain::JobState::Done);
     assert_eq!(jobs[0].attempts, 1);
 }
 
@@ -77,7 +77,7 @@ async fn smtp_failures_are_retried_then_delivered(backend: Backend) {
         let jobs = store::jobs::list_by_kind(&db, "mail").await.unwrap();
         if let Some(j) = jobs
             .into_iter()
-            .find(|j| j.attempts >= 1 && j.state == "queued")
+            .find(|j| j.attempts >= 1 && j.state == alta_actors::domain::JobState::Queued)
         {
             job = Some(j);
             break;
@@ -95,7 +95,10 @@ async fn smtp_failures_are_retried_then_delivered(backend: Backend) {
     let mut done = false;
     for _ in 0..200 {
         let jobs = store::jobs::list_by_kind(&db, "mail").await.unwrap();
-        if jobs.iter().all(|j| j.state == "done") {
+        if jobs
+            .iter()
+            .all(|j| j.state == alta_actors::domain::JobState::Done)
+        {
             assert!(jobs[0].attempts >= 2);
             done = true;
             break;

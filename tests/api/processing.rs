@@ -660,20 +660,24 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
 
     open(&gate);
     let db = app.db().await;
-    let mut state = String::new();
+    let mut state = alta_actors::domain::JobState::Queued;
     for _ in 0..600 {
         state = alta_actors::store::jobs::find(&db, job)
             .await
             .unwrap()
             .unwrap()
             .state;
-        if state == "done" {
+        if state == alta_actors::domain::JobState::Done {
             break;
         }
         app.clock.advance(chrono::Duration::milliseconds(100));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(state, "done", "the job ends even though its item is gone");
+    assert_eq!(
+        state,
+        alta_actors::domain::JobState::Done,
+        "the job ends even though its item is gone"
+    );
     let texts = alta_actors::store::texts::revisions(&db, id.parse().unwrap())
         .await
         .unwrap();

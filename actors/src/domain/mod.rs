@@ -3,12 +3,14 @@
 
 mod email;
 mod item;
+mod job;
 mod password;
 mod project;
 mod role;
 
 pub use email::Email;
 pub use item::ItemStatus;
+pub use job::JobState;
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
 pub use role::GlobalRole;

@@ -109,7 +109,7 @@ impl Engine {
                 .map(|j| super::JobSummary {
                     id: j.id,
                     kind: j.kind.clone(),
-                    state: j.state.clone(),
+                    state: j.state,
                     attempts: j.attempts,
                     last_error: j.last_error.clone(),
                 });

@@ -52,7 +52,7 @@ pub struct JobSummary {
     pub id: Uuid,
     pub kind: String,
     /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub state: crate::domain::JobState,
     pub attempts: i32,
     pub last_error: Option<String>,
 }

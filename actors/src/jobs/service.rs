@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{
     authz::{self, Action},
     context::{Principal, RequestContext},
-    domain::GlobalRole,
+    domain::{GlobalRole, JobState},
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
@@ -22,7 +22,7 @@ pub struct JobView {
     pub id: Uuid,
     pub kind: String,
     /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -61,8 +61,6 @@ impl From<JobDetail> for JobView {
     }
 }
 
-const STATES: [&str; 4] = ["queued", "running", "done", "failed"];
-
 impl Engine {
     /// A job, for whoever may read its item.
     pub async fn job(&self, principal: &Principal, id: Uuid) -> Result<JobView, EngineError> {
@@ -91,20 +89,13 @@ impl Engine {
     pub async fn jobs(
         &self,
         principal: &Principal,
-        state: Option<&str>,
+        state: Option<JobState>,
         kind: Option<&str>,
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<JobView>, EngineError> {
         authz::authorize(principal, Action::ManageJobs)?;
-        let state = state.unwrap_or("failed");
-        if !STATES.contains(&state) {
-            return Err(EngineError::validation(
-                ErrorCode::InvalidState,
-                "state",
-                format!("state is one of {}", STATES.join(", ")),
-            ));
-        }
+        let state = state.unwrap_or(JobState::Failed);
         let page = PageRequest::parse(limit, cursor)?;
         let rows =
             store::jobs::list_in_state(&self.deps.db, state, kind, page.after, page.fetch_limit())
@@ -132,7 +123,7 @@ impl Engine {
             let retry = RetryJob {
                 job_id: id,
                 kind: job.kind.clone(),
-                state: job.state.clone(),
+                state: job.state,
                 item_id,
             };
             self.apply_in_project(item.project_id, principal, ctx, retry)

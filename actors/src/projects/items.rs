@@ -9,7 +9,7 @@ use super::transition::{Check, InProject, Transition};
 use crate::{
     authz::{self, Action, ProjectAction},
     context::Principal,
-    domain::{DataKind, ItemStatus},
+    domain::{DataKind, ItemStatus, JobState},
     error::EngineError,
     idempotency::Claim,
     items::state::{ItemEvent, next_strs},
@@ -315,7 +315,7 @@ pub struct RetryJob {
     pub job_id: Uuid,
     pub kind: String,
     /// The job's state as the caller read it, for the 409 when it is not failed.
-    pub state: String,
+    pub state: JobState,
     pub item_id: Uuid,
 }
 

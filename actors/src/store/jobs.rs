@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Db, StoreResult, Tx, with_db, with_tx};
+use crate::domain::JobState;
 
 /// The PostgreSQL channel new jobs are announced on (its payload is the job kind).
 pub const NOTIFY_CHANNEL: &str = "alta_jobs";
@@ -340,7 +341,8 @@ pub async fn queue_stats(db: &Db) -> StoreResult<Vec<QueueStats>> {
 pub struct JobStatus {
     pub id: Uuid,
     pub kind: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
@@ -360,7 +362,8 @@ pub struct JobDetail {
     pub id: Uuid,
     pub kind: String,
     pub payload: sqlx::types::Json<Value>,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub last_error: Option<String>,
@@ -387,7 +390,7 @@ pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<JobDetail>> {
 /// A page of jobs in `state`, newest first (keyset on the UUIDv7 id).
 pub async fn list_in_state(
     db: &Db,
-    state: &str,
+    state: JobState,
     kind: Option<&str>,
     before: Option<Uuid>,
     limit: i64,
@@ -400,7 +403,7 @@ pub async fn list_in_state(
     let rows = with_db!(db, |pool| sqlx::query_as::<_, JobDetail>(
         sqlx::AssertSqlSafe(sql)
     )
-    .bind(state)
+    .bind(state.as_str())
     .bind(kind)
     .bind(before)
     .bind(limit)
