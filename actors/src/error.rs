@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::error_code::ErrorCode;
 
+/// The input at fault: a parameter's name, or a JSON pointer into the body
+/// (`/values/entities/3/end`).
+pub type Field = std::borrow::Cow<'static, str>;
+
 /// What an engine call can fail with. Handlers map these to HTTP problems 1:1.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -12,7 +16,7 @@ pub enum EngineError {
     #[error("{message}")]
     Validation {
         code: ErrorCode,
-        field: Option<&'static str>,
+        field: Option<Field>,
         message: String,
     },
     /// Input that fits the API's schemas but whose content is refused, with a code that
@@ -21,7 +25,7 @@ pub enum EngineError {
     #[error("{message}")]
     RefusedContent {
         code: ErrorCode,
-        field: Option<&'static str>,
+        field: Option<Field>,
         message: String,
     },
     /// Missing, malformed, expired or revoked credentials.
@@ -48,6 +52,9 @@ pub enum EngineError {
     /// The request conflicts with the current state (a duplicate, a lost race).
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String },
+    /// `If-Match` named a version that is no longer current (a lost update avoided).
+    #[error("{message}")]
+    PreconditionFailed { code: ErrorCode, message: String },
     /// It existed, and is gone for good (an expired or refused resumable upload).
     #[error("{message}")]
     Gone { code: ErrorCode, message: String },
@@ -78,6 +85,7 @@ impl EngineError {
             | Self::Unprocessable { code, .. }
             | Self::TooLarge { code, .. }
             | Self::Gone { code, .. }
+            | Self::PreconditionFailed { code, .. }
             | Self::NotImplemented { code, .. }
             | Self::UnsupportedMedia { code, .. } => *code,
             Self::Forbidden => ErrorCode::Forbidden,
@@ -88,10 +96,14 @@ impl EngineError {
         }
     }
 
-    pub fn validation(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(
+        code: ErrorCode,
+        field: impl Into<Field>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Validation {
             code,
-            field: Some(field),
+            field: Some(field.into()),
             message: message.into(),
         }
     }

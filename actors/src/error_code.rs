@@ -275,6 +275,20 @@ error_codes! {
     /// The item is in review and cannot change now.
     ItemInReview = "item_in_review", "409";
 
+    // Labelling.
+    /// The label schema breaks a rule; `field` points at the part at fault.
+    InvalidLabelSchema = "invalid_label_schema", "422";
+    /// Annotations use a field or option the change removes; `force=true` keeps them on their version.
+    SchemaInUse = "schema_in_use", "409";
+    /// The project has no label schema yet; a project admin sets one first.
+    NoLabelSchema = "no_label_schema", "409";
+    /// A value does not fit its field; `field` points at it (`/values/…`).
+    InvalidAnnotation = "invalid_annotation", "422";
+    /// Items to submit lack required labels; the message names them.
+    AnnotationIncomplete = "annotation_incomplete", "422";
+    /// `If-Match` names a revision that is no longer current; read it again.
+    PreconditionFailed = "precondition_failed", "412";
+
     // Resumable uploads (tus).
     /// `Upload-Length` is missing or not a byte count.
     InvalidUploadLength = "invalid_upload_length", "400";

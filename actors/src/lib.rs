@@ -23,6 +23,7 @@ pub mod error_code;
 pub mod idempotency;
 pub mod items;
 pub mod jobs;
+pub mod labels;
 pub mod mailer;
 pub mod media;
 pub mod metrics;

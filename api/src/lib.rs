@@ -13,6 +13,7 @@ mod health;
 mod items;
 mod jobs;
 mod json_body;
+mod labels;
 mod middleware;
 mod openapi_doc;
 mod passkeys;
@@ -103,6 +104,7 @@ type Services = (
     projects::ProjectsApi,
     items::DocumentsApi,
     items::VoiceApi,
+    labels::LabelsApi,
     review::ReviewApi,
     uploads::UploadsApi,
     jobs::JobsApi,
@@ -119,6 +121,7 @@ fn service() -> OpenApiService<Services, ()> {
             projects::ProjectsApi,
             items::DocumentsApi,
             items::VoiceApi,
+            labels::LabelsApi,
             review::ReviewApi,
             uploads::UploadsApi,
             jobs::JobsApi,

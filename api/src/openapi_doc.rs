@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 /// The error statuses `ApiError` declares; the others an operation lists (206, 416,
 /// 460, …) are its own and stay.
-const API_ERROR_STATUSES: [u16; 13] = [
-    400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 501, 503,
+const API_ERROR_STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429, 500, 501, 503,
 ];
 
 /// Operations whose errors are their own (not problems from the engine).
@@ -105,6 +105,11 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     ("voice_upload", &[409]),
     // item_not_ready
     ("review_submit", &[409]),
+    // schema_in_use
+    ("label_schema_put", &[409]),
+    // item_processing, item_in_review, no_label_schema; precondition_failed (If-Match)
+    ("document_annotation_put", &[409, 412]),
+    ("voice_annotation_put", &[409, 412]),
     // review_claimed, lease_lost, already_decided, item_not_pending
     ("review_next", &[409]),
     ("review_decide", &[409]),
@@ -128,7 +133,7 @@ fn description(status: u16) -> &'static str {
         404 => "No such resource (or it is not visible to the caller).",
         409 => "Conflicts with the current state.",
         410 => "It existed and is gone for good.",
-        412 => "`Tus-Resumable: 1.0.0` is missing (`Tus-Version` lists the versions spoken).",
+        412 => "`If-Match` names a version that is no longer current; read it again.",
         413 => "The content is larger than allowed.",
         415 => "The content is of a type that is not accepted.",
         422 => "Well-formed but not processable as asked.",
@@ -243,7 +248,7 @@ fn finish_operation(path: &str, method: &str, op: &mut Value) {
     for status in wanted {
         responses
             .entry(status.to_string())
-            .or_insert_with(|| problem_response(status));
+            .or_insert_with(|| problem_response(status, &op_id));
     }
     if path.starts_with("/api/uploads") {
         // Every tus answer carries `Tus-Resumable`, discovery included.
@@ -259,14 +264,21 @@ fn finish_operation(path: &str, method: &str, op: &mut Value) {
     }
 }
 
-fn problem_response(status: u16) -> Value {
+fn problem_response(status: u16, op_id: &str) -> Value {
+    let tus = TUS_VERSIONED.contains(&op_id);
+    let description = match status {
+        412 if tus => {
+            "`Tus-Resumable: 1.0.0` is missing (`Tus-Version` lists the versions spoken)."
+        }
+        _ => description(status),
+    };
     let mut response = json!({
-        "description": description(status),
+        "description": description,
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     });
     match status {
         401 => add_header(&mut response, "WWW-Authenticate", "The bearer challenge."),
-        412 => add_header(
+        412 if tus => add_header(
             &mut response,
             "Tus-Version",
             "The tus versions this server speaks.",

@@ -76,6 +76,9 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// `If-Match` names a version that is no longer current.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Json<Problem>),
     /// It existed and is gone for good (an expired or refused resumable upload).
     #[oai(status = 410, content_type = "application/problem+json")]
     Gone(Json<Problem>),
@@ -119,7 +122,7 @@ impl From<EngineError> for ApiError {
                     StatusCode::BAD_REQUEST
                 };
                 let mut p = problem(status);
-                p.0.field = field.map(str::to_owned);
+                p.0.field = field.as_ref().map(|f| f.to_string());
                 if content {
                     Self::Unprocessable(p)
                 } else {
@@ -143,6 +146,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound { .. } => Self::NotFound(problem(StatusCode::NOT_FOUND)),
             EngineError::Conflict { .. } => Self::Conflict(problem(StatusCode::CONFLICT)),
             EngineError::Gone { .. } => Self::Gone(problem(StatusCode::GONE)),
+            EngineError::PreconditionFailed { .. } => {
+                Self::PreconditionFailed(problem(StatusCode::PRECONDITION_FAILED))
+            }
             EngineError::NotImplemented { .. } => {
                 Self::NotImplemented(problem(StatusCode::NOT_IMPLEMENTED))
             }

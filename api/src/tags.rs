@@ -8,6 +8,8 @@ pub enum ApiTags {
     Projects,
     /// Documents and voice recordings: upload, list, read, download, delete.
     Data,
+    /// Labelling: a project's label schema, and each item's annotation.
+    Labels,
     /// Review: submit, the reviewer's queue and leases, decisions, the rework loop.
     Review,
     /// Resumable uploads (tus 1.0) for large files over flaky connections.

@@ -246,9 +246,9 @@ fn create_input(
     let mut take = |keys: &[&str]| keys.iter().find_map(|k| meta.remove(*k));
     // The values are base64 inside one header: no schema can state them, so what is
     // wrong with them is refused content (422), not a malformed request.
-    let header_error = |code, field, msg| EngineError::RefusedContent {
+    let header_error = |code, field: &'static str, msg| EngineError::RefusedContent {
         code,
-        field: Some(field),
+        field: Some(field.into()),
         message: String::from(msg),
     };
     let project_id = take(&["project_id", "projectId"])
@@ -327,7 +327,7 @@ fn parse_checksum(raw: Option<String>) -> Result<Option<Checksum>, EngineError> 
         // content is refused.
         .map_err(|_| EngineError::RefusedContent {
             code: ErrorCode::InvalidChecksum,
-            field: Some("Upload-Checksum"),
+            field: Some("Upload-Checksum".into()),
             message: "the checksum digest is not base64".into(),
         })?;
     Ok(Some(Checksum { algorithm, digest }))

@@ -93,6 +93,8 @@ enum Rule {
     /// Correct an item's text (`{id}`): its uploader, project admins and super admins;
     /// reviewers get 403, another contributor 404.
     EditText,
+    /// Label an item (`{id}`): as [`Rule::EditText`].
+    Annotate,
     /// Process an item again (`{id}`): project admins and super admins; its uploader and
     /// reviewers get 403, another contributor 404.
     ReprocessItem,
@@ -167,6 +169,7 @@ impl Rule {
             Self::ReadItem
             | Self::DeleteItem
             | Self::EditText
+            | Self::Annotate
             | Self::ReprocessItem
             | Self::ReadJob
             | Self::ReviewItem
@@ -282,6 +285,15 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("review_renew", &[Rule::RenewLease]),
     ("review_skip", &[Rule::ReviewItem]),
     ("review_decide", &[Rule::ReviewItem]),
+    // Labelling.
+    ("label_schema_get", &[Rule::Member]),
+    ("label_schema_put", &[Rule::ProjectAdmin]),
+    ("document_annotation_get", &[Rule::ReadItem]),
+    ("document_annotation_put", &[Rule::Annotate]),
+    ("document_annotation_revisions", &[Rule::ReadItem]),
+    ("voice_annotation_get", &[Rule::ReadItem]),
+    ("voice_annotation_put", &[Rule::Annotate]),
+    ("voice_annotation_revisions", &[Rule::ReadItem]),
 ];
 
 /// Operations after which the fixture they ran on is not trusted any more.
@@ -318,7 +330,12 @@ fn needs_review_item(operation_id: &str) -> Option<bool> {
 fn needs_settled_item(operation_id: &str) -> bool {
     matches!(
         operation_id,
-        "document_edit_text" | "voice_edit_transcript" | "document_reprocess" | "voice_reprocess"
+        "document_edit_text"
+            | "voice_edit_transcript"
+            | "document_reprocess"
+            | "voice_reprocess"
+            | "document_annotation_put"
+            | "voice_annotation_put"
     )
 }
 
@@ -504,6 +521,7 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         Expect::Allowed if rule == Rule::OwnPasskey => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")
         }
+
         expect => expect,
     }
 }
@@ -548,6 +566,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 Rule::ReadItem
                 | Rule::DeleteItem
                 | Rule::EditText
+                | Rule::Annotate
                 | Rule::ReprocessItem
                 | Rule::ReadJob
                 | Rule::ReviewItem
@@ -565,7 +584,11 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
             // Reviewers review: they neither upload nor delete.
             (
                 Some("reviewer"),
-                Rule::Upload | Rule::ResumableUpload | Rule::DeleteItem | Rule::EditText,
+                Rule::Upload
+                | Rule::ResumableUpload
+                | Rule::DeleteItem
+                | Rule::EditText
+                | Rule::Annotate,
             ) => Denied(FORBIDDEN),
             (Some(_), _) => Allowed,
         },
@@ -1016,6 +1039,17 @@ impl World {
         let project: Value = resp.json().await.unwrap();
         assert_eq!(project["my_role"], "admin", "the creator is admin");
         let project_id = project["id"].as_str().unwrap().to_owned();
+        // The label schema every `label_schema_put` case sends again (so it changes
+        // nothing), and that annotations are checked against.
+        let resp = self
+            .send(
+                Some(&creator),
+                Method::PUT,
+                &format!("/api/projects/{project_id}/label-schema"),
+                body_for("label_schema_put", n).as_ref(),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "label schema of {name}");
 
         // (email, token, role) of everyone who joins.
         let mut joiners = vec![(
@@ -1243,6 +1277,8 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "auth_password_reset" => json!({"token": "not-a-real-token", "new_password": PASSWORD}),
         "auth_password_change" => json!({"current_password": PASSWORD, "new_password": PASSWORD}),
         "review_decide" => json!({"decision": "approve"}),
+        "label_schema_put" => json!({"fields": [{"name": "topic", "type": "text"}]}),
+        "document_annotation_put" | "voice_annotation_put" => json!({"values": {}}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
         }

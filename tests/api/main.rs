@@ -30,6 +30,7 @@ mod hostile_files;
 mod idempotency;
 mod items;
 mod job_queue;
+mod labels;
 mod log_secrets;
 mod login_throttle;
 mod mail;

@@ -219,7 +219,7 @@ impl AccountTransition for VerifyEmail {
     async fn apply(self, at: &mut InAccounts<'_>) -> Result<Uuid, EngineError> {
         let invalid = || EngineError::Validation {
             code: ErrorCode::VerificationTokenInvalid,
-            field: Some("token"),
+            field: Some("token".into()),
             message: "this verification link is invalid or has already been used".into(),
         };
         let now = at.now;
@@ -236,7 +236,7 @@ impl AccountTransition for VerifyEmail {
         if row.expires_at <= now {
             return Err(EngineError::Validation {
                 code: ErrorCode::VerificationTokenExpired,
-                field: Some("token"),
+                field: Some("token".into()),
                 message: "this verification link has expired; ask for a new one".into(),
             });
         }

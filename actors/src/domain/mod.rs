@@ -4,6 +4,7 @@
 mod email;
 mod item;
 mod job;
+pub mod labels;
 mod password;
 mod project;
 mod role;

@@ -333,7 +333,7 @@ fn detect_error(err: detect::DetectError) -> EngineError {
     let message = err.to_string();
     let invalid_file = |code| EngineError::Validation {
         code,
-        field: Some("file"),
+        field: Some("file".into()),
         message: message.clone(),
     };
     match err {
@@ -360,7 +360,7 @@ fn audio_error(err: audio::AudioError) -> EngineError {
     };
     EngineError::Validation {
         code,
-        field: Some("file"),
+        field: Some("file".into()),
         message,
     }
 }

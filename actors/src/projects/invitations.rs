@@ -213,7 +213,7 @@ impl Transition for AcceptInvitation {
         if invitation.expires_at <= now {
             return Err(EngineError::Validation {
                 code: ErrorCode::InvitationExpired,
-                field: Some("token"),
+                field: Some("token".into()),
                 message: "this invitation has expired; ask a project admin to resend it".into(),
             });
         }

@@ -6,6 +6,7 @@ mod group;
 mod handle;
 mod invitations;
 mod items;
+mod labels;
 mod messages;
 mod project;
 mod review;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 pub use self::handle::Projects;
 pub(crate) use self::items::{AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob};
+pub(crate) use self::labels::{PutAnnotation, PutLabelSchema};
 pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Submit};

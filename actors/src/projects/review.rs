@@ -61,6 +61,7 @@ impl Transition for Submit {
                 other => other,
             }
         };
+        let item_ids = self.item_ids.clone();
         for item_id in self.item_ids {
             let item = live_item(at.tx(), id, item_id)
                 .await
@@ -90,6 +91,9 @@ impl Transition for Submit {
             .await?;
             views.push(live_item(at.tx(), id, item_id).await?.into());
         }
+        // All or nothing: the items' required labels, checked once they are known to
+        // be the caller's to submit.
+        super::labels::check_complete(at, &item_ids).await?;
         Ok(views)
     }
 }

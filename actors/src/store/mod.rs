@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod invitations;
 pub mod items;
 pub mod jobs;
+pub mod labels;
 pub mod login_throttle;
 pub mod passkeys;
 pub mod projects;

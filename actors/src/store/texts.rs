@@ -124,3 +124,17 @@ pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<TextRow>> {
     })?;
     Ok(rows)
 }
+
+/// The item's current text revision, inside a transaction.
+pub async fn current_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Option<TextRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM item_texts WHERE item_id = $1 ORDER BY revision DESC LIMIT 1"
+    );
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, TextRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}

@@ -1,0 +1,214 @@
+//! The labelling part of the engine handle: reads go straight to the store after the
+//! permission check; writes are the project actor's transitions.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    authz::ProjectAction,
+    context::{Principal, RequestContext},
+    domain::{
+        DataKind,
+        labels::{FieldInput, LabelField, schema},
+    },
+    engine::Engine,
+    error::EngineError,
+    projects::{PutAnnotation, PutLabelSchema},
+    store::{
+        self,
+        labels::{AnnotationRow, SchemaRow},
+    },
+};
+
+/// A version of a project's label schema (version 0, no fields: none set yet).
+#[derive(Debug, Clone)]
+pub struct LabelSchemaView {
+    pub project_id: Uuid,
+    pub version: i32,
+    pub fields: Vec<LabelField>,
+    pub created_by: Option<Uuid>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<SchemaRow> for LabelSchemaView {
+    fn from(r: SchemaRow) -> Self {
+        Self {
+            project_id: r.project_id,
+            version: r.version,
+            fields: r.fields.0,
+            created_by: Some(r.created_by),
+            created_at: Some(r.created_at),
+        }
+    }
+}
+
+/// A revision of an item's annotation (revision 0, no values: never annotated).
+#[derive(Debug, Clone)]
+pub struct AnnotationView {
+    pub item_id: Uuid,
+    pub revision: i32,
+    pub schema_version: Option<i32>,
+    pub values: BTreeMap<String, Value>,
+    pub author_id: Option<Uuid>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<AnnotationRow> for AnnotationView {
+    fn from(r: AnnotationRow) -> Self {
+        Self {
+            item_id: r.item_id,
+            revision: r.revision,
+            schema_version: Some(r.schema_version),
+            values: r.label_values.0,
+            author_id: Some(r.author_id),
+            updated_at: Some(r.created_at),
+        }
+    }
+}
+
+/// An `If-Match` header: the revision the writer read, or `*` (any revision there is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Revision(i32),
+    /// A tag this server never issued: matches nothing.
+    Unknown,
+}
+
+impl IfMatch {
+    /// `"3"`, `W/"3"`, `*`, or a list of them (the header matches when one does).
+    pub fn parse(header: &str) -> Vec<IfMatch> {
+        header
+            .split(',')
+            .map(str::trim)
+            .map(|tag| {
+                if tag == "*" {
+                    return IfMatch::Any;
+                }
+                let tag = tag.strip_prefix("W/").unwrap_or(tag);
+                tag.strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .and_then(|t| t.parse().ok())
+                    .map_or(IfMatch::Unknown, IfMatch::Revision)
+            })
+            .collect()
+    }
+
+    pub fn matches(&self, revision: i32) -> bool {
+        match self {
+            IfMatch::Any => revision > 0,
+            IfMatch::Revision(r) => *r == revision,
+            IfMatch::Unknown => false,
+        }
+    }
+}
+
+impl Engine {
+    /// The project's label schema, or version `version` of it (members).
+    pub async fn label_schema(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        version: Option<i32>,
+    ) -> Result<LabelSchemaView, EngineError> {
+        self.check_project(principal, project_id, ProjectAction::View)
+            .await?;
+        let row = match version {
+            Some(v) => Some(
+                store::labels::schema_version(&self.deps.db, project_id, v)
+                    .await?
+                    .ok_or(EngineError::NotFound {
+                        what: "label schema version",
+                    })?,
+            ),
+            None => store::labels::current_schema(&self.deps.db, project_id).await?,
+        };
+        Ok(row.map_or(
+            LabelSchemaView {
+                project_id,
+                version: 0,
+                fields: Vec::new(),
+                created_by: None,
+                created_at: None,
+            },
+            Into::into,
+        ))
+    }
+
+    /// Set the project's label schema (project admins): a new version.
+    pub async fn put_label_schema(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        fields: Vec<FieldInput>,
+        force: bool,
+        ctx: &RequestContext,
+    ) -> Result<LabelSchemaView, EngineError> {
+        let fields = schema::normalise(fields)?;
+        let put = PutLabelSchema { fields, force };
+        let row = self
+            .apply_in_project(project_id, principal, ctx, put)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// An item's annotation, for whoever may see the item.
+    pub async fn annotation(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+    ) -> Result<AnnotationView, EngineError> {
+        self.item(principal, kind, item_id).await?;
+        let row = store::labels::current_annotation(&self.deps.db, item_id).await?;
+        Ok(row.map_or(
+            AnnotationView {
+                item_id,
+                revision: 0,
+                schema_version: None,
+                values: BTreeMap::new(),
+                author_id: None,
+                updated_at: None,
+            },
+            Into::into,
+        ))
+    }
+
+    /// Every revision of an item's annotation, oldest first.
+    pub async fn annotation_revisions(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+    ) -> Result<Vec<AnnotationView>, EngineError> {
+        self.item(principal, kind, item_id).await?;
+        let rows = store::labels::revisions(&self.deps.db, item_id).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Write a new revision of an item's annotation. `if_match`: the tags of the
+    /// `If-Match` header (412 unless one names the current revision).
+    pub async fn put_annotation(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+        values: BTreeMap<String, Value>,
+        if_match: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<AnnotationView, EngineError> {
+        let item = self.item(principal, kind, item_id).await?;
+        let put = PutAnnotation {
+            item_id,
+            values,
+            if_match: if_match.map(IfMatch::parse),
+        };
+        let row = self
+            .apply_in_project(item.project_id, principal, ctx, put)
+            .await?;
+        Ok(row.into())
+    }
+}

@@ -1,0 +1,223 @@
+//! Labelling transitions of a project: a new version of its label schema, and a new
+//! revision of an item's annotation. Both run in the project's actor, in its group's
+//! change, with their audit rows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    items::{check_visible, live_item, not_editable},
+    transition::{Check, InProject, Transition},
+};
+use crate::{
+    ErrorCode,
+    authz::ProjectAction,
+    context::Principal,
+    domain::{
+        DataKind, ItemStatus,
+        labels::{LabelField, usage, values},
+    },
+    error::EngineError,
+    labels::IfMatch,
+    store::{
+        self,
+        labels::{AnnotationRow, SchemaRow},
+    },
+};
+
+/// `now` as both databases keep it (microseconds), so an answer shows what a read will.
+fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.trunc_subsecs(6)
+}
+
+/// A new version of the project's label schema (project admins). The same fields as
+/// now change nothing. Removing a field or option that annotations use is refused
+/// unless `force`, which leaves those annotations on their version.
+pub struct PutLabelSchema {
+    pub fields: Vec<LabelField>,
+    pub force: bool,
+}
+
+impl Transition for PutLabelSchema {
+    type Out = SchemaRow;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Update)
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<SchemaRow, EngineError> {
+        let (id, now) = (at.id(), stored_time(at.now));
+        let current = store::labels::current_schema_tx(at.tx(), id).await?;
+        if let Some(current) = &current
+            && current.fields.0 == self.fields
+        {
+            return Ok(current.clone());
+        }
+        if let Some(current) = &current
+            && !self.force
+        {
+            let annotations = store::labels::current_of_project(at.tx(), id).await?;
+            let in_use = usage::removals_in_use(
+                &current.fields.0,
+                &self.fields,
+                annotations.iter().map(|a| &a.label_values.0),
+            );
+            if !in_use.is_empty() {
+                return Err(EngineError::Conflict {
+                    code: ErrorCode::SchemaInUse,
+                    message: format!(
+                        "{}; send force=true to keep those annotations on version {}",
+                        in_use.join("; "),
+                        current.version
+                    ),
+                });
+            }
+        }
+        let row = SchemaRow {
+            project_id: id,
+            version: current.map_or(1, |c| c.version + 1),
+            fields: sqlx::types::Json(self.fields),
+            created_by: at.principal.user_id,
+            created_at: now,
+        };
+        store::labels::insert_schema(at.tx(), &row).await?;
+        at.audit(
+            "label_schema.updated",
+            ("project", id.to_string()),
+            json!({"version": row.version, "fields": row.fields.0.len(), "force": self.force}),
+        )
+        .await?;
+        Ok(row)
+    }
+}
+
+/// A new revision of an item's annotation: by its contributor or a project admin, while
+/// the item is `ready` or `changes_requested`, against the current schema.
+pub struct PutAnnotation {
+    pub item_id: Uuid,
+    pub values: BTreeMap<String, Value>,
+    /// The `If-Match` tags, when the header was sent: one must name the current revision.
+    pub if_match: Option<Vec<IfMatch>>,
+}
+
+impl Transition for PutAnnotation {
+    type Out = AnnotationRow;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::View)
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<AnnotationRow, EngineError> {
+        let (id, item_id, now) = (at.id(), self.item_id, stored_time(at.now));
+        let item = live_item(at.tx(), id, item_id).await?;
+        check_visible(at.principal, at.role, &item)?;
+        if item.contributor_id != at.principal.user_id {
+            at.authorize(ProjectAction::EditAnyText)?;
+        } else {
+            at.authorize(ProjectAction::Upload)?;
+        }
+        if !matches!(
+            item.status,
+            ItemStatus::Ready | ItemStatus::ChangesRequested | ItemStatus::ProcessingFailed
+        ) {
+            return Err(not_editable(item.status));
+        }
+        let schema = store::labels::current_schema_tx(at.tx(), id)
+            .await?
+            .ok_or_else(|| EngineError::Conflict {
+                code: ErrorCode::NoLabelSchema,
+                message: "the project has no label schema yet; a project admin sets one".into(),
+            })?;
+        let current = store::labels::current_annotation_tx(at.tx(), item_id).await?;
+        let revision = current.as_ref().map_or(0, |c| c.revision);
+        if let Some(tags) = &self.if_match
+            && !tags.iter().any(|t| t.matches(revision))
+        {
+            return Err(EngineError::PreconditionFailed {
+                code: ErrorCode::PreconditionFailed,
+                message: format!(
+                    "the annotation is at revision {revision}; read it again and reapply \
+                     your change"
+                ),
+            });
+        }
+        let text = match item.kind {
+            DataKind::Document => store::texts::current_tx(at.tx(), item_id).await?,
+            DataKind::Audio => None,
+        };
+        let duration_ms = item
+            .audio
+            .as_ref()
+            .and_then(|a| a.0.get("duration_seconds"))
+            .and_then(Value::as_f64)
+            .map(|s| (s * 1000.0).round() as u64);
+        let target = values::Target {
+            kind: item.kind,
+            text: text.as_ref().map(|t| t.text.as_str()),
+            duration_ms,
+        };
+        let checked = values::check(&schema.fields.0, self.values, &target)?;
+        let row = AnnotationRow {
+            item_id,
+            revision: revision + 1,
+            project_id: id,
+            schema_version: schema.version,
+            label_values: sqlx::types::Json(checked),
+            text_revision: text.map(|t| t.revision),
+            author_id: at.principal.user_id,
+            created_at: now,
+        };
+        store::labels::insert_annotation(at.tx(), &row).await?;
+        at.audit(
+            "item.annotated",
+            ("item", item_id.to_string()),
+            json!({
+                "revision": row.revision,
+                "schema_version": row.schema_version,
+                "fields": row.label_values.0.len(),
+            }),
+        )
+        .await?;
+        Ok(row)
+    }
+}
+
+/// Items among `items` whose annotation lacks a required field of the project's
+/// schema: 422 `annotation_incomplete` naming them (submission is all or nothing).
+pub(super) async fn check_complete(
+    at: &mut InProject<'_>,
+    items: &[Uuid],
+) -> Result<(), EngineError> {
+    let id = at.id();
+    let Some(schema) = store::labels::current_schema_tx(at.tx(), id).await? else {
+        return Ok(());
+    };
+    if !schema.fields.0.iter().any(|f| f.required) {
+        return Ok(());
+    }
+    let mut incomplete = Vec::new();
+    for &item in items {
+        let annotation = store::labels::current_annotation_tx(at.tx(), item).await?;
+        let missing = values::missing_required(
+            &schema.fields.0,
+            annotation.as_ref().map(|a| &a.label_values.0),
+        );
+        if !missing.is_empty() {
+            incomplete.push(format!("{item} lacks {}", missing.join(", ")));
+        }
+    }
+    if incomplete.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::validation(
+        ErrorCode::AnnotationIncomplete,
+        "item_ids",
+        format!(
+            "required labels are missing; nothing was submitted: {}",
+            incomplete.join("; ")
+        ),
+    ))
+}

@@ -1,0 +1,175 @@
+//! Label schemas (one row per version) and annotation revisions (the newest per item
+//! is its annotation).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Db, StoreResult, Tx, with_db, with_tx};
+use crate::domain::labels::LabelField;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SchemaRow {
+    pub project_id: Uuid,
+    pub version: i32,
+    pub fields: Json<Vec<LabelField>>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+const SCHEMA_COLUMNS: &str = "project_id, version, fields, created_by, created_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AnnotationRow {
+    pub item_id: Uuid,
+    pub revision: i32,
+    pub project_id: Uuid,
+    pub schema_version: i32,
+    pub label_values: Json<BTreeMap<String, Value>>,
+    pub text_revision: Option<i32>,
+    pub author_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+const ANNOTATION_COLUMNS: &str = "item_id, revision, project_id, schema_version, label_values, \
+     text_revision, author_id, created_at";
+
+/// The project's newest schema version.
+pub async fn current_schema(db: &Db, project: Uuid) -> StoreResult<Option<SchemaRow>> {
+    let sql = format!(
+        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 \
+         ORDER BY version DESC LIMIT 1"
+    );
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, SchemaRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_optional(pool)
+    .await)?)
+}
+
+/// [`current_schema`] inside a transaction.
+pub async fn current_schema_tx(tx: &mut Tx, project: Uuid) -> StoreResult<Option<SchemaRow>> {
+    let sql = format!(
+        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 \
+         ORDER BY version DESC LIMIT 1"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, SchemaRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_optional(conn)
+    .await)?)
+}
+
+pub async fn schema_version(
+    db: &Db,
+    project: Uuid,
+    version: i32,
+) -> StoreResult<Option<SchemaRow>> {
+    let sql = format!(
+        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 AND version = $2"
+    );
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, SchemaRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .bind(version)
+    .fetch_optional(pool)
+    .await)?)
+}
+
+pub async fn insert_schema(tx: &mut Tx, row: &SchemaRow) -> StoreResult<()> {
+    let sql = "INSERT INTO label_schemas (project_id, version, fields, created_by, created_at) \
+               VALUES ($1, $2, $3, $4, $5)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(row.project_id)
+        .bind(row.version)
+        .bind(row.fields.clone())
+        .bind(row.created_by)
+        .bind(row.created_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The item's annotation (its newest revision).
+pub async fn current_annotation(db: &Db, item: Uuid) -> StoreResult<Option<AnnotationRow>> {
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
+         ORDER BY revision DESC LIMIT 1"
+    );
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, AnnotationRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_optional(pool)
+    .await)?)
+}
+
+/// [`current_annotation`] inside a transaction.
+pub async fn current_annotation_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Option<AnnotationRow>> {
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
+         ORDER BY revision DESC LIMIT 1"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, AnnotationRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_optional(conn)
+    .await)?)
+}
+
+/// Every revision of the item's annotation, oldest first.
+pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<AnnotationRow>> {
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
+         ORDER BY revision"
+    );
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, AnnotationRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_all(pool)
+    .await)?)
+}
+
+/// The annotation of every live item of the project (each item's newest revision).
+pub async fn current_of_project(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<AnnotationRow>> {
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.project_id = $1 \
+         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
+                           WHERE b.item_id = a.item_id) \
+         AND EXISTS (SELECT 1 FROM items i WHERE i.id = a.item_id AND i.deleted_at IS NULL)"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, AnnotationRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+pub async fn insert_annotation(tx: &mut Tx, row: &AnnotationRow) -> StoreResult<()> {
+    let sql = "INSERT INTO annotation_revisions (item_id, revision, project_id, schema_version, \
+               label_values, text_revision, author_id, created_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(row.item_id)
+        .bind(row.revision)
+        .bind(row.project_id)
+        .bind(row.schema_version)
+        .bind(row.label_values.clone())
+        .bind(row.text_revision)
+        .bind(row.author_id)
+        .bind(row.created_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! Labelling: a project's versioned label schema, and each document's or recording's
+//! annotation (revisions, `ETag`/`If-Match` against lost updates).
+
+use std::collections::BTreeMap;
+
+use alta_actors::{
+    Engine,
+    context::RequestContext,
+    domain::{
+        DataKind,
+        labels::{FieldInput, FieldType, LabelField},
+    },
+    labels::{AnnotationView, LabelSchemaView},
+};
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{json_body::JsonBody, problem::ApiResult, security::BearerAuth, tags::ApiTags};
+
+/// What a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum LabelFieldType {
+    /// One of `options`.
+    Label,
+    /// A subset of `options`, `min` to `max` of them.
+    MultiLabel,
+    /// An integer from `min` to `max`.
+    Rating,
+    /// Free text of at most `max_length` characters.
+    Text,
+    /// Documents: `[{start, end, label}]`, `[start, end)` in Unicode code points of the
+    /// current text, `label` one of `options`.
+    Spans,
+    /// Recordings: `[{start_ms, end_ms, label, text?, speaker?}]` within the recording.
+    Segments,
+}
+
+impl From<LabelFieldType> for FieldType {
+    fn from(t: LabelFieldType) -> Self {
+        match t {
+            LabelFieldType::Label => Self::Label,
+            LabelFieldType::MultiLabel => Self::MultiLabel,
+            LabelFieldType::Rating => Self::Rating,
+            LabelFieldType::Text => Self::Text,
+            LabelFieldType::Spans => Self::Spans,
+            LabelFieldType::Segments => Self::Segments,
+        }
+    }
+}
+
+impl From<FieldType> for LabelFieldType {
+    fn from(t: FieldType) -> Self {
+        match t {
+            FieldType::Label => Self::Label,
+            FieldType::MultiLabel => Self::MultiLabel,
+            FieldType::Rating => Self::Rating,
+            FieldType::Text => Self::Text,
+            FieldType::Spans => Self::Spans,
+            FieldType::Segments => Self::Segments,
+        }
+    }
+}
+
+/// A field of a label schema. Answers show every default filled in.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
+pub struct LabelFieldBody {
+    /// `^[a-z][a-z0-9_]{0,63}$`, unique in the schema: the key in annotation values.
+    pub name: String,
+    /// What annotators see (default: the name).
+    #[oai(validator(max_length = 200))]
+    pub title: Option<String>,
+    #[oai(rename = "type")]
+    pub kind: LabelFieldType,
+    /// Submission for review needs it set (default false).
+    pub required: Option<bool>,
+    /// The choices (label, multi_label) or the range labels (spans, segments).
+    #[oai(validator(max_items = 200))]
+    pub options: Option<Vec<String>>,
+    /// rating: the lowest value; multi_label: the fewest choices.
+    pub min: Option<i64>,
+    /// rating: the highest value; multi_label: the most choices.
+    pub max: Option<i64>,
+    /// text: the most characters (default 10,000).
+    pub max_length: Option<u32>,
+    /// spans, segments: whether ranges may overlap (default false).
+    pub allow_overlap: Option<bool>,
+}
+
+impl From<LabelFieldBody> for FieldInput {
+    fn from(f: LabelFieldBody) -> Self {
+        Self {
+            name: f.name,
+            title: f.title,
+            kind: Some(f.kind.into()),
+            required: f.required,
+            options: f.options,
+            min: f.min,
+            max: f.max,
+            max_length: f.max_length,
+            allow_overlap: f.allow_overlap,
+        }
+    }
+}
+
+impl From<LabelField> for LabelFieldBody {
+    fn from(f: LabelField) -> Self {
+        Self {
+            name: f.name,
+            title: Some(f.title),
+            kind: f.kind.into(),
+            required: Some(f.required),
+            options: f.options,
+            min: f.min,
+            max: f.max,
+            max_length: f.max_length,
+            allow_overlap: f.allow_overlap,
+        }
+    }
+}
+
+/// A label schema as sent.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LabelSchemaInput {
+    #[oai(validator(max_items = 50))]
+    pub fields: Vec<LabelFieldBody>,
+}
+
+/// A version of a project's label schema.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct LabelSchemaResponse {
+    pub project_id: Uuid,
+    /// 1, 2, 3, …; 0 while the project has none.
+    pub version: i32,
+    pub fields: Vec<LabelFieldBody>,
+    pub created_by: Option<Uuid>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<LabelSchemaView> for LabelSchemaResponse {
+    fn from(s: LabelSchemaView) -> Self {
+        Self {
+            project_id: s.project_id,
+            version: s.version,
+            fields: s.fields.into_iter().map(Into::into).collect(),
+            created_by: s.created_by,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// An item's annotation as sent: a value per field (`null` unsets one).
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AnnotationInput {
+    pub values: BTreeMap<String, Value>,
+}
+
+/// A revision of an item's annotation.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AnnotationResponse {
+    pub item_id: Uuid,
+    /// 1, 2, 3, …; 0 while the item has none.
+    pub revision: i32,
+    /// The schema version the values were checked against.
+    pub schema_version: Option<i32>,
+    pub values: BTreeMap<String, Value>,
+    pub author_id: Option<Uuid>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<AnnotationView> for AnnotationResponse {
+    fn from(a: AnnotationView) -> Self {
+        Self {
+            item_id: a.item_id,
+            revision: a.revision,
+            schema_version: a.schema_version,
+            values: a.values,
+            author_id: a.author_id,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// One revision of an item's annotation.
+#[derive(Debug, Object)]
+pub struct AnnotationRevisionResponse {
+    pub revision: i32,
+    pub schema_version: i32,
+    pub values: BTreeMap<String, Value>,
+    pub author_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every revision of an item's annotation, oldest first.
+#[derive(Debug, Object)]
+pub struct AnnotationRevisionsResponse {
+    pub revisions: Vec<AnnotationRevisionResponse>,
+}
+
+fn etag(n: i32) -> String {
+    format!("\"{n}\"")
+}
+
+#[derive(ApiResponse)]
+pub enum LabelSchemaOk {
+    /// The schema; `ETag` is its version.
+    #[oai(status = 200)]
+    Ok(Json<LabelSchemaResponse>, #[oai(header = "ETag")] String),
+}
+
+impl From<LabelSchemaView> for LabelSchemaOk {
+    fn from(s: LabelSchemaView) -> Self {
+        let tag = etag(s.version);
+        Self::Ok(Json(s.into()), tag)
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum AnnotationOk {
+    /// The annotation; `ETag` is its revision (send it as `If-Match` with a change).
+    #[oai(status = 200)]
+    Ok(Json<AnnotationResponse>, #[oai(header = "ETag")] String),
+}
+
+impl From<AnnotationView> for AnnotationOk {
+    fn from(a: AnnotationView) -> Self {
+        let tag = etag(a.revision);
+        Self::Ok(Json(a.into()), tag)
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum AnnotationRevisionsOk {
+    #[oai(status = 200)]
+    Ok(Json<AnnotationRevisionsResponse>),
+}
+
+pub struct LabelsApi;
+
+#[OpenApi(tag = "ApiTags::Labels")]
+impl LabelsApi {
+    /// A project's label schema
+    ///
+    /// Any member. `version` reads an earlier version (404 when there is none); without
+    /// it, the current one (version 0 with no fields while none is set).
+    #[oai(
+        path = "/api/projects/:project_id/label-schema",
+        method = "get",
+        operation_id = "label_schema_get"
+    )]
+    async fn schema(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        #[oai(validator(minimum(value = "1")))] version: Query<Option<i32>>,
+    ) -> ApiResult<LabelSchemaOk> {
+        Ok(engine
+            .label_schema(&auth.0, project_id.0, version.0)
+            .await?
+            .into())
+    }
+
+    /// Set a project's label schema
+    ///
+    /// Project admins. Each change is a new version; earlier ones stay readable. The
+    /// same fields as now change nothing. Adding fields or options is always allowed;
+    /// removing a field or an option that annotations use is 409 `schema_in_use`
+    /// (with counts) unless `force=true`, which keeps those annotations on their
+    /// version. A schema that breaks a rule is 422 `invalid_label_schema` with `field`
+    /// pointing at the part at fault (`/fields/1/options`).
+    #[oai(
+        path = "/api/projects/:project_id/label-schema",
+        method = "put",
+        operation_id = "label_schema_put"
+    )]
+    async fn put_schema(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        force: Query<Option<bool>>,
+        body: JsonBody<LabelSchemaInput>,
+    ) -> ApiResult<LabelSchemaOk> {
+        let fields = body.0.fields.into_iter().map(Into::into).collect();
+        Ok(engine
+            .put_label_schema(
+                &auth.0,
+                project_id.0,
+                fields,
+                force.0.unwrap_or(false),
+                &ctx,
+            )
+            .await?
+            .into())
+    }
+
+    /// A document's annotation
+    #[oai(
+        path = "/api/documents/:id/annotation",
+        method = "get",
+        operation_id = "document_annotation_get"
+    )]
+    async fn document_annotation(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<AnnotationOk> {
+        get(&engine, &auth, DataKind::Document, id.0).await
+    }
+
+    /// Label a document
+    ///
+    /// Its contributor or a project admin, while it is `ready` (or sent back for
+    /// changes): a new revision, checked against the current schema (422
+    /// `invalid_annotation` with `field`, e.g. `/values/entities/3/end`). Spans count
+    /// Unicode code points of the current text. `If-Match` with the `ETag` read guards
+    /// against lost updates (412 `precondition_failed`).
+    #[oai(
+        path = "/api/documents/:id/annotation",
+        method = "put",
+        operation_id = "document_annotation_put"
+    )]
+    async fn put_document_annotation(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: JsonBody<AnnotationInput>,
+    ) -> ApiResult<AnnotationOk> {
+        put(
+            &engine,
+            &ctx,
+            &auth,
+            DataKind::Document,
+            id.0,
+            if_match.0,
+            body.0,
+        )
+        .await
+    }
+
+    /// Every revision of a document's annotation
+    #[oai(
+        path = "/api/documents/:id/annotation/revisions",
+        method = "get",
+        operation_id = "document_annotation_revisions"
+    )]
+    async fn document_revisions(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<AnnotationRevisionsOk> {
+        revisions(&engine, &auth, DataKind::Document, id.0).await
+    }
+
+    /// A recording's annotation
+    #[oai(
+        path = "/api/voice/:id/annotation",
+        method = "get",
+        operation_id = "voice_annotation_get"
+    )]
+    async fn voice_annotation(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<AnnotationOk> {
+        get(&engine, &auth, DataKind::Audio, id.0).await
+    }
+
+    /// Label a recording
+    ///
+    /// As for documents; `segments` are `[start_ms, end_ms)` within the recording.
+    #[oai(
+        path = "/api/voice/:id/annotation",
+        method = "put",
+        operation_id = "voice_annotation_put"
+    )]
+    async fn put_voice_annotation(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: JsonBody<AnnotationInput>,
+    ) -> ApiResult<AnnotationOk> {
+        put(
+            &engine,
+            &ctx,
+            &auth,
+            DataKind::Audio,
+            id.0,
+            if_match.0,
+            body.0,
+        )
+        .await
+    }
+
+    /// Every revision of a recording's annotation
+    #[oai(
+        path = "/api/voice/:id/annotation/revisions",
+        method = "get",
+        operation_id = "voice_annotation_revisions"
+    )]
+    async fn voice_revisions(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<AnnotationRevisionsOk> {
+        revisions(&engine, &auth, DataKind::Audio, id.0).await
+    }
+}
+
+async fn get(
+    engine: &Engine,
+    auth: &BearerAuth,
+    kind: DataKind,
+    id: Uuid,
+) -> ApiResult<AnnotationOk> {
+    Ok(engine.annotation(&auth.0, kind, id).await?.into())
+}
+
+async fn put(
+    engine: &Engine,
+    ctx: &RequestContext,
+    auth: &BearerAuth,
+    kind: DataKind,
+    id: Uuid,
+    if_match: Option<String>,
+    body: AnnotationInput,
+) -> ApiResult<AnnotationOk> {
+    Ok(engine
+        .put_annotation(&auth.0, kind, id, body.values, if_match.as_deref(), ctx)
+        .await?
+        .into())
+}
+
+async fn revisions(
+    engine: &Engine,
+    auth: &BearerAuth,
+    kind: DataKind,
+    id: Uuid,
+) -> ApiResult<AnnotationRevisionsOk> {
+    let revisions = engine.annotation_revisions(&auth.0, kind, id).await?;
+    let revisions = revisions
+        .into_iter()
+        .map(|r| AnnotationRevisionResponse {
+            revision: r.revision,
+            schema_version: r.schema_version.unwrap_or_default(),
+            values: r.values,
+            author_id: r.author_id.unwrap_or_default(),
+            created_at: r.updated_at.unwrap_or_default(),
+        })
+        .collect();
+    Ok(AnnotationRevisionsOk::Ok(Json(
+        AnnotationRevisionsResponse { revisions },
+    )))
+}
