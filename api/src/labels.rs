@@ -86,10 +86,13 @@ pub struct LabelFieldBody {
     #[oai(validator(max_items = 200))]
     pub options: Option<Vec<String>>,
     /// rating: the lowest value; multi_label: the fewest choices.
+    #[oai(validator(minimum(value = "-1000000"), maximum(value = "1000000")))]
     pub min: Option<i64>,
     /// rating: the highest value; multi_label: the most choices.
+    #[oai(validator(minimum(value = "-1000000"), maximum(value = "1000000")))]
     pub max: Option<i64>,
     /// text: the most characters (default 10,000).
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
     pub max_length: Option<u32>,
     /// spans, segments: whether ranges may overlap (default false).
     pub allow_overlap: Option<bool>,
@@ -176,6 +179,10 @@ pub struct AnnotationResponse {
     /// The schema version the values were checked against.
     pub schema_version: Option<i32>,
     pub values: BTreeMap<String, Value>,
+    /// Spans whose words changed since they were made (JSON pointers into `values`);
+    /// each is marked `stale: true` there. Fix them (send them again with offsets in
+    /// the current text) before submitting.
+    pub stale_spans: Vec<String>,
     pub author_id: Option<Uuid>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -183,6 +190,7 @@ pub struct AnnotationResponse {
 impl From<AnnotationView> for AnnotationResponse {
     fn from(a: AnnotationView) -> Self {
         Self {
+            stale_spans: a.stale_spans,
             item_id: a.item_id,
             revision: a.revision,
             schema_version: a.schema_version,
@@ -265,7 +273,9 @@ impl LabelsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        #[oai(validator(minimum(value = "1")))] version: Query<Option<i32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] version: Query<
+            Option<i32>,
+        >,
     ) -> ApiResult<LabelSchemaOk> {
         Ok(engine
             .label_schema(&auth.0, project_id.0, version.0)

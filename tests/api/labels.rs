@@ -24,6 +24,7 @@ backend_tests!(
     schema_changes_that_annotations_use_need_force,
     required_fields_are_checked_at_submission,
     recordings_take_segments_within_their_length,
+    spans_follow_their_words_when_the_text_changes,
 );
 
 /// A project with its admin, a contributor and a reviewer (their tokens).
@@ -1062,4 +1063,131 @@ async fn recordings_take_segments_within_their_length(backend: Backend) {
     let unchanged = annotation(&app, &t.reviewer, &item).await;
     assert_eq!(unchanged["revision"], 1, "nothing refused was written");
     assert_eq!(unchanged["values"], values);
+}
+
+/// Write `text` as the document's new text revision (its contributor).
+async fn write_text(app: &TestApp, token: &str, id: &str, text: &str) {
+    let resp = send(
+        app,
+        token,
+        Method::PUT,
+        &format!("/api/documents/{id}/text"),
+        Some(json!({ "text": text })),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK, "text of {id}");
+}
+
+/// Spans are anchored to the text they were made on. A new text revision carries them
+/// over through a character diff: spans whose words are unchanged move (insertions and
+/// deletions before them, an emoji counted once); spans whose words changed stay put,
+/// marked `stale`, are listed in `stale_spans`, block submission, and must be sent again
+/// without `stale`.
+async fn spans_follow_their_words_when_the_text_changes(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([{"name": "entities", "type": "spans", "options": ["PER", "LOC"]}]),
+    )
+    .await;
+    // "Ana" 0..3, "Nairobi" 13..20.
+    let id = ready_doc(&app, &t.contributor, &t.project, "Ana lives in Nairobi.").await;
+    let item = doc(&id);
+    let spans = json!({"entities": [
+        {"start": 0, "end": 3, "label": "PER"},
+        {"start": 13, "end": 20, "label": "LOC"},
+    ]});
+    let first = annotated(&app, &t.contributor, &item, spans).await;
+    assert_eq!(first["stale_spans"], json!([]));
+
+    // An insertion before both (an emoji and a space: two code points).
+    write_text(&app, &t.contributor, &id, "👋 Ana lives in Nairobi.").await;
+    let moved = annotation(&app, &t.contributor, &item).await;
+    assert_eq!(moved["revision"], 2, "carrying is a revision: {moved}");
+    assert_eq!(
+        moved["values"]["entities"],
+        json!([
+            {"start": 2, "end": 5, "label": "PER"},
+            {"start": 15, "end": 22, "label": "LOC"},
+        ])
+    );
+    assert_eq!(moved["stale_spans"], json!([]));
+    assert_eq!(
+        moved["author_id"], first["author_id"],
+        "the labels are still theirs"
+    );
+
+    // An edit inside "Nairobi" and a deletion after it: "Ana" stays, "Nairobi" is stale.
+    write_text(&app, &t.contributor, &id, "👋 Ana lives in Nairobbi").await;
+    let stale = annotation(&app, &t.contributor, &item).await;
+    assert_eq!(stale["revision"], 3);
+    assert_eq!(
+        stale["values"]["entities"],
+        json!([
+            {"start": 2, "end": 5, "label": "PER"},
+            {"start": 15, "end": 22, "label": "LOC", "stale": true},
+        ])
+    );
+    assert_eq!(stale["stale_spans"], json!(["/values/entities/1"]));
+
+    // A stale span blocks submission (nothing is submitted)...
+    let resp = send(
+        &app,
+        &t.contributor,
+        Method::POST,
+        &format!("/api/projects/{}/review", t.project),
+        Some(json!({"item_ids": [id]})),
+    )
+    .await;
+    let problem = assert_problem(
+        resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "annotation_incomplete",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/values/entities/1"),
+        "{problem}"
+    );
+    let item_now = app.get_json(&item, &t.contributor).await;
+    assert_eq!(item_now["status"], "ready");
+
+    // ...and cannot be echoed back as it is.
+    refused_values(
+        &app,
+        &t.contributor,
+        &item,
+        stale["values"].clone(),
+        "/values/entities/1/stale",
+    )
+    .await;
+
+    // Fixed against the current text ("Nairobbi" is 15..23), it is accepted and the
+    // item can be submitted.
+    let fixed = annotated(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"entities": [
+            {"start": 2, "end": 5, "label": "PER"},
+            {"start": 15, "end": 23, "label": "LOC"},
+        ]}),
+    )
+    .await;
+    assert_eq!(fixed["stale_spans"], json!([]));
+    let resp = send(
+        &app,
+        &t.contributor,
+        Method::POST,
+        &format!("/api/projects/{}/review", t.project),
+        Some(json!({"item_ids": [id]})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }

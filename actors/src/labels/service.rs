@@ -12,7 +12,7 @@ use crate::{
     context::{Principal, RequestContext},
     domain::{
         DataKind,
-        labels::{FieldInput, LabelField, schema},
+        labels::{FieldInput, LabelField, carry, schema},
     },
     engine::Engine,
     error::EngineError,
@@ -52,6 +52,8 @@ pub struct AnnotationView {
     pub revision: i32,
     pub schema_version: Option<i32>,
     pub values: BTreeMap<String, Value>,
+    /// Spans whose words changed since they were made (`/values/entities/2`): to fix.
+    pub stale_spans: Vec<String>,
     pub author_id: Option<Uuid>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -59,6 +61,7 @@ pub struct AnnotationView {
 impl From<AnnotationRow> for AnnotationView {
     fn from(r: AnnotationRow) -> Self {
         Self {
+            stale_spans: carry::stale_spans(&r.label_values.0),
             item_id: r.item_id,
             revision: r.revision,
             schema_version: Some(r.schema_version),
@@ -170,6 +173,7 @@ impl Engine {
                 revision: 0,
                 schema_version: None,
                 values: BTreeMap::new(),
+                stale_spans: Vec::new(),
                 author_id: None,
                 updated_at: None,
             },

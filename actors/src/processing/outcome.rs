@@ -133,6 +133,7 @@ impl Transition for RecordProcessing {
                 created_at: now,
             };
             store::texts::add_revision(at.tx(), &row).await?;
+            crate::projects::carry_spans(at, item.id).await?;
         }
         at.change.after_commit(move || {
             metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)

@@ -196,6 +196,7 @@ impl Transition for EditText {
         }
         let row = TextRow::human(item_id, at.principal.user_id, self.text, now);
         store::texts::add_revision(at.tx(), &row).await?;
+        super::labels::carry_spans(at, item_id).await?;
         at.audit(
             "item.text_edited",
             ("item", item_id.to_string()),

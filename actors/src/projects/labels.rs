@@ -18,7 +18,7 @@ use crate::{
     context::Principal,
     domain::{
         DataKind, ItemStatus,
-        labels::{LabelField, usage, values},
+        labels::{LabelField, carry, usage, values},
     },
     error::EngineError,
     labels::IfMatch,
@@ -185,8 +185,61 @@ impl Transition for PutAnnotation {
     }
 }
 
+/// A new text revision of `item_id` was just written: carry its annotation's spans over
+/// to it (a new annotation revision, by the annotation's author, anchored to the new
+/// text), marking stale those whose words changed.
+pub(crate) async fn carry_spans(at: &mut InProject<'_>, item_id: Uuid) -> Result<(), EngineError> {
+    let (id, now) = (at.id(), stored_time(at.now));
+    let Some(new_text) = store::texts::current_tx(at.tx(), item_id).await? else {
+        return Ok(());
+    };
+    let Some(annotation) = store::labels::current_annotation_tx(at.tx(), item_id).await? else {
+        return Ok(());
+    };
+    let Some(anchor) = annotation.text_revision else {
+        return Ok(());
+    };
+    if anchor == new_text.revision {
+        return Ok(());
+    }
+    let Some(schema) =
+        store::labels::schema_version_tx(at.tx(), id, annotation.schema_version).await?
+    else {
+        return Ok(());
+    };
+    let Some(old_text) = store::texts::revision_tx(at.tx(), item_id, anchor).await? else {
+        return Ok(());
+    };
+    let map = carry::code_point_map(&old_text.text, &new_text.text);
+    let (values, carried) = carry::carry(&schema.fields.0, &annotation.label_values.0, &map);
+    if !carried.any() {
+        return Ok(());
+    }
+    let row = AnnotationRow {
+        revision: annotation.revision + 1,
+        label_values: sqlx::types::Json(values),
+        text_revision: Some(new_text.revision),
+        created_at: now,
+        ..annotation
+    };
+    store::labels::insert_annotation(at.tx(), &row).await?;
+    at.audit(
+        "item.spans_carried",
+        ("item", item_id.to_string()),
+        json!({
+            "revision": row.revision,
+            "text_revision": new_text.revision,
+            "moved": carried.moved,
+            "kept": carried.kept,
+            "stale": carried.stale,
+        }),
+    )
+    .await
+}
+
 /// Items among `items` whose annotation lacks a required field of the project's
-/// schema: 422 `annotation_incomplete` naming them (submission is all or nothing).
+/// schema, or has spans whose words changed since: 422 `annotation_incomplete` naming
+/// them (submission is all or nothing).
 pub(super) async fn check_complete(
     at: &mut InProject<'_>,
     items: &[Uuid],
@@ -195,18 +248,20 @@ pub(super) async fn check_complete(
     let Some(schema) = store::labels::current_schema_tx(at.tx(), id).await? else {
         return Ok(());
     };
-    if !schema.fields.0.iter().any(|f| f.required) {
-        return Ok(());
-    }
     let mut incomplete = Vec::new();
     for &item in items {
         let annotation = store::labels::current_annotation_tx(at.tx(), item).await?;
-        let missing = values::missing_required(
-            &schema.fields.0,
-            annotation.as_ref().map(|a| &a.label_values.0),
-        );
+        let values = annotation.as_ref().map(|a| &a.label_values.0);
+        let missing = values::missing_required(&schema.fields.0, values);
         if !missing.is_empty() {
             incomplete.push(format!("{item} lacks {}", missing.join(", ")));
+        }
+        let stale = values.map(carry::stale_spans).unwrap_or_default();
+        if !stale.is_empty() {
+            incomplete.push(format!(
+                "{item} has spans whose text changed ({})",
+                stale.join(", ")
+            ));
         }
     }
     if incomplete.is_empty() {

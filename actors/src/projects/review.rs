@@ -365,6 +365,9 @@ async fn decide(
             }
         }
     }
+    if text_revision.is_some() {
+        super::labels::carry_spans(at, item_id).await?;
+    }
     at.audit(
         "item.review_decided",
         ("item", item_id.to_string()),

@@ -82,6 +82,24 @@ pub async fn schema_version(
     .await)?)
 }
 
+/// [`schema_version`] inside a transaction.
+pub async fn schema_version_tx(
+    tx: &mut Tx,
+    project: Uuid,
+    version: i32,
+) -> StoreResult<Option<SchemaRow>> {
+    let sql = format!(
+        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 AND version = $2"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, SchemaRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .bind(version)
+    .fetch_optional(conn)
+    .await)?)
+}
+
 pub async fn insert_schema(tx: &mut Tx, row: &SchemaRow) -> StoreResult<()> {
     let sql = "INSERT INTO label_schemas (project_id, version, fields, created_by, created_at) \
                VALUES ($1, $2, $3, $4, $5)";

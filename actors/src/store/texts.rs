@@ -138,3 +138,16 @@ pub async fn current_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Option<TextRow>>
     .await)?;
     Ok(row)
 }
+
+/// Revision `revision` of the item's text, inside a transaction.
+pub async fn revision_tx(tx: &mut Tx, item: Uuid, revision: i32) -> StoreResult<Option<TextRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM item_texts WHERE item_id = $1 AND revision = $2");
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, TextRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .bind(revision)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
+}

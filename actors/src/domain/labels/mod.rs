@@ -2,6 +2,7 @@
 //! values checked against them, and what a schema change would take from annotations
 //! that exist. Pure: no store, no actor.
 
+pub mod carry;
 pub mod schema;
 pub mod usage;
 pub mod values;

@@ -209,6 +209,13 @@ fn ranges(
         let object = item
             .as_object()
             .ok_or_else(|| invalid(here.clone(), "a range is an object"))?;
+        if object.contains_key("stale") {
+            return Err(invalid(
+                format!("{here}/stale"),
+                "a stale span (its text changed) is sent again with offsets in the current \
+                 text and without `stale`, or left out",
+            ));
+        }
         let extra_keys = if field.kind == FieldType::Segments {
             5
         } else {
