@@ -33,6 +33,10 @@
 //!   server's `MAX_UPLOAD_BYTES` and the project's audio limit (1 GiB by default) must
 //!   allow the size.
 //!
+//! - `annotate`: `PUT /api/documents/{id}/annotation` (a label and two spans) on
+//!   `ANNOTATE_ITEMS` ready 1 KiB documents in turn, in a project created for the
+//!   scenario with a label schema; each request writes a new annotation revision.
+//!
 //! Latency covers sending the request and reading the whole response body. A request
 //! still in flight when a scenario's deadline passes is abandoned and not counted, so
 //! every scenario takes at most `--seconds`. Percentiles (nearest rank) are computed
@@ -169,6 +173,8 @@ enum Scenario {
     /// One streamed `POST /api/voice` of `--big-mib` MiB
     #[value(name = "upload_big")]
     UploadBig,
+    /// `PUT /api/documents/{id}/annotation` on ready documents in turn
+    Annotate,
 }
 
 impl Scenario {
@@ -180,13 +186,19 @@ impl Scenario {
             Self::PasskeyLogin => "passkey_login",
             Self::Upload1k => "upload_1k",
             Self::UploadBig => "upload_big",
+            Self::Annotate => "annotate",
         }
     }
 
     fn needs_credentials(self) -> bool {
         matches!(
             self,
-            Self::Me | Self::Login | Self::PasskeyLogin | Self::Upload1k | Self::UploadBig
+            Self::Me
+                | Self::Login
+                | Self::PasskeyLogin
+                | Self::Upload1k
+                | Self::UploadBig
+                | Self::Annotate
         )
     }
 }
@@ -254,6 +266,12 @@ enum Target {
         /// Numbers the files, so they differ within the run.
         counter: AtomicU64,
     },
+    Annotate {
+        /// `…/api/documents/{id}/annotation` of each ready document.
+        urls: Vec<String>,
+        token: String,
+        counter: AtomicU64,
+    },
 }
 
 impl Target {
@@ -262,6 +280,24 @@ impl Target {
             Self::Health { url } => client.get(url),
             Self::Me { url, token } => client.get(url).bearer_auth(token),
             Self::Login { url, credentials } => client.post(url).json(credentials),
+            Self::Annotate {
+                urls,
+                token,
+                counter,
+            } => {
+                let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let stars = (n % 5) + 1;
+                client.put(&urls[n % urls.len()]).bearer_auth(token).json(
+                    &serde_json::json!({"values": {
+                        "sentiment": if n.is_multiple_of(2) { "pos" } else { "neg" },
+                        "stars": stars,
+                        "entities": [
+                            {"start": 0, "end": 4, "label": "PER"},
+                            {"start": 5, "end": 10, "label": "LOC"},
+                        ],
+                    }}),
+                )
+            }
             Self::SmallUpload {
                 url,
                 token,
@@ -280,6 +316,85 @@ impl Target {
             }
         })
     }
+}
+
+/// Documents the `annotate` scenario labels in turn.
+const ANNOTATE_ITEMS: u64 = 64;
+
+/// For `annotate`: a label schema on the project, and `ANNOTATE_ITEMS` 1 KiB documents
+/// uploaded and processed (`ready`); the annotation URL of each.
+async fn ready_documents(
+    client: &Client,
+    base: &str,
+    token: &str,
+    project_id: &str,
+) -> anyhow::Result<Vec<String>> {
+    let schema = serde_json::json!({"fields": [
+        {"name": "sentiment", "type": "label", "options": ["pos", "neg", "neu"]},
+        {"name": "stars", "type": "rating", "min": 1, "max": 5},
+        {"name": "entities", "type": "spans", "options": ["PER", "LOC"]},
+    ]});
+    let url = format!("{base}/api/projects/{project_id}/label-schema");
+    let resp = client
+        .put(&url)
+        .bearer_auth(token)
+        .json(&schema)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("PUT {url}: HTTP {}", resp.status());
+    }
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let mut ids = Vec::new();
+    for n in 0..ANNOTATE_ITEMS {
+        let part = Part::bytes(small_file(&prefix, n))
+            .file_name("bench.txt")
+            .mime_str("text/plain")?;
+        let form = Form::new()
+            .text("project_id", project_id.to_owned())
+            .part("file", part);
+        let resp = client
+            .post(format!("{base}/api/documents"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("upload for annotate: HTTP {status}: {body}");
+        }
+        ids.push(
+            body["id"]
+                .as_str()
+                .context("upload answer without id")?
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        let url = format!("{base}/api/documents/{id}");
+        let waited = Instant::now();
+        loop {
+            let item: serde_json::Value = client
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            match item["status"].as_str() {
+                Some("ready") => break,
+                Some("uploaded" | "processing") if waited.elapsed() < Duration::from_secs(120) => {
+                    sleep(Duration::from_millis(50)).await;
+                }
+                other => bail!("document {id} did not become ready: {other:?}"),
+            }
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| format!("{base}/api/documents/{id}/annotation"))
+        .collect())
 }
 
 /// `SMALL_UPLOAD_BYTES` of ASCII text whose first line is unique to (`prefix`, `n`).
@@ -1010,6 +1125,16 @@ async fn main() -> anyhow::Result<()> {
                     counter: AtomicU64::new(0),
                 })
             }
+            (Scenario::Annotate, Some(credentials)) => {
+                let token = login(&client, &base, credentials).await?;
+                let project_id = create_project(&client, &base, &token, scenario.name()).await?;
+                let urls = ready_documents(&client, &base, &token, &project_id).await?;
+                Plan::Loop(Target::Annotate {
+                    urls,
+                    token,
+                    counter: AtomicU64::new(0),
+                })
+            }
             (Scenario::UploadBig, Some(credentials)) => {
                 let token = login(&client, &base, credentials).await?;
                 let project_id = create_project(&client, &base, &token, scenario.name()).await?;
@@ -1032,7 +1157,8 @@ async fn main() -> anyhow::Result<()> {
                 | Scenario::Login
                 | Scenario::PasskeyLogin
                 | Scenario::Upload1k
-                | Scenario::UploadBig,
+                | Scenario::UploadBig
+                | Scenario::Annotate,
                 None,
             ) => {
                 bail!("scenario `{}` needs credentials", scenario.name())
