@@ -66,6 +66,9 @@ pub struct DecisionBody {
     pub comment: Option<String>,
     /// With `approve`: fix and accept. Becomes the item's current text, a revision by you.
     pub corrected_text: Option<String>,
+    /// With `approve`: fix and accept the labels. Becomes the item's annotation, a
+    /// revision by you, checked against the current label schema (and the corrected text).
+    pub corrected_annotation: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Object)]
@@ -128,6 +131,8 @@ pub struct ReviewEntryResponse {
     pub item: ItemResponse,
     /// Its current text or transcript.
     pub text: Option<TextRevisionResponse>,
+    /// Its labels, with the schema version they were checked against (absent: none yet).
+    pub annotation: Option<crate::labels::AnnotationResponse>,
     /// Decisions of earlier rounds, oldest first (the current round's votes stay hidden
     /// until it is decided, here and in `GET /api/documents/{id}/reviews`).
     pub history: Vec<ReviewDecisionResponse>,
@@ -140,6 +145,7 @@ impl From<ReviewEntry> for ReviewEntryResponse {
         Self {
             item: e.item.into(),
             text: e.text.map(Into::into),
+            annotation: e.annotation.map(Into::into),
             history: e.history.into_iter().map(Into::into).collect(),
             lease_until: e.lease_until,
         }
@@ -377,6 +383,7 @@ impl ReviewApi {
             reason_code: body.reason_code,
             comment: body.comment,
             corrected_text: body.corrected_text,
+            corrected_annotation: body.corrected_annotation,
         };
         let result = engine.decide_review(&auth.0, id.0, input, &ctx).await?;
         Ok(DecidedOk::Ok(Json(result.into())))

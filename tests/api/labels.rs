@@ -25,6 +25,7 @@ backend_tests!(
     required_fields_are_checked_at_submission,
     recordings_take_segments_within_their_length,
     spans_follow_their_words_when_the_text_changes,
+    reviewers_see_and_fix_labels,
 );
 
 /// A project with its admin, a contributor and a reviewer (their tokens).
@@ -1190,4 +1191,101 @@ async fn spans_follow_their_words_when_the_text_changes(backend: Backend) {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// Reviewers see an item's labels in the queue and may fix and accept them: the
+/// corrected labels are checked like any other write and become a revision by the
+/// reviewer; refused labels record no decision.
+async fn reviewers_see_and_fix_labels(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([{"name": "sentiment", "type": "label", "options": ["pos", "neg"], "required": true}]),
+    )
+    .await;
+    let id = ready_doc(&app, &t.contributor, &t.project, "Habari za asubuhi").await;
+    let item = doc(&id);
+    annotated(&app, &t.contributor, &item, json!({"sentiment": "pos"})).await;
+    let resp = send(
+        &app,
+        &t.contributor,
+        Method::POST,
+        &format!("/api/projects/{}/review", t.project),
+        Some(json!({"item_ids": [id]})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // The queue entry carries the labels and their schema version.
+    let resp = send(
+        &app,
+        &t.reviewer,
+        Method::POST,
+        &format!("/api/review/next?project_id={}", t.project),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let entry: Value = resp.json().await.unwrap();
+    assert_eq!(entry["item"]["id"], id.as_str());
+    assert_eq!(entry["annotation"]["values"], json!({"sentiment": "pos"}));
+    assert_eq!(entry["annotation"]["schema_version"], 1);
+    assert_eq!(entry["annotation"]["revision"], 1);
+
+    // Labels that break the schema: 422, and no decision is recorded.
+    let resp = send(
+        &app,
+        &t.reviewer,
+        Method::PATCH,
+        &format!("/api/review/{id}"),
+        Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "meh"}})),
+    )
+    .await;
+    let problem =
+        assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_annotation").await;
+    assert_eq!(problem["field"], "/values/sentiment");
+    let now = app.get_json(&item, &t.reviewer).await;
+    assert_eq!(now["status"], "pending_review");
+
+    // Labels go with an approval only.
+    let resp = send(
+        &app,
+        &t.reviewer,
+        Method::PATCH,
+        &format!("/api/review/{id}"),
+        Some(json!({
+            "decision": "reject", "reason_code": "noise",
+            "corrected_annotation": {"sentiment": "neg"},
+        })),
+    )
+    .await;
+    assert_problem(
+        resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "correction_not_allowed",
+    )
+    .await;
+
+    // Fix and accept: the reviewer's labels are the item's, in a revision of theirs.
+    let resp = send(
+        &app,
+        &t.reviewer,
+        Method::PATCH,
+        &format!("/api/review/{id}"),
+        Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "neg"}})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let labels = annotation(&app, &t.contributor, &item).await;
+    assert_eq!(labels["revision"], 2);
+    assert_eq!(labels["values"], json!({"sentiment": "neg"}));
+    assert_eq!(
+        labels["author_id"],
+        user_id(&app, &t.reviewer).await.as_str()
+    );
+    let now = app.get_json(&item, &t.contributor).await;
+    assert_eq!(now["status"], "approved");
 }

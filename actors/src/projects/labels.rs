@@ -24,6 +24,7 @@ use crate::{
     labels::IfMatch,
     store::{
         self,
+        items::ItemRow,
         labels::{AnnotationRow, SchemaRow},
     },
 };
@@ -111,7 +112,7 @@ impl Transition for PutAnnotation {
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<AnnotationRow, EngineError> {
-        let (id, item_id, now) = (at.id(), self.item_id, stored_time(at.now));
+        let (id, item_id) = (at.id(), self.item_id);
         let item = live_item(at.tx(), id, item_id).await?;
         check_visible(at.principal, at.role, &item)?;
         if item.contributor_id != at.principal.user_id {
@@ -125,6 +126,21 @@ impl Transition for PutAnnotation {
         ) {
             return Err(not_editable(item.status));
         }
+        write_annotation(at, &item, self.values, self.if_match).await
+    }
+}
+
+/// A new revision of `item`'s annotation by the caller: `values` checked against the
+/// project's current schema and the item's current text (or recording), `if_match`
+/// against the current revision. The caller has checked who and when.
+pub(super) async fn write_annotation(
+    at: &mut InProject<'_>,
+    item: &ItemRow,
+    values: BTreeMap<String, Value>,
+    if_match: Option<Vec<IfMatch>>,
+) -> Result<AnnotationRow, EngineError> {
+    let (id, item_id, now) = (at.id(), item.id, stored_time(at.now));
+    {
         let schema = store::labels::current_schema_tx(at.tx(), id)
             .await?
             .ok_or_else(|| EngineError::Conflict {
@@ -133,7 +149,7 @@ impl Transition for PutAnnotation {
             })?;
         let current = store::labels::current_annotation_tx(at.tx(), item_id).await?;
         let revision = current.as_ref().map_or(0, |c| c.revision);
-        if let Some(tags) = &self.if_match
+        if let Some(tags) = &if_match
             && !tags.iter().any(|t| t.matches(revision))
         {
             return Err(EngineError::PreconditionFailed {
@@ -159,7 +175,7 @@ impl Transition for PutAnnotation {
             text: text.as_ref().map(|t| t.text.as_str()),
             duration_ms,
         };
-        let checked = values::check(&schema.fields.0, self.values, &target)?;
+        let checked = values::check(&schema.fields.0, values, &target)?;
         let row = AnnotationRow {
             item_id,
             revision: revision + 1,

@@ -235,6 +235,13 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
             "reason_code",
             "a reason_code goes with a rejection only",
         )),
+        _ if input.decision == Decision::Reject && input.corrected_annotation.is_some() => {
+            Err(EngineError::validation(
+                ErrorCode::CorrectionNotAllowed,
+                "corrected_annotation",
+                "corrected_annotation goes with an approval (fix and accept) only",
+            ))
+        }
         _ if input.decision == Decision::Reject && input.corrected_text.is_some() => {
             Err(EngineError::validation(
                 ErrorCode::CorrectionNotAllowed,
@@ -368,6 +375,15 @@ async fn decide(
     if text_revision.is_some() {
         super::labels::carry_spans(at, item_id).await?;
     }
+    // Fix and accept the labels: a revision by the reviewer, against the text as it now is.
+    let annotation_revision = match &input.corrected_annotation {
+        Some(values) => Some(
+            super::labels::write_annotation(at, &item, values.clone(), None)
+                .await?
+                .revision,
+        ),
+        None => None,
+    };
     at.audit(
         "item.review_decided",
         ("item", item_id.to_string()),
@@ -377,6 +393,7 @@ async fn decide(
             "round": round,
             "outcome": decision.outcome,
             "text_revision": text_revision,
+            "annotation_revision": annotation_revision,
         }),
     )
     .await?;

@@ -56,6 +56,9 @@ pub struct DecisionInput {
     pub comment: Option<String>,
     /// With `Approve`: fix and accept, a new text revision by the reviewer.
     pub corrected_text: Option<String>,
+    /// With `Approve`: fix and accept the labels, a new annotation revision by the
+    /// reviewer, checked against the current schema (and the corrected text).
+    pub corrected_annotation: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// One decision in an item's history.
@@ -98,6 +101,8 @@ impl From<DecisionRow> for DecisionView {
 pub struct ReviewEntry {
     pub item: ItemView,
     pub text: Option<TextRevision>,
+    /// Its labels (with the schema version they were checked against), when it has any.
+    pub annotation: Option<crate::labels::AnnotationView>,
     pub history: Vec<DecisionView>,
     /// Set when the caller holds the item's lease.
     pub lease_until: Option<DateTime<Utc>>,
@@ -294,7 +299,8 @@ impl Engine {
             .collect())
     }
 
-    /// Items with their current text and decision history (three queries for the lot).
+    /// Items with their current text, labels and decision history (four queries for the
+    /// lot).
     async fn review_entries(
         &self,
         principal: &Principal,
@@ -306,6 +312,12 @@ impl Engine {
             .into_iter()
             .map(|t| (t.item_id, t.into()))
             .collect();
+        let mut annotations: HashMap<Uuid, crate::labels::AnnotationView> =
+            store::labels::current_of(&self.deps.db, &ids)
+                .await?
+                .into_iter()
+                .map(|a| (a.item_id, a.into()))
+                .collect();
         // Earlier rounds only: the votes of the current round stay hidden from reviewers
         // until it is decided, so one reviewer's verdict does not sway the next.
         let rounds: HashMap<Uuid, i32> = rows.iter().map(|r| (r.id, r.review_round)).collect();
@@ -328,6 +340,7 @@ impl Engine {
             .zip(leases)
             .map(|(item, lease_until)| ReviewEntry {
                 text: texts.remove(&item.id),
+                annotation: annotations.remove(&item.id),
                 history: history.remove(&item.id).unwrap_or_default(),
                 lease_until,
                 item,

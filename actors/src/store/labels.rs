@@ -143,6 +143,27 @@ pub async fn current_annotation_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Optio
     .await)?)
 }
 
+/// The annotation (newest revision) of each of `items` that has one.
+pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<AnnotationRow>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
+         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
+                           WHERE b.item_id = a.item_id)",
+        placeholders.join(", ")
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, AnnotationRow>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in items {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
 /// Every revision of the item's annotation, oldest first.
 pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<AnnotationRow>> {
     let sql = format!(
