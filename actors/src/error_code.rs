@@ -284,6 +284,8 @@ error_codes! {
     NoLabelSchema = "no_label_schema", "409";
     /// A value does not fit its field; `field` points at it (`/values/…`).
     InvalidAnnotation = "invalid_annotation", "422";
+    /// A `label` filter is not `field:value`, or there are more than 10.
+    InvalidLabelFilter = "invalid_label_filter", "422";
     /// Items to submit lack required labels; the message names them.
     AnnotationIncomplete = "annotation_incomplete", "422";
     /// `If-Match` names a revision that is no longer current; read it again.

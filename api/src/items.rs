@@ -419,10 +419,12 @@ async fn list(
     to: Option<DateTime<Utc>>,
     limit: Option<u32>,
     cursor: Option<String>,
+    labels: Vec<String>,
 ) -> ApiResult<ItemPageOk> {
     let query = ItemListQuery {
         project_id,
         status,
+        labels,
         contributor_id,
         from,
         to,
@@ -541,7 +543,9 @@ macro_rules! item_api {
             #[doc = $list_doc]
             ///
             /// Contributors see their own; reviewers and admins see everyone's. Filters:
-            /// `status`, `contributor_id`, `from`/`to` (creation time). `project_id` is required.
+            /// `status`, `contributor_id`, `from`/`to` (creation time), `label=field:value`
+            /// (repeatable; read from an index of the current labels). `project_id` is
+            /// required.
             #[oai(path = $base, method = "get", operation_id = $list)]
             #[allow(clippy::too_many_arguments)]
             async fn list(
@@ -557,6 +561,9 @@ macro_rules! item_api {
                     Option<u32>,
                 >,
                 #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+                /// `field:value`, repeatable (all must hold): items whose current labels
+                /// include it (label and multi_label fields; at most 10).
+                label: Query<Vec<String>>,
             ) -> ApiResult<ItemPageOk> {
                 list(
                     &engine,
@@ -569,6 +576,7 @@ macro_rules! item_api {
                     to.0,
                     limit.0,
                     cursor.0,
+                    label.0,
                 )
                 .await
             }

@@ -26,6 +26,7 @@ backend_tests!(
     recordings_take_segments_within_their_length,
     spans_follow_their_words_when_the_text_changes,
     reviewers_see_and_fix_labels,
+    lists_filter_by_label,
 );
 
 /// A project with its admin, a contributor and a reviewer (their tokens).
@@ -1288,4 +1289,108 @@ async fn reviewers_see_and_fix_labels(backend: Backend) {
     );
     let now = app.get_json(&item, &t.contributor).await;
     assert_eq!(now["status"], "approved");
+}
+
+/// Lists filter by label: `label=field:value`, repeatable (all must hold), on label and
+/// multi_label fields, following each item's current annotation.
+async fn lists_filter_by_label(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([
+            {"name": "sentiment", "type": "label", "options": ["pos", "neg"]},
+            {"name": "topics", "type": "multi_label", "options": ["news", "sport"]},
+        ]),
+    )
+    .await;
+    let a = ready_doc(&app, &t.contributor, &t.project, "first document").await;
+    let b = ready_doc(&app, &t.contributor, &t.project, "second document").await;
+    let c = ready_doc(&app, &t.contributor, &t.project, "third document").await;
+    annotated(
+        &app,
+        &t.contributor,
+        &doc(&a),
+        json!({"sentiment": "pos", "topics": ["news"]}),
+    )
+    .await;
+    annotated(
+        &app,
+        &t.contributor,
+        &doc(&b),
+        json!({"sentiment": "pos", "topics": ["sport", "news"]}),
+    )
+    .await;
+    annotated(&app, &t.contributor, &doc(&c), json!({"sentiment": "neg"})).await;
+
+    let listed = |filters: &'static [&'static str]| {
+        let app = &app;
+        let project = t.project.clone();
+        let token = t.admin.clone();
+        async move {
+            let query: String = filters.iter().map(|f| format!("&label={f}")).collect();
+            let page = app
+                .get_json(
+                    &format!("/api/documents?project_id={project}{query}"),
+                    &token,
+                )
+                .await;
+            let mut ids: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        listed(&["sentiment:pos"]).await,
+        sorted(vec![a.clone(), b.clone()])
+    );
+    assert_eq!(listed(&["sentiment:neg"]).await, vec![c.clone()]);
+    assert_eq!(
+        listed(&["topics:news"]).await,
+        sorted(vec![a.clone(), b.clone()])
+    );
+    assert_eq!(
+        listed(&["topics:news", "topics:sport"]).await,
+        vec![b.clone()]
+    );
+    assert_eq!(
+        listed(&["sentiment:pos", "topics:sport"]).await,
+        vec![b.clone()]
+    );
+    assert!(listed(&["sentiment:neu"]).await.is_empty());
+    assert_eq!(listed(&[]).await.len(), 3);
+
+    // A new revision replaces what the item is found by.
+    annotated(&app, &t.contributor, &doc(&a), json!({"sentiment": "neg"})).await;
+    assert_eq!(listed(&["sentiment:pos"]).await, vec![b.clone()]);
+    assert_eq!(
+        listed(&["sentiment:neg"]).await,
+        sorted(vec![a.clone(), c.clone()])
+    );
+
+    // A contributor's list is still their own; a malformed filter is refused.
+    let resp = app
+        .get_auth(
+            &format!("/api/documents?project_id={}&label=sentiment", t.project),
+            &t.admin,
+        )
+        .await;
+    let problem = assert_problem(
+        resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_label_filter",
+    )
+    .await;
+    assert_eq!(problem["field"], "label");
 }

@@ -20,11 +20,39 @@ use crate::{
 pub struct ItemListQuery {
     pub project_id: Option<Uuid>,
     pub status: Option<ItemStatus>,
+    /// `field:value` filters (all must hold), on label and multi_label fields.
+    pub labels: Vec<String>,
     pub contributor_id: Option<Uuid>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+/// Most `label` filters in one list request.
+const MAX_LABEL_FILTERS: usize = 10;
+
+/// `field:value` → `(field, value)`; 422 `invalid_label_filter` for anything else.
+fn parse_label_filters(raw: &[String]) -> Result<Vec<(String, String)>, EngineError> {
+    if raw.len() > MAX_LABEL_FILTERS {
+        return Err(EngineError::validation(
+            ErrorCode::InvalidLabelFilter,
+            "label",
+            format!("at most {MAX_LABEL_FILTERS} label filters"),
+        ));
+    }
+    raw.iter()
+        .map(|f| match f.split_once(':') {
+            Some((field, value)) if !field.is_empty() && !value.is_empty() => {
+                Ok((field.to_owned(), value.to_owned()))
+            }
+            _ => Err(EngineError::validation(
+                ErrorCode::InvalidLabelFilter,
+                "label",
+                format!("{f:?} is not field:value"),
+            )),
+        })
+        .collect()
 }
 
 /// May this caller see every item of the project, or only their own?
@@ -53,6 +81,7 @@ impl Engine {
             .check_project(principal, project_id, ProjectAction::View)
             .await?;
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
+        let labels = parse_label_filters(&query.labels)?;
         // A contributor sees their own items only, whatever filter they ask for.
         let contributor_id = if sees_all(principal, &project) {
             query.contributor_id
@@ -78,6 +107,7 @@ impl Engine {
                 to: query.to,
                 after: page.after,
                 limit: page.fetch_limit(),
+                labels,
             },
         )
         .await?;

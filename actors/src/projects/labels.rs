@@ -187,6 +187,8 @@ pub(super) async fn write_annotation(
             created_at: now,
         };
         store::labels::insert_annotation(at.tx(), &row).await?;
+        let labels = values::indexed_labels(&schema.fields.0, &row.label_values.0);
+        store::labels::replace_labels(at.tx(), id, item_id, &labels).await?;
         at.audit(
             "item.annotated",
             ("item", item_id.to_string()),

@@ -164,6 +164,24 @@ pub struct ItemFilter {
     pub to: Option<DateTime<Utc>>,
     pub after: Option<Uuid>,
     pub limit: i64,
+    /// `(field, value)`: only items whose current annotation has each (label and
+    /// multi_label fields, through `annotation_labels`).
+    pub labels: Vec<(String, String)>,
+}
+
+/// One `AND id IN (…)` per label filter, its field and value bound from `$9` on: each is
+/// an index range of `annotation_labels`, not a scan of annotations.
+fn label_clauses(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            let (field, value) = (9 + 2 * i, 10 + 2 * i);
+            format!(
+                "AND id IN (SELECT item_id FROM annotation_labels WHERE project_id = $1 \
+                 AND field = ${field} AND value = ${value})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One page of a project's live items of a kind, newest first.
@@ -174,22 +192,25 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
          AND ($4 IS NULL OR contributor_id = $4) \
          AND ($5 IS NULL OR created_at >= $5) \
          AND ($6 IS NULL OR created_at < $6) \
-         AND ($7 IS NULL OR id < $7) \
-         ORDER BY id DESC LIMIT $8"
+         AND ($7 IS NULL OR id < $7) {} \
+         ORDER BY id DESC LIMIT $8",
+        label_clauses(f.labels.len())
     );
-    let rows = with_db!(db, |pool| sqlx::query_as::<_, ItemRow>(
-        sqlx::AssertSqlSafe(sql)
-    )
-    .bind(f.project_id)
-    .bind(f.kind.as_str())
-    .bind(f.status.map(ItemStatus::as_str))
-    .bind(f.contributor_id)
-    .bind(f.from)
-    .bind(f.to)
-    .bind(f.after)
-    .bind(f.limit)
-    .fetch_all(pool)
-    .await)?;
+    let rows = with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(f.project_id)
+            .bind(f.kind.as_str())
+            .bind(f.status.map(ItemStatus::as_str))
+            .bind(f.contributor_id)
+            .bind(f.from)
+            .bind(f.to)
+            .bind(f.after)
+            .bind(f.limit);
+        for (field, value) in &f.labels {
+            q = q.bind(field.as_str()).bind(value.as_str());
+        }
+        q.fetch_all(pool).await
+    })?;
     Ok(rows)
 }
 

@@ -143,6 +143,36 @@ pub async fn current_annotation_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Optio
     .await)?)
 }
 
+/// Index the item's current label and multi_label values (`(field, value)` pairs),
+/// replacing what was indexed for it before.
+pub async fn replace_labels(
+    tx: &mut Tx,
+    project: Uuid,
+    item: Uuid,
+    labels: &[(String, String)],
+) -> StoreResult<()> {
+    with_tx!(tx, |conn| sqlx::query(
+        "DELETE FROM annotation_labels WHERE item_id = $1"
+    )
+    .bind(item)
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    let insert = "INSERT INTO annotation_labels (item_id, project_id, field, value) \
+                  VALUES ($1, $2, $3, $4)";
+    for (field, value) in labels {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(item)
+            .bind(project)
+            .bind(field.as_str())
+            .bind(value.as_str())
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}
+
 /// The annotation (newest revision) of each of `items` that has one.
 pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<AnnotationRow>> {
     if items.is_empty() {

@@ -54,6 +54,27 @@ pub fn check(
     Ok(out)
 }
 
+/// The `(field, value)` pairs of the label and multi_label values, as lists filter by.
+pub fn indexed_labels(
+    fields: &[LabelField],
+    values: &BTreeMap<String, Value>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for field in fields {
+        match (field.kind, values.get(&field.name)) {
+            (FieldType::Label, Some(Value::String(v))) => out.push((field.name.clone(), v.clone())),
+            (FieldType::MultiLabel, Some(Value::Array(items))) => out.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|v| (field.name.clone(), v.to_owned())),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The required fields `values` leaves unset.
 pub fn missing_required<'a>(
     fields: &'a [LabelField],
