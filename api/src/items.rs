@@ -563,7 +563,7 @@ macro_rules! item_api {
                 #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
                 /// `field:value`, repeatable (all must hold): items whose current labels
                 /// include it (label and multi_label fields; at most 10).
-                label: Query<Vec<String>>,
+                label: Query<Option<Vec<String>>>,
             ) -> ApiResult<ItemPageOk> {
                 list(
                     &engine,
@@ -576,7 +576,7 @@ macro_rules! item_api {
                     to.0,
                     limit.0,
                     cursor.0,
-                    label.0,
+                    label.0.unwrap_or_default(),
                 )
                 .await
             }
