@@ -201,6 +201,39 @@ impl From<AnnotationView> for AnnotationResponse {
     }
 }
 
+/// One item of a bulk annotation.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BulkAnnotationItem {
+    pub item_id: Uuid,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// Up to 1,000 items' annotations, written all or nothing.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BulkAnnotationInput {
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub items: Vec<BulkAnnotationItem>,
+}
+
+/// The new revision of each item, in the order sent.
+#[derive(Debug, Object)]
+pub struct BulkAnnotationResponse {
+    pub annotations: Vec<AnnotationResponse>,
+}
+
+#[derive(ApiResponse)]
+pub enum BulkAnnotationOk {
+    /// Written. `Idempotent-Replayed: true` when this is the stored answer to an earlier
+    /// request with the same `Idempotency-Key`.
+    #[oai(status = 200)]
+    Ok(
+        Json<BulkAnnotationResponse>,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
+}
+
 /// One revision of an item's annotation.
 #[derive(Debug, Object)]
 pub struct AnnotationRevisionResponse {
@@ -316,6 +349,50 @@ impl LabelsApi {
             )
             .await?
             .into())
+    }
+
+    /// Annotate many items at once
+    ///
+    /// For pipelines: up to 1,000 `{item_id, values}` of the project (documents and
+    /// recordings), each checked as `PUT …/annotation` would check it, written all or
+    /// nothing (a fault anywhere refuses the lot, `field` pointing into the request:
+    /// `/items/3/values/stars`). Contributors for their own items, project admins for
+    /// any; reviewers 403. Honours `Idempotency-Key`.
+    #[oai(
+        path = "/api/projects/:project_id/annotations",
+        method = "put",
+        operation_id = "annotations_bulk_put"
+    )]
+    async fn put_many(
+        &self,
+        engine: Data<&Engine>,
+        ctx: Data<&RequestContext>,
+        auth: BearerAuth,
+        project_id: Path<Uuid>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: JsonBody<BulkAnnotationInput>,
+    ) -> ApiResult<BulkAnnotationOk> {
+        let items = body
+            .0
+            .items
+            .into_iter()
+            .map(|i| (i.item_id, i.values))
+            .collect();
+        let outcome = engine
+            .put_annotations(
+                &auth.0,
+                project_id.0,
+                items,
+                idempotency_key.0.as_deref(),
+                &ctx,
+            )
+            .await?;
+        let replayed = outcome.replayed().then(|| "true".to_owned());
+        let annotations = outcome.into_inner().into_iter().map(Into::into).collect();
+        Ok(BulkAnnotationOk::Ok(
+            Json(BulkAnnotationResponse { annotations }),
+            replayed,
+        ))
     }
 
     /// A document's annotation

@@ -107,6 +107,8 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     ("review_submit", &[409]),
     // schema_in_use
     ("label_schema_put", &[409]),
+    // item_processing, item_in_review, no_label_schema
+    ("annotations_bulk_put", &[409]),
     // item_processing, item_in_review, no_label_schema; precondition_failed (If-Match)
     ("document_annotation_put", &[409, 412]),
     ("voice_annotation_put", &[409, 412]),

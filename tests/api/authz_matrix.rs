@@ -95,6 +95,10 @@ enum Rule {
     EditText,
     /// Label an item (`{id}`): as [`Rule::EditText`].
     Annotate,
+    /// Label many items of the project in `{project_id}`: contributors, project admins
+    /// and super admins; reviewers 403. The sweep names an item that does not exist, so
+    /// the allowed get 422 `unknown_item`.
+    BulkAnnotate,
     /// Process an item again (`{id}`): project admins and super admins; its uploader and
     /// reviewers get 403, another contributor 404.
     ReprocessItem,
@@ -161,9 +165,12 @@ impl Rule {
             | Self::Ceremony => Subject::Platform,
             Self::OwnPasskey => Subject::Passkey,
             Self::OwnSession => Subject::Session,
-            Self::Member | Self::ProjectAdmin | Self::Leave | Self::Restore | Self::SubmitItems => {
-                Subject::ProjectPath
-            }
+            Self::Member
+            | Self::ProjectAdmin
+            | Self::Leave
+            | Self::Restore
+            | Self::SubmitItems
+            | Self::BulkAnnotate => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
             Self::ListItems | Self::ReviewQueue => Subject::ProjectQuery,
             Self::ReadItem
@@ -288,6 +295,7 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     // Labelling.
     ("label_schema_get", &[Rule::Member]),
     ("label_schema_put", &[Rule::ProjectAdmin]),
+    ("annotations_bulk_put", &[Rule::BulkAnnotate]),
     ("document_annotation_get", &[Rule::ReadItem]),
     ("document_annotation_put", &[Rule::Annotate]),
     ("document_annotation_revisions", &[Rule::ReadItem]),
@@ -521,6 +529,9 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         Expect::Allowed if rule == Rule::OwnPasskey => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")
         }
+        Expect::Allowed if rule == Rule::BulkAnnotate => {
+            Expect::Problem(StatusCode::UNPROCESSABLE_ENTITY, "unknown_item")
+        }
 
         expect => expect,
     }
@@ -588,7 +599,8 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 | Rule::ResumableUpload
                 | Rule::DeleteItem
                 | Rule::EditText
-                | Rule::Annotate,
+                | Rule::Annotate
+                | Rule::BulkAnnotate,
             ) => Denied(FORBIDDEN),
             (Some(_), _) => Allowed,
         },
@@ -1279,6 +1291,7 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "review_decide" => json!({"decision": "approve"}),
         "label_schema_put" => json!({"fields": [{"name": "topic", "type": "text"}]}),
         "document_annotation_put" | "voice_annotation_put" => json!({"values": {}}),
+        "annotations_bulk_put" => json!({"items": [{"item_id": Uuid::new_v4(), "values": {}}]}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})
         }

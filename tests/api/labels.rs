@@ -27,6 +27,7 @@ backend_tests!(
     spans_follow_their_words_when_the_text_changes,
     reviewers_see_and_fix_labels,
     lists_filter_by_label,
+    bulk_annotation_is_all_or_nothing,
 );
 
 /// A project with its admin, a contributor and a reviewer (their tokens).
@@ -1393,4 +1394,88 @@ async fn lists_filter_by_label(backend: Backend) {
     )
     .await;
     assert_eq!(problem["field"], "label");
+}
+
+/// Pipelines annotate many items at once: all or nothing, each item checked as a single
+/// write would be, faults pointing into the request, and `Idempotency-Key` honoured.
+async fn bulk_annotation_is_all_or_nothing(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([
+            {"name": "sentiment", "type": "label", "options": ["pos", "neg"]},
+            {"name": "stars", "type": "rating", "min": 1, "max": 5},
+        ]),
+    )
+    .await;
+    let a = ready_doc(&app, &t.contributor, &t.project, "first document").await;
+    let b = ready_doc(&app, &t.contributor, &t.project, "second document").await;
+    let path = format!("/api/projects/{}/annotations", t.project);
+    let bulk = |token: &str, body: Value, key: Option<&str>| {
+        let mut req = app
+            .client
+            .put(app.url(&path))
+            .bearer_auth(token.to_owned())
+            .json(&body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send()
+    };
+
+    // One bad value refuses the lot, pointing at it; nothing is written.
+    let body = json!({"items": [
+        {"item_id": a, "values": {"sentiment": "pos", "stars": 4}},
+        {"item_id": b, "values": {"sentiment": "pos", "stars": 9}},
+    ]});
+    let resp = bulk(&t.contributor, body, None).await.unwrap();
+    let problem =
+        assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_annotation").await;
+    assert_eq!(problem["field"], "/items/1/values/stars");
+    assert_eq!(
+        annotation(&app, &t.contributor, &doc(&a)).await["revision"],
+        0
+    );
+
+    // An item of no one's (or not of this project) is refused as content.
+    let body = json!({"items": [{"item_id": uuid::Uuid::new_v4(), "values": {}}]});
+    let resp = bulk(&t.contributor, body, None).await.unwrap();
+    assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "unknown_item").await;
+
+    // Reviewers do not label.
+    let body = json!({"items": [{"item_id": a, "values": {"sentiment": "neg"}}]});
+    let resp = bulk(&t.reviewer, body, None).await.unwrap();
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // All valid: every item gets a revision, in the order sent; a retry with the same
+    // key is the same answer, written once.
+    let body = json!({"items": [
+        {"item_id": a, "values": {"sentiment": "pos", "stars": 4}},
+        {"item_id": b, "values": {"sentiment": "neg"}},
+    ]});
+    let resp = bulk(&t.contributor, body.clone(), Some("bulk-1"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let first: Value = resp.json().await.unwrap();
+    let written = first["annotations"].as_array().unwrap();
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0]["item_id"], a.as_str());
+    assert_eq!(written[1]["values"], json!({"sentiment": "neg"}));
+    let resp = bulk(&t.contributor, body, Some("bulk-1")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["idempotent-replayed"], "true");
+    let again: Value = resp.json().await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        annotation(&app, &t.contributor, &doc(&a)).await["revision"],
+        1
+    );
+    assert_eq!(
+        annotation(&app, &t.contributor, &doc(&b)).await["revision"],
+        1
+    );
 }

@@ -4,4 +4,4 @@
 
 mod service;
 
-pub use service::{AnnotationView, IfMatch, LabelSchemaView};
+pub use service::{AnnotationView, BULK_MAX, IfMatch, LabelSchemaView};

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     authz::ProjectAction,
+    command::settle,
     context::{Principal, RequestContext},
     domain::{
         DataKind,
@@ -16,7 +17,8 @@ use crate::{
     },
     engine::Engine,
     error::EngineError,
-    projects::{PutAnnotation, PutLabelSchema},
+    idempotency::{Begin, Idempotent, fingerprint},
+    projects::{BulkAnnotate, PutAnnotation, PutLabelSchema},
     store::{
         self,
         labels::{AnnotationRow, SchemaRow},
@@ -46,7 +48,7 @@ impl From<SchemaRow> for LabelSchemaView {
 }
 
 /// A revision of an item's annotation (revision 0, no values: never annotated).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AnnotationView {
     pub item_id: Uuid,
     pub revision: i32,
@@ -71,6 +73,9 @@ impl From<AnnotationRow> for AnnotationView {
         }
     }
 }
+
+/// Most items in one bulk annotation request.
+pub const BULK_MAX: usize = 1000;
 
 /// An `If-Match` header: the revision the writer read, or `*` (any revision there is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +196,44 @@ impl Engine {
         self.item(principal, kind, item_id).await?;
         let rows = store::labels::revisions(&self.deps.db, item_id).await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Annotate up to [`BULK_MAX`] items of a project at once, all or nothing (for
+    /// pipelines); honours `Idempotency-Key`.
+    pub async fn put_annotations(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        items: Vec<(Uuid, BTreeMap<String, Value>)>,
+        idempotency_key: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Idempotent<Vec<AnnotationView>>, EngineError> {
+        if items.is_empty() || items.len() > BULK_MAX {
+            return Err(EngineError::validation(
+                crate::ErrorCode::InvalidAnnotation,
+                "/items",
+                format!("send 1 to {BULK_MAX} items"),
+            ));
+        }
+        let print = fingerprint(&(project_id, &items))?;
+        let route = "PUT /api/projects/{project_id}/annotations";
+        let claim = match self
+            .begin_idempotent(principal, route, idempotency_key, &print)
+            .await?
+        {
+            Begin::Replay(views) => return Ok(Idempotent::Replayed(views)),
+            Begin::Proceed(claim) => claim,
+        };
+        let bulk = BulkAnnotate {
+            items,
+            idempotency: claim.clone(),
+        };
+        let asked = self
+            .apply_in_project_tracked(project_id, principal, ctx, bulk)
+            .await;
+        let (result, maybe_written) = settle(asked);
+        self.end_idempotent(&claim, maybe_written).await;
+        result.map(|rows| Idempotent::Fresh(rows.into_iter().map(Into::into).collect()))
     }
 
     /// Write a new revision of an item's annotation. `if_match`: the tags of the

@@ -21,6 +21,7 @@ use crate::{
         labels::{LabelField, carry, usage, values},
     },
     error::EngineError,
+    idempotency::Claim,
     labels::IfMatch,
     store::{
         self,
@@ -28,6 +29,75 @@ use crate::{
         labels::{AnnotationRow, SchemaRow},
     },
 };
+
+/// Annotate many items of the project at once (pipelines), all or nothing: each item as
+/// its own `PutAnnotation` would (who, when, values), a fault anywhere refusing the lot
+/// with a pointer into the request (`/items/3/values/stars`).
+pub struct BulkAnnotate {
+    pub items: Vec<(Uuid, BTreeMap<String, Value>)>,
+    pub idempotency: Option<Claim>,
+}
+
+impl Transition for BulkAnnotate {
+    type Out = Vec<AnnotationRow>;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Member(ProjectAction::Upload)
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<Vec<AnnotationRow>, EngineError> {
+        let id = at.id();
+        let mut seen = std::collections::HashSet::new();
+        let mut rows = Vec::with_capacity(self.items.len());
+        for (i, (item_id, values)) in self.items.into_iter().enumerate() {
+            if !seen.insert(item_id) {
+                return Err(EngineError::validation(
+                    ErrorCode::InvalidAnnotation,
+                    format!("/items/{i}/item_id"),
+                    format!("item {item_id} is listed twice"),
+                ));
+            }
+            // An id that names no item the caller can see is refused content (422).
+            let unknown = |err: EngineError| match err {
+                EngineError::NotFound { .. } => EngineError::Unprocessable {
+                    code: ErrorCode::UnknownItem,
+                    message: format!("item {item_id} is not an item of this project"),
+                },
+                other => other,
+            };
+            let item = live_item(at.tx(), id, item_id).await.map_err(unknown)?;
+            check_visible(at.principal, at.role, &item).map_err(unknown)?;
+            if item.contributor_id != at.principal.user_id {
+                at.authorize(ProjectAction::EditAnyText)?;
+            }
+            if !matches!(
+                item.status,
+                ItemStatus::Ready | ItemStatus::ChangesRequested | ItemStatus::ProcessingFailed
+            ) {
+                return Err(not_editable(item.status));
+            }
+            let row = write_annotation(at, &item, values, None)
+                .await
+                .map_err(|err| match err {
+                    EngineError::Validation {
+                        code,
+                        field: Some(field),
+                        message,
+                    } => EngineError::Validation {
+                        code,
+                        field: Some(format!("/items/{i}{field}").into()),
+                        message: format!("item {item_id}: {message}"),
+                    },
+                    other => other,
+                })?;
+            rows.push(row);
+        }
+        let views: Vec<crate::labels::AnnotationView> =
+            rows.iter().cloned().map(Into::into).collect();
+        at.record_idempotent(&self.idempotency, 200, &views).await?;
+        Ok(rows)
+    }
+}
 
 /// `now` as both databases keep it (microseconds), so an answer shows what a read will.
 fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {

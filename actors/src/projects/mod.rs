@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub use self::handle::Projects;
 pub(crate) use self::items::{AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob};
-pub(crate) use self::labels::{PutAnnotation, PutLabelSchema, carry_spans};
+pub(crate) use self::labels::{BulkAnnotate, PutAnnotation, PutLabelSchema, carry_spans};
 pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
