@@ -336,10 +336,16 @@ pub(super) async fn check_complete(
     let Some(schema) = store::labels::current_schema_tx(at.tx(), id).await? else {
         return Ok(());
     };
+    // One read for the lot (a submission holds at most 500 items).
+    let annotations: std::collections::HashMap<Uuid, AnnotationRow> =
+        store::labels::current_of_tx(at.tx(), items)
+            .await?
+            .into_iter()
+            .map(|a| (a.item_id, a))
+            .collect();
     let mut incomplete = Vec::new();
     for &item in items {
-        let annotation = store::labels::current_annotation_tx(at.tx(), item).await?;
-        let values = annotation.as_ref().map(|a| &a.label_values.0);
+        let values = annotations.get(&item).map(|a| &a.label_values.0);
         let missing = values::missing_required(&schema.fields.0, values);
         if !missing.is_empty() {
             incomplete.push(format!("{item} lacks {}", missing.join(", ")));

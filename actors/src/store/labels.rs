@@ -194,6 +194,27 @@ pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<AnnotationRo
     })?)
 }
 
+/// [`current_of`] inside a transaction.
+pub async fn current_of_tx(tx: &mut Tx, items: &[Uuid]) -> StoreResult<Vec<AnnotationRow>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
+         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
+                           WHERE b.item_id = a.item_id)",
+        placeholders.join(", ")
+    );
+    Ok(with_tx!(tx, |conn| {
+        let mut q = sqlx::query_as::<_, AnnotationRow>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in items {
+            q = q.bind(*id);
+        }
+        q.fetch_all(conn).await
+    })?)
+}
+
 /// Every revision of the item's annotation, oldest first.
 pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<AnnotationRow>> {
     let sql = format!(
