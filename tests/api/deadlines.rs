@@ -142,16 +142,26 @@ async fn uploads_answered_503_leave_nothing_and_201s_keep_their_blob(backend: Ba
     // The project actor's commit waits for the lock; the uploads queue behind it.
     let (app, owner, project, lock) = project_behind_a_held_lock(backend, "Slow database").await;
     let contents: Vec<String> = (0..4).map(|i| format!("Document number {i}.\n")).collect();
-    let uploads = contents.iter().map(|text| {
-        upload(
-            &app,
-            &owner,
-            "/api/documents",
-            &project,
-            text.clone().into_bytes(),
-            "note.txt",
-            "text/plain",
-        )
+    // The first upload goes ahead and its group waits for the lock; the others come a
+    // little later, so they queue behind that begun group (with group commit, uploads
+    // that arrive together would all join it, begun, and be waited for).
+    let uploads = contents.iter().enumerate().map(|(i, text)| {
+        let (app, owner, project) = (&app, &owner, &project);
+        async move {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            upload(
+                app,
+                owner,
+                "/api/documents",
+                project,
+                text.clone().into_bytes(),
+                "note.txt",
+                "text/plain",
+            )
+            .await
+        }
     });
     let responses = while_locked(lock, uploads).await;
 
