@@ -37,12 +37,38 @@ pub struct AnnotationRow {
 const ANNOTATION_COLUMNS: &str = "item_id, revision, project_id, schema_version, label_values, \
      text_revision, author_id, created_at";
 
-/// The project's newest schema version.
-pub async fn current_schema(db: &Db, project: Uuid) -> StoreResult<Option<SchemaRow>> {
-    let sql = format!(
+fn current_schema_sql() -> String {
+    format!(
         "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 \
          ORDER BY version DESC LIMIT 1"
-    );
+    )
+}
+
+fn schema_version_sql() -> String {
+    format!("SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 AND version = $2")
+}
+
+fn current_annotation_sql() -> String {
+    format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
+         ORDER BY revision DESC LIMIT 1"
+    )
+}
+
+/// The newest revision of each of `count` items bound as `$1…`.
+fn current_of_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
+         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
+                           WHERE b.item_id = a.item_id)",
+        placeholders.join(", ")
+    )
+}
+
+/// The project's newest schema version.
+pub async fn current_schema(db: &Db, project: Uuid) -> StoreResult<Option<SchemaRow>> {
+    let sql = current_schema_sql();
     Ok(with_db!(db, |pool| sqlx::query_as::<_, SchemaRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -53,10 +79,7 @@ pub async fn current_schema(db: &Db, project: Uuid) -> StoreResult<Option<Schema
 
 /// [`current_schema`] inside a transaction.
 pub async fn current_schema_tx(tx: &mut Tx, project: Uuid) -> StoreResult<Option<SchemaRow>> {
-    let sql = format!(
-        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 \
-         ORDER BY version DESC LIMIT 1"
-    );
+    let sql = current_schema_sql();
     Ok(with_tx!(tx, |conn| sqlx::query_as::<_, SchemaRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -70,9 +93,7 @@ pub async fn schema_version(
     project: Uuid,
     version: i32,
 ) -> StoreResult<Option<SchemaRow>> {
-    let sql = format!(
-        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 AND version = $2"
-    );
+    let sql = schema_version_sql();
     Ok(with_db!(db, |pool| sqlx::query_as::<_, SchemaRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -88,9 +109,7 @@ pub async fn schema_version_tx(
     project: Uuid,
     version: i32,
 ) -> StoreResult<Option<SchemaRow>> {
-    let sql = format!(
-        "SELECT {SCHEMA_COLUMNS} FROM label_schemas WHERE project_id = $1 AND version = $2"
-    );
+    let sql = schema_version_sql();
     Ok(with_tx!(tx, |conn| sqlx::query_as::<_, SchemaRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -117,10 +136,7 @@ pub async fn insert_schema(tx: &mut Tx, row: &SchemaRow) -> StoreResult<()> {
 
 /// The item's annotation (its newest revision).
 pub async fn current_annotation(db: &Db, item: Uuid) -> StoreResult<Option<AnnotationRow>> {
-    let sql = format!(
-        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
-         ORDER BY revision DESC LIMIT 1"
-    );
+    let sql = current_annotation_sql();
     Ok(with_db!(db, |pool| sqlx::query_as::<_, AnnotationRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -131,10 +147,7 @@ pub async fn current_annotation(db: &Db, item: Uuid) -> StoreResult<Option<Annot
 
 /// [`current_annotation`] inside a transaction.
 pub async fn current_annotation_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Option<AnnotationRow>> {
-    let sql = format!(
-        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions WHERE item_id = $1 \
-         ORDER BY revision DESC LIMIT 1"
-    );
+    let sql = current_annotation_sql();
     Ok(with_tx!(tx, |conn| sqlx::query_as::<_, AnnotationRow>(
         sqlx::AssertSqlSafe(sql.clone())
     )
@@ -178,13 +191,7 @@ pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<AnnotationRo
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
-         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
-                           WHERE b.item_id = a.item_id)",
-        placeholders.join(", ")
-    );
+    let sql = current_of_sql(items.len());
     Ok(with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, AnnotationRow>(sqlx::AssertSqlSafe(sql.clone()));
         for id in items {
@@ -199,13 +206,7 @@ pub async fn current_of_tx(tx: &mut Tx, items: &[Uuid]) -> StoreResult<Vec<Annot
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
-         AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
-                           WHERE b.item_id = a.item_id)",
-        placeholders.join(", ")
-    );
+    let sql = current_of_sql(items.len());
     Ok(with_tx!(tx, |conn| {
         let mut q = sqlx::query_as::<_, AnnotationRow>(sqlx::AssertSqlSafe(sql.clone()));
         for id in items {
