@@ -288,6 +288,8 @@ error_codes! {
     InvalidLabelFilter = "invalid_label_filter", "422";
     /// Items to submit lack required labels; the message names them.
     AnnotationIncomplete = "annotation_incomplete", "422";
+    /// Suggested spans were made on an earlier text; the source suggests again.
+    SuggestionStale = "suggestion_stale", "409";
     /// `If-Match` names a revision that is no longer current; read it again.
     PreconditionFailed = "precondition_failed", "412";
 

@@ -1,5 +1,6 @@
 //! Labelling: a project's versioned label schema, and each document's or recording's
-//! annotation (revisions, `ETag`/`If-Match` against lost updates).
+//! annotation (revisions, `ETag`/`If-Match` against lost updates) and the machine's
+//! suggestions for it.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use alta_actors::{
         DataKind,
         labels::{FieldInput, FieldType, LabelField},
     },
-    labels::{AnnotationView, LabelSchemaView},
+    labels::{Acceptance, AnnotationView, LabelSchemaView, NewSuggestion, SuggestionView},
 };
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -250,6 +251,83 @@ pub struct AnnotationRevisionsResponse {
     pub revisions: Vec<AnnotationRevisionResponse>,
 }
 
+/// Machine values for an item's annotation, as a source posts them.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SuggestionInput {
+    /// What made them (a pipeline's model): `^[a-z0-9][a-z0-9_.:-]{0,63}$`, not
+    /// `transcription`. A second post from the same source replaces the first.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub source: String,
+    /// The source's confidence, 0 to 1.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1")))]
+    pub score: Option<f64>,
+    /// A value per field, as in an annotation.
+    pub values: BTreeMap<String, Value>,
+}
+
+/// Machine values for an item's annotation, kept apart from the human ones.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SuggestionResponse {
+    /// What made them: a pipeline's name, or `transcription` (the word timings).
+    pub source: String,
+    /// The source's confidence, 0 to 1.
+    pub score: Option<f64>,
+    /// The schema version the values were checked against.
+    pub schema_version: i32,
+    pub values: BTreeMap<String, Value>,
+    /// The text revision suggested spans count in (documents).
+    pub text_revision: Option<i32>,
+    /// Who posted them (absent for `transcription`).
+    pub author_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<SuggestionView> for SuggestionResponse {
+    fn from(s: SuggestionView) -> Self {
+        Self {
+            source: s.source,
+            score: s.score,
+            schema_version: s.schema_version,
+            values: s.values,
+            text_revision: s.text_revision,
+            author_id: s.author_id,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// An item's suggestions, by source.
+#[derive(Debug, Object)]
+pub struct SuggestionsResponse {
+    pub suggestions: Vec<SuggestionResponse>,
+}
+
+/// Which suggestion to accept, and which of its fields.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AcceptSuggestionInput {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub source: String,
+    /// The fields to take from it (default: every field it has).
+    #[oai(validator(min_items = 1, max_items = 50))]
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(ApiResponse)]
+pub enum SuggestionsOk {
+    #[oai(status = 200)]
+    Ok(Json<SuggestionsResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum SuggestionOk {
+    /// Stored (replacing the source's earlier suggestion).
+    #[oai(status = 200)]
+    Ok(Json<SuggestionResponse>),
+}
+
 fn etag(n: i32) -> String {
     format!("\"{n}\"")
 }
@@ -394,153 +472,182 @@ impl LabelsApi {
             replayed,
         ))
     }
-
-    /// A document's annotation
-    #[oai(
-        path = "/api/documents/:id/annotation",
-        method = "get",
-        operation_id = "document_annotation_get"
-    )]
-    async fn document_annotation(
-        &self,
-        engine: Data<&Engine>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> ApiResult<AnnotationOk> {
-        get(&engine, &auth, DataKind::Document, id.0).await
-    }
-
-    /// Label a document
-    ///
-    /// Its contributor or a project admin, while it is `ready` (or sent back for
-    /// changes): a new revision, checked against the current schema (422
-    /// `invalid_annotation` with `field`, e.g. `/values/entities/3/end`). Spans count
-    /// Unicode code points of the current text. `If-Match` with the `ETag` read guards
-    /// against lost updates (412 `precondition_failed`).
-    #[oai(
-        path = "/api/documents/:id/annotation",
-        method = "put",
-        operation_id = "document_annotation_put"
-    )]
-    async fn put_document_annotation(
-        &self,
-        engine: Data<&Engine>,
-        ctx: Data<&RequestContext>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: JsonBody<AnnotationInput>,
-    ) -> ApiResult<AnnotationOk> {
-        put(
-            &engine,
-            &ctx,
-            &auth,
-            DataKind::Document,
-            id.0,
-            if_match.0,
-            body.0,
-        )
-        .await
-    }
-
-    /// Every revision of a document's annotation
-    #[oai(
-        path = "/api/documents/:id/annotation/revisions",
-        method = "get",
-        operation_id = "document_annotation_revisions"
-    )]
-    async fn document_revisions(
-        &self,
-        engine: Data<&Engine>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> ApiResult<AnnotationRevisionsOk> {
-        revisions(&engine, &auth, DataKind::Document, id.0).await
-    }
-
-    /// A recording's annotation
-    #[oai(
-        path = "/api/voice/:id/annotation",
-        method = "get",
-        operation_id = "voice_annotation_get"
-    )]
-    async fn voice_annotation(
-        &self,
-        engine: Data<&Engine>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> ApiResult<AnnotationOk> {
-        get(&engine, &auth, DataKind::Audio, id.0).await
-    }
-
-    /// Label a recording
-    ///
-    /// As for documents; `segments` are `[start_ms, end_ms)` within the recording.
-    #[oai(
-        path = "/api/voice/:id/annotation",
-        method = "put",
-        operation_id = "voice_annotation_put"
-    )]
-    async fn put_voice_annotation(
-        &self,
-        engine: Data<&Engine>,
-        ctx: Data<&RequestContext>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: JsonBody<AnnotationInput>,
-    ) -> ApiResult<AnnotationOk> {
-        put(
-            &engine,
-            &ctx,
-            &auth,
-            DataKind::Audio,
-            id.0,
-            if_match.0,
-            body.0,
-        )
-        .await
-    }
-
-    /// Every revision of a recording's annotation
-    #[oai(
-        path = "/api/voice/:id/annotation/revisions",
-        method = "get",
-        operation_id = "voice_annotation_revisions"
-    )]
-    async fn voice_revisions(
-        &self,
-        engine: Data<&Engine>,
-        auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> ApiResult<AnnotationRevisionsOk> {
-        revisions(&engine, &auth, DataKind::Audio, id.0).await
-    }
 }
 
-async fn get(
-    engine: &Engine,
-    auth: &BearerAuth,
-    kind: DataKind,
-    id: Uuid,
-) -> ApiResult<AnnotationOk> {
-    Ok(engine.annotation(&auth.0, kind, id).await?.into())
+/// The annotation routes of one kind of item (`/api/documents/:id/annotation…`,
+/// `/api/voice/:id/annotation…`): the same operations, their own paths and ids.
+macro_rules! annotation_api {
+    (
+        $api:ident, $kind:expr,
+        paths: $one:literal, $revisions_path:literal, $suggestions_path:literal, $accept_path:literal,
+        ids: $get:literal, $put:literal, $revisions:literal, $suggestions:literal,
+            $suggest:literal, $accept:literal,
+        docs: $get_doc:literal, $put_doc:literal, $revisions_doc:literal, $suggestions_doc:literal,
+            $suggest_doc:literal, $accept_doc:literal
+    ) => {
+        pub struct $api;
+
+        #[OpenApi(tag = "ApiTags::Labels")]
+        impl $api {
+            #[doc = $get_doc]
+            #[oai(path = $one, method = "get", operation_id = $get)]
+            async fn annotation(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<AnnotationOk> {
+                Ok(engine.annotation(&auth.0, $kind, id.0).await?.into())
+            }
+
+            #[doc = $put_doc]
+            ///
+            /// Its contributor or a project admin, while it is `ready` (or failed, or sent
+            /// back for changes; 409 `item_in_review` or `item_processing` otherwise): a
+            /// new revision, checked against the current schema (422
+            /// `invalid_annotation` with `field`, e.g. `/values/entities/3/end`). Spans
+            /// count Unicode code points of the current text; segments are
+            /// `[start_ms, end_ms)` within the recording. `If-Match` with the `ETag`
+            /// read guards against lost updates (412 `precondition_failed`).
+            #[oai(path = $one, method = "put", operation_id = $put)]
+            async fn put_annotation(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+                #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+                body: JsonBody<AnnotationInput>,
+            ) -> ApiResult<AnnotationOk> {
+                let view = engine
+                    .put_annotation(
+                        &auth.0,
+                        $kind,
+                        id.0,
+                        body.0.values,
+                        if_match.0.as_deref(),
+                        &ctx,
+                    )
+                    .await?;
+                Ok(view.into())
+            }
+
+            #[doc = $revisions_doc]
+            #[oai(path = $revisions_path, method = "get", operation_id = $revisions)]
+            async fn revisions(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<AnnotationRevisionsOk> {
+                revisions(&engine, &auth, $kind, id.0).await
+            }
+
+            #[doc = $suggestions_doc]
+            ///
+            /// Machine values kept apart from the human ones, one per source: what
+            /// pipelines posted, and for a transcribed recording whose schema has
+            /// `segments` fields, the source `transcription`: the transcript's words joined
+            /// into segments (split at pauses of a second, at most 30 s long), labelled
+            /// with the field's first option, scored with the engine's confidence.
+            #[oai(path = $suggestions_path, method = "get", operation_id = $suggestions)]
+            async fn suggestions(
+                &self,
+                engine: Data<&Engine>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+            ) -> ApiResult<SuggestionsOk> {
+                let suggestions = engine.suggestions(&auth.0, $kind, id.0).await?;
+                let suggestions = suggestions.into_iter().map(Into::into).collect();
+                Ok(SuggestionsOk::Ok(Json(SuggestionsResponse { suggestions })))
+            }
+
+            #[doc = $suggest_doc]
+            ///
+            /// For pipelines (an API token): values checked as for the annotation (422
+            /// `invalid_annotation` with `field`; no field is required), replacing what
+            /// the same `source` suggested before. Who and when as for the annotation.
+            /// The human values do not change until someone accepts the suggestion.
+            #[oai(path = $suggestions_path, method = "put", operation_id = $suggest)]
+            async fn put_suggestion(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+                body: JsonBody<SuggestionInput>,
+            ) -> ApiResult<SuggestionOk> {
+                let body = body.0;
+                let suggestion = NewSuggestion {
+                    source: body.source,
+                    score: body.score,
+                    values: body.values,
+                };
+                let view = engine
+                    .put_suggestion(&auth.0, $kind, id.0, suggestion, &ctx)
+                    .await?;
+                Ok(SuggestionOk::Ok(Json(view.into())))
+            }
+
+            #[doc = $accept_doc]
+            ///
+            /// A new revision of the annotation by the caller, with the suggestion's
+            /// values (all its fields, or those in `fields`) in place of the current ones,
+            /// checked against the current schema. Who, when and `If-Match` as for
+            /// `PUT …/annotation`. 404 when the source suggested nothing; 409
+            /// `suggestion_stale` when suggested spans were made on an earlier text.
+            #[oai(path = $accept_path, method = "post", operation_id = $accept)]
+            async fn accept_suggestion(
+                &self,
+                engine: Data<&Engine>,
+                ctx: Data<&RequestContext>,
+                auth: BearerAuth,
+                id: Path<Uuid>,
+                #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+                body: JsonBody<AcceptSuggestionInput>,
+            ) -> ApiResult<AnnotationOk> {
+                let acceptance = Acceptance {
+                    source: body.0.source,
+                    fields: body.0.fields,
+                };
+                let view = engine
+                    .accept_suggestion(
+                        &auth.0,
+                        $kind,
+                        id.0,
+                        acceptance,
+                        if_match.0.as_deref(),
+                        &ctx,
+                    )
+                    .await?;
+                Ok(view.into())
+            }
+        }
+    };
 }
 
-async fn put(
-    engine: &Engine,
-    ctx: &RequestContext,
-    auth: &BearerAuth,
-    kind: DataKind,
-    id: Uuid,
-    if_match: Option<String>,
-    body: AnnotationInput,
-) -> ApiResult<AnnotationOk> {
-    Ok(engine
-        .put_annotation(&auth.0, kind, id, body.values, if_match.as_deref(), ctx)
-        .await?
-        .into())
-}
+annotation_api!(
+    DocumentAnnotationsApi, DataKind::Document,
+    paths: "/api/documents/:id/annotation", "/api/documents/:id/annotation/revisions",
+        "/api/documents/:id/annotation/suggestions", "/api/documents/:id/annotation/suggestions/accept",
+    ids: "document_annotation_get", "document_annotation_put", "document_annotation_revisions",
+        "document_annotation_suggestions", "document_annotation_suggestion_put",
+        "document_annotation_suggestion_accept",
+    docs: "A document's annotation", "Label a document",
+        "Every revision of a document's annotation", "A document's label suggestions",
+        "Suggest labels for a document", "Accept suggested labels for a document"
+);
+annotation_api!(
+    VoiceAnnotationsApi, DataKind::Audio,
+    paths: "/api/voice/:id/annotation", "/api/voice/:id/annotation/revisions",
+        "/api/voice/:id/annotation/suggestions", "/api/voice/:id/annotation/suggestions/accept",
+    ids: "voice_annotation_get", "voice_annotation_put", "voice_annotation_revisions",
+        "voice_annotation_suggestions", "voice_annotation_suggestion_put",
+        "voice_annotation_suggestion_accept",
+    docs: "A recording's annotation", "Label a recording",
+        "Every revision of a recording's annotation", "A recording's label suggestions",
+        "Suggest labels for a recording", "Accept suggested labels for a recording"
+);
 
 async fn revisions(
     engine: &Engine,

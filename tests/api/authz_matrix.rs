@@ -95,6 +95,9 @@ enum Rule {
     EditText,
     /// Label an item (`{id}`): as [`Rule::EditText`].
     Annotate,
+    /// Accept a suggestion into an item's labels (`{id}`): as [`Rule::Annotate`]; the
+    /// allowed get 404, as the item has no suggestion from the source named.
+    AcceptSuggestion,
     /// Label many items of the project in `{project_id}`: contributors, project admins
     /// and super admins; reviewers 403. The sweep names an item that does not exist, so
     /// the allowed get 422 `unknown_item`.
@@ -177,6 +180,7 @@ impl Rule {
             | Self::DeleteItem
             | Self::EditText
             | Self::Annotate
+            | Self::AcceptSuggestion
             | Self::ReprocessItem
             | Self::ReadJob
             | Self::ReviewItem
@@ -302,6 +306,18 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("voice_annotation_get", &[Rule::ReadItem]),
     ("voice_annotation_put", &[Rule::Annotate]),
     ("voice_annotation_revisions", &[Rule::ReadItem]),
+    ("document_annotation_suggestions", &[Rule::ReadItem]),
+    ("document_annotation_suggestion_put", &[Rule::Annotate]),
+    (
+        "document_annotation_suggestion_accept",
+        &[Rule::AcceptSuggestion],
+    ),
+    ("voice_annotation_suggestions", &[Rule::ReadItem]),
+    ("voice_annotation_suggestion_put", &[Rule::Annotate]),
+    (
+        "voice_annotation_suggestion_accept",
+        &[Rule::AcceptSuggestion],
+    ),
 ];
 
 /// Operations after which the fixture they ran on is not trusted any more.
@@ -344,6 +360,10 @@ fn needs_settled_item(operation_id: &str) -> bool {
             | "voice_reprocess"
             | "document_annotation_put"
             | "voice_annotation_put"
+            | "document_annotation_suggestion_put"
+            | "voice_annotation_suggestion_put"
+            | "document_annotation_suggestion_accept"
+            | "voice_annotation_suggestion_accept"
     )
 }
 
@@ -532,6 +552,9 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         Expect::Allowed if rule == Rule::BulkAnnotate => {
             Expect::Problem(StatusCode::UNPROCESSABLE_ENTITY, "unknown_item")
         }
+        Expect::Allowed if rule == Rule::AcceptSuggestion => {
+            Expect::Problem(StatusCode::NOT_FOUND, "not_found")
+        }
 
         expect => expect,
     }
@@ -578,6 +601,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 | Rule::DeleteItem
                 | Rule::EditText
                 | Rule::Annotate
+                | Rule::AcceptSuggestion
                 | Rule::ReprocessItem
                 | Rule::ReadJob
                 | Rule::ReviewItem
@@ -600,6 +624,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 | Rule::DeleteItem
                 | Rule::EditText
                 | Rule::Annotate
+                | Rule::AcceptSuggestion
                 | Rule::BulkAnnotate,
             ) => Denied(FORBIDDEN),
             (Some(_), _) => Allowed,
@@ -1291,6 +1316,12 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "review_decide" => json!({"decision": "approve"}),
         "label_schema_put" => json!({"fields": [{"name": "topic", "type": "text"}]}),
         "document_annotation_put" | "voice_annotation_put" => json!({"values": {}}),
+        "document_annotation_suggestion_put" | "voice_annotation_suggestion_put" => {
+            json!({"source": format!("probe-{n}"), "values": {}})
+        }
+        "document_annotation_suggestion_accept" | "voice_annotation_suggestion_accept" => {
+            json!({"source": "nobody-suggested"})
+        }
         "annotations_bulk_put" => json!({"items": [{"item_id": Uuid::new_v4(), "values": {}}]}),
         "invitation_create" => {
             json!({"email": format!("invitee-{n}@example.org"), "role": "contributor"})

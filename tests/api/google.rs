@@ -228,4 +228,46 @@ async fn google_engines_read_scans_and_transcribe_recordings(backend: Backend) {
         calls.token.load(Ordering::SeqCst) >= 1,
         "a service-account token was used"
     );
+
+    // The word timings are suggested segments for the schema's segments fields, with
+    // the engine's confidence; accepting them makes them the recording's labels.
+    let resp = app
+        .client
+        .put(app.url(&format!("/api/projects/{project}/label-schema")))
+        .bearer_auth(&owner)
+        .json(&json!({"fields": [
+            {"name": "turns", "type": "segments", "options": ["speech", "music"]},
+            {"name": "mood", "type": "label", "options": ["calm"]},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let path = format!("/api/voice/{id}/annotation/suggestions");
+    let listed: Value = app.get_json(&path, &owner).await;
+    let expected_turns = json!([
+        {"start_ms": 0, "end_ms": 1100, "label": "speech", "text": "habari za asubuhi"}
+    ]);
+    assert_eq!(
+        listed,
+        json!({"suggestions": [{
+            "source": "transcription",
+            "score": 0.92,
+            "schema_version": 1,
+            "values": {"turns": expected_turns},
+            "created_at": listed["suggestions"][0]["created_at"],
+        }]})
+    );
+    let resp = app
+        .client
+        .post(app.url(&format!("{path}/accept")))
+        .bearer_auth(&owner)
+        .json(&json!({"source": "transcription"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let annotation: Value = resp.json().await.unwrap();
+    assert_eq!(annotation["revision"], 1);
+    assert_eq!(annotation["values"], json!({"turns": expected_turns}));
 }

@@ -28,6 +28,7 @@ backend_tests!(
     reviewers_see_and_fix_labels,
     lists_filter_by_label,
     bulk_annotation_is_all_or_nothing,
+    suggestions_stay_apart_until_accepted,
 );
 
 /// A project with its admin, a contributor and a reviewer (their tokens).
@@ -1478,4 +1479,250 @@ async fn bulk_annotation_is_all_or_nothing(backend: Backend) {
         annotation(&app, &t.contributor, &doc(&b)).await["revision"],
         1
     );
+}
+
+/// PUT `source`'s suggestion for `item`.
+async fn suggest(
+    app: &TestApp,
+    token: &str,
+    item: &str,
+    source: &str,
+    score: Option<f64>,
+    values: Value,
+) -> Response {
+    let mut body = json!({"source": source, "values": values});
+    if let Some(score) = score {
+        body["score"] = json!(score);
+    }
+    let path = format!("{item}/annotation/suggestions");
+    send(app, token, Method::PUT, &path, Some(body)).await
+}
+
+/// POST an acceptance of `source`'s suggestion for `item` (`fields`, when given).
+async fn accept(
+    app: &TestApp,
+    token: &str,
+    item: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> Response {
+    let mut req = app
+        .client
+        .post(app.url(&format!("{item}/annotation/suggestions/accept")))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    req.send().await.unwrap()
+}
+
+/// Machine suggestions are stored per source beside the human values, checked as values
+/// are, replaced when the source posts again, and change nothing until the contributor
+/// accepts them (all fields or some, guarded by `If-Match`). Suggested spans made on an
+/// earlier text are refused at acceptance; an item in review takes no suggestion.
+async fn suggestions_stay_apart_until_accepted(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([
+            {"name": "topic", "type": "label", "options": ["news", "sport"]},
+            {"name": "entities", "type": "spans", "options": ["PER", "LOC"]},
+            {"name": "stars", "type": "rating", "min": 1, "max": 5},
+        ]),
+    )
+    .await;
+    // "Ana" 0..3, "Nairobi" 13..20.
+    let id = ready_doc(&app, &t.contributor, &t.project, "Ana lives in Nairobi.").await;
+    let item = doc(&id);
+    annotated(&app, &t.contributor, &item, json!({"stars": 4})).await;
+    let admin_id = user_id(&app, &t.admin).await;
+
+    // A pipeline (the admin's token) suggests; a second post from it replaces the first.
+    let first = json!({"topic": "sport"});
+    let resp = suggest(&app, &t.admin, &item, "ner-v1", Some(0.5), first).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ner = json!({
+        "topic": "news",
+        "entities": [{"start": 0, "end": 3, "label": "PER"}, {"start": 13, "end": 20, "label": "LOC"}],
+    });
+    let resp = suggest(&app, &t.admin, &item, "ner-v1", Some(0.8), ner.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stored: Value = resp.json().await.unwrap();
+    assert_eq!(stored["source"], "ner-v1");
+    assert_eq!(stored["score"], 0.8);
+    assert_eq!(stored["values"], ner);
+    assert_eq!(stored["schema_version"], 1);
+    assert_eq!(stored["author_id"], admin_id.as_str());
+    assert_eq!(
+        stored["text_revision"], 1,
+        "spans count in the machine text"
+    );
+    // The contributor's own script suggests too (no score).
+    let resp = suggest(
+        &app,
+        &t.contributor,
+        &item,
+        "a-rules",
+        None,
+        json!({"stars": 2}),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Refused: a kept or malformed source, a value that does not fit, a reviewer, an
+    // outsider; each changes nothing.
+    for (source, values, pointer) in [
+        ("transcription", json!({}), "/source"),
+        ("NER", json!({}), "/source"),
+        (
+            "ner-v1",
+            json!({"entities": [{"start": 0, "end": 3, "label": "ORG"}]}),
+            "/values/entities/0/label",
+        ),
+        (
+            "ner-v1",
+            json!({"entities": [{"start": 0, "end": 99, "label": "PER"}]}),
+            "/values/entities/0/end",
+        ),
+        ("ner-v1", json!({"colour": "red"}), "/values/colour"),
+    ] {
+        let resp = suggest(&app, &t.admin, &item, source, None, values).await;
+        let problem =
+            assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_annotation").await;
+        assert_eq!(problem["field"], pointer);
+    }
+    let resp = suggest(&app, &t.admin, &item, "ner-v1", Some(1.5), json!({})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "a score is 0 to 1");
+    let resp = suggest(&app, &t.reviewer, &item, "r", None, json!({})).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let outsider = app.signed_up_user("out@example.org").await;
+    let resp = suggest(&app, &outsider, &item, "o", None, json!({})).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+
+    // Every member who sees the item reads them, by source; the values are untouched.
+    let path = format!("{item}/annotation/suggestions");
+    let listed = app.get_json(&path, &t.reviewer).await;
+    let sources: Vec<&str> = listed["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["a-rules", "ner-v1"], "{listed}");
+    assert_eq!(listed["suggestions"][1]["values"], ner);
+    assert!(listed["suggestions"][0].get("score").is_none());
+    let unchanged = annotation(&app, &t.contributor, &item).await;
+    assert_eq!(unchanged["revision"], 1);
+    assert_eq!(unchanged["values"], json!({"stars": 4}));
+
+    // Accepting some fields: a revision by the acceptor, the rest kept.
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "ner-v1", "fields": ["topic"]}),
+        Some("\"1\""),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(etag(&resp), "\"2\"");
+    let taken: Value = resp.json().await.unwrap();
+    assert_eq!(taken["values"], json!({"stars": 4, "topic": "news"}));
+    assert_eq!(
+        taken["author_id"],
+        user_id(&app, &t.contributor).await.as_str()
+    );
+    // A stale If-Match, a field the suggestion lacks, a source that suggested nothing,
+    // a reviewer: refused, nothing written.
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "ner-v1"}),
+        Some("\"1\""),
+    )
+    .await;
+    assert_problem(resp, StatusCode::PRECONDITION_FAILED, "precondition_failed").await;
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "ner-v1", "fields": ["topic", "stars"]}),
+        None,
+    )
+    .await;
+    let problem =
+        assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_annotation").await;
+    assert_eq!(problem["field"], "/fields/1");
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "nobody"}),
+        None,
+    )
+    .await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    let resp = accept(&app, &t.reviewer, &item, json!({"source": "ner-v1"}), None).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(annotation(&app, &t.contributor, &item).await["revision"], 2);
+
+    // The text changes: the suggested spans may point at other words now, so accepting
+    // them is refused until the pipeline suggests again on the current text.
+    write_text(&app, &t.contributor, &id, "Dr. Ana lives in Nairobi.").await;
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "ner-v1"}),
+        None,
+    )
+    .await;
+    assert_problem(resp, StatusCode::CONFLICT, "suggestion_stale").await;
+    // Fields without spans are still taken.
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "a-rules"}),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let renewed = json!({"entities": [{"start": 4, "end": 7, "label": "PER"}]});
+    let resp = suggest(&app, &t.admin, &item, "ner-v1", Some(0.9), renewed.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "ner-v1"}),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let all: Value = resp.json().await.unwrap();
+    assert_eq!(
+        all["values"],
+        json!({"stars": 2, "topic": "news", "entities": renewed["entities"]})
+    );
+
+    // In review, nothing about the labels changes, suggestions included.
+    let resp = submit(&app, &t.contributor, &t.project, &[&id]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = suggest(&app, &t.admin, &item, "ner-v1", None, json!({})).await;
+    assert_problem(resp, StatusCode::CONFLICT, "item_in_review").await;
+    let resp = accept(
+        &app,
+        &t.contributor,
+        &item,
+        json!({"source": "a-rules"}),
+        None,
+    )
+    .await;
+    assert_problem(resp, StatusCode::CONFLICT, "item_in_review").await;
 }

@@ -4,4 +4,6 @@
 
 mod service;
 
-pub use service::{AnnotationView, BULK_MAX, IfMatch, LabelSchemaView};
+pub use service::{
+    Acceptance, AnnotationView, BULK_MAX, IfMatch, LabelSchemaView, NewSuggestion, SuggestionView,
+};

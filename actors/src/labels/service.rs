@@ -13,17 +13,62 @@ use crate::{
     context::{Principal, RequestContext},
     domain::{
         DataKind,
-        labels::{FieldInput, LabelField, carry, schema},
+        labels::{FieldInput, LabelField, carry, schema, suggest},
     },
     engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
-    projects::{BulkAnnotate, PutAnnotation, PutLabelSchema},
+    projects::{AcceptSuggestion, BulkAnnotate, PutAnnotation, PutLabelSchema, PutSuggestion},
     store::{
         self,
-        labels::{AnnotationRow, SchemaRow},
+        labels::{AnnotationRow, SchemaRow, SuggestionRow},
     },
 };
+
+/// Machine values for an item's annotation, kept apart from the human ones.
+#[derive(Debug, Clone)]
+pub struct SuggestionView {
+    /// What made them: a pipeline's name, or `transcription` (the word timings).
+    pub source: String,
+    /// The source's confidence, 0 to 1.
+    pub score: Option<f64>,
+    pub schema_version: i32,
+    pub values: BTreeMap<String, Value>,
+    /// The text revision suggested spans count in (documents).
+    pub text_revision: Option<i32>,
+    /// Who posted them (none for the transcription's).
+    pub author_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A source's suggestion as posted.
+#[derive(Debug, Clone)]
+pub struct NewSuggestion {
+    pub source: String,
+    pub score: Option<f64>,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// Which suggestion to accept, and which of its fields (default: all it has).
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    pub source: String,
+    pub fields: Option<Vec<String>>,
+}
+
+impl From<SuggestionRow> for SuggestionView {
+    fn from(r: SuggestionRow) -> Self {
+        Self {
+            source: r.source,
+            score: r.score,
+            schema_version: r.schema_version,
+            values: r.label_values.0,
+            text_revision: r.text_revision,
+            author_id: Some(r.author_id),
+            created_at: r.created_at,
+        }
+    }
+}
 
 /// A version of a project's label schema (version 0, no fields: none set yet).
 #[derive(Debug, Clone)]
@@ -255,6 +300,97 @@ impl Engine {
         };
         let row = self
             .apply_in_project(item.project_id, principal, ctx, put)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// An item's suggestions: those posted by sources, and for a transcribed recording
+    /// whose schema has `segments` fields, segments read from the word timings.
+    pub async fn suggestions(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+    ) -> Result<Vec<SuggestionView>, EngineError> {
+        let item = self.item(principal, kind, item_id).await?;
+        let mut out: Vec<SuggestionView> = store::labels::suggestions(&self.deps.db, item_id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        if kind == DataKind::Audio
+            && let Some(schema) =
+                store::labels::current_schema(&self.deps.db, item.project_id).await?
+            && let Some(timed) = store::texts::timed(&self.deps.db, item_id).await?
+            && let Some(words) = &timed.words
+        {
+            let duration = item
+                .audio
+                .as_ref()
+                .map(|a| a.duration_seconds)
+                .filter(|s| *s > 0.0)
+                .map(|s| (s * 1000.0).round() as u64);
+            let values = suggest::from_word_timings(&schema.fields.0, &words.0, duration);
+            if !values.is_empty() {
+                out.push(SuggestionView {
+                    source: suggest::TRANSCRIPTION_SOURCE.into(),
+                    score: timed.confidence,
+                    schema_version: schema.version,
+                    values,
+                    text_revision: None,
+                    author_id: None,
+                    created_at: timed.created_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Post a source's suggestion for an item (its contributor or a project admin, as
+    /// for values), replacing what that source suggested before.
+    pub async fn put_suggestion(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+        suggestion: NewSuggestion,
+        ctx: &RequestContext,
+    ) -> Result<SuggestionView, EngineError> {
+        suggest::check_source(&suggestion.source)?;
+        suggest::check_score(suggestion.score)?;
+        let item = self.item(principal, kind, item_id).await?;
+        let put = PutSuggestion {
+            item_id,
+            source: suggestion.source,
+            score: suggestion.score,
+            values: suggestion.values,
+        };
+        let row = self
+            .apply_in_project(item.project_id, principal, ctx, put)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// Accept a source's suggestion (every field of it, or `fields`) into a new revision
+    /// of the item's annotation; `if_match` as for [`Engine::put_annotation`].
+    pub async fn accept_suggestion(
+        &self,
+        principal: &Principal,
+        kind: DataKind,
+        item_id: Uuid,
+        acceptance: Acceptance,
+        if_match: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<AnnotationView, EngineError> {
+        let item = self.item(principal, kind, item_id).await?;
+        let accept = AcceptSuggestion {
+            item_id,
+            source: acceptance.source,
+            fields: acceptance.fields,
+            if_match: if_match.map(IfMatch::parse),
+        };
+        let row = self
+            .apply_in_project(item.project_id, principal, ctx, accept)
             .await?;
         Ok(row.into())
     }

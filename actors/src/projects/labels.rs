@@ -67,15 +67,7 @@ impl Transition for BulkAnnotate {
             };
             let item = live_item(at.tx(), id, item_id).await.map_err(unknown)?;
             check_visible(at.principal, at.role, &item).map_err(unknown)?;
-            if item.contributor_id != at.principal.user_id {
-                at.authorize(ProjectAction::EditAnyText)?;
-            }
-            if !matches!(
-                item.status,
-                ItemStatus::Ready | ItemStatus::ChangesRequested | ItemStatus::ProcessingFailed
-            ) {
-                return Err(not_editable(item.status));
-            }
+            check_annotatable(at, &item)?;
             let row = write_annotation(at, &item, values, None)
                 .await
                 .map_err(|err| match err {
@@ -100,7 +92,7 @@ impl Transition for BulkAnnotate {
 }
 
 /// `now` as both databases keep it (microseconds), so an answer shows what a read will.
-fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(super) fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {
     now.trunc_subsecs(6)
 }
 
@@ -185,19 +177,65 @@ impl Transition for PutAnnotation {
         let (id, item_id) = (at.id(), self.item_id);
         let item = live_item(at.tx(), id, item_id).await?;
         check_visible(at.principal, at.role, &item)?;
-        if item.contributor_id != at.principal.user_id {
-            at.authorize(ProjectAction::EditAnyText)?;
-        } else {
-            at.authorize(ProjectAction::Upload)?;
-        }
-        if !matches!(
-            item.status,
-            ItemStatus::Ready | ItemStatus::ChangesRequested | ItemStatus::ProcessingFailed
-        ) {
-            return Err(not_editable(item.status));
-        }
+        check_annotatable(at, &item)?;
         write_annotation(at, &item, self.values, self.if_match).await
     }
+}
+
+/// Who and when may change an item's labels (values or suggestions): its contributor,
+/// or a project admin for anyone's, while the item is `ready`, failed, or sent back
+/// for changes (not while it is processed or in review).
+pub(super) fn check_annotatable(at: &InProject<'_>, item: &ItemRow) -> Result<(), EngineError> {
+    if item.contributor_id != at.principal.user_id {
+        at.authorize(ProjectAction::EditAnyText)?;
+    } else {
+        at.authorize(ProjectAction::Upload)?;
+    }
+    if !matches!(
+        item.status,
+        ItemStatus::Ready | ItemStatus::ChangesRequested | ItemStatus::ProcessingFailed
+    ) {
+        return Err(not_editable(item.status));
+    }
+    Ok(())
+}
+
+/// The project's current schema, or 409 `no_label_schema`.
+pub(super) async fn require_schema(at: &mut InProject<'_>) -> Result<SchemaRow, EngineError> {
+    let id = at.id();
+    store::labels::current_schema_tx(at.tx(), id)
+        .await?
+        .ok_or_else(|| EngineError::Conflict {
+            code: ErrorCode::NoLabelSchema,
+            message: "the project has no label schema yet; a project admin sets one".into(),
+        })
+}
+
+/// What `item`'s values are checked against: its current text (documents) or its
+/// recording's length; with the text revision spans count in.
+pub(super) async fn target_of(
+    at: &mut InProject<'_>,
+    item: &ItemRow,
+) -> Result<(Option<String>, Option<i32>, Option<u64>), EngineError> {
+    let text = match item.kind {
+        DataKind::Document => store::texts::current_tx(at.tx(), item.id).await?,
+        DataKind::Audio => None,
+    };
+    Ok((
+        text.as_ref().map(|t| t.text.clone()),
+        text.map(|t| t.revision),
+        duration_ms(item),
+    ))
+}
+
+/// The recording's length, when its analysis found one (0: it did not).
+pub(super) fn duration_ms(item: &ItemRow) -> Option<u64> {
+    item.audio
+        .as_ref()
+        .and_then(|a| a.0.get("duration_seconds"))
+        .and_then(Value::as_f64)
+        .filter(|s| *s > 0.0)
+        .map(|s| (s * 1000.0).round() as u64)
 }
 
 /// A new revision of `item`'s annotation by the caller: `values` checked against the
@@ -211,12 +249,7 @@ pub(super) async fn write_annotation(
 ) -> Result<AnnotationRow, EngineError> {
     let (id, item_id, now) = (at.id(), item.id, stored_time(at.now));
     {
-        let schema = store::labels::current_schema_tx(at.tx(), id)
-            .await?
-            .ok_or_else(|| EngineError::Conflict {
-                code: ErrorCode::NoLabelSchema,
-                message: "the project has no label schema yet; a project admin sets one".into(),
-            })?;
+        let schema = require_schema(at).await?;
         let current = store::labels::current_annotation_tx(at.tx(), item_id).await?;
         let revision = current.as_ref().map_or(0, |c| c.revision);
         if let Some(tags) = &if_match
@@ -230,19 +263,10 @@ pub(super) async fn write_annotation(
                 ),
             });
         }
-        let text = match item.kind {
-            DataKind::Document => store::texts::current_tx(at.tx(), item_id).await?,
-            DataKind::Audio => None,
-        };
-        let duration_ms = item
-            .audio
-            .as_ref()
-            .and_then(|a| a.0.get("duration_seconds"))
-            .and_then(Value::as_f64)
-            .map(|s| (s * 1000.0).round() as u64);
+        let (text, text_revision, duration_ms) = target_of(at, item).await?;
         let target = values::Target {
             kind: item.kind,
-            text: text.as_ref().map(|t| t.text.as_str()),
+            text: text.as_deref(),
             duration_ms,
         };
         let checked = values::check(&schema.fields.0, values, &target)?;
@@ -252,7 +276,7 @@ pub(super) async fn write_annotation(
             project_id: id,
             schema_version: schema.version,
             label_values: sqlx::types::Json(checked),
-            text_revision: text.map(|t| t.revision),
+            text_revision,
             author_id: at.principal.user_id,
             created_at: now,
         };

@@ -11,6 +11,7 @@ mod messages;
 mod project;
 mod review;
 mod service;
+mod suggestions;
 mod transition;
 mod views;
 
@@ -26,6 +27,7 @@ pub use self::messages::ProjectMsg;
 use self::project::{ProjectActor, ProjectArgs};
 pub(crate) use self::review::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
 pub use self::service::{ProjectInput, ProjectListQuery};
+pub(crate) use self::suggestions::{AcceptSuggestion, PutSuggestion};
 pub use self::transition::{Check, InProject, Transition};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
 use crate::{command::Command, deps::Deps};

@@ -264,3 +264,82 @@ pub async fn insert_annotation(tx: &mut Tx, row: &AnnotationRow) -> StoreResult<
         .map(|_| ()))?;
     Ok(())
 }
+
+/// A source's suggestion for an item's annotation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SuggestionRow {
+    pub item_id: Uuid,
+    pub source: String,
+    pub project_id: Uuid,
+    pub schema_version: i32,
+    pub label_values: Json<BTreeMap<String, Value>>,
+    pub score: Option<f64>,
+    pub text_revision: Option<i32>,
+    pub author_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+const SUGGESTION_COLUMNS: &str = "item_id, source, project_id, schema_version, label_values, \
+     score, text_revision, author_id, created_at";
+
+fn suggestions_sql() -> String {
+    format!(
+        "SELECT {SUGGESTION_COLUMNS} FROM annotation_suggestions WHERE item_id = $1 \
+         ORDER BY source"
+    )
+}
+
+/// The item's suggestions, by source.
+pub async fn suggestions(db: &Db, item: Uuid) -> StoreResult<Vec<SuggestionRow>> {
+    let sql = suggestions_sql();
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, SuggestionRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_all(pool)
+    .await)?)
+}
+
+/// The item's suggestion from `source`, inside a transaction.
+pub async fn suggestion_tx(
+    tx: &mut Tx,
+    item: Uuid,
+    source: &str,
+) -> StoreResult<Option<SuggestionRow>> {
+    let sql = format!(
+        "SELECT {SUGGESTION_COLUMNS} FROM annotation_suggestions \
+         WHERE item_id = $1 AND source = $2"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, SuggestionRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .bind(source)
+    .fetch_optional(conn)
+    .await)?)
+}
+
+/// Store a source's suggestion for an item, replacing what that source suggested before.
+pub async fn put_suggestion(tx: &mut Tx, row: &SuggestionRow) -> StoreResult<()> {
+    let sql = "INSERT INTO annotation_suggestions (item_id, source, project_id, schema_version, \
+               label_values, score, text_revision, author_id, created_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+               ON CONFLICT (item_id, source) DO UPDATE SET schema_version = EXCLUDED.schema_version, \
+               label_values = EXCLUDED.label_values, score = EXCLUDED.score, \
+               text_revision = EXCLUDED.text_revision, author_id = EXCLUDED.author_id, \
+               created_at = EXCLUDED.created_at";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(row.item_id)
+        .bind(row.source.as_str())
+        .bind(row.project_id)
+        .bind(row.schema_version)
+        .bind(row.label_values.clone())
+        .bind(row.score)
+        .bind(row.text_revision)
+        .bind(row.author_id)
+        .bind(row.created_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}

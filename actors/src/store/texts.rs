@@ -151,3 +151,32 @@ pub async fn revision_tx(tx: &mut Tx, item: Uuid, revision: i32) -> StoreResult<
     .await)?;
     Ok(row)
 }
+
+fn timed_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM item_texts WHERE item_id = $1 AND source = 'machine' \
+         AND words IS NOT NULL ORDER BY revision DESC LIMIT 1"
+    )
+}
+
+/// The item's newest machine text with word timings (a transcription), if any.
+pub async fn timed(db: &Db, item: Uuid) -> StoreResult<Option<TextRow>> {
+    let sql = timed_sql();
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, TextRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_optional(pool)
+    .await)?)
+}
+
+/// [`timed`] inside a transaction.
+pub async fn timed_tx(tx: &mut Tx, item: Uuid) -> StoreResult<Option<TextRow>> {
+    let sql = timed_sql();
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, TextRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .fetch_optional(conn)
+    .await)?)
+}

@@ -4,6 +4,7 @@
 
 pub mod carry;
 pub mod schema;
+pub mod suggest;
 pub mod usage;
 pub mod values;
 
