@@ -38,6 +38,9 @@
 //! 4. Decisions: `PATCH /api/review/{id}` approve, by `--concurrency` reviewers in
 //!    parallel, each deciding its own items (the oldest still pending): decisions/s
 //!    and latency. With N = 1 each approval finishes its item.
+//! 5. (First, right after the load.) Lists filtered by label: every item gets labels
+//!    (`benches/common/label_filter.rs`), then `GET /api/documents?label=…` by
+//!    `--concurrency` readers. `--labels-only` measures just this.
 //!
 //! Every claim, skip and decision of a project runs in that project's one actor, so
 //! parallel reviewers' requests wait for each other there.
@@ -52,7 +55,7 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
-//!     [--review-monitor-seconds S] [--keep]
+//!     [--review-monitor-seconds S] [--labels-only] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -62,6 +65,8 @@
 //! an empty queue where one is not expected) ends the run with a non-zero exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/label_filter.rs"]
+mod label_filter;
 #[path = "common/pg_schema.rs"]
 mod pg_schema;
 
@@ -140,6 +145,9 @@ struct Args {
     /// takes that scan out of the measurement, for comparison.
     #[arg(long)]
     review_monitor_seconds: Option<u64>,
+    /// Measure only the label-filtered lists (phase 5), not the review phases.
+    #[arg(long)]
+    labels_only: bool,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -196,6 +204,9 @@ impl Args {
         );
         if let Some(seconds) = self.review_monitor_seconds {
             cmd.push_str(&format!(" --review-monitor-seconds {seconds}"));
+        }
+        if self.labels_only {
+            cmd.push_str(" --labels-only");
         }
         if self.backend != BackendArg::Sqlite && self.database_url != DEFAULT_PG_URL {
             cmd.push_str(&format!(" --database-url '{}'", redact(&self.database_url)));
@@ -1690,6 +1701,24 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
     let mut notes = vec![format!("load average at start: {}", load_average())];
     let reader = &people.reader;
 
+    progress(backend, "lists filtered by label");
+    let labelled =
+        label_filter::measure(&http, backend, args, db, project, &people.owner, ids).await?;
+    rows.extend(labelled.rows);
+    let mut plans = labelled.plans;
+    notes.extend(labelled.notes);
+    if args.labels_only {
+        return Ok(Report {
+            backend,
+            items: args.items,
+            texts: load.texts,
+            load_seconds: load.seconds,
+            rows,
+            plans,
+            notes,
+        });
+    }
+
     progress(
         backend,
         "baselines: GET /api/auth/me, GET /api/review?limit=1",
@@ -1822,7 +1851,7 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
             false,
         ),
     ];
-    let mut plans = queue_plans(db, &cases).await?;
+    plans.extend(queue_plans(db, &cases).await?);
     plans.extend(solo_plans);
     plans.push(held_by_plan(db, project, people.worker.id).await?);
     // The review monitor's gauge query, which runs every minute on the whole table.

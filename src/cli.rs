@@ -69,6 +69,13 @@ pub enum AdminCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Rebuild the analytics rollups from the base tables (after an upgrade or a manual
+    /// SQL fix), each project inside its actor, and report every figure corrected.
+    Recount {
+        /// Only this project (default: every project, deleted ones included).
+        #[arg(long)]
+        project: Option<uuid::Uuid>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -111,6 +118,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = startup::connect_database(&settings).await?;
             println!("migrations applied ({})", db.backend_name());
             db.close().await;
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Recount { project },
+        } => {
+            let db = startup::connect_database(&settings).await?;
+            let engine = startup::start_engine(
+                &settings,
+                db,
+                std::sync::Arc::new(SystemClock),
+                EngineRoles::ADMIN,
+            )
+            .await?;
+            let result = engine
+                .recount(project, &RequestContext::internal("cli"))
+                .await;
+            engine.shutdown().await;
+            let report = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+            for p in &report.projects {
+                for line in &p.differences {
+                    println!("project {}: corrected {line}", p.project_id);
+                }
+            }
+            println!(
+                "recounted {} project(s); {} rollup row(s) corrected",
+                report.projects.len(),
+                report.corrected_rows()
+            );
             Ok(())
         }
         Command::Admin {

@@ -26,6 +26,8 @@ pub enum Action {
     ReadAuditLog,
     /// See failed jobs and put them back in the queue.
     ManageJobs,
+    /// Read the whole platform's figures (analytics).
+    ReadPlatformAnalytics,
 }
 
 /// Actions inside one project.
@@ -61,6 +63,8 @@ pub enum ProjectAction {
     SubmitAnyItem,
     /// Read the review queue, claim items, approve or reject others' items.
     Review,
+    /// Read the project's figures and everyone's in it (analytics).
+    ReadAnalytics,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -70,7 +74,11 @@ pub const fn permits(role: GlobalRole, action: Action) -> bool {
         (GlobalRole::User, Action::ReadOwnProfile | Action::CreateProject) => true,
         (
             GlobalRole::User,
-            Action::ListUsers | Action::RestoreProject | Action::ReadAuditLog | Action::ManageJobs,
+            Action::ListUsers
+            | Action::RestoreProject
+            | Action::ReadAuditLog
+            | Action::ManageJobs
+            | Action::ReadPlatformAnalytics,
         ) => false,
     }
 }
@@ -81,7 +89,11 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
         (ProjectRole::Admin, _) => true,
         (_, ProjectAction::View | ProjectAction::ListMembers | ProjectAction::Leave) => true,
         (ProjectRole::Contributor, ProjectAction::Upload) => true,
-        (ProjectRole::Reviewer, ProjectAction::ViewAllItems | ProjectAction::Review) => true,
+        (
+            ProjectRole::Reviewer,
+            ProjectAction::ViewAllItems | ProjectAction::Review | ProjectAction::ReadAnalytics,
+        ) => true,
+        (ProjectRole::Contributor, ProjectAction::ReadAnalytics) => false,
         (ProjectRole::Contributor, ProjectAction::Review) => false,
         (ProjectRole::Reviewer, ProjectAction::Upload) => false,
         (ProjectRole::Contributor, ProjectAction::ViewAllItems) => false,
@@ -137,6 +149,10 @@ pub const MATRIX: &[(Action, &str)] = &[
         "POST /api/projects/{project_id}/restore",
     ),
     (Action::ReadAuditLog, "GET /api/admin/audit-log"),
+    (
+        Action::ReadPlatformAnalytics,
+        "GET /api/analytics/summary (no project_id)",
+    ),
 ];
 
 pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
@@ -179,6 +195,10 @@ pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
     (
         ProjectAction::Review,
         "GET /api/review, POST /api/review/next, PATCH /api/review/{id}",
+    ),
+    (
+        ProjectAction::ReadAnalytics,
+        "GET /api/analytics/summary?project_id=",
     ),
 ];
 

@@ -6,6 +6,7 @@
 //! plain reads go straight to the store (docs/ARCHITECTURE.md, rules 2 and 7).
 
 pub mod accounts;
+pub mod analytics;
 pub mod auth;
 pub mod authz;
 pub mod blob;

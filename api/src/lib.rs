@@ -3,6 +3,7 @@
 //! authenticate, parse, make one engine call and map the reply (docs/ARCHITECTURE.md, rule 1).
 
 mod admin;
+mod analytics;
 mod audit;
 mod auth;
 mod content;
@@ -108,6 +109,7 @@ type Services = (
     labels::DocumentAnnotationsApi,
     labels::VoiceAnnotationsApi,
     review::ReviewApi,
+    analytics::AnalyticsApi,
     uploads::UploadsApi,
     jobs::JobsApi,
     admin::AdminApi,
@@ -127,6 +129,7 @@ fn service() -> OpenApiService<Services, ()> {
             labels::DocumentAnnotationsApi,
             labels::VoiceAnnotationsApi,
             review::ReviewApi,
+            analytics::AnalyticsApi,
             uploads::UploadsApi,
             jobs::JobsApi,
             admin::AdminApi,

@@ -12,6 +12,8 @@ pub enum ApiTags {
     Labels,
     /// Review: submit, the reviewer's queue and leases, decisions, the rework loop.
     Review,
+    /// Analytics: a project's or the platform's figures, and one person's.
+    Analytics,
     /// Resumable uploads (tus 1.0) for large files over flaky connections.
     Uploads,
     /// Background jobs: OCR, transcription and mail.

@@ -95,6 +95,12 @@ enum Rule {
     EditText,
     /// Label an item (`{id}`): as [`Rule::EditText`].
     Annotate,
+    /// A project's figures (`project_id` in the query): its admins and reviewers, and
+    /// super admins; contributors 403.
+    ReadAnalytics,
+    /// One person's figures (`{user_id}`, the bystander contributor of the own project):
+    /// super admins and the admins of a project they share; to anyone else 404.
+    UserAnalytics,
     /// Accept a suggestion into an item's labels (`{id}`): as [`Rule::Annotate`]; the
     /// allowed get 404, as the item has no suggestion from the source named.
     AcceptSuggestion,
@@ -175,7 +181,8 @@ impl Rule {
             | Self::SubmitItems
             | Self::BulkAnnotate => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
-            Self::ListItems | Self::ReviewQueue => Subject::ProjectQuery,
+            Self::ListItems | Self::ReviewQueue | Self::ReadAnalytics => Subject::ProjectQuery,
+            Self::UserAnalytics => Subject::Platform,
             Self::ReadItem
             | Self::DeleteItem
             | Self::EditText
@@ -217,6 +224,8 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("health_ready", &[Rule::Public]),
     // Platform.
     ("auth_me", &[Rule::SignedIn]),
+    ("analytics_summary", &[Rule::ReadAnalytics]),
+    ("analytics_user", &[Rule::UserAnalytics]),
     ("admin_list_users", &[Rule::SuperAdmin]),
     ("admin_audit_log", &[Rule::SuperAdmin]),
     ("project_list", &[Rule::SignedIn]),
@@ -572,6 +581,8 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
     match (rule, target) {
         (Rule::SignedIn | Rule::OwnSession | Rule::Ceremony | Rule::OwnPasskey, None) => Allowed,
         (Rule::SuperAdmin, None) if super_admin => Allowed,
+        (Rule::UserAnalytics, None) if super_admin || who == Who::Admin => Allowed,
+        (Rule::UserAnalytics, None) => Denied(NOT_FOUND),
         (Rule::SuperAdmin, None) => Denied(FORBIDDEN),
         // Uploads are made by the contributor: nobody else learns they exist.
         (Rule::OwnUpload, None) if who == Who::Contributor => Allowed,
@@ -613,6 +624,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
                 Denied(FORBIDDEN)
             }
             (Some("reviewer"), Rule::SubmitItems) => Denied(FORBIDDEN),
+            (Some("contributor"), Rule::ReadAnalytics) => Denied(FORBIDDEN),
             // Reprocessing is the admins' call.
             (Some(_), Rule::ReprocessItem) => Denied(FORBIDDEN),
             (Some(_), Rule::ProjectAdmin) => Denied(FORBIDDEN),

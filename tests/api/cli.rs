@@ -125,6 +125,55 @@ async fn admin_create_then_sign_in(backend: Backend) {
         .await
         .unwrap();
     assert_problem(me, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // `admin recount` finds a rollup row a manual SQL change broke, and mends it.
+    let project: Value = client
+        .post(format!("{base}/api/projects"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "Recounted"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project_id: uuid::Uuid = project["id"].as_str().unwrap().parse().unwrap();
+    let db = alta_actors::store::Db::connect(&alta_actors::store::DbOptions {
+        url: url.clone(),
+        max_connections: 1,
+        create_sqlite_file: false,
+    })
+    .await
+    .unwrap();
+    let sql = "INSERT INTO rollup_items (project_id, contributor_id, kind, status, items, bytes, \
+               audio_ms, reworked, rounds) VALUES ($1, $2, 'document', 'approved', 3, 99, 0, 0, 0)";
+    alta_actors::store::with_db!(&db, |pool| sqlx::query(sql)
+        .bind(project_id)
+        .bind(uuid::Uuid::new_v4())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    db.close().await;
+    let recount = |args: &[&str]| {
+        let out = alta(&data_dir, &url)
+            .args(["admin", "recount"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let project_arg = project_id.to_string();
+    let first = recount(&["--project", &project_arg]);
+    assert!(first.contains("1 rollup row(s) corrected"), "{first}");
+    assert!(first.contains("counted nothing"), "{first}");
+    let second = recount(&[]);
+    assert!(second.contains("0 rollup row(s) corrected"), "{second}");
 }
 
 crate::backend_tests!(admin_create_then_sign_in);

@@ -12,6 +12,7 @@ mod tcp_proxy;
 
 mod account_recovery;
 mod admin;
+mod analytics;
 mod api_tokens;
 mod auth;
 mod authz_matrix;

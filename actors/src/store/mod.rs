@@ -19,6 +19,7 @@ pub mod passkeys;
 pub mod projects;
 pub mod resumable;
 pub mod reviews;
+pub mod rollups;
 pub mod sessions;
 pub mod texts;
 pub mod users;

@@ -330,3 +330,11 @@ pub async fn exists(db: &Db, id: Uuid) -> StoreResult<bool> {
         .await)?;
     Ok(count > 0)
 }
+
+/// Every project's id, deleted ones included, oldest first.
+pub async fn all_ids(db: &Db) -> StoreResult<Vec<Uuid>> {
+    let sql = "SELECT id FROM projects ORDER BY created_at, id";
+    Ok(with_db!(db, |pool| sqlx::query_scalar::<_, Uuid>(sql)
+        .fetch_all(pool)
+        .await)?)
+}

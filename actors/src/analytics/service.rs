@@ -1,0 +1,283 @@
+//! The analytics reads: a project's or the platform's summary, and one person's
+//! figures. Each is a handful of reads of the rollups (a few rows per contributor and
+//! state, never the items), checked against the permission matrix first.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+use crate::{
+    authz::{self, Action, ProjectAction},
+    context::Principal,
+    domain::{DataKind, GlobalRole, ItemStatus},
+    engine::Engine,
+    error::EngineError,
+    store::{
+        self,
+        rollups::{DecisionFigures, ItemFigures, Scope},
+    },
+};
+
+/// How many projects the platform summary ranks by bytes.
+const TOP_PROJECTS: i64 = 10;
+
+/// Live items of one kind in one state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemStateFigures {
+    pub kind: DataKind,
+    pub status: ItemStatus,
+    pub items: i64,
+    pub bytes: i64,
+    pub audio_seconds: f64,
+}
+
+/// Seconds of recorded audio (from the analysis at upload) by where the items stand.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudioFigures {
+    pub seconds_collected: f64,
+    pub seconds_approved: f64,
+    pub seconds_rejected: f64,
+    pub seconds_pending_review: f64,
+}
+
+/// A project's share of the stored bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopProject {
+    pub project_id: Uuid,
+    pub name: String,
+    pub bytes: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageFigures {
+    pub bytes: i64,
+    pub document_bytes: i64,
+    pub audio_bytes: i64,
+    /// The platform's projects holding the most (empty for one project).
+    pub top_projects: Vec<TopProject>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReviewFigures {
+    /// Decisions on live items by decision, outcome and reason.
+    pub decisions: Vec<DecisionFigures>,
+    pub approved_first_round: i64,
+    pub approved_after_rework: i64,
+    /// Rework rounds used by live items, summed.
+    pub rework_rounds: i64,
+    pub pending: i64,
+    /// How long the longest-waiting pending item has waited, seconds.
+    pub oldest_pending_age_seconds: Option<i64>,
+}
+
+/// What both the summary and a person's figures hold, from the item rollup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub items: i64,
+    /// Every kind × state, zeros included, in the state machine's order.
+    pub by_state: Vec<ItemStateFigures>,
+    pub audio: AudioFigures,
+    pub storage: StorageFigures,
+    pub approved_first_round: i64,
+    pub approved_after_rework: i64,
+    pub rework_rounds: i64,
+}
+
+impl Figures {
+    fn from_rollup(rows: &[ItemFigures]) -> Self {
+        let mut out = Figures::default();
+        for kind in [DataKind::Document, DataKind::Audio] {
+            for status in ItemStatus::ALL {
+                let row = rows
+                    .iter()
+                    .find(|r| r.kind == kind.as_str() && r.status == status.as_str());
+                let (items, bytes, audio_ms) =
+                    row.map_or((0, 0, 0), |r| (r.items, r.bytes, r.audio_ms));
+                out.by_state.push(ItemStateFigures {
+                    kind,
+                    status,
+                    items,
+                    bytes,
+                    audio_seconds: audio_ms as f64 / 1000.0,
+                });
+            }
+        }
+        for r in rows {
+            let seconds = r.audio_ms as f64 / 1000.0;
+            out.items += r.items;
+            out.storage.bytes += r.bytes;
+            out.rework_rounds += r.rounds;
+            match r.kind.as_str() {
+                "audio" => out.storage.audio_bytes += r.bytes,
+                _ => out.storage.document_bytes += r.bytes,
+            }
+            out.audio.seconds_collected += seconds;
+            match r.status.as_str() {
+                "approved" => {
+                    out.audio.seconds_approved += seconds;
+                    out.approved_after_rework += r.reworked;
+                    out.approved_first_round += r.items - r.reworked;
+                }
+                "rejected" => out.audio.seconds_rejected += seconds,
+                "pending_review" => out.audio.seconds_pending_review += seconds,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn count(&self, status: ItemStatus) -> i64 {
+        self.by_state
+            .iter()
+            .filter(|s| s.status == status)
+            .map(|s| s.items)
+            .sum()
+    }
+}
+
+/// A project's or the platform's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryView {
+    /// `None`: the whole platform (live projects).
+    pub project_id: Option<Uuid>,
+    pub figures: Figures,
+    pub review: ReviewFigures,
+    /// Members by role (someone in two projects counts in each).
+    pub members: BTreeMap<String, i64>,
+    pub generated_at: DateTime<Utc>,
+}
+
+/// One person's figures, as a contributor and as a reviewer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserFigures {
+    pub user_id: Uuid,
+    /// The projects counted: one when asked for, else every live project the caller
+    /// may see this person's figures in (`None`: all of them).
+    pub project_ids: Option<Vec<Uuid>>,
+    pub figures: Figures,
+    pub approved: i64,
+    pub rejected: i64,
+    pub changes_requested: i64,
+    /// Approved ÷ (approved + rejected); none while nothing is decided.
+    pub approval_rate: Option<f64>,
+    /// Decisions this person made as a reviewer, on live items.
+    pub reviews: i64,
+    pub review_decisions: Vec<DecisionFigures>,
+}
+
+impl Engine {
+    /// A project's figures (`project_id`: its admins and reviewers; a contributor 403),
+    /// or the whole platform's (super admins).
+    pub async fn analytics_summary(
+        &self,
+        principal: &Principal,
+        project_id: Option<Uuid>,
+    ) -> Result<SummaryView, EngineError> {
+        let scope = match project_id {
+            Some(id) => {
+                self.check_project(principal, id, ProjectAction::ReadAnalytics)
+                    .await?;
+                Scope::Projects(vec![id])
+            }
+            None => {
+                authz::authorize(principal, Action::ReadPlatformAnalytics)?;
+                Scope::Platform
+            }
+        };
+        let db = &self.deps.db;
+        let now = self.deps.clock.now().trunc_subsecs(0);
+        let mut figures = Figures::from_rollup(&store::rollups::items(db, &scope, None).await?);
+        if project_id.is_none() {
+            figures.storage.top_projects = store::rollups::top_projects(db, TOP_PROJECTS)
+                .await?
+                .into_iter()
+                .map(|(project_id, name, bytes)| TopProject {
+                    project_id,
+                    name,
+                    bytes,
+                })
+                .collect();
+        }
+        let oldest = store::rollups::oldest_pending(db, &scope).await?;
+        let review = ReviewFigures {
+            decisions: store::rollups::decisions(db, &scope, None).await?,
+            approved_first_round: figures.approved_first_round,
+            approved_after_rework: figures.approved_after_rework,
+            rework_rounds: figures.rework_rounds,
+            pending: figures.count(ItemStatus::PendingReview),
+            oldest_pending_age_seconds: oldest.map(|t| (now - t).num_seconds().max(0)),
+        };
+        let members = store::rollups::members(db, &scope)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(SummaryView {
+            project_id,
+            figures,
+            review,
+            members,
+            generated_at: now,
+        })
+    }
+
+    /// One person's figures: for themselves and super admins across the platform (or
+    /// one project); for a project admin, the projects they share with that person. To
+    /// anyone else the person does not exist (404).
+    pub async fn analytics_user(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        project_id: Option<Uuid>,
+    ) -> Result<UserFigures, EngineError> {
+        let db = &self.deps.db;
+        let unknown = || EngineError::NotFound { what: "user" };
+        let everywhere = principal.user_id == user_id || principal.role == GlobalRole::SuperAdmin;
+        let scope = if everywhere {
+            store::users::find_by_id(db, user_id)
+                .await?
+                .ok_or_else(unknown)?;
+            match project_id {
+                Some(id) => {
+                    // The project must be one the caller sees.
+                    self.check_project(principal, id, ProjectAction::View)
+                        .await?;
+                    Scope::Projects(vec![id])
+                }
+                None => Scope::Platform,
+            }
+        } else {
+            let mut shared =
+                store::rollups::shared_as_admin(db, principal.user_id, user_id).await?;
+            if let Some(id) = project_id {
+                shared.retain(|p| *p == id);
+            }
+            if shared.is_empty() {
+                return Err(unknown());
+            }
+            Scope::Projects(shared)
+        };
+        let figures =
+            Figures::from_rollup(&store::rollups::items(db, &scope, Some(user_id)).await?);
+        let review_decisions = store::rollups::decisions(db, &scope, Some(user_id)).await?;
+        let (approved, rejected) = (
+            figures.count(ItemStatus::Approved),
+            figures.count(ItemStatus::Rejected),
+        );
+        Ok(UserFigures {
+            user_id,
+            project_ids: match scope {
+                Scope::Platform => None,
+                Scope::Projects(ids) => Some(ids),
+            },
+            approved,
+            rejected,
+            changes_requested: figures.count(ItemStatus::ChangesRequested),
+            approval_rate: (approved + rejected > 0)
+                .then(|| approved as f64 / (approved + rejected) as f64),
+            reviews: review_decisions.iter().map(|d| d.decisions).sum(),
+            review_decisions,
+            figures,
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! The analytics rollups (migrations `0019_rollups`): live items per project,
+//! contributor, kind and state, and review decisions on live items per project,
+//! reviewer, decision, outcome and reason. Triggers keep them in the transaction of
+//! every item or decision change; this module reads them, and recounts them from the
+//! base tables (`alta admin recount`).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Db, StoreResult, Tx, with_db, with_tx};
+
+/// Which projects' figures: every live project, or the listed ones (live or not: the
+/// caller has checked them).
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Platform,
+    Projects(Vec<Uuid>),
+}
+
+impl Scope {
+    /// `project_id IN (…)` for this scope, its ids bound from `$first` on.
+    fn clause(&self, column: &str, first: usize) -> String {
+        match self {
+            Scope::Platform => {
+                format!("{column} IN (SELECT id FROM projects WHERE deleted_at IS NULL)")
+            }
+            Scope::Projects(ids) if ids.is_empty() => "1 = 0".into(),
+            Scope::Projects(ids) => {
+                let marks: Vec<String> =
+                    (0..ids.len()).map(|i| format!("${}", first + i)).collect();
+                format!("{column} IN ({})", marks.join(", "))
+            }
+        }
+    }
+
+    fn ids(&self) -> &[Uuid] {
+        match self {
+            Scope::Platform => &[],
+            Scope::Projects(ids) => ids,
+        }
+    }
+}
+
+/// Live items of one kind in one state (summed over what the query groups away).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ItemFigures {
+    pub kind: String,
+    pub status: String,
+    pub items: i64,
+    pub bytes: i64,
+    pub audio_ms: i64,
+    /// Of them, sent back for changes at least once.
+    pub reworked: i64,
+    /// Rework rounds used, summed.
+    pub rounds: i64,
+}
+
+/// Review decisions on live items with one decision, outcome and reason.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DecisionFigures {
+    pub decision: String,
+    pub outcome: String,
+    /// `""` when none was given.
+    pub reason_code: String,
+    pub decisions: i64,
+}
+
+/// Items by kind and state in `scope`, of `contributor` only when given.
+pub async fn items(
+    db: &Db,
+    scope: &Scope,
+    contributor: Option<Uuid>,
+) -> StoreResult<Vec<ItemFigures>> {
+    let sql = format!(
+        "SELECT kind, status, CAST(SUM(items) AS BIGINT) AS items, \
+         CAST(SUM(bytes) AS BIGINT) AS bytes, CAST(SUM(audio_ms) AS BIGINT) AS audio_ms, \
+         CAST(SUM(reworked) AS BIGINT) AS reworked, CAST(SUM(rounds) AS BIGINT) AS rounds \
+         FROM rollup_items WHERE ($1 IS NULL OR contributor_id = $1) AND {} \
+         GROUP BY kind, status HAVING SUM(items) <> 0 ORDER BY kind, status",
+        scope.clause("project_id", 2)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q =
+            sqlx::query_as::<_, ItemFigures>(sqlx::AssertSqlSafe(sql.clone())).bind(contributor);
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// Decisions in `scope` by decision, outcome and reason, of `reviewer` only when given.
+pub async fn decisions(
+    db: &Db,
+    scope: &Scope,
+    reviewer: Option<Uuid>,
+) -> StoreResult<Vec<DecisionFigures>> {
+    let sql = format!(
+        "SELECT decision, outcome, reason_code, CAST(SUM(decisions) AS BIGINT) AS decisions \
+         FROM rollup_decisions WHERE ($1 IS NULL OR reviewer_id = $1) AND {} \
+         GROUP BY decision, outcome, reason_code HAVING SUM(decisions) <> 0 \
+         ORDER BY decision, outcome, reason_code",
+        scope.clause("project_id", 2)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q =
+            sqlx::query_as::<_, DecisionFigures>(sqlx::AssertSqlSafe(sql.clone())).bind(reviewer);
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// The live projects holding the most bytes of live items, most first.
+pub async fn top_projects(db: &Db, limit: i64) -> StoreResult<Vec<(Uuid, String, i64)>> {
+    let sql = "SELECT p.id, p.name, CAST(SUM(r.bytes) AS BIGINT) AS bytes \
+               FROM rollup_items r JOIN projects p ON p.id = r.project_id \
+               WHERE p.deleted_at IS NULL GROUP BY p.id, p.name HAVING SUM(r.bytes) > 0 \
+               ORDER BY bytes DESC, p.id LIMIT $1";
+    Ok(with_db!(db, |pool| {
+        sqlx::query_as::<_, (Uuid, String, i64)>(sql)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+    })?)
+}
+
+/// Members of the projects in `scope` by role (a person in two projects counts twice).
+pub async fn members(db: &Db, scope: &Scope) -> StoreResult<Vec<(String, i64)>> {
+    let sql = format!(
+        "SELECT role, COUNT(*) FROM project_members WHERE {} GROUP BY role ORDER BY role",
+        scope.clause("project_id", 1)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// When the longest-waiting pending item of `scope` was submitted: one probe of the
+/// pending-items index per project, never a scan of the items.
+pub async fn oldest_pending(db: &Db, scope: &Scope) -> StoreResult<Option<DateTime<Utc>>> {
+    let sql = format!(
+        "SELECT MIN((SELECT MIN(i.submitted_at) FROM items i WHERE i.project_id = p.id \
+                     AND i.status = 'pending_review' AND i.deleted_at IS NULL)) \
+         FROM projects p WHERE {}",
+        scope.clause("p.id", 1)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q =
+            sqlx::query_scalar::<_, Option<DateTime<Utc>>>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_one(pool).await
+    })?)
+}
+
+/// One row of `rollup_items`, as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ItemRollup {
+    pub contributor_id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub items: i64,
+    pub bytes: i64,
+    pub audio_ms: i64,
+    pub reworked: i64,
+    pub rounds: i64,
+}
+
+/// One row of `rollup_decisions`, as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DecisionRollup {
+    pub reviewer_id: Uuid,
+    pub decision: String,
+    pub outcome: String,
+    pub reason_code: String,
+    pub decisions: i64,
+}
+
+/// The project's stored item rollup rows that count something.
+pub async fn stored_items(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<ItemRollup>> {
+    let sql = "SELECT contributor_id, kind, status, items, bytes, audio_ms, reworked, rounds \
+               FROM rollup_items WHERE project_id = $1 AND (items <> 0 OR bytes <> 0 \
+               OR audio_ms <> 0 OR reworked <> 0 OR rounds <> 0) \
+               ORDER BY contributor_id, kind, status";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ItemRollup>(sql)
+        .bind(project)
+        .fetch_all(conn)
+        .await)?)
+}
+
+/// The project's item rollup as the base tables say it should be.
+pub async fn counted_items(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<ItemRollup>> {
+    let audio_ms = match tx {
+        Tx::Postgres(_) => "rollup_audio_ms(audio)",
+        Tx::Sqlite(_) => {
+            "CAST(ROUND(COALESCE(json_extract(audio, '$.duration_seconds'), 0) * 1000) AS INTEGER)"
+        }
+    };
+    let sql = format!(
+        "SELECT contributor_id, kind, status, COUNT(*) AS items, \
+         CAST(SUM(size_bytes) AS BIGINT) AS bytes, CAST(SUM({audio_ms}) AS BIGINT) AS audio_ms, \
+         CAST(SUM(CASE WHEN review_round > 0 THEN 1 ELSE 0 END) AS BIGINT) AS reworked, \
+         CAST(SUM(review_round) AS BIGINT) AS rounds \
+         FROM items WHERE project_id = $1 AND deleted_at IS NULL \
+         GROUP BY contributor_id, kind, status ORDER BY contributor_id, kind, status"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ItemRollup>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// The project's stored decision rollup rows that count something.
+pub async fn stored_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<DecisionRollup>> {
+    let sql = "SELECT reviewer_id, decision, outcome, reason_code, decisions \
+               FROM rollup_decisions WHERE project_id = $1 AND decisions <> 0 \
+               ORDER BY reviewer_id, decision, outcome, reason_code";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, DecisionRollup>(
+        sql
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// The project's decision rollup as the base tables say it should be.
+pub async fn counted_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<DecisionRollup>> {
+    let sql = "SELECT d.reviewer_id, d.decision, d.outcome, \
+               COALESCE(d.reason_code, '') AS reason_code, COUNT(*) AS decisions \
+               FROM review_decisions d JOIN items i ON i.id = d.item_id \
+               WHERE d.project_id = $1 AND i.deleted_at IS NULL \
+               GROUP BY d.reviewer_id, d.decision, d.outcome, COALESCE(d.reason_code, '') \
+               ORDER BY d.reviewer_id, d.decision, d.outcome, reason_code";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, DecisionRollup>(
+        sql
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// Replace the project's rollup rows with `items` and `decisions`.
+pub async fn replace(
+    tx: &mut Tx,
+    project: Uuid,
+    items: &[ItemRollup],
+    decisions: &[DecisionRollup],
+) -> StoreResult<()> {
+    for sql in [
+        "DELETE FROM rollup_items WHERE project_id = $1",
+        "DELETE FROM rollup_decisions WHERE project_id = $1",
+    ] {
+        with_tx!(tx, |conn| sqlx::query(sql)
+            .bind(project)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    let insert = "INSERT INTO rollup_items (project_id, contributor_id, kind, status, items, \
+                  bytes, audio_ms, reworked, rounds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    for r in items {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.contributor_id)
+            .bind(r.kind.as_str())
+            .bind(r.status.as_str())
+            .bind(r.items)
+            .bind(r.bytes)
+            .bind(r.audio_ms)
+            .bind(r.reworked)
+            .bind(r.rounds)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    let insert = "INSERT INTO rollup_decisions (project_id, reviewer_id, decision, outcome, \
+                  reason_code, decisions) VALUES ($1, $2, $3, $4, $5, $6)";
+    for r in decisions {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.reviewer_id)
+            .bind(r.decision.as_str())
+            .bind(r.outcome.as_str())
+            .bind(r.reason_code.as_str())
+            .bind(r.decisions)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// The live projects where `admin` is an admin and `member` a member.
+pub async fn shared_as_admin(db: &Db, admin: Uuid, member: Uuid) -> StoreResult<Vec<Uuid>> {
+    let sql = "SELECT a.project_id FROM project_members a \
+               JOIN project_members m ON m.project_id = a.project_id \
+               JOIN projects p ON p.id = a.project_id \
+               WHERE a.user_id = $1 AND a.role = 'admin' AND m.user_id = $2 \
+               AND p.deleted_at IS NULL ORDER BY a.project_id";
+    Ok(with_db!(db, |pool| sqlx::query_scalar::<_, Uuid>(sql)
+        .bind(admin)
+        .bind(member)
+        .fetch_all(pool)
+        .await)?)
+}

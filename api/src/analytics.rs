@@ -1,0 +1,323 @@
+//! Analytics: the seed's summary and per-user figures, read from the rollups the
+//! database keeps exact in every change's transaction.
+
+use alta_actors::{
+    Engine,
+    analytics::{Figures, ReviewFigures, SummaryView, UserFigures},
+    store::rollups::DecisionFigures,
+};
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use crate::{
+    enums::{ItemStatus, ProjectRole, Wire},
+    problem::{ApiError, ApiResult},
+    projects::DataKindDto,
+    security::BearerAuth,
+    tags::ApiTags,
+};
+
+/// Live items of one kind in one state.
+#[derive(Debug, Object)]
+pub struct ItemStateCount {
+    pub kind: Wire<DataKindDto>,
+    pub status: Wire<ItemStatus>,
+    pub items: i64,
+    pub bytes: i64,
+    /// Recorded audio (from the analysis at upload), seconds.
+    pub audio_seconds: f64,
+}
+
+/// Seconds of recorded audio by where the recordings stand.
+#[derive(Debug, Object)]
+pub struct AudioCounts {
+    pub seconds_collected: f64,
+    pub seconds_approved: f64,
+    pub seconds_rejected: f64,
+    pub seconds_pending_review: f64,
+}
+
+/// A project's share of the stored bytes.
+#[derive(Debug, Object)]
+pub struct ProjectBytes {
+    pub project_id: Uuid,
+    pub name: String,
+    pub bytes: i64,
+}
+
+/// Bytes of the live items' current files.
+#[derive(Debug, Object)]
+pub struct StorageCounts {
+    pub bytes: i64,
+    pub document_bytes: i64,
+    pub audio_bytes: i64,
+    /// The platform summary: the 10 projects holding the most, most first (empty for a
+    /// project).
+    pub top_projects: Vec<ProjectBytes>,
+}
+
+/// Review decisions on live items with one decision, outcome and reason.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DecisionCount {
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// Where the item stood after it: `pending` (more votes needed), `approved`,
+    /// `changes_requested` or `rejected`.
+    pub outcome: String,
+    pub reason_code: Option<String>,
+    pub decisions: i64,
+}
+
+impl From<DecisionFigures> for DecisionCount {
+    fn from(d: DecisionFigures) -> Self {
+        Self {
+            decision: d.decision,
+            outcome: d.outcome,
+            reason_code: (!d.reason_code.is_empty()).then_some(d.reason_code),
+            decisions: d.decisions,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ReviewCounts {
+    pub decisions: Vec<DecisionCount>,
+    /// Approved items never sent back for changes.
+    pub approved_first_round: i64,
+    /// Approved items sent back for changes at least once.
+    pub approved_after_rework: i64,
+    /// Rework rounds used by live items, summed.
+    pub rework_rounds: i64,
+    pub pending: i64,
+    /// How long the longest-waiting pending item has waited (absent when none waits).
+    pub oldest_pending_age_seconds: Option<i64>,
+}
+
+impl From<ReviewFigures> for ReviewCounts {
+    fn from(r: ReviewFigures) -> Self {
+        Self {
+            decisions: r.decisions.into_iter().map(Into::into).collect(),
+            approved_first_round: r.approved_first_round,
+            approved_after_rework: r.approved_after_rework,
+            rework_rounds: r.rework_rounds,
+            pending: r.pending,
+            oldest_pending_age_seconds: r.oldest_pending_age_seconds,
+        }
+    }
+}
+
+/// Members by role (someone in two projects counts in each).
+#[derive(Debug, Object)]
+pub struct MemberCounts {
+    pub admin: i64,
+    pub contributor: i64,
+    pub reviewer: i64,
+}
+
+/// A project's or the platform's figures.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AnalyticsSummary {
+    /// The project; absent for the platform (its live projects).
+    pub project_id: Option<Uuid>,
+    /// Live items (deleted ones are in no figure).
+    pub items: i64,
+    /// Every kind × state of the item state machine, zeros included.
+    pub items_by_state: Vec<ItemStateCount>,
+    pub audio: AudioCounts,
+    pub storage: StorageCounts,
+    pub review: ReviewCounts,
+    pub members: MemberCounts,
+    pub generated_at: DateTime<Utc>,
+}
+
+fn by_state(f: &Figures) -> Vec<ItemStateCount> {
+    f.by_state
+        .iter()
+        .map(|s| ItemStateCount {
+            kind: Wire::new(s.kind.as_str()),
+            status: Wire::new(s.status.as_str()),
+            items: s.items,
+            bytes: s.bytes,
+            audio_seconds: s.audio_seconds,
+        })
+        .collect()
+}
+
+fn audio(f: &Figures) -> AudioCounts {
+    AudioCounts {
+        seconds_collected: f.audio.seconds_collected,
+        seconds_approved: f.audio.seconds_approved,
+        seconds_rejected: f.audio.seconds_rejected,
+        seconds_pending_review: f.audio.seconds_pending_review,
+    }
+}
+
+fn storage(f: Figures) -> StorageCounts {
+    StorageCounts {
+        bytes: f.storage.bytes,
+        document_bytes: f.storage.document_bytes,
+        audio_bytes: f.storage.audio_bytes,
+        top_projects: f
+            .storage
+            .top_projects
+            .into_iter()
+            .map(|p| ProjectBytes {
+                project_id: p.project_id,
+                name: p.name,
+                bytes: p.bytes,
+            })
+            .collect(),
+    }
+}
+
+impl From<SummaryView> for AnalyticsSummary {
+    fn from(s: SummaryView) -> Self {
+        let role = |r: ProjectRole| s.members.get(r.as_str()).copied().unwrap_or(0);
+        Self {
+            project_id: s.project_id,
+            items: s.figures.items,
+            items_by_state: by_state(&s.figures),
+            audio: audio(&s.figures),
+            members: MemberCounts {
+                admin: role(ProjectRole::Admin),
+                contributor: role(ProjectRole::Contributor),
+                reviewer: role(ProjectRole::Reviewer),
+            },
+            storage: storage(s.figures),
+            review: s.review.into(),
+            generated_at: s.generated_at,
+        }
+    }
+}
+
+/// One person's figures as a contributor and as a reviewer.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct UserAnalytics {
+    pub user_id: Uuid,
+    /// The projects counted; absent when every live project is.
+    pub project_ids: Option<Vec<Uuid>>,
+    /// Their live items (uploads that were not deleted).
+    pub uploads: i64,
+    pub items_by_state: Vec<ItemStateCount>,
+    pub approved: i64,
+    pub rejected: i64,
+    /// Items now waiting for their changes.
+    pub changes_requested: i64,
+    /// Approved ÷ (approved + rejected); absent while nothing is decided.
+    pub approval_rate: Option<f64>,
+    pub approved_first_round: i64,
+    pub approved_after_rework: i64,
+    /// Rework rounds their live items used, summed.
+    pub rework_rounds: i64,
+    pub audio: AudioCounts,
+    pub storage: StorageCounts,
+    /// Decisions they made as a reviewer, on live items.
+    pub reviews: i64,
+    pub review_decisions: Vec<DecisionCount>,
+}
+
+impl From<UserFigures> for UserAnalytics {
+    fn from(u: UserFigures) -> Self {
+        Self {
+            user_id: u.user_id,
+            project_ids: u.project_ids,
+            uploads: u.figures.items,
+            items_by_state: by_state(&u.figures),
+            approved: u.approved,
+            rejected: u.rejected,
+            changes_requested: u.changes_requested,
+            approval_rate: u.approval_rate,
+            approved_first_round: u.figures.approved_first_round,
+            approved_after_rework: u.figures.approved_after_rework,
+            rework_rounds: u.figures.rework_rounds,
+            audio: audio(&u.figures),
+            storage: storage(u.figures),
+            reviews: u.reviews,
+            review_decisions: u.review_decisions.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SummaryOk {
+    #[oai(status = 200)]
+    Ok(Json<AnalyticsSummary>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserOk {
+    #[oai(status = 200)]
+    Ok(Json<UserAnalytics>),
+}
+
+pub struct AnalyticsApi;
+
+#[OpenApi(tag = "ApiTags::Analytics")]
+impl AnalyticsApi {
+    /// A project's or the platform's figures
+    ///
+    /// With `project_id`: that project (its admins and reviewers; a contributor gets
+    /// 403, a non-member 404). Without: the whole platform's live projects (super
+    /// admins; 403 for anyone else). Items by kind and state with bytes, audio seconds
+    /// collected, approved and rejected, storage (and the top projects by bytes), review
+    /// decisions by outcome and reason, first-round and after-rework approvals, the
+    /// oldest pending item's age, members by role. Read from rollups kept in the same
+    /// transaction as every change, so the figures are exact and the answer never scans
+    /// the items. Deleted items and projects are in no figure.
+    #[oai(
+        path = "/api/analytics/summary",
+        method = "get",
+        operation_id = "analytics_summary"
+    )]
+    async fn summary(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Query<Option<Uuid>>,
+    ) -> ApiResult<SummaryOk> {
+        let view = engine.analytics_summary(&auth.0, project_id.0).await?;
+        Ok(SummaryOk::Ok(Json(view.into())))
+    }
+
+    /// One person's figures
+    ///
+    /// `user_id` is an id or `me`. Uploads by state, approvals, rejections, changes
+    /// requested, the approval rate, rework rounds, audio seconds, and the decisions
+    /// they made as a reviewer. Who may see them: the person, a super admin (across the
+    /// platform, or the one `project_id`), and the admins of a project they share
+    /// (limited to the projects shared, or the one `project_id` among them); to anyone
+    /// else the person does not exist (404).
+    #[oai(
+        path = "/api/analytics/user/:user_id",
+        method = "get",
+        operation_id = "analytics_user"
+    )]
+    async fn user(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        /// A user's id, or `me`.
+        #[oai(validator(max_length = 36))]
+        user_id: Path<String>,
+        project_id: Query<Option<Uuid>>,
+    ) -> ApiResult<UserOk> {
+        let user = match user_id.0.as_str() {
+            "me" => auth.0.user_id,
+            other => other.parse::<Uuid>().map_err(|_| {
+                ApiError::from(alta_actors::error::EngineError::NotFound { what: "user" })
+            })?,
+        };
+        let figures = engine.analytics_user(&auth.0, user, project_id.0).await?;
+        Ok(UserOk::Ok(Json(figures.into())))
+    }
+}

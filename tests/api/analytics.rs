@@ -1,0 +1,578 @@
+//! Analytics: after a randomised workload (uploads, processing failures, transcripts,
+//! submissions, decisions with one and two reviews required, rework, deletes), the
+//! figures the endpoints answer equal those counted from the base tables, figure by
+//! figure, and a recount finds nothing to correct; a corrupted rollup is found and
+//! corrected by the recount; deleted projects leave the platform's figures and come
+//! back on restore; who may read what. On both backends.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alta_actors::{context::RequestContext, store::with_db};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem},
+    items::wav,
+    processing::{settled, uploaded},
+    projects::{create_project, join},
+};
+
+backend_tests!(
+    figures_equal_a_count_of_the_base_tables,
+    who_reads_which_figures,
+);
+
+/// A small deterministic generator (xorshift), seeded per run and printed, so a failing
+/// workload can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Response {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+async fn ok(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) {
+    let resp = send(app, token, method.clone(), path, body).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+}
+
+async fn configure(app: &TestApp, admin: &str, project: &str, required: u32) {
+    let current = app
+        .get_json(&format!("/api/projects/{project}"), admin)
+        .await;
+    let mut settings = current["settings"].clone();
+    settings["reviews_required"] = json!(required);
+    settings["max_rework_rounds"] = json!(1);
+    let body = json!({"name": current["name"], "settings": settings});
+    ok(
+        app,
+        admin,
+        Method::PUT,
+        &format!("/api/projects/{project}"),
+        Some(body),
+    )
+    .await;
+}
+
+/// One uploaded item the workload moves on.
+struct Item {
+    id: String,
+    endpoint: &'static str,
+    owner: usize,
+}
+
+/// `{(kind, status): (items, bytes)}` of the project's live items, from `items`.
+async fn counted_by_state(app: &TestApp, project: &str) -> BTreeMap<(String, String), (i64, i64)> {
+    let db = app.db().await;
+    let project: Uuid = project.parse().unwrap();
+    let sql = "SELECT kind, status, COUNT(*), CAST(SUM(size_bytes) AS BIGINT) FROM items \
+               WHERE project_id = $1 AND deleted_at IS NULL GROUP BY kind, status";
+    let rows: Vec<(String, String, i64, i64)> = with_db!(&db, |pool| sqlx::query_as(sql)
+        .bind(project)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    rows.into_iter()
+        .map(|(k, s, n, b)| ((k, s), (n, b)))
+        .collect()
+}
+
+/// `{(decision, outcome, reason): count}` of decisions on live items, of `reviewer`
+/// when given, from `review_decisions`.
+async fn counted_decisions(
+    app: &TestApp,
+    project: &str,
+    reviewer: Option<&str>,
+) -> BTreeMap<(String, String, String), i64> {
+    let db = app.db().await;
+    let project: Uuid = project.parse().unwrap();
+    let reviewer: Option<Uuid> = reviewer.map(|r| r.parse().unwrap());
+    let sql = "SELECT d.decision, d.outcome, COALESCE(d.reason_code, ''), COUNT(*) \
+               FROM review_decisions d JOIN items i ON i.id = d.item_id \
+               WHERE d.project_id = $1 AND i.deleted_at IS NULL \
+               AND ($2 IS NULL OR d.reviewer_id = $2) \
+               GROUP BY d.decision, d.outcome, COALESCE(d.reason_code, '')";
+    let rows: Vec<(String, String, String, i64)> = with_db!(&db, |pool| sqlx::query_as(sql)
+        .bind(project)
+        .bind(reviewer)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    rows.into_iter()
+        .map(|(d, o, r, n)| ((d, o, r), n))
+        .collect()
+}
+
+/// The endpoint's `items_by_state` without zeros, keyed as [`counted_by_state`].
+fn answered_by_state(figures: &Value) -> BTreeMap<(String, String), (i64, i64)> {
+    let rows = figures["items_by_state"].as_array().unwrap();
+    assert_eq!(rows.len(), 16, "every kind × state is listed: {figures}");
+    rows.iter()
+        .filter(|r| r["items"].as_i64().unwrap() != 0)
+        .map(|r| {
+            let key = (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            );
+            (
+                key,
+                (r["items"].as_i64().unwrap(), r["bytes"].as_i64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn answered_decisions(decisions: &Value) -> BTreeMap<(String, String, String), i64> {
+    decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let key = (
+                d["decision"].as_str().unwrap().to_owned(),
+                d["outcome"].as_str().unwrap().to_owned(),
+                d["reason_code"].as_str().unwrap_or("").to_owned(),
+            );
+            (key, d["decisions"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    app.get_json("/api/auth/me", token).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn recount(app: &TestApp) -> usize {
+    let report = app
+        .engine
+        .recount(None, &RequestContext::internal("test"))
+        .await
+        .unwrap();
+    for p in &report.projects {
+        for line in &p.differences {
+            eprintln!("recount: {}: {line}", p.project_id);
+        }
+    }
+    report.corrected_rows()
+}
+
+async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("workload seed {seed}");
+    let mut rng = Rng(seed);
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Campaign").await;
+    let required = 1 + rng.below(2) as u32;
+    configure(&app, &admin, &project, required).await;
+    let contributors = [
+        join(&app, &admin, &project, "c1@example.org", "contributor").await,
+        join(&app, &admin, &project, "c2@example.org", "contributor").await,
+    ];
+    let reviewers = [
+        join(&app, &admin, &project, "r1@example.org", "reviewer").await,
+        join(&app, &admin, &project, "r2@example.org", "reviewer").await,
+    ];
+
+    // Uploads: documents become ready; recordings fail (no speech engine here) and half
+    // of them get a transcript by hand.
+    let mut items = Vec::new();
+    for i in 0..18 {
+        let owner = i % 2;
+        let token = &contributors[owner];
+        let (endpoint, bytes, name, mime) = if i % 3 == 2 {
+            let seconds = 0.5 + 0.25 * rng.below(6) as f64;
+            (
+                "/api/voice",
+                wav(seconds, 8_000, 200.0 + i as f64),
+                "a.wav",
+                "audio/wav",
+            )
+        } else {
+            let text = format!("Document {i} of the campaign, seed {seed}.");
+            ("/api/documents", text.into_bytes(), "d.txt", "text/plain")
+        };
+        let id = uploaded(&app, token, endpoint, &project, bytes, name, mime).await;
+        let item = settled(&app, token, endpoint, &id).await;
+        if endpoint == "/api/voice" && rng.below(2) == 0 {
+            assert_eq!(item["status"], "processing_failed");
+            let path = format!("/api/voice/{id}/transcript");
+            ok(
+                &app,
+                token,
+                Method::PUT,
+                &path,
+                Some(json!({"text": "habari"})),
+            )
+            .await;
+        }
+        items.push(Item {
+            id,
+            endpoint,
+            owner,
+        });
+    }
+
+    // Random steps on random items, each what its state allows.
+    let mut voted: HashMap<(String, i64), Vec<usize>> = HashMap::new();
+    for _ in 0..90 {
+        let item = &items[rng.below(items.len())];
+        let token = &contributors[item.owner];
+        let path = format!("{}/{}", item.endpoint, item.id);
+        let resp = send(&app, token, Method::GET, &path, None).await;
+        if resp.status() == StatusCode::NOT_FOUND {
+            continue; // deleted
+        }
+        let current: Value = resp.json().await.unwrap();
+        let round = current["review_round"].as_i64().unwrap();
+        if rng.below(25) == 0 {
+            ok(&app, token, Method::DELETE, &path, None).await;
+            continue;
+        }
+        let submit = json!({"item_ids": [item.id]});
+        let review = format!("/api/projects/{project}/review");
+        match current["status"].as_str().unwrap() {
+            "ready" => ok(&app, token, Method::POST, &review, Some(submit)).await,
+            "changes_requested" => {
+                let text = if item.endpoint == "/api/voice" {
+                    "transcript"
+                } else {
+                    "text"
+                };
+                let body = json!({"text": format!("corrected {}", rng.below(1000))});
+                ok(
+                    &app,
+                    token,
+                    Method::PUT,
+                    &format!("{path}/{text}"),
+                    Some(body),
+                )
+                .await;
+                ok(&app, token, Method::POST, &review, Some(submit)).await;
+            }
+            "pending_review" => {
+                let who = voted.entry((item.id.clone(), round)).or_default();
+                let Some(r) = (0..2).find(|r| !who.contains(r)) else {
+                    continue;
+                };
+                who.push(r);
+                let body = match rng.below(3) {
+                    0 => {
+                        let reason = ["wrong_text", "noise"][rng.below(2)];
+                        json!({"decision": "reject", "reason_code": reason})
+                    }
+                    _ => json!({"decision": "approve"}),
+                };
+                ok(
+                    &app,
+                    &reviewers[r],
+                    Method::PATCH,
+                    &format!("/api/review/{}", item.id),
+                    Some(body),
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    // The rollups equal a count of the base tables, row by row.
+    assert_eq!(recount(&app).await, 0, "the rollups drifted (seed {seed})");
+
+    // The project's figures, figure by figure.
+    let summary_path = format!("/api/analytics/summary?project_id={project}");
+    let summary = app.get_json(&summary_path, &admin).await;
+    let counted = counted_by_state(&app, &project).await;
+    eprintln!("live items by kind and state: {counted:?}");
+    assert!(
+        counted.len() >= 3,
+        "the workload reached few states: {counted:?}"
+    );
+    assert_eq!(
+        answered_by_state(&summary),
+        counted,
+        "seed {seed}: {summary}"
+    );
+    let live: i64 = counted.values().map(|(n, _)| n).sum();
+    let bytes: i64 = counted.values().map(|(_, b)| b).sum();
+    assert_eq!(summary["items"], live);
+    assert_eq!(summary["storage"]["bytes"], bytes);
+    let decisions = counted_decisions(&app, &project, None).await;
+    assert_eq!(
+        answered_decisions(&summary["review"]["decisions"]),
+        decisions,
+        "seed {seed}"
+    );
+    let pending = counted
+        .iter()
+        .filter(|((_, s), _)| s == "pending_review")
+        .map(|(_, (n, _))| n)
+        .sum::<i64>();
+    assert_eq!(summary["review"]["pending"], pending);
+    assert_eq!(
+        summary["review"]["oldest_pending_age_seconds"].is_i64(),
+        pending > 0,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["members"],
+        json!({"admin": 1, "contributor": 2, "reviewer": 2})
+    );
+
+    // Audio seconds from each live recording's analysis, as the API shows it.
+    let mut collected_ms = 0;
+    let mut approved_ms = 0;
+    for item in items.iter().filter(|i| i.endpoint == "/api/voice") {
+        let resp = send(
+            &app,
+            &admin,
+            Method::GET,
+            &format!("/api/voice/{}", item.id),
+            None,
+        )
+        .await;
+        if resp.status() == StatusCode::NOT_FOUND {
+            continue;
+        }
+        let v: Value = resp.json().await.unwrap();
+        let ms = (v["audio"]["duration_seconds"].as_f64().unwrap() * 1000.0).round() as i64;
+        collected_ms += ms;
+        if v["status"] == "approved" {
+            approved_ms += ms;
+        }
+    }
+    let seconds = |v: &Value| (v.as_f64().unwrap() * 1000.0).round() as i64;
+    assert_eq!(
+        seconds(&summary["audio"]["seconds_collected"]),
+        collected_ms
+    );
+    assert_eq!(seconds(&summary["audio"]["seconds_approved"]), approved_ms);
+
+    // A contributor's own figures, and a reviewer's, as they read them.
+    let c1 = user_id(&app, &contributors[0]).await;
+    let mine = app
+        .get_json("/api/analytics/user/me", &contributors[0])
+        .await;
+    assert_eq!(mine["user_id"], c1.as_str());
+    let db = app.db().await;
+    let sql = "SELECT COUNT(*) FROM items WHERE contributor_id = $1 AND deleted_at IS NULL";
+    let c1_uuid: Uuid = c1.parse().unwrap();
+    let uploads: i64 = with_db!(&db, |pool| sqlx::query_scalar(sql)
+        .bind(c1_uuid)
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(mine["uploads"], uploads);
+    let (approved, rejected) = (
+        mine["approved"].as_i64().unwrap(),
+        mine["rejected"].as_i64().unwrap(),
+    );
+    match mine["approval_rate"].as_f64() {
+        Some(rate) => assert!((rate - approved as f64 / (approved + rejected) as f64).abs() < 1e-9),
+        None => assert_eq!(approved + rejected, 0),
+    }
+    let r1 = user_id(&app, &reviewers[0]).await;
+    let theirs = app
+        .get_json(&format!("/api/analytics/user/{r1}"), &admin)
+        .await;
+    let r1_decisions = counted_decisions(&app, &project, Some(&r1)).await;
+    assert_eq!(
+        answered_decisions(&theirs["review_decisions"]),
+        r1_decisions
+    );
+    assert_eq!(theirs["reviews"], r1_decisions.values().sum::<i64>());
+    assert_eq!(
+        theirs["project_ids"],
+        json!([project]),
+        "an admin sees the shared project only"
+    );
+
+    // A rollup corrupted by hand (a bad manual fix) shows, and the recount mends it.
+    let db = app.db().await;
+    let pid: Uuid = project.parse().unwrap();
+    with_db!(&db, |pool| sqlx::query(
+        "UPDATE rollup_items SET items = items + 7 WHERE project_id = $1"
+    )
+    .bind(pid)
+    .execute(pool)
+    .await
+    .map(|_| ()))
+    .unwrap();
+    db.close().await;
+    let wrong = app.get_json(&summary_path, &admin).await;
+    assert!(wrong["items"].as_i64().unwrap() > live, "{wrong}");
+    assert!(
+        recount(&app).await >= 1,
+        "the recount found the corrupted rows"
+    );
+    assert_eq!(recount(&app).await, 0, "and left nothing to correct");
+    let mended = app.get_json(&summary_path, &admin).await;
+    assert_eq!(answered_by_state(&mended), counted);
+
+    // The platform: every live project; a deleted one leaves, and comes back.
+    let root = app.super_admin("root@example.org").await;
+    let other = create_project(&app, &admin, "Other").await;
+    let doc = uploaded(
+        &app,
+        &admin,
+        "/api/documents",
+        &other,
+        b"other text".to_vec(),
+        "o.txt",
+        "text/plain",
+    )
+    .await;
+    settled(&app, &admin, "/api/documents", &doc).await;
+    let platform = app.get_json("/api/analytics/summary", &root).await;
+    assert!(platform.get("project_id").is_none());
+    assert_eq!(platform["items"], live + 1);
+    let top: Vec<&str> = platform["storage"]["top_projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["project_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(top.len(), 2, "{platform}");
+    ok(
+        &app,
+        &admin,
+        Method::DELETE,
+        &format!("/api/projects/{other}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        app.get_json("/api/analytics/summary", &root).await["items"],
+        live
+    );
+    ok(
+        &app,
+        &root,
+        Method::POST,
+        &format!("/api/projects/{other}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        app.get_json("/api/analytics/summary", &root).await["items"],
+        live + 1
+    );
+    assert_eq!(recount(&app).await, 0);
+}
+
+async fn who_reads_which_figures(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Figures").await;
+    let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
+    let reviewer = join(&app, &admin, &project, "r@example.org", "reviewer").await;
+    let outsider = app.signed_up_user("out@example.org").await;
+    let root = app.super_admin("root@example.org").await;
+    let summary = format!("/api/analytics/summary?project_id={project}");
+
+    for token in [&admin, &reviewer, &root] {
+        let resp = app.get_auth(&summary, token).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_problem(
+        app.get_auth(&summary, &contributor).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.get_auth(&summary, &outsider).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let unknown = format!("/api/analytics/summary?project_id={}", Uuid::new_v4());
+    assert_problem(
+        app.get_auth(&unknown, &root).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    // The platform is the super admins'.
+    for token in [&admin, &reviewer, &contributor] {
+        let resp = app.get_auth("/api/analytics/summary", token).await;
+        assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    assert_eq!(
+        app.get_auth("/api/analytics/summary", &root).await.status(),
+        StatusCode::OK
+    );
+    let resp = app
+        .get_auth("/api/analytics/summary?project_id=nope", &root)
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/api/analytics/summary").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A person's figures: themselves, a super admin, an admin of a shared project;
+    // nobody else learns they exist.
+    let c = user_id(&app, &contributor).await;
+    let path = format!("/api/analytics/user/{c}");
+    for token in [&contributor, &admin, &root] {
+        assert_eq!(app.get_auth(&path, token).await.status(), StatusCode::OK);
+    }
+    for token in [&reviewer, &outsider] {
+        assert_problem(
+            app.get_auth(&path, token).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    let elsewhere = format!("{path}?project_id={}", Uuid::new_v4());
+    assert_problem(
+        app.get_auth(&elsewhere, &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    for bad in ["nobody", &Uuid::new_v4().to_string()] {
+        let resp = app
+            .get_auth(&format!("/api/analytics/user/{bad}"), &root)
+            .await;
+        assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let me = app.get_json("/api/analytics/user/me", &outsider).await;
+    assert_eq!(me["uploads"], 0);
+    assert!(me.get("approval_rate").is_none());
+}
