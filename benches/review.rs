@@ -55,7 +55,7 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
-//!     [--review-monitor-seconds S] [--labels-only] [--keep]
+//!     [--review-monitor-seconds S] [--labels-only] [--without-rollups] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -145,6 +145,10 @@ struct Args {
     /// takes that scan out of the measurement, for comparison.
     #[arg(long)]
     review_monitor_seconds: Option<u64>,
+    /// Drop the analytics rollup triggers after the load: the "without" of what the
+    /// rollups cost a decision.
+    #[arg(long)]
+    without_rollups: bool,
     /// Measure only the label-filtered lists (phase 5), not the review phases.
     #[arg(long)]
     labels_only: bool,
@@ -207,6 +211,9 @@ impl Args {
         }
         if self.labels_only {
             cmd.push_str(" --labels-only");
+        }
+        if self.without_rollups {
+            cmd.push_str(" --without-rollups");
         }
         if self.backend != BackendArg::Sqlite && self.database_url != DEFAULT_PG_URL {
             cmd.push_str(&format!(" --database-url '{}'", redact(&self.database_url)));
@@ -1667,6 +1674,24 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
         ),
     );
     let ids = &load.ids;
+    if args.without_rollups {
+        progress(backend, "dropping the rollup triggers (--without-rollups)");
+        let sql = match db {
+            Db::Postgres(_) => {
+                "DROP TRIGGER items_rollup_insert ON items; \
+                 DROP TRIGGER items_rollup_update ON items; \
+                 DROP TRIGGER review_decisions_rollup ON review_decisions"
+            }
+            Db::Sqlite(_) => {
+                "DROP TRIGGER items_rollup_insert; DROP TRIGGER items_rollup_update; \
+                 DROP TRIGGER review_decisions_rollup"
+            }
+        };
+        alta_actors::store::with_db!(db, |pool| sqlx::raw_sql(sql)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+    }
     // The rows decode through the API like uploaded ones.
     for id in [ids[0], ids[ids.len() / 2], ids[ids.len() - 1]] {
         let item = http

@@ -32,6 +32,9 @@
 #                      build, for a before/after comparison in one session)
 #   BENCH_UPLOAD_CONCURRENCY
 #                      the server's UPLOAD_CONCURRENCY (default 8)
+#   BENCH_WITHOUT_ROLLUPS=1
+#                      drop the analytics rollup triggers after migrating (the "without" of
+#                      what the rollups cost an upload or a decision)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -176,6 +179,18 @@ fi
 # Every alta command runs inside the temp dir, so a developer's ./.env cannot leak in.
 log "migrating"
 (cd "$work" && env "${server_env[@]}" "$bin" migrate) >>"$work/server.log" 2>&1 || die "alta migrate failed"
+if [[ -n ${BENCH_WITHOUT_ROLLUPS:-} ]]; then
+    log "dropping the rollup triggers (BENCH_WITHOUT_ROLLUPS)"
+    if [[ $backend == postgres ]]; then
+        psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$pg_db" -q -v ON_ERROR_STOP=1 \
+            -c "DROP TRIGGER items_rollup_insert ON items; DROP TRIGGER items_rollup_update ON items; DROP TRIGGER review_decisions_rollup ON review_decisions" >&2 \
+            || die "could not drop the rollup triggers"
+    else
+        sqlite3 "$work/data/alta.db" \
+            "DROP TRIGGER items_rollup_insert; DROP TRIGGER items_rollup_update; DROP TRIGGER review_decisions_rollup" \
+            || die "could not drop the rollup triggers"
+    fi
+fi
 
 log "creating account $email"
 printf '%s' "$password" |

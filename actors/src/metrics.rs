@@ -43,6 +43,11 @@ pub const REVIEW_VERDICT_SECONDS: &str = "review_time_to_verdict_seconds";
 pub const REVIEW_PENDING_ITEMS: &str = "review_pending_items";
 pub const REVIEW_OLDEST_PENDING_AGE_SECONDS: &str = "review_oldest_pending_age_seconds";
 pub const REVIEW_DIGESTS_TOTAL: &str = "review_digests_total";
+/// Live items of live projects, platform-wide: `{kind, status}` (from the analytics
+/// rollups, refreshed with the review gauges).
+pub const COLLECTION_ITEMS: &str = "collection_items";
+/// Recorded audio of live items, platform-wide, seconds: `{status}`.
+pub const COLLECTION_AUDIO_SECONDS: &str = "collection_audio_seconds";
 /// Files refused by text extraction for a limit: `{reason}` (resource_limit,
 /// page_too_large, too_many_pages, page_timeout, extract_timeout, text_too_large,
 /// extract_crashed).

@@ -4,12 +4,14 @@
 use alta_actors::{
     Engine,
     analytics::{Figures, ReviewFigures, SummaryView, UserFigures},
-    store::rollups::DecisionFigures,
+    store::rollups::{
+        ContributorRank, ContributorSort, DecisionFigures, ReviewerRank, ReviewerSort,
+    },
 };
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    ApiResponse, Enum, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
@@ -19,6 +21,7 @@ use crate::{
     enums::{ItemStatus, ProjectRole, Wire},
     problem::{ApiError, ApiResult},
     projects::DataKindDto,
+    required::Required,
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -248,6 +251,122 @@ impl From<UserFigures> for UserAnalytics {
     }
 }
 
+/// What the contributors' leaderboard ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ContributorSortParam {
+    /// Approved items (the default).
+    Approved,
+    /// Approved recorded audio.
+    ApprovedAudioSeconds,
+    /// Live items uploaded.
+    Uploads,
+}
+
+impl From<ContributorSortParam> for ContributorSort {
+    fn from(s: ContributorSortParam) -> Self {
+        match s {
+            ContributorSortParam::Approved => Self::Approved,
+            ContributorSortParam::ApprovedAudioSeconds => Self::ApprovedAudio,
+            ContributorSortParam::Uploads => Self::Uploads,
+        }
+    }
+}
+
+/// What the reviewers' leaderboard ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ReviewerSortParam {
+    /// Decisions made (the default).
+    Decisions,
+    Approvals,
+    Rejections,
+}
+
+impl From<ReviewerSortParam> for ReviewerSort {
+    fn from(s: ReviewerSortParam) -> Self {
+        match s {
+            ReviewerSortParam::Decisions => Self::Decisions,
+            ReviewerSortParam::Approvals => Self::Approvals,
+            ReviewerSortParam::Rejections => Self::Rejections,
+        }
+    }
+}
+
+/// A contributor's standing in the project (their live items).
+#[derive(Debug, Object)]
+pub struct ContributorStanding {
+    pub user_id: Uuid,
+    pub email: String,
+    pub uploads: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub approved_audio_seconds: f64,
+    pub audio_seconds: f64,
+}
+
+impl From<ContributorRank> for ContributorStanding {
+    fn from(r: ContributorRank) -> Self {
+        Self {
+            user_id: r.user_id,
+            email: r.email,
+            uploads: r.uploads,
+            approved: r.approved,
+            rejected: r.rejected,
+            approved_audio_seconds: r.approved_audio_ms as f64 / 1000.0,
+            audio_seconds: r.audio_ms as f64 / 1000.0,
+        }
+    }
+}
+
+/// A reviewer's standing in the project (decisions on live items).
+#[derive(Debug, Object)]
+pub struct ReviewerStanding {
+    pub user_id: Uuid,
+    pub email: String,
+    pub decisions: i64,
+    pub approvals: i64,
+    pub rejections: i64,
+}
+
+impl From<ReviewerRank> for ReviewerStanding {
+    fn from(r: ReviewerRank) -> Self {
+        Self {
+            user_id: r.user_id,
+            email: r.email,
+            decisions: r.decisions,
+            approvals: r.approvals,
+            rejections: r.rejections,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ContributorBoard {
+    pub items: Vec<ContributorStanding>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ReviewerBoard {
+    pub items: Vec<ReviewerStanding>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ContributorBoardOk {
+    #[oai(status = 200)]
+    Ok(Json<ContributorBoard>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReviewerBoardOk {
+    #[oai(status = 200)]
+    Ok(Json<ReviewerBoard>),
+}
+
 #[derive(ApiResponse)]
 pub enum SummaryOk {
     #[oai(status = 200)]
@@ -319,5 +438,63 @@ impl AnalyticsApi {
         };
         let figures = engine.analytics_user(&auth.0, user, project_id.0).await?;
         Ok(UserOk::Ok(Json(figures.into())))
+    }
+
+    /// A project's contributors, ranked
+    ///
+    /// Its admins and reviewers. Ranked by `sort` (`approved` by default,
+    /// `approved_audio_seconds`, `uploads`), most first, ties by user id; paged like
+    /// every list (`cursor` names the last person of the previous page, as they stand
+    /// now). Live items only.
+    #[oai(
+        path = "/api/analytics/contributors",
+        method = "get",
+        operation_id = "analytics_contributors"
+    )]
+    async fn contributors(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Query<Required<Uuid>>,
+        sort: Query<Option<ContributorSortParam>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<ContributorBoardOk> {
+        let sort = sort.0.unwrap_or(ContributorSortParam::Approved).into();
+        let page = engine
+            .contributor_ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
+            .await?;
+        Ok(ContributorBoardOk::Ok(Json(ContributorBoard {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
+    }
+
+    /// A project's reviewers, ranked
+    ///
+    /// Its admins and reviewers. Ranked by `sort` (`decisions` by default, `approvals`,
+    /// `rejections`) on live items, most first, ties by user id; paged like every list.
+    #[oai(
+        path = "/api/analytics/reviewers",
+        method = "get",
+        operation_id = "analytics_reviewers"
+    )]
+    async fn reviewers(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Query<Required<Uuid>>,
+        sort: Query<Option<ReviewerSortParam>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
+    ) -> ApiResult<ReviewerBoardOk> {
+        let sort = sort.0.unwrap_or(ReviewerSortParam::Decisions).into();
+        let page = engine
+            .reviewer_ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
+            .await?;
+        Ok(ReviewerBoardOk::Ok(Json(ReviewerBoard {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
     }
 }

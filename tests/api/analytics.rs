@@ -420,6 +420,76 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         "an admin sees the shared project only"
     );
 
+    // The leaderboards: contributors by approved items, reviewers by decisions, each
+    // page after the last one's person, as counted from the base tables.
+    let db = app.db().await;
+    let pid: Uuid = project.parse().unwrap();
+    let sql = "SELECT contributor_id, CAST(SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) AS BIGINT), \
+               COUNT(*) FROM items WHERE project_id = $1 AND deleted_at IS NULL GROUP BY contributor_id";
+    let mut expected: Vec<(Uuid, i64, i64)> = with_db!(&db, |pool| sqlx::query_as(sql)
+        .bind(pid)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let board = |path: String| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            let mut rows = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let url = match &cursor {
+                    Some(c) => format!("{path}&limit=1&cursor={c}"),
+                    None => format!("{path}&limit=1"),
+                };
+                let page = app.get_json(&url, admin).await;
+                rows.extend(page["items"].as_array().unwrap().iter().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break rows,
+                }
+            }
+        }
+    };
+    let ranked = board(format!("/api/analytics/contributors?project_id={project}")).await;
+    let got: Vec<(Uuid, i64, i64)> = ranked
+        .iter()
+        .map(|r| {
+            let id = r["user_id"].as_str().unwrap().parse().unwrap();
+            (
+                id,
+                r["approved"].as_i64().unwrap(),
+                r["uploads"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "seed {seed}");
+    let mut expected: Vec<(String, i64)> = Vec::new();
+    for token in &reviewers {
+        let id = user_id(&app, token).await;
+        let n: i64 = counted_decisions(&app, &project, Some(&id))
+            .await
+            .values()
+            .sum();
+        if n > 0 {
+            expected.push((id, n));
+        }
+    }
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked = board(format!("/api/analytics/reviewers?project_id={project}")).await;
+    let got: Vec<(String, i64)> = ranked
+        .iter()
+        .map(|r| {
+            (
+                r["user_id"].as_str().unwrap().to_owned(),
+                r["decisions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "seed {seed}");
+
     // A rollup corrupted by hand (a bad manual fix) shows, and the recount mends it.
     let db = app.db().await;
     let pid: Uuid = project.parse().unwrap();
@@ -526,6 +596,39 @@ async fn who_reads_which_figures(backend: Backend) {
         "not_found",
     )
     .await;
+    for board in ["contributors", "reviewers"] {
+        let path = format!("/api/analytics/{board}?project_id={project}");
+        assert_eq!(
+            app.get_auth(&path, &reviewer).await.status(),
+            StatusCode::OK
+        );
+        assert_problem(
+            app.get_auth(&path, &contributor).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            app.get_auth(&path, &outsider).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let missing = format!("/api/analytics/{board}");
+        assert_problem(
+            app.get_auth(&missing, &admin).await,
+            StatusCode::BAD_REQUEST,
+            "missing_project_id",
+        )
+        .await;
+        let bad = format!("{path}&cursor=not-ours");
+        assert_problem(
+            app.get_auth(&bad, &admin).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_cursor",
+        )
+        .await;
+    }
     // The platform is the super admins'.
     for token in [&admin, &reviewer, &contributor] {
         let resp = app.get_auth("/api/analytics/summary", token).await;

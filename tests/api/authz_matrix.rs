@@ -225,6 +225,8 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     // Platform.
     ("auth_me", &[Rule::SignedIn]),
     ("analytics_summary", &[Rule::ReadAnalytics]),
+    ("analytics_contributors", &[Rule::ReadAnalytics]),
+    ("analytics_reviewers", &[Rule::ReadAnalytics]),
     ("analytics_user", &[Rule::UserAnalytics]),
     ("admin_list_users", &[Rule::SuperAdmin]),
     ("admin_audit_log", &[Rule::SuperAdmin]),

@@ -13,11 +13,26 @@ use crate::{
     domain::{DataKind, GlobalRole, ItemStatus},
     engine::Engine,
     error::EngineError,
+    pagination::{Page, PageRequest},
     store::{
         self,
-        rollups::{DecisionFigures, ItemFigures, Scope},
+        rollups::{
+            ContributorRank, ContributorSort, DecisionFigures, ItemFigures, ReviewerRank,
+            ReviewerSort, Scope,
+        },
     },
 };
+
+/// A leaderboard's project, which it must name.
+fn required_project(project_id: Option<Uuid>) -> Result<Uuid, EngineError> {
+    project_id.ok_or_else(|| {
+        EngineError::validation(
+            crate::ErrorCode::MissingProjectId,
+            "project_id",
+            "project_id is required",
+        )
+    })
+}
 
 /// How many projects the platform summary ranks by bytes.
 const TOP_PROJECTS: i64 = 10;
@@ -279,5 +294,55 @@ impl Engine {
             review_decisions,
             figures,
         })
+    }
+}
+
+impl Engine {
+    /// A page of the project's contributors ranked by `sort` (its admins and reviewers).
+    pub async fn contributor_ranking(
+        &self,
+        principal: &Principal,
+        project_id: Option<Uuid>,
+        sort: ContributorSort,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ContributorRank>, EngineError> {
+        let project_id = required_project(project_id)?;
+        self.check_project(principal, project_id, ProjectAction::ReadAnalytics)
+            .await?;
+        let page = PageRequest::parse(limit, cursor)?;
+        let rows = store::rollups::contributors(
+            &self.deps.db,
+            project_id,
+            sort,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.user_id, |r| r))
+    }
+
+    /// A page of the project's reviewers ranked by `sort` (its admins and reviewers).
+    pub async fn reviewer_ranking(
+        &self,
+        principal: &Principal,
+        project_id: Option<Uuid>,
+        sort: ReviewerSort,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ReviewerRank>, EngineError> {
+        let project_id = required_project(project_id)?;
+        self.check_project(principal, project_id, ProjectAction::ReadAnalytics)
+            .await?;
+        let page = PageRequest::parse(limit, cursor)?;
+        let rows = store::rollups::reviewers(
+            &self.deps.db,
+            project_id,
+            sort,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await?;
+        Ok(page.page(rows, |r| r.user_id, |r| r))
     }
 }

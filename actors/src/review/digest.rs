@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     deps::Deps,
+    domain::{DataKind, ItemStatus},
     engine::Engine,
     error::EngineError,
     jobs::{MailJob, enqueue_mail},
@@ -172,6 +173,28 @@ async fn refresh_gauges(deps: &Deps, reported: &mut HashSet<Uuid>) -> Result<(),
         metrics::gauge!(m::REVIEW_OLDEST_PENDING_AGE_SECONDS, "project_id" => project).set(0.0);
     }
     *reported = current;
+    refresh_collection_gauges(deps).await
+}
+
+/// The platform's items by kind and state, and audio seconds by state, from the
+/// analytics rollups (a few rows, not the items). Every kind × state is set, zeros
+/// included, so a state that empties reads 0 rather than its last value.
+async fn refresh_collection_gauges(deps: &Deps) -> Result<(), EngineError> {
+    let rows = store::rollups::items(&deps.db, &store::rollups::Scope::Platform, None).await?;
+    for status in ItemStatus::ALL {
+        let mut audio_ms = 0;
+        for kind in [DataKind::Document, DataKind::Audio] {
+            let row = rows
+                .iter()
+                .find(|r| r.kind == kind.as_str() && r.status == status.as_str());
+            let items = row.map_or(0, |r| r.items);
+            audio_ms += row.map_or(0, |r| r.audio_ms);
+            metrics::gauge!(m::COLLECTION_ITEMS, "kind" => kind.as_str().to_owned(), "status" => status.as_str())
+                .set(items as f64);
+        }
+        metrics::gauge!(m::COLLECTION_AUDIO_SECONDS, "status" => status.as_str())
+            .set(audio_ms as f64 / 1000.0);
+    }
     Ok(())
 }
 

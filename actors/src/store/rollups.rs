@@ -312,3 +312,165 @@ pub async fn shared_as_admin(db: &Db, admin: Uuid, member: Uuid) -> StoreResult<
         .fetch_all(pool)
         .await)?)
 }
+
+/// What a contributors' leaderboard ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContributorSort {
+    Approved,
+    ApprovedAudio,
+    Uploads,
+}
+
+impl ContributorSort {
+    fn expr(self) -> &'static str {
+        match self {
+            Self::Approved => "SUM(CASE WHEN r.status = 'approved' THEN r.items ELSE 0 END)",
+            Self::ApprovedAudio => {
+                "SUM(CASE WHEN r.status = 'approved' THEN r.audio_ms ELSE 0 END)"
+            }
+            Self::Uploads => "SUM(r.items)",
+        }
+    }
+}
+
+/// A contributor's standing in a project (live items).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContributorRank {
+    pub user_id: Uuid,
+    pub email: String,
+    pub uploads: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub approved_audio_ms: i64,
+    pub audio_ms: i64,
+}
+
+/// What a reviewers' leaderboard ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewerSort {
+    Decisions,
+    Approvals,
+    Rejections,
+}
+
+impl ReviewerSort {
+    fn expr(self) -> &'static str {
+        match self {
+            Self::Decisions => "SUM(r.decisions)",
+            Self::Approvals => "SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END)",
+            Self::Rejections => "SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END)",
+        }
+    }
+}
+
+/// A reviewer's standing in a project (decisions on live items).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReviewerRank {
+    pub user_id: Uuid,
+    pub email: String,
+    pub decisions: i64,
+    pub approvals: i64,
+    pub rejections: i64,
+}
+
+/// One page of a leaderboard's grouped query: rows ranked by `sort` (most first, then
+/// by id), after the row of `after` as it stands now. `$1` project, `$2`/`$3` the
+/// position after which the page starts, `$4` the limit.
+fn ranked_sql(select: &str, from: &str, id: &str, sort: &str, having: &str) -> String {
+    format!(
+        "SELECT {select} FROM {from} JOIN users u ON u.id = r.{id} WHERE r.project_id = $1 \
+         GROUP BY r.{id}, u.email HAVING {having} \
+         AND ($2 IS NULL OR {sort} < $2 OR ({sort} = $2 AND r.{id} > $3)) \
+         ORDER BY {sort} DESC, r.{id} LIMIT $4"
+    )
+}
+
+/// The value `sort` has for `user` now (the position a cursor names), 0 when none.
+async fn rank_value(
+    db: &Db,
+    from: &str,
+    id: &str,
+    sort: &str,
+    project: Uuid,
+    user: Uuid,
+) -> StoreResult<i64> {
+    let sql = format!(
+        "SELECT CAST(COALESCE({sort}, 0) AS BIGINT) FROM {from} WHERE r.project_id = $1 AND r.{id} = $2"
+    );
+    Ok(with_db!(db, |pool| sqlx::query_scalar::<_, i64>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .bind(user)
+    .fetch_one(pool)
+    .await)?)
+}
+
+/// A page of the project's contributors ranked by `sort`.
+pub async fn contributors(
+    db: &Db,
+    project: Uuid,
+    sort: ContributorSort,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<ContributorRank>> {
+    let (from, id) = ("rollup_items r", "contributor_id");
+    let position = match after {
+        Some(user) => Some((
+            rank_value(db, from, id, sort.expr(), project, user).await?,
+            user,
+        )),
+        None => None,
+    };
+    let select = "r.contributor_id AS user_id, u.email, \
+         CAST(SUM(r.items) AS BIGINT) AS uploads, \
+         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.items ELSE 0 END) AS BIGINT) AS approved, \
+         CAST(SUM(CASE WHEN r.status = 'rejected' THEN r.items ELSE 0 END) AS BIGINT) AS rejected, \
+         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.audio_ms ELSE 0 END) AS BIGINT) \
+             AS approved_audio_ms, \
+         CAST(SUM(r.audio_ms) AS BIGINT) AS audio_ms";
+    let sql = ranked_sql(select, from, id, sort.expr(), "SUM(r.items) > 0");
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, ContributorRank>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .bind(position.map(|p| p.0))
+    .bind(position.map(|p| p.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?)
+}
+
+/// A page of the project's reviewers ranked by `sort`.
+pub async fn reviewers(
+    db: &Db,
+    project: Uuid,
+    sort: ReviewerSort,
+    after: Option<Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<ReviewerRank>> {
+    let (from, id) = ("rollup_decisions r", "reviewer_id");
+    let position = match after {
+        Some(user) => Some((
+            rank_value(db, from, id, sort.expr(), project, user).await?,
+            user,
+        )),
+        None => None,
+    };
+    let select = "r.reviewer_id AS user_id, u.email, \
+         CAST(SUM(r.decisions) AS BIGINT) AS decisions, \
+         CAST(SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END) AS BIGINT) \
+             AS approvals, \
+         CAST(SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END) AS BIGINT) \
+             AS rejections";
+    let sql = ranked_sql(select, from, id, sort.expr(), "SUM(r.decisions) > 0");
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, ReviewerRank>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .bind(position.map(|p| p.0))
+    .bind(position.map(|p| p.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?)
+}
