@@ -33,8 +33,9 @@ LABEL org.opencontainers.image.title="alta-data" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # ca-certificates: TLS to Google APIs, GCS and SMTP. curl: the health check only.
+# tzdata: the IANA time zones analytics series are bucketed in (`tz=`).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl tzdata \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed, unprivileged uid/gid so volume ownership is predictable.

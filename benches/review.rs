@@ -40,7 +40,10 @@
 //!    and latency. With N = 1 each approval finishes its item.
 //! 5. (First, right after the load.) Lists filtered by label: every item gets labels
 //!    (`benches/common/label_filter.rs`), then `GET /api/documents?label=…` by
-//!    `--concurrency` readers. `--labels-only` measures just this.
+//!    `--concurrency` readers.
+//! 6. (Then.) Analytics reads (`benches/common/analytics_reads.rs`): the project's and
+//!    the platform's summary, both leaderboards, a contributor's figures, by
+//!    `--concurrency` readers. `--reads-only` measures 5 and 6 only.
 //!
 //! Every claim, skip and decision of a project runs in that project's one actor, so
 //! parallel reviewers' requests wait for each other there.
@@ -55,7 +58,7 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
-//!     [--review-monitor-seconds S] [--labels-only] [--without-rollups] [--keep]
+//!     [--review-monitor-seconds S] [--reads-only] [--without-rollups] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -65,6 +68,8 @@
 //! an empty queue where one is not expected) ends the run with a non-zero exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/analytics_reads.rs"]
+mod analytics_reads;
 #[path = "common/label_filter.rs"]
 mod label_filter;
 #[path = "common/pg_schema.rs"]
@@ -149,9 +154,10 @@ struct Args {
     /// rollups cost a decision.
     #[arg(long)]
     without_rollups: bool,
-    /// Measure only the label-filtered lists (phase 5), not the review phases.
+    /// Measure only the reads (phases 5 and 6: label-filtered lists, analytics), not
+    /// the review phases.
     #[arg(long)]
-    labels_only: bool,
+    reads_only: bool,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -209,8 +215,8 @@ impl Args {
         if let Some(seconds) = self.review_monitor_seconds {
             cmd.push_str(&format!(" --review-monitor-seconds {seconds}"));
         }
-        if self.labels_only {
-            cmd.push_str(" --labels-only");
+        if self.reads_only {
+            cmd.push_str(" --reads-only");
         }
         if self.without_rollups {
             cmd.push_str(" --without-rollups");
@@ -1732,7 +1738,19 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
     rows.extend(labelled.rows);
     let mut plans = labelled.plans;
     notes.extend(labelled.notes);
-    if args.labels_only {
+    progress(backend, "analytics reads");
+    rows.extend(
+        analytics_reads::measure(
+            &http,
+            backend,
+            args,
+            project,
+            &people.owner,
+            &people.contributors[0],
+        )
+        .await?,
+    );
+    if args.reads_only {
         return Ok(Report {
             backend,
             items: args.items,

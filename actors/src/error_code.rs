@@ -275,6 +275,10 @@ error_codes! {
     /// The item is in review and cannot change now.
     ItemInReview = "item_in_review", "409";
 
+    // Analytics.
+    /// `from`, `to`, `bucket` or `tz` do not make a series; `field` names the parameter.
+    InvalidPeriod = "invalid_period", "400";
+
     // Labelling.
     /// The label schema breaks a rule; `field` points at the part at fault.
     InvalidLabelSchema = "invalid_label_schema", "422";

@@ -3,12 +3,13 @@
 
 use alta_actors::{
     Engine,
-    analytics::{Figures, ReviewFigures, SummaryView, UserFigures},
+    analytics::{Figures, ReviewFigures, SeriesQuery, SeriesView, SummaryView, UserFigures},
+    domain::buckets::Bucket,
     store::rollups::{
         ContributorRank, ContributorSort, DecisionFigures, ReviewerRank, ReviewerSort,
     },
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
@@ -249,6 +250,102 @@ impl From<UserFigures> for UserAnalytics {
             review_decisions: u.review_decisions.into_iter().map(Into::into).collect(),
         }
     }
+}
+
+/// The size of a series' buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum BucketParam {
+    Hour,
+    /// The default.
+    Day,
+    /// From Monday.
+    Week,
+    Month,
+}
+
+impl From<BucketParam> for Bucket {
+    fn from(b: BucketParam) -> Self {
+        match b {
+            BucketParam::Hour => Self::Hour,
+            BucketParam::Day => Self::Day,
+            BucketParam::Week => Self::Week,
+            BucketParam::Month => Self::Month,
+        }
+    }
+}
+
+fn bucket_name(b: Bucket) -> &'static str {
+    match b {
+        Bucket::Hour => "hour",
+        Bucket::Day => "day",
+        Bucket::Week => "week",
+        Bucket::Month => "month",
+    }
+}
+
+/// What happened to live items in one bucket.
+#[derive(Debug, Object)]
+pub struct SeriesBucket {
+    /// The bucket's start, with the zone's offset then.
+    pub start: DateTime<FixedOffset>,
+    pub uploads: i64,
+    /// Submissions for review (each round's).
+    pub submissions: i64,
+    pub approvals: i64,
+    pub changes_requested: i64,
+    pub rejections: i64,
+    pub audio_seconds_uploaded: f64,
+    pub audio_seconds_approved: f64,
+}
+
+/// A series: every bucket of the period, empty ones included.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AnalyticsSeries {
+    /// The project; absent for the platform.
+    pub project_id: Option<Uuid>,
+    pub bucket: Wire<BucketParam>,
+    pub tz: String,
+    /// The first bucket's start (`from` rounded down to its bucket).
+    pub from: DateTime<FixedOffset>,
+    /// The last bucket's end (`to` rounded up to its bucket).
+    pub to: DateTime<Utc>,
+    pub buckets: Vec<SeriesBucket>,
+}
+
+impl From<SeriesView> for AnalyticsSeries {
+    fn from(v: SeriesView) -> Self {
+        Self {
+            project_id: v.project_id,
+            bucket: Wire::new(bucket_name(v.bucket)),
+            tz: v.tz,
+            from: v.from,
+            to: v.to,
+            buckets: v
+                .points
+                .into_iter()
+                .filter_map(|p| {
+                    Some(SeriesBucket {
+                        start: p.start?,
+                        uploads: p.uploads,
+                        submissions: p.submissions,
+                        approvals: p.approvals,
+                        changes_requested: p.changes_requested,
+                        rejections: p.rejections,
+                        audio_seconds_uploaded: p.audio_seconds_uploaded,
+                        audio_seconds_approved: p.audio_seconds_approved,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SeriesOk {
+    #[oai(status = 200)]
+    Ok(Json<AnalyticsSeries>),
 }
 
 /// What the contributors' leaderboard ranks by.
@@ -496,5 +593,47 @@ impl AnalyticsApi {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor,
         })))
+    }
+
+    /// Uploads, submissions and verdicts over time
+    ///
+    /// Per bucket (`bucket` = `hour`, `day` (default), `week` from Monday, `month`) of
+    /// the IANA time zone `tz` (default `UTC`), over `[from, to)` (RFC 3339; default the
+    /// 30 days to now), rounded out to whole buckets; every bucket is listed, empty
+    /// ones included. Counts live items: uploads, submissions for review (each round's),
+    /// approvals, changes requested, rejections (at the deciding decision), and the
+    /// recorded audio uploaded and approved. With `project_id`: that project (its admins
+    /// and reviewers); without: the platform (super admins). A bad period is 400
+    /// `invalid_period` with `field` naming the parameter (`from` not before `to`, an
+    /// unknown `tz`, more than 1,000 buckets). Read from per-hour rollups kept in every
+    /// change's transaction: exact for zones whose offset is whole hours.
+    #[oai(
+        path = "/api/analytics/series",
+        method = "get",
+        operation_id = "analytics_series"
+    )]
+    #[allow(clippy::too_many_arguments)] // one per query parameter
+    async fn series(
+        &self,
+        engine: Data<&Engine>,
+        auth: BearerAuth,
+        project_id: Query<Option<Uuid>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        bucket: Query<Option<BucketParam>>,
+        /// An IANA time zone name (`Africa/Nairobi`).
+        #[oai(validator(max_length = 64))]
+        tz: Query<Option<String>>,
+    ) -> ApiResult<SeriesOk> {
+        let query = SeriesQuery {
+            from: from.0,
+            to: to.0,
+            bucket: bucket.0.unwrap_or(BucketParam::Day).into(),
+            tz: tz.0,
+        };
+        let view = engine
+            .analytics_series(&auth.0, project_id.0, query)
+            .await?;
+        Ok(SeriesOk::Ok(Json(view.into())))
     }
 }

@@ -420,6 +420,69 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         "an admin sees the shared project only"
     );
 
+    // The series: every event of the workload in its hour (UTC) and in its day
+    // (Nairobi), summing to the counts of the base tables.
+    let now: chrono::DateTime<chrono::Utc> =
+        summary["generated_at"].as_str().unwrap().parse().unwrap();
+    let (from, to) = (
+        now - chrono::Duration::days(2),
+        now + chrono::Duration::days(1),
+    );
+    let range = format!(
+        "from={}&to={}",
+        from.format("%Y-%m-%dT%H:%M:%SZ"),
+        to.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let db = app.db().await;
+    let pid: Uuid = project.parse().unwrap();
+    let sql = "SELECT COUNT(*) FROM review_submissions s JOIN items i ON i.id = s.item_id \
+               WHERE s.project_id = $1 AND i.deleted_at IS NULL";
+    let submissions: i64 = with_db!(&db, |pool| sqlx::query_scalar(sql)
+        .bind(pid)
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    let verdicts = |outcome: &str| -> i64 {
+        decisions
+            .iter()
+            .filter(|((_, o, _), _)| o == outcome)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    for (query, buckets, offset) in [
+        (format!("bucket=hour&{range}"), 72, "+00:00"),
+        (format!("bucket=day&tz=Africa/Nairobi&{range}"), 0, "+03:00"),
+    ] {
+        let path = format!("/api/analytics/series?project_id={project}&{query}");
+        let series = app.get_json(&path, &admin).await;
+        let points = series["buckets"].as_array().unwrap();
+        if buckets > 0 {
+            // 72 hours, or 73 when the period does not start on the hour.
+            assert!((buckets..=buckets + 1).contains(&points.len()), "{series}");
+        }
+        assert!(
+            points
+                .iter()
+                .all(|p| p["start"].as_str().unwrap().ends_with(offset))
+        );
+        let sum = |key: &str| points.iter().map(|p| p[key].as_i64().unwrap()).sum::<i64>();
+        assert_eq!(sum("uploads"), live, "seed {seed}: {series}");
+        assert_eq!(sum("submissions"), submissions, "seed {seed}");
+        assert_eq!(sum("approvals"), verdicts("approved"), "seed {seed}");
+        assert_eq!(
+            sum("changes_requested"),
+            verdicts("changes_requested"),
+            "seed {seed}"
+        );
+        assert_eq!(sum("rejections"), verdicts("rejected"), "seed {seed}");
+        let uploaded_ms: i64 = points
+            .iter()
+            .map(|p| (p["audio_seconds_uploaded"].as_f64().unwrap() * 1000.0).round() as i64)
+            .sum();
+        assert_eq!(uploaded_ms, collected_ms);
+    }
+
     // The leaderboards: contributors by approved items, reviewers by decisions, each
     // page after the last one's person, as counted from the base tables.
     let db = app.db().await;
@@ -629,6 +692,41 @@ async fn who_reads_which_figures(backend: Backend) {
         )
         .await;
     }
+    let series = format!("/api/analytics/series?project_id={project}");
+    assert_eq!(
+        app.get_auth(&series, &reviewer).await.status(),
+        StatusCode::OK
+    );
+    assert_problem(
+        app.get_auth(&series, &contributor).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    for (query, field) in [
+        ("tz=Mars/Olympus_Mons", "tz"),
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+        (
+            "bucket=hour&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z",
+            "bucket",
+        ),
+    ] {
+        let resp = app.get_auth(&format!("{series}&{query}"), &admin).await;
+        let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_period").await;
+        assert_eq!(problem["field"], field, "{query}");
+    }
+    let resp = app
+        .get_auth(&format!("{series}&bucket=fortnight"), &admin)
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let month = app
+        .get_json(
+            &format!("{series}&bucket=month&from=2026-01-15T00:00:00Z&to=2026-03-02T00:00:00Z"),
+            &admin,
+        )
+        .await;
+    assert_eq!(month["from"], "2026-01-01T00:00:00+00:00", "{month}");
+    assert_eq!(month["buckets"].as_array().unwrap().len(), 3);
     // The platform is the super admins'.
     for token in [&admin, &reviewer, &contributor] {
         let resp = app.get_auth("/api/analytics/summary", token).await;

@@ -226,6 +226,7 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
     ("auth_me", &[Rule::SignedIn]),
     ("analytics_summary", &[Rule::ReadAnalytics]),
     ("analytics_contributors", &[Rule::ReadAnalytics]),
+    ("analytics_series", &[Rule::ReadAnalytics]),
     ("analytics_reviewers", &[Rule::ReadAnalytics]),
     ("analytics_user", &[Rule::UserAnalytics]),
     ("admin_list_users", &[Rule::SuperAdmin]),

@@ -8,6 +8,6 @@ mod service;
 
 pub use recount::{ProjectRecount, RecountReport};
 pub use service::{
-    AudioFigures, Figures, ItemStateFigures, ReviewFigures, StorageFigures, SummaryView,
-    TopProject, UserFigures,
+    AudioFigures, Figures, ItemStateFigures, ReviewFigures, SeriesPoint, SeriesQuery, SeriesView,
+    StorageFigures, SummaryView, TopProject, UserFigures,
 };

@@ -13,7 +13,7 @@ use crate::{
     projects::{Check, InProject, Transition},
     store::{
         self,
-        rollups::{DecisionRollup, ItemRollup},
+        rollups::{DecisionRollup, HourRollup, ItemRollup},
     },
 };
 
@@ -82,6 +82,8 @@ impl Transition for Recount {
         let counted_items = store::rollups::counted_items(at.tx(), id).await?;
         let stored_decisions = store::rollups::stored_decisions(at.tx(), id).await?;
         let counted_decisions = store::rollups::counted_decisions(at.tx(), id).await?;
+        let stored_hours = store::rollups::stored_hours(at.tx(), id).await?;
+        let counted_hours = store::rollups::counted_hours(at.tx(), id).await?;
         let mut found = differences("items", &stored_items, &counted_items, |r: &ItemRollup| {
             (r.contributor_id, r.kind.clone(), r.status.clone())
         });
@@ -98,8 +100,21 @@ impl Transition for Recount {
                 )
             },
         ));
+        found.extend(differences(
+            "hours",
+            &stored_hours,
+            &counted_hours,
+            |r: &HourRollup| (r.event.clone(), r.hour),
+        ));
         if !found.is_empty() {
-            store::rollups::replace(at.tx(), id, &counted_items, &counted_decisions).await?;
+            store::rollups::replace(
+                at.tx(),
+                id,
+                &counted_items,
+                &counted_decisions,
+                &counted_hours,
+            )
+            .await?;
             at.audit(
                 "analytics.recounted",
                 ("project", id.to_string()),

@@ -4,13 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Duration, FixedOffset, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::{
     authz::{self, Action, ProjectAction},
     context::Principal,
-    domain::{DataKind, GlobalRole, ItemStatus},
+    domain::{
+        DataKind, GlobalRole, ItemStatus,
+        buckets::{self, Bucket, BucketError},
+    },
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
@@ -344,5 +347,126 @@ impl Engine {
         )
         .await?;
         Ok(page.page(rows, |r| r.user_id, |r| r))
+    }
+}
+
+/// A series request: `[from, to)` (default: the 30 days to now) cut into `bucket`s of
+/// the zone `tz` (default UTC).
+#[derive(Debug, Clone)]
+pub struct SeriesQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub bucket: Bucket,
+    pub tz: Option<String>,
+}
+
+/// What happened in one bucket, to live items.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesPoint {
+    pub start: Option<DateTime<FixedOffset>>,
+    pub uploads: i64,
+    pub submissions: i64,
+    pub approvals: i64,
+    pub changes_requested: i64,
+    pub rejections: i64,
+    pub audio_seconds_uploaded: f64,
+    pub audio_seconds_approved: f64,
+}
+
+/// A series: every bucket, empty ones included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesView {
+    pub project_id: Option<Uuid>,
+    pub bucket: Bucket,
+    pub tz: String,
+    /// The first bucket's start (`from` rounded down to its bucket).
+    pub from: DateTime<FixedOffset>,
+    /// The last bucket's end (`to` rounded up to its bucket).
+    pub to: DateTime<Utc>,
+    pub points: Vec<SeriesPoint>,
+}
+
+fn invalid_period(field: &'static str, message: String) -> EngineError {
+    EngineError::validation(crate::ErrorCode::InvalidPeriod, field, message)
+}
+
+impl Engine {
+    /// Uploads, submissions and verdicts per bucket, for a project (its admins and
+    /// reviewers) or the platform (super admins), from the hourly rollup.
+    pub async fn analytics_series(
+        &self,
+        principal: &Principal,
+        project_id: Option<Uuid>,
+        query: SeriesQuery,
+    ) -> Result<SeriesView, EngineError> {
+        let tz_name = query.tz.unwrap_or_else(|| "UTC".to_owned());
+        let tz = buckets::zone(&tz_name).map_err(|_| {
+            invalid_period("tz", format!("{tz_name:?} is not an IANA time zone name"))
+        })?;
+        let to = query.to.unwrap_or_else(|| self.deps.clock.now());
+        let from = query.from.unwrap_or(to - Duration::days(30));
+        let cover = buckets::cover(from, to, query.bucket, &tz).map_err(|e| match e {
+            BucketError::Empty => invalid_period("from", "from must be before to".into()),
+            BucketError::TooMany(_) => invalid_period(
+                "bucket",
+                format!(
+                    "more than {} buckets; use a larger bucket or a shorter period",
+                    buckets::MAX_BUCKETS
+                ),
+            ),
+            BucketError::UnknownZone(_) | BucketError::OutOfRange => {
+                invalid_period("from", "the period is out of range".into())
+            }
+        })?;
+        let scope = match project_id {
+            Some(id) => {
+                self.check_project(principal, id, ProjectAction::ReadAnalytics)
+                    .await?;
+                Scope::Projects(vec![id])
+            }
+            None => {
+                authz::authorize(principal, Action::ReadPlatformAnalytics)?;
+                Scope::Platform
+            }
+        };
+        let first = cover.starts[0].with_timezone(&Utc);
+        let rows = store::rollups::hours(&self.deps.db, &scope, first, cover.end).await?;
+        let mut points: Vec<SeriesPoint> = cover
+            .starts
+            .iter()
+            .map(|s| SeriesPoint {
+                start: Some(*s),
+                ..SeriesPoint::default()
+            })
+            .collect();
+        for row in rows {
+            let Some(i) = buckets::index_of(&cover.starts, row.hour) else {
+                continue;
+            };
+            let p = &mut points[i];
+            let seconds = row.audio_ms as f64 / 1000.0;
+            match row.event.as_str() {
+                "upload" => {
+                    p.uploads += row.items;
+                    p.audio_seconds_uploaded += seconds;
+                }
+                "submission" => p.submissions += row.items,
+                "approved" => {
+                    p.approvals += row.items;
+                    p.audio_seconds_approved += seconds;
+                }
+                "changes_requested" => p.changes_requested += row.items,
+                "rejected" => p.rejections += row.items,
+                _ => {}
+            }
+        }
+        Ok(SeriesView {
+            project_id,
+            bucket: query.bucket,
+            tz: tz_name,
+            from: cover.starts[0],
+            to: cover.end,
+            points,
+        })
     }
 }

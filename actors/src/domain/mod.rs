@@ -1,6 +1,7 @@
 //! Domain types. Each parses and validates its raw input once; code holding one
 //! can trust it (zero-to-production's "parse, don't validate").
 
+pub mod buckets;
 mod email;
 mod item;
 mod job;

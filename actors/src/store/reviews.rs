@@ -206,16 +206,24 @@ pub async fn release(tx: &mut Tx, item: Uuid, reviewer: Uuid) -> StoreResult<()>
     Ok(())
 }
 
-/// The item entered review (again): a new round starts with no lease.
+/// The item entered review (again): a new round starts with no lease, and the round's
+/// submission is kept (the item's row keeps only the current round's; the analytics
+/// series count them all).
 pub async fn mark_submitted(tx: &mut Tx, item: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-    let sql = "UPDATE items SET submitted_at = $2, decided_at = NULL, \
-               review_claimed_by = NULL, review_lease_until = NULL WHERE id = $1";
-    with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(item)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
+    for sql in [
+        "UPDATE items SET submitted_at = $2, decided_at = NULL, \
+         review_claimed_by = NULL, review_lease_until = NULL WHERE id = $1",
+        "INSERT INTO review_submissions (item_id, round, project_id, submitted_at) \
+         SELECT id, review_round, project_id, $2 FROM items WHERE id = $1 \
+         ON CONFLICT (item_id, round) DO NOTHING",
+    ] {
+        with_tx!(tx, |conn| sqlx::query(sql)
+            .bind(item)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
     Ok(())
 }
 

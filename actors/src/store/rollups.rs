@@ -248,16 +248,18 @@ pub async fn counted_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<De
     .await)?)
 }
 
-/// Replace the project's rollup rows with `items` and `decisions`.
+/// Replace the project's rollup rows with `items`, `decisions` and `hours`.
 pub async fn replace(
     tx: &mut Tx,
     project: Uuid,
     items: &[ItemRollup],
     decisions: &[DecisionRollup],
+    hours: &[HourRollup],
 ) -> StoreResult<()> {
     for sql in [
         "DELETE FROM rollup_items WHERE project_id = $1",
         "DELETE FROM rollup_decisions WHERE project_id = $1",
+        "DELETE FROM rollup_hours WHERE project_id = $1",
     ] {
         with_tx!(tx, |conn| sqlx::query(sql)
             .bind(project)
@@ -296,7 +298,102 @@ pub async fn replace(
             .await
             .map(|_| ()))?;
     }
+    let insert = "INSERT INTO rollup_hours (project_id, event, hour, items, audio_ms) \
+                  VALUES ($1, $2, $3, $4, $5)";
+    for r in hours {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.event.as_str())
+            .bind(r.hour)
+            .bind(r.items)
+            .bind(r.audio_ms)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
     Ok(())
+}
+
+/// One row of `rollup_hours`, as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HourRollup {
+    pub event: String,
+    pub hour: DateTime<Utc>,
+    pub items: i64,
+    pub audio_ms: i64,
+}
+
+/// The project's stored hourly rows that count something.
+pub async fn stored_hours(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<HourRollup>> {
+    let sql = "SELECT event, hour, items, audio_ms FROM rollup_hours \
+               WHERE project_id = $1 AND (items <> 0 OR audio_ms <> 0) ORDER BY event, hour";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, HourRollup>(sql)
+        .bind(project)
+        .fetch_all(conn)
+        .await)?)
+}
+
+/// The project's hourly rows as the base tables say they should be.
+pub async fn counted_hours(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<HourRollup>> {
+    let (hour, audio_ms) = match tx {
+        Tx::Postgres(_) => ("rollup_hour({})", "rollup_audio_ms({})"),
+        Tx::Sqlite(_) => (
+            "strftime('%Y-%m-%dT%H:00:00+00:00', {})",
+            "CAST(ROUND(COALESCE(json_extract({}, '$.duration_seconds'), 0) * 1000) AS INTEGER)",
+        ),
+    };
+    let h = |column: &str| hour.replace("{}", column);
+    let a = |column: &str| audio_ms.replace("{}", column);
+    let sql = format!(
+        "SELECT event, hour, CAST(SUM(items) AS BIGINT) AS items, \
+         CAST(SUM(audio_ms) AS BIGINT) AS audio_ms FROM ( \
+           SELECT CAST('upload' AS TEXT) AS event, {} AS hour, 1 AS items, {} AS audio_ms \
+           FROM items WHERE project_id = $1 AND deleted_at IS NULL \
+           UNION ALL \
+           SELECT CAST('submission' AS TEXT), {}, 1, 0 FROM review_submissions s \
+           JOIN items i ON i.id = s.item_id WHERE s.project_id = $1 AND i.deleted_at IS NULL \
+           UNION ALL \
+           SELECT d.outcome, {}, 1, CASE WHEN d.outcome = 'approved' THEN {} ELSE 0 END \
+           FROM review_decisions d JOIN items i ON i.id = d.item_id \
+           WHERE d.project_id = $1 AND i.deleted_at IS NULL \
+           AND d.outcome IN ('approved', 'changes_requested', 'rejected') \
+         ) events GROUP BY event, hour ORDER BY event, hour",
+        h("created_at"),
+        a("audio"),
+        h("s.submitted_at"),
+        h("d.created_at"),
+        a("i.audio"),
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, HourRollup>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// The events of `scope` per UTC hour in `[from, to)`, summed over its projects.
+pub async fn hours(
+    db: &Db,
+    scope: &Scope,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<HourRollup>> {
+    let sql = format!(
+        "SELECT event, hour, CAST(SUM(items) AS BIGINT) AS items, \
+         CAST(SUM(audio_ms) AS BIGINT) AS audio_ms FROM rollup_hours \
+         WHERE hour >= $1 AND hour < $2 AND {} GROUP BY event, hour ORDER BY hour, event",
+        scope.clause("project_id", 3)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, HourRollup>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(from)
+            .bind(to);
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
 }
 
 /// The live projects where `admin` is an admin and `member` a member.
