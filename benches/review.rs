@@ -43,7 +43,8 @@
 //!    `--concurrency` readers.
 //! 6. (Then.) Analytics reads (`benches/common/analytics_reads.rs`): the project's and
 //!    the platform's summary, both leaderboards, a contributor's figures, by
-//!    `--concurrency` readers. `--reads-only` measures 5 and 6 only.
+//!    `--concurrency` readers. `--reads-only` measures 5 and 6 only; `--skip-reads`
+//!    leaves them out (they need at least 100,000 items).
 //!
 //! Every claim, skip and decision of a project runs in that project's one actor, so
 //! parallel reviewers' requests wait for each other there.
@@ -58,7 +59,7 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
-//!     [--review-monitor-seconds S] [--reads-only] [--without-rollups] [--keep]
+//!     [--review-monitor-seconds S] [--reads-only | --skip-reads] [--without-rollups] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -158,6 +159,10 @@ struct Args {
     /// the review phases.
     #[arg(long)]
     reads_only: bool,
+    /// Skip the reads (phases 5 and 6): for the review phases alone, or for fewer items
+    /// than the reads' pages and rare labels need (100,000).
+    #[arg(long, conflicts_with = "reads_only")]
+    skip_reads: bool,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -217,6 +222,9 @@ impl Args {
         }
         if self.reads_only {
             cmd.push_str(" --reads-only");
+        }
+        if self.skip_reads {
+            cmd.push_str(" --skip-reads");
         }
         if self.without_rollups {
             cmd.push_str(" --without-rollups");
@@ -1732,24 +1740,27 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
     let mut notes = vec![format!("load average at start: {}", load_average())];
     let reader = &people.reader;
 
-    progress(backend, "lists filtered by label");
-    let labelled =
-        label_filter::measure(&http, backend, args, db, project, &people.owner, ids).await?;
-    rows.extend(labelled.rows);
-    let mut plans = labelled.plans;
-    notes.extend(labelled.notes);
-    progress(backend, "analytics reads");
-    rows.extend(
-        analytics_reads::measure(
-            &http,
-            backend,
-            args,
-            project,
-            &people.owner,
-            &people.contributors[0],
-        )
-        .await?,
-    );
+    let mut plans = Vec::new();
+    if !args.skip_reads {
+        progress(backend, "lists filtered by label");
+        let labelled =
+            label_filter::measure(&http, backend, args, db, project, &people.owner, ids).await?;
+        rows.extend(labelled.rows);
+        plans = labelled.plans;
+        notes.extend(labelled.notes);
+        progress(backend, "analytics reads");
+        rows.extend(
+            analytics_reads::measure(
+                &http,
+                backend,
+                args,
+                project,
+                &people.owner,
+                &people.contributors[0],
+            )
+            .await?,
+        );
+    }
     if args.reads_only {
         return Ok(Report {
             backend,
