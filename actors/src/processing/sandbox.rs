@@ -218,6 +218,7 @@ async fn run_child(
         Some(ChildReply::Error { code, message }) => Err(ExtractError::reported(&code, message)),
         _ => {
             metrics::counter!(m::EXTRACT_CHILD_ERRORS_TOTAL, "error" => "no_answer").increment(1);
+            tracing::warn!(%status, stderr = %tail, "the extractor gave no answer");
             Err(ExtractError::Crashed(format!(
                 "exited with {status} without an answer{}{}",
                 if tail.is_empty() { "" } else { ": " },
@@ -279,17 +280,27 @@ async fn read_tail<R: tokio::io::AsyncRead + Unpin>(mut reader: R) -> Vec<u8> {
     }
 }
 
+/// The address space this process maps now (`VmSize`), where the system says.
+#[cfg(unix)]
+fn mapped_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Applies the limits to this process (and so to every program it starts).
 #[cfg(unix)]
 fn limit_self(limits: ChildLimits) -> Result<(), String> {
     use nix::sys::resource::{Resource, setrlimit};
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
-    setrlimit(
-        Resource::RLIMIT_AS,
-        limits.memory_bytes,
-        limits.memory_bytes,
-    )
-    .map_err(|e| format!("RLIMIT_AS: {e}"))?;
+    // The limit is for the work: on top of what the process already maps (its own image
+    // and libraries, which grow with the binary and are not the file's doing).
+    let address_space = mapped_bytes()
+        .unwrap_or(0)
+        .saturating_add(limits.memory_bytes);
+    setrlimit(Resource::RLIMIT_AS, address_space, address_space)
+        .map_err(|e| format!("RLIMIT_AS: {e}"))?;
     // SIGXCPU at the soft limit, SIGKILL a little later.
     setrlimit(
         Resource::RLIMIT_CPU,
