@@ -277,7 +277,7 @@ error_codes! {
 
     // Analytics.
     /// `from`, `to`, `bucket` or `tz` do not make a series; `field` names the parameter.
-    InvalidPeriod = "invalid_period", "400";
+    InvalidPeriod = "invalid_period", "422";
 
     // Labelling.
     /// The label schema breaks a rule; `field` points at the part at fault.

@@ -603,7 +603,7 @@ impl AnalyticsApi {
     /// ones included. Counts live items: uploads, submissions for review (each round's),
     /// approvals, changes requested, rejections (at the deciding decision), and the
     /// recorded audio uploaded and approved. With `project_id`: that project (its admins
-    /// and reviewers); without: the platform (super admins). A bad period is 400
+    /// and reviewers); without: the platform (super admins). A bad period is 422
     /// `invalid_period` with `field` naming the parameter (`from` not before `to`, an
     /// unknown `tz`, more than 1,000 buckets). Read from per-hour rollups kept in every
     /// change's transaction: exact for zones whose offset is whole hours.

@@ -112,6 +112,12 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     // item_processing, item_in_review, no_label_schema; precondition_failed (If-Match)
     ("document_annotation_put", &[409, 412]),
     ("voice_annotation_put", &[409, 412]),
+    // item_processing, item_in_review, no_label_schema
+    ("document_annotation_suggestion_put", &[409]),
+    ("voice_annotation_suggestion_put", &[409]),
+    // item_processing, item_in_review, no_label_schema, suggestion_stale; If-Match
+    ("document_annotation_suggestion_accept", &[409, 412]),
+    ("voice_annotation_suggestion_accept", &[409, 412]),
     // review_claimed, lease_lost, already_decided, item_not_pending
     ("review_next", &[409]),
     ("review_decide", &[409]),

@@ -712,7 +712,8 @@ async fn who_reads_which_figures(backend: Backend) {
         ),
     ] {
         let resp = app.get_auth(&format!("{series}&{query}"), &admin).await;
-        let problem = assert_problem(resp, StatusCode::BAD_REQUEST, "invalid_period").await;
+        let problem =
+            assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_period").await;
         assert_eq!(problem["field"], field, "{query}");
     }
     let resp = app
