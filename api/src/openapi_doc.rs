@@ -36,8 +36,12 @@ const RATE_LIMITED: [&str; 11] = [
 /// that may not (audit log, invitations, the review queue), or an API token where a
 /// signed-in session is needed (`session_required`). Other reads of what the caller may
 /// not see answer 404, never 403 (docs/ARCHITECTURE.md, rule 6).
-const FORBIDDEN_READS: [&str; 8] = [
+const FORBIDDEN_READS: [&str; 12] = [
     "admin_audit_log",
+    "analytics_summary",
+    "analytics_series",
+    "analytics_contributors",
+    "analytics_reviewers",
     "admin_list_jobs",
     "admin_list_users",
     "project_audit_log",
@@ -48,8 +52,10 @@ const FORBIDDEN_READS: [&str; 8] = [
 ];
 
 /// Operations without a body or cursor whose input can still be refused as content (422):
-/// a verification token, an invitation that expired, a time range whose ends are swapped.
-const REFUSES_CONTENT: [&str; 4] = [
+/// a verification token, an invitation that expired, a time range whose ends are swapped,
+/// a series period that makes no series.
+const REFUSES_CONTENT: [&str; 5] = [
+    "analytics_series",
     "auth_verify_email",
     "invitation_accept",
     "project_audit_log",
