@@ -13,9 +13,9 @@ use std::{
 };
 
 use alta_actors::config::{
-    BlobConfig, EngineConfig, GoogleEngines, GoogleSignInConfig, JobsConfig, JwtConfig, MailConfig,
-    MailTransport, ProcessingConfig, Rate, RateLimits, ReviewConfig, SmtpConfig, SmtpTls,
-    WebauthnConfig,
+    BlobConfig, EngineConfig, ExportsConfig, GoogleEngines, GoogleSignInConfig, JobsConfig,
+    JwtConfig, MailConfig, MailTransport, ProcessingConfig, Rate, RateLimits, ReviewConfig,
+    SmtpConfig, SmtpTls, WebauthnConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -100,6 +100,7 @@ pub struct Settings {
     pub sweep_interval: Duration,
     pub orphan_grace: Duration,
     pub review: ReviewConfig,
+    pub exports: ExportsConfig,
     pub processing: ProcessingConfig,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
@@ -448,6 +449,23 @@ impl Settings {
         if review.digest_interval.is_zero() {
             return Err(err("REVIEW_DIGEST_INTERVAL_SECONDS", "must be at least 1"));
         }
+        let export_defaults = ExportsConfig::default();
+        let export_days: u64 = v.parse(
+            "EXPORT_RETENTION_DAYS",
+            export_defaults.retention.as_secs() / 86_400,
+        )?;
+        if !(1..=3650).contains(&export_days) {
+            return Err(err("EXPORT_RETENTION_DAYS", "must be between 1 and 3650"));
+        }
+        let export_concurrency: usize =
+            v.parse("JOB_CONCURRENCY_EXPORT", export_defaults.concurrency)?;
+        if !(1..=64).contains(&export_concurrency) {
+            return Err(err("JOB_CONCURRENCY_EXPORT", "must be between 1 and 64"));
+        }
+        let exports = ExportsConfig {
+            retention: Duration::from_secs(export_days * 86_400),
+            concurrency: export_concurrency,
+        };
         let defaults = ProcessingConfig::default();
         let processing = ProcessingConfig {
             ocr_concurrency: v.parse("JOB_CONCURRENCY_OCR", defaults.ocr_concurrency)?,
@@ -640,6 +658,7 @@ impl Settings {
             sweep_interval: Duration::from_secs(sweep_secs),
             orphan_grace: Duration::from_secs(orphan_grace_secs),
             review,
+            exports,
             processing,
             multi_node,
             log_format,
@@ -705,6 +724,7 @@ impl Settings {
             orphan_grace: self.orphan_grace,
             processing: self.processing.clone(),
             review: self.review.clone(),
+            exports: self.exports.clone(),
             webauthn: self.webauthn.clone(),
             google_signin: self.google_signin.clone(),
             register_mail_interval: self.register_mail_interval,

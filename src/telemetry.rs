@@ -66,6 +66,9 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(Matcher::Full("job_duration_seconds".into()), &slow)
                 })
                 .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("export_duration_seconds".into()), &slow)
+                })
+                .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("review_time_to_verdict_seconds".into()),
                         &review,

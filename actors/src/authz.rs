@@ -65,6 +65,8 @@ pub enum ProjectAction {
     Review,
     /// Read the project's figures and everyone's in it (analytics).
     ReadAnalytics,
+    /// Export the project's items as a dataset; list, download and delete exports.
+    Export,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -110,7 +112,8 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
             | ProjectAction::Delete
             | ProjectAction::ManageMembers
             | ProjectAction::ManageInvitations
-            | ProjectAction::ReadAuditLog,
+            | ProjectAction::ReadAuditLog
+            | ProjectAction::Export,
         ) => false,
     }
 }
@@ -199,6 +202,10 @@ pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
     (
         ProjectAction::ReadAnalytics,
         "GET /api/analytics/summary?project_id=",
+    ),
+    (
+        ProjectAction::Export,
+        "POST|GET /api/projects/{project_id}/exports…",
     ),
 ];
 

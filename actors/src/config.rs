@@ -46,6 +46,7 @@ pub struct EngineConfig {
     pub orphan_grace: Duration,
     pub processing: ProcessingConfig,
     pub review: ReviewConfig,
+    pub exports: ExportsConfig,
     pub webauthn: WebauthnConfig,
     /// Google sign-in (OpenID Connect); `None` when `GOOGLE_CLIENT_ID` is not set.
     pub google_signin: Option<GoogleSignInConfig>,
@@ -71,6 +72,24 @@ pub struct WebauthnConfig {
     /// Origins of the web pages allowed to run ceremonies (the frontend's), e.g.
     /// `https://data.example.org`. Each must be the RP id or a subdomain of it.
     pub origins: Vec<url::Url>,
+}
+
+/// Dataset exports.
+#[derive(Debug, Clone)]
+pub struct ExportsConfig {
+    /// How long a finished or failed export is kept (`EXPORT_RETENTION_DAYS`).
+    pub retention: Duration,
+    /// Exports one node writes at once (`JOB_CONCURRENCY_EXPORT`); one per project.
+    pub concurrency: usize,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 86_400),
+            concurrency: 2,
+        }
+    }
 }
 
 /// Review leases and the changes-requested digest.

@@ -297,6 +297,12 @@ error_codes! {
     /// `If-Match` names a revision that is no longer current; read it again.
     PreconditionFailed = "precondition_failed", "412";
 
+    // Exports.
+    /// The export request's content is refused; `field` points at the part at fault.
+    InvalidExport = "invalid_export", "422";
+    /// The export is not finished yet (or failed); download it once `state` is `finished`.
+    ExportNotReady = "export_not_ready", "409";
+
     // Resumable uploads (tus).
     /// `Upload-Length` is missing or not a byte count.
     InvalidUploadLength = "invalid_upload_length", "400";

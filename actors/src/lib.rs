@@ -21,6 +21,7 @@ pub mod domain;
 mod engine;
 pub mod error;
 pub mod error_code;
+pub mod exports;
 pub mod idempotency;
 pub mod items;
 pub mod jobs;

@@ -77,3 +77,13 @@ pub fn review_reason_label(code: &str) -> &'static str {
         _ => "other",
     }
 }
+
+/// Exports ended: `{format, outcome}` (`finished`, `retried`: an attempt failed and the
+/// job will run again, `failed`: it gave up).
+pub const EXPORTS_TOTAL: &str = "exports_total";
+/// Items written into exports.
+pub const EXPORT_ITEMS_TOTAL: &str = "export_items_total";
+/// Bytes written into export files.
+pub const EXPORT_BYTES_TOTAL: &str = "export_bytes_total";
+/// How long a finished export took, `{format}` (a resumed one: its last run).
+pub const EXPORT_DURATION_SECONDS: &str = "export_duration_seconds";

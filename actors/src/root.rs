@@ -16,6 +16,7 @@ use crate::{
     accounts::Accounts,
     deps::Deps,
     engine::{EngineRoles, Slots},
+    exports::ExportHandler,
     jobs::worker::JobWorker,
     mailer::MailHandler,
     metrics as m,
@@ -40,6 +41,8 @@ pub enum Child {
     Sweeper,
     /// Changes-requested digests and review gauges.
     ReviewMonitor,
+    /// Dataset exports.
+    ExportWorker,
 }
 
 impl Child {
@@ -54,6 +57,7 @@ impl Child {
             Self::Sweeper => "sweeper",
             Self::ReviewMonitor => "review_monitor",
             Self::OcrImageWorker => "ocr_image_worker",
+            Self::ExportWorker => "export_worker",
         }
     }
 }
@@ -116,6 +120,7 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::OcrWorker).await?;
             spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
             spawn_child(&myself, &mut state, Child::OcrImageWorker).await?;
+            spawn_child(&myself, &mut state, Child::ExportWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
             spawn_child(&myself, &mut state, Child::ReviewMonitor).await?;
             state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
@@ -150,6 +155,7 @@ impl Actor for Root {
                     | Child::OcrWorker
                     | Child::TranscriptionWorker
                     | Child::OcrImageWorker
+                    | Child::ExportWorker
                     | Child::Sweeper
                     | Child::ReviewMonitor => 0,
                     Child::Projects => 1,
@@ -256,6 +262,12 @@ async fn spawn_child(
             let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
             actor.get_cell()
         }
+        Child::ExportWorker => {
+            let handler = ExportHandler::new(projects(state));
+            let worker = JobWorker::<ExportHandler>::default();
+            let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
+            actor.get_cell()
+        }
         Child::Sweeper => {
             let (actor, _) = Actor::spawn_linked(None, Sweeper, deps, supervisor).await?;
             actor.get_cell()
@@ -297,6 +309,7 @@ fn clear_slot(state: &RootState, child: Child) {
         | Child::MailWorker
         | Child::OcrWorker
         | Child::OcrImageWorker
+        | Child::ExportWorker
         | Child::TranscriptionWorker => {}
     }
 }

@@ -81,6 +81,7 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
         }
     }
     removed += crate::resumable::expire(deps, grace).await;
+    removed += sweep_exports(deps, grace).await;
     purge_jobs(deps).await;
     // Failed-login counts older than a day no longer delay anything.
     let day_ago = deps.clock.now() - chrono::Duration::days(1);
@@ -113,7 +114,12 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
                 continue;
             }
             let key = crate::blob::item_key(project_id, item_id);
-            match store::items::blob_in_use(&deps.db, item_id, &key).await {
+            let in_use = match store::items::blob_in_use(&deps.db, item_id, &key).await {
+                // An export's file is under the same kind of key.
+                Ok(false) => store::exports::blob_in_use(&deps.db, &key).await,
+                other => other,
+            };
+            match in_use {
                 Ok(false) => {
                     if std::fs::remove_file(&blob).is_ok() {
                         removed += 1;
@@ -128,6 +134,56 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
         }
     }
     metrics::counter!(m::ORPHAN_FILES_REMOVED_TOTAL).increment(removed as u64);
+    removed
+}
+
+/// Exports past their retention go with their files; the parts of exports that no
+/// longer run (failed, deleted, or published by another node) go after the grace.
+async fn sweep_exports(deps: &Deps, grace: Duration) -> usize {
+    let mut removed = 0;
+    let now = deps.clock.now();
+    match store::exports::expired(&deps.db, now, 100).await {
+        Ok(expired) => {
+            for (project_id, id) in expired {
+                let key = crate::blob::item_key(project_id, id);
+                if let Err(err) = deps.blobs.delete(&key).await {
+                    tracing::warn!(%key, error = %err, "could not remove an expired export's file");
+                    continue;
+                }
+                match store::exports::delete_expired(&deps.db, id, now).await {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(export_id = %id, error = %err, "could not remove an expired export")
+                    }
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "could not look for expired exports"),
+    }
+    for dir in files_in(deps.blobs.exports_dir()) {
+        let Some(id) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| Uuid::parse_str(n).ok())
+        else {
+            continue;
+        };
+        if !old_enough(&dir, grace) {
+            continue;
+        }
+        match store::exports::is_running(&deps.db, id).await {
+            Ok(false) => {
+                crate::exports::artifact::Parts::remove(&dir).await;
+                removed += 1;
+            }
+            Ok(true) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "export sweep stopped: database unavailable");
+                break;
+            }
+        }
+    }
     removed
 }
 

@@ -1,12 +1,17 @@
 //! Streaming a stored file: the real content type, `Range` requests (so long audio can
 //! be seeked), and an RFC 6266 `Content-Disposition`.
 
-use alta_actors::media::detect::DetectedType;
+use std::future::Future;
+
+use alta_actors::{ErrorCode, media::detect::DetectedType};
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::{
-    payload::{Binary, Payload},
+    ApiResponse,
+    payload::{Binary, Json},
     registry::{MetaSchemaRef, Registry},
 };
+
+use crate::problem::{ApiResult, Problem};
 
 /// A file body with its content type decided at run time.
 pub struct FileBody {
@@ -14,15 +19,15 @@ pub struct FileBody {
     pub content_type: String,
 }
 
-impl Payload for FileBody {
+impl poem_openapi::payload::Payload for FileBody {
     const CONTENT_TYPE: &'static str = "application/octet-stream";
 
     fn schema_ref() -> MetaSchemaRef {
-        Binary::<Body>::schema_ref()
+        <Binary<Body> as poem_openapi::payload::Payload>::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        Binary::<Body>::register(registry);
+        <Binary<Body> as poem_openapi::payload::Payload>::register(registry);
     }
 }
 
@@ -31,6 +36,73 @@ impl IntoResponse for FileBody {
         Response::builder()
             .content_type(self.content_type)
             .body(self.body)
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ContentResponse {
+    /// The whole file.
+    #[oai(status = 200)]
+    Full(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The requested byte range.
+    #[oai(status = 206)]
+    Partial(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The range lies outside the file.
+    #[oai(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(Json<Problem>, #[oai(header = "Content-Range")] String),
+}
+
+/// Answer a download of `len` bytes as `range` asks: the whole file, the range (206), or
+/// 416. `open(start, end_inclusive)` streams the bytes; `empty` is the body of a file
+/// with none.
+pub async fn ranged<F, Fut>(
+    len: u64,
+    range: Option<&str>,
+    disposition: String,
+    open: F,
+    empty: impl FnOnce() -> FileBody,
+) -> ApiResult<ContentResponse>
+where
+    F: Fn(u64, u64) -> Fut,
+    Fut: Future<Output = Result<FileBody, alta_actors::EngineError>>,
+{
+    match parse_range(range, len) {
+        RangeRequest::Full if len == 0 => Ok(ContentResponse::Full(
+            empty(),
+            disposition,
+            "bytes".into(),
+            len,
+        )),
+        RangeRequest::Full => Ok(ContentResponse::Full(
+            open(0, len - 1).await?,
+            disposition,
+            "bytes".into(),
+            len,
+        )),
+        RangeRequest::Partial(start, end) => Ok(ContentResponse::Partial(
+            open(start, end).await?,
+            disposition,
+            format!("bytes {start}-{end}/{len}"),
+            end - start + 1,
+        )),
+        RangeRequest::Unsatisfiable => Ok(ContentResponse::RangeNotSatisfiable(
+            Json(Problem::new(
+                poem::http::StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
+                format!("the file has {len} bytes"),
+            )),
+            format!("bytes */{len}"),
+        )),
     }
 }
 

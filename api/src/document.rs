@@ -49,8 +49,9 @@ fn tighten(doc: &mut Value) {
     crate::openapi_doc::finish(doc);
     bare_json_media_types(doc);
     close_request_objects(doc);
-    download_media_types(doc, "document_content", DataKind::Document);
-    download_media_types(doc, "voice_content", DataKind::Audio);
+    download_media_types(doc, "document_content", &detected_types(DataKind::Document));
+    download_media_types(doc, "voice_content", &detected_types(DataKind::Audio));
+    download_media_types(doc, "exports_download", &EXPORT_TYPES);
     header_schemas(doc);
     close_upload_forms(doc);
     unsigned_integers_from_zero(doc);
@@ -168,9 +169,21 @@ fn operations_mut(doc: &mut Value) -> impl Iterator<Item = &mut Value> {
         .flat_map(|ops| ops.values_mut())
 }
 
-/// A download is served with the type decided from the file's content: the document
-/// lists each type of that kind (poem-openapi knows only one per response).
-fn download_media_types(doc: &mut Value, operation_id: &str, kind: DataKind) {
+/// The bare media types of a kind's detected file types.
+fn detected_types(kind: DataKind) -> Vec<&'static str> {
+    DetectedType::ALL
+        .iter()
+        .filter(|t| t.kind() == kind)
+        .map(|t| t.mime().split(';').next().unwrap_or_default().trim())
+        .collect()
+}
+
+/// What an export's file is: JSON Lines, CSV, or a tar with the files.
+const EXPORT_TYPES: [&str; 3] = ["application/x-ndjson", "text/csv", "application/x-tar"];
+
+/// A download is served with the type of the file it serves: the document lists each
+/// type it can be (poem-openapi knows only one per response).
+fn download_media_types(doc: &mut Value, operation_id: &str, types: &[&str]) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -191,9 +204,8 @@ fn download_media_types(doc: &mut Value, operation_id: &str, kind: DataKind) {
         let Some(media) = content.remove("application/octet-stream") else {
             continue;
         };
-        for detected in DetectedType::ALL.iter().filter(|t| t.kind() == kind) {
-            let bare = detected.mime().split(';').next().unwrap_or_default().trim();
-            content.insert(bare.to_owned(), media.clone());
+        for bare in types {
+            content.insert((*bare).to_owned(), media.clone());
         }
     }
 }

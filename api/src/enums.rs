@@ -127,7 +127,7 @@ impl JobState {
 }
 
 /// What a background job does: extract a document's text (`ocr`, and `ocr_image` for
-/// a scanned page), transcribe a recording, or send a mail.
+/// a scanned page), transcribe a recording, send a mail, or write an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum JobKind {
@@ -135,6 +135,7 @@ pub enum JobKind {
     OcrImage,
     Transcription,
     Mail,
+    Export,
 }
 
 impl JobKind {
@@ -144,6 +145,7 @@ impl JobKind {
             Self::OcrImage => "ocr_image",
             Self::Transcription => "transcription",
             Self::Mail => "mail",
+            Self::Export => "export",
         }
     }
 }
@@ -261,6 +263,11 @@ impl<E> Wire<E> {
             value: value.into(),
             set: PhantomData,
         }
+    }
+
+    /// The value as sent (one of `E`'s, checked when parsed).
+    pub fn as_str(&self) -> &str {
+        &self.value
     }
 }
 

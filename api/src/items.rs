@@ -24,10 +24,10 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    content::{FileBody, RangeRequest, content_disposition, download_name, parse_range},
+    content::{ContentResponse, FileBody, content_disposition, download_name, ranged},
     enums::{DetectedType, ItemStatus, JobKind, JobState, TextSource, Wire},
     json_body::JsonBody,
-    problem::{ApiResult, Problem},
+    problem::ApiResult,
     projects::DataKindDto,
     required::Required,
     security::BearerAuth,
@@ -354,29 +354,6 @@ pub enum ItemDeleted {
     NoContent,
 }
 
-#[derive(ApiResponse)]
-pub enum ContentResponse {
-    /// The whole file.
-    #[oai(status = 200)]
-    Full(
-        FileBody,
-        #[oai(header = "Content-Disposition")] String,
-        #[oai(header = "Accept-Ranges")] String,
-        #[oai(header = "Content-Length")] u64,
-    ),
-    /// The requested byte range.
-    #[oai(status = 206)]
-    Partial(
-        FileBody,
-        #[oai(header = "Content-Disposition")] String,
-        #[oai(header = "Content-Range")] String,
-        #[oai(header = "Content-Length")] u64,
-    ),
-    /// The range lies outside the file.
-    #[oai(status = 416, content_type = "application/problem+json")]
-    RangeNotSatisfiable(Json<Problem>, #[oai(header = "Content-Range")] String),
-}
-
 fn parse_project_id(raw: &str) -> Result<Uuid, alta_actors::EngineError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
         alta_actors::EngineError::validation(
@@ -447,51 +424,27 @@ async fn content(
 ) -> ApiResult<ContentResponse> {
     let (item, len) = engine.item_content(&auth.0, kind, id).await?;
     let disposition = content_disposition(&download_name(&item.file_name, &item.detected_type));
-    match parse_range(range.as_deref(), len) {
-        // An empty blob has no bytes to stream (uploads refuse empty files anyway).
-        RangeRequest::Full if len == 0 => Ok(ContentResponse::Full(
-            FileBody {
-                body: Body::empty(),
-                content_type: item.content_type,
-            },
-            disposition,
-            "bytes".into(),
-            len,
-        )),
-        RangeRequest::Full => {
-            let stream = engine.item_content_range(&item, 0, len - 1).await?;
-            Ok(ContentResponse::Full(
-                FileBody {
+    let content_type = item.content_type.clone();
+    ranged(
+        len,
+        range.as_deref(),
+        disposition,
+        |start, end| {
+            let (item, content_type) = (&item, content_type.clone());
+            async move {
+                let stream = engine.item_content_range(item, start, end).await?;
+                Ok(FileBody {
                     body: Body::from_bytes_stream(stream),
-                    content_type: item.content_type,
-                },
-                disposition,
-                "bytes".into(),
-                len,
-            ))
-        }
-        RangeRequest::Partial(start, end) => {
-            let stream = engine.item_content_range(&item, start, end).await?;
-            let count = end - start + 1;
-            Ok(ContentResponse::Partial(
-                FileBody {
-                    body: Body::from_bytes_stream(stream),
-                    content_type: item.content_type,
-                },
-                disposition,
-                format!("bytes {start}-{end}/{len}"),
-                count,
-            ))
-        }
-        RangeRequest::Unsatisfiable => Ok(ContentResponse::RangeNotSatisfiable(
-            Json(Problem::new(
-                poem::http::StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::RangeNotSatisfiable,
-                format!("the file has {len} bytes"),
-            )),
-            format!("bytes */{len}"),
-        )),
-    }
+                    content_type,
+                })
+            }
+        },
+        || FileBody {
+            body: Body::empty(),
+            content_type: content_type.clone(),
+        },
+    )
+    .await
 }
 
 macro_rules! item_api {

@@ -9,6 +9,7 @@ mod auth;
 mod content;
 mod document;
 mod enums;
+mod exports;
 mod google;
 mod health;
 mod items;
@@ -110,6 +111,7 @@ type Services = (
     labels::VoiceAnnotationsApi,
     review::ReviewApi,
     analytics::AnalyticsApi,
+    exports::ExportsApi,
     uploads::UploadsApi,
     jobs::JobsApi,
     admin::AdminApi,
@@ -130,6 +132,7 @@ fn service() -> OpenApiService<Services, ()> {
             labels::VoiceAnnotationsApi,
             review::ReviewApi,
             analytics::AnalyticsApi,
+            exports::ExportsApi,
             uploads::UploadsApi,
             jobs::JobsApi,
             admin::AdminApi,

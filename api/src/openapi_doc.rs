@@ -36,8 +36,11 @@ const RATE_LIMITED: [&str; 11] = [
 /// that may not (audit log, invitations, the review queue), or an API token where a
 /// signed-in session is needed (`session_required`). Other reads of what the caller may
 /// not see answer 404, never 403 (docs/ARCHITECTURE.md, rule 6).
-const FORBIDDEN_READS: [&str; 12] = [
+const FORBIDDEN_READS: [&str; 15] = [
     "admin_audit_log",
+    "exports_list",
+    "exports_get",
+    "exports_download",
     "analytics_summary",
     "analytics_series",
     "analytics_contributors",
@@ -136,6 +139,10 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     // offset_mismatch, upload_busy, upload_finished, idempotency_key_in_progress;
     // upload_expired, upload_refused; a refused complete file (duplicate_content, …)
     ("tus_patch", &[409, 410, 422]),
+    // webdataset is not built yet (not_implemented)
+    ("exports_create", &[501]),
+    // export_not_ready
+    ("exports_download", &[409]),
 ];
 
 /// What each error status means, for responses this module adds.

@@ -14,6 +14,8 @@ pub enum ApiTags {
     Review,
     /// Analytics: a project's or the platform's figures, and one person's.
     Analytics,
+    /// Dataset exports: approved items out as JSON Lines, CSV or a Hugging Face folder.
+    Exports,
     /// Resumable uploads (tus 1.0) for large files over flaky connections.
     Uploads,
     /// Background jobs: OCR, transcription and mail.

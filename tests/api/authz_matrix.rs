@@ -108,6 +108,9 @@ enum Rule {
     /// and super admins; reviewers 403. The sweep names an item that does not exist, so
     /// the allowed get 422 `unknown_item`.
     BulkAnnotate,
+    /// One export of the project in `{project_id}` (`{export_id}`, an unknown one here):
+    /// project admins and super admins get 404, other members 403.
+    ExportById,
     /// Process an item again (`{id}`): project admins and super admins; its uploader and
     /// reviewers get 403, another contributor 404.
     ReprocessItem,
@@ -179,7 +182,8 @@ impl Rule {
             | Self::Leave
             | Self::Restore
             | Self::SubmitItems
-            | Self::BulkAnnotate => Subject::ProjectPath,
+            | Self::BulkAnnotate
+            | Self::ExportById => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
             Self::ListItems | Self::ReviewQueue | Self::ReadAnalytics => Subject::ProjectQuery,
             Self::UserAnalytics => Subject::Platform,
@@ -324,6 +328,12 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
         "document_annotation_suggestion_accept",
         &[Rule::AcceptSuggestion],
     ),
+    // Exports (`{export_id}`: an unknown one).
+    ("exports_create", &[Rule::ProjectAdmin]),
+    ("exports_list", &[Rule::ProjectAdmin]),
+    ("exports_get", &[Rule::ExportById]),
+    ("exports_delete", &[Rule::ExportById]),
+    ("exports_download", &[Rule::ExportById]),
     ("voice_annotation_suggestions", &[Rule::ReadItem]),
     ("voice_annotation_suggestion_put", &[Rule::Annotate]),
     (
@@ -567,6 +577,9 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         Expect::Allowed if rule == Rule::AcceptSuggestion => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")
         }
+        Expect::Allowed if rule == Rule::ExportById => {
+            Expect::Problem(StatusCode::NOT_FOUND, "not_found")
+        }
 
         expect => expect,
     }
@@ -630,7 +643,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
             (Some("contributor"), Rule::ReadAnalytics) => Denied(FORBIDDEN),
             // Reprocessing is the admins' call.
             (Some(_), Rule::ReprocessItem) => Denied(FORBIDDEN),
-            (Some(_), Rule::ProjectAdmin) => Denied(FORBIDDEN),
+            (Some(_), Rule::ProjectAdmin | Rule::ExportById) => Denied(FORBIDDEN),
             // Reviewers review: they neither upload nor delete.
             (
                 Some("reviewer"),
@@ -1225,7 +1238,8 @@ impl World {
             let fixture = self.fixture(target).await;
             path = path
                 .replace("{project_id}", &fixture.project_id)
-                .replace("{invitation_id}", &fixture.invitation_id);
+                .replace("{invitation_id}", &fixture.invitation_id)
+                .replace("{export_id}", &Uuid::now_v7().to_string());
             match rule.subject() {
                 Subject::ProjectQuery => {
                     path.push_str(&format!("?project_id={}", fixture.project_id));
@@ -1329,6 +1343,7 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "auth_password_reset" => json!({"token": "not-a-real-token", "new_password": PASSWORD}),
         "auth_password_change" => json!({"current_password": PASSWORD, "new_password": PASSWORD}),
         "review_decide" => json!({"decision": "approve"}),
+        "exports_create" => json!({"format": "jsonl"}),
         "label_schema_put" => json!({"fields": [{"name": "topic", "type": "text"}]}),
         "document_annotation_put" | "voice_annotation_put" => json!({"values": {}}),
         "document_annotation_suggestion_put" | "voice_annotation_suggestion_put" => {

@@ -24,6 +24,7 @@ mod db_outage;
 mod deadlines;
 mod downloads;
 mod error_contract;
+mod exports;
 mod google;
 mod google_signin;
 mod group_commit;

@@ -252,6 +252,7 @@ async fn constraints_are_declared_and_enforced(backend: Backend) {
             alta_actors::processing::KIND_OCR_IMAGE,
             alta_actors::items::KIND_TRANSCRIPTION,
             alta_actors::jobs::KIND_MAIL,
+            alta_actors::exports::KIND_EXPORT,
         ]
     );
     assert_eq!(

@@ -34,6 +34,9 @@ pub struct BlobStore {
     /// Where resumable uploads collect their bytes (always local, beside `incoming` so a
     /// finished one is hard-linked there, not copied).
     resumable: PathBuf,
+    /// Where exports are written before they are published (always local, beside
+    /// `incoming`, so publishing to a local store is a rename).
+    exports: PathBuf,
     backend: Backend,
 }
 
@@ -48,11 +51,14 @@ impl BlobStore {
     pub async fn local(root: PathBuf) -> io::Result<Self> {
         let incoming = root.join(".incoming");
         let resumable = root.join(".resumable");
+        let exports = root.join(".exports");
         fs::create_dir_all(&incoming).await?;
         fs::create_dir_all(&resumable).await?;
+        fs::create_dir_all(&exports).await?;
         Ok(Self {
             incoming,
             resumable,
+            exports,
             backend: Backend::Local(LocalBlobs { root }),
         })
     }
@@ -68,12 +74,15 @@ impl BlobStore {
             } => {
                 let incoming = local_root.join(".incoming");
                 let resumable = local_root.join(".resumable");
+                let exports = local_root.join(".exports");
                 fs::create_dir_all(&incoming).await?;
                 fs::create_dir_all(&resumable).await?;
+                fs::create_dir_all(&exports).await?;
                 let gcs = GcsBlobs::new(bucket, endpoint.as_deref(), *anonymous).await?;
                 Ok(Self {
                     incoming,
                     resumable,
+                    exports,
                     backend: Backend::Gcs(Box::new(gcs)),
                 })
             }
@@ -93,6 +102,11 @@ impl BlobStore {
     /// The folder of resumable uploads (files there without a row are swept).
     pub fn resumable_dir(&self) -> &Path {
         &self.resumable
+    }
+
+    /// The local folder exports are written in, a folder per export.
+    pub fn exports_dir(&self) -> &Path {
+        &self.exports
     }
 
     /// The local folder uploads are received in (swept for leftovers in both modes).

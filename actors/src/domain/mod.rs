@@ -3,6 +3,7 @@
 
 pub mod buckets;
 mod email;
+pub mod export;
 mod item;
 mod job;
 pub mod labels;

@@ -224,18 +224,8 @@ pub(super) async fn target_of(
     Ok((
         text.as_ref().map(|t| t.text.clone()),
         text.map(|t| t.revision),
-        duration_ms(item),
+        item.duration_ms(),
     ))
-}
-
-/// The recording's length, when its analysis found one (0: it did not).
-pub(super) fn duration_ms(item: &ItemRow) -> Option<u64> {
-    item.audio
-        .as_ref()
-        .and_then(|a| a.0.get("duration_seconds"))
-        .and_then(Value::as_f64)
-        .filter(|s| *s > 0.0)
-        .map(|s| (s * 1000.0).round() as u64)
 }
 
 /// A new revision of `item`'s annotation by the caller: `values` checked against the

@@ -106,11 +106,7 @@ impl Transition for AcceptSuggestion {
         let (suggested, anchor) = if self.source == suggest::TRANSCRIPTION_SOURCE {
             let timed = store::texts::timed_tx(at.tx(), item.id).await?;
             let values = timed.and_then(|t| t.words).map(|words| {
-                suggest::from_word_timings(
-                    &schema.fields.0,
-                    &words.0,
-                    super::labels::duration_ms(&item),
-                )
+                suggest::from_word_timings(&schema.fields.0, &words.0, item.duration_ms())
             });
             (values.filter(|v| !v.is_empty()), None)
         } else {

@@ -49,6 +49,19 @@ pub struct ItemRow {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
+impl ItemRow {
+    /// A recording's length from its audio analysis (none for documents, or when the
+    /// analysis found none).
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.audio
+            .as_ref()
+            .and_then(|a| a.0.get("duration_seconds"))
+            .and_then(Value::as_f64)
+            .filter(|s| *s > 0.0)
+            .map(|s| (s * 1000.0).round() as u64)
+    }
+}
+
 pub async fn insert(tx: &mut Tx, row: &ItemRow) -> StoreResult<()> {
     let sql = "INSERT INTO items (id, project_id, kind, contributor_id, status, title, language, external_id, \
                metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id) \

@@ -446,6 +446,28 @@ pub async fn statuses(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<JobStatus>> {
     Ok(rows)
 }
 
+/// Replace the payload of a job this worker holds (a long job's checkpoint), pushing
+/// nothing else. False when the lease was lost.
+pub async fn save_payload(
+    db: &Db,
+    id: Uuid,
+    worker: &str,
+    payload: Value,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE jobs SET payload = $3, updated_at = $4 \
+               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    let n = with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(worker)
+        .bind(sqlx::types::Json(payload.clone()))
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Push out the lease of a job this worker still holds (a heartbeat while it runs).
 /// False when the lease was lost.
 pub async fn extend_lease(

@@ -8,6 +8,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod exports;
 pub mod google;
 pub mod idempotency;
 pub mod invitations;

@@ -77,6 +77,18 @@ pub async fn find_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
     Ok(row)
 }
 
+/// A project by id, deleted or not.
+pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<ProjectRow>> {
+    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1");
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ProjectRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
 /// A live project with `user`'s role in it.
 pub async fn find_live_with_role(
     db: &Db,

@@ -1,0 +1,299 @@
+//! The files of an export under construction: named parts in a folder of their own
+//! (`{blob_root}/.exports/{export_id}/`), appended to and synced at each checkpoint, so
+//! that a run that crashed resumes by cutting each part back to its checkpointed
+//! length. The main part becomes the artifact; an archive's other parts (its manifests)
+//! are copied into it at the end as tar entries.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    path::{Path, PathBuf},
+};
+
+use futures::StreamExt;
+use tokio::{
+    fs,
+    io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter},
+};
+
+use crate::blob::BlobStream;
+
+/// The part that becomes the artifact.
+pub const MAIN: &str = "main";
+
+struct Part {
+    file: BufWriter<fs::File>,
+    len: u64,
+}
+
+pub struct Parts {
+    dir: PathBuf,
+    parts: BTreeMap<String, Part>,
+}
+
+/// A part's file name on disk (`meta/train` → `meta_train`).
+fn disk_name(name: &str) -> String {
+    name.replace('/', "_")
+}
+
+impl Parts {
+    /// Open the parts `names` in `dir`. With `resume` (the lengths of the last
+    /// checkpoint), each part is cut back to its length when every part is still there
+    /// and at least that long; the answer says whether the run resumes. Otherwise every
+    /// part starts empty.
+    pub async fn open(
+        dir: &Path,
+        names: &[String],
+        resume: Option<&BTreeMap<String, u64>>,
+    ) -> io::Result<(Self, bool)> {
+        fs::create_dir_all(dir).await?;
+        let mut resumable = resume.is_some();
+        for name in names {
+            let want = resume.and_then(|r| r.get(name)).copied();
+            let have = fs::metadata(dir.join(disk_name(name)))
+                .await
+                .map(|m| m.len())
+                .ok();
+            if !matches!((want, have), (Some(w), Some(h)) if h >= w) {
+                resumable = false;
+            }
+        }
+        let mut parts = BTreeMap::new();
+        for name in names {
+            let len = if resumable {
+                resume.and_then(|r| r.get(name)).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .read(true)
+                .open(dir.join(disk_name(name)))
+                .await?;
+            file.set_len(len).await?;
+            file.seek(io::SeekFrom::Start(len)).await?;
+            parts.insert(
+                name.clone(),
+                Part {
+                    file: BufWriter::with_capacity(256 * 1024, file),
+                    len,
+                },
+            );
+        }
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                parts,
+            },
+            resumable,
+        ))
+    }
+
+    fn part(&mut self, name: &str) -> io::Result<&mut Part> {
+        self.parts
+            .get_mut(name)
+            .ok_or_else(|| io::Error::other(format!("no export part {name}")))
+    }
+
+    pub async fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let part = self.part(name)?;
+        part.file.write_all(bytes).await?;
+        part.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn len(&self, name: &str) -> u64 {
+        self.parts.get(name).map(|p| p.len).unwrap_or(0)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(disk_name(name))
+    }
+
+    /// Make every part durable; their lengths, for a checkpoint.
+    pub async fn sync(&mut self) -> io::Result<BTreeMap<String, u64>> {
+        let mut lens = BTreeMap::new();
+        for (name, part) in &mut self.parts {
+            part.file.flush().await?;
+            part.file.get_ref().sync_data().await?;
+            lens.insert(name.clone(), part.len);
+        }
+        Ok(lens)
+    }
+
+    /// Append a file entry to the tar in `name` whose bytes come from `stream`, which
+    /// must yield exactly `size` bytes.
+    pub async fn append_tar_stream(
+        &mut self,
+        name: &str,
+        path: &str,
+        size: u64,
+        mtime: u64,
+        mut stream: BlobStream,
+    ) -> io::Result<()> {
+        self.append(name, &tar_header(path, size, mtime)?).await?;
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            if written > size {
+                break;
+            }
+            self.append(name, &chunk).await?;
+        }
+        if written != size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path}: the stored file has {written} bytes, its record says {size}"),
+            ));
+        }
+        self.append(name, &vec![0u8; tar_padding(size)]).await
+    }
+
+    /// Append a tar entry holding `bytes`.
+    pub async fn append_tar_bytes(
+        &mut self,
+        name: &str,
+        path: &str,
+        bytes: &[u8],
+        mtime: u64,
+    ) -> io::Result<()> {
+        let size = bytes.len() as u64;
+        self.append(name, &tar_header(path, size, mtime)?).await?;
+        self.append(name, bytes).await?;
+        self.append(name, &vec![0u8; tar_padding(size)]).await
+    }
+
+    /// Append the part `from` to the tar in `name` as the entry `path`.
+    pub async fn append_tar_part(
+        &mut self,
+        name: &str,
+        path: &str,
+        from: &str,
+        mtime: u64,
+    ) -> io::Result<()> {
+        let size = {
+            let part = self.part(from)?;
+            part.file.flush().await?;
+            part.len
+        };
+        let mut source = fs::File::open(self.path(from)).await?;
+        self.append(name, &tar_header(path, size, mtime)?).await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
+            let n = source.read(&mut buf[..want]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("export part {from} is shorter than written"),
+                ));
+            }
+            self.append(name, &buf[..n]).await?;
+            left -= n as u64;
+        }
+        self.append(name, &vec![0u8; tar_padding(size)]).await
+    }
+
+    /// Close the tar in `name` (two zero blocks).
+    pub async fn end_tar(&mut self, name: &str) -> io::Result<()> {
+        self.append(name, &[0u8; 1024]).await
+    }
+
+    /// Remove the folder of parts.
+    pub async fn remove(dir: &Path) {
+        if let Err(err) = fs::remove_dir_all(dir).await
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %err, "could not remove export parts");
+        }
+    }
+}
+
+/// A ustar header for a regular file (paths here are short and ASCII: `{split}/{uuid}.ext`).
+fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(path)?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(mtime);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut block = [0u8; 512];
+    block.copy_from_slice(header.as_bytes());
+    Ok(block)
+}
+
+/// Zero bytes that bring an entry of `size` bytes to a whole block.
+fn tar_padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tar_written_in_parts_reads_back_and_resumes() {
+        let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
+        let names = vec![MAIN.to_owned(), "manifest".to_owned()];
+        let (mut parts, resumed) = Parts::open(&dir, &names, None).await.unwrap();
+        assert!(!resumed);
+        parts
+            .append_tar_bytes(MAIN, "a.txt", b"hello", 0)
+            .await
+            .unwrap();
+        parts.append("manifest", b"{\"id\":1}\n").await.unwrap();
+        let checkpoint = parts.sync().await.unwrap();
+        // Written after the checkpoint, then "crashed".
+        parts
+            .append_tar_bytes(MAIN, "b.txt", b"lost", 0)
+            .await
+            .unwrap();
+        parts.append("manifest", b"{\"id\":2}\n").await.unwrap();
+        parts.sync().await.unwrap();
+        drop(parts);
+
+        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        assert!(resumed);
+        assert_eq!(parts.len("manifest"), 9);
+        parts
+            .append_tar_part(MAIN, "manifest.jsonl", "manifest", 0)
+            .await
+            .unwrap();
+        parts.end_tar(MAIN).await.unwrap();
+        parts.sync().await.unwrap();
+        let bytes = std::fs::read(parts.path(MAIN)).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            seen.push((entry.path().unwrap().display().to_string(), body));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("a.txt".to_owned(), "hello".to_owned()),
+                ("manifest.jsonl".to_owned(), "{\"id\":1}\n".to_owned()),
+            ]
+        );
+        Parts::remove(&dir).await;
+        assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_part_starts_over() {
+        let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
+        let names = vec![MAIN.to_owned()];
+        let checkpoint = BTreeMap::from([(MAIN.to_owned(), 100u64)]);
+        let (parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        assert!(!resumed);
+        assert_eq!(parts.len(MAIN), 0);
+        Parts::remove(&dir).await;
+    }
+}

@@ -1,0 +1,526 @@
+//! Dataset exports, end to end on both backends: a project's items are uploaded,
+//! transcribed by hand, reviewed (some approved, one sent back, one left pending);
+//! exports in every format carry each approved item exactly once, with its sha256,
+//! text and pseudonymous contributor, and nothing else. The files are read back by the
+//! consumers people use (Python's `json` and `csv`, and Hugging Face `datasets`, whose
+//! `audiofolder` must load the hf export as it is, through
+//! `scripts/clients/check_export.py`). Downloads resume with `Range`; incremental
+//! exports take only what was decided since; splits are stable; refusals change
+//! nothing.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+    path::Path,
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem},
+    items::wav,
+    processing::{settled, uploaded},
+    projects::{create_project, join},
+};
+
+backend_tests!(
+    approved_items_leave_once_in_every_format,
+    exports_refuse_and_forget_cleanly
+);
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The Python that has `datasets` and `soundfile` (scripts/test makes it).
+fn datasets_python() -> String {
+    std::env::var("ALTA_DATASETS_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "ALTA_DATASETS_PYTHON is not set: this test loads exports with Hugging Face \
+             `datasets`; run it through scripts/test, which installs datasets and soundfile \
+             into a venv and sets it"
+        )
+    })
+}
+
+async fn post_export(app: &TestApp, token: &str, project: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/projects/{project}/exports")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Ask for an export and wait for it to finish; the finished export.
+async fn finished_export(app: &TestApp, token: &str, project: &str, body: Value) -> Value {
+    let resp = post_export(app, token, project, body.clone()).await;
+    let status = resp.status();
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}: {created}");
+    assert_eq!(created["state"], "queued");
+    let id = created["id"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let export = app
+            .get_json(&format!("/api/projects/{project}/exports/{id}"), token)
+            .await;
+        match export["state"].as_str().unwrap() {
+            "finished" => return export,
+            "failed" => panic!("export failed: {export}"),
+            _ => {
+                app.clock.advance(chrono::Duration::milliseconds(100));
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+    panic!("export {id} never finished");
+}
+
+async fn download(app: &TestApp, token: &str, project: &str, export: &Value) -> Vec<u8> {
+    let id = export["id"].as_str().unwrap();
+    let resp = app
+        .get_auth(
+            &format!("/api/projects/{project}/exports/{id}/download"),
+            token,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        export["content_type"].as_str().unwrap()
+    );
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(bytes.len() as i64, export["bytes"].as_i64().unwrap());
+    bytes
+}
+
+/// The entries of a tar: path → bytes.
+fn untar(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut entries = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        entries.insert(path, body);
+    }
+    entries
+}
+
+fn write_tree(dir: &Path, entries: &BTreeMap<String, Vec<u8>>) {
+    for (path, bytes) in entries {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// Run scripts/clients/check_export.py on `path` with what the database says.
+fn python_check(format: &str, path: &Path, expected: &Value) {
+    let expect_file = path.with_extension("expect.json");
+    std::fs::write(&expect_file, expected.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/clients/check_export.py");
+    let out = std::process::Command::new(datasets_python())
+        .arg(script)
+        .args(["--format", format])
+        .arg("--path")
+        .arg(path)
+        .arg("--expect")
+        .arg(&expect_file)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run check_export.py");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "check_export.py {format} failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("check_export.py {format}: {stdout}");
+}
+
+struct Uploaded {
+    id: String,
+    bytes: Vec<u8>,
+    text: String,
+    voice: bool,
+}
+
+async fn approved_items_leave_once_in_every_format(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Sauti").await;
+    let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
+    let reviewer = join(&app, &admin, &project, "r@example.org", "reviewer").await;
+
+    // Three documents and four recordings, each with its text.
+    let mut items = Vec::new();
+    for i in 0..7 {
+        let voice = i >= 3;
+        let (endpoint, bytes, name, mime) = if voice {
+            let rate = [8_000, 16_000][i % 2];
+            (
+                "/api/voice",
+                wav(0.5, rate, 300.0 + i as f64),
+                "a.wav",
+                "audio/wav",
+            )
+        } else {
+            let text = format!("Hati namba {i}, \"iliyonukuliwa\", mstari\nwa pili.");
+            ("/api/documents", text.into_bytes(), "d.txt", "text/plain")
+        };
+        let id = uploaded(
+            &app,
+            &contributor,
+            endpoint,
+            &project,
+            bytes.clone(),
+            name,
+            mime,
+        )
+        .await;
+        let item = settled(&app, &contributor, endpoint, &id).await;
+        let text = if voice {
+            let text = format!("habari ya sauti {i}, \"karibu\"");
+            let resp = app
+                .client
+                .put(app.url(&format!("/api/voice/{id}/transcript")))
+                .bearer_auth(&contributor)
+                .json(&json!({"text": text}))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "transcript: {}", resp.status());
+            text
+        } else {
+            assert_eq!(item["status"], "ready", "{item}");
+            String::from_utf8(bytes.clone()).unwrap()
+        };
+        items.push(Uploaded {
+            id,
+            bytes,
+            text,
+            voice,
+        });
+    }
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/projects/{project}/review")))
+        .bearer_auth(&contributor)
+        .json(&json!({"item_ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "submit: {}", resp.status());
+    let decide = |id: String, body: Value| {
+        let (app, reviewer) = (&app, &reviewer);
+        async move {
+            let resp = app
+                .client
+                .patch(app.url(&format!("/api/review/{id}")))
+                .bearer_auth(reviewer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "decide {id}: {}", resp.status());
+        }
+    };
+    // Approved: documents 0 and 1, recordings 3, 4 and 5. Sent back: document 2.
+    // Left pending: recording 6.
+    for i in [0, 1, 3, 4, 5] {
+        decide(items[i].id.clone(), json!({"decision": "approve"})).await;
+    }
+    decide(
+        items[2].id.clone(),
+        json!({"decision": "reject", "reason_code": "wrong_text"}),
+    )
+    .await;
+    let approved: BTreeSet<String> = [0, 1, 3, 4, 5]
+        .iter()
+        .map(|&i| items[i].id.clone())
+        .collect();
+    let by_id: BTreeMap<&str, &Uploaded> = items.iter().map(|i| (i.id.as_str(), i)).collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // JSON Lines: every approved item once, nothing else, as Python's json reads it.
+    let export = finished_export(&app, &admin, &project, json!({"format": "jsonl"})).await;
+    assert_eq!(export["items_done"], 5);
+    assert_eq!(export["items_total"], 5);
+    assert_eq!(export["spec"]["filter"]["states"], json!(["approved"]));
+    let jsonl = download(&app, &admin, &project, &export).await;
+    let rows: Vec<Value> = String::from_utf8(jsonl.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rows.len(), 5, "each approved item once");
+    assert_eq!(seen, approved);
+    let pseudonyms: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["contributor"].as_str().unwrap())
+        .collect();
+    assert_eq!(pseudonyms.len(), 1, "one contributor, one pseudonym");
+    let pseudonym = pseudonyms.into_iter().next().unwrap().to_owned();
+    assert!(pseudonym.starts_with("c_"), "{pseudonym}");
+    assert!(
+        !String::from_utf8_lossy(&jsonl).contains("c@example.org"),
+        "no email leaves"
+    );
+    for row in &rows {
+        let item = by_id[row["id"].as_str().unwrap()];
+        assert_eq!(row["sha256"], sha256_hex(&item.bytes));
+        assert_eq!(row["size_bytes"], item.bytes.len());
+        assert_eq!(row["text"], item.text.as_str());
+        assert_eq!(row["review"]["status"], "approved");
+        assert_eq!(row["kind"], if item.voice { "audio" } else { "document" });
+        assert!(row["file"].is_null(), "no files asked for: {row}");
+    }
+    let expected: Value = approved
+        .iter()
+        .map(|id| {
+            let item = by_id[id.as_str()];
+            (
+                id.clone(),
+                json!({"sha256": sha256_hex(&item.bytes), "text": item.text,
+                       "kind": if item.voice { "audio" } else { "document" }}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let path = dir.path().join("export.jsonl");
+    std::fs::write(&path, &jsonl).unwrap();
+    python_check("jsonl", &path, &expected);
+
+    // A download resumes: the rest from a byte on equals the tail of the whole.
+    let id = export["id"].as_str().unwrap();
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/projects/{project}/exports/{id}/download")))
+        .bearer_auth(&admin)
+        .header("Range", "bytes=100-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resp.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 100-{}/{}", jsonl.len() - 1, jsonl.len())
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &jsonl[100..]);
+
+    // CSV with the files: a tar of the files, manifest.csv and the dataset card.
+    let export = finished_export(
+        &app,
+        &admin,
+        &project,
+        json!({"format": "csv", "include_files": true}),
+    )
+    .await;
+    assert_eq!(export["content_type"], "application/x-tar");
+    let entries = untar(&download(&app, &admin, &project, &export).await);
+    let card = String::from_utf8(entries["README.md"].clone()).unwrap();
+    assert!(card.contains("pretty_name: \"Sauti\""), "{card}");
+    assert!(card.contains("- Items: 5"), "{card}");
+    for id in &approved {
+        let item = by_id[id.as_str()];
+        let ext = if item.voice { "wav" } else { "txt" };
+        assert_eq!(
+            entries[&format!("files/{id}.{ext}")],
+            item.bytes,
+            "the file of {id} travels intact"
+        );
+    }
+    assert_eq!(
+        entries.len(),
+        5 + 2,
+        "files, manifest and card: {:?}",
+        entries.keys()
+    );
+    let csv_path = dir.path().join("manifest.csv");
+    std::fs::write(&csv_path, &entries["manifest.csv"]).unwrap();
+    python_check("csv", &csv_path, &expected);
+
+    // hf: recordings only, split; Hugging Face datasets loads it as it is.
+    let split = json!({"train": 0.5, "validation": 0.5, "test": 0.0});
+    let body = json!({"format": "hf", "filter": {"kind": "audio"}, "split": split});
+    let export = finished_export(&app, &admin, &project, body.clone()).await;
+    assert_eq!(export["items_done"], 3);
+    let entries = untar(&download(&app, &admin, &project, &export).await);
+    let hf_dir = dir.path().join("hf");
+    write_tree(&hf_dir, &entries);
+    let mut splits = BTreeMap::new();
+    for path in entries.keys().filter(|p| p.ends_with(".wav")) {
+        let (split, file) = path.split_once('/').unwrap();
+        splits.insert(file.trim_end_matches(".wav").to_owned(), split.to_owned());
+    }
+    assert_eq!(splits.len(), 3, "{:?}", entries.keys());
+    let voice_expected: Value = approved
+        .iter()
+        .filter(|id| by_id[id.as_str()].voice)
+        .map(|id| {
+            let item = by_id[id.as_str()];
+            let rate = u32::from_le_bytes(item.bytes[24..28].try_into().unwrap());
+            (
+                id.clone(),
+                json!({"sha256": sha256_hex(&item.bytes), "text": item.text,
+                       "sampling_rate": rate, "split": splits[id]}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    python_check("hf", &hf_dir, &voice_expected);
+
+    // The same split again: every item lands where it did.
+    let again = finished_export(&app, &admin, &project, body).await;
+    let entries = untar(&download(&app, &admin, &project, &again).await);
+    for (id, split) in &splits {
+        assert!(
+            entries.contains_key(&format!("{split}/{id}.wav")),
+            "{id} moved out of {split}"
+        );
+    }
+
+    // Incremental: nothing decided since the first export, until the pending recording
+    // is approved.
+    let first = export["id"].as_str().unwrap();
+    let since = json!({"format": "jsonl", "filter": {"since_export": first}});
+    let empty = finished_export(&app, &admin, &project, since.clone()).await;
+    assert_eq!(empty["items_done"], 0);
+    assert_eq!(empty["bytes"], 0);
+    app.clock.advance(chrono::Duration::seconds(1));
+    decide(items[6].id.clone(), json!({"decision": "approve"})).await;
+    let next = finished_export(&app, &admin, &project, since).await;
+    let rows = String::from_utf8(download(&app, &admin, &project, &next).await).unwrap();
+    let ids: Vec<String> = rows
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, vec![items[6].id.clone()]);
+
+    // The list shows them newest first; a reviewer may not see any.
+    let list = app
+        .get_json(&format!("/api/projects/{project}/exports?limit=2"), &admin)
+        .await;
+    assert_eq!(list["items"][0]["id"], next["id"]);
+    assert!(list["next_cursor"].is_string());
+    let resp = app
+        .get_auth(&format!("/api/projects/{project}/exports"), &reviewer)
+        .await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+async fn exports_refuse_and_forget_cleanly(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Tupu").await;
+    let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
+
+    // Refusals say where, and leave no export behind.
+    for (body, status, code) in [
+        (
+            json!({"format": "parquet"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"format": "hf"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_export",
+        ),
+        (
+            json!({"format": "csv", "split": {"train": 0.5, "validation": 0.2, "test": 0.2}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_export",
+        ),
+        (
+            json!({"format": "jsonl", "filter": {"since_export": uuid::Uuid::new_v4()}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_export",
+        ),
+        (
+            json!({"format": "webdataset"}),
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+        ),
+    ] {
+        let resp = post_export(&app, &admin, &project, body.clone()).await;
+        assert_problem(resp, status, code).await;
+    }
+    let resp = post_export(&app, &contributor, &project, json!({"format": "jsonl"})).await;
+    assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let list = app
+        .get_json(&format!("/api/projects/{project}/exports"), &admin)
+        .await;
+    assert_eq!(list["items"], json!([]), "refusals wrote nothing");
+
+    // An idempotent retry gets the first answer, not a second export.
+    let send = |key: &'static str| {
+        app.client
+            .post(app.url(&format!("/api/projects/{project}/exports")))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", key)
+            .json(&json!({"format": "csv"}))
+            .send()
+    };
+    let first = send("export-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let second = send("export-1").await.unwrap();
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+
+    // An export of nothing is a CSV of its header alone.
+    let empty = finished_export(&app, &admin, &project, json!({"format": "csv"})).await;
+    let csv = String::from_utf8(download(&app, &admin, &project, &empty).await).unwrap();
+    assert!(csv.starts_with("id,kind,file,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1);
+
+    // Deleted: gone, with its file.
+    let id = empty["id"].as_str().unwrap();
+    let path = format!("/api/projects/{project}/exports/{id}");
+    let resp = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = app.get_auth(&path, &admin).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    let resp = app.get_auth(&format!("{path}/download"), &admin).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    let artifact = app.data_dir().join(format!("blobs/{project}/{id}"));
+    for _ in 0..100 {
+        if !artifact.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!artifact.exists(), "the deleted export's file is removed");
+}
