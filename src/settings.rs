@@ -462,9 +462,22 @@ impl Settings {
         if !(1..=64).contains(&export_concurrency) {
             return Err(err("JOB_CONCURRENCY_EXPORT", "must be between 1 and 64"));
         }
+        let page_items: i64 = v.parse("EXPORT_PAGE_ITEMS", export_defaults.page_items)?;
+        if !(1..=10_000).contains(&page_items) {
+            return Err(err("EXPORT_PAGE_ITEMS", "must be between 1 and 10000"));
+        }
+        let checkpoint_ms: u64 = v.parse(
+            "EXPORT_CHECKPOINT_MS",
+            export_defaults.checkpoint_every.as_millis() as u64,
+        )?;
+        if checkpoint_ms > 600_000 {
+            return Err(err("EXPORT_CHECKPOINT_MS", "must be at most 600000"));
+        }
         let exports = ExportsConfig {
             retention: Duration::from_secs(export_days * 86_400),
             concurrency: export_concurrency,
+            page_items,
+            checkpoint_every: Duration::from_millis(checkpoint_ms),
         };
         let defaults = ProcessingConfig::default();
         let processing = ProcessingConfig {

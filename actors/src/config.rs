@@ -81,6 +81,11 @@ pub struct ExportsConfig {
     pub retention: Duration,
     /// Exports one node writes at once (`JOB_CONCURRENCY_EXPORT`); one per project.
     pub concurrency: usize,
+    /// Items read from the database at a time (`EXPORT_PAGE_ITEMS`).
+    pub page_items: i64,
+    /// How often a running export syncs what it wrote and keeps a checkpoint
+    /// (`EXPORT_CHECKPOINT_MS`): what a crash can cost it.
+    pub checkpoint_every: Duration,
 }
 
 impl Default for ExportsConfig {
@@ -88,6 +93,8 @@ impl Default for ExportsConfig {
         Self {
             retention: Duration::from_secs(7 * 86_400),
             concurrency: 2,
+            page_items: 500,
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }

@@ -19,9 +19,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use alta_actors::store::{Db, DbOptions, with_tx};
+use reqwest::Client;
+use uuid::Uuid;
+
 use crate::{
     backend_tests,
-    helpers::{Backend, TestApp, TestAppBuilder, assert_problem},
+    child_server::Site,
+    helpers::{Backend, TestApp, TestAppBuilder, assert_problem, init_test_env},
     items::wav,
     processing::{settled, uploaded},
     projects::{create_project, join},
@@ -29,7 +34,8 @@ use crate::{
 
 backend_tests!(
     approved_items_leave_once_in_every_format,
-    exports_refuse_and_forget_cleanly
+    exports_refuse_and_forget_cleanly,
+    an_export_killed_mid_run_resumes_from_its_checkpoint,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -523,4 +529,179 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!artifact.exists(), "the deleted export's file is removed");
+}
+
+/// Approved items inserted straight into the database (`count` of them, in one
+/// transaction): what a crash test needs is many rows, not the way they came.
+async fn insert_approved(database_url: &str, project: &str, contributor: &str, count: usize) {
+    let db = Db::connect(&DbOptions {
+        url: database_url.to_owned(),
+        max_connections: 1,
+        create_sqlite_file: false,
+    })
+    .await
+    .unwrap();
+    let (project, contributor): (Uuid, Uuid) =
+        (project.parse().unwrap(), contributor.parse().unwrap());
+    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let sql = "INSERT INTO items (id, project_id, kind, contributor_id, status, title, metadata, \
+               file_name, detected_type, content_type, size_bytes, sha256, blob_key, created_at, \
+               updated_at, review_round, submitted_at, decided_at) \
+               VALUES ($1, $2, 'document', $3, 'approved', $4, $5, 'a.txt', 'plain_text', \
+               'text/plain', 10, $6, $7, $8, $8, 0, $8, $8)";
+    let mut tx = db.begin().await.unwrap();
+    for n in 0..count {
+        let id = Uuid::now_v7();
+        with_tx!(&mut tx, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(project)
+            .bind(contributor)
+            .bind(format!("Item {n}"))
+            .bind(sqlx::types::Json(json!({"n": n})))
+            .bind(sha256_hex(format!("item {n}").as_bytes()))
+            .bind(format!("{project}/{id}"))
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .unwrap());
+    }
+    tx.commit().await.unwrap();
+    db.close().await;
+}
+
+/// The export's row, read straight from the table (no server needs to be running).
+async fn export_progress(database_url: &str, id: &str) -> (String, i64) {
+    let db = Db::connect(&DbOptions {
+        url: database_url.to_owned(),
+        max_connections: 1,
+        create_sqlite_file: false,
+    })
+    .await
+    .unwrap();
+    let id: Uuid = id.parse().unwrap();
+    let row: (String, i64) = alta_actors::store::with_db!(&db, |pool| sqlx::query_as(
+        "SELECT state, items_done FROM exports WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap());
+    db.close().await;
+    row
+}
+
+/// The real binary is killed (SIGKILL) while it writes an export; the restarted server
+/// takes the job again once its lease has run out, cuts what was written after the last
+/// checkpoint, and finishes: every approved item exactly once.
+async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) {
+    const ITEMS: usize = 3_000;
+    init_test_env();
+    let env = [
+        ("SECRET_KEY", "export-crash-test-secret-key-0123456789"),
+        ("JOB_POLL_INTERVAL_MS", "200"),
+        ("JOB_LEASE_SECONDS", "3"),
+        // Small pages, a checkpoint after each: many points to be killed between.
+        ("EXPORT_PAGE_ITEMS", "10"),
+        ("EXPORT_CHECKPOINT_MS", "0"),
+    ];
+    let site = Site::new(backend, &env).await;
+    site.admin_create(&[]);
+    let client = Client::new();
+    let mut server = site.serve("first", &[]).await;
+    let token = server.token(&client).await;
+    let project = server.create_project(&client, &token, "Kubwa").await;
+    let me: Value = client
+        .get(server.url("/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    insert_approved(
+        &site.database_url,
+        &project,
+        me["id"].as_str().unwrap(),
+        ITEMS,
+    )
+    .await;
+
+    let resp = client
+        .post(server.url(&format!("/api/projects/{project}/exports")))
+        .bearer_auth(&token)
+        .json(&json!({"format": "jsonl"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let export: Value = resp.json().await.unwrap();
+    let id = export["id"].as_str().unwrap().to_owned();
+
+    // Killed once it has checkpointed some of the items, and before it is done.
+    let mut done_at_kill = 0;
+    for _ in 0..2_000 {
+        let (state, done) = export_progress(&site.database_url, &id).await;
+        assert_ne!(state, "finished", "the export finished before it could be killed");
+        if done > 0 {
+            done_at_kill = done;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(done_at_kill > 0, "the export never checkpointed");
+    server.kill_9();
+    let (state, done) = export_progress(&site.database_url, &id).await;
+    assert_eq!(state, "running");
+    assert!(
+        (done as usize) < ITEMS,
+        "killed after {done} of {ITEMS} items: too late to test a resumption"
+    );
+
+    let server = site.serve("second", &[]).await;
+    let token = server.token(&client).await;
+    let path = format!("/api/projects/{project}/exports/{id}");
+    let mut finished = Value::Null;
+    for _ in 0..600 {
+        let resp = client
+            .get(server.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        if body["state"] == "finished" {
+            finished = body;
+            break;
+        }
+        assert_ne!(body["state"], "failed", "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(finished["state"], "finished", "the export never finished");
+    assert_eq!(finished["items_done"], ITEMS);
+    let resumed = server.log_lines().iter().any(|line| {
+        line["fields"]["message"] == "export resumes from its checkpoint"
+    });
+    assert!(resumed, "the second run started over instead of resuming");
+
+    let body = client
+        .get(server.url(&format!("{path}/download")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<String> = body
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), ITEMS, "every approved item once, no row twice");
+    assert_eq!(unique.len(), ITEMS);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "rows in id order across the crash");
 }

@@ -10,7 +10,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
@@ -40,10 +40,6 @@ use crate::{
 
 pub const KIND_EXPORT: &str = "export";
 
-/// Items read from the database at a time.
-const PAGE: i64 = 500;
-/// How often a running export syncs its parts and keeps a checkpoint.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The payload of an `export` job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,9 +310,13 @@ async fn run(
     }
     let secret = secrecy::ExposeSecret::expose_secret(&deps.config.jwt.secret).to_owned();
     let mtime = u64::try_from(export.snapshot_at.timestamp()).unwrap_or(0);
+    let (page_items, checkpoint_every) = (
+        deps.config.exports.page_items,
+        deps.config.exports.checkpoint_every,
+    );
     let mut last_checkpoint = Instant::now();
     loop {
-        let page = store::exports::scan_page(&deps.db, &scan, after, PAGE).await?;
+        let page = store::exports::scan_page(&deps.db, &scan, after, page_items).await?;
         let Some(last) = page.last() else { break };
         let last_id = last.id;
         let ids: Vec<Uuid> = page.iter().map(|i| i.id).collect();
@@ -370,7 +370,7 @@ async fn run(
         metrics::counter!(m::EXPORT_ITEMS_TOTAL).increment(page.len() as u64);
         metrics::counter!(m::EXPORT_BYTES_TOTAL).increment(parts.len(MAIN) - before_bytes);
         after = Some(last_id);
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
             let lens = parts.sync().await?;
             let payload = ExportJob {
@@ -396,7 +396,7 @@ async fn run(
                 return Ok(JobEnd::Ran);
             }
         }
-        if (page.len() as i64) < PAGE {
+        if (page.len() as i64) < page_items {
             break;
         }
     }
