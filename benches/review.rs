@@ -45,6 +45,9 @@
 //!    the platform's summary, both leaderboards, a contributor's figures, by
 //!    `--concurrency` readers. `--reads-only` measures 5 and 6 only; `--skip-reads`
 //!    leaves them out (they need at least 100,000 items).
+//! 7. `--exports-only`, instead of everything else: every loaded item exported as JSON
+//!    Lines, then CSV (`benches/common/exports.rs`): wall time, rate, file size and the
+//!    process's peak memory growth, each file's rows counted.
 //!
 //! Every claim, skip and decision of a project runs in that project's one actor, so
 //! parallel reviewers' requests wait for each other there.
@@ -59,7 +62,8 @@
 //! cargo bench --bench review -- [--backend sqlite|postgres|both] [--items N]
 //!     [--samples S] [--warmup W] [--skip-reviewers R] [--concurrency C]
 //!     [--decisions D] [--batch B] [--database-url postgres://...]
-//!     [--review-monitor-seconds S] [--reads-only | --skip-reads] [--without-rollups] [--keep]
+//!     [--review-monitor-seconds S] [--reads-only | --skip-reads | --exports-only]
+//!     [--without-rollups] [--keep]
 //! ```
 //!
 //! PostgreSQL: `--database-url` (or `BENCH_DATABASE_URL`), default
@@ -71,6 +75,8 @@
 
 #[path = "common/analytics_reads.rs"]
 mod analytics_reads;
+#[path = "common/exports.rs"]
+mod exports;
 #[path = "common/label_filter.rs"]
 mod label_filter;
 #[path = "common/pg_schema.rs"]
@@ -163,6 +169,10 @@ struct Args {
     /// than the reads' pages and rare labels need (100,000).
     #[arg(long, conflicts_with = "reads_only")]
     skip_reads: bool,
+    /// Measure only exports of every loaded item (jsonl, then csv; manifests only):
+    /// wall time and memory growth (`benches/common/exports.rs`).
+    #[arg(long, conflicts_with_all = ["reads_only", "skip_reads"])]
+    exports_only: bool,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -225,6 +235,9 @@ impl Args {
         }
         if self.skip_reads {
             cmd.push_str(" --skip-reads");
+        }
+        if self.exports_only {
+            cmd.push_str(" --exports-only");
         }
         if self.without_rollups {
             cmd.push_str(" --without-rollups");
@@ -1741,6 +1754,20 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
     let reader = &people.reader;
 
     let mut plans = Vec::new();
+    if args.exports_only {
+        notes.extend(
+            exports::measure(&http, backend, project, &people.owner.token, args.items).await?,
+        );
+        return Ok(Report {
+            backend,
+            items: args.items,
+            texts: load.texts,
+            load_seconds: load.seconds,
+            rows,
+            plans,
+            notes,
+        });
+    }
     if !args.skip_reads {
         progress(backend, "lists filtered by label");
         let labelled =

@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Export a project's items to a file, straight from the database (the same path
+    /// as `POST /api/projects/{project_id}/exports`, without the API): JSON Lines, CSV,
+    /// or a tar (with `--include-files`, and always for `hf`). A progress bar on a
+    /// terminal, plain progress lines otherwise.
+    Export(ExportArgs),
     /// Extract the text of one untrusted file (run by the job workers, not by people):
     /// the job comes as JSON on stdin, the answer goes to stdout. The limits apply to
     /// this process before anything is read.
@@ -57,6 +62,34 @@ pub fn run_extract(memory_bytes: u64, cpu_seconds: u64) -> u8 {
         },
     );
     u8::try_from(code).unwrap_or(2)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The project.
+    #[arg(long)]
+    pub project: uuid::Uuid,
+    /// `jsonl`, `csv` or `hf` (a Hugging Face folder; needs `--kind`).
+    #[arg(long)]
+    pub format: String,
+    /// Where the file goes; a directory gets `export-<project>.<ext>` in it.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Review states to take (repeat; default `approved`).
+    #[arg(long = "state")]
+    pub states: Vec<String>,
+    /// `document` or `audio`.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Put the files in the export (a tar).
+    #[arg(long)]
+    pub include_files: bool,
+    /// Train, validation and test ratios, e.g. `0.8,0.1,0.1`.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Only items decided after this export of the project was made.
+    #[arg(long)]
+    pub since_export: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             engine.shutdown().await;
             result
         }
+        Command::Export(args) => export(&settings, args).await,
         Command::Migrate => {
             let db = startup::connect_database(&settings).await?;
             println!("migrations applied ({})", db.backend_name());
@@ -182,4 +216,100 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--split 0.8,0.1,0.1`.
+fn parse_split(raw: &str) -> anyhow::Result<alta_actors::domain::export::Split> {
+    let parts: Vec<f64> = raw
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--split takes three numbers, e.g. 0.8,0.1,0.1"))?;
+    let [train, validation, test] = parts[..] else {
+        anyhow::bail!("--split takes three numbers, e.g. 0.8,0.1,0.1");
+    };
+    Ok(alta_actors::domain::export::Split {
+        train,
+        validation,
+        test,
+    })
+}
+
+async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+
+    let input = alta_actors::domain::export::ExportInput {
+        format: args.format.clone(),
+        states: (!args.states.is_empty()).then_some(args.states),
+        kind: args.kind,
+        include_files: args.include_files.then_some(true),
+        split: args.split.as_deref().map(parse_split).transpose()?,
+        since_export: args.since_export,
+        ..Default::default()
+    };
+    let out = if args.out.is_dir() {
+        let archive = args.include_files || args.format == "hf";
+        let ext = if archive { "tar" } else { args.format.as_str() };
+        args.out.join(format!("export-{}.{ext}", args.project))
+    } else {
+        args.out
+    };
+    let db = startup::connect_database(settings).await?;
+    let engine = startup::start_engine(
+        settings,
+        db,
+        std::sync::Arc::new(SystemClock),
+        EngineRoles::ADMIN,
+    )
+    .await?;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(0);
+    if terminal {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} items, {msg}, {per_sec}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let report = |p: alta_actors::exports::ExportProgress| {
+        let mib = p.bytes as f64 / 1_048_576.0;
+        if terminal {
+            bar.set_length(p.items_total);
+            bar.set_position(p.items_done);
+            bar.set_message(format!("{mib:.1} MiB"));
+        } else {
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            let rate = p.items_done as f64 / seconds;
+            let eta = if rate > 0.0 {
+                format!(
+                    "{:.0} s",
+                    p.items_total.saturating_sub(p.items_done) as f64 / rate
+                )
+            } else {
+                "?".to_owned()
+            };
+            eprintln!(
+                "export: {}/{} items, {mib:.1} MiB, {rate:.0} items/s, ETA {eta}",
+                p.items_done, p.items_total
+            );
+        }
+    };
+    let result = engine
+        .export_to_file(args.project, input, &out, report)
+        .await;
+    bar.finish_and_clear();
+    engine.shutdown().await;
+    let done = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+    println!(
+        "exported {} items ({} bytes) to {} in {:.1} s",
+        done.items_done,
+        done.bytes,
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -80,6 +80,15 @@ impl Site {
         cmd
     }
 
+    /// `alta <args>` to its end, on this site; its output.
+    pub fn run(&self, args: &[&str], run_env: &[(&str, &str)]) -> std::process::Output {
+        self.alta(run_env)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// `alta admin create` (which also applies the migrations).
     pub fn admin_create(&self, run_env: &[(&str, &str)]) {
         let mut child = self

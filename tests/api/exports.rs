@@ -164,8 +164,49 @@ struct Uploaded {
     voice: bool,
 }
 
+/// The same exports with the blobs (the items' files and the exports' own) in Google
+/// Cloud Storage, against the emulator `scripts/test` starts.
+mod gcs {
+    use super::*;
+
+    async fn in_the_emulator(backend: Backend) {
+        let endpoint = crate::items::gcs_endpoint().await;
+        let bucket = crate::items::create_bucket(&endpoint).await;
+        let builder = TestAppBuilder::new(backend)
+            .var("GCS_BUCKET_NAME", bucket.clone())
+            .var("GCS_ENDPOINT", endpoint.clone())
+            .var("GCS_ANONYMOUS", "true");
+        let exports = every_format(builder).await;
+        let objects = crate::items::bucket_objects(&endpoint, &bucket).await;
+        for (project, export) in exports {
+            assert!(
+                objects
+                    .iter()
+                    .any(|(name, _)| *name == format!("{project}/{export}")),
+                "export {export} is not in the bucket: {objects:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        in_the_emulator(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        in_the_emulator(Backend::Postgres).await
+    }
+}
+
 async fn approved_items_leave_once_in_every_format(backend: Backend) {
-    let app = TestAppBuilder::new(backend).spawn().await;
+    every_format(TestAppBuilder::new(backend)).await;
+}
+
+/// The whole flow on a server built by `builder`; `(project, export)` of each export made.
+async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
+    let app = builder.spawn().await;
+    let mut made = Vec::new();
     let admin = app.signed_up_user("admin@example.org").await;
     let project = create_project(&app, &admin, "Sauti").await;
     let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
@@ -436,6 +477,17 @@ async fn approved_items_leave_once_in_every_format(backend: Backend) {
         .get_auth(&format!("/api/projects/{project}/exports"), &reviewer)
         .await;
     assert_problem(resp, StatusCode::FORBIDDEN, "forbidden").await;
+    let all = app
+        .get_json(
+            &format!("/api/projects/{project}/exports?limit=100"),
+            &admin,
+        )
+        .await;
+    for export in all["items"].as_array().unwrap() {
+        made.push((project.clone(), export["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(made.len(), 6);
+    made
 }
 
 async fn exports_refuse_and_forget_cleanly(backend: Backend) {
@@ -643,7 +695,10 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
     let mut done_at_kill = 0;
     for _ in 0..2_000 {
         let (state, done) = export_progress(&site.database_url, &id).await;
-        assert_ne!(state, "finished", "the export finished before it could be killed");
+        assert_ne!(
+            state, "finished",
+            "the export finished before it could be killed"
+        );
         if done > 0 {
             done_at_kill = done;
             break;
@@ -680,9 +735,10 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
     }
     assert_eq!(finished["state"], "finished", "the export never finished");
     assert_eq!(finished["items_done"], ITEMS);
-    let resumed = server.log_lines().iter().any(|line| {
-        line["fields"]["message"] == "export resumes from its checkpoint"
-    });
+    let resumed = server
+        .log_lines()
+        .iter()
+        .any(|line| line["fields"]["message"] == "export resumes from its checkpoint");
     assert!(resumed, "the second run started over instead of resuming");
 
     let body = client
@@ -696,7 +752,12 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
         .unwrap();
     let ids: Vec<String> = body
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), ITEMS, "every approved item once, no row twice");
@@ -704,4 +765,37 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "rows in id order across the crash");
+
+    // `alta export` writes the same items straight from the database, with progress
+    // lines when its output is not a terminal.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = site.run(
+        &[
+            "export",
+            "--project",
+            &project,
+            "--format",
+            "csv",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "alta export: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("exported {ITEMS} items")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("/{ITEMS} items")),
+        "no progress: {stderr}"
+    );
+    let file = out_dir.path().join(format!("export-{project}.csv"));
+    let mut reader = csv::Reader::from_path(&file).unwrap();
+    let rows: BTreeSet<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(rows, unique.into_iter().cloned().collect());
 }

@@ -603,7 +603,7 @@ mod gcs {
 }
 
 /// The emulator's endpoint; fails (never skips) when it is not there.
-async fn gcs_endpoint() -> String {
+pub async fn gcs_endpoint() -> String {
     let endpoint = std::env::var("TEST_GCS_ENDPOINT").unwrap_or_else(|_| {
         panic!(
             "TEST_GCS_ENDPOINT is not set: run the suite with scripts/test, which starts \
@@ -625,7 +625,7 @@ async fn gcs_endpoint() -> String {
 
 /// A fresh bucket in the emulator, through its JSON API (the crate's bucket admin is
 /// gRPC, which the emulator lacks).
-async fn create_bucket(endpoint: &str) -> String {
+pub async fn create_bucket(endpoint: &str) -> String {
     let name = format!("alta-test-{}", uuid::Uuid::new_v4().simple());
     let resp = reqwest::Client::new()
         .post(format!("{endpoint}/storage/v1/b?project=test"))
@@ -642,7 +642,7 @@ async fn create_bucket(endpoint: &str) -> String {
 }
 
 /// `(name, size)` of every object in the bucket.
-async fn bucket_objects(endpoint: &str, bucket: &str) -> Vec<(String, u64)> {
+pub async fn bucket_objects(endpoint: &str, bucket: &str) -> Vec<(String, u64)> {
     let list: Value = reqwest::Client::new()
         .get(format!("{endpoint}/storage/v1/b/{bucket}/o"))
         .send()

@@ -141,6 +141,23 @@ impl GcsBlobs {
             .boxed())
     }
 
+    /// Stream the whole object (no length needed: the emulator does not report one).
+    pub(super) async fn open_all(&self, key: &str) -> io::Result<BlobStream> {
+        let response = self
+            .storage
+            .read_object(&self.bucket_path, key)
+            .send()
+            .await
+            .map_err(|e| map_err(&format!("GCS read of {key}"), e))?;
+        let key = key.to_owned();
+        let stream = futures::stream::unfold(response, |mut response| async move {
+            response.next().await.map(|chunk| (chunk, response))
+        });
+        Ok(stream
+            .map_err(move |e| map_err(&format!("GCS read of {key}"), e))
+            .boxed())
+    }
+
     pub(super) async fn delete(&self, key: &str) -> io::Result<()> {
         let result = self
             .control

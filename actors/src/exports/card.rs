@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::manifest::Record;
-use crate::store::{exports::ExportRow, projects::ProjectRow};
+use super::{manifest::Record, write::Source};
+use crate::store::projects::ProjectRow;
 
 /// Most distinct values per field the card's label table lists.
 const MAX_VALUES_PER_FIELD: usize = 50;
@@ -62,12 +62,16 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-pub fn render(export: &ExportRow, project: Option<&ProjectRow>, figures: &Figures) -> String {
+pub(crate) fn render(
+    source: &Source<'_>,
+    project: Option<&ProjectRow>,
+    figures: &Figures,
+) -> String {
     let name = project
         .map(|p| p.name.as_str())
         .unwrap_or("Alta Data export");
     let description = project.map(|p| p.description.as_str()).unwrap_or("");
-    let spec = &export.spec.0;
+    let spec = source.spec;
     let mut card = String::new();
     // YAML front matter: JSON strings are YAML strings, so the name needs no escaping rules
     // of its own.
@@ -115,7 +119,7 @@ pub fn render(export: &ExportRow, project: Option<&ProjectRow>, figures: &Figure
     card.push_str(&format!(
         "- Review states taken: {}\n- Snapshot: items created and decided by {}\n",
         states.join(", "),
-        export.snapshot_at.to_rfc3339()
+        source.snapshot_at.to_rfc3339()
     ));
     if !figures.labels.is_empty() {
         card.push_str("\n## Labels\n\n| field | label | items |\n| --- | --- | --- |\n");
@@ -135,8 +139,8 @@ pub fn render(export: &ExportRow, project: Option<&ProjectRow>, figures: &Figure
     );
     card.push_str(&format!(
         "\nExported by Alta Data (export `{}`, format `{}`).\n",
-        export.id,
-        export.format.as_str()
+        source.id,
+        spec.format.as_str()
     ));
     card
 }

@@ -1,9 +1,9 @@
 //! Dataset exports: approved (or otherwise chosen) items out as JSON Lines, CSV or a
 //! Hugging Face folder, with or without their files. Asking for one and deleting one
 //! are project transitions ([`transition`]); the work is a durable `export` job
-//! ([`run`]) that streams pages of items into parts ([`artifact`]) rendered by
-//! [`manifest`], with a dataset card ([`card`]); reads and the download are on the
-//! engine handle ([`service`]).
+//! ([`run`]) that streams pages of items ([`write`], which `alta export` runs too) into
+//! parts ([`artifact`]) rendered by [`manifest`], with a dataset card ([`card`]); reads,
+//! the download and the command line's export are on the engine handle ([`service`]).
 
 pub mod artifact;
 pub mod card;
@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod run;
 mod service;
 mod transition;
+mod write;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 pub use self::{
     run::{ExportHandler, KIND_EXPORT},
-    service::ExportDownload,
+    service::{ExportDownload, ExportProgress},
     transition::{CreateExport, DeleteExport, FailExport, FinishExport},
 };
 use crate::{

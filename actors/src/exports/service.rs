@@ -3,7 +3,14 @@
 
 use uuid::Uuid;
 
-use super::{CreateExport, DeleteExport, ExportView};
+use std::path::{Path, PathBuf};
+
+use super::{
+    CreateExport, DeleteExport, ExportView,
+    artifact::Parts,
+    run::Checkpoint,
+    write::{Progress, Source, write},
+};
 use crate::{
     ErrorCode,
     authz::ProjectAction,
@@ -14,9 +21,41 @@ use crate::{
     engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
+    jobs::worker::{JobEnd, JobFailure},
     pagination::{Page, PageRequest},
     store,
 };
+
+/// How far `alta export` is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportProgress {
+    pub items_done: u64,
+    pub items_total: u64,
+    /// Bytes of the file so far.
+    pub bytes: u64,
+}
+
+/// Checkpoints of an export run from the command line: reported, not kept (a run that
+/// stops starts over).
+struct Report<F> {
+    total: u64,
+    report: F,
+}
+
+impl<F: FnMut(ExportProgress) + Send> Progress for Report<F> {
+    async fn checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
+        bytes: u64,
+    ) -> Result<Option<JobEnd>, JobFailure> {
+        (self.report)(ExportProgress {
+            items_done: checkpoint.figures.items,
+            items_total: self.total,
+            bytes,
+        });
+        Ok(None)
+    }
+}
 
 /// A finished export's artifact, ready to stream.
 #[derive(Debug, Clone)]
@@ -141,4 +180,78 @@ impl Engine {
             .await
             .map_err(|e| EngineError::internal(format!("export {} unreadable: {e}", download.key)))
     }
+
+    /// `alta export`: write an export of a project straight from the database into the
+    /// file `out`, by the same path as the export job, reporting progress about once a
+    /// second. No export row or job is made; the caller runs on the server's machine
+    /// with its settings, so no permission is checked beyond the project existing.
+    pub async fn export_to_file(
+        &self,
+        project_id: Uuid,
+        input: ExportInput,
+        out: &Path,
+        report: impl FnMut(ExportProgress) + Send,
+    ) -> Result<ExportProgress, EngineError> {
+        let project = store::projects::find(&self.deps.db, project_id)
+            .await?
+            .filter(|p| p.deleted_at.is_none())
+            .ok_or(EngineError::NotFound { what: "project" })?;
+        let mut spec = ExportSpec::parse(input)?;
+        if let Some(since) = spec.filter.since_export {
+            let earlier = store::exports::find(&self.deps.db, project.id, since)
+                .await?
+                .ok_or_else(|| {
+                    EngineError::validation(
+                        ErrorCode::InvalidExport,
+                        "/filter/since_export",
+                        "no export of this project has that id",
+                    )
+                })?;
+            spec.filter.since_at = Some(earlier.snapshot_at);
+        }
+        let source = Source {
+            id: Uuid::now_v7(),
+            project_id,
+            spec: &spec,
+            snapshot_at: self.deps.clock.now(),
+        };
+        let total = store::exports::scan_count(&self.deps.db, &source.scan(), None).await?;
+        let mut progress = Report {
+            total: u64::try_from(total).unwrap_or(0),
+            report,
+        };
+        let failed = |e: JobFailure| EngineError::internal(format!("the export failed: {}", e.0));
+        let written = match write(&self.deps, &source, None, &mut progress)
+            .await
+            .map_err(failed)?
+        {
+            Ok(written) => written,
+            Err(end) => {
+                return Err(EngineError::internal(format!(
+                    "the export stopped: {end:?}"
+                )));
+            }
+        };
+        let moved = publish_to(&written.main, out).await;
+        Parts::remove(&written.dir).await;
+        moved.map_err(|e| {
+            EngineError::internal(format!("cannot write the export to {}: {e}", out.display()))
+        })?;
+        let done = ExportProgress {
+            items_done: written.figures.items,
+            items_total: written.figures.items,
+            bytes: written.size,
+        };
+        (progress.report)(done);
+        Ok(done)
+    }
+}
+
+/// Move the finished file to `out` (a rename on one file system, else a copy).
+async fn publish_to(main: &Path, out: &Path) -> std::io::Result<PathBuf> {
+    if tokio::fs::rename(main, out).await.is_err() {
+        tokio::fs::copy(main, out).await?;
+        tokio::fs::File::open(out).await?.sync_all().await?;
+    }
+    Ok(out.to_owned())
 }

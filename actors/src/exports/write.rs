@@ -1,0 +1,326 @@
+//! The streaming path every export takes, for the job and for `alta export` alike: a
+//! keyset scan of the chosen items a page at a time, each row rendered as it comes and
+//! each file copied from the blob store in the same order into the export's parts
+//! ([`Parts`]); every `EXPORT_CHECKPOINT_MS` the parts are synced and the caller keeps a
+//! [`Checkpoint`] ([`Progress`]), so a run that crashed resumes by cutting each part
+//! back to it: no row twice. Memory stays flat in the number of items.
+
+use std::{collections::HashMap, future::Future, path::PathBuf, time::Instant};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    artifact::{MAIN, Parts},
+    card::{self, Figures},
+    manifest::{self, Record},
+    run::Checkpoint,
+};
+use crate::{
+    deps::Deps,
+    domain::export::{ExportFormat, ExportSpec, Split, pseudonym},
+    jobs::worker::{JobEnd, JobFailure},
+    metrics as m,
+    store::{
+        self,
+        exports::{ExportRow, Scan},
+        items::ItemRow,
+    },
+};
+
+/// What one export takes and where it writes: its id names its folder of parts.
+pub(crate) struct Source<'a> {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub spec: &'a ExportSpec,
+    pub snapshot_at: DateTime<Utc>,
+}
+
+impl<'a> Source<'a> {
+    pub fn of(export: &'a ExportRow) -> Self {
+        Self {
+            id: export.id,
+            project_id: export.project_id,
+            spec: &export.spec.0,
+            snapshot_at: export.snapshot_at,
+        }
+    }
+
+    pub fn scan(&self) -> Scan<'a> {
+        Scan {
+            project_id: self.project_id,
+            filter: &self.spec.filter,
+            snapshot_at: self.snapshot_at,
+            since: self.spec.filter.since_at,
+        }
+    }
+}
+
+/// Who keeps the checkpoints: told each one (with the artifact's bytes so far), it
+/// answers whether the run goes on (`None`) or stops as it says.
+pub(crate) trait Progress: Send {
+    fn checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
+        bytes: u64,
+    ) -> impl Future<Output = Result<Option<JobEnd>, JobFailure>> + Send;
+}
+
+/// A written export: its file (`main`, in `dir`), its size and what it holds.
+pub(crate) struct Written {
+    pub main: PathBuf,
+    pub dir: PathBuf,
+    pub size: u64,
+    pub figures: Figures,
+}
+
+/// Write the export `source` describes, from `resume` if its parts are still there.
+/// `Err(end)` inside: the progress keeper stopped it (its parts are removed).
+pub(crate) async fn write(
+    deps: &Deps,
+    source: &Source<'_>,
+    checkpoint: Option<Checkpoint>,
+    progress: &mut impl Progress,
+) -> Result<Result<Written, JobEnd>, JobFailure> {
+    let spec = source.spec;
+    let layout = Layout { spec };
+    let scan = source.scan();
+    let dir = deps.blobs.exports_dir().join(source.id.to_string());
+    let (mut parts, resumed) = Parts::open(
+        &dir,
+        &layout.part_names(),
+        checkpoint.as_ref().map(|c| &c.parts),
+    )
+    .await?;
+    let (mut after, mut figures) = match (resumed, checkpoint) {
+        (true, Some(c)) => (Some(c.after), c.figures),
+        _ => {
+            layout.begin(&mut parts).await?;
+            (None, Figures::default())
+        }
+    };
+    if resumed {
+        tracing::info!(export_id = %source.id, items = figures.items, "export resumes from its checkpoint");
+    }
+    let secret = secrecy::ExposeSecret::expose_secret(&deps.config.jwt.secret).to_owned();
+    let mtime = u64::try_from(source.snapshot_at.timestamp()).unwrap_or(0);
+    let (page_items, checkpoint_every) = (
+        deps.config.exports.page_items,
+        deps.config.exports.checkpoint_every,
+    );
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let page = store::exports::scan_page(&deps.db, &scan, after, page_items).await?;
+        let Some(last) = page.last() else { break };
+        let last_id = last.id;
+        let ids: Vec<Uuid> = page.iter().map(|i| i.id).collect();
+        let texts: HashMap<Uuid, _> = store::texts::current_of(&deps.db, &ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.item_id, t))
+            .collect();
+        let annotations: HashMap<Uuid, _> = store::labels::current_of(&deps.db, &ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.item_id, a))
+            .collect();
+        let mut reasons: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (item_id, code) in store::exports::reason_codes_of(&deps.db, &ids).await? {
+            reasons.entry(item_id).or_default().push(code);
+        }
+        let before_bytes = parts.len(MAIN);
+        for item in &page {
+            let split = spec.split.map(|s| s.of(item.id));
+            let path = layout.file_path(item, split);
+            if let Some(path) = &path {
+                let size = u64::try_from(item.size_bytes).unwrap_or(0);
+                let key = if item.blob_key.is_empty() {
+                    crate::blob::item_key(item.project_id, item.id)
+                } else {
+                    item.blob_key.clone()
+                };
+                let stream: crate::blob::BlobStream = if size == 0 {
+                    Box::pin(futures::stream::empty())
+                } else {
+                    deps.blobs.open_range(&key, 0, size - 1).await?
+                };
+                parts
+                    .append_tar_stream(MAIN, path, size, mtime, stream)
+                    .await?;
+            }
+            let record = Record {
+                item,
+                text: texts.get(&item.id),
+                annotation: annotations.get(&item.id),
+                reason_codes: reasons.remove(&item.id).unwrap_or_default(),
+                contributor: pseudonym(secret.as_bytes(), item.project_id, item.contributor_id),
+                split,
+                path,
+            };
+            let (part, bytes) = layout.row(&record)?;
+            parts.append(&part, &bytes).await?;
+            figures.add(&record);
+        }
+        metrics::counter!(m::EXPORT_ITEMS_TOTAL).increment(page.len() as u64);
+        metrics::counter!(m::EXPORT_BYTES_TOTAL).increment(parts.len(MAIN) - before_bytes);
+        after = Some(last_id);
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = Instant::now();
+            let checkpoint = Checkpoint {
+                after: last_id,
+                parts: parts.sync().await?,
+                figures: figures.clone(),
+            };
+            if let Some(end) = progress.checkpoint(checkpoint, parts.len(MAIN)).await? {
+                drop(parts);
+                Parts::remove(&dir).await;
+                return Ok(Err(end));
+            }
+        }
+        if (page.len() as i64) < page_items {
+            break;
+        }
+    }
+    let project = store::projects::find(&deps.db, source.project_id).await?;
+    let card = card::render(source, project.as_ref(), &figures);
+    layout.finish(&mut parts, &figures, &card, mtime).await?;
+    parts.sync().await?;
+    let (size, main) = (parts.len(MAIN), parts.path(MAIN));
+    drop(parts);
+    Ok(Ok(Written {
+        main,
+        dir,
+        size,
+        figures,
+    }))
+}
+
+/// How a format lays its items out: which parts it writes, where a file goes, where
+/// its row goes.
+struct Layout<'a> {
+    spec: &'a ExportSpec,
+}
+
+impl Layout<'_> {
+    fn part_names(&self) -> Vec<String> {
+        let mut names = vec![MAIN.to_owned()];
+        match self.spec.format {
+            ExportFormat::Hf => {
+                for split in self.splits() {
+                    names.push(format!("meta/{split}"));
+                }
+            }
+            _ if self.spec.include_files => names.push("manifest".to_owned()),
+            _ => {}
+        }
+        names
+    }
+
+    fn splits(&self) -> Vec<&'static str> {
+        match self.spec.split {
+            Some(_) => Split::NAMES.to_vec(),
+            None => vec![""],
+        }
+    }
+
+    /// The folder of an item's file (and of its metadata) in an hf export.
+    fn hf_dir(split: Option<&'static str>) -> String {
+        split.map(|s| format!("{s}/")).unwrap_or_default()
+    }
+
+    /// Where an item's file goes inside the archive, if the files travel.
+    fn file_path(&self, item: &ItemRow, split: Option<&'static str>) -> Option<String> {
+        match self.spec.format {
+            ExportFormat::Hf => Some(format!(
+                "{}{}",
+                Self::hf_dir(split),
+                manifest::file_name(item)
+            )),
+            _ if self.spec.include_files => Some(format!("files/{}", manifest::file_name(item))),
+            _ => None,
+        }
+    }
+
+    /// The part a row goes to, and its bytes.
+    fn row(&self, record: &Record<'_>) -> std::io::Result<(String, Vec<u8>)> {
+        let part = match self.spec.format {
+            ExportFormat::Hf => format!("meta/{}", record.split.unwrap_or("")),
+            _ if self.spec.include_files => "manifest".to_owned(),
+            _ => MAIN.to_owned(),
+        };
+        let bytes = match self.spec.format {
+            ExportFormat::Csv => manifest::csv_line(&record.csv())?,
+            ExportFormat::Hf => {
+                let mut line = record
+                    .hf(&manifest::file_name(record.item))
+                    .to_string()
+                    .into_bytes();
+                line.push(b'\n');
+                line
+            }
+            _ => {
+                let mut line = record.json().to_string().into_bytes();
+                line.push(b'\n');
+                line
+            }
+        };
+        Ok((part, bytes))
+    }
+
+    /// What a new run writes first (the CSV header).
+    async fn begin(&self, parts: &mut Parts) -> std::io::Result<()> {
+        if self.spec.format == ExportFormat::Csv {
+            let part = if self.spec.include_files {
+                "manifest"
+            } else {
+                MAIN
+            };
+            parts
+                .append(part, &manifest::csv_line(manifest::CSV_HEADER)?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Close an archive: its manifests and the dataset card as entries, then the end.
+    async fn finish(
+        &self,
+        parts: &mut Parts,
+        figures: &Figures,
+        card: &str,
+        mtime: u64,
+    ) -> std::io::Result<()> {
+        if !self.spec.is_archive() {
+            return Ok(());
+        }
+        match self.spec.format {
+            ExportFormat::Hf => {
+                for split in self.splits() {
+                    // A split no item fell in has no folder (a metadata file alone would
+                    // make `datasets` look for files that are not there).
+                    if !split.is_empty() && !figures.by_split.contains_key(split) {
+                        continue;
+                    }
+                    let part = format!("meta/{split}");
+                    let dir = Self::hf_dir(Some(split).filter(|s| !s.is_empty()));
+                    let path = format!("{dir}metadata.jsonl");
+                    parts.append_tar_part(MAIN, &path, &part, mtime).await?;
+                }
+            }
+            ExportFormat::Csv => {
+                parts
+                    .append_tar_part(MAIN, "manifest.csv", "manifest", mtime)
+                    .await?
+            }
+            _ => {
+                parts
+                    .append_tar_part(MAIN, "manifest.jsonl", "manifest", mtime)
+                    .await?
+            }
+        }
+        parts
+            .append_tar_bytes(MAIN, "README.md", card.as_bytes(), mtime)
+            .await?;
+        parts.end_tar(MAIN).await
+    }
+}

@@ -1,0 +1,146 @@
+//! Exports at the review bench's scale (`--exports-only`): every loaded item (they are
+//! `pending_review`, so the export's filter names that state) out as JSON Lines, then as
+//! CSV, manifests only, through the API. Each is timed from the POST to `finished`;
+//! meanwhile the process's resident memory (the server runs in this process) is sampled
+//! every 20 ms, and the growth over the level before the export is reported. Every
+//! file is downloaded afterwards and its rows counted: the export must hold every item.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Backend, Http, progress};
+
+/// Resident memory of this process, KiB (`VmRSS`).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Lines of a download, counted as it streams (never held whole).
+async fn count_lines(http: &Http, path: &str, token: &str) -> anyhow::Result<(u64, u64)> {
+    let resp = http
+        .client
+        .get(format!("{}{path}", http.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("download")?;
+    ensure!(
+        resp.status().is_success(),
+        "download answered {}",
+        resp.status()
+    );
+    let mut stream = resp.bytes_stream();
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.context("download body")?;
+        bytes += chunk.len() as u64;
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    Ok((lines, bytes))
+}
+
+/// One export of every loaded item in `format`: a note with its wall time, rate, file
+/// size and memory growth.
+async fn one(
+    http: &Http,
+    backend: Backend,
+    project: Uuid,
+    token: &str,
+    items: i64,
+    format: &str,
+) -> anyhow::Result<String> {
+    let body = json!({"format": format, "filter": {"states": ["pending_review"]}});
+    let baseline = rss_kib();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (sampling.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let created = http
+        .ok(
+            Method::POST,
+            &format!("/api/projects/{project}/exports"),
+            Some(token),
+            Some(&body),
+        )
+        .await?
+        .json()?;
+    let id = created["id"].as_str().context("export id")?.to_owned();
+    let path = format!("/api/projects/{project}/exports/{id}");
+    let export = loop {
+        let export = http
+            .ok(Method::GET, &path, Some(token), None)
+            .await?
+            .json()?;
+        match export["state"].as_str() {
+            Some("finished") => break export,
+            Some("failed") => bail!("the {format} export failed: {export}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.ok();
+    let peak = sampling.load(std::sync::atomic::Ordering::Relaxed);
+    let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+    ensure!(
+        export["items_done"] == json!(items),
+        "the {format} export holds {} items, not {items}",
+        export["items_done"]
+    );
+    progress(
+        backend,
+        format!("{format}: {seconds:.1} s; counting its rows"),
+    );
+    let (lines, bytes) = count_lines(http, &format!("{path}/download"), token).await?;
+    let rows = if format == "csv" { lines - 1 } else { lines };
+    ensure!(
+        rows == items as u64,
+        "the downloaded {format} file has {rows} rows, not {items}"
+    );
+    Ok(format!(
+        "export {format}, manifests only, {items} items: {seconds:.1} s ({:.0} items/s), \
+         {:.0} MiB file, peak RSS growth {growth_mib:.1} MiB (from {:.0} MiB)",
+        items as f64 / seconds,
+        bytes as f64 / 1048576.0,
+        baseline as f64 / 1024.0
+    ))
+}
+
+pub async fn measure(
+    http: &Http,
+    backend: Backend,
+    project: Uuid,
+    token: &str,
+    items: i64,
+) -> anyhow::Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for format in ["jsonl", "csv"] {
+        progress(backend, format!("export of every item as {format}"));
+        let note = one(http, backend, project, token, items, format).await?;
+        progress(backend, &note);
+        notes.push(note);
+    }
+    Ok(notes)
+}
