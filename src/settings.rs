@@ -473,11 +473,17 @@ impl Settings {
         if checkpoint_ms > 600_000 {
             return Err(err("EXPORT_CHECKPOINT_MS", "must be at most 600000"));
         }
+        let shard_max_bytes: u64 =
+            v.parse("EXPORT_SHARD_MAX_BYTES", export_defaults.shard_max_bytes)?;
+        if shard_max_bytes < 4096 {
+            return Err(err("EXPORT_SHARD_MAX_BYTES", "must be at least 4096"));
+        }
         let exports = ExportsConfig {
             retention: Duration::from_secs(export_days * 86_400),
             concurrency: export_concurrency,
             page_items,
             checkpoint_every: Duration::from_millis(checkpoint_ms),
+            shard_max_bytes,
         };
         let defaults = ProcessingConfig::default();
         let processing = ProcessingConfig {

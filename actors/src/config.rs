@@ -86,6 +86,9 @@ pub struct ExportsConfig {
     /// How often a running export syncs what it wrote and keeps a checkpoint
     /// (`EXPORT_CHECKPOINT_MS`): what a crash can cost it.
     pub checkpoint_every: Duration,
+    /// Largest WebDataset shard, bytes (`EXPORT_SHARD_MAX_BYTES`); an item larger than
+    /// this gets a shard of its own.
+    pub shard_max_bytes: u64,
 }
 
 impl Default for ExportsConfig {
@@ -95,6 +98,7 @@ impl Default for ExportsConfig {
             concurrency: 2,
             page_items: 500,
             checkpoint_every: Duration::from_secs(1),
+            shard_max_bytes: 1 << 30,
         }
     }
 }

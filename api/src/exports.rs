@@ -37,7 +37,8 @@ pub enum ExportFormatDto {
     /// A Hugging Face folder in a tar: the files, `metadata.jsonl` per split and a
     /// `README.md` dataset card; `load_dataset("audiofolder", data_dir=…)` reads it.
     Hf,
-    /// Tar shards of files with a JSON per item: not built yet (501).
+    /// A tar of WebDataset shards (`shard-000000.tar`, …, each at most
+    /// `EXPORT_SHARD_MAX_BYTES`) holding `{id}.{ext}` and `{id}.json` per item.
     Webdataset,
 }
 
@@ -101,7 +102,8 @@ pub struct SplitDto {
 pub struct ExportRequest {
     pub format: Wire<ExportFormatDto>,
     pub filter: Option<ExportFilterDto>,
-    /// Put the files in the export (a tar with the manifest); `hf` always has them.
+    /// Put the files in the export (a tar with the manifest); `hf` and `webdataset`
+    /// always have them.
     pub include_files: Option<bool>,
     pub split: Option<SplitDto>,
 }
@@ -203,7 +205,7 @@ impl ExportsApi {
     ///
     /// Project admins. Runs in the background as a durable job (it survives restarts
     /// and resumes where it was); answers 202 at once. `format`: `jsonl`, `csv`, `hf`
-    /// (needs `filter.kind`); `webdataset` is not built yet (501). `filter` takes
+    /// (needs `filter.kind`), `webdataset`. `filter` takes
     /// `approved` items unless `states` says otherwise; `since_export` takes only items
     /// decided after an earlier export. Rows carry the item, its file's path, sha256
     /// and size, the current text with word timings, the annotation, the review

@@ -139,8 +139,6 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     // offset_mismatch, upload_busy, upload_finished, idempotency_key_in_progress;
     // upload_expired, upload_refused; a refused complete file (duplicate_content, …)
     ("tus_patch", &[409, 410, 422]),
-    // webdataset is not built yet (not_implemented)
-    ("exports_create", &[501]),
     // export_not_ready
     ("exports_download", &[409]),
 ];

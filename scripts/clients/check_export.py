@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read an Alta Data export the way its users do, and compare it with what is expected.
 
-    check_export.py --format jsonl|csv|hf --path PATH --expect EXPECT.json
+    check_export.py --format jsonl|csv|hf|webdataset --path PATH --expect EXPECT.json
 
 EXPECT.json maps each item id that must be in the export (once) to what its row must
 say: {"sha256": ..., "text": ..., "kind"?: ..., "sampling_rate"?: ..., "split"?: ...}.
@@ -11,6 +11,8 @@ say: {"sha256": ..., "text": ..., "kind"?: ..., "sampling_rate"?: ..., "split"?:
 - hf: Hugging Face `datasets`: load_dataset("audiofolder", data_dir=PATH) as it is; each
   row's audio decodes (soundfile) at its file's sampling rate, its text and split are
   the expected ones, and the file's sha256 matches.
+- webdataset: the `webdataset` library iterates every `shard-*.tar` in PATH; each sample
+  (key = item id) has its `json` row and its file, whose sha256 matches.
 
 Run by tests/api/exports.rs with the venv scripts/test makes (datasets, soundfile).
 Exits 0 and prints a summary when everything matches; 1 with the differences otherwise.
@@ -92,14 +94,46 @@ def check_hf(path, expected):
     return len(seen)
 
 
+def check_webdataset(path, expected):
+    import webdataset as wds
+
+    shards = sorted(str(p) for p in pathlib.Path(path).glob("shard-*.tar"))
+    expect(len(shards) > 0, f"no shards in {path}")
+    seen = []
+    for sample in wds.WebDataset(shards, shardshuffle=False):
+        key = sample["__key__"]
+        seen.append(key)
+        row = json.loads(sample["json"])
+        want = expected.get(key)
+        if want is None:
+            problems.append(f"{key}: not expected in the export")
+            continue
+        expect(row["id"] == key, f"{key}: its json names {row['id']}")
+        expect(row["text"] == want["text"], f"{key}: text {row['text']!r}, expected {want['text']!r}")
+        files = [k for k in sample if not k.startswith("__") and k != "json"]
+        expect(len(files) == 1, f"{key}: files {files}")
+        for k in files:
+            digest = hashlib.sha256(sample[k]).hexdigest()
+            expect(digest == want["sha256"], f"{key}.{k}: sha256 {digest}, expected {want['sha256']}")
+    expect(len(seen) == len(set(seen)), f"an item appears twice: {sorted(seen)}")
+    expect(set(seen) == set(expected), f"ids {sorted(seen)} != expected {sorted(expected)}")
+    print(f"{len(shards)} shards")
+    return len(seen)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--format", required=True, choices=["jsonl", "csv", "hf"])
+    parser.add_argument("--format", required=True, choices=["jsonl", "csv", "hf", "webdataset"])
     parser.add_argument("--path", required=True)
     parser.add_argument("--expect", required=True)
     args = parser.parse_args()
     expected = json.loads(pathlib.Path(args.expect).read_text())
-    check = {"jsonl": check_jsonl, "csv": check_csv, "hf": check_hf}[args.format]
+    check = {
+        "jsonl": check_jsonl,
+        "csv": check_csv,
+        "hf": check_hf,
+        "webdataset": check_webdataset,
+    }[args.format]
     count = check(args.path, expected)
     if problems:
         print("\n".join(problems))

@@ -205,7 +205,8 @@ async fn approved_items_leave_once_in_every_format(backend: Backend) {
 
 /// The whole flow on a server built by `builder`; `(project, export)` of each export made.
 async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
-    let app = builder.spawn().await;
+    // Small shards, so that a webdataset export has several.
+    let app = builder.var("EXPORT_SHARD_MAX_BYTES", "20000").spawn().await;
     let mut made = Vec::new();
     let admin = app.signed_up_user("admin@example.org").await;
     let project = create_project(&app, &admin, "Sauti").await;
@@ -435,6 +436,25 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
         .into();
     python_check("hf", &hf_dir, &voice_expected);
 
+    // WebDataset: shards of each item's file and its JSON row, in one tar; the
+    // webdataset library iterates them.
+    let export = finished_export(&app, &admin, &project, json!({"format": "webdataset"})).await;
+    let entries = untar(&download(&app, &admin, &project, &export).await);
+    let shards: Vec<&String> = entries.keys().filter(|k| k.starts_with("shard-")).collect();
+    assert!(
+        shards.len() >= 2,
+        "small shards, several of them: {shards:?}"
+    );
+    for shard in &shards {
+        assert!(
+            entries[*shard].len() <= 20_000 || untar(&entries[*shard]).len() == 2,
+            "{shard} is over the limit with more than one item"
+        );
+    }
+    let wds_dir = dir.path().join("wds");
+    write_tree(&wds_dir, &entries);
+    python_check("webdataset", &wds_dir, &expected);
+
     // The same split again: every item lands where it did.
     let again = finished_export(&app, &admin, &project, body).await;
     let entries = untar(&download(&app, &admin, &project, &again).await);
@@ -486,7 +506,7 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
     for export in all["items"].as_array().unwrap() {
         made.push((project.clone(), export["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(made.len(), 6);
+    assert_eq!(made.len(), 7);
     made
 }
 
@@ -519,9 +539,9 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
             "invalid_export",
         ),
         (
-            json!({"format": "webdataset"}),
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
+            json!({"format": "webdataset", "include_files": false}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_export",
         ),
     ] {
         let resp = post_export(&app, &admin, &project, body.clone()).await;

@@ -20,7 +20,8 @@ pub enum ExportFormat {
     /// A Hugging Face folder: the files with `metadata.jsonl` per split and a
     /// `README.md` dataset card (`load_dataset("audiofolder", data_dir=…)`).
     Hf,
-    /// Tar shards of files with a JSON per item (not built yet: 501).
+    /// WebDataset tar shards (`shard-000000.tar`, …, each at most
+    /// `EXPORT_SHARD_MAX_BYTES`) of `{id}.{ext}` and `{id}.json` per item, in one tar.
     Webdataset,
 }
 
@@ -171,12 +172,8 @@ fn invalid(field: impl Into<crate::error::Field>, message: impl Into<String>) ->
 impl ExportSpec {
     pub fn parse(input: ExportInput) -> Result<Self, EngineError> {
         let format = ExportFormat::try_from(input.format).map_err(|e| invalid("/format", e))?;
-        if format == ExportFormat::Webdataset {
-            return Err(EngineError::NotImplemented {
-                code: ErrorCode::NotImplemented,
-                message: "webdataset exports are not built yet; use jsonl, csv or hf".into(),
-            });
-        }
+        // hf folders and webdataset shards are made of the files.
+        let of_files = matches!(format, ExportFormat::Hf | ExportFormat::Webdataset);
         let states = match input.states {
             None => vec![ItemStatus::Approved],
             Some(raw) if raw.is_empty() => {
@@ -240,10 +237,13 @@ impl ExportSpec {
                 "an hf export holds one kind: set filter.kind to document or audio",
             ));
         }
-        if format == ExportFormat::Hf && input.include_files == Some(false) {
+        if of_files && input.include_files == Some(false) {
             return Err(invalid(
                 "/include_files",
-                "an hf folder is its files: include_files cannot be false",
+                format!(
+                    "a {} export is made of the files: include_files cannot be false",
+                    format.as_str()
+                ),
             ));
         }
         Ok(Self {
@@ -258,14 +258,14 @@ impl ExportSpec {
                 since_export: input.since_export,
                 since_at: None,
             },
-            include_files: format == ExportFormat::Hf || input.include_files.unwrap_or(false),
+            include_files: of_files || input.include_files.unwrap_or(false),
             split: input.split,
         })
     }
 
     /// The artifact is a tar (files, or several parts); otherwise one text file.
     pub fn is_archive(&self) -> bool {
-        self.include_files || self.format == ExportFormat::Hf
+        self.include_files
     }
 
     /// The artifact's extension and content type.
@@ -332,10 +332,14 @@ mod tests {
         let mut i = input("csv");
         i.states = Some(vec!["approved".into(), "gone".into()]);
         assert_eq!(field_of(i), "/filter/states/1");
-        assert!(matches!(
-            ExportSpec::parse(input("webdataset")),
-            Err(EngineError::NotImplemented { .. })
-        ));
+        let mut i = input("webdataset");
+        i.include_files = Some(false);
+        assert_eq!(field_of(i), "/include_files");
+        assert!(
+            ExportSpec::parse(input("webdataset"))
+                .unwrap()
+                .include_files
+        );
     }
 
     #[test]

@@ -104,6 +104,30 @@ impl Parts {
         Ok(())
     }
 
+    /// Begin a new, empty part `name` (one left on disk by an earlier run is emptied).
+    pub async fn add(&mut self, name: &str) -> io::Result<()> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(self.dir.join(disk_name(name)))
+            .await?;
+        self.parts.insert(
+            name.to_owned(),
+            Part {
+                file: BufWriter::with_capacity(256 * 1024, file),
+                len: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// The parts' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.parts.keys().map(String::as_str)
+    }
+
     pub fn len(&self, name: &str) -> u64 {
         self.parts.get(name).map(|p| p.len).unwrap_or(0)
     }
@@ -225,6 +249,11 @@ fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
     let mut block = [0u8; 512];
     block.copy_from_slice(header.as_bytes());
     Ok(block)
+}
+
+/// The bytes a tar entry of `size` bytes takes: its header, the bytes, the padding.
+pub fn tar_entry_len(size: u64) -> u64 {
+    512 + size + tar_padding(size) as u64
 }
 
 /// Zero bytes that bring an entry of `size` bytes to a whole block.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    artifact::{MAIN, Parts},
+    artifact::{MAIN, Parts, tar_entry_len},
     card::{self, Figures},
     manifest::{self, Record},
     run::Checkpoint,
@@ -86,12 +86,17 @@ pub(crate) async fn write(
     let layout = Layout { spec };
     let scan = source.scan();
     let dir = deps.blobs.exports_dir().join(source.id.to_string());
-    let (mut parts, resumed) = Parts::open(
-        &dir,
-        &layout.part_names(),
-        checkpoint.as_ref().map(|c| &c.parts),
-    )
-    .await?;
+    // The layout's parts, and those a checkpoint names (shards made as the run went).
+    let mut names = layout.part_names();
+    for name in checkpoint.iter().flat_map(|c| c.parts.keys()) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let (mut parts, resumed) =
+        Parts::open(&dir, &names, checkpoint.as_ref().map(|c| &c.parts)).await?;
+    let mut shards = (spec.format == ExportFormat::Webdataset)
+        .then(|| Shards::resume(&parts, deps.config.exports.shard_max_bytes));
     let (mut after, mut figures) = match (resumed, checkpoint) {
         (true, Some(c)) => (Some(c.after), c.figures),
         _ => {
@@ -132,8 +137,26 @@ pub(crate) async fn write(
         for item in &page {
             let split = spec.split.map(|s| s.of(item.id));
             let path = layout.file_path(item, split);
+            let record = Record {
+                item,
+                text: texts.get(&item.id),
+                annotation: annotations.get(&item.id),
+                reason_codes: reasons.remove(&item.id).unwrap_or_default(),
+                contributor: pseudonym(secret.as_bytes(), item.project_id, item.contributor_id),
+                split,
+                path: path.clone(),
+            };
+            let (part, row) = layout.row(&record)?;
+            let size = u64::try_from(item.size_bytes).unwrap_or(0);
+            // Where the file goes: the archive, or the shard with room for it and its row.
+            let target = match &mut shards {
+                Some(shards) => {
+                    let needed = tar_entry_len(size) + tar_entry_len(row.len() as u64);
+                    shards.make_room(&mut parts, needed).await?
+                }
+                None => MAIN.to_owned(),
+            };
             if let Some(path) = &path {
-                let size = u64::try_from(item.size_bytes).unwrap_or(0);
                 let key = if item.blob_key.is_empty() {
                     crate::blob::item_key(item.project_id, item.id)
                 } else {
@@ -145,20 +168,15 @@ pub(crate) async fn write(
                     deps.blobs.open_range(&key, 0, size - 1).await?
                 };
                 parts
-                    .append_tar_stream(MAIN, path, size, mtime, stream)
+                    .append_tar_stream(&target, path, size, mtime, stream)
                     .await?;
             }
-            let record = Record {
-                item,
-                text: texts.get(&item.id),
-                annotation: annotations.get(&item.id),
-                reason_codes: reasons.remove(&item.id).unwrap_or_default(),
-                contributor: pseudonym(secret.as_bytes(), item.project_id, item.contributor_id),
-                split,
-                path,
-            };
-            let (part, bytes) = layout.row(&record)?;
-            parts.append(&part, &bytes).await?;
+            if shards.is_some() {
+                let name = format!("{}.json", item.id);
+                parts.append_tar_bytes(&target, &name, &row, mtime).await?;
+            } else {
+                parts.append(&part, &row).await?;
+            }
             figures.add(&record);
         }
         metrics::counter!(m::EXPORT_ITEMS_TOTAL).increment(page.len() as u64);
@@ -183,6 +201,9 @@ pub(crate) async fn write(
     }
     let project = store::projects::find(&deps.db, source.project_id).await?;
     let card = card::render(source, project.as_ref(), &figures);
+    if let Some(shards) = &shards {
+        shards.finish(&mut parts, mtime).await?;
+    }
     layout.finish(&mut parts, &figures, &card, mtime).await?;
     parts.sync().await?;
     let (size, main) = (parts.len(MAIN), parts.path(MAIN));
@@ -210,6 +231,7 @@ impl Layout<'_> {
                     names.push(format!("meta/{split}"));
                 }
             }
+            ExportFormat::Webdataset => {} // shards are added as they fill
             _ if self.spec.include_files => names.push("manifest".to_owned()),
             _ => {}
         }
@@ -228,9 +250,11 @@ impl Layout<'_> {
         split.map(|s| format!("{s}/")).unwrap_or_default()
     }
 
-    /// Where an item's file goes inside the archive, if the files travel.
+    /// Where an item's file goes inside the archive (inside its shard for webdataset),
+    /// if the files travel.
     fn file_path(&self, item: &ItemRow, split: Option<&'static str>) -> Option<String> {
         match self.spec.format {
+            ExportFormat::Webdataset => Some(manifest::file_name(item)),
             ExportFormat::Hf => Some(format!(
                 "{}{}",
                 Self::hf_dir(split),
@@ -307,6 +331,8 @@ impl Layout<'_> {
                     parts.append_tar_part(MAIN, &path, &part, mtime).await?;
                 }
             }
+            // The shards are in already (`Shards::finish`); the rows are in them.
+            ExportFormat::Webdataset => {}
             ExportFormat::Csv => {
                 parts
                     .append_tar_part(MAIN, "manifest.csv", "manifest", mtime)
@@ -322,5 +348,65 @@ impl Layout<'_> {
             .append_tar_bytes(MAIN, "README.md", card.as_bytes(), mtime)
             .await?;
         parts.end_tar(MAIN).await
+    }
+}
+
+/// WebDataset shards: tar parts `shard/000000`, … of at most `max` bytes, each closed
+/// when the next item would not fit, copied into the archive at the end as
+/// `shard-000000.tar`, ….
+struct Shards {
+    index: usize,
+    max: u64,
+}
+
+impl Shards {
+    fn name(index: usize) -> String {
+        format!("shard/{index:06}")
+    }
+
+    /// Go on with the last shard a resumed run's parts hold (none: the first).
+    fn resume(parts: &Parts, max: u64) -> Self {
+        let index = parts
+            .names()
+            .filter_map(|n| n.strip_prefix("shard/"))
+            .filter_map(|n| n.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        Self { index, max }
+    }
+
+    /// The shard the next `needed` bytes go to: the current one, or a new one when they
+    /// would take it past `max` (an item alone in its shard may).
+    async fn make_room(&mut self, parts: &mut Parts, needed: u64) -> std::io::Result<String> {
+        let current = Self::name(self.index);
+        if !parts.names().any(|n| n == current) {
+            parts.add(&current).await?;
+            return Ok(current);
+        }
+        let len = parts.len(&current);
+        if len > 0 && len + needed + 1024 > self.max {
+            parts.end_tar(&current).await?;
+            self.index += 1;
+            let next = Self::name(self.index);
+            parts.add(&next).await?;
+            return Ok(next);
+        }
+        Ok(current)
+    }
+
+    /// Close the last shard and put every shard into the archive.
+    async fn finish(&self, parts: &mut Parts, mtime: u64) -> std::io::Result<()> {
+        let current = Self::name(self.index);
+        if !parts.names().any(|n| n == current) {
+            return Ok(()); // no item
+        }
+        parts.end_tar(&current).await?;
+        for index in 0..=self.index {
+            let entry = format!("shard-{index:06}.tar");
+            parts
+                .append_tar_part(MAIN, &entry, &Self::name(index), mtime)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -286,7 +286,10 @@ pub struct Scan<'a> {
 }
 
 /// `$1` project, `$2` kind, `$3` contributor, `$4`/`$5` created from/to, `$6` snapshot,
-/// `$7` since, `$8` the cursor, `$9` the limit, then the states and the labels.
+/// `$7` since, `$8` the cursor, `$9` the limit, then the states and the labels. The
+/// cursor is always bound (the nil id before the first page): `($8 IS NULL OR id > $8)`
+/// kept SQLite from seeking the index to it, so each page scanned every row before it
+/// (a million items took 81 s instead of seconds).
 fn scan_where(scan: &Scan<'_>) -> String {
     let mut n = 9;
     let mut next = || {
@@ -313,7 +316,7 @@ fn scan_where(scan: &Scan<'_>) -> String {
          AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) \
          AND created_at <= $6 AND (decided_at IS NULL OR decided_at <= $6) \
          AND ($7 IS NULL OR decided_at > $7) \
-         AND ($8 IS NULL OR id > $8){labels}",
+         AND id > $8{labels}",
         states.join(", ")
     )
 }
@@ -328,7 +331,7 @@ macro_rules! bind_scan {
             .bind($scan.filter.to)
             .bind($scan.snapshot_at)
             .bind($scan.since)
-            .bind($after)
+            .bind($after.unwrap_or(Uuid::nil()))
             .bind($limit);
         for state in &$scan.filter.states {
             q = q.bind(state.as_str());
