@@ -174,6 +174,10 @@ struct Args {
     /// wall time and memory growth (`benches/common/exports.rs`).
     #[arg(long, conflicts_with_all = ["reads_only", "skip_reads"])]
     exports_only: bool,
+    /// With `--exports-only`: give this many items files and export them as
+    /// webdataset shards (MiB/s).
+    #[arg(long, default_value_t = 0)]
+    export_files: usize,
     /// Keep the database afterwards (the PostgreSQL schema, or the SQLite file's
     /// directory) and print where it is, to look at it.
     #[arg(long)]
@@ -239,6 +243,9 @@ impl Args {
         }
         if self.exports_only {
             cmd.push_str(" --exports-only");
+        }
+        if self.export_files > 0 {
+            cmd.push_str(&format!(" --export-files {}", self.export_files));
         }
         if self.without_rollups {
             cmd.push_str(" --without-rollups");
@@ -1767,8 +1774,18 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
 
     let mut plans = Vec::new();
     if args.exports_only {
+        let blobs = server.outbox.with_file_name("blobs");
+        let files = (args.export_files > 0).then_some((db, blobs.as_path(), args.export_files));
         notes.extend(
-            exports::measure(&http, backend, project, &people.owner.token, args.items).await?,
+            exports::measure(
+                &http,
+                backend,
+                project,
+                &people.owner.token,
+                args.items,
+                files,
+            )
+            .await?,
         );
         return Ok(Report {
             backend,

@@ -4,14 +4,26 @@
 //! meanwhile the process's resident memory (the server runs in this process) is sampled
 //! every 20 ms, and the growth over the level before the export is reported. Every
 //! file is downloaded afterwards and its rows counted: the export must hold every item.
+//!
+//! With `--export-files N`: the first N items get files in the blob folder (of the size
+//! their rows say, 33 KiB on average: about a one-second 16 kHz recording), and those N
+//! are exported as `webdataset` shards; reported in MiB/s of the file it publishes, beside
+//! this disk's own rate for one large synced write. A webdataset export writes its bytes
+//! twice (the shards, then the tar that holds them).
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
+
+use alta_actors::store::Db;
+use chrono::{DateTime, Utc};
 
 use super::{Backend, Http, progress};
 
@@ -61,9 +73,9 @@ async fn one(
     project: Uuid,
     token: &str,
     items: i64,
-    format: &str,
+    body: serde_json::Value,
 ) -> anyhow::Result<String> {
-    let body = json!({"format": format, "filter": {"states": ["pending_review"]}});
+    let format = body["format"].as_str().unwrap_or("?").to_owned();
     let baseline = rss_kib();
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -109,6 +121,17 @@ async fn one(
         "the {format} export holds {} items, not {items}",
         export["items_done"]
     );
+    if format == "webdataset" {
+        let bytes = export["bytes"].as_u64().unwrap_or(0);
+        let mib = bytes as f64 / 1_048_576.0;
+        return Ok(format!(
+            "export webdataset with files, {items} items: {seconds:.1} s, {mib:.0} MiB file, \
+             {:.0} MiB/s ({:.0} MiB/s written: the shards, then the tar that holds them), \
+             peak RSS growth {growth_mib:.1} MiB",
+            mib / seconds,
+            2.0 * mib / seconds
+        ));
+    }
     progress(
         backend,
         format!("{format}: {seconds:.1} s; counting its rows"),
@@ -128,19 +151,79 @@ async fn one(
     ))
 }
 
+/// Give the first `n` items (by id) files of their recorded size in `blobs`; the
+/// creation time just after the last of them (an export filter's `to`).
+async fn make_files(
+    db: &Db,
+    blobs: &Path,
+    project: Uuid,
+    n: usize,
+) -> anyhow::Result<DateTime<Utc>> {
+    let sql = "SELECT id, size_bytes, created_at FROM items WHERE project_id = $1 \
+               ORDER BY id LIMIT $2";
+    let rows: Vec<(Uuid, i64, DateTime<Utc>)> =
+        alta_actors::store::with_db!(db, |pool| sqlx::query_as(sql)
+            .bind(project)
+            .bind(n as i64 + 1)
+            .fetch_all(pool)
+            .await)?;
+    ensure!(rows.len() > n, "fewer than {} items loaded", n + 1);
+    let dir = blobs.join(project.to_string());
+    std::fs::create_dir_all(&dir)?;
+    let chunk: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    for (id, size, _) in &rows[..n] {
+        let size = usize::try_from(*size)?;
+        std::fs::write(dir.join(id.to_string()), &chunk[..size.min(chunk.len())])?;
+    }
+    Ok(rows[n].2)
+}
+
+/// This disk's rate for one large write of `mib` MiB, synced.
+fn disk_write_rate(dir: &Path, mib: usize) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("disk-rate.bin");
+    let block = vec![0x5au8; 1_048_576];
+    let started = Instant::now();
+    let mut file = std::fs::File::create(&path)?;
+    for _ in 0..mib {
+        file.write_all(&block)?;
+    }
+    file.sync_all()?;
+    let rate = mib as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
 pub async fn measure(
     http: &Http,
     backend: Backend,
     project: Uuid,
     token: &str,
     items: i64,
+    files: Option<(&Db, &Path, usize)>,
 ) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     for format in ["jsonl", "csv"] {
         progress(backend, format!("export of every item as {format}"));
-        let note = one(http, backend, project, token, items, format).await?;
+        let body = json!({"format": format, "filter": {"states": ["pending_review"]}});
+        let note = one(http, backend, project, token, items, body).await?;
         progress(backend, &note);
         notes.push(note);
+    }
+    if let Some((db, blobs, n)) = files {
+        progress(backend, format!("files for the first {n} items"));
+        let to = make_files(db, blobs, project, n).await?;
+        let body = json!({"format": "webdataset",
+                          "filter": {"states": ["pending_review"], "to": to}});
+        let note = one(http, backend, project, token, n as i64, body).await?;
+        progress(backend, &note);
+        notes.push(note);
+        let rate = disk_write_rate(blobs, 1024)?;
+        notes.push(format!(
+            "this disk: one synced write of 1 GiB at {rate:.0} MiB/s"
+        ));
     }
     Ok(notes)
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::{
     backend_tests,
     child_server::Site,
-    helpers::{Backend, TestApp, TestAppBuilder, assert_problem, init_test_env},
+    helpers::{Backend, PASSWORD, TestApp, TestAppBuilder, assert_problem, init_test_env},
     items::wav,
     processing::{settled, uploaded},
     projects::{create_project, join},
@@ -601,6 +601,27 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!artifact.exists(), "the deleted export's file is removed");
+
+    // The sweep leaves a kept export's file alone, however old; past its retention
+    // (7 days by default) the export goes, with its file.
+    let kept = finished_export(&app, &admin, &project, json!({"format": "jsonl"})).await;
+    let kept_id = kept["id"].as_str().unwrap();
+    let kept_file = app.data_dir().join(format!("blobs/{project}/{kept_id}"));
+    assert!(kept_file.exists());
+    app.engine.sweep_orphans(Duration::ZERO).await;
+    assert!(kept_file.exists(), "the sweep took a kept export's file");
+    let kept_path = format!("/api/projects/{project}/exports/{kept_id}");
+    assert_eq!(
+        app.get_auth(&kept_path, &admin).await.status(),
+        StatusCode::OK
+    );
+    app.clock.advance(chrono::Duration::days(8));
+    app.engine.sweep_orphans(Duration::from_secs(3600)).await;
+    // A week on, the access token has expired too.
+    let admin = app.token("admin@example.org", PASSWORD).await;
+    let resp = app.get_auth(&kept_path, &admin).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    assert!(!kept_file.exists(), "an expired export's file is removed");
 }
 
 /// Approved items inserted straight into the database (`count` of them, in one
