@@ -110,6 +110,7 @@ pub struct ExportRequest {
 
 /// An export: what was asked, how far it is, and its file once finished.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExportResponse {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -161,6 +162,7 @@ impl From<ExportView> for ExportResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExportPage {
     pub items: Vec<ExportResponse>,
     pub next_cursor: Option<String>,
@@ -288,7 +290,8 @@ impl ExportsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Path<Uuid>,
-        /// Page size, 1–100 (default 20).
+        /// Page size, 1–200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` from the previous page.
         cursor: Query<Option<String>>,
