@@ -21,7 +21,7 @@ use crate::{
     enums::{ItemStatus, Wire},
     json_body::JsonBody,
     problem::ApiResult,
-    projects::DataKindDto,
+    projects::{DataKindDto, NoContent},
     security::BearerAuth,
     tags::ApiTags,
 };
@@ -192,13 +192,6 @@ pub enum ExportPageOk {
     Ok(Json<ExportPage>),
 }
 
-#[derive(ApiResponse)]
-pub enum ExportDeleted {
-    /// Deleted, with its file.
-    #[oai(status = 204)]
-    Deleted,
-}
-
 pub struct ExportsApi;
 
 #[OpenApi(tag = "ApiTags::Exports")]
@@ -340,11 +333,11 @@ impl ExportsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
         export_id: Path<Uuid>,
-    ) -> ApiResult<ExportDeleted> {
+    ) -> ApiResult<NoContent> {
         engine
             .delete_export(&auth.0, project_id.0, export_id.0, &ctx)
             .await?;
-        Ok(ExportDeleted::Deleted)
+        Ok(NoContent::NoContent)
     }
 
     /// Download an export's file

@@ -125,27 +125,21 @@ impl GcsBlobs {
         end_inclusive: u64,
     ) -> io::Result<BlobStream> {
         let count = end_inclusive.saturating_sub(start) + 1;
-        let response = self
-            .storage
-            .read_object(&self.bucket_path, key)
-            .set_read_range(ReadRange::segment(start, count))
-            .send()
-            .await
-            .map_err(|e| map_err(&format!("GCS read of {key}"), e))?;
-        let key = key.to_owned();
-        let stream = futures::stream::unfold(response, |mut response| async move {
-            response.next().await.map(|chunk| (chunk, response))
-        });
-        Ok(stream
-            .map_err(move |e| map_err(&format!("GCS read of {key}"), e))
-            .boxed())
+        self.read(key, Some(ReadRange::segment(start, count))).await
     }
 
     /// Stream the whole object (no length needed: the emulator does not report one).
     pub(super) async fn open_all(&self, key: &str) -> io::Result<BlobStream> {
-        let response = self
-            .storage
-            .read_object(&self.bucket_path, key)
+        self.read(key, None).await
+    }
+
+    /// Stream the object, or `range` of it.
+    async fn read(&self, key: &str, range: Option<ReadRange>) -> io::Result<BlobStream> {
+        let mut read = self.storage.read_object(&self.bucket_path, key);
+        if let Some(range) = range {
+            read = read.set_read_range(range);
+        }
+        let response = read
             .send()
             .await
             .map_err(|e| map_err(&format!("GCS read of {key}"), e))?;

@@ -280,6 +280,14 @@ impl ExportSpec {
     }
 }
 
+/// `filter.since_export` names no export of the project.
+pub fn unknown_since_export() -> EngineError {
+    invalid(
+        "/filter/since_export",
+        "no export of this project has that id",
+    )
+}
+
 /// A contributor as a dataset shows them: stable within a project, unlinkable across
 /// projects, and not reversible without the server's secret.
 pub fn pseudonym(secret: &[u8], project_id: Uuid, contributor_id: Uuid) -> String {

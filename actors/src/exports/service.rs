@@ -17,7 +17,7 @@ use crate::{
     blob::BlobStream,
     command::settle,
     context::{Principal, RequestContext},
-    domain::export::{ExportInput, ExportSpec, ExportState},
+    domain::export::{ExportInput, ExportSpec, ExportState, unknown_since_export},
     engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
@@ -200,13 +200,7 @@ impl Engine {
         if let Some(since) = spec.filter.since_export {
             let earlier = store::exports::find(&self.deps.db, project.id, since)
                 .await?
-                .ok_or_else(|| {
-                    EngineError::validation(
-                        ErrorCode::InvalidExport,
-                        "/filter/since_export",
-                        "no export of this project has that id",
-                    )
-                })?;
+                .ok_or_else(unknown_since_export)?;
             spec.filter.since_at = Some(earlier.snapshot_at);
         }
         let source = Source {

@@ -12,7 +12,7 @@ use crate::{
     ErrorCode,
     authz::ProjectAction,
     context::Principal,
-    domain::export::{ExportSpec, ExportState},
+    domain::export::{ExportSpec, ExportState, unknown_since_export},
     error::EngineError,
     idempotency::Claim,
     projects::{Check, InProject, Transition},
@@ -40,13 +40,7 @@ impl Transition for CreateExport {
         if let Some(since) = self.spec.filter.since_export {
             let snapshot = store::exports::snapshot_tx(at.tx(), project_id, since)
                 .await?
-                .ok_or_else(|| {
-                    EngineError::validation(
-                        ErrorCode::InvalidExport,
-                        "/filter/since_export",
-                        "no export of this project has that id",
-                    )
-                })?;
+                .ok_or_else(unknown_since_export)?;
             self.spec.filter.since_at = Some(snapshot);
         }
         let id = Uuid::now_v7();
