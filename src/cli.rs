@@ -305,9 +305,10 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     engine.shutdown().await;
     let done = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
     println!(
-        "exported {} items ({} bytes) to {} in {:.1} s",
-        done.items_done,
+        "exported {} items ({} bytes, sha256 {}) to {} in {:.1} s",
+        done.items,
         done.bytes,
+        done.sha256,
         out.display(),
         started.elapsed().as_secs_f64()
     );

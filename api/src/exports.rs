@@ -128,6 +128,8 @@ pub struct ExportResponse {
     pub bytes: i64,
     pub file_name: Option<String>,
     pub content_type: Option<String>,
+    /// The finished file's SHA-256, hex: check a download against it.
+    pub sha256: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -152,6 +154,7 @@ impl From<ExportView> for ExportResponse {
             bytes: v.bytes,
             file_name: v.file_name,
             content_type: v.content_type,
+            sha256: v.sha256,
             error: v.error,
             created_at: v.created_at,
             started_at: v.started_at,

@@ -105,6 +105,11 @@ async fn download(app: &TestApp, token: &str, project: &str, export: &Value) -> 
     );
     let bytes = resp.bytes().await.unwrap().to_vec();
     assert_eq!(bytes.len() as i64, export["bytes"].as_i64().unwrap());
+    assert_eq!(
+        export["sha256"],
+        sha256_hex(&bytes),
+        "the file is the one recorded"
+    );
     bytes
 }
 
@@ -791,6 +796,11 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
         .text()
         .await
         .unwrap();
+    assert_eq!(
+        finished["sha256"],
+        sha256_hex(body.as_bytes()),
+        "the hash carried across the crash"
+    );
     let ids: Vec<String> = body
         .lines()
         .map(|l| {

@@ -16,6 +16,8 @@ use tokio::{
     io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter},
 };
 
+use sha2::{Digest, Sha256};
+
 use crate::blob::BlobStream;
 
 /// The part that becomes the artifact.
@@ -24,6 +26,8 @@ pub const MAIN: &str = "main";
 struct Part {
     file: BufWriter<fs::File>,
     len: u64,
+    /// The SHA-256 of what was written so far (the main part only).
+    hash: Option<Sha256>,
 }
 
 pub struct Parts {
@@ -73,12 +77,19 @@ impl Parts {
                 .open(dir.join(disk_name(name)))
                 .await?;
             file.set_len(len).await?;
+            // The main part's hash goes on from what a resumed run keeps of it.
+            let hash = if name == MAIN {
+                Some(hash_prefix(&mut file, len).await?)
+            } else {
+                None
+            };
             file.seek(io::SeekFrom::Start(len)).await?;
             parts.insert(
                 name.clone(),
                 Part {
                     file: BufWriter::with_capacity(256 * 1024, file),
                     len,
+                    hash,
                 },
             );
         }
@@ -101,7 +112,18 @@ impl Parts {
         let part = self.part(name)?;
         part.file.write_all(bytes).await?;
         part.len += bytes.len() as u64;
+        if let Some(hash) = &mut part.hash {
+            hash.update(bytes);
+        }
         Ok(())
+    }
+
+    /// The SHA-256 of the main part as written so far, in hex.
+    pub fn main_sha256(&self) -> Option<String> {
+        self.parts
+            .get(MAIN)
+            .and_then(|p| p.hash.clone())
+            .map(|h| hex::encode(h.finalize()))
     }
 
     /// Begin a new, empty part `name` (one left on disk by an earlier run is emptied).
@@ -118,6 +140,7 @@ impl Parts {
             Part {
                 file: BufWriter::with_capacity(256 * 1024, file),
                 len: 0,
+                hash: None,
             },
         );
         Ok(())
@@ -237,6 +260,27 @@ impl Parts {
     }
 }
 
+/// The SHA-256 of a file's first `len` bytes (a resumed run's main part), read once.
+async fn hash_prefix(file: &mut fs::File, len: u64) -> io::Result<Sha256> {
+    let mut hash = Sha256::new();
+    file.seek(io::SeekFrom::Start(0)).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
+        let n = file.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the export's main part is shorter than its checkpoint",
+            ));
+        }
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hash)
+}
+
 /// A ustar header for a regular file (paths here are short and ASCII: `{split}/{uuid}.ext`).
 fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
     let mut header = tar::Header::new_ustar();
@@ -296,6 +340,12 @@ mod tests {
         parts.end_tar(MAIN).await.unwrap();
         parts.sync().await.unwrap();
         let bytes = std::fs::read(parts.path(MAIN)).unwrap();
+        let digest = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(
+            parts.main_sha256().unwrap(),
+            digest,
+            "the hash carried across the resumption"
+        );
         let mut archive = tar::Archive::new(&bytes[..]);
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {

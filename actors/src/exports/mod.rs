@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use self::{
     run::{ExportHandler, KIND_EXPORT},
-    service::{ExportDownload, ExportProgress},
+    service::{ExportDownload, ExportProgress, ExportedFile},
     transition::{CreateExport, DeleteExport, FailExport, FinishExport},
 };
 use crate::{
@@ -49,6 +49,8 @@ pub struct ExportView {
     pub bytes: i64,
     pub file_name: Option<String>,
     pub content_type: Option<String>,
+    /// The finished file's SHA-256, hex.
+    pub sha256: Option<String>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -71,6 +73,7 @@ impl From<ExportRow> for ExportView {
             bytes: row.bytes,
             file_name: row.file_name,
             content_type: row.content_type,
+            sha256: row.sha256,
             error: row.error,
             created_at: row.created_at,
             started_at: row.started_at,

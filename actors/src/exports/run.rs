@@ -161,6 +161,7 @@ async fn run(
         blob_key: key.clone(),
         file_name: format!("export-{}.{extension}", export.id),
         content_type: content_type.to_owned(),
+        sha256: written.sha256.clone(),
         bytes: i64::try_from(written.size).unwrap_or(i64::MAX),
         items: i64::try_from(written.figures.items).unwrap_or(i64::MAX),
     };

@@ -35,6 +35,15 @@ pub struct ExportProgress {
     pub bytes: u64,
 }
 
+/// What `alta export` wrote.
+#[derive(Debug, Clone)]
+pub struct ExportedFile {
+    pub items: u64,
+    pub bytes: u64,
+    /// The file's SHA-256, hex.
+    pub sha256: String,
+}
+
 /// Checkpoints of an export run from the command line: reported, not kept (a run that
 /// stops starts over).
 struct Report<F> {
@@ -191,7 +200,7 @@ impl Engine {
         input: ExportInput,
         out: &Path,
         report: impl FnMut(ExportProgress) + Send,
-    ) -> Result<ExportProgress, EngineError> {
+    ) -> Result<ExportedFile, EngineError> {
         let project = store::projects::find(&self.deps.db, project_id)
             .await?
             .filter(|p| p.deleted_at.is_none())
@@ -231,13 +240,16 @@ impl Engine {
         moved.map_err(|e| {
             EngineError::internal(format!("cannot write the export to {}: {e}", out.display()))
         })?;
-        let done = ExportProgress {
+        (progress.report)(ExportProgress {
             items_done: written.figures.items,
             items_total: written.figures.items,
             bytes: written.size,
-        };
-        (progress.report)(done);
-        Ok(done)
+        });
+        Ok(ExportedFile {
+            items: written.figures.items,
+            bytes: written.size,
+            sha256: written.sha256,
+        })
     }
 }
 

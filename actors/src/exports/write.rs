@@ -71,6 +71,8 @@ pub(crate) struct Written {
     pub main: PathBuf,
     pub dir: PathBuf,
     pub size: u64,
+    /// The file's SHA-256, hex.
+    pub sha256: String,
     pub figures: Figures,
 }
 
@@ -207,11 +209,13 @@ pub(crate) async fn write(
     layout.finish(&mut parts, &figures, &card, mtime).await?;
     parts.sync().await?;
     let (size, main) = (parts.len(MAIN), parts.path(MAIN));
+    let sha256 = parts.main_sha256().unwrap_or_default();
     drop(parts);
     Ok(Ok(Written {
         main,
         dir,
         size,
+        sha256,
         figures,
     }))
 }

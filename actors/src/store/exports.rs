@@ -163,6 +163,7 @@ pub struct Published {
     pub blob_key: String,
     pub file_name: String,
     pub content_type: String,
+    pub sha256: String,
     pub bytes: i64,
     pub items: i64,
 }
@@ -178,7 +179,7 @@ pub async fn finish(
 ) -> StoreResult<bool> {
     let sql = "UPDATE exports SET state = 'finished', blob_key = $2, file_name = $3, \
                content_type = $4, bytes = $5, items_done = $6, items_total = $6, \
-               finished_at = $7, expires_at = $8, error = NULL \
+               finished_at = $7, expires_at = $8, sha256 = $9, error = NULL \
                WHERE id = $1 AND state = 'running'";
     let n = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(id)
@@ -189,6 +190,7 @@ pub async fn finish(
         .bind(artifact.items)
         .bind(now)
         .bind(expires_at)
+        .bind(&artifact.sha256)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
