@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use alta_actors::{context::RequestContext, store::with_db};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -38,22 +38,8 @@ impl Rng {
     }
 }
 
-async fn send(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Response {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
 async fn ok(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) {
-    let resp = send(app, token, method.clone(), path, body).await;
+    let resp = app.send(token, method.clone(), path, body).await;
     let status = resp.status();
     let text = resp.text().await.unwrap();
     assert!(status.is_success(), "{method} {path}: {status} {text}");
@@ -163,13 +149,6 @@ fn answered_decisions(decisions: &Value) -> BTreeMap<(String, String, String), i
         .collect()
 }
 
-async fn user_id(app: &TestApp, token: &str) -> String {
-    app.get_json("/api/auth/me", token).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn recount(app: &TestApp) -> usize {
     let report = app
         .engine
@@ -251,7 +230,7 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         let item = &items[rng.below(items.len())];
         let token = &contributors[item.owner];
         let path = format!("{}/{}", item.endpoint, item.id);
-        let resp = send(&app, token, Method::GET, &path, None).await;
+        let resp = app.send(token, Method::GET, &path, None).await;
         if resp.status() == StatusCode::NOT_FOUND {
             continue; // deleted
         }
@@ -355,14 +334,14 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
     let mut collected_ms = 0;
     let mut approved_ms = 0;
     for item in items.iter().filter(|i| i.endpoint == "/api/voice") {
-        let resp = send(
-            &app,
-            &admin,
-            Method::GET,
-            &format!("/api/voice/{}", item.id),
-            None,
-        )
-        .await;
+        let resp = app
+            .send(
+                &admin,
+                Method::GET,
+                &format!("/api/voice/{}", item.id),
+                None,
+            )
+            .await;
         if resp.status() == StatusCode::NOT_FOUND {
             continue;
         }
@@ -381,7 +360,7 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
     assert_eq!(seconds(&summary["audio"]["seconds_approved"]), approved_ms);
 
     // A contributor's own figures, and a reviewer's, as they read them.
-    let c1 = user_id(&app, &contributors[0]).await;
+    let c1 = app.user_id(&contributors[0]).await;
     let mine = app
         .get_json("/api/analytics/user/me", &contributors[0])
         .await;
@@ -404,7 +383,7 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         Some(rate) => assert!((rate - approved as f64 / (approved + rejected) as f64).abs() < 1e-9),
         None => assert_eq!(approved + rejected, 0),
     }
-    let r1 = user_id(&app, &reviewers[0]).await;
+    let r1 = app.user_id(&reviewers[0]).await;
     let theirs = app
         .get_json(&format!("/api/analytics/user/{r1}"), &admin)
         .await;
@@ -531,7 +510,7 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
     assert_eq!(got, expected, "seed {seed}");
     let mut expected: Vec<(String, i64)> = Vec::new();
     for token in &reviewers {
-        let id = user_id(&app, token).await;
+        let id = app.user_id(token).await;
         let n: i64 = counted_decisions(&app, &project, Some(&id))
             .await
             .values()
@@ -748,7 +727,7 @@ async fn who_reads_which_figures(backend: Backend) {
 
     // A person's figures: themselves, a super admin, an admin of a shared project;
     // nobody else learns they exist.
-    let c = user_id(&app, &contributor).await;
+    let c = app.user_id(&contributor).await;
     let path = format!("/api/analytics/user/{c}");
     for token in [&contributor, &admin, &root] {
         assert_eq!(app.get_auth(&path, token).await.status(), StatusCode::OK);

@@ -769,9 +769,9 @@ impl World {
         .collect();
         let mut ids = HashMap::new();
         for (who, token) in &tokens {
-            ids.insert(*who, user_id(&app, token).await);
+            ids.insert(*who, app.user_id(token).await);
         }
-        let bystander_id = user_id(&app, &bystander).await;
+        let bystander_id = app.user_id(&bystander).await;
         Self {
             app,
             tokens,
@@ -1395,13 +1395,6 @@ fn tus_creation(project_id: &str, n: usize) -> Payload {
         ],
         None,
     )
-}
-
-async fn user_id(app: &TestApp, token: &str) -> String {
-    let resp = app.get_auth("/api/auth/me", token).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let me: Value = resp.json().await.unwrap();
-    me["id"].as_str().unwrap().to_owned()
 }
 
 /// The token of the invitation mail to `email` for the project named `project_name`.

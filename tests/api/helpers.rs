@@ -369,6 +369,30 @@ impl TestApp {
         self.token(email, PASSWORD).await
     }
 
+    /// `method path` as `token`, with `body` as JSON when there is one.
+    pub async fn send(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The id of the account `token` belongs to.
+    pub async fn user_id(&self, token: &str) -> String {
+        let me = self.get_json("/api/auth/me", token).await;
+        me["id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn token(&self, email: &str, password: &str) -> String {
         let resp = self.login(email, password).await;
         assert_eq!(resp.status(), StatusCode::OK, "login of {email} failed");

@@ -52,25 +52,6 @@ async fn team(app: &TestApp) -> Team {
     }
 }
 
-async fn send(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Response {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
-async fn user_id(app: &TestApp, token: &str) -> String {
-    let me = app.get_json("/api/auth/me", token).await;
-    me["id"].as_str().unwrap().to_owned()
-}
-
 /// The `ETag` header of an answer.
 fn etag(resp: &Response) -> String {
     resp.headers()
@@ -87,20 +68,15 @@ fn schema_path(project: &str) -> String {
 
 async fn put_schema(app: &TestApp, token: &str, project: &str, fields: Value) -> Response {
     let body = json!({ "fields": fields });
-    send(app, token, Method::PUT, &schema_path(project), Some(body)).await
+    app.send(token, Method::PUT, &schema_path(project), Some(body))
+        .await
 }
 
 /// `put_schema` with `?force=true`.
 async fn force_schema(app: &TestApp, token: &str, project: &str, fields: Value) -> Response {
     let path = format!("{}?force=true", schema_path(project));
-    send(
-        app,
-        token,
-        Method::PUT,
-        &path,
-        Some(json!({ "fields": fields })),
-    )
-    .await
+    app.send(token, Method::PUT, &path, Some(json!({ "fields": fields })))
+        .await
 }
 
 /// A schema change that must succeed; the schema it answers.
@@ -195,14 +171,8 @@ async fn ready_doc(app: &TestApp, token: &str, project: &str, text: &str) -> Str
 
 async fn submit(app: &TestApp, token: &str, project: &str, ids: &[&str]) -> Response {
     let path = format!("/api/projects/{project}/review");
-    send(
-        app,
-        token,
-        Method::POST,
-        &path,
-        Some(json!({ "item_ids": ids })),
-    )
-    .await
+    app.send(token, Method::POST, &path, Some(json!({ "item_ids": ids })))
+        .await
 }
 
 async fn status(app: &TestApp, token: &str, id: &str) -> Value {
@@ -264,7 +234,7 @@ async fn the_schema_is_versioned_and_only_admins_change_it(backend: Backend) {
     let v1: Value = resp.json().await.unwrap();
     assert_eq!(v1["project_id"], t.project.as_str());
     assert_eq!(v1["version"], 1);
-    assert_eq!(v1["created_by"], user_id(&app, &t.admin).await.as_str());
+    assert_eq!(v1["created_by"], app.user_id(&t.admin).await.as_str());
     assert!(v1["created_at"].is_string(), "{v1}");
     let fields = v1["fields"].as_array().unwrap();
     assert_eq!(fields.len(), 2, "{v1}");
@@ -485,7 +455,7 @@ async fn values_are_checked_against_each_field_type(backend: Backend) {
     assert_eq!(saved["values"], values);
     assert_eq!(
         saved["author_id"],
-        user_id(&app, &t.contributor).await.as_str()
+        app.user_id(&t.contributor).await.as_str()
     );
     assert!(saved["updated_at"].is_string(), "{saved}");
     let read = annotation(&app, &t.contributor, &item).await;
@@ -595,8 +565,8 @@ async fn if_match_guards_against_lost_updates(backend: Backend) {
     let id = ready_doc(&app, &t.contributor, &t.project, "Habari za asubuhi.").await;
     let item = doc(&id);
     let path = format!("{item}/annotation");
-    let contributor_id = user_id(&app, &t.contributor).await;
-    let admin_id = user_id(&app, &t.admin).await;
+    let contributor_id = app.user_id(&t.contributor).await;
+    let admin_id = app.user_id(&t.admin).await;
 
     // Written against the tag just read.
     let stale = etag(&app.get_auth(&path, &t.contributor).await);
@@ -730,15 +700,12 @@ async fn who_annotates_and_when(backend: Backend) {
     // A project admin annotates someone else's item; the item's contributor too.
     let by_admin = annotated(&app, &t.admin, &item, json!({"sentiment": "neg"})).await;
     assert_eq!(by_admin["revision"], 1);
-    assert_eq!(
-        by_admin["author_id"],
-        user_id(&app, &t.admin).await.as_str()
-    );
+    assert_eq!(by_admin["author_id"], app.user_id(&t.admin).await.as_str());
     let by_owner = annotated(&app, &t.contributor, &item, json!({"sentiment": "pos"})).await;
     assert_eq!(by_owner["revision"], 2);
     assert_eq!(
         by_owner["author_id"],
-        user_id(&app, &t.contributor).await.as_str()
+        app.user_id(&t.contributor).await.as_str()
     );
     let seen = annotation(&app, &t.reviewer, &item).await;
     assert_eq!(seen["revision"], 2);
@@ -755,14 +722,14 @@ async fn who_annotates_and_when(backend: Backend) {
     assert_eq!(annotation(&app, &t.contributor, &item).await["revision"], 2);
 
     // Sent back for changes, it can be annotated again.
-    let resp = send(
-        &app,
-        &t.reviewer,
-        Method::PATCH,
-        &format!("/api/review/{id}"),
-        Some(json!({"decision": "reject", "reason_code": "noise"})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.reviewer,
+            Method::PATCH,
+            &format!("/api/review/{id}"),
+            Some(json!({"decision": "reject", "reason_code": "noise"})),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let decided: Value = resp.json().await.unwrap();
     assert_eq!(decided["item"]["status"], "changes_requested");
@@ -1002,14 +969,14 @@ async fn recordings_take_segments_within_their_length(backend: Backend) {
     // No speech engine in tests: a person's transcript makes the recording ready.
     let item = settled(&app, &t.contributor, endpoint, &id).await;
     assert_eq!(item["status"], "processing_failed", "{item}");
-    let resp = send(
-        &app,
-        &t.contributor,
-        Method::PUT,
-        &format!("{}/transcript", voice(&id)),
-        Some(json!({"text": "Habari za asubuhi"})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.contributor,
+            Method::PUT,
+            &format!("{}/transcript", voice(&id)),
+            Some(json!({"text": "Habari za asubuhi"})),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let recording = app.get_json(&voice(&id), &t.contributor).await;
     assert_eq!(recording["status"], "ready", "{recording}");
@@ -1071,14 +1038,14 @@ async fn recordings_take_segments_within_their_length(backend: Backend) {
 
 /// Write `text` as the document's new text revision (its contributor).
 async fn write_text(app: &TestApp, token: &str, id: &str, text: &str) {
-    let resp = send(
-        app,
-        token,
-        Method::PUT,
-        &format!("/api/documents/{id}/text"),
-        Some(json!({ "text": text })),
-    )
-    .await;
+    let resp = app
+        .send(
+            token,
+            Method::PUT,
+            &format!("/api/documents/{id}/text"),
+            Some(json!({ "text": text })),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK, "text of {id}");
 }
 
@@ -1138,14 +1105,14 @@ async fn spans_follow_their_words_when_the_text_changes(backend: Backend) {
     assert_eq!(stale["stale_spans"], json!(["/values/entities/1"]));
 
     // A stale span blocks submission (nothing is submitted)...
-    let resp = send(
-        &app,
-        &t.contributor,
-        Method::POST,
-        &format!("/api/projects/{}/review", t.project),
-        Some(json!({"item_ids": [id]})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.contributor,
+            Method::POST,
+            &format!("/api/projects/{}/review", t.project),
+            Some(json!({"item_ids": [id]})),
+        )
+        .await;
     let problem = assert_problem(
         resp,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1185,14 +1152,14 @@ async fn spans_follow_their_words_when_the_text_changes(backend: Backend) {
     )
     .await;
     assert_eq!(fixed["stale_spans"], json!([]));
-    let resp = send(
-        &app,
-        &t.contributor,
-        Method::POST,
-        &format!("/api/projects/{}/review", t.project),
-        Some(json!({"item_ids": [id]})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.contributor,
+            Method::POST,
+            &format!("/api/projects/{}/review", t.project),
+            Some(json!({"item_ids": [id]})),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -1212,25 +1179,25 @@ async fn reviewers_see_and_fix_labels(backend: Backend) {
     let id = ready_doc(&app, &t.contributor, &t.project, "Habari za asubuhi").await;
     let item = doc(&id);
     annotated(&app, &t.contributor, &item, json!({"sentiment": "pos"})).await;
-    let resp = send(
-        &app,
-        &t.contributor,
-        Method::POST,
-        &format!("/api/projects/{}/review", t.project),
-        Some(json!({"item_ids": [id]})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.contributor,
+            Method::POST,
+            &format!("/api/projects/{}/review", t.project),
+            Some(json!({"item_ids": [id]})),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // The queue entry carries the labels and their schema version.
-    let resp = send(
-        &app,
-        &t.reviewer,
-        Method::POST,
-        &format!("/api/review/next?project_id={}", t.project),
-        None,
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.reviewer,
+            Method::POST,
+            &format!("/api/review/next?project_id={}", t.project),
+            None,
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let entry: Value = resp.json().await.unwrap();
     assert_eq!(entry["item"]["id"], id.as_str());
@@ -1239,14 +1206,14 @@ async fn reviewers_see_and_fix_labels(backend: Backend) {
     assert_eq!(entry["annotation"]["revision"], 1);
 
     // Labels that break the schema: 422, and no decision is recorded.
-    let resp = send(
-        &app,
-        &t.reviewer,
-        Method::PATCH,
-        &format!("/api/review/{id}"),
-        Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "meh"}})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.reviewer,
+            Method::PATCH,
+            &format!("/api/review/{id}"),
+            Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "meh"}})),
+        )
+        .await;
     let problem =
         assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_annotation").await;
     assert_eq!(problem["field"], "/values/sentiment");
@@ -1254,17 +1221,17 @@ async fn reviewers_see_and_fix_labels(backend: Backend) {
     assert_eq!(now["status"], "pending_review");
 
     // Labels go with an approval only.
-    let resp = send(
-        &app,
-        &t.reviewer,
-        Method::PATCH,
-        &format!("/api/review/{id}"),
-        Some(json!({
-            "decision": "reject", "reason_code": "noise",
-            "corrected_annotation": {"sentiment": "neg"},
-        })),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.reviewer,
+            Method::PATCH,
+            &format!("/api/review/{id}"),
+            Some(json!({
+                "decision": "reject", "reason_code": "noise",
+                "corrected_annotation": {"sentiment": "neg"},
+            })),
+        )
+        .await;
     assert_problem(
         resp,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1273,22 +1240,19 @@ async fn reviewers_see_and_fix_labels(backend: Backend) {
     .await;
 
     // Fix and accept: the reviewer's labels are the item's, in a revision of theirs.
-    let resp = send(
-        &app,
-        &t.reviewer,
-        Method::PATCH,
-        &format!("/api/review/{id}"),
-        Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "neg"}})),
-    )
-    .await;
+    let resp = app
+        .send(
+            &t.reviewer,
+            Method::PATCH,
+            &format!("/api/review/{id}"),
+            Some(json!({"decision": "approve", "corrected_annotation": {"sentiment": "neg"}})),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let labels = annotation(&app, &t.contributor, &item).await;
     assert_eq!(labels["revision"], 2);
     assert_eq!(labels["values"], json!({"sentiment": "neg"}));
-    assert_eq!(
-        labels["author_id"],
-        user_id(&app, &t.reviewer).await.as_str()
-    );
+    assert_eq!(labels["author_id"], app.user_id(&t.reviewer).await.as_str());
     let now = app.get_json(&item, &t.contributor).await;
     assert_eq!(now["status"], "approved");
 }
@@ -1495,7 +1459,7 @@ async fn suggest(
         body["score"] = json!(score);
     }
     let path = format!("{item}/annotation/suggestions");
-    send(app, token, Method::PUT, &path, Some(body)).await
+    app.send(token, Method::PUT, &path, Some(body)).await
 }
 
 /// POST an acceptance of `source`'s suggestion for `item` (`fields`, when given).
@@ -1539,7 +1503,7 @@ async fn suggestions_stay_apart_until_accepted(backend: Backend) {
     let id = ready_doc(&app, &t.contributor, &t.project, "Ana lives in Nairobi.").await;
     let item = doc(&id);
     annotated(&app, &t.contributor, &item, json!({"stars": 4})).await;
-    let admin_id = user_id(&app, &t.admin).await;
+    let admin_id = app.user_id(&t.admin).await;
 
     // A pipeline (the admin's token) suggests; a second post from it replaces the first.
     let first = json!({"topic": "sport"});
@@ -1634,7 +1598,7 @@ async fn suggestions_stay_apart_until_accepted(backend: Backend) {
     assert_eq!(taken["values"], json!({"stars": 4, "topic": "news"}));
     assert_eq!(
         taken["author_id"],
-        user_id(&app, &t.contributor).await.as_str()
+        app.user_id(&t.contributor).await.as_str()
     );
     // A stale If-Match, a field the suggestion lacks, a source that suggested nothing,
     // a reviewer: refused, nothing written.

@@ -104,16 +104,6 @@ async fn send(
     req.send().await.unwrap()
 }
 
-async fn user_id(app: &TestApp, token: &str) -> String {
-    let me: Value = app
-        .get_auth("/api/auth/me", token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["id"].as_str().unwrap().to_owned()
-}
-
 async fn project_lifecycle_with_soft_delete_and_restore(backend: Backend) {
     let app = TestAppBuilder::new(backend).spawn().await;
     let root = app.super_admin("root@example.org").await;
@@ -365,7 +355,7 @@ async fn server_owned_fields_are_refused(backend: Backend) {
         "no refused create made a project"
     );
     // A role change body with extra fields is refused too.
-    let me = user_id(&app, &owner).await;
+    let me = app.user_id(&owner).await;
     let resp = send(
         &app,
         reqwest::Method::PATCH,
@@ -538,7 +528,7 @@ async fn the_last_admin_survives_concurrent_demotions(backend: Backend) {
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Race").await;
     let second = join(&app, &owner, &project, "second@example.org", "admin").await;
-    let (owner_id, second_id) = (user_id(&app, &owner).await, user_id(&app, &second).await);
+    let (owner_id, second_id) = (app.user_id(&owner).await, app.user_id(&second).await);
     let body = json!({"role": "contributor"});
     let (path_a, path_b) = (
         format!("/api/projects/{project}/members/{second_id}"),
@@ -659,7 +649,7 @@ async fn audit_log_records_and_filters_changes(backend: Backend) {
     let project = create_project(&app, &owner, "Audited").await;
     let other = create_project(&app, &root, "Elsewhere").await;
     let reviewer = join(&app, &owner, &project, "rev@example.org", "reviewer").await;
-    let rev_id = user_id(&app, &reviewer).await;
+    let rev_id = app.user_id(&reviewer).await;
     send(
         &app,
         reqwest::Method::PATCH,
@@ -738,7 +728,7 @@ async fn audit_log_records_and_filters_changes(backend: Backend) {
         2,
         "owner and reviewer registered: {all}"
     );
-    let owner_id = user_id(&app, &owner).await;
+    let owner_id = app.user_id(&owner).await;
     let mine: Value = app
         .get_auth(
             &format!("/api/admin/audit-log?actor_id={owner_id}&limit=200"),

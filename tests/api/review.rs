@@ -217,11 +217,6 @@ async fn history(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     body["items"].as_array().unwrap().clone()
 }
 
-async fn user_id(app: &TestApp, token: &str) -> String {
-    let me = app.get_json("/api/auth/me", token).await;
-    me["id"].as_str().unwrap().to_owned()
-}
-
 fn time(value: &Value) -> DateTime<Utc> {
     value
         .as_str()
@@ -301,7 +296,7 @@ async fn a_reviewer_approves_a_submitted_item(backend: Backend) {
     assert_eq!(decision["item_id"], first.as_str());
     assert_eq!(
         decision["reviewer_id"],
-        user_id(&app, reviewer).await.as_str()
+        app.user_id(reviewer).await.as_str()
     );
     assert!(decision["reason_code"].is_null() && decision["text_revision"].is_null());
     assert_eq!(answer["item"]["status"], "approved");
@@ -667,7 +662,7 @@ async fn a_reviewer_fixes_and_accepts(backend: Backend) {
     assert_eq!(text["current"]["source"], "human");
     assert_eq!(
         text["current"]["author_id"],
-        user_id(&app, reviewer).await.as_str()
+        app.user_id(reviewer).await.as_str()
     );
     assert_eq!(
         history(&app, &t.contributor, &doc).await[0]["text_revision"],
