@@ -557,9 +557,9 @@ impl AnalyticsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<ContributorBoardOk> {
-        let sort = sort.0.unwrap_or(ContributorSortParam::Approved).into();
+        let sort: ContributorSort = sort.0.unwrap_or(ContributorSortParam::Approved).into();
         let page = engine
-            .contributor_ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
+            .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
         Ok(ContributorBoardOk::Ok(Json(ContributorBoard {
             items: page.items.into_iter().map(Into::into).collect(),
@@ -585,9 +585,9 @@ impl AnalyticsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<ReviewerBoardOk> {
-        let sort = sort.0.unwrap_or(ReviewerSortParam::Decisions).into();
+        let sort: ReviewerSort = sort.0.unwrap_or(ReviewerSortParam::Decisions).into();
         let page = engine
-            .reviewer_ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
+            .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
         Ok(ReviewerBoardOk::Ok(Json(ReviewerBoard {
             items: page.items.into_iter().map(Into::into).collect(),

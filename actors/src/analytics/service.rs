@@ -19,10 +19,7 @@ use crate::{
     pagination::{Page, PageRequest},
     store::{
         self,
-        rollups::{
-            ContributorRank, ContributorSort, DecisionFigures, ItemFigures, ReviewerRank,
-            ReviewerSort, Scope,
-        },
+        rollups::{DecisionFigures, ItemFigures, Leaderboard, Scope},
     },
 };
 
@@ -301,20 +298,21 @@ impl Engine {
 }
 
 impl Engine {
-    /// A page of the project's contributors ranked by `sort` (its admins and reviewers).
-    pub async fn contributor_ranking(
+    /// A page of one of the project's leaderboards (contributors or reviewers, by the
+    /// sort's type), for its admins and reviewers.
+    pub async fn ranking<L: Leaderboard>(
         &self,
         principal: &Principal,
         project_id: Option<Uuid>,
-        sort: ContributorSort,
+        sort: L,
         limit: Option<u32>,
         cursor: Option<&str>,
-    ) -> Result<Page<ContributorRank>, EngineError> {
+    ) -> Result<Page<L::Row>, EngineError> {
         let project_id = required_project(project_id)?;
         self.check_project(principal, project_id, ProjectAction::ReadAnalytics)
             .await?;
         let page = PageRequest::parse(limit, cursor)?;
-        let rows = store::rollups::contributors(
+        let rows = store::rollups::ranked(
             &self.deps.db,
             project_id,
             sort,
@@ -322,31 +320,7 @@ impl Engine {
             page.fetch_limit(),
         )
         .await?;
-        Ok(page.page(rows, |r| r.user_id, |r| r))
-    }
-
-    /// A page of the project's reviewers ranked by `sort` (its admins and reviewers).
-    pub async fn reviewer_ranking(
-        &self,
-        principal: &Principal,
-        project_id: Option<Uuid>,
-        sort: ReviewerSort,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<ReviewerRank>, EngineError> {
-        let project_id = required_project(project_id)?;
-        self.check_project(principal, project_id, ProjectAction::ReadAnalytics)
-            .await?;
-        let page = PageRequest::parse(limit, cursor)?;
-        let rows = store::rollups::reviewers(
-            &self.deps.db,
-            project_id,
-            sort,
-            page.after,
-            page.fetch_limit(),
-        )
-        .await?;
-        Ok(page.page(rows, |r| r.user_id, |r| r))
+        Ok(page.page(rows, L::user_of, |r| r))
     }
 }
 

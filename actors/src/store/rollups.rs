@@ -410,6 +410,30 @@ pub async fn shared_as_admin(db: &Db, admin: Uuid, member: Uuid) -> StoreResult<
         .await)?)
 }
 
+/// A leaderboard over a rollup table (`r`): what it ranks by, the rows it answers, and
+/// the SQL pieces of its grouped query. The contributors' and the reviewers' are one
+/// query of two shapes ([`ranked`]).
+pub trait Leaderboard: Copy + Send + Sync + 'static {
+    type Row: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>;
+    /// The rollup table, as `r`.
+    const FROM: &'static str;
+    /// Its column naming the person ranked.
+    const ID: &'static str;
+    /// The row's columns (`user_id`, `email`, then the figures).
+    const SELECT: &'static str;
+    /// Who is on the board at all.
+    const HAVING: &'static str;
+
+    /// The figure ranked by (an aggregate over `r`).
+    fn expr(self) -> &'static str;
+
+    /// The person a row is about (the cursor).
+    fn user_of(row: &Self::Row) -> Uuid;
+}
+
 /// What a contributors' leaderboard ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContributorSort {
@@ -418,7 +442,19 @@ pub enum ContributorSort {
     Uploads,
 }
 
-impl ContributorSort {
+impl Leaderboard for ContributorSort {
+    type Row = ContributorRank;
+    const FROM: &'static str = "rollup_items r";
+    const ID: &'static str = "contributor_id";
+    const SELECT: &'static str = "r.contributor_id AS user_id, u.email, \
+         CAST(SUM(r.items) AS BIGINT) AS uploads, \
+         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.items ELSE 0 END) AS BIGINT) AS approved, \
+         CAST(SUM(CASE WHEN r.status = 'rejected' THEN r.items ELSE 0 END) AS BIGINT) AS rejected, \
+         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.audio_ms ELSE 0 END) AS BIGINT) \
+             AS approved_audio_ms, \
+         CAST(SUM(r.audio_ms) AS BIGINT) AS audio_ms";
+    const HAVING: &'static str = "SUM(r.items) > 0";
+
     fn expr(self) -> &'static str {
         match self {
             Self::Approved => "SUM(CASE WHEN r.status = 'approved' THEN r.items ELSE 0 END)",
@@ -427,6 +463,10 @@ impl ContributorSort {
             }
             Self::Uploads => "SUM(r.items)",
         }
+    }
+
+    fn user_of(row: &ContributorRank) -> Uuid {
+        row.user_id
     }
 }
 
@@ -450,13 +490,28 @@ pub enum ReviewerSort {
     Rejections,
 }
 
-impl ReviewerSort {
+impl Leaderboard for ReviewerSort {
+    type Row = ReviewerRank;
+    const FROM: &'static str = "rollup_decisions r";
+    const ID: &'static str = "reviewer_id";
+    const SELECT: &'static str = "r.reviewer_id AS user_id, u.email, \
+         CAST(SUM(r.decisions) AS BIGINT) AS decisions, \
+         CAST(SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END) AS BIGINT) \
+             AS approvals, \
+         CAST(SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END) AS BIGINT) \
+             AS rejections";
+    const HAVING: &'static str = "SUM(r.decisions) > 0";
+
     fn expr(self) -> &'static str {
         match self {
             Self::Decisions => "SUM(r.decisions)",
             Self::Approvals => "SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END)",
             Self::Rejections => "SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END)",
         }
+    }
+
+    fn user_of(row: &ReviewerRank) -> Uuid {
+        row.user_id
     }
 }
 
@@ -503,65 +558,23 @@ async fn rank_value(
     .await)?)
 }
 
-/// A page of the project's contributors ranked by `sort`.
-pub async fn contributors(
+/// A page of the project's leaderboard `L`, ranked by `sort`, after the person `after`.
+pub async fn ranked<L: Leaderboard>(
     db: &Db,
     project: Uuid,
-    sort: ContributorSort,
+    sort: L,
     after: Option<Uuid>,
     limit: i64,
-) -> StoreResult<Vec<ContributorRank>> {
-    let (from, id) = ("rollup_items r", "contributor_id");
+) -> StoreResult<Vec<L::Row>> {
     let position = match after {
         Some(user) => Some((
-            rank_value(db, from, id, sort.expr(), project, user).await?,
+            rank_value(db, L::FROM, L::ID, sort.expr(), project, user).await?,
             user,
         )),
         None => None,
     };
-    let select = "r.contributor_id AS user_id, u.email, \
-         CAST(SUM(r.items) AS BIGINT) AS uploads, \
-         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.items ELSE 0 END) AS BIGINT) AS approved, \
-         CAST(SUM(CASE WHEN r.status = 'rejected' THEN r.items ELSE 0 END) AS BIGINT) AS rejected, \
-         CAST(SUM(CASE WHEN r.status = 'approved' THEN r.audio_ms ELSE 0 END) AS BIGINT) \
-             AS approved_audio_ms, \
-         CAST(SUM(r.audio_ms) AS BIGINT) AS audio_ms";
-    let sql = ranked_sql(select, from, id, sort.expr(), "SUM(r.items) > 0");
-    Ok(with_db!(db, |pool| sqlx::query_as::<_, ContributorRank>(
-        sqlx::AssertSqlSafe(sql.clone())
-    )
-    .bind(project)
-    .bind(position.map(|p| p.0))
-    .bind(position.map(|p| p.1))
-    .bind(limit)
-    .fetch_all(pool)
-    .await)?)
-}
-
-/// A page of the project's reviewers ranked by `sort`.
-pub async fn reviewers(
-    db: &Db,
-    project: Uuid,
-    sort: ReviewerSort,
-    after: Option<Uuid>,
-    limit: i64,
-) -> StoreResult<Vec<ReviewerRank>> {
-    let (from, id) = ("rollup_decisions r", "reviewer_id");
-    let position = match after {
-        Some(user) => Some((
-            rank_value(db, from, id, sort.expr(), project, user).await?,
-            user,
-        )),
-        None => None,
-    };
-    let select = "r.reviewer_id AS user_id, u.email, \
-         CAST(SUM(r.decisions) AS BIGINT) AS decisions, \
-         CAST(SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END) AS BIGINT) \
-             AS approvals, \
-         CAST(SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END) AS BIGINT) \
-             AS rejections";
-    let sql = ranked_sql(select, from, id, sort.expr(), "SUM(r.decisions) > 0");
-    Ok(with_db!(db, |pool| sqlx::query_as::<_, ReviewerRank>(
+    let sql = ranked_sql(L::SELECT, L::FROM, L::ID, sort.expr(), L::HAVING);
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, L::Row>(
         sqlx::AssertSqlSafe(sql.clone())
     )
     .bind(project)
