@@ -413,20 +413,20 @@ impl TestApp {
         }
     }
 
-    /// Every outbox mail addressed to `to`, oldest first.
+    /// Every outbox mail addressed to `to`, oldest first (the outbox names its files by
+    /// the time they were written; two mails can share a modification time).
     pub fn outbox_mails(&self, to: &str) -> Vec<String> {
         let Ok(dir) = std::fs::read_dir(&self.outbox) else {
             return Vec::new();
         };
-        let mut mails: Vec<(std::time::SystemTime, String)> = dir
+        let mut mails: Vec<(std::ffi::OsString, String)> = dir
             .filter_map(Result::ok)
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
             .filter_map(|e| {
                 let text = std::fs::read_to_string(e.path()).ok()?;
-                let modified = e.metadata().ok()?.modified().ok()?;
                 text.lines()
                     .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
-                    .then_some((modified, text))
+                    .then_some((e.file_name(), text))
             })
             .collect();
         mails.sort();

@@ -18,6 +18,7 @@ use crate::{
 pub enum MailTransportImpl {
     Outbox {
         files: AsyncFileTransport<Tokio1Executor>,
+        dir: std::path::PathBuf,
         log_links: bool,
     },
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -35,6 +36,7 @@ impl MailTransportImpl {
                     .map_err(|e| format!("cannot create the mail outbox {}: {e}", dir.display()))?;
                 Ok(Self::Outbox {
                     files: AsyncFileTransport::new(dir),
+                    dir: dir.clone(),
                     log_links: *log_links,
                 })
             }
@@ -84,7 +86,11 @@ impl MailTransportImpl {
             .body(body(&mail.text))
             .map_err(|e| format!("cannot build the message: {e}"))?;
         match self {
-            Self::Outbox { files, log_links } => {
+            Self::Outbox {
+                files,
+                dir,
+                log_links,
+            } => {
                 // The embedded default has no real mail: put the link where a developer looks.
                 let link = mail.text.split_whitespace().find(|w| w.starts_with("http"));
                 match link.filter(|_| *log_links) {
@@ -93,11 +99,17 @@ impl MailTransportImpl {
                     }
                     None => tracing::info!(subject = %mail.subject, "mail written to the outbox"),
                 }
-                files
-                    .send(message)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                let id = files.send(message).await.map_err(|e| e.to_string())?;
+                // lettre names the file by a random id; a time prefix makes the names
+                // sort in the order the mails were written (the newest last), which is
+                // what people and tests reading the outbox look for.
+                let written = dir.join(format!("{id}.eml"));
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
+                let named = dir.join(format!("{stamp}-{id}.eml"));
+                if let Err(err) = tokio::fs::rename(&written, &named).await {
+                    tracing::warn!(file = %written.display(), error = %err, "could not name the outbox mail by its time");
+                }
+                Ok(())
             }
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
         }
