@@ -599,7 +599,7 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
     let resp = app.get_auth(&format!("{path}/download"), &admin).await;
     assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
     let artifact = app.data_dir().join(format!("blobs/{project}/{id}"));
-    for _ in 0..100 {
+    for _ in 0..500 {
         if !artifact.exists() {
             break;
         }
