@@ -230,13 +230,9 @@ impl ExportsApi {
             states: filter
                 .states
                 .map(|s| s.into_iter().map(|s| s.as_str().to_owned()).collect()),
-            kind: filter.kind.map(|k| {
-                match k {
-                    DataKindDto::Document => "document",
-                    DataKindDto::Audio => "audio",
-                }
-                .to_owned()
-            }),
+            kind: filter
+                .kind
+                .map(|k| alta_actors::domain::DataKind::from(k).as_str().to_owned()),
             contributor_id: filter.contributor_id,
             from: filter.from,
             to: filter.to,

@@ -88,17 +88,19 @@ impl From<ProjectSettings> for ProjectSettingsDto {
     }
 }
 
+impl From<DataKindDto> for DataKind {
+    fn from(kind: DataKindDto) -> Self {
+        match kind {
+            DataKindDto::Document => Self::Document,
+            DataKindDto::Audio => Self::Audio,
+        }
+    }
+}
+
 impl From<ProjectSettingsDto> for ProjectSettings {
     fn from(s: ProjectSettingsDto) -> Self {
         Self {
-            accepted_kinds: s
-                .accepted_kinds
-                .into_iter()
-                .map(|k| match k {
-                    DataKindDto::Document => DataKind::Document,
-                    DataKindDto::Audio => DataKind::Audio,
-                })
-                .collect(),
+            accepted_kinds: s.accepted_kinds.into_iter().map(DataKind::from).collect(),
             max_document_bytes: s.max_document_bytes,
             max_audio_bytes: s.max_audio_bytes,
             reviews_required: s.reviews_required,

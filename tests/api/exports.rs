@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -57,13 +57,8 @@ fn datasets_python() -> String {
 }
 
 async fn post_export(app: &TestApp, token: &str, project: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/projects/{project}/exports")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    let path = format!("/api/projects/{project}/exports");
+    app.send(token, Method::POST, &path, Some(body)).await
 }
 
 /// Ask for an export and wait for it to finish; the finished export.
@@ -247,14 +242,9 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
         let item = settled(&app, &contributor, endpoint, &id).await;
         let text = if voice {
             let text = format!("habari ya sauti {i}, \"karibu\"");
-            let resp = app
-                .client
-                .put(app.url(&format!("/api/voice/{id}/transcript")))
-                .bearer_auth(&contributor)
-                .json(&json!({"text": text}))
-                .send()
-                .await
-                .unwrap();
+            let path = format!("/api/voice/{id}/transcript");
+            let body = json!({"text": text});
+            let resp = app.send(&contributor, Method::PUT, &path, Some(body)).await;
             assert!(resp.status().is_success(), "transcript: {}", resp.status());
             text
         } else {
@@ -269,26 +259,17 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
         });
     }
     let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let path = format!("/api/projects/{project}/review");
+    let body = json!({"item_ids": ids});
     let resp = app
-        .client
-        .post(app.url(&format!("/api/projects/{project}/review")))
-        .bearer_auth(&contributor)
-        .json(&json!({"item_ids": ids}))
-        .send()
-        .await
-        .unwrap();
+        .send(&contributor, Method::POST, &path, Some(body))
+        .await;
     assert!(resp.status().is_success(), "submit: {}", resp.status());
     let decide = |id: String, body: Value| {
         let (app, reviewer) = (&app, &reviewer);
         async move {
-            let resp = app
-                .client
-                .patch(app.url(&format!("/api/review/{id}")))
-                .bearer_auth(reviewer)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let path = format!("/api/review/{id}");
+            let resp = app.send(reviewer, Method::PATCH, &path, Some(body)).await;
             assert!(resp.status().is_success(), "decide {id}: {}", resp.status());
         }
     };

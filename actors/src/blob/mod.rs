@@ -109,6 +109,11 @@ impl BlobStore {
         &self.exports
     }
 
+    /// The folder export `id` writes its parts in.
+    pub fn export_parts_path(&self, id: Uuid) -> PathBuf {
+        self.exports.join(id.to_string())
+    }
+
     /// The local folder uploads are received in (swept for leftovers in both modes).
     pub fn incoming_dir(&self) -> &Path {
         &self.incoming

@@ -126,7 +126,7 @@ impl JobHandler for ExportHandler {
                 tracing::error!(export_id = %payload.export_id, error = %err, "could not mark the export failed")
             }
         }
-        let dir = deps.blobs.exports_dir().join(payload.export_id.to_string());
+        let dir = deps.blobs.export_parts_path(payload.export_id);
         Parts::remove(&dir).await;
     }
 }

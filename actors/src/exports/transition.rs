@@ -112,7 +112,7 @@ impl Transition for DeleteExport {
         )
         .await?;
         let (blobs, key) = (at.deps.blobs.clone(), row.blob_key);
-        let parts = at.deps.blobs.exports_dir().join(row.id.to_string());
+        let parts = at.deps.blobs.export_parts_path(row.id);
         at.change.after_commit(move || {
             tokio::spawn(async move {
                 if let Some(key) = key

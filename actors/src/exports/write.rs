@@ -87,7 +87,7 @@ pub(crate) async fn write(
     let spec = source.spec;
     let layout = Layout { spec };
     let scan = source.scan();
-    let dir = deps.blobs.exports_dir().join(source.id.to_string());
+    let dir = deps.blobs.export_parts_path(source.id);
     // The layout's parts, and those a checkpoint names (shards made as the run went).
     let mut names = layout.part_names();
     for name in checkpoint.iter().flat_map(|c| c.parts.keys()) {
