@@ -15,7 +15,7 @@ use std::{
 use alta_actors::config::{
     BlobConfig, EngineConfig, ExportsConfig, GoogleEngines, GoogleSignInConfig, JobsConfig,
     JwtConfig, MailConfig, MailTransport, ProcessingConfig, Rate, RateLimits, ReviewConfig,
-    SmtpConfig, SmtpTls, WebauthnConfig,
+    SmtpConfig, SmtpTls, WebauthnConfig, WebhooksConfig,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -101,6 +101,7 @@ pub struct Settings {
     pub orphan_grace: Duration,
     pub review: ReviewConfig,
     pub exports: ExportsConfig,
+    pub webhooks: WebhooksConfig,
     pub processing: ProcessingConfig,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
@@ -485,6 +486,46 @@ impl Settings {
             checkpoint_every: Duration::from_millis(checkpoint_ms),
             shard_max_bytes,
         };
+        let hook_defaults = WebhooksConfig::default();
+        let hook_timeout_ms: u64 = v.parse(
+            "WEBHOOK_TIMEOUT_MS",
+            hook_defaults.timeout.as_millis() as u64,
+        )?;
+        if !(100..=60_000).contains(&hook_timeout_ms) {
+            return Err(err("WEBHOOK_TIMEOUT_MS", "must be between 100 and 60000"));
+        }
+        let hook_attempts: i32 = v.parse("WEBHOOK_MAX_ATTEMPTS", hook_defaults.max_attempts)?;
+        if !(1..=20).contains(&hook_attempts) {
+            return Err(err("WEBHOOK_MAX_ATTEMPTS", "must be between 1 and 20"));
+        }
+        let deactivate_hours: u64 = v.parse(
+            "WEBHOOK_DEACTIVATE_AFTER_HOURS",
+            hook_defaults.deactivate_after.as_secs() / 3600,
+        )?;
+        let hook_concurrency: usize =
+            v.parse("JOB_CONCURRENCY_WEBHOOK", hook_defaults.concurrency)?;
+        if !(1..=256).contains(&hook_concurrency) {
+            return Err(err("JOB_CONCURRENCY_WEBHOOK", "must be between 1 and 256"));
+        }
+        let hook_retention_days: u64 = v.parse(
+            "WEBHOOK_DELIVERY_RETENTION_DAYS",
+            hook_defaults.retention.as_secs() / 86_400,
+        )?;
+        if !(1..=3650).contains(&hook_retention_days) {
+            return Err(err(
+                "WEBHOOK_DELIVERY_RETENTION_DAYS",
+                "must be between 1 and 3650",
+            ));
+        }
+        let webhooks = WebhooksConfig {
+            allow_private: v.bool("WEBHOOK_ALLOW_PRIVATE", false)?,
+            https_only: production,
+            timeout: Duration::from_millis(hook_timeout_ms),
+            max_attempts: hook_attempts,
+            deactivate_after: Duration::from_secs(deactivate_hours.max(1) * 3600),
+            concurrency: hook_concurrency,
+            retention: Duration::from_secs(hook_retention_days * 86_400),
+        };
         let defaults = ProcessingConfig::default();
         let processing = ProcessingConfig {
             ocr_concurrency: v.parse("JOB_CONCURRENCY_OCR", defaults.ocr_concurrency)?,
@@ -678,6 +719,7 @@ impl Settings {
             orphan_grace: Duration::from_secs(orphan_grace_secs),
             review,
             exports,
+            webhooks,
             processing,
             multi_node,
             log_format,
@@ -744,6 +786,7 @@ impl Settings {
             processing: self.processing.clone(),
             review: self.review.clone(),
             exports: self.exports.clone(),
+            webhooks: self.webhooks.clone(),
             webauthn: self.webauthn.clone(),
             google_signin: self.google_signin.clone(),
             register_mail_interval: self.register_mail_interval,

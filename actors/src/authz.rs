@@ -67,6 +67,8 @@ pub enum ProjectAction {
     ReadAnalytics,
     /// Export the project's items as a dataset; list, download and delete exports.
     Export,
+    /// Create, change, test and delete webhooks; read their deliveries.
+    ManageWebhooks,
 }
 
 /// The platform matrix: `true` when `role` may perform `action`.
@@ -113,7 +115,8 @@ pub const fn project_permits(role: ProjectRole, action: ProjectAction) -> bool {
             | ProjectAction::ManageMembers
             | ProjectAction::ManageInvitations
             | ProjectAction::ReadAuditLog
-            | ProjectAction::Export,
+            | ProjectAction::Export
+            | ProjectAction::ManageWebhooks,
         ) => false,
     }
 }
@@ -206,6 +209,10 @@ pub const PROJECT_MATRIX: &[(ProjectAction, &str)] = &[
     (
         ProjectAction::Export,
         "POST|GET /api/projects/{project_id}/exports…",
+    ),
+    (
+        ProjectAction::ManageWebhooks,
+        "POST|GET|PATCH|DELETE /api/projects/{project_id}/webhooks…",
     ),
 ];
 

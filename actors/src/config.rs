@@ -47,6 +47,7 @@ pub struct EngineConfig {
     pub processing: ProcessingConfig,
     pub review: ReviewConfig,
     pub exports: ExportsConfig,
+    pub webhooks: WebhooksConfig,
     pub webauthn: WebauthnConfig,
     /// Google sign-in (OpenID Connect); `None` when `GOOGLE_CLIENT_ID` is not set.
     pub google_signin: Option<GoogleSignInConfig>,
@@ -72,6 +73,42 @@ pub struct WebauthnConfig {
     /// Origins of the web pages allowed to run ceremonies (the frontend's), e.g.
     /// `https://data.example.org`. Each must be the RP id or a subdomain of it.
     pub origins: Vec<url::Url>,
+}
+
+/// Webhook deliveries.
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    /// Deliver to loopback, private and link-local addresses too
+    /// (`WEBHOOK_ALLOW_PRIVATE`; for development and tests only).
+    pub allow_private: bool,
+    /// Accept `https` endpoints only (production).
+    pub https_only: bool,
+    /// How long one attempt may take (`WEBHOOK_TIMEOUT_MS`, 10 s).
+    pub timeout: Duration,
+    /// Attempts before a delivery fails (`WEBHOOK_MAX_ATTEMPTS`, 8: about 28 hours).
+    pub max_attempts: i32,
+    /// A webhook whose every attempt failed for this long is deactivated and its
+    /// project's admins are mailed (`WEBHOOK_DEACTIVATE_AFTER_HOURS`, 72).
+    pub deactivate_after: Duration,
+    /// Deliveries one node sends at once (`JOB_CONCURRENCY_WEBHOOK`, 8).
+    pub concurrency: usize,
+    /// How long finished deliveries and their attempts are kept
+    /// (`WEBHOOK_DELIVERY_RETENTION_DAYS`, 30).
+    pub retention: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            https_only: false,
+            timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            deactivate_after: Duration::from_secs(72 * 3600),
+            concurrency: 8,
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// Dataset exports.

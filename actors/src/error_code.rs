@@ -303,6 +303,12 @@ error_codes! {
     /// The export is not finished yet (or failed); download it once `state` is `finished`.
     ExportNotReady = "export_not_ready", "409";
 
+    // Webhooks.
+    /// The webhook's content is refused (a bad or unreachable url, an unknown event, too many webhooks); `field` points at the part at fault.
+    InvalidWebhook = "invalid_webhook", "422";
+    /// The delivery is still being tried; redeliver it once it is `delivered` or `failed`.
+    DeliveryPending = "delivery_pending", "409";
+
     // Resumable uploads (tus).
     /// `Upload-Length` is missing or not a byte count.
     InvalidUploadLength = "invalid_upload_length", "400";

@@ -39,6 +39,7 @@ mod root;
 mod slot;
 pub mod store;
 pub mod sweeper;
+pub mod webhooks;
 
 pub use engine::{Engine, EngineRoles};
 pub use error::EngineError;

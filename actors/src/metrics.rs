@@ -87,3 +87,16 @@ pub const EXPORT_ITEMS_TOTAL: &str = "export_items_total";
 pub const EXPORT_BYTES_TOTAL: &str = "export_bytes_total";
 /// How long a finished export took, `{format}` (a resumed one: its last run).
 pub const EXPORT_DURATION_SECONDS: &str = "export_duration_seconds";
+
+/// Deliveries written to the outbox, `{event}` (one per subscribed webhook).
+pub const WEBHOOK_EVENTS_TOTAL: &str = "webhook_events_total";
+/// Attempts to deliver, `{outcome}`: `delivered` (2xx), `failed_status` (an answer that
+/// is not 2xx), `timeout`, `refused` (the address is not allowed), `error` (no
+/// answer: DNS, connection, TLS).
+pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "webhook_attempts_total";
+/// How long an attempt took, to the answer's end or the timeout.
+pub const WEBHOOK_ATTEMPT_SECONDS: &str = "webhook_attempt_duration_seconds";
+/// Deliveries that used up their attempts.
+pub const WEBHOOK_DELIVERIES_FAILED_TOTAL: &str = "webhook_deliveries_failed_total";
+/// Webhooks deactivated because every attempt failed for too long.
+pub const WEBHOOKS_DEACTIVATED_TOTAL: &str = "webhooks_deactivated_total";

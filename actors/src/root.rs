@@ -25,6 +25,7 @@ use crate::{
     rate_limiter::{RateLimiter, RateLimiterArgs},
     review::digest::ReviewMonitor,
     sweeper::Sweeper,
+    webhooks::DeliveryHandler,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +44,8 @@ pub enum Child {
     ReviewMonitor,
     /// Dataset exports.
     ExportWorker,
+    /// Webhook deliveries.
+    WebhookWorker,
 }
 
 impl Child {
@@ -58,6 +61,7 @@ impl Child {
             Self::ReviewMonitor => "review_monitor",
             Self::OcrImageWorker => "ocr_image_worker",
             Self::ExportWorker => "export_worker",
+            Self::WebhookWorker => "webhook_worker",
         }
     }
 }
@@ -121,6 +125,7 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::TranscriptionWorker).await?;
             spawn_child(&myself, &mut state, Child::OcrImageWorker).await?;
             spawn_child(&myself, &mut state, Child::ExportWorker).await?;
+            spawn_child(&myself, &mut state, Child::WebhookWorker).await?;
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
             spawn_child(&myself, &mut state, Child::ReviewMonitor).await?;
             state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
@@ -156,6 +161,7 @@ impl Actor for Root {
                     | Child::TranscriptionWorker
                     | Child::OcrImageWorker
                     | Child::ExportWorker
+                    | Child::WebhookWorker
                     | Child::Sweeper
                     | Child::ReviewMonitor => 0,
                     Child::Projects => 1,
@@ -268,6 +274,12 @@ async fn spawn_child(
             let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
             actor.get_cell()
         }
+        Child::WebhookWorker => {
+            let handler = DeliveryHandler::new(projects(state), &deps.config.webhooks)?;
+            let worker = JobWorker::<DeliveryHandler>::default();
+            let (actor, _) = Actor::spawn_linked(None, worker, (deps, handler), supervisor).await?;
+            actor.get_cell()
+        }
         Child::Sweeper => {
             let (actor, _) = Actor::spawn_linked(None, Sweeper, deps, supervisor).await?;
             actor.get_cell()
@@ -310,6 +322,7 @@ fn clear_slot(state: &RootState, child: Child) {
         | Child::OcrWorker
         | Child::OcrImageWorker
         | Child::ExportWorker
+        | Child::WebhookWorker
         | Child::TranscriptionWorker => {}
     }
 }

@@ -88,6 +88,14 @@ pub async fn sweep(deps: &Deps, grace: Duration) -> usize {
     if let Err(err) = store::login_throttle::purge(&deps.db, day_ago).await {
         tracing::warn!(error = %err, "could not purge old login failures");
     }
+    // Webhook deliveries that are settled go after `WEBHOOK_DELIVERY_RETENTION_DAYS`.
+    let kept = chrono::Duration::from_std(deps.config.webhooks.retention)
+        .unwrap_or(chrono::Duration::days(30));
+    if let Err(err) =
+        store::webhooks::remove_old_deliveries(&deps.db, deps.clock.now() - kept).await
+    {
+        tracing::warn!(error = %err, "could not remove old webhook deliveries");
+    }
     // Orphan blobs are only looked for in a local store. For GCS, listing the bucket
     // is not done yet (the crate's listing is the gRPC `StorageControl`, which the
     // emulator lacks); an orphan object there stays until a later version sweeps it.

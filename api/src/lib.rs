@@ -27,6 +27,7 @@ mod review;
 mod security;
 mod tags;
 mod uploads;
+mod webhooks;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
@@ -111,7 +112,8 @@ type Services = (
     labels::VoiceAnnotationsApi,
     review::ReviewApi,
     analytics::AnalyticsApi,
-    exports::ExportsApi,
+    // poem-openapi implements OpenApi for tuples of at most 16: data out shares one.
+    (exports::ExportsApi, webhooks::WebhooksApi),
     uploads::UploadsApi,
     jobs::JobsApi,
     admin::AdminApi,
@@ -132,7 +134,7 @@ fn service() -> OpenApiService<Services, ()> {
             labels::VoiceAnnotationsApi,
             review::ReviewApi,
             analytics::AnalyticsApi,
-            exports::ExportsApi,
+            (exports::ExportsApi, webhooks::WebhooksApi),
             uploads::UploadsApi,
             jobs::JobsApi,
             admin::AdminApi,

@@ -141,6 +141,8 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     ("tus_patch", &[409, 410, 422]),
     // export_not_ready
     ("exports_download", &[409]),
+    // delivery_pending
+    ("webhooks_redeliver", &[409]),
 ];
 
 /// What each error status means, for responses this module adds.

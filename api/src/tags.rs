@@ -16,6 +16,8 @@ pub enum ApiTags {
     Analytics,
     /// Dataset exports: approved items out as JSON Lines, CSV or a Hugging Face folder.
     Exports,
+    /// Webhooks: signed deliveries of a project's events to its endpoints, retried.
+    Webhooks,
     /// Resumable uploads (tus 1.0) for large files over flaky connections.
     Uploads,
     /// Background jobs: OCR, transcription and mail.

@@ -108,9 +108,10 @@ enum Rule {
     /// and super admins; reviewers 403. The sweep names an item that does not exist, so
     /// the allowed get 422 `unknown_item`.
     BulkAnnotate,
-    /// One export of the project in `{project_id}` (`{export_id}`, an unknown one here):
-    /// project admins and super admins get 404, other members 403.
-    ExportById,
+    /// One export or webhook of the project in `{project_id}` (`{export_id}`,
+    /// `{webhook_id}`: unknown ones here): project admins and super admins get 404,
+    /// other members 403.
+    AdminObjectById,
     /// Process an item again (`{id}`): project admins and super admins; its uploader and
     /// reviewers get 403, another contributor 404.
     ReprocessItem,
@@ -183,7 +184,7 @@ impl Rule {
             | Self::Restore
             | Self::SubmitItems
             | Self::BulkAnnotate
-            | Self::ExportById => Subject::ProjectPath,
+            | Self::AdminObjectById => Subject::ProjectPath,
             Self::Upload => Subject::ProjectForm,
             Self::ListItems | Self::ReviewQueue | Self::ReadAnalytics => Subject::ProjectQuery,
             Self::UserAnalytics => Subject::Platform,
@@ -328,12 +329,21 @@ const EXPECTATIONS: &[(&str, &[Rule])] = &[
         "document_annotation_suggestion_accept",
         &[Rule::AcceptSuggestion],
     ),
-    // Exports (`{export_id}`: an unknown one).
+    // Exports and webhooks (`{export_id}`, `{webhook_id}`: unknown ones).
     ("exports_create", &[Rule::ProjectAdmin]),
     ("exports_list", &[Rule::ProjectAdmin]),
-    ("exports_get", &[Rule::ExportById]),
-    ("exports_delete", &[Rule::ExportById]),
-    ("exports_download", &[Rule::ExportById]),
+    ("exports_get", &[Rule::AdminObjectById]),
+    ("exports_delete", &[Rule::AdminObjectById]),
+    ("exports_download", &[Rule::AdminObjectById]),
+    ("webhooks_create", &[Rule::ProjectAdmin]),
+    ("webhooks_list", &[Rule::ProjectAdmin]),
+    ("webhooks_get", &[Rule::AdminObjectById]),
+    ("webhooks_update", &[Rule::AdminObjectById]),
+    ("webhooks_delete", &[Rule::AdminObjectById]),
+    ("webhooks_rotate_secret", &[Rule::AdminObjectById]),
+    ("webhooks_test", &[Rule::AdminObjectById]),
+    ("webhooks_deliveries", &[Rule::AdminObjectById]),
+    ("webhooks_redeliver", &[Rule::AdminObjectById]),
     ("voice_annotation_suggestions", &[Rule::ReadItem]),
     ("voice_annotation_suggestion_put", &[Rule::Annotate]),
     (
@@ -577,7 +587,7 @@ fn expected(rule: Rule, who: Who, target: Option<Target>) -> Expect {
         Expect::Allowed if rule == Rule::AcceptSuggestion => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")
         }
-        Expect::Allowed if rule == Rule::ExportById => {
+        Expect::Allowed if rule == Rule::AdminObjectById => {
             Expect::Problem(StatusCode::NOT_FOUND, "not_found")
         }
 
@@ -643,7 +653,7 @@ fn authorized(rule: Rule, who: Who, target: Option<Target>) -> Expect {
             (Some("contributor"), Rule::ReadAnalytics) => Denied(FORBIDDEN),
             // Reprocessing is the admins' call.
             (Some(_), Rule::ReprocessItem) => Denied(FORBIDDEN),
-            (Some(_), Rule::ProjectAdmin | Rule::ExportById) => Denied(FORBIDDEN),
+            (Some(_), Rule::ProjectAdmin | Rule::AdminObjectById) => Denied(FORBIDDEN),
             // Reviewers review: they neither upload nor delete.
             (
                 Some("reviewer"),
@@ -1239,7 +1249,9 @@ impl World {
             path = path
                 .replace("{project_id}", &fixture.project_id)
                 .replace("{invitation_id}", &fixture.invitation_id)
-                .replace("{export_id}", &Uuid::now_v7().to_string());
+                .replace("{export_id}", &Uuid::now_v7().to_string())
+                .replace("{webhook_id}", &Uuid::now_v7().to_string())
+                .replace("{delivery_id}", &Uuid::now_v7().to_string());
             match rule.subject() {
                 Subject::ProjectQuery => {
                     path.push_str(&format!("?project_id={}", fixture.project_id));
@@ -1344,6 +1356,11 @@ fn body_for(operation_id: &str, n: usize) -> Option<Value> {
         "auth_password_change" => json!({"current_password": PASSWORD, "new_password": PASSWORD}),
         "review_decide" => json!({"decision": "approve"}),
         "exports_create" => json!({"format": "jsonl"}),
+        // A public address written as such: made without resolving anything.
+        "webhooks_create" => {
+            json!({"url": format!("https://93.184.216.34/probe-{n}"), "events": ["item.approved"]})
+        }
+        "webhooks_update" => json!({"description": format!("probe {n}")}),
         "label_schema_put" => json!({"fields": [{"name": "topic", "type": "text"}]}),
         "document_annotation_put" | "voice_annotation_put" => json!({"values": {}}),
         "document_annotation_suggestion_put" | "voice_annotation_suggestion_put" => {

@@ -269,7 +269,7 @@ pub struct TestApp {
     pub database_url: String,
     pub outbox: PathBuf,
     /// The settings it runs on (a restart reuses them).
-    vars: HashMap<String, String>,
+    pub vars: HashMap<String, String>,
     /// Holds the SQLite file and the outbox for the app's lifetime.
     _data_dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,

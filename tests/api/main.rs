@@ -53,4 +53,5 @@ mod startup;
 mod stop_under_load;
 mod upload_admission;
 mod uploads;
+mod webhooks;
 mod worker_crash;

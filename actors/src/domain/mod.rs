@@ -10,6 +10,7 @@ pub mod labels;
 mod password;
 mod project;
 mod role;
+pub mod webhook;
 
 pub use email::Email;
 pub use item::ItemStatus;

@@ -13,6 +13,7 @@ use crate::{
     authz::ProjectAction,
     context::Principal,
     domain::export::{ExportSpec, ExportState, unknown_since_export},
+    domain::webhook::WebhookEvent,
     error::EngineError,
     idempotency::Claim,
     projects::{Check, InProject, Transition},
@@ -20,6 +21,7 @@ use crate::{
         self,
         exports::{ExportRow, Published},
     },
+    webhooks::Subject,
 };
 
 /// Ask for an export: its row, queued, and the job that makes it.
@@ -166,6 +168,11 @@ impl Transition for FinishExport {
                 json!({"items": self.published.items, "bytes": self.published.bytes}),
             )
             .await?;
+            at.announce(
+                WebhookEvent::ExportFinished,
+                Subject::Export(self.export_id),
+            )
+            .await?;
         }
         Ok(finished)
     }
@@ -197,6 +204,8 @@ impl Transition for FailExport {
                 json!({"error": self.error}),
             )
             .await?;
+            at.announce(WebhookEvent::ExportFailed, Subject::Export(self.export_id))
+                .await?;
         }
         Ok(failed)
     }

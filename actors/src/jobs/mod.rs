@@ -39,9 +39,19 @@ pub(crate) async fn enqueue(
     kind: &'static str,
     payload: serde_json::Value,
 ) -> Result<uuid::Uuid, EngineError> {
+    enqueue_with(deps, tx, kind, payload, deps.config.jobs.max_attempts).await
+}
+
+/// [`enqueue`] with a kind's own number of attempts.
+pub(crate) async fn enqueue_with(
+    deps: &Deps,
+    tx: &mut Tx,
+    kind: &'static str,
+    payload: serde_json::Value,
+    max_attempts: i32,
+) -> Result<uuid::Uuid, EngineError> {
     let now = deps.clock.now();
-    let id =
-        store::jobs::enqueue(tx, kind, payload, deps.config.jobs.max_attempts, now, now).await?;
+    let id = store::jobs::enqueue(tx, kind, payload, max_attempts, now, now).await?;
     metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => kind).increment(1);
     Ok(id)
 }

@@ -35,6 +35,9 @@ pub enum JobEnd {
     HandedOver,
     /// The job's lease ran out and another worker holds it: that run decides.
     LeaseLost,
+    /// The job cannot run yet (it waits for another): the handler queued it again
+    /// (`store::jobs::postpone`), without using up an attempt.
+    Postponed,
 }
 
 /// A failed attempt: retried with backoff until the job's attempts run out.
@@ -70,6 +73,17 @@ pub trait JobHandler: Send + Sync + 'static {
         deps: &Arc<Deps>,
         job: &JobRow,
     ) -> impl Future<Output = Result<JobEnd, JobFailure>> + Send;
+
+    /// When to try again after the `attempt`-th failure (the queue's backoff unless the
+    /// kind has its own schedule).
+    fn retry_at(
+        &self,
+        deps: &Deps,
+        attempt: i32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        jobs::retry_at(&deps.config.jobs, attempt, now)
+    }
 
     /// The last attempt failed and the job is parked.
     fn gave_up(
@@ -288,6 +302,7 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
             tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
             "lease_lost"
         }
+        Ok(JobEnd::Postponed) => "postponed",
         Ok(JobEnd::Ran) => {
             match store::jobs::complete_as(
                 &deps.db,
@@ -318,7 +333,7 @@ async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
                 store::jobs::park_failed(&deps.db, job.id, &deps.worker_id, &error, now).await
             } else {
                 tracing::warn!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed; will retry");
-                let at = jobs::retry_at(&deps.config.jobs, job.attempts, now);
+                let at = handler.retry_at(deps, job.attempts, now);
                 store::jobs::retry_later(&deps.db, job.id, &deps.worker_id, &error, at, now).await
             };
             match recorded {

@@ -12,11 +12,13 @@ use super::{MachineText, NoText};
 use crate::{
     ErrorCode,
     context::Principal,
+    domain::webhook::WebhookEvent,
     error::EngineError,
     items::state::{ItemEvent, next_strs},
     metrics as m,
     projects::{Check, InProject, Transition},
     store::{self, items::ItemRow, texts::TextRow},
+    webhooks::Subject,
 };
 
 /// The item `item_id` of this project while `job_id` is its current job. Processing
@@ -135,6 +137,11 @@ impl Transition for RecordProcessing {
             store::texts::add_revision(at.tx(), &row).await?;
             crate::projects::carry_spans(at, item.id).await?;
         }
+        let announced = match event {
+            ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
+            _ => WebhookEvent::ItemProcessingFailed,
+        };
+        at.announce(announced, Subject::Item(item.id)).await?;
         at.change.after_commit(move || {
             metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
                 .increment(1);
@@ -165,7 +172,10 @@ impl Transition for ProcessingGaveUp {
         let message = format!("processing failed repeatedly: {}", self.error);
         let error = Some(("processing_gave_up", message.as_str()));
         let now = at.now;
-        store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await?;
+        if store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await? {
+            at.announce(WebhookEvent::ItemProcessingFailed, Subject::Item(item.id))
+                .await?;
+        }
         Ok(())
     }
 }

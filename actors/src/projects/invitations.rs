@@ -13,11 +13,12 @@ use crate::{
     authz::ProjectAction,
     context::Principal,
     deps::Deps,
-    domain::{Email, ProjectRole},
+    domain::{Email, ProjectRole, webhook::WebhookEvent},
     error::EngineError,
     idempotency::Claim,
     jobs::MailJob,
     store,
+    webhooks::Subject,
 };
 
 /// Invitations are valid this long.
@@ -241,6 +242,14 @@ impl Transition for AcceptInvitation {
             "invitation.accepted",
             ("invitation", invitation.id.to_string()),
             json!({"role": role.as_str()}),
+        )
+        .await?;
+        at.announce(
+            WebhookEvent::MemberAdded,
+            Subject::Member {
+                user_id: user,
+                role: role.as_str().into(),
+            },
         )
         .await?;
         at.project_changed();

@@ -9,13 +9,14 @@ use super::transition::{Check, InProject, Transition};
 use crate::{
     authz::{self, Action, ProjectAction},
     context::Principal,
-    domain::{DataKind, ItemStatus, JobState},
+    domain::{DataKind, ItemStatus, JobState, webhook::WebhookEvent},
     error::EngineError,
     idempotency::Claim,
     items::state::{ItemEvent, next_strs},
     items::{ItemView, KIND_OCR, KIND_TRANSCRIPTION},
     metrics as m,
     store::{self, items::ItemRow, texts::TextRow},
+    webhooks::Subject,
 };
 
 /// The job that extracts an item's text: transcription for audio, OCR otherwise.
@@ -88,6 +89,8 @@ impl Transition for AddItem {
             json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
         )
         .await?;
+        at.announce(WebhookEvent::ItemUploaded, Subject::Item(row.id))
+            .await?;
         let view = ItemView::from(row.clone());
         at.record_idempotent(&self.idempotency, 201, &view).await?;
         at.change.after_commit(move || count_upload(&row));
@@ -111,6 +114,9 @@ impl Transition for DeleteItem {
         let (id, item_id, now) = (at.id(), self.item_id, at.now);
         let item = live_item(at.tx(), id, item_id).await?;
         at.authorize(owner_or(at.principal, &item, ProjectAction::DeleteAnyItem))?;
+        // Announced first: the payload shows the item as it was.
+        at.announce(WebhookEvent::ItemDeleted, Subject::Item(item_id))
+            .await?;
         store::items::soft_delete(at.tx(), item_id, now).await?;
         store::items::add_storage_bytes(at.tx(), id, -item.size_bytes).await?;
         at.audit(

@@ -19,6 +19,7 @@ use crate::{
     domain::{
         DataKind, ItemStatus,
         labels::{LabelField, carry, usage, values},
+        webhook::WebhookEvent,
     },
     error::EngineError,
     idempotency::Claim,
@@ -28,6 +29,7 @@ use crate::{
         items::ItemRow,
         labels::{AnnotationRow, SchemaRow},
     },
+    webhooks::Subject,
 };
 
 /// Annotate many items of the project at once (pipelines), all or nothing: each item as
@@ -281,6 +283,21 @@ pub(super) async fn write_annotation(
                 "schema_version": row.schema_version,
                 "fields": row.label_values.0.len(),
             }),
+        )
+        .await?;
+        let annotation = json!({
+            "revision": row.revision,
+            "schema_version": row.schema_version,
+            "values": row.label_values.0,
+            "author_id": row.author_id,
+            "created_at": row.created_at,
+        });
+        at.announce(
+            WebhookEvent::AnnotationUpdated,
+            Subject::Annotation {
+                item_id,
+                annotation,
+            },
         )
         .await?;
         Ok(row)

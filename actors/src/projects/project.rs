@@ -25,10 +25,11 @@ use crate::{
     command::Command,
     context::Principal,
     deps::Deps,
-    domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings},
+    domain::{GlobalRole, ProjectName, ProjectRole, ProjectSettings, webhook::WebhookEvent},
     error::EngineError,
     idempotency::Claim,
     store::{self, Tx},
+    webhooks::Subject,
 };
 
 pub struct ProjectActor;
@@ -473,6 +474,14 @@ impl Transition for RemoveMember {
             what,
             ("user", user_id.to_string()),
             json!({"role": current.as_str()}),
+        )
+        .await?;
+        at.announce(
+            WebhookEvent::MemberRemoved,
+            Subject::Member {
+                user_id,
+                role: current.as_str().into(),
+            },
         )
         .await?;
         at.project_changed();

@@ -16,7 +16,7 @@ use crate::{
     authz::ProjectAction,
     context::Principal,
     deps::Deps,
-    domain::ProjectSettings,
+    domain::{ProjectSettings, webhook::WebhookEvent},
     error::EngineError,
     items::{
         ItemStatus, ItemView,
@@ -31,6 +31,7 @@ use crate::{
         reviews::{DecisionRow, QueueFilter},
         texts::TextRow,
     },
+    webhooks::Subject,
 };
 
 /// Send items to review: each must be `ready` (or sent back for changes), and the
@@ -89,6 +90,8 @@ impl Transition for Submit {
                 json!({"kind": item.kind, "round": item.review_round}),
             )
             .await?;
+            at.announce(WebhookEvent::ItemSubmitted, Subject::Item(item_id))
+                .await?;
             views.push(live_item(at.tx(), id, item_id).await?.into());
         }
         // All or nothing: the items' required labels, checked once they are known to
@@ -397,6 +400,15 @@ async fn decide(
         }),
     )
     .await?;
+    let announced = match outcome {
+        Verdict::Pending => None,
+        Verdict::Approved => Some(WebhookEvent::ItemApproved),
+        Verdict::ChangesRequested => Some(WebhookEvent::ItemChangesRequested),
+        Verdict::Rejected => Some(WebhookEvent::ItemRejected),
+    };
+    if let Some(event) = announced {
+        at.announce(event, Subject::Item(item_id)).await?;
+    }
     let row = live_item(at.tx(), id, item_id).await?;
 
     let decided = input.decision.as_str();

@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod texts;
 pub mod users;
 pub mod verification;
+pub mod webhooks;
 
 use std::{str::FromStr, time::Duration};
 

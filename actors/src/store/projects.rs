@@ -269,6 +269,18 @@ pub async fn count_admins(tx: &mut Tx, project: Uuid) -> StoreResult<i64> {
     Ok(n)
 }
 
+/// The addresses of a project's admins (for mail about the project).
+pub async fn admin_emails(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<String>> {
+    let sql = "SELECT u.email FROM project_members m JOIN users u ON u.id = m.user_id \
+               WHERE m.project_id = $1 AND m.role = 'admin' AND u.deleted_at IS NULL \
+               ORDER BY u.email";
+    let rows = with_tx!(tx, |conn| sqlx::query_scalar::<_, String>(sql)
+        .bind(project)
+        .fetch_all(conn)
+        .await)?;
+    Ok(rows)
+}
+
 pub async fn set_member_role(
     tx: &mut Tx,
     project: Uuid,
