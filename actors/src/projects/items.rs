@@ -89,9 +89,9 @@ impl Transition for AddItem {
             json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
         )
         .await?;
-        at.announce(WebhookEvent::ItemUploaded, Subject::Item(row.id))
-            .await?;
         let view = ItemView::from(row.clone());
+        let written = Subject::ItemAsWritten(Box::new(view.clone()));
+        at.announce(WebhookEvent::ItemUploaded, written).await?;
         at.record_idempotent(&self.idempotency, 201, &view).await?;
         at.change.after_commit(move || count_upload(&row));
         Ok(view)

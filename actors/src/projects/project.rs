@@ -162,8 +162,13 @@ pub struct Opened {
     /// `None` while the project does not exist (before it is created).
     pub(super) project: Option<store::projects::ProjectRow>,
     roles: std::collections::HashMap<Uuid, Option<ProjectRole>>,
-    /// A transition changed the project's row or members ([`InProject::project_changed`]).
+    /// A transition changed the project's row, members or webhooks
+    /// ([`InProject::project_changed`]).
     pub(super) stale: bool,
+    /// The project's active webhooks and their events, read once per group by the first
+    /// transition that announces something. Safe to keep for the group: every change of
+    /// a webhook is a transition of this project, under its lock, which marks it stale.
+    pub(super) subscribers: Option<Vec<(Uuid, Vec<crate::domain::webhook::WebhookEvent>)>>,
 }
 
 impl Opened {
@@ -180,6 +185,7 @@ impl Opened {
             project,
             roles: std::collections::HashMap::new(),
             stale: false,
+            subscribers: None,
         })
     }
 
@@ -193,6 +199,7 @@ impl Opened {
             }
             self.project = store::projects::find_tx(change, self.id).await?;
             self.roles.clear();
+            self.subscribers = None;
         }
         Ok(())
     }

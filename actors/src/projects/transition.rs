@@ -143,10 +143,29 @@ impl InProject<'_> {
         idempotency::record(self.change, claim, status, response).await
     }
 
-    /// The transition changed the project's row or its members: the commands after it
-    /// in the group read them again.
+    /// The transition changed the project's row, its members or its webhooks: the
+    /// commands after it in the group read them again.
     pub fn project_changed(&mut self) {
         self.opened.stale = true;
+    }
+
+    /// The webhooks that take `event` (active ones; read once per group).
+    pub async fn subscribers(
+        &mut self,
+        event: crate::domain::webhook::WebhookEvent,
+    ) -> Result<Vec<Uuid>, EngineError> {
+        if self.opened.subscribers.is_none() {
+            let rows = store::webhooks::subscribers(self.change, self.opened.id).await?;
+            self.opened.subscribers = Some(rows.into_iter().map(|(id, e)| (id, e.0)).collect());
+        }
+        Ok(self
+            .opened
+            .subscribers
+            .iter()
+            .flatten()
+            .filter(|(_, events)| events.contains(&event))
+            .map(|(id, _)| *id)
+            .collect())
     }
 }
 

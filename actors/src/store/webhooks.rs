@@ -212,43 +212,33 @@ pub struct DeliveryRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The next place in a webhook's order for one object.
-pub async fn next_seq(tx: &mut Tx, webhook_id: Uuid, ordering_key: &str) -> StoreResult<i64> {
-    let last: Option<i64> = with_tx!(tx, |conn| sqlx::query_scalar(
-        "SELECT MAX(seq) FROM webhook_deliveries WHERE webhook_id = $1 AND ordering_key = $2"
-    )
-    .bind(webhook_id)
-    .bind(ordering_key)
-    .fetch_one(conn)
-    .await)?;
-    Ok(last.unwrap_or(0) + 1)
-}
-
-pub async fn insert_delivery(tx: &mut Tx, row: &DeliveryRow) -> StoreResult<()> {
+/// Insert a delivery as the next in its webhook's order for its object (its `seq` is
+/// given here, in the same statement). Returns that `seq`.
+pub async fn insert_delivery(tx: &mut Tx, row: &DeliveryRow) -> StoreResult<i64> {
     let sql = format!(
-        "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, \
-         $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, \
+         COALESCE(MAX(seq), 0) + 1, $7, $8, $9, $10, $11, $12, $13, $14 \
+         FROM webhook_deliveries WHERE webhook_id = $2 AND ordering_key = $6 RETURNING seq"
     );
-    with_tx!(tx, |conn| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(row.id)
-        .bind(row.webhook_id)
-        .bind(row.project_id)
-        .bind(row.event.as_str())
-        .bind(row.payload.clone())
-        .bind(row.ordering_key.clone())
-        .bind(row.seq)
-        .bind(row.state.clone())
-        .bind(row.attempts)
-        .bind(row.job_id)
-        .bind(row.last_status)
-        .bind(row.last_error.clone())
-        .bind(row.created_at)
-        .bind(row.delivered_at)
-        .bind(row.updated_at)
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
-    Ok(())
+    Ok(with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(row.id)
+    .bind(row.webhook_id)
+    .bind(row.project_id)
+    .bind(row.event.as_str())
+    .bind(row.payload.clone())
+    .bind(row.ordering_key.clone())
+    .bind(row.state.clone())
+    .bind(row.attempts)
+    .bind(row.job_id)
+    .bind(row.last_status)
+    .bind(row.last_error.clone())
+    .bind(row.created_at)
+    .bind(row.delivered_at)
+    .bind(row.updated_at)
+    .fetch_one(conn)
+    .await)?)
 }
 
 pub async fn delivery(db: &Db, id: Uuid) -> StoreResult<Option<DeliveryRow>> {

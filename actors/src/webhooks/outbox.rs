@@ -24,6 +24,8 @@ use crate::{
 pub enum Subject {
     /// An item, shown as the API shows it (read in the change, so after its write).
     Item(Uuid),
+    /// An item the transition has at hand as written (an upload): nothing to read.
+    ItemAsWritten(Box<ItemView>),
     /// An item's new annotation revision: the item and the revision.
     Annotation { item_id: Uuid, annotation: Value },
     /// An export, as the API shows it.
@@ -39,6 +41,7 @@ impl Subject {
     fn ordering_key(&self) -> String {
         match self {
             Self::Item(id) | Self::Annotation { item_id: id, .. } => format!("item:{id}"),
+            Self::ItemAsWritten(item) => format!("item:{}", item.id),
             Self::Export(id) => format!("export:{id}"),
             Self::Member { user_id, .. } => format!("member:{user_id}"),
             Self::Ping { webhook_id } => format!("ping:{webhook_id}"),
@@ -55,12 +58,7 @@ impl InProject<'_> {
         subject: Subject,
     ) -> Result<(), EngineError> {
         let project_id = self.id();
-        let hooks: Vec<Uuid> = store::webhooks::subscribers(self.tx(), project_id)
-            .await?
-            .into_iter()
-            .filter(|(_, events)| events.0.contains(&event))
-            .map(|(id, _)| id)
-            .collect();
+        let hooks = self.subscribers(event).await?;
         if hooks.is_empty() {
             return Ok(());
         }
@@ -79,6 +77,9 @@ impl InProject<'_> {
                 self.now,
             )
             .await?;
+            self.change.after_commit(move || {
+                metrics::counter!(m::WEBHOOK_EVENTS_TOTAL, "event" => event.as_str()).increment(1);
+            });
         }
         self.wake_workers();
         Ok(())
@@ -111,14 +112,14 @@ pub(crate) async fn write_delivery(
         deps.config.webhooks.max_attempts,
     )
     .await?;
-    let row = DeliveryRow {
+    let mut row = DeliveryRow {
         id,
         webhook_id,
         project_id,
         event,
         payload: body.to_owned(),
         ordering_key: ordering_key.to_owned(),
-        seq: store::webhooks::next_seq(tx, webhook_id, ordering_key).await?,
+        seq: 0, // the next of its object's, given by the insert
         state: "pending".into(),
         attempts: 0,
         job_id: Some(job_id),
@@ -128,8 +129,7 @@ pub(crate) async fn write_delivery(
         delivered_at: None,
         updated_at: now,
     };
-    store::webhooks::insert_delivery(tx, &row).await?;
-    metrics::counter!(m::WEBHOOK_EVENTS_TOTAL, "event" => event.as_str()).increment(1);
+    row.seq = store::webhooks::insert_delivery(tx, &row).await?;
     Ok(row)
 }
 
@@ -147,6 +147,9 @@ pub(crate) async fn body(
     match subject {
         Subject::Item(id) => {
             data.insert("item".into(), item_object(tx, *id).await?);
+        }
+        Subject::ItemAsWritten(item) => {
+            data.insert("item".into(), item_value(item.as_ref().clone())?);
         }
         Subject::Annotation {
             item_id,
@@ -183,7 +186,11 @@ async fn item_object(tx: &mut Tx, id: Uuid) -> Result<Value, EngineError> {
     let row = store::items::find_live_tx(tx, id)
         .await?
         .ok_or(EngineError::NotFound { what: "item" })?;
-    let mut value = serde_json::to_value(ItemView::from(row)).map_err(EngineError::internal)?;
+    item_value(ItemView::from(row))
+}
+
+fn item_value(item: ItemView) -> Result<Value, EngineError> {
+    let mut value = serde_json::to_value(item).map_err(EngineError::internal)?;
     if let Some(object) = value.as_object_mut() {
         // Where the file is stored is not the API's business.
         object.remove("blob_key");

@@ -80,6 +80,7 @@ impl Transition for CreateWebhook {
             updated_at: now,
         };
         store::webhooks::insert(at.tx(), &row).await?;
+        at.project_changed();
         at.audit(
             "webhook.created",
             ("webhook", row.id.to_string()),
@@ -124,6 +125,7 @@ impl Transition for UpdateWebhook {
         }
         row.updated_at = at.now;
         store::webhooks::update(at.tx(), &row).await?;
+        at.project_changed();
         at.audit(
             "webhook.updated",
             ("webhook", row.id.to_string()),
@@ -149,6 +151,7 @@ impl Transition for DeleteWebhook {
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
         let row = webhook(at, self.webhook_id).await?;
         store::webhooks::delete(at.tx(), row.id).await?;
+        at.project_changed();
         at.audit(
             "webhook.deleted",
             ("webhook", row.id.to_string()),
@@ -345,26 +348,29 @@ impl Transition for RecordAttempt {
             response: sent.response.clone(),
             error: sent.error_text(),
         };
-        if !store::webhooks::record_attempt(at.tx(), &attempt, state).await? {
-            return Ok(()); // deleted meanwhile, or settled by a later run
-        }
-        if state != "pending" {
-            release_next(at, self.webhook_id, self.delivery_id).await?;
-        }
-        if succeeded {
-            let done = store::jobs::complete_as_tx(
+        // A success ends the job in this commit (a failure is the queue's to retry).
+        if succeeded
+            && !store::jobs::complete_as_tx(
                 at.tx(),
                 self.job_id,
                 &self.worker_id,
                 KIND_WEBHOOK,
                 now,
             )
-            .await?;
-            if !done {
-                return Err(lease_lost());
-            }
-        } else if self.last {
-            metrics::counter!(m::WEBHOOK_DELIVERIES_FAILED_TOTAL).increment(1);
+            .await?
+        {
+            return Err(lease_lost());
+        }
+        if !store::webhooks::record_attempt(at.tx(), &attempt, state).await? {
+            return Ok(()); // deleted meanwhile, or settled by a later run
+        }
+        if state != "pending" {
+            release_next(at, self.webhook_id, self.delivery_id).await?;
+        }
+        if !succeeded && self.last {
+            at.change.after_commit(|| {
+                metrics::counter!(m::WEBHOOK_DELIVERIES_FAILED_TOTAL).increment(1);
+            });
         }
         let project_id = at.id();
         let Some(mut hook) = store::webhooks::find_tx(at.tx(), project_id, self.webhook_id).await?
@@ -389,7 +395,10 @@ impl Transition for RecordAttempt {
         }
         store::webhooks::update(at.tx(), &hook).await?;
         if deactivate {
-            metrics::counter!(m::WEBHOOKS_DEACTIVATED_TOTAL).increment(1);
+            at.project_changed();
+            at.change.after_commit(|| {
+                metrics::counter!(m::WEBHOOKS_DEACTIVATED_TOTAL).increment(1);
+            });
             at.audit(
                 "webhook.deactivated",
                 ("webhook", hook.id.to_string()),
