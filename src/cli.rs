@@ -69,7 +69,7 @@ pub struct ExportArgs {
     /// The project.
     #[arg(long)]
     pub project: uuid::Uuid,
-    /// `jsonl`, `csv` or `hf` (a Hugging Face folder; needs `--kind`).
+    /// `jsonl`, `csv`, `hf` (a Hugging Face folder; needs `--kind`) or `webdataset`.
     #[arg(long)]
     pub format: String,
     /// Where the file goes; a directory gets `export-<project>.<ext>` in it.
@@ -81,9 +81,12 @@ pub struct ExportArgs {
     /// `document` or `audio`.
     #[arg(long)]
     pub kind: Option<String>,
-    /// Put the files in the export (a tar).
+    /// Put the files in the export (an archive).
     #[arg(long)]
     pub include_files: bool,
+    /// The archive's container: `tar` (default) or `zip`.
+    #[arg(long)]
+    pub packaging: Option<String>,
     /// Train, validation and test ratios, e.g. `0.8,0.1,0.1`.
     #[arg(long)]
     pub split: Option<String>,
@@ -245,11 +248,13 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
         include_files: args.include_files.then_some(true),
         split: args.split.as_deref().map(parse_split).transpose()?,
         since_export: args.since_export,
+        packaging: args.packaging.clone(),
         ..Default::default()
     };
     let out = if args.out.is_dir() {
-        let archive = args.include_files || args.format == "hf";
-        let ext = if archive { "tar" } else { args.format.as_str() };
+        let spec = alta_actors::domain::export::ExportSpec::parse(input.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ext = spec.artifact_type().0;
         args.out.join(format!("export-{}.{ext}", args.project))
     } else {
         args.out

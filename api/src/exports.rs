@@ -42,6 +42,16 @@ pub enum ExportFormatDto {
     Webdataset,
 }
 
+/// The container of an archive export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum PackagingDto {
+    /// A tar (streams, Unix tools).
+    Tar,
+    /// A zip (stored entries, ZIP64), which Windows opens as it is.
+    Zip,
+}
+
 /// Where an export is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -102,10 +112,12 @@ pub struct SplitDto {
 pub struct ExportRequest {
     pub format: Wire<ExportFormatDto>,
     pub filter: Option<ExportFilterDto>,
-    /// Put the files in the export (a tar with the manifest); `hf` and `webdataset`
+    /// Put the files in the export (an archive with the manifest: `packaging`); `hf` and `webdataset`
     /// always have them.
     pub include_files: Option<bool>,
     pub split: Option<SplitDto>,
+    /// The archive's container when there are files: `tar` (default) or `zip`.
+    pub packaging: Option<Wire<PackagingDto>>,
 }
 
 /// An export: what was asked, how far it is, and its file once finished.
@@ -252,6 +264,7 @@ impl ExportsApi {
                 validation: s.validation,
                 test: s.test,
             }),
+            packaging: request.packaging.map(|p| p.as_str().to_owned()),
         };
         let outcome = engine
             .create_export(

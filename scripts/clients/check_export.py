@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read an Alta Data export the way its users do, and compare it with what is expected.
 
-    check_export.py --format jsonl|csv|hf|webdataset --path PATH --expect EXPECT.json
+    check_export.py --format jsonl|csv|hf|webdataset|zip --path PATH --expect EXPECT.json
 
 EXPECT.json maps each item id that must be in the export (once) to what its row must
 say: {"sha256": ..., "text": ..., "kind"?: ..., "sampling_rate"?: ..., "split"?: ...}.
@@ -13,6 +13,8 @@ say: {"sha256": ..., "text": ..., "kind"?: ..., "sampling_rate"?: ..., "split"?:
   the expected ones, and the file's sha256 matches.
 - webdataset: the `webdataset` library iterates every `shard-*.tar` in PATH; each sample
   (key = item id) has its `json` row and its file, whose sha256 matches.
+- zip: Python's `zipfile` opens the archive at PATH, checks every entry's CRC
+  (`testzip`), reads `manifest.jsonl` and each `files/{id}.*`, whose sha256 matches.
 
 Run by tests/api/exports.rs with the venv scripts/test makes (datasets, soundfile).
 Exits 0 and prints a summary when everything matches; 1 with the differences otherwise.
@@ -121,9 +123,31 @@ def check_webdataset(path, expected):
     return len(seen)
 
 
+def check_zip(path, expected):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+        expect(bad is None, f"entry {bad} fails its CRC")
+        names = archive.namelist()
+        expect(len(names) == len(set(names)), f"an entry appears twice: {names}")
+        expect("README.md" in names, f"no dataset card in {names}")
+        rows = [json.loads(line) for line in archive.read("manifest.jsonl").decode().splitlines() if line]
+        check_rows(rows, expected, ["sha256", "text", "kind"])
+        for row in rows:
+            want = expected.get(row["id"])
+            files = [n for n in names if n.startswith(f"files/{row['id']}.")]
+            expect(len(files) == 1 and files[0] == row["file"], f"{row['id']}: files {files}, row says {row['file']}")
+            if want and files:
+                digest = hashlib.sha256(archive.read(files[0])).hexdigest()
+                expect(digest == want["sha256"], f"{files[0]}: sha256 {digest}, expected {want['sha256']}")
+    print(f"{len(names)} entries")
+    return len(rows)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--format", required=True, choices=["jsonl", "csv", "hf", "webdataset"])
+    parser.add_argument("--format", required=True, choices=["jsonl", "csv", "hf", "webdataset", "zip"])
     parser.add_argument("--path", required=True)
     parser.add_argument("--expect", required=True)
     args = parser.parse_args()
@@ -133,6 +157,7 @@ def main():
         "csv": check_csv,
         "hf": check_hf,
         "webdataset": check_webdataset,
+        "zip": check_zip,
     }[args.format]
     count = check(args.path, expected)
     if problems:

@@ -392,6 +392,20 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
     std::fs::write(&csv_path, &entries["manifest.csv"]).unwrap();
     python_check("csv", &csv_path, &expected);
 
+    // JSON Lines with the files, as a zip (for Windows): Python's zipfile opens it,
+    // every entry's CRC holds, every file is intact.
+    let body = json!({"format": "jsonl", "include_files": true, "packaging": "zip"});
+    let export = finished_export(&app, &admin, &project, body).await;
+    assert_eq!(export["content_type"], "application/zip");
+    assert!(
+        export["file_name"].as_str().unwrap().ends_with(".zip"),
+        "{export}"
+    );
+    assert_eq!(export["spec"]["packaging"], "zip");
+    let zip_path = dir.path().join("export.zip");
+    std::fs::write(&zip_path, download(&app, &admin, &project, &export).await).unwrap();
+    python_check("zip", &zip_path, &expected);
+
     // hf: recordings only, split; Hugging Face datasets loads it as it is.
     let split = json!({"train": 0.5, "validation": 0.5, "test": 0.0});
     let body = json!({"format": "hf", "filter": {"kind": "audio"}, "split": split});
@@ -492,7 +506,7 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
     for export in all["items"].as_array().unwrap() {
         made.push((project.clone(), export["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(made.len(), 7);
+    assert_eq!(made.len(), 8);
     made
 }
 
@@ -526,6 +540,12 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
         ),
         (
             json!({"format": "webdataset", "include_files": false}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_export",
+        ),
+        // A zip holds files.
+        (
+            json!({"format": "jsonl", "packaging": "zip"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_export",
         ),

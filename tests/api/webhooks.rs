@@ -170,6 +170,20 @@ async fn deliveries(app: &TestApp, token: &str, project: &str, hook: &str) -> Ve
 /// Private addresses allowed (the receiver is on loopback). The tests move the
 /// server's clock ahead to reach retries; a lease of a day keeps an attempt in flight
 /// from looking abandoned meanwhile.
+/// The webhook's newest delivery once it has settled (the receiver may have answered
+/// a moment before the server records the attempt).
+async fn settled_delivery(app: &TestApp, token: &str, project: &str, hook: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = deliveries(app, token, project, hook).await;
+        if listed[0]["state"] != "pending" {
+            return listed[0].clone();
+        }
+        assert!(Instant::now() < deadline, "never settled: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn private_app(backend: Backend) -> TestAppBuilder {
     TestAppBuilder::new(backend)
         .var("WEBHOOK_ALLOW_PRIVATE", "true")
@@ -418,15 +432,15 @@ async fn failures_are_retried_then_given_up_and_redelivered(backend: Backend) {
         .collect();
     assert_eq!(ids.len(), 1, "one message, retried: {log:?}");
     assert!(log.iter().all(|r| r["verified"] == true));
-    let listed = deliveries(&app, &admin, &project, &hook_id).await;
-    let statuses: Vec<i64> = listed[0]["attempts"]
+    let delivery = settled_delivery(&app, &admin, &project, &hook_id).await;
+    let statuses: Vec<i64> = delivery["attempts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["status_code"].as_i64().unwrap())
         .collect();
     assert_eq!(statuses, [500, 500, 200]);
-    assert_eq!(listed[0]["state"], "delivered");
+    assert_eq!(delivery["state"], "delivered");
 
     // An answer slower than WEBHOOK_TIMEOUT_MS: a failed attempt, then delivered.
     let slow = make_webhook(
@@ -455,11 +469,11 @@ async fn failures_are_retried_then_given_up_and_redelivered(backend: Backend) {
             |log| log.len() == 2 && log[1]["answered"] == 200,
         )
         .await;
-    let listed = deliveries(&app, &admin, &project, &slow_id).await;
-    let first = &listed[0]["attempts"][0];
+    let delivery = settled_delivery(&app, &admin, &project, &slow_id).await;
+    let first = &delivery["attempts"][0];
     assert_eq!(first["error"], "timed out", "{first}");
     assert!(first.get("status_code").is_none());
-    assert_eq!(listed[0]["state"], "delivered");
+    assert_eq!(delivery["state"], "delivered");
 
     // Always 500: three attempts, then failed for good.
     let down = make_webhook(
@@ -489,13 +503,8 @@ async fn failures_are_retried_then_given_up_and_redelivered(backend: Backend) {
             log.len() == 3
         })
         .await;
-    let failed = loop {
-        let listed = deliveries(&app, &admin, &project, &down_id).await;
-        if listed[0]["state"] == "failed" {
-            break listed[0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let failed = settled_delivery(&app, &admin, &project, &down_id).await;
+    assert_eq!(failed["state"], "failed");
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(failed["payload"]["data"]["item"]["id"], id.as_str());
     // No fourth attempt, however long we wait.
@@ -522,6 +531,8 @@ async fn failures_are_retried_then_given_up_and_redelivered(backend: Backend) {
         .await;
     assert_eq!(log[3]["webhook_id"], failed["message_id"]);
     assert_eq!(log[3]["verified"], true);
+    let again = settled_delivery(&app, &admin, &project, &down_id).await;
+    assert_eq!(again["state"], "delivered");
     // While a delivery is being tried it cannot be redelivered.
     receiver.configure("/down", &[], "slow:2").await;
     let resp = app.send(&admin, Method::POST, &redeliver, None).await;

@@ -137,14 +137,36 @@ impl Split {
     }
 }
 
+/// The container of an archive export: a tar (streams, Unix tools, WebDataset), or a
+/// zip (opens with a double click on Windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Packaging {
+    #[default]
+    Tar,
+    Zip,
+}
+
+impl Packaging {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tar => "tar",
+            Self::Zip => "zip",
+        }
+    }
+}
+
 /// A checked export request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportSpec {
     pub format: ExportFormat,
     pub filter: ExportFilter,
-    /// The files travel with the manifest (in a tar). Always true for `hf`.
+    /// The files travel with the manifest (in an archive). Always true for `hf`.
     pub include_files: bool,
     pub split: Option<Split>,
+    /// The archive's container (exports made before zip existed are tars).
+    #[serde(default)]
+    pub packaging: Packaging,
 }
 
 /// An export request as it arrives.
@@ -160,6 +182,8 @@ pub struct ExportInput {
     pub since_export: Option<Uuid>,
     pub include_files: Option<bool>,
     pub split: Option<Split>,
+    /// `tar` (default) or `zip`, for archives.
+    pub packaging: Option<String>,
 }
 
 /// Most label conditions one export may carry.
@@ -246,7 +270,20 @@ impl ExportSpec {
                 ),
             ));
         }
+        let include_files = of_files || input.include_files.unwrap_or(false);
+        let packaging = match input.packaging.as_deref() {
+            None | Some("tar") => Packaging::Tar,
+            Some("zip") if include_files => Packaging::Zip,
+            Some("zip") => {
+                return Err(invalid(
+                    "/packaging",
+                    "a zip holds files: set include_files (or use hf or webdataset)",
+                ));
+            }
+            Some(_) => return Err(invalid("/packaging", "packaging is tar or zip")),
+        };
         Ok(Self {
+            packaging,
             format,
             filter: ExportFilter {
                 states,
@@ -258,19 +295,21 @@ impl ExportSpec {
                 since_export: input.since_export,
                 since_at: None,
             },
-            include_files: of_files || input.include_files.unwrap_or(false),
+            include_files,
             split: input.split,
         })
     }
 
-    /// The artifact is a tar (files, or several parts); otherwise one text file.
+    /// The artifact is an archive (files, or several parts); otherwise one text file.
     pub fn is_archive(&self) -> bool {
         self.include_files
     }
 
     /// The artifact's extension and content type.
     pub fn artifact_type(&self) -> (&'static str, &'static str) {
-        if self.is_archive() {
+        if self.is_archive() && self.packaging == Packaging::Zip {
+            ("zip", "application/zip")
+        } else if self.is_archive() {
             ("tar", "application/x-tar")
         } else if self.format == ExportFormat::Csv {
             ("csv", "text/csv; charset=utf-8")

@@ -2,7 +2,9 @@
 //! (`{blob_root}/.exports/{export_id}/`), appended to and synced at each checkpoint, so
 //! that a run that crashed resumes by cutting each part back to its checkpointed
 //! length. The main part becomes the artifact; an archive's other parts (its manifests)
-//! are copied into it at the end as tar entries.
+//! are copied into it at the end as entries. An archive is a tar or a zip
+//! ([`Packaging`]); a zip's central directory grows in a part of its own ([`CENTRAL`])
+//! as entries are written, so a resumed run cuts it back with the rest.
 
 use std::{
     collections::BTreeMap,
@@ -18,10 +20,13 @@ use tokio::{
 
 use sha2::{Digest, Sha256};
 
-use crate::blob::BlobStream;
+use super::zip;
+use crate::{blob::BlobStream, domain::export::Packaging};
 
 /// The part that becomes the artifact.
 pub const MAIN: &str = "main";
+/// The central directory of a zip main part, appended to it at the end.
+pub const CENTRAL: &str = "zip_central";
 
 struct Part {
     file: BufWriter<fs::File>,
@@ -170,17 +175,58 @@ impl Parts {
         Ok(lens)
     }
 
-    /// Append a file entry to the tar in `name` whose bytes come from `stream`, which
-    /// must yield exactly `size` bytes.
-    pub async fn append_tar_stream(
+    /// Begin an entry of `size` bytes at `path` in the archive in `name`: the offset of
+    /// its header (a zip's central record points there).
+    async fn begin_entry(
         &mut self,
+        packaging: Packaging,
+        name: &str,
+        path: &str,
+        size: u64,
+        mtime: u64,
+    ) -> io::Result<u64> {
+        let offset = self.len(name);
+        match packaging {
+            Packaging::Tar => self.append(name, &tar_header(path, size, mtime)?).await?,
+            Packaging::Zip => self.append(name, &zip::local_header(path, mtime)).await?,
+        }
+        Ok(offset)
+    }
+
+    /// End the entry begun at `offset`: a tar's padding, or a zip's data descriptor and
+    /// its record in the central directory.
+    async fn end_entry(
+        &mut self,
+        packaging: Packaging,
+        name: &str,
+        entry: Entry<'_>,
+    ) -> io::Result<()> {
+        match packaging {
+            Packaging::Tar => self.append(name, &vec![0u8; tar_padding(entry.size)]).await,
+            Packaging::Zip => {
+                let crc = entry.crc.finalize();
+                self.append(name, &zip::data_descriptor(crc, entry.size))
+                    .await?;
+                let record =
+                    zip::central_record(entry.path, entry.mtime, crc, entry.size, entry.offset);
+                self.append(CENTRAL, &record).await
+            }
+        }
+    }
+
+    /// Append a file entry to the archive in `name` whose bytes come from `stream`,
+    /// which must yield exactly `size` bytes.
+    pub async fn append_entry_stream(
+        &mut self,
+        packaging: Packaging,
         name: &str,
         path: &str,
         size: u64,
         mtime: u64,
         mut stream: BlobStream,
     ) -> io::Result<()> {
-        self.append(name, &tar_header(path, size, mtime)?).await?;
+        let offset = self.begin_entry(packaging, name, path, size, mtime).await?;
+        let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -188,6 +234,7 @@ impl Parts {
             if written > size {
                 break;
             }
+            crc.update(&chunk);
             self.append(name, &chunk).await?;
         }
         if written != size {
@@ -196,26 +243,44 @@ impl Parts {
                 format!("{path}: the stored file has {written} bytes, its record says {size}"),
             ));
         }
-        self.append(name, &vec![0u8; tar_padding(size)]).await
+        let entry = Entry {
+            path,
+            size,
+            mtime,
+            offset,
+            crc,
+        };
+        self.end_entry(packaging, name, entry).await
     }
 
-    /// Append a tar entry holding `bytes`.
-    pub async fn append_tar_bytes(
+    /// Append an entry holding `bytes`.
+    pub async fn append_entry_bytes(
         &mut self,
+        packaging: Packaging,
         name: &str,
         path: &str,
         bytes: &[u8],
         mtime: u64,
     ) -> io::Result<()> {
         let size = bytes.len() as u64;
-        self.append(name, &tar_header(path, size, mtime)?).await?;
+        let offset = self.begin_entry(packaging, name, path, size, mtime).await?;
         self.append(name, bytes).await?;
-        self.append(name, &vec![0u8; tar_padding(size)]).await
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(bytes);
+        let entry = Entry {
+            path,
+            size,
+            mtime,
+            offset,
+            crc,
+        };
+        self.end_entry(packaging, name, entry).await
     }
 
-    /// Append the part `from` to the tar in `name` as the entry `path`.
-    pub async fn append_tar_part(
+    /// Append the part `from` to the archive in `name` as the entry `path`.
+    pub async fn append_entry_part(
         &mut self,
+        packaging: Packaging,
         name: &str,
         path: &str,
         from: &str,
@@ -226,8 +291,28 @@ impl Parts {
             part.file.flush().await?;
             part.len
         };
+        let offset = self.begin_entry(packaging, name, path, size, mtime).await?;
+        let mut crc = crc32fast::Hasher::new();
+        self.copy_part(name, from, size, Some(&mut crc)).await?;
+        let entry = Entry {
+            path,
+            size,
+            mtime,
+            offset,
+            crc,
+        };
+        self.end_entry(packaging, name, entry).await
+    }
+
+    /// Copy the first `size` bytes of the part `from` to the end of `name`.
+    async fn copy_part(
+        &mut self,
+        name: &str,
+        from: &str,
+        size: u64,
+        mut crc: Option<&mut crc32fast::Hasher>,
+    ) -> io::Result<()> {
         let mut source = fs::File::open(self.path(from)).await?;
-        self.append(name, &tar_header(path, size, mtime)?).await?;
         let mut buf = vec![0u8; 256 * 1024];
         let mut left = size;
         while left > 0 {
@@ -239,15 +324,36 @@ impl Parts {
                     format!("export part {from} is shorter than written"),
                 ));
             }
+            if let Some(crc) = crc.as_deref_mut() {
+                crc.update(&buf[..n]);
+            }
             self.append(name, &buf[..n]).await?;
             left -= n as u64;
         }
-        self.append(name, &vec![0u8; tar_padding(size)]).await
+        Ok(())
     }
 
-    /// Close the tar in `name` (two zero blocks).
-    pub async fn end_tar(&mut self, name: &str) -> io::Result<()> {
-        self.append(name, &[0u8; 1024]).await
+    /// Close the archive in `name`: a tar's two zero blocks; a zip's central directory
+    /// and end records.
+    pub async fn end_archive(&mut self, packaging: Packaging, name: &str) -> io::Result<()> {
+        match packaging {
+            Packaging::Tar => self.append(name, &[0u8; 1024]).await,
+            Packaging::Zip => {
+                let central_len = {
+                    let part = self.part(CENTRAL)?;
+                    part.file.flush().await?;
+                    part.len
+                };
+                let entries = count_central(&self.path(CENTRAL), central_len).await?;
+                let central_offset = self.len(name);
+                self.copy_part(name, CENTRAL, central_len, None).await?;
+                self.append(
+                    name,
+                    &zip::end_records(entries, central_offset, central_len),
+                )
+                .await
+            }
+        }
     }
 
     /// Remove the folder of parts.
@@ -258,6 +364,42 @@ impl Parts {
             tracing::warn!(dir = %dir.display(), error = %err, "could not remove export parts");
         }
     }
+}
+
+/// An entry being written.
+struct Entry<'a> {
+    path: &'a str,
+    size: u64,
+    mtime: u64,
+    offset: u64,
+    crc: crc32fast::Hasher,
+}
+
+/// How many records the first `len` bytes of a zip central directory part hold, read
+/// as a stream (a million entries' records need not fit in memory).
+async fn count_central(path: &Path, len: u64) -> io::Result<u64> {
+    let mut file = tokio::io::BufReader::new(fs::File::open(path).await?);
+    let (mut at, mut count) = (0u64, 0u64);
+    let mut head = [0u8; 46];
+    let mut skip = vec![0u8; 1024];
+    while at < len {
+        file.read_exact(&mut head).await?;
+        let field = |i: usize| usize::from(u16::from_le_bytes([head[i], head[i + 1]]));
+        let rest = field(28) + field(30) + field(32);
+        if skip.len() < rest {
+            skip.resize(rest, 0);
+        }
+        file.read_exact(&mut skip[..rest]).await?;
+        at += (46 + rest) as u64;
+        count += 1;
+    }
+    if at != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the zip central directory part ends inside a record",
+        ));
+    }
+    Ok(count)
 }
 
 /// The SHA-256 of a file's first `len` bytes (a resumed run's main part), read once.
@@ -316,14 +458,14 @@ mod tests {
         let (mut parts, resumed) = Parts::open(&dir, &names, None).await.unwrap();
         assert!(!resumed);
         parts
-            .append_tar_bytes(MAIN, "a.txt", b"hello", 0)
+            .append_entry_bytes(Packaging::Tar, MAIN, "a.txt", b"hello", 0)
             .await
             .unwrap();
         parts.append("manifest", b"{\"id\":1}\n").await.unwrap();
         let checkpoint = parts.sync().await.unwrap();
         // Written after the checkpoint, then "crashed".
         parts
-            .append_tar_bytes(MAIN, "b.txt", b"lost", 0)
+            .append_entry_bytes(Packaging::Tar, MAIN, "b.txt", b"lost", 0)
             .await
             .unwrap();
         parts.append("manifest", b"{\"id\":2}\n").await.unwrap();
@@ -334,10 +476,10 @@ mod tests {
         assert!(resumed);
         assert_eq!(parts.len("manifest"), 9);
         parts
-            .append_tar_part(MAIN, "manifest.jsonl", "manifest", 0)
+            .append_entry_part(Packaging::Tar, MAIN, "manifest.jsonl", "manifest", 0)
             .await
             .unwrap();
-        parts.end_tar(MAIN).await.unwrap();
+        parts.end_archive(Packaging::Tar, MAIN).await.unwrap();
         parts.sync().await.unwrap();
         let bytes = std::fs::read(parts.path(MAIN)).unwrap();
         let digest = hex::encode(Sha256::digest(&bytes));
@@ -363,6 +505,72 @@ mod tests {
         );
         Parts::remove(&dir).await;
         assert!(!dir.exists());
+    }
+
+    /// A zip written in parts, cut back at a checkpoint and finished, is read by the
+    /// `zip` crate (another implementation): names, bytes and CRCs.
+    #[tokio::test]
+    async fn a_zip_written_in_parts_reads_back_and_resumes() {
+        let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
+        let names = vec![MAIN.to_owned(), CENTRAL.to_owned(), "manifest".to_owned()];
+        let (mut parts, _) = Parts::open(&dir, &names, None).await.unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let stream: BlobStream = Box::pin(futures::stream::iter(
+            big.chunks(65_536)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        ));
+        parts
+            .append_entry_stream(
+                Packaging::Zip,
+                MAIN,
+                "files/a.bin",
+                big.len() as u64,
+                1_764_000_000,
+                stream,
+            )
+            .await
+            .unwrap();
+        parts.append("manifest", b"{\"id\":1}\n").await.unwrap();
+        let checkpoint = parts.sync().await.unwrap();
+        parts
+            .append_entry_bytes(Packaging::Zip, MAIN, "files/lost.txt", b"lost", 0)
+            .await
+            .unwrap();
+        parts.sync().await.unwrap();
+        drop(parts);
+
+        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        assert!(resumed);
+        parts
+            .append_entry_part(Packaging::Zip, MAIN, "manifest.jsonl", "manifest", 0)
+            .await
+            .unwrap();
+        parts
+            .append_entry_bytes(Packaging::Zip, MAIN, "README.md", "# Café\n".as_bytes(), 0)
+            .await
+            .unwrap();
+        parts.end_archive(Packaging::Zip, MAIN).await.unwrap();
+        parts.sync().await.unwrap();
+        let bytes = std::fs::read(parts.path(MAIN)).unwrap();
+        let mut archive = ::zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut seen = Vec::new();
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i).unwrap();
+            let mut body = Vec::new();
+            // Reading to the end checks the entry's CRC.
+            std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+            seen.push((entry.name().unwrap().to_string(), body));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("files/a.bin".to_owned(), big),
+                ("manifest.jsonl".to_owned(), b"{\"id\":1}\n".to_vec()),
+                ("README.md".to_owned(), "# Café\n".as_bytes().to_vec()),
+            ]
+        );
+        Parts::remove(&dir).await;
     }
 
     #[tokio::test]

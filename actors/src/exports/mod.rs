@@ -12,6 +12,7 @@ pub mod run;
 mod service;
 mod transition;
 mod write;
+mod zip;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

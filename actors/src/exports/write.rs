@@ -11,14 +11,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    artifact::{MAIN, Parts, tar_entry_len},
+    artifact::{CENTRAL, MAIN, Parts, tar_entry_len},
     card::{self, Figures},
     manifest::{self, Record},
     run::Checkpoint,
 };
 use crate::{
     deps::Deps,
-    domain::export::{ExportFormat, ExportSpec, Split, pseudonym},
+    domain::export::{ExportFormat, ExportSpec, Packaging, Split, pseudonym},
     jobs::worker::{JobEnd, JobFailure},
     metrics as m,
     store::{
@@ -150,6 +150,14 @@ pub(crate) async fn write(
             };
             let (part, row) = layout.row(&record)?;
             let size = u64::try_from(item.size_bytes).unwrap_or(0);
+            // The main part is packed as asked; WebDataset shards are always tars.
+            let packing = |target: &str| {
+                if target == MAIN {
+                    spec.packaging
+                } else {
+                    Packaging::Tar
+                }
+            };
             // Where the file goes: the archive, or the shard with room for it and its row.
             let target = match &mut shards {
                 Some(shards) => {
@@ -170,12 +178,14 @@ pub(crate) async fn write(
                     deps.blobs.open_range(&key, 0, size - 1).await?
                 };
                 parts
-                    .append_tar_stream(&target, path, size, mtime, stream)
+                    .append_entry_stream(packing(&target), &target, path, size, mtime, stream)
                     .await?;
             }
             if shards.is_some() {
                 let name = format!("{}.json", item.id);
-                parts.append_tar_bytes(&target, &name, &row, mtime).await?;
+                parts
+                    .append_entry_bytes(Packaging::Tar, &target, &name, &row, mtime)
+                    .await?;
             } else {
                 parts.append(&part, &row).await?;
             }
@@ -204,7 +214,7 @@ pub(crate) async fn write(
     let project = store::projects::find(&deps.db, source.project_id).await?;
     let card = card::render(source, project.as_ref(), &figures);
     if let Some(shards) = &shards {
-        shards.finish(&mut parts, mtime).await?;
+        shards.finish(&mut parts, spec.packaging, mtime).await?;
     }
     layout.finish(&mut parts, &figures, &card, mtime).await?;
     parts.sync().await?;
@@ -229,6 +239,9 @@ struct Layout<'a> {
 impl Layout<'_> {
     fn part_names(&self) -> Vec<String> {
         let mut names = vec![MAIN.to_owned()];
+        if self.spec.is_archive() && self.spec.packaging == Packaging::Zip {
+            names.push(CENTRAL.to_owned());
+        }
         match self.spec.format {
             ExportFormat::Hf => {
                 for split in self.splits() {
@@ -321,6 +334,7 @@ impl Layout<'_> {
         if !self.spec.is_archive() {
             return Ok(());
         }
+        let packaging = self.spec.packaging;
         match self.spec.format {
             ExportFormat::Hf => {
                 for split in self.splits() {
@@ -332,26 +346,28 @@ impl Layout<'_> {
                     let part = format!("meta/{split}");
                     let dir = Self::hf_dir(Some(split).filter(|s| !s.is_empty()));
                     let path = format!("{dir}metadata.jsonl");
-                    parts.append_tar_part(MAIN, &path, &part, mtime).await?;
+                    parts
+                        .append_entry_part(packaging, MAIN, &path, &part, mtime)
+                        .await?;
                 }
             }
             // The shards are in already (`Shards::finish`); the rows are in them.
             ExportFormat::Webdataset => {}
             ExportFormat::Csv => {
                 parts
-                    .append_tar_part(MAIN, "manifest.csv", "manifest", mtime)
+                    .append_entry_part(packaging, MAIN, "manifest.csv", "manifest", mtime)
                     .await?
             }
             _ => {
                 parts
-                    .append_tar_part(MAIN, "manifest.jsonl", "manifest", mtime)
+                    .append_entry_part(packaging, MAIN, "manifest.jsonl", "manifest", mtime)
                     .await?
             }
         }
         parts
-            .append_tar_bytes(MAIN, "README.md", card.as_bytes(), mtime)
+            .append_entry_bytes(packaging, MAIN, "README.md", card.as_bytes(), mtime)
             .await?;
-        parts.end_tar(MAIN).await
+        parts.end_archive(packaging, MAIN).await
     }
 }
 
@@ -389,7 +405,7 @@ impl Shards {
         }
         let len = parts.len(&current);
         if len > 0 && len + needed + 1024 > self.max {
-            parts.end_tar(&current).await?;
+            parts.end_archive(Packaging::Tar, &current).await?;
             self.index += 1;
             let next = Self::name(self.index);
             parts.add(&next).await?;
@@ -399,16 +415,21 @@ impl Shards {
     }
 
     /// Close the last shard and put every shard into the archive.
-    async fn finish(&self, parts: &mut Parts, mtime: u64) -> std::io::Result<()> {
+    async fn finish(
+        &self,
+        parts: &mut Parts,
+        packaging: Packaging,
+        mtime: u64,
+    ) -> std::io::Result<()> {
         let current = Self::name(self.index);
         if !parts.names().any(|n| n == current) {
             return Ok(()); // no item
         }
-        parts.end_tar(&current).await?;
+        parts.end_archive(Packaging::Tar, &current).await?;
         for index in 0..=self.index {
             let entry = format!("shard-{index:06}.tar");
             parts
-                .append_tar_part(MAIN, &entry, &Self::name(index), mtime)
+                .append_entry_part(packaging, MAIN, &entry, &Self::name(index), mtime)
                 .await?;
         }
         Ok(())
