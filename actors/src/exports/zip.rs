@@ -22,8 +22,8 @@ fn dos_time(mtime: u64) -> (u16, u16) {
     if at.year() < 1980 {
         return (0, (1 << 5) | 1); // 1980-01-01 00:00
     }
-    let time = (at.hour() << 11 | at.minute() << 5 | at.second() / 2) as u16;
-    let date = (((at.year() - 1980) as u32) << 9 | at.month() << 5 | at.day()) as u16;
+    let time = ((at.hour() << 11) | (at.minute() << 5) | (at.second() / 2)) as u16;
+    let date = ((((at.year() - 1980) as u32) << 9) | (at.month() << 5) | at.day()) as u16;
     (time, date)
 }
 
@@ -123,4 +123,24 @@ fn zip64_extra(values: &[u64]) -> Vec<u8> {
         x.extend_from_slice(&v.to_le_bytes());
     }
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dos_times() {
+        // 2026-12-04 12:34:56 UTC
+        let (time, date) = dos_time(1_796_387_696);
+        assert_eq!(
+            (time >> 11, (time >> 5) & 63, (time & 31) * 2),
+            (12, 34, 56)
+        );
+        assert_eq!(
+            (1980 + (date >> 9), (date >> 5) & 15, date & 31),
+            (2026, 12, 4)
+        );
+        assert_eq!(dos_time(0), (0, (1 << 5) | 1), "before 1980: its first day");
+    }
 }
