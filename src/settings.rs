@@ -75,6 +75,8 @@ pub struct Settings {
     pub gcs_endpoint: Option<String>,
     /// `GCS_ANONYMOUS`: send no credentials to Cloud Storage (emulators only).
     pub gcs_anonymous: bool,
+    /// `GCS_SIGNED_URL_SECONDS` (0: export downloads stream through the server).
+    pub gcs_signed_url_ttl: Option<Duration>,
     pub google_application_credentials: Option<PathBuf>,
     /// Google sign-in (`GOOGLE_CLIENT_ID` and friends); `None` when it is off.
     pub google_signin: Option<GoogleSignInConfig>,
@@ -307,6 +309,14 @@ impl Settings {
             }
         }
         let gcs_anonymous = v.bool("GCS_ANONYMOUS", false)?;
+        let signed_secs: u64 = v.parse("GCS_SIGNED_URL_SECONDS", 900)?;
+        if signed_secs > 7 * 86_400 {
+            return Err(err(
+                "GCS_SIGNED_URL_SECONDS",
+                "must be at most 604800 (7 days, what GCS allows)",
+            ));
+        }
+        let gcs_signed_url_ttl = (signed_secs > 0).then(|| Duration::from_secs(signed_secs));
 
         let cors_origins = v.list("CORS_ORIGINS", "http://localhost:3000");
         for origin in &cors_origins {
@@ -696,6 +706,7 @@ impl Settings {
             gcs_bucket_name,
             gcs_endpoint,
             gcs_anonymous,
+            gcs_signed_url_ttl,
             google_application_credentials,
             google_signin,
             webauthn,
@@ -772,6 +783,8 @@ impl Settings {
                     bucket: bucket.clone(),
                     endpoint: self.gcs_endpoint.clone(),
                     anonymous: self.gcs_anonymous,
+                    signed_url_ttl: self.gcs_signed_url_ttl,
+                    signing_key: self.google_application_credentials.clone(),
                 },
                 None => BlobConfig::Local {
                     root: self.data_dir.join("blobs"),
@@ -1244,6 +1257,8 @@ mod tests {
                 bucket: "alta-blobs".into(),
                 endpoint: Some("http://127.0.0.1:4443".into()),
                 anonymous: true,
+                signed_url_ttl: Some(Duration::from_secs(900)),
+                signing_key: None,
             }
         );
     }

@@ -249,6 +249,12 @@ pub enum BlobConfig {
         /// `GCS_ANONYMOUS`: send no credentials (emulators). Otherwise Application
         /// Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS` when set).
         anonymous: bool,
+        /// Export downloads answer with a signed URL valid this long
+        /// (`GCS_SIGNED_URL_SECONDS`, 900; `None`: they stream through the server).
+        signed_url_ttl: Option<std::time::Duration>,
+        /// The service-account key that signs them (`GOOGLE_APPLICATION_CREDENTIALS`);
+        /// without one, Application Default Credentials sign (none when anonymous).
+        signing_key: Option<PathBuf>,
     },
 }
 

@@ -356,7 +356,9 @@ impl ExportsApi {
     ///
     /// Once it is finished (409 `export_not_ready` before). Streamed, with `Range`
     /// (`bytes=a-b`, `a-`, `-n`; 206 with `Content-Range`), so a large download
-    /// resumes. Project admins.
+    /// resumes. With GCS storage and signed URLs, a 302 to a URL signed for
+    /// `GCS_SIGNED_URL_SECONDS` that downloads it from the bucket (with `Range` too).
+    /// Project admins.
     #[oai(
         path = "/api/projects/:project_id/exports/:export_id/download",
         method = "get",
@@ -369,10 +371,13 @@ impl ExportsApi {
         project_id: Path<Uuid>,
         export_id: Path<Uuid>,
         #[oai(name = "Range")] range: Header<Option<String>>,
-    ) -> ApiResult<ContentResponse> {
+    ) -> ApiResult<ExportFileResponse> {
         let download = engine
             .export_download(&auth.0, project_id.0, export_id.0)
             .await?;
+        if let Some(url) = engine.export_signed_url(&download).await? {
+            return Ok(ExportFileResponse::Redirect(url, "no-store".into()));
+        }
         let export = &download.export;
         let content_type = export
             .content_type
@@ -404,5 +409,56 @@ impl ExportsApi {
             },
         )
         .await
+        .map(Into::into)
+    }
+}
+
+/// An export's file: from the server, or (GCS with signed URLs) from the bucket.
+#[derive(ApiResponse)]
+pub enum ExportFileResponse {
+    /// With GCS storage: a URL signed for `GCS_SIGNED_URL_SECONDS` that downloads the
+    /// file from the bucket directly (it honours `Range` too).
+    #[oai(status = 302)]
+    Redirect(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// The whole file.
+    #[oai(status = 200)]
+    Full(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The requested byte range.
+    #[oai(status = 206)]
+    Partial(
+        FileBody,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    /// The range lies outside the file.
+    #[oai(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(
+        poem_openapi::payload::Json<crate::problem::Problem>,
+        #[oai(header = "Content-Range")] String,
+    ),
+}
+
+impl From<ContentResponse> for ExportFileResponse {
+    fn from(response: ContentResponse) -> Self {
+        match response {
+            ContentResponse::Full(body, disposition, ranges, len) => {
+                Self::Full(body, disposition, ranges, len)
+            }
+            ContentResponse::Partial(body, disposition, range, len) => {
+                Self::Partial(body, disposition, range, len)
+            }
+            ContentResponse::RangeNotSatisfiable(problem, range) => {
+                Self::RangeNotSatisfiable(problem, range)
+            }
+        }
     }
 }

@@ -197,6 +197,110 @@ mod gcs {
     async fn postgres() {
         in_the_emulator(Backend::Postgres).await
     }
+
+    /// With a service-account key, a download is a 302 to a V4 signed URL: the
+    /// signature verifies with the key's public half, and the URL reads the file from
+    /// the bucket (the emulator ignores signatures; it serves path-style URLs to the
+    /// host name of the real service).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn downloads_redirect_to_a_signed_url() {
+        use aws_lc_rs::signature::{self, KeyPair};
+
+        let endpoint = crate::items::gcs_endpoint().await;
+        let bucket = crate::items::create_bucket(&endpoint).await;
+        let (pair, pem) = crate::helpers::rsa_key();
+        let key_dir = tempfile::tempdir().unwrap();
+        let key_path = key_dir.path().join("key.json");
+        let email = "alta-exports@test-project.iam.gserviceaccount.com";
+        let key = json!({
+            "type": "service_account", "project_id": "test-project", "private_key_id": "k1",
+            "private_key": pem, "client_email": email, "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        std::fs::write(&key_path, key.to_string()).unwrap();
+        let app = TestAppBuilder::new(Backend::Sqlite)
+            .var("GCS_BUCKET_NAME", bucket.clone())
+            .var("GCS_ENDPOINT", endpoint.clone())
+            .var("GCS_ANONYMOUS", "true")
+            .var(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                key_path.display().to_string(),
+            )
+            .spawn()
+            .await;
+        let admin = app.signed_up_user("admin@example.org").await;
+        let project = create_project(&app, &admin, "Saini").await;
+        let text = b"Maandishi yaliyosainiwa.".to_vec();
+        let id = crate::processing::uploaded(
+            &app,
+            &admin,
+            "/api/documents",
+            &project,
+            text,
+            "s.txt",
+            "text/plain",
+        )
+        .await;
+        crate::processing::settled(&app, &admin, "/api/documents", &id).await;
+        let body = json!({"format": "jsonl", "filter": {"states": ["ready"]}});
+        let export = finished_export(&app, &admin, &project, body).await;
+        let export_id = export["id"].as_str().unwrap();
+        let path = format!("/api/projects/{project}/exports/{export_id}/download");
+        let resp = app.send(&admin, Method::GET, &path, None).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let url = reqwest::Url::parse(&location).unwrap();
+        assert_eq!(url.path(), format!("/{bucket}/{project}/{export_id}"));
+        let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["X-Goog-Algorithm"], "GOOG4-RSA-SHA256");
+        assert_eq!(query["X-Goog-Expires"], "900");
+        assert!(query["X-Goog-Credential"].starts_with(email), "{location}");
+        assert!(
+            query["response-content-disposition"].contains(export["file_name"].as_str().unwrap()),
+            "{location}"
+        );
+
+        // The signature: RSA-SHA256 over GOOG4-RSA-SHA256, the time, the scope and the
+        // hash of the canonical request (the query as sent, sorted, less the signature).
+        let raw = url.query().unwrap();
+        let mut pairs: Vec<&str> = raw
+            .split('&')
+            .filter(|p| !p.starts_with("X-Goog-Signature="))
+            .collect();
+        pairs.sort();
+        // The client signs the host without its port (the real service has none).
+        let host = url.host_str().unwrap();
+        let canonical = format!(
+            "GET\n{}\n{}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD",
+            url.path(),
+            pairs.join("&")
+        );
+        let scope = query["X-Goog-Credential"].split_once('/').unwrap().1;
+        let to_sign = format!(
+            "GOOG4-RSA-SHA256\n{}\n{scope}\n{}",
+            query["X-Goog-Date"],
+            sha256_hex(canonical.as_bytes())
+        );
+        let signature = hex::decode(&query["X-Goog-Signature"]).unwrap();
+        signature::UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            pair.public_key().as_ref(),
+        )
+        .verify(to_sign.as_bytes(), &signature)
+        .expect("the URL's signature verifies with the service account's public key");
+
+        let file = reqwest::Client::new()
+            .get(&location)
+            .header("host", "storage.googleapis.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(file.status(), StatusCode::OK);
+        let bytes = file.bytes().await.unwrap();
+        assert_eq!(sha256_hex(&bytes), export["sha256"].as_str().unwrap());
+        assert!(String::from_utf8_lossy(&bytes).contains(&id));
+    }
 }
 
 async fn approved_items_leave_once_in_every_format(backend: Backend) {

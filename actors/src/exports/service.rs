@@ -176,6 +176,28 @@ impl Engine {
         Ok(ExportDownload { export, key, len })
     }
 
+    /// Where a finished export can be downloaded from directly, for a while: a signed
+    /// GCS URL when the store makes them (`GCS_SIGNED_URL_SECONDS`); `None`: stream it.
+    pub async fn export_signed_url(
+        &self,
+        download: &ExportDownload,
+    ) -> Result<Option<String>, EngineError> {
+        let export = &download.export;
+        let name = export
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("export-{}", export.id));
+        let content_type = export
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        self.deps
+            .blobs
+            .signed_download_url(&download.key, &name, &content_type)
+            .await
+            .map_err(|e| EngineError::internal(format!("export {} not signed: {e}", download.key)))
+    }
+
     /// Stream the bytes `start..=end_inclusive` of a finished export's artifact.
     pub async fn export_range(
         &self,
