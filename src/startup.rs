@@ -52,6 +52,8 @@ pub async fn start_engine(
 pub struct Application {
     acceptor: TcpAcceptor,
     port: u16,
+    /// Where a browser on this machine finds the API's pages (for the startup log).
+    local_base: String,
     engine: Engine,
     api_config: ApiConfig,
     /// `METRICS_ADDR`: `/metrics` on a listener of its own (and its port).
@@ -83,6 +85,14 @@ impl Application {
         let engine = start_engine(&settings, db, clock, EngineRoles::SERVE).await?;
         let addr = std::net::SocketAddr::new(settings.host, settings.port);
         let (acceptor, port) = bind(addr, "HOST/PORT").await?;
+        // A wildcard address is reached on this machine as loopback.
+        let host = match settings.host {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let local_base = format!("http://{host}:{port}");
         let render = telemetry::metrics_handle()
             .map(|h| Arc::new(move || h.render()) as alta_api::MetricsRender);
         let metrics_listener = match (settings.metrics_addr, &render) {
@@ -111,6 +121,7 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
+            local_base,
             engine,
             api_config,
             metrics_listener,
@@ -157,7 +168,9 @@ impl Application {
         tracing::info!(
             port = self.port,
             database = self.engine.database_backend(),
-            "serving"
+            docs = format!("{}/docs", self.local_base),
+            "serving; the API's documentation (Swagger UI) is at {}/docs",
+            self.local_base
         );
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(

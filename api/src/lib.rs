@@ -190,6 +190,13 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         );
     }
     routes
+        // `GET /` before the routes: the API nested at "/" would take it (and 404).
+        .around(|next, req| async move {
+            if req.method() == poem::http::Method::GET && req.uri().path() == "/" {
+                return Ok(index(&req));
+            }
+            next.call(req).await.map(IntoResponse::into_response)
+        })
         .with(middleware::BodyLimit::new(
             config.max_body_bytes,
             config.max_upload_bytes,
@@ -212,6 +219,47 @@ pub fn app(engine: Engine, config: ApiConfig) -> impl Endpoint<Output = Response
         .data(engine)
         .data(uploads::MaxUploadBytes(config.max_upload_bytes as u64))
         .map_to_response()
+}
+
+/// `GET /`: where things are, for a person who opened the server's address in a
+/// browser (a page) or a program (JSON).
+fn index(req: &poem::Request) -> Response {
+    const LINKS: [(&str, &str); 4] = [
+        (
+            "/docs",
+            "API documentation (Swagger UI: try every operation)",
+        ),
+        ("/redoc", "API documentation (ReDoc)"),
+        ("/api/openapi.json", "the OpenAPI 3 document"),
+        ("/health", "liveness; /health/ready for readiness"),
+    ];
+    let wants_html = req
+        .header("accept")
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        let items: String = LINKS
+            .iter()
+            .map(|(href, what)| format!("<li><a href=\"{href}\">{href}</a>: {what}</li>"))
+            .collect();
+        Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .body(format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>{API_TITLE}</title>\
+                 <h1>{API_TITLE}</h1><ul>{items}</ul>"
+            ))
+    } else {
+        let body = serde_json::json!({
+            "name": API_TITLE,
+            "version": env!("CARGO_PKG_VERSION"),
+            "docs": "/docs",
+            "redoc": "/redoc",
+            "openapi": "/api/openapi.json",
+            "health": "/health",
+        });
+        Response::builder()
+            .content_type("application/json")
+            .body(body.to_string())
+    }
 }
 
 #[handler]

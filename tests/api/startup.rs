@@ -253,3 +253,32 @@ fn production_needs_smtp_or_an_explicit_outbox_and_a_guarded_metrics() {
     ]);
     assert!(Settings::from_vars(vars(&dir, &own_listener)).is_ok());
 }
+
+/// `GET /` says where the documentation is, to a browser (a page of links) and to a
+/// program (JSON), and the pages it names answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_points_at_the_documentation() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let json: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(json["docs"], "/docs");
+    assert_eq!(json["openapi"], "/api/openapi.json");
+    let page = app
+        .client
+        .get(app.url("/"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("href=\"/docs\""), "{html}");
+    for path in ["/docs", "/redoc", "/api/openapi.json", "/health"] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+}
