@@ -168,9 +168,10 @@ impl Application {
         tracing::info!(
             port = self.port,
             database = self.engine.database_backend(),
+            // Where the API's documentation (Swagger UI) is. The message stays "serving":
+            // tests and scripts find the port by it.
             docs = format!("{}/docs", self.local_base),
-            "serving; the API's documentation (Swagger UI) is at {}/docs",
-            self.local_base
+            "serving"
         );
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(

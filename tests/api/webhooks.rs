@@ -25,6 +25,7 @@ use crate::{
 
 backend_tests!(
     an_item_s_life_arrives_signed_and_in_order,
+    a_later_change_waits_for_an_earlier_delivery_that_failed,
     failures_are_retried_then_given_up_and_redelivered,
     a_rotated_secret_signs_for_a_day_and_a_failing_webhook_is_deactivated,
     private_addresses_are_refused_when_made_and_when_sent,
@@ -382,6 +383,109 @@ async fn an_item_s_life_arrives_signed_and_in_order(backend: Backend) {
     }
     let page = app.get_json(&path, &admin).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+/// Per item, in the order of the changes: while an item's `item.uploaded` waits for
+/// its retry, its `item.ready` (committed meanwhile) is not sent; once the first is
+/// delivered, the second follows. Another item's deliveries do not wait.
+async fn a_later_change_waits_for_an_earlier_delivery_that_failed(backend: Backend) {
+    let receiver = Receiver::start();
+    let app = private_app(backend).spawn().await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Foleni").await;
+    let hook = make_webhook(
+        &app,
+        &admin,
+        &project,
+        &receiver.url("/order"),
+        &["item.uploaded", "item.ready"],
+    )
+    .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    // The first request fails: the first item's `item.uploaded`.
+    receiver
+        .configure("/order", &[hook["secret"].as_str().unwrap()], "fail:1")
+        .await;
+    let first = uploaded(
+        &app,
+        &admin,
+        "/api/documents",
+        &project,
+        b"Kwanza".to_vec(),
+        "1.txt",
+        "text/plain",
+    )
+    .await;
+    receiver
+        .wait_for(
+            None,
+            "/order",
+            chrono::Duration::zero(),
+            "the failed first attempt",
+            |log| !log.is_empty(),
+        )
+        .await;
+    // Processed meanwhile: its `item.ready` is committed, and must wait.
+    let item = settled(&app, &admin, "/api/documents", &first).await;
+    assert_eq!(item["status"], "ready");
+    // A second item's events are not held up by the first's.
+    let second = uploaded(
+        &app,
+        &admin,
+        "/api/documents",
+        &project,
+        b"Pili".to_vec(),
+        "2.txt",
+        "text/plain",
+    )
+    .await;
+    let of = |log: &[Value], id: &str, kind: &str| -> Vec<i64> {
+        log.iter()
+            .filter(|r| r["type"] == kind && r["body"]["data"]["item"]["id"] == id)
+            .map(|r| r["answered"].as_i64().unwrap_or(0))
+            .collect()
+    };
+    receiver
+        .wait_for(
+            None,
+            "/order",
+            chrono::Duration::zero(),
+            "the second item's events",
+            |log| of(log, &second, "item.ready") == [200],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = receiver.log("/order").await;
+    assert_eq!(of(&log, &first, "item.uploaded"), [500], "{log:?}");
+    assert!(
+        of(&log, &first, "item.ready").is_empty(),
+        "item.ready went out before item.uploaded was delivered: {log:?}"
+    );
+    // The retry is due: delivered, and then the ready that waited.
+    let log = receiver
+        .wait_for(
+            Some(&app),
+            "/order",
+            chrono::Duration::seconds(2),
+            "the first item's ready",
+            |log| of(log, &first, "item.ready") == [200],
+        )
+        .await;
+    let position = |kind: &str, answered: i64| {
+        log.iter()
+            .position(|r| {
+                r["type"] == kind
+                    && r["body"]["data"]["item"]["id"] == first.as_str()
+                    && r["answered"] == answered
+            })
+            .unwrap()
+    };
+    assert!(
+        position("item.uploaded", 200) < position("item.ready", 200),
+        "{log:?}"
+    );
+    let listed = deliveries(&app, &admin, &project, &hook_id).await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
 }
 
 /// 500 twice, then a 200: three attempts of one message. A timeout is an attempt that
