@@ -31,6 +31,19 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# docker-compose.yml's Prometheus configuration, with its rules where this checkout has them,
+# and its Grafana provisioning files (YAML with the keys Grafana reads).
+sed "s#/etc/prometheus/alta/alerts.yml#$repo_dir/dashboards/alerts.yml#" \
+  "$repo_dir/dashboards/compose/prometheus.yml" >"$work/compose-prometheus.yml"
+promtool check config "$work/compose-prometheus.yml" >&2
+"$py" - "$repo_dir/dashboards/compose" <<'PY' || die "the Grafana provisioning files are not what Grafana reads"
+import sys, yaml
+d = sys.argv[1]
+sources = yaml.safe_load(open(f"{d}/grafana-datasources.yml"))["datasources"]
+assert sources[0]["type"] == "prometheus" and sources[0]["url"].startswith("http://prometheus:9090")
+providers = yaml.safe_load(open(f"{d}/grafana-dashboards.yml"))["providers"]
+assert providers[0]["type"] == "file" and providers[0]["options"]["path"]
+PY
 "$py" "$clients_dir/prometheus_check.py" strip "$repo_dir/dashboards/alerts.yml" "$work/alerts.yml"
 cp "$repo_dir/dashboards/alerts_test.yml" "$work/"
 promtool test rules "$work/alerts_test.yml" >&2
