@@ -19,6 +19,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
+    content::{CsvBody, wants_csv},
     enums::{ItemStatus, ProjectRole, Wire},
     problem::{ApiError, ApiResult},
     projects::DataKindDto,
@@ -342,10 +343,32 @@ impl From<SeriesView> for AnalyticsSeries {
     }
 }
 
+/// JSON, or CSV for `Accept: text/csv`.
+#[derive(poem_openapi::ResponseContent)]
+pub enum SeriesContent {
+    Json(Json<AnalyticsSeries>),
+    Csv(CsvBody),
+}
+
+/// JSON, or CSV for `Accept: text/csv` (the page's rows; the next page's cursor in
+/// `Next-Cursor`).
+#[derive(poem_openapi::ResponseContent)]
+pub enum ContributorContent {
+    Json(Json<ContributorBoard>),
+    Csv(CsvBody),
+}
+
+/// JSON, or CSV for `Accept: text/csv` (as for contributors).
+#[derive(poem_openapi::ResponseContent)]
+pub enum ReviewerContent {
+    Json(Json<ReviewerBoard>),
+    Csv(CsvBody),
+}
+
 #[derive(ApiResponse)]
 pub enum SeriesOk {
     #[oai(status = 200)]
-    Ok(Json<AnalyticsSeries>),
+    Ok(SeriesContent),
 }
 
 /// What the contributors' leaderboard ranks by.
@@ -455,13 +478,23 @@ pub struct ReviewerBoard {
 #[derive(ApiResponse)]
 pub enum ContributorBoardOk {
     #[oai(status = 200)]
-    Ok(Json<ContributorBoard>),
+    Ok(
+        ContributorContent,
+        /// With CSV: the next page's cursor (absent on the last page).
+        #[oai(header = "Next-Cursor")]
+        Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
 pub enum ReviewerBoardOk {
     #[oai(status = 200)]
-    Ok(Json<ReviewerBoard>),
+    Ok(
+        ReviewerContent,
+        /// With CSV: the next page's cursor (absent on the last page).
+        #[oai(header = "Next-Cursor")]
+        Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -542,14 +575,17 @@ impl AnalyticsApi {
     /// Its admins and reviewers. Ranked by `sort` (`approved` by default,
     /// `approved_audio_seconds`, `uploads`), most first, ties by user id; paged like
     /// every list (`cursor` names the last person of the previous page, as they stand
-    /// now). Live items only.
+    /// now). Live items only. `Accept: text/csv` gives the page as CSV for
+    /// spreadsheets, the next page's cursor in `Next-Cursor`.
     #[oai(
         path = "/api/analytics/contributors",
         method = "get",
         operation_id = "analytics_contributors"
     )]
+    #[allow(clippy::too_many_arguments)] // one per query parameter
     async fn contributors(
         &self,
+        req: &poem::Request,
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Query<Required<Uuid>>,
@@ -561,23 +597,55 @@ impl AnalyticsApi {
         let page = engine
             .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
-        Ok(ContributorBoardOk::Ok(Json(ContributorBoard {
-            items: page.items.into_iter().map(Into::into).collect(),
+        let items: Vec<ContributorStanding> = page.items.into_iter().map(Into::into).collect();
+        if wants_csv(req) {
+            let header = [
+                "user_id",
+                "email",
+                "uploads",
+                "approved",
+                "rejected",
+                "approved_audio_seconds",
+                "audio_seconds",
+            ];
+            let rows = items.iter().map(|r| {
+                vec![
+                    r.user_id.to_string(),
+                    r.email.clone(),
+                    r.uploads.to_string(),
+                    r.approved.to_string(),
+                    r.rejected.to_string(),
+                    r.approved_audio_seconds.to_string(),
+                    r.audio_seconds.to_string(),
+                ]
+            });
+            let csv = ContributorContent::Csv(CsvBody::of(&header, rows)?);
+            return Ok(ContributorBoardOk::Ok(csv, page.next_cursor));
+        }
+        let board = ContributorBoard {
+            items,
             next_cursor: page.next_cursor,
-        })))
+        };
+        Ok(ContributorBoardOk::Ok(
+            ContributorContent::Json(Json(board)),
+            None,
+        ))
     }
 
     /// A project's reviewers, ranked
     ///
     /// Its admins and reviewers. Ranked by `sort` (`decisions` by default, `approvals`,
     /// `rejections`) on live items, most first, ties by user id; paged like every list.
+    /// `Accept: text/csv` gives the page as CSV, the next cursor in `Next-Cursor`.
     #[oai(
         path = "/api/analytics/reviewers",
         method = "get",
         operation_id = "analytics_reviewers"
     )]
+    #[allow(clippy::too_many_arguments)] // one per query parameter
     async fn reviewers(
         &self,
+        req: &poem::Request,
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Query<Required<Uuid>>,
@@ -589,10 +657,29 @@ impl AnalyticsApi {
         let page = engine
             .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
-        Ok(ReviewerBoardOk::Ok(Json(ReviewerBoard {
-            items: page.items.into_iter().map(Into::into).collect(),
+        let items: Vec<ReviewerStanding> = page.items.into_iter().map(Into::into).collect();
+        if wants_csv(req) {
+            let header = ["user_id", "email", "decisions", "approvals", "rejections"];
+            let rows = items.iter().map(|r| {
+                vec![
+                    r.user_id.to_string(),
+                    r.email.clone(),
+                    r.decisions.to_string(),
+                    r.approvals.to_string(),
+                    r.rejections.to_string(),
+                ]
+            });
+            let csv = ReviewerContent::Csv(CsvBody::of(&header, rows)?);
+            return Ok(ReviewerBoardOk::Ok(csv, page.next_cursor));
+        }
+        let board = ReviewerBoard {
+            items,
             next_cursor: page.next_cursor,
-        })))
+        };
+        Ok(ReviewerBoardOk::Ok(
+            ReviewerContent::Json(Json(board)),
+            None,
+        ))
     }
 
     /// Uploads, submissions and verdicts over time
@@ -607,6 +694,7 @@ impl AnalyticsApi {
     /// `invalid_period` with `field` naming the parameter (`from` not before `to`, an
     /// unknown `tz`, more than 1,000 buckets). Read from per-hour rollups kept in every
     /// change's transaction: exact for zones whose offset is whole hours.
+    /// `Accept: text/csv` gives the buckets as CSV (a row each, a header first).
     #[oai(
         path = "/api/analytics/series",
         method = "get",
@@ -615,6 +703,7 @@ impl AnalyticsApi {
     #[allow(clippy::too_many_arguments)] // one per query parameter
     async fn series(
         &self,
+        req: &poem::Request,
         engine: Data<&Engine>,
         auth: BearerAuth,
         project_id: Query<Option<Uuid>>,
@@ -634,6 +723,34 @@ impl AnalyticsApi {
         let view = engine
             .analytics_series(&auth.0, project_id.0, query)
             .await?;
-        Ok(SeriesOk::Ok(Json(view.into())))
+        let series = AnalyticsSeries::from(view);
+        if wants_csv(req) {
+            let header = [
+                "start",
+                "uploads",
+                "submissions",
+                "approvals",
+                "changes_requested",
+                "rejections",
+                "audio_seconds_uploaded",
+                "audio_seconds_approved",
+            ];
+            let rows = series.buckets.iter().map(|b| {
+                vec![
+                    b.start.to_rfc3339(),
+                    b.uploads.to_string(),
+                    b.submissions.to_string(),
+                    b.approvals.to_string(),
+                    b.changes_requested.to_string(),
+                    b.rejections.to_string(),
+                    b.audio_seconds_uploaded.to_string(),
+                    b.audio_seconds_approved.to_string(),
+                ]
+            });
+            return Ok(SeriesOk::Ok(SeriesContent::Csv(CsvBody::of(
+                &header, rows,
+            )?)));
+        }
+        Ok(SeriesOk::Ok(SeriesContent::Json(Json(series))))
     }
 }

@@ -39,6 +39,72 @@ impl IntoResponse for FileBody {
     }
 }
 
+/// A table as CSV (RFC 4180, a header row first), for spreadsheets: the answer of the
+/// analytics series and leaderboards to `Accept: text/csv`.
+pub struct CsvBody(pub String);
+
+impl CsvBody {
+    /// Write `header` and `rows` (each as many fields as the header) as CSV.
+    pub fn of<R, F>(header: &[&str], rows: R) -> Result<Self, alta_actors::EngineError>
+    where
+        R: IntoIterator<Item = Vec<F>>,
+        F: AsRef<[u8]>,
+    {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let io = |e: csv::Error| alta_actors::EngineError::internal(format!("writing CSV: {e}"));
+        writer.write_record(header).map_err(io)?;
+        for row in rows {
+            writer.write_record(row).map_err(io)?;
+        }
+        let bytes = writer
+            .into_inner()
+            .map_err(|e| alta_actors::EngineError::internal(format!("writing CSV: {e}")))?;
+        Ok(Self(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+impl poem_openapi::payload::Payload for CsvBody {
+    const CONTENT_TYPE: &'static str = "text/csv";
+
+    fn schema_ref() -> MetaSchemaRef {
+        <poem_openapi::payload::PlainText<String> as poem_openapi::payload::Payload>::schema_ref()
+    }
+}
+
+impl IntoResponse for CsvBody {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type("text/csv; charset=utf-8")
+            .body(self.0)
+    }
+}
+
+/// The request prefers CSV to JSON (`Accept: text/csv`, without a higher JSON).
+pub fn wants_csv(req: &poem::Request) -> bool {
+    let Some(accept) = req.header("accept") else {
+        return false;
+    };
+    let weight = |media: &str| {
+        accept
+            .split(',')
+            .map(str::trim)
+            .filter(|part| {
+                part.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case(media))
+            })
+            .map(|part| {
+                part.split(';')
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0)
+            })
+            .fold(0.0f32, f32::max)
+    };
+    let csv = weight("text/csv");
+    csv > 0.0 && csv >= weight("application/json")
+}
+
 #[derive(ApiResponse)]
 pub enum ContentResponse {
     /// The whole file.

@@ -23,7 +23,143 @@ use crate::{
 backend_tests!(
     figures_equal_a_count_of_the_base_tables,
     who_reads_which_figures,
+    series_and_leaderboards_answer_csv_to_spreadsheets,
 );
+
+/// Rows of a CSV answer as Python's `csv.DictReader` reads them (a reader of our own
+/// would only agree with our own writer).
+fn python_csv(text: &str) -> Vec<BTreeMap<String, String>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.DictReader(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python's csv could not read: {text}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `Accept: text/csv` on the series and the leaderboards: the same figures as the JSON,
+/// as Python's csv module reads them, with a header row, and the next page's cursor in
+/// `Next-Cursor`; a client preferring JSON still gets JSON.
+async fn series_and_leaderboards_answer_csv_to_spreadsheets(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Lahajedwali").await;
+    let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
+    for (token, text) in [
+        (&admin, "Moja"),
+        (&contributor, "Mbili"),
+        (&contributor, "Tatu"),
+    ] {
+        let name = format!("{text}.txt");
+        uploaded(
+            &app,
+            token,
+            "/api/documents",
+            &project,
+            text.as_bytes().to_vec(),
+            &name,
+            "text/plain",
+        )
+        .await;
+    }
+    let get = |path: String, accept: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.client
+                .get(app.url(&path))
+                .bearer_auth(admin)
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let series = format!("/api/analytics/series?project_id={project}&bucket=day");
+    let json: Value = get(series.clone(), "application/json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resp = get(series.clone(), "text/csv").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let rows = python_csv(&resp.text().await.unwrap());
+    let buckets = json["buckets"].as_array().unwrap();
+    assert_eq!(rows.len(), buckets.len(), "a row per bucket");
+    let uploads: i64 = rows
+        .iter()
+        .map(|r| r["uploads"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(uploads, 3);
+    for (row, bucket) in rows.iter().zip(buckets) {
+        assert_eq!(row["uploads"], bucket["uploads"].to_string());
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(&row["start"]).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(bucket["start"].as_str().unwrap()).unwrap()
+        );
+    }
+
+    // A page of one contributor at a time: the cursor travels in Next-Cursor.
+    let board = format!("/api/analytics/contributors?project_id={project}&sort=uploads&limit=1");
+    let resp = get(board.clone(), "text/csv").await;
+    let cursor = resp.headers()["next-cursor"].to_str().unwrap().to_owned();
+    let first = python_csv(&resp.text().await.unwrap());
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["email"], "c@example.org");
+    assert_eq!(first[0]["uploads"], "2");
+    let resp = get(format!("{board}&cursor={cursor}"), "text/csv").await;
+    assert!(
+        resp.headers().get("next-cursor").is_none(),
+        "the last page has no cursor"
+    );
+    let second = python_csv(&resp.text().await.unwrap());
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["email"], "owner@example.org");
+
+    let reviewers = format!("/api/analytics/reviewers?project_id={project}");
+    let resp = get(reviewers.clone(), "text/csv").await;
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "user_id,email,decisions,approvals,rejections"
+    );
+    assert!(python_csv(&text).is_empty(), "no reviews yet: {text}");
+
+    // JSON when JSON is preferred, or asked for by default.
+    for accept in [
+        "text/csv;q=0.5, application/json",
+        "*/*",
+        "application/json",
+    ] {
+        let resp = get(reviewers.clone(), accept).await;
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{accept}"
+        );
+    }
+}
 
 /// A small deterministic generator (xorshift), seeded per run and printed, so a failing
 /// workload can be replayed.
