@@ -87,6 +87,14 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                     )
                 })
                 .and_then(|b| {
+                    // Without buckets it would be a summary, which the dashboard's p95
+                    // (histogram_quantile over `_bucket`) cannot read.
+                    b.set_buckets_for_metric(
+                        Matcher::Full("webhook_attempt_duration_seconds".into()),
+                        &latency,
+                    )
+                })
+                .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("project_group_commands".into()),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
