@@ -29,6 +29,7 @@ backend_tests!(
     failures_are_retried_then_given_up_and_redelivered,
     a_rotated_secret_signs_for_a_day_and_a_failing_webhook_is_deactivated,
     private_addresses_are_refused_when_made_and_when_sent,
+    a_deleted_project_s_deliveries_stop,
     a_killed_server_delivers_every_committed_event_after_restart,
 );
 
@@ -861,6 +862,76 @@ async fn private_addresses_are_refused_when_made_and_when_sent(backend: Backend)
     assert!(
         receiver.log("/inside").await.is_empty(),
         "nothing reached the receiver"
+    );
+}
+
+/// Once a project is deleted, its pending deliveries are not sent again: they fail,
+/// saying why, without a request.
+async fn a_deleted_project_s_deliveries_stop(backend: Backend) {
+    let receiver = Receiver::start();
+    let app = private_app(backend).spawn().await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Kwaheri").await;
+    let hook = make_webhook(
+        &app,
+        &admin,
+        &project,
+        &receiver.url("/gone"),
+        &["item.uploaded"],
+    )
+    .await;
+    receiver
+        .configure("/gone", &[hook["secret"].as_str().unwrap()], "always:500")
+        .await;
+    uploaded(
+        &app,
+        &admin,
+        "/api/documents",
+        &project,
+        b"Kwaheri".to_vec(),
+        "k.txt",
+        "text/plain",
+    )
+    .await;
+    receiver
+        .wait_for(
+            None,
+            "/gone",
+            chrono::Duration::zero(),
+            "the first attempt",
+            |log| log.len() == 1 && log[0]["answered"] == 500,
+        )
+        .await;
+    let path = format!("/api/projects/{project}");
+    let resp = app.send(&admin, Method::DELETE, &path, None).await;
+    assert!(resp.status().is_success(), "delete: {}", resp.status());
+    // The retry comes due, and is not sent.
+    let db = app.db().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (state, error) = loop {
+        app.clock.advance(chrono::Duration::seconds(10));
+        let row: (String, Option<String>) = alta_actors::store::with_db!(&db, |pool| {
+            sqlx::query_as("SELECT state, last_error FROM webhook_deliveries")
+                .fetch_one(pool)
+                .await
+        })
+        .unwrap();
+        if row.0 != "pending" {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery stayed pending: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(state, "failed");
+    assert_eq!(error.as_deref(), Some("the project is deleted"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.log("/gone").await.len(),
+        1,
+        "nothing more was sent"
     );
 }
 

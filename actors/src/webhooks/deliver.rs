@@ -140,9 +140,23 @@ impl JobHandler for DeliveryHandler {
             last: job.attempts >= job.max_attempts,
             outcome,
         };
-        if !hook.active {
-            self.record(deps, &delivery.project_id, record(AttemptOutcome::Inactive))
-                .await?;
+        // Nothing goes out for a webhook that was deactivated, or a project deleted
+        // (a restored project's webhooks take its new events).
+        let deleted = store::projects::find(&deps.db, delivery.project_id)
+            .await?
+            .is_none_or(|p| p.deleted_at.is_some());
+        let not_sent = match (hook.active, deleted) {
+            (false, _) => Some("the webhook is not active"),
+            (true, true) => Some("the project is deleted"),
+            (true, false) => None,
+        };
+        if let Some(why) = not_sent {
+            self.record(
+                deps,
+                &delivery.project_id,
+                record(AttemptOutcome::NotSent(why)),
+            )
+            .await?;
             return Ok(JobEnd::Recorded);
         }
         // Per object, in the order of the changes: wait for an earlier one still being

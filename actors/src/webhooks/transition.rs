@@ -276,8 +276,9 @@ impl Transition for Redeliver {
 /// How an attempt went.
 pub(crate) enum AttemptOutcome {
     Sent(Sent),
-    /// The webhook is no longer active: the delivery fails without an attempt.
-    Inactive,
+    /// Not sent (the webhook is inactive, the project deleted): the delivery fails with
+    /// this reason, without a request.
+    NotSent(&'static str),
 }
 
 /// Record an attempt: the attempt's row and the delivery's state, and the job done in
@@ -308,7 +309,7 @@ impl Transition for RecordAttempt {
             message: "the delivery's job is no longer held by this worker".into(),
         };
         let sent = match self.outcome {
-            AttemptOutcome::Inactive => {
+            AttemptOutcome::NotSent(why) => {
                 let attempt = AttemptRow {
                     delivery_id: self.delivery_id,
                     attempt: 0,
@@ -316,7 +317,7 @@ impl Transition for RecordAttempt {
                     status_code: None,
                     latency_ms: 0,
                     response: None,
-                    error: Some("the webhook is not active".into()),
+                    error: Some(why.into()),
                 };
                 if store::webhooks::record_attempt(at.tx(), &attempt, "failed").await? {
                     release_next(at, self.webhook_id, self.delivery_id).await?;
