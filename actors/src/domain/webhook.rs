@@ -237,6 +237,15 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
+/// The address a url names as such (`http://10.0.0.1/`), which no resolver sees.
+pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Refuse a host whose addresses include a forbidden one (every address must be
 /// reachable: a name with one private address could be steered to it).
 pub fn check_addresses(addrs: &[IpAddr]) -> Result<(), String> {

@@ -309,14 +309,19 @@ pub async fn earlier_pending(
 }
 
 /// The job of the next delivery still pending after `d` about the same object.
-pub async fn next_pending_job(tx: &mut Tx, d: &DeliveryRow) -> StoreResult<Option<Uuid>> {
+pub async fn next_pending_job(
+    tx: &mut Tx,
+    webhook_id: Uuid,
+    ordering_key: &str,
+    seq: i64,
+) -> StoreResult<Option<Uuid>> {
     let job: Option<Option<Uuid>> = with_tx!(tx, |conn| sqlx::query_scalar(
         "SELECT job_id FROM webhook_deliveries WHERE webhook_id = $1 AND ordering_key = $2 \
          AND seq > $3 AND state = 'pending' ORDER BY seq LIMIT 1"
     )
-    .bind(d.webhook_id)
-    .bind(d.ordering_key.clone())
-    .bind(d.seq)
+    .bind(webhook_id)
+    .bind(ordering_key)
+    .bind(seq)
     .fetch_optional(conn)
     .await)?;
     Ok(job.flatten())

@@ -18,7 +18,9 @@ use crate::{
     config::WebhooksConfig,
     context::{Principal, RequestContext},
     deps::Deps,
-    domain::webhook::{check_addresses, is_forbidden, message_id, retry_delay, signature},
+    domain::webhook::{
+        check_addresses, is_forbidden, literal_ip, message_id, retry_delay, signature,
+    },
     error::EngineError,
     jobs::worker::{JobEnd, JobFailure, JobHandler},
     metrics as m,
@@ -135,6 +137,8 @@ impl JobHandler for DeliveryHandler {
         let record = |outcome| RecordAttempt {
             webhook_id: hook.id,
             delivery_id: delivery.id,
+            ordering_key: delivery.ordering_key.clone(),
+            seq: delivery.seq,
             job_id: job.id,
             worker_id: deps.worker_id.clone(),
             last: job.attempts >= job.max_attempts,
@@ -151,12 +155,8 @@ impl JobHandler for DeliveryHandler {
             (true, false) => None,
         };
         if let Some(why) = not_sent {
-            self.record(
-                deps,
-                &delivery.project_id,
-                record(AttemptOutcome::NotSent(why)),
-            )
-            .await?;
+            self.record(&delivery.project_id, record(AttemptOutcome::NotSent(why)))
+                .await?;
             return Ok(JobEnd::Recorded);
         }
         // Per object, in the order of the changes: wait for an earlier one still being
@@ -190,11 +190,7 @@ impl JobHandler for DeliveryHandler {
         metrics::histogram!(m::WEBHOOK_ATTEMPT_SECONDS).record(sent.latency_ms as f64 / 1000.0);
         let failure = sent.failure();
         let recorded = self
-            .record(
-                deps,
-                &delivery.project_id,
-                record(AttemptOutcome::Sent(sent)),
-            )
+            .record(&delivery.project_id, record(AttemptOutcome::Sent(sent)))
             .await;
         match (failure, recorded) {
             (None, Ok(())) => Ok(JobEnd::Recorded),
@@ -205,12 +201,7 @@ impl JobHandler for DeliveryHandler {
 }
 
 impl DeliveryHandler {
-    async fn record(
-        &self,
-        _deps: &Arc<Deps>,
-        project_id: &Uuid,
-        attempt: RecordAttempt,
-    ) -> Result<(), JobFailure> {
+    async fn record(&self, project_id: &Uuid, attempt: RecordAttempt) -> Result<(), JobFailure> {
         let ctx = RequestContext::internal("webhook");
         match self
             .projects
@@ -286,14 +277,6 @@ impl DeliveryHandler {
                 latency_ms,
             },
         }
-    }
-}
-
-fn literal_ip(url: &url::Url) -> Option<IpAddr> {
-    match url.host()? {
-        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        url::Host::Domain(_) => None,
     }
 }
 

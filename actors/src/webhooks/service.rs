@@ -1,5 +1,6 @@
 //! The webhook part of the engine handle. Every operation needs the project's
-//! `ManageWebhooks` right (project admins). An endpoint's address is checked here,
+//! `ManageWebhooks` right (project admins): reads check it here, transitions in the
+//! project's actor (creating and changing check it here too, before resolving a name). An endpoint's address is checked here,
 //! before the transition: resolving a name is I/O, which a project's actor never waits
 //! for (rule 9).
 
@@ -15,7 +16,7 @@ use crate::{
     ErrorCode,
     authz::ProjectAction,
     context::{Principal, RequestContext},
-    domain::webhook::{WebhookInput, WebhookSpec, check_addresses},
+    domain::webhook::{WebhookInput, WebhookSpec, check_addresses, literal_ip},
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
@@ -98,8 +99,6 @@ impl Engine {
         webhook_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<(), EngineError> {
-        self.check_project(principal, project_id, ProjectAction::ManageWebhooks)
-            .await?;
         self.apply_in_project(project_id, principal, ctx, DeleteWebhook { webhook_id })
             .await
     }
@@ -112,8 +111,6 @@ impl Engine {
         webhook_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<WebhookView, EngineError> {
-        self.check_project(principal, project_id, ProjectAction::ManageWebhooks)
-            .await?;
         self.apply_in_project(project_id, principal, ctx, RotateSecret { webhook_id })
             .await
     }
@@ -126,8 +123,6 @@ impl Engine {
         webhook_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<DeliveryView, EngineError> {
-        self.check_project(principal, project_id, ProjectAction::ManageWebhooks)
-            .await?;
         self.apply_in_project(project_id, principal, ctx, SendPing { webhook_id })
             .await
     }
@@ -173,8 +168,6 @@ impl Engine {
         delivery_id: Uuid,
         ctx: &RequestContext,
     ) -> Result<DeliveryView, EngineError> {
-        self.check_project(principal, project_id, ProjectAction::ManageWebhooks)
-            .await?;
         self.apply_in_project(
             project_id,
             principal,
@@ -198,10 +191,9 @@ impl Engine {
             let refused = |message: String| {
                 EngineError::validation(ErrorCode::InvalidWebhook, "/url", message)
             };
-            let addrs: Vec<IpAddr> = match url.host() {
-                Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
-                Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-                Some(url::Host::Domain(name)) => {
+            let addrs: Vec<IpAddr> = match (literal_ip(url), url.host_str()) {
+                (Some(ip), _) => vec![ip],
+                (None, Some(name)) => {
                     let looked_up =
                         tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, 443)))
                             .await
@@ -209,7 +201,7 @@ impl Engine {
                             .map_err(|e| refused(format!("{name} does not resolve: {e}")))?;
                     looked_up.map(|a| a.ip()).collect()
                 }
-                None => Vec::new(),
+                (None, None) => Vec::new(),
             };
             check_addresses(&addrs).map_err(refused)?;
         }

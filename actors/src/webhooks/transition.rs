@@ -288,6 +288,9 @@ pub(crate) enum AttemptOutcome {
 pub(crate) struct RecordAttempt {
     pub webhook_id: Uuid,
     pub delivery_id: Uuid,
+    /// The delivery's object and place in its order (the next one waits for it).
+    pub ordering_key: String,
+    pub seq: i64,
     pub job_id: Uuid,
     pub worker_id: String,
     /// The job's last attempt.
@@ -320,7 +323,7 @@ impl Transition for RecordAttempt {
                     error: Some(why.into()),
                 };
                 if store::webhooks::record_attempt(at.tx(), &attempt, "failed").await? {
-                    release_next(at, self.webhook_id, self.delivery_id).await?;
+                    release_next(at, self.webhook_id, &self.ordering_key, self.seq).await?;
                 }
                 let done = store::jobs::complete_as_tx(
                     at.tx(),
@@ -366,7 +369,7 @@ impl Transition for RecordAttempt {
             return Ok(()); // deleted meanwhile, or settled by a later run
         }
         if state != "pending" {
-            release_next(at, self.webhook_id, self.delivery_id).await?;
+            release_next(at, self.webhook_id, &self.ordering_key, self.seq).await?;
         }
         if !succeeded && self.last {
             at.change.after_commit(|| {
@@ -416,13 +419,12 @@ impl Transition for RecordAttempt {
 async fn release_next(
     at: &mut InProject<'_>,
     webhook_id: Uuid,
-    delivery_id: Uuid,
+    ordering_key: &str,
+    seq: i64,
 ) -> Result<(), EngineError> {
-    let Some(settled) = store::webhooks::delivery_tx(at.tx(), webhook_id, delivery_id).await?
-    else {
-        return Ok(());
-    };
-    if let Some(job) = store::webhooks::next_pending_job(at.tx(), &settled).await? {
+    if let Some(job) =
+        store::webhooks::next_pending_job(at.tx(), webhook_id, ordering_key, seq).await?
+    {
         let now = at.now;
         store::jobs::run_now(at.tx(), job, now).await?;
         at.wake_workers();
