@@ -1,14 +1,33 @@
-//! A unit of work: one open transaction, and what must happen once it has committed
-//! (waking the job workers, counting metrics). Several commands can share one change,
-//! each inside a savepoint of its own ([`Change::savepoint`]), so that an actor commits
-//! them together (group commit) while each command still succeeds or fails alone.
+//! A unit of work: one open transaction, the writes that nothing in it reads back (kept
+//! until the commit and then written together), and what must happen once it has
+//! committed (waking the job workers, counting metrics). Several commands can share one
+//! change, each inside a savepoint of its own ([`Change::savepoint`]), so that an actor
+//! commits them together (group commit) while each command still succeeds or fails alone.
+//!
+//! Why the "later" writes: a group's commands run one after another on one connection,
+//! so every statement is a round trip the next caller waits behind. Audit rows, queued
+//! jobs and the project's storage count are written by almost every transition and read
+//! by none of them, so they are kept in memory and written as one multi-row statement
+//! each at the commit (design rule 8: batch what a group writes).
 //!
 //! A `Change` dereferences to the [`Tx`] it owns, so the store's functions take it as
 //! they take a transaction.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::{
+    context::RequestContext,
     error::EngineError,
-    store::{Db, StoreResult, Tx, with_tx},
+    metrics as m,
+    store::{
+        self, Db, StoreResult, Tx,
+        audit::{AuditEntry, AuditRecord},
+        jobs::NewJob,
+        with_tx,
+    },
 };
 
 type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -16,13 +35,28 @@ type AfterCommit = Box<dyn FnOnce() + Send>;
 pub struct Change {
     tx: Tx,
     after_commit: Vec<AfterCommit>,
+    later: Later,
+    /// The last command's savepoint succeeded and is released together with the next
+    /// statement about savepoints (or by the commit), saving a round trip per command.
+    release_pending: bool,
+}
+
+/// Writes kept for the commit (see the module's comment).
+#[derive(Default)]
+struct Later {
+    audit: Vec<AuditRecord>,
+    jobs: Vec<NewJob>,
+    storage: Vec<(Uuid, i64)>,
 }
 
 /// Where a command began inside a shared change: rolling back to it undoes the
-/// command's writes and forgets its after-commit work.
+/// command's writes and forgets its after-commit work and its kept writes.
 #[must_use = "a savepoint is released or rolled back"]
 pub struct Savepoint {
     after_commit_len: usize,
+    audit_len: usize,
+    jobs_len: usize,
+    storage_len: usize,
 }
 
 impl Change {
@@ -30,6 +64,8 @@ impl Change {
         Ok(Self {
             tx: db.begin().await?,
             after_commit: Vec::new(),
+            later: Later::default(),
+            release_pending: false,
         })
     }
 
@@ -38,28 +74,91 @@ impl Change {
         self.after_commit.push(Box::new(work));
     }
 
+    /// An audit row, written with the change.
+    pub fn audit(&mut self, entry: AuditEntry<'_>, ctx: &RequestContext, at: DateTime<Utc>) {
+        self.later.audit.push(AuditRecord::new(entry, ctx, at));
+    }
+
+    /// Queue a job, written with the change (its id now). The workers are not woken
+    /// here: the caller knows whether a wake-up is due.
+    pub fn enqueue(
+        &mut self,
+        kind: &'static str,
+        payload: serde_json::Value,
+        max_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> Uuid {
+        let job = NewJob {
+            id: Uuid::now_v7(),
+            kind,
+            payload,
+            max_attempts,
+            run_at: now,
+            created_at: now,
+        };
+        let id = job.id;
+        self.later.jobs.push(job);
+        self.after_commit(move || {
+            metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => kind).increment(1);
+        });
+        id
+    }
+
+    /// Add `delta` to a project's stored bytes, with the change (summed per project).
+    pub fn add_storage_bytes(&mut self, project: Uuid, delta: i64) {
+        if delta != 0 {
+            self.later.storage.push((project, delta));
+        }
+    }
+
     /// Begin a command inside the change (`SAVEPOINT`).
     pub async fn savepoint(&mut self) -> StoreResult<Savepoint> {
-        self.execute("SAVEPOINT command").await?;
+        if std::mem::take(&mut self.release_pending) {
+            self.execute("RELEASE SAVEPOINT command; SAVEPOINT command")
+                .await?;
+        } else {
+            self.execute("SAVEPOINT command").await?;
+        }
         Ok(Savepoint {
             after_commit_len: self.after_commit.len(),
+            audit_len: self.later.audit.len(),
+            jobs_len: self.later.jobs.len(),
+            storage_len: self.later.storage.len(),
         })
     }
 
-    /// The command succeeded: keep its writes in the change.
-    pub async fn release(&mut self, _savepoint: Savepoint) -> StoreResult<()> {
-        self.execute("RELEASE SAVEPOINT command").await
+    /// The command succeeded: keep its writes in the change. The savepoint itself is
+    /// released by the next one or by the commit (no round trip of its own).
+    pub fn release(&mut self, _savepoint: Savepoint) {
+        self.release_pending = true;
     }
 
-    /// The command failed: undo its writes and its after-commit work, alone.
+    /// The command failed: undo its writes, its kept writes and its after-commit work,
+    /// alone.
     pub async fn rollback_to(&mut self, savepoint: Savepoint) -> StoreResult<()> {
         self.after_commit.truncate(savepoint.after_commit_len);
-        self.execute("ROLLBACK TO SAVEPOINT command").await?;
-        self.execute("RELEASE SAVEPOINT command").await
+        self.later.audit.truncate(savepoint.audit_len);
+        self.later.jobs.truncate(savepoint.jobs_len);
+        self.later.storage.truncate(savepoint.storage_len);
+        self.release_pending = false;
+        self.execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
+            .await
     }
 
-    /// Commit, then do what was waiting for it.
-    pub async fn commit(self) -> Result<(), EngineError> {
+    /// Write what was kept, commit, then do what was waiting for it.
+    pub async fn commit(mut self) -> Result<(), EngineError> {
+        let later = std::mem::take(&mut self.later);
+        store::audit::record_many(&mut self.tx, &later.audit).await?;
+        store::jobs::enqueue_many(&mut self.tx, &later.jobs).await?;
+        let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for (project, delta) in later.storage {
+            *storage.entry(project).or_default() += delta;
+        }
+        for (project, delta) in storage {
+            if delta != 0 {
+                store::items::add_storage_bytes(&mut self.tx, project, delta).await?;
+            }
+        }
         self.tx.commit().await?;
         for work in self.after_commit {
             work();
@@ -67,8 +166,16 @@ impl Change {
         Ok(())
     }
 
+    /// Undo the whole change now (dropping it does too, once its connection is next
+    /// used; this does not wait for that).
+    pub async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+
+    /// One or more statements without parameters, in one round trip.
     async fn execute(&mut self, sql: &'static str) -> StoreResult<()> {
-        with_tx!(&mut self.tx, |conn| sqlx::query(sql)
+        with_tx!(&mut self.tx, |conn| sqlx::raw_sql(sql)
             .execute(conn)
             .await
             .map(|_| ()))?;
@@ -106,10 +213,6 @@ mod tests {
             (
                 "processing/mod.rs",
                 "handing a job over to the OCR lane (queue bookkeeping)",
-            ),
-            (
-                "review/digest.rs",
-                "the digest sweep marks notices sent (queue bookkeeping)",
             ),
         ];
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

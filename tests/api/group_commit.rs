@@ -82,6 +82,12 @@ async fn uploads_committed_together_succeed_or_fail_alone(backend: Backend) {
         )
         .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 24, "{audit}");
+    // Each success's processing job was written with its group (jobs are kept until the
+    // group's commit and written together) and ran: every item ends ready.
+    for id in &created {
+        let item = crate::processing::settled(&app, &owner, "/api/documents", id).await;
+        assert_eq!(item["status"], "ready", "{item}");
+    }
 }
 
 /// A transition that changes the members (here, removing one) takes effect for the

@@ -115,8 +115,7 @@ impl AccountTransition for CreateApiToken {
             "api_token.created",
             user_id,
             json!({"token_id": row.id, "name": row.name, "scopes": row.scopes, "expires_at": expires_at}),
-        )
-        .await?;
+        );
         if let Some(user) = store::users::find_by_id_tx(at.tx(), user_id).await? {
             let access = match scope {
                 TokenScope::Read => "read",
@@ -135,7 +134,7 @@ impl AccountTransition for CreateApiToken {
                 ),
                 template: "api_token_created".into(),
             };
-            at.enqueue_mail(mail).await?;
+            at.enqueue_mail(mail)?;
         }
         Ok(CreatedToken {
             token: row.into(),
@@ -162,7 +161,7 @@ impl AccountTransition for RevokeApiToken {
             "api_token.revoked",
             user_id,
             json!({"token_id": token_id}),
-        )
-        .await
+        );
+        Ok(())
     }
 }

@@ -432,8 +432,7 @@ impl AccountTransition for ConsumeState {
             target_id: Some(row.id.to_string()),
             project_id: None,
             details: json!({"started_at": row.created_at}),
-        })
-        .await?;
+        });
         Ok(PendingSignIn {
             nonce: row.nonce,
             pkce_verifier: row.pkce_verifier,
@@ -495,8 +494,7 @@ impl AccountTransition for Complete {
             "user.login_code_issued",
             user_id,
             json!({"method": METHOD, "code_id": row.id}),
-        )
-        .await?;
+        );
         Ok(code)
     }
 }
@@ -544,8 +542,7 @@ async fn link_or_create(at: &mut InAccounts<'_>, claims: &IdClaims) -> Result<Uu
                 "user.identity_linked",
                 user.id,
                 json!({"provider": METHOD, "issuer": row.issuer, "identity_id": row.id}),
-            )
-            .await?;
+            );
             count("linked");
             Ok(user.id)
         }
@@ -567,8 +564,7 @@ async fn link_or_create(at: &mut InAccounts<'_>, claims: &IdClaims) -> Result<Uu
                 "user.registered",
                 user_id,
                 json!({"role": "user", "method": METHOD, "identity_id": row.id}),
-            )
-            .await?;
+            );
             metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => METHOD).increment(1);
             Ok(user_id)
         }
@@ -600,8 +596,7 @@ impl AccountTransition for Exchange {
                     "session.login_code_reused",
                     row.user_id,
                     json!({"session_id": session, "code_id": row.id}),
-                )
-                .await?;
+                );
                 at.keep_so_far().await?;
             }
             return Err(invalid_login_code());
@@ -623,8 +618,7 @@ impl AccountTransition for Exchange {
             "user.login_code_used",
             user.id,
             json!({"method": METHOD, "code_id": row.id}),
-        )
-        .await?;
+        );
         let tokens = sessions::start_in(at, user.id, METHOD).await?;
         store::google::set_code_session(at.tx(), &code_hash, tokens.session_id).await?;
         Ok(tokens)

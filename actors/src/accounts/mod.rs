@@ -126,8 +126,7 @@ impl AccountTransition for Register {
                         now,
                     )
                     .await?;
-                    at.audit(None, "user.registration_replaced", existing.id, json!({}))
-                        .await?;
+                    at.audit(None, "user.registration_replaced", existing.id, json!({}));
                 }
                 if signup_mail_allowed(at, existing.id).await? {
                     enqueue_verification(at, existing.id, &email).await?;
@@ -152,14 +151,13 @@ impl AccountTransition for Register {
                         ),
                         template: "account_exists".into(),
                     };
-                    at.enqueue_mail(mail).await?;
+                    at.enqueue_mail(mail)?;
                     at.audit(
                         Some(existing.id),
                         "user.register_existing",
                         existing.id,
                         json!({}),
-                    )
-                    .await?;
+                    );
                     metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "existing_email")
                         .increment(1);
                 } else {
@@ -187,8 +185,7 @@ impl AccountTransition for Register {
                     "user.registered",
                     user_id,
                     json!({"role": "user"}),
-                )
-                .await?;
+                );
                 enqueue_verification(at, user_id, &email).await?;
                 metrics::counter!(m::AUTH_REGISTRATIONS_TOTAL, "outcome" => "created").increment(1);
             }
@@ -262,8 +259,7 @@ impl AccountTransition for VerifyEmail {
                     "api_tokens_revoked": tokens.len(),
                     "passkeys_removed": passkeys.len(),
                 }),
-            )
-            .await?;
+            );
         }
         Ok(row.user_id)
     }
@@ -315,8 +311,7 @@ impl AccountTransition for CreateSuperAdmin {
                     "user.promoted_super_admin",
                     existing.id,
                     json!({"from_role": existing.role, "to_role": "super_admin"}),
-                )
-                .await?;
+                );
                 AdminCreated {
                     user_id: existing.id,
                     created: false,
@@ -342,8 +337,7 @@ impl AccountTransition for CreateSuperAdmin {
                     "user.created_super_admin",
                     user_id,
                     json!({"role": "super_admin"}),
-                )
-                .await?;
+                );
                 AdminCreated {
                     user_id,
                     created: true,
@@ -386,9 +380,9 @@ async fn enqueue_verification(
         ),
         template: "verify_email".into(),
     };
-    at.enqueue_mail(mail).await?;
-    at.audit(Some(user_id), "user.verification_sent", user_id, json!({}))
-        .await
+    at.enqueue_mail(mail)?;
+    at.audit(Some(user_id), "user.verification_sent", user_id, json!({}));
+    Ok(())
 }
 
 /// Turn the changes-requested digest mail on or off for a user.
@@ -407,8 +401,7 @@ impl AccountTransition for SetReviewMail {
             "user.notifications_changed",
             self.user_id,
             json!({"review_mail": self.on}),
-        )
-        .await?;
+        );
         Ok(self.on)
     }
 }

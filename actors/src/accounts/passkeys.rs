@@ -643,8 +643,7 @@ impl AccountTransition for AddPasskey {
             "passkey.registered",
             user_id,
             json!({"passkey_id": row.id, "name": row.name}),
-        )
-        .await?;
+        );
         if let Some(user) = store::users::find_by_id_tx(at.tx(), user_id).await? {
             let mail = MailJob {
                 to: user.email,
@@ -658,7 +657,7 @@ impl AccountTransition for AddPasskey {
                 ),
                 template: "passkey_added".into(),
             };
-            at.enqueue_mail(mail).await?;
+            at.enqueue_mail(mail)?;
         }
         Ok(row.into())
     }
@@ -720,8 +719,7 @@ impl AccountTransition for PasskeyLogin {
                     "passkey.login_rejected",
                     row.user_id,
                     json!({"passkey_id": row.id, "reason": e.to_string()}),
-                )
-                .await?;
+                );
                 at.keep_so_far().await?;
                 return Err(login_rejected());
             }
@@ -781,8 +779,7 @@ impl AccountTransition for RenamePasskey {
             "passkey.renamed",
             user_id,
             json!({"passkey_id": passkey_id, "name": name}),
-        )
-        .await?;
+        );
         Ok(row.into())
     }
 }
@@ -805,7 +802,7 @@ impl AccountTransition for DeletePasskey {
             "passkey.deleted",
             user_id,
             json!({"passkey_id": passkey_id}),
-        )
-        .await
+        );
+        Ok(())
     }
 }

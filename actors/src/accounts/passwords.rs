@@ -60,9 +60,9 @@ impl AccountTransition for RequestPasswordReset {
             ),
             template: "password_reset".into(),
         };
-        at.enqueue_mail(mail).await?;
-        at.audit(None, "user.password_reset_requested", user.id, json!({}))
-            .await
+        at.enqueue_mail(mail)?;
+        at.audit(None, "user.password_reset_requested", user.id, json!({}));
+        Ok(())
     }
 }
 
@@ -126,7 +126,7 @@ impl AccountTransition for ResetPassword {
             ),
             template: "password_reset_done".into(),
         };
-        at.enqueue_mail(mail).await?;
+        at.enqueue_mail(mail)?;
         at.audit(
             Some(row.user_id),
             "user.password_reset",
@@ -136,8 +136,8 @@ impl AccountTransition for ResetPassword {
                 "api_tokens_revoked": tokens.len(),
                 "passkeys_removed": passkeys.len(),
             }),
-        )
-        .await
+        );
+        Ok(())
     }
 }
 
@@ -196,13 +196,13 @@ impl AccountTransition for ChangePassword {
             ),
             template: "password_changed".into(),
         };
-        at.enqueue_mail(mail).await?;
+        at.enqueue_mail(mail)?;
         at.audit(
             Some(user_id),
             "user.password_changed",
             user_id,
             json!({"sessions_ended": ended, "api_tokens_revoked": tokens.len()}),
-        )
-        .await
+        );
+        Ok(())
     }
 }

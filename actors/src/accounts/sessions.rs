@@ -86,8 +86,7 @@ pub(super) async fn start_in(
         "user.login",
         user_id,
         json!({"method": method, "session_id": session.id}),
-    )
-    .await?;
+    );
     Ok(Tokens {
         access: deps.jwt.issue(user_id, session.id, now)?,
         refresh_token,
@@ -120,8 +119,7 @@ impl AccountTransition for RecordLoginFailure {
                 "user.login_failed",
                 user_id,
                 json!({"method": "password"}),
-            )
-            .await?;
+            );
         }
         Ok(())
     }
@@ -186,8 +184,7 @@ async fn refresh(at: &mut InAccounts<'_>, token: &str) -> Result<Tokens, EngineE
             "session.reuse_detected",
             session.user_id,
             json!({"session_id": session.id}),
-        )
-        .await?;
+        );
         at.keep_so_far().await?;
         tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
         return Err(refused(
@@ -215,8 +212,7 @@ async fn refresh(at: &mut InAccounts<'_>, token: &str) -> Result<Tokens, EngineE
         "session.refreshed",
         user.id,
         json!({"session_id": session.id}),
-    )
-    .await?;
+    );
     Ok(Tokens {
         access: deps.jwt.issue(user.id, session.id, now)?,
         refresh_token: next,
@@ -266,8 +262,7 @@ impl AccountTransition for EndSessions {
             user_id,
             json!({"session_id": session_id, "reason": reason, "ended": ended,
                    "api_tokens_revoked": tokens.len()}),
-        )
-        .await?;
+        );
         Ok(ended)
     }
 }

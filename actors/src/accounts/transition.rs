@@ -18,7 +18,7 @@ use crate::{
     deps::Deps,
     error::EngineError,
     jobs::MailJob,
-    store::{self, Tx, audit::AuditEntry},
+    store::{Tx, audit::AuditEntry},
 };
 
 /// One transition of an account (or of the sign-in state around accounts).
@@ -52,13 +52,13 @@ impl InAccounts<'_> {
 
     /// The audit row of a transition on the user `user_id`, done by `actor_id` (`None`
     /// when nobody is signed in).
-    pub async fn audit(
+    pub fn audit(
         &mut self,
         actor_id: Option<Uuid>,
         action: &str,
         user_id: Uuid,
         details: serde_json::Value,
-    ) -> Result<(), EngineError> {
+    ) {
         let entry = AuditEntry {
             actor_id,
             action,
@@ -67,18 +67,17 @@ impl InAccounts<'_> {
             project_id: None,
             details,
         };
-        self.audit_entry(entry).await
+        self.audit_entry(entry);
     }
 
-    /// An audit row on something other than a user.
-    pub async fn audit_entry(&mut self, entry: AuditEntry<'_>) -> Result<(), EngineError> {
-        store::audit::record(self.change, entry, self.ctx, self.now).await?;
-        Ok(())
+    /// An audit row on something other than a user (written with the change).
+    pub fn audit_entry(&mut self, entry: AuditEntry<'_>) {
+        self.change.audit(entry, self.ctx, self.now);
     }
 
     /// Queue a mail in the change; the workers are woken once it has committed.
-    pub async fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
-        crate::jobs::enqueue_mail(self.deps, self.change, mail).await?;
+    pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
+        crate::jobs::enqueue_mail(self.deps, self.change, mail)?;
         let waker = self.deps.job_waker.clone();
         self.change.after_commit(move || waker.notify_waiters());
         Ok(())

@@ -119,8 +119,7 @@ impl Transition for Recount {
                 "analytics.recounted",
                 ("project", id.to_string()),
                 serde_json::json!({"corrected_rows": found.len()}),
-            )
-            .await?;
+            );
         }
         Ok(ProjectRecount {
             project_id: id,

@@ -52,7 +52,7 @@ impl Transition for CreateExport {
             checkpoint: None,
         })
         .map_err(EngineError::internal)?;
-        let job_id = at.enqueue(KIND_EXPORT, payload).await?;
+        let job_id = at.enqueue(KIND_EXPORT, payload);
         let row = ExportRow {
             id,
             project_id,
@@ -80,8 +80,7 @@ impl Transition for CreateExport {
             "export.created",
             ("export", id.to_string()),
             json!({"format": row.format.as_str(), "spec": row.spec.0}),
-        )
-        .await?;
+        );
         let view = ExportView::from(row);
         at.record_idempotent(&self.idempotency, 202, &view).await?;
         Ok(view)
@@ -111,8 +110,7 @@ impl Transition for DeleteExport {
             "export.deleted",
             ("export", row.id.to_string()),
             json!({"format": row.format.as_str(), "state": row.state.as_str()}),
-        )
-        .await?;
+        );
         let (blobs, key) = (at.deps.blobs.clone(), row.blob_key);
         let parts = at.deps.blobs.export_parts_path(row.id);
         at.change.after_commit(move || {
@@ -166,8 +164,7 @@ impl Transition for FinishExport {
                 "export.finished",
                 ("export", self.export_id.to_string()),
                 json!({"items": self.published.items, "bytes": self.published.bytes}),
-            )
-            .await?;
+            );
             at.announce(
                 WebhookEvent::ExportFinished,
                 Subject::Export(self.export_id),
@@ -202,8 +199,7 @@ impl Transition for FailExport {
                 "export.failed",
                 ("export", self.export_id.to_string()),
                 json!({"error": self.error}),
-            )
-            .await?;
+            );
             at.announce(WebhookEvent::ExportFailed, Subject::Export(self.export_id))
                 .await?;
         }

@@ -12,11 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::JobsConfig,
-    deps::Deps,
-    error::EngineError,
-    metrics as m,
-    store::{self, Tx},
+    change::Change, config::JobsConfig, deps::Deps, error::EngineError, metrics as m, store,
 };
 
 pub const KIND_MAIL: &str = "mail";
@@ -31,39 +27,38 @@ pub struct MailJob {
     pub template: String,
 }
 
-/// Queue a job in the caller's transaction: it runs if and only if the change commits.
-/// Callers nudge `deps.job_waker` after the commit. Returns the job's id.
-pub(crate) async fn enqueue(
+/// Queue a job in the caller's change: it runs if and only if the change commits
+/// (written with the change's other kept writes). Callers wake the workers after the
+/// commit. Returns the job's id.
+pub(crate) fn enqueue(
     deps: &Deps,
-    tx: &mut Tx,
+    change: &mut Change,
     kind: &'static str,
     payload: serde_json::Value,
-) -> Result<uuid::Uuid, EngineError> {
-    enqueue_with(deps, tx, kind, payload, deps.config.jobs.max_attempts).await
+) -> uuid::Uuid {
+    enqueue_with(deps, change, kind, payload, deps.config.jobs.max_attempts)
 }
 
 /// [`enqueue`] with a kind's own number of attempts.
-pub(crate) async fn enqueue_with(
+pub(crate) fn enqueue_with(
     deps: &Deps,
-    tx: &mut Tx,
+    change: &mut Change,
     kind: &'static str,
     payload: serde_json::Value,
     max_attempts: i32,
-) -> Result<uuid::Uuid, EngineError> {
-    let now = deps.clock.now();
-    let id = store::jobs::enqueue(tx, kind, payload, max_attempts, now, now).await?;
-    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => kind).increment(1);
-    Ok(id)
+) -> uuid::Uuid {
+    change.enqueue(kind, payload, max_attempts, deps.clock.now())
 }
 
 /// Queue a mail (see [`enqueue`]).
-pub(crate) async fn enqueue_mail(
+pub(crate) fn enqueue_mail(
     deps: &Deps,
-    tx: &mut Tx,
+    change: &mut Change,
     mail: MailJob,
 ) -> Result<(), EngineError> {
     let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    enqueue(deps, tx, KIND_MAIL, payload).await.map(|_| ())
+    enqueue(deps, change, KIND_MAIL, payload);
+    Ok(())
 }
 
 /// When to try a job again after its `attempt`-th failure: exponential backoff with

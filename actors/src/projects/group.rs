@@ -38,6 +38,31 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) 
             return;
         }
     };
+    // A group of one needs no savepoint: if its command fails, nothing is committed.
+    if group.len() == 1 {
+        let command = group.into_iter().next().expect("one command");
+        let outcome = command.run(&mut change, &mut opened, deps).await;
+        let committed = if outcome.succeeded() {
+            change.commit().await
+        } else {
+            // The command's own error stands, whatever the rollback says.
+            if let Err(err) = change.rollback().await {
+                tracing::warn!(error = %err, "rolling back a failed command");
+            }
+            Ok(())
+        };
+        metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        outcome.answer(&committed);
+        return;
+    }
+    let callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
+    if let Err(err) = opened.read_roles(&mut change, &callers).await {
+        for command in group {
+            command.refuse(copy(&err));
+        }
+        return;
+    }
     let mut held = Vec::with_capacity(group.len());
     // A savepoint that cannot be set or undone leaves the transaction unusable: the
     // whole group then fails (nothing of it is written).
@@ -58,7 +83,8 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) 
         };
         let outcome = command.run(&mut change, &mut opened, deps).await;
         let ended = if outcome.succeeded() {
-            change.release(savepoint).await
+            change.release(savepoint);
+            Ok(())
         } else {
             change.rollback_to(savepoint).await
         };

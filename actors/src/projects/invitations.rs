@@ -100,13 +100,12 @@ impl Transition for Invite {
         )
         .await?;
         let mail = invitation_mail(at.deps, &at.project()?.name, email, role, &token);
-        at.enqueue_mail(mail).await?;
+        at.enqueue_mail(mail)?;
         at.audit(
             "invitation.created",
             ("invitation", invitation_id.to_string()),
             json!({"email": email, "role": role.as_str()}),
-        )
-        .await?;
+        );
         let row = store::invitations::find_tx(at.tx(), id, invitation_id)
             .await?
             .ok_or(EngineError::NotFound { what: "invitation" })?;
@@ -143,13 +142,12 @@ impl Transition for ResendInvitation {
             role,
             &token,
         );
-        at.enqueue_mail(mail).await?;
+        at.enqueue_mail(mail)?;
         at.audit(
             "invitation.resent",
             ("invitation", invitation_id.to_string()),
             json!({}),
-        )
-        .await?;
+        );
         let row = store::invitations::find_tx(at.tx(), id, invitation_id)
             .await?
             .ok_or(EngineError::NotFound { what: "invitation" })?;
@@ -177,8 +175,8 @@ impl Transition for RevokeInvitation {
             "invitation.revoked",
             ("invitation", invitation_id.to_string()),
             json!({}),
-        )
-        .await
+        );
+        Ok(())
     }
 }
 
@@ -242,8 +240,7 @@ impl Transition for AcceptInvitation {
             "invitation.accepted",
             ("invitation", invitation.id.to_string()),
             json!({"role": role.as_str()}),
-        )
-        .await?;
+        );
         at.announce(
             WebhookEvent::MemberAdded,
             Subject::Member {

@@ -64,31 +64,37 @@ impl Transition for AddItem {
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<ItemView, EngineError> {
         let id = at.id();
-        refuse_duplicate(at.tx(), id, &self.row.sha256).await?;
-        if let Some(ext) = &self.row.external_id
-            && let Some(existing) = store::items::id_by_external_id(at.tx(), id, ext).await?
-        {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::DuplicateExternalId,
-                message: format!("external_id {ext:?} is already item {existing} in this project"),
-            });
-        }
         let job_kind = processing_kind(self.row.kind);
-        let job_id = at
-            .enqueue(job_kind, json!({"item_id": self.row.id}))
-            .await?;
+        let job_id = at.enqueue(job_kind, json!({"item_id": self.row.id}));
         let row = ItemRow {
             job_id: Some(job_id),
             ..*self.row
         };
-        store::items::insert(at.tx(), &row).await?;
-        store::items::add_storage_bytes(at.tx(), id, row.size_bytes).await?;
+        // The unique indexes refuse a duplicate in the insert itself (one round trip);
+        // only then is it looked up, to say which item it duplicates.
+        if !store::items::insert_unless_taken(at.tx(), &row).await? {
+            refuse_duplicate(at.tx(), id, &row.sha256).await?;
+            if let Some(ext) = &row.external_id
+                && let Some(existing) = store::items::id_by_external_id(at.tx(), id, ext).await?
+            {
+                return Err(EngineError::Conflict {
+                    code: ErrorCode::DuplicateExternalId,
+                    message: format!(
+                        "external_id {ext:?} is already item {existing} in this project"
+                    ),
+                });
+            }
+            return Err(EngineError::internal(format!(
+                "item {} was refused by a unique index, yet nothing it duplicates was found",
+                row.id
+            )));
+        }
+        at.add_storage_bytes(row.size_bytes);
         at.audit(
             "item.uploaded",
             ("item", row.id.to_string()),
             json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
-        )
-        .await?;
+        );
         let view = ItemView::from(row.clone());
         let written = Subject::ItemAsWritten(Box::new(view.clone()));
         at.announce(WebhookEvent::ItemUploaded, written).await?;
@@ -118,13 +124,13 @@ impl Transition for DeleteItem {
         at.announce(WebhookEvent::ItemDeleted, Subject::Item(item_id))
             .await?;
         store::items::soft_delete(at.tx(), item_id, now).await?;
-        store::items::add_storage_bytes(at.tx(), id, -item.size_bytes).await?;
+        at.add_storage_bytes(-item.size_bytes);
         at.audit(
             "item.deleted",
             ("item", item_id.to_string()),
             json!({"kind": item.kind}),
-        )
-        .await
+        );
+        Ok(())
     }
 }
 
@@ -207,8 +213,7 @@ impl Transition for EditText {
             "item.text_edited",
             ("item", item_id.to_string()),
             json!({"kind": item.kind, "chars": row.text.chars().count()}),
-        )
-        .await?;
+        );
         Ok(row)
     }
 }
@@ -230,9 +235,7 @@ impl Transition for Reprocess {
         let (id, item_id, now) = (at.id(), self.item_id, at.now);
         let item = live_item(at.tx(), id, item_id).await?;
         at.authorize(ProjectAction::Reprocess)?;
-        let job_id = at
-            .enqueue(processing_kind(item.kind), json!({"item_id": item_id}))
-            .await?;
+        let job_id = at.enqueue(processing_kind(item.kind), json!({"item_id": item_id}));
         let (from, to) = next_strs(ItemEvent::Reprocess);
         if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
             return Err(not_editable(item.status));
@@ -241,8 +244,7 @@ impl Transition for Reprocess {
             "item.reprocess",
             ("item", item_id.to_string()),
             json!({"kind": item.kind, "job_id": job_id}),
-        )
-        .await?;
+        );
         Ok(live_item(at.tx(), id, item_id).await?.into())
     }
 }
@@ -280,9 +282,7 @@ impl Transition for ReplaceFile {
             ));
         }
         refuse_duplicate(at.tx(), id, &row.sha256).await?;
-        let job_id = at
-            .enqueue(processing_kind(row.kind), json!({"item_id": item_id}))
-            .await?;
+        let job_id = at.enqueue(processing_kind(row.kind), json!({"item_id": item_id}));
         let (from, to) = next_strs(ItemEvent::FileReplaced);
         if !store::items::set_status(at.tx(), item_id, &from, to, Some(job_id), None, now).await? {
             return Err(not_editable(item.status));
@@ -290,7 +290,7 @@ impl Transition for ReplaceFile {
         let user = at.principal.user_id;
         store::items::keep_previous_file(at.tx(), &item, user, now).await?;
         store::items::replace_file(at.tx(), item_id, row, now).await?;
-        store::items::add_storage_bytes(at.tx(), id, row.size_bytes).await?;
+        at.add_storage_bytes(row.size_bytes);
         at.audit(
             "item.file_replaced",
             ("item", item_id.to_string()),
@@ -302,8 +302,7 @@ impl Transition for ReplaceFile {
                 "previous_sha256": item.sha256,
                 "job_id": job_id,
             }),
-        )
-        .await?;
+        );
         let view = ItemView::from(live_item(at.tx(), id, item_id).await?);
         at.record_idempotent(&self.idempotency, 201, &view).await?;
         let counted = *self.row;
@@ -361,8 +360,7 @@ impl Transition for RetryJob {
             "job.retried",
             ("job", job_id.to_string()),
             json!({"kind": self.kind, "item": item_id}),
-        )
-        .await?;
+        );
         at.wake_workers();
         Ok(())
     }

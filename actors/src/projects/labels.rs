@@ -153,8 +153,7 @@ impl Transition for PutLabelSchema {
             "label_schema.updated",
             ("project", id.to_string()),
             json!({"version": row.version, "fields": row.fields.0.len(), "force": self.force}),
-        )
-        .await?;
+        );
         Ok(row)
     }
 }
@@ -283,8 +282,7 @@ pub(super) async fn write_annotation(
                 "schema_version": row.schema_version,
                 "fields": row.label_values.0.len(),
             }),
-        )
-        .await?;
+        );
         let annotation = json!({
             "revision": row.revision,
             "schema_version": row.schema_version,
@@ -352,8 +350,8 @@ pub(crate) async fn carry_spans(at: &mut InProject<'_>, item_id: Uuid) -> Result
             "kept": carried.kept,
             "stale": carried.stale,
         }),
-    )
-    .await
+    );
+    Ok(())
 }
 
 /// Items among `items` whose annotation lacks a required field of the project's

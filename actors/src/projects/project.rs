@@ -174,12 +174,7 @@ pub struct Opened {
 impl Opened {
     /// Lock the project for the rest of the change (when it exists) and load it.
     pub(super) async fn lock(change: &mut Change, id: Uuid) -> Result<Self, EngineError> {
-        let tx: &mut Tx = change;
-        let project = if store::projects::lock(tx, id).await? {
-            store::projects::find_tx(tx, id).await?
-        } else {
-            None
-        };
+        let project = store::projects::lock(change, id).await?;
         Ok(Self {
             id,
             project,
@@ -193,13 +188,37 @@ impl Opened {
     /// project created in this change is locked from now on.
     pub(super) async fn refresh(&mut self, change: &mut Change) -> Result<(), EngineError> {
         if std::mem::take(&mut self.stale) {
-            let created = self.project.is_none();
-            if created {
-                store::projects::lock(change, self.id).await?;
-            }
-            self.project = store::projects::find_tx(change, self.id).await?;
+            // Locks a project created in this change, reads a changed one again.
+            self.project = store::projects::lock(change, self.id).await?;
             self.roles.clear();
             self.subscribers = None;
+        }
+        Ok(())
+    }
+
+    /// Read the roles of a group's callers at once (one read instead of one each).
+    pub(super) async fn read_roles(
+        &mut self,
+        change: &mut Change,
+        users: &[Uuid],
+    ) -> Result<(), EngineError> {
+        let mut wanted: Vec<Uuid> = users
+            .iter()
+            .filter(|u| !self.roles.contains_key(u))
+            .copied()
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.len() < 2 {
+            return Ok(()); // one caller costs the same read either way
+        }
+        let found = store::projects::member_roles_tx(change, self.id, &wanted).await?;
+        for user in wanted {
+            let role = found
+                .iter()
+                .find(|(u, _)| *u == user)
+                .and_then(|(_, r)| r.parse().ok());
+            self.roles.insert(user, role);
         }
         Ok(())
     }
@@ -280,8 +299,7 @@ impl Transition for CreateProject {
             "project.created",
             ("project", id.to_string()),
             json!({"name": self.name.as_str()}),
-        )
-        .await?;
+        );
         at.project_changed();
         let row = store::projects::find_tx(at.tx(), id)
             .await?
@@ -329,8 +347,7 @@ impl Transition for UpdateProject {
             "project.updated",
             ("project", id.to_string()),
             serde_json::Value::Object(changed),
-        )
-        .await?;
+        );
         at.project_changed();
         let row = store::projects::find_tx(at.tx(), id)
             .await?
@@ -354,8 +371,7 @@ impl Transition for DeleteProject {
         if !store::projects::soft_delete(at.tx(), id, user, now).await? {
             return Err(EngineError::NotFound { what: "project" });
         }
-        at.audit("project.deleted", ("project", id.to_string()), json!({}))
-            .await?;
+        at.audit("project.deleted", ("project", id.to_string()), json!({}));
         at.project_changed();
         Ok(())
     }
@@ -393,8 +409,7 @@ impl Transition for RestoreProject {
                 ),
             });
         }
-        at.audit("project.restored", ("project", id.to_string()), json!({}))
-            .await?;
+        at.audit("project.restored", ("project", id.to_string()), json!({}));
         at.project_changed();
         let row = store::projects::find_tx(at.tx(), id)
             .await?
@@ -428,8 +443,7 @@ impl Transition for ChangeRole {
                 "member.role_changed",
                 ("user", user_id.to_string()),
                 json!({"from": current.as_str(), "to": role.as_str()}),
-            )
-            .await?;
+            );
             at.project_changed();
         }
         let user = store::users::find_by_id_tx(at.tx(), user_id)
@@ -481,8 +495,7 @@ impl Transition for RemoveMember {
             what,
             ("user", user_id.to_string()),
             json!({"role": current.as_str()}),
-        )
-        .await?;
+        );
         at.announce(
             WebhookEvent::MemberRemoved,
             Subject::Member {

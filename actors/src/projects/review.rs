@@ -88,8 +88,7 @@ impl Transition for Submit {
                 "item.submitted",
                 ("item", item_id.to_string()),
                 json!({"kind": item.kind, "round": item.review_round}),
-            )
-            .await?;
+            );
             at.announce(WebhookEvent::ItemSubmitted, Subject::Item(item_id))
                 .await?;
             views.push(live_item(at.tx(), id, item_id).await?.into());
@@ -306,14 +305,14 @@ async fn decide(
     }
     check_decision(input, &settings)?;
     let round = item.review_round;
-    if store::reviews::has_decided(tx, item_id, round, me).await? {
+    let tally = store::reviews::round_tally(tx, item_id, round, me).await?;
+    if tally.mine {
         return Err(EngineError::Conflict {
             code: ErrorCode::AlreadyDecided,
             message: "you already decided this item in this round".into(),
         });
     }
-
-    let (mut approvals, mut rejections) = store::reviews::round_counts(tx, item_id, round).await?;
+    let (mut approvals, mut rejections) = (tally.approvals, tally.rejections);
     match input.decision {
         Decision::Approve => approvals += 1,
         Decision::Reject => rejections += 1,
@@ -352,15 +351,17 @@ async fn decide(
         Verdict::ChangesRequested => Some(ItemEvent::ChangesRequested),
         Verdict::Rejected => Some(ItemEvent::ReviewRejected),
     };
+    // The item as the verdict left it (read back by the verdict's own statement).
+    let mut settled = None;
     match event {
         None => store::reviews::release(tx, item_id, me).await?,
         Some(event) => {
-            let (from, to) = next_strs(event);
-            if !store::items::set_status(tx, item_id, &from, to, None, None, now).await? {
+            let (_, to) = next_strs(event);
+            let rework = outcome == Verdict::ChangesRequested;
+            settled = store::reviews::settle(tx, item_id, to, rework, now).await?;
+            if settled.is_none() {
                 return Err(not_editable(item.status));
             }
-            let rework = outcome == Verdict::ChangesRequested;
-            store::reviews::mark_verdict(tx, item_id, rework, now).await?;
             if rework {
                 let reasons = store::reviews::round_rejections(tx, item_id, round).await?;
                 store::reviews::add_notice(
@@ -398,8 +399,7 @@ async fn decide(
             "text_revision": text_revision,
             "annotation_revision": annotation_revision,
         }),
-    )
-    .await?;
+    );
     let announced = match outcome {
         Verdict::Pending => None,
         Verdict::Approved => Some(WebhookEvent::ItemApproved),
@@ -409,7 +409,11 @@ async fn decide(
     if let Some(event) = announced {
         at.announce(event, Subject::Item(item_id)).await?;
     }
-    let row = live_item(at.tx(), id, item_id).await?;
+    // Corrected text or labels may have touched the row since the verdict.
+    let row = match settled {
+        Some(row) if text_revision.is_none() && annotation_revision.is_none() => row,
+        _ => live_item(at.tx(), id, item_id).await?,
+    };
 
     let decided = input.decision.as_str();
     let reason = decision

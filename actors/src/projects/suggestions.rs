@@ -74,8 +74,7 @@ impl Transition for PutSuggestion {
                 "schema_version": row.schema_version,
                 "fields": row.label_values.0.len(),
             }),
-        )
-        .await?;
+        );
         Ok(row)
     }
 }
@@ -145,8 +144,7 @@ impl Transition for AcceptSuggestion {
             "item.suggestion_accepted",
             ("item", item.id.to_string()),
             json!({"source": self.source, "revision": row.revision, "fields": self.fields}),
-        )
-        .await?;
+        );
         Ok(row)
     }
 }

@@ -90,13 +90,9 @@ impl InProject<'_> {
         authz::authorize_project(self.principal, self.role, action)
     }
 
-    /// The audit row of this transition: who, what, on which object, with `details`.
-    pub async fn audit(
-        &mut self,
-        action: &str,
-        target: (&str, String),
-        details: serde_json::Value,
-    ) -> Result<(), EngineError> {
+    /// The audit row of this transition: who, what, on which object, with `details`
+    /// (written with the change).
+    pub fn audit(&mut self, action: &str, target: (&str, String), details: serde_json::Value) {
         let entry = AuditEntry {
             actor_id: Some(self.principal.user_id),
             action,
@@ -105,26 +101,27 @@ impl InProject<'_> {
             project_id: Some(self.id()),
             details,
         };
-        store::audit::record(self.change, entry, self.ctx, self.now).await?;
-        Ok(())
+        self.change.audit(entry, self.ctx, self.now);
     }
 
     /// Queue a job in the change; the workers are woken once it has committed.
-    pub async fn enqueue(
-        &mut self,
-        kind: &'static str,
-        payload: serde_json::Value,
-    ) -> Result<Uuid, EngineError> {
-        let id = crate::jobs::enqueue(self.deps, self.change, kind, payload).await?;
+    pub fn enqueue(&mut self, kind: &'static str, payload: serde_json::Value) -> Uuid {
+        let id = crate::jobs::enqueue(self.deps, self.change, kind, payload);
         self.wake_workers();
-        Ok(id)
+        id
     }
 
     /// Queue a mail in the change (sent once it has committed).
-    pub async fn enqueue_mail(&mut self, mail: crate::jobs::MailJob) -> Result<(), EngineError> {
-        crate::jobs::enqueue_mail(self.deps, self.change, mail).await?;
+    pub fn enqueue_mail(&mut self, mail: crate::jobs::MailJob) -> Result<(), EngineError> {
+        crate::jobs::enqueue_mail(self.deps, self.change, mail)?;
         self.wake_workers();
         Ok(())
+    }
+
+    /// Add `delta` to the project's stored bytes (written with the change).
+    pub fn add_storage_bytes(&mut self, delta: i64) {
+        let id = self.id();
+        self.change.add_storage_bytes(id, delta);
     }
 
     /// Wake the job workers once the change has committed.
@@ -190,6 +187,9 @@ pub trait Pending: Send {
 
     /// Answer without running (the group could not begin).
     fn refuse(self: Box<Self>, err: EngineError);
+
+    /// Who asks.
+    fn caller(&self) -> Uuid;
 }
 
 /// A transition's outcome, held until the group's commit says whether it stands.
@@ -258,6 +258,10 @@ impl<T: Transition> Pending for Envelope<T> {
 
     fn refuse(self: Box<Self>, err: EngineError) {
         let _ = self.reply.send(Err(err));
+    }
+
+    fn caller(&self) -> Uuid {
+        self.principal.user_id
     }
 }
 

@@ -8,6 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
 use crate::{
+    change::Change,
     deps::Deps,
     domain::{DataKind, ItemStatus},
     engine::Engine,
@@ -80,31 +81,31 @@ pub async fn send_digests(deps: &Deps) -> Result<usize, EngineError> {
     let sent_before = now - gap;
     let mut sent = 0;
     for user in store::reviews::digest_due(&deps.db, sent_before, USERS_PER_TICK).await? {
-        let mut tx = deps.db.begin().await?;
-        let (notices, outcome) = match store::reviews::mail_preference(&mut tx, user).await? {
+        let mut change = Change::begin(&deps.db).await?;
+        let (notices, outcome) = match store::reviews::mail_preference(&mut change, user).await? {
             Some((email, true)) => {
                 // The conditional write makes one node (or tick) the sender for this gap.
-                if !store::reviews::take_digest_slot(&mut tx, user, sent_before, now).await? {
+                if !store::reviews::take_digest_slot(&mut change, user, sent_before, now).await? {
                     continue;
                 }
-                let notices = store::reviews::unsent_notices(&mut tx, user).await?;
+                let notices = store::reviews::unsent_notices(&mut change, user).await?;
                 if notices.is_empty() {
                     continue;
                 }
-                enqueue_mail(deps, &mut tx, digest_mail(deps, &email, &notices)).await?;
+                enqueue_mail(deps, &mut change, digest_mail(deps, &email, &notices))?;
                 sent += 1;
                 (notices, "sent")
             }
             // Opted out (or gone): the notices are dropped, not kept for later, and the
             // digest slot stays as it was (nothing went out).
             _ => (
-                store::reviews::unsent_notices(&mut tx, user).await?,
+                store::reviews::unsent_notices(&mut change, user).await?,
                 "opted_out",
             ),
         };
         let ids: Vec<Uuid> = notices.iter().map(|n| n.id).collect();
-        store::reviews::mark_notices_sent(&mut tx, &ids, now).await?;
-        tx.commit().await?;
+        store::reviews::mark_notices_sent(&mut change, &ids, now).await?;
+        change.commit().await?;
         metrics::counter!(m::REVIEW_DIGESTS_TOTAL, "outcome" => outcome).increment(1);
     }
     if sent > 0 {

@@ -18,31 +18,81 @@ pub struct AuditEntry<'a> {
     pub details: Value,
 }
 
+/// An audit row as it will be written (owned: a change keeps it until its commit).
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    id: Uuid,
+    actor_id: Option<Uuid>,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    project_id: Option<Uuid>,
+    request_id: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    details: Value,
+    at: DateTime<Utc>,
+}
+
+impl AuditRecord {
+    /// The row's id is taken now, so rows keep the order they happened in.
+    pub fn new(entry: AuditEntry<'_>, ctx: &RequestContext, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            actor_id: entry.actor_id,
+            action: entry.action.to_owned(),
+            target_type: entry.target_type.to_owned(),
+            target_id: entry.target_id,
+            project_id: entry.project_id,
+            request_id: ctx.request_id.clone(),
+            ip: ctx.client_ip.map(|ip| ip.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            details: entry.details,
+            at,
+        }
+    }
+}
+
+/// Write one audit row now (for the few writes that are not a `Change`).
 pub async fn record(
     tx: &mut Tx,
     entry: AuditEntry<'_>,
     ctx: &RequestContext,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let sql = "INSERT INTO audit_log (id, actor_id, action, target_type, target_id, project_id, \
-               request_id, ip, user_agent, details, at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-    let ip = ctx.client_ip.map(|ip| ip.to_string());
-    with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(Uuid::now_v7())
-        .bind(entry.actor_id)
-        .bind(entry.action)
-        .bind(entry.target_type)
-        .bind(entry.target_id.clone())
-        .bind(entry.project_id)
-        .bind(ctx.request_id.as_str())
-        .bind(ip.clone())
-        .bind(ctx.user_agent.clone())
-        .bind(sqlx::types::Json(entry.details.clone()))
-        .bind(at)
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
+    record_many(tx, &[AuditRecord::new(entry, ctx, at)]).await
+}
+
+/// Rows per statement: 11 parameters each stays far below either database's limit.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Write audit rows, as few statements as their number allows.
+pub async fn record_many(tx: &mut Tx, rows: &[AuditRecord]) -> StoreResult<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO audit_log (id, actor_id, action, target_type, target_id, project_id, \
+             request_id, ip, user_agent, details, at) VALUES {}",
+            super::values_list(chunk.len(), 11)
+        );
+        with_tx!(tx, |conn| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for row in chunk {
+                q = q
+                    .bind(row.id)
+                    .bind(row.actor_id)
+                    .bind(row.action.as_str())
+                    .bind(row.target_type.as_str())
+                    .bind(row.target_id.as_deref())
+                    .bind(row.project_id)
+                    .bind(row.request_id.as_str())
+                    .bind(row.ip.as_deref())
+                    .bind(row.user_agent.as_deref())
+                    .bind(sqlx::types::Json(&row.details))
+                    .bind(row.at);
+            }
+            q.execute(conn).await.map(|_| ())
+        })?;
+    }
     Ok(())
 }
 

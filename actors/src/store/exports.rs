@@ -389,11 +389,10 @@ pub async fn reason_codes_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<(Uuid, 
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT item_id, reason_code FROM review_decisions WHERE item_id IN ({}) \
          AND reason_code IS NOT NULL ORDER BY item_id, created_at",
-        placeholders.join(", ")
+        super::placeholders(items.len())
     );
     Ok(with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, (Uuid, String)>(sqlx::AssertSqlSafe(sql.clone()));

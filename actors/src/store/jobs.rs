@@ -21,36 +21,93 @@ pub struct JobRow {
     pub max_attempts: i32,
 }
 
+/// A job to be queued (see [`enqueue_many`]).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: &'static str,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Queue one job now; its id (for the few writes that are not a `Change`).
 pub async fn enqueue(
     tx: &mut Tx,
-    kind: &str,
+    kind: &'static str,
     payload: Value,
     max_attempts: i32,
     run_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> StoreResult<Uuid> {
-    let id = Uuid::now_v7();
-    let sql = "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
-               VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)";
-    with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(id)
-        .bind(kind)
-        .bind(sqlx::types::Json(payload.clone()))
-        .bind(max_attempts)
-        .bind(run_at)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
+    let job = NewJob {
+        id: Uuid::now_v7(),
+        kind,
+        payload,
+        max_attempts,
+        run_at,
+        created_at: now,
+    };
+    enqueue_many(tx, std::slice::from_ref(&job)).await?;
+    Ok(job.id)
+}
+
+/// Rows per statement (6 parameters each).
+const JOBS_PER_INSERT: usize = 500;
+
+/// Queue jobs, as few statements as their number allows; on PostgreSQL one
+/// notification per kind wakes the workers of every node once this commits.
+pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob]) -> StoreResult<()> {
+    for chunk in jobs.chunks(JOBS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = |c: usize| format!("${}", r * 6 + c);
+                format!(
+                    "({}, {}, {}, 'queued', 0, {}, {}, {}, {})",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(6)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, \
+             created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        );
+        with_tx!(tx, |conn| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for job in chunk {
+                q = q
+                    .bind(job.id)
+                    .bind(job.kind)
+                    .bind(sqlx::types::Json(&job.payload))
+                    .bind(job.max_attempts)
+                    .bind(job.run_at)
+                    .bind(job.created_at);
+            }
+            q.execute(conn).await.map(|_| ())
+        })?;
+    }
     // -- backend-specific: wake the workers of every node once this commits.
     if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(kind)
-            .execute(&mut **t)
-            .await?;
+        let mut kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for kind in kinds {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(kind)
+                .execute(&mut **t)
+                .await?;
+        }
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Claim up to `limit` due jobs of `kind` (queued and due, or running with an expired
@@ -486,10 +543,9 @@ pub async fn statuses(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<JobStatus>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT id, kind, state, attempts, last_error FROM jobs WHERE id IN ({})",
-        placeholders.join(", ")
+        super::placeholders(ids.len())
     );
     let rows = with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, JobStatus>(sqlx::AssertSqlSafe(sql.clone()));

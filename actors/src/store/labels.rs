@@ -57,12 +57,11 @@ fn current_annotation_sql() -> String {
 
 /// The newest revision of each of `count` items bound as `$1…`.
 fn current_of_sql(count: usize) -> String {
-    let placeholders: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
     format!(
         "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.item_id IN ({}) \
          AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
                            WHERE b.item_id = a.item_id)",
-        placeholders.join(", ")
+        super::placeholders(count)
     )
 }
 

@@ -249,6 +249,35 @@ impl Tx {
         }
         Ok(())
     }
+
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self {
+            Self::Postgres(t) => t.rollback().await?,
+            Self::Sqlite(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// `$1, $2, …, $n`: one placeholder per bound value.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $c), ($c+1, …)`: the VALUES of a multi-row insert of `rows` rows of `columns`.
+pub(crate) fn values_list(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `%needle%` with LIKE's wildcards in the needle escaped.
@@ -277,5 +306,14 @@ impl From<StoreError> for crate::error::EngineError {
             StoreError::Unavailable(msg) => Self::Unavailable(msg),
             StoreError::Other(msg) => Self::Internal(msg),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_list_numbers_every_column_of_every_row() {
+        assert_eq!(super::values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::placeholders(3), "$1, $2, $3");
     }
 }

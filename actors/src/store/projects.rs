@@ -52,17 +52,21 @@ pub async fn insert(tx: &mut Tx, p: &NewProject<'_>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Take the project's write lock for the rest of the transaction: every transition of
-/// one project is serialised, across nodes too (PostgreSQL row lock; SQLite's single
-/// writer). False when there is no such project at all.
-pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<bool> {
-    let sql = "UPDATE projects SET updated_at = updated_at WHERE id = $1";
-    let rows = with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(rows == 1)
+/// Take the project's write lock for the rest of the transaction, and read the project
+/// (one statement): every transition of one project is serialised, across nodes too
+/// (PostgreSQL row lock; SQLite's single writer). `None` when there is no such project.
+pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
+    let sql = format!(
+        "UPDATE projects SET updated_at = updated_at WHERE id = $1 RETURNING {}",
+        PROJECT_COLUMNS.replace("p.", "")
+    );
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ProjectRow>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await)?;
+    Ok(row)
 }
 
 /// A project by id, deleted or not (callers decide what a deleted one means).
@@ -258,6 +262,33 @@ pub async fn member_role_tx(tx: &mut Tx, project: Uuid, user: Uuid) -> StoreResu
         .fetch_optional(conn)
         .await)?;
     Ok(role)
+}
+
+/// The roles of these users in the project (members only), in one read.
+pub async fn member_roles_tx(
+    tx: &mut Tx,
+    project: Uuid,
+    users: &[Uuid],
+) -> StoreResult<Vec<(Uuid, String)>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT user_id, role FROM project_members WHERE project_id = $1 AND user_id IN ({})",
+        (2..users.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows = with_tx!(tx, |conn| {
+        let mut q =
+            sqlx::query_as::<_, (Uuid, String)>(sqlx::AssertSqlSafe(sql.clone())).bind(project);
+        for user in users {
+            q = q.bind(*user);
+        }
+        q.fetch_all(conn).await
+    })?;
+    Ok(rows)
 }
 
 pub async fn count_admins(tx: &mut Tx, project: Uuid) -> StoreResult<i64> {

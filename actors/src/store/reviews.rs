@@ -52,33 +52,40 @@ pub async fn insert_decision(tx: &mut Tx, row: &DecisionRow) -> StoreResult<()> 
     Ok(())
 }
 
-/// Whether `reviewer` already decided `item` in `round`.
-pub async fn has_decided(tx: &mut Tx, item: Uuid, round: i32, reviewer: Uuid) -> StoreResult<bool> {
-    let sql = "SELECT COUNT(*) FROM review_decisions WHERE item_id = $1 AND round = $2 AND reviewer_id = $3";
-    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
-        .bind(item)
-        .bind(round)
-        .bind(reviewer)
-        .fetch_one(conn)
-        .await)?;
-    Ok(n > 0)
+/// A round's votes so far: approvals, rejections, and whether `reviewer` voted (one
+/// read for what a decision checks and counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundTally {
+    pub approvals: u32,
+    pub rejections: u32,
+    pub mine: bool,
 }
 
-/// Approvals and rejections of `item` in `round`.
-pub async fn round_counts(tx: &mut Tx, item: Uuid, round: i32) -> StoreResult<(u32, u32)> {
-    let sql = "SELECT decision, COUNT(*) FROM review_decisions WHERE item_id = $1 AND round = $2 \
-               GROUP BY decision";
-    let rows = with_tx!(tx, |conn| sqlx::query_as::<_, (String, i64)>(sql)
-        .bind(item)
-        .bind(round)
-        .fetch_all(conn)
-        .await)?;
-    let count = |d: &str| {
-        rows.iter()
-            .find(|(decision, _)| decision == d)
-            .map_or(0, |(_, n)| u32::try_from(*n).unwrap_or(u32::MAX))
-    };
-    Ok((count("approve"), count("reject")))
+/// The votes on `item` in `round`.
+pub async fn round_tally(
+    tx: &mut Tx,
+    item: Uuid,
+    round: i32,
+    reviewer: Uuid,
+) -> StoreResult<RoundTally> {
+    let sql = "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN decision = 'reject' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN reviewer_id = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+               FROM review_decisions WHERE item_id = $1 AND round = $2";
+    let (approvals, rejections, mine) =
+        with_tx!(tx, |conn| sqlx::query_as::<_, (i64, i64, i64)>(sql)
+            .bind(item)
+            .bind(round)
+            .bind(reviewer)
+            .fetch_one(conn)
+            .await)?;
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(RoundTally {
+        approvals: count(approvals),
+        rejections: count(rejections),
+        mine: mine > 0,
+    })
 }
 
 /// Every decision on these items, oldest first.
@@ -86,11 +93,10 @@ pub async fn decisions_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<DecisionRo
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({}) \
          ORDER BY created_at, id",
-        placeholders.join(", ")
+        super::placeholders(items.len())
     );
     let rows = with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(sql.clone()));
@@ -227,25 +233,33 @@ pub async fn mark_submitted(tx: &mut Tx, item: Uuid, now: DateTime<Utc>) -> Stor
     Ok(())
 }
 
-/// A verdict left review: the lease goes; a rework round is counted, or the final
-/// decision time is set.
-pub async fn mark_verdict(
+/// The round's verdict: the item moves from pending review to `to`, its lease ends,
+/// and a rework verdict opens the next round (else the item is decided now). One
+/// statement; the item as it now is, or `None` when it was not pending review.
+pub async fn settle(
     tx: &mut Tx,
     item: Uuid,
+    to: &str,
     rework: bool,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let sql = "UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL, \
-               review_round = review_round + CASE WHEN $2 THEN 1 ELSE 0 END, \
-               decided_at = CASE WHEN $2 THEN NULL ELSE $3 END WHERE id = $1";
-    with_tx!(tx, |conn| sqlx::query(sql)
-        .bind(item)
-        .bind(rework)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
-    Ok(())
+) -> StoreResult<Option<ItemRow>> {
+    let sql = format!(
+        "UPDATE items SET status = $2, processing_error_code = NULL, processing_error = NULL, \
+         updated_at = $4, review_claimed_by = NULL, review_lease_until = NULL, \
+         review_round = review_round + CASE WHEN $3 THEN 1 ELSE 0 END, \
+         decided_at = CASE WHEN $3 THEN NULL ELSE $4 END \
+         WHERE id = $1 AND deleted_at IS NULL AND status = 'pending_review' \
+         RETURNING {ITEM_COLUMNS}"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .bind(to)
+    .bind(rework)
+    .bind(now)
+    .fetch_optional(conn)
+    .await)?)
 }
 
 /// What a reviewer's queue is read with.

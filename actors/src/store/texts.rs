@@ -109,11 +109,10 @@ pub async fn current_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<TextRow>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=items.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM item_texts t WHERE t.item_id IN ({}) AND t.revision = \
          (SELECT MAX(r.revision) FROM item_texts r WHERE r.item_id = t.item_id)",
-        placeholders.join(", ")
+        super::placeholders(items.len())
     );
     let rows = with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, TextRow>(sqlx::AssertSqlSafe(sql.clone()));

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{deliver::DeliveryJob, deliver::KIND_WEBHOOK};
 use crate::{
+    change::Change,
     deps::Deps,
     domain::webhook::WebhookEvent,
     error::EngineError,
@@ -90,7 +91,7 @@ impl InProject<'_> {
 #[allow(clippy::too_many_arguments)] // one row's columns
 pub(crate) async fn write_delivery(
     deps: &Deps,
-    tx: &mut Tx,
+    change: &mut Change,
     project_id: Uuid,
     webhook_id: Uuid,
     event: WebhookEvent,
@@ -106,12 +107,11 @@ pub(crate) async fn write_delivery(
     .map_err(EngineError::internal)?;
     let job_id = crate::jobs::enqueue_with(
         deps,
-        tx,
+        change,
         KIND_WEBHOOK,
         payload,
         deps.config.webhooks.max_attempts,
-    )
-    .await?;
+    );
     let mut row = DeliveryRow {
         id,
         webhook_id,
@@ -129,7 +129,7 @@ pub(crate) async fn write_delivery(
         delivered_at: None,
         updated_at: now,
     };
-    row.seq = store::webhooks::insert_delivery(tx, &row).await?;
+    row.seq = store::webhooks::insert_delivery(change, &row).await?;
     Ok(row)
 }
 

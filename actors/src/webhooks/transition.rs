@@ -85,8 +85,7 @@ impl Transition for CreateWebhook {
             "webhook.created",
             ("webhook", row.id.to_string()),
             json!({"url": row.url, "events": row.events.0}),
-        )
-        .await?;
+        );
         Ok(WebhookView::of(row, true))
     }
 }
@@ -130,8 +129,7 @@ impl Transition for UpdateWebhook {
             "webhook.updated",
             ("webhook", row.id.to_string()),
             json!({"url": row.url, "events": row.events.0, "active": row.active}),
-        )
-        .await?;
+        );
         Ok(row.into())
     }
 }
@@ -156,8 +154,8 @@ impl Transition for DeleteWebhook {
             "webhook.deleted",
             ("webhook", row.id.to_string()),
             json!({"url": row.url}),
-        )
-        .await
+        );
+        Ok(())
     }
 }
 
@@ -183,8 +181,7 @@ impl Transition for RotateSecret {
             "webhook.secret_rotated",
             ("webhook", row.id.to_string()),
             json!({"previous_valid_until": row.previous_expires_at}),
-        )
-        .await?;
+        );
         Ok(WebhookView::of(row, true))
     }
 }
@@ -255,8 +252,7 @@ impl Transition for Redeliver {
         .map_err(EngineError::internal)?;
         let max_attempts = at.deps.config.webhooks.max_attempts;
         let job_id =
-            crate::jobs::enqueue_with(at.deps, at.change, KIND_WEBHOOK, payload, max_attempts)
-                .await?;
+            crate::jobs::enqueue_with(at.deps, at.change, KIND_WEBHOOK, payload, max_attempts);
         let now = at.now;
         store::webhooks::requeue(at.tx(), delivery.id, job_id, now).await?;
         at.wake_workers();
@@ -264,8 +260,7 @@ impl Transition for Redeliver {
             "webhook.redelivered",
             ("webhook", hook.id.to_string()),
             json!({"delivery_id": delivery.id}),
-        )
-        .await?;
+        );
         delivery.state = "pending".into();
         delivery.job_id = Some(job_id);
         let attempts = Vec::new();
@@ -407,8 +402,7 @@ impl Transition for RecordAttempt {
                 "webhook.deactivated",
                 ("webhook", hook.id.to_string()),
                 json!({"failing_since": since, "url": hook.url}),
-            )
-            .await?;
+            );
             mail_admins(at, &hook, since).await?;
         }
         Ok(())
@@ -458,8 +452,7 @@ async fn mail_admins(
             subject: format!("Webhook deactivated in {}", project.name),
             text,
             template: "webhook_deactivated".into(),
-        })
-        .await?;
+        })?;
     }
     Ok(())
 }
