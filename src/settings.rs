@@ -107,6 +107,9 @@ pub struct Settings {
     pub processing: ProcessingConfig,
     /// Several nodes share the database and Redis: refuses embedded parts.
     pub multi_node: bool,
+    /// `SERVE_WORKERS`: `alta serve` runs the job workers too (false: the API only, for
+    /// deployments whose jobs run on `alta worker` processes).
+    pub serve_workers: bool,
     pub log_format: LogFormat,
     /// At most one sign-up mail per address in this time (`REGISTER_MAIL_INTERVAL_SECONDS`).
     pub register_mail_interval: Duration,
@@ -618,6 +621,7 @@ impl Settings {
         }
 
         let multi_node = v.bool("MULTI_NODE", false)?;
+        let serve_workers = v.bool("SERVE_WORKERS", true)?;
         let is_postgres = database_url.expose_secret().starts_with("postgres");
         if multi_node && !is_postgres {
             return Err(err(
@@ -733,6 +737,7 @@ impl Settings {
             webhooks,
             processing,
             multi_node,
+            serve_workers,
             log_format,
             register_mail_interval: Duration::from_secs(register_mail_secs),
             metrics_token,
@@ -794,6 +799,7 @@ impl Settings {
             max_audio_seconds: self.max_audio_seconds,
             audio_analysis_timeout: self.audio_analysis_timeout,
             resumable_upload_expiry: self.resumable_upload_expiry,
+            shared_resumable_parts: self.multi_node,
             sweep_interval: self.sweep_interval,
             orphan_grace: self.orphan_grace,
             processing: self.processing.clone(),

@@ -82,7 +82,12 @@ impl Application {
     /// As `build`, with the clock injected (tests move time to check expiry).
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let db = connect_database(&settings).await?;
-        let engine = start_engine(&settings, db, clock, EngineRoles::SERVE).await?;
+        let roles = if settings.serve_workers {
+            EngineRoles::SERVE
+        } else {
+            EngineRoles::API
+        };
+        let engine = start_engine(&settings, db, clock, roles).await?;
         let addr = std::net::SocketAddr::new(settings.host, settings.port);
         let (acceptor, port) = bind(addr, "HOST/PORT").await?;
         // A wildcard address is reached on this machine as loopback.

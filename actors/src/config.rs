@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub audio_analysis_timeout: Duration,
     /// How long a resumable (tus) upload may stay unfinished before it is removed.
     pub resumable_upload_expiry: Duration,
+    /// Resumable uploads keep their chunks in the blob store, so that any node can
+    /// continue one (`MULTI_NODE`); else in a local file on the node that received them.
+    pub shared_resumable_parts: bool,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
     /// How old a leftover file must be before the sweeper removes it (uploads in

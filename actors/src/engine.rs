@@ -40,14 +40,17 @@ impl EngineRoles {
         api: true,
         workers: true,
     };
+    /// `alta serve` with `SERVE_WORKERS=false`: jobs run on `alta worker` processes.
+    pub const API: Self = Self {
+        api: true,
+        workers: false,
+    };
     pub const WORKER: Self = Self {
         api: false,
         workers: true,
     };
-    pub const ADMIN: Self = Self {
-        api: true,
-        workers: false,
-    };
+    /// The CLI's one-off commands: transitions, no workers.
+    pub const ADMIN: Self = Self::API;
 }
 
 /// The actor slots the root supervisor keeps filled.

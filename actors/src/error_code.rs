@@ -332,6 +332,8 @@ error_codes! {
     OffsetMismatch = "offset_mismatch", "409";
     /// Another request is writing to this upload; read the offset (`HEAD`) and retry.
     UploadBusy = "upload_busy", "409";
+    /// The upload's first bytes are kept by another node (nodes without `MULTI_NODE`); send the rest there, or run every node with `MULTI_NODE=true`.
+    UploadElsewhere = "upload_elsewhere", "409";
     /// The upload is complete; read its item with `GET /api/uploads/{id}`.
     UploadFinished = "upload_finished", "409";
     /// The chunk goes past the announced `Upload-Length`.

@@ -1,9 +1,16 @@
 //! Resumable uploads (the engine side of tus 1.0: creation, offsets, checksum,
-//! termination, expiration). Bytes collect in a local file beside the incoming folder;
-//! the row holds the committed offset, so an upload survives a restart. When the last
-//! byte arrives the file goes through the same pipeline as a one-shot upload
-//! ([`Engine::upload`]), with an idempotency key derived from the upload, so a retried
-//! final chunk can never make a second item.
+//! termination, expiration). The row holds the committed offset, so an upload survives
+//! a restart. Where the bytes wait:
+//! - one node (the default): in a local file beside the incoming folder. Another node
+//!   asked to continue such an upload refuses (`upload_elsewhere`) instead of judging a
+//!   file whose first part it never had;
+//! - several nodes (`MULTI_NODE`): each committed chunk is a blob of its own in the
+//!   shared blob store (`resumable_parts`), so any node can continue; the node that
+//!   receives the last chunk assembles the file.
+//!
+//! When the last byte arrives the file goes through the same pipeline as a one-shot
+//! upload ([`Engine::upload`]), with an idempotency key derived from the upload, so a
+//! retried final chunk can never make a second item.
 
 use crate::ErrorCode;
 use std::io::SeekFrom;
@@ -16,6 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     authz::ProjectAction,
+    change::Change,
     context::{Principal, RequestContext},
     deps::Deps,
     domain::DataKind,
@@ -325,7 +333,18 @@ impl Engine {
             });
         }
 
+        if self.deps.config.shared_resumable_parts {
+            return self
+                .append_part(principal, view, committed, checksum, body, ctx)
+                .await;
+        }
         let path = self.deps.blobs.resumable_path(id);
+        // The bytes so far are in this node's file. A node that does not have them (the
+        // upload began on another node) says so; filling the gap would judge half a file.
+        let have = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        if have < committed {
+            return Err(elsewhere(committed));
+        }
         let received = self
             .write_chunk(&path, committed, view.length, checksum, body)
             .await?;
@@ -363,6 +382,159 @@ impl Engine {
         }
         self.finish_resumable(principal, view, &path, committed, ctx)
             .await
+    }
+
+    /// [`Engine::append_resumable`] when nodes share uploads: the chunk becomes a blob
+    /// of its own, committed with the offset; the last chunk assembles the file from the
+    /// parts (on whichever node receives it) and makes the item.
+    async fn append_part<R>(
+        &self,
+        principal: &Principal,
+        view: ResumableView,
+        committed: u64,
+        checksum: Option<Checksum>,
+        body: R,
+        ctx: &RequestContext,
+    ) -> Result<ResumableView, EngineError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let id = view.id;
+        // A file of its own per request (a name no upload has, so the sweeper removes
+        // what a crash leaves behind).
+        let chunk = self.deps.blobs.resumable_path(Uuid::now_v7());
+        let received = match self
+            .write_chunk(&chunk, 0, view.length - committed, checksum, body)
+            .await
+        {
+            Ok(received) => received,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&chunk).await;
+                return Err(err);
+            }
+        };
+        let new_offset = committed + received.bytes;
+        metrics::counter!(m::RESUMABLE_BYTES_TOTAL).increment(received.bytes);
+        let now = self.deps.clock.now();
+        let expiry = chrono::Duration::from_std(self.deps.config.resumable_upload_expiry)
+            .map_err(EngineError::internal)?;
+
+        if new_offset < view.length || received.interrupted {
+            let from = i64::try_from(committed).map_err(EngineError::internal)?;
+            let moved = if received.bytes == 0 {
+                let _ = tokio::fs::remove_file(&chunk).await;
+                store::resumable::advance(&self.deps.db, id, from, from, now, now + expiry).await?
+            } else {
+                let part = store::resumable::PartRow {
+                    start_offset: from,
+                    length: i64::try_from(received.bytes).map_err(EngineError::internal)?,
+                    blob_key: format!("{id}/{}", Uuid::now_v7()),
+                };
+                let put = self.deps.blobs.put_file(&part.blob_key, &chunk).await;
+                let _ = tokio::fs::remove_file(&chunk).await;
+                put.map_err(|e| EngineError::Unavailable(format!("blob store: {e}")))?;
+                // A part whose commit fails is left in the store (it may have committed
+                // after all): a blob nobody reads, never a committed part removed.
+                let mut change = Change::begin(&self.deps.db).await?;
+                let moved =
+                    store::resumable::advance_with_part(&mut change, id, &part, now, now + expiry)
+                        .await?;
+                if moved {
+                    change.commit().await?;
+                } else {
+                    drop(change);
+                    let _ = self.deps.blobs.delete(&part.blob_key).await;
+                }
+                moved
+            };
+            if !moved {
+                return Err(busy());
+            }
+            if received.interrupted {
+                return Err(EngineError::validation(
+                    ErrorCode::BodyInterrupted,
+                    "body",
+                    format!("the body ended early; {new_offset} bytes are stored"),
+                ));
+            }
+            return Ok(ResumableView {
+                offset: new_offset,
+                expires_at: now + expiry,
+                ..view
+            });
+        }
+
+        let path = self.deps.blobs.resumable_path(id);
+        let assembled = self.assemble(id, committed, &chunk, &path).await;
+        let _ = tokio::fs::remove_file(&chunk).await;
+        if let Err(err) = assembled {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(err);
+        }
+        let result = self
+            .finish_resumable(principal, view, &path, committed, ctx)
+            .await;
+        match &result {
+            // Not committed: the next try assembles the file again.
+            Err(err) if retryable(err) => {
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+            // Made an item, or refused for good: the parts are done with.
+            _ => drop_parts(&self.deps, id).await,
+        }
+        result
+    }
+
+    /// The whole file at `path`: the upload's parts, in order, then the last chunk.
+    async fn assemble(
+        &self,
+        id: Uuid,
+        committed: u64,
+        last_chunk: &std::path::Path,
+        path: &std::path::Path,
+    ) -> Result<(), EngineError> {
+        use futures::TryStreamExt;
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(EngineError::internal)?;
+        let mut at: i64 = 0;
+        for part in store::resumable::parts(&self.deps.db, id).await? {
+            if part.start_offset != at {
+                return Err(EngineError::internal(format!(
+                    "upload {id}: the part at {at} is missing"
+                )));
+            }
+            let last = u64::try_from(part.length - 1).map_err(EngineError::internal)?;
+            let mut stream = self
+                .deps
+                .blobs
+                .open_range(&part.blob_key, 0, last)
+                .await
+                .map_err(|e| EngineError::Unavailable(format!("blob store: {e}")))?;
+            while let Some(bytes) = stream
+                .try_next()
+                .await
+                .map_err(|e| EngineError::Unavailable(format!("blob store: {e}")))?
+            {
+                file.write_all(&bytes)
+                    .await
+                    .map_err(EngineError::internal)?;
+            }
+            at += part.length;
+        }
+        if u64::try_from(at).ok() != Some(committed) {
+            return Err(EngineError::internal(format!(
+                "upload {id}: parts hold {at} bytes, {committed} are committed"
+            )));
+        }
+        let mut tail = tokio::fs::File::open(last_chunk)
+            .await
+            .map_err(EngineError::internal)?;
+        tokio::io::copy(&mut tail, &mut file)
+            .await
+            .map_err(EngineError::internal)?;
+        file.sync_all().await.map_err(EngineError::internal)?;
+        Ok(())
     }
 
     /// Every byte is in: make the item through the one-shot pipeline.
@@ -499,6 +671,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.own_resumable(principal, id).await?;
         let _busy = self.deps.resumable_busy.claim(id).ok_or_else(busy)?;
+        drop_parts(&self.deps, id).await;
         store::resumable::delete(&self.deps.db, id).await?;
         let _ = tokio::fs::remove_file(self.deps.blobs.resumable_path(id)).await;
         metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "terminated").increment(1);
@@ -519,6 +692,34 @@ fn final_refusal(err: EngineError) -> EngineError {
     match err {
         EngineError::Conflict { code, message } => EngineError::Unprocessable { code, message },
         other => other,
+    }
+}
+
+/// Remove the blobs of an upload's parts, and their rows (best effort: a part left
+/// behind is a blob nobody reads; its row goes with the upload's).
+async fn drop_parts(deps: &Deps, id: Uuid) {
+    let Ok(parts) = store::resumable::parts(&deps.db, id).await else {
+        return;
+    };
+    if parts.is_empty() {
+        return;
+    }
+    for part in &parts {
+        if let Err(err) = deps.blobs.delete(&part.blob_key).await {
+            tracing::warn!(upload = %id, error = %err, "could not remove an upload part");
+        }
+    }
+    let _ = store::resumable::delete_parts(&deps.db, id).await;
+}
+
+fn elsewhere(committed: u64) -> EngineError {
+    EngineError::Conflict {
+        code: ErrorCode::UploadElsewhere,
+        message: format!(
+            "the first {committed} bytes of this upload were received by another server \
+             node, which keeps them; send the rest there (or run every node with \
+             MULTI_NODE=true so that nodes share uploads)"
+        ),
     }
 }
 
@@ -551,6 +752,7 @@ pub(crate) async fn expire(deps: &Deps, grace: std::time::Duration) -> usize {
                 let Some(_busy) = deps.resumable_busy.claim(id) else {
                     continue;
                 };
+                drop_parts(deps, id).await;
                 if store::resumable::delete(&deps.db, id).await.is_ok() {
                     let _ = tokio::fs::remove_file(deps.blobs.resumable_path(id)).await;
                     removed += 1;

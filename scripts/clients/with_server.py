@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run a command against a real `alta serve` with a verified owner of one project.
 
-    scripts/clients/with_server.py -- COMMAND [ARGS...]
+    scripts/clients/with_server.py [--nodes 2] -- COMMAND [ARGS...]
 
 Starts the `alta` binary cargo built (ALTA_BIN, else $CARGO_TARGET_DIR/debug/alta, else
 target/debug/alta) on a free loopback port, with SQLite, local blobs and the mail outbox in
@@ -13,6 +13,11 @@ verify, login), creates a project, and runs COMMAND with:
     PROJECT_ID      the owner's project
     OWNER_EMAIL, OWNER_PASSWORD   to sign in again (a second session)
     OUTBOX_DIR      the folder the server writes mail to (*.eml)
+
+With `--nodes 2`, two servers share one PostgreSQL schema, one Redis and one bucket of the
+Cloud Storage emulator with MULTI_NODE=true (TEST_DATABASE_URL, TEST_REDIS_URL and
+TEST_GCS_ENDPOINT, which scripts/test sets; psql makes and drops the schema), each with a
+data folder of its own, and COMMAND also gets SECOND_BASE_URL, the second node.
 
 The server is stopped afterwards; its exit code is COMMAND's. On failure the temporary
 folder (server log, database, outbox) is kept and named. Python standard library only.
@@ -30,6 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 OWNER_EMAIL = "owner@example.org"
 OWNER_PASSWORD = "violet tangent harbour 42"
@@ -87,9 +93,9 @@ def expect(what, status, body, wanted):
     return body
 
 
-def start_server(binary, work):
-    data_dir = work / "data"
-    tmp_dir = work / "tmp"
+def start_server(binary, work, name="data", shared=None):
+    data_dir = work / name
+    tmp_dir = work / f"{name}-tmp"
     data_dir.mkdir()
     tmp_dir.mkdir()
     env = {
@@ -110,7 +116,8 @@ def start_server(binary, work):
         "REGISTER_MAIL_INTERVAL_SECONDS": "0",
         "JOB_POLL_INTERVAL_MS": "200",
     }
-    log_path = work / "server.log"
+    env.update(shared or {})
+    log_path = work / f"{name}-server.log"
     log = open(log_path, "wb")
     child = subprocess.Popen(
         [str(binary), "serve"],
@@ -151,27 +158,28 @@ def start_server(binary, work):
     return child, base, data_dir / "outbox", log_path
 
 
-def mailed_link(outbox, address, pattern):
-    """The first match of `pattern` in a mail to `address` in the outbox, waiting for the
-    mail job to write it."""
+def mailed_link(outboxes, address, pattern):
+    """The first match of `pattern` in a mail to `address` in the outboxes (any node's
+    mail worker may send it), waiting for the mail job to write it."""
     deadline = time.monotonic() + MAIL_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        for mail in sorted(outbox.glob("*.eml")) if outbox.is_dir() else []:
+        mails = [m for o in outboxes if o.is_dir() for m in sorted(o.glob("*.eml"))]
+        for mail in mails:
             text = mail.read_text(errors="replace")
             if re.search(rf"^To:.*{re.escape(address)}", text, re.MULTILINE | re.IGNORECASE):
                 found = re.search(pattern, text)
                 if found:
                     return found.group(1)
         time.sleep(0.1)
-    die(f"no mail to {address} matching {pattern} in {outbox} within {MAIL_TIMEOUT_SECONDS} s")
+    die(f"no mail to {address} matching {pattern} in {outboxes} within {MAIL_TIMEOUT_SECONDS} s")
 
 
-def sign_up_owner(base, outbox):
+def sign_up_owner(base, outboxes):
     status, body = request(
         "POST", f"{base}/api/auth/register", {"email": OWNER_EMAIL, "password": OWNER_PASSWORD}
     )
     expect("register the owner", status, body, 201)
-    token = mailed_link(outbox, OWNER_EMAIL, r"verify-email\?token=([A-Za-z0-9_-]+)")
+    token = mailed_link(outboxes, OWNER_EMAIL, r"verify-email\?token=([A-Za-z0-9_-]+)")
     status, body = request("GET", f"{base}/api/auth/verify-email?token={token}")
     expect("verify the owner's email", status, body, 200)
     status, body = request(
@@ -195,18 +203,77 @@ def stop(child):
             child.wait()
 
 
+def psql(url, sql):
+    result = subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        die(f"psql {sql!r} failed: {result.stderr.strip()}")
+
+
+def required_env(name):
+    value = os.environ.get(name)
+    if not value:
+        die(f"--nodes 2 needs {name} (scripts/test sets it)")
+    return value
+
+
+def shared_settings(work):
+    """Settings every node of a two-node run shares, and how to clean up after it."""
+    if not shutil.which("psql"):
+        die("--nodes 2 needs psql to make a schema (apt-get install postgresql-client)")
+    database = required_env("TEST_DATABASE_URL")
+    redis = required_env("TEST_REDIS_URL")
+    gcs = required_env("TEST_GCS_ENDPOINT")
+    schema = f"clients_{uuid.uuid4().hex[:12]}"
+    psql(database, f'CREATE SCHEMA "{schema}"')
+    bucket = f"alta-clients-{uuid.uuid4().hex[:12]}"
+    try:
+        status, body = request("POST", f"{gcs}/storage/v1/b?project=test", {"name": bucket})
+    except OSError as err:
+        die(f"the Cloud Storage emulator is not answering at TEST_GCS_ENDPOINT={gcs}: {err}")
+    if not 200 <= status < 300:
+        die(f"the Cloud Storage emulator refused to create a bucket: {status} {body}")
+    sep = "&" if "?" in database else "?"
+    settings = {
+        "DATABASE_URL": f"{database}{sep}options=-c%20search_path%3D{schema}",
+        "MULTI_NODE": "true",
+        "REDIS_URL": redis,
+        "REDIS_KEY_PREFIX": f"clients:{schema}:",
+        "GCS_BUCKET_NAME": bucket,
+        "GCS_ENDPOINT": gcs,
+        "GCS_ANONYMOUS": "true",
+        "SECRET_KEY": f"clients-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+        "PUBLIC_URL": "http://127.0.0.1",
+    }
+    return settings, lambda: psql(database, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def main():
     args = sys.argv[1:]
+    nodes = 1
+    if args[:1] == ["--nodes"] and len(args) > 1:
+        nodes = int(args[1])
+        args = args[2:]
     if args[:1] == ["--"]:
         args = args[1:]
-    if not args:
-        die("usage: with_server.py -- COMMAND [ARGS...]")
+    if not args or nodes not in (1, 2):
+        die("usage: with_server.py [--nodes 2] -- COMMAND [ARGS...]")
     binary = alta_binary()
     work = pathlib.Path(tempfile.mkdtemp(prefix="alta-clients-"))
-    child, base, outbox, log_path = start_server(binary, work)
+    shared, cleanup = (None, None)
+    if nodes == 2:
+        shared, cleanup = shared_settings(work)
+    servers = [start_server(binary, work, "data", shared)]
+    if nodes == 2:
+        servers.append(start_server(binary, work, "data-b", shared))
+    child, base, outbox, log_path = servers[0]
     code = 1
     try:
-        token, project_id = sign_up_owner(base, outbox)
+        token, project_id = sign_up_owner(base, [s[2] for s in servers])
         env = dict(os.environ)
         env.update(
             BASE_URL=base,
@@ -216,14 +283,20 @@ def main():
             OWNER_PASSWORD=OWNER_PASSWORD,
             OUTBOX_DIR=str(outbox),
         )
-        print(f"with_server: alta serve ({binary}) on {base}, project {project_id}", file=sys.stderr)
+        if nodes == 2:
+            env["SECOND_BASE_URL"] = servers[1][1]
+        bases = " and ".join(s[1] for s in servers)
+        print(f"with_server: alta serve ({binary}) on {bases}, project {project_id}", file=sys.stderr)
         code = subprocess.call(args, env=env)
     finally:
-        stop(child)
+        for server in servers:
+            stop(server[0])
+        if cleanup:
+            cleanup()
         if code == 0:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"with_server: kept {work} (server log: {log_path})", file=sys.stderr)
+            print(f"with_server: kept {work} (server logs: {work}/*-server.log)", file=sys.stderr)
     sys.exit(code)
 
 

@@ -71,12 +71,13 @@ impl Site {
             .env("DATABASE_URL", &self.database_url)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
-            .envs(self.env.iter().map(|(key, value)| (key, value)))
-            .envs(run_env.iter().copied())
             .env("RATE_LIMIT_AUTH_PER_IP", "10000/min")
             .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000/min")
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,sqlx=warn");
+            .env("RUST_LOG", "info,sqlx=warn")
+            // The site's and the run's settings come last: they may change the above.
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .envs(run_env.iter().copied());
         cmd
     }
 
@@ -91,9 +92,14 @@ impl Site {
 
     /// `alta admin create` (which also applies the migrations).
     pub fn admin_create(&self, run_env: &[(&str, &str)]) {
+        self.admin_create_as(ADMIN, run_env);
+    }
+
+    /// `alta admin create` for `email` (password [`PASSWORD`]).
+    pub fn admin_create_as(&self, email: &str, run_env: &[(&str, &str)]) {
         let mut child = self
             .alta(run_env)
-            .args(["admin", "create", "--email", ADMIN, "--password-stdin"])
+            .args(["admin", "create", "--email", email, "--password-stdin"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -155,6 +161,41 @@ impl Site {
             assert!(Instant::now() < deadline, "GET /health never answered 200");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl Site {
+    /// `alta worker` as a child process, logging to `<run>.log`; returns once it says
+    /// its workers run. (A [`Server`] without an API: its `url` is not for use.)
+    pub async fn worker(&self, run: &str, run_env: &[(&str, &str)]) -> Server {
+        let log = self.scratch.path().join(format!("{run}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = self
+            .alta(run_env)
+            .arg("worker")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut worker = Server {
+            child,
+            log,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !worker
+            .log_lines()
+            .iter()
+            .any(|line| line["fields"]["message"] == "workers running")
+        {
+            if let Some(status) = worker.child.try_wait().unwrap() {
+                panic!("alta worker exited ({status}) before its workers ran");
+            }
+            assert!(Instant::now() < deadline, "alta worker never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker
     }
 }
 

@@ -302,6 +302,25 @@ impl TestApp {
         .await
     }
 
+    /// Another server ("node") on this one's database and settings (secret, Redis
+    /// prefix, clock), with a data folder of its own and these settings on top.
+    pub async fn another_node(&self, extra: &[(&str, &str)]) -> TestApp {
+        let data_dir = TempDir::new().unwrap();
+        let mut vars = self.vars.clone();
+        vars.insert("DATA_DIR".into(), data_dir.path().display().to_string());
+        for (name, value) in extra {
+            vars.insert((*name).to_owned(), (*value).to_owned());
+        }
+        start(
+            vars,
+            self.clock.clone(),
+            self.database_url.clone(),
+            data_dir,
+            None,
+        )
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

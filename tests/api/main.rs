@@ -37,6 +37,7 @@ mod log_secrets;
 mod login_throttle;
 mod mail;
 mod middleware;
+mod nodes;
 mod openapi;
 mod passkeys;
 mod passkeys_browser;

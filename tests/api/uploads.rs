@@ -606,3 +606,210 @@ async fn a_last_chunk_retried_after_a_crash_makes_its_item() {
     assert_eq!(resp.bytes().await.unwrap().to_vec(), text);
     pool.close().await;
 }
+
+/// Resumable uploads across nodes on one PostgreSQL.
+mod nodes {
+    use super::*;
+    use crate::items::{bucket_objects, create_bucket, gcs_endpoint};
+
+    /// Three chunks of a recording: the bytes and their cut points.
+    fn recording() -> (Vec<u8>, usize, usize) {
+        let audio = wav(2.0, 16_000, 330.0);
+        let cut = audio.len() / 3;
+        (audio, cut, 2 * cut)
+    }
+
+    async fn content_of(app: &TestApp, token: &str, item: &str) -> Vec<u8> {
+        let resp = app
+            .client
+            .get(app.url(&format!("/api/voice/{item}/content")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.bytes().await.unwrap().to_vec()
+    }
+
+    /// Nodes that do not share uploads (no `MULTI_NODE`): a node asked to continue an
+    /// upload whose first bytes another node holds refuses plainly, and keeps nothing;
+    /// it never fills the gap and judges half a file. The node that has them finishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_without_the_first_bytes_says_so() {
+        let a = TestAppBuilder::new(Backend::Postgres).spawn().await;
+        // (B runs no jobs: A's mail worker writes the sign-up mail to A's outbox.)
+        let b = a.another_node(&[("SERVE_WORKERS", "false")]).await;
+        let owner = a.signed_up_user("owner@example.org").await;
+        let project = create_project(&a, &owner, "Two nodes").await;
+        let (audio, cut, _) = recording();
+        let location = created(
+            &a,
+            &owner,
+            audio.len(),
+            &metadata(&project, "audio", "a.wav"),
+        )
+        .await;
+        let resp = patch(&a, &owner, &location, 0, audio[..cut].to_vec(), None).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+        // Node B knows the offset (the database says it) but not the bytes.
+        assert_eq!(offset_of(&head(&b, &owner, &location).await), cut as u64);
+        let resp = patch(&b, &owner, &location, cut, audio[cut..].to_vec(), None).await;
+        let problem = assert_problem(resp, StatusCode::CONFLICT, "upload_elsewhere").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("MULTI_NODE"),
+            "{problem}"
+        );
+        assert_eq!(offset_of(&head(&a, &owner, &location).await), cut as u64);
+        assert!(
+            files_in(&b.data_dir().join("blobs/.resumable")).is_empty(),
+            "node B keeps nothing of the refused chunk"
+        );
+
+        // Node A, which has them, finishes: the item holds exactly the bytes sent.
+        let resp = patch(&a, &owner, &location, cut, audio[cut..].to_vec(), None).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let item = resp.headers()["alta-item-id"].to_str().unwrap().to_owned();
+        assert_eq!(content_of(&a, &owner, &item).await, audio);
+    }
+
+    /// Where two nodes that share uploads keep their blobs.
+    enum Shared {
+        /// One bucket of the Cloud Storage emulator. It has no delete (the crate deletes
+        /// through gRPC, which the emulator lacks), so parts left behind are not checked.
+        Bucket { endpoint: String, bucket: String },
+        /// One local folder, as a network file system would give every node.
+        Folder,
+    }
+
+    /// The blobs in the shared store: `(upload or project id, blob)` names.
+    async fn stored(shared: &Shared, a: &TestApp) -> Vec<String> {
+        match shared {
+            Shared::Bucket { endpoint, bucket } => bucket_objects(endpoint, bucket)
+                .await
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+            Shared::Folder => {
+                let root = a.data_dir().join("blobs");
+                crate::helpers::files_under(&root)
+                    .into_iter()
+                    .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+                    // Not the working folders (.incoming, .resumable, .exports).
+                    .filter(|name| !name.starts_with('.'))
+                    .collect()
+            }
+        }
+    }
+
+    /// Nodes that share uploads (`MULTI_NODE=true`, one blob store): each chunk goes to
+    /// whichever node, and the last one makes the item on the node it reached, with
+    /// exactly the bytes sent; the parts are removed afterwards, and when an upload is
+    /// stopped half-way.
+    async fn nodes_sharing_uploads_continue_each_others(shared: Shared) {
+        let redis = crate::helpers::redis_url();
+        let mut builder = TestAppBuilder::new(Backend::Postgres)
+            .var("MULTI_NODE", "true")
+            .var("REDIS_URL", redis.clone());
+        if let Shared::Bucket { endpoint, bucket } = &shared {
+            builder = builder
+                .var("GCS_BUCKET_NAME", bucket.clone())
+                .var("GCS_ENDPOINT", endpoint.clone())
+                .var("GCS_ANONYMOUS", "true");
+        }
+        let a = builder.spawn().await;
+        let folder = a.data_dir().display().to_string();
+        let mut b_settings = vec![("SERVE_WORKERS", "false")];
+        if let Shared::Folder = shared {
+            b_settings.push(("DATA_DIR", folder.as_str()));
+        }
+        let b = a.another_node(&b_settings).await;
+        let owner = a.signed_up_user("owner@example.org").await;
+        let project = create_project(&a, &owner, "Shared uploads").await;
+        let (audio, cut, middle) = recording();
+        let location = created(
+            &a,
+            &owner,
+            audio.len(),
+            &metadata(&project, "audio", "s.wav"),
+        )
+        .await;
+
+        // First third on A, second on B (with a checksum), a wrong offset on A refused.
+        let resp = patch(&a, &owner, &location, 0, audio[..cut].to_vec(), None).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let second = audio[cut..middle].to_vec();
+        let resp = patch(
+            &b,
+            &owner,
+            &location,
+            cut,
+            second.clone(),
+            Some(sha1_header(&second)),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        assert_eq!(offset_of(&resp), middle as u64);
+        let resp = patch(&a, &owner, &location, cut, second, None).await;
+        assert_problem(resp, StatusCode::CONFLICT, "offset_mismatch").await;
+        assert_eq!(offset_of(&head(&a, &owner, &location).await), middle as u64);
+        let upload_id = location.rsplit('/').next().unwrap().to_owned();
+        let parts = stored(&shared, &a).await;
+        assert_eq!(parts.len(), 2, "one blob per committed chunk: {parts:?}");
+        assert!(parts.iter().all(|p| p.starts_with(&upload_id)), "{parts:?}");
+
+        // The last third on A: A assembles the file from the parts B and A wrote.
+        let resp = patch(
+            &a,
+            &owner,
+            &location,
+            middle,
+            audio[middle..].to_vec(),
+            None,
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let item = resp.headers()["alta-item-id"].to_str().unwrap().to_owned();
+        assert_eq!(content_of(&b, &owner, &item).await, audio);
+        if let Shared::Bucket { .. } = shared {
+            return;
+        }
+        let left = stored(&shared, &a).await;
+        assert_eq!(left.len(), 1, "only the item's blob stays: {left:?}");
+        assert!(left[0].ends_with(&item), "{left:?}");
+
+        // An upload stopped half-way (on the other node) leaves no part behind.
+        let other = created(
+            &a,
+            &owner,
+            audio.len(),
+            &metadata(&project, "audio", "t.wav"),
+        )
+        .await;
+        let resp = patch(&b, &owner, &other, 0, audio[..cut].to_vec(), None).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        assert_eq!(stored(&shared, &a).await.len(), 2);
+        let resp = a
+            .client
+            .delete(a.url(&other))
+            .bearer_auth(&owner)
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        assert_eq!(stored(&shared, &a).await.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_sharing_uploads_in_a_bucket() {
+        let endpoint = gcs_endpoint().await;
+        let bucket = create_bucket(&endpoint).await;
+        nodes_sharing_uploads_continue_each_others(Shared::Bucket { endpoint, bucket }).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_sharing_uploads_in_a_folder() {
+        nodes_sharing_uploads_continue_each_others(Shared::Folder).await
+    }
+}

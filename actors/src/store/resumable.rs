@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Db, StoreResult, with_db};
+use super::{Db, StoreResult, Tx, with_db, with_tx};
 use crate::domain::DataKind;
 
 const COLUMNS: &str = "id, user_id, project_id, kind, upload_length, upload_offset, raw_metadata, \
@@ -174,4 +174,70 @@ pub async fn exists(db: &Db, id: Uuid) -> StoreResult<bool> {
         .fetch_one(pool)
         .await)?;
     Ok(n > 0)
+}
+
+/// A committed chunk of an upload whose chunks live in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PartRow {
+    pub start_offset: i64,
+    pub length: i64,
+    pub blob_key: String,
+}
+
+/// Commit a chunk kept in the blob store: the offset moves from `from` to
+/// `from + part.length` and the part is recorded, together. False (nothing written)
+/// when the row is no longer receiving at `from`.
+pub async fn advance_with_part(
+    tx: &mut Tx,
+    id: Uuid,
+    part: &PartRow,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let sql = "UPDATE resumable_uploads SET upload_offset = $3, updated_at = $4, expires_at = $5 \
+               WHERE id = $1 AND upload_offset = $2 AND state = 'receiving'";
+    let moved = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(part.start_offset)
+        .bind(part.start_offset + part.length)
+        .bind(now)
+        .bind(expires_at)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if moved != 1 {
+        return Ok(false);
+    }
+    let sql = "INSERT INTO resumable_parts (upload_id, start_offset, length, blob_key) \
+               VALUES ($1, $2, $3, $4)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(id)
+        .bind(part.start_offset)
+        .bind(part.length)
+        .bind(part.blob_key.as_str())
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    Ok(true)
+}
+
+/// The upload's parts, in order.
+pub async fn parts(db: &Db, id: Uuid) -> StoreResult<Vec<PartRow>> {
+    let sql = "SELECT start_offset, length, blob_key FROM resumable_parts \
+               WHERE upload_id = $1 ORDER BY start_offset";
+    Ok(with_db!(db, |pool| sqlx::query_as::<_, PartRow>(sql)
+        .bind(id)
+        .fetch_all(pool)
+        .await)?)
+}
+
+/// Forget the upload's parts (their blobs are removed by the caller).
+pub async fn delete_parts(db: &Db, id: Uuid) -> StoreResult<()> {
+    let sql = "DELETE FROM resumable_parts WHERE upload_id = $1";
+    with_db!(db, |pool| sqlx::query(sql)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
 }

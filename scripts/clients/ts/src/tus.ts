@@ -1,7 +1,8 @@
 // tus-js-client, as Uppy and browsers use it, against /api/uploads:
 // 1. a resumable upload in 64 KiB chunks is aborted after its first chunk, and a new
 //    client resumes it from the stored offset (HEAD, then PATCH from there) to the end;
-//    the item it made holds exactly the bytes sent;
+//    the item it made holds exactly the bytes sent. With SECOND_BASE_URL (two nodes
+//    sharing uploads, MULTI_NODE=true) the new client resumes on the second node;
 // 2. the same content again is refused (duplicate_content), and the refusal must take
 //    exactly ONE request: a refusal tus-js-client retries (409 is retried by design, as
 //    an offset conflict) makes every retrying client send the file again and again.
@@ -13,6 +14,8 @@ const baseUrl = required("BASE_URL");
 const token = required("TOKEN");
 const projectId = required("PROJECT_ID");
 const endpoint = `${baseUrl}/api/uploads`;
+// Another node on the same database and blob store, where uploads are resumed.
+const secondBaseUrl = process.env.SECOND_BASE_URL;
 const chunkSize = 64 * 1024;
 // Short delays keep the run quick; they are retries all the same.
 const retryDelays = [0, 200, 500, 1000];
@@ -70,7 +73,16 @@ async function api(path: string, init: RequestInit = {}): Promise<Response> {
   });
 }
 
-async function resumeAfterAbort(content: Buffer): Promise<string> {
+/** `url` (an upload's address on one node) on the node at `base`. */
+function onNode(url: string, base: string): string {
+  const moved = new URL(url);
+  const target = new URL(base);
+  moved.protocol = target.protocol;
+  moved.host = target.host;
+  return moved.toString();
+}
+
+async function resumeAfterAbort(content: Buffer, resumeBase: string = baseUrl): Promise<string> {
   // First client: stops after the first chunk is stored.
   const firstLog: Exchange[] = [];
   let uploadUrl: string | null = null;
@@ -96,14 +108,16 @@ async function resumeAfterAbort(content: Buffer): Promise<string> {
   check(head.status === 200, "HEAD after the abort", head.status);
   check(head.headers.get("Upload-Offset") === String(chunkSize), "the first chunk is stored", head.headers.get("Upload-Offset"));
 
-  // A second client (a reload, another tab) resumes from the server's offset.
+  // A second client (a reload, another tab, or a request the load balancer sent to
+  // another node) resumes from the server's offset.
+  const resumeUrl = onNode(uploadUrl, resumeBase);
   const resumeLog: Exchange[] = [];
   const itemId = await withDeadline(
     "the resumed upload",
     new Promise<string>((resolve, reject) => {
       const upload = new Upload(content, {
         ...options(resumeLog, "resumed.txt"),
-        uploadUrl,
+        uploadUrl: resumeUrl,
         onSuccess: ({ lastResponse }) => resolve(lastResponse.getHeader("Alta-Item-Id") ?? ""),
         onError: reject,
       });
@@ -115,6 +129,11 @@ async function resumeAfterAbort(content: Buffer): Promise<string> {
   const firstPatch = resumeLog.find((e) => e.method === "PATCH");
   check(firstPatch?.offset === String(chunkSize), "resuming sends from the stored offset", show(resumeLog));
   check(itemId !== "", "the last chunk's answer names the item (Alta-Item-Id)", show(resumeLog));
+  check(
+    resumeLog.every((e) => e.url.startsWith(resumeBase)),
+    `every resuming request goes to ${resumeBase}`,
+    resumeLog.map((e) => e.url),
+  );
 
   const item = await api(`/api/documents/${itemId}`);
   check(item.status === 200, `GET /api/documents/${itemId}`, item.status);
@@ -157,9 +176,14 @@ async function main() {
   const content = Buffer.from(lines.join(""));
   check(content.length > 3 * chunkSize, "the text spans several chunks", content.length);
 
-  const itemId = await resumeAfterAbort(content);
-  console.log(`tus: aborted after one chunk, resumed to the end: item ${itemId}`);
-  await duplicateIsRefusedOnce(content);
+  if (secondBaseUrl) {
+    const itemId = await resumeAfterAbort(content, secondBaseUrl);
+    console.log(`tus: aborted after one chunk on ${baseUrl}, resumed to the end on ${secondBaseUrl}: item ${itemId}`);
+  } else {
+    const itemId = await resumeAfterAbort(content);
+    console.log(`tus: aborted after one chunk, resumed to the end: item ${itemId}`);
+    await duplicateIsRefusedOnce(content);
+  }
   console.log("tus: ok");
 }
 
