@@ -3,7 +3,9 @@
 
 use alta_actors::{
     Engine,
-    analytics::{Figures, ReviewFigures, SeriesQuery, SeriesView, SummaryView, UserFigures},
+    analytics::{
+        Figures, ReviewFigures, SeriesQuery, SeriesView, SummaryView, UserFigures, VerdictTimes,
+    },
     domain::buckets::Bucket,
     store::rollups::{
         ContributorRank, ContributorSort, DecisionFigures, ReviewerRank, ReviewerSort,
@@ -104,6 +106,53 @@ pub struct ReviewCounts {
     pub pending: i64,
     /// How long the longest-waiting pending item has waited (absent when none waits).
     pub oldest_pending_age_seconds: Option<i64>,
+    pub time_to_verdict: VerdictTimeCounts,
+}
+
+/// How long rounds took from their submission to their verdict, every verdict of live
+/// items counted in buckets (upper bounds 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h,
+/// 8 h, 1 day, 2 days, 4 days, 7 days, 14 days, 30 days, and longer). The median and the
+/// 90th percentile are the bound of the bucket they fall in: exact to the bucket, from
+/// counts the engine keeps, never a scan.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct VerdictTimeCounts {
+    /// Verdicts counted (approved, changes requested, rejected).
+    pub verdicts: i64,
+    /// The median took at most this long, seconds (absent with no verdict, or when it
+    /// is longer than 30 days).
+    pub median_seconds_at_most: Option<i64>,
+    /// Nine verdicts in ten took at most this long, seconds (absent as the median).
+    pub p90_seconds_at_most: Option<i64>,
+    /// Every bucket, shortest first.
+    pub buckets: Vec<VerdictTimeBucket>,
+}
+
+/// Verdicts that took at most `le_seconds` (and more than the bucket before).
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct VerdictTimeBucket {
+    /// The bucket's upper bound, seconds; absent for the last (longer than 30 days).
+    pub le_seconds: Option<i64>,
+    pub verdicts: i64,
+}
+
+impl From<VerdictTimes> for VerdictTimeCounts {
+    fn from(t: VerdictTimes) -> Self {
+        Self {
+            verdicts: t.verdicts,
+            median_seconds_at_most: t.median_seconds_at_most,
+            p90_seconds_at_most: t.p90_seconds_at_most,
+            buckets: t
+                .buckets
+                .into_iter()
+                .map(|(le_seconds, verdicts)| VerdictTimeBucket {
+                    le_seconds,
+                    verdicts,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<ReviewFigures> for ReviewCounts {
@@ -115,6 +164,7 @@ impl From<ReviewFigures> for ReviewCounts {
             rework_rounds: r.rework_rounds,
             pending: r.pending,
             oldest_pending_age_seconds: r.oldest_pending_age_seconds,
+            time_to_verdict: r.time_to_verdict.into(),
         }
     }
 }

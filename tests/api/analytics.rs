@@ -24,7 +24,106 @@ backend_tests!(
     figures_equal_a_count_of_the_base_tables,
     who_reads_which_figures,
     series_and_leaderboards_answer_csv_to_spreadsheets,
+    time_to_verdict_is_counted_to_its_bucket,
 );
+
+/// How long review takes: each verdict is counted in the bucket of its time from the
+/// round's submission, the median and 90th percentile name the bucket they fall in, and
+/// a deleted item takes its verdict out (the recount agrees).
+async fn time_to_verdict_is_counted_to_its_bucket(backend: Backend) {
+    // Tokens outlive the hours the clock moves on here.
+    let app = TestAppBuilder::new(backend)
+        .var("ACCESS_TOKEN_TTL_SECONDS", "86400")
+        .spawn()
+        .await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Muda").await;
+    let reviewer = join(&app, &admin, &project, "r@example.org", "reviewer").await;
+    let mut docs = Vec::new();
+    for text in ["Moja", "Mbili", "Tatu"] {
+        let name = format!("{text}.txt");
+        let id = uploaded(
+            &app,
+            &admin,
+            "/api/documents",
+            &project,
+            text.into(),
+            &name,
+            "text/plain",
+        )
+        .await;
+        settled(&app, &admin, "/api/documents", &id).await;
+        docs.push(id);
+    }
+    let path = format!("/api/analytics/summary?project_id={project}");
+    let summary = || {
+        let (app, admin, path) = (&app, &admin, &path);
+        async move { app.get_json(path, admin).await["review"]["time_to_verdict"].clone() }
+    };
+    let none = summary().await;
+    assert_eq!(none["verdicts"], 0, "{none}");
+    assert!(none.get("median_seconds_at_most").is_none(), "{none}");
+    assert_eq!(none["buckets"].as_array().unwrap().len(), 15);
+
+    let submit = json!({"item_ids": docs});
+    ok(
+        &app,
+        &admin,
+        Method::POST,
+        &format!("/api/projects/{project}/review"),
+        Some(submit),
+    )
+    .await;
+    let approve = |id: &String| {
+        let (app, reviewer, path) = (&app, reviewer.clone(), format!("/api/review/{id}"));
+        async move {
+            ok(
+                app,
+                &reviewer,
+                Method::PATCH,
+                &path,
+                Some(json!({"decision": "approve"})),
+            )
+            .await
+        }
+    };
+    approve(&docs[0]).await; // at once: within a minute
+    app.clock.advance(chrono::Duration::minutes(25));
+    approve(&docs[1]).await; // 25 minutes: within half an hour
+    app.clock.advance(chrono::Duration::hours(3));
+    approve(&docs[2]).await; // 3 h 25 min: within 4 hours
+
+    let times = summary().await;
+    assert_eq!(times["verdicts"], 3, "{times}");
+    assert_eq!(times["median_seconds_at_most"], 1800, "{times}");
+    assert_eq!(times["p90_seconds_at_most"], 14400, "{times}");
+    let counted: Vec<(Option<i64>, i64)> = times["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["verdicts"].as_i64().unwrap() > 0)
+        .map(|b| (b["le_seconds"].as_i64(), b["verdicts"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![(Some(60), 1), (Some(1800), 1), (Some(14400), 1)]
+    );
+
+    // A deleted item's verdict leaves the figures.
+    let resp = app
+        .send(
+            &admin,
+            Method::DELETE,
+            &format!("/api/documents/{}", docs[2]),
+            None,
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let times = summary().await;
+    assert_eq!(times["verdicts"], 2, "{times}");
+    assert_eq!(times["p90_seconds_at_most"], 1800, "{times}");
+    assert_eq!(recount(&app).await, 0);
+}
 
 /// Rows of a CSV answer as Python's `csv.DictReader` reads them (a reader of our own
 /// would only agree with our own writer).
@@ -456,6 +555,26 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         .map(|(_, (n, _))| n)
         .sum::<i64>();
     assert_eq!(summary["review"]["pending"], pending);
+    // Every verdict of a live item is in a time-to-verdict bucket.
+    let timed = &summary["review"]["time_to_verdict"];
+    let all_verdicts: i64 = ["approved", "changes_requested", "rejected"]
+        .iter()
+        .map(|outcome| {
+            decisions
+                .iter()
+                .filter(|((_, o, _), _)| o == outcome)
+                .map(|(_, n)| n)
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(timed["verdicts"], all_verdicts, "seed {seed}: {timed}");
+    let in_buckets: i64 = timed["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["verdicts"].as_i64().unwrap())
+        .sum();
+    assert_eq!(in_buckets, all_verdicts);
     assert_eq!(
         summary["review"]["oldest_pending_age_seconds"].is_i64(),
         pending > 0,

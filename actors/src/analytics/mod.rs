@@ -9,5 +9,5 @@ mod service;
 pub use recount::{ProjectRecount, RecountReport};
 pub use service::{
     AudioFigures, Figures, ItemStateFigures, ReviewFigures, SeriesPoint, SeriesQuery, SeriesView,
-    StorageFigures, SummaryView, TopProject, UserFigures,
+    StorageFigures, SummaryView, TopProject, UserFigures, VerdictTimes,
 };

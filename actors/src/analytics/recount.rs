@@ -13,7 +13,7 @@ use crate::{
     projects::{Check, InProject, Transition},
     store::{
         self,
-        rollups::{DecisionRollup, HourRollup, ItemRollup},
+        rollups::{DecisionRollup, HourRollup, ItemRollup, VerdictTimeRollup},
     },
 };
 
@@ -84,6 +84,8 @@ impl Transition for Recount {
         let counted_decisions = store::rollups::counted_decisions(at.tx(), id).await?;
         let stored_hours = store::rollups::stored_hours(at.tx(), id).await?;
         let counted_hours = store::rollups::counted_hours(at.tx(), id).await?;
+        let stored_times = store::rollups::stored_verdict_times(at.tx(), id).await?;
+        let counted_times = store::rollups::counted_verdict_times(at.tx(), id).await?;
         let mut found = differences("items", &stored_items, &counted_items, |r: &ItemRollup| {
             (r.contributor_id, r.kind.clone(), r.status.clone())
         });
@@ -106,6 +108,12 @@ impl Transition for Recount {
             &counted_hours,
             |r: &HourRollup| (r.event.clone(), r.hour),
         ));
+        found.extend(differences(
+            "verdict times",
+            &stored_times,
+            &counted_times,
+            |r: &VerdictTimeRollup| (r.verdict.clone(), r.bucket),
+        ));
         if !found.is_empty() {
             store::rollups::replace(
                 at.tx(),
@@ -113,6 +121,7 @@ impl Transition for Recount {
                 &counted_items,
                 &counted_decisions,
                 &counted_hours,
+                &counted_times,
             )
             .await?;
             at.audit(

@@ -13,6 +13,7 @@ use crate::{
     domain::{
         DataKind, GlobalRole, ItemStatus,
         buckets::{self, Bucket, BucketError},
+        verdict_times,
     },
     engine::Engine,
     error::EngineError,
@@ -84,6 +85,43 @@ pub struct ReviewFigures {
     pub pending: i64,
     /// How long the longest-waiting pending item has waited, seconds.
     pub oldest_pending_age_seconds: Option<i64>,
+    pub time_to_verdict: VerdictTimes,
+}
+
+/// How long rounds took from submission to verdict (every verdict of live items).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerdictTimes {
+    pub verdicts: i64,
+    /// The bucket bound the median does not exceed (`None`: no verdict yet, or longer
+    /// than the last bound).
+    pub median_seconds_at_most: Option<i64>,
+    pub p90_seconds_at_most: Option<i64>,
+    /// Verdicts per bucket, by upper bound (`None`: longer than the last bound).
+    pub buckets: Vec<(Option<i64>, i64)>,
+}
+
+impl VerdictTimes {
+    fn from_rollup(rows: &[store::rollups::VerdictTimeRollup]) -> Self {
+        let mut counts = [0i64; verdict_times::BUCKETS];
+        for r in rows {
+            if let Some(n) = usize::try_from(r.bucket)
+                .ok()
+                .and_then(|b| counts.get_mut(b))
+            {
+                *n += r.items;
+            }
+        }
+        Self {
+            verdicts: counts.iter().sum(),
+            median_seconds_at_most: verdict_times::quantile_at_most(&counts, 0.5),
+            p90_seconds_at_most: verdict_times::quantile_at_most(&counts, 0.9),
+            buckets: counts
+                .iter()
+                .enumerate()
+                .map(|(b, &n)| (verdict_times::bound_of(b), n))
+                .collect(),
+        }
+    }
 }
 
 /// What both the summary and a person's figures hold, from the item rollup.
@@ -202,31 +240,41 @@ impl Engine {
         };
         let db = &self.deps.db;
         let now = self.deps.clock.now().trunc_subsecs(0);
-        let mut figures = Figures::from_rollup(&store::rollups::items(db, &scope, None).await?);
-        if project_id.is_none() {
-            figures.storage.top_projects = store::rollups::top_projects(db, TOP_PROJECTS)
-                .await?
-                .into_iter()
-                .map(|(project_id, name, bytes)| TopProject {
-                    project_id,
-                    name,
-                    bytes,
-                })
-                .collect();
-        }
-        let oldest = store::rollups::oldest_pending(db, &scope).await?;
+        // The reads are independent: at once, on as many connections (one round trip
+        // of waiting rather than six).
+        let top = async {
+            match project_id {
+                None => store::rollups::top_projects(db, TOP_PROJECTS).await,
+                Some(_) => Ok(Vec::new()),
+            }
+        };
+        let (items, top, oldest, decisions, members, times) = tokio::try_join!(
+            store::rollups::items(db, &scope, None),
+            top,
+            store::rollups::oldest_pending(db, &scope),
+            store::rollups::decisions(db, &scope, None),
+            store::rollups::members(db, &scope),
+            store::rollups::verdict_times(db, &scope),
+        )?;
+        let mut figures = Figures::from_rollup(&items);
+        figures.storage.top_projects = top
+            .into_iter()
+            .map(|(project_id, name, bytes)| TopProject {
+                project_id,
+                name,
+                bytes,
+            })
+            .collect();
         let review = ReviewFigures {
-            decisions: store::rollups::decisions(db, &scope, None).await?,
+            decisions,
             approved_first_round: figures.approved_first_round,
             approved_after_rework: figures.approved_after_rework,
             rework_rounds: figures.rework_rounds,
             pending: figures.count(ItemStatus::PendingReview),
             oldest_pending_age_seconds: oldest.map(|t| (now - t).num_seconds().max(0)),
+            time_to_verdict: VerdictTimes::from_rollup(&times),
         };
-        let members = store::rollups::members(db, &scope)
-            .await?
-            .into_iter()
-            .collect();
+        let members = members.into_iter().collect();
         Ok(SummaryView {
             project_id,
             figures,

@@ -10,6 +10,7 @@ pub mod labels;
 mod password;
 mod project;
 mod role;
+pub mod verdict_times;
 pub mod webhook;
 
 pub use email::Email;

@@ -248,18 +248,21 @@ pub async fn counted_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<De
     .await)?)
 }
 
-/// Replace the project's rollup rows with `items`, `decisions` and `hours`.
+/// Replace the project's rollup rows with `items`, `decisions`, `hours` and
+/// `verdict_times`.
 pub async fn replace(
     tx: &mut Tx,
     project: Uuid,
     items: &[ItemRollup],
     decisions: &[DecisionRollup],
     hours: &[HourRollup],
+    verdict_times: &[VerdictTimeRollup],
 ) -> StoreResult<()> {
     for sql in [
         "DELETE FROM rollup_items WHERE project_id = $1",
         "DELETE FROM rollup_decisions WHERE project_id = $1",
         "DELETE FROM rollup_hours WHERE project_id = $1",
+        "DELETE FROM rollup_verdict_times WHERE project_id = $1",
     ] {
         with_tx!(tx, |conn| sqlx::query(sql)
             .bind(project)
@@ -298,6 +301,18 @@ pub async fn replace(
             .await
             .map(|_| ()))?;
     }
+    let insert = "INSERT INTO rollup_verdict_times (project_id, verdict, bucket, items) \
+                  VALUES ($1, $2, $3, $4)";
+    for r in verdict_times {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.verdict.as_str())
+            .bind(r.bucket)
+            .bind(r.items)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
     let insert = "INSERT INTO rollup_hours (project_id, event, hour, items, audio_ms) \
                   VALUES ($1, $2, $3, $4, $5)";
     for r in hours {
@@ -312,6 +327,77 @@ pub async fn replace(
             .map(|_| ()))?;
     }
     Ok(())
+}
+
+/// One row of `rollup_verdict_times`: verdicts whose time from submission fell in
+/// `bucket` (see `domain::verdict_times`), as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct VerdictTimeRollup {
+    pub verdict: String,
+    pub bucket: i32,
+    pub items: i64,
+}
+
+/// The verdicts of `scope` by verdict and time bucket, summed over its projects.
+pub async fn verdict_times(db: &Db, scope: &Scope) -> StoreResult<Vec<VerdictTimeRollup>> {
+    let sql = format!(
+        "SELECT verdict, bucket, CAST(SUM(items) AS BIGINT) AS items \
+         FROM rollup_verdict_times WHERE {} GROUP BY verdict, bucket \
+         HAVING SUM(items) <> 0 ORDER BY verdict, bucket",
+        scope.clause("project_id", 1)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, VerdictTimeRollup>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// The project's stored verdict-time rows that count something.
+pub async fn stored_verdict_times(
+    tx: &mut Tx,
+    project: Uuid,
+) -> StoreResult<Vec<VerdictTimeRollup>> {
+    let sql = "SELECT verdict, bucket, items FROM rollup_verdict_times \
+               WHERE project_id = $1 AND items <> 0 ORDER BY verdict, bucket";
+    Ok(with_tx!(tx, |conn| {
+        sqlx::query_as::<_, VerdictTimeRollup>(sql)
+            .bind(project)
+            .fetch_all(conn)
+            .await
+    })?)
+}
+
+/// The project's verdict-time rows as the base tables say they should be.
+pub async fn counted_verdict_times(
+    tx: &mut Tx,
+    project: Uuid,
+) -> StoreResult<Vec<VerdictTimeRollup>> {
+    let bucket = match tx {
+        Tx::Postgres(_) => {
+            "rollup_verdict_bucket(rollup_verdict_seconds(d.created_at, s.submitted_at))".into()
+        }
+        Tx::Sqlite(_) => crate::domain::verdict_times::bucket_sql(
+            "((julianday(d.created_at) - julianday(s.submitted_at)) * 86400.0)",
+        ),
+    };
+    let sql = format!(
+        "SELECT d.outcome AS verdict, CAST({bucket} AS INTEGER) AS bucket, COUNT(*) AS items \
+         FROM review_decisions d \
+         JOIN review_submissions s ON s.item_id = d.item_id AND s.round = d.round \
+         JOIN items i ON i.id = d.item_id \
+         WHERE d.project_id = $1 AND i.deleted_at IS NULL \
+         AND d.outcome IN ('approved', 'changes_requested', 'rejected') \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    Ok(with_tx!(tx, |conn| {
+        sqlx::query_as::<_, VerdictTimeRollup>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(project)
+            .fetch_all(conn)
+            .await
+    })?)
 }
 
 /// One row of `rollup_hours`, as stored or as recounted.
