@@ -7,8 +7,8 @@
 //! Why the "later" writes: a group's commands run one after another on one connection,
 //! so every statement is a round trip the next caller waits behind. Audit rows, queued
 //! jobs and the project's storage count are written by almost every transition and read
-//! by none of them, so they are kept in memory and written as one multi-row statement
-//! each at the commit (design rule 8: batch what a group writes).
+//! by none of them, so they are kept in memory and written together at the commit, in
+//! one statement on PostgreSQL (`store::kept`; design rule 8: batch what a group writes).
 //!
 //! A `Change` dereferences to the [`Tx`] it owns, so the store's functions take it as
 //! they take a transaction.
@@ -148,17 +148,12 @@ impl Change {
     /// Write what was kept, commit, then do what was waiting for it.
     pub async fn commit(mut self) -> Result<(), EngineError> {
         let later = std::mem::take(&mut self.later);
-        store::audit::record_many(&mut self.tx, &later.audit).await?;
-        store::jobs::enqueue_many(&mut self.tx, &later.jobs).await?;
         let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (project, delta) in later.storage {
             *storage.entry(project).or_default() += delta;
         }
-        for (project, delta) in storage {
-            if delta != 0 {
-                store::items::add_storage_bytes(&mut self.tx, project, delta).await?;
-            }
-        }
+        let storage: Vec<(Uuid, i64)> = storage.into_iter().filter(|(_, d)| *d != 0).collect();
+        store::kept::write(&mut self.tx, &later.audit, &later.jobs, &storage).await?;
         self.tx.commit().await?;
         for work in self.after_commit {
             work();

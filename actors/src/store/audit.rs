@@ -21,17 +21,17 @@ pub struct AuditEntry<'a> {
 /// An audit row as it will be written (owned: a change keeps it until its commit).
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
-    id: Uuid,
-    actor_id: Option<Uuid>,
-    action: String,
-    target_type: String,
-    target_id: Option<String>,
-    project_id: Option<Uuid>,
-    request_id: String,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    details: Value,
-    at: DateTime<Utc>,
+    pub(crate) id: Uuid,
+    pub(crate) actor_id: Option<Uuid>,
+    pub(crate) action: String,
+    pub(crate) target_type: String,
+    pub(crate) target_id: Option<String>,
+    pub(crate) project_id: Option<Uuid>,
+    pub(crate) request_id: String,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) details: Value,
+    pub(crate) at: DateTime<Utc>,
 }
 
 impl AuditRecord {

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod invitations;
 pub mod items;
 pub mod jobs;
+pub mod kept;
 pub mod labels;
 pub mod login_throttle;
 pub mod passkeys;
