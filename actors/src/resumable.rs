@@ -367,18 +367,7 @@ impl Engine {
                 truncate(&path, committed).await;
                 return Err(busy());
             }
-            if received.interrupted {
-                return Err(EngineError::validation(
-                    ErrorCode::BodyInterrupted,
-                    "body",
-                    format!("the body ended early; {new_offset} bytes are stored"),
-                ));
-            }
-            return Ok(ResumableView {
-                offset: new_offset,
-                expires_at: now + expiry,
-                ..view
-            });
+            return stored(view, new_offset, received.interrupted, now + expiry);
         }
         self.finish_resumable(principal, view, &path, committed, ctx)
             .await
@@ -450,18 +439,7 @@ impl Engine {
             if !moved {
                 return Err(busy());
             }
-            if received.interrupted {
-                return Err(EngineError::validation(
-                    ErrorCode::BodyInterrupted,
-                    "body",
-                    format!("the body ended early; {new_offset} bytes are stored"),
-                ));
-            }
-            return Ok(ResumableView {
-                offset: new_offset,
-                expires_at: now + expiry,
-                ..view
-            });
+            return stored(view, new_offset, received.interrupted, now + expiry);
         }
 
         let path = self.deps.blobs.resumable_path(id);
@@ -710,6 +688,28 @@ async fn drop_parts(deps: &Deps, id: Uuid) {
         }
     }
     let _ = store::resumable::delete_parts(&deps.db, id).await;
+}
+
+/// The answer to a chunk committed short of the end: the new offset, or (a body cut
+/// short) a 400 that says how much is stored.
+fn stored(
+    view: ResumableView,
+    offset: u64,
+    interrupted: bool,
+    expires_at: DateTime<Utc>,
+) -> Result<ResumableView, EngineError> {
+    if interrupted {
+        return Err(EngineError::validation(
+            ErrorCode::BodyInterrupted,
+            "body",
+            format!("the body ended early; {offset} bytes are stored"),
+        ));
+    }
+    Ok(ResumableView {
+        offset,
+        expires_at,
+        ..view
+    })
 }
 
 fn elsewhere(committed: u64) -> EngineError {
