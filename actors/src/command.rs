@@ -71,23 +71,53 @@ pub trait Commanded: Send + 'static {
     const ACTOR: &'static str;
 }
 
+/// Counts a caller's command in `engine_commands_waiting` from its sending until its
+/// actor takes it from the mailbox, or the mailbox goes away with it.
+struct Waiting(&'static str);
+
+impl Waiting {
+    fn new(actor: &'static str) -> Self {
+        metrics::gauge!(m::ENGINE_COMMANDS_WAITING, "actor" => actor).increment(1.0);
+        Self(actor)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!(m::ENGINE_COMMANDS_WAITING, "actor" => self.0).decrement(1.0);
+    }
+}
+
 /// A message to an actor that takes commands, with the ticket of its caller (none for
 /// the actor's own timers and fire-and-forget casts).
 pub struct Command<M> {
     ticket: Option<Ticket>,
     msg: M,
+    /// Callers' commands are counted while they wait in the mailbox.
+    _waiting: Option<Waiting>,
 }
 
 impl<M: Commanded> Command<M> {
     /// A message nobody waits for with a deadline (timers, casts): always runs.
     pub(crate) fn internal(msg: M) -> Self {
-        Self { ticket: None, msg }
+        Self {
+            ticket: None,
+            msg,
+            _waiting: None,
+        }
     }
 
     /// The actor's first step: the message to run, or `None` when its caller has
     /// stopped waiting (counted in `engine_commands_dropped_total`).
     pub(crate) fn open(self) -> Option<M> {
-        match &self.ticket {
+        // Taken from the mailbox: no longer waiting, whatever comes next.
+        let Command {
+            ticket,
+            msg,
+            _waiting,
+        } = self;
+        drop(_waiting);
+        match &ticket {
             Some(ticket) if !ticket.begin() => {
                 metrics::counter!(m::ENGINE_COMMANDS_DROPPED_TOTAL, "actor" => M::ACTOR)
                     .increment(1);
@@ -97,7 +127,7 @@ impl<M: Commanded> Command<M> {
                 );
                 None
             }
-            _ => Some(self.msg),
+            _ => Some(msg),
         }
     }
 }
@@ -162,6 +192,7 @@ where
     let command = Command {
         ticket: Some(ticket.clone()),
         msg: build(tx.into()),
+        _waiting: Some(Waiting::new(actor_name)),
     };
     if let Err(err) = actor.send_message(command) {
         return Err(AskError::NotRun(format!(

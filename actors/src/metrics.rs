@@ -57,6 +57,9 @@ pub const EXTRACT_CHILD_ERRORS_TOTAL: &str = "extract_child_errors_total";
 
 /// Commands an actor dropped unrun because their caller had stopped waiting: `{actor}`.
 pub const ENGINE_COMMANDS_DROPPED_TOTAL: &str = "engine_commands_dropped_total";
+/// Commands sent to an actor and not yet taken from its mailbox: `{actor}` (its mailbox
+/// depth; a project's actors summed).
+pub const ENGINE_COMMANDS_WAITING: &str = "engine_commands_waiting";
 /// Calls answered 503 because their command had not begun by its deadline: `{actor}`.
 pub const ENGINE_CALL_TIMEOUTS_TOTAL: &str = "engine_call_timeouts_total";
 /// Uploads that had to wait for a permit (`UPLOAD_CONCURRENCY`).

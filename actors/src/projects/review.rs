@@ -284,7 +284,10 @@ async fn decide(
     let settings: ProjectSettings =
         serde_json::from_value(at.project()?.settings.0.clone()).unwrap_or_default();
     let tx = at.tx();
-    let item = live_item(tx, id, item_id).await?;
+    let (item, tally) = store::reviews::item_with_tally(tx, item_id, me)
+        .await?
+        .filter(|(item, _)| item.project_id == id)
+        .ok_or(EngineError::NotFound { what: "item" })?;
     if item.contributor_id == me {
         return Err(EngineError::Refused {
             code: ErrorCode::SelfReview,
@@ -305,7 +308,6 @@ async fn decide(
     }
     check_decision(input, &settings)?;
     let round = item.review_round;
-    let tally = store::reviews::round_tally(tx, item_id, round, me).await?;
     if tally.mine {
         return Err(EngineError::Conflict {
             code: ErrorCode::AlreadyDecided,

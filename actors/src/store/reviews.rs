@@ -61,31 +61,51 @@ pub struct RoundTally {
     pub mine: bool,
 }
 
-/// The votes on `item` in `round`.
-pub async fn round_tally(
+#[derive(sqlx::FromRow)]
+struct ItemWithTally {
+    #[sqlx(flatten)]
+    item: ItemRow,
+    approvals: i64,
+    rejections: i64,
+    mine: i64,
+}
+
+/// A live item and the votes of its current round, in one read: what a decision needs
+/// before it writes.
+pub async fn item_with_tally(
     tx: &mut Tx,
     item: Uuid,
-    round: i32,
     reviewer: Uuid,
-) -> StoreResult<RoundTally> {
-    let sql = "SELECT \
-               CAST(COALESCE(SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN decision = 'reject' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN reviewer_id = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-               FROM review_decisions WHERE item_id = $1 AND round = $2";
-    let (approvals, rejections, mine) =
-        with_tx!(tx, |conn| sqlx::query_as::<_, (i64, i64, i64)>(sql)
-            .bind(item)
-            .bind(round)
-            .bind(reviewer)
-            .fetch_one(conn)
-            .await)?;
+) -> StoreResult<Option<(ItemRow, RoundTally)>> {
+    let votes = |condition: &str| {
+        format!(
+            "(SELECT COUNT(*) FROM review_decisions d WHERE d.item_id = items.id \
+             AND d.round = items.review_round AND {condition})"
+        )
+    };
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine \
+         FROM items WHERE id = $1 AND deleted_at IS NULL",
+        votes("d.decision = 'approve'"),
+        votes("d.decision = 'reject'"),
+        votes("d.reviewer_id = $2"),
+    );
+    let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemWithTally>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(item)
+    .bind(reviewer)
+    .fetch_optional(conn)
+    .await)?;
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-    Ok(RoundTally {
-        approvals: count(approvals),
-        rejections: count(rejections),
-        mine: mine > 0,
-    })
+    Ok(row.map(|r| {
+        let tally = RoundTally {
+            approvals: count(r.approvals),
+            rejections: count(r.rejections),
+            mine: r.mine > 0,
+        };
+        (r.item, tally)
+    }))
 }
 
 /// Every decision on these items, oldest first.
