@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     project::Opened,
-    transition::{Pending, copy},
+    transition::{Held, Pending, copy},
 };
 use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 
@@ -18,25 +18,38 @@ use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) {
     let started = Instant::now();
     metrics::histogram!(m::PROJECT_GROUP_COMMANDS).record(group.len() as f64);
-    let mut change = match Change::begin(&deps.db).await {
-        Ok(change) => change,
-        Err(err) => {
-            let err = EngineError::from(err);
+    let (held, committed) = match run(deps, id, group).await {
+        Ok(ran) => ran,
+        Err((group, err)) => {
             for command in group {
                 command.refuse(copy(&err));
             }
             return;
         }
     };
+    metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    for outcome in held {
+        outcome.answer(&committed);
+    }
+}
+
+type Ran = (Vec<Box<dyn Held>>, Result<(), EngineError>);
+
+/// Run the group's commands and commit: their outcomes and the commit's. The group
+/// comes back unrun when its change cannot begin or the project cannot be read.
+async fn run(
+    deps: &Deps,
+    id: Uuid,
+    group: Vec<Box<dyn Pending>>,
+) -> Result<Ran, (Vec<Box<dyn Pending>>, EngineError)> {
+    let mut change = match Change::begin(&deps.db).await {
+        Ok(change) => change,
+        Err(err) => return Err((group, err.into())),
+    };
     // The project is locked and loaded once for the whole group.
     let mut opened = match Opened::lock(&mut change, id).await {
         Ok(opened) => opened,
-        Err(err) => {
-            for command in group {
-                command.refuse(copy(&err));
-            }
-            return;
-        }
+        Err(err) => return Err((group, err)),
     };
     // A group of one needs no savepoint: if its command fails, nothing is committed.
     if group.len() == 1 {
@@ -51,17 +64,11 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) 
             }
             Ok(())
         };
-        metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS)
-            .record(started.elapsed().as_secs_f64());
-        outcome.answer(&committed);
-        return;
+        return Ok((vec![outcome], committed));
     }
     let callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
     if let Err(err) = opened.read_roles(&mut change, &callers).await {
-        for command in group {
-            command.refuse(copy(&err));
-        }
-        return;
+        return Err((group, err));
     }
     let mut held = Vec::with_capacity(group.len());
     // A savepoint that cannot be set or undone leaves the transaction unusable: the
@@ -99,8 +106,5 @@ pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) 
         Some(err) => Err(err),
         None => change.commit().await,
     };
-    metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-    for outcome in held {
-        outcome.answer(&committed);
-    }
+    Ok((held, committed))
 }

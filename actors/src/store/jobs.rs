@@ -53,6 +53,14 @@ pub async fn enqueue(
     Ok(job.id)
 }
 
+/// The kinds among `jobs`, each once: a wake-up goes out per kind, not per job.
+pub(crate) fn kinds_of(jobs: &[NewJob]) -> Vec<&'static str> {
+    let mut kinds: Vec<&'static str> = jobs.iter().map(|j| j.kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
 /// Rows per statement (6 parameters each).
 const JOBS_PER_INSERT: usize = 500;
 
@@ -96,10 +104,7 @@ pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob]) -> StoreResult<()> {
     }
     // -- backend-specific: wake the workers of every node once this commits.
     if let Tx::Postgres(t) = tx {
-        let mut kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
-        kinds.sort_unstable();
-        kinds.dedup();
-        for kind in kinds {
+        for kind in kinds_of(jobs) {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
                 .bind(kind)

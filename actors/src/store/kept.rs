@@ -98,9 +98,7 @@ fn one_statement(
             rows.join(", ")
         ));
     }
-    let mut kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
+    let kinds = super::jobs::kinds_of(jobs);
     if !jobs.is_empty() {
         let mut rows = Vec::with_capacity(jobs.len());
         for j in jobs {

@@ -262,7 +262,12 @@ impl Tx {
 
 /// `$1, $2, …, $n`: one placeholder per bound value.
 pub(crate) fn placeholders(n: usize) -> String {
-    (1..=n)
+    placeholders_from(1, n)
+}
+
+/// `$first, …`: `n` placeholders numbered from `first` (after other parameters).
+pub(crate) fn placeholders_from(first: usize, n: usize) -> String {
+    (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -316,5 +321,6 @@ mod tests {
     fn values_list_numbers_every_column_of_every_row() {
         assert_eq!(super::values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::placeholders(3), "$1, $2, $3");
+        assert_eq!(super::placeholders_from(2, 2), "$2, $3");
     }
 }

@@ -56,12 +56,15 @@ pub async fn insert(tx: &mut Tx, p: &NewProject<'_>) -> StoreResult<()> {
 /// (one statement): every transition of one project is serialised, across nodes too
 /// (PostgreSQL row lock; SQLite's single writer). `None` when there is no such project.
 pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
-    let sql = format!(
-        "UPDATE projects SET updated_at = updated_at WHERE id = $1 RETURNING {}",
-        PROJECT_COLUMNS.replace("p.", "")
-    );
+    // Written once: every group commit runs it.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE projects SET updated_at = updated_at WHERE id = $1 RETURNING {}",
+            PROJECT_COLUMNS.replace("p.", "")
+        )
+    });
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, ProjectRow>(
-        sqlx::AssertSqlSafe(sql)
+        sqlx::AssertSqlSafe(SQL.as_str())
     )
     .bind(id)
     .fetch_optional(conn)
@@ -275,10 +278,7 @@ pub async fn member_roles_tx(
     }
     let sql = format!(
         "SELECT user_id, role FROM project_members WHERE project_id = $1 AND user_id IN ({})",
-        (2..users.len() + 2)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::placeholders_from(2, users.len())
     );
     let rows = with_tx!(tx, |conn| {
         let mut q =

@@ -82,6 +82,11 @@ pub async fn count_receiving(db: &Db, user: Uuid, now: DateTime<Utc>) -> StoreRe
     Ok(n)
 }
 
+/// The conditional move of an upload's committed offset (and its expiry).
+const ADVANCE: &str = "UPDATE resumable_uploads SET upload_offset = $3, updated_at = $4, \
+                       expires_at = $5 WHERE id = $1 AND upload_offset = $2 \
+                       AND state = 'receiving'";
+
 /// Move the committed offset from `from` to `to` and push the expiry out. False when
 /// the row is no longer receiving at `from` (another writer, termination, expiry).
 pub async fn advance(
@@ -92,9 +97,7 @@ pub async fn advance(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let sql = "UPDATE resumable_uploads SET upload_offset = $3, updated_at = $4, expires_at = $5 \
-               WHERE id = $1 AND upload_offset = $2 AND state = 'receiving'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db!(db, |pool| sqlx::query(ADVANCE)
         .bind(id)
         .bind(from)
         .bind(to)
@@ -194,9 +197,7 @@ pub async fn advance_with_part(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let sql = "UPDATE resumable_uploads SET upload_offset = $3, updated_at = $4, expires_at = $5 \
-               WHERE id = $1 AND upload_offset = $2 AND state = 'receiving'";
-    let moved = with_tx!(tx, |conn| sqlx::query(sql)
+    let moved = with_tx!(tx, |conn| sqlx::query(ADVANCE)
         .bind(id)
         .bind(part.start_offset)
         .bind(part.start_offset + part.length)

@@ -26,9 +26,10 @@ impl Scope {
             }
             Scope::Projects(ids) if ids.is_empty() => "1 = 0".into(),
             Scope::Projects(ids) => {
-                let marks: Vec<String> =
-                    (0..ids.len()).map(|i| format!("${}", first + i)).collect();
-                format!("{column} IN ({})", marks.join(", "))
+                format!(
+                    "{column} IN ({})",
+                    super::placeholders_from(first, ids.len())
+                )
             }
         }
     }
