@@ -202,7 +202,7 @@ mod tests {
             ("store/mod.rs", "defines Db::begin"),
             ("change.rs", "Change::begin"),
             (
-                "jobs/service.rs",
+                "items/service.rs",
                 "retrying a failed job that has no item (queue bookkeeping)",
             ),
             (
@@ -210,24 +210,11 @@ mod tests {
                 "handing a job over to the OCR lane (queue bookkeeping)",
             ),
         ];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut found = Vec::new();
-        let mut dirs = vec![root.clone()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).expect("read src") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).expect("read file");
-                    if text.contains(".begin().await") {
-                        let rel = path.strip_prefix(&root).expect("under src");
-                        found.push(rel.to_string_lossy().replace('\\', "/"));
-                    }
-                }
-            }
-        }
-        found.sort();
+        let found: Vec<String> = crate::layers::sources()
+            .into_iter()
+            .filter(|(_, text)| text.contains(".begin().await"))
+            .map(|(path, _)| path)
+            .collect();
         let unexpected: Vec<&String> = found
             .iter()
             .filter(|f| !STILL_BY_HAND.iter().any(|(allowed, _)| f == allowed))

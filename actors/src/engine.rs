@@ -19,7 +19,7 @@ use crate::{
     jobs,
     mailer::MailTransportImpl,
     metrics as m,
-    projects::RegistryMsg,
+    project_actor::RegistryMsg,
     rate_limiter::{Decision, RateLimiterMsg, RedisGcra},
     root::{Root, RootArgs, RootMsg},
     slot::Slot,

@@ -26,11 +26,14 @@ pub mod idempotency;
 pub mod items;
 pub mod jobs;
 pub mod labels;
+#[cfg(test)]
+mod layers;
 pub mod mailer;
 pub mod media;
 pub mod metrics;
 pub mod pagination;
 pub mod processing;
+mod project_actor;
 pub mod projects;
 pub mod rate_limiter;
 pub mod resumable;

@@ -21,7 +21,7 @@ use crate::{
     mailer::MailHandler,
     metrics as m,
     processing::{OcrHandler, OcrImageHandler, TranscriptionHandler},
-    projects::{ProjectRegistry, Projects},
+    project_actor::{ProjectRegistry, Projects},
     rate_limiter::{RateLimiter, RateLimiterArgs},
     review::digest::ReviewMonitor,
     sweeper::Sweeper,

@@ -264,9 +264,11 @@ async fn a_reset_revokes_api_tokens_and_the_mail_says_which(backend: Backend) {
         status_of_me(&app, &pipeline).await,
         StatusCode::UNAUTHORIZED
     );
-    let mails = app.wait_for_mails("owner@example.org", before + 2).await;
-    let notice = mails.last().unwrap();
-    assert!(notice.contains("was reset"), "{notice}");
+    // Mail goes out at least once: wait for the notice itself, not for a count (a
+    // mail job whose lease ran out under load may send its mail twice).
+    let notice = app
+        .wait_for_mail_containing("owner@example.org", "was reset")
+        .await;
     assert!(notice.contains("nightly pipeline"), "{notice}");
 }
 

@@ -10,7 +10,7 @@ use crate::{
     context::{Principal, RequestContext},
     engine::Engine,
     error::EngineError,
-    projects::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Transition},
     store::{
         self,
         rollups::{DecisionRollup, HourRollup, ItemRollup, VerdictTimeRollup},

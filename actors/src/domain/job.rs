@@ -1,4 +1,5 @@
-//! Where a background job is.
+//! Where a background job is, and the mail job's payload (queued by transitions of
+//! every domain, sent by the mailer).
 
 use serde::{Deserialize, Serialize};
 
@@ -42,4 +43,16 @@ impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+pub const KIND_MAIL: &str = "mail";
+
+/// A mail to send: the payload of a `mail` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailJob {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// A short tag for metrics and logs, e.g. `verify_email`.
+    pub template: String,
 }

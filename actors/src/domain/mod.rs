@@ -15,7 +15,7 @@ pub mod webhook;
 
 pub use email::Email;
 pub use item::ItemStatus;
-pub use job::JobState;
+pub use job::{JobState, KIND_MAIL, MailJob};
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
 pub use role::GlobalRole;

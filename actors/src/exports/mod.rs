@@ -83,3 +83,28 @@ impl From<ExportRow> for ExportView {
         }
     }
 }
+
+/// An event about an export: the export as the API shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportSubject(pub Uuid);
+
+impl crate::webhooks::About for ExportSubject {
+    fn ordering_key(&self) -> String {
+        format!("export:{}", self.0)
+    }
+
+    async fn describe(
+        &self,
+        tx: &mut crate::store::Tx,
+        project_id: Uuid,
+        data: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), crate::error::EngineError> {
+        use crate::error::EngineError;
+        let row = crate::store::exports::find_tx(tx, project_id, self.0)
+            .await?
+            .ok_or(EngineError::NotFound { what: "export" })?;
+        let view = serde_json::to_value(ExportView::from(row)).map_err(EngineError::internal)?;
+        data.insert("export".into(), crate::webhooks::without_nulls(view));
+        Ok(())
+    }
+}

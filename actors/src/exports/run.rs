@@ -20,7 +20,7 @@ use crate::{
     error::EngineError,
     jobs::worker::{JobEnd, JobFailure, JobHandler},
     metrics as m,
-    projects::Projects,
+    project_actor::Projects,
     store::{
         self,
         exports::{ExportRow, Published},

@@ -4,6 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use super::ExportSubject;
 use super::{
     ExportView,
     run::{ExportJob, KIND_EXPORT},
@@ -16,12 +17,11 @@ use crate::{
     domain::webhook::WebhookEvent,
     error::EngineError,
     idempotency::Claim,
-    projects::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Transition},
     store::{
         self,
         exports::{ExportRow, Published},
     },
-    webhooks::Subject,
 };
 
 /// Ask for an export: its row, queued, and the job that makes it.
@@ -165,11 +165,8 @@ impl Transition for FinishExport {
                 ("export", self.export_id.to_string()),
                 json!({"items": self.published.items, "bytes": self.published.bytes}),
             );
-            at.announce(
-                WebhookEvent::ExportFinished,
-                Subject::Export(self.export_id),
-            )
-            .await?;
+            at.announce(WebhookEvent::ExportFinished, ExportSubject(self.export_id))
+                .await?;
         }
         Ok(finished)
     }
@@ -200,7 +197,7 @@ impl Transition for FailExport {
                 ("export", self.export_id.to_string()),
                 json!({"error": self.error}),
             );
-            at.announce(WebhookEvent::ExportFailed, Subject::Export(self.export_id))
+            at.announce(WebhookEvent::ExportFailed, ExportSubject(self.export_id))
                 .await?;
         }
         Ok(failed)

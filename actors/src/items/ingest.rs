@@ -20,6 +20,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
+use super::{AddItem, ReplaceFile};
 use super::{ItemStatus, ItemView, sanitize_file_name};
 use crate::{
     authz::ProjectAction,
@@ -32,7 +33,6 @@ use crate::{
     idempotency::{Begin, Idempotent, fingerprint},
     media::{audio, detect},
     metrics as m,
-    projects::{AddItem, ReplaceFile},
     store::items::ItemRow,
 };
 

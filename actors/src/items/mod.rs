@@ -3,18 +3,27 @@
 //! blob, then the project's actor commits the item row, its follow-up job and the
 //! storage count in one transaction.
 
+mod announce;
 pub mod consensus;
 mod file_name;
 mod ingest;
 pub(crate) mod service;
+mod spans;
 pub mod state;
 mod text;
+mod transition;
 mod views;
 
+pub use self::announce::ItemSubject;
 pub use self::file_name::sanitize_file_name;
 pub(crate) use self::ingest::parse_fields;
 pub use self::ingest::{FormPart, UploadDetails, UploadForm, UploadInput, UploadSource};
 pub use self::service::ItemListQuery;
+pub(crate) use self::spans::carry_spans;
+pub(crate) use self::transition::{
+    AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob, check_visible, live_item,
+    not_editable,
+};
 pub use self::views::{ItemStatus, ItemView, JobSummary};
 
 /// Follow-up job kinds (consumed by the processing workers).

@@ -1,18 +1,19 @@
-//! Reading and deleting items.
+//! Reading and deleting items, and retrying a failed job (which changes its item too).
 
 use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{ItemStatus, ItemView};
+use super::{DeleteItem, ItemStatus, ItemView, RetryJob};
 use crate::{
-    authz::{self, ProjectAction},
+    authz::{self, Action, ProjectAction},
     context::{Principal, RequestContext},
     domain::{DataKind, GlobalRole},
     engine::Engine,
     error::EngineError,
+    jobs::service::{JobView, item_of},
     pagination::{Page, PageRequest},
-    projects::{DeleteItem, ProjectView},
+    projects::ProjectView,
     store,
 };
 
@@ -213,5 +214,68 @@ impl Engine {
         let item = self.item(principal, kind, id).await?;
         self.apply_in_project(item.project_id, principal, ctx, DeleteItem { item_id: id })
             .await
+    }
+}
+
+impl Engine {
+    /// Put a failed job back in the queue with fresh attempts (super admins). Its item,
+    /// failed because the job gave up, waits for processing again.
+    pub async fn retry_job(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<JobView, EngineError> {
+        authz::authorize(principal, Action::ManageJobs)?;
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        // A job that processes an item changes the item too: the item's project actor
+        // does both, so it stays the one writer of its project's items.
+        if let Some(item_id) = item_of(&job)
+            && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
+        {
+            let retry = RetryJob {
+                job_id: id,
+                kind: job.kind.clone(),
+                state: job.state,
+                item_id,
+            };
+            self.apply_in_project(item.project_id, principal, ctx, retry)
+                .await?;
+            let job = store::jobs::find(&self.deps.db, id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "job" })?;
+            return Ok(job.into());
+        }
+        // Any other job (mail, a job whose item row is gone) touches nothing else.
+        let now = self.deps.clock.now();
+        let mut tx = self.deps.db.begin().await?;
+        if !store::jobs::retry_failed(&mut tx, id, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::JobNotFailed,
+                message: format!("the job is {}, not failed", job.state),
+            });
+        }
+        store::audit::record(
+            &mut tx,
+            store::audit::AuditEntry {
+                actor_id: Some(principal.user_id),
+                action: "job.retried",
+                target_type: "job",
+                target_id: Some(id.to_string()),
+                project_id: None,
+                details: serde_json::json!({"kind": job.kind}),
+            },
+            ctx,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.deps.job_waker.notify_waiters();
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        Ok(job.into())
     }
 }

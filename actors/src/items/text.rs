@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::ItemView;
+use super::{EditText, Reprocess};
 use crate::{
     context::{Principal, RequestContext},
     domain::DataKind,
     engine::Engine,
     error::EngineError,
-    projects::{EditText, Reprocess},
     store::{self, texts::TextRow},
 };
 

@@ -9,23 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::{
     change::Change, config::JobsConfig, deps::Deps, error::EngineError, metrics as m, store,
 };
 
-pub const KIND_MAIL: &str = "mail";
-
-/// A mail to send: the payload of a `mail` job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MailJob {
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    /// A short tag for metrics and logs, e.g. `verify_email`.
-    pub template: String,
-}
+pub use crate::domain::{KIND_MAIL, MailJob};
 
 /// Queue a job in the caller's change: it runs if and only if the change commits
 /// (written with the change's other kept writes). Callers wake the workers after the

@@ -1,19 +1,17 @@
 //! The jobs API: a job's state for the members who may see its item, and the failed
 //! jobs of the whole platform for super admins, who may put them back in the queue.
 
-use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     authz::{self, Action},
-    context::{Principal, RequestContext},
+    context::Principal,
     domain::{GlobalRole, JobState},
     engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
-    projects::RetryJob,
     store::{self, jobs::JobDetail},
 };
 
@@ -35,7 +33,7 @@ pub struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn item_of(job: &JobDetail) -> Option<Uuid> {
+pub(crate) fn item_of(job: &JobDetail) -> Option<Uuid> {
     job.payload
         .0
         .get("item_id")
@@ -101,66 +99,5 @@ impl Engine {
             store::jobs::list_in_state(&self.deps.db, state, kind, page.after, page.fetch_limit())
                 .await?;
         Ok(page.page(rows, |j| j.id, JobView::from))
-    }
-
-    /// Put a failed job back in the queue with fresh attempts (super admins). Its item,
-    /// failed because the job gave up, waits for processing again.
-    pub async fn retry_job(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        ctx: &RequestContext,
-    ) -> Result<JobView, EngineError> {
-        authz::authorize(principal, Action::ManageJobs)?;
-        let job = store::jobs::find(&self.deps.db, id)
-            .await?
-            .ok_or(EngineError::NotFound { what: "job" })?;
-        // A job that processes an item changes the item too: the item's project actor
-        // does both, so it stays the one writer of its project's items.
-        if let Some(item_id) = item_of(&job)
-            && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
-        {
-            let retry = RetryJob {
-                job_id: id,
-                kind: job.kind.clone(),
-                state: job.state,
-                item_id,
-            };
-            self.apply_in_project(item.project_id, principal, ctx, retry)
-                .await?;
-            let job = store::jobs::find(&self.deps.db, id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "job" })?;
-            return Ok(job.into());
-        }
-        // Any other job (mail, a job whose item row is gone) touches nothing else.
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.db.begin().await?;
-        if !store::jobs::retry_failed(&mut tx, id, now).await? {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::JobNotFailed,
-                message: format!("the job is {}, not failed", job.state),
-            });
-        }
-        store::audit::record(
-            &mut tx,
-            store::audit::AuditEntry {
-                actor_id: Some(principal.user_id),
-                action: "job.retried",
-                target_type: "job",
-                target_id: Some(id.to_string()),
-                project_id: None,
-                details: serde_json::json!({"kind": job.kind}),
-            },
-            ctx,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.deps.job_waker.notify_waiters();
-        let job = store::jobs::find(&self.deps.db, id)
-            .await?
-            .ok_or(EngineError::NotFound { what: "job" })?;
-        Ok(job.into())
     }
 }

@@ -36,7 +36,7 @@ pub enum JobEnd {
     /// The job's lease ran out and another worker holds it: that run decides.
     LeaseLost,
     /// The job cannot run yet (it waits for another): the handler queued it again
-    /// (`store::jobs::postpone`), without using up an attempt.
+    /// (`store::webhooks::postpone_behind`), without using up an attempt.
     Postponed,
 }
 

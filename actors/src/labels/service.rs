@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::{AcceptSuggestion, BulkAnnotate, PutAnnotation, PutLabelSchema, PutSuggestion};
 use crate::{
     authz::ProjectAction,
     command::settle,
@@ -18,7 +19,6 @@ use crate::{
     engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
-    projects::{AcceptSuggestion, BulkAnnotate, PutAnnotation, PutLabelSchema, PutSuggestion},
     store::{
         self,
         labels::{AnnotationRow, SchemaRow, SuggestionRow},

@@ -29,7 +29,7 @@ use crate::{
     items::{KIND_OCR, KIND_TRANSCRIPTION},
     jobs::worker::{JobEnd, JobFailure, JobHandler},
     metrics as m,
-    projects::{Projects, Transition},
+    project_actor::{Projects, Transition},
     store::{self, items::ItemRow, jobs::JobRow},
 };
 

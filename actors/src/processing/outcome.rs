@@ -14,11 +14,11 @@ use crate::{
     context::Principal,
     domain::webhook::WebhookEvent,
     error::EngineError,
+    items::ItemSubject,
     items::state::{ItemEvent, next_strs},
     metrics as m,
-    projects::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Transition},
     store::{self, items::ItemRow, texts::TextRow},
-    webhooks::Subject,
 };
 
 /// The item `item_id` of this project while `job_id` is its current job. Processing
@@ -135,13 +135,13 @@ impl Transition for RecordProcessing {
                 created_at: now,
             };
             store::texts::add_revision(at.tx(), &row).await?;
-            crate::projects::carry_spans(at, item.id).await?;
+            crate::items::carry_spans(at, item.id).await?;
         }
         let announced = match event {
             ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
             _ => WebhookEvent::ItemProcessingFailed,
         };
-        at.announce(announced, Subject::Item(item.id)).await?;
+        at.announce(announced, ItemSubject::Item(item.id)).await?;
         at.change.after_commit(move || {
             metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
                 .increment(1);
@@ -173,8 +173,11 @@ impl Transition for ProcessingGaveUp {
         let error = Some(("processing_gave_up", message.as_str()));
         let now = at.now;
         if store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await? {
-            at.announce(WebhookEvent::ItemProcessingFailed, Subject::Item(item.id))
-                .await?;
+            at.announce(
+                WebhookEvent::ItemProcessingFailed,
+                ItemSubject::Item(item.id),
+            )
+            .await?;
         }
         Ok(())
     }

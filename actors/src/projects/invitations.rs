@@ -4,19 +4,17 @@ use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    InvitationView, ProjectView,
-    transition::{Check, InProject, Transition},
-};
+use super::{InvitationView, ProjectView};
 use crate::{
     auth::secret_token,
     authz::ProjectAction,
     context::Principal,
     deps::Deps,
+    domain::MailJob,
     domain::{Email, ProjectRole, webhook::WebhookEvent},
     error::EngineError,
     idempotency::Claim,
-    jobs::MailJob,
+    project_actor::{Check, InProject, Transition},
     store,
     webhooks::Subject,
 };

@@ -6,12 +6,10 @@ use uuid::Uuid;
 
 use super::{
     AuditQuery, AuditView, InvitationView, MemberView, ProjectView,
-    handle::Projects,
     invitations::{AcceptInvitation, Invite, ResendInvitation, RevokeInvitation},
     project::{
         ChangeRole, CreateProject, DeleteProject, RemoveMember, RestoreProject, UpdateProject,
     },
-    transition::Transition,
 };
 use crate::{
     auth::secret_token,
@@ -23,6 +21,7 @@ use crate::{
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     pagination::{Page, PageRequest},
+    project_actor::{Projects, Transition},
     store,
 };
 

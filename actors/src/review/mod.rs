@@ -1,10 +1,12 @@
 //! Review: where collected items become dataset items. Submission, the reviewer's
 //! queue with leases, decisions with consensus, fix-and-accept and the rework loop.
-//! The transitions run in the project's actor (`projects::review`); this module holds
+//! The transitions run in the project's actor (`transition`); this module holds
 //! what callers send and get back, and the reads.
 
 pub mod digest;
+mod transition;
 
+use self::transition::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
 use crate::ErrorCode;
 use std::collections::HashMap;
 
@@ -19,7 +21,6 @@ use crate::{
     error::EngineError,
     items::{ItemStatus, ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
-    projects::{ClaimReview, Decide, RenewReview, SkipReview, Submit},
     store::{
         self,
         items::ItemRow,

@@ -337,30 +337,6 @@ pub async fn retry_later(
     Ok(rows == 1)
 }
 
-/// Queue a held job again for `run_at` without using up an attempt (it was waiting
-/// for another, not failing).
-pub async fn postpone(
-    db: &Db,
-    id: Uuid,
-    worker: &str,
-    run_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let sql = "UPDATE jobs SET state = 'queued', run_at = $3, updated_at = $4, \
-               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-               lease_until = NULL, locked_by = NULL \
-               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
-        .bind(id)
-        .bind(worker)
-        .bind(run_at)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(n > 0)
-}
-
 /// Bring a queued job's run time forward to `now` (it waited for something that has
 /// happened).
 pub async fn run_now(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {

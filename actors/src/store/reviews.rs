@@ -1,6 +1,8 @@
 //! Review: decisions per round, skips, leases on items, the changes-requested notices
 //! waiting for their digest mail, and the queue a reviewer sees.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -29,7 +31,7 @@ pub struct DecisionRow {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn insert_decision(tx: &mut Tx, row: &DecisionRow) -> StoreResult<()> {
+async fn insert_decision(tx: &mut Tx, row: &DecisionRow) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO review_decisions ({DECISION_COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -256,7 +258,7 @@ pub async fn mark_submitted(tx: &mut Tx, item: Uuid, now: DateTime<Utc>) -> Stor
 /// The round's verdict: the item moves from pending review to `to`, its lease ends,
 /// and a rework verdict opens the next round (else the item is decided now). One
 /// statement; the item as it now is, or `None` when it was not pending review.
-pub async fn settle(
+async fn settle(
     tx: &mut Tx,
     item: Uuid,
     to: &str,
@@ -280,6 +282,81 @@ pub async fn settle(
     .bind(now)
     .fetch_optional(conn)
     .await)?)
+}
+
+/// What a decision does to its item besides counting in its round.
+#[derive(Debug, Clone, Copy)]
+pub enum DecisionEffect<'a> {
+    /// The round goes on: the reviewer's lease ends ([`release`]).
+    Release,
+    /// The round's verdict: the item moves to `to` ([`settle`]).
+    Settle { to: &'a str, rework: bool },
+}
+
+/// Record a decision and apply its effect, at the decision's time: one statement on
+/// PostgreSQL (the insert as a data-modifying `WITH`; the decision's rollup triggers read
+/// only the item's `deleted_at` and `audio`, which the update leaves alone), two on
+/// SQLite, where a statement costs no round trip. For a verdict, the item as it left
+/// it, or `None` when the item was not pending review (the caller rolls back, the
+/// decision with it); `None` for a release.
+pub async fn record_decision(
+    tx: &mut Tx,
+    row: &DecisionRow,
+    effect: DecisionEffect<'_>,
+) -> StoreResult<Option<ItemRow>> {
+    let Tx::Postgres(conn) = tx else {
+        insert_decision(tx, row).await?;
+        return match effect {
+            DecisionEffect::Release => release(tx, row.item_id, row.reviewer_id)
+                .await
+                .map(|()| None),
+            DecisionEffect::Settle { to, rework } => {
+                settle(tx, row.item_id, to, rework, row.created_at).await
+            }
+        };
+    };
+    static RELEASE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+             UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
+             WHERE id = $2 AND review_claimed_by = $4"
+        )
+    });
+    static SETTLE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+             UPDATE items SET status = $12, processing_error_code = NULL, \
+             processing_error = NULL, updated_at = $11, review_claimed_by = NULL, \
+             review_lease_until = NULL, \
+             review_round = review_round + CASE WHEN $13 THEN 1 ELSE 0 END, \
+             decided_at = CASE WHEN $13 THEN NULL ELSE $11 END \
+             WHERE id = $2 AND deleted_at IS NULL AND status = 'pending_review' \
+             RETURNING {ITEM_COLUMNS}"
+        )
+    });
+    let sql = match effect {
+        DecisionEffect::Release => RELEASE.as_str(),
+        DecisionEffect::Settle { .. } => SETTLE.as_str(),
+    };
+    let mut query = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql))
+        .bind(row.id)
+        .bind(row.item_id)
+        .bind(row.project_id)
+        .bind(row.reviewer_id)
+        .bind(row.round)
+        .bind(row.decision.as_str())
+        .bind(row.reason_code.as_deref())
+        .bind(row.comment.as_deref())
+        .bind(row.text_revision)
+        .bind(row.outcome.as_str())
+        .bind(row.created_at);
+    if let DecisionEffect::Settle { to, rework } = effect {
+        query = query.bind(to).bind(rework);
+    }
+    // A release returns no row.
+    Ok(query.fetch_optional(&mut **conn).await?)
 }
 
 /// What a reviewer's queue is read with.

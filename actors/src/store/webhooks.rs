@@ -308,6 +308,48 @@ pub async fn earlier_pending(
     Ok(row.map(|(_, run_at)| run_at))
 }
 
+/// Queue the held job of `d` again for `run_at`, without using up an attempt, while an
+/// earlier delivery about the same object is still pending; `false` when none is (or
+/// the job is no longer this worker's). One statement, so the earlier one cannot settle
+/// unseen between the check and the postponement: on PostgreSQL the check share-locks
+/// the earlier delivery, waiting for a settlement being committed (whose
+/// `release_next` then finds this job queued, or which this check then sees); on SQLite
+/// the earlier delivery's settlement and this statement are both writes, one after the
+/// other.
+pub async fn postpone_behind(
+    db: &Db,
+    d: &DeliveryRow,
+    job: Uuid,
+    worker: &str,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let lock = match db {
+        Db::Postgres(_) => " FOR SHARE",
+        Db::Sqlite(_) => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'queued', run_at = $3, updated_at = $4, \
+         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+         lease_until = NULL, locked_by = NULL \
+         WHERE id = $1 AND locked_by = $2 AND state = 'running' \
+         AND EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = $5 \
+         AND e.ordering_key = $6 AND e.seq < $7 AND e.state = 'pending'{lock})"
+    );
+    let n = with_db!(db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(job)
+        .bind(worker)
+        .bind(run_at)
+        .bind(now)
+        .bind(d.webhook_id)
+        .bind(d.ordering_key.as_str())
+        .bind(d.seq)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n > 0)
+}
+
 /// The job of the next delivery still pending after `d` about the same object.
 pub async fn next_pending_job(
     tx: &mut Tx,

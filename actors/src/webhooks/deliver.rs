@@ -24,7 +24,7 @@ use crate::{
     error::EngineError,
     jobs::worker::{JobEnd, JobFailure, JobHandler},
     metrics as m,
-    projects::Projects,
+    project_actor::Projects,
     store::{self, jobs::JobRow},
 };
 
@@ -166,17 +166,18 @@ impl JobHandler for DeliveryHandler {
             let lease = chrono::Duration::from_std(deps.config.jobs.lease)
                 .unwrap_or(chrono::Duration::seconds(60));
             let at = next_run.filter(|at| *at > now).unwrap_or(now + lease);
-            store::jobs::postpone(&deps.db, job.id, &deps.worker_id, at, now).await?;
-            // It may have settled meanwhile, before this job was queued to be brought
-            // forward: look again.
-            if store::webhooks::earlier_pending(&deps.db, &delivery)
+            let (worker, job_id) = (&deps.worker_id, job.id);
+            if store::webhooks::postpone_behind(&deps.db, &delivery, job_id, worker, at, now)
                 .await?
-                .is_none()
+                || store::webhooks::earlier_pending(&deps.db, &delivery)
+                    .await?
+                    .is_some()
             {
-                store::jobs::run_now_db(&deps.db, job.id, deps.clock.now()).await?;
-                deps.job_waker.notify_waiters();
+                // Postponed; or still behind an earlier one with this job no longer
+                // ours (its lease ran out): its holder goes on.
+                return Ok(JobEnd::Postponed);
             }
-            return Ok(JobEnd::Postponed);
+            // The earlier one settled meanwhile: this one goes now.
         }
         let sent = self
             .send(

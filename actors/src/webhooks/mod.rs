@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 pub use self::{
     deliver::{DeliveryHandler, KIND_WEBHOOK},
-    outbox::Subject,
+    outbox::{About, Subject, without_nulls},
     transition::{CreateWebhook, DeleteWebhook, Redeliver, RotateSecret, SendPing, UpdateWebhook},
 };
 use crate::{

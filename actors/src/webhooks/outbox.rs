@@ -3,6 +3,8 @@
 //! that takes the event, in the transition's own change. The body is fixed here, from
 //! the object as it is in that change, so every attempt sends the same bytes.
 
+use std::future::Future;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -13,40 +15,59 @@ use crate::{
     deps::Deps,
     domain::webhook::WebhookEvent,
     error::EngineError,
-    exports::ExportView,
-    items::ItemView,
     metrics as m,
-    projects::InProject,
+    project_actor::InProject,
     store::{self, Tx, webhooks::DeliveryRow},
 };
 
-/// What an event is about.
+/// What an event is about: the object its deliveries are ordered by, and how it shows
+/// in the body. Each domain describes its own objects (`items::ItemSubject`,
+/// `exports::ExportSubject`); members and pings are described here.
+pub trait About: Send + Sync {
+    /// Deliveries about the same object go out in order.
+    fn ordering_key(&self) -> String;
+
+    /// Add the object to the body's `data` (read in the change, so after its write).
+    fn describe(
+        &self,
+        tx: &mut Tx,
+        project_id: Uuid,
+        data: &mut Map<String, Value>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+}
+
+/// A project's own subjects.
 #[derive(Debug, Clone)]
 pub enum Subject {
-    /// An item, shown as the API shows it (read in the change, so after its write).
-    Item(Uuid),
-    /// An item the transition has at hand as written (an upload): nothing to read.
-    ItemAsWritten(Box<ItemView>),
-    /// An item's new annotation revision: the item and the revision.
-    Annotation { item_id: Uuid, annotation: Value },
-    /// An export, as the API shows it.
-    Export(Uuid),
     /// A member of the project: who (an id, never an email) and their role.
     Member { user_id: Uuid, role: String },
     /// A test delivery.
     Ping { webhook_id: Uuid },
 }
 
-impl Subject {
-    /// Deliveries about the same object go out in order.
+impl About for Subject {
     fn ordering_key(&self) -> String {
         match self {
-            Self::Item(id) | Self::Annotation { item_id: id, .. } => format!("item:{id}"),
-            Self::ItemAsWritten(item) => format!("item:{}", item.id),
-            Self::Export(id) => format!("export:{id}"),
             Self::Member { user_id, .. } => format!("member:{user_id}"),
             Self::Ping { webhook_id } => format!("ping:{webhook_id}"),
         }
+    }
+
+    async fn describe(
+        &self,
+        _: &mut Tx,
+        _: Uuid,
+        data: &mut Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Member { user_id, role } => {
+                data.insert("member".into(), json!({"user_id": user_id, "role": role}));
+            }
+            Self::Ping { webhook_id } => {
+                data.insert("webhook_id".into(), json!(webhook_id));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -56,7 +77,7 @@ impl InProject<'_> {
     pub async fn announce(
         &mut self,
         event: WebhookEvent,
-        subject: Subject,
+        subject: impl About,
     ) -> Result<(), EngineError> {
         let project_id = self.id();
         let hooks = self.subscribers(event).await?;
@@ -139,40 +160,12 @@ pub(crate) async fn body(
     tx: &mut Tx,
     project_id: Uuid,
     event: WebhookEvent,
-    subject: &Subject,
+    subject: &impl About,
     now: DateTime<Utc>,
 ) -> Result<String, EngineError> {
     let mut data = Map::new();
     data.insert("project_id".into(), json!(project_id));
-    match subject {
-        Subject::Item(id) => {
-            data.insert("item".into(), item_object(tx, *id).await?);
-        }
-        Subject::ItemAsWritten(item) => {
-            data.insert("item".into(), item_value(item.as_ref().clone())?);
-        }
-        Subject::Annotation {
-            item_id,
-            annotation,
-        } => {
-            data.insert("item".into(), item_object(tx, *item_id).await?);
-            data.insert("annotation".into(), annotation.clone());
-        }
-        Subject::Export(id) => {
-            let row = store::exports::find_tx(tx, project_id, *id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "export" })?;
-            let view =
-                serde_json::to_value(ExportView::from(row)).map_err(EngineError::internal)?;
-            data.insert("export".into(), without_nulls(view));
-        }
-        Subject::Member { user_id, role } => {
-            data.insert("member".into(), json!({"user_id": user_id, "role": role}));
-        }
-        Subject::Ping { webhook_id } => {
-            data.insert("webhook_id".into(), json!(webhook_id));
-        }
-    }
+    subject.describe(tx, project_id, &mut data).await?;
     let body = json!({
         "type": event.as_str(),
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -181,26 +174,8 @@ pub(crate) async fn body(
     serde_json::to_string(&body).map_err(EngineError::internal)
 }
 
-/// An item as `GET /api/documents/{id}` shows it (without what only reads add).
-async fn item_object(tx: &mut Tx, id: Uuid) -> Result<Value, EngineError> {
-    let row = store::items::find_live_tx(tx, id)
-        .await?
-        .ok_or(EngineError::NotFound { what: "item" })?;
-    item_value(ItemView::from(row))
-}
-
-fn item_value(item: ItemView) -> Result<Value, EngineError> {
-    let mut value = serde_json::to_value(item).map_err(EngineError::internal)?;
-    if let Some(object) = value.as_object_mut() {
-        // Where the file is stored is not the API's business.
-        object.remove("blob_key");
-        object.remove("job");
-    }
-    Ok(without_nulls(value))
-}
-
 /// The API leaves absent fields out rather than sending `null`.
-fn without_nulls(value: Value) -> Value {
+pub fn without_nulls(value: Value) -> Value {
     match value {
         Value::Object(map) => {
             Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())

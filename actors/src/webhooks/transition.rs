@@ -18,7 +18,7 @@ use crate::{
     error::EngineError,
     jobs::MailJob,
     metrics as m,
-    projects::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Transition},
     store::{
         self,
         webhooks::{AttemptRow, WebhookRow},

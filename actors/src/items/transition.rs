@@ -5,7 +5,6 @@ use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::transition::{Check, InProject, Transition};
 use crate::{
     authz::{self, Action, ProjectAction},
     context::Principal,
@@ -13,10 +12,10 @@ use crate::{
     error::EngineError,
     idempotency::Claim,
     items::state::{ItemEvent, next_strs},
-    items::{ItemView, KIND_OCR, KIND_TRANSCRIPTION},
+    items::{ItemSubject, ItemView, KIND_OCR, KIND_TRANSCRIPTION},
     metrics as m,
+    project_actor::{Check, InProject, Transition},
     store::{self, items::ItemRow, texts::TextRow},
-    webhooks::Subject,
 };
 
 /// The job that extracts an item's text: transcription for audio, OCR otherwise.
@@ -96,7 +95,7 @@ impl Transition for AddItem {
             json!({"kind": row.kind, "type": row.detected_type, "size_bytes": row.size_bytes, "sha256": row.sha256}),
         );
         let view = ItemView::from(row.clone());
-        let written = Subject::ItemAsWritten(Box::new(view.clone()));
+        let written = ItemSubject::AsWritten(Box::new(view.clone()));
         at.announce(WebhookEvent::ItemUploaded, written).await?;
         at.record_idempotent(&self.idempotency, 201, &view).await?;
         at.change.after_commit(move || count_upload(&row));
@@ -121,7 +120,7 @@ impl Transition for DeleteItem {
         let item = live_item(at.tx(), id, item_id).await?;
         at.authorize(owner_or(at.principal, &item, ProjectAction::DeleteAnyItem))?;
         // Announced first: the payload shows the item as it was.
-        at.announce(WebhookEvent::ItemDeleted, Subject::Item(item_id))
+        at.announce(WebhookEvent::ItemDeleted, ItemSubject::Item(item_id))
             .await?;
         store::items::soft_delete(at.tx(), item_id, now).await?;
         at.add_storage_bytes(-item.size_bytes);
@@ -144,7 +143,7 @@ fn owner_or(principal: &Principal, item: &ItemRow, otherwise: ProjectAction) -> 
 }
 
 /// The live item `item_id` of project `id`, and whether the caller uploaded it.
-pub(super) async fn live_item(
+pub(crate) async fn live_item(
     tx: &mut store::Tx,
     id: Uuid,
     item_id: Uuid,
@@ -157,7 +156,7 @@ pub(super) async fn live_item(
 
 /// Someone else's item does not exist for a member who may not see every item (a
 /// contributor): 404 before any permission check, as for reads.
-pub(super) fn check_visible(
+pub(crate) fn check_visible(
     principal: &Principal,
     role: Option<crate::domain::ProjectRole>,
     item: &ItemRow,
@@ -171,7 +170,7 @@ pub(super) fn check_visible(
 }
 
 /// Why an item cannot be changed now: still processing, or in (or past) review.
-pub(super) fn not_editable(status: ItemStatus) -> EngineError {
+pub(crate) fn not_editable(status: ItemStatus) -> EngineError {
     match status {
         ItemStatus::Uploaded | ItemStatus::Processing => EngineError::Conflict {
             code: ErrorCode::ItemProcessing,
@@ -208,7 +207,7 @@ impl Transition for EditText {
         }
         let row = TextRow::human(item_id, at.principal.user_id, self.text, now);
         store::texts::add_revision(at.tx(), &row).await?;
-        super::labels::carry_spans(at, item_id).await?;
+        super::carry_spans(at, item_id).await?;
         at.audit(
             "item.text_edited",
             ("item", item_id.to_string()),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    project::Opened,
+    actor::Opened,
     transition::{Held, Pending, copy},
 };
 use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};

@@ -1,20 +1,17 @@
 //! Labelling transitions of a project: a new version of its label schema, and a new
 //! revision of an item's annotation. Both run in the project's actor, in its group's
-//! change, with their audit rows.
+//! change, with their audit rows. (Carrying spans over to a new text revision is the
+//! items' business: `items::carry_spans`.)
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    items::{check_visible, live_item, not_editable},
-    transition::{Check, InProject, Transition},
-};
 use crate::{
     ErrorCode,
     authz::ProjectAction,
+    clock::stored_time,
     context::Principal,
     domain::{
         DataKind, ItemStatus,
@@ -23,13 +20,15 @@ use crate::{
     },
     error::EngineError,
     idempotency::Claim,
+    items::ItemSubject,
+    items::{check_visible, live_item, not_editable},
     labels::IfMatch,
+    project_actor::{Check, InProject, Transition},
     store::{
         self,
         items::ItemRow,
         labels::{AnnotationRow, SchemaRow},
     },
-    webhooks::Subject,
 };
 
 /// Annotate many items of the project at once (pipelines), all or nothing: each item as
@@ -91,11 +90,6 @@ impl Transition for BulkAnnotate {
         at.record_idempotent(&self.idempotency, 200, &views).await?;
         Ok(rows)
     }
-}
-
-/// `now` as both databases keep it (microseconds), so an answer shows what a read will.
-pub(super) fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {
-    now.trunc_subsecs(6)
 }
 
 /// A new version of the project's label schema (project admins). The same fields as
@@ -232,7 +226,7 @@ pub(super) async fn target_of(
 /// A new revision of `item`'s annotation by the caller: `values` checked against the
 /// project's current schema and the item's current text (or recording), `if_match`
 /// against the current revision. The caller has checked who and when.
-pub(super) async fn write_annotation(
+pub(crate) async fn write_annotation(
     at: &mut InProject<'_>,
     item: &ItemRow,
     values: BTreeMap<String, Value>,
@@ -292,7 +286,7 @@ pub(super) async fn write_annotation(
         });
         at.announce(
             WebhookEvent::AnnotationUpdated,
-            Subject::Annotation {
+            ItemSubject::Annotation {
                 item_id,
                 annotation,
             },
@@ -302,62 +296,10 @@ pub(super) async fn write_annotation(
     }
 }
 
-/// A new text revision of `item_id` was just written: carry its annotation's spans over
-/// to it (a new annotation revision, by the annotation's author, anchored to the new
-/// text), marking stale those whose words changed.
-pub(crate) async fn carry_spans(at: &mut InProject<'_>, item_id: Uuid) -> Result<(), EngineError> {
-    let (id, now) = (at.id(), stored_time(at.now));
-    let Some(new_text) = store::texts::current_tx(at.tx(), item_id).await? else {
-        return Ok(());
-    };
-    let Some(annotation) = store::labels::current_annotation_tx(at.tx(), item_id).await? else {
-        return Ok(());
-    };
-    let Some(anchor) = annotation.text_revision else {
-        return Ok(());
-    };
-    if anchor == new_text.revision {
-        return Ok(());
-    }
-    let Some(schema) =
-        store::labels::schema_version_tx(at.tx(), id, annotation.schema_version).await?
-    else {
-        return Ok(());
-    };
-    let Some(old_text) = store::texts::revision_tx(at.tx(), item_id, anchor).await? else {
-        return Ok(());
-    };
-    let map = carry::code_point_map(&old_text.text, &new_text.text);
-    let (values, carried) = carry::carry(&schema.fields.0, &annotation.label_values.0, &map);
-    if !carried.any() {
-        return Ok(());
-    }
-    let row = AnnotationRow {
-        revision: annotation.revision + 1,
-        label_values: sqlx::types::Json(values),
-        text_revision: Some(new_text.revision),
-        created_at: now,
-        ..annotation
-    };
-    store::labels::insert_annotation(at.tx(), &row).await?;
-    at.audit(
-        "item.spans_carried",
-        ("item", item_id.to_string()),
-        json!({
-            "revision": row.revision,
-            "text_revision": new_text.revision,
-            "moved": carried.moved,
-            "kept": carried.kept,
-            "stale": carried.stale,
-        }),
-    );
-    Ok(())
-}
-
 /// Items among `items` whose annotation lacks a required field of the project's
 /// schema, or has spans whose words changed since: 422 `annotation_incomplete` naming
 /// them (submission is all or nothing).
-pub(super) async fn check_complete(
+pub(crate) async fn check_complete(
     at: &mut InProject<'_>,
     items: &[Uuid],
 ) -> Result<(), EngineError> {

@@ -3,7 +3,7 @@
 //! ([`Transition::apply`]). The project's actor runs every one of them the same way:
 //! inside the group's change, under the project's lock, after checking the caller's
 //! role once, in a savepoint of its own ([`super::group`]). Adding a transition means
-//! writing its type and sending it with `Engine::apply_in_project`; no message variant,
+//! writing its type and sending it with [`super::Projects::apply`]; no message variant,
 //! no match arm, no hand-written begin/commit.
 
 use std::{future::Future, pin::Pin};
@@ -11,13 +11,13 @@ use std::{future::Future, pin::Pin};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{messages::Reply, project::Opened};
+use super::{actor::Opened, messages::Reply};
 use crate::{
     authz::{self, ProjectAction},
     change::Change,
     context::{Principal, RequestContext},
     deps::Deps,
-    domain::ProjectRole,
+    domain::{KIND_MAIL, MailJob, ProjectRole},
     error::EngineError,
     idempotency::{self, Claim},
     metrics as m,
@@ -106,15 +106,16 @@ impl InProject<'_> {
 
     /// Queue a job in the change; the workers are woken once it has committed.
     pub fn enqueue(&mut self, kind: &'static str, payload: serde_json::Value) -> Uuid {
-        let id = crate::jobs::enqueue(self.deps, self.change, kind, payload);
+        let attempts = self.deps.config.jobs.max_attempts;
+        let id = self.change.enqueue(kind, payload, attempts, self.now);
         self.wake_workers();
         id
     }
 
     /// Queue a mail in the change (sent once it has committed).
-    pub fn enqueue_mail(&mut self, mail: crate::jobs::MailJob) -> Result<(), EngineError> {
-        crate::jobs::enqueue_mail(self.deps, self.change, mail)?;
-        self.wake_workers();
+    pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
+        let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
+        self.enqueue(KIND_MAIL, payload);
         Ok(())
     }
 

@@ -7,18 +7,17 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    items::{check_visible, live_item},
-    labels::{check_annotatable, require_schema, stored_time, target_of, write_annotation},
-    transition::{Check, InProject, Transition},
-};
+use super::transition::{check_annotatable, require_schema, target_of, write_annotation};
 use crate::{
     ErrorCode,
     authz::ProjectAction,
+    clock::stored_time,
     context::Principal,
     domain::labels::{FieldType, suggest, values},
     error::EngineError,
+    items::{check_visible, live_item},
     labels::IfMatch,
+    project_actor::{Check, InProject, Transition},
     store::{
         self,
         labels::{AnnotationRow, SuggestionRow},

@@ -8,30 +8,28 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    items::{check_visible, live_item, not_editable},
-    transition::{Check, InProject, Transition},
-};
 use crate::{
     authz::ProjectAction,
     context::Principal,
     deps::Deps,
     domain::{ProjectSettings, webhook::WebhookEvent},
     error::EngineError,
+    items::ItemSubject,
     items::{
-        ItemStatus, ItemView,
+        ItemStatus, ItemView, check_visible,
         consensus::{Verdict, verdict},
+        live_item, not_editable,
         state::{ItemEvent, next_strs},
     },
     metrics as m,
+    project_actor::{Check, InProject, Transition},
     review::{Decision, DecisionInput},
     store::{
         self, Tx,
         items::ItemRow,
-        reviews::{DecisionRow, QueueFilter},
+        reviews::{DecisionEffect, DecisionRow, QueueFilter},
         texts::TextRow,
     },
-    webhooks::Subject,
 };
 
 /// Send items to review: each must be `ready` (or sent back for changes), and the
@@ -89,13 +87,13 @@ impl Transition for Submit {
                 ("item", item_id.to_string()),
                 json!({"kind": item.kind, "round": item.review_round}),
             );
-            at.announce(WebhookEvent::ItemSubmitted, Subject::Item(item_id))
+            at.announce(WebhookEvent::ItemSubmitted, ItemSubject::Item(item_id))
                 .await?;
             views.push(live_item(at.tx(), id, item_id).await?.into());
         }
         // All or nothing: the items' required labels, checked once they are known to
         // be the caller's to submit.
-        super::labels::check_complete(at, &item_ids).await?;
+        crate::labels::check_complete(at, &item_ids).await?;
         Ok(views)
     }
 }
@@ -345,7 +343,6 @@ async fn decide(
         outcome: outcome_str(outcome).into(),
         created_at: now,
     };
-    store::reviews::insert_decision(tx, &decision).await?;
 
     let event = match outcome {
         Verdict::Pending => None,
@@ -353,38 +350,40 @@ async fn decide(
         Verdict::ChangesRequested => Some(ItemEvent::ChangesRequested),
         Verdict::Rejected => Some(ItemEvent::ReviewRejected),
     };
-    // The item as the verdict left it (read back by the verdict's own statement).
-    let mut settled = None;
-    match event {
-        None => store::reviews::release(tx, item_id, me).await?,
-        Some(event) => {
-            let (_, to) = next_strs(event);
-            let rework = outcome == Verdict::ChangesRequested;
-            settled = store::reviews::settle(tx, item_id, to, rework, now).await?;
-            if settled.is_none() {
-                return Err(not_editable(item.status));
-            }
-            if rework {
-                let reasons = store::reviews::round_rejections(tx, item_id, round).await?;
-                store::reviews::add_notice(
-                    tx,
-                    item.contributor_id,
-                    item_id,
-                    id,
-                    &reasons.join("; "),
-                    now,
-                )
-                .await?;
-            }
+    // The decision and what it does to the item, in one statement; the item as the
+    // verdict left it (read back by that statement).
+    let effect = match event {
+        None => DecisionEffect::Release,
+        Some(event) => DecisionEffect::Settle {
+            to: next_strs(event).1,
+            rework: outcome == Verdict::ChangesRequested,
+        },
+    };
+    let settled = store::reviews::record_decision(tx, &decision, effect).await?;
+    if let DecisionEffect::Settle { rework, .. } = effect {
+        if settled.is_none() {
+            return Err(not_editable(item.status));
+        }
+        if rework {
+            let reasons = store::reviews::round_rejections(tx, item_id, round).await?;
+            store::reviews::add_notice(
+                tx,
+                item.contributor_id,
+                item_id,
+                id,
+                &reasons.join("; "),
+                now,
+            )
+            .await?;
         }
     }
     if text_revision.is_some() {
-        super::labels::carry_spans(at, item_id).await?;
+        crate::items::carry_spans(at, item_id).await?;
     }
     // Fix and accept the labels: a revision by the reviewer, against the text as it now is.
     let annotation_revision = match &input.corrected_annotation {
         Some(values) => Some(
-            super::labels::write_annotation(at, &item, values.clone(), None)
+            crate::labels::write_annotation(at, &item, values.clone(), None)
                 .await?
                 .revision,
         ),
@@ -409,7 +408,7 @@ async fn decide(
         Verdict::Rejected => Some(WebhookEvent::ItemRejected),
     };
     if let Some(event) = announced {
-        at.announce(event, Subject::Item(item_id)).await?;
+        at.announce(event, ItemSubject::Item(item_id)).await?;
     }
     // Corrected text or labels may have touched the row since the verdict.
     let row = match settled {
