@@ -80,6 +80,11 @@ pub struct DecisionCount {
     pub outcome: String,
     pub reason_code: Option<String>,
     pub decisions: i64,
+    /// Of them, those whose round has reached its verdict.
+    pub settled: i64,
+    /// Of those, the ones that matched the verdict (an approval an approved item, a
+    /// rejection a rejected item or one sent back for changes).
+    pub agreed: i64,
 }
 
 impl From<DecisionFigures> for DecisionCount {
@@ -89,6 +94,8 @@ impl From<DecisionFigures> for DecisionCount {
             outcome: d.outcome,
             reason_code: (!d.reason_code.is_empty()).then_some(d.reason_code),
             decisions: d.decisions,
+            settled: d.settled,
+            agreed: d.agreed,
         }
     }
 }
@@ -278,6 +285,9 @@ pub struct UserAnalytics {
     pub storage: StorageCounts,
     /// Decisions they made as a reviewer, on live items.
     pub reviews: i64,
+    /// How often their vote matched the round's verdict: agreed ÷ settled votes
+    /// (votes whose round has a verdict); absent while none is settled.
+    pub review_agreement: Option<f64>,
     pub review_decisions: Vec<DecisionCount>,
 }
 
@@ -298,6 +308,7 @@ impl From<UserFigures> for UserAnalytics {
             audio: audio(&u.figures),
             storage: storage(u.figures),
             reviews: u.reviews,
+            review_agreement: u.review_agreement,
             review_decisions: u.review_decisions.into_iter().map(Into::into).collect(),
         }
     }
@@ -348,6 +359,8 @@ pub struct SeriesBucket {
     pub rejections: i64,
     pub audio_seconds_uploaded: f64,
     pub audio_seconds_approved: f64,
+    /// People with a live upload in the bucket.
+    pub active_contributors: i64,
 }
 
 /// A series: every bucket of the period, empty ones included.
@@ -362,6 +375,9 @@ pub struct AnalyticsSeries {
     pub from: DateTime<FixedOffset>,
     /// The last bucket's end (`to` rounded up to its bucket).
     pub to: DateTime<Utc>,
+    /// People with a live upload anywhere in the period, each counted once (so not the
+    /// sum of the buckets' figures).
+    pub active_contributors: i64,
     pub buckets: Vec<SeriesBucket>,
 }
 
@@ -373,6 +389,7 @@ impl From<SeriesView> for AnalyticsSeries {
             tz: v.tz,
             from: v.from,
             to: v.to,
+            active_contributors: v.active_contributors,
             buckets: v
                 .points
                 .into_iter()
@@ -386,6 +403,7 @@ impl From<SeriesView> for AnalyticsSeries {
                         rejections: p.rejections,
                         audio_seconds_uploaded: p.audio_seconds_uploaded,
                         audio_seconds_approved: p.audio_seconds_approved,
+                        active_contributors: p.active_contributors,
                     })
                 })
                 .collect(),
@@ -451,6 +469,8 @@ pub enum ReviewerSortParam {
     Decisions,
     Approvals,
     Rejections,
+    /// How often their votes matched the round's verdict (agreed ÷ settled votes).
+    Agreement,
 }
 
 impl From<ReviewerSortParam> for ReviewerSort {
@@ -459,6 +479,7 @@ impl From<ReviewerSortParam> for ReviewerSort {
             ReviewerSortParam::Decisions => Self::Decisions,
             ReviewerSortParam::Approvals => Self::Approvals,
             ReviewerSortParam::Rejections => Self::Rejections,
+            ReviewerSortParam::Agreement => Self::Agreement,
         }
     }
 }
@@ -497,6 +518,11 @@ pub struct ReviewerStanding {
     pub decisions: i64,
     pub approvals: i64,
     pub rejections: i64,
+    /// Votes whose round has reached its verdict, and those that matched it.
+    pub settled: i64,
+    pub agreed: i64,
+    /// agreed ÷ settled; absent while none is settled.
+    pub agreement: Option<f64>,
 }
 
 impl From<ReviewerRank> for ReviewerStanding {
@@ -507,6 +533,9 @@ impl From<ReviewerRank> for ReviewerStanding {
             decisions: r.decisions,
             approvals: r.approvals,
             rejections: r.rejections,
+            settled: r.settled,
+            agreed: r.agreed,
+            agreement: (r.settled > 0).then(|| r.agreed as f64 / r.settled as f64),
         }
     }
 }
@@ -685,7 +714,8 @@ impl AnalyticsApi {
     /// A project's reviewers, ranked
     ///
     /// Its admins and reviewers. Ranked by `sort` (`decisions` by default, `approvals`,
-    /// `rejections`) on live items, most first, ties by user id; paged like every list.
+    /// `rejections`, `agreement`: how often their votes matched the round's verdict, to
+    /// the thousandth) on live items, most first, ties by user id; paged like every list.
     /// `Accept: text/csv` gives the page as CSV, the next cursor in `Next-Cursor`.
     #[oai(
         path = "/api/analytics/reviewers",
@@ -709,7 +739,15 @@ impl AnalyticsApi {
             .await?;
         let items: Vec<ReviewerStanding> = page.items.into_iter().map(Into::into).collect();
         if wants_csv(req) {
-            let header = ["user_id", "email", "decisions", "approvals", "rejections"];
+            let header = [
+                "user_id",
+                "email",
+                "decisions",
+                "approvals",
+                "rejections",
+                "settled",
+                "agreed",
+            ];
             let rows = items.iter().map(|r| {
                 vec![
                     r.user_id.to_string(),
@@ -717,6 +755,8 @@ impl AnalyticsApi {
                     r.decisions.to_string(),
                     r.approvals.to_string(),
                     r.rejections.to_string(),
+                    r.settled.to_string(),
+                    r.agreed.to_string(),
                 ]
             });
             let csv = ReviewerContent::Csv(CsvBody::of(&header, rows)?);
@@ -784,6 +824,7 @@ impl AnalyticsApi {
                 "rejections",
                 "audio_seconds_uploaded",
                 "audio_seconds_approved",
+                "active_contributors",
             ];
             let rows = series.buckets.iter().map(|b| {
                 vec![
@@ -795,6 +836,7 @@ impl AnalyticsApi {
                     b.rejections.to_string(),
                     b.audio_seconds_uploaded.to_string(),
                     b.audio_seconds_approved.to_string(),
+                    b.active_contributors.to_string(),
                 ]
             });
             return Ok(SeriesOk::Ok(SeriesContent::Csv(CsvBody::of(

@@ -239,7 +239,7 @@ async fn series_and_leaderboards_answer_csv_to_spreadsheets(backend: Backend) {
     let text = resp.text().await.unwrap();
     assert_eq!(
         text.lines().next().unwrap(),
-        "user_id,email,decisions,approvals,rejections"
+        "user_id,email,decisions,approvals,rejections,settled,agreed"
     );
     assert!(python_csv(&text).is_empty(), "no reviews yet: {text}");
 
@@ -322,31 +322,57 @@ async fn counted_by_state(app: &TestApp, project: &str) -> BTreeMap<(String, Str
         .collect()
 }
 
-/// `{(decision, outcome, reason): count}` of decisions on live items, of `reviewer`
-/// when given, from `review_decisions`.
+/// What the figures say of decisions with one (decision, outcome, reason): how many,
+/// how many of them belong to a round with a verdict, how many matched that verdict.
+type DecisionKey = (String, String, String);
+type DecisionCounts = (i64, i64, i64);
+
+/// [`DecisionCounts`] of decisions on live items, of `reviewer` when given, worked out
+/// here from the rows of `review_decisions` (a round's verdict is its one decision whose
+/// outcome is not `pending`; an approval agrees with `approved`, a rejection with
+/// `rejected` and `changes_requested`).
 async fn counted_decisions(
     app: &TestApp,
     project: &str,
     reviewer: Option<&str>,
-) -> BTreeMap<(String, String, String), i64> {
+) -> BTreeMap<DecisionKey, DecisionCounts> {
     let db = app.db().await;
     let project: Uuid = project.parse().unwrap();
-    let reviewer: Option<Uuid> = reviewer.map(|r| r.parse().unwrap());
-    let sql = "SELECT d.decision, d.outcome, COALESCE(d.reason_code, ''), COUNT(*) \
+    let sql = "SELECT d.item_id, d.round, d.reviewer_id, d.decision, d.outcome, \
+               COALESCE(d.reason_code, '') \
                FROM review_decisions d JOIN items i ON i.id = d.item_id \
-               WHERE d.project_id = $1 AND i.deleted_at IS NULL \
-               AND ($2 IS NULL OR d.reviewer_id = $2) \
-               GROUP BY d.decision, d.outcome, COALESCE(d.reason_code, '')";
-    let rows: Vec<(String, String, String, i64)> = with_db!(&db, |pool| sqlx::query_as(sql)
-        .bind(project)
-        .bind(reviewer)
-        .fetch_all(pool)
-        .await)
-    .unwrap();
+               WHERE d.project_id = $1 AND i.deleted_at IS NULL";
+    let rows: Vec<(Uuid, i32, Uuid, String, String, String)> =
+        with_db!(&db, |pool| sqlx::query_as(sql)
+            .bind(project)
+            .fetch_all(pool)
+            .await)
+        .unwrap();
     db.close().await;
-    rows.into_iter()
-        .map(|(d, o, r, n)| ((d, o, r), n))
-        .collect()
+    let mut verdicts: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
+    for (item, round, _, _, outcome, _) in &rows {
+        if outcome != "pending" {
+            let earlier = verdicts.insert((*item, *round), outcome.clone());
+            assert!(earlier.is_none(), "two verdicts in one round of {item}");
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (item, round, who, decision, outcome, reason) in rows {
+        if reviewer.is_some_and(|r| r != who.to_string()) {
+            continue;
+        }
+        let entry: &mut DecisionCounts = counts
+            .entry((decision.clone(), outcome, reason))
+            .or_default();
+        entry.0 += 1;
+        if let Some(verdict) = verdicts.get(&(item, round)) {
+            entry.1 += 1;
+            if (decision == "approve") == (verdict == "approved") {
+                entry.2 += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// The endpoint's `items_by_state` without zeros, keyed as [`counted_by_state`].
@@ -368,7 +394,7 @@ fn answered_by_state(figures: &Value) -> BTreeMap<(String, String), (i64, i64)> 
         .collect()
 }
 
-fn answered_decisions(decisions: &Value) -> BTreeMap<(String, String, String), i64> {
+fn answered_decisions(decisions: &Value) -> BTreeMap<DecisionKey, DecisionCounts> {
     decisions
         .as_array()
         .unwrap()
@@ -379,7 +405,8 @@ fn answered_decisions(decisions: &Value) -> BTreeMap<(String, String, String), i
                 d["outcome"].as_str().unwrap().to_owned(),
                 d["reason_code"].as_str().unwrap_or("").to_owned(),
             );
-            (key, d["decisions"].as_i64().unwrap())
+            let count = |field: &str| d[field].as_i64().unwrap();
+            (key, (count("decisions"), count("settled"), count("agreed")))
         })
         .collect()
 }
@@ -563,7 +590,7 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
             decisions
                 .iter()
                 .filter(|((_, o, _), _)| o == outcome)
-                .map(|(_, n)| n)
+                .map(|(_, n)| n.0)
                 .sum::<i64>()
         })
         .sum();
@@ -647,7 +674,17 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         answered_decisions(&theirs["review_decisions"]),
         r1_decisions
     );
-    assert_eq!(theirs["reviews"], r1_decisions.values().sum::<i64>());
+    assert_eq!(
+        theirs["reviews"],
+        r1_decisions.values().map(|c| c.0).sum::<i64>()
+    );
+    let (voted, agreed) = r1_decisions
+        .values()
+        .fold((0, 0), |(s, a), c| (s + c.1, a + c.2));
+    match theirs["review_agreement"].as_f64() {
+        Some(rate) => assert!((rate - agreed as f64 / voted as f64).abs() < 1e-9),
+        None => assert_eq!(voted, 0, "{theirs}"),
+    }
     assert_eq!(
         theirs["project_ids"],
         json!([project]),
@@ -676,12 +713,29 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         .fetch_one(pool)
         .await)
     .unwrap();
+    let sql = "SELECT contributor_id, created_at FROM items \
+               WHERE project_id = $1 AND deleted_at IS NULL";
+    let uploads: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
+        with_db!(&db, |pool| sqlx::query_as(sql)
+            .bind(pid)
+            .fetch_all(pool)
+            .await)
+        .unwrap();
     db.close().await;
+    // Distinct people with a live upload in [start, end).
+    let active = |start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>| {
+        uploads
+            .iter()
+            .filter(|(_, at)| (start..end).contains(at))
+            .map(|(who, _)| *who)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as i64
+    };
     let verdicts = |outcome: &str| -> i64 {
         decisions
             .iter()
             .filter(|((_, o, _), _)| o == outcome)
-            .map(|(_, n)| n)
+            .map(|(_, n)| n.0)
             .sum()
     };
     for (query, buckets, offset) in [
@@ -715,6 +769,24 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
             .map(|p| (p["audio_seconds_uploaded"].as_f64().unwrap() * 1000.0).round() as i64)
             .sum();
         assert_eq!(uploaded_ms, collected_ms);
+        // Active contributors, per bucket and over the period, as the items say.
+        let time = |v: &Value| -> chrono::DateTime<chrono::Utc> {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+                .unwrap()
+                .to_utc()
+        };
+        let end = time(&series["to"]);
+        for (i, point) in points.iter().enumerate() {
+            let next = points.get(i + 1).map_or(end, |p| time(&p["start"]));
+            assert_eq!(
+                point["active_contributors"],
+                active(time(&point["start"]), next),
+                "seed {seed}: {point}"
+            );
+        }
+        let period = active(time(&points[0]["start"]), end);
+        assert!(period > 0, "the workload uploaded in the period");
+        assert_eq!(series["active_contributors"], period, "seed {seed}");
     }
 
     // The leaderboards: contributors by approved items, reviewers by decisions, each
@@ -764,13 +836,22 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         .collect();
     assert_eq!(got, expected, "seed {seed}");
     let mut expected: Vec<(String, i64)> = Vec::new();
+    let mut agreement: Vec<(String, i64)> = Vec::new();
     for token in &reviewers {
         let id = app.user_id(token).await;
-        let n: i64 = counted_decisions(&app, &project, Some(&id))
-            .await
-            .values()
-            .sum();
+        let counts = counted_decisions(&app, &project, Some(&id)).await;
+        let n: i64 = counts.values().map(|c| c.0).sum();
         if n > 0 {
+            let settled: i64 = counts.values().map(|c| c.1).sum();
+            let agreed: i64 = counts.values().map(|c| c.2).sum();
+            agreement.push((
+                id.clone(),
+                if settled > 0 {
+                    agreed * 1000 / settled
+                } else {
+                    0
+                },
+            ));
             expected.push((id, n));
         }
     }
@@ -786,6 +867,28 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         })
         .collect();
     assert_eq!(got, expected, "seed {seed}");
+    // By agreement (to the thousandth), the same way.
+    agreement.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked = board(format!(
+        "/api/analytics/reviewers?project_id={project}&sort=agreement"
+    ))
+    .await;
+    let got: Vec<(String, i64)> = ranked
+        .iter()
+        .map(|r| {
+            let (agreed, settled) = (
+                r["agreed"].as_i64().unwrap(),
+                r["settled"].as_i64().unwrap(),
+            );
+            let permille = if settled > 0 {
+                agreed * 1000 / settled
+            } else {
+                0
+            };
+            (r["user_id"].as_str().unwrap().to_owned(), permille)
+        })
+        .collect();
+    assert_eq!(got, agreement, "seed {seed}");
 
     // A rollup corrupted by hand (a bad manual fix) shows, and the recount mends it.
     let db = app.db().await;

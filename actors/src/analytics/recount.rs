@@ -13,7 +13,7 @@ use crate::{
     project_actor::{Check, InProject, Transition},
     store::{
         self,
-        rollups::{DecisionRollup, HourRollup, ItemRollup, VerdictTimeRollup},
+        rollups::{ContributorHour, DecisionRollup, HourRollup, ItemRollup, VerdictTimeRollup},
     },
 };
 
@@ -86,6 +86,8 @@ impl Transition for Recount {
         let counted_hours = store::rollups::counted_hours(at.tx(), id).await?;
         let stored_times = store::rollups::stored_verdict_times(at.tx(), id).await?;
         let counted_times = store::rollups::counted_verdict_times(at.tx(), id).await?;
+        let stored_active = store::rollups::stored_contributor_hours(at.tx(), id).await?;
+        let counted_active = store::rollups::counted_contributor_hours(at.tx(), id).await?;
         let mut found = differences("items", &stored_items, &counted_items, |r: &ItemRollup| {
             (r.contributor_id, r.kind.clone(), r.status.clone())
         });
@@ -114,6 +116,12 @@ impl Transition for Recount {
             &counted_times,
             |r: &VerdictTimeRollup| (r.verdict.clone(), r.bucket),
         ));
+        found.extend(differences(
+            "contributor hours",
+            &stored_active,
+            &counted_active,
+            |r: &ContributorHour| (r.contributor_id, r.hour),
+        ));
         if !found.is_empty() {
             store::rollups::replace(
                 at.tx(),
@@ -122,6 +130,7 @@ impl Transition for Recount {
                 &counted_decisions,
                 &counted_hours,
                 &counted_times,
+                &counted_active,
             )
             .await?;
             at.audit(

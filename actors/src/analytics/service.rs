@@ -216,6 +216,9 @@ pub struct UserFigures {
     pub approval_rate: Option<f64>,
     /// Decisions this person made as a reviewer, on live items.
     pub reviews: i64,
+    /// Their votes that matched the round's verdict ÷ their votes whose round has one;
+    /// none while none has.
+    pub review_agreement: Option<f64>,
     pub review_decisions: Vec<DecisionFigures>,
 }
 
@@ -339,6 +342,7 @@ impl Engine {
             approval_rate: (approved + rejected > 0)
                 .then(|| approved as f64 / (approved + rejected) as f64),
             reviews: review_decisions.iter().map(|d| d.decisions).sum(),
+            review_agreement: agreement(&review_decisions),
             review_decisions,
             figures,
         })
@@ -393,6 +397,8 @@ pub struct SeriesPoint {
     pub rejections: i64,
     pub audio_seconds_uploaded: f64,
     pub audio_seconds_approved: f64,
+    /// People with a live upload in the bucket.
+    pub active_contributors: i64,
 }
 
 /// A series: every bucket, empty ones included.
@@ -406,6 +412,8 @@ pub struct SeriesView {
     /// The last bucket's end (`to` rounded up to its bucket).
     pub to: DateTime<Utc>,
     pub points: Vec<SeriesPoint>,
+    /// People with a live upload anywhere in the period (each counted once).
+    pub active_contributors: i64,
 }
 
 fn invalid_period(field: &'static str, message: String) -> EngineError {
@@ -452,7 +460,11 @@ impl Engine {
             }
         };
         let first = cover.starts[0].with_timezone(&Utc);
-        let rows = store::rollups::hours(&self.deps.db, &scope, first, cover.end).await?;
+        let db = &self.deps.db;
+        let (rows, active) = tokio::try_join!(
+            store::rollups::hours(db, &scope, first, cover.end),
+            store::rollups::active_contributors(db, &scope, first, cover.end),
+        )?;
         let mut points: Vec<SeriesPoint> = cover
             .starts
             .iter()
@@ -482,6 +494,19 @@ impl Engine {
                 _ => {}
             }
         }
+        // Each person once per bucket (they may upload in several of its hours), and
+        // once over the period.
+        let mut per_bucket = std::collections::BTreeSet::new();
+        let mut anywhere = std::collections::BTreeSet::new();
+        for (contributor, hour) in active {
+            if let Some(i) = buckets::index_of(&cover.starts, hour) {
+                per_bucket.insert((i, contributor));
+                anywhere.insert(contributor);
+            }
+        }
+        for (i, _) in per_bucket {
+            points[i].active_contributors += 1;
+        }
         Ok(SeriesView {
             project_id,
             bucket: query.bucket,
@@ -489,6 +514,14 @@ impl Engine {
             from: cover.starts[0],
             to: cover.end,
             points,
+            active_contributors: anywhere.len() as i64,
         })
     }
+}
+
+/// Agreed ÷ settled votes, none while no vote is settled.
+fn agreement(decisions: &[DecisionFigures]) -> Option<f64> {
+    let settled: i64 = decisions.iter().map(|d| d.settled).sum();
+    let agreed: i64 = decisions.iter().map(|d| d.agreed).sum();
+    (settled > 0).then(|| agreed as f64 / settled as f64)
 }

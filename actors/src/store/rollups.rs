@@ -64,6 +64,10 @@ pub struct DecisionFigures {
     /// `""` when none was given.
     pub reason_code: String,
     pub decisions: i64,
+    /// Of them, those whose round has a verdict, and those that matched it (an
+    /// approval an approved item, a rejection a rejected or reworked one).
+    pub settled: i64,
+    pub agreed: i64,
 }
 
 /// Items by kind and state in `scope`, of `contributor` only when given.
@@ -97,7 +101,8 @@ pub async fn decisions(
     reviewer: Option<Uuid>,
 ) -> StoreResult<Vec<DecisionFigures>> {
     let sql = format!(
-        "SELECT decision, outcome, reason_code, CAST(SUM(decisions) AS BIGINT) AS decisions \
+        "SELECT decision, outcome, reason_code, CAST(SUM(decisions) AS BIGINT) AS decisions, \
+         CAST(SUM(settled) AS BIGINT) AS settled, CAST(SUM(agreed) AS BIGINT) AS agreed \
          FROM rollup_decisions WHERE ($1 IS NULL OR reviewer_id = $1) AND {} \
          GROUP BY decision, outcome, reason_code HAVING SUM(decisions) <> 0 \
          ORDER BY decision, outcome, reason_code",
@@ -182,6 +187,9 @@ pub struct DecisionRollup {
     pub outcome: String,
     pub reason_code: String,
     pub decisions: i64,
+    /// Of them, those whose round has a verdict, and those that matched it.
+    pub settled: i64,
+    pub agreed: i64,
 }
 
 /// The project's stored item rollup rows that count something.
@@ -222,8 +230,9 @@ pub async fn counted_items(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<ItemRo
 
 /// The project's stored decision rollup rows that count something.
 pub async fn stored_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<DecisionRollup>> {
-    let sql = "SELECT reviewer_id, decision, outcome, reason_code, decisions \
-               FROM rollup_decisions WHERE project_id = $1 AND decisions <> 0 \
+    let sql = "SELECT reviewer_id, decision, outcome, reason_code, decisions, settled, agreed \
+               FROM rollup_decisions WHERE project_id = $1 \
+               AND (decisions <> 0 OR settled <> 0 OR agreed <> 0) \
                ORDER BY reviewer_id, decision, outcome, reason_code";
     Ok(with_tx!(tx, |conn| sqlx::query_as::<_, DecisionRollup>(
         sql
@@ -235,9 +244,16 @@ pub async fn stored_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<Dec
 
 /// The project's decision rollup as the base tables say it should be.
 pub async fn counted_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<DecisionRollup>> {
+    // A round has at most one verdict (it ends the round), so the join adds no rows.
     let sql = "SELECT d.reviewer_id, d.decision, d.outcome, \
-               COALESCE(d.reason_code, '') AS reason_code, COUNT(*) AS decisions \
+               COALESCE(d.reason_code, '') AS reason_code, COUNT(*) AS decisions, \
+               COUNT(v.outcome) AS settled, \
+               CAST(COALESCE(SUM(CASE WHEN v.outcome IS NULL THEN 0 \
+                   WHEN (d.decision = 'approve') = (v.outcome = 'approved') THEN 1 \
+                   ELSE 0 END), 0) AS BIGINT) AS agreed \
                FROM review_decisions d JOIN items i ON i.id = d.item_id \
+               LEFT JOIN review_decisions v ON v.item_id = d.item_id AND v.round = d.round \
+                   AND v.outcome IN ('approved', 'changes_requested', 'rejected') \
                WHERE d.project_id = $1 AND i.deleted_at IS NULL \
                GROUP BY d.reviewer_id, d.decision, d.outcome, COALESCE(d.reason_code, '') \
                ORDER BY d.reviewer_id, d.decision, d.outcome, reason_code";
@@ -249,8 +265,8 @@ pub async fn counted_decisions(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<De
     .await)?)
 }
 
-/// Replace the project's rollup rows with `items`, `decisions`, `hours` and
-/// `verdict_times`.
+/// Replace the project's rollup rows with `items`, `decisions`, `hours`,
+/// `verdict_times` and `contributor_hours`.
 pub async fn replace(
     tx: &mut Tx,
     project: Uuid,
@@ -258,12 +274,14 @@ pub async fn replace(
     decisions: &[DecisionRollup],
     hours: &[HourRollup],
     verdict_times: &[VerdictTimeRollup],
+    contributor_hours: &[ContributorHour],
 ) -> StoreResult<()> {
     for sql in [
         "DELETE FROM rollup_items WHERE project_id = $1",
         "DELETE FROM rollup_decisions WHERE project_id = $1",
         "DELETE FROM rollup_hours WHERE project_id = $1",
         "DELETE FROM rollup_verdict_times WHERE project_id = $1",
+        "DELETE FROM rollup_contributor_hours WHERE project_id = $1",
     ] {
         with_tx!(tx, |conn| sqlx::query(sql)
             .bind(project)
@@ -289,7 +307,7 @@ pub async fn replace(
             .map(|_| ()))?;
     }
     let insert = "INSERT INTO rollup_decisions (project_id, reviewer_id, decision, outcome, \
-                  reason_code, decisions) VALUES ($1, $2, $3, $4, $5, $6)";
+                  reason_code, decisions, settled, agreed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     for r in decisions {
         with_tx!(tx, |conn| sqlx::query(insert)
             .bind(project)
@@ -298,6 +316,8 @@ pub async fn replace(
             .bind(r.outcome.as_str())
             .bind(r.reason_code.as_str())
             .bind(r.decisions)
+            .bind(r.settled)
+            .bind(r.agreed)
             .execute(conn)
             .await
             .map(|_| ()))?;
@@ -310,6 +330,18 @@ pub async fn replace(
             .bind(r.verdict.as_str())
             .bind(r.bucket)
             .bind(r.items)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    let insert = "INSERT INTO rollup_contributor_hours (project_id, contributor_id, hour, \
+                  uploads) VALUES ($1, $2, $3, $4)";
+    for r in contributor_hours {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.contributor_id)
+            .bind(r.hour)
+            .bind(r.uploads)
             .execute(conn)
             .await
             .map(|_| ()))?;
@@ -483,6 +515,76 @@ pub async fn hours(
     })?)
 }
 
+/// One row of `rollup_contributor_hours`: a contributor's live uploads in one UTC hour,
+/// as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContributorHour {
+    pub contributor_id: Uuid,
+    pub hour: DateTime<Utc>,
+    pub uploads: i64,
+}
+
+/// The project's stored contributor hours that count something.
+pub async fn stored_contributor_hours(
+    tx: &mut Tx,
+    project: Uuid,
+) -> StoreResult<Vec<ContributorHour>> {
+    let sql = "SELECT contributor_id, hour, uploads FROM rollup_contributor_hours \
+               WHERE project_id = $1 AND uploads <> 0 ORDER BY contributor_id, hour";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ContributorHour>(
+        sql
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// The project's contributor hours as its live items say they should be.
+pub async fn counted_contributor_hours(
+    tx: &mut Tx,
+    project: Uuid,
+) -> StoreResult<Vec<ContributorHour>> {
+    let hour = match tx {
+        Tx::Postgres(_) => "rollup_hour(created_at)",
+        Tx::Sqlite(_) => "strftime('%Y-%m-%dT%H:00:00+00:00', created_at)",
+    };
+    let sql = format!(
+        "SELECT contributor_id, {hour} AS hour, COUNT(*) AS uploads FROM items \
+         WHERE project_id = $1 AND deleted_at IS NULL \
+         GROUP BY contributor_id, {hour} ORDER BY contributor_id, hour"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ContributorHour>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// Who uploaded in `scope` between `from` and `to`: each (contributor, hour) with a live
+/// upload, once. The series count them per bucket and over the period.
+pub async fn active_contributors(
+    db: &Db,
+    scope: &Scope,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
+    let sql = format!(
+        "SELECT DISTINCT contributor_id, hour FROM rollup_contributor_hours \
+         WHERE hour >= $1 AND hour < $2 AND uploads > 0 AND {} ORDER BY hour",
+        scope.clause("project_id", 3)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(from)
+            .bind(to);
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
 /// The live projects where `admin` is an admin and `member` a member.
 pub async fn shared_as_admin(db: &Db, admin: Uuid, member: Uuid) -> StoreResult<Vec<Uuid>> {
     let sql = "SELECT a.project_id FROM project_members a \
@@ -575,6 +677,8 @@ pub enum ReviewerSort {
     Decisions,
     Approvals,
     Rejections,
+    /// Votes that matched their round's verdict, per thousand settled votes.
+    Agreement,
 }
 
 impl Leaderboard for ReviewerSort {
@@ -586,7 +690,8 @@ impl Leaderboard for ReviewerSort {
          CAST(SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END) AS BIGINT) \
              AS approvals, \
          CAST(SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END) AS BIGINT) \
-             AS rejections";
+             AS rejections, \
+         CAST(SUM(r.settled) AS BIGINT) AS settled, CAST(SUM(r.agreed) AS BIGINT) AS agreed";
     const HAVING: &'static str = "SUM(r.decisions) > 0";
 
     fn expr(self) -> &'static str {
@@ -594,6 +699,8 @@ impl Leaderboard for ReviewerSort {
             Self::Decisions => "SUM(r.decisions)",
             Self::Approvals => "SUM(CASE WHEN r.decision = 'approve' THEN r.decisions ELSE 0 END)",
             Self::Rejections => "SUM(CASE WHEN r.decision = 'reject' THEN r.decisions ELSE 0 END)",
+            // Integer per-mille, so that a cursor can name the position exactly.
+            Self::Agreement => "COALESCE(SUM(r.agreed) * 1000 / NULLIF(SUM(r.settled), 0), 0)",
         }
     }
 
@@ -610,6 +717,9 @@ pub struct ReviewerRank {
     pub decisions: i64,
     pub approvals: i64,
     pub rejections: i64,
+    /// Votes whose round has a verdict, and those that matched it.
+    pub settled: i64,
+    pub agreed: i64,
 }
 
 /// One page of a leaderboard's grouped query: rows ranked by `sort` (most first, then
