@@ -41,6 +41,42 @@ pub struct ItemStateCount {
     pub audio_seconds: f64,
 }
 
+/// Live items of one kind by the engine that gave their current machine text.
+#[derive(Debug, Object)]
+pub struct EngineCount {
+    pub kind: Wire<DataKindDto>,
+    /// `plain_text`, `pdf_text_layer`, `docx`, `tesseract`, `google_document_ai`,
+    /// `google_speech`, …
+    pub engine: String,
+    pub items: i64,
+}
+
+/// Live items of one kind whose processing failed with one code.
+#[derive(Debug, Object)]
+pub struct FailureCount {
+    pub kind: Wire<DataKindDto>,
+    /// The item's `processing_error_code` (`no_text_found`, `processing_gave_up`, …).
+    pub code: String,
+    pub items: i64,
+}
+
+/// Live items carrying one value of one label field.
+#[derive(Debug, Object)]
+pub struct LabelCount {
+    pub field: String,
+    pub value: String,
+    pub items: i64,
+}
+
+/// What processing made of live items.
+#[derive(Debug, Object)]
+pub struct ProcessingCounts {
+    /// Items with a machine text, by kind and the engine of the current one.
+    pub by_engine: Vec<EngineCount>,
+    /// Items now `processing_failed`, by kind and failure code.
+    pub failures: Vec<FailureCount>,
+}
+
 /// Seconds of recorded audio by where the recordings stand.
 #[derive(Debug, Object)]
 pub struct AudioCounts {
@@ -197,6 +233,10 @@ pub struct AnalyticsSummary {
     pub audio: AudioCounts,
     pub storage: StorageCounts,
     pub review: ReviewCounts,
+    pub processing: ProcessingCounts,
+    /// Live items by label field and value of their current annotation (label and
+    /// multi_label fields; an item with two values of a field counts under each).
+    pub labels: Vec<LabelCount>,
     pub members: MemberCounts,
     pub generated_at: DateTime<Utc>,
 }
@@ -256,6 +296,37 @@ impl From<SummaryView> for AnalyticsSummary {
             },
             storage: storage(s.figures),
             review: s.review.into(),
+            processing: ProcessingCounts {
+                by_engine: s
+                    .processing
+                    .engines
+                    .into_iter()
+                    .map(|r| EngineCount {
+                        kind: Wire::new(r.group),
+                        engine: r.name,
+                        items: r.items,
+                    })
+                    .collect(),
+                failures: s
+                    .processing
+                    .failures
+                    .into_iter()
+                    .map(|r| FailureCount {
+                        kind: Wire::new(r.group),
+                        code: r.name,
+                        items: r.items,
+                    })
+                    .collect(),
+            },
+            labels: s
+                .labels
+                .into_iter()
+                .map(|r| LabelCount {
+                    field: r.group,
+                    value: r.name,
+                    items: r.items,
+                })
+                .collect(),
             generated_at: s.generated_at,
         }
     }

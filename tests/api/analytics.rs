@@ -25,7 +25,129 @@ backend_tests!(
     who_reads_which_figures,
     series_and_leaderboards_answer_csv_to_spreadsheets,
     time_to_verdict_is_counted_to_its_bucket,
+    the_label_distribution_follows_the_annotations,
 );
+
+/// The summary's `labels`: live items by label field and value of their current
+/// annotation, moved by a new revision, left by a deleted item (the recount agrees).
+async fn the_label_distribution_follows_the_annotations(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Lebo").await;
+    let fields = json!([
+        {"name": "topic", "type": "label", "options": ["news", "sport"]},
+        {"name": "flags", "type": "multi_label", "options": ["a", "b", "c"]},
+        {"name": "note", "type": "text"},
+    ]);
+    let resp = app
+        .send(
+            &admin,
+            Method::PUT,
+            &format!("/api/projects/{project}/label-schema"),
+            Some(json!({ "fields": fields })),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut docs = Vec::new();
+    for i in 0..3 {
+        let text = format!("Habari ya leo, nambari {i}.").into_bytes();
+        let id = uploaded(
+            &app,
+            &admin,
+            "/api/documents",
+            &project,
+            text,
+            "d.txt",
+            "text/plain",
+        )
+        .await;
+        settled(&app, &admin, "/api/documents", &id).await;
+        docs.push(id);
+    }
+    let annotate = |id: String, values: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let path = format!("/api/documents/{id}/annotation");
+            let resp = app
+                .send(admin, Method::PUT, &path, Some(json!({ "values": values })))
+                .await;
+            assert_eq!(resp.status(), StatusCode::OK, "{values}");
+        }
+    };
+    let labels = || {
+        let (app, admin, project) = (&app, &admin, &project);
+        async move {
+            let path = format!("/api/analytics/summary?project_id={project}");
+            let summary = app.get_json(&path, admin).await;
+            summary["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let key = format!(
+                        "{}:{}",
+                        l["field"].as_str().unwrap(),
+                        l["value"].as_str().unwrap()
+                    );
+                    (key, l["items"].as_i64().unwrap())
+                })
+                .collect::<BTreeMap<String, i64>>()
+        }
+    };
+    let expect = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+    annotate(
+        docs[0].clone(),
+        json!({"topic": "news", "flags": ["a", "b"], "note": "x"}),
+    )
+    .await;
+    annotate(docs[1].clone(), json!({"topic": "news"})).await;
+    annotate(docs[2].clone(), json!({"topic": "sport", "flags": ["a"]})).await;
+    assert_eq!(
+        labels().await,
+        expect(&[
+            ("flags:a", 2),
+            ("flags:b", 1),
+            ("topic:news", 2),
+            ("topic:sport", 1)
+        ]),
+        "free text is not a label"
+    );
+    // A new revision moves its item.
+    annotate(docs[1].clone(), json!({"topic": "sport", "flags": ["c"]})).await;
+    assert_eq!(
+        labels().await,
+        expect(&[
+            ("flags:a", 2),
+            ("flags:b", 1),
+            ("flags:c", 1),
+            ("topic:news", 1),
+            ("topic:sport", 2),
+        ])
+    );
+    // A deleted item leaves the figures.
+    let resp = app
+        .send(
+            &admin,
+            Method::DELETE,
+            &format!("/api/documents/{}", docs[2]),
+            None,
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        labels().await,
+        expect(&[
+            ("flags:a", 1),
+            ("flags:b", 1),
+            ("flags:c", 1),
+            ("topic:news", 1),
+            ("topic:sport", 1),
+        ])
+    );
+    assert_eq!(recount(&app).await, 0, "the label rollup drifted");
+}
 
 /// How long review takes: each verdict is counted in the bucket of its time from the
 /// round's submission, the median and 90th percentile name the bucket they fall in, and
@@ -375,6 +497,53 @@ async fn counted_decisions(
     counts
 }
 
+/// `({(kind, engine): items}, {(kind, code): items})`: live items by the engine of
+/// their newest machine text, and live items now `processing_failed` by code.
+async fn counted_processing(
+    app: &TestApp,
+    project: &str,
+) -> (
+    BTreeMap<(String, String), i64>,
+    BTreeMap<(String, String), i64>,
+) {
+    let db = app.db().await;
+    let project: Uuid = project.parse().unwrap();
+    let sql = "SELECT i.id, i.kind, t.revision, COALESCE(t.engine, '') FROM items i \
+               JOIN item_texts t ON t.item_id = i.id AND t.source = 'machine' \
+               WHERE i.project_id = $1 AND i.deleted_at IS NULL";
+    let texts: Vec<(Uuid, String, i32, String)> = with_db!(&db, |pool| sqlx::query_as(sql)
+        .bind(project)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    let sql = "SELECT kind, COALESCE(processing_error_code, '') FROM items \
+               WHERE project_id = $1 AND deleted_at IS NULL AND status = 'processing_failed'";
+    let failed: Vec<(String, String)> = with_db!(&db, |pool| sqlx::query_as(sql)
+        .bind(project)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    db.close().await;
+    let mut newest: BTreeMap<Uuid, (i32, String, String)> = BTreeMap::new();
+    for (item, kind, revision, engine) in texts {
+        let entry = newest
+            .entry(item)
+            .or_insert((revision, kind.clone(), engine.clone()));
+        if revision > entry.0 {
+            *entry = (revision, kind, engine);
+        }
+    }
+    let mut engines = BTreeMap::new();
+    for (_, kind, engine) in newest.into_values() {
+        *engines.entry((kind, engine)).or_default() += 1;
+    }
+    let mut failures = BTreeMap::new();
+    for key in failed {
+        *failures.entry(key).or_default() += 1;
+    }
+    (engines, failures)
+}
+
 /// The endpoint's `items_by_state` without zeros, keyed as [`counted_by_state`].
 fn answered_by_state(figures: &Value) -> BTreeMap<(String, String), (i64, i64)> {
     let rows = figures["items_by_state"].as_array().unwrap();
@@ -582,6 +751,27 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
         .map(|(_, (n, _))| n)
         .sum::<i64>();
     assert_eq!(summary["review"]["pending"], pending);
+    // Processing: live items by the engine of their newest machine text, and failed
+    // ones by code, worked out here from the rows.
+    let (engines, failures) = counted_processing(&app, &project).await;
+    eprintln!("processing: {engines:?} {failures:?}");
+    assert!(!engines.is_empty(), "the workload processed items");
+    let answered = |list: &str, field: &str| -> BTreeMap<(String, String), i64> {
+        summary["processing"][list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let key = (
+                    r["kind"].as_str().unwrap().to_owned(),
+                    r[field].as_str().unwrap().to_owned(),
+                );
+                (key, r["items"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(answered("by_engine", "engine"), engines, "seed {seed}");
+    assert_eq!(answered("failures", "code"), failures, "seed {seed}");
     // Every verdict of a live item is in a time-to-verdict bucket.
     let timed = &summary["review"]["time_to_verdict"];
     let all_verdicts: i64 = ["approved", "changes_requested", "rejected"]

@@ -13,7 +13,10 @@ use crate::{
     project_actor::{Check, InProject, Transition},
     store::{
         self,
-        rollups::{ContributorHour, DecisionRollup, HourRollup, ItemRollup, VerdictTimeRollup},
+        rollups::{
+            ContributorHour, CountFigure, CountRollup, DecisionRollup, HourRollup, ItemRollup,
+            VerdictTimeRollup,
+        },
     },
 };
 
@@ -122,6 +125,18 @@ impl Transition for Recount {
             &counted_active,
             |r: &ContributorHour| (r.contributor_id, r.hour),
         ));
+        let mut counts = Vec::new();
+        for figure in CountFigure::ALL {
+            let stored = store::rollups::stored_counts(at.tx(), id, figure).await?;
+            let counted = store::rollups::counted_counts(at.tx(), id, figure).await?;
+            found.extend(differences(
+                figure.name(),
+                &stored,
+                &counted,
+                |r: &CountRollup| (r.group.clone(), r.name.clone()),
+            ));
+            counts.push((figure, counted));
+        }
         if !found.is_empty() {
             store::rollups::replace(
                 at.tx(),
@@ -133,6 +148,9 @@ impl Transition for Recount {
                 &counted_active,
             )
             .await?;
+            for (figure, rows) in &counts {
+                store::rollups::replace_counts(at.tx(), id, *figure, rows).await?;
+            }
             at.audit(
                 "analytics.recounted",
                 ("project", id.to_string()),

@@ -20,7 +20,7 @@ use crate::{
     pagination::{Page, PageRequest},
     store::{
         self,
-        rollups::{DecisionFigures, ItemFigures, Leaderboard, Scope},
+        rollups::{CountFigure, CountRollup, DecisionFigures, ItemFigures, Leaderboard, Scope},
     },
 };
 
@@ -86,6 +86,15 @@ pub struct ReviewFigures {
     /// How long the longest-waiting pending item has waited, seconds.
     pub oldest_pending_age_seconds: Option<i64>,
     pub time_to_verdict: VerdictTimes,
+}
+
+/// What processing made of live items.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessingFigures {
+    /// Items by kind (`group`) and the engine of their current machine text (`name`).
+    pub engines: Vec<CountRollup>,
+    /// Items now `processing_failed`, by kind (`group`) and failure code (`name`).
+    pub failures: Vec<CountRollup>,
 }
 
 /// How long rounds took from submission to verdict (every verdict of live items).
@@ -196,6 +205,10 @@ pub struct SummaryView {
     pub project_id: Option<Uuid>,
     pub figures: Figures,
     pub review: ReviewFigures,
+    pub processing: ProcessingFigures,
+    /// Live items by label field (`group`) and value (`name`) of their current
+    /// annotation (label and multi_label fields).
+    pub labels: Vec<CountRollup>,
     /// Members by role (someone in two projects counts in each).
     pub members: BTreeMap<String, i64>,
     pub generated_at: DateTime<Utc>,
@@ -251,13 +264,16 @@ impl Engine {
                 Some(_) => Ok(Vec::new()),
             }
         };
-        let (items, top, oldest, decisions, members, times) = tokio::try_join!(
+        let (items, top, oldest, decisions, members, times, engines, failures, labels) = tokio::try_join!(
             store::rollups::items(db, &scope, None),
             top,
             store::rollups::oldest_pending(db, &scope),
             store::rollups::decisions(db, &scope, None),
             store::rollups::members(db, &scope),
             store::rollups::verdict_times(db, &scope),
+            store::rollups::counts(db, &scope, CountFigure::Engines),
+            store::rollups::counts(db, &scope, CountFigure::Failures),
+            store::rollups::counts(db, &scope, CountFigure::Labels),
         )?;
         let mut figures = Figures::from_rollup(&items);
         figures.storage.top_projects = top
@@ -282,6 +298,8 @@ impl Engine {
             project_id,
             figures,
             review,
+            processing: ProcessingFigures { engines, failures },
+            labels,
             members,
             generated_at: now,
         })

@@ -1,8 +1,11 @@
-//! The analytics rollups (migrations `0019_rollups`): live items per project,
-//! contributor, kind and state, and review decisions on live items per project,
-//! reviewer, decision, outcome and reason. Triggers keep them in the transaction of
-//! every item or decision change; this module reads them, and recounts them from the
-//! base tables (`alta admin recount`).
+//! The analytics rollups: live items per project, contributor, kind and state, and
+//! review decisions on live items per project, reviewer, decision, outcome and reason,
+//! with how many matched their round's verdict (migrations `0019_rollups`,
+//! `0024_reviewer_agreement`); events per hour (`rollup_hours`), verdict times (`0023`),
+//! uploads per person and hour (`0025`), items by processing engine and failure code
+//! (`0026`) and by label value (`0027`). Triggers keep them in the transaction of every
+//! change; this module reads them, and recounts them from the base tables
+//! (`alta admin recount`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -513,6 +516,150 @@ pub async fn hours(
         }
         q.fetch_all(pool).await
     })?)
+}
+
+/// One row of a count rollup (`rollup_engines`, `rollup_failures`, `rollup_labels`):
+/// live items in a `group` (an item kind; a label field) with a `name` (an engine; a
+/// failure code; a label value), summed over a scope, stored or recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CountRollup {
+    pub group: String,
+    pub name: String,
+    pub items: i64,
+}
+
+/// The count rollups: where each is kept, and how the base tables say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountFigure {
+    /// Live items by kind and the engine of their newest machine text.
+    Engines,
+    /// Live items now `processing_failed`, by kind and failure code.
+    Failures,
+    /// Live items by label field and value of their current annotation.
+    Labels,
+}
+
+impl CountFigure {
+    pub const ALL: [Self; 3] = [Self::Engines, Self::Failures, Self::Labels];
+
+    /// The rollup table and its group and name columns.
+    fn table(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Engines => ("rollup_engines", "kind", "engine"),
+            Self::Failures => ("rollup_failures", "kind", "code"),
+            Self::Labels => ("rollup_labels", "field", "value"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.table().0
+    }
+
+    /// The figure counted from the base tables (`$1`: the project).
+    fn counted_sql(self) -> &'static str {
+        match self {
+            Self::Engines => {
+                "SELECT i.kind AS \"group\", COALESCE(t.engine, '') AS name, COUNT(*) AS items \
+                 FROM items i JOIN item_texts t ON t.id = ( \
+                     SELECT id FROM item_texts WHERE item_id = i.id AND source = 'machine' \
+                     ORDER BY revision DESC LIMIT 1) \
+                 WHERE i.project_id = $1 AND i.deleted_at IS NULL \
+                 GROUP BY i.kind, COALESCE(t.engine, '') ORDER BY 1, 2"
+            }
+            Self::Failures => {
+                "SELECT kind AS \"group\", COALESCE(processing_error_code, '') AS name, \
+                 COUNT(*) AS items FROM items WHERE project_id = $1 AND deleted_at IS NULL \
+                 AND status = 'processing_failed' \
+                 GROUP BY kind, COALESCE(processing_error_code, '') ORDER BY 1, 2"
+            }
+            Self::Labels => {
+                "SELECT l.field AS \"group\", l.value AS name, COUNT(*) AS items \
+                 FROM annotation_labels l JOIN items i ON i.id = l.item_id \
+                 WHERE l.project_id = $1 AND i.deleted_at IS NULL \
+                 GROUP BY l.field, l.value ORDER BY 1, 2"
+            }
+        }
+    }
+}
+
+/// A count figure in `scope`, by group and name.
+pub async fn counts(db: &Db, scope: &Scope, figure: CountFigure) -> StoreResult<Vec<CountRollup>> {
+    let (table, group, name) = figure.table();
+    let sql = format!(
+        "SELECT {group} AS \"group\", {name} AS name, CAST(SUM(items) AS BIGINT) AS items \
+         FROM {table} WHERE {} GROUP BY {group}, {name} HAVING SUM(items) <> 0 \
+         ORDER BY 1, 2",
+        scope.clause("project_id", 1)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, CountRollup>(sqlx::AssertSqlSafe(sql.clone()));
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// The project's stored rows of a count figure that count something.
+pub async fn stored_counts(
+    tx: &mut Tx,
+    project: Uuid,
+    figure: CountFigure,
+) -> StoreResult<Vec<CountRollup>> {
+    let (table, group, name) = figure.table();
+    let sql = format!(
+        "SELECT {group} AS \"group\", {name} AS name, items FROM {table} \
+         WHERE project_id = $1 AND items <> 0 ORDER BY 1, 2"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, CountRollup>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// The project's count figure as the base tables say it should be.
+pub async fn counted_counts(
+    tx: &mut Tx,
+    project: Uuid,
+    figure: CountFigure,
+) -> StoreResult<Vec<CountRollup>> {
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, CountRollup>(
+        figure.counted_sql()
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// Replace the project's rows of a count figure with `rows`.
+pub async fn replace_counts(
+    tx: &mut Tx,
+    project: Uuid,
+    figure: CountFigure,
+    rows: &[CountRollup],
+) -> StoreResult<()> {
+    let (table, group, name) = figure.table();
+    let delete = format!("DELETE FROM {table} WHERE project_id = $1");
+    with_tx!(tx, |conn| sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
+        .bind(project)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    let insert =
+        format!("INSERT INTO {table} (project_id, {group}, {name}, items) VALUES ($1, $2, $3, $4)");
+    for r in rows {
+        with_tx!(tx, |conn| sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(project)
+            .bind(r.group.as_str())
+            .bind(r.name.as_str())
+            .bind(r.items)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
 }
 
 /// One row of `rollup_contributor_hours`: a contributor's live uploads in one UTC hour,
