@@ -432,6 +432,9 @@ pub struct SeriesBucket {
     pub audio_seconds_approved: f64,
     /// People with a live upload in the bucket.
     pub active_contributors: i64,
+    /// The label distribution of the live items uploaded in the bucket (by their current
+    /// annotation; not in the CSV).
+    pub labels: Vec<LabelCount>,
 }
 
 /// A series: every bucket of the period, empty ones included.
@@ -475,6 +478,15 @@ impl From<SeriesView> for AnalyticsSeries {
                         audio_seconds_uploaded: p.audio_seconds_uploaded,
                         audio_seconds_approved: p.audio_seconds_approved,
                         active_contributors: p.active_contributors,
+                        labels: p
+                            .labels
+                            .into_iter()
+                            .map(|((field, value), items)| LabelCount {
+                                field,
+                                value,
+                                items,
+                            })
+                            .collect(),
                     })
                 })
                 .collect(),

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use alta_actors::{context::RequestContext, store::with_db};
+use alta_actors::{clock::Clock, context::RequestContext, store::with_db};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -29,9 +29,14 @@ backend_tests!(
 );
 
 /// The summary's `labels`: live items by label field and value of their current
-/// annotation, moved by a new revision, left by a deleted item (the recount agrees).
+/// annotation, moved by a new revision, left by a deleted item; the series gives each
+/// bucket's share, by the items' upload (the recount agrees).
 async fn the_label_distribution_follows_the_annotations(backend: Backend) {
-    let app = TestAppBuilder::new(backend).spawn().await;
+    // Tokens outlive the hours the clock moves on here.
+    let app = TestAppBuilder::new(backend)
+        .var("ACCESS_TOKEN_TTL_SECONDS", "86400")
+        .spawn()
+        .await;
     let admin = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &admin, "Lebo").await;
     let fields = json!([
@@ -49,7 +54,11 @@ async fn the_label_distribution_follows_the_annotations(backend: Backend) {
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let mut docs = Vec::new();
-    for i in 0..3 {
+    for i in 0..4 {
+        if i == 3 {
+            // The fourth upload, three hours later.
+            app.clock.advance(chrono::Duration::hours(3));
+        }
         let text = format!("Habari ya leo, nambari {i}.").into_bytes();
         let id = uploaded(
             &app,
@@ -114,6 +123,56 @@ async fn the_label_distribution_follows_the_annotations(backend: Backend) {
         ]),
         "free text is not a label"
     );
+    // Per hour of upload: the fourth item, uploaded three hours later, in its own bucket.
+    annotate(docs[3].clone(), json!({"topic": "news"})).await;
+    let now = app.clock.now();
+    let (from, to) = (
+        now - chrono::Duration::hours(12),
+        now + chrono::Duration::hours(1),
+    );
+    let path = format!(
+        "/api/analytics/series?project_id={project}&bucket=hour&from={}&to={}",
+        from.format("%Y-%m-%dT%H:%M:%SZ"),
+        to.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let series = app.get_json(&path, &admin).await;
+    let by_bucket: Vec<BTreeMap<String, i64>> = series["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            b["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let key = format!(
+                        "{}:{}",
+                        l["field"].as_str().unwrap(),
+                        l["value"].as_str().unwrap()
+                    );
+                    (key, l["items"].as_i64().unwrap())
+                })
+                .collect()
+        })
+        .filter(|m: &BTreeMap<String, i64>| !m.is_empty())
+        .collect();
+    assert_eq!(
+        by_bucket,
+        vec![
+            expect(&[
+                ("flags:a", 2),
+                ("flags:b", 1),
+                ("topic:news", 2),
+                ("topic:sport", 1)
+            ]),
+            expect(&[("topic:news", 1)]),
+        ],
+        "{series}"
+    );
+    let path = format!("/api/documents/{}", docs[3]);
+    let resp = app.send(&admin, Method::DELETE, &path, None).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
     // A new revision moves its item.
     annotate(docs[1].clone(), json!({"topic": "sport", "flags": ["c"]})).await;
     assert_eq!(

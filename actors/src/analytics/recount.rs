@@ -15,7 +15,7 @@ use crate::{
         self,
         rollups::{
             ContributorHour, CountFigure, CountRollup, DecisionRollup, HourRollup, ItemRollup,
-            VerdictTimeRollup,
+            LabelRollup, VerdictTimeRollup,
         },
     },
 };
@@ -125,6 +125,14 @@ impl Transition for Recount {
             &counted_active,
             |r: &ContributorHour| (r.contributor_id, r.hour),
         ));
+        let stored_labels = store::rollups::stored_labels(at.tx(), id).await?;
+        let counted_labels = store::rollups::counted_labels(at.tx(), id).await?;
+        found.extend(differences(
+            "labels",
+            &stored_labels,
+            &counted_labels,
+            |r: &LabelRollup| (r.field.clone(), r.value.clone(), r.hour),
+        ));
         let mut counts = Vec::new();
         for figure in CountFigure::ALL {
             let stored = store::rollups::stored_counts(at.tx(), id, figure).await?;
@@ -148,6 +156,7 @@ impl Transition for Recount {
                 &counted_active,
             )
             .await?;
+            store::rollups::replace_labels(at.tx(), id, &counted_labels).await?;
             for (figure, rows) in &counts {
                 store::rollups::replace_counts(at.tx(), id, *figure, rows).await?;
             }

@@ -273,7 +273,7 @@ impl Engine {
             store::rollups::verdict_times(db, &scope),
             store::rollups::counts(db, &scope, CountFigure::Engines),
             store::rollups::counts(db, &scope, CountFigure::Failures),
-            store::rollups::counts(db, &scope, CountFigure::Labels),
+            store::rollups::label_totals(db, &scope),
         )?;
         let mut figures = Figures::from_rollup(&items);
         figures.storage.top_projects = top
@@ -417,6 +417,9 @@ pub struct SeriesPoint {
     pub audio_seconds_approved: f64,
     /// People with a live upload in the bucket.
     pub active_contributors: i64,
+    /// Of the live items uploaded in the bucket, how many carry each (field, value) of
+    /// their current annotation.
+    pub labels: BTreeMap<(String, String), i64>,
 }
 
 /// A series: every bucket, empty ones included.
@@ -479,9 +482,10 @@ impl Engine {
         };
         let first = cover.starts[0].with_timezone(&Utc);
         let db = &self.deps.db;
-        let (rows, active) = tokio::try_join!(
+        let (rows, active, labels) = tokio::try_join!(
             store::rollups::hours(db, &scope, first, cover.end),
             store::rollups::active_contributors(db, &scope, first, cover.end),
+            store::rollups::label_hours(db, &scope, first, cover.end),
         )?;
         let mut points: Vec<SeriesPoint> = cover
             .starts
@@ -510,6 +514,11 @@ impl Engine {
                 "changes_requested" => p.changes_requested += row.items,
                 "rejected" => p.rejections += row.items,
                 _ => {}
+            }
+        }
+        for row in labels {
+            if let Some(i) = buckets::index_of(&cover.starts, row.hour) {
+                *points[i].labels.entry((row.field, row.value)).or_default() += row.items;
             }
         }
         // Each person once per bucket (they may upload in several of its hours), and

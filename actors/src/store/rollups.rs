@@ -518,9 +518,10 @@ pub async fn hours(
     })?)
 }
 
-/// One row of a count rollup (`rollup_engines`, `rollup_failures`, `rollup_labels`):
-/// live items in a `group` (an item kind; a label field) with a `name` (an engine; a
-/// failure code; a label value), summed over a scope, stored or recounted.
+/// One row of a count rollup (`rollup_engines`, `rollup_failures`; `rollup_labels`
+/// summed over its hours): live items in a `group` (an item kind; a label field) with a
+/// `name` (an engine; a failure code; a label value), summed over a scope, stored or
+/// recounted.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CountRollup {
     pub group: String,
@@ -535,19 +536,16 @@ pub enum CountFigure {
     Engines,
     /// Live items now `processing_failed`, by kind and failure code.
     Failures,
-    /// Live items by label field and value of their current annotation.
-    Labels,
 }
 
 impl CountFigure {
-    pub const ALL: [Self; 3] = [Self::Engines, Self::Failures, Self::Labels];
+    pub const ALL: [Self; 2] = [Self::Engines, Self::Failures];
 
     /// The rollup table and its group and name columns.
     fn table(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Self::Engines => ("rollup_engines", "kind", "engine"),
             Self::Failures => ("rollup_failures", "kind", "code"),
-            Self::Labels => ("rollup_labels", "field", "value"),
         }
     }
 
@@ -572,12 +570,6 @@ impl CountFigure {
                  AND status = 'processing_failed' \
                  GROUP BY kind, COALESCE(processing_error_code, '') ORDER BY 1, 2"
             }
-            Self::Labels => {
-                "SELECT l.field AS \"group\", l.value AS name, COUNT(*) AS items \
-                 FROM annotation_labels l JOIN items i ON i.id = l.item_id \
-                 WHERE l.project_id = $1 AND i.deleted_at IS NULL \
-                 GROUP BY l.field, l.value ORDER BY 1, 2"
-            }
         }
     }
 }
@@ -585,6 +577,23 @@ impl CountFigure {
 /// A count figure in `scope`, by group and name.
 pub async fn counts(db: &Db, scope: &Scope, figure: CountFigure) -> StoreResult<Vec<CountRollup>> {
     let (table, group, name) = figure.table();
+    summed(db, scope, table, group, name).await
+}
+
+/// The label distribution in `scope`: live items by field (`group`) and value (`name`),
+/// whenever uploaded.
+pub async fn label_totals(db: &Db, scope: &Scope) -> StoreResult<Vec<CountRollup>> {
+    summed(db, scope, "rollup_labels", "field", "value").await
+}
+
+/// `table`'s items in `scope` summed by its `group` and `name` columns.
+async fn summed(
+    db: &Db,
+    scope: &Scope,
+    table: &str,
+    group: &str,
+    name: &str,
+) -> StoreResult<Vec<CountRollup>> {
     let sql = format!(
         "SELECT {group} AS \"group\", {name} AS name, CAST(SUM(items) AS BIGINT) AS items \
          FROM {table} WHERE {} GROUP BY {group}, {name} HAVING SUM(items) <> 0 \
@@ -654,6 +663,95 @@ pub async fn replace_counts(
             .bind(project)
             .bind(r.group.as_str())
             .bind(r.name.as_str())
+            .bind(r.items)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// One row of `rollup_labels`: live items uploaded in one UTC hour carrying one value
+/// of one label field, as stored or as recounted.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LabelRollup {
+    pub field: String,
+    pub value: String,
+    pub hour: DateTime<Utc>,
+    pub items: i64,
+}
+
+/// The label rows of `scope` for items uploaded between `from` and `to`, per hour.
+pub async fn label_hours(
+    db: &Db,
+    scope: &Scope,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<LabelRollup>> {
+    let sql = format!(
+        "SELECT field, value, hour, CAST(SUM(items) AS BIGINT) AS items FROM rollup_labels \
+         WHERE hour >= $1 AND hour < $2 AND {} GROUP BY field, value, hour \
+         HAVING SUM(items) <> 0 ORDER BY hour, field, value",
+        scope.clause("project_id", 3)
+    );
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, LabelRollup>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(from)
+            .bind(to);
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
+/// The project's stored label rows that count something.
+pub async fn stored_labels(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<LabelRollup>> {
+    let sql = "SELECT field, value, hour, items FROM rollup_labels \
+               WHERE project_id = $1 AND items <> 0 ORDER BY field, value, hour";
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, LabelRollup>(sql)
+        .bind(project)
+        .fetch_all(conn)
+        .await)?)
+}
+
+/// The project's label rows as its label index and items say they should be.
+pub async fn counted_labels(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<LabelRollup>> {
+    let hour = match tx {
+        Tx::Postgres(_) => "rollup_hour(i.created_at)",
+        Tx::Sqlite(_) => "strftime('%Y-%m-%dT%H:00:00+00:00', i.created_at)",
+    };
+    let sql = format!(
+        "SELECT l.field, l.value, {hour} AS hour, COUNT(*) AS items \
+         FROM annotation_labels l JOIN items i ON i.id = l.item_id \
+         WHERE l.project_id = $1 AND i.deleted_at IS NULL \
+         GROUP BY l.field, l.value, {hour} ORDER BY l.field, l.value, hour"
+    );
+    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, LabelRollup>(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(project)
+    .fetch_all(conn)
+    .await)?)
+}
+
+/// Replace the project's label rows with `rows`.
+pub async fn replace_labels(tx: &mut Tx, project: Uuid, rows: &[LabelRollup]) -> StoreResult<()> {
+    with_tx!(tx, |conn| sqlx::query(
+        "DELETE FROM rollup_labels WHERE project_id = $1"
+    )
+    .bind(project)
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    let insert = "INSERT INTO rollup_labels (project_id, field, value, hour, items) \
+                  VALUES ($1, $2, $3, $4, $5)";
+    for r in rows {
+        with_tx!(tx, |conn| sqlx::query(insert)
+            .bind(project)
+            .bind(r.field.as_str())
+            .bind(r.value.as_str())
+            .bind(r.hour)
             .bind(r.items)
             .execute(conn)
             .await
