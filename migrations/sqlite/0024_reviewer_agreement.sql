@@ -46,24 +46,21 @@ BEGIN
 END;
 
 -- What exists already.
-UPDATE rollup_decisions SET
-    agreed = COALESCE((
-        SELECT SUM(CASE WHEN (d.decision = 'approve') = (v.outcome = 'approved') THEN 1 ELSE 0 END)
-        FROM review_decisions d
-        JOIN items i ON i.id = d.item_id
-        JOIN review_decisions v ON v.item_id = d.item_id AND v.round = d.round
-            AND v.outcome IN ('approved', 'changes_requested', 'rejected')
-        WHERE i.deleted_at IS NULL AND d.project_id = rollup_decisions.project_id
-            AND d.reviewer_id = rollup_decisions.reviewer_id
-            AND d.decision = rollup_decisions.decision AND d.outcome = rollup_decisions.outcome
-            AND COALESCE(d.reason_code, '') = rollup_decisions.reason_code), 0),
-    settled = (
-        SELECT COUNT(*)
-        FROM review_decisions d
-        JOIN items i ON i.id = d.item_id
-        JOIN review_decisions v ON v.item_id = d.item_id AND v.round = d.round
-            AND v.outcome IN ('approved', 'changes_requested', 'rejected')
-        WHERE i.deleted_at IS NULL AND d.project_id = rollup_decisions.project_id
-            AND d.reviewer_id = rollup_decisions.reviewer_id
-            AND d.decision = rollup_decisions.decision AND d.outcome = rollup_decisions.outcome
-            AND COALESCE(d.reason_code, '') = rollup_decisions.reason_code);
+UPDATE rollup_decisions SET agreed = c.agreed, settled = c.settled
+FROM (
+    SELECT d.project_id, d.reviewer_id, d.decision, d.outcome,
+        COALESCE(d.reason_code, '') AS reason_code,
+        SUM(CASE WHEN (d.decision = 'approve') = (v.outcome = 'approved') THEN 1 ELSE 0 END)
+            AS agreed,
+        COUNT(*) AS settled
+    FROM review_decisions d
+    JOIN items i ON i.id = d.item_id
+    JOIN review_decisions v ON v.item_id = d.item_id AND v.round = d.round
+        AND v.outcome IN ('approved', 'changes_requested', 'rejected')
+    WHERE i.deleted_at IS NULL
+    GROUP BY d.project_id, d.reviewer_id, d.decision, d.outcome, COALESCE(d.reason_code, '')
+) AS c
+WHERE rollup_decisions.project_id = c.project_id
+    AND rollup_decisions.reviewer_id = c.reviewer_id
+    AND rollup_decisions.decision = c.decision AND rollup_decisions.outcome = c.outcome
+    AND rollup_decisions.reason_code = c.reason_code;

@@ -28,6 +28,19 @@ backend_tests!(
     the_label_distribution_follows_the_annotations,
 );
 
+/// `{"field:value": items}` of a `labels` list.
+fn label_counts(labels: &Value) -> BTreeMap<String, i64> {
+    labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let (field, value) = (l["field"].as_str().unwrap(), l["value"].as_str().unwrap());
+            (format!("{field}:{value}"), l["items"].as_i64().unwrap())
+        })
+        .collect()
+}
+
 /// The summary's `labels`: live items by label field and value of their current
 /// annotation, moved by a new revision, left by a deleted item; the series gives each
 /// bucket's share, by the items' upload (the recount agrees).
@@ -88,19 +101,7 @@ async fn the_label_distribution_follows_the_annotations(backend: Backend) {
         async move {
             let path = format!("/api/analytics/summary?project_id={project}");
             let summary = app.get_json(&path, admin).await;
-            summary["labels"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| {
-                    let key = format!(
-                        "{}:{}",
-                        l["field"].as_str().unwrap(),
-                        l["value"].as_str().unwrap()
-                    );
-                    (key, l["items"].as_i64().unwrap())
-                })
-                .collect::<BTreeMap<String, i64>>()
+            label_counts(&summary["labels"])
         }
     };
     let expect = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
@@ -140,22 +141,8 @@ async fn the_label_distribution_follows_the_annotations(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| {
-            b["labels"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| {
-                    let key = format!(
-                        "{}:{}",
-                        l["field"].as_str().unwrap(),
-                        l["value"].as_str().unwrap()
-                    );
-                    (key, l["items"].as_i64().unwrap())
-                })
-                .collect()
-        })
-        .filter(|m: &BTreeMap<String, i64>| !m.is_empty())
+        .map(|b| label_counts(&b["labels"]))
+        .filter(|m| !m.is_empty())
         .collect();
     assert_eq!(
         by_bucket,

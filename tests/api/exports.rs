@@ -11,7 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::Read,
-    path::Path,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -19,7 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use alta_actors::store::{Db, DbOptions, with_tx};
+use alta_actors::store::{Db, DbOptions, with_db, with_tx};
 use reqwest::Client;
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ backend_tests!(
     approved_items_leave_once_in_every_format,
     exports_refuse_and_forget_cleanly,
     an_export_killed_mid_run_resumes_from_its_checkpoint,
+    an_export_deleted_while_it_runs_stops_and_leaves_nothing,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -954,4 +955,95 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
     let mut reader = csv::Reader::from_path(&file).unwrap();
     let rows: BTreeSet<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
     assert_eq!(rows, unique.into_iter().cloned().collect());
+}
+
+/// Files under `dir` whose path names `id`.
+fn files_naming(dir: &Path, id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.to_string_lossy().contains(id) {
+                found.push(path.clone());
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// An export deleted while its job writes it: the row is gone at once (404, out of the
+/// list), the job stops at its next checkpoint without publishing, is not tried again,
+/// and leaves no part and no file behind.
+async fn an_export_deleted_while_it_runs_stops_and_leaves_nothing(backend: Backend) {
+    const ITEMS: usize = 3_000;
+    let app = TestAppBuilder::new(backend)
+        // Small pages, a checkpoint after each: the run is long enough to be caught.
+        .var("EXPORT_PAGE_ITEMS", "10")
+        .var("EXPORT_CHECKPOINT_MS", "0")
+        .spawn()
+        .await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Futa").await;
+    let me = app.user_id(&admin).await;
+    insert_approved(&app.database_url, &project, &me, ITEMS).await;
+
+    let resp = post_export(&app, &admin, &project, json!({"format": "jsonl"})).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let export: Value = resp.json().await.unwrap();
+    let id = export["id"].as_str().unwrap().to_owned();
+    // Deleted once it has checkpointed some of the items, and before it is done.
+    let mut caught = false;
+    for _ in 0..2_000 {
+        let (state, done) = export_progress(&app.database_url, &id).await;
+        assert_ne!(
+            state, "finished",
+            "the export finished before it could be deleted"
+        );
+        if done > 0 {
+            caught = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(caught, "the export never checkpointed");
+    let path = format!("/api/projects/{project}/exports/{id}");
+    let resp = app.send(&admin, Method::DELETE, &path, None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_auth(&path, &admin).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let listed = app
+        .get_json(&format!("/api/projects/{project}/exports"), &admin)
+        .await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    // The job ends without publishing: done, not retried, and nothing left on disk.
+    let db = app.db().await;
+    let mut job_state = String::new();
+    for _ in 0..600 {
+        let states: Vec<String> = with_db!(&db, |pool| sqlx::query_scalar(
+            "SELECT state FROM jobs WHERE kind = 'export'"
+        )
+        .fetch_all(pool)
+        .await)
+        .unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        job_state = states[0].clone();
+        if job_state != "running" && job_state != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.close().await;
+    assert_eq!(job_state, "done", "the deleted export's job ends as done");
+    let left = files_naming(&app.data_dir().join("blobs"), &id);
+    assert!(left.is_empty(), "the deleted export left {left:?}");
 }

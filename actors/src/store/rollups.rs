@@ -45,6 +45,32 @@ impl Scope {
     }
 }
 
+/// The rows of `sql` whose first placeholders are `period` (`$1` from, `$2` to) when
+/// given, and the next ones the ids of `scope` (see [`Scope::clause`]).
+async fn fetch_scoped<T>(
+    db: &Db,
+    sql: &str,
+    period: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    scope: &Scope,
+) -> StoreResult<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin,
+{
+    Ok(with_db!(db, |pool| {
+        let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.to_owned()));
+        if let Some((from, to)) = period {
+            q = q.bind(from).bind(to);
+        }
+        for id in scope.ids() {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?)
+}
+
 /// Live items of one kind in one state (summed over what the query groups away).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemFigures {
@@ -141,13 +167,7 @@ pub async fn members(db: &Db, scope: &Scope) -> StoreResult<Vec<(String, i64)>> 
         "SELECT role, COUNT(*) FROM project_members WHERE {} GROUP BY role ORDER BY role",
         scope.clause("project_id", 1)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()));
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, None, scope).await
 }
 
 /// When the longest-waiting pending item of `scope` was submitted: one probe of the
@@ -382,13 +402,7 @@ pub async fn verdict_times(db: &Db, scope: &Scope) -> StoreResult<Vec<VerdictTim
          HAVING SUM(items) <> 0 ORDER BY verdict, bucket",
         scope.clause("project_id", 1)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, VerdictTimeRollup>(sqlx::AssertSqlSafe(sql.clone()));
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, None, scope).await
 }
 
 /// The project's stored verdict-time rows that count something.
@@ -507,15 +521,7 @@ pub async fn hours(
          WHERE hour >= $1 AND hour < $2 AND {} GROUP BY event, hour ORDER BY hour, event",
         scope.clause("project_id", 3)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, HourRollup>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(from)
-            .bind(to);
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, Some((from, to)), scope).await
 }
 
 /// One row of a count rollup (`rollup_engines`, `rollup_failures`; `rollup_labels`
@@ -600,13 +606,7 @@ async fn summed(
          ORDER BY 1, 2",
         scope.clause("project_id", 1)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, CountRollup>(sqlx::AssertSqlSafe(sql.clone()));
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, None, scope).await
 }
 
 /// The project's stored rows of a count figure that count something.
@@ -694,15 +694,7 @@ pub async fn label_hours(
          HAVING SUM(items) <> 0 ORDER BY hour, field, value",
         scope.clause("project_id", 3)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, LabelRollup>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(from)
-            .bind(to);
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, Some((from, to)), scope).await
 }
 
 /// The project's stored label rows that count something.
@@ -819,15 +811,7 @@ pub async fn active_contributors(
          WHERE hour >= $1 AND hour < $2 AND uploads > 0 AND {} ORDER BY hour",
         scope.clause("project_id", 3)
     );
-    Ok(with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(from)
-            .bind(to);
-        for id in scope.ids() {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?)
+    fetch_scoped(db, &sql, Some((from, to)), scope).await
 }
 
 /// The live projects where `admin` is an admin and `member` a member.
