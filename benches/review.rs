@@ -1812,7 +1812,10 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
         if let Db::Postgres(pool) = db {
             // The load and the labels updated each rollup row again and again; autovacuum
             // (at most a minute later, given each table's settings) leaves one version.
-            progress(backend, "VACUUM ANALYZE the rollups (what autovacuum would do)");
+            progress(
+                backend,
+                "VACUUM ANALYZE the rollups (what autovacuum would do)",
+            );
             sqlx::query(ROLLUP_VACUUM)
                 .execute(pool)
                 .await
