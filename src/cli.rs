@@ -310,12 +310,13 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     engine.shutdown().await;
     let done = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
     println!(
-        "exported {} items ({} bytes, sha256 {}) to {} in {:.1} s",
+        "exported {} items ({} bytes, sha256 {}) to {} in {:.1} s; export {} (--since-export takes it)",
         done.items,
         done.bytes,
         done.sha256,
         out.display(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        done.export_id
     );
     Ok(())
 }

@@ -302,6 +302,8 @@ error_codes! {
     InvalidExport = "invalid_export", "422";
     /// The export is not finished yet (or failed); download it once `state` is `finished`.
     ExportNotReady = "export_not_ready", "409";
+    /// The export was written by `alta export` to a file on the server; it has no download.
+    ExportNotStored = "export_not_stored", "409";
 
     // Webhooks.
     /// The webhook's content is refused (a bad or unreachable url, an unknown event, too many webhooks); `field` points at the part at fault.

@@ -17,7 +17,7 @@ use crate::{
     deps::Deps,
     engine::{EngineRoles, Slots},
     exports::ExportHandler,
-    jobs::worker::JobWorker,
+    jobs::worker::{JobHandler, JobWorker},
     mailer::MailHandler,
     metrics as m,
     processing::{OcrHandler, OcrImageHandler, TranscriptionHandler},
@@ -90,6 +90,37 @@ pub struct RootState {
     stopping: bool,
     /// PostgreSQL LISTEN for jobs committed by other nodes (workers only).
     job_listener: Option<tokio::task::JoinHandle<()>>,
+    /// The job queue's gauges, kept on a node without workers ([`watch_queue`]).
+    queue_watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often a node without workers reads the job queue's depth and age (as each
+/// worker does for its kind).
+const QUEUE_WATCH_EVERY: Duration = Duration::from_secs(15);
+
+/// On a node without workers (`alta serve` with `SERVE_WORKERS=false`), the job queue's
+/// gauges by kind, every [`QUEUE_WATCH_EVERY`]: only workers kept them, so when every
+/// worker process was down, nothing said the queue was growing old and the
+/// queue-stalled alert had no series to fire on.
+fn watch_queue(deps: Arc<Deps>) -> tokio::task::JoinHandle<()> {
+    const KINDS: [&str; 6] = [
+        MailHandler::KIND,
+        OcrHandler::KIND,
+        TranscriptionHandler::KIND,
+        OcrImageHandler::KIND,
+        ExportHandler::KIND,
+        DeliveryHandler::KIND,
+    ];
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + QUEUE_WATCH_EVERY;
+        let mut every = tokio::time::interval_at(start, QUEUE_WATCH_EVERY);
+        loop {
+            every.tick().await;
+            for kind in KINDS {
+                crate::jobs::refresh_gauges(&deps, kind).await;
+            }
+        }
+    })
 }
 
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -112,6 +143,7 @@ impl Actor for Root {
             restarts: HashMap::new(),
             stopping: false,
             job_listener: None,
+            queue_watch: None,
         };
         if args.roles.api {
             spawn_child(&myself, &mut state, Child::RateLimiter).await?;
@@ -129,6 +161,8 @@ impl Actor for Root {
             spawn_child(&myself, &mut state, Child::Sweeper).await?;
             spawn_child(&myself, &mut state, Child::ReviewMonitor).await?;
             state.job_listener = crate::jobs::wake::listen(Arc::clone(&state.deps));
+        } else if args.roles.api {
+            state.queue_watch = Some(watch_queue(Arc::clone(&state.deps)));
         }
         Ok(state)
     }
@@ -151,6 +185,9 @@ impl Actor for Root {
                 state.stopping = true;
                 if let Some(listener) = state.job_listener.take() {
                     listener.abort();
+                }
+                if let Some(watch) = state.queue_watch.take() {
+                    watch.abort();
                 }
                 // Workers first, so no job is claimed after the API side is gone.
                 let mut children: Vec<(Child, ActorCell)> =

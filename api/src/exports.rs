@@ -112,8 +112,9 @@ pub struct SplitDto {
 pub struct ExportRequest {
     pub format: Wire<ExportFormatDto>,
     pub filter: Option<ExportFilterDto>,
-    /// Put the files in the export (an archive with the manifest: `packaging`); `hf` and `webdataset`
-    /// always have them.
+    /// Put the files in the export (an archive with the manifest: `packaging`). `webdataset`
+    /// always has them; `hf` has them unless this is `false` (then its `metadata.jsonl`
+    /// files and card alone, naming where each file goes).
     pub include_files: Option<bool>,
     pub split: Option<SplitDto>,
     /// The archive's container when there are files: `tar` (default) or `zip`.
@@ -126,7 +127,10 @@ pub struct ExportRequest {
 pub struct ExportResponse {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub created_by: Uuid,
+    /// Who asked for it; absent: written by `alta export` on the server, to a file there
+    /// (it has no download: 409 `export_not_stored`; a later export can still take what
+    /// was decided since it).
+    pub created_by: Option<Uuid>,
     pub format: Wire<ExportFormatDto>,
     pub state: Wire<ExportStateDto>,
     /// The request as checked (`filter` with its defaults, `include_files`, `split`).
@@ -354,7 +358,8 @@ impl ExportsApi {
 
     /// Download an export's file
     ///
-    /// Once it is finished (409 `export_not_ready` before). Streamed, with `Range`
+    /// Once it is finished (409 `export_not_ready` before; 409 `export_not_stored` for
+    /// an export `alta export` wrote to a file on the server). Streamed, with `Range`
     /// (`bytes=a-b`, `a-`, `-n`; 206 with `Content-Range`), so a large download
     /// resumes. With GCS storage and signed URLs, a 302 to a URL signed for
     /// `GCS_SIGNED_URL_SECONDS` that downloads it from the bucket (with `Range` too).

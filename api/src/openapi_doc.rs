@@ -139,7 +139,7 @@ const SPECIFIC: &[(&str, &[u16])] = &[
     // offset_mismatch, upload_busy, upload_finished, idempotency_key_in_progress;
     // upload_expired, upload_refused; a refused complete file (duplicate_content, …)
     ("tus_patch", &[409, 410, 422]),
-    // export_not_ready
+    // export_not_ready, export_not_stored
     ("exports_download", &[409]),
     // delivery_pending
     ("webhooks_redeliver", &[409]),

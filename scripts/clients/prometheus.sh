@@ -4,7 +4,9 @@
 # dashboards/alerts_test.yml (every alert, with series that fire it and series that must
 # not); then a Prometheus scraping a real server every second under a short mixed load,
 # asked for every panel query of dashboards/*.json and for the state of every rule
-# (scripts/clients/prometheus_check.py). Alone: starts its own server; with BASE_URL,
+# (scripts/clients/prometheus_check.py); then the faults of a second server, each firing
+# its alert (scripts/clients/prometheus_faults.py: needs psql, redis-server and the
+# PostgreSQL of TEST_DATABASE_URL). Alone: starts its own server; with BASE_URL,
 # TOKEN and PROJECT_ID set, uses that one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -65,4 +67,10 @@ prom_pid=$!
 "$py" "$clients_dir/prometheus_check.py" check --prometheus "http://127.0.0.1:$port" \
   --base "$BASE_URL" --token "$TOKEN" --project "$PROJECT_ID" --dashboards "$repo_dir/dashboards" \
   || { tail -20 "$work/prometheus.log" >&2; die "the dashboards or the rules failed against Prometheus"; }
+# The faults of a second server (a database and a Redis of its own) fire the alerts they must.
+need psql "install the PostgreSQL client (apt-get install postgresql-client)"
+need redis-server "install Redis (apt-get install redis-server)"
+: "${TEST_DATABASE_URL:=postgres://postgres@127.0.0.1:5432/postgres}"
+TEST_DATABASE_URL="$TEST_DATABASE_URL" "$py" "$clients_dir/prometheus_faults.py" \
+  --rules "$repo_dir/dashboards/alerts.yml" || die "an alert did not fire for its fault"
 echo "prometheus: ok"

@@ -540,6 +540,42 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
         .collect::<serde_json::Map<_, _>>()
         .into();
     python_check("hf", &hf_dir, &voice_expected);
+    // Its metadata and card alone: the same rows, naming where each file goes, no file.
+    let mut manifests_only = body.clone();
+    manifests_only["include_files"] = json!(false);
+    let export = finished_export(&app, &admin, &project, manifests_only).await;
+    let meta_only = untar(&download(&app, &admin, &project, &export).await);
+    let names: Vec<&String> = meta_only.keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.ends_with("metadata.jsonl") || *n == "README.md"),
+        "{names:?}"
+    );
+    let file_names: BTreeSet<String> = meta_only
+        .iter()
+        .filter(|(n, _)| n.ends_with("metadata.jsonl"))
+        .flat_map(|(n, body)| {
+            let dir = n.trim_end_matches("metadata.jsonl").to_owned();
+            String::from_utf8(body.clone())
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let row: Value = serde_json::from_str(l).unwrap();
+                    format!("{dir}{}", row["file_name"].as_str().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let wav_paths: BTreeSet<String> = entries
+        .keys()
+        .filter(|p| p.ends_with(".wav"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        file_names, wav_paths,
+        "where each file goes, as in the full folder"
+    );
 
     // WebDataset: shards of each item's file and its JSON row, in one tar; the
     // webdataset library iterates them.
@@ -611,7 +647,7 @@ async fn every_format(builder: TestAppBuilder) -> Vec<(String, String)> {
     for export in all["items"].as_array().unwrap() {
         made.push((project.clone(), export["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(made.len(), 8);
+    assert_eq!(made.len(), 9);
     made
 }
 
@@ -955,6 +991,65 @@ async fn an_export_killed_mid_run_resumes_from_its_checkpoint(backend: Backend) 
     let mut reader = csv::Reader::from_path(&file).unwrap();
     let rows: BTreeSet<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
     assert_eq!(rows, unique.into_iter().cloned().collect());
+
+    // The project's list records it: finished, no author, the file's hash, no download.
+    let list: Value = client
+        .get(server.url(&format!("/api/projects/{project}/exports")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recorded = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e.get("created_by").is_none())
+        .unwrap_or_else(|| panic!("the file export is not listed: {list}"))
+        .clone();
+    let cli_id = recorded["id"].as_str().unwrap().to_owned();
+    assert!(
+        stdout.contains(&cli_id),
+        "the command names its export: {stdout}"
+    );
+    assert_eq!(recorded["state"], "finished", "{recorded}");
+    assert_eq!(recorded["items_done"], ITEMS);
+    assert_eq!(recorded["format"], "csv");
+    assert_eq!(
+        recorded["sha256"],
+        sha256_hex(&std::fs::read(&file).unwrap()),
+        "{recorded}"
+    );
+    let resp = client
+        .get(server.url(&format!(
+            "/api/projects/{project}/exports/{cli_id}/download"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, StatusCode::CONFLICT, "export_not_stored").await;
+    // A later export takes only what was decided since it: nothing here.
+    let since_dir = tempfile::tempdir().unwrap();
+    let out = site.run(
+        &[
+            "export",
+            "--project",
+            &project,
+            "--format",
+            "jsonl",
+            "--since-export",
+            &cli_id,
+            "--out",
+            since_dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "alta export --since-export: {stdout}");
+    assert!(stdout.contains("exported 0 items"), "{stdout}");
 }
 
 /// Files under `dir` whose path names `id`.

@@ -89,6 +89,7 @@ async fn outbox_links_are_logged_in_development_only() {
         let link = loop {
             let link = crate::helpers::files_under(&outbox)
                 .into_iter()
+                .filter(|file| file.extension().is_some_and(|x| x == "eml"))
                 .filter_map(|file| std::fs::read_to_string(file).ok())
                 .find_map(|mail| crate::helpers::extract_link(&mail, "verify-email"));
             if let Some(link) = link {

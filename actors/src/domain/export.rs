@@ -196,8 +196,9 @@ fn invalid(field: impl Into<crate::error::Field>, message: impl Into<String>) ->
 impl ExportSpec {
     pub fn parse(input: ExportInput) -> Result<Self, EngineError> {
         let format = ExportFormat::try_from(input.format).map_err(|e| invalid("/format", e))?;
-        // hf folders and webdataset shards are made of the files.
-        let of_files = matches!(format, ExportFormat::Hf | ExportFormat::Webdataset);
+        // Webdataset shards are made of the files; an hf folder has them unless asked
+        // for its metadata and card alone.
+        let of_files = format == ExportFormat::Webdataset;
         let states = match input.states {
             None => vec![ItemStatus::Approved],
             Some(raw) if raw.is_empty() => {
@@ -270,10 +271,14 @@ impl ExportSpec {
                 ),
             ));
         }
-        let include_files = of_files || input.include_files.unwrap_or(false);
+        let include_files = input.include_files.unwrap_or(matches!(
+            format,
+            ExportFormat::Hf | ExportFormat::Webdataset
+        ));
+        let archive = include_files || format == ExportFormat::Hf;
         let packaging = match input.packaging.as_deref() {
             None | Some("tar") => Packaging::Tar,
-            Some("zip") if include_files => Packaging::Zip,
+            Some("zip") if archive => Packaging::Zip,
             Some("zip") => {
                 return Err(invalid(
                     "/packaging",
@@ -302,7 +307,7 @@ impl ExportSpec {
 
     /// The artifact is an archive (files, or several parts); otherwise one text file.
     pub fn is_archive(&self) -> bool {
-        self.include_files
+        self.include_files || self.format == ExportFormat::Hf
     }
 
     /// The artifact's extension and content type.

@@ -31,8 +31,12 @@ pub const CENTRAL: &str = "zip_central";
 struct Part {
     file: BufWriter<fs::File>,
     len: u64,
-    /// The SHA-256 of what was written so far (the main part only).
+    /// The SHA-256 of the part's first `hashed` bytes (the main part only): all that was
+    /// written, unless an open entry holds it back (its header is patched at its end).
     hash: Option<Sha256>,
+    hashed: u64,
+    /// An open entry holds the hash back at `hashed`.
+    held: bool,
 }
 
 pub struct Parts {
@@ -49,11 +53,13 @@ impl Parts {
     /// Open the parts `names` in `dir`. With `resume` (the lengths of the last
     /// checkpoint), each part is cut back to its length when every part is still there
     /// and at least that long; the answer says whether the run resumes. Otherwise every
-    /// part starts empty.
+    /// part starts empty. `open_entry_at`: where the checkpoint's open entry in the main
+    /// part begins (its hash goes on from there when that entry ends).
     pub async fn open(
         dir: &Path,
         names: &[String],
         resume: Option<&BTreeMap<String, u64>>,
+        open_entry_at: Option<u64>,
     ) -> io::Result<(Self, bool)> {
         fs::create_dir_all(dir).await?;
         let mut resumable = resume.is_some();
@@ -83,8 +89,10 @@ impl Parts {
                 .await?;
             file.set_len(len).await?;
             // The main part's hash goes on from what a resumed run keeps of it.
+            let held_at = open_entry_at.filter(|at| resumable && name == MAIN && *at <= len);
+            let hashed = held_at.unwrap_or(len);
             let hash = if name == MAIN {
-                Some(hash_prefix(&mut file, len).await?)
+                Some(hash_prefix(&mut file, hashed).await?)
             } else {
                 None
             };
@@ -95,6 +103,8 @@ impl Parts {
                     file: BufWriter::with_capacity(256 * 1024, file),
                     len,
                     hash,
+                    hashed,
+                    held: held_at.is_some(),
                 },
             );
         }
@@ -117,43 +127,23 @@ impl Parts {
         let part = self.part(name)?;
         part.file.write_all(bytes).await?;
         part.len += bytes.len() as u64;
-        if let Some(hash) = &mut part.hash {
-            hash.update(bytes);
+        if !part.held {
+            if let Some(hash) = &mut part.hash {
+                hash.update(bytes);
+            }
+            part.hashed = part.len;
         }
         Ok(())
     }
 
-    /// The SHA-256 of the main part as written so far, in hex.
+    /// The SHA-256 of the main part as written so far, in hex (none while an open entry
+    /// holds its hash back).
     pub fn main_sha256(&self) -> Option<String> {
         self.parts
             .get(MAIN)
+            .filter(|p| !p.held)
             .and_then(|p| p.hash.clone())
             .map(|h| hex::encode(h.finalize()))
-    }
-
-    /// Begin a new, empty part `name` (one left on disk by an earlier run is emptied).
-    pub async fn add(&mut self, name: &str) -> io::Result<()> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .read(true)
-            .open(self.dir.join(disk_name(name)))
-            .await?;
-        self.parts.insert(
-            name.to_owned(),
-            Part {
-                file: BufWriter::with_capacity(256 * 1024, file),
-                len: 0,
-                hash: None,
-            },
-        );
-        Ok(())
-    }
-
-    /// The parts' names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.parts.keys().map(String::as_str)
     }
 
     pub fn len(&self, name: &str) -> u64 {
@@ -275,6 +265,116 @@ impl Parts {
             crc,
         };
         self.end_entry(packaging, name, entry).await
+    }
+
+    /// Begin the entry `path` in the archive in `name` whose size is not known yet: the
+    /// caller appends its bytes to `name` and ends it with [`Parts::end_open_entry`],
+    /// passing the offset this answers. So a WebDataset shard is written once, in place,
+    /// and not as a part of its own copied in at the end. The part's hash waits until the
+    /// entry ends (a tar header is patched then).
+    pub async fn begin_open_entry(
+        &mut self,
+        packaging: Packaging,
+        name: &str,
+        path: &str,
+        mtime: u64,
+    ) -> io::Result<u64> {
+        let part = self.part(name)?;
+        if part.held {
+            return Err(io::Error::other(format!(
+                "export part {name} has an open entry already"
+            )));
+        }
+        part.held = true;
+        self.begin_entry(packaging, name, path, 0, mtime).await
+    }
+
+    /// End the entry `path` begun at `offset` by [`Parts::begin_open_entry`]: its size is
+    /// what was appended since its header; a tar header is rewritten with it, a zip gets
+    /// its data descriptor and central record. The bytes written since the hash was held
+    /// are read back once, for the hash and a zip's CRC.
+    pub async fn end_open_entry(
+        &mut self,
+        packaging: Packaging,
+        name: &str,
+        path: &str,
+        offset: u64,
+        mtime: u64,
+    ) -> io::Result<()> {
+        let header_len = match packaging {
+            Packaging::Tar => 512,
+            Packaging::Zip => zip::local_header(path, mtime).len() as u64,
+        };
+        let data_at = offset + header_len;
+        let size = self.len(name).checked_sub(data_at).ok_or_else(|| {
+            io::Error::other(format!("export part {name} is shorter than its open entry"))
+        })?;
+        if packaging == Packaging::Tar {
+            self.patch(name, offset, &tar_header(path, size, mtime)?)
+                .await?;
+        }
+        let crc = self.catch_up(name, data_at).await?;
+        let entry = Entry {
+            path,
+            size,
+            mtime,
+            offset,
+            crc,
+        };
+        self.end_entry(packaging, name, entry).await
+    }
+
+    /// Write `bytes` over what the part `name` holds at `offset` (inside an open entry,
+    /// whose bytes are not hashed yet).
+    async fn patch(&mut self, name: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let part = self.part(name)?;
+        if !part.held || offset < part.hashed || offset + bytes.len() as u64 > part.len {
+            return Err(io::Error::other(format!(
+                "export part {name}: a patch outside its open entry"
+            )));
+        }
+        part.file.flush().await?;
+        let file = part.file.get_mut();
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        file.write_all(bytes).await?;
+        file.seek(io::SeekFrom::Start(part.len)).await?;
+        Ok(())
+    }
+
+    /// Hash what the part `name` holds past its hashed prefix, reading it back, and hash
+    /// as it is appended again; the CRC-32 of the bytes from `crc_from` on.
+    async fn catch_up(&mut self, name: &str, crc_from: u64) -> io::Result<crc32fast::Hasher> {
+        let dir = self.dir.clone();
+        let part = self.part(name)?;
+        part.file.flush().await?;
+        let mut source = fs::File::open(dir.join(disk_name(name))).await?;
+        source.seek(io::SeekFrom::Start(part.hashed)).await?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = part.hashed;
+        while at < part.len {
+            let want = usize::try_from(part.len - at)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let n = source.read(&mut buf[..want]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("export part {name} is shorter than written"),
+                ));
+            }
+            if let Some(hash) = &mut part.hash {
+                hash.update(&buf[..n]);
+            }
+            let skip = usize::try_from(crc_from.saturating_sub(at))
+                .unwrap_or(n)
+                .min(n);
+            crc.update(&buf[skip..n]);
+            at += n as u64;
+        }
+        part.hashed = part.len;
+        part.held = false;
+        Ok(crc)
     }
 
     /// Append the part `from` to the archive in `name` as the entry `path`.
@@ -455,7 +555,7 @@ mod tests {
     async fn a_tar_written_in_parts_reads_back_and_resumes() {
         let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
         let names = vec![MAIN.to_owned(), "manifest".to_owned()];
-        let (mut parts, resumed) = Parts::open(&dir, &names, None).await.unwrap();
+        let (mut parts, resumed) = Parts::open(&dir, &names, None, None).await.unwrap();
         assert!(!resumed);
         parts
             .append_entry_bytes(Packaging::Tar, MAIN, "a.txt", b"hello", 0)
@@ -472,7 +572,9 @@ mod tests {
         parts.sync().await.unwrap();
         drop(parts);
 
-        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint), None)
+            .await
+            .unwrap();
         assert!(resumed);
         assert_eq!(parts.len("manifest"), 9);
         parts
@@ -513,7 +615,7 @@ mod tests {
     async fn a_zip_written_in_parts_reads_back_and_resumes() {
         let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
         let names = vec![MAIN.to_owned(), CENTRAL.to_owned(), "manifest".to_owned()];
-        let (mut parts, _) = Parts::open(&dir, &names, None).await.unwrap();
+        let (mut parts, _) = Parts::open(&dir, &names, None, None).await.unwrap();
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let stream: BlobStream = Box::pin(futures::stream::iter(
             big.chunks(65_536)
@@ -540,7 +642,9 @@ mod tests {
         parts.sync().await.unwrap();
         drop(parts);
 
-        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint), None)
+            .await
+            .unwrap();
         assert!(resumed);
         parts
             .append_entry_part(Packaging::Zip, MAIN, "manifest.jsonl", "manifest", 0)
@@ -573,12 +677,129 @@ mod tests {
         Parts::remove(&dir).await;
     }
 
+    /// An entry whose size comes at its end (a WebDataset shard, a tar inside the
+    /// archive), checkpointed while open and resumed: one header made right, the hash
+    /// of the whole file, for tar and zip.
+    #[tokio::test]
+    async fn an_open_entry_written_in_place_resumes_and_ends_right() {
+        for packaging in [Packaging::Tar, Packaging::Zip] {
+            let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
+            let mut names = vec![MAIN.to_owned()];
+            if packaging == Packaging::Zip {
+                names.push(CENTRAL.to_owned());
+            }
+            let (mut parts, _) = Parts::open(&dir, &names, None, None).await.unwrap();
+            parts
+                .append_entry_bytes(packaging, MAIN, "before.txt", b"first", 0)
+                .await
+                .unwrap();
+            let at = parts
+                .begin_open_entry(packaging, MAIN, "shard-000000.tar", 0)
+                .await
+                .unwrap();
+            parts
+                .append_entry_bytes(Packaging::Tar, MAIN, "a.json", b"{\"a\":1}", 0)
+                .await
+                .unwrap();
+            assert_eq!(parts.main_sha256(), None, "held while the entry is open");
+            let checkpoint = parts.sync().await.unwrap();
+            parts
+                .append_entry_bytes(Packaging::Tar, MAIN, "lost.json", b"{}", 0)
+                .await
+                .unwrap();
+            parts.sync().await.unwrap();
+            drop(parts);
+
+            let (mut parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint), Some(at))
+                .await
+                .unwrap();
+            assert!(resumed);
+            parts
+                .append_entry_bytes(Packaging::Tar, MAIN, "b.json", b"{\"b\":2}", 0)
+                .await
+                .unwrap();
+            parts.end_archive(Packaging::Tar, MAIN).await.unwrap();
+            parts
+                .end_open_entry(packaging, MAIN, "shard-000000.tar", at, 0)
+                .await
+                .unwrap();
+            parts
+                .append_entry_bytes(packaging, MAIN, "after.txt", b"last", 0)
+                .await
+                .unwrap();
+            parts.end_archive(packaging, MAIN).await.unwrap();
+            parts.sync().await.unwrap();
+            let bytes = std::fs::read(parts.path(MAIN)).unwrap();
+            assert_eq!(
+                parts.main_sha256().unwrap(),
+                hex::encode(Sha256::digest(&bytes)),
+                "{packaging:?}: the hash of the file as it is"
+            );
+            let outer: Vec<(String, Vec<u8>)> = match packaging {
+                Packaging::Tar => {
+                    let mut archive = tar::Archive::new(&bytes[..]);
+                    archive
+                        .entries()
+                        .unwrap()
+                        .map(|e| {
+                            let mut e = e.unwrap();
+                            let mut body = Vec::new();
+                            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+                            (e.path().unwrap().display().to_string(), body)
+                        })
+                        .collect()
+                }
+                Packaging::Zip => {
+                    let mut archive =
+                        ::zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();
+                    (0..archive.len())
+                        .map(|i| {
+                            let mut e = archive.by_index(i).unwrap();
+                            let mut body = Vec::new();
+                            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+                            (e.name().unwrap().to_string(), body)
+                        })
+                        .collect()
+                }
+            };
+            let names_of = |entries: &[(String, Vec<u8>)]| {
+                entries.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+            };
+            assert_eq!(
+                names_of(&outer),
+                ["before.txt", "shard-000000.tar", "after.txt"],
+                "{packaging:?}"
+            );
+            let inner: Vec<(String, Vec<u8>)> = tar::Archive::new(&outer[1].1[..])
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let mut body = Vec::new();
+                    std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+                    (e.path().unwrap().display().to_string(), body)
+                })
+                .collect();
+            assert_eq!(
+                inner,
+                vec![
+                    ("a.json".to_owned(), b"{\"a\":1}".to_vec()),
+                    ("b.json".to_owned(), b"{\"b\":2}".to_vec()),
+                ],
+                "{packaging:?}: the shard, without what came after its checkpoint"
+            );
+            Parts::remove(&dir).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_missing_part_starts_over() {
         let dir = std::env::temp_dir().join(format!("alta-parts-{}", uuid::Uuid::new_v4()));
         let names = vec![MAIN.to_owned()];
         let checkpoint = BTreeMap::from([(MAIN.to_owned(), 100u64)]);
-        let (parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint)).await.unwrap();
+        let (parts, resumed) = Parts::open(&dir, &names, Some(&checkpoint), None)
+            .await
+            .unwrap();
         assert!(!resumed);
         assert_eq!(parts.len(MAIN), 0);
         Parts::remove(&dir).await;

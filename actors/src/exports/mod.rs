@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub use self::{
     run::{ExportHandler, KIND_EXPORT},
     service::{ExportDownload, ExportProgress, ExportedFile},
-    transition::{CreateExport, DeleteExport, FailExport, FinishExport},
+    transition::{CreateExport, DeleteExport, FailExport, FinishExport, RecordFileExport},
 };
 use crate::{
     deps::Deps,
@@ -39,7 +39,8 @@ pub(crate) fn retention(deps: &Deps) -> chrono::Duration {
 pub struct ExportView {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub created_by: Uuid,
+    /// None: written by `alta export` on the server, to a file there (no download).
+    pub created_by: Option<Uuid>,
     pub format: ExportFormat,
     pub spec: ExportSpec,
     pub state: ExportState,

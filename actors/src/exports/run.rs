@@ -40,12 +40,26 @@ pub struct ExportJob {
 }
 
 /// Where a run got to, durably: items up to `after` are in the parts, whose synced
-/// lengths are `parts`.
+/// lengths are `parts`; a WebDataset export's shard being written, in `shard`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub after: Uuid,
     pub parts: BTreeMap<String, u64>,
     pub figures: Figures,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardMark>,
+}
+
+/// Where a WebDataset export is with its shards: `shard-000000.tar`, … of at most the
+/// largest shard's bytes (an item alone in its shard may be larger), each an entry of
+/// the main part whose bytes are written in place as the items come (the file is
+/// written once), its header made right when it closes. Kept in each checkpoint.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ShardMark {
+    /// The number of the open shard, or of the next one.
+    pub index: usize,
+    /// Where the open shard's entry begins in the main part.
+    pub open_at: Option<u64>,
 }
 
 /// Runs `export` jobs, one at a time per project.

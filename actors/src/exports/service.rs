@@ -6,7 +6,7 @@ use uuid::Uuid;
 use std::path::{Path, PathBuf};
 
 use super::{
-    CreateExport, DeleteExport, ExportView,
+    CreateExport, DeleteExport, ExportView, RecordFileExport,
     artifact::Parts,
     run::Checkpoint,
     write::{Progress, Source, write},
@@ -35,9 +35,11 @@ pub struct ExportProgress {
     pub bytes: u64,
 }
 
-/// What `alta export` wrote.
+/// What `alta export` wrote, and the export's id in the project's list (a later export
+/// can take only what was decided since it).
 #[derive(Debug, Clone)]
 pub struct ExportedFile {
+    pub export_id: Uuid,
     pub items: u64,
     pub bytes: u64,
     /// The file's SHA-256, hex.
@@ -160,6 +162,14 @@ impl Engine {
         export_id: Uuid,
     ) -> Result<ExportDownload, EngineError> {
         let export = self.export(principal, project_id, export_id).await?;
+        if export.created_by.is_none() {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::ExportNotStored,
+                message: "this export was written by `alta export` to a file on the server; \
+                          it has no download"
+                    .into(),
+            });
+        }
         if export.state != ExportState::Finished {
             return Err(EngineError::Conflict {
                 code: ErrorCode::ExportNotReady,
@@ -214,8 +224,9 @@ impl Engine {
 
     /// `alta export`: write an export of a project straight from the database into the
     /// file `out`, by the same path as the export job, reporting progress about once a
-    /// second. No export row or job is made; the caller runs on the server's machine
-    /// with its settings, so no permission is checked beyond the project existing.
+    /// second. No job is made; once the file is written, a finished export row records
+    /// it (no author, no download). The caller runs on the server's machine with its
+    /// settings, so no permission is checked beyond the project existing.
     pub async fn export_to_file(
         &self,
         project_id: Uuid,
@@ -234,11 +245,12 @@ impl Engine {
                 .ok_or_else(unknown_since_export)?;
             spec.filter.since_at = Some(earlier.snapshot_at);
         }
+        let started_at = self.deps.clock.now();
         let source = Source {
             id: Uuid::now_v7(),
             project_id,
             spec: &spec,
-            snapshot_at: self.deps.clock.now(),
+            snapshot_at: started_at,
         };
         let total = store::exports::scan_count(&self.deps.db, &source.scan(), None).await?;
         let mut progress = Report {
@@ -267,7 +279,27 @@ impl Engine {
             items_total: written.figures.items,
             bytes: written.size,
         });
+        let export_id = source.id;
+        let (_, content_type) = spec.artifact_type();
+        let record = RecordFileExport {
+            export_id,
+            file_name: out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| out.display().to_string()),
+            content_type: content_type.to_owned(),
+            sha256: written.sha256.clone(),
+            bytes: i64::try_from(written.size).unwrap_or(i64::MAX),
+            items: i64::try_from(written.figures.items).unwrap_or(i64::MAX),
+            spec,
+            snapshot_at: started_at,
+            started_at,
+        };
+        let ctx = RequestContext::internal("export");
+        self.apply_in_project(project_id, &Principal::system(), &ctx, record)
+            .await?;
         Ok(ExportedFile {
+            export_id,
             items: written.figures.items,
             bytes: written.size,
             sha256: written.sha256,

@@ -1,5 +1,6 @@
 //! The export transitions, run by the project's actor: asking for one (the row and its
-//! job in one commit), deleting one, and the job's two endings.
+//! job in one commit), deleting one, the job's two endings, and the record of an export
+//! `alta export` wrote.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -56,7 +57,7 @@ impl Transition for CreateExport {
         let row = ExportRow {
             id,
             project_id,
-            created_by: at.principal.user_id,
+            created_by: Some(at.principal.user_id),
             format: self.spec.format,
             spec: sqlx::types::Json(self.spec),
             state: ExportState::Queued,
@@ -201,5 +202,66 @@ impl Transition for FailExport {
                 .await?;
         }
         Ok(failed)
+    }
+}
+
+/// `alta export` wrote an export to a file on the server: its row, finished, with no
+/// author and no artifact in the blob store, so that a later export can take only what
+/// was decided since (`since_export`) and the project's list shows it.
+pub struct RecordFileExport {
+    pub export_id: Uuid,
+    pub spec: ExportSpec,
+    pub snapshot_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub file_name: String,
+    pub content_type: String,
+    pub sha256: String,
+    pub bytes: i64,
+    pub items: i64,
+}
+
+impl Transition for RecordFileExport {
+    type Out = ExportView;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself // run on the server's machine, with its settings
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<ExportView, EngineError> {
+        let now = at.now;
+        let row = ExportRow {
+            id: self.export_id,
+            project_id: at.id(),
+            created_by: None,
+            format: self.spec.format,
+            spec: sqlx::types::Json(self.spec),
+            state: ExportState::Finished,
+            snapshot_at: self.snapshot_at,
+            items_done: self.items,
+            items_total: Some(self.items),
+            bytes: self.bytes,
+            blob_key: None,
+            file_name: Some(self.file_name),
+            content_type: Some(self.content_type),
+            sha256: Some(self.sha256),
+            error: None,
+            job_id: None,
+            created_at: self.started_at,
+            started_at: Some(self.started_at),
+            finished_at: Some(now),
+            expires_at: Some(now + super::retention(at.deps)),
+        };
+        store::exports::insert(at.tx(), &row).await?;
+        at.audit(
+            "export.written_to_file",
+            ("export", row.id.to_string()),
+            json!({
+                "format": row.format.as_str(),
+                "spec": row.spec.0,
+                "items": row.items_done,
+                "bytes": row.bytes,
+            }),
+        );
+        Ok(ExportView::from(row))
     }
 }

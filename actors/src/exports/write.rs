@@ -14,7 +14,7 @@ use super::{
     artifact::{CENTRAL, MAIN, Parts, tar_entry_len},
     card::{self, Figures},
     manifest::{self, Record},
-    run::Checkpoint,
+    run::{Checkpoint, ShardMark},
 };
 use crate::{
     deps::Deps,
@@ -88,24 +88,27 @@ pub(crate) async fn write(
     let layout = Layout { spec };
     let scan = source.scan();
     let dir = deps.blobs.export_parts_path(source.id);
-    // The layout's parts, and those a checkpoint names (shards made as the run went).
-    let mut names = layout.part_names();
-    for name in checkpoint.iter().flat_map(|c| c.parts.keys()) {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    let (mut parts, resumed) =
-        Parts::open(&dir, &names, checkpoint.as_ref().map(|c| &c.parts)).await?;
-    let mut shards = (spec.format == ExportFormat::Webdataset)
-        .then(|| Shards::resume(&parts, deps.config.exports.shard_max_bytes));
-    let (mut after, mut figures) = match (resumed, checkpoint) {
-        (true, Some(c)) => (Some(c.after), c.figures),
+    let names = layout.part_names();
+    // A checkpoint of other parts than these (an earlier version's) starts over.
+    let checkpoint = checkpoint.filter(|c| c.parts.keys().all(|n| names.contains(n)));
+    let (mut parts, resumed) = Parts::open(
+        &dir,
+        &names,
+        checkpoint.as_ref().map(|c| &c.parts),
+        checkpoint.as_ref().and_then(|c| c.shard?.open_at),
+    )
+    .await?;
+    let max_shard = deps.config.exports.shard_max_bytes;
+    let (mut after, mut figures, mut shards) = match (resumed, checkpoint) {
+        (true, Some(c)) => (Some(c.after), c.figures, c.shard),
         _ => {
             layout.begin(&mut parts).await?;
-            (None, Figures::default())
+            (None, Figures::default(), None)
         }
     };
+    if spec.format == ExportFormat::Webdataset && shards.is_none() {
+        shards = Some(ShardMark::default());
+    }
     if resumed {
         tracing::info!(export_id = %source.id, items = figures.items, "export resumes from its checkpoint");
     }
@@ -150,21 +153,17 @@ pub(crate) async fn write(
             };
             let (part, row) = layout.row(&record)?;
             let size = u64::try_from(item.size_bytes).unwrap_or(0);
-            // The main part is packed as asked; WebDataset shards are always tars.
-            let packing = |target: &str| {
-                if target == MAIN {
-                    spec.packaging
-                } else {
+            // The main part is packed as asked; a WebDataset shard (an entry of the main
+            // part, written in place) is a tar, made room in for the file and its row.
+            let packing = match &mut shards {
+                Some(shard) => {
+                    let needed = tar_entry_len(size) + tar_entry_len(row.len() as u64);
+                    shard
+                        .make_room(&mut parts, spec.packaging, max_shard, needed, mtime)
+                        .await?;
                     Packaging::Tar
                 }
-            };
-            // Where the file goes: the archive, or the shard with room for it and its row.
-            let target = match &mut shards {
-                Some(shards) => {
-                    let needed = tar_entry_len(size) + tar_entry_len(row.len() as u64);
-                    shards.make_room(&mut parts, needed).await?
-                }
-                None => MAIN.to_owned(),
+                None => spec.packaging,
             };
             if let Some(path) = &path {
                 let key = if item.blob_key.is_empty() {
@@ -178,13 +177,13 @@ pub(crate) async fn write(
                     deps.blobs.open_range(&key, 0, size - 1).await?
                 };
                 parts
-                    .append_entry_stream(packing(&target), &target, path, size, mtime, stream)
+                    .append_entry_stream(packing, MAIN, path, size, mtime, stream)
                     .await?;
             }
             if shards.is_some() {
                 let name = format!("{}.json", item.id);
                 parts
-                    .append_entry_bytes(Packaging::Tar, &target, &name, &row, mtime)
+                    .append_entry_bytes(Packaging::Tar, MAIN, &name, &row, mtime)
                     .await?;
             } else {
                 parts.append(&part, &row).await?;
@@ -200,6 +199,7 @@ pub(crate) async fn write(
                 after: last_id,
                 parts: parts.sync().await?,
                 figures: figures.clone(),
+                shard: shards,
             };
             if let Some(end) = progress.checkpoint(checkpoint, parts.len(MAIN)).await? {
                 drop(parts);
@@ -213,8 +213,8 @@ pub(crate) async fn write(
     }
     let project = store::projects::find(&deps.db, source.project_id).await?;
     let card = card::render(source, project.as_ref(), &figures);
-    if let Some(shards) = &shards {
-        shards.finish(&mut parts, spec.packaging, mtime).await?;
+    if let Some(shard) = &mut shards {
+        shard.close(&mut parts, spec.packaging, mtime).await?;
     }
     layout.finish(&mut parts, &figures, &card, mtime).await?;
     parts.sync().await?;
@@ -248,7 +248,7 @@ impl Layout<'_> {
                     names.push(format!("meta/{split}"));
                 }
             }
-            ExportFormat::Webdataset => {} // shards are added as they fill
+            ExportFormat::Webdataset => {} // shards are entries of the main part
             _ if self.spec.include_files => names.push("manifest".to_owned()),
             _ => {}
         }
@@ -272,11 +272,12 @@ impl Layout<'_> {
     fn file_path(&self, item: &ItemRow, split: Option<&'static str>) -> Option<String> {
         match self.spec.format {
             ExportFormat::Webdataset => Some(manifest::file_name(item)),
-            ExportFormat::Hf => Some(format!(
+            ExportFormat::Hf if self.spec.include_files => Some(format!(
                 "{}{}",
                 Self::hf_dir(split),
                 manifest::file_name(item)
             )),
+            ExportFormat::Hf => None, // its metadata and card alone
             _ if self.spec.include_files => Some(format!("files/{}", manifest::file_name(item))),
             _ => None,
         }
@@ -351,7 +352,7 @@ impl Layout<'_> {
                         .await?;
                 }
             }
-            // The shards are in already (`Shards::finish`); the rows are in them.
+            // The shards are in already (`ShardMark::close`); the rows are in them.
             ExportFormat::Webdataset => {}
             ExportFormat::Csv => {
                 parts
@@ -371,67 +372,58 @@ impl Layout<'_> {
     }
 }
 
-/// WebDataset shards: tar parts `shard/000000`, … of at most `max` bytes, each closed
-/// when the next item would not fit, copied into the archive at the end as
-/// `shard-000000.tar`, ….
-struct Shards {
-    index: usize,
-    max: u64,
-}
-
-impl Shards {
-    fn name(index: usize) -> String {
-        format!("shard/{index:06}")
+// WebDataset shards: each an entry of the main part whose bytes are written in place as
+// the items come (the file is written once), its header made right when it closes.
+impl ShardMark {
+    fn entry(index: usize) -> String {
+        format!("shard-{index:06}.tar")
     }
 
-    /// Go on with the last shard a resumed run's parts hold (none: the first).
-    fn resume(parts: &Parts, max: u64) -> Self {
-        let index = parts
-            .names()
-            .filter_map(|n| n.strip_prefix("shard/"))
-            .filter_map(|n| n.parse::<usize>().ok())
-            .max()
-            .unwrap_or(0);
-        Self { index, max }
-    }
-
-    /// The shard the next `needed` bytes go to: the current one, or a new one when they
-    /// would take it past `max` (an item alone in its shard may).
-    async fn make_room(&mut self, parts: &mut Parts, needed: u64) -> std::io::Result<String> {
-        let current = Self::name(self.index);
-        if !parts.names().any(|n| n == current) {
-            parts.add(&current).await?;
-            return Ok(current);
+    /// Open a shard, or a new one when `needed` more bytes would take the open one past
+    /// `max` (an empty shard takes any item).
+    async fn make_room(
+        &mut self,
+        parts: &mut Parts,
+        packaging: Packaging,
+        max: u64,
+        needed: u64,
+        mtime: u64,
+    ) -> std::io::Result<()> {
+        if let Some(at) = self.open_at {
+            let header = match packaging {
+                Packaging::Tar => 512,
+                Packaging::Zip => {
+                    super::zip::local_header(&Self::entry(self.index), mtime).len() as u64
+                }
+            };
+            let len = parts.len(MAIN) - at - header;
+            if len == 0 || len + needed + 1024 <= max {
+                return Ok(());
+            }
+            self.close(parts, packaging, mtime).await?;
         }
-        let len = parts.len(&current);
-        if len > 0 && len + needed + 1024 > self.max {
-            parts.end_archive(Packaging::Tar, &current).await?;
-            self.index += 1;
-            let next = Self::name(self.index);
-            parts.add(&next).await?;
-            return Ok(next);
-        }
-        Ok(current)
+        let at = parts
+            .begin_open_entry(packaging, MAIN, &Self::entry(self.index), mtime)
+            .await?;
+        self.open_at = Some(at);
+        Ok(())
     }
 
-    /// Close the last shard and put every shard into the archive.
-    async fn finish(
-        &self,
+    /// End the open shard (a tar's end, then its entry's), if there is one.
+    async fn close(
+        &mut self,
         parts: &mut Parts,
         packaging: Packaging,
         mtime: u64,
     ) -> std::io::Result<()> {
-        let current = Self::name(self.index);
-        if !parts.names().any(|n| n == current) {
-            return Ok(()); // no item
-        }
-        parts.end_archive(Packaging::Tar, &current).await?;
-        for index in 0..=self.index {
-            let entry = format!("shard-{index:06}.tar");
-            parts
-                .append_entry_part(packaging, MAIN, &entry, &Self::name(index), mtime)
-                .await?;
-        }
+        let Some(at) = self.open_at.take() else {
+            return Ok(());
+        };
+        parts.end_archive(Packaging::Tar, MAIN).await?;
+        parts
+            .end_open_entry(packaging, MAIN, &Self::entry(self.index), at, mtime)
+            .await?;
+        self.index += 1;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Where mail goes: an SMTP relay, or `.eml` files in the outbox folder.
 
 use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{
         Body, Mailbox,
         header::{ContentTransferEncoding, ContentType},
@@ -17,7 +17,6 @@ use crate::{
 
 pub enum MailTransportImpl {
     Outbox {
-        files: AsyncFileTransport<Tokio1Executor>,
         dir: std::path::PathBuf,
         log_links: bool,
     },
@@ -35,7 +34,6 @@ impl MailTransportImpl {
                     .await
                     .map_err(|e| format!("cannot create the mail outbox {}: {e}", dir.display()))?;
                 Ok(Self::Outbox {
-                    files: AsyncFileTransport::new(dir),
                     dir: dir.clone(),
                     log_links: *log_links,
                 })
@@ -86,11 +84,7 @@ impl MailTransportImpl {
             .body(body(&mail.text))
             .map_err(|e| format!("cannot build the message: {e}"))?;
         match self {
-            Self::Outbox {
-                files,
-                dir,
-                log_links,
-            } => {
+            Self::Outbox { dir, log_links } => {
                 // The embedded default has no real mail: put the link where a developer looks.
                 let link = mail.text.split_whitespace().find(|w| w.starts_with("http"));
                 match link.filter(|_| *log_links) {
@@ -99,21 +93,30 @@ impl MailTransportImpl {
                     }
                     None => tracing::info!(subject = %mail.subject, "mail written to the outbox"),
                 }
-                let id = files.send(message).await.map_err(|e| e.to_string())?;
-                // lettre names the file by a random id; a time prefix makes the names
-                // sort in the order the mails were written (the newest last), which is
-                // what people and tests reading the outbox look for.
-                let written = dir.join(format!("{id}.eml"));
-                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
-                let named = dir.join(format!("{stamp}-{id}.eml"));
-                if let Err(err) = tokio::fs::rename(&written, &named).await {
-                    tracing::warn!(file = %written.display(), error = %err, "could not name the outbox mail by its time");
-                }
-                Ok(())
+                write_to_outbox(dir, &message.formatted()).await
             }
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Put one mail in the outbox folder as `{time}-{id}.eml`: the time prefix makes the
+/// names sort in the order the mails were written (the newest last), which is what
+/// people and tests reading the outbox look for. Written under a hidden `.part` name and
+/// renamed, so a reader never sees half a mail (a link cut short in the middle).
+async fn write_to_outbox(dir: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
+    let name = format!("{stamp}-{}", uuid::Uuid::new_v4().simple());
+    let part = dir.join(format!(".{name}.part"));
+    let named = dir.join(format!("{name}.eml"));
+    let failed =
+        |e: std::io::Error| format!("cannot write to the mail outbox {}: {e}", dir.display());
+    tokio::fs::write(&part, bytes).await.map_err(failed)?;
+    if let Err(err) = tokio::fs::rename(&part, &named).await {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(failed(err));
+    }
+    Ok(())
 }
 
 /// Plain 7-bit text when it is ASCII with lines within RFC 5322's 998 octets, so links

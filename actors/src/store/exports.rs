@@ -15,7 +15,8 @@ const COLUMNS: &str = "id, project_id, created_by, format, spec, state, snapshot
 pub struct ExportRow {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub created_by: Uuid,
+    /// None: written by `alta export` (no user, no artifact in the blob store).
+    pub created_by: Option<Uuid>,
     #[sqlx(try_from = "String")]
     pub format: ExportFormat,
     pub spec: Json<ExportSpec>,
