@@ -31,17 +31,17 @@ mod exports;
 #[path = "common/pg_schema.rs"]
 mod pg_schema;
 
-use std::{path::Path, process::ExitCode, time::Instant};
+use std::{process::ExitCode, time::Instant};
 
-use alta_actors::store::{Db, DbOptions};
-use anyhow::{Context, ensure};
+use alta_actors::store::Db;
+use anyhow::ensure;
 use clap::Parser;
 
 use crate::bulk::{
-    Http, LoadPlan, Server, bulk_load, check_sqlite_rows, drop_rollup_triggers, load_average,
-    progress, setup_people,
+    Fresh, Http, LoadPlan, Server, bulk_load, check_sqlite_rows, drop_rollup_triggers,
+    load_average, on_fresh_server, progress, setup_people,
 };
-use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, check_postgres, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, check_postgres, redact};
 
 const FORMATS: [&str; 3] = ["jsonl", "hf", "csv"];
 
@@ -170,53 +170,18 @@ async fn run_on(
     Ok(notes)
 }
 
-async fn run(
-    backend: Backend,
-    args: &Args,
-    data_dir: &Path,
-    server_url: Option<&str>,
-    db_url: &str,
-) -> anyhow::Result<Vec<String>> {
-    let server = Server::start(data_dir, server_url, None).await?;
-    let db = Db::connect(&DbOptions {
-        url: db_url.to_owned(),
-        max_connections: 2,
-        create_sqlite_file: false,
+async fn measure(backend: Backend, args: &Args) -> anyhow::Result<Vec<String>> {
+    let fresh = Fresh {
+        backend,
+        database_url: &args.database_url,
+        schema_prefix: "ex",
+        keep: args.keep,
+        monitor_seconds: None,
+    };
+    on_fresh_server(fresh, async |server, db| {
+        run_on(backend, args, server, db).await
     })
     .await
-    .context("the bench's own connection to the server's database")?;
-    let result = run_on(backend, args, &server, &db).await;
-    db.close().await;
-    let stopped = server.shutdown().await;
-    let notes = result?;
-    stopped?;
-    Ok(notes)
-}
-
-async fn measure(backend: Backend, args: &Args) -> anyhow::Result<Vec<String>> {
-    let dir = tempfile::TempDir::new().context("could not create a temp dir")?;
-    let result = match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}", dir.path().join("alta.db").display());
-            run(backend, args, dir.path(), None, &url).await
-        }
-        Backend::Postgres => {
-            let schema = PgSchema::create(&args.database_url, "ex").await?;
-            progress(backend, format!("schema {}", schema.name));
-            let url = schema.url();
-            let result = run(backend, args, dir.path(), Some(&url), &url).await;
-            if args.keep {
-                progress(backend, format!("kept: {url}"));
-            } else {
-                schema.drop_schema().await?;
-            }
-            result
-        }
-    };
-    if args.keep {
-        progress(backend, format!("kept: {}", dir.keep().display()));
-    }
-    result
 }
 
 #[tokio::main]

@@ -80,12 +80,11 @@ mod label_filter;
 mod pg_schema;
 
 use std::{
-    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
-use alta_actors::store::{Db, DbOptions};
+use alta_actors::store::Db;
 use anyhow::{Context, anyhow, ensure};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -97,15 +96,11 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::bulk::{
-    Http, LoadPlan, Server, User, bulk_load, check_sqlite_rows, drop_rollup_triggers, load_average,
-    progress, setup_people, uuid_at,
+    Fresh, Http, LoadPlan, OpRow, ROLLUP_VACUUM, Server, User, bulk_load, check_sqlite_rows,
+    drop_rollup_triggers, load_average, on_fresh_server, progress, setup_people, uuid_at,
 };
-use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, PgSchema, check_postgres, redact};
+use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, check_postgres, redact};
 
-/// Every analytics rollup table (see `migrations/postgres/0028_rollup_storage.sql`).
-const ROLLUP_VACUUM: &str = "VACUUM (ANALYZE) rollup_items, rollup_decisions, rollup_hours, \
-     rollup_verdict_times, rollup_contributor_hours, rollup_engines, rollup_failures, \
-     rollup_labels";
 /// Decisions each decider makes before the timed ones.
 const DECISION_WARMUP_EACH: usize = 5;
 /// `GET /api/review`'s default page size.
@@ -495,46 +490,6 @@ async fn held_by_plan(db: &Db, project: Uuid, reviewer: Uuid) -> anyhow::Result<
 
 // --- measurements ---------------------------------------------------------------------
 
-struct OpRow {
-    op: String,
-    latencies_us: Vec<u64>,
-    /// Requests per second over the whole measurement, when that is the point.
-    rate: Option<f64>,
-}
-
-impl OpRow {
-    fn new(op: impl Into<String>, mut latencies: Vec<Duration>, rate: Option<f64>) -> Self {
-        latencies.sort_unstable();
-        Self {
-            op: op.into(),
-            latencies_us: latencies
-                .iter()
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-                .collect(),
-            rate,
-        }
-    }
-
-    /// Nearest rank; `per_mille` 500 = p50, 990 = p99.
-    fn percentile_ms(&self, per_mille: usize) -> f64 {
-        let n = self.latencies_us.len();
-        let rank = per_mille
-            .saturating_mul(n)
-            .div_ceil(1000)
-            .clamp(1, n.max(1));
-        self.latencies_us
-            .get(rank - 1)
-            .map_or(0.0, |&us| us as f64 / 1000.0)
-    }
-
-    fn mean_ms(&self) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        self.latencies_us.iter().sum::<u64>() as f64 / self.latencies_us.len() as f64 / 1000.0
-    }
-}
-
 struct Report {
     backend: Backend,
     items: i64,
@@ -860,52 +815,17 @@ async fn measure_decisions(
 // --- one backend ----------------------------------------------------------------------
 
 async fn measure(backend: Backend, args: &Args) -> anyhow::Result<Report> {
-    let dir = tempfile::TempDir::new().context("could not create a temp dir")?;
-    let result = match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite://{}", dir.path().join("alta.db").display());
-            run(backend, args, dir.path(), None, &url).await
-        }
-        Backend::Postgres => {
-            let schema = PgSchema::create(&args.database_url, "rv").await?;
-            progress(backend, format!("schema {}", schema.name));
-            let url = schema.url();
-            let result = run(backend, args, dir.path(), Some(&url), &url).await;
-            if args.keep {
-                progress(backend, format!("kept: {url}"));
-            } else {
-                schema.drop_schema().await?;
-            }
-            result
-        }
+    let fresh = Fresh {
+        backend,
+        database_url: &args.database_url,
+        schema_prefix: "rv",
+        keep: args.keep,
+        monitor_seconds: args.review_monitor_seconds,
     };
-    if args.keep {
-        progress(backend, format!("kept: {}", dir.keep().display()));
-    }
-    result
-}
-
-async fn run(
-    backend: Backend,
-    args: &Args,
-    data_dir: &Path,
-    server_url: Option<&str>,
-    db_url: &str,
-) -> anyhow::Result<Report> {
-    let server = Server::start(data_dir, server_url, args.review_monitor_seconds).await?;
-    let db = Db::connect(&DbOptions {
-        url: db_url.to_owned(),
-        max_connections: 2,
-        create_sqlite_file: false,
+    on_fresh_server(fresh, async |server, db| {
+        run_on(backend, args, server, db).await
     })
     .await
-    .context("the bench's own connection to the server's database")?;
-    let result = run_on(backend, args, &server, &db).await;
-    db.close().await;
-    let stopped = server.shutdown().await;
-    let report = result?;
-    stopped?;
-    Ok(report)
 }
 
 async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyhow::Result<Report> {
@@ -989,16 +909,15 @@ async fn run_on(backend: Backend, args: &Args, server: &Server, db: &Db) -> anyh
         notes.extend(labelled.notes);
         progress(backend, "analytics reads");
         if let Db::Postgres(pool) = db {
-            // The load and the labels updated each rollup row again and again; autovacuum
-            // (at most a minute later, given each table's settings) leaves one version.
+            // The rollup tables as steady traffic leaves them (see ROLLUP_VACUUM).
             progress(
                 backend,
-                "VACUUM ANALYZE the rollups (what autovacuum would do)",
+                "VACUUM FULL the rollups (the bulk load's versions)",
             );
             sqlx::query(ROLLUP_VACUUM)
                 .execute(pool)
                 .await
-                .context("VACUUM ANALYZE the rollups")?;
+                .context("VACUUM FULL the rollups")?;
         }
         rows.extend(
             analytics_reads::measure(

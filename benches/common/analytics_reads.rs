@@ -1,8 +1,9 @@
-//! The analytics reads at the review bench's scale (a million items in one project,
-//! bulk-loaded with the rollup triggers on, as uploads would keep them): a project's
-//! summary, the platform's, both leaderboards' first pages and a contributor's figures,
-//! each by `--concurrency` readers together. Every answer is checked against what was
-//! loaded before it is timed.
+//! The analytics reads of the review bench (a million items in one project) and of the
+//! analytics bench (many projects), bulk-loaded with the rollup triggers on, as uploads
+//! would keep them: a project's summary, the platform's, both leaderboards' first pages
+//! and a contributor's figures, each by `--concurrency` readers together. Every answer
+//! is checked against what was loaded before it is timed. Each bench's own `Args` gives
+//! `items` (of the project read), `samples`, `warmup` and `concurrency`.
 
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,11 @@ use std::{
 };
 
 use alta::{settings::Settings, startup::Application};
-use alta_actors::{Engine, context::RequestContext, store::Db};
+use alta_actors::{
+    Engine,
+    context::RequestContext,
+    store::{Db, DbOptions},
+};
 use anyhow::{Context, anyhow, bail, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::{Client, Method, StatusCode};
@@ -20,7 +24,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::pg_schema::Backend;
+use super::pg_schema::{Backend, PgSchema};
 
 pub const PASSWORD: &str = "bench passphrase that is long enough 7f3k";
 /// Links in mail use it; the bench serves them from the loopback port instead.
@@ -822,4 +826,115 @@ pub async fn drop_rollup_triggers(db: &Db) -> anyhow::Result<()> {
         .await
         .map(|_| ()))?;
     Ok(())
+}
+
+/// Where a fresh server runs: SQLite in a temporary folder, or a throw-away schema of
+/// the PostgreSQL at `database_url` (named `{schema_prefix}_…`); what to keep after.
+pub struct Fresh<'a> {
+    pub backend: Backend,
+    pub database_url: &'a str,
+    pub schema_prefix: &'a str,
+    /// Keep the database (and the data folder) afterwards, and say where.
+    pub keep: bool,
+    /// The server's REVIEW_DIGEST_INTERVAL_SECONDS, if not its default.
+    pub monitor_seconds: Option<u64>,
+}
+
+/// Run `body` against a fresh server (and a connection of the bench's own to its
+/// database), then stop the server and drop what the run made (unless kept).
+pub async fn on_fresh_server<T>(
+    fresh: Fresh<'_>,
+    body: impl AsyncFnOnce(&Server, &Db) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let backend = fresh.backend;
+    let dir = tempfile::TempDir::new().context("could not create a temp dir")?;
+    let run = async |server_url: Option<&str>, db_url: &str| -> anyhow::Result<T> {
+        let server = Server::start(dir.path(), server_url, fresh.monitor_seconds).await?;
+        let db = Db::connect(&DbOptions {
+            url: db_url.to_owned(),
+            max_connections: 2,
+            create_sqlite_file: false,
+        })
+        .await
+        .context("the bench's own connection to the server's database")?;
+        let result = body(&server, &db).await;
+        db.close().await;
+        let stopped = server.shutdown().await;
+        let out = result?;
+        stopped?;
+        Ok(out)
+    };
+    let result = match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("alta.db").display());
+            run(None, &url).await
+        }
+        Backend::Postgres => {
+            let schema = PgSchema::create(fresh.database_url, fresh.schema_prefix).await?;
+            progress(backend, format!("schema {}", schema.name));
+            let url = schema.url();
+            let result = run(Some(&url), &url).await;
+            if fresh.keep {
+                progress(backend, format!("kept: {url}"));
+            } else {
+                schema.drop_schema().await?;
+            }
+            result
+        }
+    };
+    if fresh.keep {
+        progress(backend, format!("kept: {}", dir.keep().display()));
+    }
+    result
+}
+
+/// Every analytics rollup table (see `migrations/postgres/0028_rollup_storage.sql`),
+/// rewritten compactly: the bulk load and the labelling wrote each rollup row tens of
+/// thousands of times inside single transactions (50,000 items each), which no traffic
+/// does (each change commits alone or in a small group, pruning and autovacuum keep a row
+/// on its page, half of which is left free for that); a plain VACUUM would leave the
+/// thousands of pages those versions took, and the summary would read them.
+pub const ROLLUP_VACUUM: &str = "VACUUM (FULL, ANALYZE) rollup_items, rollup_decisions, rollup_hours, \
+     rollup_verdict_times, rollup_contributor_hours, rollup_engines, rollup_failures, \
+     rollup_labels";
+
+/// One measured operation: its latencies, sorted, and a rate where that is the point.
+pub struct OpRow {
+    pub op: String,
+    pub latencies_us: Vec<u64>,
+    /// Requests per second over the whole measurement, when that is the point.
+    pub rate: Option<f64>,
+}
+
+impl OpRow {
+    pub fn new(op: impl Into<String>, mut latencies: Vec<Duration>, rate: Option<f64>) -> Self {
+        latencies.sort_unstable();
+        Self {
+            op: op.into(),
+            latencies_us: latencies
+                .iter()
+                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .collect(),
+            rate,
+        }
+    }
+
+    /// Nearest rank; `per_mille` 500 = p50, 990 = p99.
+    pub fn percentile_ms(&self, per_mille: usize) -> f64 {
+        let n = self.latencies_us.len();
+        let rank = per_mille
+            .saturating_mul(n)
+            .div_ceil(1000)
+            .clamp(1, n.max(1));
+        self.latencies_us
+            .get(rank - 1)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    }
+
+    pub fn mean_ms(&self) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        self.latencies_us.iter().sum::<u64>() as f64 / self.latencies_us.len() as f64 / 1000.0
+    }
 }

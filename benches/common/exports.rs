@@ -29,8 +29,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Backend, Http, progress};
 
-/// A tar's `metadata.jsonl` rows, counted as the download streams (never held whole).
-async fn count_tar_rows(http: &Http, path: &str, token: &str) -> anyhow::Result<(u64, u64)> {
+/// The answer to a download, once it said 2xx.
+async fn download(http: &Http, path: &str, token: &str) -> anyhow::Result<reqwest::Response> {
     let resp = http
         .client
         .get(format!("{}{path}", http.base))
@@ -43,6 +43,12 @@ async fn count_tar_rows(http: &Http, path: &str, token: &str) -> anyhow::Result<
         "download answered {}",
         resp.status()
     );
+    Ok(resp)
+}
+
+/// A tar's `metadata.jsonl` rows, counted as the download streams (never held whole).
+async fn count_tar_rows(http: &Http, path: &str, token: &str) -> anyhow::Result<(u64, u64)> {
+    let resp = download(http, path, token).await?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
     let reader = std::thread::spawn(move || -> anyhow::Result<u64> {
         let mut archive = tar::Archive::new(ChannelReader {
@@ -121,18 +127,7 @@ fn rss_kib() -> u64 {
 
 /// Lines of a download, counted as it streams (never held whole).
 async fn count_lines(http: &Http, path: &str, token: &str) -> anyhow::Result<(u64, u64)> {
-    let resp = http
-        .client
-        .get(format!("{}{path}", http.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .context("download")?;
-    ensure!(
-        resp.status().is_success(),
-        "download answered {}",
-        resp.status()
-    );
+    let resp = download(http, path, token).await?;
     let mut stream = resp.bytes_stream();
     let (mut lines, mut bytes) = (0u64, 0u64);
     while let Some(chunk) = stream.next().await {

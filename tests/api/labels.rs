@@ -22,6 +22,7 @@ backend_tests!(
     if_match_guards_against_lost_updates,
     who_annotates_and_when,
     schema_changes_that_annotations_use_need_force,
+    schema_in_use_counts_every_kind_of_value,
     required_fields_are_checked_at_submission,
     recordings_take_segments_within_their_length,
     spans_follow_their_words_when_the_text_changes,
@@ -1689,4 +1690,116 @@ async fn suggestions_stay_apart_until_accepted(backend: Backend) {
     )
     .await;
     assert_problem(resp, StatusCode::CONFLICT, "item_in_review").await;
+}
+
+/// What a removal is in use by, counted in the database for every kind of value: a
+/// multi-label's options, a span's label, a rating field; only each live item's newest
+/// revision counts (not a deleted item's, not an earlier revision's).
+async fn schema_in_use_counts_every_kind_of_value(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    let fields = |tags: Value, entities: Value| {
+        json!([
+            {"name": "tags", "type": "multi_label", "options": tags},
+            {"name": "entities", "type": "spans", "options": entities},
+            {"name": "score", "type": "rating", "min": 1, "max": 5},
+        ])
+    };
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        fields(json!(["x", "y", "z"]), json!(["PER", "LOC"])),
+    )
+    .await;
+    let a = ready_doc(&app, &t.contributor, &t.project, "Amina anaishi Nairobi.").await;
+    let b = ready_doc(&app, &t.contributor, &t.project, "Juma yuko Mombasa.").await;
+    let gone = ready_doc(&app, &t.contributor, &t.project, "Hii itafutwa.").await;
+    annotated(
+        &app,
+        &t.contributor,
+        &doc(&a),
+        json!({"tags": ["x", "y"], "entities": [{"start": 0, "end": 5, "label": "PER"},
+                                                {"start": 14, "end": 21, "label": "LOC"}],
+               "score": 4}),
+    )
+    .await;
+    // b's first revision used z; its newest does not.
+    annotated(&app, &t.contributor, &doc(&b), json!({"tags": ["z"]})).await;
+    annotated(
+        &app,
+        &t.contributor,
+        &doc(&b),
+        json!({"tags": ["y"], "entities": [{"start": 0, "end": 4, "label": "PER"}]}),
+    )
+    .await;
+    annotated(
+        &app,
+        &t.contributor,
+        &doc(&gone),
+        json!({"tags": ["x", "y", "z"], "entities": [{"start": 0, "end": 3, "label": "LOC"}],
+               "score": 2}),
+    )
+    .await;
+    let resp = app
+        .send(&t.contributor, Method::DELETE, &doc(&gone), None)
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let refusal = |resp: Response| async move {
+        let problem = assert_problem(resp, StatusCode::CONFLICT, "schema_in_use").await;
+        problem["detail"].as_str().unwrap().to_owned()
+    };
+    // Options x, y (multi-label) and LOC (a span's label) go; z is used by no newest
+    // revision of a live item, PER stays.
+    let detail = refusal(
+        put_schema(
+            &app,
+            &t.admin,
+            &t.project,
+            fields(json!(["z"]), json!(["PER"])),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        detail.contains(r#"option "x" of field "tags" is used by 1 annotations"#),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(r#"option "y" of field "tags" is used by 2 annotations"#),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(r#"option "LOC" of field "entities" is used by 1 annotations"#),
+        "{detail}"
+    );
+    assert!(!detail.contains(r#"option "z""#), "{detail}");
+    // The rating field goes: one live annotation has a score.
+    let detail = refusal(
+        put_schema(
+            &app,
+            &t.admin,
+            &t.project,
+            json!([
+                {"name": "tags", "type": "multi_label", "options": ["x", "y", "z"]},
+                {"name": "entities", "type": "spans", "options": ["PER", "LOC"]},
+            ]),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        detail.contains(r#"field "score" is used by 1 annotations"#),
+        "{detail}"
+    );
+    // Dropping only z is allowed: nothing current uses it.
+    let v2 = schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        fields(json!(["x", "y"]), json!(["PER", "LOC"])),
+    )
+    .await;
+    assert_eq!(v2["version"], 2);
 }

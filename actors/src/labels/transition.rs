@@ -118,12 +118,14 @@ impl Transition for PutLabelSchema {
         if let Some(current) = &current
             && !self.force
         {
-            let annotations = store::labels::current_of_project(at.tx(), id).await?;
-            let in_use = usage::removals_in_use(
-                &current.fields.0,
-                &self.fields,
-                annotations.iter().map(|a| &a.label_values.0),
-            );
+            let mut in_use = Vec::new();
+            for removal in usage::removals(&current.fields.0, &self.fields) {
+                let (field, option) = removal.target();
+                let n = store::labels::annotations_using(at.tx(), id, field, option).await?;
+                if n > 0 {
+                    in_use.push(removal.describe(n));
+                }
+            }
             if !in_use.is_empty() {
                 return Err(EngineError::Conflict {
                     code: ErrorCode::SchemaInUse,

@@ -229,20 +229,49 @@ pub async fn revisions(db: &Db, item: Uuid) -> StoreResult<Vec<AnnotationRow>> {
     .await)?)
 }
 
-/// The annotation of every live item of the project (each item's newest revision).
-pub async fn current_of_project(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<AnnotationRow>> {
-    let sql = format!(
-        "SELECT {ANNOTATION_COLUMNS} FROM annotation_revisions a WHERE a.project_id = $1 \
+/// How many live items' annotations (each item's newest revision) have a value for
+/// `field` (`option` None), or use `option` in it: as the label, one of a multi-label's,
+/// or a span's or segment's label. Counted in the database (a schema change on a
+/// project of a million annotations reads none of them out).
+pub async fn annotations_using(
+    tx: &mut Tx,
+    project: Uuid,
+    field: &str,
+    option: Option<&str>,
+) -> StoreResult<i64> {
+    const NEWEST_LIVE: &str = "FROM annotation_revisions a \
+         JOIN items i ON i.id = a.item_id AND i.deleted_at IS NULL \
+         WHERE a.project_id = $1 \
          AND a.revision = (SELECT MAX(b.revision) FROM annotation_revisions b \
-                           WHERE b.item_id = a.item_id) \
-         AND EXISTS (SELECT 1 FROM items i WHERE i.id = a.item_id AND i.deleted_at IS NULL)"
-    );
-    Ok(with_tx!(tx, |conn| sqlx::query_as::<_, AnnotationRow>(
-        sqlx::AssertSqlSafe(sql.clone())
-    )
-    .bind(project)
-    .fetch_all(conn)
-    .await)?)
+                           WHERE b.item_id = a.item_id)";
+    // -- backend-specific: JSON operators.
+    let uses = match (matches!(tx, Tx::Postgres(_)), option.is_some()) {
+        (true, false) => "a.label_values ? $2",
+        (true, true) => {
+            "(a.label_values -> $2 = to_jsonb(CAST($3 AS TEXT)) \
+              OR (jsonb_typeof(a.label_values -> $2) = 'array' \
+                  AND (a.label_values -> $2 @> jsonb_build_array(CAST($3 AS TEXT)) \
+                       OR a.label_values -> $2 @> \
+                          jsonb_build_array(jsonb_build_object('label', CAST($3 AS TEXT))))))"
+        }
+        (false, false) => "json_type(a.label_values, '$.\"' || $2 || '\"') IS NOT NULL",
+        (false, true) => {
+            "EXISTS (SELECT 1 FROM json_each(a.label_values, '$.\"' || $2 || '\"') e \
+                     WHERE (e.type = 'text' AND e.value = $3) \
+                        OR (e.type = 'object' AND json_extract(e.value, '$.label') = $3))"
+        }
+    };
+    let sql = format!("SELECT COUNT(*) {NEWEST_LIVE} AND {uses}");
+    let count: i64 = with_tx!(tx, |conn| {
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(project)
+            .bind(field);
+        match option {
+            Some(option) => query.bind(option).fetch_one(conn).await,
+            None => query.fetch_one(conn).await,
+        }
+    })?;
+    Ok(count)
 }
 
 pub async fn insert_annotation(tx: &mut Tx, row: &AnnotationRow) -> StoreResult<()> {
