@@ -6,9 +6,11 @@
 //! rollup triggers on, as uploads keep them), then on PostgreSQL the rollup tables are
 //! rewritten compactly (`ROLLUP_VACUUM`: the load wrote each rollup row thousands of
 //! times in one transaction, which no traffic does). Then `--concurrency` readers read
-//! one project's summary, the platform's summary (every project's rollups), both
-//! leaderboards and a contributor's figures (`benches/common/analytics_reads.rs`), each
-//! answer checked against the load before it is timed.
+//! one project's summary, the platform's summary (every project's rollups), the
+//! project's daily series over 90 days, both leaderboards and a contributor's figures
+//! (`benches/common/analytics_reads.rs`), each answer checked against the load before it
+//! is timed. `--projects 1 --items 1000000` is the other size the analytics issue
+//! names: a million items in one project.
 //!
 //! ```text
 //! cargo bench --bench analytics -- [--backend sqlite|postgres|both] [--projects N]

@@ -1,7 +1,7 @@
 //! The analytics reads of the review bench (a million items in one project) and of the
 //! analytics bench (many projects), bulk-loaded with the rollup triggers on, as uploads
-//! would keep them: a project's summary, the platform's, both leaderboards' first pages
-//! and a contributor's figures, each by `--concurrency` readers together. Every answer
+//! would keep them: a project's summary, the platform's, a project's 90-day daily
+//! series, both leaderboards' first pages and a contributor's figures, each by `--concurrency` readers together. Every answer
 //! is checked against what was loaded before it is timed. Each bench's own `Args` gives
 //! `items` (of the project read), `samples`, `warmup` and `concurrency`.
 
@@ -76,7 +76,14 @@ pub async fn measure(
             && summary["review"]["pending"].as_i64() == Some(args.items),
         "the summary does not count the loaded items: {summary}"
     );
-    let cases: [(&str, String, &User, Check); 5] = [
+    // Ninety whole UTC days up to tomorrow: the loaded uploads are in the last of them.
+    let to = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
+    let from = to - chrono::Duration::days(90);
+    let series = format!(
+        "/api/analytics/series?project_id={project}&bucket=day&from={from}T00:00:00Z\
+         &to={to}T00:00:00Z"
+    );
+    let cases: [(&str, String, &User, Check); 6] = [
         (
             "analytics summary, project",
             format!("/api/analytics/summary?project_id={project}"),
@@ -98,6 +105,18 @@ pub async fn measure(
                 Ok(())
             },
         ),
+        ("analytics series, project, 90 days", series, owner, |v| {
+            let buckets = v["buckets"].as_array().map_or(0, Vec::len);
+            ensure!(buckets == 90, "{buckets} buckets, not 90: {v}");
+            let uploads: i64 = v["buckets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["uploads"].as_i64())
+                .sum();
+            ensure!(uploads > 0, "no uploads in 90 days: {v}");
+            Ok(())
+        }),
         (
             "leaderboard, contributors (first page)",
             format!("/api/analytics/contributors?project_id={project}&sort=uploads"),
