@@ -12,7 +12,10 @@
 
 use std::time::{Duration, Instant};
 
-use alta_actors::store::{Db, items::list_sql};
+use alta_actors::store::{
+    Db,
+    items::{LabelJoin, list_sql},
+};
 use anyhow::{Context, ensure};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::Rng;
@@ -151,7 +154,7 @@ pub async fn measure(
     let mut plans = Vec::new();
     if let Db::Postgres(pool) = db {
         let mut conn = pool.acquire().await?;
-        let sql = list_sql(1);
+        let sql = list_sql(1, LabelJoin::Within);
         let types = "uuid, text, text, uuid, timestamptz, timestamptz, uuid, bigint, text, text";
         pg_lines(&mut conn, format!("PREPARE bench_list ({types}) AS {sql}")).await?;
         for (field, value, share) in [("topic", "t3", "10 %"), ("rare", "yes", "0.1 %")] {

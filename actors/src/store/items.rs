@@ -185,16 +185,33 @@ pub struct ItemFilter {
     pub labels: Vec<(String, String)>,
 }
 
-/// One `AND id IN (…)` per label filter, its field and value bound from `$9` on: each is
-/// an index range of `annotation_labels`, not a scan of annotations.
-fn label_clauses(count: usize) -> String {
+/// How a list meets its label filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelJoin {
+    /// `AND id IN (…)`: each filter is an index range of `annotation_labels`, read whole
+    /// (right for a rare label; PostgreSQL's planner turns it into a merge join anyway).
+    Within,
+    /// `AND EXISTS (…)`: the items are walked newest first and each is looked up in
+    /// `annotation_labels` by primary key, so a page of a common label stops after
+    /// about `limit / share` items (SQLite; see [`label_join`]).
+    Probe,
+}
+
+/// One clause per label filter, its field and value bound from `$9` on.
+fn label_clauses(count: usize, join: LabelJoin) -> String {
     (0..count)
         .map(|i| {
             let (field, value) = (9 + 2 * i, 10 + 2 * i);
-            format!(
-                "AND id IN (SELECT item_id FROM annotation_labels WHERE project_id = $1 \
-                 AND field = ${field} AND value = ${value})"
-            )
+            match join {
+                LabelJoin::Within => format!(
+                    "AND id IN (SELECT item_id FROM annotation_labels WHERE project_id = $1 \
+                     AND field = ${field} AND value = ${value})"
+                ),
+                LabelJoin::Probe => format!(
+                    "AND EXISTS (SELECT 1 FROM annotation_labels l WHERE l.project_id = $1 \
+                     AND l.field = ${field} AND l.value = ${value} AND l.item_id = items.id)"
+                ),
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -204,7 +221,7 @@ fn label_clauses(count: usize) -> String {
 /// `$4` contributor, `$5`/`$6` creation time from/to, `$7` the cursor (ids below it),
 /// `$8` the limit, then each filter's field and value (public for the benchmarks'
 /// query plans).
-pub fn list_sql(labels: usize) -> String {
+pub fn list_sql(labels: usize, join: LabelJoin) -> String {
     format!(
         "SELECT {COLUMNS} FROM items WHERE project_id = $1 AND kind = $2 AND deleted_at IS NULL \
          AND (CAST($3 AS TEXT) IS NULL OR status = CAST($3 AS TEXT)) \
@@ -213,13 +230,59 @@ pub fn list_sql(labels: usize) -> String {
          AND ($6 IS NULL OR created_at < $6) \
          AND ($7 IS NULL OR id < $7) {} \
          ORDER BY id DESC LIMIT $8",
-        label_clauses(labels)
+        label_clauses(labels, join)
+    )
+}
+
+/// Labels on at least one live item in this many of the kind make a label list walk
+/// the items (SQLite): a page then reads at most about `limit × PROBE_SHARE` items.
+const PROBE_SHARE: i64 = 50;
+
+/// SQLite reads the whole index range of an `IN (…)` label before it orders, which for a
+/// label on a tenth of a million items is most of the time of a page. When the rarest
+/// filtered label is common (by the label rollup), the items are walked newest first
+/// instead; a contributor's own list (few of the project's items) keeps the range.
+async fn label_join(pool: &sqlx::SqlitePool, f: &ItemFilter) -> StoreResult<LabelJoin> {
+    if f.labels.is_empty() || f.contributor_id.is_some() {
+        return Ok(LabelJoin::Within);
+    }
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(items), 0) FROM rollup_items WHERE project_id = $1 AND kind = $2",
+    )
+    .bind(f.project_id)
+    .bind(f.kind.as_str())
+    .fetch_one(pool)
+    .await?;
+    let mut rarest = i64::MAX;
+    for (field, value) in &f.labels {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(items), 0) FROM rollup_labels \
+             WHERE project_id = $1 AND field = $2 AND value = $3",
+        )
+        .bind(f.project_id)
+        .bind(field.as_str())
+        .bind(value.as_str())
+        .fetch_one(pool)
+        .await?;
+        rarest = rarest.min(n);
+    }
+    Ok(
+        if rarest > 0 && rarest.saturating_mul(PROBE_SHARE) >= total {
+            LabelJoin::Probe
+        } else {
+            LabelJoin::Within
+        },
     )
 }
 
 /// One page of a project's live items of a kind, newest first.
 pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
-    let sql = list_sql(f.labels.len());
+    // -- backend-specific: SQLite's planner needs telling how to meet a common label.
+    let join = match db {
+        Db::Postgres(_) => LabelJoin::Within,
+        Db::Sqlite(pool) => label_join(pool, f).await?,
+    };
+    let sql = list_sql(f.labels.len(), join);
     let rows = with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql.clone()))
             .bind(f.project_id)
