@@ -154,7 +154,7 @@ pub async fn measure(
     let mut plans = Vec::new();
     if let Db::Postgres(pool) = db {
         let mut conn = pool.acquire().await?;
-        let sql = list_sql(1, LabelJoin::Within);
+        let sql = list_sql(1, LabelJoin::Within, false);
         let types = "uuid, text, text, uuid, timestamptz, timestamptz, uuid, bigint, text, text";
         pg_lines(&mut conn, format!("PREPARE bench_list ({types}) AS {sql}")).await?;
         for (field, value, share) in [("topic", "t3", "10 %"), ("rare", "yes", "0.1 %")] {

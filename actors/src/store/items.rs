@@ -220,15 +220,22 @@ fn label_clauses(count: usize, join: LabelJoin) -> String {
 /// The list statement with `labels` label filters: `$1` project, `$2` kind, `$3` status,
 /// `$4` contributor, `$5`/`$6` creation time from/to, `$7` the cursor (ids below it),
 /// `$8` the limit, then each filter's field and value (public for the benchmarks'
-/// query plans).
-pub fn list_sql(labels: usize, join: LabelJoin) -> String {
+/// query plans). With `cursor` the bound is plain `id < $7`, which the planners seek in
+/// the index (SQLite does not for `$7 IS NULL OR id < $7`, and walked a page deep in a
+/// list from its newest item down to the cursor).
+pub fn list_sql(labels: usize, join: LabelJoin, cursor: bool) -> String {
+    let after = if cursor {
+        "id < $7"
+    } else {
+        "($7 IS NULL OR id < $7)"
+    };
     format!(
         "SELECT {COLUMNS} FROM items WHERE project_id = $1 AND kind = $2 AND deleted_at IS NULL \
          AND (CAST($3 AS TEXT) IS NULL OR status = CAST($3 AS TEXT)) \
          AND ($4 IS NULL OR contributor_id = $4) \
          AND ($5 IS NULL OR created_at >= $5) \
          AND ($6 IS NULL OR created_at < $6) \
-         AND ($7 IS NULL OR id < $7) {} \
+         AND {after} {} \
          ORDER BY id DESC LIMIT $8",
         label_clauses(labels, join)
     )
@@ -282,7 +289,7 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
         Db::Postgres(_) => LabelJoin::Within,
         Db::Sqlite(pool) => label_join(pool, f).await?,
     };
-    let sql = list_sql(f.labels.len(), join);
+    let sql = list_sql(f.labels.len(), join, f.after.is_some());
     let rows = with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql.clone()))
             .bind(f.project_id)
