@@ -31,7 +31,7 @@ mod exports;
 #[path = "common/pg_schema.rs"]
 mod pg_schema;
 
-use std::{process::ExitCode, time::Instant};
+use std::process::ExitCode;
 
 use alta_actors::store::Db;
 use anyhow::ensure;
@@ -39,7 +39,7 @@ use clap::Parser;
 
 use crate::bulk::{
     Fresh, Http, LoadPlan, Server, bulk_load, check_sqlite_rows, drop_rollup_triggers,
-    load_average, on_fresh_server, progress, setup_people,
+    each_backend, load_average, on_fresh_server, progress, setup_people,
 };
 use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, check_postgres, redact};
 
@@ -198,24 +198,10 @@ async fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::FAILURE;
     }
-    let mut failed = false;
-    let mut results = Vec::new();
-    for backend in backends {
-        let started = Instant::now();
-        match measure(backend, &args).await {
-            Ok(notes) => {
-                progress(
-                    backend,
-                    format!("done in {:.0} s", started.elapsed().as_secs_f64()),
-                );
-                results.push((backend, notes));
-            }
-            Err(err) => {
-                eprintln!("error: {}: {err:#}", backend.name());
-                failed = true;
-            }
-        }
-    }
+    let (results, failed) = each_backend(backends, async |backend| {
+        measure(backend, &args).await.map(|notes| (backend, notes))
+    })
+    .await;
     for (backend, notes) in &results {
         for note in notes {
             println!("{:<9} {note}", backend.name());

@@ -97,7 +97,8 @@ use uuid::Uuid;
 
 use crate::bulk::{
     Fresh, Http, LoadPlan, OpRow, ROLLUP_VACUUM, Server, User, bulk_load, check_sqlite_rows,
-    drop_rollup_triggers, load_average, on_fresh_server, progress, setup_people, uuid_at,
+    drop_rollup_triggers, each_backend, load_average, on_fresh_server, progress, setup_people,
+    uuid_at,
 };
 use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, check_postgres, redact};
 
@@ -1274,24 +1275,7 @@ async fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::FAILURE;
     }
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for backend in backends {
-        let started = Instant::now();
-        match measure(backend, &args).await {
-            Ok(report) => {
-                progress(
-                    backend,
-                    format!("done in {:.0} s", started.elapsed().as_secs_f64()),
-                );
-                reports.push(report);
-            }
-            Err(err) => {
-                eprintln!("error: {}: {err:#}", backend.name());
-                failed = true;
-            }
-        }
-    }
+    let (reports, failed) = each_backend(backends, async |b| measure(b, &args).await).await;
     print_reports(&reports, &args);
     if failed {
         eprintln!("error: at least one backend failed (see above)");

@@ -938,3 +938,30 @@ impl OpRow {
         self.latencies_us.iter().sum::<u64>() as f64 / self.latencies_us.len() as f64 / 1000.0
     }
 }
+
+/// Measure each backend in turn: a failure is printed and the others go on. The
+/// measurements, and whether one failed.
+pub async fn each_backend<T>(
+    backends: Vec<Backend>,
+    measure: impl AsyncFn(Backend) -> anyhow::Result<T>,
+) -> (Vec<T>, bool) {
+    let mut measured = Vec::new();
+    let mut failed = false;
+    for backend in backends {
+        let started = Instant::now();
+        match measure(backend).await {
+            Ok(m) => {
+                progress(
+                    backend,
+                    format!("done in {:.0} s", started.elapsed().as_secs_f64()),
+                );
+                measured.push(m);
+            }
+            Err(err) => {
+                eprintln!("error: {}: {err:#}", backend.name());
+                failed = true;
+            }
+        }
+    }
+    (measured, failed)
+}
