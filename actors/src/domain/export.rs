@@ -373,6 +373,12 @@ mod tests {
         assert_eq!(field_of(i.clone()), "/filter/kind");
         i.kind = Some("audio".into());
         i.include_files = Some(false);
+        // An hf folder without files: its metadata and card, still a tar.
+        let spec = ExportSpec::parse(i).unwrap();
+        assert!(!spec.include_files && spec.is_archive());
+        assert_eq!(spec.artifact_type().0, "tar");
+        let mut i = input("webdataset");
+        i.include_files = Some(false);
         assert_eq!(field_of(i), "/include_files");
         let mut i = input("csv");
         i.split = Some(Split {
