@@ -91,11 +91,7 @@ impl Args {
     }
 
     fn command_line(&self) -> String {
-        let backend = match self.backend {
-            BackendArg::Sqlite => "sqlite",
-            BackendArg::Postgres => "postgres",
-            BackendArg::Both => "both",
-        };
+        let backend = self.backend.name();
         let mut cmd = format!(
             "cargo bench --bench analytics -- --backend {backend} --projects {} --items {} \
              --samples {} --warmup {} --concurrency {} --batch {}",

@@ -93,11 +93,7 @@ impl Args {
     }
 
     fn command_line(&self) -> String {
-        let backend = match self.backend {
-            BackendArg::Sqlite => "sqlite",
-            BackendArg::Postgres => "postgres",
-            BackendArg::Both => "both",
-        };
+        let backend = self.backend.name();
         let mut cmd = format!(
             "cargo bench --bench export -- --backend {backend} --items {} --formats {} \
              --export-files {} --batch {}",

@@ -87,11 +87,7 @@ impl Args {
 
     /// The command line that reproduces this run (any password in the URL masked).
     fn command_line(&self) -> String {
-        let backend = match self.backend {
-            BackendArg::Sqlite => "sqlite",
-            BackendArg::Postgres => "postgres",
-            BackendArg::Both => "both",
-        };
+        let backend = self.backend.name();
         let workers: Vec<String> = self.workers.iter().map(ToString::to_string).collect();
         let mut cmd = format!(
             "cargo bench --bench job_queue -- --backend {backend} --jobs {} --workers {} \

@@ -192,11 +192,7 @@ impl Args {
 
     /// The command line that reproduces this run (any password in the URL masked).
     fn command_line(&self) -> String {
-        let backend = match self.backend {
-            BackendArg::Sqlite => "sqlite",
-            BackendArg::Postgres => "postgres",
-            BackendArg::Both => "both",
-        };
+        let backend = self.backend.name();
         let mut cmd = format!(
             "cargo bench --bench review -- --backend {backend} --items {} --samples {} \
              --warmup {} --skip-reviewers {} --concurrency {} --decisions {} --batch {}",

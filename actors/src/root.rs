@@ -116,9 +116,7 @@ fn watch_queue(deps: Arc<Deps>) -> tokio::task::JoinHandle<()> {
         let mut every = tokio::time::interval_at(start, QUEUE_WATCH_EVERY);
         loop {
             every.tick().await;
-            for kind in KINDS {
-                crate::jobs::refresh_gauges(&deps, kind).await;
-            }
+            crate::jobs::refresh_gauges(&deps, &KINDS).await;
         }
     })
 }

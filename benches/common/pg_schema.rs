@@ -27,6 +27,17 @@ impl BackendArg {
             Self::Both => vec![Backend::Sqlite, Backend::Postgres],
         }
     }
+
+    /// As `--backend` takes it (for a bench's "reproduce" line; the webhooks bench
+    /// prints none).
+    #[allow(dead_code)]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Both => "both",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

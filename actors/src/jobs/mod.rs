@@ -76,10 +76,11 @@ pub fn worker_id() -> String {
     )
 }
 
-/// Refresh the queue gauges of one kind (zero when nothing is queued, rather than a
-/// stale value) and, once per process, the pool gauges.
-pub(crate) async fn refresh_gauges(deps: &Deps, kind: &'static str) {
-    if kind == KIND_MAIL {
+/// Refresh the queue gauges of `kinds` (zero when nothing is queued, rather than a
+/// stale value) from one read of the queue and, with the mail kind (once per process),
+/// the pool gauges.
+pub(crate) async fn refresh_gauges(deps: &Deps, kinds: &[&'static str]) {
+    if kinds.contains(&KIND_MAIL) {
         let (idle, in_use) = deps.db.pool_usage();
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use as f64);
@@ -87,18 +88,21 @@ pub(crate) async fn refresh_gauges(deps: &Deps, kind: &'static str) {
     match store::jobs::queue_stats(&deps.db).await {
         Ok(stats) => {
             let now = deps.clock.now();
-            let mine = stats.into_iter().find(|s| s.kind == kind);
-            let (depth, age) = mine
-                .map(|s| {
-                    let age = s
-                        .oldest_run_at
-                        .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
-                        .unwrap_or(0.0);
-                    (s.queued as f64, age)
-                })
-                .unwrap_or((0.0, 0.0));
-            metrics::gauge!(m::JOBS_QUEUE_DEPTH, "kind" => kind).set(depth);
-            metrics::gauge!(m::JOBS_OLDEST_QUEUED_AGE_SECONDS, "kind" => kind).set(age);
+            for &kind in kinds {
+                let (depth, age) = stats
+                    .iter()
+                    .find(|s| s.kind == kind)
+                    .map(|s| {
+                        let age = s
+                            .oldest_run_at
+                            .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
+                            .unwrap_or(0.0);
+                        (s.queued as f64, age)
+                    })
+                    .unwrap_or((0.0, 0.0));
+                metrics::gauge!(m::JOBS_QUEUE_DEPTH, "kind" => kind).set(depth);
+                metrics::gauge!(m::JOBS_OLDEST_QUEUED_AGE_SECONDS, "kind" => kind).set(age);
+            }
         }
         Err(err) => tracing::warn!(error = %err, "could not read job queue stats"),
     }

@@ -163,7 +163,7 @@ impl<H: JobHandler> Actor for JobWorker<H> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WorkerMsg::Stats => jobs::refresh_gauges(&state.deps, H::KIND).await,
+            WorkerMsg::Stats => jobs::refresh_gauges(&state.deps, &[H::KIND]).await,
             WorkerMsg::Poll => {
                 // Reap finished tasks so the set does not grow.
                 while state.running.try_join_next().is_some() {}
