@@ -201,14 +201,6 @@ mod tests {
         const STILL_BY_HAND: &[(&str, &str)] = &[
             ("store/mod.rs", "defines Db::begin"),
             ("change.rs", "Change::begin"),
-            (
-                "items/service.rs",
-                "retrying a failed job that has no item (queue bookkeeping)",
-            ),
-            (
-                "processing/mod.rs",
-                "handing a job over to the OCR lane (queue bookkeeping)",
-            ),
         ];
         let found: Vec<String> = crate::layers::sources()
             .into_iter()

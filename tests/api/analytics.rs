@@ -1019,6 +1019,13 @@ async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {
                 active(time(&point["start"]), next),
                 "seed {seed}: {point}"
             );
+            // Each upload in the bucket its time falls in (the database buckets them).
+            let start = time(&point["start"]);
+            let uploaded = uploads
+                .iter()
+                .filter(|(_, at)| (start..next).contains(at))
+                .count();
+            assert_eq!(point["uploads"], uploaded, "seed {seed}: {point}");
         }
         let period = active(time(&points[0]["start"]), end);
         assert!(period > 0, "the workload uploaded in the period");

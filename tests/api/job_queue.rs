@@ -8,10 +8,13 @@ use serde_json::json;
 
 use crate::{
     backend_tests,
-    helpers::{Backend, TestAppBuilder},
+    helpers::{Backend, TestAppBuilder, assert_problem},
 };
 
-backend_tests!(concurrent_workers_never_take_the_same_job);
+backend_tests!(
+    concurrent_workers_never_take_the_same_job,
+    a_failed_job_without_an_item_is_retried_once_with_its_audit_row
+);
 
 async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
     let app = TestAppBuilder::new(backend).spawn().await;
@@ -96,4 +99,54 @@ async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A super admin retries a failed job that processes no item (a mail, say): it is
+/// queued again with a `job.retried` audit row (written by the accounts actor, the
+/// platform's writer), and a second retry is 409 `job_not_failed` and writes nothing.
+async fn a_failed_job_without_an_item_is_retried_once_with_its_audit_row(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let root = app.super_admin("root@example.org").await;
+    let db = app.db().await;
+    // Due in a day: no worker of this node takes it meanwhile.
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::days(1);
+    let mut tx = db.begin().await.unwrap();
+    let id = jobs::enqueue(&mut tx, "queue_test", json!({"n": 1}), 1, now, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let claimed = jobs::claim(&db, "queue_test", "test-worker", now, later, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        jobs::park_failed(&db, id, "test-worker", "the test failed it", now)
+            .await
+            .unwrap()
+    );
+    let retry = |token: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url(&format!("/api/admin/jobs/{id}/retry")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = retry(root.clone()).await;
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let job: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(job["state"], "queued", "{job}");
+    let resp = retry(root.clone()).await;
+    assert_problem(resp, reqwest::StatusCode::CONFLICT, "job_not_failed").await;
+    let audit = app
+        .get_json("/api/admin/audit-log?action=job.retried", &root)
+        .await;
+    let rows = audit["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "one retry, one audit row: {audit}");
+    assert_eq!(rows[0]["target_id"], id.to_string());
+    db.close().await;
 }

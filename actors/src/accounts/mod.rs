@@ -32,6 +32,7 @@ pub use self::messages::{AccountsMsg, AdminCreated};
 pub use self::passkeys::{CeremonyStart, MAX_PASSKEYS_PER_USER, PasskeyView, relying_party};
 pub use self::service::RegisterInput;
 pub use self::sessions::{SessionView, Tokens};
+pub(crate) use self::transition::{AccountTransition, InAccounts};
 pub use self::views::{UserListQuery, UserView};
 use crate::{
     auth::secret_token,
@@ -42,7 +43,6 @@ use crate::{
     metrics as m,
     store::{self, verification::Purpose},
 };
-use transition::{AccountTransition, InAccounts};
 
 pub struct Accounts;
 

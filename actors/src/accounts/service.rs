@@ -61,7 +61,7 @@ pub struct RegisterInput {
 
 impl Engine {
     /// Run `transition` in the accounts actor; its outcome once committed.
-    pub(super) async fn apply_in_accounts<T: AccountTransition>(
+    pub(crate) async fn apply_in_accounts<T: AccountTransition>(
         &self,
         transition: T,
         ctx: &RequestContext,

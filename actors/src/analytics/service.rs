@@ -480,12 +480,18 @@ impl Engine {
                 Scope::Platform
             }
         };
-        let first = cover.starts[0].with_timezone(&Utc);
+        let starts: Vec<DateTime<Utc>> = cover.starts.iter().map(|s| s.to_utc()).collect();
+        let period = store::rollups::Period {
+            starts: &starts,
+            end: cover.end,
+        };
         let db = &self.deps.db;
-        let (rows, active, labels) = tokio::try_join!(
-            store::rollups::hours(db, &scope, first, cover.end),
-            store::rollups::active_contributors(db, &scope, first, cover.end),
-            store::rollups::label_hours(db, &scope, first, cover.end),
+        // Bucketed by the database: a row per bucket, not per hour (a 90-day series of
+        // a busy project has thousands of hourly rows, a label's too).
+        let (events, active, labels) = tokio::try_join!(
+            store::rollups::event_buckets(db, &scope, period),
+            store::rollups::active_contributors(db, &scope, period),
+            store::rollups::label_buckets(db, &scope, period),
         )?;
         let mut points: Vec<SeriesPoint> = cover
             .starts
@@ -495,8 +501,9 @@ impl Engine {
                 ..SeriesPoint::default()
             })
             .collect();
-        for row in rows {
-            let Some(i) = buckets::index_of(&cover.starts, row.hour) else {
+        let at = |bucket: i64| usize::try_from(bucket).ok().filter(|i| *i < starts.len());
+        for row in events {
+            let Some(i) = at(row.bucket) else {
                 continue;
             };
             let p = &mut points[i];
@@ -517,22 +524,18 @@ impl Engine {
             }
         }
         for row in labels {
-            if let Some(i) = buckets::index_of(&cover.starts, row.hour) {
+            if let Some(i) = at(row.bucket) {
                 *points[i].labels.entry((row.field, row.value)).or_default() += row.items;
             }
         }
-        // Each person once per bucket (they may upload in several of its hours), and
-        // once over the period.
-        let mut per_bucket = std::collections::BTreeSet::new();
+        // Each person once per bucket (the query's pairs are distinct), and once over
+        // the period.
         let mut anywhere = std::collections::BTreeSet::new();
-        for (contributor, hour) in active {
-            if let Some(i) = buckets::index_of(&cover.starts, hour) {
-                per_bucket.insert((i, contributor));
+        for (bucket, contributor) in active {
+            if let Some(i) = at(bucket) {
+                points[i].active_contributors += 1;
                 anywhere.insert(contributor);
             }
-        }
-        for (i, _) in per_bucket {
-            points[i].active_contributors += 1;
         }
         Ok(SeriesView {
             project_id,

@@ -124,7 +124,9 @@ pub fn cover(
     Ok(Buckets { starts: out, end })
 }
 
-/// The index of the bucket (by its start, from [`starts`]) that `t` falls in, if any.
+/// The index of the bucket (by its start, from [`starts`]) that `t` falls in, if any (what
+/// the series' SQL computes; kept here to state it).
+#[cfg(test)]
 pub fn index_of(starts: &[DateTime<FixedOffset>], t: DateTime<Utc>) -> Option<usize> {
     let i = starts.partition_point(|s| *s <= t);
     i.checked_sub(1)

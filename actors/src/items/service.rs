@@ -249,30 +249,13 @@ impl Engine {
             return Ok(job.into());
         }
         // Any other job (mail, a job whose item row is gone) touches nothing else.
-        let now = self.deps.clock.now();
-        let mut tx = self.deps.db.begin().await?;
-        if !store::jobs::retry_failed(&mut tx, id, now).await? {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::JobNotFailed,
-                message: format!("the job is {}, not failed", job.state),
-            });
-        }
-        store::audit::record(
-            &mut tx,
-            store::audit::AuditEntry {
-                actor_id: Some(principal.user_id),
-                action: "job.retried",
-                target_type: "job",
-                target_id: Some(id.to_string()),
-                project_id: None,
-                details: serde_json::json!({"kind": job.kind}),
-            },
-            ctx,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.deps.job_waker.notify_waiters();
+        let retry = super::transition::RetryJobWithoutItem {
+            job_id: id,
+            kind: job.kind.clone(),
+            state: job.state,
+            actor_id: principal.user_id,
+        };
+        self.apply_in_accounts(retry, ctx).await?;
         let job = store::jobs::find(&self.deps.db, id)
             .await?
             .ok_or(EngineError::NotFound { what: "job" })?;

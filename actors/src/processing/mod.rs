@@ -18,7 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::local_ocr::{Extraction, LocalOcrConfig};
-use self::outcome::{ProcessingGaveUp, RecordProcessing, StartProcessing};
+use self::outcome::{HandOverToOcr, ProcessingGaveUp, RecordProcessing, StartProcessing};
 use self::sandbox::SandboxConfig;
 use crate::{
     ErrorCode,
@@ -140,29 +140,30 @@ async fn start_handed_off(
     start(projects, deps, job).await
 }
 
-/// Hand the item's job over to the OCR lane: the same job (the one the upload named) is
-/// queued again as `ocr_image`, with the item's project for the lane's per-project limit,
-/// its attempt here not counted. The item stays `processing`.
-async fn hand_off(deps: &Deps, job: &JobRow, item: &ItemRow) -> Result<JobEnd, JobFailure> {
-    let now = deps.clock.now();
-    let payload = serde_json::json!({"item_id": item.id, "project_id": item.project_id});
-    let mut tx = deps.db.begin().await?;
-    if !store::jobs::hand_over(
-        &mut tx,
-        job.id,
-        &deps.worker_id,
-        KIND_OCR_IMAGE,
-        payload,
-        now,
-    )
-    .await?
-    {
-        return Ok(JobEnd::LeaseLost);
+/// Hand the item's job over to the OCR lane, in its project's actor ([`HandOverToOcr`]):
+/// the same job (the one the upload named) is queued again as `ocr_image`, with the
+/// item's project for the lane's per-project limit, its attempt here not counted. The
+/// item stays `processing`.
+async fn hand_off(
+    projects: &Projects,
+    deps: &Deps,
+    job: &JobRow,
+    item: &ItemRow,
+) -> Result<JobEnd, JobFailure> {
+    let hand_over = HandOverToOcr {
+        job_id: job.id,
+        item_id: item.id,
+        worker_id: deps.worker_id.clone(),
+    };
+    match in_project(projects, item.project_id, hand_over).await? {
+        Some(true) => {
+            metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
+            deps.job_waker.notify_waiters();
+            Ok(JobEnd::HandedOver)
+        }
+        Some(false) => Ok(JobEnd::LeaseLost),
+        None => Ok(JobEnd::Ran), // the project is gone
     }
-    tx.commit().await?;
-    metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
-    deps.job_waker.notify_waiters();
-    Ok(JobEnd::HandedOver)
 }
 
 /// Record what the engine said, with the job's completion, in one commit of the
@@ -402,7 +403,7 @@ impl JobHandler for OcrHandler {
         };
         let detected = item.detected_type.as_str();
         if is_image(detected) && self.x.can_ocr(detected) {
-            return hand_off(deps, job, &item).await;
+            return hand_off(&self.projects, deps, job, &item).await;
         }
         let copy = deps.blobs.local_copy(&item.blob_key).await?;
         // No OCR here: that is the other lane's work.
@@ -411,7 +412,7 @@ impl JobHandler for OcrHandler {
         let outcome = self.x.local(&text_only, &copy.path, detected).await?;
         match outcome {
             Err(no_text) if no_text.code == "no_text_layer" && self.x.can_ocr(detected) => {
-                hand_off(deps, job, &item).await
+                hand_off(&self.projects, deps, job, &item).await
             }
             outcome => finish(&self.projects, deps, job, &item, outcome).await,
         }

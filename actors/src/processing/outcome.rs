@@ -61,6 +61,37 @@ impl Transition for StartProcessing {
     }
 }
 
+/// The job is handed over to the OCR lane (same job, kind `ocr_image`, queued again with
+/// its attempt here not counted); the item stays `processing`. `false`: this worker no
+/// longer holds the job, and nothing changed.
+pub struct HandOverToOcr {
+    pub job_id: Uuid,
+    pub item_id: Uuid,
+    pub worker_id: String,
+}
+
+impl Transition for HandOverToOcr {
+    type Out = bool;
+
+    fn check(&self, _: &Principal) -> Check {
+        Check::Itself // the engine's own work; see `current_item`
+    }
+
+    async fn apply(self, at: &mut InProject<'_>) -> Result<bool, EngineError> {
+        let payload = serde_json::json!({"item_id": self.item_id, "project_id": at.id()});
+        let now = at.now;
+        Ok(store::jobs::hand_over(
+            at.tx(),
+            self.job_id,
+            &self.worker_id,
+            super::KIND_OCR_IMAGE,
+            payload,
+            now,
+        )
+        .await?)
+    }
+}
+
 /// How a recorded outcome ended for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {

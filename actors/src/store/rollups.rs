@@ -71,6 +71,99 @@ where
     })?)
 }
 
+/// A period cut into buckets for a series: `starts` ascending (the first is the
+/// period's start), `end` the end of the last bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct Period<'a> {
+    pub starts: &'a [DateTime<Utc>],
+    pub end: DateTime<Utc>,
+}
+
+/// The SQL expression giving the bucket (0-based) of `column`, a time of the period
+/// (`$1 <= column < $2`), with the bucket starts bound from `$first` on: one array and
+/// `width_bucket` on PostgreSQL; on SQLite, which has neither, a binary search written
+/// as nested `CASE`s over the starts after the first (about ten comparisons a row for
+/// 1,000 buckets, and the same text for every period of that many buckets, so the
+/// statement is prepared once).
+fn bucket_expr(db: &Db, column: &str, buckets: usize, first: usize) -> String {
+    fn search(column: &str, first: usize, lo: usize, hi: usize, out: &mut String) {
+        if lo == hi {
+            out.push_str(&lo.to_string());
+            return;
+        }
+        let mid = (lo + hi).div_ceil(2);
+        // starts[mid] is bound as $(first + mid - 1): the first start is not bound.
+        out.push_str(&format!("CASE WHEN {column} >= ${} THEN ", first + mid - 1));
+        search(column, first, mid, hi, out);
+        out.push_str(" ELSE ");
+        search(column, first, lo, mid - 1, out);
+        out.push_str(" END");
+    }
+    match db {
+        Db::Postgres(_) => {
+            format!("CAST(width_bucket({column}, ${first}::timestamptz[]) - 1 AS BIGINT)")
+        }
+        Db::Sqlite(_) => {
+            let mut out = String::from("(");
+            search(column, first, 0, buckets.saturating_sub(1), &mut out);
+            out.push(')');
+            out
+        }
+    }
+}
+
+/// The rows of `sql` over a bucketed period: `{bucket}` in it becomes the bucket of its
+/// `hour` column ([`bucket_expr`]), `{scope}` the scope's clause; `$1` and `$2` are the
+/// period's start and end.
+async fn fetch_bucketed<T>(
+    db: &Db,
+    sql: &str,
+    period: Period<'_>,
+    scope: &Scope,
+) -> StoreResult<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin,
+{
+    let Some(first) = period.starts.first().copied() else {
+        return Ok(Vec::new());
+    };
+    let after_scope = 3 + scope.ids().len();
+    let sql = sql
+        .replace("{scope}", &scope.clause("project_id", 3))
+        .replace(
+            "{bucket}",
+            &bucket_expr(db, "hour", period.starts.len(), after_scope),
+        );
+    let ids = scope.ids();
+    // -- backend-specific: the starts as one array, or each after the first.
+    Ok(match db {
+        Db::Postgres(pool) => {
+            let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql))
+                .bind(first)
+                .bind(period.end);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.bind(period.starts.to_vec()).fetch_all(pool).await?
+        }
+        Db::Sqlite(pool) => {
+            let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql))
+                .bind(first)
+                .bind(period.end);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            for start in &period.starts[1..] {
+                q = q.bind(*start);
+            }
+            q.fetch_all(pool).await?
+        }
+    })
+}
+
 /// Live items of one kind in one state (summed over what the query groups away).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemFigures {
@@ -508,20 +601,25 @@ pub async fn counted_hours(tx: &mut Tx, project: Uuid) -> StoreResult<Vec<HourRo
     .await)?)
 }
 
-/// The events of `scope` per UTC hour in `[from, to)`, summed over its projects.
-pub async fn hours(
+/// Events of a scope's live items per bucket of a period (summed over its hours).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BucketEvents {
+    pub bucket: i64,
+    pub event: String,
+    pub items: i64,
+    pub audio_ms: i64,
+}
+
+/// The events of `scope` per bucket of `period`.
+pub async fn event_buckets(
     db: &Db,
     scope: &Scope,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> StoreResult<Vec<HourRollup>> {
-    let sql = format!(
-        "SELECT event, hour, CAST(SUM(items) AS BIGINT) AS items, \
-         CAST(SUM(audio_ms) AS BIGINT) AS audio_ms FROM rollup_hours \
-         WHERE hour >= $1 AND hour < $2 AND {} GROUP BY event, hour ORDER BY hour, event",
-        scope.clause("project_id", 3)
-    );
-    fetch_scoped(db, &sql, Some((from, to)), scope).await
+    period: Period<'_>,
+) -> StoreResult<Vec<BucketEvents>> {
+    let sql = "SELECT {bucket} AS bucket, event, CAST(SUM(items) AS BIGINT) AS items, \
+               CAST(SUM(audio_ms) AS BIGINT) AS audio_ms FROM rollup_hours \
+               WHERE hour >= $1 AND hour < $2 AND {scope} GROUP BY 1, event";
+    fetch_bucketed(db, sql, period, scope).await
 }
 
 /// One row of a count rollup (`rollup_engines`, `rollup_failures`; `rollup_labels`
@@ -681,20 +779,26 @@ pub struct LabelRollup {
     pub items: i64,
 }
 
-/// The label rows of `scope` for items uploaded between `from` and `to`, per hour.
-pub async fn label_hours(
+/// Live items of a scope per bucket of a period (of their upload), label field and
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BucketLabels {
+    pub bucket: i64,
+    pub field: String,
+    pub value: String,
+    pub items: i64,
+}
+
+/// The label counts of `scope` per bucket of `period` (items uploaded in it).
+pub async fn label_buckets(
     db: &Db,
     scope: &Scope,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> StoreResult<Vec<LabelRollup>> {
-    let sql = format!(
-        "SELECT field, value, hour, CAST(SUM(items) AS BIGINT) AS items FROM rollup_labels \
-         WHERE hour >= $1 AND hour < $2 AND {} GROUP BY field, value, hour \
-         HAVING SUM(items) <> 0 ORDER BY hour, field, value",
-        scope.clause("project_id", 3)
-    );
-    fetch_scoped(db, &sql, Some((from, to)), scope).await
+    period: Period<'_>,
+) -> StoreResult<Vec<BucketLabels>> {
+    let sql = "SELECT {bucket} AS bucket, field, value, CAST(SUM(items) AS BIGINT) AS items \
+               FROM rollup_labels WHERE hour >= $1 AND hour < $2 AND {scope} \
+               GROUP BY 1, field, value HAVING SUM(items) <> 0";
+    fetch_bucketed(db, sql, period, scope).await
 }
 
 /// The project's stored label rows that count something.
@@ -798,20 +902,16 @@ pub async fn counted_contributor_hours(
     .await)?)
 }
 
-/// Who uploaded in `scope` between `from` and `to`: each (contributor, hour) with a live
-/// upload, once. The series count them per bucket and over the period.
+/// Who uploaded (a live item) in each bucket of `period`: (bucket, contributor), each
+/// pair once.
 pub async fn active_contributors(
     db: &Db,
     scope: &Scope,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
-    let sql = format!(
-        "SELECT DISTINCT contributor_id, hour FROM rollup_contributor_hours \
-         WHERE hour >= $1 AND hour < $2 AND uploads > 0 AND {} ORDER BY hour",
-        scope.clause("project_id", 3)
-    );
-    fetch_scoped(db, &sql, Some((from, to)), scope).await
+    period: Period<'_>,
+) -> StoreResult<Vec<(i64, Uuid)>> {
+    let sql = "SELECT DISTINCT {bucket} AS bucket, contributor_id FROM rollup_contributor_hours \
+               WHERE hour >= $1 AND hour < $2 AND uploads > 0 AND {scope}";
+    fetch_bucketed(db, sql, period, scope).await
 }
 
 /// The live projects where `admin` is an admin and `member` a member.
@@ -1009,4 +1109,55 @@ pub async fn ranked<L: Leaderboard>(
     .bind(limit)
     .fetch_all(pool)
     .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone as _};
+
+    use super::*;
+    use crate::domain::buckets::index_of;
+
+    /// SQLite's bucket search (nested `CASE`s) puts every time where the series'
+    /// definition does ([`index_of`]), for every bucket count up to 40 and for starts
+    /// that are not whole hours apart.
+    #[tokio::test]
+    async fn sqlite_buckets_each_time_where_the_definition_does() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (hour TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let origin = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        for h in 0..200 {
+            sqlx::query("INSERT INTO t (hour) VALUES ($1)")
+                .bind(origin + Duration::hours(h))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let db = Db::Sqlite(pool.clone());
+        for n in 1..=40usize {
+            // Uneven widths: 1 to 5 hours, some starting on the half hour.
+            let mut starts = vec![origin];
+            for i in 1..n {
+                let step = Duration::hours(1 + (i as i64 * 7) % 5)
+                    + Duration::minutes(if i % 3 == 0 { 30 } else { 0 });
+                starts.push(starts[i - 1] + step);
+            }
+            let sql = format!(
+                "SELECT hour, {} AS bucket FROM t",
+                bucket_expr(&db, "hour", n, 1)
+            );
+            let mut q = sqlx::query_as::<_, (DateTime<Utc>, i64)>(sqlx::AssertSqlSafe(sql));
+            for start in &starts[1..] {
+                q = q.bind(*start);
+            }
+            let fixed: Vec<_> = starts.iter().map(|s| s.fixed_offset()).collect();
+            for (hour, bucket) in q.fetch_all(&pool).await.unwrap() {
+                let expected = index_of(&fixed, hour).unwrap() as i64;
+                assert_eq!(bucket, expected, "{n} buckets, {hour}");
+            }
+        }
+    }
 }
