@@ -81,14 +81,20 @@ async fn main() {
     let ctx = RequestContext::internal("bench");
     let password = "bench passphrase that is long enough";
     engine
+        .accounts()
         .create_super_admin("bench@example.org", password, &ctx)
         .await
         .unwrap();
     let token = engine
+        .accounts()
         .login("bench@example.org", password, &ctx)
         .await
         .unwrap();
-    let principal = engine.authenticate(&token.access.token).await.unwrap();
+    let principal = engine
+        .accounts()
+        .authenticate(&token.access.token)
+        .await
+        .unwrap();
 
     let baseline = rss_mib();
     let mut rounds = Vec::new();
@@ -102,6 +108,7 @@ async fn main() {
                 settings: None,
             };
             engine
+                .projects()
                 .create_project(&principal, input, None, &ctx)
                 .await
                 .unwrap();

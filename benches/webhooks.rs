@@ -206,6 +206,7 @@ async fn run(backend: Backend, args: &Args) -> anyhow::Result<()> {
         let _ = stopped.await;
     }));
     engine
+        .accounts()
         .create_super_admin(ADMIN, PASSWORD, &RequestContext::internal("bench"))
         .await
         .map_err(|e| anyhow::anyhow!("admin: {e}"))?;

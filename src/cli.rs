@@ -169,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             let result = engine
+                .analytics()
                 .recount(project, &RequestContext::internal("cli"))
                 .await;
             engine.shutdown().await;
@@ -207,6 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             let result = engine
+                .accounts()
                 .create_super_admin(&email, password, &RequestContext::internal("cli"))
                 .await;
             engine.shutdown().await;
@@ -304,6 +306,7 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
         }
     };
     let result = engine
+        .exports()
         .export_to_file(args.project, input, &out, report)
         .await;
     bar.finish_and_clear();

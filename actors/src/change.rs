@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use crate::{
     context::RequestContext,
+    deps::Deps,
+    domain::{KIND_MAIL, MailJob},
     error::EngineError,
     metrics as m,
     store::{
@@ -190,6 +192,43 @@ impl std::ops::DerefMut for Change {
     fn deref_mut(&mut self) -> &mut Tx {
         &mut self.tx
     }
+}
+
+// Queueing jobs in a change, with the configured attempts (the job queue is the
+// `jobs` domain; writing its rows belongs to the unit of work).
+
+/// Queue a job in the caller's change: it runs if and only if the change commits
+/// (written with the change's other kept writes). Callers wake the workers after the
+/// commit. Returns the job's id.
+pub(crate) fn enqueue(
+    deps: &Deps,
+    change: &mut Change,
+    kind: &'static str,
+    payload: serde_json::Value,
+) -> uuid::Uuid {
+    enqueue_with(deps, change, kind, payload, deps.config.jobs.max_attempts)
+}
+
+/// [`enqueue`] with a kind's own number of attempts.
+pub(crate) fn enqueue_with(
+    deps: &Deps,
+    change: &mut Change,
+    kind: &'static str,
+    payload: serde_json::Value,
+    max_attempts: i32,
+) -> uuid::Uuid {
+    change.enqueue(kind, payload, max_attempts, deps.clock.now())
+}
+
+/// Queue a mail (see [`enqueue`]).
+pub(crate) fn enqueue_mail(
+    deps: &Deps,
+    change: &mut Change,
+    mail: MailJob,
+) -> Result<(), EngineError> {
+    let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
+    enqueue(deps, change, KIND_MAIL, payload);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,65 +1,28 @@
-//! The engine handle: what the HTTP layer and the CLI hold. Cheap to clone.
+//! The engine: what the HTTP layer and the CLI hold. It starts and stops the actor tree
+//! and hands out each domain's service (`engine.items()`, `engine.review()`, …), all
+//! over one shared [`Handle`]. The top of the crate: no domain imports it.
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorRef};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::{
-    accounts::AccountsMsg,
     auth::{jwt::JwtKeys, password::PasswordHasher},
     blob::BlobStore,
     clock::SharedClock,
-    command::{self, AskError, Command, Commanded},
-    config::{BlobConfig, EngineConfig, Rate},
-    context::RequestContext,
+    config::{BlobConfig, EngineConfig},
     deps::Deps,
-    domain::Email,
     error::EngineError,
+    handle::{Handle, Slots},
     jobs,
     mailer::MailTransportImpl,
     metrics as m,
-    project_actor::RegistryMsg,
-    rate_limiter::{Decision, RateLimiterMsg, RedisGcra},
-    root::{Root, RootArgs, RootMsg},
+    rate_limiter::RedisGcra,
+    root::{EngineRoles, Root, RootArgs, RootMsg},
     slot::Slot,
     store::Db,
 };
-
-/// Which parts of the tree this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EngineRoles {
-    /// Account transitions and rate limiting (needed to serve the API).
-    pub api: bool,
-    /// Job workers (mail now; OCR and transcription later).
-    pub workers: bool,
-}
-
-impl EngineRoles {
-    pub const SERVE: Self = Self {
-        api: true,
-        workers: true,
-    };
-    /// `alta serve` with `SERVE_WORKERS=false`: jobs run on `alta worker` processes.
-    pub const API: Self = Self {
-        api: true,
-        workers: false,
-    };
-    pub const WORKER: Self = Self {
-        api: false,
-        workers: true,
-    };
-    /// The CLI's one-off commands: transitions, no workers.
-    pub const ADMIN: Self = Self::API;
-}
-
-/// The actor slots the root supervisor keeps filled.
-#[derive(Clone)]
-pub(crate) struct Slots {
-    pub accounts: Slot<Command<AccountsMsg>>,
-    pub limiter: Slot<RateLimiterMsg>,
-    pub projects: Slot<RegistryMsg>,
-}
 
 /// Readiness of the parts the engine depends on.
 #[derive(Debug, Clone)]
@@ -83,10 +46,12 @@ impl Readiness {
     }
 }
 
+/// The engine handle: what the HTTP layer and the CLI hold. Each domain's operations are
+/// on its service (`engine.items()`, `engine.review()`, …); the engine itself starts and
+/// stops the actor tree. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) deps: Arc<Deps>,
-    pub(crate) slots: Slots,
+    handle: Handle,
     root: ActorRef<RootMsg>,
     root_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -159,8 +124,7 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("cannot start the actor tree: {e}")))?;
         Ok(Self {
-            deps,
-            slots,
+            handle: Handle { deps, slots },
             root,
             root_task: Arc::new(Mutex::new(Some(task))),
         })
@@ -173,15 +137,15 @@ impl Engine {
         if let Some(task) = self.root_task.lock().await.take() {
             let _ = task.await;
         }
-        if let Some(redis) = &self.deps.redis {
+        if let Some(redis) = &self.handle.deps.redis {
             redis.quit().await;
         }
-        self.deps.db.close().await;
+        self.handle.deps.db.close().await;
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let database = self.deps.db.ping().await.map_err(|e| e.to_string());
-        let redis = match &self.deps.redis {
+        let database = self.handle.deps.db.ping().await.map_err(|e| e.to_string());
+        let redis = match &self.handle.deps.redis {
             Some(redis) => Some(redis.ping().await.map_err(|e| e.to_string())),
             None => None,
         };
@@ -193,97 +157,63 @@ impl Engine {
         Readiness { database, redis }
     }
 
+    /// Run one sweep of the blob store now, removing leftovers older than `grace` (the
+    /// periodic sweep uses an hour). Returns how many files were removed.
+    pub async fn sweep_orphans(&self, grace: std::time::Duration) -> usize {
+        crate::sweeper::sweep(&self.handle.deps, grace).await
+    }
+
     pub fn database_backend(&self) -> &'static str {
-        self.deps.db.backend_name()
+        self.handle.deps.db.backend_name()
     }
 
-    pub(crate) fn accounts(&self) -> Result<ActorRef<Command<AccountsMsg>>, EngineError> {
-        self.slots.accounts.get()
+    /// Sign-up, sign-in, sessions, passwords, passkeys, API tokens, users.
+    pub fn accounts(&self) -> crate::accounts::AccountService {
+        self.handle.service()
     }
 
-    /// When a command sent now must have begun (`ENGINE_CALL_TIMEOUT_MS` from now).
-    pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.deps.config.call_timeout
+    /// Projects, members, invitations, the audit log.
+    pub fn projects(&self) -> crate::projects::ProjectService {
+        self.handle.service()
     }
 
-    /// Send a command to an actor that owns transitions, and wait for its outcome: a
-    /// command that has not begun by its deadline never runs (503, nothing written);
-    /// one that has begun is waited for (see [`crate::command`]).
-    pub(crate) async fn ask<M, T>(
-        &self,
-        actor: &ActorRef<Command<M>>,
-        build: impl FnOnce(RpcReplyPort<T>) -> M,
-    ) -> Result<T, EngineError>
-    where
-        M: Commanded,
-        T: Send + 'static,
-    {
-        self.ask_until(actor, self.deadline(), build)
-            .await
-            .map_err(EngineError::from)
+    /// Uploads, items, their files and texts, reprocessing.
+    pub fn items(&self) -> crate::items::ItemService {
+        self.handle.service()
     }
 
-    /// [`Engine::ask`] with a given deadline, telling "not run" from "outcome unknown".
-    pub(crate) async fn ask_until<M, T>(
-        &self,
-        actor: &ActorRef<Command<M>>,
-        deadline: tokio::time::Instant,
-        build: impl FnOnce(RpcReplyPort<T>) -> M,
-    ) -> Result<T, AskError>
-    where
-        M: Commanded,
-        T: Send + 'static,
-    {
-        command::ask(actor, deadline, build).await
+    /// Resumable (tus) uploads.
+    pub fn resumable(&self) -> crate::resumable::ResumableService {
+        self.handle.service()
     }
 
-    /// Spend one unit of the per-IP budget of `op` (no-op for calls without an IP).
-    pub(crate) async fn limit_ip(
-        &self,
-        op: &'static str,
-        ctx: &RequestContext,
-    ) -> Result<(), EngineError> {
-        match ctx.client_ip {
-            Some(ip) => {
-                let rate = self.deps.config.rate_limits.auth_per_ip;
-                self.limit(op, "ip", format!("{op}:ip:{ip}"), rate).await
-            }
-            None => Ok(()),
-        }
+    /// The review queue, claims, decisions, review mail.
+    pub fn review(&self) -> crate::review::ReviewService {
+        self.handle.service()
     }
 
-    /// Spend one unit of the per-account budget of `op`.
-    pub(crate) async fn limit_account(
-        &self,
-        op: &'static str,
-        email: &Email,
-    ) -> Result<(), EngineError> {
-        let rate = self.deps.config.rate_limits.auth_per_account;
-        self.limit(op, "account", format!("{op}:acct:{email}"), rate)
-            .await
+    /// Label schemas, annotations, suggestions.
+    pub fn labels(&self) -> crate::labels::LabelService {
+        self.handle.service()
     }
 
-    async fn limit(
-        &self,
-        op: &'static str,
-        by: &'static str,
-        key: String,
-        rate: Rate,
-    ) -> Result<(), EngineError> {
-        let limiter = self.slots.limiter.get()?;
-        match command::query(&limiter, self.deadline(), |reply| RateLimiterMsg::Check {
-            key,
-            rate,
-            reply,
-        })
-        .await?
-        {
-            Decision::Allowed => Ok(()),
-            Decision::Limited { retry_after } => {
-                metrics::counter!(m::RATE_LIMIT_REJECTIONS_TOTAL, "scope" => format!("{op}_{by}"))
-                    .increment(1);
-                Err(EngineError::RateLimited { retry_after })
-            }
-        }
+    /// Summaries, series, leaderboards, recounts.
+    pub fn analytics(&self) -> crate::analytics::AnalyticsService {
+        self.handle.service()
+    }
+
+    /// Dataset exports and their downloads.
+    pub fn exports(&self) -> crate::exports::ExportService {
+        self.handle.service()
+    }
+
+    /// Webhooks and their deliveries.
+    pub fn webhooks(&self) -> crate::webhooks::WebhookService {
+        self.handle.service()
+    }
+
+    /// The job queue: reading jobs, retrying a failed one.
+    pub fn jobs(&self) -> crate::job_control::JobService {
+        self.handle.service()
     }
 }

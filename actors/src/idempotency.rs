@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{context::Principal, engine::Engine, error::EngineError, store};
+use crate::{context::Principal, deps::Deps, error::EngineError, store};
 
 /// How long a completed response is replayed.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -84,111 +84,103 @@ pub(crate) fn fingerprint(request: &impl Serialize) -> Result<String, EngineErro
     Ok(hex::encode(Sha256::digest(canonical)))
 }
 
-impl Engine {
-    /// Claim `key` for this request, or find the answer to replay, or refuse.
-    pub(crate) async fn begin_idempotent<T: DeserializeOwned>(
-        &self,
-        principal: &Principal,
-        route: &str,
-        key: Option<&str>,
-        fingerprint: &str,
-    ) -> Result<Begin<T>, EngineError> {
-        let Some(key) = key else {
-            return Ok(Begin::Proceed(None));
-        };
-        let key = parse_key(key)?;
-        let db = &self.deps.db;
-        let user = principal.user_id;
-        let now = self.deps.clock.now();
-        let lock = chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
-        let retention =
-            chrono::Duration::from_std(RETENTION).unwrap_or(chrono::Duration::hours(24));
-        if store::idempotency::try_insert(db, user, key, route, fingerprint, now, now + lock)
-            .await?
-        {
-            return Ok(Begin::Proceed(Some(self.leased_claim(user, key))));
-        }
-        let Some(row) = store::idempotency::find(db, user, key).await? else {
-            // Released between our insert and read: the caller may simply retry.
-            return Err(in_progress());
-        };
-        let expired = row.created_at + retention <= now;
-        let abandoned = row.state == "in_progress" && row.locked_until <= now;
-        if expired || abandoned {
-            return if store::idempotency::take_over(
-                db,
-                user,
-                key,
-                row.locked_until,
-                fingerprint,
-                route,
-                now,
-                now + lock,
-            )
-            .await?
-            {
-                Ok(Begin::Proceed(Some(self.leased_claim(user, key))))
-            } else {
-                Err(in_progress())
-            };
-        }
-        if row.fingerprint != fingerprint || row.route != route {
-            return Err(EngineError::Unprocessable {
-                code: ErrorCode::IdempotencyKeyReused,
-                message: "this Idempotency-Key was used with a different request".into(),
-            });
-        }
-        match (row.state.as_str(), row.response) {
-            ("completed", Some(body)) => {
-                let value = serde_json::from_str(&body).map_err(EngineError::internal)?;
-                Ok(Begin::Replay(value))
-            }
-            _ => Err(in_progress()),
-        }
+/// Claim `key` for this request, or find the answer to replay, or refuse.
+pub(crate) async fn begin<T: DeserializeOwned>(
+    deps: &Arc<Deps>,
+    principal: &Principal,
+    route: &str,
+    key: Option<&str>,
+    fingerprint: &str,
+) -> Result<Begin<T>, EngineError> {
+    let Some(key) = key else {
+        return Ok(Begin::Proceed(None));
+    };
+    let key = parse_key(key)?;
+    let db = &deps.db;
+    let user = principal.user_id;
+    let now = deps.clock.now();
+    let lock = chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
+    let retention = chrono::Duration::from_std(RETENTION).unwrap_or(chrono::Duration::hours(24));
+    if store::idempotency::try_insert(db, user, key, route, fingerprint, now, now + lock).await? {
+        return Ok(Begin::Proceed(Some(leased_claim(deps, user, key))));
     }
-
-    /// A claim just taken, with a task renewing its lock while the claim lives.
-    fn leased_claim(&self, user_id: Uuid, key: &str) -> Claim {
-        let deps = Arc::clone(&self.deps);
-        let owned_key = key.to_owned();
-        let task = tokio::spawn(async move {
-            let lease =
-                chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
-            let mut every = tokio::time::interval(CLAIM_RENEW_EVERY);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let until = deps.clock.now() + lease;
-                if let Err(err) =
-                    store::idempotency::renew(&deps.db, user_id, &owned_key, until).await
-                {
-                    tracing::warn!(error = %err, "could not renew an idempotency key's claim");
-                }
-            }
+    let Some(row) = store::idempotency::find(db, user, key).await? else {
+        // Released between our insert and read: the caller may simply retry.
+        return Err(in_progress());
+    };
+    let expired = row.created_at + retention <= now;
+    let abandoned = row.state == "in_progress" && row.locked_until <= now;
+    if expired || abandoned {
+        return if store::idempotency::take_over(
+            db,
+            user,
+            key,
+            row.locked_until,
+            fingerprint,
+            route,
+            now,
+            now + lock,
+        )
+        .await?
+        {
+            Ok(Begin::Proceed(Some(leased_claim(deps, user, key))))
+        } else {
+            Err(in_progress())
+        };
+    }
+    if row.fingerprint != fingerprint || row.route != route {
+        return Err(EngineError::Unprocessable {
+            code: ErrorCode::IdempotencyKeyReused,
+            message: "this Idempotency-Key was used with a different request".into(),
         });
-        Claim {
-            user_id,
-            key: key.to_owned(),
-            _lease: Some(Arc::new(Lease(task.abort_handle()))),
-        }
     }
-
-    /// After the call: a request that wrote nothing frees its key. One that may have
-    /// written (`maybe_written`) keeps it: completed in the effect's transaction, or,
-    /// when the outcome is unknown, held until its lock runs out.
-    pub(crate) async fn end_idempotent(&self, claim: &Option<Claim>, maybe_written: bool) {
-        if let (Some(claim), false) = (claim, maybe_written)
-            && let Err(err) =
-                store::idempotency::release(&self.deps.db, claim.user_id, &claim.key).await
-        {
-            tracing::warn!(
-                error = %err,
-                "could not release an idempotency key; it frees itself when its lock expires"
-            );
+    match (row.state.as_str(), row.response) {
+        ("completed", Some(body)) => {
+            let value = serde_json::from_str(&body).map_err(EngineError::internal)?;
+            Ok(Begin::Replay(value))
         }
+        _ => Err(in_progress()),
     }
 }
 
+/// A claim just taken, with a task renewing its lock while the claim lives.
+fn leased_claim(deps: &Arc<Deps>, user_id: Uuid, key: &str) -> Claim {
+    let deps = Arc::clone(deps);
+    let owned_key = key.to_owned();
+    let task = tokio::spawn(async move {
+        let lease =
+            chrono::Duration::from_std(CLAIM_LEASE).unwrap_or(chrono::Duration::seconds(10));
+        let mut every = tokio::time::interval(CLAIM_RENEW_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let until = deps.clock.now() + lease;
+            if let Err(err) = store::idempotency::renew(&deps.db, user_id, &owned_key, until).await
+            {
+                tracing::warn!(error = %err, "could not renew an idempotency key's claim");
+            }
+        }
+    });
+    Claim {
+        user_id,
+        key: key.to_owned(),
+        _lease: Some(Arc::new(Lease(task.abort_handle()))),
+    }
+}
+
+/// After the call: a request that wrote nothing frees its key. One that may have
+/// written (`maybe_written`) keeps it: completed in the effect's transaction, or,
+/// when the outcome is unknown, held until its lock runs out.
+pub(crate) async fn end(deps: &Deps, claim: &Option<Claim>, maybe_written: bool) {
+    if let (Some(claim), false) = (claim, maybe_written)
+        && let Err(err) = store::idempotency::release(&deps.db, claim.user_id, &claim.key).await
+    {
+        tracing::warn!(
+            error = %err,
+            "could not release an idempotency key; it frees itself when its lock expires"
+        );
+    }
+}
 /// Store the response of a fresh request in the effect's transaction.
 pub(crate) async fn record(
     tx: &mut store::Tx,

@@ -2,9 +2,11 @@
 //! the domain types that validate on parse, and the ports (store, mail, rate-limit
 //! backends) the actors use.
 //!
-//! The HTTP layer talks to [`Engine`] only: transitions go through the owning actor,
+//! The HTTP layer talks to [`Engine`] only, through its domain services
+//! (`engine.items()`, `engine.review()`, …): transitions go through the owning actor,
 //! plain reads go straight to the store (docs/ARCHITECTURE.md, rules 2 and 7).
 
+mod account_mailbox;
 pub mod accounts;
 pub mod analytics;
 pub mod auth;
@@ -22,8 +24,10 @@ mod engine;
 pub mod error;
 pub mod error_code;
 pub mod exports;
+pub mod handle;
 pub mod idempotency;
 pub mod items;
+pub mod job_control;
 pub mod jobs;
 pub mod labels;
 #[cfg(test)]
@@ -33,6 +37,7 @@ pub mod media;
 pub mod metrics;
 pub mod pagination;
 pub mod processing;
+mod project_access;
 mod project_actor;
 pub mod projects;
 pub mod rate_limiter;
@@ -44,6 +49,7 @@ pub mod store;
 pub mod sweeper;
 pub mod webhooks;
 
-pub use engine::{Engine, EngineRoles};
+pub use engine::Engine;
 pub use error::EngineError;
 pub use error_code::ErrorCode;
+pub use root::EngineRoles;

@@ -9,10 +9,11 @@
 //!   receives the last chunk assembles the file.
 //!
 //! When the last byte arrives the file goes through the same pipeline as a one-shot
-//! upload ([`Engine::upload`]), with an idempotency key derived from the upload, so a
+//! upload (`ItemService::upload`), with an idempotency key derived from the upload, so a
 //! retried final chunk can never make a second item.
 
 use crate::ErrorCode;
+use crate::items::ItemService;
 use std::io::SeekFrom;
 
 use chrono::{DateTime, Utc};
@@ -27,12 +28,16 @@ use crate::{
     context::{Principal, RequestContext},
     deps::Deps,
     domain::DataKind,
-    engine::Engine,
     error::EngineError,
     items::{UploadDetails, UploadInput, UploadSource, parse_fields},
     metrics as m,
     store::{self, resumable::ResumableRow},
 };
+
+crate::handle::service!(
+    /// The resumable (tus) uploads' part of the engine.
+    ResumableService
+);
 
 /// Unfinished uploads one account may have open at once (each may reserve up to the
 /// project's size limit of disk).
@@ -187,7 +192,7 @@ async fn truncate(path: &std::path::Path, offset: u64) {
     }
 }
 
-impl Engine {
+impl ResumableService {
     /// Start a resumable upload (contributors and admins of the project). Everything
     /// that can be checked before the bytes arrive is checked now.
     pub async fn create_resumable(
@@ -373,7 +378,7 @@ impl Engine {
             .await
     }
 
-    /// [`Engine::append_resumable`] when nodes share uploads: the chunk becomes a blob
+    /// [`ResumableService::append_resumable`] when nodes share uploads: the chunk becomes a blob
     /// of its own, committed with the offset; the last chunk assembles the file from the
     /// parts (on whichever node receives it) and makes the item.
     async fn append_part<R>(
@@ -535,7 +540,10 @@ impl Engine {
             source: UploadSource::Received(path.to_path_buf()),
         };
         let key = format!("tus:{id}");
-        let result = self.upload(principal, input, Some(&key), ctx).await;
+        let result = self
+            .service::<ItemService>()
+            .upload(principal, input, Some(&key), ctx)
+            .await;
         let now = self.deps.clock.now();
         match result {
             Ok(item) => {

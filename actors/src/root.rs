@@ -15,8 +15,8 @@ use ractor::{
 use crate::{
     accounts::Accounts,
     deps::Deps,
-    engine::{EngineRoles, Slots},
     exports::ExportHandler,
+    handle::Slots,
     jobs::worker::{JobHandler, JobWorker},
     mailer::MailHandler,
     metrics as m,
@@ -92,6 +92,33 @@ pub struct RootState {
     job_listener: Option<tokio::task::JoinHandle<()>>,
     /// The job queue's gauges, kept on a node without workers ([`watch_queue`]).
     queue_watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Which parts of the tree this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineRoles {
+    /// Account transitions and rate limiting (needed to serve the API).
+    pub api: bool,
+    /// Job workers (mail now; OCR and transcription later).
+    pub workers: bool,
+}
+
+impl EngineRoles {
+    pub const SERVE: Self = Self {
+        api: true,
+        workers: true,
+    };
+    /// `alta serve` with `SERVE_WORKERS=false`: jobs run on `alta worker` processes.
+    pub const API: Self = Self {
+        api: true,
+        workers: false,
+    };
+    pub const WORKER: Self = Self {
+        api: false,
+        workers: true,
+    };
+    /// The CLI's one-off commands: transitions, no workers.
+    pub const ADMIN: Self = Self::API;
 }
 
 /// How often a node without workers reads the job queue's depth and age (as each

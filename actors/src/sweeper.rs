@@ -216,11 +216,3 @@ async fn purge_jobs(deps: &Deps) {
         }
     }
 }
-
-impl crate::engine::Engine {
-    /// Run one sweep now, removing leftovers older than `grace` (the periodic sweep uses
-    /// an hour). Returns how many files were removed.
-    pub async fn sweep_orphans(&self, grace: Duration) -> usize {
-        sweep(&self.deps, grace).await
-    }
-}

@@ -58,7 +58,7 @@ impl AdminApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = engine.list_users(&auth.0, query).await?;
+        let page = engine.accounts().list_users(&auth.0, query).await?;
         Ok(UserPageOk::Ok(Json(UserPage {
             items: page.items.into_iter().map(UserResponse::from).collect(),
             next_cursor: page.next_cursor,
@@ -94,7 +94,7 @@ impl AdminApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = engine.audit_log(&auth.0, None, query).await?;
+        let page = engine.projects().audit_log(&auth.0, None, query).await?;
         Ok(AuditPageOk::Ok(Json(AuditPage::from(page))))
     }
 }

@@ -696,7 +696,10 @@ impl AnalyticsApi {
         auth: BearerAuth,
         project_id: Query<Option<Uuid>>,
     ) -> ApiResult<SummaryOk> {
-        let view = engine.analytics_summary(&auth.0, project_id.0).await?;
+        let view = engine
+            .analytics()
+            .analytics_summary(&auth.0, project_id.0)
+            .await?;
         Ok(SummaryOk::Ok(Json(view.into())))
     }
 
@@ -728,7 +731,10 @@ impl AnalyticsApi {
                 ApiError::from(alta_actors::error::EngineError::NotFound { what: "user" })
             })?,
         };
-        let figures = engine.analytics_user(&auth.0, user, project_id.0).await?;
+        let figures = engine
+            .analytics()
+            .analytics_user(&auth.0, user, project_id.0)
+            .await?;
         Ok(UserOk::Ok(Json(figures.into())))
     }
 
@@ -757,6 +763,7 @@ impl AnalyticsApi {
     ) -> ApiResult<ContributorBoardOk> {
         let sort: ContributorSort = sort.0.unwrap_or(ContributorSortParam::Approved).into();
         let page = engine
+            .analytics()
             .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
         let items: Vec<ContributorStanding> = page.items.into_iter().map(Into::into).collect();
@@ -818,6 +825,7 @@ impl AnalyticsApi {
     ) -> ApiResult<ReviewerBoardOk> {
         let sort: ReviewerSort = sort.0.unwrap_or(ReviewerSortParam::Decisions).into();
         let page = engine
+            .analytics()
             .ranking(&auth.0, project_id.0.0, sort, limit.0, cursor.0.as_deref())
             .await?;
         let items: Vec<ReviewerStanding> = page.items.into_iter().map(Into::into).collect();
@@ -894,6 +902,7 @@ impl AnalyticsApi {
             tz: tz.0,
         };
         let view = engine
+            .analytics()
             .analytics_series(&auth.0, project_id.0, query)
             .await?;
         let series = AnalyticsSeries::from(view);

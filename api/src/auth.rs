@@ -341,7 +341,7 @@ impl AuthApi {
             password: body.password,
             full_name: body.full_name,
         };
-        engine.register(input, &ctx).await?;
+        engine.accounts().register(input, &ctx).await?;
         Ok(RegisterResponse::Created(message(
             "Check your inbox: we sent a link to confirm your email address.",
         )))
@@ -364,7 +364,7 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         #[oai(validator(max_length = 256))] token: Query<String>,
     ) -> ApiResult<MessageOk> {
-        engine.verify_email(&token, &ctx).await?;
+        engine.accounts().verify_email(&token, &ctx).await?;
         Ok(MessageOk::Ok(message(
             "Your email address is confirmed. You can sign in now.",
         )))
@@ -384,7 +384,10 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
-        engine.resend_verification(&body.email, &ctx).await?;
+        engine
+            .accounts()
+            .resend_verification(&body.email, &ctx)
+            .await?;
         Ok(AcceptedResponse::Accepted(message(
             "If that address has an account waiting for confirmation, a new link is on its way.",
         )))
@@ -402,7 +405,10 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         body: JsonBody<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
-        let tokens = engine.login(&body.email, &body.password, &ctx).await?;
+        let tokens = engine
+            .accounts()
+            .login(&body.email, &body.password, &ctx)
+            .await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
     }
 
@@ -424,7 +430,7 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         body: JsonBody<RefreshRequest>,
     ) -> ApiResult<LoginResponse> {
-        let tokens = engine.refresh(&body.refresh_token, &ctx).await?;
+        let tokens = engine.accounts().refresh(&body.refresh_token, &ctx).await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
     }
 
@@ -445,7 +451,7 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
-        engine.forgot_password(&body.email, &ctx).await?;
+        engine.accounts().forgot_password(&body.email, &ctx).await?;
         Ok(AcceptedResponse::Accepted(message(
             "if the address has an account, a reset link is on its way",
         )))
@@ -467,6 +473,7 @@ impl AuthApi {
         body: JsonBody<ResetPasswordRequest>,
     ) -> ApiResult<PasswordSet> {
         engine
+            .accounts()
             .reset_password(&body.token, &body.new_password, &ctx)
             .await?;
         Ok(PasswordSet::NoContent)
@@ -490,6 +497,7 @@ impl AuthApi {
         body: JsonBody<ChangePasswordRequest>,
     ) -> ApiResult<PasswordSet> {
         engine
+            .accounts()
             .change_password(
                 &auth.0,
                 &body.current_password,
@@ -522,6 +530,7 @@ impl AuthApi {
         let body = body.0;
         let scopes: Vec<String> = body.scopes.iter().map(|s| s.as_str().to_owned()).collect();
         let created = engine
+            .accounts()
             .create_api_token(&auth.0, &body.name, &scopes, body.expires_at, &ctx)
             .await?;
         Ok(TokenCreated::Created(Json(CreatedTokenResponse {
@@ -540,7 +549,7 @@ impl AuthApi {
         operation_id = "auth_token_list"
     )]
     async fn tokens(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<TokensOk> {
-        let tokens = engine.api_tokens(&auth.0).await?;
+        let tokens = engine.accounts().api_tokens(&auth.0).await?;
         Ok(TokensOk::Ok(Json(ApiTokenList {
             items: tokens.into_iter().map(Into::into).collect(),
         })))
@@ -561,7 +570,10 @@ impl AuthApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<TokenRevoked> {
-        engine.revoke_api_token(&auth.0, id.0, &ctx).await?;
+        engine
+            .accounts()
+            .revoke_api_token(&auth.0, id.0, &ctx)
+            .await?;
         Ok(TokenRevoked::NoContent)
     }
 
@@ -580,7 +592,7 @@ impl AuthApi {
         ctx: Data<&RequestContext>,
         auth: BearerAuth,
     ) -> ApiResult<SessionEnded> {
-        engine.logout(&auth.0, &ctx).await?;
+        engine.accounts().logout(&auth.0, &ctx).await?;
         Ok(SessionEnded::NoContent)
     }
 
@@ -602,6 +614,7 @@ impl AuthApi {
         keep_api_tokens: Query<Option<bool>>,
     ) -> ApiResult<SessionEnded> {
         engine
+            .accounts()
             .logout_all(&auth.0, keep_api_tokens.0.unwrap_or(false), &ctx)
             .await?;
         Ok(SessionEnded::NoContent)
@@ -617,7 +630,7 @@ impl AuthApi {
         operation_id = "auth_sessions"
     )]
     async fn sessions(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<SessionsOk> {
-        let sessions = engine.sessions(&auth.0).await?;
+        let sessions = engine.accounts().sessions(&auth.0).await?;
         Ok(SessionsOk::Ok(Json(SessionList {
             items: sessions.into_iter().map(Into::into).collect(),
         })))
@@ -638,14 +651,17 @@ impl AuthApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<SessionEnded> {
-        engine.revoke_session(&auth.0, id.0, &ctx).await?;
+        engine
+            .accounts()
+            .revoke_session(&auth.0, id.0, &ctx)
+            .await?;
         Ok(SessionEnded::NoContent)
     }
 
     /// The current user
     #[oai(path = "/api/auth/me", method = "get", operation_id = "auth_me")]
     async fn me(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<UserOk> {
-        let user = engine.me(&auth.0).await?;
+        let user = engine.accounts().me(&auth.0).await?;
         Ok(UserOk::Ok(Json(user.into())))
     }
 
@@ -660,7 +676,7 @@ impl AuthApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
     ) -> ApiResult<NotificationsOk> {
-        let review_mail = engine.review_mail(&auth.0).await?;
+        let review_mail = engine.review().review_mail(&auth.0).await?;
         Ok(NotificationsOk::Ok(Json(Notifications { review_mail })))
     }
 
@@ -681,6 +697,7 @@ impl AuthApi {
         body: JsonBody<Notifications>,
     ) -> ApiResult<NotificationsOk> {
         let review_mail = engine
+            .accounts()
             .set_review_mail(&auth.0, body.0.review_mail, &ctx)
             .await?;
         Ok(NotificationsOk::Ok(Json(Notifications { review_mail })))

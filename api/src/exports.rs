@@ -271,6 +271,7 @@ impl ExportsApi {
             packaging: request.packaging.map(|p| p.as_str().to_owned()),
         };
         let outcome = engine
+            .exports()
             .create_export(
                 &auth.0,
                 project_id.0,
@@ -306,6 +307,7 @@ impl ExportsApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<ExportPageOk> {
         let page = engine
+            .exports()
             .exports(&auth.0, project_id.0, limit.0, cursor.0.as_deref())
             .await?;
         Ok(ExportPageOk::Ok(Json(ExportPage {
@@ -330,7 +332,10 @@ impl ExportsApi {
         project_id: Path<Uuid>,
         export_id: Path<Uuid>,
     ) -> ApiResult<ExportOk> {
-        let view = engine.export(&auth.0, project_id.0, export_id.0).await?;
+        let view = engine
+            .exports()
+            .export(&auth.0, project_id.0, export_id.0)
+            .await?;
         Ok(ExportOk::Ok(Json(view.into())))
     }
 
@@ -351,6 +356,7 @@ impl ExportsApi {
         export_id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
         engine
+            .exports()
             .delete_export(&auth.0, project_id.0, export_id.0, &ctx)
             .await?;
         Ok(NoContent::NoContent)
@@ -378,9 +384,10 @@ impl ExportsApi {
         #[oai(name = "Range")] range: Header<Option<String>>,
     ) -> ApiResult<ExportFileResponse> {
         let download = engine
+            .exports()
             .export_download(&auth.0, project_id.0, export_id.0)
             .await?;
-        if let Some(url) = engine.export_signed_url(&download).await? {
+        if let Some(url) = engine.exports().export_signed_url(&download).await? {
             return Ok(ExportFileResponse::Redirect(url, "no-store".into()));
         }
         let export = &download.export;
@@ -401,7 +408,7 @@ impl ExportsApi {
                 let download = download.clone();
                 let content_type = content_type.clone();
                 async move {
-                    let stream = engine.export_range(&download, start, end).await?;
+                    let stream = engine.exports().export_range(&download, start, end).await?;
                     Ok(FileBody {
                         body: Body::from_bytes_stream(stream),
                         content_type,

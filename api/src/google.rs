@@ -90,7 +90,7 @@ impl GoogleApi {
         engine: Data<&Engine>,
         ctx: Data<&RequestContext>,
     ) -> ApiResult<GoogleLoginRedirect> {
-        let start = engine.google_login(&ctx).await?;
+        let start = engine.accounts().google_login(&ctx).await?;
         Ok(GoogleLoginRedirect::Found(
             start.location,
             set_cookie(&start.cookie, &start.browser_binding),
@@ -134,7 +134,7 @@ impl GoogleApi {
             error: error.0,
             browser_binding: cookie_value(req, alta_actors::accounts::GOOGLE_BINDING_COOKIE),
         };
-        let redirect = engine.google_callback(input, &ctx).await?;
+        let redirect = engine.accounts().google_callback(input, &ctx).await?;
         Ok(GoogleCallbackRedirect::SeeOther(
             redirect.location,
             set_cookie(&redirect.cookie, ""),
@@ -157,7 +157,7 @@ impl GoogleApi {
         ctx: Data<&RequestContext>,
         body: JsonBody<GoogleExchangeRequest>,
     ) -> ApiResult<LoginResponse> {
-        let tokens = engine.google_exchange(&body.code, &ctx).await?;
+        let tokens = engine.accounts().google_exchange(&body.code, &ctx).await?;
         Ok(LoginResponse::Ok(Json(TokenResponse::from(tokens))))
     }
 }

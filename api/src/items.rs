@@ -375,6 +375,7 @@ async fn upload(
 ) -> ApiResult<ItemCreated> {
     let project_id = project_id.as_deref().map(parse_project_id).transpose()?;
     let outcome = engine
+        .items()
         .upload_form(&auth.0, kind, project_id, form, key.as_deref(), ctx)
         .await?;
     let replayed = matches!(outcome, Idempotent::Replayed(_)).then(|| "true".to_owned());
@@ -408,7 +409,7 @@ async fn list(
         limit,
         cursor,
     };
-    let page = engine.items(&auth.0, kind, query).await?;
+    let page = engine.items().items(&auth.0, kind, query).await?;
     Ok(ItemPageOk::Ok(Json(ItemPage {
         items: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -422,7 +423,7 @@ async fn content(
     id: Uuid,
     range: Option<String>,
 ) -> ApiResult<ContentResponse> {
-    let (item, len) = engine.item_content(&auth.0, kind, id).await?;
+    let (item, len) = engine.items().item_content(&auth.0, kind, id).await?;
     let disposition = content_disposition(&download_name(&item.file_name, &item.detected_type));
     let content_type = item.content_type.clone();
     ranged(
@@ -432,7 +433,7 @@ async fn content(
         |start, end| {
             let (item, content_type) = (&item, content_type.clone());
             async move {
-                let stream = engine.item_content_range(item, start, end).await?;
+                let stream = engine.items().item_content_range(item, start, end).await?;
                 Ok(FileBody {
                     body: Body::from_bytes_stream(stream),
                     content_type,
@@ -543,7 +544,11 @@ macro_rules! item_api {
                 id: Path<Uuid>,
             ) -> ApiResult<ItemOk> {
                 Ok(ItemOk::Ok(Json(
-                    engine.item_detail(&auth.0, $kind, id.0).await?.into(),
+                    engine
+                        .items()
+                        .item_detail(&auth.0, $kind, id.0)
+                        .await?
+                        .into(),
                 )))
             }
 
@@ -568,7 +573,10 @@ macro_rules! item_api {
                 auth: BearerAuth,
                 id: Path<Uuid>,
             ) -> ApiResult<ItemDeleted> {
-                engine.delete_item(&auth.0, $kind, id.0, &ctx).await?;
+                engine
+                    .items()
+                    .delete_item(&auth.0, $kind, id.0, &ctx)
+                    .await?;
                 Ok(ItemDeleted::NoContent)
             }
 
@@ -583,7 +591,7 @@ macro_rules! item_api {
                 auth: BearerAuth,
                 id: Path<Uuid>,
             ) -> ApiResult<ItemTextOk> {
-                let text = engine.item_text(&auth.0, $kind, id.0).await?;
+                let text = engine.items().item_text(&auth.0, $kind, id.0).await?;
                 Ok(ItemTextOk::Ok(Json(text.into())))
             }
 
@@ -602,6 +610,7 @@ macro_rules! item_api {
                 body: JsonBody<TextInput>,
             ) -> ApiResult<ItemTextOk> {
                 let text = engine
+                    .items()
                     .edit_item_text(&auth.0, $kind, id.0, body.0.text, &ctx)
                     .await?;
                 Ok(ItemTextOk::Ok(Json(text.into())))
@@ -619,7 +628,10 @@ macro_rules! item_api {
                 auth: BearerAuth,
                 id: Path<Uuid>,
             ) -> ApiResult<ItemAccepted> {
-                let item = engine.reprocess_item(&auth.0, $kind, id.0, &ctx).await?;
+                let item = engine
+                    .items()
+                    .reprocess_item(&auth.0, $kind, id.0, &ctx)
+                    .await?;
                 Ok(ItemAccepted::Accepted(Json(item.into())))
             }
         }

@@ -1,7 +1,7 @@
 //! `/api/jobs/{id}` for members, `/api/admin/jobs` for super admins: background jobs
 //! (OCR, transcription, mail) and putting failed ones back in the queue.
 
-use alta_actors::{Engine, context::RequestContext, jobs::service::JobView};
+use alta_actors::{Engine, context::RequestContext, job_control::JobView};
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
@@ -85,7 +85,9 @@ impl JobsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<JobOk> {
-        Ok(JobOk::Ok(Json(engine.job(&auth.0, id.0).await?.into())))
+        Ok(JobOk::Ok(Json(
+            engine.jobs().job(&auth.0, id.0).await?.into(),
+        )))
     }
 
     /// Jobs in a state, newest first (super admins). `state` defaults to `failed`.
@@ -104,6 +106,7 @@ impl JobsApi {
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<JobPageOk> {
         let page = engine
+            .jobs()
             .jobs(
                 &auth.0,
                 state.0.map(Into::into),
@@ -133,7 +136,7 @@ impl JobsApi {
         id: Path<Uuid>,
     ) -> ApiResult<JobOk> {
         Ok(JobOk::Ok(Json(
-            engine.retry_job(&auth.0, id.0, &ctx).await?.into(),
+            engine.jobs().retry_job(&auth.0, id.0, &ctx).await?.into(),
         )))
     }
 }

@@ -389,6 +389,7 @@ impl LabelsApi {
         >,
     ) -> ApiResult<LabelSchemaOk> {
         Ok(engine
+            .labels()
             .label_schema(&auth.0, project_id.0, version.0)
             .await?
             .into())
@@ -418,6 +419,7 @@ impl LabelsApi {
     ) -> ApiResult<LabelSchemaOk> {
         let fields = body.0.fields.into_iter().map(Into::into).collect();
         Ok(engine
+            .labels()
             .put_label_schema(
                 &auth.0,
                 project_id.0,
@@ -457,6 +459,7 @@ impl LabelsApi {
             .map(|i| (i.item_id, i.values))
             .collect();
         let outcome = engine
+            .labels()
             .put_annotations(
                 &auth.0,
                 project_id.0,
@@ -497,7 +500,11 @@ macro_rules! annotation_api {
                 auth: BearerAuth,
                 id: Path<Uuid>,
             ) -> ApiResult<AnnotationOk> {
-                Ok(engine.annotation(&auth.0, $kind, id.0).await?.into())
+                Ok(engine
+                    .labels()
+                    .annotation(&auth.0, $kind, id.0)
+                    .await?
+                    .into())
             }
 
             #[doc = $put_doc]
@@ -520,6 +527,7 @@ macro_rules! annotation_api {
                 body: JsonBody<AnnotationInput>,
             ) -> ApiResult<AnnotationOk> {
                 let view = engine
+                    .labels()
                     .put_annotation(
                         &auth.0,
                         $kind,
@@ -557,7 +565,7 @@ macro_rules! annotation_api {
                 auth: BearerAuth,
                 id: Path<Uuid>,
             ) -> ApiResult<SuggestionsOk> {
-                let suggestions = engine.suggestions(&auth.0, $kind, id.0).await?;
+                let suggestions = engine.labels().suggestions(&auth.0, $kind, id.0).await?;
                 let suggestions = suggestions.into_iter().map(Into::into).collect();
                 Ok(SuggestionsOk::Ok(Json(SuggestionsResponse { suggestions })))
             }
@@ -584,6 +592,7 @@ macro_rules! annotation_api {
                     values: body.values,
                 };
                 let view = engine
+                    .labels()
                     .put_suggestion(&auth.0, $kind, id.0, suggestion, &ctx)
                     .await?;
                 Ok(SuggestionOk::Ok(Json(view.into())))
@@ -611,6 +620,7 @@ macro_rules! annotation_api {
                     fields: body.0.fields,
                 };
                 let view = engine
+                    .labels()
                     .accept_suggestion(
                         &auth.0,
                         $kind,
@@ -655,7 +665,10 @@ async fn revisions(
     kind: DataKind,
     id: Uuid,
 ) -> ApiResult<AnnotationRevisionsOk> {
-    let revisions = engine.annotation_revisions(&auth.0, kind, id).await?;
+    let revisions = engine
+        .labels()
+        .annotation_revisions(&auth.0, kind, id)
+        .await?;
     let revisions = revisions
         .into_iter()
         .map(|r| AnnotationRevisionResponse {

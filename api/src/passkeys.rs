@@ -163,7 +163,10 @@ impl PasskeysApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
     ) -> ApiResult<CeremonyStarted> {
-        let started = engine.start_passkey_registration(&auth.0).await?;
+        let started = engine
+            .accounts()
+            .start_passkey_registration(&auth.0)
+            .await?;
         Ok(CeremonyStarted::Ok(Json(started.into())))
     }
 
@@ -187,6 +190,7 @@ impl PasskeysApi {
     ) -> ApiResult<PasskeyCreated> {
         let body = body.0;
         let passkey = engine
+            .accounts()
             .finish_passkey_registration(
                 &auth.0,
                 body.ceremony_id,
@@ -214,6 +218,7 @@ impl PasskeysApi {
         body: JsonBody<PasskeyLoginRequest>,
     ) -> ApiResult<CeremonyStarted> {
         let started = engine
+            .accounts()
             .start_passkey_login(body.email.as_deref(), &ctx)
             .await?;
         Ok(CeremonyStarted::Ok(Json(started.into())))
@@ -238,6 +243,7 @@ impl PasskeysApi {
     ) -> ApiResult<LoginResponse> {
         let body = body.0;
         let tokens = engine
+            .accounts()
             .finish_passkey_login(body.ceremony_id, body.credential, &ctx)
             .await?;
         Ok(LoginResponse::Ok(Json(tokens.into())))
@@ -252,7 +258,7 @@ impl PasskeysApi {
         operation_id = "auth_passkey_list"
     )]
     async fn list(&self, engine: Data<&Engine>, auth: BearerAuth) -> ApiResult<PasskeysOk> {
-        let items = engine.passkeys(&auth.0).await?;
+        let items = engine.accounts().passkeys(&auth.0).await?;
         Ok(PasskeysOk::Ok(Json(PasskeyList {
             items: items.into_iter().map(Into::into).collect(),
         })))
@@ -273,6 +279,7 @@ impl PasskeysApi {
         body: JsonBody<RenamePasskeyRequest>,
     ) -> ApiResult<PasskeyOk> {
         let passkey = engine
+            .accounts()
             .rename_passkey(&auth.0, id.0, &body.name, &ctx)
             .await?;
         Ok(PasskeyOk::Ok(Json(passkey.into())))
@@ -295,7 +302,10 @@ impl PasskeysApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<PasskeyDeleted> {
-        engine.delete_passkey(&auth.0, id.0, &ctx).await?;
+        engine
+            .accounts()
+            .delete_passkey(&auth.0, id.0, &ctx)
+            .await?;
         Ok(PasskeyDeleted::NoContent)
     }
 }

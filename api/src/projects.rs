@@ -356,7 +356,7 @@ impl ProjectsApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = engine.list_projects(&auth.0, query).await?;
+        let page = engine.projects().list_projects(&auth.0, query).await?;
         Ok(ProjectPageOk::Ok(Json(ProjectPage {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor,
@@ -383,6 +383,7 @@ impl ProjectsApi {
         body: JsonBody<ProjectRequest>,
     ) -> ApiResult<ProjectCreated> {
         let outcome = engine
+            .projects()
             .create_project(&auth.0, body.0.into(), idempotency_key.0.as_deref(), &ctx)
             .await?;
         let replayed = replay_header(&outcome);
@@ -404,7 +405,7 @@ impl ProjectsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
     ) -> ApiResult<ProjectOk> {
-        let project = engine.project(&auth.0, project_id.0).await?;
+        let project = engine.projects().project(&auth.0, project_id.0).await?;
         Ok(ProjectOk::Ok(Json(project.into())))
     }
 
@@ -423,6 +424,7 @@ impl ProjectsApi {
         body: JsonBody<ProjectRequest>,
     ) -> ApiResult<ProjectOk> {
         let project = engine
+            .projects()
             .update_project(&auth.0, project_id.0, body.0.into(), &ctx)
             .await?;
         Ok(ProjectOk::Ok(Json(project.into())))
@@ -441,7 +443,10 @@ impl ProjectsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
-        engine.delete_project(&auth.0, project_id.0, &ctx).await?;
+        engine
+            .projects()
+            .delete_project(&auth.0, project_id.0, &ctx)
+            .await?;
         Ok(NoContent::NoContent)
     }
 
@@ -458,7 +463,10 @@ impl ProjectsApi {
         auth: BearerAuth,
         project_id: Path<Uuid>,
     ) -> ApiResult<ProjectOk> {
-        let project = engine.restore_project(&auth.0, project_id.0, &ctx).await?;
+        let project = engine
+            .projects()
+            .restore_project(&auth.0, project_id.0, &ctx)
+            .await?;
         Ok(ProjectOk::Ok(Json(project.into())))
     }
 
@@ -477,6 +485,7 @@ impl ProjectsApi {
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<MemberPageOk> {
         let page = engine
+            .projects()
             .project_members(&auth.0, project_id.0, limit.0, cursor.0.as_deref())
             .await?;
         Ok(MemberPageOk::Ok(Json(MemberPage {
@@ -501,6 +510,7 @@ impl ProjectsApi {
         body: JsonBody<RoleRequest>,
     ) -> ApiResult<MemberOk> {
         let member = engine
+            .projects()
             .change_member_role(&auth.0, project_id.0, user_id.0, body.role.as_str(), &ctx)
             .await?;
         Ok(MemberOk::Ok(Json(member.into())))
@@ -521,6 +531,7 @@ impl ProjectsApi {
         user_id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
         engine
+            .projects()
             .remove_member(&auth.0, project_id.0, user_id.0, &ctx)
             .await?;
         Ok(NoContent::NoContent)
@@ -553,7 +564,10 @@ impl ProjectsApi {
             limit: limit.0,
             cursor: cursor.0,
         };
-        let page = engine.audit_log(&auth.0, Some(project_id.0), query).await?;
+        let page = engine
+            .projects()
+            .audit_log(&auth.0, Some(project_id.0), query)
+            .await?;
         Ok(AuditPageOk::Ok(Json(AuditPage::from(page))))
     }
 
@@ -576,6 +590,7 @@ impl ProjectsApi {
         body: JsonBody<InviteRequest>,
     ) -> ApiResult<InvitationCreated> {
         let outcome = engine
+            .projects()
             .invite(
                 &auth.0,
                 project_id.0,
@@ -608,6 +623,7 @@ impl ProjectsApi {
         #[oai(validator(max_length = 64))] cursor: Query<Option<String>>,
     ) -> ApiResult<InvitationPageOk> {
         let page = engine
+            .projects()
             .invitations(
                 &auth.0,
                 project_id.0,
@@ -637,6 +653,7 @@ impl ProjectsApi {
         invitation_id: Path<Uuid>,
     ) -> ApiResult<InvitationOk> {
         let invitation = engine
+            .projects()
             .resend_invitation(&auth.0, project_id.0, invitation_id.0, &ctx)
             .await?;
         Ok(InvitationOk::Ok(Json(invitation.into())))
@@ -657,6 +674,7 @@ impl ProjectsApi {
         invitation_id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
         engine
+            .projects()
             .revoke_invitation(&auth.0, project_id.0, invitation_id.0, &ctx)
             .await?;
         Ok(NoContent::NoContent)
@@ -675,7 +693,10 @@ impl ProjectsApi {
         auth: BearerAuth,
         #[oai(validator(max_length = 256))] token: Path<String>,
     ) -> ApiResult<AcceptedOk> {
-        let (project, role) = engine.accept_invitation(&auth.0, &token.0, &ctx).await?;
+        let (project, role) = engine
+            .projects()
+            .accept_invitation(&auth.0, &token.0, &ctx)
+            .await?;
         Ok(AcceptedOk::Ok(Json(AcceptedInvitation {
             project: project.into(),
             role: Wire::new(role.as_str()),

@@ -252,6 +252,7 @@ impl ReviewApi {
         let mut ids = body.0.item_ids.unwrap_or_default();
         ids.extend(body.0.document_id);
         let items = engine
+            .review()
             .submit_for_review(&auth.0, project_id.0, ids, &ctx)
             .await?;
         Ok(SubmittedOk::Ok(Json(SubmittedResponse {
@@ -275,6 +276,7 @@ impl ReviewApi {
     ) -> ApiResult<QueueOk> {
         let project_id = project_id.0.0.ok_or_else(missing_project_id)?;
         let page = engine
+            .review()
             .review_queue(&auth.0, project_id, limit.0, cursor.0.as_deref())
             .await?;
         Ok(QueueOk::Ok(Json(ReviewQueuePage {
@@ -303,7 +305,11 @@ impl ReviewApi {
     ) -> ApiResult<NextResponse> {
         let project_id = project_id.0.0.ok_or_else(missing_project_id)?;
         Ok(
-            match engine.claim_review(&auth.0, project_id, &ctx).await? {
+            match engine
+                .review()
+                .claim_review(&auth.0, project_id, &ctx)
+                .await?
+            {
                 Some(entry) => NextResponse::Claimed(Json(Box::new(entry.into()))),
                 None => NextResponse::Empty,
             },
@@ -325,7 +331,7 @@ impl ReviewApi {
         ctx: Data<&RequestContext>,
         id: Path<Uuid>,
     ) -> ApiResult<LeaseOk> {
-        let lease_until = engine.renew_review(&auth.0, id.0, &ctx).await?;
+        let lease_until = engine.review().renew_review(&auth.0, id.0, &ctx).await?;
         Ok(LeaseOk::Ok(Json(LeaseResponse {
             item_id: id.0,
             lease_until,
@@ -347,7 +353,7 @@ impl ReviewApi {
         ctx: Data<&RequestContext>,
         id: Path<Uuid>,
     ) -> ApiResult<Skipped> {
-        engine.skip_review(&auth.0, id.0, &ctx).await?;
+        engine.review().skip_review(&auth.0, id.0, &ctx).await?;
         Ok(Skipped::NoContent)
     }
 
@@ -385,7 +391,10 @@ impl ReviewApi {
             corrected_text: body.corrected_text,
             corrected_annotation: body.corrected_annotation,
         };
-        let result = engine.decide_review(&auth.0, id.0, input, &ctx).await?;
+        let result = engine
+            .review()
+            .decide_review(&auth.0, id.0, input, &ctx)
+            .await?;
         Ok(DecidedOk::Ok(Json(result.into())))
     }
 
@@ -433,7 +442,7 @@ async fn history(
     kind: DataKind,
     id: Uuid,
 ) -> ApiResult<HistoryOk> {
-    let decisions = engine.item_reviews(&auth.0, kind, id).await?;
+    let decisions = engine.review().item_reviews(&auth.0, kind, id).await?;
     Ok(HistoryOk::Ok(Json(ReviewHistory {
         items: decisions.into_iter().map(Into::into).collect(),
     })))

@@ -23,6 +23,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
         .data::<Engine>()
         .ok_or_else(|| poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
     let principal = engine
+        .accounts()
         .authenticate(&bearer.token)
         .await
         .map_err(ApiError::from)?;

@@ -390,7 +390,7 @@ impl UploadsApi {
         #[oai(name = "Upload-Metadata")] metadata: Header<Required<String>>,
     ) -> ApiResult<TusCreated> {
         let input = create_input(length.0.0, defer.0, metadata.0.0)?;
-        let view = engine.create_resumable(&auth.0, input).await?;
+        let view = engine.resumable().create_resumable(&auth.0, input).await?;
         Ok(TusCreated::Created(
             format!("/api/uploads/{}", view.id),
             0,
@@ -406,7 +406,7 @@ impl UploadsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<TusHead> {
-        let view = engine.resumable(&auth.0, id.0).await?;
+        let view = engine.resumable().resumable(&auth.0, id.0).await?;
         if let Some(code) = view
             .error_code
             .as_deref()
@@ -454,6 +454,7 @@ impl UploadsApi {
         let offset = parse_offset(&offset.0)?;
         let checksum = parse_checksum(checksum.0)?;
         let result = engine
+            .resumable()
             .append_resumable(
                 &auth.0,
                 id.0,
@@ -489,7 +490,10 @@ impl UploadsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<TusTerminated> {
-        engine.terminate_resumable(&auth.0, id.0).await?;
+        engine
+            .resumable()
+            .terminate_resumable(&auth.0, id.0)
+            .await?;
         Ok(TusTerminated::NoContent)
     }
 
@@ -502,7 +506,7 @@ impl UploadsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<ResumableOk> {
-        let view = engine.resumable(&auth.0, id.0).await?;
+        let view = engine.resumable().resumable(&auth.0, id.0).await?;
         Ok(ResumableOk::Ok(Json(view.into())))
     }
 }

@@ -306,6 +306,7 @@ impl WebhooksApi {
             active: b.active,
         };
         let view = engine
+            .webhooks()
             .create_webhook(&auth.0, project_id.0, input, &ctx)
             .await?;
         Ok(WebhookCreated::Created(Json(view.into())))
@@ -331,6 +332,7 @@ impl WebhooksApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<WebhookPageOk> {
         let page = engine
+            .webhooks()
             .webhooks(&auth.0, project_id.0, limit.0, cursor.0.as_deref())
             .await?;
         Ok(WebhookPageOk::Ok(Json(WebhookPage {
@@ -352,7 +354,10 @@ impl WebhooksApi {
         project_id: Path<Uuid>,
         webhook_id: Path<Uuid>,
     ) -> ApiResult<WebhookOk> {
-        let view = engine.webhook(&auth.0, project_id.0, webhook_id.0).await?;
+        let view = engine
+            .webhooks()
+            .webhook(&auth.0, project_id.0, webhook_id.0)
+            .await?;
         Ok(WebhookOk::Ok(Json(view.into())))
     }
 
@@ -382,6 +387,7 @@ impl WebhooksApi {
             active: b.active,
         };
         let view = engine
+            .webhooks()
             .update_webhook(&auth.0, project_id.0, webhook_id.0, input, &ctx)
             .await?;
         Ok(WebhookOk::Ok(Json(view.into())))
@@ -404,6 +410,7 @@ impl WebhooksApi {
         webhook_id: Path<Uuid>,
     ) -> ApiResult<NoContent> {
         engine
+            .webhooks()
             .delete_webhook(&auth.0, project_id.0, webhook_id.0, &ctx)
             .await?;
         Ok(NoContent::NoContent)
@@ -427,6 +434,7 @@ impl WebhooksApi {
         webhook_id: Path<Uuid>,
     ) -> ApiResult<WebhookOk> {
         let view = engine
+            .webhooks()
             .rotate_webhook_secret(&auth.0, project_id.0, webhook_id.0, &ctx)
             .await?;
         Ok(WebhookOk::Ok(Json(view.into())))
@@ -450,6 +458,7 @@ impl WebhooksApi {
         webhook_id: Path<Uuid>,
     ) -> ApiResult<DeliveryAccepted> {
         let view = engine
+            .webhooks()
             .ping_webhook(&auth.0, project_id.0, webhook_id.0, &ctx)
             .await?;
         Ok(DeliveryAccepted::Accepted(Json(view.into())))
@@ -477,6 +486,7 @@ impl WebhooksApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<DeliveryPageOk> {
         let page = engine
+            .webhooks()
             .webhook_deliveries(
                 &auth.0,
                 project_id.0,
@@ -510,6 +520,7 @@ impl WebhooksApi {
         delivery_id: Path<Uuid>,
     ) -> ApiResult<DeliveryAccepted> {
         let view = engine
+            .webhooks()
             .redeliver(&auth.0, project_id.0, webhook_id.0, delivery_id.0, &ctx)
             .await?;
         Ok(DeliveryAccepted::Accepted(Json(view.into())))

@@ -376,6 +376,7 @@ pub async fn setup_people(
     let owner_email = "owner@bench.example.org";
     server
         .engine
+        .accounts()
         .create_super_admin(owner_email, PASSWORD, &RequestContext::internal("bench"))
         .await
         .map_err(|e| anyhow!("create_super_admin: {e}"))?;

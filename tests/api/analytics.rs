@@ -629,6 +629,7 @@ fn answered_decisions(decisions: &Value) -> BTreeMap<DecisionKey, DecisionCounts
 async fn recount(app: &TestApp) -> usize {
     let report = app
         .engine
+        .analytics()
         .recount(None, &RequestContext::internal("test"))
         .await
         .unwrap();

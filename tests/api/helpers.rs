@@ -382,6 +382,7 @@ impl TestApp {
     /// A verified super admin made the way `alta admin create` makes one; returns its token.
     pub async fn super_admin(&self, email: &str) -> String {
         self.engine
+            .accounts()
             .create_super_admin(email, PASSWORD, &RequestContext::internal("test"))
             .await
             .unwrap();

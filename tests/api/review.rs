@@ -941,7 +941,7 @@ async fn contributors_get_one_digest_an_hour(backend: Backend) {
     decided(&app, reviewer, &docs[2], reject("clipped")).await;
     decided(&app, reviewer, &muted, reject("unreadable")).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(app.engine.send_review_digests().await.unwrap(), 0);
+    assert_eq!(app.engine.review().send_review_digests().await.unwrap(), 0);
     assert_eq!(app.outbox_mails(CONTRIBUTOR).len(), before + 1);
 
     // An hour later: one mail listing both.
@@ -968,7 +968,7 @@ async fn contributors_get_one_digest_an_hour(backend: Backend) {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.get_json(settings, &quiet).await, on);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(app.engine.send_review_digests().await.unwrap(), 0);
+    assert_eq!(app.engine.review().send_review_digests().await.unwrap(), 0);
     assert_eq!(app.outbox_mails(quiet_mail).len(), quiet_before);
     assert_eq!(app.outbox_mails(CONTRIBUTOR).len(), before + 2);
 }
@@ -991,7 +991,7 @@ async fn opting_back_in_does_not_wait_for_a_digest_never_sent(backend: Backend) 
     let resp = send(&app, Method::PUT, settings, c, Some(off)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     decided(&app, reviewer, &first, reject("noise")).await;
-    assert_eq!(app.engine.send_review_digests().await.unwrap(), 0);
+    assert_eq!(app.engine.review().send_review_digests().await.unwrap(), 0);
 
     // Back on, with no digest sent in the last hour: the next one goes out now.
     let on = json!({"review_mail": true});

@@ -11,8 +11,8 @@ use super::transition::{AccountTransition, InAccounts};
 use crate::{
     auth::secret_token,
     context::TokenScope,
+    domain::MailJob,
     error::EngineError,
-    jobs::MailJob,
     store::{self, api_tokens::ApiTokenRow},
 };
 

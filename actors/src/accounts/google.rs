@@ -14,6 +14,7 @@
 //! 3. `google_exchange` spends the code and opens a session (method `google`) in one
 //!    transaction: the same tokens as a password login.
 
+use super::AccountService;
 use crate::ErrorCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -29,7 +30,6 @@ use crate::{
     },
     context::RequestContext,
     domain::{Email, FullName},
-    engine::Engine,
     error::EngineError,
     metrics as m,
     store::{
@@ -197,7 +197,7 @@ fn cookie(g: &GoogleSignInConfig, max_age_secs: i64) -> GoogleCookie {
     }
 }
 
-impl Engine {
+impl AccountService {
     fn google(&self) -> Result<&GoogleSignInConfig, EngineError> {
         self.deps.config.google_signin.as_ref().ok_or_else(disabled)
     }

@@ -37,12 +37,18 @@ pub use self::views::{UserListQuery, UserView};
 use crate::{
     auth::secret_token,
     deps::Deps,
+    domain::MailJob,
     domain::{Email, FullName, GlobalRole},
     error::EngineError,
-    jobs::MailJob,
     metrics as m,
     store::{self, verification::Purpose},
 };
+
+crate::handle::service!(
+    /// The accounts part of the engine: sign-up, sign-in, sessions, passwords, passkeys,
+    /// API tokens and users.
+    AccountService
+);
 
 pub struct Accounts;
 

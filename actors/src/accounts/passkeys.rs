@@ -13,6 +13,7 @@
 //! Adding or removing a passkey needs a recent sign-in (a stolen access token alone
 //! cannot plant a lasting way in), and the owner is mailed when one is added.
 
+use super::AccountService;
 use crate::ErrorCode;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -35,9 +36,8 @@ use crate::{
     context::{Principal, RequestContext},
     deps::Deps,
     domain::Email,
-    engine::Engine,
+    domain::MailJob,
     error::EngineError,
-    jobs::MailJob,
     metrics as m,
     store::{
         self,
@@ -173,7 +173,7 @@ fn count(method: &'static str, outcome: &Result<impl Sized, EngineError>) {
     metrics::counter!(m::AUTH_EVENTS_TOTAL, "method" => method, "outcome" => outcome).increment(1);
 }
 
-impl Engine {
+impl AccountService {
     fn relying_party(&self) -> Result<&Webauthn, EngineError> {
         self.deps
             .webauthn

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::transition::{AccountTransition, InAccounts};
 use crate::{
     auth::secret_token,
+    domain::MailJob,
     error::EngineError,
-    jobs::MailJob,
     store::{self, verification::Purpose},
 };
 

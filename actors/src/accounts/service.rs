@@ -1,6 +1,7 @@
 //! The accounts part of the engine handle: validate, rate-limit, do the CPU work, then
 //! one call to the accounts actor for the transition, or a plain read of the store.
 
+use super::AccountService;
 use crate::ErrorCode;
 use uuid::Uuid;
 
@@ -14,7 +15,6 @@ use crate::{
     authz::{self, Action},
     context::{Principal, RequestContext, TokenScope},
     domain::{Email, FullName, GlobalRole, NewPassword, PASSWORD_MAX_CHARS},
-    engine::Engine,
     error::EngineError,
     metrics as m,
     pagination::{Page, PageRequest},
@@ -59,7 +59,7 @@ pub struct RegisterInput {
     pub full_name: Option<String>,
 }
 
-impl Engine {
+impl AccountService {
     /// Run `transition` in the accounts actor; its outcome once committed.
     pub(crate) async fn apply_in_accounts<T: AccountTransition>(
         &self,

@@ -3,21 +3,22 @@
 //! runs every one of them the same way: it begins a [`Change`], applies the transition,
 //! commits when it succeeded (or when it asked to keep its writes though it refused),
 //! and answers the caller only then. Adding a transition means writing its type and
-//! sending it with `Engine::apply_in_accounts`; no message variant, no match arm, no
+//! sending it with `AccountService::apply_in_accounts`; no message variant, no match arm, no
 //! hand-written begin/commit.
 
-use std::{future::Future, pin::Pin};
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use ractor::RpcReplyPort;
 use uuid::Uuid;
 
 use crate::{
+    account_mailbox::{Boxed, Pending},
     change::{Change, Savepoint},
     context::RequestContext,
     deps::Deps,
+    domain::MailJob,
     error::EngineError,
-    jobs::MailJob,
     store::{Tx, audit::AuditEntry},
 };
 
@@ -84,7 +85,7 @@ impl InAccounts<'_> {
 
     /// Queue a mail in the change; the workers are woken once it has committed.
     pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
-        crate::jobs::enqueue_mail(self.deps, self.change, mail)?;
+        crate::change::enqueue_mail(self.deps, self.change, mail)?;
         let waker = self.deps.job_waker.clone();
         self.change.after_commit(move || waker.notify_waiters());
         Ok(())
@@ -99,19 +100,12 @@ impl InAccounts<'_> {
     }
 }
 
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// A transition with its caller, as the accounts actor receives it.
 pub(super) struct Envelope<T: AccountTransition> {
     pub transition: T,
     pub ctx: RequestContext,
     /// `None` for a transition nobody waits for (its failure is logged).
     pub reply: Option<RpcReplyPort<Result<T::Out, EngineError>>>,
-}
-
-/// Any [`Envelope`], as the actor's mailbox holds it.
-pub trait Pending: Send {
-    fn run<'a>(self: Box<Self>, deps: &'a Deps) -> Boxed<'a, ()>;
 }
 
 impl<T: AccountTransition> Pending for Envelope<T> {

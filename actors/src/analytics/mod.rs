@@ -11,3 +11,8 @@ pub use service::{
     AudioFigures, Figures, ItemStateFigures, ReviewFigures, SeriesPoint, SeriesQuery, SeriesView,
     StorageFigures, SummaryView, TopProject, UserFigures, VerdictTimes,
 };
+
+crate::handle::service!(
+    /// The analytics part of the engine: summaries, series, leaderboards, recounts.
+    AnalyticsService
+);

@@ -2,13 +2,13 @@
 //! project's actor (so no change of the project runs meanwhile), reporting every row
 //! that differed.
 
+use super::AnalyticsService;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
     authz::{self, Action},
     context::{Principal, RequestContext},
-    engine::Engine,
     error::EngineError,
     project_actor::{Check, InProject, Transition},
     store::{
@@ -174,7 +174,7 @@ impl Transition for Recount {
     }
 }
 
-impl Engine {
+impl AnalyticsService {
     /// Rebuild the rollups of `project` (or of every project, deleted ones included)
     /// from the base tables: the operator's `alta admin recount`, run as the engine.
     pub async fn recount(

@@ -2,6 +2,7 @@
 //! figures. Each is a handful of reads of the rollups (a few rows per contributor and
 //! state, never the items), checked against the permission matrix first.
 
+use super::AnalyticsService;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, FixedOffset, SubsecRound, Utc};
@@ -15,7 +16,6 @@ use crate::{
         buckets::{self, Bucket, BucketError},
         verdict_times,
     },
-    engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
     store::{
@@ -235,7 +235,7 @@ pub struct UserFigures {
     pub review_decisions: Vec<DecisionFigures>,
 }
 
-impl Engine {
+impl AnalyticsService {
     /// A project's figures (`project_id`: its admins and reviewers; a contributor 403),
     /// or the whole platform's (super admins).
     pub async fn analytics_summary(
@@ -367,7 +367,7 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl AnalyticsService {
     /// A page of one of the project's leaderboards (contributors or reviewers, by the
     /// sort's type), for its admins and reviewers.
     pub async fn ranking<L: Leaderboard>(
@@ -441,7 +441,7 @@ fn invalid_period(field: &'static str, message: String) -> EngineError {
     EngineError::validation(crate::ErrorCode::InvalidPeriod, field, message)
 }
 
-impl Engine {
+impl AnalyticsService {
     /// Uploads, submissions and verdicts per bucket, for a project (its admins and
     /// reviewers) or the platform (super admins), from the hourly rollup.
     pub async fn analytics_series(

@@ -29,6 +29,11 @@ use crate::{
     store::exports::ExportRow,
 };
 
+crate::handle::service!(
+    /// The export part of the engine: asking, listing, reading and deleting exports.
+    ExportService
+);
+
 /// How long a finished (or failed) export is kept.
 pub(crate) fn retention(deps: &Deps) -> chrono::Duration {
     chrono::Duration::from_std(deps.config.exports.retention).unwrap_or(chrono::Duration::days(7))

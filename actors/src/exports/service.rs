@@ -1,6 +1,7 @@
 //! The export part of the engine handle: asking, listing, reading, deleting, and the
 //! download of a finished artifact. Every one needs the project's `Export` right.
 
+use super::ExportService;
 use uuid::Uuid;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,6 @@ use crate::{
     command::settle,
     context::{Principal, RequestContext},
     domain::export::{ExportInput, ExportSpec, ExportState, unknown_since_export},
-    engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     jobs::worker::{JobEnd, JobFailure},
@@ -76,7 +76,7 @@ pub struct ExportDownload {
     pub len: u64,
 }
 
-impl Engine {
+impl ExportService {
     /// Ask for an export of a project (project admins). With an idempotency key, a retry
     /// gets the first answer instead of a second export.
     pub async fn create_export(

@@ -6,6 +6,7 @@
 //! place, then ask the project actor to commit the item. What a failed or refused
 //! upload leaves is removed, unless the commit's outcome is unknown.
 
+use super::ItemService;
 use crate::ErrorCode;
 use std::{
     path::{Path, PathBuf},
@@ -28,7 +29,6 @@ use crate::{
     command::settle,
     context::{Principal, RequestContext},
     domain::DataKind,
-    engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     media::{audio, detect},
@@ -55,7 +55,7 @@ pub struct UploadDetails {
 /// Where the complete file is.
 pub enum UploadSource {
     /// A file already on disk (kept for callers that have one): copied into the
-    /// incoming folder while hashing. Request bodies go through `Engine::upload_form`.
+    /// incoming folder while hashing. Request bodies go through `ItemService::upload_form`.
     Spooled(tokio::fs::File),
     /// Received by us on the blob store's disk (a resumable upload): linked into the
     /// incoming folder, not copied, and left in place for the caller.
@@ -365,7 +365,7 @@ fn audio_error(err: audio::AudioError) -> EngineError {
     }
 }
 
-impl Engine {
+impl ItemService {
     /// One of the `UPLOAD_CONCURRENCY` upload permits: at once when one is free, else
     /// after waiting up to `UPLOAD_PERMIT_WAIT_MS`; then a 503 (with `Retry-After`).
     pub(crate) async fn upload_permit(

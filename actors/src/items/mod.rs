@@ -21,10 +21,15 @@ pub use self::ingest::{FormPart, UploadDetails, UploadForm, UploadInput, UploadS
 pub use self::service::ItemListQuery;
 pub(crate) use self::spans::carry_spans;
 pub(crate) use self::transition::{
-    AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob, check_visible, live_item,
-    not_editable,
+    AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob, RetryJobWithoutItem,
+    check_visible, live_item, not_editable,
 };
 pub use self::views::{ItemStatus, ItemView, JobSummary};
+
+crate::handle::service!(
+    /// The items part of the engine: uploads, items, their files and texts.
+    ItemService
+);
 
 /// Follow-up job kinds (consumed by the processing workers).
 pub const KIND_OCR: &str = "ocr";

@@ -1,17 +1,16 @@
 //! Reading and deleting items, and retrying a failed job (which changes its item too).
 
+use super::ItemService;
 use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{DeleteItem, ItemStatus, ItemView, RetryJob};
+use super::{DeleteItem, ItemStatus, ItemView};
 use crate::{
-    authz::{self, Action, ProjectAction},
+    authz::{self, ProjectAction},
     context::{Principal, RequestContext},
     domain::{DataKind, GlobalRole},
-    engine::Engine,
     error::EngineError,
-    jobs::service::{JobView, item_of},
     pagination::{Page, PageRequest},
     projects::ProjectView,
     store,
@@ -64,7 +63,7 @@ pub(crate) fn sees_all(principal: &Principal, project: &ProjectView) -> bool {
             .is_some_and(|r| authz::project_permits(r, ProjectAction::ViewAllItems))
 }
 
-impl Engine {
+impl ItemService {
     pub async fn items(
         &self,
         principal: &Principal,
@@ -214,51 +213,5 @@ impl Engine {
         let item = self.item(principal, kind, id).await?;
         self.apply_in_project(item.project_id, principal, ctx, DeleteItem { item_id: id })
             .await
-    }
-}
-
-impl Engine {
-    /// Put a failed job back in the queue with fresh attempts (super admins). Its item,
-    /// failed because the job gave up, waits for processing again.
-    pub async fn retry_job(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        ctx: &RequestContext,
-    ) -> Result<JobView, EngineError> {
-        authz::authorize(principal, Action::ManageJobs)?;
-        let job = store::jobs::find(&self.deps.db, id)
-            .await?
-            .ok_or(EngineError::NotFound { what: "job" })?;
-        // A job that processes an item changes the item too: the item's project actor
-        // does both, so it stays the one writer of its project's items.
-        if let Some(item_id) = item_of(&job)
-            && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
-        {
-            let retry = RetryJob {
-                job_id: id,
-                kind: job.kind.clone(),
-                state: job.state,
-                item_id,
-            };
-            self.apply_in_project(item.project_id, principal, ctx, retry)
-                .await?;
-            let job = store::jobs::find(&self.deps.db, id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "job" })?;
-            return Ok(job.into());
-        }
-        // Any other job (mail, a job whose item row is gone) touches nothing else.
-        let retry = super::transition::RetryJobWithoutItem {
-            job_id: id,
-            kind: job.kind.clone(),
-            state: job.state,
-            actor_id: principal.user_id,
-        };
-        self.apply_in_accounts(retry, ctx).await?;
-        let job = store::jobs::find(&self.deps.db, id)
-            .await?
-            .ok_or(EngineError::NotFound { what: "job" })?;
-        Ok(job.into())
     }
 }

@@ -1,5 +1,6 @@
 //! Reading and writing an item's text: the machine's output and people's revisions.
 
+use super::ItemService;
 use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -9,7 +10,6 @@ use super::{EditText, Reprocess};
 use crate::{
     context::{Principal, RequestContext},
     domain::DataKind,
-    engine::Engine,
     error::EngineError,
     store::{self, texts::TextRow},
 };
@@ -85,7 +85,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-impl Engine {
+impl ItemService {
     /// The text of an item the caller may read.
     pub async fn item_text(
         &self,

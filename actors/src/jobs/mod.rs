@@ -1,7 +1,6 @@
 //! Durable jobs: kinds, payloads and the retry policy shared by every worker.
 //! (The queue's SQL is in `store::jobs`.)
 
-pub mod service;
 pub mod wake;
 pub mod worker;
 
@@ -10,45 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::{
-    change::Change, config::JobsConfig, deps::Deps, error::EngineError, metrics as m, store,
-};
+use crate::{config::JobsConfig, deps::Deps, metrics as m, store};
 
 pub use crate::domain::{KIND_MAIL, MailJob};
-
-/// Queue a job in the caller's change: it runs if and only if the change commits
-/// (written with the change's other kept writes). Callers wake the workers after the
-/// commit. Returns the job's id.
-pub(crate) fn enqueue(
-    deps: &Deps,
-    change: &mut Change,
-    kind: &'static str,
-    payload: serde_json::Value,
-) -> uuid::Uuid {
-    enqueue_with(deps, change, kind, payload, deps.config.jobs.max_attempts)
-}
-
-/// [`enqueue`] with a kind's own number of attempts.
-pub(crate) fn enqueue_with(
-    deps: &Deps,
-    change: &mut Change,
-    kind: &'static str,
-    payload: serde_json::Value,
-    max_attempts: i32,
-) -> uuid::Uuid {
-    change.enqueue(kind, payload, max_attempts, deps.clock.now())
-}
-
-/// Queue a mail (see [`enqueue`]).
-pub(crate) fn enqueue_mail(
-    deps: &Deps,
-    change: &mut Change,
-    mail: MailJob,
-) -> Result<(), EngineError> {
-    let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-    enqueue(deps, change, KIND_MAIL, payload);
-    Ok(())
-}
 
 /// When to try a job again after its `attempt`-th failure: exponential backoff with
 /// "equal jitter" (half fixed, half random), capped.

@@ -13,3 +13,8 @@ pub(crate) use suggestions::{AcceptSuggestion, PutSuggestion};
 pub(crate) use transition::{
     BulkAnnotate, PutAnnotation, PutLabelSchema, check_complete, write_annotation,
 };
+
+crate::handle::service!(
+    /// The labelling part of the engine: schemas, annotations, suggestions.
+    LabelService
+);

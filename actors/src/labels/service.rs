@@ -1,6 +1,8 @@
 //! The labelling part of the engine handle: reads go straight to the store after the
 //! permission check; writes are the project actor's transitions.
 
+use super::LabelService;
+use crate::items::ItemService;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +18,6 @@ use crate::{
         DataKind,
         labels::{FieldInput, LabelField, carry, schema, suggest},
     },
-    engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     store::{
@@ -159,7 +160,7 @@ impl IfMatch {
     }
 }
 
-impl Engine {
+impl LabelService {
     /// The project's label schema, or version `version` of it (members).
     pub async fn label_schema(
         &self,
@@ -215,7 +216,9 @@ impl Engine {
         kind: DataKind,
         item_id: Uuid,
     ) -> Result<AnnotationView, EngineError> {
-        self.item(principal, kind, item_id).await?;
+        self.service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let row = store::labels::current_annotation(&self.deps.db, item_id).await?;
         Ok(row.map_or(
             AnnotationView {
@@ -238,7 +241,9 @@ impl Engine {
         kind: DataKind,
         item_id: Uuid,
     ) -> Result<Vec<AnnotationView>, EngineError> {
-        self.item(principal, kind, item_id).await?;
+        self.service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let rows = store::labels::revisions(&self.deps.db, item_id).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -292,7 +297,10 @@ impl Engine {
         if_match: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<AnnotationView, EngineError> {
-        let item = self.item(principal, kind, item_id).await?;
+        let item = self
+            .service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let put = PutAnnotation {
             item_id,
             values,
@@ -312,7 +320,10 @@ impl Engine {
         kind: DataKind,
         item_id: Uuid,
     ) -> Result<Vec<SuggestionView>, EngineError> {
-        let item = self.item(principal, kind, item_id).await?;
+        let item = self
+            .service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let mut out: Vec<SuggestionView> = store::labels::suggestions(&self.deps.db, item_id)
             .await?
             .into_iter()
@@ -358,7 +369,10 @@ impl Engine {
     ) -> Result<SuggestionView, EngineError> {
         suggest::check_source(&suggestion.source)?;
         suggest::check_score(suggestion.score)?;
-        let item = self.item(principal, kind, item_id).await?;
+        let item = self
+            .service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let put = PutSuggestion {
             item_id,
             source: suggestion.source,
@@ -372,7 +386,7 @@ impl Engine {
     }
 
     /// Accept a source's suggestion (every field of it, or `fields`) into a new revision
-    /// of the item's annotation; `if_match` as for [`Engine::put_annotation`].
+    /// of the item's annotation; `if_match` as for [`LabelService::put_annotation`].
     pub async fn accept_suggestion(
         &self,
         principal: &Principal,
@@ -382,7 +396,10 @@ impl Engine {
         if_match: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<AnnotationView, EngineError> {
-        let item = self.item(principal, kind, item_id).await?;
+        let item = self
+            .service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let accept = AcceptSuggestion {
             item_id,
             source: acceptance.source,

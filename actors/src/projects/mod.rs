@@ -8,3 +8,8 @@ mod views;
 
 pub use self::service::{ProjectInput, ProjectListQuery};
 pub use self::views::{AuditQuery, AuditView, InvitationView, MemberView, ProjectView};
+
+crate::handle::service!(
+    /// The projects part of the engine: projects, members, invitations, the audit log.
+    ProjectService
+);

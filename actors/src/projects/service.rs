@@ -1,6 +1,7 @@
 //! The projects part of the engine handle. Reads go to the store after a permission
 //! check; transitions go to the project's actor (started on demand by the registry).
 
+use super::ProjectService;
 use crate::ErrorCode;
 use uuid::Uuid;
 
@@ -14,14 +15,12 @@ use super::{
 use crate::{
     auth::secret_token,
     authz::{self, Action, ProjectAction},
-    command::{AskError, settle},
+    command::settle,
     context::{Principal, RequestContext},
     domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
-    engine::Engine,
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     pagination::{Page, PageRequest},
-    project_actor::{Projects, Transition},
     store,
 };
 
@@ -42,57 +41,7 @@ pub struct ProjectListQuery {
     pub cursor: Option<String>,
 }
 
-impl Engine {
-    /// The way to project actors (started on demand). Callers check first that the
-    /// project exists and that the caller may see it, so no actor is started for a
-    /// project that is not there.
-    pub(crate) fn projects(&self) -> Projects {
-        Projects::new(self.slots.projects.clone(), self.deps.config.call_timeout)
-    }
-
-    /// Run `transition` in the project's actor as `principal`; its outcome once committed.
-    pub(crate) async fn apply_in_project<T: Transition>(
-        &self,
-        project_id: Uuid,
-        principal: &Principal,
-        ctx: &RequestContext,
-        transition: T,
-    ) -> Result<T::Out, EngineError> {
-        self.projects()
-            .apply(project_id, principal, ctx, transition)
-            .await
-    }
-
-    /// [`Engine::apply_in_project`] for callers that clean up after a failure: an
-    /// [`AskError::Unknown`] means the transition may have committed.
-    pub(crate) async fn apply_in_project_tracked<T: Transition>(
-        &self,
-        project_id: Uuid,
-        principal: &Principal,
-        ctx: &RequestContext,
-        transition: T,
-    ) -> Result<Result<T::Out, EngineError>, AskError> {
-        self.projects()
-            .apply_tracked(project_id, principal, ctx, transition)
-            .await
-    }
-
-    /// The caller's role in a live project, after checking they may do `action` there.
-    pub(crate) async fn check_project(
-        &self,
-        principal: &Principal,
-        project_id: Uuid,
-        action: ProjectAction,
-    ) -> Result<ProjectView, EngineError> {
-        let row =
-            store::projects::find_live_with_role(&self.deps.db, project_id, principal.user_id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "project" })?;
-        let view = ProjectView::from(row);
-        authz::authorize_project(principal, view.my_role, action)?;
-        Ok(view)
-    }
-
+impl ProjectService {
     /// Create a project (the caller becomes its admin). With an idempotency key, a retry
     /// gets the first answer instead of a second project.
     pub async fn create_project(
@@ -326,7 +275,7 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl ProjectService {
     pub async fn invite(
         &self,
         principal: &Principal,

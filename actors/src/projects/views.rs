@@ -5,50 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::project_access::ProjectView;
 use crate::{
-    domain::{ProjectRole, ProjectSettings},
-    store::{
-        audit::AuditRow,
-        invitations::InvitationRow,
-        projects::{MemberRow, ProjectRow, ProjectWithRole},
-    },
+    domain::ProjectRole,
+    store::{audit::AuditRow, invitations::InvitationRow, projects::MemberRow},
 };
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProjectView {
-    pub id: Uuid,
-    pub name: String,
-    pub description: String,
-    pub settings: ProjectSettings,
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// The caller's role; `None` for a super admin who is not a member.
-    pub my_role: Option<ProjectRole>,
-}
-
-impl ProjectView {
-    pub(crate) fn from_row(row: ProjectRow, my_role: Option<ProjectRole>) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            description: row.description,
-            // Stored settings were validated on write; unknown or missing fields fall back to defaults.
-            settings: serde_json::from_value(row.settings.0).unwrap_or_default(),
-            created_by: row.created_by,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            my_role,
-        }
-    }
-}
-
-impl From<ProjectWithRole> for ProjectView {
-    fn from(row: ProjectWithRole) -> Self {
-        let role = row.my_role.as_deref().and_then(|r| r.parse().ok());
-        Self::from_row(row.project, role)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct MemberView {

@@ -2,6 +2,7 @@
 //! that need changes (at most one per `digest_min_gap`, unless they opted out), and
 //! refreshes the review gauges (pending items and the oldest pending age per project).
 
+use super::ReviewService;
 use std::{collections::HashSet, sync::Arc};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -9,11 +10,11 @@ use uuid::Uuid;
 
 use crate::{
     change::Change,
+    change::enqueue_mail,
     deps::Deps,
+    domain::MailJob,
     domain::{DataKind, ItemStatus},
-    engine::Engine,
     error::EngineError,
-    jobs::{MailJob, enqueue_mail},
     metrics as m,
     store::{self, reviews::NoticeRow},
 };
@@ -199,7 +200,7 @@ async fn refresh_collection_gauges(deps: &Deps) -> Result<(), EngineError> {
     Ok(())
 }
 
-impl Engine {
+impl ReviewService {
     /// Send due digests now (tests; the monitor does it on its timer).
     pub async fn send_review_digests(&self) -> Result<usize, EngineError> {
         send_digests(&self.deps).await

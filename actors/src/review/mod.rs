@@ -8,6 +8,7 @@ mod transition;
 
 use self::transition::{ClaimReview, Decide, RenewReview, SkipReview, Submit};
 use crate::ErrorCode;
+use crate::items::ItemService;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,6 @@ use crate::{
     authz::ProjectAction,
     context::{Principal, RequestContext},
     domain::DataKind,
-    engine::Engine,
     error::EngineError,
     items::{ItemStatus, ItemView, TextRevision, service::sees_all},
     pagination::{Page, PageRequest},
@@ -27,6 +27,11 @@ use crate::{
         reviews::{DecisionRow, QueueFilter},
     },
 };
+
+crate::handle::service!(
+    /// The review part of the engine: the queue, claims, decisions, review mail.
+    ReviewService
+);
 
 /// Most items one submission may carry.
 pub const MAX_SUBMIT_ITEMS: usize = 500;
@@ -141,7 +146,7 @@ fn check_input(input: &DecisionInput) -> Result<(), EngineError> {
     Ok(())
 }
 
-impl Engine {
+impl ReviewService {
     /// Send ready items to review (their contributor, or a project admin for anyone's).
     pub async fn submit_for_review(
         &self,
@@ -290,7 +295,10 @@ impl Engine {
         kind: DataKind,
         item_id: Uuid,
     ) -> Result<Vec<DecisionView>, EngineError> {
-        let item = self.item(principal, kind, item_id).await?;
+        let item = self
+            .service::<ItemService>()
+            .item(principal, kind, item_id)
+            .await?;
         let open_round = (item.status == ItemStatus::PendingReview).then_some(item.review_round);
         Ok(store::reviews::decisions_of(&self.deps.db, &[item_id])
             .await?
@@ -335,7 +343,9 @@ impl Engine {
             leases.push(row.review_lease_until.filter(|_| mine));
             items.push(row.into());
         }
-        self.attach_jobs(&mut items).await?;
+        self.service::<ItemService>()
+            .attach_jobs(&mut items)
+            .await?;
         Ok(items
             .into_iter()
             .zip(leases)

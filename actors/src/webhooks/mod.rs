@@ -26,6 +26,11 @@ use crate::{
     store::webhooks::{AttemptRow, DeliveryRow, WebhookRow},
 };
 
+crate::handle::service!(
+    /// The webhook part of the engine: webhooks and their deliveries.
+    WebhookService
+);
+
 /// A webhook as the API shows it. `secret` only in the answer that made it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookView {

@@ -126,7 +126,7 @@ pub(crate) async fn write_delivery(
         project_id,
     })
     .map_err(EngineError::internal)?;
-    let job_id = crate::jobs::enqueue_with(
+    let job_id = crate::change::enqueue_with(
         deps,
         change,
         KIND_WEBHOOK,

@@ -4,6 +4,7 @@
 //! before the transition: resolving a name is I/O, which a project's actor never waits
 //! for (rule 9).
 
+use super::WebhookService;
 use std::{net::IpAddr, time::Duration};
 
 use uuid::Uuid;
@@ -17,7 +18,6 @@ use crate::{
     authz::ProjectAction,
     context::{Principal, RequestContext},
     domain::webhook::{WebhookInput, WebhookSpec, check_addresses, literal_ip},
-    engine::Engine,
     error::EngineError,
     pagination::{Page, PageRequest},
     store,
@@ -26,7 +26,7 @@ use crate::{
 /// How long resolving an endpoint's name may take when it is made.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl Engine {
+impl WebhookService {
     /// Make a webhook; the answer holds its signing secret (shown this once).
     pub async fn create_webhook(
         &self,

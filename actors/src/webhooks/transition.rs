@@ -252,7 +252,7 @@ impl Transition for Redeliver {
         .map_err(EngineError::internal)?;
         let max_attempts = at.deps.config.webhooks.max_attempts;
         let job_id =
-            crate::jobs::enqueue_with(at.deps, at.change, KIND_WEBHOOK, payload, max_attempts);
+            crate::change::enqueue_with(at.deps, at.change, KIND_WEBHOOK, payload, max_attempts);
         let now = at.now;
         store::webhooks::requeue(at.tx(), delivery.id, job_id, now).await?;
         at.wake_workers();

@@ -1,19 +1,27 @@
-//! The jobs API: a job's state for the members who may see its item, and the failed
-//! jobs of the whole platform for super admins, who may put them back in the queue.
+//! The job queue's part of the engine: a job's state for the members who may see its
+//! item, and the failed jobs of the whole platform for super admins, who may put them
+//! back in the queue. (The queue itself, its workers and its policy are in `jobs/`,
+//! below the domains: every domain's jobs run on it.)
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
+    accounts::AccountService,
     authz::{self, Action},
-    context::Principal,
+    context::{Principal, RequestContext},
     domain::{GlobalRole, JobState},
-    engine::Engine,
     error::EngineError,
+    items::ItemService,
     pagination::{Page, PageRequest},
     store::{self, jobs::JobDetail},
 };
+
+crate::handle::service!(
+    /// The job queue's part of the engine: reading jobs, retrying a failed one.
+    JobService
+);
 
 #[derive(Debug, Clone)]
 pub struct JobView {
@@ -59,7 +67,7 @@ impl From<JobDetail> for JobView {
     }
 }
 
-impl Engine {
+impl JobService {
     /// A job, for whoever may read its item.
     pub async fn job(&self, principal: &Principal, id: Uuid) -> Result<JobView, EngineError> {
         let job = store::jobs::find(&self.deps.db, id)
@@ -71,7 +79,8 @@ impl Engine {
             let item = store::items::find_live(&self.deps.db, item_id)
                 .await?
                 .ok_or(EngineError::NotFound { what: "job" })?;
-            self.item(principal, item.kind, item_id)
+            self.service::<ItemService>()
+                .item(principal, item.kind, item_id)
                 .await
                 .map_err(|e| match e {
                     EngineError::NotFound { .. } => EngineError::NotFound { what: "job" },
@@ -99,5 +108,53 @@ impl Engine {
             store::jobs::list_in_state(&self.deps.db, state, kind, page.after, page.fetch_limit())
                 .await?;
         Ok(page.page(rows, |j| j.id, JobView::from))
+    }
+}
+
+impl JobService {
+    /// Put a failed job back in the queue with fresh attempts (super admins). Its item,
+    /// failed because the job gave up, waits for processing again.
+    pub async fn retry_job(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        ctx: &RequestContext,
+    ) -> Result<JobView, EngineError> {
+        authz::authorize(principal, Action::ManageJobs)?;
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        // A job that processes an item changes the item too: the item's project actor
+        // does both, so it stays the one writer of its project's items.
+        if let Some(item_id) = item_of(&job)
+            && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
+        {
+            let retry = crate::items::RetryJob {
+                job_id: id,
+                kind: job.kind.clone(),
+                state: job.state,
+                item_id,
+            };
+            self.apply_in_project(item.project_id, principal, ctx, retry)
+                .await?;
+            let job = store::jobs::find(&self.deps.db, id)
+                .await?
+                .ok_or(EngineError::NotFound { what: "job" })?;
+            return Ok(job.into());
+        }
+        // Any other job (mail, a job whose item row is gone) touches nothing else.
+        let retry = crate::items::RetryJobWithoutItem {
+            job_id: id,
+            kind: job.kind.clone(),
+            state: job.state,
+            actor_id: principal.user_id,
+        };
+        self.service::<AccountService>()
+            .apply_in_accounts(retry, ctx)
+            .await?;
+        let job = store::jobs::find(&self.deps.db, id)
+            .await?
+            .ok_or(EngineError::NotFound { what: "job" })?;
+        Ok(job.into())
     }
 }
