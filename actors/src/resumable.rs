@@ -27,7 +27,7 @@ use crate::{
     change::Change,
     context::{Principal, RequestContext},
     deps::Deps,
-    domain::DataKind,
+    domain::{DataKind, ResumableState},
     error::EngineError,
     items::{UploadDetails, UploadInput, UploadSource, parse_fields},
     metrics as m,
@@ -100,31 +100,6 @@ impl ChunkHasher {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumableState {
-    Receiving,
-    Completed,
-    Failed,
-}
-
-impl ResumableState {
-    fn parse(s: &str) -> Self {
-        match s {
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            _ => Self::Receiving,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Receiving => "receiving",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ResumableView {
     pub id: Uuid,
@@ -152,7 +127,7 @@ impl From<ResumableRow> for ResumableView {
             length: u64::try_from(r.upload_length).unwrap_or(0),
             offset: u64::try_from(r.upload_offset).unwrap_or(0),
             raw_metadata: r.raw_metadata,
-            state: ResumableState::parse(&r.state),
+            state: r.state,
             item_id: r.item_id,
             error_code: r.error_code,
             error_detail: r.error_detail,
@@ -254,7 +229,7 @@ impl ResumableService {
             fields: sqlx::types::Json(
                 serde_json::to_value(&input.details).map_err(EngineError::internal)?,
             ),
-            state: ResumableState::Receiving.as_str().into(),
+            state: ResumableState::Receiving,
             item_id: None,
             error_code: None,
             error_detail: None,
@@ -331,7 +306,7 @@ impl ResumableService {
         // Re-read under the claim: a writer that just finished may have moved it on.
         let row = self.own_resumable(principal, id).await?;
         let committed = u64::try_from(row.upload_offset).unwrap_or(0);
-        if offset != committed || row.state != ResumableState::Receiving.as_str() {
+        if offset != committed || row.state != ResumableState::Receiving {
             return Err(EngineError::Conflict {
                 code: ErrorCode::OffsetMismatch,
                 message: format!("the upload is at offset {committed}, not {offset}"),

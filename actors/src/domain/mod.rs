@@ -9,6 +9,7 @@ mod job;
 pub mod labels;
 mod password;
 mod project;
+mod resumable;
 mod role;
 pub mod verdict_times;
 pub mod webhook;
@@ -18,6 +19,7 @@ pub use item::ItemStatus;
 pub use job::{JobState, KIND_MAIL, MailJob};
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use project::{DataKind, ProjectName, ProjectRole, ProjectSettings, parse_description};
+pub use resumable::ResumableState;
 pub use role::GlobalRole;
 
 use crate::ErrorCode;

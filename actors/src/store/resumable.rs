@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Db, StoreResult, Tx, with_db, with_tx};
-use crate::domain::DataKind;
+use crate::domain::{DataKind, ResumableState};
 
 const COLUMNS: &str = "id, user_id, project_id, kind, upload_length, upload_offset, raw_metadata, \
      fields, state, item_id, error_code, error_detail, created_at, updated_at, expires_at";
@@ -23,7 +23,8 @@ pub struct ResumableRow {
     pub upload_offset: i64,
     pub raw_metadata: String,
     pub fields: sqlx::types::Json<Value>,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: ResumableState,
     pub item_id: Option<Uuid>,
     pub error_code: Option<String>,
     pub error_detail: Option<String>,

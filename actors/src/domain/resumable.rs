@@ -1,0 +1,33 @@
+//! A resumable (tus) upload's state, as rows and views carry it.
+
+/// Where a resumable upload is: taking chunks, done (its item made), or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumableState {
+    Receiving,
+    Completed,
+    Failed,
+}
+
+impl ResumableState {
+    pub const ALL: [Self; 3] = [Self::Receiving, Self::Completed, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receiving => "receiving",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl TryFrom<String> for ResumableState {
+    type Error = String;
+
+    /// A stored state (rows carry the type, not the string).
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown resumable upload state {s:?}"))
+    }
+}
