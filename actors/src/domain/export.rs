@@ -38,16 +38,7 @@ impl ExportFormat {
     }
 }
 
-impl TryFrom<String> for ExportFormat {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown export format {s:?}"))
-    }
-}
+crate::domain::stored_as_str!(ExportFormat, "export format");
 
 /// Where an export is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,16 +63,7 @@ impl ExportState {
     }
 }
 
-impl TryFrom<String> for ExportState {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown export state {s:?}"))
-    }
-}
+crate::domain::stored_as_str!(ExportState, "export state");
 
 /// One label an exported item's current annotation must have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

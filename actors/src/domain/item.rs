@@ -51,17 +51,7 @@ impl ItemStatus {
     ];
 }
 
-impl TryFrom<String> for ItemStatus {
-    type Error = String;
-
-    /// A stored status (rows carry the type, not the string).
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown item status {s:?}"))
-    }
-}
+crate::domain::stored_as_str!(ItemStatus, "item status");
 
 impl std::fmt::Display for ItemStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -27,17 +27,7 @@ impl JobState {
     }
 }
 
-impl TryFrom<String> for JobState {
-    type Error = String;
-
-    /// A stored state (rows carry the type, not the string).
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown job state {s:?}"))
-    }
-}
+crate::domain::stored_as_str!(JobState, "job state");
 
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

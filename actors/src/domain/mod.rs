@@ -1,6 +1,24 @@
 //! Domain types. Each parses and validates its raw input once; code holding one
 //! can trust it (zero-to-production's "parse, don't validate").
 
+/// `TryFrom<String>` for an enum stored by its `as_str()` name with every variant in
+/// `ALL`: rows carry the type, not the string (sqlx reads it through this).
+macro_rules! stored_as_str {
+    ($ty:ty, $what:literal) => {
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), s))
+            }
+        }
+    };
+}
+pub(crate) use stored_as_str;
+
 pub mod buckets;
 mod email;
 pub mod export;

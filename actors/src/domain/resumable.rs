@@ -20,14 +20,4 @@ impl ResumableState {
     }
 }
 
-impl TryFrom<String> for ResumableState {
-    type Error = String;
-
-    /// A stored state (rows carry the type, not the string).
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| format!("unknown resumable upload state {s:?}"))
-    }
-}
+crate::domain::stored_as_str!(ResumableState, "resumable upload state");
