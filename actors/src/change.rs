@@ -194,8 +194,8 @@ impl std::ops::DerefMut for Change {
     }
 }
 
-// Queueing jobs in a change, with the configured attempts (the job queue is the
-// `jobs` domain; writing its rows belongs to the unit of work).
+// Queueing jobs in a change, with the configured attempts: writing a job's row belongs
+// to the unit of work (the queue that runs it is `jobs/`).
 
 /// Queue a job in the caller's change: it runs if and only if the change commits
 /// (written with the change's other kept writes). Callers wake the workers after the

@@ -46,9 +46,7 @@ impl Readiness {
     }
 }
 
-/// The engine handle: what the HTTP layer and the CLI hold. Each domain's operations are
-/// on its service (`engine.items()`, `engine.review()`, …); the engine itself starts and
-/// stops the actor tree. Cheap to clone.
+/// The engine (see the module's comment). Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     handle: Handle,

@@ -4,11 +4,12 @@
 //! below the domains: every domain's jobs run on it.)
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    accounts::AccountService,
+    ErrorCode,
+    accounts::{AccountService, AccountTransition, InAccounts},
     authz::{self, Action},
     context::{Principal, RequestContext},
     domain::{GlobalRole, JobState},
@@ -41,18 +42,10 @@ pub struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn item_of(job: &JobDetail) -> Option<Uuid> {
-    job.payload
-        .0
-        .get("item_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-}
-
 impl From<JobDetail> for JobView {
     fn from(j: JobDetail) -> Self {
         Self {
-            item_id: item_of(&j),
+            item_id: crate::jobs::item_of(&j.payload),
             id: j.id,
             kind: j.kind,
             state: j.state,
@@ -75,7 +68,7 @@ impl JobService {
             .ok_or(EngineError::NotFound { what: "job" })?;
         // A job with an item is as visible as its item (a deleted project's are hidden
         // from everyone); mail jobs are super admins' business only.
-        if let Some(item_id) = item_of(&job) {
+        if let Some(item_id) = crate::jobs::item_of(&job.payload) {
             let item = store::items::find_live(&self.deps.db, item_id)
                 .await?
                 .ok_or(EngineError::NotFound { what: "job" })?;
@@ -126,7 +119,7 @@ impl JobService {
             .ok_or(EngineError::NotFound { what: "job" })?;
         // A job that processes an item changes the item too: the item's project actor
         // does both, so it stays the one writer of its project's items.
-        if let Some(item_id) = item_of(&job)
+        if let Some(item_id) = crate::jobs::item_of(&job.payload)
             && let Some(item) = store::items::find_any(&self.deps.db, item_id).await?
         {
             let retry = crate::items::RetryJob {
@@ -143,7 +136,7 @@ impl JobService {
             return Ok(job.into());
         }
         // Any other job (mail, a job whose item row is gone) touches nothing else.
-        let retry = crate::items::RetryJobWithoutItem {
+        let retry = RetryJobWithoutItem {
             job_id: id,
             kind: job.kind.clone(),
             state: job.state,
@@ -156,5 +149,41 @@ impl JobService {
             .await?
             .ok_or(EngineError::NotFound { what: "job" })?;
         Ok(job.into())
+    }
+}
+
+/// A super admin retries a failed job that processes no item (mail, an export, a
+/// webhook delivery, or a job whose item row is gone): it goes back in the queue, with
+/// its audit row. It belongs to no project's actor, so the accounts actor, which owns
+/// the platform's own transitions, applies it.
+pub struct RetryJobWithoutItem {
+    pub job_id: Uuid,
+    pub kind: String,
+    /// The job's state as the caller read it, for the 409 when it is not failed.
+    pub state: JobState,
+    pub actor_id: Uuid,
+}
+
+impl AccountTransition for RetryJobWithoutItem {
+    type Out = ();
+
+    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
+        let now = at.now;
+        if !store::jobs::retry_failed(at.tx(), self.job_id, now).await? {
+            return Err(EngineError::Conflict {
+                code: ErrorCode::JobNotFailed,
+                message: format!("the job is {}, not failed", self.state),
+            });
+        }
+        at.audit_entry(store::audit::AuditEntry {
+            actor_id: Some(self.actor_id),
+            action: "job.retried",
+            target_type: "job",
+            target_id: Some(self.job_id.to_string()),
+            project_id: None,
+            details: json!({"kind": self.kind}),
+        });
+        at.wake_workers();
+        Ok(())
     }
 }

@@ -76,8 +76,7 @@ impl InAccounts<'_> {
         self.change.audit(entry, self.ctx, self.now);
     }
 
-    /// Wake this node's job workers once the change has committed (a job it queued
-    /// again by hand, not through [`InAccounts::enqueue_mail`]).
+    /// Wake this node's job workers once the change has committed.
     pub fn wake_workers(&mut self) {
         let waker = self.deps.job_waker.clone();
         self.change.after_commit(move || waker.notify_waiters());
@@ -86,8 +85,7 @@ impl InAccounts<'_> {
     /// Queue a mail in the change; the workers are woken once it has committed.
     pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
         crate::change::enqueue_mail(self.deps, self.change, mail)?;
-        let waker = self.deps.job_waker.clone();
-        self.change.after_commit(move || waker.notify_waiters());
+        self.wake_workers();
         Ok(())
     }
 

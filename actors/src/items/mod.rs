@@ -21,8 +21,8 @@ pub use self::ingest::{FormPart, UploadDetails, UploadForm, UploadInput, UploadS
 pub use self::service::ItemListQuery;
 pub(crate) use self::spans::carry_spans;
 pub(crate) use self::transition::{
-    AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob, RetryJobWithoutItem,
-    check_visible, live_item, not_editable,
+    AddItem, DeleteItem, EditText, ReplaceFile, Reprocess, RetryJob, check_visible, live_item,
+    not_editable,
 };
 pub use self::views::{ItemStatus, ItemView, JobSummary};
 

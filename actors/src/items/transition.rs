@@ -6,7 +6,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    accounts::{AccountTransition, InAccounts},
     authz::{self, Action, ProjectAction},
     context::Principal,
     domain::{DataKind, ItemStatus, JobState, webhook::WebhookEvent},
@@ -361,42 +360,6 @@ impl Transition for RetryJob {
             ("job", job_id.to_string()),
             json!({"kind": self.kind, "item": item_id}),
         );
-        at.wake_workers();
-        Ok(())
-    }
-}
-
-/// A super admin retries a failed job that processes no item (mail, an export, a
-/// webhook delivery, or a job whose item row is gone): it goes back in the queue, with
-/// its audit row. It belongs to no project's actor, so the accounts actor, which owns
-/// the platform's own transitions, applies it.
-pub struct RetryJobWithoutItem {
-    pub job_id: Uuid,
-    pub kind: String,
-    /// The job's state as the caller read it, for the 409 when it is not failed.
-    pub state: JobState,
-    pub actor_id: Uuid,
-}
-
-impl AccountTransition for RetryJobWithoutItem {
-    type Out = ();
-
-    async fn apply(self, at: &mut InAccounts<'_>) -> Result<(), EngineError> {
-        let now = at.now;
-        if !store::jobs::retry_failed(at.tx(), self.job_id, now).await? {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::JobNotFailed,
-                message: format!("the job is {}, not failed", self.state),
-            });
-        }
-        at.audit_entry(store::audit::AuditEntry {
-            actor_id: Some(self.actor_id),
-            action: "job.retried",
-            target_type: "job",
-            target_id: Some(self.job_id.to_string()),
-            project_id: None,
-            details: json!({"kind": self.kind}),
-        });
         at.wake_workers();
         Ok(())
     }

@@ -13,6 +13,14 @@ use crate::{config::JobsConfig, deps::Deps, metrics as m, store};
 
 pub use crate::domain::{KIND_MAIL, MailJob};
 
+/// The item a job's payload names (processing jobs carry `item_id`).
+pub fn item_of(payload: &serde_json::Value) -> Option<uuid::Uuid> {
+    payload
+        .get("item_id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+}
+
 /// When to try a job again after its `attempt`-th failure: exponential backoff with
 /// "equal jitter" (half fixed, half random), capped.
 pub fn retry_at(cfg: &JobsConfig, attempt: i32, now: DateTime<Utc>) -> DateTime<Utc> {

@@ -68,15 +68,6 @@ pub struct NoText {
     pub message: String,
 }
 
-/// The item a processing job names.
-fn item_of(job: &JobRow) -> Option<Uuid> {
-    job.payload
-        .0
-        .get("item_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-}
-
 /// Apply a processing transition in the item's project, as the engine itself.
 /// `None` when there is no such project.
 async fn in_project<T: Transition>(
@@ -103,7 +94,7 @@ async fn start(
     deps: &Deps,
     job: &JobRow,
 ) -> Result<Option<ItemRow>, JobFailure> {
-    let Some(item_id) = item_of(job) else {
+    let Some(item_id) = crate::jobs::item_of(&job.payload) else {
         tracing::error!(job_id = %job.id, "processing job without an item id; dropped");
         return Ok(None);
     };
@@ -130,7 +121,7 @@ async fn start_handed_off(
     deps: &Deps,
     job: &JobRow,
 ) -> Result<Option<ItemRow>, JobFailure> {
-    if let Some(item_id) = item_of(job)
+    if let Some(item_id) = crate::jobs::item_of(&job.payload)
         && let Some(item) = store::items::find_any(&deps.db, item_id).await?
         && item.job_id == Some(job.id)
         && item.status == ItemStatus::Processing
@@ -196,7 +187,7 @@ async fn finish(
 
 /// The job gave up after its last attempt: the item says so.
 async fn gave_up(projects: &Projects, deps: &Deps, job: &JobRow, error: &str) {
-    let Some(item_id) = item_of(job) else {
+    let Some(item_id) = crate::jobs::item_of(&job.payload) else {
         return;
     };
     let result = async {

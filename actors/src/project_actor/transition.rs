@@ -17,7 +17,7 @@ use crate::{
     change::Change,
     context::{Principal, RequestContext},
     deps::Deps,
-    domain::{KIND_MAIL, MailJob, ProjectRole},
+    domain::{MailJob, ProjectRole},
     error::EngineError,
     idempotency::{self, Claim},
     metrics as m,
@@ -114,8 +114,8 @@ impl InProject<'_> {
 
     /// Queue a mail in the change (sent once it has committed).
     pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
-        let payload = serde_json::to_value(&mail).map_err(EngineError::internal)?;
-        self.enqueue(KIND_MAIL, payload);
+        crate::change::enqueue_mail(self.deps, self.change, mail)?;
+        self.wake_workers();
         Ok(())
     }
 

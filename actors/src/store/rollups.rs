@@ -130,14 +130,14 @@ where
     let Some(first) = period.starts.first().copied() else {
         return Ok(Vec::new());
     };
-    let after_scope = 3 + scope.ids().len();
+    let ids = scope.ids();
+    let after_scope = 3 + ids.len();
     let sql = sql
         .replace("{scope}", &scope.clause("project_id", 3))
         .replace(
             "{bucket}",
             &bucket_expr(db, "hour", period.starts.len(), after_scope),
         );
-    let ids = scope.ids();
     // -- backend-specific: the starts as one array, or each after the first.
     Ok(match db {
         Db::Postgres(pool) => {
