@@ -168,12 +168,12 @@ pub enum InvitationState {
     Revoked,
 }
 
-impl InvitationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Accepted => "accepted",
-            Self::Revoked => "revoked",
+impl From<InvitationState> for alta_actors::domain::InvitationState {
+    fn from(state: InvitationState) -> Self {
+        match state {
+            InvitationState::Pending => Self::Pending,
+            InvitationState::Accepted => Self::Accepted,
+            InvitationState::Revoked => Self::Revoked,
         }
     }
 }

@@ -235,7 +235,7 @@ impl From<InvitationView> for InvitationResponse {
             project_id: i.project_id,
             email: i.email,
             role: Wire::new(i.role.as_str()),
-            state: Wire::new(i.state),
+            state: Wire::new(i.state.as_str()),
             invited_by: i.invited_by,
             expires_at: i.expires_at,
             created_at: i.created_at,
@@ -627,7 +627,7 @@ impl ProjectsApi {
             .invitations(
                 &auth.0,
                 project_id.0,
-                state.0.map(InvitationState::as_str),
+                state.0.map(Into::into),
                 limit.0,
                 cursor.0.as_deref(),
             )

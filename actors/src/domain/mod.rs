@@ -22,6 +22,7 @@ pub(crate) use stored_as_str;
 pub mod buckets;
 mod email;
 pub mod export;
+mod invitation;
 mod item;
 mod job;
 pub mod labels;
@@ -33,6 +34,7 @@ pub mod verdict_times;
 pub mod webhook;
 
 pub use email::Email;
+pub use invitation::InvitationState;
 pub use item::ItemStatus;
 pub use job::{JobState, KIND_MAIL, MailJob};
 pub use password::{NewPassword, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};

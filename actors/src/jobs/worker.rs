@@ -1,13 +1,17 @@
 //! The job worker: one actor per job kind, generic over what the kind does
-//! ([`JobHandler`]). It claims due jobs with a lease (never more than its concurrency
-//! at once), runs each in its own task, and records the outcome: done, retried later
-//! with backoff and jitter, or parked as `failed` with the last error. It wakes on the
-//! poll timer, on a local commit (`job_waker`), and on PostgreSQL `NOTIFY` from other
-//! nodes. A running job's lease is renewed (a third of the lease at a time), so only a
-//! crashed worker's job is taken again. On a graceful stop it lets running jobs finish for a while, then gives the
-//! rest back to the queue so another worker takes them at once.
+//! ([`JobHandler`]). The actor is the one writer of the jobs it holds: it claims due
+//! jobs with a lease (never more than its concurrency at once), runs each in a task of
+//! its own, renews the leases of all it holds in one statement (a third of the lease at
+//! a time, so only a crashed worker's job is taken again), and records each run's
+//! outcome when the run ends: done (the jobs that ended together in one statement),
+//! retried later with backoff and jitter, or parked as `failed` with the last error.
+//! It wakes on the poll timer, on a local commit (`job_waker`), and on PostgreSQL
+//! `NOTIFY` from other nodes. On a graceful stop it lets running jobs finish for a
+//! while, recording each, then gives the rest back to the queue so another worker takes
+//! them at once.
 
 use std::{
+    collections::HashMap,
     future::Future,
     marker::PhantomData,
     sync::Arc,
@@ -15,7 +19,8 @@ use std::{
 };
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::task::{self, JoinSet};
+use uuid::Uuid;
 
 use crate::{
     deps::Deps,
@@ -101,6 +106,10 @@ pub enum WorkerMsg {
     Poll,
     /// Refresh this kind's queue gauges.
     Stats,
+    /// A job's run has ended: record the outcomes of every finished run.
+    Reap,
+    /// Push out the leases of the jobs this worker runs.
+    RenewLeases,
 }
 
 pub struct JobWorker<H>(PhantomData<fn() -> H>);
@@ -114,9 +123,21 @@ impl<H> Default for JobWorker<H> {
 pub struct WorkerState<H> {
     deps: Arc<Deps>,
     handler: Arc<H>,
-    permits: Arc<Semaphore>,
     concurrency: usize,
-    running: JoinSet<()>,
+    /// The runs of the jobs this worker holds; each ends with its job and result, which
+    /// the actor records ([`WorkerMsg::Reap`]).
+    running: JoinSet<Finished>,
+    /// The jobs this worker holds (claimed, not yet recorded), by the task that runs
+    /// each: their leases are renewed.
+    held: HashMap<task::Id, Uuid>,
+    /// What follows a job's giving up (its item says so), run beside the actor.
+    follow_ups: JoinSet<()>,
+}
+
+/// A job's run, ended.
+pub struct Finished {
+    job: JobRow,
+    result: Result<JobEnd, JobFailure>,
 }
 
 /// How long a stopping worker waits for running jobs before giving them back.
@@ -145,14 +166,19 @@ impl<H: JobHandler> Actor for JobWorker<H> {
             }
         });
         myself.send_interval(Duration::from_secs(15), || WorkerMsg::Stats);
+        // A third of the lease at a time, so a running job's lease never runs out while
+        // its worker lives; only a dead worker's does.
+        let renew_every = (deps.config.jobs.lease / 3).max(Duration::from_millis(100));
+        myself.send_interval(renew_every, || WorkerMsg::RenewLeases);
         let _ = myself.cast(WorkerMsg::Poll);
         let _ = myself.cast(WorkerMsg::Stats);
         Ok(WorkerState {
             deps,
             handler: Arc::new(handler),
-            permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             running: JoinSet::new(),
+            held: HashMap::new(),
+            follow_ups: JoinSet::new(),
         })
     }
 
@@ -164,38 +190,17 @@ impl<H: JobHandler> Actor for JobWorker<H> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             WorkerMsg::Stats => jobs::refresh_gauges(&state.deps, &[H::KIND]).await,
-            WorkerMsg::Poll => {
-                // Reap finished tasks so the set does not grow.
-                while state.running.try_join_next().is_some() {}
-                let free = state.permits.available_permits();
-                if free == 0 {
-                    return Ok(());
+            WorkerMsg::RenewLeases => renew_leases::<H>(state).await,
+            WorkerMsg::Reap => {
+                let mut finished = Vec::new();
+                while let Some(joined) = state.running.try_join_next_with_id() {
+                    finished.extend(ended(state, joined));
                 }
-                let claimed = match state.handler.per_project_limit(&state.deps) {
-                    Some(per_project) => claim_fair::<H>(&state.deps, free, per_project).await,
-                    None => claim::<H>(&state.deps, free).await,
-                };
-                match claimed {
-                    Ok(jobs) => {
-                        for job in jobs {
-                            let Ok(permit) = state.permits.clone().try_acquire_owned() else {
-                                break;
-                            };
-                            let (deps, handler, me) =
-                                (state.deps.clone(), state.handler.clone(), myself.clone());
-                            state.running.spawn(async move {
-                                run_one(&deps, &*handler, job).await;
-                                drop(permit);
-                                // A slot is free: there may be more waiting.
-                                let _ = me.cast(WorkerMsg::Poll);
-                            });
-                        }
-                    }
-                    Err(err) => {
-                        tracing::error!(kind = H::KIND, error = %err, "job worker could not claim jobs")
-                    }
-                }
+                record::<H>(state, finished).await;
+                // Slots are free: there may be more waiting.
+                claim_and_run(&myself, state).await;
             }
+            WorkerMsg::Poll => claim_and_run(&myself, state).await,
         }
         Ok(())
     }
@@ -205,9 +210,19 @@ impl<H: JobHandler> Actor for JobWorker<H> {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let all = u32::try_from(state.concurrency).unwrap_or(u32::MAX);
-        let finished = tokio::time::timeout(STOP_GRACE, state.permits.acquire_many(all)).await;
-        if finished.is_err() {
+        // Running jobs get a while to finish; each outcome is recorded as it comes.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while !state.running.is_empty() {
+            match tokio::time::timeout_at(deadline, state.running.join_next_with_id()).await {
+                Ok(Some(joined)) => {
+                    let finished: Vec<Finished> = ended(state, joined).into_iter().collect();
+                    record::<H>(state, finished).await;
+                }
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        if !state.running.is_empty() {
             state.running.abort_all();
             let now = state.deps.clock.now();
             match store::jobs::release_held(&state.deps.db, H::KIND, &state.deps.worker_id, now)
@@ -219,20 +234,193 @@ impl<H: JobHandler> Actor for JobWorker<H> {
                 }
             }
         }
+        let _ = tokio::time::timeout_at(deadline, async {
+            while state.follow_ups.join_next().await.is_some() {}
+        })
+        .await;
         Ok(())
+    }
+}
+
+/// A joined run, no longer held: its job and result, or nothing when the run panicked
+/// (its lease is no longer renewed, so the job runs again once it runs out).
+fn ended<H>(
+    state: &mut WorkerState<H>,
+    joined: Result<(task::Id, Finished), task::JoinError>,
+) -> Option<Finished> {
+    match joined {
+        Ok((task, finished)) => {
+            state.held.remove(&task);
+            Some(finished)
+        }
+        Err(err) => {
+            let job = state.held.remove(&err.id());
+            tracing::error!(job_id = ?job, error = %err, "a job's run ended without an outcome; it will run again");
+            None
+        }
+    }
+}
+
+/// Claim due jobs for the free slots and run each in a task of its own.
+async fn claim_and_run<H: JobHandler>(myself: &ActorRef<WorkerMsg>, state: &mut WorkerState<H>) {
+    let free = state.concurrency.saturating_sub(state.running.len());
+    if free == 0 {
+        return;
+    }
+    let claimed = match state.handler.per_project_limit(&state.deps) {
+        Some(per_project) => claim_fair::<H>(&state.deps, free, per_project).await,
+        None => claim::<H>(&state.deps, free).await,
+    };
+    let jobs = match claimed {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            tracing::error!(kind = H::KIND, error = %err, "job worker could not claim jobs");
+            return;
+        }
+    };
+    for job in jobs {
+        let (id, deps, handler, me) = (
+            job.id,
+            state.deps.clone(),
+            state.handler.clone(),
+            myself.clone(),
+        );
+        let run = state.running.spawn(async move {
+            let started = Instant::now();
+            let result = handler.run(&deps, &job).await;
+            metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => H::KIND)
+                .record(started.elapsed().as_secs_f64());
+            // The actor records the outcome (a stopping actor records it as it joins).
+            let _ = me.cast(WorkerMsg::Reap);
+            Finished { job, result }
+        });
+        state.held.insert(run.id(), id);
+    }
+}
+
+/// Renew the leases of every job this worker holds, in one statement.
+async fn renew_leases<H: JobHandler>(state: &WorkerState<H>) {
+    if state.held.is_empty() {
+        return;
+    }
+    let deps = &state.deps;
+    let ids: Vec<Uuid> = state.held.values().copied().collect();
+    let now = deps.clock.now();
+    let until = now + lease(deps);
+    match store::jobs::extend_leases(&deps.db, &ids, &deps.worker_id, until, now).await {
+        Ok(renewed) => {
+            for id in ids.iter().filter(|id| !renewed.contains(id)) {
+                tracing::warn!(kind = H::KIND, job_id = %id, "lease lost while running");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(kind = H::KIND, error = %err, "could not renew the leases")
+        }
+    }
+}
+
+fn lease(deps: &Deps) -> chrono::Duration {
+    chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60))
+}
+
+/// Record how the runs in `finished` ended: the jobs that ran are marked done together
+/// (one statement), a failure is retried later or parked, and the rest were recorded by
+/// their handlers. The worker is the one writer of the jobs it holds.
+async fn record<H: JobHandler>(state: &mut WorkerState<H>, finished: Vec<Finished>) {
+    if finished.is_empty() {
+        return;
+    }
+    let deps = state.deps.clone();
+    let now = deps.clock.now();
+    let ran: Vec<Uuid> = finished
+        .iter()
+        .filter(|f| matches!(f.result, Ok(JobEnd::Ran)))
+        .map(|f| f.job.id)
+        .collect();
+    // `None`: the statement failed and the jobs will run again.
+    let completed = match store::jobs::complete_held(
+        &deps.db,
+        &ran,
+        &deps.worker_id,
+        H::KIND,
+        now,
+        H::SCRUB_WHEN_DONE,
+    )
+    .await
+    {
+        Ok(done) => Some(done),
+        Err(err) => {
+            tracing::error!(kind = H::KIND, jobs = ran.len(), error = %err, "could not mark jobs done; they will run again");
+            None
+        }
+    };
+    for Finished { job, result } in finished {
+        let outcome = match result {
+            Ok(JobEnd::Recorded) => "done",
+            Ok(JobEnd::HandedOver) => "handed_over",
+            Ok(JobEnd::LeaseLost) => {
+                tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
+                "lease_lost"
+            }
+            Ok(JobEnd::Postponed) => "postponed",
+            Ok(JobEnd::Ran) => match &completed {
+                Some(done) if done.contains(&job.id) => "done",
+                Some(_) => {
+                    // The lease ran out and another worker has it: its run decides.
+                    tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
+                    "lease_lost"
+                }
+                None => "unrecorded",
+            },
+            Err(JobFailure(error)) => failed(state, &job, error, now).await,
+        };
+        metrics::counter!(m::JOBS_FINISHED_TOTAL, "kind" => H::KIND, "outcome" => outcome)
+            .increment(1);
+    }
+}
+
+/// A failed attempt: the job is tried again later, or parked when its attempts are
+/// spent (and then its handler's follow-up runs beside the actor).
+async fn failed<H: JobHandler>(
+    state: &mut WorkerState<H>,
+    job: &JobRow,
+    error: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> &'static str {
+    let deps = &state.deps;
+    let give_up = job.attempts >= job.max_attempts;
+    let recorded = if give_up {
+        tracing::error!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed for good");
+        store::jobs::park_failed(&deps.db, job.id, &deps.worker_id, &error, now).await
+    } else {
+        tracing::warn!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed; will retry");
+        let at = state.handler.retry_at(deps, job.attempts, now);
+        store::jobs::retry_later(&deps.db, job.id, &deps.worker_id, &error, at, now).await
+    };
+    match recorded {
+        Ok(true) if give_up => {
+            let (deps, handler, job) = (deps.clone(), state.handler.clone(), job.clone());
+            state.follow_ups.spawn(async move {
+                handler.gave_up(&deps, &job, &error).await;
+            });
+            "failed"
+        }
+        Ok(_) => "retry",
+        Err(err) => {
+            tracing::error!(kind = H::KIND, job_id = %job.id, error = %err, "could not record job failure");
+            "unrecorded"
+        }
     }
 }
 
 async fn claim<H: JobHandler>(deps: &Deps, limit: usize) -> Result<Vec<JobRow>, store::StoreError> {
     let now = deps.clock.now();
-    let lease =
-        chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
     store::jobs::claim(
         &deps.db,
         H::KIND,
         &deps.worker_id,
         now,
-        now + lease,
+        now + lease(deps),
         i64::try_from(limit).unwrap_or(1),
     )
     .await
@@ -245,8 +433,6 @@ async fn claim_fair<H: JobHandler>(
     limit: usize,
     per_project: usize,
 ) -> Result<Vec<JobRow>, store::StoreError> {
-    let lease =
-        chrono::Duration::from_std(deps.config.jobs.lease).unwrap_or(chrono::Duration::seconds(60));
     let per_project = i64::try_from(per_project).unwrap_or(i64::MAX);
     let mut jobs = Vec::new();
     while jobs.len() < limit {
@@ -256,7 +442,7 @@ async fn claim_fair<H: JobHandler>(
             H::KIND,
             &deps.worker_id,
             now,
-            now + lease,
+            now + lease(deps),
             per_project,
         )
         .await?
@@ -266,88 +452,4 @@ async fn claim_fair<H: JobHandler>(
         }
     }
     Ok(jobs)
-}
-
-async fn run_one<H: JobHandler>(deps: &Arc<Deps>, handler: &H, job: JobRow) {
-    let started = Instant::now();
-    // The lease is renewed while the job runs, so a long job is not taken again by
-    // another worker; only a dead worker's lease runs out.
-    let result = {
-        let run = handler.run(deps, &job);
-        tokio::pin!(run);
-        let every = (deps.config.jobs.lease / 3).max(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                result = &mut run => break result,
-                () = tokio::time::sleep(every) => {
-                    let now = deps.clock.now();
-                    let lease = chrono::Duration::from_std(deps.config.jobs.lease)
-                        .unwrap_or(chrono::Duration::seconds(60));
-                    match store::jobs::extend_lease(&deps.db, job.id, &deps.worker_id, now + lease, now).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(kind = H::KIND, job_id = %job.id, "lease lost while running"),
-                        Err(err) => tracing::warn!(kind = H::KIND, job_id = %job.id, error = %err, "could not renew the lease"),
-                    }
-                }
-            }
-        }
-    };
-    metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => H::KIND)
-        .record(started.elapsed().as_secs_f64());
-    let now = deps.clock.now();
-    let outcome = match result {
-        Ok(JobEnd::Recorded) => "done",
-        Ok(JobEnd::HandedOver) => "handed_over",
-        Ok(JobEnd::LeaseLost) => {
-            tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
-            "lease_lost"
-        }
-        Ok(JobEnd::Postponed) => "postponed",
-        Ok(JobEnd::Ran) => {
-            match store::jobs::complete_as(
-                &deps.db,
-                job.id,
-                &deps.worker_id,
-                H::KIND,
-                now,
-                H::SCRUB_WHEN_DONE,
-            )
-            .await
-            {
-                Ok(true) => "done",
-                Ok(false) => {
-                    // The lease ran out and another worker has it: its run decides.
-                    tracing::warn!(kind = H::KIND, job_id = %job.id, "job finished after its lease was lost");
-                    "lease_lost"
-                }
-                Err(err) => {
-                    tracing::error!(kind = H::KIND, job_id = %job.id, error = %err, "could not mark job done; it will run again");
-                    "unrecorded"
-                }
-            }
-        }
-        Err(JobFailure(error)) => {
-            let give_up = job.attempts >= job.max_attempts;
-            let recorded = if give_up {
-                tracing::error!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed for good");
-                store::jobs::park_failed(&deps.db, job.id, &deps.worker_id, &error, now).await
-            } else {
-                tracing::warn!(kind = H::KIND, job_id = %job.id, attempts = job.attempts, %error, "job failed; will retry");
-                let at = handler.retry_at(deps, job.attempts, now);
-                store::jobs::retry_later(&deps.db, job.id, &deps.worker_id, &error, at, now).await
-            };
-            match recorded {
-                Ok(true) if give_up => {
-                    handler.gave_up(deps, &job, &error).await;
-                    "failed"
-                }
-                Ok(_) => "retry",
-                Err(err) => {
-                    tracing::error!(kind = H::KIND, job_id = %job.id, error = %err, "could not record job failure");
-                    "unrecorded"
-                }
-            }
-        }
-    };
-    metrics::counter!(m::JOBS_FINISHED_TOTAL, "kind" => H::KIND, "outcome" => outcome).increment(1);
 }

@@ -11,7 +11,7 @@ use crate::{
     context::Principal,
     deps::Deps,
     domain::MailJob,
-    domain::{Email, ProjectRole, webhook::WebhookEvent},
+    domain::{Email, InvitationState, ProjectRole, webhook::WebhookEvent},
     error::EngineError,
     idempotency::Claim,
     project_actor::{Check, InProject, Transition},
@@ -168,7 +168,8 @@ impl Transition for RevokeInvitation {
     async fn apply(self, at: &mut InProject<'_>) -> Result<(), EngineError> {
         let (id, now, invitation_id) = (at.id(), at.now, self.invitation_id);
         pending(at.tx(), id, invitation_id).await?;
-        store::invitations::finish(at.tx(), invitation_id, "revoked", None, now).await?;
+        store::invitations::finish(at.tx(), invitation_id, InvitationState::Revoked, None, now)
+            .await?;
         at.audit(
             "invitation.revoked",
             ("invitation", invitation_id.to_string()),
@@ -205,7 +206,7 @@ impl Transition for AcceptInvitation {
             .ok_or_else(invalid)?;
         let invitation = store::invitations::find_by_hash_tx(at.tx(), &self.token_hash)
             .await?
-            .filter(|i| i.project_id == id && i.state == "pending")
+            .filter(|i| i.project_id == id && i.state == InvitationState::Pending)
             .ok_or_else(invalid)?;
         if invitation.expires_at <= now {
             return Err(EngineError::Validation {
@@ -229,7 +230,15 @@ impl Transition for AcceptInvitation {
             });
         }
         // Conditional: of two simultaneous accepts, one finds it no longer pending.
-        if !store::invitations::finish(at.tx(), invitation.id, "accepted", Some(user), now).await? {
+        if !store::invitations::finish(
+            at.tx(),
+            invitation.id,
+            InvitationState::Accepted,
+            Some(user),
+            now,
+        )
+        .await?
+        {
             return Err(invalid());
         }
         let role: ProjectRole = invitation.role.parse()?;
@@ -259,6 +268,6 @@ async fn pending(
 ) -> Result<store::invitations::InvitationRow, EngineError> {
     store::invitations::find_tx(tx, project, invitation_id)
         .await?
-        .filter(|i| i.state == "pending")
+        .filter(|i| i.state == InvitationState::Pending)
         .ok_or(EngineError::NotFound { what: "invitation" })
 }

@@ -17,7 +17,10 @@ use crate::{
     authz::{self, Action, ProjectAction},
     command::settle,
     context::{Principal, RequestContext},
-    domain::{Email, GlobalRole, ProjectName, ProjectRole, ProjectSettings, parse_description},
+    domain::{
+        Email, GlobalRole, InvitationState, ProjectName, ProjectRole, ProjectSettings,
+        parse_description,
+    },
     error::EngineError,
     idempotency::{Begin, Idempotent, fingerprint},
     pagination::{Page, PageRequest},
@@ -315,20 +318,13 @@ impl ProjectService {
         &self,
         principal: &Principal,
         project_id: Uuid,
-        state: Option<&str>,
+        state: Option<InvitationState>,
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<InvitationView>, EngineError> {
         self.check_project(principal, project_id, ProjectAction::ManageInvitations)
             .await?;
-        let state = state.unwrap_or("pending");
-        if !matches!(state, "pending" | "accepted" | "revoked") {
-            return Err(EngineError::validation(
-                ErrorCode::InvalidState,
-                "state",
-                "state is pending, accepted or revoked",
-            ));
-        }
+        let state = state.unwrap_or(InvitationState::Pending);
         let page = PageRequest::parse(limit, cursor)?;
         let rows = store::invitations::list(
             &self.deps.db,

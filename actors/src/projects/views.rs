@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 pub use crate::project_access::ProjectView;
 use crate::{
-    domain::ProjectRole,
+    domain::{InvitationState, ProjectRole},
     store::{audit::AuditRow, invitations::InvitationRow, projects::MemberRow},
 };
 
@@ -80,8 +80,7 @@ pub struct InvitationView {
     pub project_id: Uuid,
     pub email: String,
     pub role: ProjectRole,
-    /// `pending`, `accepted` or `revoked`.
-    pub state: String,
+    pub state: InvitationState,
     pub invited_by: Uuid,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,

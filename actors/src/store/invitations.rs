@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::InvitationState;
+
 use super::{Db, StoreResult, Tx, with_db, with_tx};
 
 const COLUMNS: &str = "id, project_id, email, role, state, invited_by, expires_at, accepted_by, created_at, updated_at";
@@ -13,7 +15,8 @@ pub struct InvitationRow {
     pub project_id: Uuid,
     pub email: String,
     pub role: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: InvitationState,
     pub invited_by: Uuid,
     pub expires_at: DateTime<Utc>,
     pub accepted_by: Option<Uuid>,
@@ -107,7 +110,7 @@ pub async fn pending_for_email(
 pub async fn finish(
     tx: &mut Tx,
     id: Uuid,
-    state: &str,
+    state: InvitationState,
     accepted_by: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
@@ -115,7 +118,7 @@ pub async fn finish(
                WHERE id = $1 AND state = 'pending'";
     let rows = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(id)
-        .bind(state)
+        .bind(state.as_str())
         .bind(accepted_by)
         .bind(now)
         .execute(conn)
@@ -149,7 +152,7 @@ pub async fn rotate_token(
 pub async fn list(
     db: &Db,
     project: Uuid,
-    state: &str,
+    state: InvitationState,
     after: Option<Uuid>,
     limit: i64,
 ) -> StoreResult<Vec<InvitationRow>> {
@@ -161,7 +164,7 @@ pub async fn list(
         sqlx::AssertSqlSafe(sql)
     )
     .bind(project)
-    .bind(state)
+    .bind(state.as_str())
     .bind(after)
     .bind(limit)
     .fetch_all(pool)

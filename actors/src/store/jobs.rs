@@ -560,26 +560,70 @@ pub async fn save_payload(
     Ok(n == 1)
 }
 
-/// Push out the lease of a job this worker still holds (a heartbeat while it runs).
-/// False when the lease was lost.
-pub async fn extend_lease(
+/// Push out the leases of the jobs `ids` this worker still holds (a heartbeat while
+/// they run), in one statement. Returns the ids renewed: a missing one's lease was lost.
+pub async fn extend_leases(
     db: &Db,
-    id: Uuid,
+    ids: &[Uuid],
     worker: &str,
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let sql = "UPDATE jobs SET lease_until = $3, updated_at = $4 \
-               WHERE id = $1 AND locked_by = $2 AND state = 'running'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
-        .bind(id)
-        .bind(worker)
-        .bind(lease_until)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(n == 1)
+) -> StoreResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE jobs SET lease_until = $2, updated_at = $3 \
+         WHERE locked_by = $1 AND state = 'running' AND id IN ({}) RETURNING id",
+        super::placeholders_from(4, ids.len())
+    );
+    let renewed = with_db!(db, |pool| {
+        let mut q = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(renewed)
+}
+
+/// Finish the jobs `ids` of `kind` this worker holds, in one statement (see
+/// [`complete_as`]). Returns the ids finished: a missing one's lease was lost.
+pub async fn complete_held(
+    db: &Db,
+    ids: &[Uuid],
+    worker: &str,
+    kind: &str,
+    now: DateTime<Utc>,
+    scrub: bool,
+) -> StoreResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
+         lease_until = NULL, last_error = NULL, \
+         payload = CASE WHEN $4 THEN $5 ELSE payload END \
+         WHERE locked_by = $1 AND state = 'running' AND kind = $2 AND id IN ({}) RETURNING id",
+        super::placeholders_from(6, ids.len())
+    );
+    let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
+    let done = with_db!(db, |pool| {
+        let mut q = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(worker)
+            .bind(kind)
+            .bind(now)
+            .bind(scrub)
+            .bind(scrubbed.clone());
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(done)
 }
 
 /// Delete jobs that finished (`done`) before `before`; failed jobs stay for people to
