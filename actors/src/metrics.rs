@@ -29,6 +29,9 @@ pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
 /// How long one group took, from its first savepoint to its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
+/// Groups whose fast path (no savepoints) met a failing transition and started over
+/// with a savepoint per transition.
+pub const PROJECT_GROUP_RESTARTS_TOTAL: &str = "project_group_restarts_total";
 /// How long one transition took inside its group, without the commit (label
 /// `transition`: its type, e.g. `AddItem`); where a project actor's time goes.
 pub const PROJECT_TRANSITION_SECONDS: &str = "project_transition_seconds";

@@ -18,10 +18,11 @@ use crate::{
 /// text), marking stale those whose words changed.
 pub(crate) async fn carry_spans(at: &mut InProject<'_>, item_id: Uuid) -> Result<(), EngineError> {
     let (id, now) = (at.id(), stored_time(at.now));
-    let Some(new_text) = store::texts::current_tx(at.tx(), item_id).await? else {
+    // The annotation first: most items a new text reaches have none (one read, not two).
+    let Some(annotation) = store::labels::current_annotation_tx(at.tx(), item_id).await? else {
         return Ok(());
     };
-    let Some(annotation) = store::labels::current_annotation_tx(at.tx(), item_id).await? else {
+    let Some(new_text) = store::texts::current_tx(at.tx(), item_id).await? else {
         return Ok(());
     };
     let Some(anchor) = annotation.text_revision else {

@@ -49,12 +49,15 @@ fn count_upload(row: &ItemRow) {
 
 /// Commit an uploaded item (its blob is already stored): the row, its follow-up job,
 /// the project's storage count and the audit row.
+#[derive(Clone)]
 pub struct AddItem {
     pub row: Box<ItemRow>,
     pub idempotency: Option<Claim>,
 }
 
 impl Transition for AddItem {
+    crate::replayable!();
+
     type Out = ItemView;
 
     fn check(&self, _: &Principal) -> Check {
@@ -104,11 +107,14 @@ impl Transition for AddItem {
 }
 
 /// Soft-delete an item: its owner may (with the right to upload), or an admin.
+#[derive(Clone)]
 pub struct DeleteItem {
     pub item_id: Uuid,
 }
 
 impl Transition for DeleteItem {
+    crate::replayable!();
+
     type Out = ();
 
     fn check(&self, _: &Principal) -> Check {
@@ -185,12 +191,15 @@ pub(crate) fn not_editable(status: ItemStatus) -> EngineError {
 
 /// A person's revision of the text: the uploader (with the right to upload) or an admin.
 /// The machine's output and earlier revisions stay.
+#[derive(Clone)]
 pub struct EditText {
     pub item_id: Uuid,
     pub text: String,
 }
 
 impl Transition for EditText {
+    crate::replayable!();
+
     type Out = TextRow;
 
     fn check(&self, _: &Principal) -> Check {

@@ -26,6 +26,7 @@ use crate::{
 
 /// A source's suggestion for an item: checked as values are (no field is required),
 /// replacing what the source suggested before. Who and when as for the values.
+#[derive(Clone)]
 pub struct PutSuggestion {
     pub item_id: Uuid,
     pub source: String,
@@ -34,6 +35,8 @@ pub struct PutSuggestion {
 }
 
 impl Transition for PutSuggestion {
+    crate::replayable!();
+
     type Out = SuggestionRow;
 
     fn check(&self, _: &Principal) -> Check {
@@ -81,6 +84,7 @@ impl Transition for PutSuggestion {
 /// Accept a source's suggestion (all its fields, or those named) into a new revision of
 /// the item's annotation by the caller. Suggested spans made on an earlier text are
 /// refused (409 `suggestion_stale`): their offsets may point at other words now.
+#[derive(Clone)]
 pub struct AcceptSuggestion {
     pub item_id: Uuid,
     pub source: String,
@@ -89,6 +93,8 @@ pub struct AcceptSuggestion {
 }
 
 impl Transition for AcceptSuggestion {
+    crate::replayable!();
+
     type Out = AnnotationRow;
 
     fn check(&self, _: &Principal) -> Check {

@@ -156,6 +156,7 @@ impl Transition for PutLabelSchema {
 
 /// A new revision of an item's annotation: by its contributor or a project admin, while
 /// the item is `ready` or `changes_requested`, against the current schema.
+#[derive(Clone)]
 pub struct PutAnnotation {
     pub item_id: Uuid,
     pub values: BTreeMap<String, Value>,
@@ -164,6 +165,8 @@ pub struct PutAnnotation {
 }
 
 impl Transition for PutAnnotation {
+    crate::replayable!();
+
     type Out = AnnotationRow;
 
     fn check(&self, _: &Principal) -> Check {

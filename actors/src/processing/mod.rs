@@ -105,6 +105,16 @@ async fn start(
     if item.job_id != Some(job.id) {
         return Ok(None);
     }
+    // Plain text and Markdown are read here, in well under a millisecond for most
+    // (a bounded read, no parser): such an item goes from `uploaded` to its outcome in
+    // one transition of its project, without a `processing` step that nobody could see
+    // and that would cost the project's actor a commit of its own.
+    if job.kind == KIND_OCR
+        && item.status == ItemStatus::Uploaded
+        && local_ocr::is_plain_text(&item.detected_type)
+    {
+        return Ok(Some(item));
+    }
     let start = StartProcessing {
         job_id: job.id,
         item_id,

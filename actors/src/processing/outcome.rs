@@ -38,12 +38,15 @@ async fn current_item(
 
 /// A job begins on its item. `None`: nothing to do (the item was deleted or given a
 /// newer job, or an earlier run of this job already finished it).
+#[derive(Clone)]
 pub struct StartProcessing {
     pub job_id: Uuid,
     pub item_id: Uuid,
 }
 
 impl Transition for StartProcessing {
+    crate::replayable!();
+
     type Out = Option<ItemRow>;
 
     fn check(&self, _: &Principal) -> Check {
@@ -64,6 +67,7 @@ impl Transition for StartProcessing {
 /// The job is handed over to the OCR lane (same job, kind `ocr_image`, queued again with
 /// its attempt here not counted); the item stays `processing`. `false`: this worker no
 /// longer holds the job, and nothing changed.
+#[derive(Clone)]
 pub struct HandOverToOcr {
     pub job_id: Uuid,
     pub item_id: Uuid,
@@ -71,6 +75,8 @@ pub struct HandOverToOcr {
 }
 
 impl Transition for HandOverToOcr {
+    crate::replayable!();
+
     type Out = bool;
 
     fn check(&self, _: &Principal) -> Check {
@@ -106,6 +112,7 @@ pub enum Recorded {
 /// reason; and the job marked done by the worker that holds it, in the same commit. A
 /// worker whose lease was lost gets 409 `lease_lost` and writes nothing (the worker now
 /// holding the job records its own outcome).
+#[derive(Clone)]
 pub struct RecordProcessing {
     pub job_id: Uuid,
     pub job_kind: String,
@@ -115,6 +122,8 @@ pub struct RecordProcessing {
 }
 
 impl Transition for RecordProcessing {
+    crate::replayable!();
+
     type Out = Recorded;
 
     fn check(&self, _: &Principal) -> Check {
@@ -182,6 +191,7 @@ impl Transition for RecordProcessing {
 }
 
 /// The job failed its last attempt: its item says so (when the job is still its own).
+#[derive(Clone)]
 pub struct ProcessingGaveUp {
     pub job_id: Uuid,
     pub item_id: Uuid,
@@ -189,6 +199,8 @@ pub struct ProcessingGaveUp {
 }
 
 impl Transition for ProcessingGaveUp {
+    crate::replayable!();
+
     type Out = ();
 
     fn check(&self, _: &Principal) -> Check {

@@ -40,6 +40,8 @@ pub struct ProjectState {
     group: Vec<Box<dyn Pending>>,
     /// A `CommitGroup` is in the mailbox.
     group_commit_sent: bool,
+    /// Groups left to take the careful path (savepoints) after a fast one started over.
+    careful_groups: u32,
 }
 
 impl Actor for ProjectActor {
@@ -63,6 +65,7 @@ impl Actor for ProjectActor {
             last_active: Instant::now(),
             group: Vec::new(),
             group_commit_sent: false,
+            careful_groups: 0,
         })
     }
 
@@ -140,9 +143,15 @@ impl ProjectActor {
 }
 
 async fn commit_group(state: &mut ProjectState) {
-    if !state.group.is_empty() {
-        let group = std::mem::take(&mut state.group);
-        super::group::commit(&state.deps, state.id, group).await;
+    if state.group.is_empty() {
+        return;
+    }
+    let group = std::mem::take(&mut state.group);
+    let fast = state.careful_groups == 0;
+    state.careful_groups = state.careful_groups.saturating_sub(1);
+    let committed = super::group::commit(&state.deps, state.id, group, fast).await;
+    if committed.restarted {
+        state.careful_groups = super::group::CAREFUL_AFTER_RESTART;
     }
 }
 
@@ -163,15 +172,31 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// Lock the project for the rest of the change (when it exists) and load it.
-    pub(super) async fn lock(change: &mut Change, id: Uuid) -> Result<Self, EngineError> {
-        let project = store::projects::lock(change, id).await?;
+    /// Lock the project for the rest of the change (when it exists) and load it, with
+    /// the roles of `callers` and its webhooks where that costs no round trip of its own
+    /// ([`store::projects::lock_with`]).
+    pub(super) async fn lock(
+        change: &mut Change,
+        id: Uuid,
+        callers: &[Uuid],
+    ) -> Result<Self, EngineError> {
+        let locked = store::projects::lock_with(change, id, callers).await?;
+        let mut roles = std::collections::HashMap::new();
+        if let Some(found) = locked.roles {
+            for user in callers {
+                let role = found
+                    .iter()
+                    .find(|(u, _)| u == user)
+                    .and_then(|(_, r)| r.parse().ok());
+                roles.insert(*user, role);
+            }
+        }
         Ok(Self {
             id,
-            project,
-            roles: std::collections::HashMap::new(),
+            project: locked.project,
+            roles,
             stale: false,
-            subscribers: None,
+            subscribers: locked.subscribers,
         })
     }
 

@@ -1,8 +1,18 @@
 //! Group commit for a project's actor. The transitions that arrive while the actor is
-//! busy committing are applied together on its next turn: one transaction, a savepoint
-//! per transition (a failing one rolls back alone and gets its own error), one commit,
+//! busy committing are applied together on its next turn: one transaction, one commit,
 //! and only then does each caller get its answer. With one transition waiting, it runs
 //! as it would alone; durability does not change (an answer still means committed).
+//!
+//! Each transition must succeed or fail alone. Two ways to that:
+//! - **Fast path**: when every transition of the group can be replayed
+//!   ([`super::Transition::replica`]), replicas run one after another with no savepoint
+//!   at all (a savepoint is a round trip per transition, which the actor waits for). If
+//!   every one succeeds, the group commits. If one fails, the whole change is rolled
+//!   back and the group starts over on the careful path, from the kept originals; the
+//!   actor then stays careful for a while ([`CAREFUL_AFTER_RESTART`] groups), so a
+//!   workload that fails often does not pay twice.
+//! - **Careful path**: a savepoint per transition (a failing one rolls back alone and
+//!   gets its own error), one commit.
 
 use std::time::Instant;
 
@@ -14,46 +24,64 @@ use super::{
 };
 use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 
-/// Apply `group` in one transaction and answer every caller after its commit.
-pub(super) async fn commit(deps: &Deps, id: Uuid, group: Vec<Box<dyn Pending>>) {
+/// Groups that take the careful path after a fast one had to start over.
+pub(super) const CAREFUL_AFTER_RESTART: u32 = 16;
+
+/// How a group went: whether its fast path had to start over.
+pub(super) struct Committed {
+    pub restarted: bool,
+}
+
+/// Apply `group` in one transaction and answer every caller after its commit. `fast`:
+/// try the fast path first.
+pub(super) async fn commit(
+    deps: &Deps,
+    id: Uuid,
+    group: Vec<Box<dyn Pending>>,
+    fast: bool,
+) -> Committed {
     let started = Instant::now();
     metrics::histogram!(m::PROJECT_GROUP_COMMANDS).record(group.len() as f64);
-    let (held, committed) = match run(deps, id, group).await {
+    let (ran, restarted) = match run(deps, id, group, fast).await {
         Ok(ran) => ran,
-        Err((group, err)) => {
+        Err((group, err, restarted)) => {
             for command in group {
                 command.refuse(copy(&err));
             }
-            return;
+            return Committed { restarted };
         }
     };
+    let (held, committed) = ran;
     metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
     for outcome in held {
         outcome.answer(&committed);
     }
+    Committed { restarted }
 }
 
 type Ran = (Vec<Box<dyn Held>>, Result<(), EngineError>);
+/// The group, unrun, with why it could not run and whether a fast path started over.
+type Unrun = (Vec<Box<dyn Pending>>, EngineError, bool);
 
-/// Run the group's commands and commit: their outcomes and the commit's. The group
-/// comes back unrun when its change cannot begin or the project cannot be read.
+/// Run the group's commands and commit: their outcomes and the commit's, and whether
+/// the fast path started over. The group comes back unrun when its change cannot begin
+/// or the project cannot be read.
 async fn run(
     deps: &Deps,
     id: Uuid,
-    group: Vec<Box<dyn Pending>>,
-) -> Result<Ran, (Vec<Box<dyn Pending>>, EngineError)> {
-    let mut change = match Change::begin(&deps.db).await {
-        Ok(change) => change,
-        Err(err) => return Err((group, err.into())),
-    };
-    // The project is locked and loaded once for the whole group.
-    let mut opened = match Opened::lock(&mut change, id).await {
+    mut group: Vec<Box<dyn Pending>>,
+    fast: bool,
+) -> Result<(Ran, bool), Unrun> {
+    let mut callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
+    callers.sort_unstable();
+    callers.dedup();
+    let (mut change, mut opened) = match open(deps, id, &callers).await {
         Ok(opened) => opened,
-        Err(err) => return Err((group, err)),
+        Err(err) => return Err((group, err, false)),
     };
     // A group of one needs no savepoint: if its command fails, nothing is committed.
     if group.len() == 1 {
-        let command = group.into_iter().next().expect("one command");
+        let command = group.pop().expect("one command");
         let outcome = command.run(&mut change, &mut opened, deps).await;
         let committed = if outcome.succeeded() {
             change.commit().await
@@ -64,12 +92,63 @@ async fn run(
             }
             Ok(())
         };
-        return Ok((vec![outcome], committed));
+        return Ok(((vec![outcome], committed), false));
     }
-    let callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
-    if let Err(err) = opened.read_roles(&mut change, &callers).await {
-        return Err((group, err));
+    let mut restarted = false;
+    if fast && group.iter().all(|c| c.replayable()) {
+        if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await {
+            let committed = change.commit().await;
+            let held = group.into_iter().map(|c| c.into_kept()).collect();
+            return Ok(((held, committed), false));
+        }
+        // A replica failed: nothing of the group stands. Start over, carefully.
+        restarted = true;
+        metrics::counter!(m::PROJECT_GROUP_RESTARTS_TOTAL).increment(1);
+        if let Err(err) = change.rollback().await {
+            tracing::warn!(error = %err, "rolling back a group to start over");
+        }
+        (change, opened) = match open(deps, id, &callers).await {
+            Ok(opened) => opened,
+            Err(err) => return Err((group, err, true)),
+        };
     }
+    Ok((careful(change, opened, deps, group).await, restarted))
+}
+
+/// Begin the group's change, lock and load the project, and read its callers' roles.
+async fn open(deps: &Deps, id: Uuid, callers: &[Uuid]) -> Result<(Change, Opened), EngineError> {
+    let mut change = Change::begin(&deps.db).await?;
+    // The project is locked and loaded once for the whole group, with its callers'
+    // roles (one read for all of them).
+    let mut opened = Opened::lock(&mut change, id, callers).await?;
+    opened.read_roles(&mut change, callers).await?;
+    Ok((change, opened))
+}
+
+/// The fast path: every command's replica in turn, no savepoints. `Ok(true)` when all
+/// succeeded; anything else leaves the change to be rolled back.
+async fn run_replicas(
+    change: &mut Change,
+    opened: &mut Opened,
+    deps: &Deps,
+    group: &mut [Box<dyn Pending>],
+) -> Result<bool, EngineError> {
+    for command in group.iter_mut() {
+        if !command.run_replica(change, opened, deps).await {
+            return Ok(false);
+        }
+        opened.refresh(change).await?;
+    }
+    Ok(true)
+}
+
+/// The careful path: a savepoint per command, one commit.
+async fn careful(
+    mut change: Change,
+    mut opened: Opened,
+    deps: &Deps,
+    group: Vec<Box<dyn Pending>>,
+) -> Ran {
     let mut held = Vec::with_capacity(group.len());
     // A savepoint that cannot be set or undone leaves the transaction unusable: the
     // whole group then fails (nothing of it is written).
@@ -106,5 +185,5 @@ async fn run(
         Some(err) => Err(err),
         None => change.commit().await,
     };
-    Ok((held, committed))
+    (held, committed)
 }

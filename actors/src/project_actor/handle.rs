@@ -62,6 +62,7 @@ impl Projects {
                 principal,
                 ctx,
                 reply,
+                kept: None,
             }))
         })
         .await

@@ -37,6 +37,14 @@ pub trait Transition: Send + Sized + 'static {
         self,
         at: &mut InProject<'_>,
     ) -> impl Future<Output = Result<Self::Out, EngineError>> + Send;
+
+    /// A copy to run in a group without a savepoint of its own, keeping `self` to run
+    /// again should the group have to start over ([`super::group`]'s fast path). A
+    /// transition on a hot path returns `Some(self.clone())`; the default, `None`,
+    /// always runs in a savepoint.
+    fn replica(&self) -> Option<Self> {
+        None
+    }
 }
 
 /// What the actor checks before a transition runs.
@@ -167,12 +175,25 @@ impl InProject<'_> {
     }
 }
 
+/// `Transition::replica` for a transition that is cheap to copy: it takes the group's
+/// fast path (see [`super::group`]).
+#[macro_export]
+macro_rules! replayable {
+    () => {
+        fn replica(&self) -> Option<Self> {
+            Some(self.clone())
+        }
+    };
+}
+
 /// A transition with its caller, waiting in the actor's group.
 pub(super) struct Envelope<T: Transition> {
     pub command: T,
     pub principal: Principal,
     pub ctx: RequestContext,
     pub reply: Reply<T::Out>,
+    /// What a replica of the command gave on the group's fast path.
+    pub kept: Option<Result<T::Out, EngineError>>,
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -188,6 +209,20 @@ pub trait Pending: Send {
 
     /// Answer without running (the group could not begin).
     fn refuse(self: Box<Self>, err: EngineError);
+
+    /// Whether a replica of the command can run first, without a savepoint.
+    fn replayable(&self) -> bool;
+
+    /// Run a replica of the command and keep its outcome; whether it succeeded.
+    fn run_replica<'a>(
+        &'a mut self,
+        change: &'a mut Change,
+        opened: &'a mut Opened,
+        deps: &'a Deps,
+    ) -> Boxed<'a, bool>;
+
+    /// The kept outcome, to be answered once the group's commit says whether it stands.
+    fn into_kept(self: Box<Self>) -> Box<dyn Held>;
 
     /// Who asks.
     fn caller(&self) -> Uuid;
@@ -232,27 +267,9 @@ impl<T: Transition> Pending for Envelope<T> {
                 principal,
                 ctx,
                 reply,
+                kept: _,
             } = *self;
-            let started = std::time::Instant::now();
-            let result = async {
-                let role = match command.check(&principal) {
-                    Check::Member(action) => opened.authorize(change, &principal, action).await?,
-                    Check::Itself => opened.role(change, &principal).await?,
-                };
-                let mut at = InProject {
-                    change,
-                    opened,
-                    deps,
-                    principal: &principal,
-                    ctx: &ctx,
-                    role,
-                    now: deps.clock.now(),
-                };
-                command.apply(&mut at).await
-            }
-            .await;
-            metrics::histogram!(m::PROJECT_TRANSITION_SECONDS, "transition" => name::<T>())
-                .record(started.elapsed().as_secs_f64());
+            let result = execute(command, &principal, &ctx, change, opened, deps).await;
             Box::new(Outcome { reply, result }) as Box<dyn Held>
         })
     }
@@ -261,9 +278,72 @@ impl<T: Transition> Pending for Envelope<T> {
         let _ = self.reply.send(Err(err));
     }
 
+    fn replayable(&self) -> bool {
+        self.command.replica().is_some()
+    }
+
+    fn run_replica<'a>(
+        &'a mut self,
+        change: &'a mut Change,
+        opened: &'a mut Opened,
+        deps: &'a Deps,
+    ) -> Boxed<'a, bool> {
+        Box::pin(async move {
+            let Some(replica) = self.command.replica() else {
+                return false;
+            };
+            let result = execute(replica, &self.principal, &self.ctx, change, opened, deps).await;
+            let succeeded = result.is_ok();
+            self.kept = Some(result);
+            succeeded
+        })
+    }
+
+    fn into_kept(self: Box<Self>) -> Box<dyn Held> {
+        let result = self
+            .kept
+            .unwrap_or_else(|| Err(EngineError::internal("a command answered before it ran")));
+        Box::new(Outcome {
+            reply: self.reply,
+            result,
+        })
+    }
+
     fn caller(&self) -> Uuid {
         self.principal.user_id
     }
+}
+
+/// Check the caller and apply `command` in the group's change, timed.
+async fn execute<T: Transition>(
+    command: T,
+    principal: &Principal,
+    ctx: &RequestContext,
+    change: &mut Change,
+    opened: &mut Opened,
+    deps: &Deps,
+) -> Result<T::Out, EngineError> {
+    let started = std::time::Instant::now();
+    let result = async {
+        let role = match command.check(principal) {
+            Check::Member(action) => opened.authorize(change, principal, action).await?,
+            Check::Itself => opened.role(change, principal).await?,
+        };
+        let mut at = InProject {
+            change,
+            opened,
+            deps,
+            principal,
+            ctx,
+            role,
+            now: deps.clock.now(),
+        };
+        command.apply(&mut at).await
+    }
+    .await;
+    metrics::histogram!(m::PROJECT_TRANSITION_SECONDS, "transition" => name::<T>())
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// A transition's label: its type's name without the path.

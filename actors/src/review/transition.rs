@@ -34,11 +34,14 @@ use crate::{
 
 /// Send items to review: each must be `ready` (or sent back for changes), and the
 /// caller's own or the caller an admin. All or nothing.
+#[derive(Clone)]
 pub struct Submit {
     pub item_ids: Vec<Uuid>,
 }
 
 impl Transition for Submit {
+    crate::replayable!();
+
     type Out = Vec<ItemView>;
 
     fn check(&self, _: &Principal) -> Check {
@@ -105,9 +108,12 @@ fn lease_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Give the caller the next item of their queue with a lease; the item they already
 /// hold, if any (a retried call never takes two). `None` when the queue is empty.
+#[derive(Clone)]
 pub struct ClaimReview;
 
 impl Transition for ClaimReview {
+    crate::replayable!();
+
     type Out = Option<ItemRow>;
 
     fn check(&self, _: &Principal) -> Check {
@@ -162,11 +168,14 @@ async fn pending_item(tx: &mut Tx, id: Uuid, item_id: Uuid) -> Result<ItemRow, E
 }
 
 /// Push out the caller's lease on an item they hold.
+#[derive(Clone)]
 pub struct RenewReview {
     pub item_id: Uuid,
 }
 
 impl Transition for RenewReview {
+    crate::replayable!();
+
     type Out = ItemRow;
 
     fn check(&self, _: &Principal) -> Check {
@@ -189,11 +198,14 @@ impl Transition for RenewReview {
 }
 
 /// Pass on an item for this round: it leaves the caller's queue, and their lease goes.
+#[derive(Clone)]
 pub struct SkipReview {
     pub item_id: Uuid,
 }
 
 impl Transition for SkipReview {
+    crate::replayable!();
+
     type Out = ();
 
     fn check(&self, _: &Principal) -> Check {
@@ -255,12 +267,15 @@ fn check_decision(input: &DecisionInput, settings: &ProjectSettings) -> Result<(
 
 /// Approve or reject an item: the decision counts in the current round, and the
 /// consensus rule (`items::consensus`) says where the item goes.
+#[derive(Clone)]
 pub struct Decide {
     pub item_id: Uuid,
     pub input: Box<DecisionInput>,
 }
 
 impl Transition for Decide {
+    crate::replayable!();
+
     type Out = (ItemRow, DecisionRow);
 
     fn check(&self, _: &Principal) -> Check {

@@ -50,21 +50,13 @@ impl TextRow {
 /// when that job already left a revision (it ran twice), nothing is added and false
 /// is returned.
 pub async fn add_revision(tx: &mut Tx, row: &TextRow) -> StoreResult<bool> {
-    if let Some(job) = row.job_id {
-        let sql = "SELECT COUNT(*) FROM item_texts WHERE job_id = $1";
-        let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
-            .bind(job)
-            .fetch_one(conn)
-            .await)?;
-        if n > 0 {
-            return Ok(false);
-        }
-    }
+    // One statement: a job's text is written once, however often the job runs.
     let sql = "INSERT INTO item_texts (id, item_id, revision, source, engine, author_id, job_id, \
                text, pages, words, confidence, created_at) \
-               VALUES ($1, $2, (SELECT COALESCE(MAX(revision), 0) + 1 FROM item_texts WHERE item_id = $2), \
-               $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-    with_tx!(tx, |conn| sqlx::query(sql)
+               SELECT $1, $2, (SELECT COALESCE(MAX(revision), 0) + 1 FROM item_texts WHERE item_id = $2), \
+               $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+               WHERE $6 IS NULL OR NOT EXISTS (SELECT 1 FROM item_texts WHERE job_id = $6)";
+    let written = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(row.id)
         .bind(row.item_id)
         .bind(row.source.as_str())
@@ -78,8 +70,8 @@ pub async fn add_revision(tx: &mut Tx, row: &TextRow) -> StoreResult<bool> {
         .bind(row.created_at)
         .execute(conn)
         .await
-        .map(|_| ()))?;
-    Ok(true)
+        .map(|r| r.rows_affected()))?;
+    Ok(written == 1)
 }
 
 /// Every revision of an item's text, oldest first.
