@@ -388,9 +388,13 @@ impl UploadsApi {
         #[oai(name = "Upload-Length")] length: Header<Required<String>>,
         #[oai(name = "Upload-Defer-Length")] defer: Header<Option<String>>,
         #[oai(name = "Upload-Metadata")] metadata: Header<Required<String>>,
+        ctx: Data<&RequestContext>,
     ) -> ApiResult<TusCreated> {
         let input = create_input(length.0.0, defer.0, metadata.0.0)?;
-        let view = engine.resumable().create_resumable(&auth.0, input).await?;
+        let view = engine
+            .resumable()
+            .create_resumable(&auth.0, input, &ctx)
+            .await?;
         Ok(TusCreated::Created(
             format!("/api/uploads/{}", view.id),
             0,
@@ -489,10 +493,11 @@ impl UploadsApi {
         engine: Data<&Engine>,
         auth: BearerAuth,
         id: Path<Uuid>,
+        ctx: Data<&RequestContext>,
     ) -> ApiResult<TusTerminated> {
         engine
             .resumable()
-            .terminate_resumable(&auth.0, id.0)
+            .terminate_resumable(&auth.0, id.0, &ctx)
             .await?;
         Ok(TusTerminated::NoContent)
     }

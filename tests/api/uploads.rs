@@ -16,6 +16,7 @@ backend_tests!(
     a_resumable_upload_survives_a_restart_and_becomes_an_item,
     resumable_uploads_refuse_bad_input_and_keep_nothing,
     abandoned_uploads_expire_and_are_swept,
+    a_member_removed_mid_upload_commits_no_more_of_it,
 );
 
 fn b64(s: &str) -> String {
@@ -812,4 +813,41 @@ mod nodes {
     async fn nodes_sharing_uploads_in_a_folder() {
         nodes_sharing_uploads_continue_each_others(Shared::Folder).await
     }
+}
+
+/// A resumable upload's chunks are transitions of its project, checked like any other
+/// write: once its owner is no longer a member, no further chunk is committed.
+async fn a_member_removed_mid_upload_commits_no_more_of_it(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("admin@example.org").await;
+    let project = create_project(&app, &admin, "Leaving").await;
+    let member = join(&app, &admin, &project, "member@example.org", "contributor").await;
+    let audio = wav(1.0, 8_000, 440.0);
+    let third = audio.len() / 3;
+    let meta = metadata(&project, "audio", "leaving.wav");
+    let location = created(&app, &member, audio.len(), &meta).await;
+    let resp = patch(&app, &member, &location, 0, audio[..third].to_vec(), None).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    let member_id = app.user_id(&member).await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/projects/{project}/members/{member_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // A chunk short of the end: its offset is a transition the project refuses.
+    let chunk = audio[third..2 * third].to_vec();
+    let resp = patch(&app, &member, &location, third, chunk, None).await;
+    assert_problem(resp, StatusCode::NOT_FOUND, "not_found").await;
+    let resp = head(&app, &member, &location).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(offset_of(&resp), third as u64, "nothing more was committed");
+    let items = app
+        .get_json(&format!("/api/voice?project_id={project}"), &admin)
+        .await;
+    assert_eq!(items["items"].as_array().unwrap().len(), 0, "{items}");
 }

@@ -33,12 +33,12 @@ pub struct ResumableRow {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert(db: &Db, row: &ResumableRow) -> StoreResult<()> {
+pub async fn insert(tx: &mut Tx, row: &ResumableRow) -> StoreResult<()> {
     let sql = "INSERT INTO resumable_uploads (id, user_id, project_id, kind, upload_length, \
                upload_offset, raw_metadata, fields, state, item_id, error_code, error_detail, \
                created_at, updated_at, expires_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-    with_db!(db, |pool| sqlx::query(sql)
+    with_tx!(tx, |conn| sqlx::query(sql)
         .bind(row.id)
         .bind(row.user_id)
         .bind(row.project_id)
@@ -54,7 +54,7 @@ pub async fn insert(db: &Db, row: &ResumableRow) -> StoreResult<()> {
         .bind(row.created_at)
         .bind(row.updated_at)
         .bind(row.expires_at)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|_| ()))?;
     Ok(())
@@ -72,13 +72,13 @@ pub async fn find(db: &Db, id: Uuid) -> StoreResult<Option<ResumableRow>> {
 }
 
 /// Unfinished uploads a user has open (a cap keeps one account from filling the disk).
-pub async fn count_receiving(db: &Db, user: Uuid, now: DateTime<Utc>) -> StoreResult<i64> {
+pub async fn count_receiving(tx: &mut Tx, user: Uuid, now: DateTime<Utc>) -> StoreResult<i64> {
     let sql = "SELECT COUNT(*) FROM resumable_uploads \
                WHERE user_id = $1 AND state = 'receiving' AND expires_at > $2";
-    let n = with_db!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+    let n = with_tx!(tx, |conn| sqlx::query_scalar::<_, i64>(sql)
         .bind(user)
         .bind(now)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await)?;
     Ok(n)
 }
@@ -91,35 +91,35 @@ const ADVANCE: &str = "UPDATE resumable_uploads SET upload_offset = $3, updated_
 /// Move the committed offset from `from` to `to` and push the expiry out. False when
 /// the row is no longer receiving at `from` (another writer, termination, expiry).
 pub async fn advance(
-    db: &Db,
+    tx: &mut Tx,
     id: Uuid,
     from: i64,
     to: i64,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let n = with_db!(db, |pool| sqlx::query(ADVANCE)
+    let n = with_tx!(tx, |conn| sqlx::query(ADVANCE)
         .bind(id)
         .bind(from)
         .bind(to)
         .bind(now)
         .bind(expires_at)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 
 /// The upload became an item: all bytes are committed.
-pub async fn complete(db: &Db, id: Uuid, item: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+pub async fn complete(tx: &mut Tx, id: Uuid, item: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let sql = "UPDATE resumable_uploads SET state = 'completed', item_id = $2, \
                upload_offset = upload_length, updated_at = $3 \
                WHERE id = $1 AND state = 'receiving'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(id)
         .bind(item)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
@@ -128,7 +128,7 @@ pub async fn complete(db: &Db, id: Uuid, item: Uuid, now: DateTime<Utc>) -> Stor
 /// The complete file was refused (type, duplicate, corrupt audio…): kept with the
 /// reason so the client can ask what happened; the bytes are gone.
 pub async fn fail(
-    db: &Db,
+    tx: &mut Tx,
     id: Uuid,
     code: &str,
     detail: &str,
@@ -137,12 +137,12 @@ pub async fn fail(
     let sql = "UPDATE resumable_uploads SET state = 'failed', error_code = $2, error_detail = $3, \
                upload_offset = upload_length, updated_at = $4 \
                WHERE id = $1 AND state = 'receiving'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(id)
         .bind(code)
         .bind(detail)
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
@@ -156,6 +156,38 @@ pub async fn delete(db: &Db, id: Uuid) -> StoreResult<bool> {
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// Remove an upload and its parts' rows (their blobs are removed by the caller).
+pub async fn delete_tx(tx: &mut Tx, id: Uuid) -> StoreResult<bool> {
+    with_tx!(tx, |conn| sqlx::query(
+        "DELETE FROM resumable_parts WHERE upload_id = $1"
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ()))?;
+    let n = with_tx!(tx, |conn| sqlx::query(
+        "DELETE FROM resumable_uploads WHERE id = $1"
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Forget an upload's parts' rows, in a transition (their blobs are removed by the
+/// caller once it has committed).
+pub async fn delete_parts_tx(tx: &mut Tx, id: Uuid) -> StoreResult<()> {
+    with_tx!(tx, |conn| sqlx::query(
+        "DELETE FROM resumable_parts WHERE upload_id = $1"
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    Ok(())
 }
 
 /// Rows past their expiry: unfinished ones are abandoned; finished ones have been

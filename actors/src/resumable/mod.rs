@@ -12,6 +12,9 @@
 //! upload (`ItemService::upload`), with an idempotency key derived from the upload, so a
 //! retried final chunk can never make a second item.
 
+mod transition;
+
+use self::transition::{AdvanceUpload, OpenUpload, RemoveUpload, SettleUpload, Settled};
 use crate::ErrorCode;
 use crate::items::ItemService;
 use std::io::SeekFrom;
@@ -24,7 +27,6 @@ use uuid::Uuid;
 
 use crate::{
     authz::ProjectAction,
-    change::Change,
     context::{Principal, RequestContext},
     deps::Deps,
     domain::{DataKind, ResumableState},
@@ -174,6 +176,7 @@ impl ResumableService {
         &self,
         principal: &Principal,
         input: CreateResumable,
+        ctx: &RequestContext,
     ) -> Result<ResumableView, EngineError> {
         let project = self
             .check_project(principal, input.project_id, ProjectAction::Upload)
@@ -204,18 +207,6 @@ impl ResumableService {
         }
         parse_fields(&input.details)?;
         let now = self.deps.clock.now();
-        if store::resumable::count_receiving(&self.deps.db, principal.user_id, now).await?
-            >= MAX_OPEN_PER_USER
-        {
-            // 403, not 409 or 429: tus clients retry 409 (resending nothing useful),
-            // and waiting does not help; finishing or deleting an upload does.
-            return Err(EngineError::Refused {
-                code: ErrorCode::TooManyOpenUploads,
-                message: format!(
-                    "at most {MAX_OPEN_PER_USER} unfinished uploads at once; finish or delete one"
-                ),
-            });
-        }
         let expiry = chrono::Duration::from_std(self.deps.config.resumable_upload_expiry)
             .map_err(EngineError::internal)?;
         let row = ResumableRow {
@@ -237,7 +228,11 @@ impl ResumableService {
             updated_at: now,
             expires_at: now + expiry,
         };
-        store::resumable::insert(&self.deps.db, &row).await?;
+        let open = OpenUpload {
+            row: Box::new(row.clone()),
+        };
+        self.apply_in_project(input.project_id, principal, ctx, open)
+            .await?;
         metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "created").increment(1);
         Ok(row.into())
     }
@@ -334,15 +329,16 @@ impl ResumableService {
         metrics::counter!(m::RESUMABLE_BYTES_TOTAL).increment(received.bytes);
 
         if new_offset < view.length || received.interrupted {
-            let moved = store::resumable::advance(
-                &self.deps.db,
+            let advance = AdvanceUpload {
                 id,
-                row.upload_offset,
-                i64::try_from(new_offset).map_err(EngineError::internal)?,
-                now,
-                now + expiry,
-            )
-            .await?;
+                from: row.upload_offset,
+                to: i64::try_from(new_offset).map_err(EngineError::internal)?,
+                part: None,
+                expires_at: now + expiry,
+            };
+            let moved = self
+                .apply_in_project(view.project_id, principal, ctx, advance)
+                .await?;
             if !moved {
                 truncate(&path, committed).await;
                 return Err(busy());
@@ -392,7 +388,15 @@ impl ResumableService {
             let from = i64::try_from(committed).map_err(EngineError::internal)?;
             let moved = if received.bytes == 0 {
                 let _ = tokio::fs::remove_file(&chunk).await;
-                store::resumable::advance(&self.deps.db, id, from, from, now, now + expiry).await?
+                let advance = AdvanceUpload {
+                    id,
+                    from,
+                    to: from,
+                    part: None,
+                    expires_at: now + expiry,
+                };
+                self.apply_in_project(view.project_id, principal, ctx, advance)
+                    .await?
             } else {
                 let part = store::resumable::PartRow {
                     start_offset: from,
@@ -404,15 +408,19 @@ impl ResumableService {
                 put.map_err(|e| EngineError::Unavailable(format!("blob store: {e}")))?;
                 // A part whose commit fails is left in the store (it may have committed
                 // after all): a blob nobody reads, never a committed part removed.
-                let mut change = Change::begin(&self.deps.db).await?;
-                let moved =
-                    store::resumable::advance_with_part(&mut change, id, &part, now, now + expiry)
-                        .await?;
-                if moved {
-                    change.commit().await?;
-                } else {
-                    drop(change);
-                    let _ = self.deps.blobs.delete(&part.blob_key).await;
+                let key = part.blob_key.clone();
+                let advance = AdvanceUpload {
+                    id,
+                    from,
+                    to: from + part.length,
+                    part: Some(part),
+                    expires_at: now + expiry,
+                };
+                let moved = self
+                    .apply_in_project(view.project_id, principal, ctx, advance)
+                    .await?;
+                if !moved {
+                    let _ = self.deps.blobs.delete(&key).await;
                 }
                 moved
             };
@@ -423,7 +431,15 @@ impl ResumableService {
         }
 
         let path = self.deps.blobs.resumable_path(id);
-        let assembled = self.assemble(id, committed, &chunk, &path).await;
+        // The parts' keys, read before the upload is settled (which forgets them).
+        let parts = match store::resumable::parts(&self.deps.db, id).await {
+            Ok(parts) => parts,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&chunk).await;
+                return Err(err.into());
+            }
+        };
+        let assembled = self.assemble(id, &parts, committed, &chunk, &path).await;
         let _ = tokio::fs::remove_file(&chunk).await;
         if let Err(err) = assembled {
             let _ = tokio::fs::remove_file(&path).await;
@@ -438,7 +454,7 @@ impl ResumableService {
                 let _ = tokio::fs::remove_file(&path).await;
             }
             // Made an item, or refused for good: the parts are done with.
-            _ => drop_parts(&self.deps, id).await,
+            _ => remove_part_blobs(&self.deps, id, &parts).await,
         }
         result
     }
@@ -447,6 +463,7 @@ impl ResumableService {
     async fn assemble(
         &self,
         id: Uuid,
+        parts: &[store::resumable::PartRow],
         committed: u64,
         last_chunk: &std::path::Path,
         path: &std::path::Path,
@@ -456,7 +473,7 @@ impl ResumableService {
             .await
             .map_err(EngineError::internal)?;
         let mut at: i64 = 0;
-        for part in store::resumable::parts(&self.deps.db, id).await? {
+        for part in parts {
             if part.start_offset != at {
                 return Err(EngineError::internal(format!(
                     "upload {id}: the part at {at} is missing"
@@ -519,11 +536,15 @@ impl ResumableService {
             .service::<ItemService>()
             .upload(principal, input, Some(&key), ctx)
             .await;
-        let now = self.deps.clock.now();
         match result {
             Ok(item) => {
                 let item_id = item.into_inner().id;
-                store::resumable::complete(&self.deps.db, id, item_id, now).await?;
+                let settle = SettleUpload {
+                    id,
+                    settled: Settled::Completed { item_id },
+                };
+                self.apply_in_project(view.project_id, principal, ctx, settle)
+                    .await?;
                 let _ = tokio::fs::remove_file(path).await;
                 metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "completed").increment(1);
                 Ok(ResumableView {
@@ -539,14 +560,15 @@ impl ResumableService {
                 Err(err)
             }
             Err(err) => {
-                store::resumable::fail(
-                    &self.deps.db,
+                let settle = SettleUpload {
                     id,
-                    err.code().as_str(),
-                    &err.to_string(),
-                    now,
-                )
-                .await?;
+                    settled: Settled::Failed {
+                        code: err.code().as_str().to_owned(),
+                        detail: err.to_string(),
+                    },
+                };
+                self.apply_in_project(view.project_id, principal, ctx, settle)
+                    .await?;
                 let _ = tokio::fs::remove_file(path).await;
                 metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "refused").increment(1);
                 Err(final_refusal(err))
@@ -629,11 +651,14 @@ impl ResumableService {
         &self,
         principal: &Principal,
         id: Uuid,
+        ctx: &RequestContext,
     ) -> Result<(), EngineError> {
-        self.own_resumable(principal, id).await?;
+        let row = self.own_resumable(principal, id).await?;
         let _busy = self.deps.resumable_busy.claim(id).ok_or_else(busy)?;
-        drop_parts(&self.deps, id).await;
-        store::resumable::delete(&self.deps.db, id).await?;
+        let parts = store::resumable::parts(&self.deps.db, id).await?;
+        self.apply_in_project(row.project_id, principal, ctx, RemoveUpload { id })
+            .await?;
+        remove_part_blobs(&self.deps, id, &parts).await;
         let _ = tokio::fs::remove_file(self.deps.blobs.resumable_path(id)).await;
         metrics::counter!(m::RESUMABLE_UPLOADS_TOTAL, "event" => "terminated").increment(1);
         Ok(())
@@ -656,8 +681,18 @@ fn final_refusal(err: EngineError) -> EngineError {
     }
 }
 
-/// Remove the blobs of an upload's parts, and their rows (best effort: a part left
-/// behind is a blob nobody reads; its row goes with the upload's).
+/// Remove the blobs of an upload's parts (best effort: a part left behind is a blob
+/// nobody reads).
+async fn remove_part_blobs(deps: &Deps, id: Uuid, parts: &[store::resumable::PartRow]) {
+    for part in parts {
+        if let Err(err) = deps.blobs.delete(&part.blob_key).await {
+            tracing::warn!(upload = %id, error = %err, "could not remove an upload part");
+        }
+    }
+}
+
+/// An expired upload's parts: their blobs, then their rows (the sweeper's
+/// housekeeping; its row goes with the upload's).
 async fn drop_parts(deps: &Deps, id: Uuid) {
     let Ok(parts) = store::resumable::parts(&deps.db, id).await else {
         return;
@@ -665,11 +700,7 @@ async fn drop_parts(deps: &Deps, id: Uuid) {
     if parts.is_empty() {
         return;
     }
-    for part in &parts {
-        if let Err(err) = deps.blobs.delete(&part.blob_key).await {
-            tracing::warn!(upload = %id, error = %err, "could not remove an upload part");
-        }
-    }
+    remove_part_blobs(deps, id, &parts).await;
     let _ = store::resumable::delete_parts(&deps.db, id).await;
 }
 
