@@ -1,7 +1,7 @@
 //! Crash safety of processing jobs, with the real `alta serve` binary: the server is
 //! killed (SIGKILL) while its worker runs an OCR job; the job stays `running` under its
-//! lease, the restarted server takes it again once the lease has run out, and it
-//! finishes exactly once.
+//! lease, the restarted server takes it again once the lease has run out, renews the
+//! lease while the job outlasts it, and the job finishes exactly once.
 
 use std::{
     path::{Path, PathBuf},
@@ -28,13 +28,11 @@ backend_tests!(a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_on
 /// pdftoppm and read by tesseract, one after the other: a second or two a page on a
 /// small machine, long enough to kill the server mid-job many times over.
 const BLANK_PAGES: usize = 8;
-/// The lease the first server claims the job with: the job may be taken again this
-/// long after the kill.
+/// The lease both servers claim the job with: the job may be taken again this long
+/// after the kill. The restarted server's run of the job takes longer than that, so its
+/// worker must renew the lease while the job runs (a third of the lease at a time), or
+/// it would take the job once more itself (a third attempt, which the test refuses).
 const SHORT_LEASE_SECONDS: &str = "3";
-/// The restarted server's lease, longer than any run of the job. Leases are not renewed
-/// while a job runs: with a lease shorter than the OCR run, a worker (here or on another
-/// node) would take the job again while it still runs, which is not this test's case.
-const LONG_LEASE_SECONDS: &str = "600";
 /// Most time the restarted server may take to finish the job (lease wait plus OCR).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -254,8 +252,15 @@ async fn a_job_killed_mid_run_is_reclaimed_after_its_lease_and_finishes_once(bac
     let dead_worker = at_kill.locked_by.clone().expect("the job is leased");
 
     // Restart on the same data. The job is not queued: only its lease running out lets
-    // a worker take it again.
-    let server = site.serve("second", &lease(LONG_LEASE_SECONDS)).await;
+    // a worker take it again. The new run outlasts its own lease, renewed as it runs;
+    // the worker has a second slot free for the project, which would take the job once
+    // more should the lease run out.
+    let second = [
+        ("JOB_LEASE_SECONDS", SHORT_LEASE_SECONDS),
+        ("JOB_CONCURRENCY_OCR", "2"),
+        ("OCR_MAX_RUNNING_PER_PROJECT", "2"),
+    ];
+    let server = site.serve("second", &second).await;
     let token = server.token(&client).await;
     let deadline = Instant::now() + FINISH_TIMEOUT;
     let item = loop {
