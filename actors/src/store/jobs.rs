@@ -272,31 +272,9 @@ pub async fn complete(
     Ok(rows == 1)
 }
 
-/// As [`complete`], only while the job is still of `kind`: a job handed over to another
-/// lane may be running there under the same worker id (one per process).
-pub async fn complete_as(
-    db: &Db,
-    id: Uuid,
-    worker: &str,
-    kind: &str,
-    now: DateTime<Utc>,
-    scrub: bool,
-) -> StoreResult<bool> {
-    let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
-    let rows = with_db!(db, |pool| sqlx::query(COMPLETE_AS)
-        .bind(id)
-        .bind(worker)
-        .bind(now)
-        .bind(scrub)
-        .bind(scrubbed.clone())
-        .bind(kind)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(rows == 1)
-}
-
-/// [`complete_as`] inside a transaction that records the job's outcome with it.
+/// [`complete`], only while the job is still of `kind` (a job handed over to another
+/// lane may be running there under the same worker id, one per process), inside a
+/// transaction that records the job's outcome with it.
 pub async fn complete_as_tx(
     tx: &mut Tx,
     id: Uuid,
@@ -601,7 +579,7 @@ pub async fn extend_leases(
 }
 
 /// Finish the jobs `ids` of `kind` this worker holds, in one statement (see
-/// [`complete_as`]). Returns the ids finished: a missing one's lease was lost.
+/// [`complete_as_tx`]). Returns the ids finished: a missing one's lease was lost.
 pub async fn complete_held(
     db: &Db,
     ids: &[Uuid],

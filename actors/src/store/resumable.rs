@@ -160,13 +160,7 @@ pub async fn delete(db: &Db, id: Uuid) -> StoreResult<bool> {
 
 /// Remove an upload and its parts' rows (their blobs are removed by the caller).
 pub async fn delete_tx(tx: &mut Tx, id: Uuid) -> StoreResult<bool> {
-    with_tx!(tx, |conn| sqlx::query(
-        "DELETE FROM resumable_parts WHERE upload_id = $1"
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .map(|_| ()))?;
+    delete_parts_tx(tx, id).await?;
     let n = with_tx!(tx, |conn| sqlx::query(
         "DELETE FROM resumable_uploads WHERE id = $1"
     )
