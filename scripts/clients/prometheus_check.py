@@ -48,6 +48,7 @@ NO_DATA_EXPECTED = {
     "collection": "refreshed on the review monitor's timer (60 s)",
     "audio": "no recording in the load",
     "throttle": "no refused login in the load",
+    "started over": "no group commit met a failing transition",
 }
 
 
