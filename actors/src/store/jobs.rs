@@ -222,14 +222,22 @@ pub async fn claim_fair(
             "",
         ),
     };
+    // As in [`claim`], expired leases and due jobs are two ordered reads (an `OR` would
+    // sort the whole backlog, and count each candidate's project on the way).
+    let room = format!(
+        "(SELECT count(*) FROM jobs r WHERE r.kind = $1 AND r.state = 'running' \
+          AND r.lease_until >= $2 AND {project_of_r} = {project_of_c}) < $5"
+    );
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
          lease_until = $3, locked_by = $4, updated_at = $2 \
-         WHERE id IN (SELECT c.id FROM jobs c WHERE c.kind = $1 \
-           AND ((c.state = 'queued' AND c.run_at <= $2) OR (c.state = 'running' AND c.lease_until < $2)) \
-           AND (SELECT count(*) FROM jobs r WHERE r.kind = $1 AND r.state = 'running' \
-                AND r.lease_until >= $2 AND {project_of_r} = {project_of_c}) < $5 \
-           ORDER BY c.run_at LIMIT 1{lock}) \
+         WHERE id IN (SELECT id FROM ( \
+           SELECT id FROM (SELECT c.id FROM jobs c WHERE c.kind = $1 AND c.state = 'running' \
+             AND c.lease_until < $2 AND {room} ORDER BY c.lease_until LIMIT 1{lock}) AS expired \
+           UNION ALL \
+           SELECT id FROM (SELECT c.id FROM jobs c WHERE c.kind = $1 AND c.state = 'queued' \
+             AND c.run_at <= $2 AND {room} ORDER BY c.run_at LIMIT 1{lock}) AS due \
+         ) AS claimable LIMIT 1) \
          RETURNING id, kind, payload, attempts, max_attempts"
     );
     let row = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
