@@ -197,6 +197,8 @@ impl<H: JobHandler> Actor for JobWorker<H> {
                     finished.extend(ended(state, joined));
                 }
                 record::<H>(state, finished).await;
+                // Follow-ups that ended are dropped, so the set does not grow.
+                while state.follow_ups.try_join_next().is_some() {}
                 // Slots are free: there may be more waiting.
                 claim_and_run(&myself, state).await;
             }

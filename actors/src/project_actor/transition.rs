@@ -38,10 +38,14 @@ pub trait Transition: Send + Sized + 'static {
         at: &mut InProject<'_>,
     ) -> impl Future<Output = Result<Self::Out, EngineError>> + Send;
 
+    /// Whether [`Transition::replica`] gives a copy (declared, so the group can ask
+    /// without making one).
+    const REPLAYABLE: bool = false;
+
     /// A copy to run in a group without a savepoint of its own, keeping `self` to run
     /// again should the group have to start over ([`super::group`]'s fast path). A
-    /// transition on a hot path returns `Some(self.clone())`; the default, `None`,
-    /// always runs in a savepoint.
+    /// transition on a hot path declares itself with [`crate::replayable!`]; the
+    /// default, `None`, always runs in a savepoint.
     fn replica(&self) -> Option<Self> {
         None
     }
@@ -180,6 +184,8 @@ impl InProject<'_> {
 #[macro_export]
 macro_rules! replayable {
     () => {
+        const REPLAYABLE: bool = true;
+
         fn replica(&self) -> Option<Self> {
             Some(self.clone())
         }
@@ -279,7 +285,7 @@ impl<T: Transition> Pending for Envelope<T> {
     }
 
     fn replayable(&self) -> bool {
-        self.command.replica().is_some()
+        T::REPLAYABLE
     }
 
     fn run_replica<'a>(
