@@ -27,6 +27,7 @@ use crate::{
     store::{
         self, Db, StoreResult, Tx,
         audit::{AuditEntry, AuditRecord},
+        items::ItemRow,
         jobs::NewJob,
         with_tx,
     },
@@ -38,6 +39,9 @@ pub struct Change {
     tx: Tx,
     after_commit: Vec<AfterCommit>,
     later: Later,
+    /// New items are kept for the commit too ([`Change::keep_new_item`]): only on a
+    /// group's fast path, which starts over should one of them be refused.
+    defer_new_items: bool,
     /// The last command's savepoint succeeded and is released together with the next
     /// statement about savepoints (or by the commit), saving a round trip per command.
     release_pending: bool,
@@ -49,6 +53,7 @@ struct Later {
     audit: Vec<AuditRecord>,
     jobs: Vec<NewJob>,
     storage: Vec<(Uuid, i64)>,
+    items: Vec<ItemRow>,
 }
 
 /// Where a command began inside a shared change: rolling back to it undoes the
@@ -59,6 +64,7 @@ pub struct Savepoint {
     audit_len: usize,
     jobs_len: usize,
     storage_len: usize,
+    items_len: usize,
 }
 
 impl Change {
@@ -67,10 +73,40 @@ impl Change {
             tx: db.begin().await?,
             after_commit: Vec::new(),
             later: Later::default(),
+            defer_new_items: false,
             release_pending: false,
         })
     }
 
+    /// Keep new items for the commit from now on (a group's fast path: see
+    /// [`Change::keep_new_item`]).
+    pub fn defer_new_items(&mut self) {
+        self.defer_new_items = true;
+    }
+
+    /// Whether a new item may be kept for the commit rather than inserted now.
+    pub fn defers_new_items(&self) -> bool {
+        self.defer_new_items
+    }
+
+    /// A new item, inserted with the change's other kept writes (one statement for the
+    /// group on PostgreSQL). Whether the unique indexes took it is known only then:
+    /// [`Change::write_kept`] says whether every one was, and a group whose item was
+    /// refused starts over with a savepoint per command, which finds out whose it was.
+    pub fn keep_new_item(&mut self, row: ItemRow) {
+        self.later.items.push(row);
+    }
+
+    /// Insert the new items kept so far, before a command that may read any item runs;
+    /// whether every one was inserted (see [`Change::keep_new_item`]).
+    pub async fn flush_new_items(&mut self) -> Result<bool, EngineError> {
+        if self.later.items.is_empty() {
+            return Ok(true);
+        }
+        let items = std::mem::take(&mut self.later.items);
+        let inserted = store::kept::write(&mut self.tx, &[], &[], &[], &items).await?;
+        Ok(inserted == items.len() as u64)
+    }
     /// Run `work` once the change has committed (never if it does not).
     pub fn after_commit(&mut self, work: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(work));
@@ -126,6 +162,7 @@ impl Change {
             audit_len: self.later.audit.len(),
             jobs_len: self.later.jobs.len(),
             storage_len: self.later.storage.len(),
+            items_len: self.later.items.len(),
         })
     }
 
@@ -142,20 +179,35 @@ impl Change {
         self.later.audit.truncate(savepoint.audit_len);
         self.later.jobs.truncate(savepoint.jobs_len);
         self.later.storage.truncate(savepoint.storage_len);
+        self.later.items.truncate(savepoint.items_len);
         self.release_pending = false;
         self.execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
             .await
     }
 
-    /// Write what was kept, commit, then do what was waiting for it.
-    pub async fn commit(mut self) -> Result<(), EngineError> {
+    /// Write what was kept (before the commit); whether every kept new item was
+    /// inserted. The kept writes are gone either way.
+    pub async fn write_kept(&mut self) -> Result<bool, EngineError> {
         let later = std::mem::take(&mut self.later);
         let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (project, delta) in later.storage {
             *storage.entry(project).or_default() += delta;
         }
         let storage: Vec<(Uuid, i64)> = storage.into_iter().filter(|(_, d)| *d != 0).collect();
-        store::kept::write(&mut self.tx, &later.audit, &later.jobs, &storage).await?;
+        let items = &later.items;
+        let inserted =
+            store::kept::write(&mut self.tx, &later.audit, &later.jobs, &storage, items).await?;
+        Ok(inserted == items.len() as u64)
+    }
+
+    /// Write what was kept, commit, then do what was waiting for it.
+    pub async fn commit(mut self) -> Result<(), EngineError> {
+        if !self.write_kept().await? {
+            // The fast path checks its kept items before it commits; nothing else keeps any.
+            return Err(EngineError::internal(
+                "a kept new item was refused at the commit",
+            ));
+        }
         self.tx.commit().await?;
         for work in self.after_commit {
             work();

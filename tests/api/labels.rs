@@ -26,6 +26,7 @@ backend_tests!(
     required_fields_are_checked_at_submission,
     recordings_take_segments_within_their_length,
     spans_follow_their_words_when_the_text_changes,
+    spans_follow_a_reprocessed_text,
     reviewers_see_and_fix_labels,
     lists_filter_by_label,
     bulk_annotation_is_all_or_nothing,
@@ -1048,6 +1049,52 @@ async fn write_text(app: &TestApp, token: &str, id: &str, text: &str) {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK, "text of {id}");
+}
+
+/// The machine's new text after a reprocess carries the spans too (written with the
+/// job's outcome, in the same transaction).
+async fn spans_follow_a_reprocessed_text(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app).await;
+    schema_set(
+        &app,
+        &t.admin,
+        &t.project,
+        json!([{"name": "entities", "type": "spans", "options": ["PER", "LOC"]}]),
+    )
+    .await;
+    let id = ready_doc(&app, &t.contributor, &t.project, "Ana lives in Nairobi.").await;
+    let item = doc(&id);
+    // Labelled on a person's revision with two code points before the words...
+    write_text(&app, &t.contributor, &id, "👋 Ana lives in Nairobi.").await;
+    let spans = json!({"entities": [
+        {"start": 2, "end": 5, "label": "PER"},
+        {"start": 15, "end": 22, "label": "LOC"},
+    ]});
+    let labelled = annotated(&app, &t.contributor, &item, spans).await;
+
+    // ...then the file is read again: the machine's new text is the original, and the
+    // spans move back onto its words.
+    let resp = app
+        .send(&t.admin, Method::POST, &format!("{item}/reprocess"), None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let done = settled(&app, &t.contributor, "/api/documents", &id).await;
+    assert_eq!(done["status"], "ready", "{done}");
+    let carried = annotation(&app, &t.contributor, &item).await;
+    assert_eq!(
+        carried["revision"],
+        labelled["revision"].as_i64().unwrap() + 1,
+        "carrying is a revision: {carried}"
+    );
+    assert_eq!(
+        carried["values"]["entities"],
+        json!([
+            {"start": 0, "end": 3, "label": "PER"},
+            {"start": 13, "end": 20, "label": "LOC"},
+        ])
+    );
+    assert_eq!(carried["stale_spans"], json!([]));
 }
 
 /// Spans are anchored to the text they were made on. A new text revision carries them

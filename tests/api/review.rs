@@ -26,6 +26,7 @@ backend_tests!(
     a_reviewer_fixes_and_accepts,
     bad_decisions_and_submissions_change_nothing,
     concurrent_decisions_count_once,
+    decisions_on_many_items_at_once_count_every_vote,
     contributors_get_one_digest_an_hour,
     opting_back_in_does_not_wait_for_a_digest_never_sent,
     roles_decide_who_reviews,
@@ -878,6 +879,42 @@ async fn concurrent_decisions_count_once(backend: Backend) {
     assert_eq!(claimed, pending, "each item to one reviewer: {answers:?}");
     let empty = answers.iter().filter(|(s, _)| *s == 204).count();
     assert_eq!(empty, 2, "{answers:?}");
+}
+
+/// Many decisions at once land in the same groups of the project's actor, which reads
+/// their items ahead in one statement. With two votes required and both reviewers
+/// deciding every item at once, each item's second vote must count the first, whichever
+/// group each lands in: every item ends approved, after one pending and one approving
+/// decision.
+async fn decisions_on_many_items_at_once_count_every_vote(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let t = team(&app, 3).await;
+    configure(&app, &t.admin, &t.project, 2, 3).await;
+    let mut docs = Vec::new();
+    for n in 0..8 {
+        let text = format!("Page {n} of the crowd.");
+        docs.push(pending_doc(&app, &t.contributor, &t.project, &text).await);
+    }
+    // Each item gets the votes of two reviewers (of three, so that the pairs differ),
+    // all sent at once.
+    let sends = docs.iter().enumerate().flat_map(|(n, doc)| {
+        let pair = [&t.reviewers[n % 3], &t.reviewers[(n + 1) % 3]];
+        pair.map(|token| decide(&app, token, doc, approve()))
+    });
+    let answers = join_all(sends).await;
+    for resp in answers {
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    for doc in &docs {
+        let decisions = history(&app, &t.contributor, doc).await;
+        let mut outcomes: Vec<&str> = decisions
+            .iter()
+            .map(|d| d["outcome"].as_str().unwrap())
+            .collect();
+        outcomes.sort_unstable();
+        assert_eq!(outcomes, ["approved", "pending"], "{doc}: {decisions:?}");
+        assert_eq!(item(&app, &t.contributor, doc).await["status"], "approved");
+    }
 }
 
 /// The changes-requested digests in `mails`.

@@ -14,7 +14,7 @@ use crate::{
     items::state::{ItemEvent, next_strs},
     items::{ItemSubject, ItemView, KIND_OCR, KIND_TRANSCRIPTION},
     metrics as m,
-    project_actor::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Touches, Transition},
     store::{self, items::ItemRow, texts::TextRow},
 };
 
@@ -58,6 +58,10 @@ pub struct AddItem {
 impl Transition for AddItem {
     crate::replayable!();
 
+    fn touches(&self) -> Touches {
+        Touches::NoExistingItem // it adds its own
+    }
+
     type Out = ItemView;
 
     fn check(&self, _: &Principal) -> Check {
@@ -73,8 +77,12 @@ impl Transition for AddItem {
             ..*self.row
         };
         // The unique indexes refuse a duplicate in the insert itself (one round trip);
-        // only then is it looked up, to say which item it duplicates.
-        if !store::items::insert_unless_taken(at.tx(), &row).await? {
+        // only then is it looked up, to say which item it duplicates. On a group's fast
+        // path the insert is kept for the group's one statement of kept writes (a
+        // refusal there starts the group over, and this path then finds it).
+        if at.change.defers_new_items() {
+            at.change.keep_new_item(row.clone());
+        } else if !store::items::insert_unless_taken(at.tx(), &row).await? {
             refuse_duplicate(at.tx(), id, &row.sha256).await?;
             if let Some(ext) = &row.external_id
                 && let Some(existing) = store::items::id_by_external_id(at.tx(), id, ext).await?

@@ -17,8 +17,13 @@ use crate::{
     items::ItemSubject,
     items::state::{ItemEvent, next_strs},
     metrics as m,
-    project_actor::{Check, InProject, Transition},
-    store::{self, items::ItemRow, texts::TextRow},
+    project_actor::{Check, InProject, Touches, Transition},
+    store::{
+        self,
+        items::ItemRow,
+        outcomes::{OutcomeWrite, Written},
+        texts::TextRow,
+    },
 };
 
 /// The item `item_id` of this project while `job_id` is its current job. Processing
@@ -31,7 +36,8 @@ async fn current_item(
 ) -> Result<Option<ItemRow>, EngineError> {
     at.project()?;
     let project = at.id();
-    Ok(store::items::find_live_tx(at.tx(), item_id)
+    Ok(at
+        .live_item(item_id)
         .await?
         .filter(|item| item.project_id == project && item.job_id == Some(job_id)))
 }
@@ -46,6 +52,13 @@ pub struct StartProcessing {
 
 impl Transition for StartProcessing {
     crate::replayable!();
+
+    fn touches(&self) -> Touches {
+        Touches::Item {
+            id: self.item_id,
+            read_ahead: true,
+        }
+    }
 
     type Out = Option<ItemRow>;
 
@@ -76,6 +89,10 @@ pub struct HandOverToOcr {
 
 impl Transition for HandOverToOcr {
     crate::replayable!();
+
+    fn touches(&self) -> Touches {
+        Touches::NoExistingItem // the job's kind only
+    }
 
     type Out = bool;
 
@@ -124,6 +141,13 @@ pub struct RecordProcessing {
 impl Transition for RecordProcessing {
     crate::replayable!();
 
+    fn touches(&self) -> Touches {
+        Touches::Item {
+            id: self.item_id,
+            read_ahead: false, // its one statement reads the item
+        }
+    }
+
     type Out = Recorded;
 
     fn check(&self, _: &Principal) -> Check {
@@ -131,20 +155,8 @@ impl Transition for RecordProcessing {
     }
 
     async fn apply(self, at: &mut InProject<'_>) -> Result<Recorded, EngineError> {
-        let (job_id, now) = (self.job_id, at.now);
-        let done =
-            store::jobs::complete_as_tx(at.tx(), job_id, &self.worker_id, &self.job_kind, now)
-                .await?;
-        if !done {
-            return Err(EngineError::Conflict {
-                code: ErrorCode::LeaseLost,
-                message: format!("job {job_id} is no longer held by this worker"),
-            });
-        }
-        let Some(item) = current_item(at, self.item_id, job_id).await? else {
-            return Ok(Recorded::Dropped);
-        };
-        let kind = self.job_kind;
+        at.project()?; // processing goes on in a deleted project, not in none
+        let (job_id, item_id, now) = (self.job_id, self.item_id, at.now);
         let (event, error, engine, label) = match &self.outcome {
             Ok(text) => (ItemEvent::ProcessingSucceeded, None, text.engine, "ready"),
             Err(no_text) => (
@@ -154,34 +166,58 @@ impl Transition for RecordProcessing {
                 no_text.code,
             ),
         };
+        let text = self.outcome.as_ref().ok().map(|text| TextRow {
+            id: Uuid::now_v7(),
+            item_id,
+            revision: 0, // numbered by the insert
+            source: "machine".into(),
+            engine: Some(text.engine.into()),
+            author_id: None,
+            job_id: Some(job_id),
+            text: text.text.clone(),
+            pages: text
+                .pages
+                .clone()
+                .map(|p| sqlx::types::Json(Value::from(p))),
+            words: text.words.clone().map(sqlx::types::Json),
+            confidence: text.confidence,
+            created_at: now,
+        });
         let (from, to) = next_strs(event);
-        if !store::items::set_status(at.tx(), item.id, &from, to, None, error, now).await? {
-            // Not processing any more (an earlier run of this job recorded it).
-            return Ok(Recorded::Dropped);
-        }
-        if let Ok(text) = self.outcome {
-            let row = TextRow {
-                id: Uuid::now_v7(),
-                item_id: item.id,
-                revision: 0,
-                source: "machine".into(),
-                engine: Some(text.engine.into()),
-                author_id: None,
-                job_id: Some(job_id),
-                text: text.text,
-                pages: text.pages.map(|p| sqlx::types::Json(Value::from(p))),
-                words: text.words.map(sqlx::types::Json),
-                confidence: text.confidence,
-                created_at: now,
-            };
-            store::texts::add_revision(at.tx(), &row).await?;
-            crate::items::carry_spans(at, item.id).await?;
+        let write = OutcomeWrite {
+            job_id,
+            worker: &self.worker_id,
+            kind: &self.job_kind,
+            item_id,
+            project_id: at.id(),
+            from: &from,
+            to,
+            error,
+            text: text.as_ref(),
+            now,
+        };
+        match store::outcomes::record_outcome(at.tx(), &write).await? {
+            Written::LeaseLost => {
+                return Err(EngineError::Conflict {
+                    code: ErrorCode::LeaseLost,
+                    message: format!("job {job_id} is no longer held by this worker"),
+                });
+            }
+            // The item no longer waits for this job (deleted, reprocessed, or an earlier
+            // run of the job recorded it): the job is done, the outcome dropped.
+            Written::Dropped => return Ok(Recorded::Dropped),
+            Written::Recorded { annotated } => {
+                if annotated && text.is_some() {
+                    crate::items::carry_spans(at, item_id).await?;
+                }
+            }
         }
         let announced = match event {
             ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
             _ => WebhookEvent::ItemProcessingFailed,
         };
-        at.announce(announced, ItemSubject::Item(item.id)).await?;
+        at.announce(announced, ItemSubject::Item(item_id)).await?;
+        let kind = self.job_kind;
         at.change.after_commit(move || {
             metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
                 .increment(1);
@@ -200,6 +236,13 @@ pub struct ProcessingGaveUp {
 
 impl Transition for ProcessingGaveUp {
     crate::replayable!();
+
+    fn touches(&self) -> Touches {
+        Touches::Item {
+            id: self.item_id,
+            read_ahead: true,
+        }
+    }
 
     type Out = ();
 

@@ -169,6 +169,17 @@ pub struct Opened {
     /// transition that announces something. Safe to keep for the group: every change of
     /// a webhook is a transition of this project, under its lock, which marks it stale.
     pub(super) subscribers: Option<Vec<(Uuid, Vec<crate::domain::webhook::WebhookEvent>)>>,
+    /// Items read ahead for the one command of the group that touches each
+    /// ([`super::Touches::Item`]); `None` when it is deleted or unknown. A command takes
+    /// its own; one that may touch any item makes the group forget them all.
+    pub(super) ahead: std::collections::HashMap<Uuid, Option<Ahead>>,
+}
+
+/// An item read ahead, with the votes of its current round counted for `reader`.
+pub(super) struct Ahead {
+    pub reader: Uuid,
+    pub item: store::items::ItemRow,
+    pub tally: store::reviews::RoundTally,
 }
 
 impl Opened {
@@ -197,7 +208,30 @@ impl Opened {
             roles,
             stale: false,
             subscribers: locked.subscribers,
+            ahead: std::collections::HashMap::new(),
         })
+    }
+
+    /// Read the `(item, reader)` pairs ahead, in one statement.
+    pub(super) async fn read_ahead(
+        &mut self,
+        change: &mut Change,
+        wanted: &[(Uuid, Uuid)],
+    ) -> Result<(), EngineError> {
+        let found = store::reviews::items_with_tallies(change, wanted).await?;
+        self.ahead = wanted.iter().map(|(item, _)| (*item, None)).collect();
+        for (reader, item, tally) in found {
+            let id = item.id;
+            self.ahead.insert(
+                id,
+                Some(Ahead {
+                    reader,
+                    item,
+                    tally,
+                }),
+            );
+        }
+        Ok(())
     }
 
     /// Read the project and forget the roles again after a transition changed them. A
@@ -208,6 +242,7 @@ impl Opened {
             self.project = store::projects::lock(change, self.id).await?;
             self.roles.clear();
             self.subscribers = None;
+            self.ahead.clear();
         }
         Ok(())
     }

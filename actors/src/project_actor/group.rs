@@ -6,21 +6,29 @@
 //! Each transition must succeed or fail alone. Two ways to that:
 //! - **Fast path**: when every transition of the group can be replayed
 //!   ([`super::Transition::replica`]), replicas run one after another with no savepoint
-//!   at all (a savepoint is a round trip per transition, which the actor waits for). If
-//!   every one succeeds, the group commits. If one fails, the whole change is rolled
+//!   at all (a savepoint is a round trip per transition, which the actor waits for).
+//!   New items are kept for the commit like the audit rows ([`Change::keep_new_item`]):
+//!   a group of uploads inserts them all in its one statement of kept writes (before a
+//!   transition that may read any item, they are inserted first). If every replica
+//!   succeeds and every kept item is taken by the unique indexes, the group commits. If one fails, the whole change is rolled
 //!   back and the group starts over on the careful path, from the kept originals; the
 //!   actor then stays careful for a while ([`CAREFUL_AFTER_RESTART`] groups), so a
 //!   workload that fails often does not pay twice.
 //! - **Careful path**: a savepoint per transition (a failing one rolls back alone and
 //!   gets its own error), one commit.
+//!
+//! Either way the group **reads ahead**: the items that exactly one of its transitions
+//! says it touches ([`super::Touches`]) are read, with their votes, in one statement
+//! after the lock, instead of one read each (a review decision's first read). A
+//! transition that may change any item makes the group forget them before it runs.
 
-use std::time::Instant;
+use std::{collections::HashMap, time::Instant};
 
 use uuid::Uuid;
 
 use super::{
     actor::Opened,
-    transition::{Held, Pending, copy},
+    transition::{Held, Pending, Touches, copy},
 };
 use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 
@@ -75,7 +83,8 @@ async fn run(
     let mut callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
     callers.sort_unstable();
     callers.dedup();
-    let (mut change, mut opened) = match open(deps, id, &callers).await {
+    let ahead = to_read_ahead(&group);
+    let (mut change, mut opened) = match open(deps, id, &callers, &ahead).await {
         Ok(opened) => opened,
         Err(err) => return Err((group, err, false)),
     };
@@ -96,7 +105,11 @@ async fn run(
     }
     let mut restarted = false;
     if fast && group.iter().all(|c| c.replayable()) {
-        if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await {
+        // New items go with the kept writes too: a refusal among them starts over.
+        change.defer_new_items();
+        if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await
+            && let Ok(true) = change.write_kept().await
+        {
             let committed = change.commit().await;
             let held = group.into_iter().map(|c| c.into_kept()).collect();
             return Ok(((held, committed), false));
@@ -107,7 +120,7 @@ async fn run(
         if let Err(err) = change.rollback().await {
             tracing::warn!(error = %err, "rolling back a group to start over");
         }
-        (change, opened) = match open(deps, id, &callers).await {
+        (change, opened) = match open(deps, id, &callers, &ahead).await {
             Ok(opened) => opened,
             Err(err) => return Err((group, err, true)),
         };
@@ -115,14 +128,43 @@ async fn run(
     Ok((careful(change, opened, deps, group).await, restarted))
 }
 
-/// Begin the group's change, lock and load the project, and read its callers' roles.
-async fn open(deps: &Deps, id: Uuid, callers: &[Uuid]) -> Result<(Change, Opened), EngineError> {
+/// Begin the group's change, lock and load the project, read its callers' roles and the
+/// items `ahead`.
+async fn open(
+    deps: &Deps,
+    id: Uuid,
+    callers: &[Uuid],
+    ahead: &[(Uuid, Uuid)],
+) -> Result<(Change, Opened), EngineError> {
     let mut change = Change::begin(&deps.db).await?;
     // The project is locked and loaded once for the whole group, with its callers'
     // roles (one read for all of them).
     let mut opened = Opened::lock(&mut change, id, callers).await?;
     opened.read_roles(&mut change, callers).await?;
+    if !ahead.is_empty() {
+        opened.read_ahead(&mut change, ahead).await?;
+    }
     Ok((change, opened))
+}
+
+/// The items to read ahead for `group`, with who reads each: those that exactly one of
+/// its commands touches ([`Touches::Item`]). Fewer than two cost no round trip less.
+fn to_read_ahead(group: &[Box<dyn Pending>]) -> Vec<(Uuid, Uuid)> {
+    let mut touched: HashMap<Uuid, Option<Uuid>> = HashMap::new();
+    for command in group {
+        if let Touches::Item { id, read_ahead } = command.touches() {
+            let reader = read_ahead.then(|| command.caller());
+            touched
+                .entry(id)
+                .and_modify(|reader| *reader = None) // two touch it: neither reads ahead
+                .or_insert(reader);
+        }
+    }
+    let wanted: Vec<(Uuid, Uuid)> = touched
+        .into_iter()
+        .filter_map(|(item, reader)| Some((item, reader?)))
+        .collect();
+    if wanted.len() < 2 { Vec::new() } else { wanted }
 }
 
 /// The fast path: every command's replica in turn, no savepoints. `Ok(true)` when all
@@ -134,6 +176,10 @@ async fn run_replicas(
     group: &mut [Box<dyn Pending>],
 ) -> Result<bool, EngineError> {
     for command in group.iter_mut() {
+        // A command that may read any item sees the new ones the group kept so far.
+        if command.touches() == Touches::AnyItem && !change.flush_new_items().await? {
+            return Ok(false);
+        }
         if !command.run_replica(change, opened, deps).await {
             return Ok(false);
         }

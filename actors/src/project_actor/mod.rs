@@ -19,7 +19,7 @@ use uuid::Uuid;
 use self::actor::{ProjectActor, ProjectArgs};
 pub use self::handle::Projects;
 pub use self::messages::ProjectMsg;
-pub use self::transition::{Check, InProject, Transition};
+pub use self::transition::{Check, InProject, Touches, Transition};
 use crate::{command::Command, deps::Deps};
 
 pub enum RegistryMsg {

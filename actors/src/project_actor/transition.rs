@@ -21,7 +21,9 @@ use crate::{
     error::EngineError,
     idempotency::{self, Claim},
     metrics as m,
-    store::{self, Tx, audit::AuditEntry, projects::ProjectRow},
+    store::{
+        self, Tx, audit::AuditEntry, items::ItemRow, projects::ProjectRow, reviews::RoundTally,
+    },
 };
 
 /// One transition of a project.
@@ -49,6 +51,28 @@ pub trait Transition: Send + Sized + 'static {
     fn replica(&self) -> Option<Self> {
         None
     }
+
+    /// Which of the project's items the transition may change, said before it runs: a
+    /// group reads ahead, in one statement, the items that only one of its transitions
+    /// touches ([`Touches`]). The default claims them all.
+    fn touches(&self) -> Touches {
+        Touches::AnyItem
+    }
+}
+
+/// The project's existing items a transition may change (their rows, texts, decisions
+/// and labels). Reading others is fine: only the one that touches an item takes what
+/// was read ahead for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touches {
+    /// Any of them: what the group read ahead is forgotten before the transition runs.
+    AnyItem,
+    /// None that existed before it (an upload writes only the item it adds).
+    NoExistingItem,
+    /// This one only. With `read_ahead`, the group may read it ahead for the
+    /// transition (with the caller's votes in its current round: see
+    /// [`InProject::item_with_tally`]).
+    Item { id: Uuid, read_ahead: bool },
 }
 
 /// What the actor checks before a transition runs.
@@ -153,6 +177,30 @@ impl InProject<'_> {
         idempotency::record(self.change, claim, status, response).await
     }
 
+    /// The live item `item_id` (of any project: the caller checks), read ahead by the
+    /// group when the transition said it touches only this item, else read now.
+    pub async fn live_item(&mut self, item_id: Uuid) -> Result<Option<ItemRow>, EngineError> {
+        if let Some(ahead) = self.opened.ahead.remove(&item_id) {
+            return Ok(ahead.map(|a| a.item));
+        }
+        Ok(store::items::find_live_tx(self.change, item_id).await?)
+    }
+
+    /// The live item `item_id` and the votes of its current round, counted for the
+    /// caller (see [`InProject::live_item`]).
+    pub async fn item_with_tally(
+        &mut self,
+        item_id: Uuid,
+    ) -> Result<Option<(ItemRow, RoundTally)>, EngineError> {
+        let me = self.principal.user_id;
+        match self.opened.ahead.remove(&item_id) {
+            Some(None) => return Ok(None),
+            Some(Some(ahead)) if ahead.reader == me => return Ok(Some((ahead.item, ahead.tally))),
+            _ => {}
+        }
+        Ok(store::reviews::item_with_tally(self.change, item_id, me).await?)
+    }
+
     /// The transition changed the project's row, its members or its webhooks: the
     /// commands after it in the group read them again.
     pub fn project_changed(&mut self) {
@@ -232,6 +280,9 @@ pub trait Pending: Send {
 
     /// Who asks.
     fn caller(&self) -> Uuid;
+
+    /// The items the command touches ([`Transition::touches`]).
+    fn touches(&self) -> Touches;
 }
 
 /// A transition's outcome, held until the group's commit says whether it stands.
@@ -318,6 +369,10 @@ impl<T: Transition> Pending for Envelope<T> {
     fn caller(&self) -> Uuid {
         self.principal.user_id
     }
+
+    fn touches(&self) -> Touches {
+        self.command.touches()
+    }
 }
 
 /// Check the caller and apply `command` in the group's change, timed.
@@ -330,6 +385,10 @@ async fn execute<T: Transition>(
     deps: &Deps,
 ) -> Result<T::Out, EngineError> {
     let started = std::time::Instant::now();
+    if command.touches() == Touches::AnyItem {
+        // It may change what was read ahead for the commands after it.
+        opened.ahead.clear();
+    }
     let result = async {
         let role = match command.check(principal) {
             Check::Member(action) => opened.authorize(change, principal, action).await?,

@@ -22,7 +22,7 @@ use crate::{
         state::{ItemEvent, next_strs},
     },
     metrics as m,
-    project_actor::{Check, InProject, Transition},
+    project_actor::{Check, InProject, Touches, Transition},
     review::{Decision, DecisionInput},
     store::{
         self, Tx,
@@ -276,6 +276,13 @@ pub struct Decide {
 impl Transition for Decide {
     crate::replayable!();
 
+    fn touches(&self) -> Touches {
+        Touches::Item {
+            id: self.item_id,
+            read_ahead: true,
+        }
+    }
+
     type Out = (ItemRow, DecisionRow);
 
     fn check(&self, _: &Principal) -> Check {
@@ -296,11 +303,12 @@ async fn decide(
     // Stored settings were validated on write; a missing field falls back to its default.
     let settings: ProjectSettings =
         serde_json::from_value(at.project()?.settings.0.clone()).unwrap_or_default();
-    let tx = at.tx();
-    let (item, tally) = store::reviews::item_with_tally(tx, item_id, me)
+    let (item, tally) = at
+        .item_with_tally(item_id)
         .await?
         .filter(|(item, _)| item.project_id == id)
         .ok_or(EngineError::NotFound { what: "item" })?;
+    let tx = at.tx();
     if item.contributor_id == me {
         return Err(EngineError::Refused {
             code: ErrorCode::SelfReview,

@@ -62,13 +62,21 @@ impl ItemRow {
     }
 }
 
+/// The columns a new item is inserted with, in the order of its cells.
+pub(crate) const INSERT_COLUMNS: &str = "id, project_id, kind, contributor_id, status, title, \
+     language, external_id, metadata, file_name, detected_type, content_type, size_bytes, \
+     sha256, blob_key, audio, created_at, updated_at, job_id";
+
 /// Insert a new item; false (and nothing written) when a unique index refuses it: the
 /// same content or the same `external_id` is already a live item of the project.
 pub async fn insert_unless_taken(tx: &mut Tx, row: &ItemRow) -> StoreResult<bool> {
-    let sql = "INSERT INTO items (id, project_id, kind, contributor_id, status, title, language, external_id, \
-               metadata, file_name, detected_type, content_type, size_bytes, sha256, blob_key, audio, created_at, updated_at, job_id) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-               ON CONFLICT DO NOTHING";
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO items ({INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT DO NOTHING"
+        )
+    });
+    let sql = sqlx::AssertSqlSafe(SQL.as_str());
     let rows = with_tx!(tx, |conn| sqlx::query(sql)
         .bind(row.id)
         .bind(row.project_id)

@@ -7,41 +7,52 @@
 use sqlx::{Arguments, postgres::PgArguments};
 use uuid::Uuid;
 
-use super::{StoreError, StoreResult, Tx, audit::AuditRecord, jobs::NewJob};
+use super::{StoreError, StoreResult, Tx, audit::AuditRecord, items::ItemRow, jobs::NewJob};
 
 /// Past this many parameters the rows go table by table (PostgreSQL takes 65,535 in
 /// one statement; a group's writes are far fewer).
 const MAX_PARAMETERS: usize = 30_000;
 
-/// Write what a change kept. `storage` holds one summed delta per project.
+/// Write what a change kept. `storage` holds one summed delta per project; `items` are
+/// new items, each inserted unless a unique index refuses it. How many items were
+/// inserted.
 pub async fn write(
     tx: &mut Tx,
     audit: &[AuditRecord],
     jobs: &[NewJob],
     storage: &[(Uuid, i64)],
-) -> StoreResult<()> {
-    if audit.is_empty() && jobs.is_empty() && storage.is_empty() {
-        return Ok(());
+    items: &[ItemRow],
+) -> StoreResult<u64> {
+    if audit.is_empty() && jobs.is_empty() && storage.is_empty() && items.is_empty() {
+        return Ok(0);
     }
-    let parameters = audit.len() * 11 + jobs.len() * 7 + storage.len() * 2 + 1;
+    let parameters =
+        audit.len() * 11 + jobs.len() * 7 + storage.len() * 2 + items.len() * ITEM_CELLS + 1;
     match tx {
         Tx::Postgres(t) if parameters <= MAX_PARAMETERS => {
-            let (sql, args) = one_statement(audit, jobs, storage)?;
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .execute(&mut **t)
+            let (sql, args) = one_statement(audit, jobs, storage, items)?;
+            let inserted: i64 = sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), args)
+                .fetch_one(&mut **t)
                 .await?;
-            Ok(())
+            Ok(inserted.max(0) as u64)
         }
         _ => {
+            let mut inserted = 0;
+            for item in items {
+                inserted += u64::from(super::items::insert_unless_taken(tx, item).await?);
+            }
             super::audit::record_many(tx, audit).await?;
             super::jobs::enqueue_many(tx, jobs).await?;
             for (project, delta) in storage {
                 super::items::add_storage_bytes(tx, *project, *delta).await?;
             }
-            Ok(())
+            Ok(inserted)
         }
     }
 }
+
+/// The cells of a new item's row.
+const ITEM_CELLS: usize = 19;
 
 /// Parameters numbered as they are added.
 struct Params {
@@ -68,12 +79,45 @@ fn one_statement(
     audit: &[AuditRecord],
     jobs: &[NewJob],
     storage: &[(Uuid, i64)],
+    items: &[ItemRow],
 ) -> StoreResult<(String, PgArguments)> {
     let mut p = Params {
         args: PgArguments::default(),
         next: 0,
     };
     let mut parts = Vec::new();
+    if !items.is_empty() {
+        let mut rows = Vec::with_capacity(items.len());
+        for r in items {
+            let cells: [String; ITEM_CELLS] = [
+                p.add(r.id)?,
+                p.add(r.project_id)?,
+                p.add(r.kind.as_str())?,
+                p.add(r.contributor_id)?,
+                p.add(r.status.as_str())?,
+                p.add(r.title.clone())?,
+                p.add(r.language.clone())?,
+                p.add(r.external_id.clone())?,
+                p.add(r.metadata.clone())?,
+                p.add(r.file_name.clone())?,
+                p.add(r.detected_type.clone())?,
+                p.add(r.content_type.clone())?,
+                p.add(r.size_bytes)?,
+                p.add(r.sha256.clone())?,
+                p.add(r.blob_key.clone())?,
+                p.add(r.audio.clone())?,
+                p.add(r.created_at)?,
+                p.add(r.updated_at)?,
+                p.add(r.job_id)?,
+            ];
+            rows.push(format!("({})", cells.join(", ")));
+        }
+        parts.push(format!(
+            "i AS (INSERT INTO items ({}) VALUES {} ON CONFLICT DO NOTHING RETURNING 1)",
+            super::items::INSERT_COLUMNS,
+            rows.join(", ")
+        ));
+    }
     if !audit.is_empty() {
         let mut rows = Vec::with_capacity(audit.len());
         for r in audit {
@@ -138,8 +182,8 @@ fn one_statement(
         ));
     }
     // Wake the workers of every node once this commits: one notification per kind.
-    let last = if kinds.is_empty() {
-        "SELECT 1".to_owned()
+    let notified = if kinds.is_empty() {
+        "0".to_owned()
     } else {
         let channel = p.add(super::jobs::NOTIFY_CHANNEL)?;
         let mut names = Vec::with_capacity(kinds.len());
@@ -147,11 +191,23 @@ fn one_statement(
             names.push(format!("({}::text)", p.add(kind)?));
         }
         format!(
-            "SELECT pg_notify({channel}, v.kind) FROM (VALUES {}) AS v (kind)",
+            "(SELECT COUNT(pg_notify({channel}, v.kind)) FROM (VALUES {}) AS v (kind))",
             names.join(", ")
         )
     };
-    Ok((format!("WITH {} {last}", parts.join(", ")), p.args))
+    let inserted = if items.is_empty() {
+        "0"
+    } else {
+        "(SELECT COUNT(*) FROM i)"
+    };
+    // The items inserted (the notifications are counted so that they run).
+    Ok((
+        format!(
+            "WITH {} SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted",
+            parts.join(", ")
+        ),
+        p.args,
+    ))
 }
 
 #[cfg(test)]
@@ -173,6 +229,7 @@ mod tests {
             &[],
             &[job("ocr"), job("ocr"), job("mail")],
             &[(Uuid::now_v7(), 5)],
+            &[],
         )
         .unwrap();
         assert!(sql.starts_with("WITH j AS (INSERT INTO jobs"), "{sql}");
@@ -183,7 +240,9 @@ mod tests {
         assert!(sql.contains("($19::uuid, $20::bigint)"), "{sql}");
         // One notification per kind, not per job.
         assert!(
-            sql.ends_with("FROM (VALUES ($22::text), ($23::text)) AS v (kind)"),
+            sql.ends_with(
+                "FROM (VALUES ($22::text), ($23::text)) AS v (kind)) AS BIGINT) AS inserted"
+            ),
             "{sql}"
         );
     }

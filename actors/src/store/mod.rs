@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod kept;
 pub mod labels;
 pub mod login_throttle;
+pub mod outcomes;
 pub mod passkeys;
 pub mod projects;
 pub mod resumable;

@@ -99,15 +99,72 @@ pub async fn item_with_tally(
     .bind(reviewer)
     .fetch_optional(conn)
     .await)?;
+    Ok(row.map(|r| (r.item, tally_of(r.approvals, r.rejections, r.mine))))
+}
+
+/// One read of [`items_with_tallies`]: the item, the votes of its current round, and
+/// who they were counted for.
+#[derive(sqlx::FromRow)]
+struct ItemWithTallyFor {
+    #[sqlx(flatten)]
+    with: ItemWithTally,
+    reader: Uuid,
+}
+
+/// [`item_with_tally`] for several (item, reader) pairs in one statement: what a group
+/// of transitions reads ahead. Deleted and unknown items are left out.
+pub async fn items_with_tallies(
+    tx: &mut Tx,
+    wanted: &[(Uuid, Uuid)],
+) -> StoreResult<Vec<(Uuid, ItemRow, RoundTally)>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let votes = |condition: &str| {
+        format!(
+            "(SELECT COUNT(*) FROM review_decisions d WHERE d.item_id = items.id \
+             AND d.round = items.review_round AND {condition})"
+        )
+    };
+    let pairs: Vec<String> = (0..wanted.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "WITH wanted (item, reader) AS (VALUES {}) \
+         SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine, \
+         wanted.reader AS reader \
+         FROM wanted JOIN items ON items.id = wanted.item WHERE items.deleted_at IS NULL",
+        pairs.join(", "),
+        votes("d.decision = 'approve'"),
+        votes("d.decision = 'reject'"),
+        votes("d.reviewer_id = wanted.reader"),
+    );
+    let rows = with_tx!(tx, |conn| {
+        let mut q = sqlx::query_as::<_, ItemWithTallyFor>(sqlx::AssertSqlSafe(sql.clone()));
+        for (item, reader) in wanted {
+            q = q.bind(*item).bind(*reader);
+        }
+        q.fetch_all(conn).await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.reader,
+                r.with.item,
+                tally_of(r.with.approvals, r.with.rejections, r.with.mine),
+            )
+        })
+        .collect())
+}
+
+fn tally_of(approvals: i64, rejections: i64, mine: i64) -> RoundTally {
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-    Ok(row.map(|r| {
-        let tally = RoundTally {
-            approvals: count(r.approvals),
-            rejections: count(r.rejections),
-            mine: r.mine > 0,
-        };
-        (r.item, tally)
-    }))
+    RoundTally {
+        approvals: count(approvals),
+        rejections: count(rejections),
+        mine: mine > 0,
+    }
 }
 
 /// Every decision on these items, oldest first.

@@ -1,0 +1,115 @@
+//! A processing job's outcome on its item: the job marked done by the worker that holds
+//! it, the item moved to its outcome (while the job is still the item's), and the
+//! machine's text written. On PostgreSQL that is one statement (each statement is a round
+//! trip the project's actor waits for); on SQLite, whose statements cost no network,
+//! the same writes one after another.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{StoreResult, Tx, items, jobs, texts, texts::TextRow};
+
+/// What a job's outcome writes.
+pub struct OutcomeWrite<'a> {
+    pub job_id: Uuid,
+    pub worker: &'a str,
+    pub kind: &'a str,
+    pub item_id: Uuid,
+    pub project_id: Uuid,
+    /// The states the item may leave, and the one it goes to.
+    pub from: &'a [&'a str],
+    pub to: &'a str,
+    /// Why there is no text (code, message).
+    pub error: Option<(&'a str, &'a str)>,
+    /// The machine's text (`source` machine, `job_id` this job).
+    pub text: Option<&'a TextRow>,
+    pub now: DateTime<Utc>,
+}
+
+/// How it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The worker no longer holds the job: nothing was written.
+    LeaseLost,
+    /// The job is done, but its item no longer waits for it (deleted, reprocessed, or
+    /// already given this outcome): the item is as it was.
+    Dropped,
+    /// The job is done and the item has its outcome. `annotated`: the item has an
+    /// annotation (whose spans a new text may have to carry).
+    Recorded { annotated: bool },
+}
+
+pub async fn record_outcome(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Written> {
+    let Tx::Postgres(conn) = tx else {
+        return record_in_steps(tx, w).await;
+    };
+    const SQL: &str = "WITH done AS ( \
+           UPDATE jobs SET state = 'done', finished_at = $4, updated_at = $4, \
+           lease_until = NULL, last_error = NULL \
+           WHERE id = $1 AND locked_by = $2 AND state = 'running' AND kind = $3 RETURNING id), \
+         moved AS ( \
+           UPDATE items SET status = $8, processing_error_code = $9, processing_error = $10, \
+           updated_at = $4 \
+           WHERE id = $5 AND project_id = $6 AND job_id = $1 AND deleted_at IS NULL \
+           AND status = ANY($7) AND EXISTS (SELECT 1 FROM done) RETURNING id), \
+         text AS ( \
+           INSERT INTO item_texts (id, item_id, revision, source, engine, author_id, job_id, \
+           text, pages, words, confidence, created_at) \
+           SELECT $11, $5, \
+           (SELECT COALESCE(MAX(revision), 0) + 1 FROM item_texts WHERE item_id = $5), \
+           'machine', $12, NULL, $1, $13, $14, $15, $16, $4 \
+           WHERE $17 AND EXISTS (SELECT 1 FROM moved) \
+           AND NOT EXISTS (SELECT 1 FROM item_texts WHERE job_id = $1) RETURNING id) \
+         SELECT (SELECT COUNT(*) FROM done), (SELECT COUNT(*) FROM moved), \
+         EXISTS (SELECT 1 FROM annotation_revisions WHERE item_id = $5)";
+    let text = w.text;
+    let (done, moved, annotated): (i64, i64, bool) = sqlx::query_as(SQL)
+        .bind(w.job_id)
+        .bind(w.worker)
+        .bind(w.kind)
+        .bind(w.now)
+        .bind(w.item_id)
+        .bind(w.project_id)
+        .bind(w.from)
+        .bind(w.to)
+        .bind(w.error.map(|e| e.0))
+        .bind(w.error.map(|e| e.1))
+        .bind(text.map(|t| t.id))
+        .bind(text.and_then(|t| t.engine.as_deref()))
+        .bind(text.map(|t| t.text.as_str()))
+        .bind(text.and_then(|t| t.pages.clone()))
+        .bind(text.and_then(|t| t.words.clone()))
+        .bind(text.and_then(|t| t.confidence))
+        .bind(text.is_some())
+        .fetch_one(&mut **conn)
+        .await?;
+    Ok(match (done, moved) {
+        (0, _) => Written::LeaseLost,
+        (_, 0) => Written::Dropped,
+        _ => Written::Recorded { annotated },
+    })
+}
+
+/// [`record_outcome`] as separate statements.
+async fn record_in_steps(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Written> {
+    if !jobs::complete_as_tx(tx, w.job_id, w.worker, w.kind, w.now).await? {
+        return Ok(Written::LeaseLost);
+    }
+    let current = items::find_live_tx(tx, w.item_id)
+        .await?
+        .filter(|item| item.project_id == w.project_id && item.job_id == Some(w.job_id));
+    if current.is_none()
+        || !items::set_status(tx, w.item_id, w.from, w.to, None, w.error, w.now).await?
+    {
+        return Ok(Written::Dropped);
+    }
+    if let Some(text) = w.text {
+        texts::add_revision(tx, text).await?;
+    }
+    // Only a new text has spans to carry.
+    let annotated = w.text.is_some()
+        && super::labels::current_annotation_tx(tx, w.item_id)
+            .await?
+            .is_some();
+    Ok(Written::Recorded { annotated })
+}
