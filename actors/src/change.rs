@@ -29,6 +29,7 @@ use crate::{
         audit::{AuditEntry, AuditRecord},
         items::ItemRow,
         jobs::NewJob,
+        reviews::KeptDecision,
         with_tx,
     },
 };
@@ -39,9 +40,10 @@ pub struct Change {
     tx: Tx,
     after_commit: Vec<AfterCommit>,
     later: Later,
-    /// New items are kept for the commit too ([`Change::keep_new_item`]): only on a
-    /// group's fast path, which starts over should one of them be refused.
-    defer_new_items: bool,
+    /// New items and review decisions are kept for the commit too
+    /// ([`Change::keep_new_item`], [`Change::keep_decision`]): only on a group's fast
+    /// path, which starts over should one of them not go through.
+    defer_rows: bool,
     /// The last command's savepoint succeeded and is released together with the next
     /// statement about savepoints (or by the commit), saving a round trip per command.
     release_pending: bool,
@@ -54,6 +56,7 @@ struct Later {
     jobs: Vec<NewJob>,
     storage: Vec<(Uuid, i64)>,
     items: Vec<ItemRow>,
+    decisions: Vec<KeptDecision>,
 }
 
 /// Where a command began inside a shared change: rolling back to it undoes the
@@ -65,6 +68,7 @@ pub struct Savepoint {
     jobs_len: usize,
     storage_len: usize,
     items_len: usize,
+    decisions_len: usize,
 }
 
 impl Change {
@@ -73,20 +77,21 @@ impl Change {
             tx: db.begin().await?,
             after_commit: Vec::new(),
             later: Later::default(),
-            defer_new_items: false,
+            defer_rows: false,
             release_pending: false,
         })
     }
 
-    /// Keep new items for the commit from now on (a group's fast path: see
-    /// [`Change::keep_new_item`]).
-    pub fn defer_new_items(&mut self) {
-        self.defer_new_items = true;
+    /// Keep new items and review decisions for the commit from now on (a group's fast
+    /// path: see [`Change::keep_new_item`]).
+    pub fn defer_rows(&mut self) {
+        self.defer_rows = true;
     }
 
-    /// Whether a new item may be kept for the commit rather than inserted now.
-    pub fn defers_new_items(&self) -> bool {
-        self.defer_new_items
+    /// Whether new items and decisions may be kept for the commit rather than written
+    /// now.
+    pub fn defers_rows(&self) -> bool {
+        self.defer_rows
     }
 
     /// A new item, inserted with the change's other kept writes (one statement for the
@@ -97,16 +102,36 @@ impl Change {
         self.later.items.push(row);
     }
 
-    /// Insert the new items kept so far, before a command that may read any item runs;
-    /// whether every one was inserted (see [`Change::keep_new_item`]).
-    pub async fn flush_new_items(&mut self) -> Result<bool, EngineError> {
-        if self.later.items.is_empty() {
+    /// A review decision and its effect on the item, written with the kept writes (see
+    /// [`Change::keep_new_item`]: a verdict whose item is no longer pending review then
+    /// starts the group over).
+    pub fn keep_decision(&mut self, decision: KeptDecision) {
+        self.later.decisions.push(decision);
+    }
+
+    /// Whether a kept decision is about `item` (a command that touches it must see it
+    /// written: [`Change::flush_kept_rows`]).
+    pub fn keeps_decision_on(&self, item: Uuid) -> bool {
+        self.later.decisions.iter().any(|d| d.row.item_id == item)
+    }
+
+    /// Write the new items and decisions kept so far, before a command that may read
+    /// them runs; whether every one went through (see [`Change::keep_new_item`]).
+    pub async fn flush_kept_rows(&mut self) -> Result<bool, EngineError> {
+        if self.later.items.is_empty() && self.later.decisions.is_empty() {
             return Ok(true);
         }
         let items = std::mem::take(&mut self.later.items);
-        let inserted = store::kept::write(&mut self.tx, &[], &[], &[], &items).await?;
-        Ok(inserted == items.len() as u64)
+        let decisions = std::mem::take(&mut self.later.decisions);
+        let kept = store::kept::Kept {
+            items: &items,
+            decisions: &decisions,
+            ..Default::default()
+        };
+        let applied = store::kept::write(&mut self.tx, &kept).await?;
+        Ok(all_through(&kept, applied))
     }
+
     /// Run `work` once the change has committed (never if it does not).
     pub fn after_commit(&mut self, work: impl FnOnce() + Send + 'static) {
         self.after_commit.push(Box::new(work));
@@ -163,6 +188,7 @@ impl Change {
             jobs_len: self.later.jobs.len(),
             storage_len: self.later.storage.len(),
             items_len: self.later.items.len(),
+            decisions_len: self.later.decisions.len(),
         })
     }
 
@@ -180,13 +206,14 @@ impl Change {
         self.later.jobs.truncate(savepoint.jobs_len);
         self.later.storage.truncate(savepoint.storage_len);
         self.later.items.truncate(savepoint.items_len);
+        self.later.decisions.truncate(savepoint.decisions_len);
         self.release_pending = false;
         self.execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
             .await
     }
 
-    /// Write what was kept (before the commit); whether every kept new item was
-    /// inserted. The kept writes are gone either way.
+    /// Write what was kept (before the commit); whether every kept new item and
+    /// decision went through. The kept writes are gone either way.
     pub async fn write_kept(&mut self) -> Result<bool, EngineError> {
         let later = std::mem::take(&mut self.later);
         let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
@@ -194,10 +221,15 @@ impl Change {
             *storage.entry(project).or_default() += delta;
         }
         let storage: Vec<(Uuid, i64)> = storage.into_iter().filter(|(_, d)| *d != 0).collect();
-        let items = &later.items;
-        let inserted =
-            store::kept::write(&mut self.tx, &later.audit, &later.jobs, &storage, items).await?;
-        Ok(inserted == items.len() as u64)
+        let kept = store::kept::Kept {
+            audit: &later.audit,
+            jobs: &later.jobs,
+            storage: &storage,
+            items: &later.items,
+            decisions: &later.decisions,
+        };
+        let applied = store::kept::write(&mut self.tx, &kept).await?;
+        Ok(all_through(&kept, applied))
     }
 
     /// Write what was kept, commit, then do what was waiting for it.
@@ -205,7 +237,7 @@ impl Change {
         if !self.write_kept().await? {
             // The fast path checks its kept items before it commits; nothing else keeps any.
             return Err(EngineError::internal(
-                "a kept new item was refused at the commit",
+                "a kept item or decision did not go through at the commit",
             ));
         }
         self.tx.commit().await?;
@@ -230,6 +262,11 @@ impl Change {
             .map(|_| ()))?;
         Ok(())
     }
+}
+
+/// Every kept item inserted and every kept verdict applied.
+fn all_through(kept: &store::kept::Kept<'_>, applied: store::kept::Applied) -> bool {
+    applied.items == kept.items.len() as u64 && applied.verdicts == kept.verdicts() as u64
 }
 
 impl std::ops::Deref for Change {

@@ -80,7 +80,7 @@ impl Transition for AddItem {
         // only then is it looked up, to say which item it duplicates. On a group's fast
         // path the insert is kept for the group's one statement of kept writes (a
         // refusal there starts the group over, and this path then finds it).
-        if at.change.defers_new_items() {
+        if at.change.defers_rows() {
             at.change.keep_new_item(row.clone());
         } else if !store::items::insert_unless_taken(at.tx(), &row).await? {
             refuse_duplicate(at.tx(), id, &row.sha256).await?;

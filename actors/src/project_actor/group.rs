@@ -7,10 +7,12 @@
 //! - **Fast path**: when every transition of the group can be replayed
 //!   ([`super::Transition::replica`]), replicas run one after another with no savepoint
 //!   at all (a savepoint is a round trip per transition, which the actor waits for).
-//!   New items are kept for the commit like the audit rows ([`Change::keep_new_item`]):
-//!   a group of uploads inserts them all in its one statement of kept writes (before a
-//!   transition that may read any item, they are inserted first). If every replica
-//!   succeeds and every kept item is taken by the unique indexes, the group commits. If one fails, the whole change is rolled
+//!   New items and plain review decisions are kept for the commit like the audit rows
+//!   ([`Change::keep_new_item`], [`Change::keep_decision`]): a group of uploads or
+//!   decisions writes them all in its one statement of kept writes (before a
+//!   transition that may read them, they are written first). If every replica succeeds
+//!   and every kept row goes through (the unique indexes take each item, each verdict
+//!   finds its item pending review), the group commits. If one fails, the whole change is rolled
 //!   back and the group starts over on the careful path, from the kept originals; the
 //!   actor then stays careful for a while ([`CAREFUL_AFTER_RESTART`] groups), so a
 //!   workload that fails often does not pay twice.
@@ -105,8 +107,9 @@ async fn run(
     }
     let mut restarted = false;
     if fast && group.iter().all(|c| c.replayable()) {
-        // New items go with the kept writes too: a refusal among them starts over.
-        change.defer_new_items();
+        // New items and decisions go with the kept writes too: one that does not go
+        // through starts the group over.
+        change.defer_rows();
         if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await
             && let Ok(true) = change.write_kept().await
         {
@@ -176,8 +179,13 @@ async fn run_replicas(
     group: &mut [Box<dyn Pending>],
 ) -> Result<bool, EngineError> {
     for command in group.iter_mut() {
-        // A command that may read any item sees the new ones the group kept so far.
-        if command.touches() == Touches::AnyItem && !change.flush_new_items().await? {
+        // A command that may read what the group kept so far sees it written first.
+        let sees_kept = match command.touches() {
+            Touches::AnyItem => true,
+            Touches::NoExistingItem => false,
+            Touches::Item { id, .. } => change.keeps_decision_on(id),
+        };
+        if sees_kept && !change.flush_kept_rows().await? {
             return Ok(false);
         }
         if !command.run_replica(change, opened, deps).await {

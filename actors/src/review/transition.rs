@@ -19,7 +19,7 @@ use crate::{
         ItemStatus, ItemView, check_visible,
         consensus::{Verdict, verdict},
         live_item, not_editable,
-        state::{ItemEvent, next_strs},
+        state::{ItemEvent, next, next_strs},
     },
     metrics as m,
     project_actor::{Check, InProject, Touches, Transition},
@@ -27,7 +27,7 @@ use crate::{
     store::{
         self, Tx,
         items::ItemRow,
-        reviews::{DecisionEffect, DecisionRow, QueueFilter},
+        reviews::{DecisionEffect, DecisionRow, KeptDecision, QueueFilter},
         texts::TextRow,
     },
 };
@@ -308,7 +308,6 @@ async fn decide(
         .await?
         .filter(|(item, _)| item.project_id == id)
         .ok_or(EngineError::NotFound { what: "item" })?;
-    let tx = at.tx();
     if item.contributor_id == me {
         return Err(EngineError::Refused {
             code: ErrorCode::SelfReview,
@@ -348,9 +347,29 @@ async fn decide(
         settings.max_rework_rounds,
     );
 
+    let announced = match outcome {
+        Verdict::Pending => None,
+        Verdict::Approved => Some(WebhookEvent::ItemApproved),
+        Verdict::ChangesRequested => Some(WebhookEvent::ItemChangesRequested),
+        Verdict::Rejected => Some(WebhookEvent::ItemRejected),
+    };
+    // On a group's fast path a plain decision is kept for the group's one statement of
+    // kept writes, and the item answered as that statement leaves it. Not one that
+    // writes more than its row and its item, or reads them back: a correction, a
+    // rework round (its notice lists the round's reasons), an announced event (its
+    // payload reads the item).
+    let keep = at.change.defers_rows()
+        && input.corrected_text.is_none()
+        && input.corrected_annotation.is_none()
+        && outcome != Verdict::ChangesRequested
+        && match announced {
+            Some(event) => at.subscribers(event).await?.is_empty(),
+            None => true,
+        };
+
     // Fix and accept: the reviewer's correction becomes the current text.
     let text_revision = match &input.corrected_text {
-        Some(text) => Some(add_reviewer_text(tx, item_id, me, text, now).await?),
+        Some(text) => Some(add_reviewer_text(at.tx(), item_id, me, text, now).await?),
         None => None,
     };
     let decision = DecisionRow {
@@ -382,15 +401,25 @@ async fn decide(
             rework: outcome == Verdict::ChangesRequested,
         },
     };
-    let settled = store::reviews::record_decision(tx, &decision, effect).await?;
+    let settled = if keep {
+        let kept = KeptDecision {
+            row: decision.clone(),
+            settle_to: event.map(|event| next(event).1),
+        };
+        let after = kept.applied_to(&item);
+        at.change.keep_decision(kept);
+        Some(after)
+    } else {
+        store::reviews::record_decision(at.tx(), &decision, effect).await?
+    };
     if let DecisionEffect::Settle { rework, .. } = effect {
         if settled.is_none() {
             return Err(not_editable(item.status));
         }
         if rework {
-            let reasons = store::reviews::round_rejections(tx, item_id, round).await?;
+            let reasons = store::reviews::round_rejections(at.tx(), item_id, round).await?;
             store::reviews::add_notice(
-                tx,
+                at.tx(),
                 item.contributor_id,
                 item_id,
                 id,
@@ -424,12 +453,6 @@ async fn decide(
             "annotation_revision": annotation_revision,
         }),
     );
-    let announced = match outcome {
-        Verdict::Pending => None,
-        Verdict::Approved => Some(WebhookEvent::ItemApproved),
-        Verdict::ChangesRequested => Some(WebhookEvent::ItemChangesRequested),
-        Verdict::Rejected => Some(WebhookEvent::ItemRejected),
-    };
     if let Some(event) = announced {
         at.announce(event, ItemSubject::Item(item_id)).await?;
     }

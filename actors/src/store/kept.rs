@@ -7,49 +7,97 @@
 use sqlx::{Arguments, postgres::PgArguments};
 use uuid::Uuid;
 
-use super::{StoreError, StoreResult, Tx, audit::AuditRecord, items::ItemRow, jobs::NewJob};
+use super::{
+    StoreError, StoreResult, Tx, audit::AuditRecord, items::ItemRow, jobs::NewJob,
+    reviews::KeptDecision,
+};
 
 /// Past this many parameters the rows go table by table (PostgreSQL takes 65,535 in
 /// one statement; a group's writes are far fewer).
 const MAX_PARAMETERS: usize = 30_000;
 
-/// Write what a change kept. `storage` holds one summed delta per project; `items` are
-/// new items, each inserted unless a unique index refuses it. How many items were
-/// inserted.
-pub async fn write(
-    tx: &mut Tx,
-    audit: &[AuditRecord],
-    jobs: &[NewJob],
-    storage: &[(Uuid, i64)],
-    items: &[ItemRow],
-) -> StoreResult<u64> {
-    if audit.is_empty() && jobs.is_empty() && storage.is_empty() && items.is_empty() {
-        return Ok(0);
+/// What a change kept for its commit. `storage` holds one summed delta per project;
+/// `items` are new items, each inserted unless a unique index refuses it; `decisions`
+/// are review decisions with their effect on their item.
+#[derive(Default)]
+pub struct Kept<'a> {
+    pub audit: &'a [AuditRecord],
+    pub jobs: &'a [NewJob],
+    pub storage: &'a [(Uuid, i64)],
+    pub items: &'a [ItemRow],
+    pub decisions: &'a [KeptDecision],
+}
+
+impl Kept<'_> {
+    fn is_empty(&self) -> bool {
+        self.audit.is_empty()
+            && self.jobs.is_empty()
+            && self.storage.is_empty()
+            && self.items.is_empty()
+            && self.decisions.is_empty()
     }
-    let parameters =
-        audit.len() * 11 + jobs.len() * 7 + storage.len() * 2 + items.len() * ITEM_CELLS + 1;
+
+    /// The verdicts among the decisions (each must find its item pending review).
+    pub fn verdicts(&self) -> usize {
+        self.decisions
+            .iter()
+            .filter(|d| d.settle_to.is_some())
+            .count()
+    }
+}
+
+/// What the conditional parts of [`write`] did: the new items inserted, the verdicts
+/// that found their item pending review.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub items: u64,
+    pub verdicts: u64,
+}
+
+/// Write what a change kept.
+pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
+    if kept.is_empty() {
+        return Ok(Applied::default());
+    }
+    let parameters = kept.audit.len() * 11
+        + kept.jobs.len() * 7
+        + kept.storage.len() * 2
+        + kept.items.len() * ITEM_CELLS
+        + kept.decisions.len() * (DECISION_CELLS + 3)
+        + 1;
     match tx {
         Tx::Postgres(t) if parameters <= MAX_PARAMETERS => {
-            let (sql, args) = one_statement(audit, jobs, storage, items)?;
-            let inserted: i64 = sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), args)
+            let (sql, args) = one_statement(kept)?;
+            let (items, verdicts): (i64, i64) = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
                 .fetch_one(&mut **t)
                 .await?;
-            Ok(inserted.max(0) as u64)
+            Ok(Applied {
+                items: items.max(0) as u64,
+                verdicts: verdicts.max(0) as u64,
+            })
         }
         _ => {
-            let mut inserted = 0;
-            for item in items {
-                inserted += u64::from(super::items::insert_unless_taken(tx, item).await?);
+            let mut applied = Applied::default();
+            for item in kept.items {
+                applied.items += u64::from(super::items::insert_unless_taken(tx, item).await?);
             }
-            super::audit::record_many(tx, audit).await?;
-            super::jobs::enqueue_many(tx, jobs).await?;
-            for (project, delta) in storage {
+            for decision in kept.decisions {
+                let settled =
+                    super::reviews::record_decision(tx, &decision.row, decision.effect()).await?;
+                applied.verdicts += u64::from(settled.is_some());
+            }
+            super::audit::record_many(tx, kept.audit).await?;
+            super::jobs::enqueue_many(tx, kept.jobs).await?;
+            for (project, delta) in kept.storage {
                 super::items::add_storage_bytes(tx, *project, *delta).await?;
             }
-            Ok(inserted)
+            Ok(applied)
         }
     }
 }
+
+/// The cells of a decision's row.
+const DECISION_CELLS: usize = 11;
 
 /// The cells of a new item's row.
 const ITEM_CELLS: usize = 19;
@@ -75,17 +123,20 @@ impl Params {
 
 /// The PostgreSQL statement: `WITH a AS (INSERT …), j AS (INSERT …), s AS (UPDATE …)
 /// SELECT pg_notify(…)`. Every part runs once, whether or not the last one reads it.
-fn one_statement(
-    audit: &[AuditRecord],
-    jobs: &[NewJob],
-    storage: &[(Uuid, i64)],
-    items: &[ItemRow],
-) -> StoreResult<(String, PgArguments)> {
+fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
+    let Kept {
+        audit,
+        jobs,
+        storage,
+        items,
+        decisions,
+    } = *kept;
     let mut p = Params {
         args: PgArguments::default(),
         next: 0,
     };
     let mut parts = Vec::new();
+    decision_parts(&mut p, &mut parts, decisions)?;
     if !items.is_empty() {
         let mut rows = Vec::with_capacity(items.len());
         for r in items {
@@ -200,14 +251,90 @@ fn one_statement(
     } else {
         "(SELECT COUNT(*) FROM i)"
     };
-    // The items inserted (the notifications are counted so that they run).
+    let verdicts = if kept.verdicts() == 0 {
+        "0"
+    } else {
+        "(SELECT COUNT(*) FROM st)"
+    };
+    // The items inserted (the notifications are counted so that they run), the verdicts
+    // applied.
     Ok((
         format!(
-            "WITH {} SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted",
+            "WITH {} SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted, \
+             CAST({verdicts} AS BIGINT) AS verdicts",
             parts.join(", ")
         ),
         p.args,
     ))
+}
+
+/// The decisions' parts: `d` inserts them; `st` moves each verdict's item, if it is
+/// still pending review, as `reviews::record_decision` does; `rl` ends the leases of
+/// the reviewers whose round goes on.
+fn decision_parts(
+    p: &mut Params,
+    parts: &mut Vec<String>,
+    decisions: &[KeptDecision],
+) -> StoreResult<()> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let (mut rows, mut settles, mut releases) = (Vec::new(), Vec::new(), Vec::new());
+    for d in decisions {
+        let r = &d.row;
+        let cells: [String; DECISION_CELLS] = [
+            p.add(r.id)?,
+            p.add(r.item_id)?,
+            p.add(r.project_id)?,
+            p.add(r.reviewer_id)?,
+            p.add(r.round)?,
+            p.add(r.decision.clone())?,
+            p.add(r.reason_code.clone())?,
+            p.add(r.comment.clone())?,
+            p.add(r.text_revision)?,
+            p.add(r.outcome.clone())?,
+            p.add(r.created_at)?,
+        ];
+        rows.push(format!("({})", cells.join(", ")));
+        match d.settle_to {
+            Some(to) => settles.push(format!(
+                "({}::uuid, {}::text, {}::timestamptz)",
+                p.add(r.item_id)?,
+                p.add(to.as_str())?,
+                p.add(r.created_at)?
+            )),
+            None => releases.push(format!(
+                "({}::uuid, {}::uuid)",
+                p.add(r.item_id)?,
+                p.add(r.reviewer_id)?
+            )),
+        }
+    }
+    parts.push(format!(
+        "d AS (INSERT INTO review_decisions ({}) VALUES {})",
+        super::reviews::DECISION_COLUMNS,
+        rows.join(", ")
+    ));
+    if !settles.is_empty() {
+        parts.push(format!(
+            "st AS (UPDATE items SET status = v.status, processing_error_code = NULL, \
+             processing_error = NULL, updated_at = v.at, review_claimed_by = NULL, \
+             review_lease_until = NULL, decided_at = v.at \
+             FROM (VALUES {}) AS v (id, status, at) \
+             WHERE items.id = v.id AND items.deleted_at IS NULL \
+             AND items.status = 'pending_review' RETURNING 1)",
+            settles.join(", ")
+        ));
+    }
+    if !releases.is_empty() {
+        parts.push(format!(
+            "rl AS (UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
+             FROM (VALUES {}) AS v (id, reviewer) \
+             WHERE items.id = v.id AND items.review_claimed_by = v.reviewer)",
+            releases.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,13 +352,12 @@ mod tests {
             run_at: now,
             created_at: now,
         };
-        let (sql, _) = one_statement(
-            &[],
-            &[job("ocr"), job("ocr"), job("mail")],
-            &[(Uuid::now_v7(), 5)],
-            &[],
-        )
-        .unwrap();
+        let kept = Kept {
+            jobs: &[job("ocr"), job("ocr"), job("mail")],
+            storage: &[(Uuid::now_v7(), 5)],
+            ..Kept::default()
+        };
+        let (sql, _) = one_statement(&kept).unwrap();
         assert!(sql.starts_with("WITH j AS (INSERT INTO jobs"), "{sql}");
         assert!(
             sql.contains("($1, $2, $3, 'queued', 0, $4, $5, $6, $6)"),
@@ -240,7 +366,7 @@ mod tests {
         assert!(sql.contains("($19::uuid, $20::bigint)"), "{sql}");
         // One notification per kind, not per job.
         assert!(
-            sql.ends_with(
+            sql.contains(
                 "FROM (VALUES ($22::text), ($23::text)) AS v (kind)) AS BIGINT) AS inserted"
             ),
             "{sql}"

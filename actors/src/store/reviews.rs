@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::{
     Db, StoreResult, Tx, items::COLUMNS as ITEM_COLUMNS, items::ItemRow, with_db, with_tx,
 };
+use crate::domain::ItemStatus;
 
-const DECISION_COLUMNS: &str = "id, item_id, project_id, reviewer_id, round, decision, reason_code, \
+pub(crate) const DECISION_COLUMNS: &str = "id, item_id, project_id, reviewer_id, round, decision, reason_code, \
      comment, text_revision, outcome, created_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -339,6 +340,52 @@ async fn settle(
     .bind(now)
     .fetch_optional(conn)
     .await)?)
+}
+
+/// A decision kept for its change's commit (a group's fast path): the row, and the
+/// status a verdict moves the item to (`None`: the round goes on and the reviewer's
+/// lease ends). A verdict that sends the item back for rework is never kept (it reads
+/// its round's decisions back).
+#[derive(Debug, Clone)]
+pub struct KeptDecision {
+    pub row: DecisionRow,
+    pub settle_to: Option<ItemStatus>,
+}
+
+impl KeptDecision {
+    /// The effect, as [`record_decision`] takes it.
+    pub fn effect(&self) -> DecisionEffect<'static> {
+        match self.settle_to {
+            Some(to) => DecisionEffect::Settle {
+                to: to.as_str(),
+                rework: false,
+            },
+            None => DecisionEffect::Release,
+        }
+    }
+
+    /// `item` as [`record_decision`] leaves it (what its statement would read back).
+    pub fn applied_to(&self, item: &ItemRow) -> ItemRow {
+        let at = self.row.created_at;
+        match self.settle_to {
+            Some(status) => ItemRow {
+                status,
+                processing_error_code: None,
+                processing_error: None,
+                updated_at: at,
+                review_claimed_by: None,
+                review_lease_until: None,
+                decided_at: Some(at),
+                ..item.clone()
+            },
+            None if item.review_claimed_by == Some(self.row.reviewer_id) => ItemRow {
+                review_claimed_by: None,
+                review_lease_until: None,
+                ..item.clone()
+            },
+            None => item.clone(),
+        }
+    }
 }
 
 /// What a decision does to its item besides counting in its round.
