@@ -73,6 +73,14 @@ struct ItemWithTally {
     mine: i64,
 }
 
+/// The votes of `items`' current round that meet `condition` (`d` is the decision).
+fn votes(condition: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM review_decisions d WHERE d.item_id = items.id \
+         AND d.round = items.review_round AND {condition})"
+    )
+}
+
 /// A live item and the votes of its current round, in one read: what a decision needs
 /// before it writes.
 pub async fn item_with_tally(
@@ -80,12 +88,6 @@ pub async fn item_with_tally(
     item: Uuid,
     reviewer: Uuid,
 ) -> StoreResult<Option<(ItemRow, RoundTally)>> {
-    let votes = |condition: &str| {
-        format!(
-            "(SELECT COUNT(*) FROM review_decisions d WHERE d.item_id = items.id \
-             AND d.round = items.review_round AND {condition})"
-        )
-    };
     let sql = format!(
         "SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine \
          FROM items WHERE id = $1 AND deleted_at IS NULL",
@@ -121,12 +123,6 @@ pub async fn items_with_tallies(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let votes = |condition: &str| {
-        format!(
-            "(SELECT COUNT(*) FROM review_decisions d WHERE d.item_id = items.id \
-             AND d.round = items.review_round AND {condition})"
-        )
-    };
     let pairs: Vec<String> = (0..wanted.len())
         .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
         .collect();
