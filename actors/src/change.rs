@@ -121,15 +121,12 @@ impl Change {
         if self.later.items.is_empty() && self.later.decisions.is_empty() {
             return Ok(true);
         }
-        let items = std::mem::take(&mut self.later.items);
-        let decisions = std::mem::take(&mut self.later.decisions);
-        let kept = store::kept::Kept {
-            items: &items,
-            decisions: &decisions,
-            ..Default::default()
+        let rows = Later {
+            items: std::mem::take(&mut self.later.items),
+            decisions: std::mem::take(&mut self.later.decisions),
+            ..Later::default()
         };
-        let applied = store::kept::write(&mut self.tx, &kept).await?;
-        Ok(all_through(&kept, applied))
+        self.write(rows).await
     }
 
     /// Run `work` once the change has committed (never if it does not).
@@ -216,6 +213,11 @@ impl Change {
     /// decision went through. The kept writes are gone either way.
     pub async fn write_kept(&mut self) -> Result<bool, EngineError> {
         let later = std::mem::take(&mut self.later);
+        self.write(later).await
+    }
+
+    /// Write `later` now; whether every new item and decision in it went through.
+    async fn write(&mut self, later: Later) -> Result<bool, EngineError> {
         let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (project, delta) in later.storage {
             *storage.entry(project).or_default() += delta;
@@ -229,7 +231,7 @@ impl Change {
             decisions: &later.decisions,
         };
         let applied = store::kept::write(&mut self.tx, &kept).await?;
-        Ok(all_through(&kept, applied))
+        Ok(applied.items == kept.items.len() as u64 && applied.verdicts == kept.verdicts() as u64)
     }
 
     /// Write what was kept, commit, then do what was waiting for it.
@@ -262,11 +264,6 @@ impl Change {
             .map(|_| ()))?;
         Ok(())
     }
-}
-
-/// Every kept item inserted and every kept verdict applied.
-fn all_through(kept: &store::kept::Kept<'_>, applied: store::kept::Applied) -> bool {
-    applied.items == kept.items.len() as u64 && applied.verdicts == kept.verdicts() as u64
 }
 
 impl std::ops::Deref for Change {

@@ -157,16 +157,31 @@ impl Transition for RecordProcessing {
     async fn apply(self, at: &mut InProject<'_>) -> Result<Recorded, EngineError> {
         at.project()?; // processing goes on in a deleted project, not in none
         let (job_id, item_id, now) = (self.job_id, self.item_id, at.now);
-        let (event, error, engine, label) = match &self.outcome {
-            Ok(text) => (ItemEvent::ProcessingSucceeded, None, text.engine, "ready"),
-            Err(no_text) => (
-                ItemEvent::ProcessingFailed,
-                Some((no_text.code, no_text.message.as_str())),
-                "none",
-                no_text.code,
-            ),
+        // The machine's text moves into its row (it may be megabytes: no copy).
+        let (event, engine, label, text, no_text) = match self.outcome {
+            Ok(text) => {
+                let engine = text.engine;
+                (
+                    ItemEvent::ProcessingSucceeded,
+                    engine,
+                    "ready",
+                    Some(text),
+                    None,
+                )
+            }
+            Err(no_text) => {
+                let code = no_text.code;
+                (
+                    ItemEvent::ProcessingFailed,
+                    "none",
+                    code,
+                    None,
+                    Some(no_text),
+                )
+            }
         };
-        let text = self.outcome.as_ref().ok().map(|text| TextRow {
+        let error = no_text.as_ref().map(|n| (n.code, n.message.as_str()));
+        let text = text.map(|text| TextRow {
             id: Uuid::now_v7(),
             item_id,
             revision: 0, // numbered by the insert
@@ -174,12 +189,9 @@ impl Transition for RecordProcessing {
             engine: Some(text.engine.into()),
             author_id: None,
             job_id: Some(job_id),
-            text: text.text.clone(),
-            pages: text
-                .pages
-                .clone()
-                .map(|p| sqlx::types::Json(Value::from(p))),
-            words: text.words.clone().map(sqlx::types::Json),
+            text: text.text,
+            pages: text.pages.map(|p| sqlx::types::Json(Value::from(p))),
+            words: text.words.map(sqlx::types::Json),
             confidence: text.confidence,
             created_at: now,
         });

@@ -219,18 +219,17 @@ impl Opened {
         wanted: &[(Uuid, Uuid)],
     ) -> Result<(), EngineError> {
         let found = store::reviews::items_with_tallies(change, wanted).await?;
+        // Every wanted item has its entry: `None` says it is gone, with no read of its own.
         self.ahead = wanted.iter().map(|(item, _)| (*item, None)).collect();
-        for (reader, item, tally) in found {
-            let id = item.id;
-            self.ahead.insert(
-                id,
-                Some(Ahead {
+        self.ahead
+            .extend(found.into_iter().map(|(reader, item, tally)| {
+                let ahead = Ahead {
                     reader,
                     item,
                     tally,
-                }),
-            );
-        }
+                };
+                (ahead.item.id, Some(ahead))
+            }));
         Ok(())
     }
 
