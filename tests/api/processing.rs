@@ -50,7 +50,14 @@ fn docx(paragraphs: &[&str]) -> Vec<u8> {
 /// clock is the test's: it moves on a little each time, so retry delays pass.
 pub async fn settled(app: &TestApp, token: &str, endpoint: &str, id: &str) -> Value {
     for _ in 0..600 {
-        let item: Value = app.get_json(&format!("{endpoint}/{id}"), token).await;
+        let resp = app.get_auth(&format!("{endpoint}/{id}"), token).await;
+        let code = resp.status();
+        let item: Value = resp.json().await.unwrap();
+        assert_eq!(
+            code,
+            StatusCode::OK,
+            "GET {endpoint}/{id} while it settles: {item}"
+        );
         let status = item["status"].as_str().unwrap().to_owned();
         if status != "uploaded" && status != "processing" {
             return item;
@@ -71,8 +78,9 @@ pub async fn uploaded(
     mime: &str,
 ) -> String {
     let resp = upload(app, token, endpoint, project, bytes, name, mime).await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let code = resp.status();
     let item: Value = resp.json().await.unwrap();
+    assert_eq!(code, StatusCode::CREATED, "{item}");
     assert!(item["job_id"].is_string(), "the item names its job: {item}");
     item["id"].as_str().unwrap().to_owned()
 }
