@@ -14,10 +14,12 @@ use std::{
     collections::HashMap,
     future::Future,
     marker::PhantomData,
+    panic::AssertUnwindSafe,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use futures::FutureExt as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::{self, JoinSet};
 use uuid::Uuid;
@@ -127,6 +129,10 @@ pub struct WorkerState<H> {
     /// The runs of the jobs this worker holds; each ends with its job and result, which
     /// the actor records ([`WorkerMsg::Reap`]).
     running: JoinSet<Finished>,
+    /// `Reap`s received less runs joined. A run sends its `Reap` just before it ends, so
+    /// the actor may see the message before the run can be joined: what is owed is then
+    /// joined by waiting (a moment); a run joined early is paid for by its `Reap` later.
+    reaps_owed: isize,
     /// The jobs this worker holds (claimed, not yet recorded), by the task that runs
     /// each: their leases are renewed.
     held: HashMap<task::Id, Uuid>,
@@ -177,6 +183,7 @@ impl<H: JobHandler> Actor for JobWorker<H> {
             handler: Arc::new(handler),
             concurrency,
             running: JoinSet::new(),
+            reaps_owed: 0,
             held: HashMap::new(),
             follow_ups: JoinSet::new(),
         })
@@ -192,8 +199,20 @@ impl<H: JobHandler> Actor for JobWorker<H> {
             WorkerMsg::Stats => jobs::refresh_gauges(&state.deps, &[H::KIND]).await,
             WorkerMsg::RenewLeases => renew_leases::<H>(state).await,
             WorkerMsg::Reap => {
+                state.reaps_owed += 1;
                 let mut finished = Vec::new();
+                // Every run that ended, together (their jobs are marked done at once)...
                 while let Some(joined) = state.running.try_join_next_with_id() {
+                    state.reaps_owed -= 1;
+                    finished.extend(ended(state, joined));
+                }
+                // ...and the one that sent this `Reap`, if it is still returning.
+                while state.reaps_owed > 0 {
+                    let Some(joined) = state.running.join_next_with_id().await else {
+                        state.reaps_owed = 0;
+                        break;
+                    };
+                    state.reaps_owed -= 1;
                     finished.extend(ended(state, joined));
                 }
                 record::<H>(state, finished).await;
@@ -244,8 +263,8 @@ impl<H: JobHandler> Actor for JobWorker<H> {
     }
 }
 
-/// A joined run, no longer held: its job and result, or nothing when the run panicked
-/// (its lease is no longer renewed, so the job runs again once it runs out).
+/// A joined run, no longer held: its job and result, or nothing when the run was
+/// aborted (its lease is no longer renewed, so the job runs again once it runs out).
 fn ended<H>(
     state: &mut WorkerState<H>,
     joined: Result<(task::Id, Finished), task::JoinError>,
@@ -289,7 +308,16 @@ async fn claim_and_run<H: JobHandler>(myself: &ActorRef<WorkerMsg>, state: &mut 
         );
         let run = state.running.spawn(async move {
             let started = Instant::now();
-            let result = handler.run(&deps, &job).await;
+            // A run that panics is a failed attempt, and still sends its `Reap`.
+            let result = AssertUnwindSafe(handler.run(&deps, &job))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(JobFailure(format!(
+                        "the run panicked: {}",
+                        panic_message(&panic)
+                    )))
+                });
             metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => H::KIND)
                 .record(started.elapsed().as_secs_f64());
             // The actor records the outcome (a stopping actor records it as it joins).
@@ -319,6 +347,15 @@ async fn renew_leases<H: JobHandler>(state: &WorkerState<H>) {
             tracing::warn!(kind = H::KIND, error = %err, "could not renew the leases")
         }
     }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 fn lease(deps: &Deps) -> chrono::Duration {
