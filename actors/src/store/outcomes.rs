@@ -5,6 +5,7 @@
 //! the same writes one after another.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{StoreResult, Tx, items, jobs, texts, texts::TextRow};
@@ -77,8 +78,8 @@ pub async fn record_outcome(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Wr
         .bind(text.map(|t| t.id))
         .bind(text.and_then(|t| t.engine.as_deref()))
         .bind(text.map(|t| t.text.as_str()))
-        .bind(text.and_then(|t| t.pages.clone()))
-        .bind(text.and_then(|t| t.words.clone()))
+        .bind(text.and_then(|t| t.pages.as_ref().map(|p| Json(&p.0))))
+        .bind(text.and_then(|t| t.words.as_ref().map(|w| Json(&w.0))))
         .bind(text.and_then(|t| t.confidence))
         .bind(text.is_some())
         .fetch_one(&mut **conn)
