@@ -250,5 +250,11 @@ if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
         /^project_transition_seconds_count\{/ { match($1, /transition="[^"]*"/); t = substr($1, RSTART + 12, RLENGTH - 13); count[t] = $2 }
         END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", "transition", t, count[t], 1000 * sum[t] / count[t], sum[t] }
     ' <<<"$groups" >&2
+    # ...and the rest of each group: its stages (open, kept writes, commit).
+    awk '
+        /^project_group_stage_seconds_sum\{/ { match($1, /stage="[^"]*"/); t = substr($1, RSTART + 7, RLENGTH - 8); sum[t] = $2 }
+        /^project_group_stage_seconds_count\{/ { match($1, /stage="[^"]*"/); t = substr($1, RSTART + 7, RLENGTH - 8); count[t] = $2 }
+        END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", "stage", t, count[t], 1000 * sum[t] / count[t], sum[t] }
+    ' <<<"$groups" >&2
 fi
 exit "$driver_status"

@@ -87,6 +87,12 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                     )
                 })
                 .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("project_group_stage_seconds".into()),
+                        &latency,
+                    )
+                })
+                .and_then(|b| {
                     // Without buckets it would be a summary, which the dashboard's p95
                     // (histogram_quantile over `_bucket`) cannot read.
                     b.set_buckets_for_metric(

@@ -29,6 +29,12 @@ pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
 /// How long one group took, from its first savepoint to its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
+/// How long each stage of a group took (label `stage`): `open` (begin, lock the project,
+/// read the callers' roles and the items read ahead), `kept_writes` (a fast path's kept
+/// rows, one statement on PostgreSQL) and `commit` (the `COMMIT`, with the kept rows of a
+/// group that took no fast path). The transitions themselves are
+/// [`PROJECT_TRANSITION_SECONDS`].
+pub const PROJECT_GROUP_STAGE_SECONDS: &str = "project_group_stage_seconds";
 /// Groups whose fast path (no savepoints) met a failing transition and started over
 /// with a savepoint per transition.
 pub const PROJECT_GROUP_RESTARTS_TOTAL: &str = "project_group_restarts_total";

@@ -24,7 +24,7 @@
 //! after the lock, instead of one read each (a review decision's first read). A
 //! transition that may change any item makes the group forget them before it runs.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, future::Future, time::Instant};
 
 use uuid::Uuid;
 
@@ -95,7 +95,7 @@ async fn run(
         let command = group.pop().expect("one command");
         let outcome = command.run(&mut change, &mut opened, deps).await;
         let committed = if outcome.succeeded() {
-            change.commit().await
+            commit_change(change).await
         } else {
             // The command's own error stands, whatever the rollback says.
             if let Err(err) = change.rollback().await {
@@ -111,9 +111,9 @@ async fn run(
         // through starts the group over.
         change.defer_rows();
         if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await
-            && let Ok(true) = change.write_kept().await
+            && let Ok(true) = timed(STAGE_KEPT_WRITES, change.write_kept()).await
         {
-            let committed = change.commit().await;
+            let committed = commit_change(change).await;
             let held = group.into_iter().map(|c| c.into_kept()).collect();
             return Ok(((held, committed), false));
         }
@@ -139,15 +139,38 @@ async fn open(
     callers: &[Uuid],
     ahead: &[(Uuid, Uuid)],
 ) -> Result<(Change, Opened), EngineError> {
-    let mut change = Change::begin(&deps.db).await?;
-    // The project is locked and loaded once for the whole group, with its callers'
-    // roles (one read for all of them).
-    let mut opened = Opened::lock(&mut change, id, callers).await?;
-    opened.read_roles(&mut change, callers).await?;
-    if !ahead.is_empty() {
-        opened.read_ahead(&mut change, ahead).await?;
-    }
-    Ok((change, opened))
+    timed(STAGE_OPEN, async {
+        let mut change = Change::begin(&deps.db).await?;
+        // The project is locked and loaded once for the whole group, with its callers'
+        // roles (one read for all of them).
+        let mut opened = Opened::lock(&mut change, id, callers).await?;
+        opened.read_roles(&mut change, callers).await?;
+        if !ahead.is_empty() {
+            opened.read_ahead(&mut change, ahead).await?;
+        }
+        Ok((change, opened))
+    })
+    .await
+}
+
+/// Stages of a group, timed in `project_group_stage_seconds` (where the time between
+/// the transitions goes).
+const STAGE_OPEN: &str = "open";
+const STAGE_KEPT_WRITES: &str = "kept_writes";
+const STAGE_COMMIT: &str = "commit";
+
+/// `work`, timed as the group's `stage`.
+async fn timed<T>(stage: &'static str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let done = work.await;
+    metrics::histogram!(m::PROJECT_GROUP_STAGE_SECONDS, "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
+    done
+}
+
+/// Commit the group's change (with what it kept and has not written yet), timed.
+async fn commit_change(change: Change) -> Result<(), EngineError> {
+    timed(STAGE_COMMIT, change.commit()).await
 }
 
 /// The items to read ahead for `group`, with who reads each: those that exactly one of
@@ -237,7 +260,7 @@ async fn careful(
     }
     let committed = match broken {
         Some(err) => Err(err),
-        None => change.commit().await,
+        None => commit_change(change).await,
     };
     (held, committed)
 }
