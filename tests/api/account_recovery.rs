@@ -37,6 +37,20 @@ fn verification_links(app: &TestApp, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// The newest verification link to `to` other than `old`, once it is in the outbox.
+/// Mail is sent at least once: the clock the test moves on can end the lease of the job
+/// that sent `old` before that job is marked done, and it may then send `old` again.
+async fn newer_verification_link(app: &TestApp, to: &str, old: &str) -> String {
+    for _ in 0..200 {
+        let links = verification_links(app, to);
+        if let Some(newer) = links.into_iter().rev().find(|link| link != old) {
+            return newer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no verification link to {to} but {old}");
+}
+
 async fn create_token(app: &TestApp, bearer: &str, name: &str, scopes: Value) -> reqwest::Response {
     app.client
         .post(app.url("/api/auth/tokens"))
@@ -80,10 +94,7 @@ async fn a_newer_registration_replaces_the_pending_password_and_kills_older_link
         app.register("victim@example.org", PASSWORD).await.status(),
         StatusCode::CREATED
     );
-    app.wait_for_mails("victim@example.org", 2).await;
-    let links = verification_links(&app, "victim@example.org");
-    let victims = links.last().unwrap().clone();
-    assert_ne!(victims, attackers);
+    let victims = newer_verification_link(&app, "victim@example.org", &attackers).await;
 
     // The attacker's link died with the newer registration.
     assert_problem(
