@@ -51,61 +51,27 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 7.0 * 86_400.0,
                 30.0 * 86_400.0,
             ];
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("http_request_duration_seconds".into()),
-                    &latency,
-                )
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("password_hash_duration_seconds".into()),
-                        &latency,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full("job_duration_seconds".into()), &slow)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full("export_duration_seconds".into()), &slow)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("review_time_to_verdict_seconds".into()),
-                        &review,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("project_group_commit_seconds".into()),
-                        &latency,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("project_transition_seconds".into()),
-                        &latency,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("project_group_stage_seconds".into()),
-                        &latency,
-                    )
-                })
-                .and_then(|b| {
-                    // Without buckets it would be a summary, which the dashboard's p95
-                    // (histogram_quantile over `_bucket`) cannot read.
-                    b.set_buckets_for_metric(
-                        Matcher::Full("webhook_attempt_duration_seconds".into()),
-                        &latency,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("project_group_commands".into()),
-                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
-                    )
-                });
+            let groups = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+            // Histograms with buckets of their own. One left out would be a summary, which
+            // the dashboard's quantiles (histogram_quantile over `_bucket`) cannot read.
+            let buckets: [(&str, &[f64]); 10] = [
+                ("http_request_duration_seconds", &latency),
+                ("password_hash_duration_seconds", &latency),
+                ("job_duration_seconds", &slow),
+                ("export_duration_seconds", &slow),
+                ("review_time_to_verdict_seconds", &review),
+                ("project_group_commit_seconds", &latency),
+                ("project_transition_seconds", &latency),
+                ("project_group_stage_seconds", &latency),
+                ("webhook_attempt_duration_seconds", &latency),
+                ("project_group_commands", &groups),
+            ];
+            let builder = buckets.into_iter().try_fold(
+                PrometheusBuilder::new(),
+                |builder, (name, buckets)| {
+                    builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+                },
+            );
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => Some(handle),
                 Err(e) => {

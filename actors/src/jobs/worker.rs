@@ -201,15 +201,16 @@ impl<H: JobHandler> Actor for JobWorker<H> {
             WorkerMsg::Reap => {
                 state.reaps_owed += 1;
                 let mut finished = Vec::new();
-                // Every run that ended, together (their jobs are marked done at once)...
-                while let Some(joined) = state.running.try_join_next_with_id() {
-                    state.reaps_owed -= 1;
-                    finished.extend(ended(state, joined));
-                }
-                // ...and the one that sent this `Reap`, if it is still returning.
-                while state.reaps_owed > 0 {
-                    let Some(joined) = state.running.join_next_with_id().await else {
-                        state.reaps_owed = 0;
+                // Every run that ended, together (their jobs are marked done at once),
+                // and the one that sent this `Reap`, waited for if it is still returning.
+                loop {
+                    let joined = match state.running.try_join_next_with_id() {
+                        Some(joined) => Some(joined),
+                        None if state.reaps_owed > 0 => state.running.join_next_with_id().await,
+                        None => break,
+                    };
+                    let Some(joined) = joined else {
+                        state.reaps_owed = 0; // nothing runs: nothing is owed
                         break;
                     };
                     state.reaps_owed -= 1;
