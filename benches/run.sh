@@ -213,12 +213,40 @@ until curl -fsS -o /dev/null --max-time 2 "$url/health" 2>/dev/null; do
 done
 log "server is healthy"
 
+# --- CPU time, to tell a saturated machine from a waiting one -------------------------------
+# Clock ticks of the machine (busy, idle) and of the server and PostgreSQL's processes.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+process_ticks() {
+    # utime + stime; the fields after the command name, which is in parentheses.
+    local pid total=0
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+cpu_snapshot() {
+    echo "$(machine_ticks) $(process_ticks "$server_pid") $(process_ticks $(pgrep -x postgres))"
+}
+
 # --- driver ---------------------------------------------------------------------------------
 # The password goes through the environment (the driver reads ALTA_BENCH_PASSWORD), not argv.
 driver_status=0
+cpu_before=$(cpu_snapshot)
 ALTA_BENCH_PASSWORD="$password" \
     cargo bench --profile "$profile" --bench throughput -- \
     --url "$url" --email "$email" --label "$backend" "$@" || driver_status=$?
+cpu_after=$(cpu_snapshot)
+# Where the machine's CPU went while the driver ran (its logins and setup included), in
+# seconds: the server, PostgreSQL (every backend and helper), the rest (the driver, the
+# kernel, anything else) and idle. Two saturated cores show idle near zero.
+read -r busy0 idle0 server0 pg0 <<<"$cpu_before"
+read -r busy1 idle1 server1 pg1 <<<"$cpu_after"
+awk -v tck="$(getconf CLK_TCK)" -v busy=$((busy1 - busy0)) -v idle=$((idle1 - idle0)) \
+    -v server=$((server1 - server0)) -v pg=$((pg1 - pg0)) 'BEGIN {
+        printf "%-10s busy_s=%.1f idle_s=%.1f server_s=%.1f postgres_s=%.1f other_s=%.1f\n", "cpu",
+            busy / tck, idle / tck, server / tck, pg / tck, (busy - server - pg) / tck
+    }' >&2
 
 # --- server memory (before cleanup stops it) ---------------------------------------------------
 # VmHWM is the peak resident set size over the server's life, VmRSS the current one (kB).

@@ -89,7 +89,7 @@ async fn a_newer_registration_replaces_the_pending_password_and_kills_older_link
     );
     let attackers = app.verification_link("victim@example.org").await;
     // Later the victim signs up with their own password.
-    app.clock.advance(chrono::Duration::minutes(10));
+    app.advance_clock(chrono::Duration::minutes(10)).await;
     assert_eq!(
         app.register("victim@example.org", PASSWORD).await.status(),
         StatusCode::CREATED
@@ -340,7 +340,7 @@ async fn creating_an_api_token_needs_a_recent_sign_in_and_mails_the_owner(backen
     let app = TestAppBuilder::new(backend).spawn().await;
     let email = "scripts@example.org";
     let old_session = app.signed_up_user(email).await;
-    app.clock.advance(chrono::Duration::minutes(11));
+    app.advance_clock(chrono::Duration::minutes(11)).await;
     assert_problem(
         create_token(&app, &old_session, "late", json!(["read"])).await,
         StatusCode::FORBIDDEN,
@@ -409,7 +409,7 @@ async fn sign_up_mails_an_address_at_most_once_per_interval(backend: Backend) {
     app.wait_for_mails("pending@example.org", 1).await;
     // A confirmed address: one "someone tried to sign up" notice.
     app.signed_up_user("taken@example.org").await;
-    app.clock.advance(chrono::Duration::seconds(301));
+    app.advance_clock(chrono::Duration::seconds(301)).await;
     for _ in 0..4 {
         assert_eq!(
             app.register("taken@example.org", "another strong passphrase 7")
@@ -420,7 +420,7 @@ async fn sign_up_mails_an_address_at_most_once_per_interval(backend: Backend) {
     }
     app.wait_for_mails("taken@example.org", 2).await;
     // Once the interval has passed, the next attempt mails again.
-    app.clock.advance(chrono::Duration::seconds(301));
+    app.advance_clock(chrono::Duration::seconds(301)).await;
     app.register("pending@example.org", PASSWORD).await;
     app.register("taken@example.org", "another strong passphrase 7")
         .await;

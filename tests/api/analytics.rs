@@ -26,6 +26,7 @@ backend_tests!(
     series_and_leaderboards_answer_csv_to_spreadsheets,
     time_to_verdict_is_counted_to_its_bucket,
     the_label_distribution_follows_the_annotations,
+    uploads_and_decisions_committed_together_keep_the_figures_exact,
 );
 
 /// `{"field:value": items}` of a `labels` list.
@@ -70,7 +71,7 @@ async fn the_label_distribution_follows_the_annotations(backend: Backend) {
     for i in 0..4 {
         if i == 3 {
             // The fourth upload, three hours later.
-            app.clock.advance(chrono::Duration::hours(3));
+            app.advance_clock(chrono::Duration::hours(3)).await;
         }
         let text = format!("Habari ya leo, nambari {i}.").into_bytes();
         let id = uploaded(
@@ -256,9 +257,9 @@ async fn time_to_verdict_is_counted_to_its_bucket(backend: Backend) {
         }
     };
     approve(&docs[0]).await; // at once: within a minute
-    app.clock.advance(chrono::Duration::minutes(25));
+    app.advance_clock(chrono::Duration::minutes(25)).await;
     approve(&docs[1]).await; // 25 minutes: within half an hour
-    app.clock.advance(chrono::Duration::hours(3));
+    app.advance_clock(chrono::Duration::hours(3)).await;
     approve(&docs[2]).await; // 3 h 25 min: within 4 hours
 
     let times = summary().await;
@@ -639,6 +640,80 @@ async fn recount(app: &TestApp) -> usize {
         }
     }
     report.corrected_rows()
+}
+
+/// Uploads and decisions sent at once commit together: a group of the project's actor
+/// inserts their rows in one statement, some decisions verdicts that settle the
+/// decisions beside them, some too late for a round already decided. The rollups (on
+/// PostgreSQL written once per statement) still equal a count of the base tables.
+async fn uploads_and_decisions_committed_together_keep_the_figures_exact(backend: Backend) {
+    let app = TestAppBuilder::new(backend).spawn().await;
+    let admin = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &admin, "Together").await;
+    configure(&app, &admin, &project, 2).await;
+    let contributor = join(&app, &admin, &project, "c@example.org", "contributor").await;
+    let mut reviewers = Vec::new();
+    for r in 0..3 {
+        let email = format!("r{r}@example.org");
+        reviewers.push(join(&app, &admin, &project, &email, "reviewer").await);
+    }
+    // Uploaded at once too: their items are inserted together.
+    let uploads = (0..12).map(|i| {
+        let text = format!("Document {i} decided by everyone at once.");
+        uploaded(
+            &app,
+            &contributor,
+            "/api/documents",
+            &project,
+            text.into_bytes(),
+            "d.txt",
+            "text/plain",
+        )
+    });
+    let ids = futures::future::join_all(uploads).await;
+    for id in &ids {
+        settled(&app, &contributor, "/api/documents", id).await;
+    }
+    let submit = json!({"item_ids": ids});
+    let review = format!("/api/projects/{project}/review");
+    ok(&app, &contributor, Method::POST, &review, Some(submit)).await;
+
+    // Every reviewer decides every item, all at once.
+    let sends = ids.iter().enumerate().flat_map(|(i, id)| {
+        let app = &app;
+        reviewers.iter().enumerate().map(move |(r, token)| async move {
+            // A quarter of the items rejected by two of three (changes requested), the
+            // rest approved by two of three.
+            let reject = if i % 4 == 0 { r < 2 } else { (i + r) % 3 == 0 };
+            let body = if reject {
+                json!({"decision": "reject", "reason_code": "noise"})
+            } else {
+                json!({"decision": "approve"})
+            };
+            let path = format!("/api/review/{id}");
+            app.send(token, Method::PATCH, &path, Some(body)).await
+        })
+    });
+    let mut decided = 0;
+    for resp in futures::future::join_all(sends).await {
+        match resp.status() {
+            StatusCode::OK => decided += 1,
+            // The round was decided by the votes before this one.
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+    assert!(decided >= 2 * ids.len(), "{decided} decisions");
+
+    assert_eq!(recount(&app).await, 0, "the rollups drifted");
+    let summary = app
+        .get_json(&format!("/api/analytics/summary?project_id={project}"), &admin)
+        .await;
+    assert_eq!(
+        answered_decisions(&summary["review"]["decisions"]),
+        counted_decisions(&app, &project, None).await,
+        "{summary}"
+    );
 }
 
 async fn figures_equal_a_count_of_the_base_tables(backend: Backend) {

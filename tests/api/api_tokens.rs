@@ -176,7 +176,7 @@ async fn tokens_are_checked_when_made_and_expire(backend: Backend) {
         app.get_auth("/api/auth/me", &token).await.status(),
         StatusCode::OK
     );
-    app.clock.advance(chrono::Duration::days(2));
+    app.advance_clock(chrono::Duration::days(2)).await;
     assert_eq!(
         app.get_auth("/api/auth/me", &token).await.status(),
         StatusCode::UNAUTHORIZED

@@ -86,7 +86,7 @@ async fn registering_a_taken_email_looks_the_same_and_mails_the_owner(backend: B
     let app = spawn_app(backend).await;
     app.signed_up_user("owner@example.org").await;
     // Past the sign-up mail interval of the verification mail just sent.
-    app.clock.advance(chrono::Duration::minutes(6));
+    app.advance_clock(chrono::Duration::minutes(6)).await;
     let fresh = app.register("someone-new@example.org", PASSWORD).await;
     let taken = app
         .register("owner@example.org", "another strong passphrase 7")
@@ -320,7 +320,7 @@ async fn bearer_tokens_are_checked(backend: Backend) {
         StatusCode::OK
     );
     // Access tokens live 15 minutes (on the server's clock).
-    app.clock.advance(chrono::Duration::minutes(15));
+    app.advance_clock(chrono::Duration::minutes(15)).await;
     assert_problem(
         app.get_auth("/api/auth/me", &token).await,
         StatusCode::UNAUTHORIZED,

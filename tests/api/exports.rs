@@ -762,7 +762,7 @@ async fn exports_refuse_and_forget_cleanly(backend: Backend) {
         app.get_auth(&kept_path, &admin).await.status(),
         StatusCode::OK
     );
-    app.clock.advance(chrono::Duration::days(8));
+    app.advance_clock(chrono::Duration::days(8)).await;
     app.engine.sweep_orphans(Duration::from_secs(3600)).await;
     // A week on, the access token has expired too.
     let admin = app.token("admin@example.org", PASSWORD).await;

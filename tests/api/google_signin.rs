@@ -641,7 +641,7 @@ async fn refused_google_sign_ins_change_nothing(backend: Backend) {
     .await;
     // And for 60 seconds.
     let late = sign_in(&app, &provider).await;
-    app.clock.advance(chrono::Duration::seconds(61));
+    app.advance_clock(chrono::Duration::seconds(61)).await;
     assert_problem(
         exchange(&app, &late["code"]).await,
         StatusCode::UNAUTHORIZED,
@@ -651,7 +651,7 @@ async fn refused_google_sign_ins_change_nothing(backend: Backend) {
     // A sign-in not finished within 10 minutes is refused.
     let slow = start(&app, &provider).await;
     let slow_back = authorize_at_provider(&app, &slow).await;
-    app.clock.advance(chrono::Duration::minutes(11));
+    app.advance_clock(chrono::Duration::minutes(11)).await;
     refused(
         &callback(&app, &slow_back, Some(&slow.cookie)).await,
         "invalid_state",

@@ -89,7 +89,7 @@ async fn concurrent_workers_never_take_the_same_job(backend: Backend) {
         jobs::list_by_kind(&db, "queue_test").await.unwrap().len(),
         JOBS
     );
-    app.clock.advance(chrono::Duration::days(15));
+    app.advance_clock(chrono::Duration::days(15)).await;
     app.engine
         .sweep_orphans(std::time::Duration::from_secs(3600))
         .await;

@@ -89,7 +89,7 @@ async fn smtp_failures_are_retried_then_delivered(backend: Backend) {
 
     // Start the SMTP server on that port and let the backoff pass on the server's clock.
     let sink = SmtpSink::start_on(port).await;
-    app.clock.advance(chrono::Duration::minutes(5));
+    app.advance_clock(chrono::Duration::minutes(5)).await;
     let messages = sink.wait_for(1).await;
     assert!(messages[0].contains("To: retry@example.org"));
     let mut done = false;

@@ -325,7 +325,7 @@ async fn refused_ceremonies_change_nothing(backend: Backend) {
     // An expired ceremony (five minutes).
     let (ceremony, options) = start_login(&app, Some("ann@example.org")).await;
     let answer = assertion(&mut key, options, origin());
-    app.clock.advance(chrono::Duration::seconds(301));
+    app.advance_clock(chrono::Duration::seconds(301)).await;
     let resp = finish_login(&app, &ceremony, &answer).await;
     assert_problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_ceremony").await;
 
@@ -624,7 +624,7 @@ async fn passkeys_are_listed_renamed_and_removed(backend: Backend) {
     .await;
     let path = format!("/api/auth/passkeys/{}", created["id"].as_str().unwrap());
     let (ceremony, options) = start_registration(&app, &ann).await;
-    app.clock.advance(chrono::Duration::minutes(11));
+    app.advance_clock(chrono::Duration::minutes(11)).await;
     let old = post(&app, "/api/auth/passkeys/register", Some(&ann), &json!({})).await;
     assert_problem(old, StatusCode::FORBIDDEN, "reauthentication_required").await;
     let parsed: CreationChallengeResponse = serde_json::from_value(options).unwrap();

@@ -105,7 +105,7 @@ async fn reset_links_expire_and_only_verified_accounts_get_one(backend: Backend)
     let before = app.outbox_mails(EMAIL).len();
     forgot(&app, EMAIL).await;
     let token = reset_token(&app, EMAIL, before + 1).await;
-    app.clock.advance(chrono::Duration::minutes(31));
+    app.advance_clock(chrono::Duration::minutes(31)).await;
     assert_problem(
         reset(&app, &token, NEW_PASSWORD).await,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -276,7 +276,7 @@ async fn project_lifecycle_with_soft_delete_and_restore(backend: Backend) {
         None,
     )
     .await;
-    app.clock.advance(chrono::Duration::days(31));
+    app.advance_clock(chrono::Duration::days(31)).await;
     let root = app.token("root@example.org", PASSWORD).await;
     let resp = send(
         &app,

@@ -486,7 +486,7 @@ async fn leases_keep_reviewers_apart(backend: Backend) {
     assert!(time(&renewed["lease_until"]) > first_lease);
 
     // Both leases run out: the items are back in every queue; B takes the oldest.
-    app.clock.advance(chrono::Duration::seconds(61));
+    app.advance_clock(chrono::Duration::seconds(61)).await;
     assert_eq!(
         queue(&app, c, p).await,
         [one.as_str(), two.as_str(), three.as_str()]
@@ -982,7 +982,7 @@ async fn contributors_get_one_digest_an_hour(backend: Backend) {
     assert_eq!(app.outbox_mails(CONTRIBUTOR).len(), before + 1);
 
     // An hour later: one mail listing both.
-    app.clock.advance(chrono::Duration::minutes(61));
+    app.advance_clock(chrono::Duration::minutes(61)).await;
     let mails = app.wait_for_mails(CONTRIBUTOR, before + 2).await;
     let all = digests(&mails);
     assert_eq!(all.len(), 2, "{mails:?}");

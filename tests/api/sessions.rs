@@ -229,7 +229,7 @@ async fn sessions_expire_when_idle_and_at_their_absolute_limit(backend: Backend)
 
     // Unused for longer than the idle limit: over.
     let (_, idle) = sign_in(&app).await;
-    app.clock.advance(chrono::Duration::days(11));
+    app.advance_clock(chrono::Duration::days(11)).await;
     assert_problem(
         refresh(&app, &idle).await,
         StatusCode::UNAUTHORIZED,
@@ -240,10 +240,10 @@ async fn sessions_expire_when_idle_and_at_their_absolute_limit(backend: Backend)
     // Used every 8 days it lives on, until the absolute limit.
     let (_, mut token) = sign_in(&app).await;
     for _ in 0..3 {
-        app.clock.advance(chrono::Duration::days(8));
+        app.advance_clock(chrono::Duration::days(8)).await;
         token = refreshed(&app, &token).await.1;
     }
-    app.clock.advance(chrono::Duration::days(2));
+    app.advance_clock(chrono::Duration::days(2)).await;
     assert_problem(
         refresh(&app, &token).await,
         StatusCode::UNAUTHORIZED,

@@ -448,7 +448,7 @@ async fn abandoned_uploads_expire_and_are_swept(backend: Backend) {
     let partial = app.data_dir().join("blobs").join(".resumable").join(&id);
 
     // Each chunk pushes the expiry out.
-    app.clock.advance(chrono::Duration::minutes(90));
+    app.advance_clock(chrono::Duration::minutes(90)).await;
     let owner = app.token("owner@example.org", PASSWORD).await;
     assert_eq!(
         patch(&app, &owner, &location, 0, vec![1; 10], None)
@@ -456,10 +456,10 @@ async fn abandoned_uploads_expire_and_are_swept(backend: Backend) {
             .status(),
         StatusCode::NO_CONTENT
     );
-    app.clock.advance(chrono::Duration::minutes(90));
+    app.advance_clock(chrono::Duration::minutes(90)).await;
     let owner = app.token("owner@example.org", PASSWORD).await;
     assert_eq!(head(&app, &owner, &location).await.status(), StatusCode::OK);
-    app.clock.advance(chrono::Duration::minutes(31));
+    app.advance_clock(chrono::Duration::minutes(31)).await;
     let owner = app.token("owner@example.org", PASSWORD).await;
     let resp = head(&app, &owner, &location).await;
     assert_eq!(resp.status(), StatusCode::GONE, "expired, not yet swept");

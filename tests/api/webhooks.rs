@@ -613,7 +613,7 @@ async fn failures_are_retried_then_given_up_and_redelivered(backend: Backend) {
     assert_eq!(failed["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(failed["payload"]["data"]["item"]["id"], id.as_str());
     // No fourth attempt, however long we wait.
-    app.clock.advance(chrono::Duration::hours(6));
+    app.advance_clock(chrono::Duration::hours(6)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.log("/down").await.len(), 3);
 
@@ -694,7 +694,7 @@ async fn a_rotated_secret_signs_for_a_day_and_a_failing_webhook_is_deactivated(b
         .await;
     assert_eq!(log[1]["verified"], true, "the new secret signs");
     // A day later, only the new one.
-    app.clock.advance(chrono::Duration::hours(25));
+    app.advance_clock(chrono::Duration::hours(25)).await;
     let admin = app
         .token("admin@example.org", crate::helpers::PASSWORD)
         .await;
@@ -733,7 +733,7 @@ async fn a_rotated_secret_signs_for_a_day_and_a_failing_webhook_is_deactivated(b
             break;
         }
         assert!(Instant::now() < deadline, "never deactivated: {read}");
-        app.clock.advance(chrono::Duration::minutes(20));
+        app.advance_clock(chrono::Duration::minutes(20)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mail = app
