@@ -681,18 +681,21 @@ async fn uploads_and_decisions_committed_together_keep_the_figures_exact(backend
     // Every reviewer decides every item, all at once.
     let sends = ids.iter().enumerate().flat_map(|(i, id)| {
         let app = &app;
-        reviewers.iter().enumerate().map(move |(r, token)| async move {
-            // A quarter of the items rejected by two of three (changes requested), the
-            // rest approved by two of three.
-            let reject = if i % 4 == 0 { r < 2 } else { (i + r) % 3 == 0 };
-            let body = if reject {
-                json!({"decision": "reject", "reason_code": "noise"})
-            } else {
-                json!({"decision": "approve"})
-            };
-            let path = format!("/api/review/{id}");
-            app.send(token, Method::PATCH, &path, Some(body)).await
-        })
+        reviewers
+            .iter()
+            .enumerate()
+            .map(move |(r, token)| async move {
+                // A quarter of the items rejected by two of three (changes requested), the
+                // rest approved by two of three.
+                let reject = if i % 4 == 0 { r < 2 } else { (i + r) % 3 == 0 };
+                let body = if reject {
+                    json!({"decision": "reject", "reason_code": "noise"})
+                } else {
+                    json!({"decision": "approve"})
+                };
+                let path = format!("/api/review/{id}");
+                app.send(token, Method::PATCH, &path, Some(body)).await
+            })
     });
     let mut decided = 0;
     for resp in futures::future::join_all(sends).await {
@@ -707,7 +710,10 @@ async fn uploads_and_decisions_committed_together_keep_the_figures_exact(backend
 
     assert_eq!(recount(&app).await, 0, "the rollups drifted");
     let summary = app
-        .get_json(&format!("/api/analytics/summary?project_id={project}"), &admin)
+        .get_json(
+            &format!("/api/analytics/summary?project_id={project}"),
+            &admin,
+        )
         .await;
     assert_eq!(
         answered_decisions(&summary["review"]["decisions"]),
