@@ -272,17 +272,17 @@ if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
         END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f restarts=%d\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds, restarts }
     ' <<<"$groups" >&2
     # Where the actor's time goes: mean time of each kind of transition inside its group
-    # (without the commit).
-    awk '
-        /^project_transition_seconds_sum\{/ { match($1, /transition="[^"]*"/); t = substr($1, RSTART + 12, RLENGTH - 13); sum[t] = $2 }
-        /^project_transition_seconds_count\{/ { match($1, /transition="[^"]*"/); t = substr($1, RSTART + 12, RLENGTH - 13); count[t] = $2 }
-        END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", "transition", t, count[t], 1000 * sum[t] / count[t], sum[t] }
-    ' <<<"$groups" >&2
-    # ...and the rest of each group: its stages (open, kept writes, commit).
-    awk '
-        /^project_group_stage_seconds_sum\{/ { match($1, /stage="[^"]*"/); t = substr($1, RSTART + 7, RLENGTH - 8); sum[t] = $2 }
-        /^project_group_stage_seconds_count\{/ { match($1, /stage="[^"]*"/); t = substr($1, RSTART + 7, RLENGTH - 8); count[t] = $2 }
-        END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", "stage", t, count[t], 1000 * sum[t] / count[t], sum[t] }
-    ' <<<"$groups" >&2
+    # (without the commit), then the rest of each group, by stage (open, kept writes,
+    # commit).
+    by_label() { # metric, label, what to print first
+        awk -v metric="$1" -v label="$2" -v what="$3" '
+            function key(field) { match(field, label "=\"[^\"]*\""); return substr(field, RSTART + length(label) + 2, RLENGTH - length(label) - 3) }
+            index($1, metric "_sum{") == 1 { sum[key($1)] = $2 }
+            index($1, metric "_count{") == 1 { count[key($1)] = $2 }
+            END { for (t in count) if (count[t] > 0) printf "%-10s %s n=%d mean_ms=%.2f total_s=%.2f\n", what, t, count[t], 1000 * sum[t] / count[t], sum[t] }
+        ' <<<"$groups" >&2
+    }
+    by_label project_transition_seconds transition transition
+    by_label project_group_stage_seconds stage stage
 fi
 exit "$driver_status"

@@ -521,6 +521,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        db.close().await;
         self.clock.advance(by);
     }
 }
@@ -530,14 +531,11 @@ async fn jobs_in_flight(db: &Db, now: chrono::DateTime<chrono::Utc>) -> bool {
     let running = jobs::list_in_state(db, JobState::Running, None, None, 1)
         .await
         .unwrap();
-    if !running.is_empty() {
-        return true;
-    }
-    // Newest first, so look at the whole page for a due one.
-    let queued = jobs::list_in_state(db, JobState::Queued, None, None, 1000)
-        .await
-        .unwrap();
-    queued.iter().any(|job| job.run_at <= now)
+    let queued = jobs::queue_stats(db).await.unwrap();
+    !running.is_empty()
+        || queued
+            .iter()
+            .any(|kind| kind.oldest_run_at.is_some_and(|due| due <= now))
 }
 
 impl Drop for TestApp {
