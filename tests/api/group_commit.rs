@@ -164,3 +164,75 @@ async fn a_removed_member_commits_nothing_after_the_removal_in_its_group(backend
         );
     }
 }
+
+/// Two nodes' actors of one project: a group that opens while another node's group
+/// holds the project's lock waits for it, and must not then trust the roles its lock
+/// statement read (PostgreSQL reads them in that statement's snapshot, taken before the
+/// wait). Here the other group removed a member: the waiting group must not see the
+/// member's old role. A group that did not wait still reads the roles with its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
+    use alta_actors::store::projects::{lock_with, remove_member};
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Two nodes").await;
+    let member = join(&app, &owner, &project, "leaver@example.org", "contributor").await;
+    let me: Value = app.get_json("/api/auth/me", &member).await;
+    let member: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    let project: uuid::Uuid = project.parse().unwrap();
+    let db = app.db().await;
+
+    // Alone, the lock reads the callers' roles in the same statement.
+    let mut alone = db.begin().await.unwrap();
+    let locked = lock_with(&mut alone, project, &[member]).await.unwrap();
+    assert_eq!(
+        locked.roles,
+        Some(vec![(member, "contributor".to_owned())]),
+        "a lock that did not wait reads the roles"
+    );
+    alone.commit().await.unwrap();
+
+    // "Another node" locks the project and removes the member, and has not committed.
+    let mut other = db.begin().await.unwrap();
+    lock_with(&mut other, project, &[member]).await.unwrap();
+    assert!(remove_member(&mut other, project, member).await.unwrap());
+    // This node's group opens: its lock waits.
+    let waiting = tokio::spawn({
+        let db = app.db().await;
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let locked = lock_with(&mut tx, project, &[member]).await.unwrap();
+            tx.rollback().await.unwrap();
+            locked
+        }
+    });
+    let watcher = app.db().await;
+    let mut waited = false;
+    for _ in 0..200 {
+        let alta_actors::store::Db::Postgres(pool) = &watcher else {
+            unreachable!("a PostgreSQL test")
+        };
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE projects SET locks%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if n > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waited, "the second lock never waited for the first");
+    other.commit().await.unwrap();
+    let locked = waiting.await.unwrap();
+    let roles = locked.roles.unwrap_or_default();
+    assert!(
+        !roles.iter().any(|(user, _)| *user == member),
+        "the waiting group saw the removed member's role: {roles:?}"
+    );
+    assert!(locked.project.is_some());
+}

@@ -20,6 +20,7 @@ backend_tests!(
     a_job_that_keeps_failing_is_parked_and_can_be_retried,
     ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
     an_outcome_for_an_item_deleted_while_processing_is_dropped,
+    outcomes_arriving_together_each_land_on_their_own_item,
     processing_goes_on_while_its_project_is_deleted,
 );
 
@@ -690,6 +691,91 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
         .await
         .unwrap();
     assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
+}
+
+/// Outcomes that reach their project together are committed together (on the group's
+/// fast path, kept for its one statement of kept writes): each lands on its own item,
+/// with its own text, and each job is done. One of them is for an item deleted
+/// meanwhile: it must not be recorded, and the others must not be lost with it (its
+/// group starts over, each outcome then in a savepoint of its own).
+async fn outcomes_arriving_together_each_land_on_their_own_item(backend: Backend) {
+    let (app, gate, _keys) = app_with_gated_document_ai(
+        TestAppBuilder::new(backend)
+            .var("JOB_CONCURRENCY_OCR", "5")
+            .var("OCR_MAX_RUNNING_PER_PROJECT", "5"),
+    )
+    .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Together").await;
+    let mut items = Vec::new(); // (marker, item, job)
+    for marker in 1..=5u8 {
+        let mut png = crate::google::png();
+        png.push(marker);
+        let resp = upload(
+            &app,
+            &owner,
+            "/api/documents",
+            &project,
+            png,
+            "s.png",
+            "image/png",
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let item: Value = resp.json().await.unwrap();
+        let id: uuid::Uuid = item["id"].as_str().unwrap().parse().unwrap();
+        let job: uuid::Uuid = item["job_id"].as_str().unwrap().parse().unwrap();
+        items.push((marker, id, job));
+    }
+    // The engine holds all five; the third item is deleted while it is read.
+    held(&app, &gate, 5).await;
+    let gone = items[2].1;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{gone}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    open(&gate);
+    let db = app.db().await;
+    for (marker, id, job) in &items {
+        let mut state = alta_actors::domain::JobState::Queued;
+        for _ in 0..600 {
+            state = alta_actors::store::jobs::find(&db, *job)
+                .await
+                .unwrap()
+                .unwrap()
+                .state;
+            if state == alta_actors::domain::JobState::Done {
+                break;
+            }
+            app.clock.advance(chrono::Duration::milliseconds(100));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            state,
+            alta_actors::domain::JobState::Done,
+            "scan {marker}'s job ends"
+        );
+        let texts = alta_actors::store::texts::revisions(&db, *id)
+            .await
+            .unwrap();
+        if *id == gone {
+            assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
+            continue;
+        }
+        let texts: Vec<(i32, &str, &str)> = texts
+            .iter()
+            .map(|t| (t.revision, t.source.as_str(), t.text.as_str()))
+            .collect();
+        let expected = format!("Scan {marker}");
+        assert_eq!(texts, [(1, "machine", expected.as_str())], "scan {marker}");
+        let item: Value = app.get_json(&format!("/api/documents/{id}"), &owner).await;
+        assert_eq!(item["status"], "ready", "{item}");
+    }
 }
 
 /// A project deleted while one of its scans is being read still gets the scan's text:

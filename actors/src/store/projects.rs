@@ -60,7 +60,7 @@ pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
     // Written once: every group commit runs it.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "UPDATE projects SET updated_at = updated_at WHERE id = $1 RETURNING {}",
+            "UPDATE projects SET locks = locks + 1 WHERE id = $1 RETURNING {}",
             PROJECT_COLUMNS.replace("p.", "")
         )
     });
@@ -88,17 +88,27 @@ struct LockedRow {
     project: ProjectRow,
     caller_roles: sqlx::types::Json<Vec<(Uuid, String)>>,
     subscribers: sqlx::types::Json<Vec<(Uuid, Vec<WebhookEvent>)>>,
+    /// The locked row's count, and the count in the statement's snapshot.
+    locks: i64,
+    locks_seen: Option<i64>,
 }
 
 /// [`lock`], and on PostgreSQL in the same statement the roles of `users` and the
 /// project's active webhooks: a group commit's opening reads in one round trip instead
 /// of three. (SQLite answers in-process, where a round trip costs next to nothing: it
 /// only locks, and the rest is read when needed.)
+///
+/// Those reads see the statement's snapshot, taken before it waited for the lock: when
+/// another transaction locked the project and committed meanwhile (a group on another
+/// node), they may be stale (a member it removed, a webhook it deleted). Every lock
+/// counts (`projects.locks`): a locked count other than the snapshot's plus one says
+/// so, and the roles and webhooks are then left to be read later, fresh.
 pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Locked> {
     // Written once: every group commit runs it.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "UPDATE projects SET updated_at = updated_at WHERE id = $1 RETURNING {}, \
+            "UPDATE projects SET locks = locks + 1 WHERE id = $1 RETURNING {}, locks, \
+             (SELECT s.locks FROM projects s WHERE s.id = $1) AS locks_seen, \
              (SELECT COALESCE(json_agg(json_build_array(m.user_id, m.role)), '[]') \
               FROM project_members m WHERE m.project_id = $1 AND m.user_id = ANY($2)) \
               AS caller_roles, \
@@ -121,6 +131,11 @@ pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Loc
         .fetch_optional(&mut **t)
         .await?;
     Ok(match row {
+        Some(row) if row.locks_seen.map(|seen| seen + 1) != Some(row.locks) => Locked {
+            project: Some(row.project),
+            roles: None,
+            subscribers: None,
+        },
         Some(row) => Locked {
             project: Some(row.project),
             roles: Some(row.caller_roles.0),
