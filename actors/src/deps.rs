@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
@@ -30,8 +30,9 @@ pub struct Deps {
     pub resumable_busy: BusyUploads,
     /// Written into job leases.
     pub worker_id: String,
-    /// Nudged after a commit that enqueued a job, so a local worker starts at once.
-    pub job_waker: Arc<Notify>,
+    /// Nudged after a commit that enqueued a job, so the local worker of its kind starts
+    /// at once.
+    pub job_waker: Arc<crate::jobs::wake::JobWaker>,
     /// The passkey relying party; `None` when no allowed origin is configured.
     pub webauthn: Option<webauthn_rs::Webauthn>,
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorRef};
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
@@ -105,7 +105,7 @@ impl Engine {
             clock,
             redis,
             worker_id: jobs::worker_id(),
-            job_waker: Arc::new(Notify::new()),
+            job_waker: Default::default(),
             config,
         });
         let slots = Slots {

@@ -183,7 +183,7 @@ impl AccountTransition for RetryJobWithoutItem {
             project_id: None,
             details: json!({"kind": self.kind}),
         });
-        at.wake_workers();
+        at.wake_workers(&self.kind);
         Ok(())
     }
 }

@@ -693,11 +693,10 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
     assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
 }
 
-/// Outcomes that reach their project together are committed together (on the group's
-/// fast path, kept for its one statement of kept writes): each lands on its own item,
-/// with its own text, and each job is done. One of them is for an item deleted
-/// meanwhile: it must not be recorded, and the others must not be lost with it (its
-/// group starts over, each outcome then in a savepoint of its own).
+/// Outcomes that reach their project together are committed together (one group of
+/// its actor, through its fast path): each lands on its own item, with its own text,
+/// and each job is done. One of them is for an item deleted meanwhile: it must not be
+/// recorded, and the others must not be lost with it.
 async fn outcomes_arriving_together_each_land_on_their_own_item(backend: Backend) {
     let (app, gate, _keys) = app_with_gated_document_ai(
         TestAppBuilder::new(backend)

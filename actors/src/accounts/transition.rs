@@ -76,16 +76,16 @@ impl InAccounts<'_> {
         self.change.audit(entry, self.ctx, self.now);
     }
 
-    /// Wake this node's job workers once the change has committed.
-    pub fn wake_workers(&mut self) {
-        let waker = self.deps.job_waker.clone();
-        self.change.after_commit(move || waker.notify_waiters());
+    /// Wake this node's worker of `kind` once the change has committed.
+    pub fn wake_workers(&mut self, kind: &str) {
+        let (waker, kind) = (self.deps.job_waker.clone(), kind.to_owned());
+        self.change.after_commit(move || waker.wake(&kind));
     }
 
     /// Queue a mail in the change; the workers are woken once it has committed.
     pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
         crate::change::enqueue_mail(self.deps, self.change, mail)?;
-        self.wake_workers();
+        self.wake_workers(crate::domain::KIND_MAIL);
         Ok(())
     }
 

@@ -377,7 +377,7 @@ impl Transition for RetryJob {
             ("job", job_id.to_string()),
             json!({"kind": self.kind, "item": item_id}),
         );
-        at.wake_workers();
+        at.wake_workers(&self.kind);
         Ok(())
     }
 }

@@ -5,8 +5,8 @@
 //! a time, so only a crashed worker's job is taken again), and records each run's
 //! outcome when the run ends: done (the jobs that ended together in one statement),
 //! retried later with backoff and jitter, or parked as `failed` with the last error.
-//! It wakes on the poll timer, on a local commit (`job_waker`), and on PostgreSQL
-//! `NOTIFY` from other nodes. On a graceful stop it lets running jobs finish for a
+//! It wakes on the poll timer, on a local commit that queued a job of its kind
+//! (`job_waker`), and on PostgreSQL `NOTIFY` of its kind from other nodes. On a graceful stop it lets running jobs finish for a
 //! while, recording each, then gives the rest back to the queue so another worker takes
 //! them at once.
 
@@ -161,7 +161,7 @@ impl<H: JobHandler> Actor for JobWorker<H> {
     ) -> Result<Self::State, ActorProcessingErr> {
         let concurrency = handler.concurrency(&deps).max(1);
         myself.send_interval(deps.config.jobs.poll_interval, || WorkerMsg::Poll);
-        let waker = deps.job_waker.clone();
+        let waker = deps.job_waker.of(H::KIND);
         let me = myself.clone();
         tokio::spawn(async move {
             loop {

@@ -159,7 +159,7 @@ async fn hand_off(
     match in_project(projects, item.project_id, hand_over).await? {
         Some(true) => {
             metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "kind" => KIND_OCR_IMAGE).increment(1);
-            deps.job_waker.notify_waiters();
+            deps.job_waker.wake(KIND_OCR_IMAGE);
             Ok(JobEnd::HandedOver)
         }
         Some(false) => Ok(JobEnd::LeaseLost),

@@ -21,7 +21,7 @@ use crate::{
     store::{
         self,
         items::ItemRow,
-        outcomes::{KeptOutcome, Written},
+        outcomes::{OutcomeWrite, Written},
         texts::TextRow,
     },
 };
@@ -180,6 +180,7 @@ impl Transition for RecordProcessing {
                 )
             }
         };
+        let error = no_text.as_ref().map(|n| (n.code, n.message.as_str()));
         let text = text.map(|text| TextRow {
             id: Uuid::now_v7(),
             item_id,
@@ -195,37 +196,19 @@ impl Transition for RecordProcessing {
             created_at: now,
         });
         let (from, to) = next_strs(event);
-        let outcome = KeptOutcome {
+        let write = OutcomeWrite {
             job_id,
-            worker: self.worker_id,
-            kind: self.job_kind,
+            worker: &self.worker_id,
+            kind: &self.job_kind,
             item_id,
             project_id: at.id(),
-            from,
+            from: &from,
             to,
-            error: no_text.map(|n| (n.code, n.message)),
-            text,
+            error,
+            text: text.as_ref(),
             now,
         };
-        let announced = match event {
-            ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
-            _ => WebhookEvent::ItemProcessingFailed,
-        };
-        let kind = outcome.kind.clone();
-        let counted = move || {
-            metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
-                .increment(1);
-        };
-        // On a group's fast path the outcome is kept for the group's one statement of
-        // kept writes, unless its event is announced (the payload reads the item). One
-        // that would not be recorded as below (lease lost, item moved on, an annotation
-        // whose spans must follow the new text) starts the group over.
-        if at.change.defers_rows() && at.subscribers(announced).await?.is_empty() {
-            at.change.keep_outcome(outcome);
-            at.change.after_commit(counted);
-            return Ok(Recorded::Done);
-        }
-        match store::outcomes::record_outcome(at.tx(), &outcome.write()).await? {
+        match store::outcomes::record_outcome(at.tx(), &write).await? {
             Written::LeaseLost => {
                 return Err(EngineError::Conflict {
                     code: ErrorCode::LeaseLost,
@@ -236,13 +219,21 @@ impl Transition for RecordProcessing {
             // run of the job recorded it): the job is done, the outcome dropped.
             Written::Dropped => return Ok(Recorded::Dropped),
             Written::Recorded { annotated } => {
-                if annotated && outcome.text.is_some() {
+                if annotated && text.is_some() {
                     crate::items::carry_spans(at, item_id).await?;
                 }
             }
         }
+        let announced = match event {
+            ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
+            _ => WebhookEvent::ItemProcessingFailed,
+        };
         at.announce(announced, ItemSubject::Item(item_id)).await?;
-        at.change.after_commit(counted);
+        let kind = self.job_kind;
+        at.change.after_commit(move || {
+            metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)
+                .increment(1);
+        });
         Ok(Recorded::Done)
     }
 }

@@ -144,14 +144,14 @@ impl InProject<'_> {
     pub fn enqueue(&mut self, kind: &'static str, payload: serde_json::Value) -> Uuid {
         let attempts = self.deps.config.jobs.max_attempts;
         let id = self.change.enqueue(kind, payload, attempts, self.now);
-        self.wake_workers();
+        self.wake_workers(kind);
         id
     }
 
     /// Queue a mail in the change (sent once it has committed).
     pub fn enqueue_mail(&mut self, mail: MailJob) -> Result<(), EngineError> {
         crate::change::enqueue_mail(self.deps, self.change, mail)?;
-        self.wake_workers();
+        self.wake_workers(crate::domain::KIND_MAIL);
         Ok(())
     }
 
@@ -161,10 +161,10 @@ impl InProject<'_> {
         self.change.add_storage_bytes(id, delta);
     }
 
-    /// Wake the job workers once the change has committed.
-    pub fn wake_workers(&mut self) {
-        let waker = self.deps.job_waker.clone();
-        self.change.after_commit(move || waker.notify_waiters());
+    /// Wake the worker of `kind` once the change has committed.
+    pub fn wake_workers(&mut self, kind: &str) {
+        let (waker, kind) = (self.deps.job_waker.clone(), kind.to_owned());
+        self.change.after_commit(move || waker.wake(&kind));
     }
 
     /// Keep `response` as the answer to the request's idempotency key, if it has one.

@@ -110,7 +110,7 @@ pub async fn send_digests(deps: &Deps) -> Result<usize, EngineError> {
         metrics::counter!(m::REVIEW_DIGESTS_TOTAL, "outcome" => outcome).increment(1);
     }
     if sent > 0 {
-        deps.job_waker.notify_waiters();
+        deps.job_waker.wake(crate::domain::KIND_MAIL);
     }
     Ok(sent)
 }

@@ -1,6 +1,5 @@
 //! The writes a change keeps until its commit (`Change`): audit rows, queued jobs (with
-//! the wake-up of every node's workers) and storage counts; on a group's fast path also
-//! new items, review decisions and processing outcomes. On PostgreSQL they go as one
+//! the wake-up of every node's workers) and storage counts. On PostgreSQL they go as one
 //! statement of data-modifying `WITH` parts, a single round trip however many rows; on
 //! SQLite, which has no round trip to save (it runs in the process), as one multi-row
 //! statement per table.
@@ -9,11 +8,7 @@ use sqlx::{Arguments, postgres::PgArguments};
 use uuid::Uuid;
 
 use super::{
-    StoreError, StoreResult, Tx,
-    audit::AuditRecord,
-    items::ItemRow,
-    jobs::NewJob,
-    outcomes::{KeptOutcome, Written},
+    StoreError, StoreResult, Tx, audit::AuditRecord, items::ItemRow, jobs::NewJob,
     reviews::KeptDecision,
 };
 
@@ -23,8 +18,7 @@ const MAX_PARAMETERS: usize = 30_000;
 
 /// What a change kept for its commit. `storage` holds one summed delta per project;
 /// `items` are new items, each inserted unless a unique index refuses it; `decisions`
-/// are review decisions with their effect on their item; `outcomes` are processing
-/// outcomes, each with its job's completion.
+/// are review decisions with their effect on their item.
 #[derive(Default)]
 pub struct Kept<'a> {
     pub audit: &'a [AuditRecord],
@@ -32,7 +26,6 @@ pub struct Kept<'a> {
     pub storage: &'a [(Uuid, i64)],
     pub items: &'a [ItemRow],
     pub decisions: &'a [KeptDecision],
-    pub outcomes: &'a [KeptOutcome],
 }
 
 impl Kept<'_> {
@@ -42,7 +35,6 @@ impl Kept<'_> {
             && self.storage.is_empty()
             && self.items.is_empty()
             && self.decisions.is_empty()
-            && self.outcomes.is_empty()
     }
 
     /// The verdicts among the decisions (each must find its item pending review).
@@ -55,14 +47,11 @@ impl Kept<'_> {
 }
 
 /// What the conditional parts of [`write`] did: the new items inserted, the verdicts
-/// that found their item pending review, the outcomes recorded as a lone command would
-/// record them (the worker held the job, the item waited for it, and no annotation's
-/// spans have to follow a new text).
+/// that found their item pending review.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub items: u64,
     pub verdicts: u64,
-    pub outcomes: u64,
 }
 
 /// Write what a change kept.
@@ -75,19 +64,16 @@ pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
         + kept.storage.len() * 2
         + kept.items.len() * ITEM_CELLS
         + kept.decisions.len() * (DECISION_CELLS + 3)
-        + kept.outcomes.len() * OUTCOME_CELLS
         + 1;
     match tx {
         Tx::Postgres(t) if parameters <= MAX_PARAMETERS => {
             let (sql, args) = one_statement(kept)?;
-            let (items, verdicts, outcomes): (i64, i64, i64) =
-                sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
-                    .fetch_one(&mut **t)
-                    .await?;
+            let (items, verdicts): (i64, i64) = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+                .fetch_one(&mut **t)
+                .await?;
             Ok(Applied {
                 items: items.max(0) as u64,
                 verdicts: verdicts.max(0) as u64,
-                outcomes: outcomes.max(0) as u64,
             })
         }
         _ => {
@@ -99,10 +85,6 @@ pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
                 let settled =
                     super::reviews::record_decision(tx, &decision.row, decision.effect()).await?;
                 applied.verdicts += u64::from(settled.is_some());
-            }
-            for outcome in kept.outcomes {
-                let written = super::outcomes::record_outcome(tx, &outcome.write()).await?;
-                applied.outcomes += u64::from(written == Written::Recorded { annotated: false });
             }
             super::audit::record_many(tx, kept.audit).await?;
             super::jobs::enqueue_many(tx, kept.jobs).await?;
@@ -119,9 +101,6 @@ const DECISION_CELLS: usize = 11;
 
 /// The cells of a new item's row.
 const ITEM_CELLS: usize = 19;
-
-/// The parameters of a processing outcome: its job's 4, its item's 8, its text's 7.
-const OUTCOME_CELLS: usize = 19;
 
 /// Parameters numbered as they are added.
 struct Params {
@@ -151,7 +130,6 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
         storage,
         items,
         decisions,
-        outcomes,
     } = *kept;
     let mut p = Params {
         args: PgArguments::default(),
@@ -159,7 +137,6 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
     };
     let mut parts = Vec::new();
     decision_parts(&mut p, &mut parts, decisions)?;
-    outcome_parts(&mut p, &mut parts, outcomes)?;
     if !items.is_empty() {
         let mut rows = Vec::with_capacity(items.len());
         for r in items {
@@ -279,20 +256,12 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
     } else {
         "(SELECT COUNT(*) FROM st)"
     };
-    // An outcome whose new text lands on an annotated item does not count: the group
-    // starts over, and the outcome's command carries the annotation's spans.
-    let recorded = if outcomes.is_empty() {
-        "0"
-    } else {
-        "(SELECT COUNT(*) FROM om WHERE NOT (om.has_text AND EXISTS \
-         (SELECT 1 FROM annotation_revisions a WHERE a.item_id = om.id)))"
-    };
     // The items inserted (the notifications are counted so that they run), the verdicts
-    // applied, the outcomes recorded.
+    // applied.
     Ok((
         format!(
             "WITH {} SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted, \
-             CAST({verdicts} AS BIGINT) AS verdicts, CAST({recorded} AS BIGINT) AS outcomes",
+             CAST({verdicts} AS BIGINT) AS verdicts",
             parts.join(", ")
         ),
         p.args,
@@ -363,88 +332,6 @@ fn decision_parts(
              FROM (VALUES {}) AS v (id, reviewer) \
              WHERE items.id = v.id AND items.review_claimed_by = v.reviewer)",
             releases.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// The outcomes' parts, as `outcomes::record_outcome` writes one: `od` marks each job
-/// done if its worker still holds it; `om` moves each item whose job that is, if it
-/// still waits for it; `ot` adds the machine's text of each item moved (once per job).
-/// No two outcomes are about one item: a command that touches an item with a kept row
-/// sees the kept rows written first.
-fn outcome_parts(
-    p: &mut Params,
-    parts: &mut Vec<String>,
-    outcomes: &[KeptOutcome],
-) -> StoreResult<()> {
-    if outcomes.is_empty() {
-        return Ok(());
-    }
-    let (mut jobs, mut moves, mut texts) = (Vec::new(), Vec::new(), Vec::new());
-    for o in outcomes {
-        let at = p.add(o.now)?;
-        jobs.push(format!(
-            "({}::uuid, {}::text, {}::text, {at}::timestamptz)",
-            p.add(o.job_id)?,
-            p.add(o.worker.as_str())?,
-            p.add(o.kind.as_str())?,
-        ));
-        let job = p.add(o.job_id)?;
-        moves.push(format!(
-            "({}::uuid, {}::uuid, {job}::uuid, {}::text[], {}::text, {}::text, {}::text, \
-             {at}::timestamptz, {}::boolean)",
-            p.add(o.item_id)?,
-            p.add(o.project_id)?,
-            p.add(o.from.clone())?,
-            p.add(o.to)?,
-            p.add(o.error.as_ref().map(|e| e.0))?,
-            p.add(o.error.as_ref().map(|e| e.1.as_str()))?,
-            p.add(o.text.is_some())?,
-        ));
-        if let Some(t) = &o.text {
-            texts.push(format!(
-                "({}::uuid, {}::uuid, {job}::uuid, {}::text, {}::text, {}::jsonb, {}::jsonb, \
-                 {}::float8, {at}::timestamptz)",
-                p.add(t.id)?,
-                p.add(o.item_id)?,
-                p.add(t.engine.as_deref())?,
-                p.add(t.text.as_str())?,
-                p.add(t.pages.as_ref().map(|v| sqlx::types::Json(&v.0)))?,
-                p.add(t.words.as_ref().map(|v| sqlx::types::Json(&v.0)))?,
-                p.add(t.confidence)?,
-            ));
-        }
-    }
-    parts.push(format!(
-        "od AS (UPDATE jobs SET state = 'done', finished_at = v.at, updated_at = v.at, \
-         lease_until = NULL, last_error = NULL \
-         FROM (VALUES {}) AS v (id, worker, kind, at) \
-         WHERE jobs.id = v.id AND jobs.locked_by = v.worker AND jobs.state = 'running' \
-         AND jobs.kind = v.kind RETURNING jobs.id)",
-        jobs.join(", ")
-    ));
-    parts.push(format!(
-        "om AS (UPDATE items SET status = v.status, processing_error_code = v.code, \
-         processing_error = v.message, updated_at = v.at \
-         FROM (VALUES {}) AS v (id, project, job, from_states, status, code, message, at, \
-         has_text) \
-         WHERE items.id = v.id AND items.project_id = v.project AND items.job_id = v.job \
-         AND items.deleted_at IS NULL AND items.status = ANY(v.from_states) \
-         AND v.job IN (SELECT id FROM od) RETURNING items.id, v.has_text)",
-        moves.join(", ")
-    ));
-    if !texts.is_empty() {
-        parts.push(format!(
-            "ot AS (INSERT INTO item_texts (id, item_id, revision, source, engine, author_id, \
-             job_id, text, pages, words, confidence, created_at) \
-             SELECT v.id, v.item, (SELECT COALESCE(MAX(t.revision), 0) + 1 FROM item_texts t \
-             WHERE t.item_id = v.item), 'machine', v.engine, NULL, v.job, v.text, v.pages, \
-             v.words, v.confidence, v.at \
-             FROM (VALUES {}) AS v (id, item, job, engine, text, pages, words, confidence, at) \
-             WHERE v.item IN (SELECT id FROM om) \
-             AND NOT EXISTS (SELECT 1 FROM item_texts t WHERE t.job_id = v.job))",
-            texts.join(", ")
         ));
     }
     Ok(())

@@ -40,43 +40,6 @@ pub enum Written {
     Recorded { annotated: bool },
 }
 
-/// An outcome, owned, so that a group's fast path can keep it past its command for the
-/// group's one statement of kept writes (`store::kept`); [`KeptOutcome::write`] lends
-/// it to [`record_outcome`] to be written at once.
-pub struct KeptOutcome {
-    pub job_id: Uuid,
-    pub worker: String,
-    pub kind: String,
-    pub item_id: Uuid,
-    pub project_id: Uuid,
-    pub from: Vec<&'static str>,
-    pub to: &'static str,
-    pub error: Option<(&'static str, String)>,
-    pub text: Option<TextRow>,
-    pub now: DateTime<Utc>,
-}
-
-impl KeptOutcome {
-    /// The same outcome, as [`record_outcome`] takes it.
-    pub fn write(&self) -> OutcomeWrite<'_> {
-        OutcomeWrite {
-            job_id: self.job_id,
-            worker: &self.worker,
-            kind: &self.kind,
-            item_id: self.item_id,
-            project_id: self.project_id,
-            from: &self.from,
-            to: self.to,
-            error: self
-                .error
-                .as_ref()
-                .map(|(code, message)| (*code, message.as_str())),
-            text: self.text.as_ref(),
-            now: self.now,
-        }
-    }
-}
-
 pub async fn record_outcome(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Written> {
     let Tx::Postgres(conn) = tx else {
         return record_in_steps(tx, w).await;

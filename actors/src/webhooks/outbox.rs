@@ -103,7 +103,7 @@ impl InProject<'_> {
                 metrics::counter!(m::WEBHOOK_EVENTS_TOTAL, "event" => event.as_str()).increment(1);
             });
         }
-        self.wake_workers();
+        self.wake_workers(KIND_WEBHOOK);
         Ok(())
     }
 }

@@ -214,7 +214,7 @@ impl Transition for SendPing {
             now,
         )
         .await?;
-        at.wake_workers();
+        at.wake_workers(KIND_WEBHOOK);
         Ok(DeliveryView::of(delivery, Vec::new()))
     }
 }
@@ -255,7 +255,7 @@ impl Transition for Redeliver {
             crate::change::enqueue_with(at.deps, at.change, KIND_WEBHOOK, payload, max_attempts);
         let now = at.now;
         store::webhooks::requeue(at.tx(), delivery.id, job_id, now).await?;
-        at.wake_workers();
+        at.wake_workers(KIND_WEBHOOK);
         at.audit(
             "webhook.redelivered",
             ("webhook", hook.id.to_string()),
@@ -421,7 +421,7 @@ async fn release_next(
     {
         let now = at.now;
         store::jobs::run_now(at.tx(), job, now).await?;
-        at.wake_workers();
+        at.wake_workers(KIND_WEBHOOK);
     }
     Ok(())
 }
