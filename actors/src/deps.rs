@@ -32,7 +32,7 @@ pub struct Deps {
     pub worker_id: String,
     /// Nudged after a commit that enqueued a job, so the local worker of its kind starts
     /// at once.
-    pub job_waker: Arc<crate::jobs::wake::JobWaker>,
+    pub job_waker: Arc<crate::job_waker::JobWaker>,
     /// The passkey relying party; `None` when no allowed origin is configured.
     pub webauthn: Option<webauthn_rs::Webauthn>,
 }

@@ -28,6 +28,7 @@ pub mod handle;
 pub mod idempotency;
 pub mod items;
 pub mod job_control;
+mod job_waker;
 pub mod jobs;
 pub mod labels;
 #[cfg(test)]

@@ -631,6 +631,29 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
     }
 }
 
+/// Polls a job (moving the server's clock on) until it is done, at most a minute of
+/// the test's clock; its last state.
+async fn job_settled(
+    app: &TestApp,
+    db: &alta_actors::store::Db,
+    job: uuid::Uuid,
+) -> alta_actors::domain::JobState {
+    let mut state = alta_actors::domain::JobState::Queued;
+    for _ in 0..600 {
+        state = alta_actors::store::jobs::find(db, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state == alta_actors::domain::JobState::Done {
+            break;
+        }
+        app.clock.advance(chrono::Duration::milliseconds(100));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    state
+}
+
 /// An item deleted while its OCR runs gets no text when the engine answers: the outcome
 /// is applied by the project's actor, which finds the item gone, and the job is done
 /// all the same (in the same commit that would have recorded the text).
@@ -669,21 +692,8 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
 
     open(&gate);
     let db = app.db().await;
-    let mut state = alta_actors::domain::JobState::Queued;
-    for _ in 0..600 {
-        state = alta_actors::store::jobs::find(&db, job)
-            .await
-            .unwrap()
-            .unwrap()
-            .state;
-        if state == alta_actors::domain::JobState::Done {
-            break;
-        }
-        app.clock.advance(chrono::Duration::milliseconds(100));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     assert_eq!(
-        state,
+        job_settled(&app, &db, job).await,
         alta_actors::domain::JobState::Done,
         "the job ends even though its item is gone"
     );
@@ -741,21 +751,8 @@ async fn outcomes_arriving_together_each_land_on_their_own_item(backend: Backend
     open(&gate);
     let db = app.db().await;
     for (marker, id, job) in &items {
-        let mut state = alta_actors::domain::JobState::Queued;
-        for _ in 0..600 {
-            state = alta_actors::store::jobs::find(&db, *job)
-                .await
-                .unwrap()
-                .unwrap()
-                .state;
-            if state == alta_actors::domain::JobState::Done {
-                break;
-            }
-            app.clock.advance(chrono::Duration::milliseconds(100));
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
         assert_eq!(
-            state,
+            job_settled(&app, &db, *job).await,
             alta_actors::domain::JobState::Done,
             "scan {marker}'s job ends"
         );
