@@ -23,6 +23,7 @@ use crate::{
     deps::Deps,
     domain::{KIND_MAIL, MailJob},
     error::EngineError,
+    job_waker::JobWaker,
     metrics as m,
     store::{
         self, Db, StoreResult, Tx,
@@ -127,6 +128,12 @@ impl Change {
             ..Later::default()
         };
         self.write(rows).await
+    }
+
+    /// Wake this node's worker of `kind` once the change has committed.
+    pub fn wake_after_commit(&mut self, waker: &std::sync::Arc<JobWaker>, kind: &str) {
+        let (waker, kind) = (waker.clone(), kind.to_owned());
+        self.after_commit(move || waker.wake(&kind));
     }
 
     /// Run `work` once the change has committed (never if it does not).

@@ -17,6 +17,9 @@ impl JobWaker {
     /// What the worker of `kind` waits on.
     pub fn of(&self, kind: &str) -> Arc<tokio::sync::Notify> {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waker) = kinds.get(kind) {
+            return waker.clone();
+        }
         kinds.entry(kind.to_owned()).or_default().clone()
     }
 

@@ -631,6 +631,44 @@ async fn ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker(backend: 
     }
 }
 
+/// Uploads a scan whose last byte is `marker` (what the gated engine notes); its item
+/// and job.
+async fn marked_scan(
+    app: &TestApp,
+    owner: &str,
+    project: &str,
+    marker: u8,
+) -> (uuid::Uuid, uuid::Uuid) {
+    let mut png = crate::google::png();
+    png.push(marker);
+    let resp = upload(
+        app,
+        owner,
+        "/api/documents",
+        project,
+        png,
+        "s.png",
+        "image/png",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    let id = |field: &str| item[field].as_str().unwrap().parse().unwrap();
+    (id("id"), id("job_id"))
+}
+
+/// Deletes a document (204).
+async fn delete_document(app: &TestApp, owner: &str, id: uuid::Uuid) {
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/documents/{id}")))
+        .bearer_auth(owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
 /// Polls a job (moving the server's clock on) until it is done, at most a minute of
 /// the test's clock; its last state.
 async fn job_settled(
@@ -661,34 +699,10 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
     let (app, gate, _keys) = app_with_gated_document_ai(TestAppBuilder::new(backend)).await;
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Gone").await;
-    let mut png = crate::google::png();
-    png.push(9);
-    let resp = upload(
-        &app,
-        &owner,
-        "/api/documents",
-        &project,
-        png,
-        "s.png",
-        "image/png",
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let item: Value = resp.json().await.unwrap();
-    let (id, job) = (
-        item["id"].as_str().unwrap().to_owned(),
-        item["job_id"].as_str().unwrap().parse().unwrap(),
-    );
+    let (id, job) = marked_scan(&app, &owner, &project, 9).await;
     // The engine holds the scan: the item is processing.
     held(&app, &gate, 1).await;
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/documents/{id}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    delete_document(&app, &owner, id).await;
 
     open(&gate);
     let db = app.db().await;
@@ -697,9 +711,7 @@ async fn an_outcome_for_an_item_deleted_while_processing_is_dropped(backend: Bac
         alta_actors::domain::JobState::Done,
         "the job ends even though its item is gone"
     );
-    let texts = alta_actors::store::texts::revisions(&db, id.parse().unwrap())
-        .await
-        .unwrap();
+    let texts = alta_actors::store::texts::revisions(&db, id).await.unwrap();
     assert!(texts.is_empty(), "no text for a deleted item: {texts:?}");
 }
 
@@ -718,35 +730,13 @@ async fn outcomes_arriving_together_each_land_on_their_own_item(backend: Backend
     let project = create_project(&app, &owner, "Together").await;
     let mut items = Vec::new(); // (marker, item, job)
     for marker in 1..=5u8 {
-        let mut png = crate::google::png();
-        png.push(marker);
-        let resp = upload(
-            &app,
-            &owner,
-            "/api/documents",
-            &project,
-            png,
-            "s.png",
-            "image/png",
-        )
-        .await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let item: Value = resp.json().await.unwrap();
-        let id: uuid::Uuid = item["id"].as_str().unwrap().parse().unwrap();
-        let job: uuid::Uuid = item["job_id"].as_str().unwrap().parse().unwrap();
+        let (id, job) = marked_scan(&app, &owner, &project, marker).await;
         items.push((marker, id, job));
     }
     // The engine holds all five; the third item is deleted while it is read.
     held(&app, &gate, 5).await;
     let gone = items[2].1;
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/documents/{gone}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    delete_document(&app, &owner, gone).await;
 
     open(&gate);
     let db = app.db().await;

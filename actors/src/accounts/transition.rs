@@ -78,8 +78,7 @@ impl InAccounts<'_> {
 
     /// Wake this node's worker of `kind` once the change has committed.
     pub fn wake_workers(&mut self, kind: &str) {
-        let (waker, kind) = (self.deps.job_waker.clone(), kind.to_owned());
-        self.change.after_commit(move || waker.wake(&kind));
+        self.change.wake_after_commit(&self.deps.job_waker, kind);
     }
 
     /// Queue a mail in the change; the workers are woken once it has committed.
