@@ -58,6 +58,9 @@ struct Later {
     storage: Vec<(Uuid, i64)>,
     items: Vec<ItemRow>,
     decisions: Vec<KeptDecision>,
+    /// Kinds whose workers on every node are woken when this commits (besides the kinds
+    /// of the jobs queued here).
+    wake: Vec<String>,
 }
 
 /// Where a command began inside a shared change: rolling back to it undoes the
@@ -70,6 +73,7 @@ pub struct Savepoint {
     storage_len: usize,
     items_len: usize,
     decisions_len: usize,
+    wake_len: usize,
 }
 
 impl Change {
@@ -130,8 +134,13 @@ impl Change {
         self.write(rows).await
     }
 
-    /// Wake this node's worker of `kind` once the change has committed.
-    pub fn wake_after_commit(&mut self, waker: &std::sync::Arc<JobWaker>, kind: &str) {
+    /// Wake the workers of `kind` once the change has committed: this node's at once,
+    /// every other node's by a notification the commit delivers (a job made due again,
+    /// not only a new one, must not wait for their next poll).
+    pub fn wake_workers(&mut self, waker: &std::sync::Arc<JobWaker>, kind: &str) {
+        if !self.later.wake.iter().any(|k| k == kind) {
+            self.later.wake.push(kind.to_owned());
+        }
         let (waker, kind) = (waker.clone(), kind.to_owned());
         self.after_commit(move || waker.wake(&kind));
     }
@@ -193,6 +202,7 @@ impl Change {
             storage_len: self.later.storage.len(),
             items_len: self.later.items.len(),
             decisions_len: self.later.decisions.len(),
+            wake_len: self.later.wake.len(),
         })
     }
 
@@ -211,6 +221,7 @@ impl Change {
         self.later.storage.truncate(savepoint.storage_len);
         self.later.items.truncate(savepoint.items_len);
         self.later.decisions.truncate(savepoint.decisions_len);
+        self.later.wake.truncate(savepoint.wake_len);
         self.release_pending = false;
         self.execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
             .await
@@ -236,6 +247,7 @@ impl Change {
             storage: &storage,
             items: &later.items,
             decisions: &later.decisions,
+            wake: &later.wake,
         };
         let applied = store::kept::write(&mut self.tx, &kept).await?;
         Ok(applied.items == kept.items.len() as u64 && applied.verdicts == kept.verdicts() as u64)

@@ -314,16 +314,25 @@ async fn recordings_wait_for_a_person_and_can_be_reprocessed(backend: Backend) {
     assert_eq!(text["current"]["text"], "Habari za asubuhi");
 }
 
-async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend) {
-    let app = TestAppBuilder::new(backend)
-        .var("JOB_MAX_ATTEMPTS", "1")
-        .spawn()
-        .await;
+/// A document whose processing job failed for good (its blob went missing) in a project
+/// of `owner`'s, with a super admin who may retry it.
+struct FailedJob {
+    owner: String,
+    root: String,
+    id: String,
+    job_id: String,
+    /// Where the blob was, and its bytes (to mend the fault).
+    blob: std::path::PathBuf,
+    saved: Vec<u8>,
+}
+
+/// [`FailedJob`] in `app`, which gives a job one attempt (`JOB_MAX_ATTEMPTS=1`).
+async fn failed_job(app: &TestApp) -> FailedJob {
     let owner = app.signed_up_user("owner@example.org").await;
     let root = app.super_admin("root@example.org").await;
-    let project = create_project(&app, &owner, "Failing").await;
+    let project = create_project(app, &owner, "Failing").await;
     let id = uploaded(
-        &app,
+        app,
         &owner,
         "/api/documents",
         &project,
@@ -333,7 +342,7 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     )
     .await;
     assert_eq!(
-        settled(&app, &owner, "/api/documents", &id).await["status"],
+        settled(app, &owner, "/api/documents", &id).await["status"],
         "ready"
     );
 
@@ -341,12 +350,35 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     let blob = app.data_dir().join("blobs").join(&project).join(&id);
     let saved = std::fs::read(&blob).unwrap();
     std::fs::remove_file(&blob).unwrap();
-    let resp = post(&app, &owner, &format!("/api/documents/{id}/reprocess")).await;
+    let resp = post(app, &owner, &format!("/api/documents/{id}/reprocess")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let item = settled(&app, &owner, "/api/documents", &id).await;
+    let item = settled(app, &owner, "/api/documents", &id).await;
     assert_eq!(item["status"], "processing_failed", "{item}");
     assert_eq!(item["processing_error_code"], "processing_gave_up");
     let job_id = item["job_id"].as_str().unwrap().to_owned();
+    FailedJob {
+        owner,
+        root,
+        id,
+        job_id,
+        blob,
+        saved,
+    }
+}
+
+async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend) {
+    let app = TestAppBuilder::new(backend)
+        .var("JOB_MAX_ATTEMPTS", "1")
+        .spawn()
+        .await;
+    let FailedJob {
+        owner,
+        root,
+        id,
+        job_id,
+        blob,
+        saved,
+    } = failed_job(&app).await;
 
     // Super admins see it among the failed jobs; nobody else does.
     let failed: Value = app.get_json("/api/admin/jobs?state=failed", &root).await;
@@ -376,6 +408,47 @@ async fn a_job_that_keeps_failing_is_parked_and_can_be_retried(backend: Backend)
     assert_eq!(job["state"], "done");
     let resp = post(&app, &root, &retry).await;
     assert_problem(resp, StatusCode::CONFLICT, "job_not_failed").await;
+}
+
+/// A job a super admin retries wakes the workers of every node, not only this node's:
+/// the retry's commit carries a PostgreSQL `NOTIFY` of the job's kind, as a new job's
+/// does (another node's idle worker would otherwise wait for its next poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_wakes_the_workers_of_every_node() {
+    let app = TestAppBuilder::new(Backend::Postgres)
+        .var("JOB_MAX_ATTEMPTS", "1")
+        .spawn()
+        .await;
+    let failed = failed_job(&app).await;
+    let job: Value = app
+        .get_json(&format!("/api/jobs/{}", failed.job_id), &failed.owner)
+        .await;
+    let kind = job["kind"].as_str().expect("the job's kind").to_owned();
+
+    // Another node listens, as each node's job listener does.
+    let mut other_node = sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .unwrap();
+    other_node.listen("alta_jobs").await.unwrap();
+    std::fs::write(&failed.blob, &failed.saved).unwrap();
+    let retry = format!("/api/admin/jobs/{}/retry", failed.job_id);
+    let resp = post(&app, &failed.root, &retry).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let woken = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let notification = other_node.recv().await.unwrap();
+            if notification.payload() == kind {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        woken.is_ok(),
+        "no other node heard of the retried {kind} job"
+    );
+    let item = settled(&app, &failed.owner, "/api/documents", &failed.id).await;
+    assert_eq!(item["status"], "ready", "{item}");
 }
 
 /// A job committed by another node wakes this node's workers through PostgreSQL

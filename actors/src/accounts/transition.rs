@@ -78,7 +78,7 @@ impl InAccounts<'_> {
 
     /// Wake this node's worker of `kind` once the change has committed.
     pub fn wake_workers(&mut self, kind: &str) {
-        self.change.wake_after_commit(&self.deps.job_waker, kind);
+        self.change.wake_workers(&self.deps.job_waker, kind);
     }
 
     /// Queue a mail in the change; the workers are woken once it has committed.

@@ -163,7 +163,7 @@ impl InProject<'_> {
 
     /// Wake the worker of `kind` once the change has committed.
     pub fn wake_workers(&mut self, kind: &str) {
-        self.change.wake_after_commit(&self.deps.job_waker, kind);
+        self.change.wake_workers(&self.deps.job_waker, kind);
     }
 
     /// Keep `response` as the answer to the request's idempotency key, if it has one.

@@ -50,6 +50,7 @@ pub async fn enqueue(
         created_at: now,
     };
     enqueue_many(tx, std::slice::from_ref(&job)).await?;
+    notify_nodes(tx, &[kind]).await?;
     Ok(job.id)
 }
 
@@ -64,8 +65,8 @@ pub(crate) fn kinds_of(jobs: &[NewJob]) -> Vec<&'static str> {
 /// Rows per statement (6 parameters each).
 const JOBS_PER_INSERT: usize = 500;
 
-/// Queue jobs, as few statements as their number allows; on PostgreSQL one
-/// notification per kind wakes the workers of every node once this commits.
+/// Queue jobs, as few statements as their number allows (the caller wakes their
+/// workers: [`notify_nodes`]).
 pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob]) -> StoreResult<()> {
     for chunk in jobs.chunks(JOBS_PER_INSERT) {
         let rows: Vec<String> = (0..chunk.len())
@@ -102,12 +103,18 @@ pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob]) -> StoreResult<()> {
             q.execute(conn).await.map(|_| ())
         })?;
     }
-    // -- backend-specific: wake the workers of every node once this commits.
+    Ok(())
+}
+
+/// Wake the workers of `kinds` on every node once this commits (PostgreSQL `NOTIFY`;
+/// SQLite serves one node, whose own workers the caller wakes).
+pub async fn notify_nodes(tx: &mut Tx, kinds: &[&str]) -> StoreResult<()> {
+    // -- backend-specific: NOTIFY exists on PostgreSQL only.
     if let Tx::Postgres(t) = tx {
-        for kind in kinds_of(jobs) {
+        for kind in kinds {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
-                .bind(kind)
+                .bind(*kind)
                 .execute(&mut **t)
                 .await?;
         }

@@ -26,6 +26,9 @@ pub struct Kept<'a> {
     pub storage: &'a [(Uuid, i64)],
     pub items: &'a [ItemRow],
     pub decisions: &'a [KeptDecision],
+    /// Kinds whose workers on every node are woken by the commit, besides the kinds of
+    /// `jobs`.
+    pub wake: &'a [String],
 }
 
 impl Kept<'_> {
@@ -35,6 +38,16 @@ impl Kept<'_> {
             && self.storage.is_empty()
             && self.items.is_empty()
             && self.decisions.is_empty()
+            && self.wake.is_empty()
+    }
+
+    /// The kinds whose workers every node wakes when this commits: each once.
+    fn kinds_to_wake(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = super::jobs::kinds_of(self.jobs);
+        kinds.extend(self.wake.iter().map(String::as_str));
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
     }
 
     /// The verdicts among the decisions (each must find its item pending review).
@@ -88,6 +101,7 @@ pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
             }
             super::audit::record_many(tx, kept.audit).await?;
             super::jobs::enqueue_many(tx, kept.jobs).await?;
+            super::jobs::notify_nodes(tx, &kept.kinds_to_wake()).await?;
             for (project, delta) in kept.storage {
                 super::items::add_storage_bytes(tx, *project, *delta).await?;
             }
@@ -130,6 +144,7 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
         storage,
         items,
         decisions,
+        wake: _,
     } = *kept;
     let mut p = Params {
         args: PgArguments::default(),
@@ -193,7 +208,7 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
             rows.join(", ")
         ));
     }
-    let kinds = super::jobs::kinds_of(jobs);
+    let kinds = kept.kinds_to_wake();
     if !jobs.is_empty() {
         let mut rows = Vec::with_capacity(jobs.len());
         for j in jobs {
@@ -260,9 +275,14 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
     // applied.
     Ok((
         format!(
-            "WITH {} SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted, \
+            "{}SELECT CAST({inserted} + 0 * {notified} AS BIGINT) AS inserted, \
              CAST({verdicts} AS BIGINT) AS verdicts",
-            parts.join(", ")
+            // Only a wake-up kept: no part to write.
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("WITH {} ", parts.join(", "))
+            }
         ),
         p.args,
     ))
@@ -359,6 +379,22 @@ mod tests {
         };
         let (sql, _) = one_statement(&kept).unwrap();
         assert!(sql.starts_with("WITH j AS (INSERT INTO jobs"), "{sql}");
+        // A kind woken without a job of its own is notified too; one queued, once.
+        let wake = ["export".to_owned(), "ocr".to_owned()];
+        let woken = Kept {
+            wake: &wake,
+            ..kept
+        };
+        assert_eq!(woken.kinds_to_wake(), ["export", "mail", "ocr"]);
+        let only_woken = Kept {
+            wake: &wake,
+            ..Kept::default()
+        };
+        let (sql, _) = one_statement(&only_woken).unwrap();
+        assert!(
+            sql.starts_with("SELECT CAST(0 + 0 * (SELECT COUNT(pg_notify($1"),
+            "{sql}"
+        );
         assert!(
             sql.contains("($1, $2, $3, 'queued', 0, $4, $5, $6, $6)"),
             "{sql}"
