@@ -205,14 +205,17 @@ fn lock_in_background(
     })
 }
 
-/// A project with a contributor: the app, the project's id and the member's.
-async fn project_with_member(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
+/// A PostgreSQL app with a project that has a contributor: the app, the project's id
+/// and the member's.
+async fn project_with_member() -> (TestApp, uuid::Uuid, uuid::Uuid) {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
     let owner = app.signed_up_user("owner@example.org").await;
-    let project = create_project(app, &owner, "Two nodes").await;
-    let member = join(app, &owner, &project, "leaver@example.org", "contributor").await;
+    let project = create_project(&app, &owner, "Two nodes").await;
+    let member = join(&app, &owner, &project, "leaver@example.org", "contributor").await;
     let me: Value = app.get_json("/api/auth/me", &member).await;
     let member: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
-    (project.parse().unwrap(), member)
+    (app, project.parse().unwrap(), member)
 }
 
 /// Two nodes' actors of one project: a group that opens while another node's group
@@ -224,9 +227,7 @@ async fn project_with_member(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
     use alta_actors::store::projects::{lock_with, remove_member};
-    crate::helpers::init_test_env();
-    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
-    let (project, member) = project_with_member(&app).await;
+    let (app, project, member) = project_with_member().await;
     let db = app.db().await;
 
     // Alone, the lock reads the callers' roles in the same statement.
@@ -273,9 +274,7 @@ async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_waited_only_for_its_actors_own_commit_keeps_the_roles() {
     use alta_actors::store::projects::lock_with;
-    crate::helpers::init_test_env();
-    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
-    let (project, member) = project_with_member(&app).await;
+    let (app, project, member) = project_with_member().await;
     let db = app.db().await;
 
     let mut before = db.begin().await.unwrap();

@@ -109,7 +109,7 @@ pub(super) async fn commit(
     };
     let finishing = match end {
         End::Commit { change, locks } => Some(Finishing {
-            ended: tokio::spawn(async move { answer(held, commit_change(change).await) }),
+            ended: tokio::spawn(async move { answer(held, commit_change(*change).await) }),
             locks,
         }),
         End::Ended(committed) => {
@@ -126,7 +126,10 @@ pub(super) async fn commit(
 /// How a group's change ends once its commands ran.
 enum End {
     /// Commit it; `locks` as [`Finishing::locks`].
-    Commit { change: Change, locks: Option<i64> },
+    Commit {
+        change: Box<Change>,
+        locks: Option<i64>,
+    },
     /// Already ended (rolled back, or broken): with this outcome for every command
     /// that succeeded.
     Ended(Result<(), EngineError>),
@@ -135,7 +138,7 @@ enum End {
 impl End {
     fn commit(change: Change, opened: &Opened) -> Self {
         End::Commit {
-            change,
+            change: Box::new(change),
             locks: opened.locks_left(),
         }
     }

@@ -73,13 +73,18 @@ pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
     Ok(row)
 }
 
+/// Users' roles in a project, by user (members only).
+pub type Roles = Vec<(Uuid, String)>;
+/// A project's active webhooks, each with the events it takes.
+pub type Subscribers = Vec<(Uuid, Vec<WebhookEvent>)>;
+
 /// A project locked by [`lock_with`], with what a group of its transitions reads first.
 pub struct Locked {
     pub project: Option<ProjectRow>,
-    /// The roles of the users asked for (members only); `None` when not read here.
-    pub roles: Option<Vec<(Uuid, String)>>,
-    /// The project's active webhooks and the events each takes; `None` when not read here.
-    pub subscribers: Option<Vec<(Uuid, Vec<WebhookEvent>)>>,
+    /// The roles of the users asked for; `None` when not read here.
+    pub roles: Option<Roles>,
+    /// The project's active webhooks; `None` when not read here.
+    pub subscribers: Option<Subscribers>,
     /// The project's lock count once locked (PostgreSQL): a later group of the same
     /// actor may learn from it that nothing else committed in between
     /// ([`Reading::trusted`]).
@@ -91,7 +96,7 @@ pub struct Locked {
 #[derive(Clone)]
 pub struct Reading {
     project: Option<ProjectRow>,
-    read: Option<(Vec<(Uuid, String)>, Vec<(Uuid, Vec<WebhookEvent>)>)>,
+    read: Option<(Roles, Subscribers)>,
     /// The locked row's count, and the count in the statement's snapshot.
     counts: Option<(i64, Option<i64>)>,
 }
@@ -100,8 +105,8 @@ pub struct Reading {
 struct LockedRow {
     #[sqlx(flatten)]
     project: ProjectRow,
-    caller_roles: sqlx::types::Json<Vec<(Uuid, String)>>,
-    subscribers: sqlx::types::Json<Vec<(Uuid, Vec<WebhookEvent>)>>,
+    caller_roles: sqlx::types::Json<Roles>,
+    subscribers: sqlx::types::Json<Subscribers>,
     locks: i64,
     locks_seen: Option<i64>,
 }
