@@ -262,16 +262,14 @@ else
     log "server (pid $server_pid) is gone: no memory figures"
 fi
 # --- group commit (the server's own histogram) -----------------------------------------------
-# How many commands each project-actor commit carried, on average, over the run, and the
-# groups' time in all (groups_s: a group's commit overlaps the next group's opening, so
-# it may exceed the run's length).
+# How many commands each project-actor commit carried, on average, over the run.
 if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
     awk '
         /^project_group_commands_sum / { sum = $2 }
         /^project_group_commands_count / { count = $2 }
         /^project_group_commit_seconds_sum / { seconds = $2 }
         /^project_group_restarts_total / { restarts = $2 }
-        END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f groups_s=%.2f restarts=%d\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds, restarts }
+        END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f restarts=%d\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds, restarts }
     ' <<<"$groups" >&2
     # Where the actor's time goes: mean time of each kind of transition inside its group
     # (without the commit), then the rest of each group, by stage (open, kept writes,

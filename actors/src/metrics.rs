@@ -27,12 +27,10 @@ pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 /// Commands a project's actor committed in one transaction (group commit).
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
-/// How long one group took, from its opening to the end of its commit (the commit runs
-/// while the next group opens, so groups in a row may overlap).
+/// How long one group took, from its first savepoint to its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
 /// How long each stage of a group took (label `stage`): `open` (begin, lock the project,
-/// read the callers' roles and the items read ahead; on PostgreSQL it includes waiting
-/// for the commit of the group before, with which it overlaps), `kept_writes` (a fast path's kept
+/// read the callers' roles and the items read ahead), `kept_writes` (a fast path's kept
 /// rows, one statement on PostgreSQL) and `commit` (the `COMMIT`, with the kept rows of a
 /// group that took no fast path). The transitions themselves are
 /// [`PROJECT_TRANSITION_SECONDS`].

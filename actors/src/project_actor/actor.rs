@@ -42,8 +42,6 @@ pub struct ProjectState {
     group_commit_sent: bool,
     /// Groups left to take the careful path (savepoints) after a fast one started over.
     careful_groups: u32,
-    /// The last group's commit, while it may be under way ([`super::group`]).
-    finishing: Option<super::group::Finishing>,
 }
 
 impl Actor for ProjectActor {
@@ -68,7 +66,6 @@ impl Actor for ProjectActor {
             group: Vec::new(),
             group_commit_sent: false,
             careful_groups: 0,
-            finishing: None,
         })
     }
 
@@ -80,10 +77,6 @@ impl Actor for ProjectActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         commit_group(state).await;
-        // Its callers are answered by the commit itself; wait for it all the same.
-        if let Some(finishing) = state.finishing.take() {
-            finishing.committed_as().await;
-        }
         Ok(())
     }
 
@@ -156,9 +149,7 @@ async fn commit_group(state: &mut ProjectState) {
     let group = std::mem::take(&mut state.group);
     let fast = state.careful_groups == 0;
     state.careful_groups = state.careful_groups.saturating_sub(1);
-    let before = state.finishing.take();
-    let committed = super::group::commit(&state.deps, state.id, group, fast, before).await;
-    state.finishing = committed.finishing;
+    let committed = super::group::commit(&state.deps, state.id, group, fast).await;
     if committed.restarted {
         state.careful_groups = super::group::CAREFUL_AFTER_RESTART;
     }
@@ -174,10 +165,6 @@ pub struct Opened {
     /// A transition changed the project's row, members or webhooks
     /// ([`InProject::project_changed`]).
     pub(super) stale: bool,
-    /// A transition of the group did (`stale`, once read again).
-    changed: bool,
-    /// The project's lock count once locked (PostgreSQL; see [`Opened::locks_left`]).
-    locks: Option<i64>,
     /// The project's active webhooks and their events, read once per group by the first
     /// transition that announces something. Safe to keep for the group: every change of
     /// a webhook is a transition of this project, under its lock, which marks it stale.
@@ -196,10 +183,15 @@ pub(super) struct Ahead {
 }
 
 impl Opened {
-    /// The project locked for the rest of the change (when it exists) and loaded, with
-    /// the roles of `callers` and its webhooks where its lock statement could trust
-    /// them ([`store::projects::Reading::trusted`]).
-    pub(super) fn locked(id: Uuid, callers: &[Uuid], locked: store::projects::Locked) -> Self {
+    /// Lock the project for the rest of the change (when it exists) and load it, with
+    /// the roles of `callers` and its webhooks where that costs no round trip of its own
+    /// ([`store::projects::lock_with`]).
+    pub(super) async fn lock(
+        change: &mut Change,
+        id: Uuid,
+        callers: &[Uuid],
+    ) -> Result<Self, EngineError> {
+        let locked = store::projects::lock_with(change, id, callers).await?;
         let mut roles = std::collections::HashMap::new();
         if let Some(found) = locked.roles {
             for user in callers {
@@ -210,26 +202,14 @@ impl Opened {
                 roles.insert(*user, role);
             }
         }
-        Self {
+        Ok(Self {
             id,
             project: locked.project,
             roles,
             stale: false,
-            changed: false,
-            locks: locked.locks,
             subscribers: locked.subscribers,
             ahead: std::collections::HashMap::new(),
-        }
-    }
-
-    /// The lock count this group's commit leaves, when none of its transitions changed
-    /// what a lock statement reads (the next group of the actor may then trust its own).
-    pub(super) fn locks_left(&self) -> Option<i64> {
-        if self.stale || self.changed {
-            None
-        } else {
-            self.locks
-        }
+        })
     }
 
     /// Read the `(item, reader)` pairs ahead, in one statement.
@@ -257,7 +237,6 @@ impl Opened {
     /// project created in this change is locked from now on.
     pub(super) async fn refresh(&mut self, change: &mut Change) -> Result<(), EngineError> {
         if std::mem::take(&mut self.stale) {
-            self.changed = true;
             // Locks a project created in this change, reads a changed one again.
             self.project = store::projects::lock(change, self.id).await?;
             self.roles.clear();

@@ -19,14 +19,6 @@
 //! - **Careful path**: a savepoint per transition (a failing one rolls back alone and
 //!   gets its own error), one commit.
 //!
-//! A group's commit is **under way while the next group opens** ([`Finishing`]): on
-//! PostgreSQL the next group's begin and lock statement go out at once, and the lock
-//! waits in the database for the commit before it, saving the actor those round trips.
-//! Each caller still gets its answer only after its own group's commit. The lock
-//! statement's reads (the callers' roles, the webhooks) see a snapshot from before that
-//! commit; they are kept when the only commit in between was that group's, which
-//! changed none of them ([`store::projects::Reading::trusted`]).
-//!
 //! Either way the group **reads ahead**: the items that exactly one of its transitions
 //! says it touches ([`super::Touches`]) are read, with their votes, in one statement
 //! after the lock, instead of one read each (a review decision's first read). A
@@ -40,129 +32,61 @@ use super::{
     actor::Opened,
     transition::{Held, Pending, Touches, copy},
 };
-use crate::{
-    change::Change,
-    deps::Deps,
-    error::EngineError,
-    metrics as m,
-    store::{self, Db},
-};
+use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 
 /// Groups that take the careful path after a fast one had to start over.
 pub(super) const CAREFUL_AFTER_RESTART: u32 = 16;
 
-/// How a group went: whether its fast path had to start over, and its commit if that
-/// is under way.
+/// How a group went: whether its fast path had to start over.
 pub(super) struct Committed {
     pub restarted: bool,
-    pub finishing: Option<Finishing>,
 }
 
-/// A group's commit under way: it answers the group's callers when it ends.
-pub(super) struct Finishing {
-    ended: tokio::task::JoinHandle<bool>,
-    /// The lock count the group leaves ([`Opened::locks_left`]).
-    locks: Option<i64>,
-}
-
-impl Finishing {
-    /// Wait for the commit to end: the lock count it left, if it committed and changed
-    /// nothing a lock statement reads.
-    pub(super) async fn committed_as(self) -> Option<i64> {
-        let committed = self.ended.await.unwrap_or(false);
-        if committed { self.locks } else { None }
-    }
-}
-
-/// Apply `group` in one transaction; its callers are answered after its commit, which
-/// may still be under way when this returns ([`Committed::finishing`]). `fast`: try the
-/// fast path first. `before`: the commit of the actor's group before, if under way.
+/// Apply `group` in one transaction and answer every caller after its commit. `fast`:
+/// try the fast path first.
 pub(super) async fn commit(
     deps: &Deps,
     id: Uuid,
     group: Vec<Box<dyn Pending>>,
     fast: bool,
-    before: Option<Finishing>,
 ) -> Committed {
     let started = Instant::now();
     metrics::histogram!(m::PROJECT_GROUP_COMMANDS).record(group.len() as f64);
-    let (ran, restarted) = match run(deps, id, group, fast, before).await {
+    let (ran, restarted) = match run(deps, id, group, fast).await {
         Ok(ran) => ran,
         Err((group, err, restarted)) => {
             for command in group {
                 command.refuse(copy(&err));
             }
-            return Committed {
-                restarted,
-                finishing: None,
-            };
+            return Committed { restarted };
         }
     };
-    let (held, end) = ran;
-    let answer = move |held: Vec<Box<dyn Held>>, committed: Result<(), EngineError>| {
-        metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS)
-            .record(started.elapsed().as_secs_f64());
-        for outcome in held {
-            outcome.answer(&committed);
-        }
-        committed.is_ok()
-    };
-    let finishing = match end {
-        End::Commit { change, locks } => Some(Finishing {
-            ended: tokio::spawn(async move { answer(held, commit_change(*change).await) }),
-            locks,
-        }),
-        End::Ended(committed) => {
-            answer(held, committed);
-            None
-        }
-    };
-    Committed {
-        restarted,
-        finishing,
+    let (held, committed) = ran;
+    metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+    for outcome in held {
+        outcome.answer(&committed);
     }
+    Committed { restarted }
 }
 
-/// How a group's change ends once its commands ran.
-enum End {
-    /// Commit it; `locks` as [`Finishing::locks`].
-    Commit {
-        change: Box<Change>,
-        locks: Option<i64>,
-    },
-    /// Already ended (rolled back, or broken): with this outcome for every command
-    /// that succeeded.
-    Ended(Result<(), EngineError>),
-}
-
-impl End {
-    fn commit(change: Change, opened: &Opened) -> Self {
-        End::Commit {
-            change: Box::new(change),
-            locks: opened.locks_left(),
-        }
-    }
-}
-
-type Ran = (Vec<Box<dyn Held>>, End);
+type Ran = (Vec<Box<dyn Held>>, Result<(), EngineError>);
 /// The group, unrun, with why it could not run and whether a fast path started over.
 type Unrun = (Vec<Box<dyn Pending>>, EngineError, bool);
 
-/// Run the group's commands: their outcomes and how the change ends, and whether the
-/// fast path started over. The group comes back unrun when its change cannot begin or
-/// the project cannot be read.
+/// Run the group's commands and commit: their outcomes and the commit's, and whether
+/// the fast path started over. The group comes back unrun when its change cannot begin
+/// or the project cannot be read.
 async fn run(
     deps: &Deps,
     id: Uuid,
     mut group: Vec<Box<dyn Pending>>,
     fast: bool,
-    before: Option<Finishing>,
 ) -> Result<(Ran, bool), Unrun> {
     let mut callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
     callers.sort_unstable();
     callers.dedup();
     let ahead = to_read_ahead(&group);
-    let (mut change, mut opened) = match open(deps, id, &callers, &ahead, before).await {
+    let (mut change, mut opened) = match open(deps, id, &callers, &ahead).await {
         Ok(opened) => opened,
         Err(err) => return Err((group, err, false)),
     };
@@ -170,16 +94,16 @@ async fn run(
     if group.len() == 1 {
         let command = group.pop().expect("one command");
         let outcome = command.run(&mut change, &mut opened, deps).await;
-        let end = if outcome.succeeded() {
-            End::commit(change, &opened)
+        let committed = if outcome.succeeded() {
+            commit_change(change).await
         } else {
             // The command's own error stands, whatever the rollback says.
             if let Err(err) = change.rollback().await {
                 tracing::warn!(error = %err, "rolling back a failed command");
             }
-            End::Ended(Ok(()))
+            Ok(())
         };
-        return Ok(((vec![outcome], end), false));
+        return Ok(((vec![outcome], committed), false));
     }
     let mut restarted = false;
     if fast && group.iter().all(|c| c.replayable()) {
@@ -189,8 +113,9 @@ async fn run(
         if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await
             && let Ok(true) = timed(STAGE_KEPT_WRITES, change.write_kept()).await
         {
+            let committed = commit_change(change).await;
             let held = group.into_iter().map(|c| c.into_kept()).collect();
-            return Ok(((held, End::commit(change, &opened)), false));
+            return Ok(((held, committed), false));
         }
         // A replica failed: nothing of the group stands. Start over, carefully.
         restarted = true;
@@ -198,7 +123,7 @@ async fn run(
         if let Err(err) = change.rollback().await {
             tracing::warn!(error = %err, "rolling back a group to start over");
         }
-        (change, opened) = match open(deps, id, &callers, &ahead, None).await {
+        (change, opened) = match open(deps, id, &callers, &ahead).await {
             Ok(opened) => opened,
             Err(err) => return Err((group, err, true)),
         };
@@ -207,33 +132,18 @@ async fn run(
 }
 
 /// Begin the group's change, lock and load the project, read its callers' roles and the
-/// items `ahead`. On PostgreSQL the begin and the lock go out while the commit `before`
-/// is under way (the lock waits for it in the database); SQLite, one writer, waits for
-/// that commit first.
+/// items `ahead`.
 async fn open(
     deps: &Deps,
     id: Uuid,
     callers: &[Uuid],
     ahead: &[(Uuid, Uuid)],
-    before: Option<Finishing>,
 ) -> Result<(Change, Opened), EngineError> {
     timed(STAGE_OPEN, async {
+        let mut change = Change::begin(&deps.db).await?;
         // The project is locked and loaded once for the whole group, with its callers'
         // roles (one read for all of them).
-        let locking = async {
-            let mut change = Change::begin(&deps.db).await?;
-            let reading = store::projects::lock_reading(&mut change, id, callers).await?;
-            Ok::<_, EngineError>((change, reading))
-        };
-        let (after, locked) = match before {
-            Some(before) if matches!(deps.db, Db::Postgres(_)) => {
-                tokio::join!(before.committed_as(), locking)
-            }
-            Some(before) => (before.committed_as().await, locking.await),
-            None => (None, locking.await),
-        };
-        let (mut change, reading) = locked?;
-        let mut opened = Opened::locked(id, callers, reading.trusted(after));
+        let mut opened = Opened::lock(&mut change, id, callers).await?;
         opened.read_roles(&mut change, callers).await?;
         if !ahead.is_empty() {
             opened.read_ahead(&mut change, ahead).await?;
@@ -348,9 +258,9 @@ async fn careful(
         }
         held.push(outcome);
     }
-    let end = match broken {
-        Some(err) => End::Ended(Err(err)),
-        None => End::commit(change, &opened),
+    let committed = match broken {
+        Some(err) => Err(err),
+        None => commit_change(change).await,
     };
-    (held, end)
+    (held, committed)
 }

@@ -390,10 +390,10 @@ mod tests {
             wake: &wake,
             ..Kept::default()
         };
-        let (sql, _) = one_statement(&only_woken).unwrap();
+        let (only_wake, _) = one_statement(&only_woken).unwrap();
         assert!(
-            sql.starts_with("SELECT CAST(0 + 0 * (SELECT COUNT(pg_notify($1"),
-            "{sql}"
+            only_wake.starts_with("SELECT CAST(0 + 0 * (SELECT COUNT(pg_notify($1"),
+            "{only_wake}"
         );
         assert!(
             sql.contains("($1, $2, $3, 'queued', 0, $4, $5, $6, $6)"),

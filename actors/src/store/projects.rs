@@ -73,40 +73,22 @@ pub async fn lock(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ProjectRow>> {
     Ok(row)
 }
 
-/// Users' roles in a project, by user (members only).
-pub type Roles = Vec<(Uuid, String)>;
-/// A project's active webhooks, each with the events it takes.
-pub type Subscribers = Vec<(Uuid, Vec<WebhookEvent>)>;
-
 /// A project locked by [`lock_with`], with what a group of its transitions reads first.
 pub struct Locked {
     pub project: Option<ProjectRow>,
-    /// The roles of the users asked for; `None` when not read here.
-    pub roles: Option<Roles>,
-    /// The project's active webhooks; `None` when not read here.
-    pub subscribers: Option<Subscribers>,
-    /// The project's lock count once locked (PostgreSQL): a later group of the same
-    /// actor may learn from it that nothing else committed in between
-    /// ([`Reading::trusted`]).
-    pub locks: Option<i64>,
-}
-
-/// What [`lock_reading`] locked and read, before deciding whether the reads may be
-/// trusted ([`Reading::trusted`]).
-#[derive(Clone)]
-pub struct Reading {
-    project: Option<ProjectRow>,
-    read: Option<(Roles, Subscribers)>,
-    /// The locked row's count, and the count in the statement's snapshot.
-    counts: Option<(i64, Option<i64>)>,
+    /// The roles of the users asked for (members only); `None` when not read here.
+    pub roles: Option<Vec<(Uuid, String)>>,
+    /// The project's active webhooks and the events each takes; `None` when not read here.
+    pub subscribers: Option<Vec<(Uuid, Vec<WebhookEvent>)>>,
 }
 
 #[derive(sqlx::FromRow)]
 struct LockedRow {
     #[sqlx(flatten)]
     project: ProjectRow,
-    caller_roles: sqlx::types::Json<Roles>,
-    subscribers: sqlx::types::Json<Subscribers>,
+    caller_roles: sqlx::types::Json<Vec<(Uuid, String)>>,
+    subscribers: sqlx::types::Json<Vec<(Uuid, Vec<WebhookEvent>)>>,
+    /// The locked row's count, and the count in the statement's snapshot.
     locks: i64,
     locks_seen: Option<i64>,
 }
@@ -114,19 +96,14 @@ struct LockedRow {
 /// [`lock`], and on PostgreSQL in the same statement the roles of `users` and the
 /// project's active webhooks: a group commit's opening reads in one round trip instead
 /// of three. (SQLite answers in-process, where a round trip costs next to nothing: it
-/// only locks, and the rest is read when needed.) `after`: see [`Reading::trusted`].
-pub async fn lock_with(
-    tx: &mut Tx,
-    id: Uuid,
-    users: &[Uuid],
-    after: Option<i64>,
-) -> StoreResult<Locked> {
-    Ok(lock_reading(tx, id, users).await?.trusted(after))
-}
-
-/// [`lock_with`] before the decision whether its reads may be trusted, which a group
-/// can make only once it knows how the group before it ended.
-pub async fn lock_reading(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Reading> {
+/// only locks, and the rest is read when needed.)
+///
+/// Those reads see the statement's snapshot, taken before it waited for the lock: when
+/// another transaction locked the project and committed meanwhile (a group on another
+/// node), they may be stale (a member it removed, a webhook it deleted). Every lock
+/// counts (`projects.locks`): a locked count other than the snapshot's plus one says
+/// so, and the roles and webhooks are then left to be read later, fresh.
+pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Locked> {
     // Written once: every group commit runs it.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -142,10 +119,10 @@ pub async fn lock_reading(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<
     });
     // -- backend-specific: one statement on PostgreSQL (see above).
     let Tx::Postgres(t) = tx else {
-        return Ok(Reading {
+        return Ok(Locked {
             project: lock(tx, id).await?,
-            read: None,
-            counts: None,
+            roles: None,
+            subscribers: None,
         });
     };
     let row = sqlx::query_as::<_, LockedRow>(sqlx::AssertSqlSafe(SQL.as_str()))
@@ -154,47 +131,22 @@ pub async fn lock_reading(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<
         .fetch_optional(&mut **t)
         .await?;
     Ok(match row {
-        Some(row) => Reading {
-            counts: Some((row.locks, row.locks_seen)),
-            read: Some((row.caller_roles.0, row.subscribers.0)),
+        Some(row) if row.locks_seen.map(|seen| seen + 1) != Some(row.locks) => Locked {
             project: Some(row.project),
+            roles: None,
+            subscribers: None,
         },
-        None => Reading {
+        Some(row) => Locked {
+            project: Some(row.project),
+            roles: Some(row.caller_roles.0),
+            subscribers: Some(row.subscribers.0),
+        },
+        None => Locked {
             project: None,
-            read: None,
-            counts: None,
+            roles: None,
+            subscribers: None,
         },
     })
-}
-
-impl Reading {
-    /// The lock statement's reads see its snapshot, taken before it waited for the
-    /// lock: when another transaction locked the project and committed meanwhile (a
-    /// group on another node), they may be stale (a member it removed, a webhook it
-    /// deleted). Every lock counts (`projects.locks`), so the reads are kept only when
-    /// nothing committed in between: the locked count is the snapshot's plus one, or
-    /// the only group in between was the caller's own one before, which committed as
-    /// `after` and changed nothing read here (the locked count is then `after` plus one,
-    /// the snapshot's `after` minus one). Otherwise they are left to be read later, fresh.
-    pub fn trusted(self, after: Option<i64>) -> Locked {
-        let locks = self.counts.map(|(locks, _)| locks);
-        let fresh = match self.counts {
-            Some((locks, Some(seen))) => {
-                locks == seen + 1 || (after == Some(seen + 1) && locks == seen + 2)
-            }
-            _ => false,
-        };
-        let (roles, subscribers) = match self.read {
-            Some((roles, subscribers)) if fresh => (Some(roles), Some(subscribers)),
-            _ => (None, None),
-        };
-        Locked {
-            project: self.project,
-            roles,
-            subscribers,
-            locks,
-        }
-    }
 }
 
 /// A project by id, deleted or not (callers decide what a deleted one means).
