@@ -191,15 +191,8 @@ pub async fn hand_over(
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
-    // -- backend-specific: wake the workers of every node once this commits.
-    if rows == 1
-        && let Tx::Postgres(t) = tx
-    {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(kind)
-            .execute(&mut **t)
-            .await?;
+    if rows == 1 {
+        notify_nodes(tx, &[kind]).await?;
     }
     Ok(rows == 1)
 }
