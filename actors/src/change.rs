@@ -138,9 +138,8 @@ impl Change {
     /// every other node's by a notification the commit delivers (a job made due again,
     /// not only a new one, must not wait for their next poll).
     pub fn wake_workers(&mut self, waker: &std::sync::Arc<JobWaker>, kind: &str) {
-        if !self.later.wake.iter().any(|k| k == kind) {
-            self.later.wake.push(kind.to_owned());
-        }
+        // Each kind is notified once, however often it is woken (`Kept::kinds_to_wake`).
+        self.later.wake.push(kind.to_owned());
         let (waker, kind) = (waker.clone(), kind.to_owned());
         self.after_commit(move || waker.wake(&kind));
     }
