@@ -22,6 +22,12 @@
 #   BENCH_PROFILE      cargo profile for the driver (default: dev, which reuses the debug
 #                      build; use `bench` for an optimised driver at the cost of a full
 #                      release build of the dependency tree)
+#   TMPDIR             where the temp dir (the server's blobs, SQLite's database) goes.
+#                      TMPDIR=/dev/shm keeps a run's own file churn out of the figures: on
+#                      an ext4 without a journal (as on the 2-core machines these numbers
+#                      come from), a file created within minutes of many deletions (the
+#                      last run's clean-up) costs the kernel a search past every recently
+#                      freed inode. On tmpfs an fsync is free, so SQLite's commits are too.
 #   PGHOST PGPORT PGUSER PGPASSWORD
 #                      PostgreSQL server used for `postgres` (default 127.0.0.1:5432, postgres)
 #   BENCH_REDIS_URL    use this Redis (REDIS_URL is otherwise unset for the server)
