@@ -349,21 +349,6 @@ pub async fn run_now(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<(
     Ok(())
 }
 
-/// [`run_now`] outside a change (a worker bringing its own job back).
-pub async fn run_now_db(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-    with_db!(db, |pool| {
-        sqlx::query(
-        "UPDATE jobs SET run_at = $2, updated_at = $2 WHERE id = $1 AND state = 'queued' AND run_at > $2"
-    )
-    .bind(id)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map(|_| ())
-    })?;
-    Ok(())
-}
-
 /// Park a job that keeps failing; it stays visible with its last error.
 pub async fn park_failed(
     db: &Db,
