@@ -27,7 +27,7 @@ pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 /// Commands a project's actor committed in one transaction (group commit).
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
-/// How long one group took, from its first savepoint to its commit.
+/// How long one group took, from its opening (begin, lock) to the end of its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
 /// How long each stage of a group took (label `stage`): `open` (begin, lock the project,
 /// read the callers' roles and the items read ahead), `kept_writes` (a fast path's kept

@@ -88,8 +88,9 @@ struct LockedRow {
     project: ProjectRow,
     caller_roles: sqlx::types::Json<Vec<(Uuid, String)>>,
     subscribers: sqlx::types::Json<Vec<(Uuid, Vec<WebhookEvent>)>>,
-    /// The locked row's count, and the count in the statement's snapshot.
+    /// The locked row's count.
     locks: i64,
+    /// The count in the statement's snapshot, taken before it waited for the lock.
     locks_seen: Option<i64>,
 }
 
@@ -131,16 +132,15 @@ pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Loc
         .fetch_optional(&mut **t)
         .await?;
     Ok(match row {
-        Some(row) if row.locks_seen.map(|seen| seen + 1) != Some(row.locks) => Locked {
-            project: Some(row.project),
-            roles: None,
-            subscribers: None,
-        },
-        Some(row) => Locked {
-            project: Some(row.project),
-            roles: Some(row.caller_roles.0),
-            subscribers: Some(row.subscribers.0),
-        },
+        Some(row) => {
+            // Nothing committed between the snapshot and the lock: the reads are fresh.
+            let fresh = row.locks_seen.map(|seen| seen + 1) == Some(row.locks);
+            Locked {
+                project: Some(row.project),
+                roles: fresh.then_some(row.caller_roles.0),
+                subscribers: fresh.then_some(row.subscribers.0),
+            }
+        }
         None => Locked {
             project: None,
             roles: None,
