@@ -18,7 +18,7 @@ use crate::{
     config::Rate,
     context::{Principal, RequestContext},
     deps::Deps,
-    domain::Email,
+    domain::{DataKind, Email},
     error::EngineError,
     idempotency::{self, Begin, Claim},
     metrics as m,
@@ -26,6 +26,7 @@ use crate::{
     project_actor::{Projects, RegistryMsg, Transition},
     rate_limiter::{Decision, RateLimiterMsg},
     slot::Slot,
+    store::items::ItemRow,
 };
 
 /// The actor slots the root supervisor keeps filled.
@@ -157,6 +158,16 @@ impl Handle {
         action: ProjectAction,
     ) -> Result<ProjectView, EngineError> {
         project_access::check(&self.deps, principal, project_id, action).await
+    }
+
+    /// A live item (of `kind`, when given) the caller may see (404 otherwise).
+    pub(crate) async fn visible_item(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        kind: Option<DataKind>,
+    ) -> Result<ItemRow, EngineError> {
+        project_access::visible_item(&self.deps, principal, id, kind).await
     }
 
     /// Claim an idempotency key for this request, or find the answer to replay, or

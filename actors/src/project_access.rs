@@ -10,10 +10,11 @@ use crate::{
     authz::{self, ProjectAction},
     context::Principal,
     deps::Deps,
-    domain::{ProjectRole, ProjectSettings},
+    domain::{DataKind, GlobalRole, ProjectRole, ProjectSettings},
     error::EngineError,
     store::{
         self,
+        items::ItemRow,
         projects::{ProjectRow, ProjectWithRole},
     },
 };
@@ -67,4 +68,31 @@ pub(crate) async fn check(
     let view = ProjectView::from(row);
     authz::authorize_project(principal, view.my_role, action)?;
     Ok(view)
+}
+
+/// May this caller, with `role` in the project, see every item of it, or only their own?
+pub(crate) fn sees_all(principal: &Principal, role: Option<ProjectRole>) -> bool {
+    principal.role == GlobalRole::SuperAdmin
+        || role.is_some_and(|r| authz::project_permits(r, ProjectAction::ViewAllItems))
+}
+
+/// A live item (of `kind`, when given) that the caller may see: its project's `View`
+/// checked as [`check`] does, and another's item hidden (404) from a caller who sees
+/// only their own. The item and the caller's role are one read.
+pub(crate) async fn visible_item(
+    deps: &Deps,
+    principal: &Principal,
+    id: Uuid,
+    kind: Option<DataKind>,
+) -> Result<ItemRow, EngineError> {
+    let found = store::items::find_live_with_role(&deps.db, id, principal.user_id)
+        .await?
+        .filter(|found| kind.is_none_or(|kind| found.item.kind == kind))
+        .ok_or(EngineError::NotFound { what: "item" })?;
+    let role = found.my_role.as_deref().and_then(|r| r.parse().ok());
+    authz::authorize_project(principal, role, ProjectAction::View)?;
+    if !sees_all(principal, role) && found.item.contributor_id != principal.user_id {
+        return Err(EngineError::NotFound { what: "item" });
+    }
+    Ok(found.item)
 }

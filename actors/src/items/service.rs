@@ -7,12 +7,12 @@ use uuid::Uuid;
 
 use super::{DeleteItem, ItemStatus, ItemView};
 use crate::{
-    authz::{self, ProjectAction},
+    authz::ProjectAction,
     context::{Principal, RequestContext},
-    domain::{DataKind, GlobalRole},
+    domain::DataKind,
     error::EngineError,
     pagination::{Page, PageRequest},
-    projects::ProjectView,
+    project_access::sees_all,
     store,
 };
 
@@ -55,14 +55,6 @@ fn parse_label_filters(raw: &[String]) -> Result<Vec<(String, String)>, EngineEr
         .collect()
 }
 
-/// May this caller see every item of the project, or only their own?
-pub(crate) fn sees_all(principal: &Principal, project: &ProjectView) -> bool {
-    principal.role == GlobalRole::SuperAdmin
-        || project
-            .my_role
-            .is_some_and(|r| authz::project_permits(r, ProjectAction::ViewAllItems))
-}
-
 impl ItemService {
     pub async fn items(
         &self,
@@ -83,12 +75,12 @@ impl ItemService {
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
         let labels = parse_label_filters(&query.labels)?;
         // A contributor sees their own items only, whatever filter they ask for.
-        let contributor_id = if sees_all(principal, &project) {
+        let contributor_id = if sees_all(principal, project.my_role) {
             query.contributor_id
         } else {
             Some(principal.user_id)
         };
-        if !sees_all(principal, &project)
+        if !sees_all(principal, project.my_role)
             && query.contributor_id.is_some_and(|c| c != principal.user_id)
         {
             return Ok(Page {
@@ -154,16 +146,7 @@ impl ItemService {
         kind: DataKind,
         id: Uuid,
     ) -> Result<ItemView, EngineError> {
-        let row = store::items::find_live(&self.deps.db, id)
-            .await?
-            .filter(|r| r.kind == kind)
-            .ok_or(EngineError::NotFound { what: "item" })?;
-        let project = self
-            .check_project(principal, row.project_id, ProjectAction::View)
-            .await?;
-        if !sees_all(principal, &project) && row.contributor_id != principal.user_id {
-            return Err(EngineError::NotFound { what: "item" });
-        }
+        let row = self.visible_item(principal, id, Some(kind)).await?;
         Ok(row.into())
     }
 

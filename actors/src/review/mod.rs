@@ -19,7 +19,7 @@ use crate::{
     context::{Principal, RequestContext},
     domain::DataKind,
     error::EngineError,
-    items::{ItemStatus, ItemView, TextRevision, service::sees_all},
+    items::{ItemStatus, ItemView, TextRevision},
     pagination::{Page, PageRequest},
     store::{
         self,
@@ -221,16 +221,7 @@ impl ReviewService {
     /// The live item `id` (any kind), for review calls by item id. As for every item,
     /// a contributor who did not upload it (and any outsider) gets 404.
     async fn review_item(&self, principal: &Principal, id: Uuid) -> Result<ItemRow, EngineError> {
-        let row = store::items::find_live(&self.deps.db, id)
-            .await?
-            .ok_or(EngineError::NotFound { what: "item" })?;
-        let project = self
-            .check_project(principal, row.project_id, ProjectAction::View)
-            .await?;
-        if !sees_all(principal, &project) && row.contributor_id != principal.user_id {
-            return Err(EngineError::NotFound { what: "item" });
-        }
-        Ok(row)
+        self.visible_item(principal, id, None).await
     }
 
     /// Push out the caller's lease on an item; the new end of the lease.

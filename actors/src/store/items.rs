@@ -118,6 +118,37 @@ pub async fn find_live(db: &Db, id: Uuid) -> StoreResult<Option<ItemRow>> {
     Ok(row)
 }
 
+/// A live item of a live project, with the caller's role in that project (`None` when
+/// they are not a member): what deciding whether they may see it takes, in one read.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemWithRole {
+    #[sqlx(flatten)]
+    pub item: ItemRow,
+    pub my_role: Option<String>,
+}
+
+/// [`find_live`] with `user`'s role in the item's project.
+pub async fn find_live_with_role(
+    db: &Db,
+    id: Uuid,
+    user: Uuid,
+) -> StoreResult<Option<ItemWithRole>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, (SELECT m.role FROM project_members m \
+         WHERE m.project_id = items.project_id AND m.user_id = $2) AS my_role \
+         FROM items WHERE id = $1 AND deleted_at IS NULL \
+         AND project_id IN (SELECT id FROM projects WHERE deleted_at IS NULL)"
+    );
+    let row = with_db!(db, |pool| sqlx::query_as::<_, ItemWithRole>(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
+}
+
 pub async fn find_live_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ItemRow>> {
     let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1 AND deleted_at IS NULL");
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
