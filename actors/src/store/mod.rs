@@ -32,7 +32,8 @@ pub mod webhooks;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
+    Connection, PgPool, SqlitePool,
+    pool::PoolOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -154,6 +155,28 @@ macro_rules! with_tx {
 
 pub use crate::{with_db, with_tx};
 
+/// A pooled connection that sat idle longer than this is pinged before it is handed
+/// out; one in steady use is not. By default sqlx pings every connection it hands out,
+/// a round trip before each read and before each group commit of a project's actor
+/// (about a tenth of the upload rate on PostgreSQL), although it has already pinged the
+/// connection when it came back to the pool (and dropped it if that failed). What is
+/// left to catch is a connection that died while idle: the database restarted, a proxy
+/// or firewall dropped it, which happens to connections idle for longer than this.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+fn ping_if_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Db {
     /// Open a pool. A URL with an unknown scheme is refused here, never guessed at.
     pub async fn connect(opts: &DbOptions) -> StoreResult<Self> {
@@ -165,7 +188,7 @@ impl Db {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?
                 .options([("jit", "off")]);
-            let pool = PgPoolOptions::new()
+            let pool = ping_if_idle(PgPoolOptions::new())
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
@@ -184,7 +207,7 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
+            let pool = ping_if_idle(SqlitePoolOptions::new())
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
