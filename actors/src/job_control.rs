@@ -14,7 +14,6 @@ use crate::{
     context::{Principal, RequestContext},
     domain::{GlobalRole, JobState},
     error::EngineError,
-    items::ItemService,
     pagination::{Page, PageRequest},
     store::{self, jobs::JobDetail},
 };
@@ -69,11 +68,7 @@ impl JobService {
         // A job with an item is as visible as its item (a deleted project's are hidden
         // from everyone); mail jobs are super admins' business only.
         if let Some(item_id) = crate::jobs::item_of(&job.payload) {
-            let item = store::items::find_live(&self.deps.db, item_id)
-                .await?
-                .ok_or(EngineError::NotFound { what: "job" })?;
-            self.service::<ItemService>()
-                .item(principal, item.kind, item_id)
+            self.visible_item(principal, item_id, None)
                 .await
                 .map_err(|e| match e {
                     EngineError::NotFound { .. } => EngineError::NotFound { what: "job" },

@@ -75,14 +75,13 @@ impl ItemService {
         let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
         let labels = parse_label_filters(&query.labels)?;
         // A contributor sees their own items only, whatever filter they ask for.
-        let contributor_id = if sees_all(principal, project.my_role) {
+        let all = sees_all(principal, project.my_role);
+        let contributor_id = if all {
             query.contributor_id
         } else {
             Some(principal.user_id)
         };
-        if !sees_all(principal, project.my_role)
-            && query.contributor_id.is_some_and(|c| c != principal.user_id)
-        {
+        if !all && query.contributor_id.is_some_and(|c| c != principal.user_id) {
             return Ok(Page {
                 items: Vec::new(),
                 next_cursor: None,

@@ -103,21 +103,6 @@ pub async fn insert_unless_taken(tx: &mut Tx, row: &ItemRow) -> StoreResult<bool
     Ok(rows == 1)
 }
 
-/// A live item of a live project.
-pub async fn find_live(db: &Db, id: Uuid) -> StoreResult<Option<ItemRow>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM items WHERE id = $1 AND deleted_at IS NULL \
-         AND project_id IN (SELECT id FROM projects WHERE deleted_at IS NULL)"
-    );
-    let row = with_db!(db, |pool| sqlx::query_as::<_, ItemRow>(
-        sqlx::AssertSqlSafe(sql)
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await)?;
-    Ok(row)
-}
-
 /// A live item of a live project, with the caller's role in that project (`None` when
 /// they are not a member): what deciding whether they may see it takes, in one read.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -127,7 +112,7 @@ pub struct ItemWithRole {
     pub my_role: Option<String>,
 }
 
-/// [`find_live`] with `user`'s role in the item's project.
+/// A live item of a live project, with `user`'s role in that project.
 pub async fn find_live_with_role(
     db: &Db,
     id: Uuid,
