@@ -1440,3 +1440,51 @@ async fn who_reads_which_figures(backend: Backend) {
     assert_eq!(me["uploads"], 0);
     assert!(me.get("approval_rate").is_none());
 }
+
+/// Every rollup helper that reads or writes a table is PL/pgSQL on PostgreSQL, whose
+/// plans are kept per connection: PostgreSQL 15 plans a SQL-language function with a
+/// `FROM` or an `INSERT` again at every call, which cost each processing outcome a fifth
+/// of its statement (migration 0032). A SQL-language helper must be `IMMUTABLE` (it only
+/// computes a value, and is inlined); one that touches a table cannot be. A helper added
+/// later in SQL that reads or writes fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_helpers_that_touch_a_table_are_plpgsql() {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let db = app.db().await;
+    let sql = "SELECT p.proname::text, l.lanname::text, p.provolatile::text FROM pg_proc p \
+               JOIN pg_language l ON l.oid = p.prolang \
+               WHERE p.pronamespace = current_schema()::regnamespace \
+               AND p.proname LIKE 'rollup\\_%' ORDER BY 1";
+    let helpers: Vec<(String, String, String)> =
+        with_db!(&db, |pool| sqlx::query_as(sql).fetch_all(pool).await).unwrap();
+    db.close().await;
+    let language = |name: &str| {
+        helpers
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(_, lang, _)| lang.as_str())
+    };
+    for helper in [
+        "rollup_engines_add",
+        "rollup_hours_add",
+        "rollup_labels_add",
+        "rollup_latest_engine",
+    ] {
+        assert_eq!(language(helper), Some("plpgsql"), "{helper}");
+    }
+    assert_eq!(
+        language("rollup_hour"),
+        Some("sql"),
+        "value helpers stay SQL"
+    );
+    let touching_in_sql: Vec<&str> = helpers
+        .iter()
+        .filter(|(_, lang, volatility)| lang == "sql" && volatility != "i")
+        .map(|(n, ..)| n.as_str())
+        .collect();
+    assert!(
+        touching_in_sql.is_empty(),
+        "SQL-language rollup helpers that are not IMMUTABLE: {touching_in_sql:?}"
+    );
+}
