@@ -275,7 +275,8 @@ if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
         /^project_group_commands_count / { count = $2 }
         /^project_group_commit_seconds_sum / { seconds = $2 }
         /^project_group_restarts_total / { restarts = $2 }
-        END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f restarts=%d\n", "groups", count, sum, sum / count, 1000 * seconds / count, seconds, restarts }
+        /^project_actor_turn_seconds_sum / { busy = $2 }
+        END { if (count > 0) printf "%-10s commits=%d commands=%d commands_per_commit=%.2f mean_group_ms=%.2f actor_busy_s=%.2f restarts=%d\n", "groups", count, sum, sum / count, 1000 * seconds / count, (busy > 0 ? busy : seconds), restarts }
     ' <<<"$groups" >&2
     # Where the actor's time goes: mean time of each kind of transition inside its group
     # (without the commit), then the rest of each group, by stage (open, kept writes,

@@ -29,6 +29,10 @@ pub const PROJECT_ACTORS_ACTIVE: &str = "project_actors_active";
 pub const PROJECT_GROUP_COMMANDS: &str = "project_group_commands";
 /// How long one group took, from its opening (begin, lock) to the end of its commit.
 pub const PROJECT_GROUP_COMMIT_SECONDS: &str = "project_group_commit_seconds";
+/// How long a project's actor took over one group, from taking it to handing its commit
+/// to a task of its own: what the actor waited for and did, without the commit that runs
+/// beside its next group. Their sum over a run is how long the actor was busy.
+pub const PROJECT_ACTOR_TURN_SECONDS: &str = "project_actor_turn_seconds";
 /// How long each stage of a group took (label `stage`): `open` (begin, lock the project,
 /// read the callers' roles and the items read ahead), `kept_writes` (a fast path's kept
 /// rows, one statement on PostgreSQL) and `commit` (the `COMMIT`, with the kept rows of a

@@ -185,7 +185,9 @@ async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
 
     // Alone, the lock reads the callers' roles in the same statement.
     let mut alone = db.begin().await.unwrap();
-    let locked = lock_with(&mut alone, project, &[member]).await.unwrap();
+    let locked = lock_with(&mut alone, project, &[member], None)
+        .await
+        .unwrap();
     assert_eq!(
         locked.roles,
         Some(vec![(member, "contributor".to_owned())]),
@@ -195,38 +197,12 @@ async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
 
     // "Another node" locks the project and removes the member, and has not committed.
     let mut other = db.begin().await.unwrap();
-    lock_with(&mut other, project, &[member]).await.unwrap();
-    assert!(remove_member(&mut other, project, member).await.unwrap());
-    // This node's group opens: its lock waits.
-    let waiting = tokio::spawn({
-        let db = app.db().await;
-        async move {
-            let mut tx = db.begin().await.unwrap();
-            let locked = lock_with(&mut tx, project, &[member]).await.unwrap();
-            tx.rollback().await.unwrap();
-            locked
-        }
-    });
-    let watcher = app.db().await;
-    let mut waited = false;
-    for _ in 0..200 {
-        let alta_actors::store::Db::Postgres(pool) = &watcher else {
-            unreachable!("a PostgreSQL test")
-        };
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE projects SET locks%'",
-        )
-        .fetch_one(pool)
+    lock_with(&mut other, project, &[member], None)
         .await
         .unwrap();
-        if n > 0 {
-            waited = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(waited, "the second lock never waited for the first");
+    assert!(remove_member(&mut other, project, member).await.unwrap());
+    // This node's group opens: its lock waits.
+    let waiting = lock_behind(&app, project, vec![member], None).await;
     other.commit().await.unwrap();
     let locked = waiting.await.unwrap();
     let roles = locked.roles.unwrap_or_default();
@@ -235,4 +211,107 @@ async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
         "the waiting group saw the removed member's role: {roles:?}"
     );
     assert!(locked.project.is_some());
+}
+
+/// In a task of its own, begin a transaction and lock `project`, which another
+/// transaction holds locked; return once the lock statement waits (the handle gives
+/// what it locked).
+async fn lock_behind(
+    app: &crate::helpers::TestApp,
+    project: uuid::Uuid,
+    users: Vec<uuid::Uuid>,
+    left_alone: Option<i64>,
+) -> tokio::task::JoinHandle<alta_actors::store::projects::Locked> {
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel::<i32>();
+    let db = app.db().await;
+    let handle = tokio::spawn(async move {
+        let mut tx = db.begin().await.unwrap();
+        let alta_actors::store::Tx::Postgres(t) = &mut tx else {
+            unreachable!("a PostgreSQL test")
+        };
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut **t)
+            .await
+            .unwrap();
+        pid_tx.send(pid).unwrap();
+        let locked = alta_actors::store::projects::lock_with(&mut tx, project, &users, left_alone)
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        locked
+    });
+    let pid = pid_rx.await.unwrap();
+    let watcher = app.db().await;
+    let alta_actors::store::Db::Postgres(pool) = &watcher else {
+        unreachable!("a PostgreSQL test")
+    };
+    for _ in 0..200 {
+        let (waits,): (bool,) = sqlx::query_as(
+            "SELECT COALESCE(bool_or(wait_event_type = 'Lock'), false) \
+             FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waits {
+            return handle;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the second lock never waited for the first");
+}
+
+/// This node's actor opens its next group while the group before is still committing
+/// (PostgreSQL). That group changed neither members nor webhooks, so the roles the next
+/// group's lock read before it waited still stand, and it must not read them again: the
+/// lock says they are fresh when the only lock between its snapshot and its own is the
+/// one the actor says it left (`left_alone`). When another lock came in between (the
+/// actor's count is not the one before), they are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_follows_its_actors_last_group_keeps_the_roles_its_lock_read() {
+    use alta_actors::store::projects::lock_with;
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Pipelined").await;
+    let member = join(&app, &owner, &project, "stayer@example.org", "contributor").await;
+    let me: Value = app.get_json("/api/auth/me", &member).await;
+    let member: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    let project: uuid::Uuid = project.parse().unwrap();
+    let db = app.db().await;
+    let contributor = Some(vec![(member, "contributor".to_owned())]);
+
+    // Once for the group that follows this actor's own committing one, once for a group
+    // whose actor's last lock is not the one just before (another node's came between).
+    for (follows_the_last, fresh) in [(true, true), (false, false)] {
+        let mut earlier = db.begin().await.unwrap();
+        let first = lock_with(&mut earlier, project, &[member], None)
+            .await
+            .unwrap();
+        earlier.commit().await.unwrap();
+        // The actor's last group: locked, changed nothing of the roles, not committed.
+        let mut last = db.begin().await.unwrap();
+        let locked = lock_with(&mut last, project, &[member], None)
+            .await
+            .unwrap();
+        let left = locked.locks.expect("PostgreSQL counts its locks");
+        assert_eq!(Some(left), first.locks.map(|n| n + 1));
+        let left_alone = if follows_the_last { left } else { left - 1 };
+        let next = lock_behind(&app, project, vec![member], Some(left_alone)).await;
+        last.commit().await.unwrap();
+        let locked = next.await.unwrap();
+        assert_eq!(locked.locks, Some(left + 1));
+        assert!(locked.project.is_some());
+        if fresh {
+            assert_eq!(
+                locked.roles, contributor,
+                "the roles read before the wait stand"
+            );
+            assert_eq!(locked.subscribers, Some(Vec::new()));
+        } else {
+            assert_eq!(locked.roles, None, "the roles must be read again");
+            assert_eq!(locked.subscribers, None);
+        }
+    }
 }

@@ -11,7 +11,11 @@ use std::{
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
-use super::{ProjectMsg, RegistryMsg, transition::Pending};
+use super::{
+    ProjectMsg, RegistryMsg,
+    group::{Follow, Prepared},
+    transition::Pending,
+};
 use crate::{
     authz::{self, ProjectAction},
     change::Change,
@@ -42,6 +46,29 @@ pub struct ProjectState {
     group_commit_sent: bool,
     /// Groups left to take the careful path (savepoints) after a fast one started over.
     careful_groups: u32,
+    /// The last group, committing in a task of its own while the actor goes on.
+    committing: Option<Committing>,
+    /// The next group's change, begun behind that commit.
+    opening: Option<Opening>,
+    /// Who called in the last group (their roles are read with the next group's lock).
+    last_callers: Vec<Uuid>,
+}
+
+/// A group's commit, running beside the actor ([`super::group`]).
+struct Committing {
+    task: tokio::task::JoinHandle<()>,
+    /// The next group may open before this commit ends.
+    follow: Option<Follow>,
+}
+
+impl Committing {
+    /// Wait for the commit (and its answers) to end.
+    async fn end(self) {
+        if let Err(err) = self.task.await {
+            // Its callers' replies were dropped with it: each hears the group failed.
+            tracing::error!(error = %err, "a project group's commit task failed");
+        }
+    }
 }
 
 impl Actor for ProjectActor {
@@ -66,6 +93,9 @@ impl Actor for ProjectActor {
             group: Vec::new(),
             group_commit_sent: false,
             careful_groups: 0,
+            committing: None,
+            opening: None,
+            last_callers: Vec::new(),
         })
     }
 
@@ -73,10 +103,21 @@ impl Actor for ProjectActor {
     /// committed: they commit now, so each caller gets its outcome.
     async fn post_stop(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        commit_group(state).await;
+        commit_group(&myself, state).await;
+        if let Some(begun) = state.opening.take() {
+            // Begun for a group that has gone already (it cannot be left holding the lock).
+            if let Some((change, _)) = begun.end().await
+                && let Err(err) = change.rollback().await
+            {
+                tracing::warn!(error = %err, "rolling back a change begun for no group");
+            }
+        }
+        if let Some(committing) = state.committing.take() {
+            committing.end().await;
+        }
         Ok(())
     }
 
@@ -94,15 +135,32 @@ impl Actor for ProjectActor {
             state.last_active = Instant::now();
         }
         // Transitions join the group, committed when the actor has taken every message
-        // already waiting (or the group is full).
+        // already waiting and the group before has committed (or the group is full).
         match message {
             ProjectMsg::Apply(command) => {
                 state.group.push(command);
-                self.group_joined(&myself, state).await?;
+                group_joined(&myself, state).await;
             }
             ProjectMsg::CommitGroup => {
                 state.group_commit_sent = false;
-                commit_group(state).await;
+                // While a commit runs, its end (or the next group's lock) starts the group.
+                if state.committing.is_none() && state.opening.is_none() {
+                    commit_group(&myself, state).await;
+                }
+            }
+            ProjectMsg::Committed => {
+                if let Some(committing) = state.committing.take() {
+                    committing.end().await; // it has ended: this only collects it
+                }
+                // A group begun behind the commit goes when its lock is taken (`Opened`).
+                if state.opening.is_none() {
+                    commit_group(&myself, state).await;
+                }
+            }
+            ProjectMsg::Opened => {
+                if state.opening.is_some() {
+                    commit_group(&myself, state).await;
+                }
             }
             ProjectMsg::CheckIdle => {
                 if state.last_active.elapsed() >= state.deps.config.project_actor_idle {
@@ -117,41 +175,116 @@ impl Actor for ProjectActor {
     }
 }
 
-impl ProjectActor {
-    /// A command joined the group: commit now when the group is full, else make sure a
-    /// `CommitGroup` follows the messages already waiting (they may join it too).
-    async fn group_joined(
-        &self,
-        myself: &ActorRef<Command<ProjectMsg>>,
-        state: &mut ProjectState,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.group.len() >= state.deps.config.project_group_max {
-            commit_group(state).await;
-        } else if !state.group_commit_sent {
-            state.group_commit_sent = true;
-            if myself
-                .send_message(Command::internal(ProjectMsg::CommitGroup))
-                .is_err()
-            {
-                // The actor is stopping: commit what it holds now.
-                state.group_commit_sent = false;
-                commit_group(state).await;
-            }
+/// A command joined the group. When the group is full it commits now. While the group
+/// before commits, the first command to join begins this group's change behind it
+/// ([`super::group::begin_behind`]) when that group may be followed; the end of the
+/// commit, or that change's lock, starts the group. Otherwise a `CommitGroup` follows
+/// the messages already waiting (they may join too).
+async fn group_joined(myself: &ActorRef<Command<ProjectMsg>>, state: &mut ProjectState) {
+    if state.group.len() >= state.deps.config.project_group_max {
+        commit_group(myself, state).await;
+    } else if let Some(committing) = &state.committing {
+        if state.opening.is_none()
+            && let Some(after) = committing.follow
+        {
+            state.opening = Some(Opening::begin(myself, state, after));
         }
-        Ok(())
+    } else if !state.group_commit_sent {
+        state.group_commit_sent = true;
+        if myself
+            .send_message(Command::internal(ProjectMsg::CommitGroup))
+            .is_err()
+        {
+            // The actor is stopping: commit what it holds now.
+            state.group_commit_sent = false;
+            commit_group(myself, state).await;
+        }
     }
 }
 
-async fn commit_group(state: &mut ProjectState) {
+/// Apply the waiting group and hand its commit to a task of its own, which tells the
+/// actor when it has ended ([`ProjectMsg::Committed`]); the next group gathers
+/// meanwhile ([`super::group`]).
+async fn commit_group(myself: &ActorRef<Command<ProjectMsg>>, state: &mut ProjectState) {
     if state.group.is_empty() {
         return;
     }
+    let turn = Instant::now();
     let group = std::mem::take(&mut state.group);
     let fast = state.careful_groups == 0;
     state.careful_groups = state.careful_groups.saturating_sub(1);
-    let committed = super::group::commit(&state.deps, state.id, group, fast).await;
-    if committed.restarted {
+    // The change begun behind the last commit, if any: its lock says that commit ended.
+    let begun = match state.opening.take() {
+        Some(opening) => opening.end().await,
+        None => None,
+    };
+    if begun.is_none()
+        && let Some(committing) = state.committing.take()
+    {
+        committing.end().await;
+    }
+    let prepared: Prepared = super::group::prepare(&state.deps, state.id, group, fast, begun).await;
+    if prepared.restarted {
         state.careful_groups = super::group::CAREFUL_AFTER_RESTART;
+    }
+    // Ended already (this group's lock waited for it): collected before the next one.
+    if let Some(committing) = state.committing.take() {
+        committing.end().await;
+    }
+    let follow = prepared.follow;
+    let actor = myself.clone();
+    state.last_callers = prepared.callers.clone();
+    state.committing = Some(Committing {
+        task: tokio::spawn(async move {
+            prepared.finish().await;
+            // A stopped actor has nothing more to start.
+            let _ = actor.send_message(Command::internal(ProjectMsg::Committed));
+        }),
+        follow,
+    });
+    metrics::histogram!(crate::metrics::PROJECT_ACTOR_TURN_SECONDS)
+        .record(turn.elapsed().as_secs_f64());
+}
+
+/// The next group's change, begun and locking the project in a task of its own while
+/// the group before commits ([`super::group::begin_behind`]).
+struct Opening {
+    task: tokio::task::JoinHandle<Result<(Change, Opened), EngineError>>,
+}
+
+impl Opening {
+    /// Begin behind the group that left `after`, reading the roles of the callers of
+    /// the last group and of this one so far with the lock; tell the actor once the lock
+    /// is taken ([`ProjectMsg::Opened`]).
+    fn begin(myself: &ActorRef<Command<ProjectMsg>>, state: &ProjectState, after: Follow) -> Self {
+        let mut callers: Vec<Uuid> = state.group.iter().map(|c| c.caller()).collect();
+        callers.extend(&state.last_callers);
+        callers.sort_unstable();
+        callers.dedup();
+        let deps = Arc::clone(&state.deps);
+        let id = state.id;
+        let actor = myself.clone();
+        let task = tokio::spawn(async move {
+            let begun = super::group::begin_behind(&deps, id, &callers, after).await;
+            let _ = actor.send_message(Command::internal(ProjectMsg::Opened));
+            begun
+        });
+        Self { task }
+    }
+
+    /// The begun change; `None` when it could not begin (the group then begins its own).
+    async fn end(self) -> Option<(Change, Opened)> {
+        match self.task.await {
+            Ok(Ok(begun)) => Some(begun),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "beginning a group behind a commit");
+                None
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "a task beginning a group failed");
+                None
+            }
+        }
     }
 }
 
@@ -169,6 +302,10 @@ pub struct Opened {
     /// transition that announces something. Safe to keep for the group: every change of
     /// a webhook is a transition of this project, under its lock, which marks it stale.
     pub(super) subscribers: Option<Vec<(Uuid, Vec<crate::domain::webhook::WebhookEvent>)>>,
+    /// The project's lock count after this group's lock (PostgreSQL).
+    locks: Option<i64>,
+    /// A transition of this group changed the project's row, members or webhooks.
+    changed: bool,
     /// Items read ahead for the one command of the group that touches each
     /// ([`super::Touches::Item`]); `None` when it is deleted or unknown. A command takes
     /// its own; one that may touch any item makes the group forget them all.
@@ -185,13 +322,16 @@ pub(super) struct Ahead {
 impl Opened {
     /// Lock the project for the rest of the change (when it exists) and load it, with
     /// the roles of `callers` and its webhooks where that costs no round trip of its own
-    /// ([`store::projects::lock_with`]).
+    /// ([`store::projects::lock_with`]). `after`: the group before, which may still be
+    /// committing.
     pub(super) async fn lock(
         change: &mut Change,
         id: Uuid,
         callers: &[Uuid],
+        after: Option<Follow>,
     ) -> Result<Self, EngineError> {
-        let locked = store::projects::lock_with(change, id, callers).await?;
+        let left_alone = after.map(|a| a.locks);
+        let locked = store::projects::lock_with(change, id, callers, left_alone).await?;
         let mut roles = std::collections::HashMap::new();
         if let Some(found) = locked.roles {
             for user in callers {
@@ -208,8 +348,20 @@ impl Opened {
             roles,
             stale: false,
             subscribers: locked.subscribers,
+            locks: locked.locks,
+            changed: false,
             ahead: std::collections::HashMap::new(),
         })
+    }
+
+    /// Whether the next group may open before this one commits ([`Follow`]): the
+    /// project existed when locked (PostgreSQL), and nothing changed it, its members or
+    /// its webhooks.
+    pub(super) fn followable(&self) -> Option<Follow> {
+        if self.changed || self.stale || self.project.is_none() {
+            return None;
+        }
+        self.locks.map(|locks| Follow { locks })
     }
 
     /// Read the `(item, reader)` pairs ahead, in one statement.
@@ -237,6 +389,7 @@ impl Opened {
     /// project created in this change is locked from now on.
     pub(super) async fn refresh(&mut self, change: &mut Change) -> Result<(), EngineError> {
         if std::mem::take(&mut self.stale) {
+            self.changed = true;
             // Locks a project created in this change, reads a changed one again.
             self.project = store::projects::lock(change, self.id).await?;
             self.roles.clear();

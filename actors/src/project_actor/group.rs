@@ -23,6 +23,16 @@
 //! says it touches ([`super::Touches`]) are read, with their votes, in one statement
 //! after the lock, instead of one read each (a review decision's first read). A
 //! transition that may change any item makes the group forget them before it runs.
+//!
+//! A group's **commit overlaps the next group's opening** on PostgreSQL: the actor hands
+//! the commit (and the answers after it) to a task of its own, and the transitions that
+//! arrive meanwhile gather into the next group, as before. As soon as one arrives, a
+//! second task begins that group's change on another connection and takes the project's
+//! lock ([`begin_behind`]); the lock waits for the commit, so the two cannot interleave,
+//! and the next group starts the moment the commit ends, its begin and lock already
+//! done. Each caller still hears only after its own group committed. Only a group that
+//! changed neither the project, its members nor its webhooks is followed that way
+//! ([`Follow`]); after any other, and on SQLite, the next group begins after the commit.
 
 use std::{collections::HashMap, future::Future, time::Instant};
 
@@ -37,56 +47,140 @@ use crate::{change::Change, deps::Deps, error::EngineError, metrics as m};
 /// Groups that take the careful path after a fast one had to start over.
 pub(super) const CAREFUL_AFTER_RESTART: u32 = 16;
 
-/// How a group went: whether its fast path had to start over.
-pub(super) struct Committed {
+/// A group applied and not yet committed: its outcomes, and the change to commit. The
+/// actor starts on its next group while this one commits ([`Prepared::finish`]).
+pub(super) struct Prepared {
+    held: Vec<Box<dyn Held>>,
+    ending: Ending,
+    started: Instant,
+    /// The fast path had to start over.
     pub restarted: bool,
+    /// The next group may open before this one has committed: see [`Follow`].
+    pub follow: Option<Follow>,
+    /// Who called, each once.
+    pub callers: Vec<Uuid>,
 }
 
-/// Apply `group` in one transaction and answer every caller after its commit. `fast`:
-/// try the fast path first.
-pub(super) async fn commit(
+/// What ends a group: its commit, or what its callers are told without one.
+enum Ending {
+    Commit(Change),
+    Done(Result<(), EngineError>),
+}
+
+/// A group that the next one may follow before it has committed (PostgreSQL only). The
+/// next group's lock waits for this one's commit, so everything it reads after the lock
+/// sees this group's writes; what its locking statement read with the project (the
+/// callers' roles, the webhooks) is from before, and stands because this group changed
+/// none of it. `locks` is the project's lock count this group left: the next one's
+/// statement checks that nothing else locked the project in between.
+#[derive(Clone, Copy)]
+pub(super) struct Follow {
+    pub locks: i64,
+}
+
+/// Apply `group` in one transaction, up to its commit. `fast`: try the fast path first.
+/// `begun`: the change, begun and locked while the group before committed
+/// ([`begin_behind`]); `None` begins one now.
+pub(super) async fn prepare(
     deps: &Deps,
     id: Uuid,
     group: Vec<Box<dyn Pending>>,
     fast: bool,
-) -> Committed {
+    begun: Option<(Change, Opened)>,
+) -> Prepared {
     let started = Instant::now();
     metrics::histogram!(m::PROJECT_GROUP_COMMANDS).record(group.len() as f64);
-    let (ran, restarted) = match run(deps, id, group, fast).await {
-        Ok(ran) => ran,
+    let mut callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
+    callers.sort_unstable();
+    callers.dedup();
+    match run(deps, id, group, &callers, fast, begun).await {
+        Ok((ran, restarted)) => Prepared {
+            held: ran.held,
+            follow: match &ran.ending {
+                Ending::Commit(_) => ran.follow,
+                Ending::Done(_) => None,
+            },
+            ending: ran.ending,
+            started,
+            restarted,
+            callers,
+        },
         Err((group, err, restarted)) => {
             for command in group {
                 command.refuse(copy(&err));
             }
-            return Committed { restarted };
+            Prepared {
+                held: Vec::new(),
+                ending: Ending::Done(Err(err)),
+                started,
+                restarted,
+                follow: None,
+                callers,
+            }
         }
-    };
-    let (held, committed) = ran;
-    metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-    for outcome in held {
-        outcome.answer(&committed);
     }
-    Committed { restarted }
 }
 
-type Ran = (Vec<Box<dyn Held>>, Result<(), EngineError>);
+impl Prepared {
+    /// Commit, then answer every caller.
+    pub(super) async fn finish(self) {
+        let committed = match self.ending {
+            Ending::Commit(change) => commit_change(change).await,
+            Ending::Done(result) => result,
+        };
+        if !self.held.is_empty() {
+            metrics::histogram!(m::PROJECT_GROUP_COMMIT_SECONDS)
+                .record(self.started.elapsed().as_secs_f64());
+        }
+        for outcome in self.held {
+            outcome.answer(&committed);
+        }
+    }
+}
+
+/// A group run up to its commit.
+struct Ran {
+    held: Vec<Box<dyn Held>>,
+    ending: Ending,
+    follow: Option<Follow>,
+}
+
+impl Ran {
+    /// The group ran, and its change is to be committed.
+    fn to_commit(held: Vec<Box<dyn Held>>, change: Change, opened: &Opened) -> Self {
+        Self {
+            held,
+            ending: Ending::Commit(change),
+            follow: opened.followable(),
+        }
+    }
+
+    /// The group ran, and `result` ends it without a commit.
+    fn done(held: Vec<Box<dyn Held>>, result: Result<(), EngineError>) -> Self {
+        Self {
+            held,
+            ending: Ending::Done(result),
+            follow: None,
+        }
+    }
+}
+
 /// The group, unrun, with why it could not run and whether a fast path started over.
 type Unrun = (Vec<Box<dyn Pending>>, EngineError, bool);
 
-/// Run the group's commands and commit: their outcomes and the commit's, and whether
-/// the fast path started over. The group comes back unrun when its change cannot begin
+/// Run the group's commands up to the commit: their outcomes and the change to commit
+/// (or why nothing will be), and whether the fast path started over. The group comes back unrun when its change cannot begin
 /// or the project cannot be read.
 async fn run(
     deps: &Deps,
     id: Uuid,
     mut group: Vec<Box<dyn Pending>>,
+    callers: &[Uuid],
     fast: bool,
+    begun: Option<(Change, Opened)>,
 ) -> Result<(Ran, bool), Unrun> {
-    let mut callers: Vec<Uuid> = group.iter().map(|c| c.caller()).collect();
-    callers.sort_unstable();
-    callers.dedup();
     let ahead = to_read_ahead(&group);
-    let (mut change, mut opened) = match open(deps, id, &callers, &ahead).await {
+    let (mut change, mut opened) = match open(deps, id, callers, &ahead, begun).await {
         Ok(opened) => opened,
         Err(err) => return Err((group, err, false)),
     };
@@ -94,16 +188,14 @@ async fn run(
     if group.len() == 1 {
         let command = group.pop().expect("one command");
         let outcome = command.run(&mut change, &mut opened, deps).await;
-        let committed = if outcome.succeeded() {
-            commit_change(change).await
-        } else {
-            // The command's own error stands, whatever the rollback says.
-            if let Err(err) = change.rollback().await {
-                tracing::warn!(error = %err, "rolling back a failed command");
-            }
-            Ok(())
-        };
-        return Ok(((vec![outcome], committed), false));
+        if outcome.succeeded() {
+            return Ok((Ran::to_commit(vec![outcome], change, &opened), false));
+        }
+        // The command's own error stands, whatever the rollback says.
+        if let Err(err) = change.rollback().await {
+            tracing::warn!(error = %err, "rolling back a failed command");
+        }
+        return Ok((Ran::done(vec![outcome], Ok(())), false));
     }
     let mut restarted = false;
     if fast && group.iter().all(|c| c.replayable()) {
@@ -113,9 +205,8 @@ async fn run(
         if let Ok(true) = run_replicas(&mut change, &mut opened, deps, &mut group).await
             && let Ok(true) = timed(STAGE_KEPT_WRITES, change.write_kept()).await
         {
-            let committed = commit_change(change).await;
             let held = group.into_iter().map(|c| c.into_kept()).collect();
-            return Ok(((held, committed), false));
+            return Ok((Ran::to_commit(held, change, &opened), false));
         }
         // A replica failed: nothing of the group stands. Start over, carefully.
         restarted = true;
@@ -123,7 +214,7 @@ async fn run(
         if let Err(err) = change.rollback().await {
             tracing::warn!(error = %err, "rolling back a group to start over");
         }
-        (change, opened) = match open(deps, id, &callers, &ahead).await {
+        (change, opened) = match open(deps, id, callers, &ahead, None).await {
             Ok(opened) => opened,
             Err(err) => return Err((group, err, true)),
         };
@@ -131,19 +222,28 @@ async fn run(
     Ok((careful(change, opened, deps, group).await, restarted))
 }
 
-/// Begin the group's change, lock and load the project, read its callers' roles and the
-/// items `ahead`.
+/// Begin the group's change, lock and load the project (unless `begun` did), read its
+/// callers' roles and the items `ahead`.
 async fn open(
     deps: &Deps,
     id: Uuid,
     callers: &[Uuid],
     ahead: &[(Uuid, Uuid)],
+    begun: Option<(Change, Opened)>,
 ) -> Result<(Change, Opened), EngineError> {
     timed(STAGE_OPEN, async {
-        let mut change = Change::begin(&deps.db).await?;
-        // The project is locked and loaded once for the whole group, with its callers'
-        // roles (one read for all of them).
-        let mut opened = Opened::lock(&mut change, id, callers).await?;
+        let (mut change, mut opened) = match begun {
+            Some(begun) => begun,
+            None => {
+                let mut change = Change::begin(&deps.db).await?;
+                // The project is locked and loaded once for the whole group, with its
+                // callers' roles (one read for all of them).
+                let opened = Opened::lock(&mut change, id, callers, None).await?;
+                (change, opened)
+            }
+        };
+        // The callers the lock did not read (all of them on SQLite; those who joined
+        // a group begun early).
         opened.read_roles(&mut change, callers).await?;
         if !ahead.is_empty() {
             opened.read_ahead(&mut change, ahead).await?;
@@ -151,6 +251,20 @@ async fn open(
         Ok((change, opened))
     })
     .await
+}
+
+/// Begin the next group's change while the group `after` commits: its lock on the
+/// project waits for that commit, so this returns once it has ended. `callers`: whose
+/// roles to read with the lock (those expected in the group).
+pub(super) async fn begin_behind(
+    deps: &Deps,
+    id: Uuid,
+    callers: &[Uuid],
+    after: Follow,
+) -> Result<(Change, Opened), EngineError> {
+    let mut change = Change::begin(&deps.db).await?;
+    let opened = Opened::lock(&mut change, id, callers, Some(after)).await?;
+    Ok((change, opened))
 }
 
 /// Stages of a group, timed in `project_group_stage_seconds` (where the time between
@@ -258,9 +372,8 @@ async fn careful(
         }
         held.push(outcome);
     }
-    let committed = match broken {
-        Some(err) => Err(err),
-        None => commit_change(change).await,
-    };
-    (held, committed)
+    match broken {
+        Some(err) => Ran::done(held, Err(err)),
+        None => Ran::to_commit(held, change, &opened),
+    }
 }

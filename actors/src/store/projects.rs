@@ -80,6 +80,8 @@ pub struct Locked {
     pub roles: Option<Vec<(Uuid, String)>>,
     /// The project's active webhooks and the events each takes; `None` when not read here.
     pub subscribers: Option<Vec<(Uuid, Vec<WebhookEvent>)>>,
+    /// The project's lock count after this lock; `None` when not read here.
+    pub locks: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -104,7 +106,17 @@ struct LockedRow {
 /// node), they may be stale (a member it removed, a webhook it deleted). Every lock
 /// counts (`projects.locks`): a locked count other than the snapshot's plus one says
 /// so, and the roles and webhooks are then left to be read later, fresh.
-pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Locked> {
+///
+/// `left_alone`: the count a lock left that changed neither the roles nor the webhooks
+/// (the project actor's group before, still committing when this one began). A lock
+/// taken right after it is fresh too: the snapshot's count is one below it, and this
+/// one's one above.
+pub async fn lock_with(
+    tx: &mut Tx,
+    id: Uuid,
+    users: &[Uuid],
+    left_alone: Option<i64>,
+) -> StoreResult<Locked> {
     // Written once: every group commit runs it.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -124,6 +136,7 @@ pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Loc
             project: lock(tx, id).await?,
             roles: None,
             subscribers: None,
+            locks: None,
         });
     };
     let row = sqlx::query_as::<_, LockedRow>(sqlx::AssertSqlSafe(SQL.as_str()))
@@ -133,18 +146,25 @@ pub async fn lock_with(tx: &mut Tx, id: Uuid, users: &[Uuid]) -> StoreResult<Loc
         .await?;
     Ok(match row {
         Some(row) => {
-            // Nothing committed between the snapshot and the lock: the reads are fresh.
-            let fresh = row.locks_seen.map(|seen| seen + 1) == Some(row.locks);
+            // Nothing committed between the snapshot and the lock, or only the lock that
+            // left `left_alone`: the reads are fresh.
+            let seen = row.locks_seen;
+            let fresh = seen.map(|seen| seen + 1) == Some(row.locks)
+                || left_alone.is_some_and(|left| {
+                    seen.map(|seen| seen + 1) == Some(left) && row.locks == left + 1
+                });
             Locked {
                 project: Some(row.project),
                 roles: fresh.then_some(row.caller_roles.0),
                 subscribers: fresh.then_some(row.subscribers.0),
+                locks: Some(row.locks),
             }
         }
         None => Locked {
             project: None,
             roles: None,
             subscribers: None,
+            locks: None,
         },
     })
 }
