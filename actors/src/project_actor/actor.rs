@@ -52,10 +52,14 @@ pub struct ProjectState {
     opening: Option<Opening>,
     /// Who called in the last group (their roles are read with the next group's lock).
     last_callers: Vec<Uuid>,
+    /// The number of the last task started for a commit or an opening: the message
+    /// that says one has ended names it, so a late one is told from the current one's.
+    tasks_started: u64,
 }
 
 /// A group's commit, running beside the actor ([`super::group`]).
 struct Committing {
+    number: u64,
     task: tokio::task::JoinHandle<()>,
     /// The next group may open before this commit ends.
     follow: Option<Follow>,
@@ -96,6 +100,7 @@ impl Actor for ProjectActor {
             committing: None,
             opening: None,
             last_callers: Vec::new(),
+            tasks_started: 0,
         })
     }
 
@@ -148,7 +153,16 @@ impl Actor for ProjectActor {
                     commit_group(&myself, state).await;
                 }
             }
-            ProjectMsg::Committed => {
+            ProjectMsg::Committed(number) => {
+                // A commit collected already (a group that began behind it did) says
+                // nothing more.
+                if !state
+                    .committing
+                    .as_ref()
+                    .is_some_and(|c| c.number == number)
+                {
+                    return Ok(());
+                }
                 if let Some(committing) = state.committing.take() {
                     committing.end().await; // it has ended: this only collects it
                 }
@@ -157,8 +171,8 @@ impl Actor for ProjectActor {
                     commit_group(&myself, state).await;
                 }
             }
-            ProjectMsg::Opened => {
-                if state.opening.is_some() {
+            ProjectMsg::Opened(number) => {
+                if state.opening.as_ref().is_some_and(|o| o.number == number) {
                     commit_group(&myself, state).await;
                 }
             }
@@ -232,13 +246,15 @@ async fn commit_group(myself: &ActorRef<Command<ProjectMsg>>, state: &mut Projec
         committing.end().await;
     }
     let follow = prepared.follow;
-    let actor = myself.clone();
     state.last_callers = prepared.callers.clone();
+    state.tasks_started += 1;
+    let number = state.tasks_started;
+    let ended = TellOnEnd::new(myself, ProjectMsg::Committed(number));
     state.committing = Some(Committing {
+        number,
         task: tokio::spawn(async move {
+            let _ended = ended;
             prepared.finish().await;
-            // A stopped actor has nothing more to start.
-            let _ = actor.send_message(Command::internal(ProjectMsg::Committed));
         }),
         follow,
     });
@@ -246,9 +262,35 @@ async fn commit_group(myself: &ActorRef<Command<ProjectMsg>>, state: &mut Projec
         .record(turn.elapsed().as_secs_f64());
 }
 
+/// Tells the actor that a task of its own has ended, when dropped: at the task's end,
+/// also when it panics (a message that never came would leave the actor's next group
+/// waiting for it). A stopped actor is told nothing.
+struct TellOnEnd {
+    actor: ActorRef<Command<ProjectMsg>>,
+    message: Option<ProjectMsg>,
+}
+
+impl TellOnEnd {
+    fn new(actor: &ActorRef<Command<ProjectMsg>>, message: ProjectMsg) -> Self {
+        Self {
+            actor: actor.clone(),
+            message: Some(message),
+        }
+    }
+}
+
+impl Drop for TellOnEnd {
+    fn drop(&mut self) {
+        if let Some(message) = self.message.take() {
+            let _ = self.actor.send_message(Command::internal(message));
+        }
+    }
+}
+
 /// The next group's change, begun and locking the project in a task of its own while
 /// the group before commits ([`super::group::begin_behind`]).
 struct Opening {
+    number: u64,
     task: tokio::task::JoinHandle<Result<(Change, Opened), EngineError>>,
 }
 
@@ -256,20 +298,25 @@ impl Opening {
     /// Begin behind the group that left `after`, reading the roles of the callers of
     /// the last group and of this one so far with the lock; tell the actor once the lock
     /// is taken ([`ProjectMsg::Opened`]).
-    fn begin(myself: &ActorRef<Command<ProjectMsg>>, state: &ProjectState, after: Follow) -> Self {
+    fn begin(
+        myself: &ActorRef<Command<ProjectMsg>>,
+        state: &mut ProjectState,
+        after: Follow,
+    ) -> Self {
         let mut callers: Vec<Uuid> = state.group.iter().map(|c| c.caller()).collect();
         callers.extend(&state.last_callers);
         callers.sort_unstable();
         callers.dedup();
         let deps = Arc::clone(&state.deps);
         let id = state.id;
-        let actor = myself.clone();
+        state.tasks_started += 1;
+        let number = state.tasks_started;
+        let ended = TellOnEnd::new(myself, ProjectMsg::Opened(number));
         let task = tokio::spawn(async move {
-            let begun = super::group::begin_behind(&deps, id, &callers, after).await;
-            let _ = actor.send_message(Command::internal(ProjectMsg::Opened));
-            begun
+            let _ended = ended;
+            super::group::begin_behind(&deps, id, &callers, after).await
         });
-        Self { task }
+        Self { number, task }
     }
 
     /// The begun change; `None` when it could not begin (the group then begins its own).

@@ -18,12 +18,12 @@ pub enum ProjectMsg {
     /// Commit the transitions waiting in the actor's group (sent by the actor to itself
     /// behind the messages already in its mailbox).
     CommitGroup,
-    /// The last group's commit has ended (sent by its task): the group that gathered
-    /// meanwhile may go.
-    Committed,
-    /// The next group's change has begun and taken the project's lock while the group
-    /// before committed (sent by the task that opened it): that group may go.
-    Opened,
+    /// The commit of the group the actor numbered so has ended (sent by its task, also
+    /// when it fails): the group that gathered meanwhile may go.
+    Committed(u64),
+    /// The change begun behind a commit, numbered so, has taken the project's lock or
+    /// failed to (sent by its task): the group that gathered meanwhile may go.
+    Opened(u64),
 }
 
 impl crate::command::Commanded for ProjectMsg {
