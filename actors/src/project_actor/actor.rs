@@ -50,8 +50,10 @@ pub struct ProjectState {
     committing: Option<Committing>,
     /// The next group's change, begun behind that commit.
     opening: Option<Opening>,
-    /// Who called in the last group (their roles are read with the next group's lock).
-    last_callers: Vec<Uuid>,
+    /// Who called in the last groups, the latest first, at most [`RECENT_CALLERS`]:
+    /// their roles are read with the lock of a group begun behind a commit, before its
+    /// callers are all known.
+    recent_callers: Vec<Uuid>,
     /// The number of the last task started for a commit or an opening: the message
     /// that says one has ended names it, so a late one is told from the current one's.
     tasks_started: u64,
@@ -99,7 +101,7 @@ impl Actor for ProjectActor {
             careful_groups: 0,
             committing: None,
             opening: None,
-            last_callers: Vec::new(),
+            recent_callers: Vec::new(),
             tasks_started: 0,
         })
     }
@@ -246,7 +248,7 @@ async fn commit_group(myself: &ActorRef<Command<ProjectMsg>>, state: &mut Projec
         committing.end().await;
     }
     let follow = prepared.follow;
-    state.last_callers = prepared.callers.clone();
+    remember_callers(&mut state.recent_callers, &prepared.callers);
     state.tasks_started += 1;
     let number = state.tasks_started;
     let ended = TellOnEnd::new(myself, ProjectMsg::Committed(number));
@@ -260,6 +262,20 @@ async fn commit_group(myself: &ActorRef<Command<ProjectMsg>>, state: &mut Projec
     });
     metrics::histogram!(crate::metrics::PROJECT_ACTOR_TURN_SECONDS)
         .record(turn.elapsed().as_secs_f64());
+}
+
+/// How many recent callers a group begun behind a commit reads the roles of with its
+/// lock. Reading a few more than the group needs costs the lock nothing worth
+/// measuring (one index lookup each); a caller not among them costs a read of its own.
+const RECENT_CALLERS: usize = 32;
+
+/// Put `callers` first among the `recent` ones, each once, keeping at most
+/// [`RECENT_CALLERS`].
+fn remember_callers(recent: &mut Vec<Uuid>, callers: &[Uuid]) {
+    recent.retain(|user| !callers.contains(user));
+    let mut latest: Vec<Uuid> = callers.iter().take(RECENT_CALLERS).copied().collect();
+    latest.extend(recent.iter().take(RECENT_CALLERS - latest.len()));
+    *recent = latest;
 }
 
 /// Tells the actor that a task of its own has ended, when dropped: at the task's end,
@@ -295,8 +311,8 @@ struct Opening {
 }
 
 impl Opening {
-    /// Begin behind the group that left `after`, reading the roles of the callers of
-    /// the last group and of this one so far with the lock; tell the actor once the lock
+    /// Begin behind the group that left `after`, reading the roles of the recent
+    /// callers and of this group's so far with the lock; tell the actor once the lock
     /// is taken ([`ProjectMsg::Opened`]).
     fn begin(
         myself: &ActorRef<Command<ProjectMsg>>,
@@ -304,7 +320,7 @@ impl Opening {
         after: Follow,
     ) -> Self {
         let mut callers: Vec<Uuid> = state.group.iter().map(|c| c.caller()).collect();
-        callers.extend(&state.last_callers);
+        callers.extend(&state.recent_callers);
         callers.sort_unstable();
         callers.dedup();
         let deps = Arc::clone(&state.deps);
@@ -513,4 +529,25 @@ async fn caller_role(
             .await?
             .and_then(|r| r.parse().ok()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RECENT_CALLERS, remember_callers};
+    use uuid::Uuid;
+
+    #[test]
+    fn recent_callers_keep_the_latest_first_each_once_and_at_most_the_bound() {
+        let users: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+        let mut recent = Vec::new();
+        remember_callers(&mut recent, &users[0..3]);
+        assert_eq!(recent, users[0..3]);
+        // A caller seen again moves to the front, once.
+        remember_callers(&mut recent, &[users[2], users[5]]);
+        assert_eq!(recent, vec![users[2], users[5], users[0], users[1]]);
+        // The oldest go beyond the bound.
+        remember_callers(&mut recent, &users[6..40]);
+        assert_eq!(recent.len(), RECENT_CALLERS);
+        assert_eq!(recent, users[6..6 + RECENT_CALLERS]);
+    }
 }
