@@ -158,11 +158,7 @@ impl Actor for ProjectActor {
             ProjectMsg::Committed(number) => {
                 // A commit collected already (a group that began behind it did) says
                 // nothing more.
-                if !state
-                    .committing
-                    .as_ref()
-                    .is_some_and(|c| c.number == number)
-                {
+                if state.committing.as_ref().is_none_or(|c| c.number != number) {
                     return Ok(());
                 }
                 if let Some(committing) = state.committing.take() {
