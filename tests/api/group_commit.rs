@@ -173,14 +173,7 @@ async fn a_removed_member_commits_nothing_after_the_removal_in_its_group(backend
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
     use alta_actors::store::projects::{lock_with, remove_member};
-    crate::helpers::init_test_env();
-    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
-    let owner = app.signed_up_user("owner@example.org").await;
-    let project = create_project(&app, &owner, "Two nodes").await;
-    let member = join(&app, &owner, &project, "leaver@example.org", "contributor").await;
-    let me: Value = app.get_json("/api/auth/me", &member).await;
-    let member: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
-    let project: uuid::Uuid = project.parse().unwrap();
+    let (app, project, member) = project_with_a_contributor("leaver@example.org").await;
     let db = app.db().await;
 
     // Alone, the lock reads the callers' roles in the same statement.
@@ -211,6 +204,21 @@ async fn a_group_that_waited_for_another_nodes_lock_reads_the_roles_again() {
         "the waiting group saw the removed member's role: {roles:?}"
     );
     assert!(locked.project.is_some());
+}
+
+/// A PostgreSQL server with a project and one contributor, `email`: the server, the
+/// project's id and the contributor's.
+async fn project_with_a_contributor(
+    email: &str,
+) -> (crate::helpers::TestApp, uuid::Uuid, uuid::Uuid) {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Locks").await;
+    let member = join(&app, &owner, &project, email, "contributor").await;
+    let me: Value = app.get_json("/api/auth/me", &member).await;
+    let member = me["id"].as_str().unwrap().parse().unwrap();
+    (app, project.parse().unwrap(), member)
 }
 
 /// In a task of its own, begin a transaction and lock `project`, which another
@@ -271,14 +279,7 @@ async fn lock_behind(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_follows_its_actors_last_group_keeps_the_roles_its_lock_read() {
     use alta_actors::store::projects::lock_with;
-    crate::helpers::init_test_env();
-    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
-    let owner = app.signed_up_user("owner@example.org").await;
-    let project = create_project(&app, &owner, "Pipelined").await;
-    let member = join(&app, &owner, &project, "stayer@example.org", "contributor").await;
-    let me: Value = app.get_json("/api/auth/me", &member).await;
-    let member: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
-    let project: uuid::Uuid = project.parse().unwrap();
+    let (app, project, member) = project_with_a_contributor("stayer@example.org").await;
     let db = app.db().await;
     let contributor = Some(vec![(member, "contributor".to_owned())]);
 

@@ -169,8 +169,8 @@ impl Ran {
 type Unrun = (Vec<Box<dyn Pending>>, EngineError, bool);
 
 /// Run the group's commands up to the commit: their outcomes and the change to commit
-/// (or why nothing will be), and whether the fast path started over. The group comes back unrun when its change cannot begin
-/// or the project cannot be read.
+/// (or why nothing will be), and whether the fast path started over. The group comes
+/// back unrun when its change cannot begin or the project cannot be read.
 async fn run(
     deps: &Deps,
     id: Uuid,
