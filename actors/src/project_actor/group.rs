@@ -96,10 +96,7 @@ pub(super) async fn prepare(
     match run(deps, id, group, &callers, fast, begun).await {
         Ok((ran, restarted)) => Prepared {
             held: ran.held,
-            follow: match &ran.ending {
-                Ending::Commit(_) => ran.follow,
-                Ending::Done(_) => None,
-            },
+            follow: ran.follow, // `Ran::done` follows nothing
             ending: ran.ending,
             started,
             restarted,
@@ -232,15 +229,11 @@ async fn open(
     begun: Option<(Change, Opened)>,
 ) -> Result<(Change, Opened), EngineError> {
     timed(STAGE_OPEN, async {
+        // The project is locked and loaded once for the whole group, with its callers'
+        // roles (one read for all of them).
         let (mut change, mut opened) = match begun {
             Some(begun) => begun,
-            None => {
-                let mut change = Change::begin(&deps.db).await?;
-                // The project is locked and loaded once for the whole group, with its
-                // callers' roles (one read for all of them).
-                let opened = Opened::lock(&mut change, id, callers, None).await?;
-                (change, opened)
-            }
+            None => begin_locked(deps, id, callers, None).await?,
         };
         // The callers the lock did not read (all of them on SQLite; those who joined
         // a group begun early).
@@ -262,8 +255,18 @@ pub(super) async fn begin_behind(
     callers: &[Uuid],
     after: Follow,
 ) -> Result<(Change, Opened), EngineError> {
+    begin_locked(deps, id, callers, Some(after)).await
+}
+
+/// Begin a change and lock the project in it ([`Opened::lock`]).
+async fn begin_locked(
+    deps: &Deps,
+    id: Uuid,
+    callers: &[Uuid],
+    after: Option<Follow>,
+) -> Result<(Change, Opened), EngineError> {
     let mut change = Change::begin(&deps.db).await?;
-    let opened = Opened::lock(&mut change, id, callers, Some(after)).await?;
+    let opened = Opened::lock(&mut change, id, callers, after).await?;
     Ok((change, opened))
 }
 
