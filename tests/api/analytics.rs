@@ -1441,6 +1441,40 @@ async fn who_reads_which_figures(backend: Backend) {
     assert!(me.get("approval_rate").is_none());
 }
 
+/// The rollup triggers that look an item up find it by its key alone, then check that
+/// it is live (migration 0033). With `deleted_at IS NULL` beside the key, PostgreSQL 15
+/// may take a partial index of live items instead (`items_export_idx`) and read every
+/// entry of it, on tables without statistics yet; PL/pgSQL then keeps that plan for the
+/// connection. A trigger written that way later fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_triggers_find_an_item_by_its_key_alone() {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let db = app.db().await;
+    let sql = "SELECT p.proname::text FROM pg_proc p \
+               WHERE p.pronamespace = current_schema()::regnamespace \
+               AND p.prosrc ~* 'WHERE\\s+(\\w+\\.)?id\\s*=\\s*(NEW|OLD)\\.item_id\\s+AND\\s+(\\w+\\.)?deleted_at\\s+IS\\s+NULL' \
+               ORDER BY 1";
+    let both: Vec<(String,)> =
+        with_db!(&db, |pool| sqlx::query_as(sql).fetch_all(pool).await).unwrap();
+    let (engines,): (i64,) = with_db!(&db, |pool| sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace \
+         AND proname = 'rollup_engines_text'"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap();
+    db.close().await;
+    assert_eq!(
+        engines, 1,
+        "the engine rollup's trigger function is in this schema"
+    );
+    assert!(
+        both.is_empty(),
+        "trigger functions that look an item up by its key and deleted_at together: {both:?}"
+    );
+}
+
 /// Every rollup helper that reads or writes a table is PL/pgSQL on PostgreSQL, whose
 /// plans are kept per connection: PostgreSQL 15 plans a SQL-language function with a
 /// `FROM` or an `INSERT` again at every call, which cost each processing outcome a fifth

@@ -892,3 +892,81 @@ async fn processing_goes_on_while_its_project_is_deleted(backend: Backend) {
         .await;
     assert_eq!(text["current"]["text"], "Scan 4", "{text}");
 }
+
+/// A processing outcome's statement finds its job and its item by their keys, also on
+/// tables without statistics (a new database, or one growing faster than autovacuum
+/// analyses it), in the generic plan a connection keeps. Its other conditions, written
+/// plainly, let PostgreSQL 15 take an index that leads with the project (or the job's
+/// kind) and read every entry of it: a benchmark's outcomes did, so each read more the
+/// more items the project had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processing_outcome_finds_its_job_and_item_by_their_keys_on_young_tables() {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let db = app.db().await;
+    let alta_actors::store::Db::Postgres(pool) = &db else {
+        unreachable!("a PostgreSQL test")
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let (analysed,): (bool,) = sqlx::query_as(
+        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
+         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
+         AND schemaname = current_schema()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(!analysed, "the tables must be young (never analysed)");
+    for sql in [
+        "SET plan_cache_mode = force_generic_plan".to_owned(),
+        format!(
+            "PREPARE outcome AS {}",
+            alta_actors::store::outcomes::RECORD_OUTCOME
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let nulls = vec!["NULL"; 17].join(", ");
+    let (plan,): (Value,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) EXECUTE outcome ({nulls})"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let mut scans = Vec::new();
+    collect_scans(&plan[0]["Plan"], &mut scans);
+    for (table, key) in [("items", "items_pkey"), ("jobs", "jobs_pkey")] {
+        let found: Vec<&(String, String, String)> =
+            scans.iter().filter(|(t, ..)| t == table).collect();
+        assert!(!found.is_empty(), "no scan of {table}: {scans:?}");
+        for (_, node, index) in found {
+            assert_eq!(
+                (node.as_str(), index.as_str()),
+                ("Index Scan", key),
+                "{table} is read by its key: {plan}"
+            );
+        }
+    }
+    drop(conn);
+    db.close().await;
+}
+
+/// Every scan of a table in a JSON plan: (table, node type, index or "").
+fn collect_scans(node: &Value, scans: &mut Vec<(String, String, String)>) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    if let Some(table) = node["Relation Name"].as_str()
+        && kind.ends_with("Scan")
+    {
+        scans.push((
+            table.to_owned(),
+            kind.to_owned(),
+            node["Index Name"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        collect_scans(child, scans);
+    }
+}

@@ -304,10 +304,13 @@ pub async fn complete_as_tx(
     Ok(rows == 1)
 }
 
+/// The job is found by its key alone (`IS TRUE` keeps its other conditions from any
+/// index, as in [`super::outcomes::RECORD_OUTCOME`]).
 const COMPLETE_AS: &str = "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
                            lease_until = NULL, last_error = NULL, \
                            payload = CASE WHEN $4 THEN $5 ELSE payload END \
-                           WHERE id = $1 AND locked_by = $2 AND state = 'running' AND kind = $6";
+                           WHERE id = $1 \
+                           AND (locked_by = $2 AND state = 'running' AND kind = $6) IS TRUE";
 
 /// Give a failed attempt back to the queue for another try at `run_at`.
 pub async fn retry_later(
