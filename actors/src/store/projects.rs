@@ -148,11 +148,10 @@ pub async fn lock_with(
         Some(row) => {
             // Nothing committed between the snapshot and the lock, or only the lock that
             // left `left_alone`: the reads are fresh.
-            let seen = row.locks_seen;
-            let fresh = seen.map(|seen| seen + 1) == Some(row.locks)
-                || left_alone.is_some_and(|left| {
-                    seen.map(|seen| seen + 1) == Some(left) && row.locks == left + 1
-                });
+            let next_after_snapshot = row.locks_seen.map(|seen| seen + 1);
+            let fresh = next_after_snapshot == Some(row.locks)
+                || left_alone
+                    .is_some_and(|left| next_after_snapshot == Some(left) && row.locks == left + 1);
             Locked {
                 project: Some(row.project),
                 roles: fresh.then_some(row.caller_roles.0),
