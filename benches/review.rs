@@ -435,9 +435,9 @@ async fn queue_plans(
                     ));
                 }
             }
-            Db::Sqlite(pool) => plans.push((
+            Db::Sqlite(sqlite) => plans.push((
                 format!("EXPLAIN QUERY PLAN queue_sql: {title}"),
-                sqlite_query_plan(pool, q).await?,
+                sqlite_query_plan(sqlite.pool(), q).await?,
             )),
         }
     }
@@ -464,7 +464,8 @@ async fn held_by_plan(db: &Db, project: Uuid, reviewer: Uuid) -> anyhow::Result<
                 pg_lines(&mut conn, format!("EXPLAIN (ANALYZE, BUFFERS) {sql}")).await?,
             )
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(sqlite) => {
+            let pool = sqlite.pool();
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "EXPLAIN QUERY PLAN {}",
                 held_by_sql()

@@ -766,9 +766,10 @@ pub async fn bulk_load(
 
 /// SQLite: the loaded rows hold what the server itself would have written.
 pub async fn check_sqlite_rows(db: &Db, project: Uuid) -> anyhow::Result<()> {
-    let Db::Sqlite(pool) = db else {
+    let Db::Sqlite(sqlite) = db else {
         return Ok(());
     };
+    let pool = sqlite.pool();
     let rows = sqlx::query(
         "SELECT typeof(id), length(id), typeof(contributor_id), length(contributor_id), \
          created_at, updated_at, submitted_at FROM items WHERE project_id = $1 LIMIT 2000",

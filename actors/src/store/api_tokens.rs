@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 
 const COLUMNS: &str =
     "id, user_id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
@@ -101,7 +101,7 @@ pub async fn active_caller(
 pub async fn touch(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
     let sql = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
                AND (last_used_at IS NULL OR last_used_at < $3)";
-    with_db!(db, |pool| sqlx::query(sql)
+    with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(now)
         .bind(now - chrono::Duration::seconds(60))

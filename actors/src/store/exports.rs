@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, items::ItemRow, with_db, with_tx};
+use super::{Db, StoreResult, Tx, items::ItemRow, with_db, with_db_write, with_tx};
 use crate::domain::export::{ExportFilter, ExportFormat, ExportSpec, ExportState};
 
 const COLUMNS: &str = "id, project_id, created_by, format, spec, state, snapshot_at, items_done, \
@@ -134,7 +134,7 @@ pub async fn mark_running(
     let sql = "UPDATE exports SET state = 'running', items_total = $2, \
                started_at = COALESCE(started_at, $3) \
                WHERE id = $1 AND state IN ('queued', 'running')";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(items_total)
         .bind(now)
@@ -148,7 +148,7 @@ pub async fn mark_running(
 /// gone (deleted while it ran).
 pub async fn progress(db: &Db, id: Uuid, items_done: i64, bytes: i64) -> StoreResult<bool> {
     let sql = "UPDATE exports SET items_done = $2, bytes = $3 WHERE id = $1 AND state = 'running'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(items_done)
         .bind(bytes)
@@ -233,7 +233,7 @@ pub async fn expired(db: &Db, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec
 /// Remove an expired export's row (the sweeper, once its file is gone).
 pub async fn delete_expired(db: &Db, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let sql = "DELETE FROM exports WHERE id = $1 AND expires_at < $2";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(now)
         .execute(pool)

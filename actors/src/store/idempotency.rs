@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -28,7 +28,7 @@ pub async fn try_insert(
 ) -> StoreResult<bool> {
     let sql = "INSERT INTO idempotency_keys (user_id, key, route, fingerprint, state, created_at, locked_until) \
                VALUES ($1, $2, $3, $4, 'in_progress', $5, $6) ON CONFLICT (user_id, key) DO NOTHING";
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(user)
         .bind(key)
         .bind(route)
@@ -68,7 +68,7 @@ pub async fn take_over(
     let sql = "UPDATE idempotency_keys SET state = 'in_progress', status = NULL, response = NULL, \
                fingerprint = $4, route = $5, created_at = $6, locked_until = $7 \
                WHERE user_id = $1 AND key = $2 AND locked_until = $3";
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(user)
         .bind(key)
         .bind(seen_locked_until)
@@ -107,7 +107,7 @@ pub async fn complete(
 pub async fn renew(db: &Db, user: Uuid, key: &str, locked_until: DateTime<Utc>) -> StoreResult<()> {
     let sql = "UPDATE idempotency_keys SET locked_until = $3 \
                WHERE user_id = $1 AND key = $2 AND state = 'in_progress'";
-    with_db!(db, |pool| sqlx::query(sql)
+    with_db_write!(db, |pool| sqlx::query(sql)
         .bind(user)
         .bind(key)
         .bind(locked_until)
@@ -121,7 +121,7 @@ pub async fn renew(db: &Db, user: Uuid, key: &str, locked_until: DateTime<Utc>) 
 pub async fn release(db: &Db, user: Uuid, key: &str) -> StoreResult<()> {
     let sql =
         "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_progress'";
-    with_db!(db, |pool| sqlx::query(sql)
+    with_db_write!(db, |pool| sqlx::query(sql)
         .bind(user)
         .bind(key)
         .execute(pool)

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 use crate::domain::JobState;
 
 /// The PostgreSQL channel new jobs are announced on (its payload is the job kind).
@@ -154,7 +154,7 @@ pub async fn claim(
          ) AS claimable LIMIT $5) \
          RETURNING id, kind, payload, attempts, max_attempts"
     );
-    let rows = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
+    let rows = with_db_write!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
         sql
     ))
     .bind(kind)
@@ -240,7 +240,7 @@ pub async fn claim_fair(
          ) AS claimable LIMIT 1) \
          RETURNING id, kind, payload, attempts, max_attempts"
     );
-    let row = with_db!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
+    let row = with_db_write!(db, |pool| sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(
         sql.clone()
     ))
     .bind(kind)
@@ -268,7 +268,7 @@ pub async fn complete(
                payload = CASE WHEN $4 THEN $5 ELSE payload END \
                WHERE id = $1 AND locked_by = $2 AND state = 'running'";
     let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(worker)
         .bind(now)
@@ -324,7 +324,7 @@ pub async fn retry_later(
     let sql = "UPDATE jobs SET state = 'queued', run_at = $3, last_error = $4, updated_at = $5, \
                lease_until = NULL, locked_by = NULL \
                WHERE id = $1 AND locked_by = $2 AND state = 'running'";
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(worker)
         .bind(run_at)
@@ -363,7 +363,7 @@ pub async fn park_failed(
     let sql = "UPDATE jobs SET state = 'failed', last_error = $3, finished_at = $4, updated_at = $4, \
                lease_until = NULL \
                WHERE id = $1 AND locked_by = $2 AND state = 'running'";
-    let rows = with_db!(db, |pool| sqlx::query(sql)
+    let rows = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(worker)
         .bind(error)
@@ -386,7 +386,7 @@ pub async fn release_held(
                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
                lease_until = NULL, locked_by = NULL \
                WHERE kind = $1 AND locked_by = $2 AND state = 'running'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(kind)
         .bind(worker)
         .bind(now)
@@ -533,7 +533,7 @@ pub async fn save_payload(
 ) -> StoreResult<bool> {
     let sql = "UPDATE jobs SET payload = $3, updated_at = $4 \
                WHERE id = $1 AND locked_by = $2 AND state = 'running'";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .bind(worker)
         .bind(sqlx::types::Json(payload.clone()))
@@ -561,7 +561,7 @@ pub async fn extend_leases(
          WHERE locked_by = $1 AND state = 'running' AND id IN ({}) RETURNING id",
         super::placeholders_from(4, ids.len())
     );
-    let renewed = with_db!(db, |pool| {
+    let renewed = with_db_write!(db, |pool| {
         let mut q = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
             .bind(worker)
             .bind(lease_until)
@@ -595,7 +595,7 @@ pub async fn complete_held(
         super::placeholders_from(6, ids.len())
     );
     let scrubbed = sqlx::types::Json(serde_json::json!({"scrubbed": true}));
-    let done = with_db!(db, |pool| {
+    let done = with_db_write!(db, |pool| {
         let mut q = sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(sql.clone()))
             .bind(worker)
             .bind(kind)
@@ -615,7 +615,7 @@ pub async fn complete_held(
 pub async fn purge_done(db: &Db, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
     let sql = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done' \
                AND finished_at < $1 LIMIT $2)";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(before)
         .bind(limit)
         .execute(pool)

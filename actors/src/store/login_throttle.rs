@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ThrottleRow {
@@ -62,7 +62,7 @@ pub async fn clear_failures(tx: &mut Tx, email: &str) -> StoreResult<()> {
 /// Forget addresses whose last failure is older than `before`; how many.
 pub async fn purge(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
     let sql = "DELETE FROM login_throttle WHERE last_failure_at < $1";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(before)
         .execute(pool)
         .await

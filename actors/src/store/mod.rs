@@ -3,6 +3,8 @@
 //! Queries use `$1` placeholders, which both backends accept, and are written once:
 //! [`with_db!`] and [`with_tx!`] expand one query expression into a match arm per
 //! backend. SQL that truly differs lives in a `match` marked `-- backend-specific`.
+//! A statement that writes outside a transaction goes through [`with_db_write!`], which
+//! on SQLite first takes the process's turn to write ([`SqliteDb`]).
 //! Timestamps are always bound from the injected clock, never `now()` in SQL, so
 //! both backends store the same representation and tests control time.
 
@@ -29,10 +31,15 @@ pub mod users;
 pub mod verification;
 pub mod webhooks;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{
-    Connection, PgPool, SqlitePool,
+    Connection, PgPool, SqliteConnection, SqlitePool,
     pool::PoolOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -112,26 +119,126 @@ pub struct DbOptions {
     pub create_sqlite_file: bool,
 }
 
+/// How long a SQLite writer waits for the lock (or for its turn) before it gives up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A pool on whichever backend is configured.
 #[derive(Debug, Clone)]
 pub enum Db {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
+}
+
+/// SQLite's pool, with this process's turns to write.
+///
+/// SQLite lets one connection write at a time. The others wait in its busy handler,
+/// which sleeps (1, 2, 5 … then 100 ms at a time) and tries again, so a writer that
+/// finds the lock taken seldom catches it free while another task writes back to back.
+/// Seen under uploads: a job worker's claim waited 1 to 3.8 s behind the project's actor
+/// committing groups, and documents were processed at a fortieth of the upload rate; a
+/// sign-in or a lease renewal would have waited the same way. So every write of this
+/// process first takes a turn here, in the order the writers came (tokio's mutex is
+/// fair), and then finds the lock free. Reads take no turn (WAL lets them run beside
+/// the writer); another process on the same file still meets the busy handler.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pool: SqlitePool,
+    turns: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// This process's turn to write to SQLite: the next writer waits until it is dropped.
+pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+
+impl SqliteDb {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            turns: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Wait for this process's turn to write, as long as SQLite's own busy timeout
+    /// would have waited for the lock.
+    pub async fn write_turn(&self) -> StoreResult<WriteTurn> {
+        tokio::time::timeout(SQLITE_BUSY_TIMEOUT, Arc::clone(&self.turns).lock_owned())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no turn to write to SQLite within {} s",
+                    SQLITE_BUSY_TIMEOUT.as_secs()
+                ))
+            })
+    }
+}
+
+impl Deref for SqliteDb {
+    type Target = SqlitePool;
+
+    fn deref(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 /// An open transaction on whichever backend is configured.
 pub enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteTx),
+}
+
+/// A SQLite transaction, holding the process's turn to write until it ends.
+pub struct SqliteTx {
+    // Declared first, so dropped first: an abandoned transaction is rolled back before
+    // the next writer's turn begins.
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: WriteTurn,
+}
+
+impl Deref for SqliteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 /// Run one query expression against a `&Db`; `$conn` is the pool of the active backend.
+/// For reads: a statement that writes goes through [`with_db_write!`].
 #[macro_export]
 macro_rules! with_db {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
             $crate::store::Db::Postgres($conn) => $body,
-            $crate::store::Db::Sqlite($conn) => $body,
+            $crate::store::Db::Sqlite(sqlite) => {
+                let $conn = sqlite.pool();
+                $body
+            }
+        }
+    };
+}
+
+/// [`with_db!`] for a statement that writes outside a transaction: on SQLite it waits
+/// for the process's turn to write first ([`SqliteDb`]). Never inside a `Tx`'s life on
+/// the same task: the transaction holds the turn.
+#[macro_export]
+macro_rules! with_db_write {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($conn) => $body,
+            $crate::store::Db::Sqlite(sqlite) => {
+                let _turn = sqlite.write_turn().await?;
+                let $conn = sqlite.pool();
+                $body
+            }
         }
     };
 }
@@ -153,7 +260,7 @@ macro_rules! with_tx {
     };
 }
 
-pub use crate::{with_db, with_tx};
+pub use crate::{with_db, with_db_write, with_tx};
 
 /// A pooled connection that sat idle longer than this is pinged before it is handed
 /// out; one in steady use is not. By default sqlx pings every connection it hands out,
@@ -205,14 +312,14 @@ impl Db {
                 // Durable before acknowledged: WAL + fsync on every commit (docs/ARCHITECTURE.md, rule 3).
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
             let pool = ping_if_idle(SqlitePoolOptions::new())
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
                 .await?;
-            Ok(Self::Sqlite(pool))
+            Ok(Self::Sqlite(SqliteDb::new(pool)))
         } else {
             Err(StoreError::Other(
                 "unsupported database URL scheme (expected postgres:// or sqlite:)".into(),
@@ -224,7 +331,11 @@ impl Db {
     pub async fn migrate(&self) -> StoreResult<()> {
         match self {
             Self::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await?,
-            Self::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await?,
+            Self::Sqlite(sqlite) => {
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(sqlite.pool())
+                    .await?
+            }
         }
         Ok(())
     }
@@ -235,7 +346,14 @@ impl Db {
             // Every transaction here writes. IMMEDIATE takes the write lock up front (waiting
             // up to busy_timeout); a deferred one that reads first cannot upgrade after
             // another connection commits and fails at once with "database is locked".
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            // The turn comes first, so IMMEDIATE finds the lock free (`SqliteDb`).
+            Self::Sqlite(sqlite) => {
+                let turn = sqlite.write_turn().await?;
+                Tx::Sqlite(SqliteTx {
+                    tx: sqlite.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: turn,
+                })
+            }
         })
     }
 
@@ -270,7 +388,7 @@ impl Tx {
     pub async fn commit(self) -> StoreResult<()> {
         match self {
             Self::Postgres(t) => t.commit().await?,
-            Self::Sqlite(t) => t.commit().await?,
+            Self::Sqlite(t) => t.tx.commit().await?,
         }
         Ok(())
     }
@@ -278,7 +396,7 @@ impl Tx {
     pub async fn rollback(self) -> StoreResult<()> {
         match self {
             Self::Postgres(t) => t.rollback().await?,
-            Self::Sqlite(t) => t.rollback().await?,
+            Self::Sqlite(t) => t.tx.rollback().await?,
         }
         Ok(())
     }
@@ -341,10 +459,86 @@ impl From<StoreError> for crate::error::EngineError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn values_list_numbers_every_column_of_every_row() {
         assert_eq!(super::values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::placeholders(3), "$1, $2, $3");
         assert_eq!(super::placeholders_from(2, 2), "$2, $3");
+    }
+
+    /// On SQLite a writer that comes while another task commits transaction after
+    /// transaction (as a busy project's actor does) is served between two of them, in
+    /// the order it came: here a job worker's claim, outside any transaction. Left to
+    /// SQLite's busy handler, which sleeps between tries, the claim waited until the
+    /// other task stopped (1 to 3.8 s under a benchmark's uploads).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_writer_is_served_between_another_tasks_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DbOptions {
+            url: format!("sqlite:{}", dir.path().join("turns.db").display()),
+            max_connections: 4,
+            create_sqlite_file: true,
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let now = chrono::Utc::now();
+        let mut tx = db.begin().await.unwrap();
+        jobs::enqueue(&mut tx, "mail", serde_json::json!({}), 3, now, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // The busy task: 200 transactions one after another, counted as they commit.
+        let committed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (first_open_tx, first_open) = tokio::sync::oneshot::channel();
+        let (claim_waits_tx, claim_waits) = tokio::sync::oneshot::channel::<()>();
+        let busy = tokio::spawn({
+            let (db, committed) = (db.clone(), Arc::clone(&committed));
+            async move {
+                let mut first = Some((first_open_tx, claim_waits));
+                for n in 0..200i64 {
+                    let mut tx = db.begin().await.unwrap();
+                    let at = now + chrono::Duration::milliseconds(n);
+                    jobs::enqueue(&mut tx, "export", serde_json::json!({}), 3, at, at)
+                        .await
+                        .unwrap();
+                    if let Some((opened, waits)) = first.take() {
+                        // Hold the first one until the claim has come.
+                        opened.send(()).unwrap();
+                        waits.await.unwrap();
+                    }
+                    tx.commit().await.unwrap();
+                    committed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        first_open.await.unwrap();
+        let claim = tokio::spawn({
+            let (db, committed) = (db.clone(), Arc::clone(&committed));
+            async move {
+                let lease = now + chrono::Duration::seconds(60);
+                let claimed = jobs::claim(&db, "mail", "worker", now, lease, 1)
+                    .await
+                    .unwrap();
+                (
+                    claimed.len(),
+                    committed.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            }
+        });
+        // Let the claim reach the lock (or its turn) and wait there a while before the
+        // busy task goes on: SQLite's busy handler sleeps longer the longer it waited.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        claim_waits_tx.send(()).unwrap();
+        let (claimed, committed_before) = claim.await.unwrap();
+        busy.await.unwrap();
+        assert_eq!(claimed, 1, "the claim took the queued job");
+        assert!(
+            committed_before <= 1,
+            "the claim waited for {committed_before} of the other task's 200 commits"
+        );
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 use crate::domain::{DataKind, ResumableState};
 
 const COLUMNS: &str = "id, user_id, project_id, kind, upload_length, upload_offset, raw_metadata, \
@@ -150,7 +150,7 @@ pub async fn fail(
 
 pub async fn delete(db: &Db, id: Uuid) -> StoreResult<bool> {
     let sql = "DELETE FROM resumable_uploads WHERE id = $1";
-    let n = with_db!(db, |pool| sqlx::query(sql)
+    let n = with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .execute(pool)
         .await
@@ -262,7 +262,7 @@ pub async fn parts(db: &Db, id: Uuid) -> StoreResult<Vec<PartRow>> {
 /// Forget the upload's parts (their blobs are removed by the caller).
 pub async fn delete_parts(db: &Db, id: Uuid) -> StoreResult<()> {
     let sql = "DELETE FROM resumable_parts WHERE upload_id = $1";
-    with_db!(db, |pool| sqlx::query(sql)
+    with_db_write!(db, |pool| sqlx::query(sql)
         .bind(id)
         .execute(pool)
         .await

@@ -149,7 +149,8 @@ where
             }
             q.bind(period.starts.to_vec()).fetch_all(pool).await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(sqlite) => {
+            let pool = sqlite.pool();
             let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql))
                 .bind(first)
                 .bind(period.end);
@@ -1136,7 +1137,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let db = Db::Sqlite(pool.clone());
+        let db = Db::Sqlite(crate::store::SqliteDb::new(pool.clone()));
         for n in 1..=40usize {
             // Uneven widths: 1 to 5 hours, some starting on the half hour.
             let mut starts = vec![origin];

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, StoreResult, Tx, with_db, with_db_write, with_tx};
 use crate::domain::webhook::WebhookEvent;
 
 const HOOK_COLUMNS: &str = "id, project_id, url, events, description, active, secret, \
@@ -336,7 +336,7 @@ pub async fn postpone_behind(
          AND EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = $5 \
          AND e.ordering_key = $6 AND e.seq < $7 AND e.state = 'pending'{lock})"
     );
-    let n = with_db!(db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+    let n = with_db_write!(db, |pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
         .bind(job)
         .bind(worker)
         .bind(run_at)
@@ -457,7 +457,7 @@ pub async fn attempts(db: &Db, deliveries: &[Uuid]) -> StoreResult<Vec<AttemptRo
 /// Remove deliveries (with their attempts) made before `before` that are no longer
 /// being tried. Returns how many went.
 pub async fn remove_old_deliveries(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
-    with_db!(db, |pool| sqlx::query(
+    with_db_write!(db, |pool| sqlx::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries \
          WHERE created_at < $1 AND state <> 'pending')"
     )
@@ -465,7 +465,7 @@ pub async fn remove_old_deliveries(db: &Db, before: DateTime<Utc>) -> StoreResul
     .execute(pool)
     .await
     .map(|_| ()))?;
-    let n = with_db!(db, |pool| sqlx::query(
+    let n = with_db_write!(db, |pool| sqlx::query(
         "DELETE FROM webhook_deliveries WHERE created_at < $1 AND state <> 'pending'"
     )
     .bind(before)
