@@ -191,8 +191,9 @@ pub struct ProcessingConfig {
     pub pdf_max_page_content_bytes: usize,
     /// Budget of one page (`OCR_PAGE_TIMEOUT_SECONDS`).
     pub ocr_page_timeout: Duration,
-    /// Text-lane jobs (text, DOCX, PDF text layers) one worker runs at once
-    /// (`JOB_CONCURRENCY_TEXT`); `ocr_concurrency` is the OCR lane's (images, scans).
+    /// Files the text lane parses at once in child processes (DOCX, PDF text layers;
+    /// `JOB_CONCURRENCY_TEXT`); the lane holds `TEXT_JOBS_PER_EXTRACTION` times as many
+    /// jobs. `ocr_concurrency` is the OCR lane's (images, scans).
     pub text_concurrency: usize,
     /// OCR-lane jobs of one project running at once, on all nodes together
     /// (`OCR_MAX_RUNNING_PER_PROJECT`).

@@ -22,6 +22,7 @@ backend_tests!(
     an_outcome_for_an_item_deleted_while_processing_is_dropped,
     outcomes_arriving_together_each_land_on_their_own_item,
     processing_goes_on_while_its_project_is_deleted,
+    plain_text_is_read_while_every_extraction_slot_is_taken,
 );
 
 pub use crate::pdf::text_pdf;
@@ -969,4 +970,66 @@ fn collect_scans(node: &Value, scans: &mut Vec<(String, String, String)>) {
     for child in node["Plans"].as_array().into_iter().flatten() {
         collect_scans(child, scans);
     }
+}
+
+/// The text lane's `JOB_CONCURRENCY_TEXT` bounds the files parsed in child processes,
+/// not the plain text read in the worker: with the one extraction slot taken by a DOCX
+/// whose parser hangs, a text file still gets its text. (With one job in the lane per
+/// slot, text waited behind every parse, and the lane read about 200 documents a second
+/// on PostgreSQL while uploads came at 800.)
+async fn plain_text_is_read_while_every_extraction_slot_is_taken(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let hanging = dir.path().join("hanging-extract");
+    std::fs::write(&hanging, "#!/bin/sh\nexec /bin/sleep 30\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hanging, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let app = TestAppBuilder::new(backend)
+        .var("JOB_CONCURRENCY_TEXT", "1")
+        .var("EXTRACT_EXECUTABLE", hanging.display().to_string())
+        .spawn()
+        .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Slots").await;
+    let word = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        docx(&["Never read"]),
+        "hangs.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+    .await;
+    // Its job has started: the one slot is taken (the parser never answers).
+    let mut started = false;
+    for _ in 0..400 {
+        let item: Value = app
+            .get_json(&format!("/api/documents/{word}"), &owner)
+            .await;
+        if item["status"] == "processing" {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the DOCX's job never started");
+
+    let text = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        b"Plain words, read at once.".to_vec(),
+        "a.txt",
+        "text/plain",
+    )
+    .await;
+    let item = settled(&app, &owner, "/api/documents", &text).await;
+    assert_eq!(item["status"], "ready", "{item}");
+    let word: Value = app
+        .get_json(&format!("/api/documents/{word}"), &owner)
+        .await;
+    assert_eq!(word["status"], "processing", "the DOCX still holds its slot: {word}");
 }

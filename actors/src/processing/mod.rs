@@ -343,16 +343,28 @@ impl Extractor {
 /// The text lane (kind `ocr`, every document starts here): plain text, Markdown, DOCX and
 /// PDF text layers. Images, and PDFs without a text layer, are handed over to the OCR
 /// lane ([`OcrImageHandler`]) when an OCR engine exists, so OCR never blocks text.
+///
+/// `JOB_CONCURRENCY_TEXT` bounds the files parsed at once in child processes (DOCX,
+/// PDFs), each with its memory limit. The lane holds [`TEXT_JOBS_PER_EXTRACTION`] times as
+/// many jobs: plain text and Markdown are read in the worker in well under a millisecond
+/// and spend their run waiting for their project's commit, so one job per extraction
+/// held the lane to a couple of hundred documents a second while uploads came at four
+/// times that, and the queue only grew.
 pub struct OcrHandler {
     x: Extractor,
     projects: Projects,
+    extractions: tokio::sync::Semaphore,
 }
+
+/// Jobs the text lane holds for each file it may parse in a child process at once.
+pub const TEXT_JOBS_PER_EXTRACTION: usize = 8;
 
 impl OcrHandler {
     pub async fn new(deps: &Deps, projects: Projects) -> Result<Self, String> {
         Ok(Self {
             x: Extractor::new(deps).await?,
             projects,
+            extractions: tokio::sync::Semaphore::new(deps.config.processing.text_concurrency),
         })
     }
 }
@@ -395,7 +407,7 @@ impl JobHandler for OcrHandler {
     const KIND: &'static str = KIND_OCR;
 
     fn concurrency(&self, deps: &Deps) -> usize {
-        deps.config.processing.text_concurrency
+        deps.config.processing.text_concurrency * TEXT_JOBS_PER_EXTRACTION
     }
 
     async fn run(&self, deps: &Arc<Deps>, job: &JobRow) -> Result<JobEnd, JobFailure> {
@@ -410,6 +422,18 @@ impl JobHandler for OcrHandler {
         // No OCR here: that is the other lane's work.
         let mut text_only = self.x.local.clone();
         text_only.tesseract = None;
+        // A file parsed in a child process waits for an extraction slot; plain text and
+        // Markdown are read here and take none.
+        let _slot = if local_ocr::is_plain_text(detected) {
+            None
+        } else {
+            Some(
+                self.extractions
+                    .acquire()
+                    .await
+                    .map_err(|e| JobFailure(e.to_string()))?,
+            )
+        };
         let outcome = self.x.local(&text_only, &copy.path, detected).await?;
         match outcome {
             Err(no_text) if no_text.code == "no_text_layer" && self.x.can_ocr(detected) => {
