@@ -1031,5 +1031,8 @@ async fn plain_text_is_read_while_every_extraction_slot_is_taken(backend: Backen
     let word: Value = app
         .get_json(&format!("/api/documents/{word}"), &owner)
         .await;
-    assert_eq!(word["status"], "processing", "the DOCX still holds its slot: {word}");
+    assert_eq!(
+        word["status"], "processing",
+        "the DOCX still holds its slot: {word}"
+    );
 }
