@@ -291,5 +291,12 @@ if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
     }
     by_label project_transition_seconds transition transition
     by_label project_group_stage_seconds stage stage
+    # Uploads answered against documents processed by then: a rate of uploads that the
+    # processing does not keep pace with only fills the queue.
+    awk '
+        /^uploads_total[{ ]/ { uploaded += $NF }
+        /^processing_outcomes_total[{ ]/ { processed += $NF }
+        END { printf "%-10s uploaded=%d processed=%d queued=%d\n", "documents", uploaded, processed, uploaded - processed }
+    ' <<<"$groups" >&2
 fi
 exit "$driver_status"
