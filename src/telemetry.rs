@@ -54,7 +54,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             let groups = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
             // Histograms with buckets of their own. One left out would be a summary, which
             // the dashboard's quantiles (histogram_quantile over `_bucket`) cannot read.
-            let buckets: [(&str, &[f64]); 11] = [
+            let buckets: [(&str, &[f64]); 12] = [
                 ("http_request_duration_seconds", &latency),
                 ("password_hash_duration_seconds", &latency),
                 ("job_duration_seconds", &slow),
@@ -66,6 +66,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 ("project_group_stage_seconds", &latency),
                 ("webhook_attempt_duration_seconds", &latency),
                 ("project_group_commands", &groups),
+                ("sqlite_write_turn_wait_seconds", &latency),
             ];
             let builder = buckets.into_iter().try_fold(
                 PrometheusBuilder::new(),

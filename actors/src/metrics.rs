@@ -45,6 +45,9 @@ pub const PROJECT_GROUP_RESTARTS_TOTAL: &str = "project_group_restarts_total";
 /// How long one transition took inside its group, without the commit (label
 /// `transition`: its type, e.g. `AddItem`); where a project actor's time goes.
 pub const PROJECT_TRANSITION_SECONDS: &str = "project_transition_seconds";
+/// How long a SQLite writer waited for the process's turn to write (`store::SqliteDb`):
+/// the write contention of the embedded database. Not reported on PostgreSQL.
+pub const SQLITE_WRITE_TURN_WAIT_SECONDS: &str = "sqlite_write_turn_wait_seconds";
 pub const UPLOADS_TOTAL: &str = "uploads_total";
 pub const ORPHAN_FILES_REMOVED_TOTAL: &str = "orphan_files_removed_total";
 pub const UPLOAD_BYTES_TOTAL: &str = "upload_bytes_total";

@@ -728,6 +728,13 @@ async fn metrics_are_labelled_by_route_template() {
         text.contains(r#"auth_login_total{outcome="invalid_credentials"}"#),
         "{text}"
     );
+    // The failed login was written (SQLite): its wait for the turn to write is a
+    // histogram with buckets, which the dashboards' quantiles can read.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sqlite_write_turn_wait_seconds_bucket{")),
+        "no SQLite write-turn histogram:\n{text}"
+    );
 }
 
 /// `METRICS_TOKEN`: `/metrics` answers 401 (a problem, `WWW-Authenticate: Bearer`)

@@ -164,14 +164,17 @@ impl SqliteDb {
     /// Wait for this process's turn to write, as long as SQLite's own busy timeout
     /// would have waited for the lock.
     pub async fn write_turn(&self) -> StoreResult<WriteTurn> {
-        tokio::time::timeout(SQLITE_BUSY_TIMEOUT, Arc::clone(&self.turns).lock_owned())
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "no turn to write to SQLite within {} s",
-                    SQLITE_BUSY_TIMEOUT.as_secs()
-                ))
-            })
+        let asked = std::time::Instant::now();
+        let turn =
+            tokio::time::timeout(SQLITE_BUSY_TIMEOUT, Arc::clone(&self.turns).lock_owned()).await;
+        metrics::histogram!(crate::metrics::SQLITE_WRITE_TURN_WAIT_SECONDS)
+            .record(asked.elapsed().as_secs_f64());
+        turn.map_err(|_| {
+            StoreError::Unavailable(format!(
+                "no turn to write to SQLite within {} s",
+                SQLITE_BUSY_TIMEOUT.as_secs()
+            ))
+        })
     }
 }
 
