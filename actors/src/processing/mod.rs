@@ -422,19 +422,22 @@ impl JobHandler for OcrHandler {
         // No OCR here: that is the other lane's work.
         let mut text_only = self.x.local.clone();
         text_only.tesseract = None;
-        // A file parsed in a child process waits for an extraction slot; plain text and
-        // Markdown are read here and take none.
-        let _slot = if local_ocr::is_plain_text(detected) {
-            None
-        } else {
-            Some(
-                self.extractions
-                    .acquire()
-                    .await
-                    .map_err(|e| JobFailure(e.to_string()))?,
-            )
+        // A file parsed in a child process waits for an extraction slot, and gives it back
+        // before its outcome waits for the commit; plain text and Markdown are read here
+        // and take none.
+        let outcome = {
+            let _slot = if local_ocr::is_plain_text(detected) {
+                None
+            } else {
+                Some(
+                    self.extractions
+                        .acquire()
+                        .await
+                        .map_err(|e| JobFailure(e.to_string()))?,
+                )
+            };
+            self.x.local(&text_only, &copy.path, detected).await?
         };
-        let outcome = self.x.local(&text_only, &copy.path, detected).await?;
         match outcome {
             Err(no_text) if no_text.code == "no_text_layer" && self.x.can_ocr(detected) => {
                 hand_off(&self.projects, deps, job, &item).await

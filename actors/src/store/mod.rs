@@ -135,9 +135,9 @@ pub enum Db {
 /// which sleeps (1, 2, 5 … then 100 ms at a time) and tries again, so a writer that
 /// finds the lock taken seldom catches it free while another task writes back to back.
 /// Seen under uploads: a job worker's claim waited 1 to 3.8 s behind the project's actor
-/// committing groups, and documents were processed at a fortieth of the upload rate; a
-/// sign-in or a lease renewal would have waited the same way. So every write of this
-/// process first takes a turn here, in the order the writers came (tokio's mutex is
+/// committing groups, and documents were processed at under a hundredth of the upload
+/// rate; a sign-in or a lease renewal would have waited the same way. So every write of
+/// this process first takes a turn here, in the order the writers came (tokio's mutex is
 /// fair), and then finds the lock free. Reads take no turn (WAL lets them run beside
 /// the writer); another process on the same file still meets the busy handler.
 #[derive(Debug, Clone)]
@@ -194,8 +194,9 @@ pub enum Tx {
 
 /// A SQLite transaction, holding the process's turn to write until it ends.
 pub struct SqliteTx {
-    // Declared first, so dropped first: an abandoned transaction is rolled back before
-    // the next writer's turn begins.
+    // Declared first, so dropped first: an abandoned transaction's rollback is queued on
+    // its connection before the next writer's turn begins (should that writer still find
+    // the lock taken, the busy handler covers the moment).
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     _turn: WriteTurn,
 }
