@@ -311,7 +311,7 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
     // -- backend-specific: SQLite's planner needs telling how to meet a common label.
     let join = match db {
         Db::Postgres(_) => LabelJoin::Within,
-        Db::Sqlite(pool) => label_join(pool, f).await?,
+        Db::Sqlite(sqlite) => label_join(sqlite.pool(), f).await?,
     };
     let sql = list_sql(f.labels.len(), join, f.after.is_some());
     let rows = with_db!(db, |pool| {

@@ -157,6 +157,8 @@ impl SqliteDb {
         }
     }
 
+    /// The pool, for reads and for a write that holds its turn (no `Deref`: a write
+    /// cannot reach the pool without saying so).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -175,14 +177,6 @@ impl SqliteDb {
                 SQLITE_BUSY_TIMEOUT.as_secs()
             ))
         })
-    }
-}
-
-impl Deref for SqliteDb {
-    type Target = SqlitePool;
-
-    fn deref(&self) -> &SqlitePool {
-        &self.pool
     }
 }
 
