@@ -30,6 +30,7 @@ use crate::{
         audit::{AuditEntry, AuditRecord},
         items::ItemRow,
         jobs::NewJob,
+        outcomes::KeptOutcome,
         reviews::KeptDecision,
         with_tx,
     },
@@ -41,9 +42,9 @@ pub struct Change {
     tx: Tx,
     after_commit: Vec<AfterCommit>,
     later: Later,
-    /// New items and review decisions are kept for the commit too
-    /// ([`Change::keep_new_item`], [`Change::keep_decision`]): only on a group's fast
-    /// path, which starts over should one of them not go through.
+    /// New items, review decisions and processing outcomes are kept for the commit too
+    /// ([`Change::keep_new_item`], [`Change::keep_decision`], [`Change::keep_outcome`]):
+    /// only on a group's fast path, which starts over should one of them not go through.
     defer_rows: bool,
     /// The last command's savepoint succeeded and is released together with the next
     /// statement about savepoints (or by the commit), saving a round trip per command.
@@ -58,6 +59,7 @@ struct Later {
     storage: Vec<(Uuid, i64)>,
     items: Vec<ItemRow>,
     decisions: Vec<KeptDecision>,
+    outcomes: Vec<KeptOutcome>,
     /// Kinds whose workers on every node are woken when this commits (besides the kinds
     /// of the jobs queued here).
     wake: Vec<String>,
@@ -73,6 +75,7 @@ pub struct Savepoint {
     storage_len: usize,
     items_len: usize,
     decisions_len: usize,
+    outcomes_len: usize,
     wake_len: usize,
 }
 
@@ -87,14 +90,14 @@ impl Change {
         })
     }
 
-    /// Keep new items and review decisions for the commit from now on (a group's fast
-    /// path: see [`Change::keep_new_item`]).
+    /// Keep new items, review decisions and processing outcomes for the commit from now
+    /// on (a group's fast path: see [`Change::keep_new_item`]).
     pub fn defer_rows(&mut self) {
         self.defer_rows = true;
     }
 
-    /// Whether new items and decisions may be kept for the commit rather than written
-    /// now.
+    /// Whether new items, decisions and outcomes may be kept for the commit rather than
+    /// written now.
     pub fn defers_rows(&self) -> bool {
         self.defer_rows
     }
@@ -114,21 +117,33 @@ impl Change {
         self.later.decisions.push(decision);
     }
 
-    /// Whether a kept decision is about `item` (a command that touches it must see it
-    /// written: [`Change::flush_kept_rows`]).
-    pub fn keeps_decision_on(&self, item: Uuid) -> bool {
-        self.later.decisions.iter().any(|d| d.row.item_id == item)
+    /// A processing outcome with its job's completion, written with the kept writes (see
+    /// [`Change::keep_new_item`]: an outcome whose job or item moved on, or whose new
+    /// text would have to carry an annotation's spans, then starts the group over).
+    pub fn keep_outcome(&mut self, outcome: KeptOutcome) {
+        self.later.outcomes.push(outcome);
     }
 
-    /// Write the new items and decisions kept so far, before a command that may read
-    /// them runs; whether every one went through (see [`Change::keep_new_item`]).
+    /// Whether a kept decision or outcome is about `item` (a command that touches it must
+    /// see it written: [`Change::flush_kept_rows`]).
+    pub fn keeps_row_on(&self, item: Uuid) -> bool {
+        self.later.decisions.iter().any(|d| d.row.item_id == item)
+            || self.later.outcomes.iter().any(|o| o.item_id == item)
+    }
+
+    /// Write the new items, decisions and outcomes kept so far, before a command that may
+    /// read them runs; whether every one went through (see [`Change::keep_new_item`]).
     pub async fn flush_kept_rows(&mut self) -> Result<bool, EngineError> {
-        if self.later.items.is_empty() && self.later.decisions.is_empty() {
+        if self.later.items.is_empty()
+            && self.later.decisions.is_empty()
+            && self.later.outcomes.is_empty()
+        {
             return Ok(true);
         }
         let rows = Later {
             items: std::mem::take(&mut self.later.items),
             decisions: std::mem::take(&mut self.later.decisions),
+            outcomes: std::mem::take(&mut self.later.outcomes),
             ..Later::default()
         };
         self.write(rows).await
@@ -201,6 +216,7 @@ impl Change {
             storage_len: self.later.storage.len(),
             items_len: self.later.items.len(),
             decisions_len: self.later.decisions.len(),
+            outcomes_len: self.later.outcomes.len(),
             wake_len: self.later.wake.len(),
         })
     }
@@ -220,20 +236,22 @@ impl Change {
         self.later.storage.truncate(savepoint.storage_len);
         self.later.items.truncate(savepoint.items_len);
         self.later.decisions.truncate(savepoint.decisions_len);
+        self.later.outcomes.truncate(savepoint.outcomes_len);
         self.later.wake.truncate(savepoint.wake_len);
         self.release_pending = false;
         self.execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
             .await
     }
 
-    /// Write what was kept (before the commit); whether every kept new item and
-    /// decision went through. The kept writes are gone either way.
+    /// Write what was kept (before the commit); whether every kept new item, decision
+    /// and outcome went through. The kept writes are gone either way.
     pub async fn write_kept(&mut self) -> Result<bool, EngineError> {
         let later = std::mem::take(&mut self.later);
         self.write(later).await
     }
 
-    /// Write `later` now; whether every new item and decision in it went through.
+    /// Write `later` now; whether every new item, decision and outcome in it went through
+    /// (an outcome whose new text meets an annotation did not: see [`Change::keep_outcome`]).
     async fn write(&mut self, later: Later) -> Result<bool, EngineError> {
         let mut storage: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (project, delta) in later.storage {
@@ -246,10 +264,14 @@ impl Change {
             storage: &storage,
             items: &later.items,
             decisions: &later.decisions,
+            outcomes: &later.outcomes,
             wake: &later.wake,
         };
         let applied = store::kept::write(&mut self.tx, &kept).await?;
-        Ok(applied.items == kept.items.len() as u64 && applied.verdicts == kept.verdicts() as u64)
+        Ok(applied.items == kept.items.len() as u64
+            && applied.verdicts == kept.verdicts() as u64
+            && applied.outcomes.recorded == kept.outcomes.len() as u64
+            && applied.outcomes.annotated == 0)
     }
 
     /// Write what was kept, commit, then do what was waiting for it.
@@ -257,7 +279,7 @@ impl Change {
         if !self.write_kept().await? {
             // The fast path checks its kept items before it commits; nothing else keeps any.
             return Err(EngineError::internal(
-                "a kept item or decision did not go through at the commit",
+                "a kept item, decision or outcome did not go through at the commit",
             ));
         }
         self.tx.commit().await?;

@@ -21,6 +21,7 @@ backend_tests!(
     ocr_never_holds_up_text_and_no_project_holds_every_ocr_worker,
     an_outcome_for_an_item_deleted_while_processing_is_dropped,
     outcomes_arriving_together_each_land_on_their_own_item,
+    outcomes_arriving_together_carry_their_items_spans,
     processing_goes_on_while_its_project_is_deleted,
     plain_text_is_read_while_every_extraction_slot_is_taken,
 );
@@ -835,6 +836,89 @@ async fn outcomes_arriving_together_each_land_on_their_own_item(backend: Backend
         assert_eq!(texts, [(1, "machine", expected.as_str())], "scan {marker}");
         let item: Value = app.get_json(&format!("/api/documents/{id}"), &owner).await;
         assert_eq!(item["status"], "ready", "{item}");
+    }
+}
+
+/// Outcomes that reach their project together, for items that were labelled before a
+/// reprocess: each new text carries its item's spans. A group keeps its outcomes for
+/// its kept writes, which cannot carry spans; they find the annotations and the group
+/// starts over with a savepoint per outcome, which does. One item without an
+/// annotation shares the group.
+async fn outcomes_arriving_together_carry_their_items_spans(backend: Backend) {
+    let (app, gate, _keys) = app_with_gated_document_ai(
+        TestAppBuilder::new(backend)
+            .var("JOB_CONCURRENCY_OCR", "4")
+            .var("OCR_MAX_RUNNING_PER_PROJECT", "4"),
+    )
+    .await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Labelled").await;
+    let resp = app
+        .send(
+            &owner,
+            reqwest::Method::PUT,
+            &format!("/api/projects/{project}/label-schema"),
+            Some(json!({"fields": [
+                {"name": "entities", "type": "spans", "options": ["PER", "LOC"]}
+            ]})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    open(&gate);
+    let mut items = Vec::new();
+    for marker in 1..=4u8 {
+        let (id, _) = marked_scan(&app, &owner, &project, marker).await;
+        let item = settled(&app, &owner, "/api/documents", &id.to_string()).await;
+        assert_eq!(item["status"], "ready", "{item}");
+        items.push((marker, format!("/api/documents/{id}")));
+    }
+    // The first three are labelled on a person's revision with two code points before
+    // the word ("👋 Scan 1": "Scan" is 2..6).
+    let mut revisions = Vec::new();
+    for (marker, item) in &items[..3] {
+        let text = format!("👋 Scan {marker}");
+        let resp = put_text(&app, &owner, &format!("{item}/text"), &text).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let spans = json!({"entities": [{"start": 2, "end": 6, "label": "PER"}]});
+        let resp = app
+            .send(
+                &owner,
+                reqwest::Method::PUT,
+                &format!("{item}/annotation"),
+                Some(json!({ "values": spans })),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        revisions.push(body["revision"].as_i64().unwrap());
+    }
+
+    // All four are read again; the engine holds them, then answers them together.
+    *gate.open.lock().unwrap() = false;
+    gate.held.lock().unwrap().clear();
+    for (_, item) in &items {
+        let resp = post(&app, &owner, &format!("{item}/reprocess")).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    held(&app, &gate, 4).await;
+    open(&gate);
+    for (i, (marker, item)) in items.iter().enumerate() {
+        let id = item.rsplit('/').next().unwrap();
+        let done = settled(&app, &owner, "/api/documents", id).await;
+        assert_eq!(done["status"], "ready", "{done}");
+        let text: Value = app.get_json(&format!("{item}/text"), &owner).await;
+        assert_eq!(text["current"]["text"], format!("Scan {marker}"), "{text}");
+        let carried: Value = app.get_json(&format!("{item}/annotation"), &owner).await;
+        if i == 3 {
+            assert_eq!(carried["revision"], 0, "never labelled: {carried}");
+            continue;
+        }
+        assert_eq!(carried["revision"], revisions[i] + 1, "carried: {carried}");
+        assert_eq!(
+            carried["values"]["entities"],
+            json!([{"start": 0, "end": 4, "label": "PER"}]),
+            "scan {marker}"
+        );
     }
 }
 

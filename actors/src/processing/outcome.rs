@@ -21,7 +21,7 @@ use crate::{
     store::{
         self,
         items::ItemRow,
-        outcomes::{OutcomeWrite, Written},
+        outcomes::{KeptOutcome, Written},
         texts::TextRow,
     },
 };
@@ -180,7 +180,7 @@ impl Transition for RecordProcessing {
                 )
             }
         };
-        let error = no_text.as_ref().map(|n| (n.code, n.message.as_str()));
+        let error = no_text.map(|n| (n.code, n.message));
         let text = text.map(|text| TextRow {
             id: Uuid::now_v7(),
             item_id,
@@ -196,39 +196,48 @@ impl Transition for RecordProcessing {
             created_at: now,
         });
         let (from, to) = next_strs(event);
-        let write = OutcomeWrite {
+        let outcome = KeptOutcome {
             job_id,
-            worker: &self.worker_id,
-            kind: &self.job_kind,
+            worker: self.worker_id,
+            kind: self.job_kind.clone(),
             item_id,
             project_id: at.id(),
-            from: &from,
+            from,
             to,
             error,
-            text: text.as_ref(),
+            text,
             now,
         };
-        match store::outcomes::record_outcome(at.tx(), &write).await? {
-            Written::LeaseLost => {
-                return Err(EngineError::Conflict {
-                    code: ErrorCode::LeaseLost,
-                    message: format!("job {job_id} is no longer held by this worker"),
-                });
-            }
-            // The item no longer waits for this job (deleted, reprocessed, or an earlier
-            // run of the job recorded it): the job is done, the outcome dropped.
-            Written::Dropped => return Ok(Recorded::Dropped),
-            Written::Recorded { annotated } => {
-                if annotated && text.is_some() {
-                    crate::items::carry_spans(at, item_id).await?;
-                }
-            }
-        }
         let announced = match event {
             ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
             _ => WebhookEvent::ItemProcessingFailed,
         };
-        at.announce(announced, ItemSubject::Item(item_id)).await?;
+        // On a group's fast path the outcome is kept for the group's one statement of
+        // kept writes, which checks that it went through (the job still this worker's,
+        // the item still waiting for it, no annotation whose spans a new text must
+        // carry); not when a webhook takes the event (its body reads the item as updated).
+        if at.change.defers_rows() && at.subscribers(announced).await?.is_empty() {
+            at.change.keep_outcome(outcome);
+        } else {
+            match store::outcomes::record_outcome(at.tx(), &outcome.write()).await? {
+                Written::LeaseLost => {
+                    return Err(EngineError::Conflict {
+                        code: ErrorCode::LeaseLost,
+                        message: format!("job {job_id} is no longer held by this worker"),
+                    });
+                }
+                // The item no longer waits for this job (deleted, reprocessed, or an
+                // earlier run of the job recorded it): the job is done, the outcome
+                // dropped.
+                Written::Dropped => return Ok(Recorded::Dropped),
+                Written::Recorded { annotated } => {
+                    if annotated && outcome.text.is_some() {
+                        crate::items::carry_spans(at, item_id).await?;
+                    }
+                }
+            }
+            at.announce(announced, ItemSubject::Item(item_id)).await?;
+        }
         let kind = self.job_kind;
         at.change.after_commit(move || {
             metrics::counter!(m::PROCESSING_OUTCOMES_TOTAL, "kind" => kind, "outcome" => label, "engine" => engine)

@@ -7,12 +7,13 @@
 //! - **Fast path**: when every transition of the group can be replayed
 //!   ([`super::Transition::replica`]), replicas run one after another with no savepoint
 //!   at all (a savepoint is a round trip per transition, which the actor waits for).
-//!   New items and plain review decisions are kept for the commit like the audit rows
-//!   ([`Change::keep_new_item`], [`Change::keep_decision`]): a group of uploads or
-//!   decisions writes them all in its one statement of kept writes (before a
-//!   transition that may read them, they are written first). If every replica succeeds
-//!   and every kept row goes through (the unique indexes take each item, each verdict
-//!   finds its item pending review), the group commits. If one fails, the whole change is rolled
+//!   New items, plain review decisions and processing outcomes are kept for the commit
+//!   like the audit rows ([`Change::keep_new_item`], [`Change::keep_decision`],
+//!   [`Change::keep_outcome`]): a group of uploads, decisions or outcomes writes them all
+//!   in its one statement of kept writes (before a transition that may read them, they
+//!   are written first). If every replica succeeds and every kept row goes through (the
+//!   unique indexes take each item, each verdict finds its item pending review, each
+//!   outcome its job held by its worker and its item waiting for it), the group commits. If one fails, the whole change is rolled
 //!   back and the group starts over on the careful path, from the kept originals; the
 //!   actor then stays careful for a while ([`CAREFUL_AFTER_RESTART`] groups), so a
 //!   workload that fails often does not pay twice.
@@ -323,7 +324,7 @@ async fn run_replicas(
         let sees_kept = match command.touches() {
             Touches::AnyItem => true,
             Touches::NoExistingItem => false,
-            Touches::Item { id, .. } => change.keeps_decision_on(id),
+            Touches::Item { id, .. } => change.keeps_row_on(id),
         };
         if sees_kept && !change.flush_kept_rows().await? {
             return Ok(false);

@@ -1,5 +1,6 @@
 //! The writes a change keeps until its commit (`Change`): audit rows, queued jobs (with
-//! the wake-up of every node's workers) and storage counts. On PostgreSQL they go as one
+//! the wake-up of every node's workers) and storage counts; on a group's fast path also
+//! new items, review decisions and processing outcomes. On PostgreSQL they go as one
 //! statement of data-modifying `WITH` parts, a single round trip however many rows; on
 //! SQLite, which has no round trip to save (it runs in the process), as one multi-row
 //! statement per table.
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     StoreError, StoreResult, Tx, audit::AuditRecord, items::ItemRow, jobs::NewJob,
-    reviews::KeptDecision,
+    outcomes::KeptOutcome, reviews::KeptDecision,
 };
 
 /// Past this many parameters the rows go table by table (PostgreSQL takes 65,535 in
@@ -18,7 +19,8 @@ const MAX_PARAMETERS: usize = 30_000;
 
 /// What a change kept for its commit. `storage` holds one summed delta per project;
 /// `items` are new items, each inserted unless a unique index refuses it; `decisions`
-/// are review decisions with their effect on their item.
+/// are review decisions with their effect on their item; `outcomes` are processing
+/// outcomes, each with its job's completion.
 #[derive(Default)]
 pub struct Kept<'a> {
     pub audit: &'a [AuditRecord],
@@ -26,6 +28,7 @@ pub struct Kept<'a> {
     pub storage: &'a [(Uuid, i64)],
     pub items: &'a [ItemRow],
     pub decisions: &'a [KeptDecision],
+    pub outcomes: &'a [KeptOutcome],
     /// Kinds whose workers on every node are woken by the commit, besides the kinds of
     /// `jobs`.
     pub wake: &'a [String],
@@ -38,6 +41,7 @@ impl Kept<'_> {
             && self.storage.is_empty()
             && self.items.is_empty()
             && self.decisions.is_empty()
+            && self.outcomes.is_empty()
             && self.wake.is_empty()
     }
 
@@ -60,16 +64,35 @@ impl Kept<'_> {
 }
 
 /// What the conditional parts of [`write`] did: the new items inserted, the verdicts
-/// that found their item pending review.
+/// that found their item pending review, and the outcomes (see
+/// [`super::outcomes::record_kept`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub items: u64,
     pub verdicts: u64,
+    pub outcomes: super::outcomes::KeptRecorded,
 }
 
-/// Write what a change kept.
+/// Write what a change kept. The outcomes go first, in a statement of their own (one
+/// call of a function on PostgreSQL): they touch no row the rest writes (before a
+/// transition that touches one of their items, they are written: `Change`).
 pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
     if kept.is_empty() {
+        return Ok(Applied::default());
+    }
+    let outcomes = super::outcomes::record_kept(tx, kept.outcomes).await?;
+    let mut applied = write_rows(tx, kept).await?;
+    applied.outcomes = outcomes;
+    Ok(applied)
+}
+
+/// [`write`] but the outcomes.
+async fn write_rows(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
+    let rest = Kept {
+        outcomes: &[],
+        ..*kept
+    };
+    if rest.is_empty() {
         return Ok(Applied::default());
     }
     let parameters = kept.audit.len() * 11
@@ -87,6 +110,7 @@ pub async fn write(tx: &mut Tx, kept: &Kept<'_>) -> StoreResult<Applied> {
             Ok(Applied {
                 items: items.max(0) as u64,
                 verdicts: verdicts.max(0) as u64,
+                ..Applied::default()
             })
         }
         _ => {
@@ -144,6 +168,7 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
         storage,
         items,
         decisions,
+        outcomes: _, // written before (see `write`)
         wake: _,
     } = *kept;
     let mut p = Params {

@@ -27,6 +27,42 @@ pub struct OutcomeWrite<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// A job's outcome kept for its group's one statement of kept writes
+/// (`Change::keep_outcome`, `store::kept`): what [`OutcomeWrite`] borrows, owned.
+pub struct KeptOutcome {
+    pub job_id: Uuid,
+    pub worker: String,
+    pub kind: String,
+    pub item_id: Uuid,
+    pub project_id: Uuid,
+    pub from: Vec<&'static str>,
+    pub to: &'static str,
+    pub error: Option<(&'static str, String)>,
+    pub text: Option<TextRow>,
+    pub now: DateTime<Utc>,
+}
+
+impl KeptOutcome {
+    /// The outcome as [`record_outcome`] writes it alone.
+    pub fn write(&self) -> OutcomeWrite<'_> {
+        OutcomeWrite {
+            job_id: self.job_id,
+            worker: &self.worker,
+            kind: &self.kind,
+            item_id: self.item_id,
+            project_id: self.project_id,
+            from: &self.from,
+            to: self.to,
+            error: self
+                .error
+                .as_ref()
+                .map(|(code, message)| (*code, message.as_str())),
+            text: self.text.as_ref(),
+            now: self.now,
+        }
+    }
+}
+
 /// How it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -98,6 +134,102 @@ pub async fn record_outcome(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Wr
         (0, _) => Written::LeaseLost,
         (_, 0) => Written::Dropped,
         _ => Written::Recorded { annotated },
+    })
+}
+
+/// What [`record_kept`] did: the outcomes recorded (their job done by its worker, their
+/// item waiting for it), and those among them with a new text for an item that has an
+/// annotation (whose spans the text must carry, which only a transition alone does).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeptRecorded {
+    pub recorded: u64,
+    pub annotated: u64,
+}
+
+/// The outcomes a group kept, each written as [`record_outcome`] writes it. On
+/// PostgreSQL one call of `record_outcomes` (migration 0034), one round trip for them
+/// all, its array arguments the same statement however many there are; on SQLite one
+/// after another.
+pub async fn record_kept(tx: &mut Tx, outcomes: &[KeptOutcome]) -> StoreResult<KeptRecorded> {
+    let mut done = KeptRecorded::default();
+    if outcomes.is_empty() {
+        return Ok(done);
+    }
+    let Tx::Postgres(conn) = tx else {
+        for outcome in outcomes {
+            if let Written::Recorded { annotated } = record_outcome(tx, &outcome.write()).await? {
+                done.recorded += 1;
+                done.annotated += u64::from(annotated && outcome.text.is_some());
+            }
+        }
+        return Ok(done);
+    };
+    let texts = || outcomes.iter().map(|o| o.text.as_ref());
+    let (recorded, annotated): (i64, i64) = sqlx::query_as(
+        "SELECT recorded, annotated FROM record_outcomes($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(outcomes.iter().map(|o| o.job_id).collect::<Vec<_>>())
+    .bind(
+        outcomes
+            .iter()
+            .map(|o| o.worker.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(outcomes.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.item_id).collect::<Vec<_>>())
+    .bind(outcomes.iter().map(|o| o.project_id).collect::<Vec<_>>())
+    .bind(
+        outcomes
+            .iter()
+            .map(|o| o.from.join(","))
+            .collect::<Vec<_>>(),
+    )
+    .bind(outcomes.iter().map(|o| o.to).collect::<Vec<_>>())
+    .bind(
+        outcomes
+            .iter()
+            .map(|o| o.error.as_ref().map(|e| e.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        outcomes
+            .iter()
+            .map(|o| o.error.as_ref().map(|e| e.1.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(texts().map(|t| t.map(|t| t.id)).collect::<Vec<_>>())
+    .bind(
+        texts()
+            .map(|t| t.and_then(|t| t.engine.as_deref()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        texts()
+            .map(|t| t.map(|t| t.text.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        texts()
+            .map(|t| t.and_then(|t| t.pages.as_ref()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        texts()
+            .map(|t| t.and_then(|t| t.words.as_ref()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        texts()
+            .map(|t| t.and_then(|t| t.confidence))
+            .collect::<Vec<_>>(),
+    )
+    .bind(outcomes.iter().map(|o| o.now).collect::<Vec<_>>())
+    .fetch_one(&mut **conn)
+    .await?;
+    Ok(KeptRecorded {
+        recorded: recorded.max(0) as u64,
+        annotated: annotated.max(0) as u64,
     })
 }
 
