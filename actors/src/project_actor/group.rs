@@ -64,7 +64,8 @@ pub(super) struct Prepared {
 
 /// What ends a group: its commit, or what its callers are told without one.
 enum Ending {
-    Commit(Change),
+    /// Boxed: a change holds its kept writes, far larger than an error.
+    Commit(Box<Change>),
     Done(Result<(), EngineError>),
 }
 
@@ -123,7 +124,7 @@ impl Prepared {
     /// Commit, then answer every caller.
     pub(super) async fn finish(self) {
         let committed = match self.ending {
-            Ending::Commit(change) => commit_change(change).await,
+            Ending::Commit(change) => commit_change(*change).await,
             Ending::Done(result) => result,
         };
         if !self.held.is_empty() {
@@ -148,7 +149,7 @@ impl Ran {
     fn to_commit(held: Vec<Box<dyn Held>>, change: Change, opened: &Opened) -> Self {
         Self {
             held,
-            ending: Ending::Commit(change),
+            ending: Ending::Commit(Box::new(change)),
             follow: opened.followable(),
         }
     }
