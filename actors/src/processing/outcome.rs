@@ -212,10 +212,11 @@ impl Transition for RecordProcessing {
             ItemEvent::ProcessingSucceeded => WebhookEvent::ItemReady,
             _ => WebhookEvent::ItemProcessingFailed,
         };
-        // On a group's fast path the outcome is kept for the group's one statement of
-        // kept writes, which checks that it went through (the job still this worker's,
-        // the item still waiting for it, no annotation whose spans a new text must
-        // carry); not when a webhook takes the event (its body reads the item as updated).
+        // On a group's fast path the outcome is kept for the group's kept writes (one
+        // call for all its outcomes), which check that it went through (the job still
+        // this worker's, the item still waiting for it, no annotation whose spans a new
+        // text must carry); not when a webhook takes the event (its body reads the item
+        // as updated).
         if at.change.defers_rows() && at.subscribers(announced).await?.is_empty() {
             at.change.keep_outcome(outcome);
         } else {
