@@ -1039,6 +1039,127 @@ async fn a_processing_outcome_finds_its_job_and_item_by_their_keys_on_young_tabl
     db.close().await;
 }
 
+/// The same for `record_outcomes` (migration 0034), which records the outcomes a group
+/// kept: PL/pgSQL keeps its statements' plans for the connection, and `EXPLAIN` cannot
+/// reach them, so `auto_explain` reports them (as notices, to `psql`) while the
+/// function records an outcome, in generic plans, on young tables. Its job and its item
+/// must each be read by their key: a statement over all the outcomes at once, joined to
+/// `jobs` and `items`, read `jobs` by a sequential scan and `items` through an index
+/// whose second column is the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables() {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let project = create_project(&app, &owner, "Plans").await;
+    let words = "Plain words, read again.";
+    let resp = upload(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        words.as_bytes().to_vec(),
+        "p.txt",
+        "text/plain",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let item: Value = resp.json().await.unwrap();
+    let (item_id, job_id) = (
+        item["id"].as_str().unwrap(),
+        item["job_id"].as_str().unwrap(),
+    );
+    let done = settled(&app, &owner, "/api/documents", item_id).await;
+    assert_eq!(done["status"], "ready", "{done}");
+
+    // The job is taken again by a worker, and the item waits for its outcome.
+    let db = app.db().await;
+    let alta_actors::store::Db::Postgres(pool) = &db else {
+        unreachable!("a PostgreSQL test")
+    };
+    let (item_uuid, job_uuid): (uuid::Uuid, uuid::Uuid) =
+        (item_id.parse().unwrap(), job_id.parse().unwrap());
+    let (kind,): (String,) = sqlx::query_as(
+        "UPDATE jobs SET state = 'running', locked_by = 'probe' WHERE id = $1 RETURNING kind",
+    )
+    .bind(job_uuid)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE items SET status = 'processing' WHERE id = $1")
+        .bind(item_uuid)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (analysed,): (bool,) = sqlx::query_as(
+        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
+         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
+         AND schemaname = current_schema()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(!analysed, "the tables must be young (never analysed)");
+    db.close().await;
+
+    let script = format!(
+        "SET plan_cache_mode = force_generic_plan;\n\
+         LOAD 'auto_explain';\n\
+         SET auto_explain.log_min_duration = 0;\n\
+         SET auto_explain.log_nested_statements = on;\n\
+         SET auto_explain.log_level = notice;\n\
+         SELECT recorded FROM record_outcomes(ARRAY['{job_id}']::uuid[], ARRAY['probe'], \
+         ARRAY['{kind}'], ARRAY['{item_id}']::uuid[], ARRAY['{project}']::uuid[], \
+         ARRAY['uploaded,processing'], ARRAY['ready'], ARRAY[NULL]::text[], \
+         ARRAY[NULL]::text[], ARRAY['{text_id}']::uuid[], ARRAY['plain_text'], \
+         ARRAY['{words}'], ARRAY[NULL]::jsonb[], ARRAY[NULL]::jsonb[], \
+         ARRAY[NULL]::float8[], ARRAY[now()]);\n",
+        text_id = uuid::Uuid::now_v7(),
+    );
+    let out = std::process::Command::new("psql")
+        .args([
+            app.database_url.as_str(),
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("psql runs (PostgreSQL's client, beside the test server)");
+    let (stdout, notices) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "psql: {notices}");
+    // The last line is the query's answer (each `SET` and the `LOAD` print a tag).
+    let recorded = stdout.lines().last().unwrap_or_default();
+    assert_eq!(recorded, "1", "the outcome is recorded: {stdout} {notices}");
+
+    // Each statement's plan is one notice: its text, then its nodes.
+    for (statement, table, key) in [
+        ("UPDATE jobs SET state = 'done'", "jobs", "jobs_pkey"),
+        ("UPDATE items SET status = o_to[k]", "items", "items_pkey"),
+    ] {
+        let plan = notices
+            .split("NOTICE:")
+            .find(|notice| notice.contains(&format!("Query Text: {statement}")))
+            .unwrap_or_else(|| panic!("no plan of `{statement}`: {notices}"));
+        let scans: Vec<&str> = plan
+            .lines()
+            .filter(|line| line.contains(&format!(" on {table} ")) && line.contains("Scan"))
+            .collect();
+        assert!(!scans.is_empty(), "no scan of {table}: {plan}");
+        for scan in scans {
+            assert!(
+                scan.contains(&format!("Index Scan using {key} on {table}")),
+                "{table} is read by its key: {plan}"
+            );
+        }
+    }
+}
+
 /// Every scan of a table in a JSON plan: (table, node type, index or "").
 fn collect_scans(node: &Value, scans: &mut Vec<(String, String, String)>) {
     let kind = node["Node Type"].as_str().unwrap_or_default();
