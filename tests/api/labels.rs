@@ -82,7 +82,7 @@ async fn force_schema(app: &TestApp, token: &str, project: &str, fields: Value) 
 }
 
 /// A schema change that must succeed; the schema it answers.
-async fn schema_set(app: &TestApp, token: &str, project: &str, fields: Value) -> Value {
+pub(crate) async fn schema_set(app: &TestApp, token: &str, project: &str, fields: Value) -> Value {
     let resp = put_schema(app, token, project, fields.clone()).await;
     assert_eq!(resp.status(), StatusCode::OK, "schema {fields}");
     resp.json().await.unwrap()
@@ -124,7 +124,7 @@ async fn put_annotation(
 }
 
 /// An annotation write that must succeed; the annotation it answers.
-async fn annotated(app: &TestApp, token: &str, item: &str, values: Value) -> Value {
+pub(crate) async fn annotated(app: &TestApp, token: &str, item: &str, values: Value) -> Value {
     let resp = put_annotation(app, token, item, values.clone(), None).await;
     assert_eq!(resp.status(), StatusCode::OK, "values {values} on {item}");
     let tag = etag(&resp);

@@ -853,17 +853,8 @@ async fn outcomes_arriving_together_carry_their_items_spans(backend: Backend) {
     .await;
     let owner = app.signed_up_user("owner@example.org").await;
     let project = create_project(&app, &owner, "Labelled").await;
-    let resp = app
-        .send(
-            &owner,
-            reqwest::Method::PUT,
-            &format!("/api/projects/{project}/label-schema"),
-            Some(json!({"fields": [
-                {"name": "entities", "type": "spans", "options": ["PER", "LOC"]}
-            ]})),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let fields = json!([{"name": "entities", "type": "spans", "options": ["PER", "LOC"]}]);
+    crate::labels::schema_set(&app, &owner, &project, fields).await;
     open(&gate);
     let mut items = Vec::new();
     for marker in 1..=4u8 {
@@ -880,17 +871,8 @@ async fn outcomes_arriving_together_carry_their_items_spans(backend: Backend) {
         let resp = put_text(&app, &owner, &format!("{item}/text"), &text).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let spans = json!({"entities": [{"start": 2, "end": 6, "label": "PER"}]});
-        let resp = app
-            .send(
-                &owner,
-                reqwest::Method::PUT,
-                &format!("{item}/annotation"),
-                Some(json!({ "values": spans })),
-            )
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.unwrap();
-        revisions.push(body["revision"].as_i64().unwrap());
+        let labelled = crate::labels::annotated(&app, &owner, item, spans).await;
+        revisions.push(labelled["revision"].as_i64().unwrap());
     }
 
     // All four are read again; the engine holds them, then answers them together.
@@ -993,15 +975,7 @@ async fn a_processing_outcome_finds_its_job_and_item_by_their_keys_on_young_tabl
         unreachable!("a PostgreSQL test")
     };
     let mut conn = pool.acquire().await.unwrap();
-    let (analysed,): (bool,) = sqlx::query_as(
-        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
-         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
-         AND schemaname = current_schema()",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .unwrap();
-    assert!(!analysed, "the tables must be young (never analysed)");
+    assert_young(&mut *conn).await;
     for sql in [
         "SET plan_cache_mode = force_generic_plan".to_owned(),
         format!(
@@ -1091,15 +1065,7 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
         .execute(pool)
         .await
         .unwrap();
-    let (analysed,): (bool,) = sqlx::query_as(
-        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
-         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
-         AND schemaname = current_schema()",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert!(!analysed, "the tables must be young (never analysed)");
+    assert_young(pool).await;
     db.close().await;
 
     let script = format!(
@@ -1158,6 +1124,19 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
             );
         }
     }
+}
+
+/// Asserts that `items` and `jobs` were never analysed (the plan tests' young tables).
+async fn assert_young<'c>(db: impl sqlx::PgExecutor<'c>) {
+    let (analysed,): (bool,) = sqlx::query_as(
+        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
+         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
+         AND schemaname = current_schema()",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert!(!analysed, "the tables must be young (never analysed)");
 }
 
 /// Every scan of a table in a JSON plan: (table, node type, index or "").

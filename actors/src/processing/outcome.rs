@@ -232,7 +232,7 @@ impl Transition for RecordProcessing {
                 // dropped.
                 Written::Dropped => return Ok(Recorded::Dropped),
                 Written::Recorded { annotated } => {
-                    if annotated && outcome.text.is_some() {
+                    if annotated {
                         crate::items::carry_spans(at, item_id).await?;
                     }
                 }

@@ -71,8 +71,8 @@ pub enum Written {
     /// The job is done, but its item no longer waits for it (deleted, reprocessed, or
     /// already given this outcome): the item is as it was.
     Dropped,
-    /// The job is done and the item has its outcome. `annotated`: the item has an
-    /// annotation (whose spans a new text may have to carry).
+    /// The job is done and the item has its outcome. `annotated`: a new text was
+    /// written for an item that has an annotation (whose spans it must carry).
     Recorded { annotated: bool },
 }
 
@@ -103,7 +103,7 @@ pub const RECORD_OUTCOME: &str = "WITH done AS ( \
        WHERE $17 AND EXISTS (SELECT 1 FROM moved) \
        AND NOT EXISTS (SELECT 1 FROM item_texts WHERE job_id = $1) RETURNING id) \
      SELECT (SELECT COUNT(*) FROM done), (SELECT COUNT(*) FROM moved), \
-     EXISTS (SELECT 1 FROM annotation_revisions WHERE item_id = $5)";
+     $17 AND EXISTS (SELECT 1 FROM annotation_revisions WHERE item_id = $5)";
 
 pub async fn record_outcome(tx: &mut Tx, w: &OutcomeWrite<'_>) -> StoreResult<Written> {
     let Tx::Postgres(conn) = tx else {
@@ -159,7 +159,7 @@ pub async fn record_kept(tx: &mut Tx, outcomes: &[KeptOutcome]) -> StoreResult<K
         for outcome in outcomes {
             if let Written::Recorded { annotated } = record_outcome(tx, &outcome.write()).await? {
                 done.recorded += 1;
-                done.annotated += u64::from(annotated && outcome.text.is_some());
+                done.annotated += u64::from(annotated);
             }
         }
         return Ok(done);
