@@ -27,6 +27,8 @@ pub mod reviews;
 pub mod rollups;
 pub mod sessions;
 pub mod texts;
+#[cfg(test)]
+mod turns_check;
 pub mod users;
 pub mod verification;
 pub mod webhooks;
