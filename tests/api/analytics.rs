@@ -1522,3 +1522,69 @@ async fn rollup_helpers_that_touch_a_table_are_plpgsql() {
         "SQL-language rollup helpers that are not IMMUTABLE: {touching_in_sql:?}"
     );
 }
+
+/// A group of review decisions moves the rollups (the statement-level trigger of
+/// migration 0030) by reading each decision's item by its key, also in the plans a
+/// connection made while `items` was young and small, which PL/pgSQL keeps as the table
+/// grows. Joined to the inserted decisions, `items` was read whole through the partial
+/// index of live items (`items_export_idx`): made on 40 items and kept, that plan took
+/// about half a second for a group of 3 decisions once there were 100,000 (migration
+/// 0035). `auto_explain` reports the trigger's plans as notices to `psql`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_rollups_find_each_item_by_its_key_on_young_tables() {
+    crate::helpers::init_test_env();
+    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
+    let owner = app.signed_up_user("owner@example.org").await;
+    let owner_id = app.user_id(&owner).await;
+    let project = create_project(&app, &owner, "Plans").await;
+    let item = uploaded(
+        &app,
+        &owner,
+        "/api/documents",
+        &project,
+        b"Words to review.".to_vec(),
+        "w.txt",
+        "text/plain",
+    )
+    .await;
+    let db = app.db().await;
+    let alta_actors::store::Db::Postgres(pool) = &db else {
+        unreachable!("a PostgreSQL test")
+    };
+    crate::processing::assert_young(pool).await;
+    db.close().await;
+
+    // A verdict runs each of the trigger's four statements; the decision is rolled back.
+    let script = format!(
+        "LOAD 'auto_explain';\n\
+         SET auto_explain.log_min_duration = 0;\n\
+         SET auto_explain.log_nested_statements = on;\n\
+         SET auto_explain.log_level = notice;\n\
+         BEGIN;\n\
+         INSERT INTO review_decisions (id, item_id, project_id, reviewer_id, round, \
+         decision, outcome, created_at) VALUES ('{id}', '{item}', '{project}', \
+         '{owner_id}', 1, 'approve', 'approved', now());\n\
+         ROLLBACK;\n",
+        id = Uuid::now_v7(),
+    );
+    let (_, notices) = crate::processing::psql(&app, &script);
+    // Each statement's plan is one notice: its text, then its nodes.
+    let plans: Vec<&str> = notices
+        .split("NOTICE:")
+        .filter(|notice| notice.contains("Query Text: INSERT INTO rollup_"))
+        .collect();
+    assert_eq!(plans.len(), 4, "the trigger's four statements: {notices}");
+    for plan in plans {
+        let scans: Vec<&str> = plan
+            .lines()
+            .filter(|line| line.contains(" on items ") && line.contains("Scan"))
+            .collect();
+        assert!(!scans.is_empty(), "no scan of items: {plan}");
+        for scan in scans {
+            assert!(
+                scan.contains("Index Scan using items_pkey on items"),
+                "items is read by its key: {plan}"
+            );
+        }
+    }
+}

@@ -1082,23 +1082,7 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
          ARRAY[NULL]::float8[], ARRAY[now()]);\n",
         text_id = uuid::Uuid::now_v7(),
     );
-    let out = std::process::Command::new("psql")
-        .args([
-            app.database_url.as_str(),
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &script,
-        ])
-        .output()
-        .expect("psql runs (PostgreSQL's client, beside the test server)");
-    let (stdout, notices) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "psql: {notices}");
+    let (stdout, notices) = psql(&app, &script);
     // The last line is the query's answer (each `SET` and the `LOAD` print a tag).
     let recorded = stdout.lines().last().unwrap_or_default();
     assert_eq!(recorded, "1", "the outcome is recorded: {stdout} {notices}");
@@ -1126,8 +1110,32 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
     }
 }
 
+/// Runs a script through `psql` on the test's database, as (its output, its notices);
+/// `auto_explain` reports the plans of statements run inside functions and triggers
+/// there, which `EXPLAIN` cannot reach.
+pub(crate) fn psql(app: &TestApp, script: &str) -> (String, String) {
+    let out = std::process::Command::new("psql")
+        .args([
+            app.database_url.as_str(),
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("psql runs (PostgreSQL's client, beside the test server)");
+    let (stdout, notices) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "psql: {notices}");
+    (stdout, notices)
+}
+
 /// Asserts that `items` and `jobs` were never analysed (the plan tests' young tables).
-async fn assert_young<'c>(db: impl sqlx::PgExecutor<'c>) {
+pub(crate) async fn assert_young<'c>(db: impl sqlx::PgExecutor<'c>) {
     let (analysed,): (bool,) = sqlx::query_as(
         "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
          FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
