@@ -41,6 +41,15 @@
 #   BENCH_WITHOUT_ROLLUPS=1
 #                      drop the analytics rollup triggers after migrating (the "without" of
 #                      what the rollups cost an upload or a decision)
+#   BENCH_SQL=FILE     run this SQL file on the database after migrating (postgres only): an
+#                      experiment's change (a function replaced, an index dropped) measured
+#                      without a build
+#   BENCH_PG_QUERY     appended to the server's DATABASE_URL (e.g. '?sslmode=disable')
+#   BENCH_DRIVER_BIN   run this driver binary (a `throughput-*` from an earlier
+#                      `cargo bench --no-run`) instead of building it
+#   BENCH_PERF_OUT=FILE
+#                      record where the whole machine's CPU goes while the driver runs
+#                      (`perf record -a -e cpu-clock`, for `perf report -i FILE`)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -142,7 +151,11 @@ fi
 bin=$(realpath "$bin")
 
 log "building the driver (profile: $profile)"
-cargo bench --profile "$profile" --bench throughput --no-run >&2
+if [[ -n ${BENCH_DRIVER_BIN:-} ]]; then
+    [[ -x $BENCH_DRIVER_BIN ]] || die "driver binary not found at $BENCH_DRIVER_BIN"
+else
+    cargo bench --profile "$profile" --bench throughput --no-run >&2
+fi
 
 # --- environment for the server and the admin command -------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/alta-bench.XXXXXX")
@@ -170,7 +183,7 @@ if [[ $backend == postgres ]]; then
     log "creating database $pg_db on $pg_host:$pg_port"
     psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -q -v ON_ERROR_STOP=1 \
         -c "CREATE DATABASE $pg_db" >&2 || { pg_db=""; die "could not create the database"; }
-    server_env+=("DATABASE_URL=postgres://${pg_user}${PGPASSWORD:+:$PGPASSWORD}@${pg_host}:${pg_port}/${pg_db}")
+    server_env+=("DATABASE_URL=postgres://${pg_user}${PGPASSWORD:+:$PGPASSWORD}@${pg_host}:${pg_port}/${pg_db}${BENCH_PG_QUERY:-}")
 fi
 # Group commit on or off (1: every command commits alone), to compare in one run.
 if [[ -n ${PROJECT_GROUP_COMMIT_MAX:-} ]]; then
@@ -196,6 +209,12 @@ if [[ -n ${BENCH_WITHOUT_ROLLUPS:-} ]]; then
             "DROP TRIGGER items_rollup_insert; DROP TRIGGER items_rollup_update; DROP TRIGGER review_decisions_rollup" \
             || die "could not drop the rollup triggers"
     fi
+fi
+if [[ -n ${BENCH_SQL:-} ]]; then
+    [[ $backend == postgres ]] || die "BENCH_SQL is for the postgres backend"
+    log "running $BENCH_SQL (BENCH_SQL)"
+    psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$pg_db" -q -v ON_ERROR_STOP=1 \
+        -f "$BENCH_SQL" >&2 || die "could not run $BENCH_SQL"
 fi
 
 log "creating account $email"
@@ -238,11 +257,25 @@ cpu_snapshot() {
 # --- driver ---------------------------------------------------------------------------------
 # The password goes through the environment (the driver reads ALTA_BENCH_PASSWORD), not argv.
 driver_status=0
+driver=(cargo bench --profile "$profile" --bench throughput --)
+[[ -n ${BENCH_DRIVER_BIN:-} ]] && driver=("$BENCH_DRIVER_BIN")
+perf_pid=""
+if [[ -n ${BENCH_PERF_OUT:-} ]]; then
+    command -v perf >/dev/null || die "BENCH_PERF_OUT needs perf (Debian's linux-perf)"
+    perf record -a -e cpu-clock -F 497 -o "$BENCH_PERF_OUT" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.3
+fi
 cpu_before=$(cpu_snapshot)
 ALTA_BENCH_PASSWORD="$password" \
-    cargo bench --profile "$profile" --bench throughput -- \
+    "${driver[@]}" \
     --url "$url" --email "$email" --label "$backend" "$@" || driver_status=$?
 cpu_after=$(cpu_snapshot)
+if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    log "CPU profile in $BENCH_PERF_OUT (perf report -i $BENCH_PERF_OUT --sort comm,dso)"
+fi
 # Where the machine's CPU went while the driver ran (its logins and setup included), in
 # seconds: the server, PostgreSQL (every backend and helper), the rest (the driver, the
 # kernel, anything else) and idle. Two saturated cores show idle near zero.
