@@ -1551,7 +1551,7 @@ async fn decision_rollups_find_each_item_by_its_key_on_young_tables() {
     let alta_actors::store::Db::Postgres(pool) = &db else {
         unreachable!("a PostgreSQL test")
     };
-    crate::processing::assert_young(pool).await;
+    crate::plans::assert_young(pool).await;
     db.close().await;
 
     // A verdict runs each of the trigger's four statements; the decision is rolled back.
@@ -1567,7 +1567,7 @@ async fn decision_rollups_find_each_item_by_its_key_on_young_tables() {
          ROLLBACK;\n",
         id = Uuid::now_v7(),
     );
-    let (_, notices) = crate::processing::psql(&app, &script);
+    let (_, notices) = crate::plans::psql(&app, &script);
     // Each statement's plan is one notice: its text, then its nodes.
     let plans: Vec<&str> = notices
         .split("NOTICE:")

@@ -42,6 +42,7 @@ mod openapi;
 mod passkeys;
 mod passkeys_browser;
 mod passwords;
+mod plans;
 mod processing;
 mod projects;
 mod rate_limit;

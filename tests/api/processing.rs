@@ -960,63 +960,12 @@ async fn processing_goes_on_while_its_project_is_deleted(backend: Backend) {
     assert_eq!(text["current"]["text"], "Scan 4", "{text}");
 }
 
-/// A processing outcome's statement finds its job and its item by their keys, also on
-/// tables without statistics (a new database, or one growing faster than autovacuum
-/// analyses it), in the generic plan a connection keeps. Its other conditions, written
-/// plainly, let PostgreSQL 15 take an index that leads with the project (or the job's
-/// kind) and read every entry of it: a benchmark's outcomes did, so each read more the
-/// more items the project had.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processing_outcome_finds_its_job_and_item_by_their_keys_on_young_tables() {
-    crate::helpers::init_test_env();
-    let app = TestAppBuilder::new(Backend::Postgres).spawn().await;
-    let db = app.db().await;
-    let alta_actors::store::Db::Postgres(pool) = &db else {
-        unreachable!("a PostgreSQL test")
-    };
-    let mut conn = pool.acquire().await.unwrap();
-    assert_young(&mut *conn).await;
-    for sql in [
-        "SET plan_cache_mode = force_generic_plan".to_owned(),
-        format!(
-            "PREPARE outcome AS {}",
-            alta_actors::store::outcomes::RECORD_OUTCOME
-        ),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-    }
-    let nulls = vec!["NULL"; 17].join(", ");
-    let (plan,): (Value,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (FORMAT JSON) EXECUTE outcome ({nulls})"
-    )))
-    .fetch_one(&mut *conn)
-    .await
-    .unwrap();
-    let mut scans = Vec::new();
-    collect_scans(&plan[0]["Plan"], &mut scans);
-    for (table, key) in [("items", "items_pkey"), ("jobs", "jobs_pkey")] {
-        let found: Vec<&(String, String, String)> =
-            scans.iter().filter(|(t, ..)| t == table).collect();
-        assert!(!found.is_empty(), "no scan of {table}: {scans:?}");
-        for (_, node, index) in found {
-            assert_eq!(
-                (node.as_str(), index.as_str()),
-                ("Index Scan", key),
-                "{table} is read by its key: {plan}"
-            );
-        }
-    }
-    drop(conn);
-    db.close().await;
-}
-
-/// The same for `record_outcomes` (migration 0034), which records the outcomes a group
-/// kept: PL/pgSQL keeps its statements' plans for the connection, and `EXPLAIN` cannot
-/// reach them, so `auto_explain` reports them (as notices, to `psql`) while the
-/// function records an outcome, in generic plans, on young tables. Its job and its item
+/// `record_outcomes` (migration 0034), which records the outcomes a group kept, finds
+/// each job and item by its key, as the single statements do
+/// (`plans::statements_find_their_rows_by_key_on_young_tables`). PL/pgSQL keeps its
+/// statements' plans for the connection, and `EXPLAIN` cannot reach them, so
+/// `auto_explain` reports them (as notices, to `psql`) while the function records an
+/// outcome, in generic plans, on young tables. Its job and its item
 /// must each be read by their key: a statement over all the outcomes at once, joined to
 /// `jobs` and `items`, read `jobs` by a sequential scan and `items` through an index
 /// whose second column is the key.
@@ -1065,7 +1014,7 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
         .execute(pool)
         .await
         .unwrap();
-    assert_young(pool).await;
+    crate::plans::assert_young(pool).await;
     db.close().await;
 
     let script = format!(
@@ -1082,7 +1031,7 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
          ARRAY[NULL]::float8[], ARRAY[now()]);\n",
         text_id = uuid::Uuid::now_v7(),
     );
-    let (stdout, notices) = psql(&app, &script);
+    let (stdout, notices) = crate::plans::psql(&app, &script);
     // The last line is the query's answer (each `SET` and the `LOAD` print a tag).
     let recorded = stdout.lines().last().unwrap_or_default();
     assert_eq!(recorded, "1", "the outcome is recorded: {stdout} {notices}");
@@ -1107,60 +1056,6 @@ async fn kept_outcomes_find_their_jobs_and_items_by_their_keys_on_young_tables()
                 "{table} is read by its key: {plan}"
             );
         }
-    }
-}
-
-/// Runs a script through `psql` on the test's database, as (its output, its notices);
-/// `auto_explain` reports the plans of statements run inside functions and triggers
-/// there, which `EXPLAIN` cannot reach.
-pub(crate) fn psql(app: &TestApp, script: &str) -> (String, String) {
-    let out = std::process::Command::new("psql")
-        .args([
-            app.database_url.as_str(),
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("psql runs (PostgreSQL's client, beside the test server)");
-    let (stdout, notices) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "psql: {notices}");
-    (stdout, notices)
-}
-
-/// Asserts that `items` and `jobs` were never analysed (the plan tests' young tables).
-pub(crate) async fn assert_young<'c>(db: impl sqlx::PgExecutor<'c>) {
-    let (analysed,): (bool,) = sqlx::query_as(
-        "SELECT bool_or(last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) \
-         FROM pg_stat_user_tables WHERE relname IN ('items', 'jobs') \
-         AND schemaname = current_schema()",
-    )
-    .fetch_one(db)
-    .await
-    .unwrap();
-    assert!(!analysed, "the tables must be young (never analysed)");
-}
-
-/// Every scan of a table in a JSON plan: (table, node type, index or "").
-fn collect_scans(node: &Value, scans: &mut Vec<(String, String, String)>) {
-    let kind = node["Node Type"].as_str().unwrap_or_default();
-    if let Some(table) = node["Relation Name"].as_str()
-        && kind.ends_with("Scan")
-    {
-        scans.push((
-            table.to_owned(),
-            kind.to_owned(),
-            node["Index Name"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
-    for child in node["Plans"].as_array().into_iter().flatten() {
-        collect_scans(child, scans);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Data items (documents and recordings).
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -112,20 +114,33 @@ pub struct ItemWithRole {
     pub my_role: Option<String>,
 }
 
+/// [`find_live_with_role`]'s statement. Like every statement here that finds one item,
+/// it finds it by its key alone and checks the rest in one `IS TRUE`, which no index
+/// serves: written plainly, the generic plan a connection keeps, made while `items` had
+/// no statistics yet, read every live item through `items_export_idx` (whose predicate
+/// is `deleted_at IS NULL`) to find one.
+pub static LIVE_WITH_ROLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, (SELECT m.role FROM project_members m \
+         WHERE m.project_id = items.project_id AND m.user_id = $2) AS my_role \
+         FROM items WHERE id = $1 AND (deleted_at IS NULL AND \
+         (SELECT p.deleted_at IS NULL FROM projects p WHERE p.id = items.project_id)) IS TRUE"
+    )
+});
+
+/// [`find_live_tx`]'s statement (see [`LIVE_WITH_ROLE`]).
+pub static LIVE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM items WHERE id = $1 AND (deleted_at IS NULL) IS TRUE")
+});
+
 /// A live item of a live project, with `user`'s role in that project.
 pub async fn find_live_with_role(
     db: &Db,
     id: Uuid,
     user: Uuid,
 ) -> StoreResult<Option<ItemWithRole>> {
-    let sql = format!(
-        "SELECT {COLUMNS}, (SELECT m.role FROM project_members m \
-         WHERE m.project_id = items.project_id AND m.user_id = $2) AS my_role \
-         FROM items WHERE id = $1 AND deleted_at IS NULL \
-         AND project_id IN (SELECT id FROM projects WHERE deleted_at IS NULL)"
-    );
     let row = with_db!(db, |pool| sqlx::query_as::<_, ItemWithRole>(
-        sqlx::AssertSqlSafe(sql)
+        sqlx::AssertSqlSafe(LIVE_WITH_ROLE.as_str())
     )
     .bind(id)
     .bind(user)
@@ -135,9 +150,8 @@ pub async fn find_live_with_role(
 }
 
 pub async fn find_live_tx(tx: &mut Tx, id: Uuid) -> StoreResult<Option<ItemRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1 AND deleted_at IS NULL");
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
-        sqlx::AssertSqlSafe(sql)
+        sqlx::AssertSqlSafe(LIVE.as_str())
     )
     .bind(id)
     .fetch_optional(conn)
@@ -171,10 +185,11 @@ pub async fn id_by_external_id(
     Ok(id)
 }
 
+/// [`soft_delete`]'s statement (see [`LIVE_WITH_ROLE`]).
+pub const SOFT_DELETE: &str = "UPDATE items SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND (deleted_at IS NULL) IS TRUE";
+
 pub async fn soft_delete(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-    let sql =
-        "UPDATE items SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL";
-    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+    let rows = with_tx!(tx, |conn| sqlx::query(SOFT_DELETE)
         .bind(id)
         .bind(now)
         .execute(conn)
@@ -332,6 +347,11 @@ pub async fn list(db: &Db, f: &ItemFilter) -> StoreResult<Vec<ItemRow>> {
     Ok(rows)
 }
 
+/// [`set_status`]'s statement (see [`LIVE_WITH_ROLE`]).
+pub const SET_STATUS: &str = "UPDATE items SET status = $2, job_id = COALESCE($3, job_id), \
+     processing_error_code = $4, processing_error = $5, updated_at = $6 \
+     WHERE id = $1 AND (deleted_at IS NULL AND status IN ($7, $8, $9, $10)) IS TRUE";
+
 /// Move an item between processing states: only from one of `from` (the state machine
 /// in `items::state` decides which), so a stale worker cannot overwrite a newer state.
 /// False when the item is not in one of those states (or gone).
@@ -347,10 +367,7 @@ pub async fn set_status(
 ) -> StoreResult<bool> {
     // At most four states: bind them as four parameters (unused ones repeat the first).
     let f = |i: usize| from.get(i).or(from.first()).copied().unwrap_or("");
-    let sql = "UPDATE items SET status = $2, job_id = COALESCE($3, job_id), \
-               processing_error_code = $4, processing_error = $5, updated_at = $6 \
-               WHERE id = $1 AND deleted_at IS NULL AND status IN ($7, $8, $9, $10)";
-    let rows = with_tx!(tx, |conn| sqlx::query(sql)
+    let rows = with_tx!(tx, |conn| sqlx::query(SET_STATUS)
         .bind(id)
         .bind(to)
         .bind(job_id)

@@ -81,6 +81,17 @@ fn votes(condition: &str) -> String {
     )
 }
 
+/// [`item_with_tally`]'s statement (see [`RECORD_RELEASE`]).
+pub static ITEM_WITH_TALLY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine \
+         FROM items WHERE id = $1 AND (deleted_at IS NULL) IS TRUE",
+        votes("d.decision = 'approve'"),
+        votes("d.decision = 'reject'"),
+        votes("d.reviewer_id = $2"),
+    )
+});
+
 /// A live item and the votes of its current round, in one read: what a decision needs
 /// before it writes.
 pub async fn item_with_tally(
@@ -88,15 +99,8 @@ pub async fn item_with_tally(
     item: Uuid,
     reviewer: Uuid,
 ) -> StoreResult<Option<(ItemRow, RoundTally)>> {
-    let sql = format!(
-        "SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine \
-         FROM items WHERE id = $1 AND deleted_at IS NULL",
-        votes("d.decision = 'approve'"),
-        votes("d.decision = 'reject'"),
-        votes("d.reviewer_id = $2"),
-    );
     let row = with_tx!(tx, |conn| sqlx::query_as::<_, ItemWithTally>(
-        sqlx::AssertSqlSafe(sql.clone())
+        sqlx::AssertSqlSafe(ITEM_WITH_TALLY.as_str())
     )
     .bind(item)
     .bind(reviewer)
@@ -229,6 +233,16 @@ pub async fn held_by(
     Ok(row)
 }
 
+/// [`claim`]'s statement (see [`RECORD_RELEASE`]).
+pub const CLAIM: &str = "UPDATE items SET review_claimed_by = $2, review_lease_until = $3 \
+     WHERE id = $1 AND (status = 'pending_review' AND deleted_at IS NULL \
+     AND (review_claimed_by IS NULL OR review_claimed_by = $2 OR review_lease_until <= $4)) IS TRUE";
+
+/// [`renew`]'s statement (see [`RECORD_RELEASE`]).
+pub const RENEW: &str = "UPDATE items SET review_lease_until = $3 \
+     WHERE id = $1 AND (status = 'pending_review' AND deleted_at IS NULL \
+     AND review_claimed_by = $2 AND review_lease_until > $4) IS TRUE";
+
 /// Give `reviewer` the lease of a pending item until `until`: only when nobody else
 /// holds a live lease on it. False otherwise.
 pub async fn claim(
@@ -238,10 +252,7 @@ pub async fn claim(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let sql = "UPDATE items SET review_claimed_by = $2, review_lease_until = $3 \
-               WHERE id = $1 AND status = 'pending_review' AND deleted_at IS NULL \
-               AND (review_claimed_by IS NULL OR review_claimed_by = $2 OR review_lease_until <= $4)";
-    let n = with_tx!(tx, |conn| sqlx::query(sql)
+    let n = with_tx!(tx, |conn| sqlx::query(CLAIM)
         .bind(item)
         .bind(reviewer)
         .bind(until)
@@ -261,10 +272,7 @@ pub async fn renew(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let sql = "UPDATE items SET review_lease_until = $3 \
-               WHERE id = $1 AND status = 'pending_review' AND deleted_at IS NULL \
-               AND review_claimed_by = $2 AND review_lease_until > $4";
-    let n = with_tx!(tx, |conn| sqlx::query(sql)
+    let n = with_tx!(tx, |conn| sqlx::query(RENEW)
         .bind(item)
         .bind(reviewer)
         .bind(until)
@@ -278,7 +286,7 @@ pub async fn renew(
 /// Drop `reviewer`'s lease on `item`, if they hold it.
 pub async fn release(tx: &mut Tx, item: Uuid, reviewer: Uuid) -> StoreResult<()> {
     let sql = "UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
-               WHERE id = $1 AND review_claimed_by = $2";
+               WHERE id = $1 AND (review_claimed_by = $2) IS TRUE";
     with_tx!(tx, |conn| sqlx::query(sql)
         .bind(item)
         .bind(reviewer)
@@ -324,7 +332,7 @@ async fn settle(
          updated_at = $4, review_claimed_by = NULL, review_lease_until = NULL, \
          review_round = review_round + CASE WHEN $3 THEN 1 ELSE 0 END, \
          decided_at = CASE WHEN $3 THEN NULL ELSE $4 END \
-         WHERE id = $1 AND deleted_at IS NULL AND status = 'pending_review' \
+         WHERE id = $1 AND (deleted_at IS NULL AND status = 'pending_review') IS TRUE \
          RETURNING {ITEM_COLUMNS}"
     );
     Ok(with_tx!(tx, |conn| sqlx::query_as::<_, ItemRow>(
@@ -393,6 +401,33 @@ pub enum DecisionEffect<'a> {
     Settle { to: &'a str, rework: bool },
 }
 
+/// A release's decision and its effect, one statement on PostgreSQL
+/// ([`record_decision`]). Each statement here that finds one item finds it by its key
+/// alone and checks the rest in one `IS TRUE`, as `store::items::LIVE_WITH_ROLE` says why.
+pub static RECORD_RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+         UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
+         WHERE id = $2 AND (review_claimed_by = $4) IS TRUE"
+    )
+});
+
+/// A verdict and its effect, one statement on PostgreSQL ([`record_decision`]).
+pub static RECORD_VERDICT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+         UPDATE items SET status = $12, processing_error_code = NULL, \
+         processing_error = NULL, updated_at = $11, review_claimed_by = NULL, \
+         review_lease_until = NULL, \
+         review_round = review_round + CASE WHEN $13 THEN 1 ELSE 0 END, \
+         decided_at = CASE WHEN $13 THEN NULL ELSE $11 END \
+         WHERE id = $2 AND (deleted_at IS NULL AND status = 'pending_review') IS TRUE \
+         RETURNING {ITEM_COLUMNS}"
+    )
+});
+
 /// Record a decision and apply its effect, at the decision's time: one statement on
 /// PostgreSQL (the insert as a data-modifying `WITH`; the decision's rollup triggers read
 /// only the item's `deleted_at` and `audio`, which the update leaves alone), two on
@@ -415,30 +450,9 @@ pub async fn record_decision(
             }
         };
     };
-    static RELEASE: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
-             UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
-             WHERE id = $2 AND review_claimed_by = $4"
-        )
-    });
-    static SETTLE: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH decision AS (INSERT INTO review_decisions ({DECISION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
-             UPDATE items SET status = $12, processing_error_code = NULL, \
-             processing_error = NULL, updated_at = $11, review_claimed_by = NULL, \
-             review_lease_until = NULL, \
-             review_round = review_round + CASE WHEN $13 THEN 1 ELSE 0 END, \
-             decided_at = CASE WHEN $13 THEN NULL ELSE $11 END \
-             WHERE id = $2 AND deleted_at IS NULL AND status = 'pending_review' \
-             RETURNING {ITEM_COLUMNS}"
-        )
-    });
     let sql = match effect {
-        DecisionEffect::Release => RELEASE.as_str(),
-        DecisionEffect::Settle { .. } => SETTLE.as_str(),
+        DecisionEffect::Release => RECORD_RELEASE.as_str(),
+        DecisionEffect::Settle { .. } => RECORD_VERDICT.as_str(),
     };
     let mut query = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql))
         .bind(row.id)
