@@ -9,8 +9,17 @@
 //! The checks run `EXPLAIN` under `plan_cache_mode = force_generic_plan`, or read
 //! `auto_explain`'s report through `psql` for what runs inside a function or trigger.
 
-use alta_actors::store::{Db, items, outcomes, reviews};
+use alta_actors::{
+    domain::ItemStatus,
+    store::{
+        Db, items,
+        kept::{self, Kept},
+        outcomes,
+        reviews::{self, DecisionRow, KeptDecision},
+    },
+};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, TestAppBuilder};
 
@@ -29,10 +38,12 @@ fn parameters(sql: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Each statement that finds one item (and its job, its project) reads them by their
+/// Each statement that finds items (and their jobs, their projects) reads them by their
 /// keys in its generic plan on young tables. Before, the item lookups read
 /// `items_export_idx` whole (by `id` alone, or by state and `id`, neither of which leads
-/// it): an item's page, a status change, a claim, a lease renewed, a verdict.
+/// it): an item's page, a status change, a claim, a lease renewed, a verdict; and a
+/// group's read-ahead and kept decisions, joined to a list of rows, read `items` whole
+/// or by a sequential scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_find_their_rows_by_key_on_young_tables() {
     crate::helpers::init_test_env();
@@ -48,7 +59,39 @@ async fn statements_find_their_rows_by_key_on_young_tables() {
         .await
         .unwrap();
     let item = [("items", "items_pkey")];
-    let statements: [(&str, &str, Keys); 10] = [
+    // A group's kept writes, with two verdicts and two decisions whose round goes on.
+    let decision = |settle_to| KeptDecision {
+        row: DecisionRow {
+            id: Uuid::now_v7(),
+            item_id: Uuid::now_v7(),
+            project_id: Uuid::now_v7(),
+            reviewer_id: Uuid::now_v7(),
+            round: 0,
+            decision: "approve".to_owned(),
+            reason_code: None,
+            comment: None,
+            text_revision: None,
+            outcome: "approved".to_owned(),
+            created_at: chrono::Utc::now(),
+        },
+        settle_to,
+    };
+    let settled = Some(ItemStatus::Approved);
+    let decisions = [
+        decision(settled),
+        decision(settled),
+        decision(None),
+        decision(None),
+    ];
+    let (kept_writes, _) = kept::one_statement(&Kept {
+        decisions: &decisions,
+        ..Kept::default()
+    })
+    .unwrap();
+    let read_ahead = reviews::items_with_tallies_sql(3, true);
+    let statements: [(&str, &str, Keys); 12] = [
+        ("kept::one_statement (decisions)", &kept_writes, &item),
+        ("reviews::items_with_tallies_sql", &read_ahead, &item),
         (
             "outcomes::RECORD_OUTCOME",
             outcomes::RECORD_OUTCOME,

@@ -161,7 +161,7 @@ impl Params {
 
 /// The PostgreSQL statement: `WITH a AS (INSERT …), j AS (INSERT …), s AS (UPDATE …)
 /// SELECT pg_notify(…)`. Every part runs once, whether or not the last one reads it.
-fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
+pub fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
     let Kept {
         audit,
         jobs,
@@ -292,9 +292,12 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
         "(SELECT COUNT(*) FROM i)"
     };
     let verdicts = if kept.verdicts() == 0 {
-        "0"
+        "0".to_owned()
     } else {
-        "(SELECT COUNT(*) FROM st)"
+        (0..kept.verdicts())
+            .map(|k| format!("(SELECT COUNT(*) FROM st{k})"))
+            .collect::<Vec<_>>()
+            .join(" + ")
     };
     // The items inserted (the notifications are counted so that they run), the verdicts
     // applied.
@@ -313,9 +316,9 @@ fn one_statement(kept: &Kept<'_>) -> StoreResult<(String, PgArguments)> {
     ))
 }
 
-/// The decisions' parts: `d` inserts them; `st` moves each verdict's item, if it is
-/// still pending review, as `reviews::record_decision` does; `rl` ends the leases of
-/// the reviewers whose round goes on.
+/// The decisions' parts: `d` inserts them; `st0`, `st1`, … move each verdict's item, if
+/// it is still pending review, as `reviews::record_decision` does; `rl0`, `rl1`, … end
+/// the leases of the reviewers whose round goes on.
 fn decision_parts(
     p: &mut Params,
     parts: &mut Vec<String>,
@@ -342,17 +345,10 @@ fn decision_parts(
         ];
         rows.push(format!("({})", cells.join(", ")));
         match d.settle_to {
-            Some(to) => settles.push(format!(
-                "({}::uuid, {}::text, {}::timestamptz)",
-                p.add(r.item_id)?,
-                p.add(to.as_str())?,
-                p.add(r.created_at)?
-            )),
-            None => releases.push(format!(
-                "({}::uuid, {}::uuid)",
-                p.add(r.item_id)?,
-                p.add(r.reviewer_id)?
-            )),
+            Some(to) => {
+                settles.push((p.add(r.item_id)?, p.add(to.as_str())?, p.add(r.created_at)?))
+            }
+            None => releases.push((p.add(r.item_id)?, p.add(r.reviewer_id)?)),
         }
     }
     parts.push(format!(
@@ -360,23 +356,22 @@ fn decision_parts(
         super::reviews::DECISION_COLUMNS,
         rows.join(", ")
     ));
-    if !settles.is_empty() {
+    // An update of its own for each item, found by its key, the rest in one `IS TRUE`
+    // (as `store::items::LIVE_WITH_ROLE` says why): joined to a list of rows, `items`
+    // was read whole in the generic plans made on young tables.
+    for (k, (item, to, at)) in settles.iter().enumerate() {
         parts.push(format!(
-            "st AS (UPDATE items SET status = v.status, processing_error_code = NULL, \
-             processing_error = NULL, updated_at = v.at, review_claimed_by = NULL, \
-             review_lease_until = NULL, decided_at = v.at \
-             FROM (VALUES {}) AS v (id, status, at) \
-             WHERE items.id = v.id AND items.deleted_at IS NULL \
-             AND items.status = 'pending_review' RETURNING 1)",
-            settles.join(", ")
+            "st{k} AS (UPDATE items SET status = {to}, processing_error_code = NULL, \
+             processing_error = NULL, updated_at = {at}, review_claimed_by = NULL, \
+             review_lease_until = NULL, decided_at = {at} \
+             WHERE id = {item} AND (deleted_at IS NULL AND status = 'pending_review') IS TRUE \
+             RETURNING 1)"
         ));
     }
-    if !releases.is_empty() {
+    for (k, (item, reviewer)) in releases.iter().enumerate() {
         parts.push(format!(
-            "rl AS (UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
-             FROM (VALUES {}) AS v (id, reviewer) \
-             WHERE items.id = v.id AND items.review_claimed_by = v.reviewer)",
-            releases.join(", ")
+            "rl{k} AS (UPDATE items SET review_claimed_by = NULL, review_lease_until = NULL \
+             WHERE id = {item} AND (review_claimed_by = {reviewer}) IS TRUE)"
         ));
     }
     Ok(())

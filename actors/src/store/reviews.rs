@@ -118,6 +118,33 @@ struct ItemWithTallyFor {
     reader: Uuid,
 }
 
+/// [`items_with_tallies`]'s statement for `pairs` (item, reader) pairs.
+/// -- backend-specific: on PostgreSQL each item is looked up by its key in a lateral
+/// subquery that the planner cannot merge into a join (`OFFSET 0`): joined to the pairs,
+/// `items` was read whole in the generic plans made on young tables (see
+/// [`RECORD_RELEASE`]). SQLite has no `LATERAL`, and its planner finds each by its key.
+pub fn items_with_tallies_sql(pairs: usize, postgres: bool) -> String {
+    let values: Vec<String> = (0..pairs)
+        .map(|i| format!("(${}::uuid, ${}::uuid)", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let from = if postgres {
+        "wanted CROSS JOIN LATERAL \
+         (SELECT * FROM items i WHERE i.id = wanted.item OFFSET 0) AS items \
+         WHERE (items.deleted_at IS NULL) IS TRUE"
+    } else {
+        "wanted JOIN items ON items.id = wanted.item WHERE items.deleted_at IS NULL"
+    };
+    format!(
+        "WITH wanted (item, reader) AS (VALUES {}) \
+         SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine, \
+         wanted.reader AS reader FROM {from}",
+        values.join(", "),
+        votes("d.decision = 'approve'"),
+        votes("d.decision = 'reject'"),
+        votes("d.reviewer_id = wanted.reader"),
+    )
+}
+
 /// [`item_with_tally`] for several (item, reader) pairs in one statement: what a group
 /// of transitions reads ahead. Deleted and unknown items are left out.
 pub async fn items_with_tallies(
@@ -127,19 +154,7 @@ pub async fn items_with_tallies(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let pairs: Vec<String> = (0..wanted.len())
-        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-        .collect();
-    let sql = format!(
-        "WITH wanted (item, reader) AS (VALUES {}) \
-         SELECT {ITEM_COLUMNS}, {} AS approvals, {} AS rejections, {} AS mine, \
-         wanted.reader AS reader \
-         FROM wanted JOIN items ON items.id = wanted.item WHERE items.deleted_at IS NULL",
-        pairs.join(", "),
-        votes("d.decision = 'approve'"),
-        votes("d.decision = 'reject'"),
-        votes("d.reviewer_id = wanted.reader"),
-    );
+    let sql = items_with_tallies_sql(wanted.len(), matches!(tx, Tx::Postgres(_)));
     let rows = with_tx!(tx, |conn| {
         let mut q = sqlx::query_as::<_, ItemWithTallyFor>(sqlx::AssertSqlSafe(sql.clone()));
         for (item, reader) in wanted {
