@@ -188,20 +188,41 @@ pub async fn decisions_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<DecisionRo
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({}) \
-         ORDER BY created_at, id",
-        super::placeholders(items.len())
-    );
-    let rows = with_db!(db, |pool| {
-        let mut q = sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(sql.clone()));
-        for id in items {
-            q = q.bind(*id);
+    // -- backend-specific: PostgreSQL looks each item's decisions up by its key (see
+    // DECISIONS_OF).
+    let rows = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(DECISIONS_OF.as_str()))
+                .bind(items)
+                .fetch_all(pool)
+                .await?
         }
-        q.fetch_all(pool).await
-    })?;
+        Db::Sqlite(sqlite) => {
+            let sql = format!(
+                "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({}) \
+                 ORDER BY created_at, id",
+                super::placeholders(items.len())
+            );
+            let mut q = sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(sql));
+            for id in items {
+                q = q.bind(*id);
+            }
+            q.fetch_all(sqlite.pool()).await?
+        }
+    };
     Ok(rows)
 }
+
+/// [`decisions_of`] on PostgreSQL: each item's decisions by its key, in a lateral
+/// subquery the planner cannot merge into a join (`OFFSET 0`); as `item_id IN (…)`, the
+/// generic plan made on a young table read `review_decisions` whole.
+pub static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT d.* FROM unnest($1::uuid[]) AS w (item) CROSS JOIN LATERAL \
+         (SELECT {DECISION_COLUMNS} FROM review_decisions \
+         WHERE review_decisions.item_id = w.item OFFSET 0) d ORDER BY d.created_at, d.id"
+    )
+});
 
 /// `reviewer` passes on `item` for this round (again is harmless).
 pub async fn skip(
