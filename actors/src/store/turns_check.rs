@@ -30,16 +30,25 @@ fn opens_fn(line: &str) -> bool {
     rest.starts_with("fn ")
 }
 
-/// A source's functions, as (first line, text up to the next function).
+/// A source's functions, as (first line, text): each from its `fn` line to the `}` at
+/// the same indentation (rustfmt's layout), so nothing between two functions (a
+/// statement kept in a `const`) is taken for part of either.
 fn functions(text: &str) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = Vec::new();
+    let mut open: Option<String> = None;
     for line in text.lines() {
-        if opens_fn(line) {
+        if open.is_none() && opens_fn(line) {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            open = Some(format!("{indent}}}"));
             found.push((line.trim().to_owned(), String::new()));
         }
-        if let Some((_, body)) = found.last_mut() {
+        if let Some(end) = &open {
+            let (_, body) = found.last_mut().expect("a function is open");
             body.push_str(line);
             body.push('\n');
+            if line == end || (line.trim_end().ends_with('}') && opens_fn(line)) {
+                open = None;
+            }
         }
     }
     found
@@ -104,6 +113,10 @@ fn the_check_tells_writes_from_reads() {
                   pub async fn turn(db: &Db) {\n    with_db_write!(db, |pool| q(SET))\n}\n";
     let found = bare_writes(&[("x.rs".to_owned(), source.to_owned())]);
     assert_eq!(found, ["x.rs: pub async fn write(db: &Db) {"]);
+    // A statement kept in a const between two functions belongs to neither.
+    let between = "pub async fn read(db: &Db) {\n    with_db!(db, |pool| q(\"SELECT 1\"))\n}\n\n\
+                   pub const SET: &str = \"UPDATE t SET n = 1\";\n";
+    assert!(bare_writes(&[("y.rs".to_owned(), between.to_owned())]).is_empty());
 }
 
 #[test]
