@@ -387,37 +387,17 @@ pub async fn scan_count(db: &Db, scan: &Scan<'_>, after: Option<Uuid>) -> StoreR
 
 /// Every reason code given in these items' review decisions, all rounds.
 pub async fn reason_codes_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<(Uuid, String)>> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    // -- backend-specific: PostgreSQL looks each item's decisions up by its key (see
-    // REASON_CODES_OF).
-    Ok(match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as::<_, (Uuid, String)>(REASON_CODES_OF)
-                .bind(items)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(sqlite) => {
-            let sql = format!(
-                "SELECT item_id, reason_code FROM review_decisions WHERE item_id IN ({}) \
-                 AND reason_code IS NOT NULL ORDER BY item_id, created_at",
-                super::placeholders(items.len())
-            );
-            let mut q = sqlx::query_as::<_, (Uuid, String)>(sqlx::AssertSqlSafe(sql));
-            for id in items {
-                q = q.bind(*id);
-            }
-            q.fetch_all(sqlite.pool()).await?
-        }
+    super::fetch_by_keys(db, items, REASON_CODES_OF, |keys| {
+        format!(
+            "SELECT item_id, reason_code FROM review_decisions WHERE item_id IN ({keys}) \
+             AND reason_code IS NOT NULL ORDER BY item_id, created_at"
+        )
     })
+    .await
 }
 
-/// [`reason_codes_of`] on PostgreSQL: each item's decisions by its key, in a lateral
-/// subquery the planner cannot merge into a join (`OFFSET 0`); as `item_id IN (…)`, the
-/// generic plan made on a young table read `review_decisions` whole, once per page of an
-/// export.
+/// [`reason_codes_of`] on PostgreSQL (see `store::fetch_by_keys`), read once per page of
+/// an export.
 pub const REASON_CODES_OF: &str = "SELECT d.item_id, d.reason_code \
      FROM unnest($1::uuid[]) AS w (item) CROSS JOIN LATERAL \
      (SELECT item_id, reason_code, created_at FROM review_decisions \

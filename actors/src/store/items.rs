@@ -186,7 +186,8 @@ pub async fn id_by_external_id(
 }
 
 /// [`soft_delete`]'s statement (see [`LIVE_WITH_ROLE`]).
-pub const SOFT_DELETE: &str = "UPDATE items SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND (deleted_at IS NULL) IS TRUE";
+pub const SOFT_DELETE: &str = "UPDATE items SET deleted_at = $2, updated_at = $2 \
+     WHERE id = $1 AND (deleted_at IS NULL) IS TRUE";
 
 pub async fn soft_delete(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
     let rows = with_tx!(tx, |conn| sqlx::query(SOFT_DELETE)

@@ -505,35 +505,13 @@ pub async fn retry_failed(tx: &mut Tx, id: Uuid, now: DateTime<Utc>) -> StoreRes
 
 /// The state of these jobs (for embedding in items); unknown ids are left out.
 pub async fn statuses(db: &Db, ids: &[Uuid]) -> StoreResult<Vec<JobStatus>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // -- backend-specific: PostgreSQL looks each job up by its key (see STATUSES).
-    let rows = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as::<_, JobStatus>(STATUSES)
-                .bind(ids)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(sqlite) => {
-            let sql = format!(
-                "SELECT id, kind, state, attempts, last_error FROM jobs WHERE id IN ({})",
-                super::placeholders(ids.len())
-            );
-            let mut q = sqlx::query_as::<_, JobStatus>(sqlx::AssertSqlSafe(sql));
-            for id in ids {
-                q = q.bind(*id);
-            }
-            q.fetch_all(sqlite.pool()).await?
-        }
-    };
-    Ok(rows)
+    super::fetch_by_keys(db, ids, STATUSES, |keys| {
+        format!("SELECT id, kind, state, attempts, last_error FROM jobs WHERE id IN ({keys})")
+    })
+    .await
 }
 
-/// [`statuses`] on PostgreSQL: one lookup by key per id, in a lateral subquery the
-/// planner cannot merge into a join (`OFFSET 0`). As `id IN (…)`, the generic plan a
-/// connection keeps, made while `jobs` had no statistics yet, read the table whole.
+/// [`statuses`] on PostgreSQL (see `store::fetch_by_keys`).
 pub const STATUSES: &str = "SELECT j.id, j.kind, j.state, j.attempts, j.last_error \
      FROM unnest($1::uuid[]) AS w (id) CROSS JOIN LATERAL \
      (SELECT id, kind, state, attempts, last_error FROM jobs WHERE jobs.id = w.id OFFSET 0) j";

@@ -402,6 +402,45 @@ impl Tx {
     }
 }
 
+/// The rows found by a list of keys (none for none). On PostgreSQL `postgres`, which
+/// takes the keys as one array (`$1`) and looks each up alone, in a lateral subquery
+/// behind `OFFSET 0`: written `IN (…)`, the generic plan a connection keeps, made while
+/// the table had no statistics yet, read the table whole. On SQLite `sqlite_sql` with the
+/// keys' placeholders (`IN ({})`), whose planner finds each by its key.
+pub(crate) async fn fetch_by_keys<T>(
+    db: &Db,
+    keys: &[uuid::Uuid],
+    postgres: &'static str,
+    sqlite_sql: impl FnOnce(&str) -> String,
+) -> StoreResult<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // -- backend-specific: an array on PostgreSQL, an `IN` list on SQLite.
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(postgres))
+                .bind(keys)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(sqlite) => {
+            let sql = sqlite_sql(&placeholders(keys.len()));
+            let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql));
+            for key in keys {
+                q = q.bind(*key);
+            }
+            q.fetch_all(sqlite.pool()).await?
+        }
+    })
+}
+
 /// `$1, $2, …, $n`: one placeholder per bound value.
 pub(crate) fn placeholders(n: usize) -> String {
     placeholders_from(1, n)

@@ -185,37 +185,16 @@ fn tally_of(approvals: i64, rejections: i64, mine: i64) -> RoundTally {
 
 /// Every decision on these items, oldest first.
 pub async fn decisions_of(db: &Db, items: &[Uuid]) -> StoreResult<Vec<DecisionRow>> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    // -- backend-specific: PostgreSQL looks each item's decisions up by its key (see
-    // DECISIONS_OF).
-    let rows = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(DECISIONS_OF.as_str()))
-                .bind(items)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(sqlite) => {
-            let sql = format!(
-                "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({}) \
-                 ORDER BY created_at, id",
-                super::placeholders(items.len())
-            );
-            let mut q = sqlx::query_as::<_, DecisionRow>(sqlx::AssertSqlSafe(sql));
-            for id in items {
-                q = q.bind(*id);
-            }
-            q.fetch_all(sqlite.pool()).await?
-        }
-    };
-    Ok(rows)
+    super::fetch_by_keys(db, items, DECISIONS_OF.as_str(), |keys| {
+        format!(
+            "SELECT {DECISION_COLUMNS} FROM review_decisions WHERE item_id IN ({keys}) \
+             ORDER BY created_at, id"
+        )
+    })
+    .await
 }
 
-/// [`decisions_of`] on PostgreSQL: each item's decisions by its key, in a lateral
-/// subquery the planner cannot merge into a join (`OFFSET 0`); as `item_id IN (…)`, the
-/// generic plan made on a young table read `review_decisions` whole.
+/// [`decisions_of`] on PostgreSQL (see `store::fetch_by_keys`).
 pub static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT d.* FROM unnest($1::uuid[]) AS w (item) CROSS JOIN LATERAL \
