@@ -50,6 +50,13 @@
 #   BENCH_PERF_OUT=FILE
 #                      record where the whole machine's CPU goes while the driver runs
 #                      (`perf record -a -e cpu-clock`, for `perf report -i FILE`)
+#   BENCH_MIXED=SCENARIO:N,...
+#                      a mixed load: one driver per scenario, all at once against the same
+#                      server, each with N connections (the other driver arguments, such
+#                      as --seconds, go to every one); stdout gets one JSON report per
+#                      driver. E.g. BENCH_MIXED=health:40,me:60,upload_1k:40,annotate:40,login:20
+#                      (200 clients). Every run prints the server's 5xx answers from
+#                      /metrics (`responses` line): a sound server gives none, under any load.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -267,9 +274,26 @@ if [[ -n ${BENCH_PERF_OUT:-} ]]; then
     sleep 0.3
 fi
 cpu_before=$(cpu_snapshot)
-ALTA_BENCH_PASSWORD="$password" \
-    "${driver[@]}" \
-    --url "$url" --email "$email" --label "$backend" "$@" || driver_status=$?
+if [[ -n ${BENCH_MIXED:-} ]]; then
+    # One driver per scenario, all at once; the run fails if any driver does.
+    pids=()
+    IFS=, read -ra mixed <<<"$BENCH_MIXED"
+    for entry in "${mixed[@]}"; do
+        [[ $entry =~ ^([a-z_0-9]+):([0-9]+)$ ]] || die "BENCH_MIXED entry '$entry' is not SCENARIO:N"
+        ALTA_BENCH_PASSWORD="$password" \
+            "${driver[@]}" \
+            --url "$url" --email "$email" --label "$backend ${BASH_REMATCH[1]}" "$@" \
+            --scenarios "${BASH_REMATCH[1]}" --concurrency "${BASH_REMATCH[2]}" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || driver_status=$?
+    done
+else
+    ALTA_BENCH_PASSWORD="$password" \
+        "${driver[@]}" \
+        --url "$url" --email "$email" --label "$backend" "$@" || driver_status=$?
+fi
 cpu_after=$(cpu_snapshot)
 if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid"
@@ -303,6 +327,11 @@ fi
 # --- group commit (the server's own histogram) -----------------------------------------------
 # How many commands each project-actor commit carried, on average, over the run.
 if groups=$(curl -fsS "$url/metrics" 2>/dev/null); then
+    # Server errors answered over the run, by route and status (none is the goal).
+    awk '
+        /^http_requests_total\{/ && /status="5[0-9][0-9]"/ { n += $NF; lines = lines "\n  " $1 " " $NF }
+        END { printf "%-10s server_errors=%d%s\n", "responses", n, lines }
+    ' <<<"$groups" >&2
     awk '
         /^project_group_commands_sum / { sum = $2 }
         /^project_group_commands_count / { count = $2 }
