@@ -96,9 +96,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::bulk::{
-    Fresh, Http, LoadPlan, OpRow, ROLLUP_VACUUM, Server, User, bulk_load, check_sqlite_rows,
-    drop_rollup_triggers, each_backend, load_average, on_fresh_server, progress, setup_people,
-    uuid_at,
+    ActorTimes, Fresh, Http, LoadPlan, OpRow, ROLLUP_VACUUM, Server, User, bulk_load,
+    check_sqlite_rows, drop_rollup_triggers, each_backend, load_average, on_fresh_server, progress,
+    setup_people, uuid_at,
 };
 use crate::pg_schema::{Backend, BackendArg, DEFAULT_PG_URL, check_postgres, redact};
 
@@ -796,13 +796,21 @@ async fn measure_decisions(
     while let Some(joined) = warmup.join_next().await {
         joined.context("a decider panicked")??;
     }
+    let before = ActorTimes::read(http).await?;
     let started = Instant::now();
     let mut tasks = run(timed.to_vec());
     let mut latencies = Vec::with_capacity(timed.len());
     while let Some(joined) = tasks.join_next().await {
         latencies.extend(joined.context("a decider panicked")??);
     }
-    let rate = timed.len() as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = timed.len() as f64 / elapsed;
+    // Where the project's actor spent the phase (the time between the groups is its
+    // waiting for the next command).
+    let after = ActorTimes::read(http).await?;
+    for line in before.since(&after) {
+        eprintln!("[review c={c}, {elapsed:.1} s] {line}");
+    }
     Ok(OpRow::new(
         format!("PATCH /api/review/{{id}} approve (c={c})"),
         latencies,

@@ -63,6 +63,67 @@ pub fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The project actors' timers from the server's `/metrics` (histogram sums and counts,
+/// by series): two snapshots around a phase tell where its groups spent their time.
+#[derive(Default)]
+pub struct ActorTimes(std::collections::BTreeMap<String, f64>);
+
+/// The series [`ActorTimes`] keeps.
+const ACTOR_SERIES: [&str; 4] = [
+    "project_transition_seconds_",
+    "project_group_stage_seconds_",
+    "project_group_commands_",
+    "project_actor_turn_seconds_",
+];
+
+impl ActorTimes {
+    pub async fn read(http: &Http) -> anyhow::Result<Self> {
+        let answer = http.ok(Method::GET, "/metrics", None, None).await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        let series = text
+            .lines()
+            .filter(|l| ACTOR_SERIES.iter().any(|p| l.starts_with(p)))
+            .filter(|l| l.contains("_sum") || l.contains("_count"))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Ok(Self(series))
+    }
+
+    /// What happened between `self` and `later`, a line each: the groups (commands in
+    /// each, the actor's busy time), each transition's and each stage's mean time.
+    pub fn since(&self, later: &Self) -> Vec<String> {
+        let delta = |name: &str| {
+            later.0.get(name).copied().unwrap_or(0.0) - self.0.get(name).copied().unwrap_or(0.0)
+        };
+        let mut lines = vec![format!(
+            "groups={:.0} commands_per_group={:.2} actor_busy_s={:.2}",
+            delta("project_group_commands_count"),
+            delta("project_group_commands_sum") / delta("project_group_commands_count").max(1.0),
+            delta("project_actor_turn_seconds_sum"),
+        )];
+        for (name, _) in later.0.iter().filter(|(n, _)| {
+            n.starts_with("project_transition_seconds_sum")
+                || n.starts_with("project_group_stage_seconds_sum")
+        }) {
+            let count = delta(&name.replacen("_sum", "_count", 1));
+            if count > 0.0 {
+                let total = delta(name);
+                let label = name
+                    .split_once('{')
+                    .map_or("", |(_, l)| l.trim_end_matches('}'));
+                lines.push(format!(
+                    "{label} n={count:.0} mean_ms={:.2} total_s={total:.2}",
+                    1000.0 * total / count
+                ));
+            }
+        }
+        lines
+    }
+}
+
 // --- the server -----------------------------------------------------------------------
 
 /// The real application, serving on a loopback port until stopped.
