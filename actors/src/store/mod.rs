@@ -402,6 +402,24 @@ impl Tx {
     }
 }
 
+/// A row type read from either backend (every store read that is written once for
+/// both pools decodes its rows through this).
+pub trait RowOnEither:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> RowOnEither for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
 /// The rows found by a list of keys (none for none). On PostgreSQL `postgres`, which
 /// takes the keys as one array (`$1`) and looks each up alone, in a lateral subquery
 /// behind `OFFSET 0`: written `IN (…)`, the generic plan a connection keeps, made while
@@ -414,10 +432,7 @@ pub(crate) async fn fetch_by_keys<T>(
     sqlite_sql: impl FnOnce(&str) -> String,
 ) -> StoreResult<Vec<T>>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + Send
-        + Unpin,
+    T: RowOnEither,
 {
     if keys.is_empty() {
         return Ok(Vec::new());

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, StoreResult, Tx, with_db, with_tx};
+use super::{Db, RowOnEither, StoreResult, Tx, with_db, with_tx};
 
 /// Which projects' figures: every live project, or the listed ones (live or not: the
 /// caller has checked them).
@@ -54,10 +54,7 @@ async fn fetch_scoped<T>(
     scope: &Scope,
 ) -> StoreResult<Vec<T>>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + Send
-        + Unpin,
+    T: RowOnEither,
 {
     Ok(with_db!(db, |pool| {
         let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.to_owned()));
@@ -122,10 +119,7 @@ async fn fetch_bucketed<T>(
     scope: &Scope,
 ) -> StoreResult<Vec<T>>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + Send
-        + Unpin,
+    T: RowOnEither,
 {
     let Some(first) = period.starts.first().copied() else {
         return Ok(Vec::new());
@@ -933,10 +927,7 @@ pub async fn shared_as_admin(db: &Db, admin: Uuid, member: Uuid) -> StoreResult<
 /// the SQL pieces of its grouped query. The contributors' and the reviewers' are one
 /// query of two shapes ([`ranked`]).
 pub trait Leaderboard: Copy + Send + Sync + 'static {
-    type Row: Send
-        + Unpin
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>;
+    type Row: RowOnEither;
     /// The rollup table, as `r`.
     const FROM: &'static str;
     /// Its column naming the person ranked.
